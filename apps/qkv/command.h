@@ -1,0 +1,33 @@
+// Subcommand registry of the `qkv` binary.
+//
+// A subcommand lives in its own cmd_NAME.cpp and registers itself with a static Registrar:
+//   static qkv::app::Registrar reg("bench", "Measure ...", setup_bench);
+// where setup(CLI::App&) adds the options and a callback. Errors are reported by throwing
+// qkv::Error (printed as "qkv NAME: message", exit code 1).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace qkv::app {
+
+using Setup = std::function<void(CLI::App&)>;
+
+struct Command {
+  std::string name;
+  std::string description;
+  Setup setup;
+};
+
+std::vector<Command>& commands();
+
+struct Registrar {
+  Registrar(std::string name, std::string description, Setup setup);
+};
+
+}  // namespace qkv::app

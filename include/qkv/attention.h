@@ -1,0 +1,97 @@
+// qkv — exact scaled dot-product attention.
+//
+//   out[b, i, h, :] = sum_j softmax_j(s[b, h, i, j]) * v[b, j, h / group, :]
+//   s[b, h, i, j]   = scale * <q[b, i, h, :], k[b, j, h / group, :]>   (+ soft-cap, ALiBi, masks)
+//
+// Shapes (a View4 may have any strides, so [batch, head, seq, dim] storage works without copies):
+//   q    [batch, n_q,  n_head,    head_dim]     fp32
+//   k    [batch, n_kv, n_head_kv, head_dim]     fp32, f16 or bf16
+//   v    [batch, n_kv, n_head_kv, head_dim_v]   same dtype as k
+//   out  [batch, n_q,  n_head,    head_dim_v]   fp32
+//   lse  [batch, n_head, n_q]                   fp32, dense, optional: log(sum_j exp(s[b,h,i,j]))
+// n_head must be a multiple of n_head_kv (group = n_head / n_head_kv): MHA, GQA and MQA.
+//
+// Query positions. Query i of sequence b sits at position
+//   pos(b, i) = q_offsets[b] + i            when q_offsets is given,
+//   pos(b, i) = n_kv - n_q + i              otherwise ("bottom-right" alignment),
+// which is the KV-cache convention: new queries are the last n_q tokens of the key sequence.
+// Causal masking, sliding windows and ALiBi are all defined from pos(b, i) and the key index j.
+//
+// Masks compose; key j is attended by query i only if every active rule allows it:
+//   causal        j <= pos
+//   kv_lengths    j <  kv_lengths[b]                     (per-sequence key padding)
+//   window        pos - window_left <= j <= pos + window_right  (-1 = unbounded on that side)
+//   mask boolean  mask[i, j] != 0                        (broadcast over batch and heads)
+// and the score gets, in this order: soft-capping cap * tanh(s / cap), the ALiBi bias
+// -slope[h] * |pos - j|, and the additive mask[i, j] (-inf allowed).
+// A query with no attended key gets out = 0 and lse = -inf (never NaN).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "qkv/dtype.h"
+
+namespace qkv {
+
+enum class MaskKind : uint8_t { none, boolean, additive };
+
+// An explicit [n_q, n_kv] mask, broadcast over batch and heads. stride_q = 0 repeats one row.
+struct AttentionMask {
+  MaskKind kind = MaskKind::none;
+  const void* data = nullptr;  // boolean: uint8_t, non-zero = attend; additive: float
+  int64_t n_q = 0;
+  int64_t n_kv = 0;
+  int64_t stride_q = 0;  // elements between rows
+  int64_t stride_kv = 1;
+};
+
+enum class Backend : uint8_t {
+  automatic,  // the fastest available
+  reference,  // naive, materialised, double accumulation: the oracle
+  cpu,        // tiled online softmax with SIMD and threads
+};
+
+enum class Precision : uint8_t {
+  f32,   // fp32 products and accumulation
+  bf16,  // q, k, probabilities and v rounded to bf16, products accumulated in fp32;
+         // uses AVX512_BF16 dot products where the CPU has them (see docs/PERFORMANCE.md)
+};
+
+struct AttentionOptions {
+  float scale = 0.f;  // 0: 1 / sqrt(head_dim)
+  bool causal = false;
+  const int32_t* kv_lengths = nullptr;  // [batch] or null
+  const int32_t* q_offsets = nullptr;   // [batch] or null; see "Query positions" above
+  int64_t window_left = -1;             // -1: unbounded
+  int64_t window_right = -1;            // -1: unbounded
+  AttentionMask mask;
+  const float* alibi_slopes = nullptr;  // [n_head] or null
+  float softcap = 0.f;                  // 0: off
+  Precision precision = Precision::f32;
+  int n_threads = 0;  // 0: all hardware threads
+  Backend backend = Backend::automatic;
+};
+
+// Computes attention; throws InvalidArgument naming the sizes that disagree.
+void attention(const View4& q, const View4& k, const View4& v, const MutView4& out, float* lse,
+               const AttentionOptions& options = {});
+
+// Recomputes exact softmax probabilities of chosen query rows of one (batch, head) from q, k and
+// the lse saved by attention(), without materialising anything but the rows asked for.
+//   probs [rows.size(), n_kv] dense fp32; masked keys get 0; a fully masked row is all zeros.
+// Memory: O(rows.size() * n_kv). The options must be those of the attention() call.
+void attention_probs(const View4& q, const View4& k, const float* lse, int64_t batch, int64_t head,
+                     std::span<const int64_t> rows, float* probs,
+                     const AttentionOptions& options = {});
+
+// The SIMD target the CPU backend runs on this machine: "avx512", "avx2" or "generic".
+std::string_view attention_cpu_target();
+
+// The number of floating-point operations counted for a problem, 4 * batch * n_head * n_q * n_kv *
+// head_dim (QK^T and PV, one multiply-add = 2), halved for causal square attention.
+double attention_flops(int64_t batch, int64_t n_head, int64_t n_q, int64_t n_kv, int64_t head_dim,
+                       bool causal);
+
+}  // namespace qkv

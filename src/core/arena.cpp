@@ -1,0 +1,50 @@
+#include "core/arena.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace qkv::core {
+namespace {
+constexpr size_t kAlign = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
+}  // namespace
+
+Arena::~Arena() {
+  std::free(data_);
+}
+
+void* Arena::get(size_t bytes) {
+  if (bytes <= capacity_) return data_;
+  std::free(data_);
+  data_ = nullptr;
+  capacity_ = 0;
+  // Grow geometrically so that a slowly growing sequence does not re-fault pages every call.
+  size_t want = bytes + bytes / 4;
+  const size_t align = want >= kHugePage ? kHugePage : kAlign;
+  want = (want + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, want);
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (align == kHugePage) madvise(p, want, MADV_HUGEPAGE);
+#endif
+  data_ = p;
+  capacity_ = want;
+  return data_;
+}
+
+Arena& thread_arena(int slot) {
+  // Arenas are created on first use and kept for the life of the process; `slot` is the index of
+  // the worker thread (stable inside one OpenMP team).
+  static std::mutex mu;
+  static std::vector<std::unique_ptr<Arena>> arenas;
+  std::lock_guard<std::mutex> lock(mu);
+  if (slot >= static_cast<int>(arenas.size())) arenas.resize(slot + 1);
+  if (!arenas[slot]) arenas[slot] = std::make_unique<Arena>();
+  return *arenas[slot];
+}
+
+}  // namespace qkv::core

@@ -1,0 +1,37 @@
+// Reusable, 64-byte aligned scratch memory.
+//
+// A fresh 4 KiB page costs 11-15 us to fault in on our VMs (docs/PERFORMANCE.md), more than the
+// attention work on it for short sequences, so kernels keep their working buffers in an Arena
+// that lives across calls and only grows. Large blocks ask for transparent huge pages.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+namespace qkv::core {
+
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena();
+
+  // Returns at least `bytes` bytes, 64-byte aligned. Invalidates earlier pointers from this arena
+  // only when it has to grow.
+  void* get(size_t bytes);
+  template <typename T>
+  T* get_as(size_t count) {
+    return static_cast<T*>(get(count * sizeof(T)));
+  }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+// One arena per thread, for kernels that run inside thread pools.
+Arena& thread_arena(int slot);
+
+}  // namespace qkv::core

@@ -1,0 +1,31 @@
+// What the CPU and the operating system support, read once with cpuid/xgetbv.
+#pragma once
+
+#include <string>
+
+namespace qkv::core {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512dq = false;
+  bool avx512vl = false;
+  bool avx512_bf16 = false;
+  std::string vendor;
+  int family = 0;
+  int model = 0;
+
+  // AVX2 + FMA + F16C, with the OS saving YMM state.
+  bool has_avx2_target() const { return avx2 && fma && f16c; }
+  // AVX-512 F/BW/DQ/VL, with the OS saving ZMM state.
+  bool has_avx512_target() const {
+    return has_avx2_target() && avx512f && avx512bw && avx512dq && avx512vl;
+  }
+};
+
+const CpuFeatures& cpu_features();
+
+}  // namespace qkv::core

@@ -1,0 +1,61 @@
+// Front end of the attention API: validation, backend choice, probabilities on demand.
+#include "qkv/attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "kernels/attention_problem.h"
+#include "kernels/cpu/attention_cpu.h"
+
+namespace qkv {
+
+void attention(const View4& q, const View4& k, const View4& v, const MutView4& out, float* lse,
+               const AttentionOptions& options) {
+  const kernels::AttentionProblem p = kernels::make_problem(q, k, v, out, lse, options);
+  if (p.batch == 0 || p.n_q == 0 || p.n_head == 0) return;
+  switch (options.backend) {
+    case Backend::reference:
+      kernels::attention_reference(p);
+      return;
+    case Backend::automatic:
+    case Backend::cpu:
+      kernels::attention_cpu(p);
+      return;
+  }
+  core::throw_invalid("attention: unknown backend ", static_cast<int>(options.backend));
+}
+
+void attention_probs(const View4& q, const View4& k, const float* lse, int64_t batch, int64_t head,
+                     std::span<const int64_t> rows, float* probs, const AttentionOptions& options) {
+  // v only has to be a valid view for validation; k stands in for it.
+  const kernels::AttentionProblem p =
+      kernels::make_problem(q, k, k, MutView4{}, nullptr, options, /*need_out=*/false);
+  if (!lse) core::throw_invalid("attention_probs: lse is null (save it from attention())");
+  if (!probs && !rows.empty()) core::throw_invalid("attention_probs: probs is null");
+  if (batch < 0 || batch >= p.batch) {
+    core::throw_invalid("attention_probs: batch = ", batch, " is outside [0, ", p.batch, ")");
+  }
+  if (head < 0 || head >= p.n_head) {
+    core::throw_invalid("attention_probs: head = ", head, " is outside [0, ", p.n_head, ")");
+  }
+  for (int64_t i : rows) {
+    if (i < 0 || i >= p.n_q)
+      core::throw_invalid("attention_probs: row ", i, " is outside [0, ", p.n_q, ")");
+  }
+  kernels::attention_probs_cpu(p, lse, batch, head, rows, probs);
+}
+
+std::string_view attention_cpu_target() {
+  return kernels::cpu_target_name();
+}
+
+double attention_flops(int64_t batch, int64_t n_head, int64_t n_q, int64_t n_kv, int64_t head_dim,
+                       bool causal) {
+  double f = 4.0 * static_cast<double>(batch) * static_cast<double>(n_head) *
+             static_cast<double>(n_q) * static_cast<double>(n_kv) * static_cast<double>(head_dim);
+  if (causal && n_q == n_kv) f *= 0.5;
+  return f;
+}
+
+}  // namespace qkv

@@ -1,0 +1,194 @@
+#include "kernels/attention_problem.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+
+namespace qkv::kernels {
+namespace {
+
+using core::throw_invalid;
+
+void check_view(const char* name, const std::array<int64_t, 4>& shape,
+                const std::array<int64_t, 4>& stride, const void* data) {
+  if (!data) throw_invalid("attention: ", name, ".data is null");
+  for (int d = 0; d < 4; ++d) {
+    if (shape[d] < 0)
+      throw_invalid("attention: ", name, ".shape[", d, "] = ", shape[d], " is negative");
+    if (stride[d] < 0)
+      throw_invalid("attention: ", name, ".stride[", d, "] = ", stride[d], " is negative");
+  }
+}
+
+std::string shape_str(const std::array<int64_t, 4>& s) {
+  return core::concat("[", s[0], ", ", s[1], ", ", s[2], ", ", s[3], "]");
+}
+
+}  // namespace
+
+float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+  const int64_t off = i0 * t.stride[0] + i1 * t.stride[1] + i2 * t.stride[2] + i3 * t.stride[3];
+  switch (t.dtype) {
+    case DType::f32:
+      return static_cast<const float*>(t.data)[off];
+    case DType::f16:
+      return core::f16_to_f32(static_cast<const uint16_t*>(t.data)[off]);
+    case DType::bf16:
+      return core::bf16_to_f32(static_cast<const uint16_t*>(t.data)[off]);
+  }
+  return 0.f;
+}
+
+AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
+                              float* lse, const AttentionOptions& opt, bool need_out) {
+  AttentionProblem p;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.lse = lse;
+  p.opt = opt;
+  check_view("q", q.shape, q.stride, q.data);
+  check_view("k", k.shape, k.stride, k.data);
+  check_view("v", v.shape, v.stride, v.data);
+  if (need_out) check_view("out", out.shape, out.stride, out.data);
+  if (q.dtype != DType::f32) throw_invalid("attention: q must be f32, got ", dtype_name(q.dtype));
+  if (k.dtype != v.dtype) {
+    throw_invalid("attention: k and v must have the same dtype, got k ", dtype_name(k.dtype),
+                  " and v ", dtype_name(v.dtype));
+  }
+  p.batch = q.shape[0];
+  p.n_q = q.shape[1];
+  p.n_head = q.shape[2];
+  p.head_dim = q.shape[3];
+  p.n_kv = k.shape[1];
+  p.n_head_kv = k.shape[2];
+  p.head_dim_v = v.shape[3];
+  if (k.shape[0] != p.batch || v.shape[0] != p.batch) {
+    throw_invalid("attention: batch sizes disagree: q ", p.batch, ", k ", k.shape[0], ", v ",
+                  v.shape[0]);
+  }
+  if (v.shape[1] != p.n_kv) {
+    throw_invalid("attention: k has n_kv = ", p.n_kv, " keys but v has ", v.shape[1], " (k ",
+                  shape_str(k.shape), ", v ", shape_str(v.shape), ")");
+  }
+  if (v.shape[2] != p.n_head_kv) {
+    throw_invalid("attention: k has n_head_kv = ", p.n_head_kv, " heads but v has ", v.shape[2]);
+  }
+  if (k.shape[3] != p.head_dim) {
+    throw_invalid("attention: q head_dim = ", p.head_dim, " but k head_dim = ", k.shape[3], " (q ",
+                  shape_str(q.shape), ", k ", shape_str(k.shape), ")");
+  }
+  if (p.head_dim == 0 || p.head_dim_v == 0) {
+    throw_invalid("attention: head_dim (", p.head_dim, ") and head_dim_v (", p.head_dim_v,
+                  ") must be positive");
+  }
+  if (p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0) {
+    throw_invalid("attention: n_head = ", p.n_head,
+                  " must be a positive multiple of n_head_kv = ", p.n_head_kv, " (q ",
+                  shape_str(q.shape), ", k ", shape_str(k.shape), ")");
+  }
+  p.group = p.n_head / p.n_head_kv;
+  if (need_out) {
+    const std::array<int64_t, 4> want{p.batch, p.n_q, p.n_head, p.head_dim_v};
+    if (out.shape != want) {
+      throw_invalid("attention: out shape ", shape_str(out.shape), " should be ", shape_str(want),
+                    " = [batch, n_q, n_head, head_dim_v]");
+    }
+  }
+  if (opt.scale < 0.f || !std::isfinite(opt.scale)) {
+    throw_invalid("attention: scale = ", opt.scale,
+                  " must be finite and >= 0 (0 = 1/sqrt(head_dim))");
+  }
+  p.scale = opt.scale > 0.f ? opt.scale
+                            : static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
+  if (opt.softcap < 0.f || !std::isfinite(opt.softcap)) {
+    throw_invalid("attention: softcap = ", opt.softcap, " must be finite and >= 0 (0 = off)");
+  }
+  if (opt.window_left < -1 || opt.window_right < -1) {
+    throw_invalid("attention: window_left = ", opt.window_left,
+                  ", window_right = ", opt.window_right,
+                  ": each must be >= 0, or -1 for unbounded");
+  }
+  if (opt.kv_lengths) {
+    for (int64_t b = 0; b < p.batch; ++b) {
+      if (opt.kv_lengths[b] < 0 || opt.kv_lengths[b] > p.n_kv) {
+        throw_invalid("attention: kv_lengths[", b, "] = ", opt.kv_lengths[b],
+                      " is outside [0, n_kv = ", p.n_kv, "]");
+      }
+    }
+  }
+  if (opt.q_offsets) {
+    for (int64_t b = 0; b < p.batch; ++b) {
+      if (opt.q_offsets[b] < 0) {
+        throw_invalid("attention: q_offsets[", b, "] = ", opt.q_offsets[b], " is negative");
+      }
+    }
+  }
+  if (opt.mask.kind != MaskKind::none) {
+    const auto& m = opt.mask;
+    if (!m.data) throw_invalid("attention: mask.data is null but mask.kind is set");
+    if (m.n_q != p.n_q || m.n_kv != p.n_kv) {
+      throw_invalid("attention: mask is [", m.n_q, ", ", m.n_kv,
+                    "] but the problem is [n_q = ", p.n_q, ", n_kv = ", p.n_kv, "]");
+    }
+    if (m.stride_q < 0 || m.stride_kv < 0) {
+      throw_invalid("attention: mask strides (", m.stride_q, ", ", m.stride_kv, ") must be >= 0");
+    }
+  }
+  if (opt.n_threads < 0) throw_invalid("attention: n_threads = ", opt.n_threads, " must be >= 0");
+  return p;
+}
+
+void attention_reference(const AttentionProblem& p) {
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  std::vector<double> s(static_cast<size_t>(p.n_kv));
+  std::vector<double> acc(static_cast<size_t>(p.head_dim_v));
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t h = 0; h < p.n_head; ++h) {
+      const int64_t hk = h / p.group;
+      for (int64_t i = 0; i < p.n_q; ++i) {
+        int64_t lo, hi;
+        p.key_range(b, i, &lo, &hi);
+        double m = neg_inf;
+        for (int64_t j = 0; j < p.n_kv; ++j) {
+          s[j] = neg_inf;
+          if (j < lo || j >= hi) continue;
+          double dot = 0;
+          for (int64_t c = 0; c < p.head_dim; ++c) {
+            dot += static_cast<double>(load_element(p.q, b, i, h, c)) *
+                   static_cast<double>(load_element(p.k, b, j, hk, c));
+          }
+          s[j] = transform_score(p, b, h, i, j, dot * static_cast<double>(p.scale));
+          if (s[j] > m) m = s[j];
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        double l = 0;
+        if (m != neg_inf) {
+          for (int64_t j = lo; j < hi; ++j) {
+            if (s[j] == neg_inf) continue;
+            const double w = std::exp(s[j] - m);
+            l += w;
+            for (int64_t c = 0; c < p.head_dim_v; ++c) {
+              acc[c] += w * static_cast<double>(load_element(p.v, b, j, hk, c));
+            }
+          }
+        }
+        float* o = p.out.data + b * p.out.stride[0] + i * p.out.stride[1] + h * p.out.stride[2];
+        for (int64_t c = 0; c < p.head_dim_v; ++c) {
+          o[c * p.out.stride[3]] = l > 0 ? static_cast<float>(acc[c] / l) : 0.f;
+        }
+        if (p.lse) {
+          p.lse[(b * p.n_head + h) * p.n_q + i] =
+              l > 0 ? static_cast<float>(m + std::log(l)) : -std::numeric_limits<float>::infinity();
+        }
+      }
+    }
+  }
+}
+
+}  // namespace qkv::kernels

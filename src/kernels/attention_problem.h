@@ -1,0 +1,78 @@
+// The validated, resolved form of an attention call, shared by every backend.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "qkv/attention.h"
+
+namespace qkv::kernels {
+
+struct AttentionProblem {
+  View4 q, k, v;  // see attention.h for the dimension order
+  MutView4 out;
+  float* lse = nullptr;  // [batch, n_head, n_q] or null
+  AttentionOptions opt;
+
+  int64_t batch = 0, n_q = 0, n_kv = 0, n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
+  int64_t group = 1;  // n_head / n_head_kv
+  float scale = 1.f;
+
+  // Position of query i of sequence b (attention.h, "Query positions").
+  int64_t position(int64_t b, int64_t i) const {
+    return (opt.q_offsets ? opt.q_offsets[b] : n_kv - n_q) + i;
+  }
+  // Number of keys sequence b may attend (kv_lengths, clamped to n_kv).
+  int64_t kv_len(int64_t b) const { return opt.kv_lengths ? opt.kv_lengths[b] : n_kv; }
+
+  // The interval [lo, hi) of keys that the interval rules (causal, kv_lengths, window) allow for
+  // query i of sequence b. Empty when lo >= hi. The explicit mask may remove more keys.
+  void key_range(int64_t b, int64_t i, int64_t* lo, int64_t* hi) const {
+    const int64_t pos = position(b, i);
+    int64_t l = 0, h = kv_len(b);
+    if (opt.causal && pos + 1 < h) h = pos + 1;
+    if (opt.window_left >= 0 && pos - opt.window_left > l) l = pos - opt.window_left;
+    if (opt.window_right >= 0 && pos + opt.window_right + 1 < h) h = pos + opt.window_right + 1;
+    *lo = l;
+    *hi = h;
+  }
+
+  bool has_elementwise() const {
+    return opt.mask.kind != MaskKind::none || opt.alibi_slopes || opt.softcap > 0.f;
+  }
+};
+
+// Checks the arguments and resolves sizes; throws InvalidArgument naming what disagrees.
+// `out` may be absent (null data) for callers that need only the problem (attention_probs).
+AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
+                              float* lse, const AttentionOptions& opt, bool need_out = true);
+
+// The score transform for one (query, key) pair after the scaled dot product: soft-cap, ALiBi,
+// additive mask, boolean mask. Returns -inf for a masked pair. Used by the reference, by
+// attention_probs and by tile edges of the fast kernels.
+inline double transform_score(const AttentionProblem& p, int64_t b, int64_t h, int64_t i, int64_t j,
+                              double s) {
+  const auto& o = p.opt;
+  if (o.softcap > 0.f) s = o.softcap * std::tanh(s / o.softcap);
+  if (o.alibi_slopes) {
+    const int64_t d = p.position(b, i) - j;
+    s -= static_cast<double>(o.alibi_slopes[h]) * static_cast<double>(d < 0 ? -d : d);
+  }
+  if (o.mask.kind == MaskKind::additive) {
+    s += static_cast<const float*>(o.mask.data)[i * o.mask.stride_q + j * o.mask.stride_kv];
+  } else if (o.mask.kind == MaskKind::boolean) {
+    if (!static_cast<const uint8_t*>(o.mask.data)[i * o.mask.stride_q + j * o.mask.stride_kv]) {
+      return -std::numeric_limits<double>::infinity();
+    }
+  }
+  return s;
+}
+
+// Element access for k/v of any dtype.
+float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
+
+// The reference: naive and materialised, double accumulation.
+void attention_reference(const AttentionProblem& p);
+
+}  // namespace qkv::kernels

@@ -1,0 +1,22 @@
+// The CPU attention backend: tiled online softmax with runtime SIMD dispatch and threads.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "kernels/attention_problem.h"
+
+namespace qkv::kernels {
+
+void attention_cpu(const AttentionProblem& p);
+
+// Exact softmax rows of one (batch, head) recomputed from q, k and lse (attention.h).
+void attention_probs_cpu(const AttentionProblem& p, const float* lse, int64_t batch, int64_t head,
+                         std::span<const int64_t> rows, float* probs);
+
+// "avx512", "avx2" or "generic"; QKV_CPU_TARGET in the environment can lower the choice (tests
+// use it to run every target the machine supports).
+std::string_view cpu_target_name();
+
+}  // namespace qkv::kernels

@@ -1,0 +1,51 @@
+// How one attention call is cut into work items, shared by the dispatcher and the SIMD targets.
+#pragma once
+
+#include <cstdint>
+
+#include "core/arena.h"
+#include "kernels/attention_problem.h"
+
+namespace qkv::kernels::cpu {
+
+// One unit of work: rows = n_heads consecutive query heads (all reading kv head `hk`) times
+// n_queries consecutive queries, against keys [k_begin, k_end).
+struct Item {
+  int64_t b = 0, hk = 0;
+  int64_t h0 = 0, n_heads = 1;
+  int64_t i0 = 0, n_queries = 0;
+  int64_t k_begin = 0, k_end = 0;
+  int64_t split = 0;  // index of the key range when the keys are split across items
+  double cost = 0;    // estimated work, for ordering
+};
+
+struct Plan {
+  const AttentionProblem* p = nullptr;
+  int64_t n_split = 1;  // key ranges per row set; > 1 writes partial results to be merged
+  // Partial results when n_split > 1, indexed by (row set, split):
+  //   part_o   [n_rowsets, n_split, rows, head_dim_v]  normalised output of the key range
+  //   part_lse [n_rowsets, n_split, rows]
+  float* part_o = nullptr;
+  float* part_lse = nullptr;
+  int64_t max_rows = 0;
+  bool direct = false;  // read K/V rows in place (decode) instead of packing tiles
+};
+
+// Per-target entry points (target_*.cpp).
+struct TargetOps {
+  const char* name;
+  // Runs one item: writes out/lse, or the partial slots when plan.n_split > 1.
+  void (*run_item)(const Plan& plan, const Item& item, int64_t rowset, core::Arena& arena);
+  // Exact probabilities of rows of one (b, h): see attention_probs().
+  void (*probs_rows)(const AttentionProblem& p, const float* lse, int64_t b, int64_t h,
+                     const int64_t* rows, int64_t n_rows, float* probs, core::Arena& arena);
+  // Measures the FMA throughput of one core for about `seconds`; returns GFLOP/s.
+  double (*fma_peak)(double seconds);
+};
+
+const TargetOps& target_generic();
+const TargetOps& target_avx2();
+const TargetOps& target_avx512();
+const TargetOps& target_selected();
+
+}  // namespace qkv::kernels::cpu
