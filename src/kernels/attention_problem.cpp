@@ -44,7 +44,8 @@ float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i
 }
 
 AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
-                              float* lse, const AttentionOptions& opt, bool need_out) {
+                              float* lse, const AttentionOptions& opt, bool need_out,
+                              bool any_q_dtype) {
   AttentionProblem p;
   p.q = q;
   p.k = k;
@@ -56,7 +57,8 @@ AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, co
   check_view("k", k.shape, k.stride, k.data);
   check_view("v", v.shape, v.stride, v.data);
   if (need_out) check_view("out", out.shape, out.stride, out.data);
-  if (q.dtype != DType::f32) throw_invalid("attention: q must be f32, got ", dtype_name(q.dtype));
+  if (!any_q_dtype && q.dtype != DType::f32)
+    throw_invalid("attention: q must be f32, got ", dtype_name(q.dtype));
   if (k.dtype != v.dtype) {
     throw_invalid("attention: k and v must have the same dtype, got k ", dtype_name(k.dtype),
                   " and v ", dtype_name(v.dtype));

@@ -45,8 +45,10 @@ struct AttentionProblem {
 
 // Checks the arguments and resolves sizes; throws InvalidArgument naming what disagrees.
 // `out` may be absent (null data) for callers that need only the problem (attention_probs).
+// Backends that take f16/bf16 queries (CUDA) pass any_q_dtype = true.
 AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
-                              float* lse, const AttentionOptions& opt, bool need_out = true);
+                              float* lse, const AttentionOptions& opt, bool need_out = true,
+                              bool any_q_dtype = false);
 
 // The score transform for one (query, key) pair after the scaled dot product: soft-cap, ALiBi,
 // additive mask, boolean mask. Returns -inf for a masked pair. Used by the reference, by
