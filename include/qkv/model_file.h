@@ -1,0 +1,236 @@
+// qkv — model files: GGUF (v2, v3), safetensors (single or sharded), llama2.c checkpoints and
+// Hugging Face model folders, read into one description: metadata, hyper-parameters and named
+// tensor views into memory-mapped bytes.
+//
+// Every offset, size and count is validated before any byte is used (offsets inside the file,
+// element counts that multiply without overflow, no overlapping tensors, alignment). A malformed
+// file raises qkv::Error naming the file, the field and the expected vs found value.
+//
+//   qkv::ModelFile m = qkv::open_model("model.gguf");
+//   const qkv::TensorInfo& t = m.tensor("token_embd.weight");   // t.shape row-major
+//   std::vector<float> w = qkv::tensor_to_f32(t);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace qkv {
+
+// Storage types of tensors in model files. Other types (Q4_K, I8, F64, ...) are refused with
+// an error naming them.
+enum class TensorType : uint8_t { f32, f16, bf16, q8_0, i32 };
+
+std::string_view tensor_type_name(TensorType t);
+// Elements per block (32 for q8_0, else 1) and bytes per block.
+int64_t tensor_type_block(TensorType t);
+int64_t tensor_type_block_bytes(TensorType t);
+
+// A metadata value: a GGUF key/value, a safetensors __metadata__ string, or a config.json entry.
+// Arrays may nest (GGUF allows arrays of arrays).
+class MetaValue {
+ public:
+  // The GGUF type codes, in their order (0..12).
+  enum class Type : uint8_t {
+    u8,
+    i8,
+    u16,
+    i16,
+    u32,
+    i32,
+    f32,
+    boolean,
+    string,
+    array,
+    u64,
+    i64,
+    f64
+  };
+
+  MetaValue() = default;
+  static MetaValue make_uint(Type t, uint64_t v);
+  static MetaValue make_int(Type t, int64_t v);
+  static MetaValue make_float(Type t, double v);
+  static MetaValue make_bool(bool v);
+  static MetaValue make_string(std::string v);
+  static MetaValue make_array(Type elem, std::vector<MetaValue> items);
+
+  Type type() const { return type_; }
+  Type elem_type() const { return elem_; }  // for arrays
+  bool is_integer() const;
+  bool is_float() const { return type_ == Type::f32 || type_ == Type::f64; }
+
+  // Checked accessors: throw qkv::Error naming `what` (the key) when the type does not fit.
+  int64_t as_int(std::string_view what = "value") const;
+  double as_float(std::string_view what = "value") const;  // integers convert
+  bool as_bool(std::string_view what = "value") const;
+  const std::string& as_string(std::string_view what = "value") const;
+  const std::vector<MetaValue>& as_array(std::string_view what = "value") const;
+
+  // Raw storage, exact for round trips.
+  uint64_t raw_bits() const { return bits_; }
+
+  // A short human form: `42`, `"gpt2"`, `[string x 50257]`.
+  std::string to_string(size_t max_items = 8) const;
+
+ private:
+  Type type_ = Type::u8;
+  Type elem_ = Type::u8;
+  uint64_t bits_ = 0;  // integers (two's complement), bool, or the bit pattern of f32/f64
+  std::string str_;
+  std::vector<MetaValue> items_;
+};
+
+std::string_view meta_type_name(MetaValue::Type t);
+
+// Ordered key -> value list (file order is kept so a GGUF round-trips byte for byte).
+class Metadata {
+ public:
+  void set(std::string key, MetaValue value);  // replaces an existing key
+  const MetaValue* find(std::string_view key) const;
+  bool contains(std::string_view key) const { return find(key) != nullptr; }
+  // Throws qkv::Error naming the key when absent.
+  const MetaValue& at(std::string_view key) const;
+  const std::vector<std::pair<std::string, MetaValue>>& entries() const { return entries_; }
+  size_t size() const { return entries_.size(); }
+
+ private:
+  std::vector<std::pair<std::string, MetaValue>> entries_;
+};
+
+// One tensor, validated. `data` points into a memory-mapped file owned by the ModelFile.
+struct TensorInfo {
+  std::string name;
+  TensorType type = TensorType::f32;
+  std::vector<int64_t> shape;  // row-major, outermost first (GGUF's ne[] reversed)
+  uint64_t offset = 0;         // absolute byte offset in its file
+  uint64_t n_bytes = 0;
+  const std::byte* data = nullptr;
+  int file_index = 0;  // which of ModelFile::files (shards)
+
+  int64_t n_elements() const;
+  std::span<const std::byte> bytes() const { return {data, static_cast<size_t>(n_bytes)}; }
+};
+
+enum class FileFormat : uint8_t { gguf, safetensors, llama2c, hf_folder };
+std::string_view file_format_name(FileFormat f);
+
+// Architecture hyper-parameters, from GGUF `{arch}.*` keys, HF config.json or the llama2.c header.
+// 0 (or an empty string) means "not given by the file".
+struct ModelConfig {
+  std::string architecture;  // "llama", "gpt2", "bert", ...
+  int64_t n_vocab = 0;
+  int64_t n_ctx = 0;  // trained context length
+  int64_t n_embd = 0;
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+  int64_t head_dim = 0;
+  int64_t n_ff = 0;
+  double norm_eps = 0;
+  double rope_theta = 0;
+  std::string rope_type;
+  std::string activation;
+  bool tied_embeddings = false;
+  bool causal = true;
+};
+
+class MappedFile;
+
+// The uniform result of opening any model file.
+struct ModelFile {
+  std::string path;  // as given (file or folder)
+  FileFormat format = FileFormat::gguf;
+  uint32_t version = 0;  // GGUF 2/3, llama2.c 0/1, 0 otherwise
+  Metadata metadata;
+  ModelConfig config;
+  std::vector<TensorInfo> tensors;
+  std::vector<std::string> files;  // the data files (several for a sharded checkpoint)
+  uint64_t alignment = 0;          // GGUF
+  std::vector<std::shared_ptr<const MappedFile>> maps;
+
+  const TensorInfo* find_tensor(std::string_view name) const;
+  const TensorInfo& tensor(std::string_view name) const;  // throws naming the tensor
+};
+
+// Opens a GGUF, a .safetensors, a model.safetensors.index.json, a llama2.c .bin, or an HF folder
+// (config.json + weights). The format is found from the magic bytes, not the file name.
+ModelFile open_model(const std::string& path);
+
+ModelFile read_gguf(const std::string& path);
+ModelFile read_safetensors(const std::string& path);  // a file or an index.json
+ModelFile read_llama2c(const std::string& path);
+ModelFile read_hf_folder(const std::string& dir);
+// HF config.json -> hyper-parameters (gpt2, llama, bert and close relatives).
+ModelConfig read_hf_config(const std::string& path);
+
+// Decodes a tensor to fp32 (f32 copy, f16/bf16 widening, q8_0 dequantisation, i32 conversion).
+std::vector<float> tensor_to_f32(const TensorInfo& t);
+// Q8_0: blocks of {f16 scale d, int8 q[32]}; x = d * q. `n` must be a multiple of 32.
+void dequantize_q8_0(const std::byte* blocks, int64_t n, float* out);
+void quantize_q8_0(const float* x, int64_t n, std::byte* blocks);
+
+// GGUF writer (v3). Keys and tensors are written in the order added; tensor data is padded to
+// `alignment` (general.alignment is written when it differs from the default 32).
+class GgufWriter {
+ public:
+  explicit GgufWriter(uint32_t version = 3, uint64_t alignment = 32);
+  void set(std::string key, MetaValue value);
+  // `shape` row-major; `data` must hold exactly the tensor's bytes.
+  void add_tensor(std::string name, TensorType type, std::vector<int64_t> shape,
+                  std::span<const std::byte> data);
+  std::vector<std::byte> to_bytes() const;
+  void write(const std::string& path) const;
+
+ private:
+  struct Pending {
+    std::string name;
+    TensorType type;
+    std::vector<int64_t> shape;
+    std::vector<std::byte> data;
+  };
+  uint32_t version_;
+  uint64_t alignment_;
+  Metadata meta_;
+  std::vector<Pending> tensors_;
+};
+
+// Writes a ModelFile's metadata and tensors back as GGUF (a GGUF read and written again is
+// byte-identical).
+GgufWriter gguf_writer_from(const ModelFile& m);
+
+// safetensors writer: F32/F16/BF16/I32 tensors plus string __metadata__, header padded to 8 bytes.
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, std::string>>& metadata,
+                       const std::vector<TensorInfo>& tensors);
+
+}  // namespace qkv
+
+#include "qkv/tokenizer_spec.h"
+
+namespace qkv {
+
+// Tokenizer data from model files (build a qkv::Tokenizer from it, qkv/tokenizer.h).
+// From GGUF tokenizer.ggml.* keys (model "gpt2", "llama" or "bert").
+TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m);
+// HF tokenizer.json (BPE with ByteLevel, BPE with byte_fallback, or WordPiece).
+TokenizerSpec read_tokenizer_json(const std::string& path);
+TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& name);
+// llama2.c tokenizer.bin: i32 max_token_length, then per token {f32 score, i32 len, bytes}.
+// `n_vocab` > 0 reads exactly that many tokens (the model's vocab_size), else up to the end.
+TokenizerSpec read_llama2c_tokenizer(const std::string& path, int64_t n_vocab = 0);
+TokenizerSpec parse_llama2c_tokenizer(std::span<const std::byte> bytes, const std::string& name,
+                                      int64_t n_vocab = 0);
+// BERT vocab.txt (one token a line) and GPT-2 vocab.json + merges.txt.
+TokenizerSpec read_wordpiece_vocab(const std::string& path);
+TokenizerSpec read_gpt2_vocab(const std::string& vocab_json, const std::string& merges_txt);
+// The tokenizer that goes with a model: GGUF metadata, the HF folder's tokenizer.json, or the
+// llama2.c `tokenizer_path`. Throws naming what is missing.
+TokenizerSpec tokenizer_spec_for(const ModelFile& m, const std::string& tokenizer_path = "");
+
+}  // namespace qkv

@@ -1,0 +1,72 @@
+// qkv — tokenizers: byte-level BPE (GPT-2), SentencePiece BPE with byte fallback (LLaMA,
+// llama2.c) and WordPiece (BERT), built from a TokenizerSpec (qkv/tokenizer_spec.h).
+//
+//   qkv::Tokenizer tok(qkv::tokenizer_spec_for(qkv::open_model("model.gguf")));
+//   std::vector<int32_t> ids = tok.encode("Hello world");
+//   std::string text = tok.decode(ids);
+//
+// encode() throws qkv::InvalidArgument when the text is not valid UTF-8 (naming the byte).
+// A Tokenizer is immutable after construction; encode/decode may run from several threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qkv/tokenizer_spec.h"
+
+namespace qkv {
+
+struct EncodeOptions {
+  bool add_special = true;     // BOS (LLaMA) or [CLS] ... [SEP] (BERT), as the spec says
+  bool parse_special = false;  // match control tokens such as <|endoftext|> written in the text
+};
+
+class Tokenizer {
+ public:
+  // Validates the spec (ids in range, merges naming known tokens); throws qkv::InvalidArgument.
+  explicit Tokenizer(TokenizerSpec spec);
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+
+  std::vector<int32_t> encode(std::string_view text, EncodeOptions opt = {}) const;
+  // Concatenated token bytes; control tokens are left out when skip_special.
+  std::string decode(std::span<const int32_t> ids, bool skip_special = true) const;
+
+  int32_t n_vocab() const;
+  // The vocabulary string of a token ("Ġthe", "▁the", "##ing"); throws when out of range.
+  const std::string& token(int32_t id) const;
+  // The bytes a token stands for in text (may be a partial UTF-8 sequence).
+  std::string token_bytes(int32_t id) const;
+  // Id of a vocabulary string, or -1.
+  int32_t find(std::string_view token) const;
+  bool is_special(int32_t id) const;
+  const TokenizerSpec& spec() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Decodes ids one at a time for streaming output: push() returns only complete UTF-8 characters
+// and holds back a partial one until its remaining bytes arrive; invalid bytes become U+FFFD.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true)
+      : tok_(&tok), skip_special_(skip_special) {}
+  std::string push(int32_t id);
+  std::string flush();  // what is held back, with U+FFFD for an incomplete tail
+
+ private:
+  const Tokenizer* tok_;
+  bool skip_special_;
+  bool first_ = true;
+  std::string pending_;
+};
+
+}  // namespace qkv

@@ -1,0 +1,275 @@
+// qkv::Tokenizer: validation of the spec, special-token splitting, BOS/EOS/CLS/SEP, decoding.
+#include <algorithm>
+
+#include "core/error.h"
+#include "tokenizers/tokenizer_impl.h"
+#include "tokenizers/unicode.h"
+
+namespace qkv {
+namespace {
+
+using Model = TokenizerSpec::Model;
+
+void check_special_id(int32_t id, const char* name, size_t n) {
+  if (id < -1 || (id >= 0 && static_cast<size_t>(id) >= n)) {
+    core::throw_invalid("tokenizer spec: ", name, " id: expected -1 or 0..", n - 1, ", found ", id);
+  }
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(TokenizerSpec spec) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.spec = std::move(spec);
+  const TokenizerSpec& s = m.spec;
+  const size_t n = s.tokens.size();
+  if (n == 0 || n > (1u << 24)) {
+    core::throw_invalid("tokenizer spec: vocabulary size: expected 1..2^24, found ", n);
+  }
+  if (!s.scores.empty() && s.scores.size() != n) {
+    core::throw_invalid("tokenizer spec: scores: expected ", n, " entries, found ",
+                        s.scores.size());
+  }
+  if (!s.kinds.empty() && s.kinds.size() != n) {
+    core::throw_invalid("tokenizer spec: token kinds: expected ", n, " entries, found ",
+                        s.kinds.size());
+  }
+  check_special_id(s.bos, "bos", n);
+  check_special_id(s.eos, "eos", n);
+  check_special_id(s.unk, "unk", n);
+  check_special_id(s.pad, "pad", n);
+  check_special_id(s.cls, "cls", n);
+  check_special_id(s.sep, "sep", n);
+  check_special_id(s.mask, "mask", n);
+  m.ids.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    m.ids.emplace(s.tokens[i], static_cast<int32_t>(i));  // first id wins for duplicates
+    const TokenKind k = m.kind(static_cast<int32_t>(i));
+    if ((k == TokenKind::control || k == TokenKind::user_defined) && !s.tokens[i].empty()) {
+      m.specials.push_back(static_cast<int32_t>(i));
+    }
+  }
+  std::stable_sort(m.specials.begin(), m.specials.end(),
+                   [&](int32_t a, int32_t b) { return s.tokens[a].size() > s.tokens[b].size(); });
+  switch (s.model) {
+    case Model::byte_bpe:
+      m.init_byte_bpe();
+      break;
+    case Model::spm_bpe:
+      m.init_spm();
+      break;
+    case Model::wordpiece:
+      if (s.unk < 0) {
+        core::throw_invalid("tokenizer spec: WordPiece needs an [UNK] token, found unk = -1");
+      }
+      break;
+  }
+}
+
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opt) const {
+  const Impl& m = *impl_;
+  const TokenizerSpec& s = m.spec;
+  tokenizers::require_utf8(text, "tokenizer input");
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 4);
+  if (opt.add_special) {
+    if (s.model == Model::wordpiece ? s.add_cls_sep : false) out.push_back(s.cls);
+    if (s.model != Model::wordpiece && s.add_bos && s.bos >= 0) out.push_back(s.bos);
+  }
+  // Split out special tokens: user-defined ones always, control ones with parse_special.
+  bool prev_special = true;  // SentencePiece adds its dummy prefix after a special token too
+  auto encode_plain = [&](std::string_view frag) {
+    if (frag.empty()) return;
+    switch (s.model) {
+      case Model::byte_bpe:
+        m.encode_byte_bpe(frag, out);
+        break;
+      case Model::spm_bpe:
+        m.encode_spm(frag, s.add_space_prefix && prev_special, out);
+        break;
+      case Model::wordpiece:
+        m.encode_wordpiece(frag, out);
+        break;
+    }
+    prev_special = false;
+  };
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t best = std::string_view::npos;
+    int32_t best_id = -1;
+    for (int32_t id : m.specials) {
+      if (!opt.parse_special && m.kind(id) == TokenKind::control) continue;
+      const size_t at = text.find(s.tokens[id], pos);
+      if (at < best) best = at, best_id = id;  // longest first, so ties keep the longest
+    }
+    if (best_id < 0) {
+      encode_plain(text.substr(pos));
+      break;
+    }
+    encode_plain(text.substr(pos, best - pos));
+    out.push_back(best_id);
+    prev_special = true;
+    pos = best + s.tokens[best_id].size();
+  }
+  if (opt.add_special) {
+    if (s.model != Model::wordpiece && s.add_eos && s.eos >= 0) out.push_back(s.eos);
+    if (s.model == Model::wordpiece && s.add_cls_sep) out.push_back(s.sep);
+  }
+  return out;
+}
+
+int32_t Tokenizer::n_vocab() const {
+  return static_cast<int32_t>(impl_->spec.tokens.size());
+}
+
+const std::string& Tokenizer::token(int32_t id) const {
+  if (id < 0 || id >= n_vocab()) {
+    core::throw_invalid("token id: expected 0..", n_vocab() - 1, ", found ", id);
+  }
+  return impl_->spec.tokens[id];
+}
+
+int32_t Tokenizer::find(std::string_view t) const {
+  return impl_->id_of(t);
+}
+
+bool Tokenizer::is_special(int32_t id) const {
+  const TokenKind k = impl_->kind(id);
+  return k == TokenKind::control || k == TokenKind::unknown || k == TokenKind::unused;
+}
+
+const TokenizerSpec& Tokenizer::spec() const {
+  return impl_->spec;
+}
+
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const Impl& m = *impl_;
+  const std::string& t = token(id);
+  const TokenKind k = m.kind(id);
+  switch (m.spec.model) {
+    case Model::byte_bpe: {
+      if (k == TokenKind::control || k == TokenKind::user_defined) return t;
+      std::string out;
+      for (uint32_t cp : tokenizers::to_codepoints(t)) {
+        auto it = m.unicode_byte.find(cp);
+        if (it != m.unicode_byte.end())
+          out += static_cast<char>(it->second);
+        else
+          tokenizers::append_utf8(out, cp);
+      }
+      return out;
+    }
+    case Model::spm_bpe: {
+      if (k == TokenKind::byte && t.size() == 6) {
+        return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+      }
+      if (k == TokenKind::control) return t;
+      std::string out;
+      static const std::string kSpace = "\xe2\x96\x81";
+      for (size_t i = 0; i < t.size();) {
+        if (t.compare(i, 3, kSpace) == 0) {
+          out += ' ';
+          i += 3;
+        } else {
+          out += t[i++];
+        }
+      }
+      return out;
+    }
+    case Model::wordpiece:
+      if (k == TokenKind::control) return " " + t;
+      return t.rfind("##", 0) == 0 ? t.substr(2) : " " + t;
+  }
+  return t;
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  const TokenizerSpec& s = impl_->spec;
+  std::string out;
+  for (int32_t id : ids) {
+    if (skip_special && impl_->kind((token(id), id)) == TokenKind::control) continue;
+    out += token_bytes(id);
+  }
+  if (s.model == Model::spm_bpe && s.add_space_prefix && !out.empty() && out[0] == ' ') {
+    out.erase(0, 1);  // the dummy prefix
+  }
+  if (s.model == Model::wordpiece) {
+    if (!out.empty() && out[0] == ' ') out.erase(0, 1);
+    // HF's WordPiece decoder clean-up of tokenisation spaces.
+    static const std::pair<std::string_view, std::string_view> fixes[] = {
+        {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+        {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+    for (const auto& [from, to] : fixes) {
+      for (size_t p = out.find(from); p != std::string::npos; p = out.find(from, p + to.size())) {
+        out.replace(p, from.size(), to);
+      }
+    }
+  }
+  return out;
+}
+
+std::string StreamDecoder::push(int32_t id) {
+  const TokenizerSpec& s = tok_->spec();
+  tok_->token(id);  // range check
+  if (skip_special_ && tok_->is_special(id) && !s.kinds.empty() &&
+      s.kinds[id] == TokenKind::control) {
+    return {};
+  }
+  std::string piece = tok_->token_bytes(id);
+  const bool strip = s.model == TokenizerSpec::Model::wordpiece ||
+                     (s.model == TokenizerSpec::Model::spm_bpe && s.add_space_prefix);
+  if (first_ && !piece.empty()) {
+    if (strip && piece[0] == ' ') piece.erase(0, 1);
+    first_ = false;
+  }
+  pending_ += piece;
+  // Emit every complete character; hold back a valid but unfinished last sequence.
+  std::string out;
+  size_t i = 0;
+  while (i < pending_.size()) {
+    const auto c = static_cast<unsigned char>(pending_[i]);
+    int n = c < 0x80                   ? 1
+            : (c >= 0xc2 && c <= 0xdf) ? 2
+            : (c >= 0xe0 && c <= 0xef) ? 3
+            : (c >= 0xf0 && c <= 0xf4) ? 4
+                                       : 0;
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      ++i;
+      continue;
+    }
+    size_t k = 1;
+    while (k < static_cast<size_t>(n) && i + k < pending_.size() &&
+           (static_cast<unsigned char>(pending_[i + k]) & 0xc0) == 0x80) {
+      ++k;
+    }
+    if (k == static_cast<size_t>(n)) {
+      const std::string_view ch(pending_.data() + i, n);
+      if (tokenizers::find_invalid_utf8(ch) == std::string_view::npos)
+        out += ch;
+      else
+        out += "\xef\xbf\xbd";
+      i += n;
+    } else if (i + k == pending_.size()) {
+      break;  // unfinished: wait for the next token
+    } else {
+      out += "\xef\xbf\xbd";  // a lead byte followed by a non-continuation
+      ++i;
+    }
+  }
+  pending_.erase(0, i);
+  return out;
+}
+
+std::string StreamDecoder::flush() {
+  std::string out;
+  if (!pending_.empty()) out = "\xef\xbf\xbd";
+  pending_.clear();
+  return out;
+}
+
+}  // namespace qkv
