@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# One command for a lent GPU machine (see /work/.library/device): builds the CUDA backend with
+# its check/benchmark program (bench/gpu/CMakeLists.txt, standalone: nvcc, CMake, ninja only),
+# checks it against the float64 CPU reference on fresh random inputs, and times it next to
+# PyTorch's scaled_dot_product_attention (flash and cuDNN backends) on the same shapes.
+#
+#   bench/gpu/run.sh [n_random_cases]        logs go to $OUT (or build/gpu-logs)
+#
+# Env: QKV_CUDA_ARCHS (default 90a; "80-real;90a-real" for both), QKV_SKIP_BENCH=1.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-build/gpu-logs}
+mkdir -p "$out"
+archs=${QKV_CUDA_ARCHS:-90a-real}
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+
+{
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
+    --format=csv || true
+  "$nvcc" --version | tail -2
+} 2>&1 | tee "$out/device.txt"
+
+# QKV_PREBUILT: a qkv_cuda_bench built elsewhere (saves device time); the device build then runs
+# beside the check, and the benchmark uses whichever binary is fresh.
+build() {
+  local t0=$(date +%s)
+  cmake -S bench/gpu -B build/gpubench-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$out/build.txt" 2>&1 &&
+    cmake --build build/gpubench-dev -j"$(nproc)" >>"$out/build.txt" 2>&1
+  local rc=$?
+  echo "build: rc=$rc in $(($(date +%s) - t0)) s"
+  grep -E "spill|Used" "$out/build.txt" | sort | uniq -c >"$out/ptxas.txt"
+  return $rc
+}
+bin=build/gpubench-dev/qkv_cuda_bench
+build_pid=
+# (exit 2: usage, 3: no device; either means the binary loads)
+pre_rc=1
+if [ -n "${QKV_PREBUILT:-}" ]; then
+  "$QKV_PREBUILT" usage >/dev/null 2>&1
+  pre_rc=$?
+fi
+if [ $pre_rc -eq 2 ] || [ $pre_rc -eq 3 ]; then
+  echo "using prebuilt $QKV_PREBUILT; building here in the background"
+  bin=$QKV_PREBUILT
+  build >"$out/build_status.txt" 2>&1 &
+  build_pid=$!
+else
+  build || { grep -E "error|Error" "$out/build.txt" | head -30; exit 1; }
+fi
+
+echo "== check"
+"$bin" check "${1:-60}" 2>&1 | tee "$out/check.txt" | grep -v "^ok" | tail -25
+check_rc=${PIPESTATUS[0]}
+echo "check: rc=$check_rc"
+
+if [ -n "$build_pid" ]; then
+  wait $build_pid && bin=build/gpubench-dev/qkv_cuda_bench
+  cat "$out/build_status.txt"
+  echo "bench binary: $bin"
+fi
+if [ "${QKV_SKIP_BENCH:-0}" != 1 ]; then
+  echo "== bench"
+  "$bin" bench "$out/qkv_bench.json" 2>&1 | tee "$out/bench.txt"
+  PYTHONUNBUFFERED=1 python3 bench/gpu/torch_sdpa.py "$out/qkv_bench.json" "$out/combined.json" \
+    2>&1 | tee "$out/torch.txt"
+fi
+exit $check_rc

@@ -1,0 +1,17 @@
+// Internals of attention_cuda shared with tests and benchmarks.
+#pragma once
+
+#include "cuda/flash_params.h"
+#include "qkv/attention_cuda.h"
+
+namespace qkv::cuda {
+
+// All argument checks of attention_cuda (no CUDA call): throws InvalidArgument naming the option,
+// size or stride that is refused. The returned parameters still lack seq_info and the split.
+FlashParams make_flash_params(const View4& q, const View4& k, const View4& v, const OutView4& out,
+                              float* lse, const AttentionOptions& options);
+
+// Plans and launches on `stream`; force_splits > 0 fixes the number of KV splits.
+void run_flash(FlashParams f, const AttentionOptions& options, void* stream, int force_splits);
+
+}  // namespace qkv::cuda
