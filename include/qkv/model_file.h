@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "qkv/error.h"
+
 namespace qkv {
 
 // Storage types of tensors in model files. Other types (Q4_K, I8, F64, ...) are refused with

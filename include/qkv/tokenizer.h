@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "qkv/error.h"
+
 #include "qkv/tokenizer_spec.h"
 
 namespace qkv {

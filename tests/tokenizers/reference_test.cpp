@@ -1,1 +1,115 @@
+// Tokenizers against independent references in ../shared: llama2.c run.c prompt ids, the ids
+// transformers recorded for the HF fixtures, and the vocab-gguf pairs through other file forms
+// of the same vocabularies (llama2.c tokenizer.bin, GPT-2 vocab.json + merges.txt, vocab.txt).
+#include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/shared_data.h"
+#include "qkv/model_file.h"
+#include "qkv/tokenizer.h"
+
+namespace {
+
+using nlohmann::json;
+
+json read_json(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  return json::parse(in);
+}
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The vocab-gguf pairs of `gguf`, checked against a tokenizer built from another source.
+void check_pairs(const qkv::Tokenizer& tok, const std::filesystem::path& gguf) {
+  const std::string inp = slurp(gguf.string() + ".inp");
+  std::istringstream out(slurp(gguf.string() + ".out"));
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  int n = 0;
+  size_t pos = 0;
+  for (size_t at; (at = inp.find(sep, pos)) != std::string::npos; pos = at + sep.size(), ++n) {
+    const std::string text = inp.substr(pos, at - pos);
+    std::string line;
+    std::getline(out, line);
+    std::vector<int32_t> want;
+    std::istringstream nums(line);
+    for (int32_t id; nums >> id;) want.push_back(id);
+    EXPECT_EQ(tok.encode(text, {.add_special = false}), want) << "text: \"" << text << "\"";
+  }
+  EXPECT_GE(n, 40);
+}
+
+TEST(Llama2c, Stories260KPromptIdsMatchRunC) {
+  QKV_REQUIRE_SHARED(ref, "models/stories260K/reference.json");
+  QKV_REQUIRE_SHARED(tok_path, "models/stories260K/tok512.bin");
+  const qkv::Tokenizer tok(qkv::read_llama2c_tokenizer(tok_path.string(), 512));
+  const json j = read_json(ref);
+  ASSERT_FALSE(j["cases"].empty());
+  for (const json& c : j["cases"]) {
+    const auto want = c["prompt_ids_with_bos"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok.encode(c["prompt"].get<std::string>()), want) << c["prompt"];
+    // decode drops BOS and the dummy prefix: the prompt comes back.
+    EXPECT_EQ(tok.decode(want), c["prompt"].get<std::string>());
+  }
+}
+
+TEST(Llama2c, ModelAndTokenizerTogether) {
+  QKV_REQUIRE_SHARED(model, "models/stories260K/stories260K.bin");
+  QKV_REQUIRE_SHARED(tok_path, "models/stories260K/tok512.bin");
+  const qkv::ModelFile m = qkv::open_model(model.string());
+  const qkv::Tokenizer tok(qkv::tokenizer_spec_for(m, tok_path.string()));
+  EXPECT_EQ(tok.n_vocab(), m.config.n_vocab);
+  EXPECT_THROW(qkv::tokenizer_spec_for(m), qkv::Error);  // no tokenizer inside a .bin
+}
+
+TEST(Llama2c, Llama2TokenizerBinMatchesLlamaSpmPairs) {
+  // The LLaMA-2 vocabulary exported by llama2.c reproduces llama.cpp's llama-spm pairs.
+  QKV_REQUIRE_SHARED(bin, "tokenizers/llama2/tokenizer.bin");
+  QKV_REQUIRE_SHARED(gguf, "vocab-gguf/ggml-vocab-llama-spm.gguf");
+  const qkv::Tokenizer tok(qkv::read_llama2c_tokenizer(bin.string()));
+  EXPECT_EQ(tok.n_vocab(), 32000);
+  check_pairs(tok, gguf);
+}
+
+TEST(HfFiles, Gpt2VocabJsonAndMergesMatchGpt2Pairs) {
+  QKV_REQUIRE_SHARED(vocab, "tokenizers/gpt2/vocab.json");
+  QKV_REQUIRE_SHARED(merges, "tokenizers/gpt2/merges.txt");
+  QKV_REQUIRE_SHARED(gguf, "vocab-gguf/ggml-vocab-gpt-2.gguf");
+  const qkv::Tokenizer tok(qkv::read_gpt2_vocab(vocab.string(), merges.string()));
+  check_pairs(tok, gguf);
+}
+
+TEST(HfFiles, BertVocabTxtMatchesBertPairs) {
+  QKV_REQUIRE_SHARED(vocab, "tokenizers/bert/vocab.txt");
+  QKV_REQUIRE_SHARED(gguf, "vocab-gguf/ggml-vocab-bert-bge.gguf");
+  const qkv::Tokenizer tok(qkv::read_wordpiece_vocab(vocab.string()));
+  check_pairs(tok, gguf);
+}
+
+class HfFixture : public testing::TestWithParam<const char*> {};
+
+TEST_P(HfFixture, TokenizerJsonReproducesTransformersIds) {
+  const std::string dir = std::string("fixtures/hf/") + GetParam();
+  QKV_REQUIRE_SHARED(folder, dir);
+  QKV_REQUIRE_SHARED(outputs, dir + "/outputs.json");
+  const qkv::ModelFile m = qkv::open_model(folder.string());
+  const qkv::Tokenizer tok(qkv::tokenizer_spec_for(m));
+  const json j = read_json(outputs);
+  ASSERT_EQ(j["prompts"].size(), 3u);
+  for (const json& p : j["prompts"]) {
+    const std::string text = p["prompt"].get<std::string>();
+    EXPECT_EQ(tok.encode(text), p["ids"].get<std::vector<int32_t>>()) << text;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shared, HfFixture,
+                         testing::Values("gpt2-tiny", "llama-tiny", "bert-tiny"));
+
+}  // namespace

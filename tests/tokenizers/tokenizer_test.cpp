@@ -1,1 +1,142 @@
+// Tokenizer behaviour on small hand-made vocabularies (no ../shared needed) and the streaming
+// decoder on real vocabularies.
+#include <gtest/gtest.h>
 
+#include "common/shared_data.h"
+#include "qkv/model_file.h"
+#include "qkv/tokenizer.h"
+
+namespace {
+
+using qkv::TokenizerSpec;
+using qkv::TokenKind;
+
+// <unk> <s> </s> <0x00>..<0xFF> ▁ a b ▁a ab ▁ab: a SentencePiece-style vocabulary.
+TokenizerSpec tiny_spm() {
+  TokenizerSpec s;
+  s.model = TokenizerSpec::Model::spm_bpe;
+  s.tokens = {"<unk>", "<s>", "</s>"};
+  s.kinds = {TokenKind::unknown, TokenKind::control, TokenKind::control};
+  static const char hex[] = "0123456789ABCDEF";
+  for (int b = 0; b < 256; ++b) {
+    s.tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+    s.kinds.push_back(TokenKind::byte);
+  }
+  for (const char* t : {"\xe2\x96\x81", "a", "b",
+                        "\xe2\x96\x81"
+                        "a",
+                        "ab",
+                        "\xe2\x96\x81"
+                        "ab"}) {
+    s.tokens.push_back(t);
+    s.kinds.push_back(TokenKind::normal);
+  }
+  s.scores.assign(s.tokens.size(), 0.0f);
+  s.scores[259 + 3] = -1.0f;  // ▁a
+  s.scores[259 + 4] = -2.0f;  // ab
+  s.scores[259 + 5] = -0.5f;  // ▁ab
+  s.unk = 0, s.bos = 1, s.eos = 2;
+  s.add_bos = true;
+  return s;
+}
+
+TEST(Spm, MergesByScoreAndFallsBackToBytes) {
+  const qkv::Tokenizer tok(tiny_spm());
+  // "ab" -> ▁ a b: ▁a (score -1) beats ab (-2), then ▁a + b = ▁ab (-0.5).
+  EXPECT_EQ(tok.encode("ab"), (std::vector<int32_t>{1, 264}));
+  // "ba" -> ▁ b a: no pair is a piece.
+  EXPECT_EQ(tok.encode("ba"), (std::vector<int32_t>{1, 259, 261, 260}));
+  // "é" is not a piece: its two UTF-8 bytes become <0xC3> <0xA9>.
+  EXPECT_EQ(tok.encode("\xc3\xa9", {.add_special = false}),
+            (std::vector<int32_t>{259, 3 + 0xc3, 3 + 0xa9}));
+  EXPECT_EQ(tok.decode(tok.encode("\xc3\xa9 ab")), "\xc3\xa9 ab");
+  EXPECT_TRUE(tok.encode("", {.add_special = false}).empty());
+  EXPECT_EQ(tok.encode(""), (std::vector<int32_t>{1}));
+}
+
+TEST(Spm, SpecialTokensOnlyWhenParsed) {
+  const qkv::Tokenizer tok(tiny_spm());
+  const auto plain = tok.encode("<s>", {.add_special = false, .parse_special = false});
+  EXPECT_NE(plain, (std::vector<int32_t>{1}));
+  EXPECT_EQ(tok.encode("<s>", {.add_special = false, .parse_special = true}),
+            (std::vector<int32_t>{1}));
+}
+
+TEST(Tokenizer, RejectsInvalidUtf8NamingTheByte) {
+  const qkv::Tokenizer tok(tiny_spm());
+  for (const char* bad : {"ab\xff", "ab\xc3", "ab\xc0\xaf", "ab\xed\xa0\x80"}) {
+    try {
+      tok.encode(bad);
+      FAIL() << "no error for invalid UTF-8";
+    } catch (const qkv::InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("at byte 2"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("expected UTF-8"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Tokenizer, RejectsInconsistentSpecs) {
+  TokenizerSpec s = tiny_spm();
+  s.bos = 100000;
+  EXPECT_THROW(qkv::Tokenizer{s}, qkv::InvalidArgument);
+  s = tiny_spm();
+  s.scores.pop_back();
+  EXPECT_THROW(qkv::Tokenizer{s}, qkv::InvalidArgument);
+  s = tiny_spm();
+  s.tokens.clear();
+  EXPECT_THROW(qkv::Tokenizer{s}, qkv::InvalidArgument);
+  const qkv::Tokenizer tok(tiny_spm());
+  const int32_t bad[] = {7, 100000};
+  EXPECT_THROW(tok.decode(bad), qkv::InvalidArgument);
+}
+
+TEST(StreamDecoder, HoldsBackPartialUtf8) {
+  const qkv::Tokenizer tok(tiny_spm());
+  qkv::StreamDecoder dec(tok);
+  // "€" = E2 82 AC as three byte tokens.
+  EXPECT_EQ(dec.push(3 + 0xe2), "");
+  EXPECT_EQ(dec.push(3 + 0x82), "");
+  EXPECT_EQ(dec.push(3 + 0xac), "\xe2\x82\xac");
+  // A lead byte followed by ASCII: U+FFFD, then the ASCII.
+  EXPECT_EQ(dec.push(3 + 0xe2), "");
+  EXPECT_EQ(dec.push(260),
+            "\xef\xbf\xbd"
+            "a");
+  EXPECT_EQ(dec.push(3 + 0xf0), "");
+  EXPECT_EQ(dec.flush(), "\xef\xbf\xbd");
+}
+
+void check_stream_equals_decode(const qkv::Tokenizer& tok, const std::string& text) {
+  const std::vector<int32_t> ids = tok.encode(text);
+  qkv::StreamDecoder dec(tok);
+  std::string streamed;
+  for (int32_t id : ids) streamed += dec.push(id);
+  streamed += dec.flush();
+  EXPECT_EQ(streamed, tok.decode(ids)) << text;
+}
+
+TEST(StreamDecoder, EqualsDecodeOnRealVocabularies) {
+  QKV_REQUIRE_SHARED(gpt2, "vocab-gguf/ggml-vocab-gpt-2.gguf");
+  QKV_REQUIRE_SHARED(spm, "vocab-gguf/ggml-vocab-llama-spm.gguf");
+  const std::string text =
+      "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8apple "
+      "\xe1\x9e\x80\xe1\x9e\xb6\xe1\x9e\x93\xe1\x9f\x8b \xf0\x9f\xa6\x99.cpp";
+  for (const auto& p : {gpt2, spm}) {
+    const qkv::Tokenizer tok(qkv::tokenizer_spec_from_gguf(qkv::read_gguf(p.string())));
+    check_stream_equals_decode(tok, text);
+    EXPECT_EQ(tok.decode(tok.encode(text)), text);
+  }
+}
+
+TEST(ByteBpe, EndOfTextIsSpecialOnlyWhenParsed) {
+  QKV_REQUIRE_SHARED(gpt2, "vocab-gguf/ggml-vocab-gpt-2.gguf");
+  qkv::TokenizerSpec s = qkv::tokenizer_spec_from_gguf(qkv::read_gguf(gpt2.string()));
+  s.kinds[50256] = qkv::TokenKind::control;  // as tokenizer.json marks it
+  const qkv::Tokenizer tok(std::move(s));
+  EXPECT_EQ(tok.encode("a<|endoftext|>", {.parse_special = true}),
+            (std::vector<int32_t>{64, 50256}));
+  EXPECT_GT(tok.encode("a<|endoftext|>", {.parse_special = false}).size(), 2u);
+  EXPECT_EQ(tok.token_bytes(220), " ");  // "Ġ"
+}
+
+}  // namespace
