@@ -3,9 +3,7 @@
 #include <sys/mman.h>
 
 #include <cstdlib>
-#include <mutex>
 #include <new>
-#include <vector>
 
 namespace qkv::core {
 namespace {
@@ -37,14 +35,8 @@ void* Arena::get(size_t bytes) {
 }
 
 Arena& thread_arena(int slot) {
-  // Arenas are created on first use and kept for the life of the process; `slot` is the index of
-  // the worker thread (stable inside one OpenMP team).
-  static std::mutex mu;
-  static std::vector<std::unique_ptr<Arena>> arenas;
-  std::lock_guard<std::mutex> lock(mu);
-  if (slot >= static_cast<int>(arenas.size())) arenas.resize(slot + 1);
-  if (!arenas[slot]) arenas[slot] = std::make_unique<Arena>();
-  return *arenas[slot];
+  thread_local Arena arenas[2];
+  return arenas[slot & 1];
 }
 
 }  // namespace qkv::core

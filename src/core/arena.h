@@ -31,7 +31,9 @@ class Arena {
   size_t capacity_ = 0;
 };
 
-// One arena per thread, for kernels that run inside thread pools.
+// Arenas owned by the calling OS thread (thread_local, so concurrent callers never share one).
+// Slot 0 is for a kernel's per-item working set, slot 1 for what a call's dispatcher keeps for the
+// whole call; the two never alias.
 Arena& thread_arena(int slot);
 
 }  // namespace qkv::core

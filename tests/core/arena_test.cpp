@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <thread>
 
 #include "core/arena.h"
 
@@ -19,9 +20,13 @@ TEST(Arena, ReturnsAlignedMemoryAndReusesIt) {
   EXPECT_GE(arena.capacity(), 5u << 20);
 }
 
-TEST(Arena, ThreadArenasAreDistinctPerSlot) {
+TEST(Arena, ThreadArenasAreDistinctPerSlotAndPerThread) {
   EXPECT_NE(&qkv::core::thread_arena(0), &qkv::core::thread_arena(1));
   EXPECT_EQ(&qkv::core::thread_arena(1), &qkv::core::thread_arena(1));
+  qkv::core::Arena* other = nullptr;
+  std::thread t([&] { other = &qkv::core::thread_arena(0); });
+  t.join();
+  EXPECT_NE(other, &qkv::core::thread_arena(0));
 }
 
 }  // namespace

@@ -9,7 +9,13 @@
 
 namespace qkv::kernels {
 
+namespace cpu {
+struct TargetOps;
+}
+
 void attention_cpu(const AttentionProblem& p);
+// The same on a chosen SIMD target (tests run every target the machine supports).
+void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops);
 
 // Exact softmax rows of one (batch, head) recomputed from q, k and lse (attention.h).
 void attention_probs_cpu(const AttentionProblem& p, const float* lse, int64_t batch, int64_t head,

@@ -41,6 +41,8 @@ struct TargetOps {
                      const int64_t* rows, int64_t n_rows, float* probs, core::Arena& arena);
   // Measures the FMA throughput of one core for about `seconds`; returns GFLOP/s.
   double (*fma_peak)(double seconds);
+  // Sum of n floats, n a multiple of 64: used to measure read bandwidth.
+  float (*read_sum)(const float* x, int64_t n);
 };
 
 const TargetOps& target_generic();

@@ -1,0 +1,181 @@
+// CPU backend: picks the SIMD target, cuts the problem into work items, runs them on threads and
+// merges split-KV partial results by their log-sum-exp.
+#include "kernels/cpu/attention_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/arena.h"
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "kernels/cpu/plan.h"
+
+namespace qkv::kernels {
+namespace cpu {
+namespace {
+
+// Query rows per prefill item: 64 rows x 64 keys keep S, the Kᵀ and V tiles and the output rows
+// of one item within L2 for head_dim up to 256, and give 32+ items per head at n = 2048 for the
+// greedy balancing of causal work.
+constexpr int64_t kBlockRows = 64;
+// Rows up to which the direct (decode) path is used; must match kDirectRows in flash_impl.inc.
+constexpr int64_t kDirectRows = 8;
+// Smallest key range worth a split of its own: merging costs O(rows * head_dim_v) per split.
+constexpr int64_t kMinSplitKeys = 512;
+
+const TargetOps& select_target() {
+  const auto& f = core::cpu_features();
+  int level = f.has_avx512_target() ? 2 : f.has_avx2_target() ? 1 : 0;
+  if (const char* env = std::getenv("QKV_CPU_TARGET")) {
+    const int want = std::strcmp(env, "avx512") == 0 ? 2 : std::strcmp(env, "avx2") == 0 ? 1 : 0;
+    level = std::min(level, want);  // can lower the choice, never raise it past the CPU
+  }
+  return level == 2 ? target_avx512() : level == 1 ? target_avx2() : target_generic();
+}
+
+}  // namespace
+
+const TargetOps& target_selected() {
+  static const TargetOps& ops = select_target();
+  return ops;
+}
+
+}  // namespace cpu
+
+std::string_view cpu_target_name() {
+  return cpu::target_selected().name;
+}
+
+void attention_cpu(const AttentionProblem& p) {
+  attention_cpu_on(p, cpu::target_selected());
+}
+
+void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
+  using cpu::Item;
+  using cpu::kBlockRows;
+  using cpu::kDirectRows;
+  using cpu::kMinSplitKeys;
+  const int threads = core::resolve_threads(p.opt.n_threads);
+
+  cpu::Plan plan;
+  plan.p = &p;
+  std::vector<Item> rowsets;
+  const int64_t decode_rows = p.group * p.n_q;
+  if (decode_rows <= kDirectRows) {
+    // Few queries: one item per kv head holds every query head of its group, so each K/V row is
+    // read once for all of them (GQA), straight from the cache.
+    plan.direct = p.k.stride[3] == 1 && p.v.stride[3] == 1;
+    plan.max_rows = decode_rows;
+    for (int64_t b = 0; b < p.batch; ++b) {
+      for (int64_t hk = 0; hk < p.n_head_kv; ++hk) {
+        rowsets.push_back(Item{b, hk, hk * p.group, p.group, 0, p.n_q, 0, p.n_kv, 0, 0});
+      }
+    }
+  } else {
+    plan.max_rows = kBlockRows;
+    for (int64_t b = 0; b < p.batch; ++b) {
+      for (int64_t h = 0; h < p.n_head; ++h) {
+        for (int64_t i0 = 0; i0 < p.n_q; i0 += kBlockRows) {
+          rowsets.push_back(
+              Item{b, h / p.group, h, 1, i0, std::min(kBlockRows, p.n_q - i0), 0, p.n_kv, 0, 0});
+        }
+      }
+    }
+  }
+
+  // Too few row sets to keep every thread busy: split the keys and merge by LSE afterwards.
+  const int64_t n_rowsets = static_cast<int64_t>(rowsets.size());
+  const int64_t want_items = 4 * static_cast<int64_t>(threads);
+  if (threads > 1 && n_rowsets < want_items && p.n_kv >= 2 * kMinSplitKeys) {
+    plan.n_split = std::min((want_items + n_rowsets - 1) / n_rowsets, p.n_kv / kMinSplitKeys);
+  }
+  const int64_t chunk = (p.n_kv + plan.n_split - 1) / plan.n_split;
+
+  // Items with their estimated cost; the interval rules are monotone in the query index, so the
+  // first and last query bound the keys an item touches.
+  std::vector<Item> items;
+  std::vector<int64_t> item_rowset;
+  items.reserve(static_cast<size_t>(n_rowsets * plan.n_split));
+  for (int64_t rs = 0; rs < n_rowsets; ++rs) {
+    for (int64_t s = 0; s < plan.n_split; ++s) {
+      Item it = rowsets[rs];
+      it.split = s;
+      it.k_begin = std::min(s * chunk, p.n_kv);
+      it.k_end = std::min((s + 1) * chunk, p.n_kv);
+      int64_t lo_first, hi_first, lo_last, hi_last;
+      p.key_range(it.b, it.i0, &lo_first, &hi_first);
+      p.key_range(it.b, it.i0 + it.n_queries - 1, &lo_last, &hi_last);
+      const int64_t lo = std::max(std::min(lo_first, lo_last), it.k_begin);
+      const int64_t hi = std::min(std::max(hi_first, hi_last), it.k_end);
+      it.cost = static_cast<double>(it.n_heads * it.n_queries) *
+                static_cast<double>(std::max<int64_t>(hi - lo, 0) + 16);
+      items.push_back(it);
+      item_rowset.push_back(rs);
+    }
+  }
+  // Heaviest first: with items handed out in order, this is greedy longest-processing-time
+  // scheduling, which keeps causal attention (costs from 1 to n) balanced across threads.
+  std::vector<int64_t> order(items.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return items[a].cost > items[b].cost; });
+
+  if (plan.n_split > 1) {
+    const size_t slots = static_cast<size_t>(n_rowsets * plan.n_split * plan.max_rows);
+    float* buf = core::thread_arena(1).get_as<float>(slots * static_cast<size_t>(p.head_dim_v + 1));
+    plan.part_o = buf;
+    plan.part_lse = buf + slots * static_cast<size_t>(p.head_dim_v);
+  }
+
+  core::parallel_for_dynamic(static_cast<int64_t>(order.size()), threads, [&](int64_t n, int) {
+    const int64_t idx = order[n];
+    ops.run_item(plan, items[idx], item_rowset[idx], core::thread_arena(0));
+  });
+
+  if (plan.n_split == 1) return;
+  // Merge: out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse); lse = max + log(sum w).
+  const int64_t dv = p.head_dim_v;
+  for (int64_t rs = 0; rs < n_rowsets; ++rs) {
+    const Item& it = rowsets[rs];
+    const int64_t R = it.n_heads * it.n_queries;
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t h = it.h0 + r / it.n_queries, i = it.i0 + r % it.n_queries;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < plan.n_split; ++s) {
+        mx = std::max(mx, plan.part_lse[(rs * plan.n_split + s) * plan.max_rows + r]);
+      }
+      float* dst = p.out.data + it.b * p.out.stride[0] + i * p.out.stride[1] + h * p.out.stride[2];
+      for (int64_t c = 0; c < dv; ++c) dst[c * p.out.stride[3]] = 0.f;
+      float lse = mx;
+      if (mx != -std::numeric_limits<float>::infinity()) {
+        double wsum = 0;
+        for (int64_t s = 0; s < plan.n_split; ++s) {
+          const int64_t slot = (rs * plan.n_split + s) * plan.max_rows + r;
+          const float w = std::exp(plan.part_lse[slot] - mx);
+          if (w == 0.f) continue;
+          wsum += w;
+          const float* o = plan.part_o + slot * dv;
+          for (int64_t c = 0; c < dv; ++c) dst[c * p.out.stride[3]] += w * o[c];
+        }
+        const float inv = static_cast<float>(1.0 / wsum);
+        for (int64_t c = 0; c < dv; ++c) dst[c * p.out.stride[3]] *= inv;
+        lse = mx + static_cast<float>(std::log(wsum));
+      }
+      if (p.lse) p.lse[(it.b * p.n_head + h) * p.n_q + i] = lse;
+    }
+  }
+}
+
+void attention_probs_cpu(const AttentionProblem& p, const float* lse, int64_t batch, int64_t head,
+                         std::span<const int64_t> rows, float* probs) {
+  cpu::target_selected().probs_rows(p, lse, batch, head, rows.data(),
+                                    static_cast<int64_t>(rows.size()), probs,
+                                    core::thread_arena(0));
+}
+
+}  // namespace qkv::kernels

@@ -1,0 +1,61 @@
+#include "kernels/cpu/probe.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/parallel.h"
+#include "kernels/cpu/plan.h"
+
+namespace qkv::kernels {
+
+MachinePeak measure_machine_peak(int threads, double seconds) {
+  const cpu::TargetOps& ops = cpu::target_selected();
+  MachinePeak peak;
+  peak.threads = core::resolve_threads(threads);
+  peak.target = ops.name;
+  // FMA: every thread runs the probe at once; the sum is what the cores sustain together.
+  std::vector<double> per(peak.threads, 0.0);
+#pragma omp parallel num_threads(peak.threads)
+  { per[omp_get_thread_num()] = ops.fma_peak(seconds); }
+  for (double g : per) peak.fma_gflops += g;
+
+  // Bandwidth: 1 GiB (far beyond any cache), touched first so page faults are not counted; the
+  // best of a few passes.
+  const int64_t n = int64_t{1} << 28;
+  float* buf = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * 4));
+  if (!buf) return peak;
+  core::parallel_for_dynamic(peak.threads, peak.threads, [&](int64_t t, int) {
+    const int64_t lo = n / peak.threads * t,
+                  hi = t + 1 == peak.threads ? n : n / peak.threads * (t + 1);
+    std::memset(buf + lo, 0, static_cast<size_t>(hi - lo) * 4);
+  });
+  double best = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (int pass = 0; pass < 8; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    volatile float sink = 0;
+    const int64_t per_thread = n / peak.threads / 64 * 64;
+#pragma omp parallel num_threads(peak.threads)
+    {
+      const int t = omp_get_thread_num();
+      const float s = ops.read_sum(buf + per_thread * t, per_thread);
+      if (s != 0) sink = s;
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(per_thread) * peak.threads * 4 / dt * 1e-9);
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >
+            2 * seconds &&
+        pass >= 2)
+      break;
+  }
+  std::free(buf);
+  peak.read_gbps = best;
+  return peak;
+}
+
+}  // namespace qkv::kernels

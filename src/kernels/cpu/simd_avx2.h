@@ -1,0 +1,72 @@
+// SIMD traits for AVX2 + FMA + F16C (8 floats). Included only by target_avx2.cpp, after
+// `#pragma GCC target`, inside namespace qkv::kernels::cpu::avx2.
+
+struct Simd {
+  using V = __m256;
+  static constexpr int W = 8;
+  // Register blocking of the micro-kernels (rows x vectors of columns); 16 ymm registers:
+  // 6 x 2 accumulators + 2 loaded vectors + 1 broadcast.
+  static constexpr int kMr = 6;
+  static constexpr int kNr = 2;
+
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V x) { _mm256_storeu_ps(p, x); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static float hsum(V x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static float hmax(V x) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // Lanes j (0..W-1) with lo <= base + j < hi keep x; others become -inf.
+  static V mask_range(V x, float base, float lo, float hi) {
+    const V idx = _mm256_add_ps(_mm256_set1_ps(base), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+    const V keep = _mm256_and_ps(_mm256_cmp_ps(idx, _mm256_set1_ps(lo), _CMP_GE_OQ),
+                                 _mm256_cmp_ps(idx, _mm256_set1_ps(hi), _CMP_LT_OQ));
+    return _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), x, keep);
+  }
+  // 2^x for x <= ~0 (arguments below -126 give 0): x = n + f, f in [-0.5, 0.5], 2^f by a degree-6
+  // polynomial (relative error < 2e-7, tested against std::exp2), 2^n through the exponent bits.
+  static V exp2(V x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-127.f));
+    const V n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const V f = _mm256_sub_ps(x, n);
+    V p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.f));
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  }
+  // W consecutive elements of a k/v row converted to fp32.
+  static V load_f16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load_bf16(const uint16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  // Rounds fp32 lanes to bf16 precision (nearest even), kept as fp32: the bf16 mode's numerics.
+  static V round_bf16(V x) {
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+    return _mm256_castsi256_ps(
+        _mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+};

@@ -1,0 +1,28 @@
+// SIMD traits for any CPU: one float per "vector". Included only by target_generic.cpp inside
+// namespace qkv::kernels::cpu::generic. Same algorithm as the vector targets, so the tests that run
+// every target compare like with like.
+
+struct Simd {
+  using V = float;
+  static constexpr int W = 1;
+  static constexpr int kMr = 4;
+  static constexpr int kNr = 4;
+
+  static V zero() { return 0.f; }
+  static V set1(float x) { return x; }
+  static V load(const float* p) { return *p; }
+  static void store(float* p, V x) { *p = x; }
+  static V fmadd(V a, V b, V c) { return a * b + c; }
+  static V mul(V a, V b) { return a * b; }
+  static V add(V a, V b) { return a + b; }
+  static V max(V a, V b) { return a > b ? a : b; }
+  static float hsum(V x) { return x; }
+  static float hmax(V x) { return x; }
+  static V mask_range(V x, float base, float lo, float hi) {
+    return (base >= lo && base < hi) ? x : -INFINITY;
+  }
+  static V exp2(V x) { return x < -127.f ? 0.f : std::exp2(x); }
+  static V load_f16(const uint16_t* p) { return core::f16_to_f32(*p); }
+  static V load_bf16(const uint16_t* p) { return core::bf16_to_f32(*p); }
+  static V round_bf16(V x) { return core::bf16_to_f32(core::f32_to_bf16(x)); }
+};

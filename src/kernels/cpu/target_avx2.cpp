@@ -1,0 +1,39 @@
+// The avx2 target: AVX2 + FMA + F16C (Haswell and later, Zen).
+#include "kernels/cpu/target_common.h"
+
+#if QKV_X86
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+namespace qkv::kernels::cpu::avx2 {
+#include "kernels/cpu/simd_avx2.h"
+#include "kernels/cpu/transpose8.h"
+// clang-format off
+#include "kernels/cpu/flash_impl.inc"
+// clang-format on
+}  // namespace qkv::kernels::cpu::avx2
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace qkv::kernels::cpu {
+const TargetOps& target_avx2() {
+  static const TargetOps ops{"avx2", avx2::run_item, avx2::probs_rows, avx2::fma_peak,
+                             avx2::read_sum};
+  return ops;
+}
+}  // namespace qkv::kernels::cpu
+#else
+namespace qkv::kernels::cpu {
+const TargetOps& target_avx2() {
+  return target_generic();
+}
+}  // namespace qkv::kernels::cpu
+#endif

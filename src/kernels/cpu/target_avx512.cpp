@@ -1,0 +1,44 @@
+// The avx512 target: AVX-512 F/BW/DQ/VL (Skylake-SP and later, Zen 4 and later).
+#include "kernels/cpu/target_common.h"
+
+#if QKV_X86
+#if defined(__clang__)
+#pragma clang attribute push(                                                    \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), \
+    apply_to = function)
+#else
+// GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+#endif
+
+namespace qkv::kernels::cpu::avx512 {
+#include "kernels/cpu/simd_avx512.h"
+#include "kernels/cpu/transpose8.h"
+// clang-format off
+#include "kernels/cpu/flash_impl.inc"
+// clang-format on
+}  // namespace qkv::kernels::cpu::avx512
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace qkv::kernels::cpu {
+const TargetOps& target_avx512() {
+  static const TargetOps ops{"avx512", avx512::run_item, avx512::probs_rows, avx512::fma_peak,
+                             avx512::read_sum};
+  return ops;
+}
+}  // namespace qkv::kernels::cpu
+#else
+namespace qkv::kernels::cpu {
+const TargetOps& target_avx512() {
+  return target_generic();
+}
+}  // namespace qkv::kernels::cpu
+#endif

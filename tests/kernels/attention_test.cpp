@@ -1,0 +1,285 @@
+// Parity of the fast CPU attention with the reference over shapes, masks, dtypes, layouts,
+// targets and thread counts.
+//
+// Tolerances (max |out - ref| / (1 + |ref|), same for lse):
+//   f32 mode, f32/f16/bf16 K/V: 3e-5. The reference reads the same stored K/V values exactly, so
+//     the only difference is fp32 accumulation (dot products of length head_dim <= 256 and
+//     softmax sums over <= 3000 keys, relative error ~1e-6) and the exp2 polynomial (2e-7).
+//   bf16 mode: 3e-2. q, k, the probabilities and v are rounded to bf16 (8 significant bits,
+//     relative error 2^-9 each); the scores are O(1), so errors of a few 1e-3 per score and per
+//     product add up to ~1e-2 in the output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "attention_harness.h"
+#include "qkv/error.h"
+
+namespace qkv::test {
+namespace {
+
+constexpr double kTolF32 = 3e-5;
+constexpr double kTolBf16Mode = 3e-2;
+
+void expect_close(const Case& c, const kernels::cpu::TargetOps& t, int threads, double tol) {
+  const Result r = run_against_reference(c, t, threads);
+  const std::string where = c.name() + " target " + t.name + " threads " + std::to_string(threads);
+  EXPECT_FALSE(r.has_nan) << where;
+  EXPECT_TRUE(r.guards_ok) << "wrote outside the output view: " << where;
+  EXPECT_FALSE(r.lse_inf_mismatch) << where;
+  EXPECT_LE(r.max_out_err, tol) << where;
+  EXPECT_LE(r.max_lse_err, tol) << where;
+}
+
+// A random case: sizes from small odd ones to a few tiles, every option drawn independently so
+// that combinations get exercised.
+Case random_case(std::mt19937& rng, bool options) {
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  Case c;
+  c.seed = rng();
+  c.batch = pick(1, 3);
+  const int groups[] = {1, 1, 2, 3, 4, 8};
+  c.n_head_kv = pick(1, 3);
+  c.n_head = c.n_head_kv * groups[pick(0, 5)];
+  const int dims[] = {1, 3, 8, 16, 17, 32, 40, 64, 80, 96, 128, 256};
+  c.head_dim = dims[pick(0, 11)];
+  c.head_dim_v = pick(0, 3) == 0 ? dims[pick(0, 11)] : c.head_dim;
+  c.n_kv = pick(1, 200);
+  c.n_q = pick(0, 2) == 0 ? c.n_kv : pick(1, 150);
+  if (pick(0, 3) == 0) c.n_q = pick(1, 4);  // decode-like
+  const DType dts[] = {DType::f32, DType::f16, DType::bf16};
+  c.kv_dtype = dts[pick(0, 2)];
+  c.layout = static_cast<Layout>(pick(0, 2));
+  if (!options) return c;
+  c.opt.causal = pick(0, 1);
+  if (pick(0, 2) == 0) {
+    for (int b = 0; b < c.batch; ++b) c.kv_lengths.push_back(pick(0, static_cast<int>(c.n_kv)));
+  }
+  if (pick(0, 4) == 0) {
+    for (int b = 0; b < c.batch; ++b) c.q_offsets.push_back(pick(0, static_cast<int>(c.n_kv)));
+  }
+  if (pick(0, 2) == 0) c.opt.window_left = pick(0, 40);
+  if (pick(0, 3) == 0) c.opt.window_right = pick(0, 40);
+  const int mask = pick(0, 5);
+  if (mask == 0) {
+    c.boolean.resize(static_cast<size_t>(c.n_q * c.n_kv));
+    for (auto& m : c.boolean) m = pick(0, 3) != 0;
+  } else if (mask == 1) {
+    c.additive.resize(static_cast<size_t>(c.n_q * c.n_kv));
+    for (auto& m : c.additive)
+      m = pick(0, 5) == 0 ? -INFINITY : std::uniform_real_distribution<float>(-2, 2)(rng);
+  }
+  if (pick(0, 3) == 0) {
+    for (int h = 0; h < c.n_head; ++h) c.alibi.push_back(std::pow(2.f, -8.f * (h + 1) / c.n_head));
+  }
+  if (pick(0, 4) == 0) c.opt.softcap = 5.f;
+  if (pick(0, 3) == 0) c.opt.scale = 0.7f;
+  return c;
+}
+
+TEST(AttentionCpu, RandomShapesWithoutMasks) {
+  std::mt19937 rng(101);
+  for (int n = 0; n < 60; ++n) {
+    const Case c = random_case(rng, false);
+    for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolF32);
+  }
+}
+
+TEST(AttentionCpu, RandomShapesWithEveryMaskCombination) {
+  std::mt19937 rng(202);
+  for (int n = 0; n < 150; ++n) {
+    const Case c = random_case(rng, true);
+    for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + n % 2, kTolF32);
+  }
+}
+
+TEST(AttentionCpu, EachMaskAlone) {
+  for (int kind = 0; kind < 8; ++kind) {
+    Case c;
+    c.batch = 2, c.n_q = 70, c.n_kv = 130, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 32;
+    c.head_dim_v = 32;
+    switch (kind) {
+      case 0:
+        c.opt.causal = true;
+        break;
+      case 1:
+        c.kv_lengths = {100, 3};
+        break;
+      case 2:
+        c.opt.window_left = 16;
+        break;
+      case 3:
+        c.opt.window_left = 8, c.opt.window_right = 8;
+        break;
+      case 4:
+        c.boolean.assign(static_cast<size_t>(c.n_q * c.n_kv), 1);
+        for (size_t i = 0; i < c.boolean.size(); i += 3) c.boolean[i] = 0;
+        break;
+      case 5:
+        c.additive.assign(static_cast<size_t>(c.n_q * c.n_kv), 0.5f);
+        for (size_t i = 0; i < c.additive.size(); i += 7) c.additive[i] = -INFINITY;
+        break;
+      case 6:
+        c.alibi = {0.5f, 0.25f, 0.125f, 0.0625f};
+        break;
+      case 7:
+        c.opt.softcap = 2.f, c.value_range = 3.f;
+        break;
+    }
+    for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolF32);
+  }
+}
+
+TEST(AttentionCpu, LongCausalPrefillAcrossManyTiles) {
+  Case c;
+  c.batch = 1, c.n_q = 700, c.n_kv = 700, c.n_head = 3, c.n_head_kv = 1, c.head_dim = 64;
+  c.head_dim_v = 64;
+  c.opt.causal = true;
+  c.kv_dtype = DType::f16;
+  for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolF32);
+}
+
+TEST(AttentionCpu, DecodeAgainstLongCacheSplitsAndMerges) {
+  // One query against 3000 keys: with 2 threads the keys are split and merged by LSE.
+  for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+    Case c;
+    c.batch = 2, c.n_q = 1, c.n_kv = 3000, c.n_head = 8, c.n_head_kv = 2, c.head_dim = 64;
+    c.head_dim_v = 64;
+    c.kv_dtype = dt;
+    c.kv_lengths = {2999, 1234};
+    c.opt.causal = true;
+    for (const auto* t : runnable_targets()) {
+      expect_close(c, *t, 1, kTolF32);
+      expect_close(c, *t, 2, kTolF32);
+    }
+  }
+}
+
+TEST(AttentionCpu, OneAndTwoThreadsAgree) {
+  std::mt19937 rng(303);
+  for (int n = 0; n < 10; ++n) {
+    Case c = random_case(rng, true);
+    c.n_kv = 1500, c.n_q = n % 2 ? 1 : 90;
+    c.boolean.clear(), c.additive.clear(), c.q_offsets.clear(), c.kv_lengths.clear();
+    attach_options(c);
+    const Inputs in = make_inputs(c);
+    const std::array<int64_t, 4> shape{c.batch, c.n_q, c.n_head, c.head_dim_v};
+    Output o1(shape, Layout::bshd), o2(shape, Layout::bshd);
+    AttentionOptions a = c.opt, b = c.opt;
+    a.n_threads = 1, b.n_threads = 2;
+    attention(in.q.view, in.k.view, in.v.view, o1.view, o1.lse_ptr(), a);
+    attention(in.q.view, in.k.view, in.v.view, o2.view, o2.lse_ptr(), b);
+    double err = 0;
+    for (size_t i = 0; i < o1.buf.size(); ++i)
+      err = std::max(err, double(std::fabs(o1.buf[i] - o2.buf[i])));
+    EXPECT_LE(err, 1e-5) << c.name();
+  }
+}
+
+TEST(AttentionCpu, ExtremeScoresStayFinite) {
+  // Scores of +-1e4: the softmax is one-hot up to ties; fp32 scores of that size carry an
+  // absolute rounding error of ~1e-3, hence the looser bound.
+  Case c;
+  c.n_q = 33, c.n_kv = 97, c.n_head = 2, c.n_head_kv = 1, c.head_dim = 16, c.head_dim_v = 16;
+  c.value_range = 40.f;  // |q.k| up to ~1e4 after scaling
+  c.opt.causal = true;
+  for (const auto* t : runnable_targets()) expect_close(c, *t, 2, 1e-3);
+}
+
+TEST(AttentionCpu, FullyMaskedRowsGiveZerosAndMinusInfinity) {
+  Case c;
+  c.batch = 2, c.n_q = 5, c.n_kv = 9, c.n_head = 2, c.n_head_kv = 2, c.head_dim = 8,
+  c.head_dim_v = 8;
+  c.kv_lengths = {0, 9};  // sequence 0 has no keys at all
+  c.boolean.assign(static_cast<size_t>(c.n_q * c.n_kv), 1);
+  for (int j = 0; j < 9; ++j)
+    c.boolean[static_cast<size_t>(2 * 9 + j)] = 0;  // query 2 sees nothing
+  attach_options(c);
+  const Inputs in = make_inputs(c);
+  Output o({c.batch, c.n_q, c.n_head, c.head_dim_v}, Layout::bshd);
+  attention(in.q.view, in.k.view, in.v.view, o.view, o.lse_ptr(), c.opt);
+  for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(o.lse_ptr()[(0 * 2 + h) * 5 + i], -INFINITY);
+      for (int64_t d = 0; d < 8; ++d) EXPECT_EQ(o.at(0, i, h, d), 0.f);
+    }
+    EXPECT_EQ(o.lse_ptr()[(1 * 2 + h) * 5 + 2], -INFINITY);
+    for (int64_t d = 0; d < 8; ++d) EXPECT_EQ(o.at(1, 2, h, d), 0.f);
+    EXPECT_TRUE(std::isfinite(o.lse_ptr()[(1 * 2 + h) * 5 + 1]));
+  }
+}
+
+TEST(AttentionCpu, Bf16ModeErrorIsBounded) {
+  std::mt19937 rng(404);
+  for (int n = 0; n < 20; ++n) {
+    Case c = random_case(rng, false);
+    c.opt.precision = Precision::bf16;
+    for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolBf16Mode);
+  }
+}
+
+TEST(AttentionCpu, ReferenceBackendThroughPublicApi) {
+  Case c;
+  c.opt.causal = true;
+  attach_options(c);
+  const Inputs in = make_inputs(c);
+  Output a({c.batch, c.n_q, c.n_head, c.head_dim_v}, Layout::bshd);
+  Output b({c.batch, c.n_q, c.n_head, c.head_dim_v}, Layout::bshd);
+  AttentionOptions ro = c.opt;
+  ro.backend = Backend::reference;
+  attention(in.q.view, in.k.view, in.v.view, a.view, a.lse_ptr(), ro);
+  attention(in.q.view, in.k.view, in.v.view, b.view, b.lse_ptr(), c.opt);
+  for (size_t i = 0; i < a.buf.size(); ++i) EXPECT_NEAR(a.buf[i], b.buf[i], 3e-5);
+  // Query 0 of a causal square problem sees only key 0: its output is v[0].
+  EXPECT_NEAR(a.at(0, 0, 0, 0), kernels::load_element(in.v.view, 0, 0, 0, 0), 1e-6);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InvalidArgument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(AttentionApi, InvalidArgumentsNameTheSizes) {
+  std::vector<float> q(2 * 3 * 4 * 8), k(2 * 5 * 3 * 8), v(2 * 5 * 3 * 8), out(2 * 3 * 4 * 8);
+  auto qv = View4::dense(q.data(), DType::f32, {2, 3, 4, 8});
+  auto kv = View4::dense(k.data(), DType::f32, {2, 5, 3, 8});
+  auto vv = View4::dense(v.data(), DType::f32, {2, 5, 3, 8});
+  auto ov = MutView4::dense(out.data(), {2, 3, 4, 8});
+  std::string e = error_of([&] { attention(qv, kv, vv, ov, nullptr); });
+  EXPECT_NE(e.find("n_head = 4"), std::string::npos) << e;
+  EXPECT_NE(e.find("n_head_kv = 3"), std::string::npos) << e;
+
+  kv = View4::dense(k.data(), DType::f32, {2, 5, 2, 8});
+  vv = View4::dense(v.data(), DType::f32, {2, 4, 2, 8});
+  e = error_of([&] { attention(qv, kv, vv, ov, nullptr); });
+  EXPECT_NE(e.find("n_kv = 5"), std::string::npos) << e;
+
+  vv = View4::dense(v.data(), DType::f32, {2, 5, 2, 8});
+  auto bad_out = MutView4::dense(out.data(), {2, 3, 4, 7});
+  e = error_of([&] { attention(qv, kv, vv, bad_out, nullptr); });
+  EXPECT_NE(e.find("out shape [2, 3, 4, 7] should be [2, 3, 4, 8]"), std::string::npos) << e;
+
+  int32_t lens[2] = {5, 6};
+  AttentionOptions o;
+  o.kv_lengths = lens;
+  e = error_of([&] { attention(qv, kv, vv, ov, nullptr, o); });
+  EXPECT_NE(e.find("kv_lengths[1] = 6"), std::string::npos) << e;
+
+  AttentionOptions m;
+  m.mask = AttentionMask{MaskKind::boolean, lens, 3, 4, 4, 1};
+  e = error_of([&] { attention(qv, kv, vv, ov, nullptr, m); });
+  EXPECT_NE(e.find("mask is [3, 4]"), std::string::npos) << e;
+
+  auto half_v = View4::dense(v.data(), DType::f16, {2, 5, 2, 8});
+  e = error_of([&] { attention(qv, kv, half_v, ov, nullptr); });
+  EXPECT_NE(e.find("same dtype"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace qkv::test
