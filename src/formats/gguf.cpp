@@ -95,9 +95,9 @@ MetaValue read_value(ByteReader& r, Type t, const std::string& key, int depth) {
       const auto n = r.read<uint64_t>(key + " (array count)");
       const Type et = static_cast<Type>(elem);
       if (n > r.remaining() / min_value_bytes(et)) {
-        core::throw_error(r.file(), ": metadata '", key, "' array count: ", n, " x ",
-                          meta_type_name(et), " needs at least ", min_value_bytes(et),
-                          " bytes each, found only ", r.remaining(), " bytes left");
+        core::throw_error(r.file(), ": metadata '", key, "' array count: expected at most ",
+                          r.remaining() / min_value_bytes(et), " ", meta_type_name(et),
+                          " values in the ", r.remaining(), " bytes left, found ", n);
       }
       std::vector<MetaValue> items;
       items.reserve(static_cast<size_t>(n));
