@@ -50,17 +50,24 @@ struct Case {
   int64_t window_left = -1, window_right = -1;
   bool bhsd_layout = false;  // q/k/v stored [batch, head, seq, dim] (strided views)
   int force_splits = 0;
+  qkv::cuda::FlashKernel kernel = qkv::cuda::FlashKernel::automatic;
 };
+
+const char* kernel_name(qkv::cuda::FlashKernel k) {
+  return k == qkv::cuda::FlashKernel::mma    ? "mma"
+         : k == qkv::cuda::FlashKernel::sm90 ? "sm90"
+                                             : "auto";
+}
 
 std::string describe(const Case& c) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%s->%s b%d q%d kv%d h%d/%d d%d%s%s%s win(%lld,%lld)%s splits=%d",
-                std::string(qkv::dtype_name(c.dtype)).c_str(),
-                std::string(qkv::dtype_name(c.out_dtype)).c_str(), c.batch, c.n_q, c.n_kv, c.n_head,
-                c.n_head_kv, c.head_dim, c.causal ? " causal" : "", c.kv_lengths ? " kv_len" : "",
-                c.q_offsets ? " q_off" : "", static_cast<long long>(c.window_left),
-                static_cast<long long>(c.window_right), c.bhsd_layout ? " bhsd" : "",
-                c.force_splits);
+  std::snprintf(
+      buf, sizeof buf, "%s %s->%s b%d q%d kv%d h%d/%d d%d%s%s%s win(%lld,%lld)%s splits=%d",
+      kernel_name(c.kernel), std::string(qkv::dtype_name(c.dtype)).c_str(),
+      std::string(qkv::dtype_name(c.out_dtype)).c_str(), c.batch, c.n_q, c.n_kv, c.n_head,
+      c.n_head_kv, c.head_dim, c.causal ? " causal" : "", c.kv_lengths ? " kv_len" : "",
+      c.q_offsets ? " q_off" : "", static_cast<long long>(c.window_left),
+      static_cast<long long>(c.window_right), c.bhsd_layout ? " bhsd" : "", c.force_splits);
   return buf;
 }
 
@@ -124,7 +131,7 @@ bool run_case(const Case& c, std::mt19937_64& rng, bool verbose) {
 
   const qkv::cuda::FlashParams f =
       qkv::cuda::make_flash_params(q.view, k.view, v.view, out, lse_dev, opt);
-  qkv::cuda::run_flash(f, opt, nullptr, c.force_splits);
+  qkv::cuda::run_flash(f, opt, nullptr, c.force_splits, c.kernel);
   CHECK_CUDA(cudaDeviceSynchronize());
 
   std::vector<unsigned char> out_raw((n_out + kGuard) * osize);
@@ -271,9 +278,20 @@ int check(int n_random) {
     c.n_q = 600;  // more queries than keys: early rows see no key with bottom-right alignment
     cases.push_back(c);
   }
-  for (const auto& c : cases) {
-    ++total;
-    fails += !run_case(c, rng, true);
+  // Every case on each kernel that can run it (the automatic choice included).
+  const bool sm90 = qkv::cuda::sm90_device();
+  std::printf("check: sm90 kernel %s\n", sm90 ? "available" : "not available on this device");
+  for (const auto& base : cases) {
+    for (auto k : {qkv::cuda::FlashKernel::automatic, qkv::cuda::FlashKernel::mma,
+                   qkv::cuda::FlashKernel::sm90}) {
+      if (k == qkv::cuda::FlashKernel::sm90 &&
+          (!sm90 || (base.head_dim != 64 && base.head_dim != 128)))
+        continue;
+      Case c = base;
+      c.kernel = k;
+      ++total;
+      fails += !run_case(c, rng, true);
+    }
   }
   for (int i = 0; i < n_random; ++i) {
     Case c;
@@ -294,6 +312,11 @@ int check(int n_random) {
     if (rng() % 6 == 0) c.window_right = rng() % 50;
     c.bhsd_layout = rng() % 3 == 0;
     if (rng() % 4 == 0) c.force_splits = 1 + rng() % 6;
+    if (sm90 && (c.head_dim == 64 || c.head_dim == 128) && rng() % 2) {
+      c.kernel = qkv::cuda::FlashKernel::sm90;
+    } else if (rng() % 2) {
+      c.kernel = qkv::cuda::FlashKernel::mma;
+    }
     ++total;
     fails += !run_case(c, rng, false);
   }
@@ -322,6 +345,7 @@ struct BenchShape {
   int batch, n_q, n_kv, n_head, n_head_kv, head_dim;
   bool causal;
   int force_splits;
+  qkv::cuda::FlashKernel kernel = qkv::cuda::FlashKernel::automatic;
 };
 
 double median_ms(const BenchShape& s, const qkv::View4& q, const qkv::View4& k, const qkv::View4& v,
@@ -329,7 +353,7 @@ double median_ms(const BenchShape& s, const qkv::View4& q, const qkv::View4& k, 
   qkv::AttentionOptions opt;
   opt.causal = s.causal;
   const auto f = qkv::cuda::make_flash_params(q, k, v, out, lse, opt);
-  for (int i = 0; i < 3; ++i) qkv::cuda::run_flash(f, opt, nullptr, s.force_splits);
+  for (int i = 0; i < 3; ++i) qkv::cuda::run_flash(f, opt, nullptr, s.force_splits, s.kernel);
   CHECK_CUDA(cudaDeviceSynchronize());
   std::vector<float> times;
   cudaEvent_t a, b;
@@ -337,7 +361,7 @@ double median_ms(const BenchShape& s, const qkv::View4& q, const qkv::View4& k, 
   CHECK_CUDA(cudaEventCreate(&b));
   for (int i = 0; i < iters; ++i) {
     CHECK_CUDA(cudaEventRecord(a));
-    qkv::cuda::run_flash(f, opt, nullptr, s.force_splits);
+    qkv::cuda::run_flash(f, opt, nullptr, s.force_splits, s.kernel);
     CHECK_CUDA(cudaEventRecord(b));
     CHECK_CUDA(cudaEventSynchronize(b));
     float ms = 0;
@@ -351,18 +375,20 @@ double median_ms(const BenchShape& s, const qkv::View4& q, const qkv::View4& k, 
 }
 
 int bench(const char* json_path) {
+  using K = qkv::cuda::FlashKernel;
   const BenchShape shapes[] = {
       {"prefill_b4_n4096", 4, 4096, 4096, 32, 32, 128, false, 0},
+      {"prefill_b4_n4096_mma", 4, 4096, 4096, 32, 32, 128, false, 0, K::mma},
       {"prefill_b4_n4096_causal", 4, 4096, 4096, 32, 32, 128, true, 0},
+      {"prefill_b4_n4096_causal_mma", 4, 4096, 4096, 32, 32, 128, true, 0, K::mma},
       {"prefill_b2_n8192", 2, 8192, 8192, 32, 32, 128, false, 0},
       {"prefill_b2_n8192_causal", 2, 8192, 8192, 32, 32, 128, true, 0},
       {"prefill_b4_n4096_d64", 4, 4096, 4096, 32, 32, 64, false, 0},
+      {"prefill_b4_n4096_d64_mma", 4, 4096, 4096, 32, 32, 64, false, 0, K::mma},
       {"prefill_b4_n4096_gqa32_8", 4, 4096, 4096, 32, 8, 128, false, 0},
       {"decode_b16_kv32k_gqa32_8", 16, 1, 32768, 32, 8, 128, false, 0},
-      {"decode_b16_kv32k_gqa32_8_s1", 16, 1, 32768, 32, 8, 128, false, 1},
       {"decode_b16_kv32k_gqa32_8_s2", 16, 1, 32768, 32, 8, 128, false, 2},
       {"decode_b16_kv32k_gqa32_8_s8", 16, 1, 32768, 32, 8, 128, false, 8},
-      {"decode_b16_kv32k_gqa32_8_s16", 16, 1, 32768, 32, 8, 128, false, 16},
   };
   FILE* js = json_path ? std::fopen(json_path, "w") : nullptr;
   if (js) std::fprintf(js, "[\n");
@@ -400,9 +426,11 @@ int bench(const char* json_path) {
       std::fprintf(js,
                    "%s  {\"name\": \"%s\", \"batch\": %d, \"n_q\": %d, \"n_kv\": %d, "
                    "\"n_head\": %d, \"n_head_kv\": %d, \"head_dim\": %d, \"causal\": %s, "
-                   "\"splits\": %d, \"ms\": %.5f, \"tflops\": %.2f, \"tbs\": %.3f}",
+                   "\"splits\": %d, \"kernel\": \"%s\", \"ms\": %.5f, \"tflops\": %.2f, "
+                   "\"tbs\": %.3f}",
                    first ? "" : ",\n", s.name, s.batch, s.n_q, s.n_kv, s.n_head, s.n_head_kv,
-                   s.head_dim, s.causal ? "true" : "false", s.force_splits, ms, tflops, tbs);
+                   s.head_dim, s.causal ? "true" : "false", s.force_splits, kernel_name(s.kernel),
+                   ms, tflops, tbs);
       first = false;
     }
     for (void* p : {q, k, v, o, static_cast<void*>(lse)}) cudaFree(p);
@@ -411,6 +439,30 @@ int bench(const char* json_path) {
     std::fprintf(js, "\n]\n");
     std::fclose(js);
   }
+  return 0;
+}
+
+// One launch of each prefill kernel at b4 x n4096 x d128 bf16, for ncu.
+int profile() {
+  using K = qkv::cuda::FlashKernel;
+  const int b = 4, n = 4096, h = 32, d = 128;
+  const size_t count = size_t{1} * b * n * h * d;
+  void *q, *k, *v, *o;
+  for (void** p : {&q, &k, &v, &o}) CHECK_CUDA(cudaMalloc(p, count * 2));
+  fill_random(q, count, DType::bf16, 1);
+  fill_random(k, count, DType::bf16, 2);
+  fill_random(v, count, DType::bf16, 3);
+  const auto qv = qkv::View4::dense(q, DType::bf16, {b, n, h, d});
+  const auto kv = qkv::View4::dense(k, DType::bf16, {b, n, h, d});
+  const auto vv = qkv::View4::dense(v, DType::bf16, {b, n, h, d});
+  const auto ov = qkv::OutView4::dense(o, DType::bf16, {b, n, h, d});
+  qkv::AttentionOptions opt;
+  const auto f = qkv::cuda::make_flash_params(qv, kv, vv, ov, nullptr, opt);
+  for (K kern : {K::mma, K::sm90}) {
+    if (kern == K::sm90 && !qkv::cuda::sm90_device()) continue;
+    qkv::cuda::run_flash(f, opt, nullptr, 0, kern);
+  }
+  CHECK_CUDA(cudaDeviceSynchronize());
   return 0;
 }
 
@@ -425,7 +477,8 @@ int main(int argc, char** argv) {
     }
     if (mode == "check") return check(argc > 2 ? std::atoi(argv[2]) : 200);
     if (mode == "bench") return bench(argc > 2 ? argv[2] : nullptr);
-    std::fprintf(stderr, "usage: %s check [n_random] | bench [out.json]\n", argv[0]);
+    if (mode == "profile") return profile();
+    std::fprintf(stderr, "usage: %s check [n_random] | bench [out.json] | profile\n", argv[0]);
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

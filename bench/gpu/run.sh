@@ -54,10 +54,29 @@ echo "== check"
 check_rc=${PIPESTATUS[0]}
 echo "check: rc=$check_rc"
 
+# The unit tests' GPU cases, when a GoogleTest binary built elsewhere travels with the call.
+if [ -n "${QKV_TEST_BIN:-}" ] && [ -x "$QKV_TEST_BIN" ]; then
+  echo "== unit tests ($QKV_TEST_BIN)"
+  "$QKV_TEST_BIN" 2>&1 | tee "$out/unit_tests.txt" | grep -E "PASSED|FAILED|SKIPPED|tests ran"
+fi
+
 if [ -n "$build_pid" ]; then
   wait $build_pid && bin=build/gpubench-dev/qkv_cuda_bench
   cat "$out/build_status.txt"
   echo "bench binary: $bin"
+fi
+# Hopper matrix instructions in the binary (HGMMA = wgmma; HMMA = mma.sync).
+if command -v cuobjdump >/dev/null; then
+  cuobjdump --dump-sass "$bin" 2>/dev/null | grep -oE "HGMMA\.[A-Z0-9x.]+|HMMA\.[0-9A-Z.]+" |
+    sort | uniq -c >"$out/sass_mma.txt"
+  echo "sass: $(tr -s ' \n' ' ' <"$out/sass_mma.txt")"
+fi
+if [ "${QKV_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
+  echo "== ncu (one launch per kernel)"
+  ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
+    -k regex:flash_fwd "$bin" profile >"$out/ncu.txt" 2>&1
+  grep -E "flash_fwd|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Stall|Warp Cycles Per Issued" \
+    "$out/ncu.txt" | head -40
 fi
 if [ "${QKV_SKIP_BENCH:-0}" != 1 ]; then
   echo "== bench"

@@ -50,25 +50,58 @@ void check_cuda(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw_error("attention_cuda: ", what, ": ", cudaGetErrorString(e));
 }
 
-int sm_count() {
-  int dev = 0, n = 0;
+struct DeviceInfo {
+  int n_sms = 0;
+  bool sm90 = false;  // compute capability 9.0: the sm_90a code (wgmma) runs
+};
+
+DeviceInfo device_info() {
+  int dev = 0, n = 0, major = 0, minor = 0;
   check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
   check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev),
              "cudaDeviceGetAttribute(MultiProcessorCount)");
-  return n;
+  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+             "cudaDeviceGetAttribute(ComputeCapabilityMajor)");
+  check_cuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev),
+             "cudaDeviceGetAttribute(ComputeCapabilityMinor)");
+  return {n, major == 9 && minor == 0};
 }
 
 }  // namespace
 
+bool sm90_device() {
+  return device_info().sm90;
+}
+
 LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t n_kv, int head_dim,
-                       int n_sms, int force_splits) {
+                       int n_sms, int force_splits, bool sm90, FlashKernel kernel) {
   LaunchPlan plan;
-  // Two 16-row tiles per warp reuse each K/V fragment twice (half the shared-memory traffic per
-  // product); head_dim 256 keeps one (its fp32 output accumulator alone is 128 registers), and so
-  // do problems of at most 64 rows (decode), where a 128-row block would be mostly padding.
-  plan.m_tiles = (head_dim == 256 || n_rows <= block_m(1)) ? 1 : 2;
-  plan.m_blocks = ceil_div(n_rows, block_m(plan.m_tiles));
-  const int n_tiles = std::max(1, ceil_div(n_kv, kBlockN));
+  // The wgmma kernel has 128-row blocks: it serves prefill (more than 64 rows); decode-like
+  // problems stay on the one-m-tile mma kernel, whose 64-row blocks waste less.
+  const bool sm90_ok = sm90 && (head_dim == 64 || head_dim == 128);
+  if (kernel == FlashKernel::sm90 && !sm90_ok) {
+    throw_invalid("attention_cuda: the sm90 kernel needs a Hopper GPU and head_dim 64 or 128");
+  }
+  const bool use_sm90 = kernel == FlashKernel::sm90 ||
+                        (kernel == FlashKernel::automatic && sm90_ok && n_rows > block_m(1));
+  int bm, bn;
+  if (use_sm90) {
+    plan.kernel = FlashKernel::sm90;
+    plan.m_tiles = 0;
+    bm = kSm90BlockM;
+    bn = kSm90BlockN;
+  } else {
+    // Two 16-row tiles per warp reuse each K/V fragment twice (half the shared-memory traffic
+    // per product); head_dim 256 keeps one (its fp32 output accumulator alone is 128 registers),
+    // and so do problems of at most 64 rows (decode), where a 128-row block would be mostly
+    // padding.
+    plan.kernel = FlashKernel::mma;
+    plan.m_tiles = (head_dim == 256 || n_rows <= block_m(1)) ? 1 : 2;
+    bm = block_m(plan.m_tiles);
+    bn = kBlockN;
+  }
+  plan.m_blocks = ceil_div(n_rows, bm);
+  const int n_tiles = std::max(1, ceil_div(n_kv, bn));
   const int64_t blocks = static_cast<int64_t>(plan.m_blocks) * batch * n_head_kv;
   int splits = 1;
   if (force_splits > 0) {
@@ -76,7 +109,9 @@ LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t
   } else if (blocks < n_sms) {
     // Under one wave of blocks (decode, small batch): split the keys so that about four blocks
     // run per multiprocessor (a one-m-tile block needs 52 KB of shared memory at head_dim 128),
-    // each keeping at least 4 tiles (256 keys) so that the merge stays cheap.
+    // each keeping at least 4 tiles so that the merge stays cheap. Measured on an H100 at batch
+    // 16 x 32k keys (docs/PERFORMANCE.md): 2 to 16 splits within 3% of each other, 1 split 30%
+    // slower.
     const int want = ceil_div(4 * static_cast<int64_t>(n_sms), std::max<int64_t>(blocks, 1));
     splits = std::clamp(std::min(want, n_tiles / 4), 1, 64);
   }
@@ -172,11 +207,13 @@ FlashParams make_flash_params(const View4& q, const View4& k, const View4& v, co
   return f;
 }
 
-void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int force_splits) {
+void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int force_splits,
+               FlashKernel kernel) {
   if (f.n_q == 0 || f.batch == 0 || f.n_head == 0) return;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const LaunchPlan plan =
-      plan_launch(f.batch, f.n_head_kv, f.n_rows, f.n_kv, f.head_dim, sm_count(), force_splits);
+  const DeviceInfo dev = device_info();
+  const LaunchPlan plan = plan_launch(f.batch, f.n_head_kv, f.n_rows, f.n_kv, f.head_dim, dev.n_sms,
+                                      force_splits, dev.sm90, kernel);
 
   // Stream-ordered scratch: seq_info [batch][2] and the split partials, one allocation.
   const bool need_seq = opt.kv_lengths || opt.q_offsets;
@@ -209,19 +246,20 @@ void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int for
       f.lse_partial = reinterpret_cast<float*>(base + seq_pad);
       f.o_partial = reinterpret_cast<float*>(base + seq_pad + lse_pad);
     }
-    switch (f.head_dim) {
-      case 64:
-        flash_fwd_hdim64(f, plan, s);
-        break;
-      case 96:
-        flash_fwd_hdim96(f, plan, s);
-        break;
-      case 128:
-        flash_fwd_hdim128(f, plan, s);
-        break;
-      default:
-        flash_fwd_hdim256(f, plan, s);
-        break;
+    if (plan.kernel == FlashKernel::sm90) {
+      if (f.head_dim == 64) {
+        flash_fwd_sm90_hdim64(f, plan, s);
+      } else {
+        flash_fwd_sm90_hdim128(f, plan, s);
+      }
+    } else if (f.head_dim == 64) {
+      flash_fwd_hdim64(f, plan, s);
+    } else if (f.head_dim == 96) {
+      flash_fwd_hdim96(f, plan, s);
+    } else if (f.head_dim == 128) {
+      flash_fwd_hdim128(f, plan, s);
+    } else {
+      flash_fwd_hdim256(f, plan, s);
     }
     check_cuda(cudaGetLastError(), "flash_fwd launch");
     if (plan.n_splits > 1) {
@@ -240,7 +278,7 @@ void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int for
 void attention_cuda(const View4& q, const View4& k, const View4& v, const OutView4& out, float* lse,
                     const AttentionOptions& options, void* stream) {
   const cuda::FlashParams f = cuda::make_flash_params(q, k, v, out, lse, options);
-  cuda::run_flash(f, options, stream, 0);
+  cuda::run_flash(f, options, stream, 0, cuda::FlashKernel::automatic);
 }
 
 bool attention_cuda_available() {

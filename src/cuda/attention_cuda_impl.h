@@ -11,7 +11,12 @@ namespace qkv::cuda {
 FlashParams make_flash_params(const View4& q, const View4& k, const View4& v, const OutView4& out,
                               float* lse, const AttentionOptions& options);
 
-// Plans and launches on `stream`; force_splits > 0 fixes the number of KV splits.
-void run_flash(FlashParams f, const AttentionOptions& options, void* stream, int force_splits);
+// True when the current device is a Hopper (compute capability 9.0): the sm90 kernel can run.
+bool sm90_device();
+
+// Plans and launches on `stream`; force_splits > 0 fixes the number of KV splits, and `kernel`
+// forces one kernel (tests and benchmarks compare them).
+void run_flash(FlashParams f, const AttentionOptions& options, void* stream, int force_splits,
+               FlashKernel kernel = FlashKernel::automatic);
 
 }  // namespace qkv::cuda

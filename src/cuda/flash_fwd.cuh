@@ -123,6 +123,50 @@ __device__ __forceinline__ void store_out(void* out, int dtype, int64_t off, flo
   }
 }
 
+// Online softmax step for one row of a quad of lanes (the m16n8 accumulator layout: a lane holds
+// 2 adjacent keys of each 8-key chunk; h = 0 for row lane / 4, 1 for row lane / 4 + 8). Replaces
+// the raw scores s[.][2h], s[.][2h+1] by p = exp2(s * scale_log2 - m), updates the running max m
+// (kept scaled) and sum, and returns the factor that rescales the output accumulator.
+template <int kNT>
+__device__ __forceinline__ float softmax_update(float (&s)[kNT][4], int h, float& row_max,
+                                                float& row_sum, float scale_log2, bool need_mask,
+                                                int64_t lo, int64_t hi, int j0, int lane) {
+  float mx = -INFINITY;  // raw units: scale > 0, so the max commutes with scaling
+#pragma unroll
+  for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      if (need_mask) {
+        const int64_t j = j0 + nt * 8 + 2 * (lane % 4) + e;
+        if (j < lo || j >= hi) s[nt][2 * h + e] = -INFINITY;
+      }
+      mx = fmaxf(mx, s[nt][2 * h + e]);
+    }
+  }
+  // The 4 lanes of a quad hold the same row.
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float m_new = fmaxf(row_max, mx * scale_log2);
+  // If the max is -inf every key so far was masked; subtract 0 instead of -inf so that
+  // exp2(-inf - -inf) never makes a NaN (all p are then exactly 0).
+  const float m_use = m_new == -INFINITY ? 0.f : m_new;
+  const float alpha = fast_exp2(row_max - m_use);
+  row_max = m_new;
+  float sum = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      // One FFMA per score: exp2(s * scale_log2 - m).
+      const float pe = fast_exp2(fmaf(s[nt][2 * h + e], scale_log2, -m_use));
+      s[nt][2 * h + e] = pe;
+      sum += pe;
+    }
+  }
+  row_sum = row_sum * alpha + sum;
+  return alpha;
+}
+
 template <typename T, int D, int MT>
 struct FlashTraits {
   static constexpr int kBM = block_m(MT);
@@ -268,7 +312,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float mx = row_max[mt][h];
           // Key range of this row, recomputed here rather than held in registers (the two-m-tile
           // kernel is at the 255-register limit).
           int64_t lo = 0, hi = 0;
@@ -276,38 +319,8 @@ __global__ void __launch_bounds__(kWarps * 32)
             const int r = row0 + warp * 16 * MT + mt * 16 + lane / 4 + 8 * h;
             row_key_range(p, si, min(r, p.n_rows - 1), &lo, &hi);
           }
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              float x = s[mt][nt][2 * h + e] * p.scale_log2;
-              if (need_mask) {
-                const int64_t j = j0 + nt * 8 + 2 * (lane % 4) + e;
-                if (j < lo || j >= hi) x = -INFINITY;
-              }
-              s[mt][nt][2 * h + e] = x;
-              mx = fmaxf(mx, x);
-            }
-          }
-          // The 4 lanes of a quad hold the same row.
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          // If the max is -inf every key so far was masked; subtract 0 instead of -inf so that
-          // exp2(-inf - -inf) never makes a NaN (all p are then exactly 0).
-          const float m_use = mx == -INFINITY ? 0.f : mx;
-          const float alpha = fast_exp2(row_max[mt][h] - m_use);
-          row_max[mt][h] = mx;
-          float sum = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const float pe = fast_exp2(s[mt][nt][2 * h + e] - m_use);
-              s[mt][nt][2 * h + e] = pe;
-              sum += pe;
-            }
-          }
-          row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+          const float alpha = softmax_update(s[mt], h, row_max[mt][h], row_sum[mt][h], p.scale_log2,
+                                             need_mask, lo, hi, j0, lane);
 #pragma unroll
           for (int dt = 0; dt < kDT; ++dt) {
             o_acc[mt][dt][2 * h] *= alpha;

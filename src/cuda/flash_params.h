@@ -24,7 +24,7 @@ struct FlashParams {
   float* o_partial = nullptr;    // [n_splits, batch * n_head_kv, n_rows, head_dim]
   float* lse_partial = nullptr;  // [n_splits, batch * n_head_kv, n_rows]
   int n_splits = 1;
-  int tiles_per_split = 0;  // key tiles (kBlockN keys) per split
+  int tiles_per_split = 0;  // key tiles (of the kernel's size) per split
 
   const int32_t* seq_info = nullptr;  // device [batch][2] = {position of query 0, kv_len}, or null
   int batch = 0, n_q = 0, n_kv = 0, n_head = 0, n_head_kv = 0, group = 1, head_dim = 0;
@@ -35,26 +35,33 @@ struct FlashParams {
   bool bf16 = false;  // input dtype: bf16 (else f16)
 };
 
-constexpr int kBlockN = 64;  // keys per tile
-constexpr int kWarps = 4;    // warps per block; each owns 16 * m_tiles query rows
+constexpr int kSm90BlockM = 128, kSm90BlockN = 128;  // rows and keys per tile, sm90 kernel
+constexpr int kBlockN = 64;                          // keys per tile
+constexpr int kWarps = 4;  // warps per block; each owns 16 * m_tiles query rows
 
 // Rows per block for a number of 16-row MMA tiles per warp.
 constexpr int block_m(int m_tiles) {
   return kWarps * 16 * m_tiles;
 }
 
+enum class FlashKernel : int { automatic, mma, sm90 };
+
 struct LaunchPlan {
-  int m_tiles = 2;  // 16-row tiles per warp: 2 for prefill (K/V fragments reused twice), 1 for
-                    // decode-like problems with few rows
+  FlashKernel kernel = FlashKernel::mma;  // mma: flash_fwd.cuh (sm_80+); sm90: flash_fwd_sm90.cuh
+  int m_tiles = 2;  // mma kernel, 16-row tiles per warp: 2 for prefill (K/V fragments reused
+                    // twice), 1 for decode-like problems with few rows
   int m_blocks = 0;
   int n_splits = 1;
-  int tiles_per_split = 0;
+  int tiles_per_split = 0;  // in the kernel's key tiles
 };
 
-// Chooses the tile shape and the number of KV splits. n_sms: multiprocessors of the device.
-// force_splits > 0 overrides the split heuristic (benchmarks).
+// Chooses the kernel, the tile shape and the number of KV splits. n_sms: multiprocessors of the
+// device; sm90: the device is a Hopper (compute capability 9.0), where the sm_90a code runs;
+// kernel: automatic, or one to force (mma always works; sm90 only for head_dim 64 and 128 on
+// Hopper). force_splits > 0 overrides the split heuristic (benchmarks, tests).
 LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t n_kv, int head_dim,
-                       int n_sms, int force_splits = 0);
+                       int n_sms, int force_splits = 0, bool sm90 = false,
+                       FlashKernel kernel = FlashKernel::automatic);
 
 // Kernel launches (one translation unit per head_dim); `stream` is a cudaStream_t. The caller
 // checks cudaGetLastError.
@@ -62,6 +69,8 @@ void flash_fwd_hdim64(const FlashParams& p, const LaunchPlan& plan, void* stream
 void flash_fwd_hdim96(const FlashParams& p, const LaunchPlan& plan, void* stream);
 void flash_fwd_hdim128(const FlashParams& p, const LaunchPlan& plan, void* stream);
 void flash_fwd_hdim256(const FlashParams& p, const LaunchPlan& plan, void* stream);
+void flash_fwd_sm90_hdim64(const FlashParams& p, const LaunchPlan& plan, void* stream);
+void flash_fwd_sm90_hdim128(const FlashParams& p, const LaunchPlan& plan, void* stream);
 // True when the device is usable and this binary holds code for it (cudaFuncGetAttributes).
 bool flash_kernels_loadable();
 // Combines the n_splits partial outputs and lse of a split-KV launch into out and lse.

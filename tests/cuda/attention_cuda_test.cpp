@@ -60,6 +60,22 @@ TEST(CudaPlan, ForcedSplitsAreClampedToTheTiles) {
   EXPECT_EQ(q.tiles_per_split, 6);
 }
 
+TEST(CudaPlan, HopperPrefillAtHeadDim64And128UsesTheSm90Kernel) {
+  using cuda::FlashKernel;
+  const auto p = plan_launch(4, 32, 4096, 4096, 128, 132, 0, /*sm90=*/true);
+  EXPECT_EQ(p.kernel, FlashKernel::sm90);
+  EXPECT_EQ(p.m_blocks, 4096 / cuda::kSm90BlockM);
+  EXPECT_EQ(plan_launch(4, 32, 4096, 4096, 64, 132, 0, true).kernel, FlashKernel::sm90);
+  EXPECT_EQ(plan_launch(4, 32, 4096, 4096, 96, 132, 0, true).kernel, FlashKernel::mma);
+  EXPECT_EQ(plan_launch(16, 8, 4, 32768, 128, 132, 0, true).kernel, FlashKernel::mma)
+      << "decode stays on the 64-row mma kernel";
+  EXPECT_EQ(plan_launch(4, 32, 4096, 4096, 128, 132, 0, false).kernel, FlashKernel::mma);
+  EXPECT_EQ(plan_launch(4, 32, 4096, 4096, 128, 132, 0, true, FlashKernel::mma).kernel,
+            FlashKernel::mma);
+  EXPECT_THROW(plan_launch(1, 1, 512, 512, 128, 132, 0, false, FlashKernel::sm90), InvalidArgument);
+  EXPECT_THROW(plan_launch(1, 1, 512, 512, 256, 132, 0, true, FlashKernel::sm90), InvalidArgument);
+}
+
 // ---------------------------------------------------------------- argument checks
 
 // Host buffers standing in for device memory: every refusal happens before any CUDA call.
@@ -168,6 +184,7 @@ struct GpuCase {
   int batch = 2, n_q = 100, n_kv = 150, n_head = 4, n_head_kv = 2, head_dim = 64;
   bool causal = false, kv_lengths = false;
   int force_splits = 0;
+  cuda::FlashKernel kernel = cuda::FlashKernel::automatic;
 };
 
 // Runs one case on the GPU and compares with the reference on the same rounded inputs.
@@ -218,7 +235,7 @@ void run_gpu_case(const GpuCase& c, std::mt19937_64& rng) {
               v = View4::dense(dv, c.dtype, ks);
   const OutView4 out = OutView4::dense(dout, c.out_dtype, qs);
   const auto f = cuda::make_flash_params(q, k, v, out, dlse, opt);
-  cuda::run_flash(f, opt, nullptr, c.force_splits);
+  cuda::run_flash(f, opt, nullptr, c.force_splits, c.kernel);
   ASSERT_CUDA(cudaDeviceSynchronize());
   std::vector<unsigned char> raw(n_out * osize);
   std::vector<float> lse(n_lse);
@@ -278,6 +295,22 @@ TEST_F(CudaKernel, PrefillEveryHeadDimAndDtype) {
         c.n_q = c.n_kv = 150;
         run_gpu_case(c, rng);
       }
+    }
+  }
+}
+
+TEST_F(CudaKernel, HopperKernelMatchesTheReference) {
+  if (!cuda::sm90_device()) GTEST_SKIP() << "the sm90 kernel needs a Hopper GPU";
+  for (int d : {64, 128}) {
+    for (bool causal : {false, true}) {
+      GpuCase c;
+      c.kernel = cuda::FlashKernel::sm90;
+      c.head_dim = d;
+      c.causal = causal;
+      c.n_q = 300;   // 3 blocks of 128 rows, the last partial
+      c.n_kv = 290;  // 3 tiles of 128 keys, the last partial
+      c.kv_lengths = causal;
+      run_gpu_case(c, rng);
     }
   }
 }

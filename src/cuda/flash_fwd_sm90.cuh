@@ -1,0 +1,285 @@
+// Hopper (sm_90a) forward kernel: the FlashAttention-2 loop of flash_fwd.cuh with its products on
+// wgmma. Two warpgroups per block, 64 query rows each (kBM = 128), key tiles of kBN = 128.
+//   S = Q K^T   wgmma m64n128k16, A (Q) and B (K) from shared memory, both K-major
+//   O += P V    wgmma m64nDk16, A = P from registers (same layout as the S accumulator, packed
+//               to 16 bits), B (V) from shared memory MN-major (transposed by the instruction)
+// Tiles use the 128-byte swizzle that the wgmma descriptors describe: a tile of R rows x D
+// elements is stored as D / 64 blocks of [R][64], and in each 8-row x 128-byte atom the 16-byte
+// chunk c of row r sits at chunk c ^ (r % 8). cp.async writes them in that order.
+// Loads follow the same single-buffer pipeline as flash_fwd.cuh (V of tile t during S, K of tile
+// t + 1 during P V). No TMA and no warp specialisation yet.
+#pragma once
+
+#include "cuda/flash_fwd.cuh"
+#include "cuda/flash_wgmma.cuh"
+
+namespace qkv::cuda {
+
+constexpr int kSm90BM = kSm90BlockM, kSm90BN = kSm90BlockN, kSm90Threads = 256;
+
+template <int D>
+constexpr int sm90_smem_bytes() {
+  return (kSm90BM + 2 * kSm90BN) * D * 2 + 1024;  // + alignment slack for the 1024-byte atoms
+}
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define QKV_SM90_DEVICE 1
+#endif
+
+#ifdef QKV_SM90_DEVICE
+// Shared-memory matrix descriptor, 128-byte swizzle. Offsets in bytes.
+__device__ __forceinline__ uint64_t smem_desc(const void* smem, uint32_t lbo, uint32_t sbo) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  uint64_t d = (addr & 0x3ffffu) >> 4;
+  d |= static_cast<uint64_t>((lbo >> 4) & 0x3fffu) << 16;
+  d |= static_cast<uint64_t>((sbo >> 4) & 0x3fffu) << 32;
+  d |= uint64_t{1} << 62;  // SWIZZLE_128B
+  return d;
+}
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+// Keeps the compiler from moving accumulator registers across the asynchronous products.
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&d)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
+  }
+}
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+template <typename T>
+__device__ __forceinline__ void wgmma_s(float (&d)[16][4], uint64_t a, uint64_t b, int scale_d) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    wgmma_m64n128k16_ss_bf16(d, a, b, scale_d);
+  } else {
+    wgmma_m64n128k16_ss_f16(d, a, b, scale_d);
+  }
+}
+template <typename T, int D>
+__device__ __forceinline__ void wgmma_o(float (&d)[D / 8][4], const uint32_t (&a)[4], uint64_t b) {
+  if constexpr (D == 128) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      wgmma_m64n128k16_rs_bf16(d, a, b);
+    } else {
+      wgmma_m64n128k16_rs_f16(d, a, b);
+    }
+  } else {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      wgmma_m64n64k16_rs_bf16(d, a, b);
+    } else {
+      wgmma_m64n64k16_rs_f16(d, a, b);
+    }
+  }
+}
+
+// Copies `rows` rows of D elements into the swizzled layout; null rows are zero-filled.
+template <int D, typename T, typename RowPtr>
+__device__ __forceinline__ void load_tile_sw128(T* smem, int rows, RowPtr src_row,
+                                                const T* fallback) {
+  constexpr int kChunks = D / 8;
+  for (int idx = threadIdx.x; idx < rows * kChunks; idx += kSm90Threads) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    const T* src = src_row(r);
+    T* dst = smem + (c / 8) * rows * 64 + r * 64 + ((c % 8) ^ (r % 8)) * 8;
+    cp_async_16(dst, src ? src + c * 8 : fallback, src != nullptr);
+  }
+}
+#endif
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kSm90Threads, 1)
+    flash_fwd_sm90_kernel(const __grid_constant__ FlashParams p) {
+#ifdef QKV_SM90_DEVICE
+  static_assert(D == 64 || D == 128, "the sm90 kernel covers head_dim 64 and 128");
+  constexpr int kBM = kSm90BM, kBN = kSm90BN;
+  constexpr int kNT = kBN / 8, kDT = D / 8;
+  extern __shared__ unsigned char smem_raw[];
+  // The swizzle atoms must be 1024-byte aligned in the shared window.
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  T* q_s = reinterpret_cast<T*>(smem_raw + ((1024 - raw_addr % 1024) % 1024));  // [D/64][kBM][64]
+  T* k_s = q_s + kBM * D;                                                       // [D/64][kBN][64]
+  T* v_s = k_s + kBN * D;                                                       // [D/64][kBN][64]
+
+  const int m_block = gridDim.x - 1 - blockIdx.x;
+  const int bh = blockIdx.y;
+  const int b = bh / p.n_head_kv, hk = bh % p.n_head_kv;
+  const int split = blockIdx.z;
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int row0 = m_block * kBM;
+  const int rows_here = min(kBM, p.n_rows - row0);
+
+  const SeqInfo si = seq_info(p, b);
+  int64_t lo_first, hi_first, lo_last, hi_last;
+  row_key_range(p, si, row0, &lo_first, &hi_first);
+  row_key_range(p, si, row0 + rows_here - 1, &lo_last, &hi_last);
+  const int64_t kv_lo = lo_first, kv_hi = hi_last;
+  int t_begin = 0, t_end = 0;
+  if (kv_hi > kv_lo) {
+    t_begin = static_cast<int>(kv_lo / kBN);
+    t_end = static_cast<int>((kv_hi + kBN - 1) / kBN);
+  }
+  if (p.n_splits > 1) {
+    t_begin = max(t_begin, split * p.tiles_per_split);
+    t_end = min(t_end, (split + 1) * p.tiles_per_split);
+  }
+
+  const T* q_base = static_cast<const T*>(p.q) + b * p.q_stride[0];
+  const T* k_base = static_cast<const T*>(p.k) + b * p.k_stride[0] + hk * p.k_stride[2];
+  const T* v_base = static_cast<const T*>(p.v) + b * p.v_stride[0] + hk * p.v_stride[2];
+  auto q_row = [&](int r) -> const T* {
+    const int rr = row0 + r;
+    if (rr >= p.n_rows) return nullptr;
+    return q_base + (rr / p.group) * p.q_stride[1] + (hk * p.group + rr % p.group) * p.q_stride[2];
+  };
+  auto kv_row = [&](const T* base, int64_t stride, int t) {
+    return [=](int r) -> const T* {
+      const int64_t j = static_cast<int64_t>(t) * kBN + r;
+      return j < kv_hi ? base + j * stride : nullptr;
+    };
+  };
+
+  // This thread's rows: h = 0, 1 -> block row wg * 64 + warp * 16 + lane / 4 + 8 * h.
+  float o_acc[kDT][4];
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int dt = 0; dt < kDT; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o_acc[dt][e] = 0.f;
+  }
+
+  if (t_begin < t_end) {
+    load_tile_sw128<D>(q_s, kBM, q_row, q_base);
+    load_tile_sw128<D>(k_s, kBN, kv_row(k_base, p.k_stride[1], t_begin), k_base);
+    cp_async_commit();
+
+    for (int t = t_begin; t < t_end; ++t) {
+      cp_async_wait_all();
+      fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads via async
+      __syncthreads();
+      load_tile_sw128<D>(v_s, kBN, kv_row(v_base, p.v_stride[1], t), v_base);
+      cp_async_commit();
+
+      float s[kNT][4];
+      fence_operands(s);
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        // K-major operands: a 16-wide k step is a 32-byte advance inside the 128-byte atom.
+        const uint64_t da =
+            smem_desc(q_s + (kk / 4) * kBM * 64 + wg * 64 * 64 + (kk % 4) * 16, 16, 1024);
+        const uint64_t db = smem_desc(k_s + (kk / 4) * kBN * 64 + (kk % 4) * 16, 16, 1024);
+        wgmma_s<T>(s, da, db, kk > 0 ? 1 : 0);
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+      fence_operands(s);
+
+      const int j0 = t * kBN;
+      const bool need_mask = !(j0 >= lo_last && j0 + kBN <= hi_first);
+      uint32_t pa[kBN / 16][4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        int64_t lo = 0, hi = 0;
+        if (need_mask) {
+          const int r = row0 + wg * 64 + warp * 16 + lane / 4 + 8 * h;
+          row_key_range(p, si, min(r, p.n_rows - 1), &lo, &hi);
+        }
+        const float alpha =
+            softmax_update(s, h, row_max[h], row_sum[h], p.scale_log2, need_mask, lo, hi, j0, lane);
+#pragma unroll
+        for (int dt = 0; dt < kDT; ++dt) {
+          o_acc[dt][2 * h] *= alpha;
+          o_acc[dt][2 * h + 1] *= alpha;
+        }
+      }
+#pragma unroll
+      for (int ks = 0; ks < kBN / 16; ++ks) {
+        pa[ks][0] = MmaType<T>::pack(s[2 * ks][0], s[2 * ks][1]);
+        pa[ks][1] = MmaType<T>::pack(s[2 * ks][2], s[2 * ks][3]);
+        pa[ks][2] = MmaType<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]);
+        pa[ks][3] = MmaType<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3]);
+      }
+
+      cp_async_wait_all();
+      fence_proxy_async();
+      __syncthreads();  // V(t) visible; every warpgroup is done with K(t)
+      if (t + 1 < t_end) {
+        load_tile_sw128<D>(k_s, kBN, kv_row(k_base, p.k_stride[1], t + 1), k_base);
+        cp_async_commit();
+      }
+
+      fence_operands(o_acc);
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kBN / 16; ++ks) {
+        // MN-major V: 8-key groups 1024 bytes apart (SBO), 64-dim blocks kBN * 128 bytes (LBO).
+        const uint64_t db = smem_desc(v_s + ks * 16 * 64, kBN * 128, 1024);
+        wgmma_o<T, D>(o_acc, pa[ks], db);
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+      fence_operands(o_acc);
+    }
+  }
+
+  constexpr float kLn2 = 0.6931471805599453f;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float l = row_sum[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int r = row0 + wg * 64 + warp * 16 + lane / 4 + 8 * h;
+    if (r >= p.n_rows) continue;
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float lse = l > 0.f ? (row_max[h] + __log2f(l)) * kLn2 : -INFINITY;
+    const int i = r / p.group, head = hk * p.group + r % p.group;
+    if (p.n_splits > 1) {
+      const int64_t prow =
+          (static_cast<int64_t>(split) * p.batch * p.n_head_kv + bh) * p.n_rows + r;
+      float* o = p.o_partial + prow * D;
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        const int c = dt * 8 + 2 * (lane % 4);
+        *reinterpret_cast<float2*>(o + c) =
+            make_float2(o_acc[dt][2 * h] * inv, o_acc[dt][2 * h + 1] * inv);
+      }
+      if (lane % 4 == 0) p.lse_partial[prow] = lse;
+    } else {
+      const int64_t base = b * p.o_stride[0] + i * p.o_stride[1] + head * p.o_stride[2];
+#pragma unroll
+      for (int dt = 0; dt < kDT; ++dt) {
+        const int c = dt * 8 + 2 * (lane % 4);
+        store_out(p.out, p.out_dtype, base + c * p.o_stride[3], o_acc[dt][2 * h] * inv);
+        store_out(p.out, p.out_dtype, base + (c + 1) * p.o_stride[3], o_acc[dt][2 * h + 1] * inv);
+      }
+      if (p.lse && lane % 4 == 0) {
+        p.lse[(static_cast<int64_t>(b) * p.n_head + head) * p.n_q + i] = lse;
+      }
+    }
+  }
+#endif
+}
+
+template <typename T, int D>
+void launch_flash_fwd_sm90(const FlashParams& p, const LaunchPlan& plan, cudaStream_t stream) {
+  auto kernel = flash_fwd_sm90_kernel<T, D>;
+  constexpr int kSmem = sm90_smem_bytes<D>();
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+  (void)attr;  // a failure shows up as the launch error
+  const dim3 grid(plan.m_blocks, p.batch * p.n_head_kv, plan.n_splits);
+  kernel<<<grid, kSm90Threads, kSmem, stream>>>(p);
+}
+
+}  // namespace qkv::cuda
