@@ -171,6 +171,11 @@ ModelFile read_hf_folder(const std::string& dir);
 // HF config.json -> hyper-parameters (gpt2, llama, bert and close relatives).
 ModelConfig read_hf_config(const std::string& path);
 
+// The same readers over bytes in memory (copied); `name` stands for the file in errors.
+ModelFile read_gguf_bytes(std::span<const std::byte> bytes, const std::string& name);
+ModelFile read_safetensors_bytes(std::span<const std::byte> bytes, const std::string& name);
+ModelFile read_llama2c_bytes(std::span<const std::byte> bytes, const std::string& name);
+
 // Decodes a tensor to fp32 (f32 copy, f16/bf16 widening, q8_0 dequantisation, i32 conversion).
 std::vector<float> tensor_to_f32(const TensorInfo& t);
 // Q8_0: blocks of {f16 scale d, int8 q[32]}; x = d * q. `n` must be a multiple of 32.

@@ -356,6 +356,10 @@ ModelFile read_gguf(const std::string& path) {
   return formats::parse_gguf(path, std::make_shared<const MappedFile>(path));
 }
 
+ModelFile read_gguf_bytes(std::span<const std::byte> bytes, const std::string& name) {
+  return formats::parse_gguf(name, std::make_shared<const MappedFile>(name, bytes));
+}
+
 GgufWriter::GgufWriter(uint32_t version, uint64_t alignment)
     : version_(version), alignment_(alignment) {
   if (version != 2 && version != 3) core::throw_invalid("GgufWriter: version must be 2 or 3");

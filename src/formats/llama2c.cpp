@@ -22,8 +22,9 @@ struct Layout {
 
 }  // namespace
 
-ModelFile read_llama2c(const std::string& path) {
-  auto map = std::make_shared<const MappedFile>(path);
+namespace formats {
+
+ModelFile parse_llama2c(const std::string& path, std::shared_ptr<const MappedFile> map) {
   formats::ByteReader r(path, map->data(), map->size());
   ModelFile m;
   m.path = path;
@@ -138,6 +139,16 @@ ModelFile read_llama2c(const std::string& path) {
   }
   m.metadata.set("llama2c.shared_classifier", MetaValue::make_bool(shared));
   return m;
+}
+
+}  // namespace formats
+
+ModelFile read_llama2c(const std::string& path) {
+  return formats::parse_llama2c(path, std::make_shared<const MappedFile>(path));
+}
+
+ModelFile read_llama2c_bytes(std::span<const std::byte> bytes, const std::string& name) {
+  return formats::parse_llama2c(name, std::make_shared<const MappedFile>(name, bytes));
 }
 
 }  // namespace qkv

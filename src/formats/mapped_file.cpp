@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
+#include <utility>
 
 namespace qkv {
 
@@ -28,12 +29,19 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       core::throw_error(path, ": cannot memory-map ", size_, " bytes: ", std::strerror(err));
     }
     data_ = static_cast<const std::byte*>(p);
+    mapped_ = true;
   }
   ::close(fd);
 }
 
+MappedFile::MappedFile(std::string name, std::span<const std::byte> bytes)
+    : path_(std::move(name)), owned_(bytes.begin(), bytes.end()) {
+  data_ = owned_.data();
+  size_ = owned_.size();
+}
+
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (mapped_) ::munmap(const_cast<std::byte*>(data_), size_);
 }
 
 }  // namespace qkv

@@ -5,8 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 #include "qkv/model_file.h"
@@ -16,6 +18,8 @@ namespace qkv {
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
+  // Bytes held in memory under a display name (in-memory parsing: tests, fuzzers).
+  MappedFile(std::string name, std::span<const std::byte> bytes);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -28,6 +32,8 @@ class MappedFile {
   std::string path_;
   const std::byte* data_ = nullptr;
   uint64_t size_ = 0;
+  bool mapped_ = false;
+  std::vector<std::byte> owned_;
 };
 
 }  // namespace qkv

@@ -193,6 +193,14 @@ ModelFile read_safetensors(const std::string& path) {
   return m;
 }
 
+ModelFile read_safetensors_bytes(std::span<const std::byte> bytes, const std::string& name) {
+  ModelFile m;
+  m.path = name;
+  m.format = FileFormat::safetensors;
+  formats::parse_safetensors_into(m, name, std::make_shared<const MappedFile>(name, bytes), 0);
+  return m;
+}
+
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, std::string>>& metadata,
                        const std::vector<TensorInfo>& tensors) {

@@ -61,13 +61,20 @@ void Tokenizer::Impl::encode_spm(std::string_view raw, bool prefix_space,
     if (i > 0) sym[i - 1].next = i;
     off += n;
   }
+  // As in SentencePiece, text never turns into control (<s>), unknown or byte (<0x41>) pieces.
+  auto piece_id = [&](std::string_view piece) {
+    const int32_t id = id_of(piece);
+    if (id < 0) return id;
+    const TokenKind k = kind(id);
+    return k == TokenKind::control || k == TokenKind::unknown || k == TokenKind::byte ? -1 : id;
+  };
   std::priority_queue<Bigram> queue;
   // Which two symbols made a merged piece that is not itself in the vocabulary (never happens
   // with a consistent vocabulary; kept so the output matches llama.cpp's resegmentation).
   auto try_add = [&](int left, int right) {
     if (left < 0 || right < 0) return;
     const std::string_view piece(text.data() + sym[left].begin, sym[left].n + sym[right].n);
-    const int32_t id = id_of(piece);
+    const int32_t id = piece_id(piece);
     if (id < 0) return;
     const float score = spec.scores.empty() ? 0.0f : spec.scores[id];
     queue.push({left, right, score, piece.size()});
@@ -88,7 +95,7 @@ void Tokenizer::Impl::encode_spm(std::string_view raw, bool prefix_space,
   }
   for (int i = sym.empty() ? -1 : 0; i != -1; i = sym[i].next) {
     const std::string_view piece(text.data() + sym[i].begin, sym[i].n);
-    const int32_t id = id_of(piece);
+    const int32_t id = piece_id(piece);
     if (id >= 0) {
       out.push_back(id);
       continue;

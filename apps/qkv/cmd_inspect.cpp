@@ -1,0 +1,254 @@
+// qkv inspect FILE_OR_DIR [--json] [-t TOKENIZER]
+//   Describes a model file: format, architecture, hyper-parameters, tokenizer, metadata and the
+//   tensor table (dtype, shape, bytes). Also describes tokenizer-only files (tokenizer.json,
+//   vocab.txt, llama2.c tokenizer.bin) and HF config.json.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "model_source.h"
+
+namespace qkv::app {
+namespace {
+
+using nlohmann::ordered_json;
+
+struct InspectOptions {
+  std::string path;
+  std::string tokenizer;
+  bool json = false;
+  int max_items = 8;
+};
+
+ordered_json meta_json(const MetaValue& v, size_t max_items) {
+  using T = MetaValue::Type;
+  switch (v.type()) {
+    case T::string:
+      return v.as_string();
+    case T::boolean:
+      return v.as_bool();
+    case T::f32:
+    case T::f64:
+      return v.as_float();
+    case T::u64:
+      return v.raw_bits();
+    case T::array: {
+      const auto& items = v.as_array();
+      if (items.size() > max_items) {
+        return {{"type", "array"},
+                {"element_type", std::string(meta_type_name(v.elem_type()))},
+                {"count", items.size()}};
+      }
+      ordered_json a = ordered_json::array();
+      for (const MetaValue& i : items) a.push_back(meta_json(i, max_items));
+      return a;
+    }
+    default:
+      return v.as_int();
+  }
+}
+
+ordered_json config_json(const ModelConfig& c) {
+  return {{"architecture", c.architecture},
+          {"n_vocab", c.n_vocab},
+          {"n_ctx", c.n_ctx},
+          {"n_embd", c.n_embd},
+          {"n_layer", c.n_layer},
+          {"n_head", c.n_head},
+          {"n_head_kv", c.n_head_kv},
+          {"head_dim", c.head_dim},
+          {"n_ff", c.n_ff},
+          {"norm_eps", c.norm_eps},
+          {"rope_theta", c.rope_theta},
+          {"rope_type", c.rope_type},
+          {"activation", c.activation},
+          {"tied_embeddings", c.tied_embeddings},
+          {"causal", c.causal}};
+}
+
+ordered_json tokenizer_json(const TokenizerSpec& s) {
+  ordered_json j = {{"model", std::string(model_kind_name(s.model))},
+                    {"n_tokens", s.tokens.size()},
+                    {"n_merges", s.merges.size()}};
+  for (auto [name, id] : {std::pair{"bos", s.bos},
+                          {"eos", s.eos},
+                          {"unk", s.unk},
+                          {"pad", s.pad},
+                          {"cls", s.cls},
+                          {"sep", s.sep},
+                          {"mask", s.mask}}) {
+    if (id >= 0) j[name] = {{"id", id}, {"token", s.tokens[id]}};
+  }
+  j["add_bos"] = s.add_bos;
+  if (s.model == TokenizerSpec::Model::wordpiece) j["add_cls_sep"] = s.add_cls_sep;
+  return j;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void print_tokenizer(const TokenizerSpec& s) {
+  std::printf("tokenizer: %s, %zu tokens", std::string(model_kind_name(s.model)).c_str(),
+              s.tokens.size());
+  if (!s.merges.empty()) std::printf(", %zu merges", s.merges.size());
+  for (auto [name, id] : {std::pair{"bos", s.bos},
+                          {"eos", s.eos},
+                          {"unk", s.unk},
+                          {"cls", s.cls},
+                          {"sep", s.sep},
+                          {"pad", s.pad}}) {
+    if (id >= 0) std::printf(", %s=%d %s", name, id, s.tokens[id].c_str());
+  }
+  std::printf("%s\n", s.add_bos ? ", adds BOS" : s.add_cls_sep ? ", adds [CLS] [SEP]" : "");
+}
+
+void inspect_model(const ModelFile& m, const InspectOptions& o) {
+  std::optional<TokenizerSpec> tok;
+  std::string tok_note;
+  try {
+    tok = find_tokenizer_spec(m, o.tokenizer);
+  } catch (const Error& e) {
+    tok_note = e.what();
+  }
+  uint64_t total = 0;
+  for (const TensorInfo& t : m.tensors) total += t.n_bytes;
+  if (o.json) {
+    ordered_json j;
+    j["path"] = m.path;
+    j["format"] = std::string(file_format_name(m.format));
+    if (m.format == FileFormat::gguf || m.format == FileFormat::llama2c) j["version"] = m.version;
+    if (m.format == FileFormat::gguf) j["alignment"] = m.alignment;
+    j["files"] = m.files;
+    j["config"] = config_json(m.config);
+    j["tokenizer"] = tok ? tokenizer_json(*tok) : ordered_json(nullptr);
+    ordered_json md = ordered_json::object();
+    for (const auto& [k, v] : m.metadata.entries()) md[k] = meta_json(v, o.max_items);
+    j["metadata"] = md;
+    j["tensor_bytes"] = total;
+    j["tensors"] = ordered_json::array();
+    for (const TensorInfo& t : m.tensors) {
+      j["tensors"].push_back({{"name", t.name},
+                              {"dtype", std::string(tensor_type_name(t.type))},
+                              {"shape", t.shape},
+                              {"bytes", t.n_bytes},
+                              {"offset", t.offset},
+                              {"file", m.files.at(t.file_index)}});
+    }
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  const ModelConfig& c = m.config;
+  std::printf("%s\n", m.path.c_str());
+  std::printf("format: %s", std::string(file_format_name(m.format)).c_str());
+  if (m.format == FileFormat::gguf)
+    std::printf(" v%u, alignment %lu", m.version, (unsigned long)m.alignment);
+  if (m.format == FileFormat::llama2c) std::printf(" v%u", m.version);
+  if (m.files.size() > 1) std::printf(", %zu shards", m.files.size());
+  std::printf("\n");
+  if (!c.architecture.empty()) {
+    std::printf("architecture: %s\n", c.architecture.c_str());
+    std::printf(
+        "  n_vocab %ld, n_ctx %ld, n_embd %ld, n_layer %ld, n_head %ld, n_head_kv %ld, head_dim "
+        "%ld, n_ff %ld\n",
+        (long)c.n_vocab, (long)c.n_ctx, (long)c.n_embd, (long)c.n_layer, (long)c.n_head,
+        (long)c.n_head_kv, (long)c.head_dim, (long)c.n_ff);
+    std::printf("  norm_eps %g, rope_theta %g%s%s, %s embeddings, %s", c.norm_eps, c.rope_theta,
+                c.rope_type.empty() ? "" : " ", c.rope_type.c_str(),
+                c.tied_embeddings ? "tied" : "untied", c.causal ? "causal" : "bidirectional");
+    if (!c.activation.empty()) std::printf(", %s", c.activation.c_str());
+    std::printf("\n");
+  }
+  if (tok)
+    print_tokenizer(*tok);
+  else
+    std::printf("tokenizer: none (%s)\n", tok_note.c_str());
+  std::printf("metadata: %zu keys\n", m.metadata.size());
+  for (const auto& [k, v] : m.metadata.entries()) {
+    std::printf("  %-44s %s\n", k.c_str(), v.to_string(o.max_items).c_str());
+  }
+  std::printf("tensors: %zu, %.3f MB\n", m.tensors.size(), static_cast<double>(total) / 1e6);
+  size_t w = 8;
+  for (const TensorInfo& t : m.tensors) w = std::max(w, t.name.size());
+  for (const TensorInfo& t : m.tensors) {
+    std::printf("  %-*s %-5s %-20s %12lu\n", static_cast<int>(w), t.name.c_str(),
+                std::string(tensor_type_name(t.type)).c_str(), shape_str(t.shape).c_str(),
+                (unsigned long)t.n_bytes);
+  }
+}
+
+void inspect_tokenizer(const std::string& path, const TokenizerSpec& s, bool json) {
+  if (json) {
+    ordered_json j = {{"path", path}, {"format", "tokenizer"}, {"tokenizer", tokenizer_json(s)}};
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  std::printf("%s\nformat: tokenizer\n", path.c_str());
+  print_tokenizer(s);
+}
+
+void run(const InspectOptions& o) {
+  namespace fs = std::filesystem;
+  const std::string name = fs::path(o.path).filename().string();
+  // Files that are not models: a config.json, or a tokenizer by itself.
+  if (name == "config.json") {
+    const ModelConfig c = read_hf_config(o.path);
+    if (o.json) {
+      std::cout << ordered_json(
+                       {{"path", o.path}, {"format", "hf-config"}, {"config", config_json(c)}})
+                       .dump(2)
+                << "\n";
+    } else {
+      ModelFile m;
+      m.path = o.path;
+      m.format = FileFormat::hf_folder;
+      m.config = c;
+      std::printf("%s (HF config.json)\n", o.path.c_str());
+      std::printf(
+          "architecture: %s, n_embd %ld, n_layer %ld, n_head %ld, n_head_kv %ld, head_dim %ld, "
+          "rope_theta %g, %s embeddings\n",
+          c.architecture.c_str(), (long)c.n_embd, (long)c.n_layer, (long)c.n_head,
+          (long)c.n_head_kv, (long)c.head_dim, c.rope_theta, c.tied_embeddings ? "tied" : "untied");
+    }
+    return;
+  }
+  if (name == "tokenizer.json" || name == "vocab.txt") {
+    inspect_tokenizer(o.path, tokenizer_spec_from_file(o.path), o.json);
+    return;
+  }
+  try {
+    inspect_model(open_model(o.path), o);
+  } catch (const Error& model_error) {
+    // A llama2.c tokenizer.bin has no magic: try it before giving the model error.
+    if (fs::path(o.path).extension() == ".bin") {
+      try {
+        inspect_tokenizer(o.path, read_llama2c_tokenizer(o.path), o.json);
+        return;
+      } catch (const Error&) {
+      }
+    }
+    throw;
+  }
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<InspectOptions>();
+  app.add_option("path", o->path, "GGUF, safetensors (or index .json), llama2.c .bin, HF folder")
+      ->required();
+  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file for a llama2.c checkpoint");
+  app.add_flag("--json", o->json, "machine-readable output");
+  app.add_option("--max-items", o->max_items, "arrays longer than this are summarised")
+      ->default_val(8);
+  app.callback([o] { run(*o); });
+}
+
+Registrar reg("inspect", "Describe a model file: hyper-parameters, tokenizer, tensors", setup);
+
+}  // namespace
+}  // namespace qkv::app

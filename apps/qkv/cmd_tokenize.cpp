@@ -1,0 +1,90 @@
+// qkv tokenize -m MODEL [-t TOKENIZER] "text" [--json] [--no-special]
+//   Prints the token ids and pieces of the text. MODEL is a GGUF, an HF folder, a llama2.c .bin
+//   (its tokenizer.bin beside it or given with -t), or a tokenizer file alone.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "model_source.h"
+
+namespace qkv::app {
+namespace {
+
+struct TokenizeOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string text;
+  bool json = false;
+  bool no_special = false;
+  bool parse_special = false;
+};
+
+// Control characters and invalid UTF-8 shown escaped, so pieces stay on one line.
+std::string visible(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c < 0x20)
+      out += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+    else
+      out += static_cast<char>(c);
+  }
+  return out;
+}
+
+void run(const TokenizeOptions& o) {
+  if (o.model.empty() && o.tokenizer.empty()) {
+    throw Error("pass a model (-m model.gguf, an HF folder, a llama2.c .bin) or a tokenizer (-t)");
+  }
+  std::string text = o.text;
+  if (text == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  TokenizerSpec spec;
+  if (o.model.empty()) {
+    spec = tokenizer_spec_from_file(o.tokenizer);
+  } else {
+    const ModelFile m = open_model(o.model);
+    spec = find_tokenizer_spec(m, o.tokenizer);
+  }
+  const Tokenizer tok(std::move(spec));
+  const std::vector<int32_t> ids =
+      tok.encode(text, {.add_special = !o.no_special, .parse_special = o.parse_special});
+  if (o.json) {
+    nlohmann::json j;
+    j["ids"] = ids;
+    j["pieces"] = nlohmann::json::array();
+    for (int32_t id : ids) j["pieces"].push_back(tok.token(id));
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  std::printf("%zu tokens\n", ids.size());
+  for (int32_t id : ids) std::printf("%8d  %s\n", id, visible(tok.token(id)).c_str());
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<TokenizeOptions>();
+  app.add_option("-m,--model", o->model, "GGUF file, HF model folder or llama2.c .bin");
+  app.add_option("-t,--tokenizer", o->tokenizer,
+                 "tokenizer file: llama2.c tokenizer.bin, tokenizer.json or vocab.txt");
+  app.add_option("text", o->text, "text to tokenize (\"-\" reads standard input)")->required();
+  app.add_flag("--json", o->json, "print {\"ids\": [...], \"pieces\": [...]}");
+  app.add_flag("--no-special", o->no_special, "leave out BOS / [CLS] [SEP]");
+  app.add_flag("--parse-special", o->parse_special,
+               "match special tokens such as <|endoftext|> written in the text");
+  app.callback([o] { run(*o); });
+}
+
+Registrar reg("tokenize", "Tokenize text with a model's tokenizer", setup);
+
+}  // namespace
+}  // namespace qkv::app
