@@ -9,8 +9,10 @@
 # Env: QKV_CUDA_ARCHS (default 90a; "80-real;90a-real" for both), QKV_SKIP_BENCH=1.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# At most 8 files come back from a lent machine: the main results go to $out, the rest to $logs.
 out=${OUT:-build/gpu-logs}
-mkdir -p "$out"
+logs=build/gpu-logs-local
+mkdir -p "$out" "$logs"
 archs=${QKV_CUDA_ARCHS:-90a-real}
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 
@@ -25,11 +27,11 @@ nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 build() {
   local t0=$(date +%s)
   cmake -S bench/gpu -B build/gpubench-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$out/build.txt" 2>&1 &&
-    cmake --build build/gpubench-dev -j"$(nproc)" >>"$out/build.txt" 2>&1
+    -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$logs/build.txt" 2>&1 &&
+    cmake --build build/gpubench-dev -j"$(nproc)" >>"$logs/build.txt" 2>&1
   local rc=$?
   echo "build: rc=$rc in $(($(date +%s) - t0)) s"
-  grep -E "spill|Used" "$out/build.txt" | sort | uniq -c >"$out/ptxas.txt"
+  grep -E "spill|Used|serializ" "$logs/build.txt" | sort | uniq -c
   return $rc
 }
 bin=build/gpubench-dev/qkv_cuda_bench
@@ -43,10 +45,10 @@ fi
 if [ $pre_rc -eq 2 ] || [ $pre_rc -eq 3 ]; then
   echo "using prebuilt $QKV_PREBUILT; building here in the background"
   bin=$QKV_PREBUILT
-  build >"$out/build_status.txt" 2>&1 &
+  build >"$logs/build_status.txt" 2>&1 &
   build_pid=$!
 else
-  build || { grep -E "error|Error" "$out/build.txt" | head -30; exit 1; }
+  build || { grep -E "error|Error" "$logs/build.txt" | head -30; exit 1; }
 fi
 
 echo "== check"
@@ -62,7 +64,7 @@ fi
 
 if [ -n "$build_pid" ]; then
   wait $build_pid && bin=build/gpubench-dev/qkv_cuda_bench
-  cat "$out/build_status.txt"
+  cat "$logs/build_status.txt"
   echo "bench binary: $bin"
 fi
 # Hopper matrix instructions in the binary (HGMMA = wgmma; HMMA = mma.sync).
@@ -80,8 +82,8 @@ if [ "${QKV_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
 fi
 if [ "${QKV_SKIP_BENCH:-0}" != 1 ]; then
   echo "== bench"
-  "$bin" bench "$out/qkv_bench.json" 2>&1 | tee "$out/bench.txt"
-  PYTHONUNBUFFERED=1 python3 bench/gpu/torch_sdpa.py "$out/qkv_bench.json" "$out/combined.json" \
+  "$bin" bench "$logs/qkv_bench.json" 2>&1 | tee "$out/bench.txt"
+  PYTHONUNBUFFERED=1 python3 bench/gpu/torch_sdpa.py "$logs/qkv_bench.json" "$out/combined.json" \
     2>&1 | tee "$out/torch.txt"
 fi
 exit $check_rc

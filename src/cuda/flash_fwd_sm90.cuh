@@ -19,7 +19,8 @@ constexpr int kSm90BM = kSm90BlockM, kSm90BN = kSm90BlockN, kSm90Threads = 256;
 
 template <int D>
 constexpr int sm90_smem_bytes() {
-  return (kSm90BM + 2 * kSm90BN) * D * 2 + 1024;  // + alignment slack for the 1024-byte atoms
+  // Q, two stages of K and V, and slack to align the 1024-byte swizzle atoms.
+  return (kSm90BM + 4 * kSm90BN) * D * 2 + 1024;
 }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -42,8 +43,9 @@ __device__ __forceinline__ void wgmma_fence() {
 __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 // Keeps the compiler from moving accumulator registers across the asynchronous products.
 template <int N>
@@ -52,6 +54,14 @@ __device__ __forceinline__ void fence_operands(float (&d)[N][4]) {
   for (int j = 0; j < N; ++j) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
+  }
+}
+template <int N>
+__device__ __forceinline__ void fence_operands(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(a[j][e])::"memory");
   }
 }
 __device__ __forceinline__ void fence_proxy_async() {
@@ -108,8 +118,8 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
   // The swizzle atoms must be 1024-byte aligned in the shared window.
   const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   T* q_s = reinterpret_cast<T*>(smem_raw + ((1024 - raw_addr % 1024) % 1024));  // [D/64][kBM][64]
-  T* k_s = q_s + kBM * D;                                                       // [D/64][kBN][64]
-  T* v_s = k_s + kBN * D;                                                       // [D/64][kBN][64]
+  T* k_s = q_s + kBM * D;      // [2][D/64][kBN][64]
+  T* v_s = k_s + 2 * kBN * D;  // [2][D/64][kBN][64]
 
   const int m_block = gridDim.x - 1 - blockIdx.x;
   const int bh = blockIdx.y;
@@ -159,18 +169,18 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
   }
 
   if (t_begin < t_end) {
-    load_tile_sw128<D>(q_s, kBM, q_row, q_base);
-    load_tile_sw128<D>(k_s, kBN, kv_row(k_base, p.k_stride[1], t_begin), k_base);
-    cp_async_commit();
-
-    for (int t = t_begin; t < t_end; ++t) {
-      cp_async_wait_all();
-      fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads via async
-      __syncthreads();
-      load_tile_sw128<D>(v_s, kBN, kv_row(v_base, p.v_stride[1], t), v_base);
-      cp_async_commit();
-
-      float s[kNT][4];
+    // Two stages of K and V: stage(x) = (x - t_begin) % 2. Iteration t reads K(t) and V(t - 1);
+    // at its end it loads K(t + 2) and V(t + 1), one full iteration before they are read.
+    auto k_stage = [&](int x) { return k_s + ((x - t_begin) & 1) * kBN * D; };
+    auto v_stage = [&](int x) { return v_s + ((x - t_begin) & 1) * kBN * D; };
+    auto load_k = [&](int x) {
+      if (x < t_end) load_tile_sw128<D>(k_stage(x), kBN, kv_row(k_base, p.k_stride[1], x), k_base);
+    };
+    auto load_v = [&](int x) {
+      if (x < t_end) load_tile_sw128<D>(v_stage(x), kBN, kv_row(v_base, p.v_stride[1], x), v_base);
+    };
+    auto issue_s = [&](float(&s)[kNT][4], int x) {  // s = Q K(x)^T, asynchronous
+      const T* kx = k_stage(x);
       fence_operands(s);
       wgmma_fence();
 #pragma unroll
@@ -178,16 +188,27 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
         // K-major operands: a 16-wide k step is a 32-byte advance inside the 128-byte atom.
         const uint64_t da =
             smem_desc(q_s + (kk / 4) * kBM * 64 + wg * 64 * 64 + (kk % 4) * 16, 16, 1024);
-        const uint64_t db = smem_desc(k_s + (kk / 4) * kBN * 64 + (kk % 4) * 16, 16, 1024);
+        const uint64_t db = smem_desc(kx + (kk / 4) * kBN * 64 + (kk % 4) * 16, 16, 1024);
         wgmma_s<T>(s, da, db, kk > 0 ? 1 : 0);
       }
       wgmma_commit();
-      wgmma_wait_all();
-      fence_operands(s);
-
-      const int j0 = t * kBN;
+    };
+    auto issue_pv = [&](const uint32_t(&pa)[kBN / 16][4], int x) {  // O += P V(x), asynchronous
+      const T* vx = v_stage(x);
+      fence_operands(o_acc);
+      wgmma_fence();
+#pragma unroll
+      for (int ks = 0; ks < kBN / 16; ++ks) {
+        // MN-major V: 8-key groups 1024 bytes apart (SBO), 64-dim blocks kBN * 128 bytes (LBO).
+        const uint64_t db = smem_desc(vx + ks * 16 * 64, kBN * 128, 1024);
+        wgmma_o<T, D>(o_acc, pa[ks], db);
+      }
+      wgmma_commit();
+    };
+    // Softmax of tile x, in place: s -> P (fp32), row statistics; returns the rescale factors.
+    auto softmax_tile = [&](float(&s)[kNT][4], int x, float(&alpha)[2]) {
+      const int j0 = x * kBN;
       const bool need_mask = !(j0 >= lo_last && j0 + kBN <= hi_first);
-      uint32_t pa[kBN / 16][4];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         int64_t lo = 0, hi = 0;
@@ -195,14 +216,12 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
           const int r = row0 + wg * 64 + warp * 16 + lane / 4 + 8 * h;
           row_key_range(p, si, min(r, p.n_rows - 1), &lo, &hi);
         }
-        const float alpha =
+        alpha[h] =
             softmax_update(s, h, row_max[h], row_sum[h], p.scale_log2, need_mask, lo, hi, j0, lane);
-#pragma unroll
-        for (int dt = 0; dt < kDT; ++dt) {
-          o_acc[dt][2 * h] *= alpha;
-          o_acc[dt][2 * h + 1] *= alpha;
-        }
       }
+    };
+    // P as A fragments of the P V product (16-bit pairs in the m16n8k16 A layout).
+    auto pack_p = [&](const float(&s)[kNT][4], uint32_t(&pa)[kBN / 16][4]) {
 #pragma unroll
       for (int ks = 0; ks < kBN / 16; ++ks) {
         pa[ks][0] = MmaType<T>::pack(s[2 * ks][0], s[2 * ks][1]);
@@ -210,29 +229,67 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
         pa[ks][2] = MmaType<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]);
         pa[ks][3] = MmaType<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3]);
       }
+    };
 
-      cp_async_wait_all();
+    load_tile_sw128<D>(q_s, kBM, q_row, q_base);
+    load_k(t_begin);
+    cp_async_commit();
+    load_v(t_begin);
+    load_k(t_begin + 1);
+    cp_async_commit();
+    cp_async_wait_one();  // Q and K(t_begin)
+    fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads via async
+    __syncthreads();
+
+    float s[kNT][4];
+    uint32_t pa[kBN / 16][4];  // P of the tile whose P V is next
+    float alpha[2];
+    issue_s(s, t_begin);
+    wgmma_wait<0>();
+    fence_operands(s);
+    softmax_tile(s, t_begin, alpha);  // O is still zero: no rescale
+    pack_p(s, pa);
+    __syncthreads();  // every warpgroup is done with K(t_begin)
+    load_k(t_begin + 2);
+    load_v(t_begin + 1);
+    cp_async_commit();
+
+    // FlashAttention-3's intra-warpgroup overlap: the softmax of tile t runs while the tensor
+    // cores compute P V of tile t - 1.
+    for (int t = t_begin + 1; t < t_end; ++t) {
+      cp_async_wait_one();  // K(t), V(t - 1); the group just issued may still run
       fence_proxy_async();
-      __syncthreads();  // V(t) visible; every warpgroup is done with K(t)
-      if (t + 1 < t_end) {
-        load_tile_sw128<D>(k_s, kBN, kv_row(k_base, p.k_stride[1], t + 1), k_base);
-        cp_async_commit();
-      }
-
+      __syncthreads();
+      issue_s(s, t);
+      issue_pv(pa, t - 1);
+      wgmma_wait<1>();  // s ready; P V still running
+      fence_operands(s);
+      // Only s (whose product has retired) is written while P V runs: writing the next P into
+      // registers would let them alias the ones P V is reading, and ptxas then serialises the
+      // wgmmas (warning C7513). P is packed after the wait, as in FlashAttention-3.
+      softmax_tile(s, t, alpha);
+      wgmma_wait<0>();
       fence_operands(o_acc);
-      wgmma_fence();
 #pragma unroll
-      for (int ks = 0; ks < kBN / 16; ++ks) {
-        // MN-major V: 8-key groups 1024 bytes apart (SBO), 64-dim blocks kBN * 128 bytes (LBO).
-        const uint64_t db = smem_desc(v_s + ks * 16 * 64, kBN * 128, 1024);
-        wgmma_o<T, D>(o_acc, pa[ks], db);
+      for (int dt = 0; dt < kDT; ++dt) {
+        o_acc[dt][0] *= alpha[0];
+        o_acc[dt][1] *= alpha[0];
+        o_acc[dt][2] *= alpha[1];
+        o_acc[dt][3] *= alpha[1];
       }
-      wgmma_commit();
-      wgmma_wait_all();
-      fence_operands(o_acc);
+      pack_p(s, pa);
+      __syncthreads();  // every warpgroup is done with K(t) and V(t - 1)
+      load_k(t + 2);
+      load_v(t + 1);
+      cp_async_commit();
     }
+    cp_async_wait_all();  // V(t_end - 1)
+    fence_proxy_async();
+    __syncthreads();
+    issue_pv(pa, t_end - 1);
+    wgmma_wait<0>();
+    fence_operands(o_acc);
   }
-
   constexpr float kLn2 = 0.6931471805599453f;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
