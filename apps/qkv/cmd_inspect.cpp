@@ -5,9 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "command.h"
 #include "model_source.h"
@@ -104,7 +106,7 @@ void print_tokenizer(const TokenizerSpec& s) {
                           {"cls", s.cls},
                           {"sep", s.sep},
                           {"pad", s.pad}}) {
-    if (id >= 0) std::printf(", %s=%d %s", name, id, s.tokens[id].c_str());
+    if (id >= 0) std::printf(", %s=%d %s", name, id, escape_piece(s.tokens[id]).c_str());
   }
   std::printf("%s\n", s.add_bos ? ", adds BOS" : s.add_cls_sep ? ", adds [CLS] [SEP]" : "");
 }
@@ -159,9 +161,15 @@ void inspect_model(const ModelFile& m, const InspectOptions& o) {
         "%ld, n_ff %ld\n",
         (long)c.n_vocab, (long)c.n_ctx, (long)c.n_embd, (long)c.n_layer, (long)c.n_head,
         (long)c.n_head_kv, (long)c.head_dim, (long)c.n_ff);
-    std::printf("  norm_eps %g, rope_theta %g%s%s, %s embeddings, %s", c.norm_eps, c.rope_theta,
-                c.rope_type.empty() ? "" : " ", c.rope_type.c_str(),
-                c.tied_embeddings ? "tied" : "untied", c.causal ? "causal" : "bidirectional");
+    std::printf("  norm_eps %g", c.norm_eps);
+    if (c.rope_type == "none" || c.rope_theta == 0)
+      std::printf(", no RoPE");
+    else
+      std::printf(", RoPE theta %g%s%s", c.rope_theta, c.rope_type.empty() ? "" : " ",
+                  c.rope_type.c_str());
+    // Whether the output head is tied is known only from the tensors.
+    if (!m.tensors.empty()) std::printf(", %s embeddings", c.tied_embeddings ? "tied" : "untied");
+    std::printf(", %s", c.causal ? "causal" : "bidirectional");
     if (!c.activation.empty()) std::printf(", %s", c.activation.c_str());
     std::printf("\n");
   }
@@ -193,40 +201,85 @@ void inspect_tokenizer(const std::string& path, const TokenizerSpec& s, bool jso
   print_tokenizer(s);
 }
 
-void run(const InspectOptions& o) {
-  namespace fs = std::filesystem;
-  const std::string name = fs::path(o.path).filename().string();
-  // Files that are not models: a config.json, or a tokenizer by itself.
-  if (name == "config.json") {
-    const ModelConfig c = read_hf_config(o.path);
-    if (o.json) {
-      std::cout << ordered_json(
-                       {{"path", o.path}, {"format", "hf-config"}, {"config", config_json(c)}})
-                       .dump(2)
-                << "\n";
-    } else {
-      ModelFile m;
-      m.path = o.path;
-      m.format = FileFormat::hf_folder;
-      m.config = c;
-      std::printf("%s (HF config.json)\n", o.path.c_str());
-      std::printf(
-          "architecture: %s, n_embd %ld, n_layer %ld, n_head %ld, n_head_kv %ld, head_dim %ld, "
-          "rope_theta %g, %s embeddings\n",
-          c.architecture.c_str(), (long)c.n_embd, (long)c.n_layer, (long)c.n_head,
-          (long)c.n_head_kv, (long)c.head_dim, c.rope_theta, c.tied_embeddings ? "tied" : "untied");
-    }
+void inspect_config(const std::string& path, bool json) {
+  const ModelConfig c = read_hf_config(path);
+  if (json) {
+    std::cout << ordered_json({{"path", path}, {"format", "hf-config"}, {"config", config_json(c)}})
+                     .dump(2)
+              << "\n";
     return;
   }
-  if (name == "tokenizer.json" || name == "vocab.txt") {
+  std::printf("%s\nformat: HF config.json\n", path.c_str());
+  std::printf("architecture: %s\n", c.architecture.c_str());
+  std::printf(
+      "  n_vocab %ld, n_ctx %ld, n_embd %ld, n_layer %ld, n_head %ld, n_head_kv %ld, "
+      "head_dim %ld, n_ff %ld\n",
+      (long)c.n_vocab, (long)c.n_ctx, (long)c.n_embd, (long)c.n_layer, (long)c.n_head,
+      (long)c.n_head_kv, (long)c.head_dim, (long)c.n_ff);
+  std::printf("  norm_eps %g, rope %s theta %g, %s embeddings, %s\n", c.norm_eps,
+              c.rope_type.c_str(), c.rope_theta, c.tied_embeddings ? "tied" : "untied",
+              c.causal ? "causal" : "bidirectional");
+}
+
+// The GPT-2 vocabulary in its two file forms: vocab.json + merges.txt (HF) or
+// encoder.json + vocab.bpe (OpenAI), given either file of the pair.
+std::optional<std::pair<std::string, std::string>> gpt2_pair(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const std::string name = p.filename().string();
+  const fs::path dir = p.parent_path();
+  const std::pair<const char*, const char*> pairs[] = {{"vocab.json", "merges.txt"},
+                                                       {"encoder.json", "vocab.bpe"}};
+  for (auto [vocab, merges] : pairs) {
+    if ((name == vocab || name == merges) && fs::exists(dir / vocab) && fs::exists(dir / merges)) {
+      return std::pair{(dir / vocab).string(), (dir / merges).string()};
+    }
+  }
+  return std::nullopt;
+}
+
+void run(const InspectOptions& o) {
+  namespace fs = std::filesystem;
+  const std::string ext = fs::path(o.path).extension().string();
+  if (auto pair = gpt2_pair(o.path)) {
+    inspect_tokenizer(o.path, read_gpt2_vocab(pair->first, pair->second), o.json);
+    return;
+  }
+  if (fs::path(o.path).filename() == "vocab.txt") {
     inspect_tokenizer(o.path, tokenizer_spec_from_file(o.path), o.json);
+    return;
+  }
+  if (ext == ".json" && !fs::is_directory(o.path)) {
+    // What kind of JSON: a sharded-checkpoint index, a tokenizer.json or a config.json.
+    std::ifstream in(o.path);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(o.path + ": invalid JSON: " + e.what());
+    }
+    if (j.is_object() && j.contains("weight_map")) {
+      inspect_model(open_model(o.path), o);
+    } else if (j.is_object() && j.contains("model") && j["model"].is_object()) {
+      inspect_tokenizer(o.path, read_tokenizer_json(o.path), o.json);
+    } else if (j.is_object() && j.contains("model_type")) {
+      inspect_config(o.path, o.json);
+    } else {
+      std::string keys;
+      if (j.is_object()) {
+        for (const auto& [k, v] : j.items()) keys += (keys.empty() ? "" : ", ") + k;
+      }
+      throw Error(o.path + ": expected a model index (weight_map), a tokenizer.json (model) or " +
+                  "a config.json (model_type), found a JSON " + j.type_name() +
+                  (keys.empty() ? "" : " with keys " + keys.substr(0, 80)));
+    }
     return;
   }
   try {
     inspect_model(open_model(o.path), o);
   } catch (const Error& model_error) {
     // A llama2.c tokenizer.bin has no magic: try it before giving the model error.
-    if (fs::path(o.path).extension() == ".bin") {
+    if (ext == ".bin") {
       try {
         inspect_tokenizer(o.path, read_llama2c_tokenizer(o.path), o.json);
         return;

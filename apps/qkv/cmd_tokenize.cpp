@@ -23,24 +23,6 @@ struct TokenizeOptions {
   bool parse_special = false;
 };
 
-// Control characters and invalid UTF-8 shown escaped, so pieces stay on one line.
-std::string visible(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '\n')
-      out += "\\n";
-    else if (c == '\t')
-      out += "\\t";
-    else if (c == '\r')
-      out += "\\r";
-    else if (c < 0x20)
-      out += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
-    else
-      out += static_cast<char>(c);
-  }
-  return out;
-}
-
 void run(const TokenizeOptions& o) {
   if (o.model.empty() && o.tokenizer.empty()) {
     throw Error("pass a model (-m model.gguf, an HF folder, a llama2.c .bin) or a tokenizer (-t)");
@@ -68,7 +50,7 @@ void run(const TokenizeOptions& o) {
     return;
   }
   std::printf("%zu tokens\n", ids.size());
-  for (int32_t id : ids) std::printf("%8d  %s\n", id, visible(tok.token(id)).c_str());
+  for (int32_t id : ids) std::printf("%8d  %s\n", id, escape_piece(tok.token(id)).c_str());
 }
 
 void setup(CLI::App& app) {

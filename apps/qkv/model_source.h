@@ -69,4 +69,25 @@ inline TokenizerSpec find_tokenizer_spec(const ModelFile& model,
   return tokenizer_spec_for(model);
 }
 
+// Control characters shown escaped (\n, \t, \xHH), so a token prints on one line.
+inline std::string escape_piece(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += "0123456789abcdef"[c >> 4];
+      out += "0123456789abcdef"[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace qkv::app

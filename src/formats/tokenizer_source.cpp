@@ -328,6 +328,9 @@ TokenizerSpec parse_llama2c_tokenizer(std::span<const std::byte> bytes, const st
     core::throw_error(f, ": vocabulary: expected at least <unk>, <s>, </s>, found ",
                       s.tokens.size(), " tokens");
   }
+  // llama2.c's export writes BOS/EOS as "\n<s>\n" and "\n</s>\n"; use SentencePiece's names.
+  if (s.tokens[1] == "\n<s>\n") s.tokens[1] = "<s>";
+  if (s.tokens[2] == "\n</s>\n") s.tokens[2] = "</s>";
   s.kinds[0] = TokenKind::unknown;
   s.kinds[1] = s.kinds[2] = TokenKind::control;
   s.unk = 0;
