@@ -54,9 +54,16 @@ struct Case {
 };
 
 const char* kernel_name(qkv::cuda::FlashKernel k) {
-  return k == qkv::cuda::FlashKernel::mma    ? "mma"
-         : k == qkv::cuda::FlashKernel::sm90 ? "sm90"
-                                             : "auto";
+  switch (k) {
+    case qkv::cuda::FlashKernel::mma:
+      return "mma";
+    case qkv::cuda::FlashKernel::sm90:
+      return "sm90";
+    case qkv::cuda::FlashKernel::sm90_1wg:
+      return "sm90_1wg";
+    default:
+      return "auto";
+  }
 }
 
 std::string describe(const Case& c) {
@@ -283,10 +290,10 @@ int check(int n_random) {
   std::printf("check: sm90 kernel %s\n", sm90 ? "available" : "not available on this device");
   for (const auto& base : cases) {
     for (auto k : {qkv::cuda::FlashKernel::automatic, qkv::cuda::FlashKernel::mma,
-                   qkv::cuda::FlashKernel::sm90}) {
-      if (k == qkv::cuda::FlashKernel::sm90 &&
-          (!sm90 || (base.head_dim != 64 && base.head_dim != 128)))
-        continue;
+                   qkv::cuda::FlashKernel::sm90, qkv::cuda::FlashKernel::sm90_1wg}) {
+      const bool hopper_only =
+          k == qkv::cuda::FlashKernel::sm90 || k == qkv::cuda::FlashKernel::sm90_1wg;
+      if (hopper_only && (!sm90 || (base.head_dim != 64 && base.head_dim != 128))) continue;
       Case c = base;
       c.kernel = k;
       ++total;
@@ -313,7 +320,7 @@ int check(int n_random) {
     c.bhsd_layout = rng() % 3 == 0;
     if (rng() % 4 == 0) c.force_splits = 1 + rng() % 6;
     if (sm90 && (c.head_dim == 64 || c.head_dim == 128) && rng() % 2) {
-      c.kernel = qkv::cuda::FlashKernel::sm90;
+      c.kernel = rng() % 2 ? qkv::cuda::FlashKernel::sm90 : qkv::cuda::FlashKernel::sm90_1wg;
     } else if (rng() % 2) {
       c.kernel = qkv::cuda::FlashKernel::mma;
     }
@@ -379,12 +386,15 @@ int bench(const char* json_path) {
   const BenchShape shapes[] = {
       {"prefill_b4_n4096", 4, 4096, 4096, 32, 32, 128, false, 0},
       {"prefill_b4_n4096_mma", 4, 4096, 4096, 32, 32, 128, false, 0, K::mma},
+      {"prefill_b4_n4096_sm90_1wg", 4, 4096, 4096, 32, 32, 128, false, 0, K::sm90_1wg},
       {"prefill_b4_n4096_causal", 4, 4096, 4096, 32, 32, 128, true, 0},
       {"prefill_b4_n4096_causal_mma", 4, 4096, 4096, 32, 32, 128, true, 0, K::mma},
+      {"prefill_b4_n4096_causal_sm90_1wg", 4, 4096, 4096, 32, 32, 128, true, 0, K::sm90_1wg},
       {"prefill_b2_n8192", 2, 8192, 8192, 32, 32, 128, false, 0},
       {"prefill_b2_n8192_causal", 2, 8192, 8192, 32, 32, 128, true, 0},
       {"prefill_b4_n4096_d64", 4, 4096, 4096, 32, 32, 64, false, 0},
       {"prefill_b4_n4096_d64_mma", 4, 4096, 4096, 32, 32, 64, false, 0, K::mma},
+      {"prefill_b4_n4096_d64_sm90_1wg", 4, 4096, 4096, 32, 32, 64, false, 0, K::sm90_1wg},
       {"prefill_b4_n4096_gqa32_8", 4, 4096, 4096, 32, 8, 128, false, 0},
       {"decode_b16_kv32k_gqa32_8", 16, 1, 32768, 32, 8, 128, false, 0},
       {"decode_b16_kv32k_gqa32_8_s2", 16, 1, 32768, 32, 8, 128, false, 2},
@@ -458,8 +468,8 @@ int profile() {
   const auto ov = qkv::OutView4::dense(o, DType::bf16, {b, n, h, d});
   qkv::AttentionOptions opt;
   const auto f = qkv::cuda::make_flash_params(qv, kv, vv, ov, nullptr, opt);
-  for (K kern : {K::mma, K::sm90}) {
-    if (kern == K::sm90 && !qkv::cuda::sm90_device()) continue;
+  for (K kern : {K::mma, K::sm90, K::sm90_1wg}) {
+    if (kern != K::mma && !qkv::cuda::sm90_device()) continue;
     qkv::cuda::run_flash(f, opt, nullptr, 0, kern);
   }
   CHECK_CUDA(cudaDeviceSynchronize());

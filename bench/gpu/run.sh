@@ -74,11 +74,12 @@ if command -v cuobjdump >/dev/null; then
   echo "sass: $(tr -s ' \n' ' ' <"$out/sass_mma.txt")"
 fi
 if [ "${QKV_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
-  echo "== ncu (one launch per kernel)"
-  ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
+  echo "== ncu (one launch per kernel; stall reasons in cycles per issued instruction)"
+  ncu --clock-control none --section SpeedOfLight --section Occupancy \
+    --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
     -k regex:flash_fwd "$bin" profile >"$out/ncu.txt" 2>&1
-  grep -E "flash_fwd|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Stall|Warp Cycles Per Issued" \
-    "$out/ncu.txt" | head -40
+  awk '/flash_fwd/ {print} /Duration|Compute \(SM\) Throughput|Achieved Occupancy/ {print}
+       /issue_stalled/ && $NF+0 > 0.15 {print}' "$out/ncu.txt" | head -60
 fi
 if [ "${QKV_SKIP_BENCH:-0}" != 1 ]; then
   echo "== bench"

@@ -79,17 +79,18 @@ LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t
   // The wgmma kernel has 128-row blocks: it serves prefill (more than 64 rows); decode-like
   // problems stay on the one-m-tile mma kernel, whose 64-row blocks waste less.
   const bool sm90_ok = sm90 && (head_dim == 64 || head_dim == 128);
-  if (kernel == FlashKernel::sm90 && !sm90_ok) {
+  const bool forced_sm90 = kernel == FlashKernel::sm90 || kernel == FlashKernel::sm90_1wg;
+  if (forced_sm90 && !sm90_ok) {
     throw_invalid("attention_cuda: the sm90 kernel needs a Hopper GPU and head_dim 64 or 128");
   }
-  const bool use_sm90 = kernel == FlashKernel::sm90 ||
-                        (kernel == FlashKernel::automatic && sm90_ok && n_rows > block_m(1));
+  const bool use_sm90 =
+      forced_sm90 || (kernel == FlashKernel::automatic && sm90_ok && n_rows > block_m(1));
   int bm, bn;
   if (use_sm90) {
-    plan.kernel = FlashKernel::sm90;
+    plan.kernel = kernel == FlashKernel::sm90_1wg ? FlashKernel::sm90_1wg : FlashKernel::sm90;
     plan.m_tiles = 0;
-    bm = kSm90BlockM;
-    bn = kSm90BlockN;
+    bm = plan.kernel == FlashKernel::sm90 ? kSm90BlockM : 64;
+    bn = plan.kernel == FlashKernel::sm90 ? kSm90BlockN : 64;
   } else {
     // Two 16-row tiles per warp reuse each K/V fragment twice (half the shared-memory traffic
     // per product); head_dim 256 keeps one (its fp32 output accumulator alone is 128 registers),
@@ -246,7 +247,7 @@ void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int for
       f.lse_partial = reinterpret_cast<float*>(base + seq_pad);
       f.o_partial = reinterpret_cast<float*>(base + seq_pad + lse_pad);
     }
-    if (plan.kernel == FlashKernel::sm90) {
+    if (plan.kernel == FlashKernel::sm90 || plan.kernel == FlashKernel::sm90_1wg) {
       if (f.head_dim == 64) {
         flash_fwd_sm90_hdim64(f, plan, s);
       } else {

@@ -15,12 +15,12 @@
 
 namespace qkv::cuda {
 
-constexpr int kSm90BM = kSm90BlockM, kSm90BN = kSm90BlockN, kSm90Threads = 256;
-
-template <int D>
+// Block shapes: kWG warpgroups of 64 rows, kBN keys per tile. <2, 128> (one block per SM) and
+// <1, 64> (two blocks per SM, which then overlap each other's softmax and products).
+template <int D, int kWG, int kBN>
 constexpr int sm90_smem_bytes() {
   // Q, two stages of K and V, and slack to align the 1024-byte swizzle atoms.
-  return (kSm90BM + 4 * kSm90BN) * D * 2 + 1024;
+  return (64 * kWG + 4 * kBN) * D * 2 + 1024;
 }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -68,12 +68,20 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-template <typename T>
-__device__ __forceinline__ void wgmma_s(float (&d)[16][4], uint64_t a, uint64_t b, int scale_d) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    wgmma_m64n128k16_ss_bf16(d, a, b, scale_d);
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_s(float (&d)[N / 8][4], uint64_t a, uint64_t b, int scale_d) {
+  if constexpr (N == 128) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      wgmma_m64n128k16_ss_bf16(d, a, b, scale_d);
+    } else {
+      wgmma_m64n128k16_ss_f16(d, a, b, scale_d);
+    }
   } else {
-    wgmma_m64n128k16_ss_f16(d, a, b, scale_d);
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      wgmma_m64n64k16_ss_bf16(d, a, b, scale_d);
+    } else {
+      wgmma_m64n64k16_ss_f16(d, a, b, scale_d);
+    }
   }
 }
 template <typename T, int D>
@@ -94,11 +102,11 @@ __device__ __forceinline__ void wgmma_o(float (&d)[D / 8][4], const uint32_t (&a
 }
 
 // Copies `rows` rows of D elements into the swizzled layout; null rows are zero-filled.
-template <int D, typename T, typename RowPtr>
+template <int D, int kThreads, typename T, typename RowPtr>
 __device__ __forceinline__ void load_tile_sw128(T* smem, int rows, RowPtr src_row,
                                                 const T* fallback) {
   constexpr int kChunks = D / 8;
-  for (int idx = threadIdx.x; idx < rows * kChunks; idx += kSm90Threads) {
+  for (int idx = threadIdx.x; idx < rows * kChunks; idx += kThreads) {
     const int r = idx / kChunks, c = idx % kChunks;
     const T* src = src_row(r);
     T* dst = smem + (c / 8) * rows * 64 + r * 64 + ((c % 8) ^ (r % 8)) * 8;
@@ -107,12 +115,12 @@ __device__ __forceinline__ void load_tile_sw128(T* smem, int rows, RowPtr src_ro
 }
 #endif
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kSm90Threads, 1)
+template <typename T, int D, int kWG, int kBN>
+__global__ void __launch_bounds__(128 * kWG, kWG == 1 ? 2 : 1)
     flash_fwd_sm90_kernel(const __grid_constant__ FlashParams p) {
 #ifdef QKV_SM90_DEVICE
   static_assert(D == 64 || D == 128, "the sm90 kernel covers head_dim 64 and 128");
-  constexpr int kBM = kSm90BM, kBN = kSm90BN;
+  constexpr int kBM = 64 * kWG, kThreads = 128 * kWG;
   constexpr int kNT = kBN / 8, kDT = D / 8;
   extern __shared__ unsigned char smem_raw[];
   // The swizzle atoms must be 1024-byte aligned in the shared window.
@@ -174,10 +182,12 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
     auto k_stage = [&](int x) { return k_s + ((x - t_begin) & 1) * kBN * D; };
     auto v_stage = [&](int x) { return v_s + ((x - t_begin) & 1) * kBN * D; };
     auto load_k = [&](int x) {
-      if (x < t_end) load_tile_sw128<D>(k_stage(x), kBN, kv_row(k_base, p.k_stride[1], x), k_base);
+      if (x < t_end)
+        load_tile_sw128<D, kThreads>(k_stage(x), kBN, kv_row(k_base, p.k_stride[1], x), k_base);
     };
     auto load_v = [&](int x) {
-      if (x < t_end) load_tile_sw128<D>(v_stage(x), kBN, kv_row(v_base, p.v_stride[1], x), v_base);
+      if (x < t_end)
+        load_tile_sw128<D, kThreads>(v_stage(x), kBN, kv_row(v_base, p.v_stride[1], x), v_base);
     };
     auto issue_s = [&](float(&s)[kNT][4], int x) {  // s = Q K(x)^T, asynchronous
       const T* kx = k_stage(x);
@@ -189,7 +199,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
         const uint64_t da =
             smem_desc(q_s + (kk / 4) * kBM * 64 + wg * 64 * 64 + (kk % 4) * 16, 16, 1024);
         const uint64_t db = smem_desc(kx + (kk / 4) * kBN * 64 + (kk % 4) * 16, 16, 1024);
-        wgmma_s<T>(s, da, db, kk > 0 ? 1 : 0);
+        wgmma_s<T, kBN>(s, da, db, kk > 0 ? 1 : 0);
       }
       wgmma_commit();
     };
@@ -231,7 +241,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
       }
     };
 
-    load_tile_sw128<D>(q_s, kBM, q_row, q_base);
+    load_tile_sw128<D, kThreads>(q_s, kBM, q_row, q_base);
     load_k(t_begin);
     cp_async_commit();
     load_v(t_begin);
@@ -328,15 +338,24 @@ __global__ void __launch_bounds__(kSm90Threads, 1)
 #endif
 }
 
-template <typename T, int D>
+template <typename T, int D, int kWG, int kBN>
 void launch_flash_fwd_sm90(const FlashParams& p, const LaunchPlan& plan, cudaStream_t stream) {
-  auto kernel = flash_fwd_sm90_kernel<T, D>;
-  constexpr int kSmem = sm90_smem_bytes<D>();
+  auto kernel = flash_fwd_sm90_kernel<T, D, kWG, kBN>;
+  constexpr int kSmem = sm90_smem_bytes<D, kWG, kBN>();
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   (void)attr;  // a failure shows up as the launch error
   const dim3 grid(plan.m_blocks, p.batch * p.n_head_kv, plan.n_splits);
-  kernel<<<grid, kSm90Threads, kSmem, stream>>>(p);
+  kernel<<<grid, 128 * kWG, kSmem, stream>>>(p);
+}
+
+template <typename T, int D>
+void launch_flash_fwd_sm90(const FlashParams& p, const LaunchPlan& plan, cudaStream_t stream) {
+  if (plan.kernel == FlashKernel::sm90_1wg) {
+    launch_flash_fwd_sm90<T, D, 1, 64>(p, plan, stream);
+  } else {
+    launch_flash_fwd_sm90<T, D, 2, 128>(p, plan, stream);
+  }
 }
 
 }  // namespace qkv::cuda

@@ -44,7 +44,9 @@ constexpr int block_m(int m_tiles) {
   return kWarps * 16 * m_tiles;
 }
 
-enum class FlashKernel : int { automatic, mma, sm90 };
+// sm90: two warpgroups, 128 x 128 tiles; sm90_1wg: one warpgroup, 64 x 64 tiles, two blocks per
+// multiprocessor.
+enum class FlashKernel : int { automatic, mma, sm90, sm90_1wg };
 
 struct LaunchPlan {
   FlashKernel kernel = FlashKernel::mma;  // mma: flash_fwd.cuh (sm_80+); sm90: flash_fwd_sm90.cuh
