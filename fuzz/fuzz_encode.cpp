@@ -78,8 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (int32_t id : ids) (void)dec.push(id);
       (void)dec.flush();
       // SentencePiece with byte fallback and byte-level BPE lose nothing: the text comes back.
-      if (&tok != &toks[2] && back != text && text.find("<s>") == std::string_view::npos &&
-          text.find("<|endoftext|>") == std::string_view::npos) {
+      // (With parse_special, control tokens such as </s> in the text are dropped by decode.)
+      if (&tok != &toks[2] && size % 2 == 0 && back != text) {
         __builtin_trap();
       }
     } catch (const qkv::InvalidArgument&) {

@@ -26,7 +26,9 @@ for target in gguf safetensors llama2c tokenizer_json encode; do
       -rss_limit_mb=1024 -artifact_prefix="build/fuzz/artifacts-$target/" -print_final_stats=1 \
       2>"build/fuzz/fuzz_$target.log"; then
     echo "fuzz_$target FAILED; see build/fuzz/fuzz_$target.log and build/fuzz/artifacts-$target/"
-    tail -40 "build/fuzz/fuzz_$target.log"
+    grep -E -A12 "runtime error|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)" \
+      "build/fuzz/fuzz_$target.log" | head -40
+    tail -5 "build/fuzz/fuzz_$target.log"
     failed=1
   else
     grep -E "stat::number_of_executed_units|cov:" "build/fuzz/fuzz_$target.log" | tail -2

@@ -6,6 +6,7 @@
 // Tensors get the Meta LLaMA names (tok_embeddings.weight, layers.N.attention.wq.weight, ...),
 // shapes in PyTorch's [out, in] order.
 #include <array>
+#include <climits>
 
 #include "formats/formats_internal.h"
 #include "formats/mapped_file.h"
@@ -46,7 +47,8 @@ ModelFile parse_llama2c(const std::string& path, std::shared_ptr<const MappedFil
     r.seek(0);
     for (int32_t& v : h) v = r.read<int32_t>("header");
     shared = h[5] > 0;
-    h[5] = h[5] < 0 ? -h[5] : h[5];
+    // INT32_MIN has no positive counterpart: leave it negative for the range check below.
+    if (h[5] < 0 && h[5] != INT32_MIN) h[5] = -h[5];
   }
   static constexpr const char* names[] = {"dim",        "hidden_dim", "n_layers", "n_heads",
                                           "n_kv_heads", "vocab_size", "seq_len"};

@@ -279,6 +279,7 @@ void quantize_q8_0(const float* x, int64_t n, std::byte* blocks) {
 std::vector<float> tensor_to_f32(const TensorInfo& t) {
   const int64_t n = t.n_elements();
   std::vector<float> out(static_cast<size_t>(n));
+  if (n == 0) return out;  // a zero-sized tensor: no bytes to read (data may be null)
   switch (t.type) {
     case TensorType::f32:
       std::memcpy(out.data(), t.data, static_cast<size_t>(n) * 4);

@@ -113,6 +113,17 @@ TEST(Gguf, TensorsDecodeToF32) {
   EXPECT_EQ(m.tensor("d.q8_0").n_bytes, 34u);
 }
 
+TEST(Gguf, ZeroSizedTensor) {
+  // Found by fuzz_gguf: a tensor with a zero dimension has no bytes and decodes to nothing.
+  qkv::GgufWriter w;
+  w.add_tensor("empty", qkv::TensorType::f32, {0, 4}, {});
+  const std::string path = qkv::test::temp_path("empty.gguf");
+  qkv::test::write_file(path, w.to_bytes());
+  const qkv::ModelFile m = qkv::read_gguf(path);
+  EXPECT_EQ(m.tensor("empty").n_bytes, 0u);
+  EXPECT_TRUE(qkv::tensor_to_f32(m.tensor("empty")).empty());
+}
+
 TEST(Gguf, Q8_0QuantiseDequantiseWithinHalfAStep) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 3.0f;

@@ -3,6 +3,7 @@
 // was expected vs found; none may crash, hang or allocate without bound.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cstring>
 
 #include "formats/test_util.h"
@@ -243,6 +244,13 @@ TEST(MalformedLlama2c, HeaderAndSize) {
   std::memcpy(bytes.data(), h, 28);
   p = write("div.bin", bytes);
   expect_error([&] { qkv::read_llama2c(p); }, {p, "divisible"});
+  // Found by fuzz_llama2c: vocab_size = INT32_MIN (negation overflows).
+  h[3] = 8;
+  h[5] = INT32_MIN;
+  std::memcpy(bytes.data(), h, 28);
+  p = write("vocab.bin", bytes);
+  expect_error([&] { qkv::read_llama2c(p); },
+               {p, "vocab_size", "expected 1..", "found -2147483648"});
   p = write("short.bin", std::vector<std::byte>(5));
   expect_error([&] { qkv::open_model(p); }, {p, "format", "expected GGUF, safetensors"});
   std::vector<std::byte> v2(256);
