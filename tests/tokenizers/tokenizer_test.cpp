@@ -62,6 +62,30 @@ TEST(Spm, SpecialTokensOnlyWhenParsed) {
             (std::vector<int32_t>{1}));
 }
 
+TEST(TokenizerJson, SentencePieceBpeWithByteFallback) {
+  // A LLaMA-style tokenizer.json: BPE with byte_fallback, no ByteLevel pre-tokenizer; merges by
+  // rank stand for SentencePiece scores; BOS from the post-processor template.
+  std::string vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
+  static const char hex[] = "0123456789ABCDEF";
+  for (int b = 0; b < 256; ++b) {
+    vocab += std::string(", \"<0x") + hex[b >> 4] + hex[b & 15] + ">\": " + std::to_string(3 + b);
+  }
+  vocab += R"(, "\u2581": 259, "a": 260, "b": 261, "\u2581a": 262, "\u2581ab": 263)";
+  const std::string json = R"({"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>",
+    "vocab": {)" + vocab + R"(}, "merges": ["\u2581 a", "\u2581a b"]},
+    "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
+                     {"id": 1, "content": "<s>", "special": true},
+                     {"id": 2, "content": "</s>", "special": true}],
+    "post_processor": {"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A"}}]}})";
+  const qkv::Tokenizer tok(qkv::parse_tokenizer_json(json, "tokenizer.json"));
+  EXPECT_EQ(tok.spec().model, TokenizerSpec::Model::spm_bpe);
+  EXPECT_EQ(tok.encode("ab a"), (std::vector<int32_t>{1, 263, 262}));
+  EXPECT_EQ(tok.encode("\xc3\xa9", {.add_special = false}),
+            (std::vector<int32_t>{259, 3 + 0xc3, 3 + 0xa9}));
+  EXPECT_EQ(tok.decode(tok.encode("ab a \xc3\xa9")), "ab a \xc3\xa9");
+}
+
 TEST(Tokenizer, RejectsInvalidUtf8NamingTheByte) {
   const qkv::Tokenizer tok(tiny_spm());
   for (const char* bad : {"ab\xff", "ab\xc3", "ab\xc0\xaf", "ab\xed\xa0\x80"}) {
