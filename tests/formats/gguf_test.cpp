@@ -66,6 +66,21 @@ TEST(Gguf, WriteReadWriteIsBitIdentical) {
   }
 }
 
+TEST(Gguf, Version2ReadsAndRewrites) {
+  // v2 has the same layout as v3 (64-bit counts); the version is kept on a round trip.
+  qkv::GgufWriter w(2);
+  w.set("general.name", MetaValue::make_string("v2"));
+  std::vector<float> x = {1.0f, 2.0f};
+  w.add_tensor("x", qkv::TensorType::f32, {2}, qkv::test::as_bytes(x));
+  const auto bytes = w.to_bytes();
+  const std::string path = qkv::test::temp_path("v2.gguf");
+  qkv::test::write_file(path, bytes);
+  const qkv::ModelFile m = qkv::read_gguf(path);
+  EXPECT_EQ(m.version, 2u);
+  EXPECT_EQ(qkv::tensor_to_f32(m.tensor("x")), x);
+  EXPECT_EQ(qkv::gguf_writer_from(m).to_bytes(), bytes);
+}
+
 TEST(Gguf, EveryMetadataTypeReadsBack) {
   const std::string path = qkv::test::temp_path("types.gguf");
   qkv::test::write_file(path, sample_writer(32).to_bytes());
