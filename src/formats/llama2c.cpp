@@ -65,6 +65,24 @@ ModelFile parse_llama2c(const std::string& path, std::shared_ptr<const MappedFil
                       ") and n_heads by n_kv_heads (", n_kv, ")");
   }
   const int64_t hs = dim / n_head;
+  // The file size the header implies, computed before listing any tensor (so a corrupt header
+  // cannot make us allocate without bound). Each factor is <= 2^24: 128-bit sums cannot overflow.
+  using i128 = __int128;
+  const i128 layer_floats = i128(dim) * 2 + i128(dim) * n_head * hs * 2 +
+                            i128(dim) * n_kv * hs * 2 + i128(hidden) * dim * 3;
+  const i128 n_floats = i128(vocab) * dim * (shared ? 1 : 2) + i128(n_layer) * layer_floats + dim +
+                        (m.version == 0 ? i128(seq) * (hs / 2) * 2 : 0);
+  const i128 expected = i128(header_bytes) + n_floats * 4;
+  if (expected != i128(map->size())) {
+    const std::string want = expected > i128(INT64_MAX)
+                                 ? std::string("more than 2^63")
+                                 : std::to_string(static_cast<int64_t>(expected));
+    core::throw_error(path, ": file size: expected ", want, " bytes for dim=", dim,
+                      " hidden_dim=", hidden, " n_layers=", n_layer, " n_heads=", n_head,
+                      " n_kv_heads=", n_kv, " vocab_size=", vocab, " seq_len=", seq,
+                      shared ? " (shared classifier)" : " (separate classifier)", ", found ",
+                      map->size());
+  }
   std::vector<Layout> lay;
   auto per_layer = [&](const std::string& what, std::vector<int64_t> shape) {
     for (int64_t l = 0; l < n_layer; ++l) {
@@ -110,11 +128,8 @@ ModelFile parse_llama2c(const std::string& path, std::shared_ptr<const MappedFil
     offset += t.n_bytes;
     m.tensors.push_back(std::move(t));
   }
-  if (offset != map->size()) {
-    core::throw_error(path, ": file size: expected ", offset, " bytes for dim=", dim,
-                      " hidden_dim=", hidden, " n_layers=", n_layer, " n_heads=", n_head,
-                      " n_kv_heads=", n_kv, " vocab_size=", vocab, " seq_len=", seq,
-                      shared ? " (shared classifier)" : " (separate classifier)", ", found ",
+  if (offset != map->size()) {  // the layout and the size formula above must agree
+    core::throw_error(path, ": internal error: tensor layout ends at ", offset, ", file size ",
                       map->size());
   }
   for (TensorInfo& t : m.tensors) t.data = map->data() + t.offset;

@@ -251,6 +251,12 @@ TEST(MalformedLlama2c, HeaderAndSize) {
   p = write("vocab.bin", bytes);
   expect_error([&] { qkv::read_llama2c(p); },
                {p, "vocab_size", "expected 1..", "found -2147483648"});
+  // Found by fuzz_llama2c: a huge layer count must fail before listing 10 tensors per layer.
+  h[5] = 512;
+  h[2] = 1 << 24;
+  std::memcpy(bytes.data(), h, 28);
+  p = write("layers.bin", bytes);
+  expect_error([&] { qkv::read_llama2c(p); }, {p, "file size", "n_layers=16777216", "found 92"});
   p = write("short.bin", std::vector<std::byte>(5));
   expect_error([&] { qkv::open_model(p); }, {p, "format", "expected GGUF, safetensors"});
   std::vector<std::byte> v2(256);
