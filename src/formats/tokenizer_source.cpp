@@ -148,6 +148,10 @@ TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& f) 
   const bool byte_level = pre.dump().find("\"ByteLevel\"") != std::string::npos;
   if (type == "BPE") {
     s.model = byte_level ? Model::byte_bpe : Model::spm_bpe;
+    // A Split pre-tokenizer carries its own regex (LLaMA-3, Qwen2, ...): not GPT-2's.
+    if (byte_level && pre.dump().find("\"Split\"") != std::string::npos) {
+      s.pre_tokenizer = "split-regex";
+    }
   } else if (type == "WordPiece") {
     s.model = Model::wordpiece;
   } else {

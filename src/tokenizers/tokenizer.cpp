@@ -53,6 +53,13 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : impl_(std::make_unique<Impl>()) {
                    [&](int32_t a, int32_t b) { return s.tokens[a].size() > s.tokens[b].size(); });
   switch (s.model) {
     case Model::byte_bpe:
+      // Only GPT-2's pre-tokenizer regex is implemented and tested; other BPE families (LLaMA-3,
+      // Qwen2, ...) split text differently, and silently using GPT-2's would give wrong ids.
+      if (s.pre_tokenizer != "gpt2" && s.pre_tokenizer != "gpt-2" && s.pre_tokenizer != "default") {
+        core::throw_invalid(
+            "tokenizer spec: pre-tokenizer: expected gpt2 (GPT-2's regex), found \"",
+            s.pre_tokenizer, "\"; this BPE family is not supported yet");
+      }
       m.init_byte_bpe();
       break;
     case Model::spm_bpe:
@@ -191,7 +198,8 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
   const TokenizerSpec& s = impl_->spec;
   std::string out;
   for (int32_t id : ids) {
-    if (skip_special && impl_->kind((token(id), id)) == TokenKind::control) continue;
+    token(id);  // throws for an id out of range
+    if (skip_special && impl_->kind(id) == TokenKind::control) continue;
     out += token_bytes(id);
   }
   if (s.model == Model::spm_bpe && s.add_space_prefix && !out.empty() && out[0] == ' ') {

@@ -100,6 +100,11 @@ TEST(Tokenizer, RejectsInvalidUtf8NamingTheByte) {
 }
 
 TEST(Tokenizer, RejectsInconsistentSpecs) {
+  TokenizerSpec bpe;
+  bpe.model = TokenizerSpec::Model::byte_bpe;
+  bpe.tokens = {"a"};
+  bpe.pre_tokenizer = "llama-bpe";  // another regex: refused rather than silently wrong
+  EXPECT_THROW(qkv::Tokenizer{bpe}, qkv::InvalidArgument);
   TokenizerSpec s = tiny_spm();
   s.bos = 100000;
   EXPECT_THROW(qkv::Tokenizer{s}, qkv::InvalidArgument);
