@@ -197,13 +197,15 @@ bool run_case(const Case& c, std::mt19937_64& rng, bool verbose) {
   const double rel = ref2 > 0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
   // Tolerances. The reference sees the same rounded inputs, so the error comes from P rounded to
   // the input dtype before P V (relative 2^-9 for bf16, 2^-12 for f16, averaging down over keys)
-  // and from rounding the output (same sizes again when out is 16-bit).
+  // and from rounding the output (same sizes again when out is 16-bit). Largest errors seen on an
+  // H100 (2026-11-27, 168 cases): bf16 2.2e-3, f16 with f32 out 1.8e-4, f16 out 2.4e-4.
   const bool out16 = c.out_dtype != DType::f32;
   const double tol = (c.dtype == DType::bf16 || c.out_dtype == DType::bf16) ? 1e-2
                      : out16                                                ? 2e-3
                                                                             : 1e-3;
-  // lse comes from fp32 scores of exact products: errors of fp32 accumulation and ex2.approx.
-  const double lse_tol = 2e-3;
+  // lse comes from fp32 scores of exact products: errors of fp32 accumulation and ex2.approx
+  // (largest seen 1.4e-6).
+  const double lse_tol = 1e-4;
   ok = bad_nonfinite == 0 && bad_guard == 0 && bad_lse == 0 && rel <= tol && lse_err <= lse_tol;
   if (verbose || !ok) {
     std::printf(

@@ -27,6 +27,9 @@ constexpr int64_t kBlockRows = 64;
 constexpr int64_t kDirectRows = 8;
 // Smallest key range worth a split of its own: merging costs O(rows * head_dim_v) per split.
 constexpr int64_t kMinSplitKeys = 512;
+// Decode chunk: K and V bytes of all kv heads read by one item. Small enough that the heads of a
+// chunk reuse its pages and lines from L2, large enough that merging partials stays negligible.
+constexpr int64_t kDecodeChunkBytes = 256 << 10;
 
 const TargetOps& select_target() {
   const auto& f = core::cpu_features();
@@ -58,6 +61,7 @@ void attention_cpu(const AttentionProblem& p) {
 void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
   using cpu::Item;
   using cpu::kBlockRows;
+  using cpu::kDecodeChunkBytes;
   using cpu::kDirectRows;
   using cpu::kMinSplitKeys;
   const int threads = core::resolve_threads(p.opt.n_threads);
@@ -88,34 +92,56 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
     }
   }
 
-  // Too few row sets to keep every thread busy: split the keys and merge by LSE afterwards.
   const int64_t n_rowsets = static_cast<int64_t>(rowsets.size());
-  const int64_t want_items = 4 * static_cast<int64_t>(threads);
-  if (threads > 1 && n_rowsets < want_items && p.n_kv >= 2 * kMinSplitKeys) {
-    plan.n_split = std::min((want_items + n_rowsets - 1) / n_rowsets, p.n_kv / kMinSplitKeys);
-  }
-  const int64_t chunk = (p.n_kv + plan.n_split - 1) / plan.n_split;
-
-  // Items with their estimated cost; the interval rules are monotone in the query index, so the
-  // first and last query bound the keys an item touches.
   std::vector<Item> items;
   std::vector<int64_t> item_rowset;
-  items.reserve(static_cast<size_t>(n_rowsets * plan.n_split));
-  for (int64_t rs = 0; rs < n_rowsets; ++rs) {
-    for (int64_t s = 0; s < plan.n_split; ++s) {
-      Item it = rowsets[rs];
-      it.split = s;
-      it.k_begin = std::min(s * chunk, p.n_kv);
-      it.k_end = std::min((s + 1) * chunk, p.n_kv);
-      int64_t lo_first, hi_first, lo_last, hi_last;
-      p.key_range(it.b, it.i0, &lo_first, &hi_first);
-      p.key_range(it.b, it.i0 + it.n_queries - 1, &lo_last, &hi_last);
-      const int64_t lo = std::max(std::min(lo_first, lo_last), it.k_begin);
-      const int64_t hi = std::min(std::max(hi_first, hi_last), it.k_end);
-      it.cost = static_cast<double>(it.n_heads * it.n_queries) *
-                static_cast<double>(std::max<int64_t>(hi - lo, 0) + 16);
-      items.push_back(it);
-      item_rowset.push_back(rs);
+  if (plan.direct) {
+    // Decode: split the keys into chunks of about kDecodeChunkBytes of K and V over all kv heads,
+    // one item per (sequence, chunk) covering every kv head, so the cache streams from memory in
+    // order; partial results are merged by LSE below.
+    const int64_t row_bytes = p.n_head_kv * (p.head_dim + p.head_dim_v) * dtype_size(p.k.dtype);
+    const int64_t chunk_keys =
+        std::max<int64_t>(64, kDecodeChunkBytes / std::max<int64_t>(row_bytes, 1));
+    plan.n_split = std::max<int64_t>(1, (p.n_kv + chunk_keys - 1) / chunk_keys);
+    const int64_t chunk = (p.n_kv + plan.n_split - 1) / plan.n_split;
+    for (int64_t b = 0; b < p.batch; ++b) {
+      for (int64_t s = 0; s < plan.n_split; ++s) {
+        Item it = rowsets[b * p.n_head_kv];
+        it.n_kv_heads = p.n_head_kv;
+        it.split = s;
+        it.k_begin = std::min(s * chunk, p.n_kv);
+        it.k_end = std::min((s + 1) * chunk, p.n_kv);
+        it.cost = static_cast<double>(it.k_end - it.k_begin);
+        items.push_back(it);
+        item_rowset.push_back(b * p.n_head_kv);
+      }
+    }
+  } else {
+    // Too few row sets to keep every thread busy: split the keys and merge by LSE afterwards.
+    const int64_t want_items = 4 * static_cast<int64_t>(threads);
+    if (threads > 1 && n_rowsets < want_items && p.n_kv >= 2 * kMinSplitKeys) {
+      plan.n_split = std::min((want_items + n_rowsets - 1) / n_rowsets, p.n_kv / kMinSplitKeys);
+    }
+    const int64_t chunk = (p.n_kv + plan.n_split - 1) / plan.n_split;
+    // Items with their estimated cost; the interval rules are monotone in the query index, so
+    // the first and last query bound the keys an item touches.
+    items.reserve(static_cast<size_t>(n_rowsets * plan.n_split));
+    for (int64_t rs = 0; rs < n_rowsets; ++rs) {
+      for (int64_t s = 0; s < plan.n_split; ++s) {
+        Item it = rowsets[rs];
+        it.split = s;
+        it.k_begin = std::min(s * chunk, p.n_kv);
+        it.k_end = std::min((s + 1) * chunk, p.n_kv);
+        int64_t lo_first, hi_first, lo_last, hi_last;
+        p.key_range(it.b, it.i0, &lo_first, &hi_first);
+        p.key_range(it.b, it.i0 + it.n_queries - 1, &lo_last, &hi_last);
+        const int64_t lo = std::max(std::min(lo_first, lo_last), it.k_begin);
+        const int64_t hi = std::min(std::max(hi_first, hi_last), it.k_end);
+        it.cost = static_cast<double>(it.n_heads * it.n_queries) *
+                  static_cast<double>(std::max<int64_t>(hi - lo, 0) + 16);
+        items.push_back(it);
+        item_rowset.push_back(rs);
+      }
     }
   }
   // Heaviest first: with items handed out in order, this is greedy longest-processing-time

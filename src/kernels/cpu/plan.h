@@ -9,7 +9,10 @@
 namespace qkv::kernels::cpu {
 
 // One unit of work: rows = n_heads consecutive query heads (all reading kv head `hk`) times
-// n_queries consecutive queries, against keys [k_begin, k_end).
+// n_queries consecutive queries, against keys [k_begin, k_end). With n_kv_heads > 1 (decode, direct
+// path only) the item covers kv heads hk .. hk + n_kv_heads - 1 with their whole groups (n_heads
+// = group) and row sets rowset .. rowset + n_kv_heads - 1, so that one thread reads a contiguous
+// stretch of a [batch, n_kv, n_head_kv, dim] cache once, in order.
 struct Item {
   int64_t b = 0, hk = 0;
   int64_t h0 = 0, n_heads = 1;
@@ -17,6 +20,7 @@ struct Item {
   int64_t k_begin = 0, k_end = 0;
   int64_t split = 0;  // index of the key range when the keys are split across items
   double cost = 0;    // estimated work, for ordering
+  int64_t n_kv_heads = 1;
 };
 
 struct Plan {

@@ -1,0 +1,192 @@
+// qkv bench attention: times the fast CPU attention on one shape and reports it against this
+// machine's measured FMA peak and memory bandwidth, and against the reference in the same run.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <vector>
+
+#include "command.h"
+#include "core/half.h"
+#include "core/parallel.h"
+#include "kernels/cpu/probe.h"
+#include "qkv/attention.h"
+#include "qkv/error.h"
+
+namespace qkv::app {
+namespace {
+
+struct BenchArgs {
+  int64_t batch = 1, n_q = 2048, n_kv = 0, heads = 12, kv_heads = 0, head_dim = 64;
+  bool causal = false;
+  std::string dtype = "f32";
+  std::string precision = "f32";
+  int threads = 0;
+  int reps = 0;
+  bool json = false;
+  bool no_reference = false;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+void run_bench(BenchArgs a) {
+  if (a.n_kv == 0) a.n_kv = a.n_q;
+  if (a.kv_heads == 0) a.kv_heads = a.heads;
+  if (a.batch <= 0 || a.n_q <= 0 || a.n_kv <= 0 || a.heads <= 0 || a.kv_heads <= 0 ||
+      a.head_dim <= 0) {
+    throw InvalidArgument("every size must be positive");
+  }
+  const DType dt = parse_dtype(a.dtype);
+  const Precision prec = a.precision == "bf16" ? Precision::bf16 : Precision::f32;
+  if (a.precision != "bf16" && a.precision != "f32") {
+    throw InvalidArgument("--precision must be f32 or bf16, got '" + a.precision + "'");
+  }
+  const int threads = core::resolve_threads(a.threads);
+  if (!a.json) std::fprintf(stderr, "measuring this machine's FMA peak and memory bandwidth...\n");
+  const kernels::MachinePeak peak = kernels::measure_machine_peak(threads);
+
+  const int64_t nq = a.batch * a.n_q * a.heads * a.head_dim;
+  const int64_t nk = a.batch * a.n_kv * a.kv_heads * a.head_dim;
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> q(nq), out(nq), lse(a.batch * a.heads * a.n_q);
+  std::vector<float> k32, v32;
+  std::vector<uint16_t> k16, v16;
+  for (auto& x : q) x = u(rng);
+  const void *kp, *vp;
+  if (dt == DType::f32) {
+    k32.resize(nk), v32.resize(nk);
+    for (auto& x : k32) x = u(rng);
+    for (auto& x : v32) x = u(rng);
+    kp = k32.data(), vp = v32.data();
+  } else {
+    k16.resize(nk), v16.resize(nk);
+    for (auto& x : k16) x = dt == DType::f16 ? core::f32_to_f16(u(rng)) : core::f32_to_bf16(u(rng));
+    for (auto& x : v16) x = dt == DType::f16 ? core::f32_to_f16(u(rng)) : core::f32_to_bf16(u(rng));
+    kp = k16.data(), vp = v16.data();
+  }
+  const View4 qv = View4::dense(q.data(), DType::f32, {a.batch, a.n_q, a.heads, a.head_dim});
+  const View4 kv = View4::dense(kp, dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
+  const View4 vv = View4::dense(vp, dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
+  const MutView4 ov = MutView4::dense(out.data(), {a.batch, a.n_q, a.heads, a.head_dim});
+  AttentionOptions opt;
+  opt.causal = a.causal;
+  opt.n_threads = threads;
+  opt.precision = prec;
+
+  const double flops = attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
+  const double bytes = 4.0 * (2 * nq) + 2.0 * dtype_size(dt) * nk;  // q + out, k + v
+  // Warm-up (first touches, arenas), then enough repetitions for ~1 s, at least 3.
+  const auto tw = std::chrono::steady_clock::now();
+  attention(qv, kv, vv, ov, lse.data(), opt);
+  const double first = seconds_since(tw);
+  int reps =
+      a.reps > 0 ? a.reps : static_cast<int>(std::clamp(1.0 / std::max(first, 1e-6), 3.0, 200.0));
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    attention(qv, kv, vv, ov, lse.data(), opt);
+    times.push_back(seconds_since(t0));
+  }
+  const double t = median(times);
+
+  // The reference (naive, double) is timed on the last rows of the first (batch, head) slice,
+  // without the causal mask, and scaled by FLOPs to the whole problem: run whole it would take
+  // minutes and O(n_kv) memory per row is all it needs.
+  double ref_ms = 0;
+  if (!a.no_reference) {
+    const int64_t rows = std::min<int64_t>(a.n_q, 64);
+    const float* qrows = q.data() + (a.n_q - rows) * qv.stride[1];
+    const View4 q1{qrows, DType::f32, {1, rows, 1, a.head_dim}, qv.stride};
+    const View4 k1{kp, dt, {1, a.n_kv, 1, a.head_dim}, kv.stride};
+    const View4 v1{vp, dt, {1, a.n_kv, 1, a.head_dim}, vv.stride};
+    const MutView4 o1{out.data(), {1, rows, 1, a.head_dim}, ov.stride};
+    AttentionOptions ro;
+    ro.backend = Backend::reference;
+    const auto t0 = std::chrono::steady_clock::now();
+    attention(q1, k1, v1, o1, nullptr, ro);
+    ref_ms =
+        seconds_since(t0) * 1e3 * flops / attention_flops(1, 1, rows, a.n_kv, a.head_dim, false);
+  }
+
+  const double gflops = flops / t * 1e-9;
+  const double gbps = bytes / t * 1e-9;
+  if (a.json) {
+    nlohmann::json j{{"ms", t * 1e3},
+                     {"gflops", gflops},
+                     {"peak_gflops", peak.fma_gflops},
+                     {"peak_fraction", gflops / peak.fma_gflops},
+                     {"gbps", gbps},
+                     {"peak_gbps", peak.read_gbps},
+                     {"bandwidth_fraction", gbps / peak.read_gbps},
+                     {"reference_ms", ref_ms},
+                     {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
+                     {"reps", reps},
+                     {"threads", threads},
+                     {"target", std::string(attention_cpu_target())},
+                     {"shape",
+                      {{"batch", a.batch},
+                       {"n_q", a.n_q},
+                       {"n_kv", a.n_kv},
+                       {"heads", a.heads},
+                       {"kv_heads", a.kv_heads},
+                       {"head_dim", a.head_dim},
+                       {"causal", a.causal},
+                       {"dtype", a.dtype},
+                       {"precision", a.precision}}}};
+    std::printf("%s\n", j.dump().c_str());
+    return;
+  }
+  std::printf(
+      "attention  batch %lld  n_q %lld  n_kv %lld  heads %lld/%lld  head_dim %lld  %s  kv %s  "
+      "precision %s\n",
+      (long long)a.batch, (long long)a.n_q, (long long)a.n_kv, (long long)a.heads,
+      (long long)a.kv_heads, (long long)a.head_dim, a.causal ? "causal" : "non-causal",
+      a.dtype.c_str(), a.precision.c_str());
+  std::printf("machine    %d threads, target %s: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
+              threads, peak.target, peak.fma_gflops, peak.read_gbps);
+  std::printf(
+      "qkv        %.3f ms (median of %d)  %.1f GFLOP/s = %.1f%% of peak  %.1f GB/s = %.1f%% of "
+      "bandwidth\n",
+      t * 1e3, reps, gflops, 100 * gflops / peak.fma_gflops, gbps, 100 * gbps / peak.read_gbps);
+  if (ref_ms > 0) {
+    std::printf("reference  %.1f ms (64 rows timed, scaled by FLOPs)  qkv is %.0fx faster\n",
+                ref_ms, ref_ms / (t * 1e3));
+  }
+}
+
+void setup_bench(CLI::App& app) {
+  app.require_subcommand(1);
+  auto* att = app.add_subcommand("attention", "Time the CPU attention kernel on one shape");
+  auto a = std::make_shared<BenchArgs>();
+  att->add_option("--batch", a->batch, "Sequences")->capture_default_str();
+  att->add_option("--n-q", a->n_q, "Queries per sequence")->capture_default_str();
+  att->add_option("--n-kv", a->n_kv, "Keys per sequence (default: n-q)");
+  att->add_option("--heads", a->heads, "Query heads")->capture_default_str();
+  att->add_option("--kv-heads", a->kv_heads, "Key/value heads (default: heads)");
+  att->add_option("--head-dim", a->head_dim, "Head dimension")->capture_default_str();
+  att->add_flag("--causal", a->causal, "Causal mask");
+  att->add_option("--dtype", a->dtype, "K/V dtype: f32, f16, bf16")->capture_default_str();
+  att->add_option("--precision", a->precision, "Arithmetic: f32, or bf16 (rounded operands)")
+      ->capture_default_str();
+  att->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
+  att->add_option("--reps", a->reps, "Timed repetitions (0: about one second)");
+  att->add_flag("--json", a->json, "Print one JSON object");
+  att->add_flag("--no-reference", a->no_reference, "Skip timing the reference");
+  att->callback([a] { run_bench(*a); });
+}
+
+Registrar reg("bench", "Benchmarks against this machine's measured limits", setup_bench);
+
+}  // namespace
+}  // namespace qkv::app
