@@ -87,7 +87,14 @@ LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t
       forced_sm90 || (kernel == FlashKernel::automatic && sm90_ok && n_rows > block_m(1));
   int bm, bn;
   if (use_sm90) {
-    plan.kernel = kernel == FlashKernel::sm90_1wg ? FlashKernel::sm90_1wg : FlashKernel::sm90;
+    // Automatic: two warpgroups and 128 x 128 tiles at head_dim 128, one warpgroup and 64 x 64
+    // tiles (two blocks per multiprocessor) at head_dim 64. H100, bf16, batch 4 x 32 heads x
+    // 4096 (docs/PERFORMANCE.md): 351 vs 320 TFLOP/s at 128, 224 vs 259 at 64.
+    if (kernel == FlashKernel::automatic) {
+      plan.kernel = head_dim == 64 ? FlashKernel::sm90_1wg : FlashKernel::sm90;
+    } else {
+      plan.kernel = kernel;
+    }
     plan.m_tiles = 0;
     bm = plan.kernel == FlashKernel::sm90 ? kSm90BlockM : 64;
     bn = plan.kernel == FlashKernel::sm90 ? kSm90BlockN : 64;
@@ -111,8 +118,8 @@ LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t
     // Under one wave of blocks (decode, small batch): split the keys so that about four blocks
     // run per multiprocessor (a one-m-tile block needs 52 KB of shared memory at head_dim 128),
     // each keeping at least 4 tiles so that the merge stays cheap. Measured on an H100 at batch
-    // 16 x 32k keys (docs/PERFORMANCE.md): 2 to 16 splits within 3% of each other, 1 split 30%
-    // slower.
+    // 16 x 32k keys, 8 KV heads (docs/PERFORMANCE.md): 2 to 16 splits within 8% of each other
+    // (this rule picks 5; 2 was fastest), 1 split 30% slower.
     const int want = ceil_div(4 * static_cast<int64_t>(n_sms), std::max<int64_t>(blocks, 1));
     splits = std::clamp(std::min(want, n_tiles / 4), 1, 64);
   }

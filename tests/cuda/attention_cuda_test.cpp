@@ -65,7 +65,9 @@ TEST(CudaPlan, HopperPrefillAtHeadDim64And128UsesTheSm90Kernel) {
   const auto p = plan_launch(4, 32, 4096, 4096, 128, 132, 0, /*sm90=*/true);
   EXPECT_EQ(p.kernel, FlashKernel::sm90);
   EXPECT_EQ(p.m_blocks, 4096 / cuda::kSm90BlockM);
-  EXPECT_EQ(plan_launch(4, 32, 4096, 4096, 64, 132, 0, true).kernel, FlashKernel::sm90);
+  const auto d64 = plan_launch(4, 32, 4096, 4096, 64, 132, 0, true);
+  EXPECT_EQ(d64.kernel, FlashKernel::sm90_1wg);
+  EXPECT_EQ(d64.m_blocks, 4096 / 64);
   EXPECT_EQ(plan_launch(4, 32, 4096, 4096, 96, 132, 0, true).kernel, FlashKernel::mma);
   EXPECT_EQ(plan_launch(16, 8, 4, 32768, 128, 132, 0, true).kernel, FlashKernel::mma)
       << "decode stays on the 64-row mma kernel";
@@ -190,8 +192,9 @@ struct GpuCase {
 // Runs one case on the GPU and compares with the reference on the same rounded inputs.
 // Tolerance on ||out - ref|| / ||ref||: the probabilities are rounded to the input dtype before
 // P V (2^-9 relative for bf16, 2^-11 for f16, averaging down over keys) and a 16-bit output is
-// rounded once more; 1e-2 (bf16) and 2e-3 (f16) leave a margin of about 3x over what the device
-// check (bench/gpu/run.sh) measured. LSE is computed from fp32 scores: 2e-3 absolute.
+// rounded once more. Largest errors of the device check (bench/gpu/run.sh, H100, 168 cases,
+// 2026-11-27): bf16 2.2e-3, f16 2.4e-4; tolerances 1e-2 (bf16) and 2e-3 (f16) leave 4-8x.
+// LSE comes from fp32 scores of exact products: largest error 1.4e-6, tolerance 1e-4 absolute.
 void run_gpu_case(const GpuCase& c, std::mt19937_64& rng) {
   SCOPED_TRACE(testing::Message() << "d" << c.head_dim << " q" << c.n_q << " kv" << c.n_kv << " h"
                                   << c.n_head << "/" << c.n_head_kv << " causal " << c.causal
@@ -270,7 +273,7 @@ void run_gpu_case(const GpuCase& c, std::mt19937_64& rng) {
     if (std::isinf(ref_lse[i])) {
       EXPECT_TRUE(std::isinf(lse[i]) && lse[i] < 0) << "lse[" << i << "] = " << lse[i];
     } else {
-      EXPECT_NEAR(lse[i], ref_lse[i], 2e-3) << "lse[" << i << "]";
+      EXPECT_NEAR(lse[i], ref_lse[i], 1e-4) << "lse[" << i << "]";
     }
   }
 }
