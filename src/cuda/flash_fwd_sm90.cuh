@@ -1,13 +1,15 @@
-// Hopper (sm_90a) forward kernel: the FlashAttention-2 loop of flash_fwd.cuh with its products on
-// wgmma. Two warpgroups per block, 64 query rows each (kBM = 128), key tiles of kBN = 128.
-//   S = Q K^T   wgmma m64n128k16, A (Q) and B (K) from shared memory, both K-major
+// Hopper (sm_90a) forward kernel: the online-softmax loop of flash_fwd.cuh with its products on
+// wgmma. kWG warpgroups per block, 64 query rows each, key tiles of kBN (<2, 128> by default,
+// <1, 64> at head_dim 64; see plan_launch).
+//   S = Q K^T   wgmma m64nBNk16, A (Q) and B (K) from shared memory, both K-major
 //   O += P V    wgmma m64nDk16, A = P from registers (same layout as the S accumulator, packed
 //               to 16 bits), B (V) from shared memory MN-major (transposed by the instruction)
 // Tiles use the 128-byte swizzle that the wgmma descriptors describe: a tile of R rows x D
 // elements is stored as D / 64 blocks of [R][64], and in each 8-row x 128-byte atom the 16-byte
 // chunk c of row r sits at chunk c ^ (r % 8). cp.async writes them in that order.
-// Loads follow the same single-buffer pipeline as flash_fwd.cuh (V of tile t during S, K of tile
-// t + 1 during P V). No TMA and no warp specialisation yet.
+// K and V have two shared-memory stages, loaded one iteration ahead; within an iteration the
+// softmax of tile t runs while the tensor cores compute P V of tile t - 1 (FlashAttention-3's
+// intra-warpgroup overlap). No TMA, no producer warps and no warpgroup ping-pong yet.
 #pragma once
 
 #include "cuda/flash_fwd.cuh"
@@ -353,9 +355,8 @@ template <typename T, int D, int kWG, int kBN>
 void launch_flash_fwd_sm90(const FlashParams& p, const LaunchPlan& plan, cudaStream_t stream) {
   auto kernel = flash_fwd_sm90_kernel<T, D, kWG, kBN>;
   constexpr int kSmem = sm90_smem_bytes<D, kWG, kBN>();
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  (void)attr;  // a failure shows up as the launch error
+  // Per launch, not once: the limit is per device, and the call costs about a microsecond.
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   const dim3 grid(plan.m_blocks, p.batch * p.n_head_kv, plan.n_splits);
   kernel<<<grid, 128 * kWG, kSmem, stream>>>(p);
 }
