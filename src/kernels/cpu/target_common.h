@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/arena.h"
+#include "core/cpu_features.h"
 #include "core/half.h"
 #include "kernels/attention_problem.h"
 #include "kernels/cpu/plan.h"
