@@ -37,6 +37,19 @@ void Tokenizer::Impl::init_spm() {
     const std::string piece = std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">";
     byte_ids[b] = id_of(piece);
   }
+  // Chunking at word starts is exact only if no piece has a "▁" right after another character.
+  static const std::string kSpace = "\xe2\x96\x81";
+  spm_chunks = true;
+  for (size_t i = 0; i < spec.tokens.size() && spm_chunks; ++i) {
+    if (kind(static_cast<int32_t>(i)) != TokenKind::normal) continue;
+    const std::string& t = spec.tokens[i];
+    for (size_t q = t.find(kSpace, 1); q != std::string::npos; q = t.find(kSpace, q + 1)) {
+      if (q < 3 || t.compare(q - 3, 3, kSpace) != 0) {
+        spm_chunks = false;
+        break;
+      }
+    }
+  }
 }
 
 void Tokenizer::Impl::encode_spm(std::string_view raw, bool prefix_space,
@@ -52,6 +65,37 @@ void Tokenizer::Impl::encode_spm(std::string_view raw, bool prefix_space,
     else
       text += c;
   }
+  if (!spm_chunks) {
+    spm_merge(text, out);
+    return;
+  }
+  // Cut before every "▁" that follows another character: no vocabulary piece spans such a cut
+  // (checked in init_spm), so the pieces come out the same, and repeated words hit the cache.
+  size_t begin = 0;
+  for (size_t p = 1; p <= text.size(); ++p) {
+    const bool cut = p == text.size() || (text.compare(p, 3, kSpace) == 0 &&
+                                          (p < 3 || text.compare(p - 3, 3, kSpace) != 0));
+    if (!cut) continue;
+    const std::string_view chunk(text.data() + begin, p - begin);
+    begin = p;
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex);
+      auto it = word_cache.find(std::string(chunk));
+      if (it != word_cache.end()) {
+        out.insert(out.end(), it->second.begin(), it->second.end());
+        continue;
+      }
+    }
+    const size_t start = out.size();
+    spm_merge(chunk, out);
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    if (word_cache.size() > (1u << 16)) word_cache.clear();  // bound the memory
+    word_cache.emplace(std::string(chunk), std::vector<int32_t>(out.begin() + start, out.end()));
+  }
+  if (begin < text.size()) spm_merge(std::string_view(text).substr(begin), out);
+}
+
+void Tokenizer::Impl::spm_merge(std::string_view text, std::vector<int32_t>& out) const {
   std::vector<Symbol> sym;
   for (size_t off = 0; off < text.size();) {
     const size_t n = std::min<size_t>(tokenizers::utf8_len(static_cast<unsigned char>(text[off])),
@@ -69,8 +113,6 @@ void Tokenizer::Impl::encode_spm(std::string_view raw, bool prefix_space,
     return k == TokenKind::control || k == TokenKind::unknown || k == TokenKind::byte ? -1 : id;
   };
   std::priority_queue<Bigram> queue;
-  // Which two symbols made a merged piece that is not itself in the vocabulary (never happens
-  // with a consistent vocabulary; kept so the output matches llama.cpp's resegmentation).
   auto try_add = [&](int left, int right) {
     if (left < 0 || right < 0) return;
     const std::string_view piece(text.data() + sym[left].begin, sym[left].n + sym[right].n);

@@ -54,6 +54,7 @@ struct Tokenizer::Impl {
 
   // spm_bpe: id of <0xAB> for each byte (-1 when absent)
   std::array<int32_t, 256> byte_ids{};
+  bool spm_chunks = false;  // the vocabulary allows encoding word by word (see init_spm)
 
   int32_t id_of(std::string_view s) const {
     auto it = ids.find(s);
@@ -68,6 +69,7 @@ struct Tokenizer::Impl {
   // Encodes one fragment of plain text (no special tokens in it).
   void encode_byte_bpe(std::string_view text, std::vector<int32_t>& out) const;
   void encode_spm(std::string_view text, bool prefix_space, std::vector<int32_t>& out) const;
+  void spm_merge(std::string_view escaped, std::vector<int32_t>& out) const;
   void encode_wordpiece(std::string_view text, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
 };

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <unordered_map>
 
 #include "common/shared_data.h"
 #include "qkv/model_file.h"
@@ -91,6 +92,64 @@ TEST(HfFiles, BertVocabTxtMatchesBertPairs) {
   QKV_REQUIRE_SHARED(gguf, "vocab-gguf/ggml-vocab-bert-bge.gguf");
   const qkv::Tokenizer tok(qkv::read_wordpiece_vocab(vocab.string()));
   check_pairs(tok, gguf);
+}
+
+// llama2.c run.c's encode(), written out plainly (the slow twin): merge the best-scoring
+// adjacent pair, leftmost on ties, rescanning everything after each merge; byte fallback id =
+// byte + 3. The fast path (a heap, word-by-word with a cache) must give the same ids.
+std::vector<int32_t> runc_encode(const qkv::TokenizerSpec& s, const std::string& raw) {
+  std::unordered_map<std::string, int32_t> ids;
+  for (size_t i = 0; i < s.tokens.size(); ++i) {
+    if (s.kinds[i] == qkv::TokenKind::normal) ids.emplace(s.tokens[i], static_cast<int32_t>(i));
+  }
+  if (raw.empty()) return {};  // run.c adds the dummy prefix only to non-empty text
+  std::string text = "\xe2\x96\x81";
+  for (char c : raw) text += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
+  std::vector<std::string> sym;
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    sym.push_back(text.substr(i, n));
+    i += n;
+  }
+  while (true) {
+    float best = -1e30f;
+    int best_i = -1;
+    for (size_t i = 0; i + 1 < sym.size(); ++i) {
+      auto it = ids.find(sym[i] + sym[i + 1]);
+      if (it != ids.end() && s.scores[it->second] > best) {
+        best = s.scores[it->second];
+        best_i = static_cast<int>(i);
+      }
+    }
+    if (best_i < 0) break;
+    sym[best_i] += sym[best_i + 1];
+    sym.erase(sym.begin() + best_i + 1);
+  }
+  std::vector<int32_t> out;
+  for (const std::string& p : sym) {
+    auto it = ids.find(p);
+    if (it != ids.end()) {
+      out.push_back(it->second);
+    } else {
+      for (unsigned char c : p) out.push_back(static_cast<int32_t>(c) + 3);
+    }
+  }
+  return out;
+}
+
+TEST(Llama2c, FastSpmMatchesRunCLoopOnLongText) {
+  QKV_REQUIRE_SHARED(bin, "tokenizers/llama2/tokenizer.bin");
+  QKV_REQUIRE_SHARED(inp, "vocab-gguf/ggml-vocab-llama-spm.gguf.inp");
+  const qkv::TokenizerSpec spec = qkv::read_llama2c_tokenizer(bin.string());
+  const qkv::Tokenizer tok(spec);
+  // All test strings at once (repeated words exercise the cache), then each line alone.
+  const std::string all = slurp(inp);
+  EXPECT_EQ(tok.encode(all, {.add_special = false}), runc_encode(spec, all));
+  std::istringstream lines(all);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_EQ(tok.encode(line, {.add_special = false}), runc_encode(spec, line)) << line;
+  }
 }
 
 class HfFixture : public testing::TestWithParam<const char*> {};
