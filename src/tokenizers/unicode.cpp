@@ -90,6 +90,10 @@ bool is_whitespace(uint32_t cp) {
 }
 
 bool is_punctuation(uint32_t cp) {
+  if (cp < 0x80) {  // the ASCII characters of categories P*
+    static constexpr std::string_view ascii_p = "!\"#%&'()*,-./:;?@[\\]_{}";
+    return cp != 0 && ascii_p.find(static_cast<char>(cp)) != std::string_view::npos;
+  }
   switch (u_charType(static_cast<UChar32>(cp))) {
     case U_DASH_PUNCTUATION:
     case U_START_PUNCTUATION:
@@ -105,6 +109,7 @@ bool is_punctuation(uint32_t cp) {
 }
 
 bool is_other(uint32_t cp) {
+  if (cp < 0x80) return cp < 0x20 || cp == 0x7f;  // ASCII: only Cc
   switch (u_charType(static_cast<UChar32>(cp))) {
     case U_CONTROL_CHAR:
     case U_FORMAT_CHAR:
@@ -118,6 +123,7 @@ bool is_other(uint32_t cp) {
 }
 
 bool is_nonspacing_mark(uint32_t cp) {
+  if (cp < 0x300) return false;  // the first Mn is U+0300
   return u_charType(static_cast<UChar32>(cp)) == U_NON_SPACING_MARK;
 }
 

@@ -47,35 +47,36 @@ void Tokenizer::Impl::encode_wordpiece(std::string_view text, std::vector<int32_
     for (uint32_t c : cps) append_lower(low, c);
     cps = std::move(low);
   }
-  // Pre-tokenise into words (as code point ranges).
-  std::vector<std::vector<uint32_t>> words;
-  std::vector<uint32_t> cur;
-  auto flush = [&] {
-    if (!cur.empty()) words.push_back(std::move(cur));
-    cur.clear();
+  // Pre-tokenise into words: [begin, end) ranges of cps (no per-word allocation).
+  std::vector<std::pair<size_t, size_t>> words;
+  size_t open = std::string::npos;
+  auto close = [&](size_t i) {
+    if (open != std::string::npos) words.emplace_back(open, i);
+    open = std::string::npos;
   };
-  for (uint32_t c : cps) {
+  for (size_t i = 0; i < cps.size(); ++i) {
+    const uint32_t c = cps[i];
     if (is_whitespace(c)) {
-      flush();
+      close(i);
     } else if (is_ascii_punct(c) || (c >= 0x80 && is_punctuation(c))) {
-      flush();
-      words.push_back({c});
-    } else {
-      cur.push_back(c);
+      close(i);
+      words.emplace_back(i, i + 1);
+    } else if (open == std::string::npos) {
+      open = i;
     }
   }
-  flush();
-  std::string piece;
-  for (const auto& w : words) {
-    if (static_cast<int>(w.size()) > spec.max_input_chars_per_word) {
+  close(cps.size());
+  std::string word, piece;
+  std::vector<size_t> bounds;  // byte offset of each character boundary in `word`
+  for (const auto& [wb, we] : words) {
+    if (static_cast<int64_t>(we - wb) > spec.max_input_chars_per_word) {
       if (spec.unk >= 0) out.push_back(spec.unk);
       continue;
     }
-    // Byte offsets of each character boundary, for substrings.
-    std::string word;
-    std::vector<size_t> bounds{0};
-    for (uint32_t c : w) {
-      append_utf8(word, c);
+    word.clear();
+    bounds.assign(1, 0);
+    for (size_t i = wb; i < we; ++i) {
+      append_utf8(word, cps[i]);
       bounds.push_back(word.size());
     }
     const size_t start = out.size();
