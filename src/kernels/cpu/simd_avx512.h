@@ -31,12 +31,11 @@ struct Simd {
     x = _mm512_max_ps(x, _mm512_set1_ps(-127.f));
     const V n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const V f = _mm512_sub_ps(x, n);
-    V p = _mm512_set1_ps(1.535336188319500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887440266574e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618437357674640e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550332471162809e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402264791363012e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931472028550421e-1f));
+    V p = _mm512_set1_ps(1.3218676904216409e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.671707637608051e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550893023610115e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022237956523895e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931468844413757e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
     const __m512i e =
         _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
