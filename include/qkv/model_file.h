@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "qkv/error.h"
+#include "qkv/tokenizer_spec.h"
 
 namespace qkv {
 
@@ -215,12 +216,6 @@ GgufWriter gguf_writer_from(const ModelFile& m);
 void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, std::string>>& metadata,
                        const std::vector<TensorInfo>& tensors);
-
-}  // namespace qkv
-
-#include "qkv/tokenizer_spec.h"
-
-namespace qkv {
 
 // Tokenizer data from model files (build a qkv::Tokenizer from it, qkv/tokenizer.h).
 // From GGUF tokenizer.ggml.* keys (model "gpt2", "llama" or "bert").
