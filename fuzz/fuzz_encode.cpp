@@ -1,6 +1,7 @@
 // libFuzzer target: arbitrary text through the three tokenizer models (small fixed vocabularies).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string_view>
 
 #include "qkv/tokenizer.h"
@@ -79,7 +80,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)dec.flush();
       // SentencePiece with byte fallback and byte-level BPE lose nothing: the text comes back.
       // (With parse_special, control tokens such as </s> in the text are dropped by decode.)
-      if (&tok != &toks[2] && size % 2 == 0 && back != text) {
+      // SentencePiece writes spaces as U+2581, so a U+2581 in the text comes back as a space.
+      std::string want(text);
+      if (&tok == &toks[0]) {
+        for (size_t p = want.find("\xe2\x96\x81"); p != std::string::npos;
+             p = want.find("\xe2\x96\x81", p + 1)) {
+          want.replace(p, 3, " ");
+        }
+      }
+      if (&tok != &toks[2] && size % 2 == 0 && back != want) {
+        std::fprintf(stderr, "round trip failed (model %d): %zu bytes in, %zu bytes back\n",
+                     static_cast<int>(tok.spec().model), text.size(), back.size());
         __builtin_trap();
       }
     } catch (const qkv::InvalidArgument&) {

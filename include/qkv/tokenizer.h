@@ -36,7 +36,10 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
   std::vector<int32_t> encode(std::string_view text, EncodeOptions opt = {}) const;
-  // Concatenated token bytes; control tokens are left out when skip_special.
+  // Concatenated token bytes; control tokens are left out when skip_special. decode(encode(t))
+  // == t for byte-level BPE and SentencePiece, except that SentencePiece (like the original)
+  // writes spaces as U+2581, so a U+2581 in the text comes back as a space; WordPiece loses case,
+  // accents and spacing around punctuation.
   std::string decode(std::span<const int32_t> ids, bool skip_special = true) const;
 
   int32_t n_vocab() const;
