@@ -138,6 +138,14 @@ TEST(Safetensors, ShardedIndex) {
   EXPECT_EQ(m.files.size(), 2u);
   EXPECT_EQ(qkv::tensor_to_f32(m.tensor("w.b")),
             (std::vector<float>{0.0078125f, 1.0f}));  // bf16 0x3c00 = 2^-7
+  // The same shards as an HF model folder (config.json + index).
+  qkv::test::write_text((dir / "config.json").string(),
+                        R"({"model_type": "llama", "hidden_size": 2, "num_hidden_layers": 1,
+                            "num_attention_heads": 1, "vocab_size": 2})");
+  const qkv::ModelFile folder = qkv::open_model(dir.string());
+  EXPECT_EQ(folder.format, qkv::FileFormat::hf_folder);
+  EXPECT_EQ(folder.tensors.size(), 2u);
+  EXPECT_EQ(folder.config.n_embd, 2);
   // The index names the wrong shard for w.b.
   qkv::test::write_text(index, R"({"weight_map": {
     "w.a": "model-00001-of-00002.safetensors", "w.b": "model-00001-of-00002.safetensors"}})");
