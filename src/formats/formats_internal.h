@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/error.h"
 #include "qkv/model_file.h"
 
 namespace qkv::formats {
@@ -13,6 +14,17 @@ namespace qkv::formats {
 // Parses JSON, turning parse errors into qkv::Error naming the file.
 nlohmann::json parse_json_text(std::string_view text, const std::string& file);
 nlohmann::json read_json_file(const std::string& path);
+
+// Runs f(), turning any nlohmann::json exception (a value of an unexpected JSON type deep in a
+// file) into qkv::Error naming the file. The readers check the fields they use; this is the net.
+template <typename F>
+auto with_json_errors(const std::string& file, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const nlohmann::json::exception& e) {
+    core::throw_error(file, ": unexpected JSON content: ", e.what());
+  }
+}
 
 void parse_safetensors_into(ModelFile& m, const std::string& path,
                             std::shared_ptr<const MappedFile> map, int file_index);

@@ -53,7 +53,9 @@ struct ConfigReader {
 
 }  // namespace
 
-ModelConfig read_hf_config(const std::string& path) {
+namespace {
+
+ModelConfig read_hf_config_checked(const std::string& path) {
   const json j = formats::read_json_file(path);
   if (!j.is_object()) core::throw_error(path, ": expected a JSON object, found ", j.type_name());
   ConfigReader r{j, path};
@@ -117,6 +119,12 @@ ModelConfig read_hf_config(const std::string& path) {
   return c;
 }
 
+}  // namespace
+
+ModelConfig read_hf_config(const std::string& path) {
+  return formats::with_json_errors(path, [&] { return read_hf_config_checked(path); });
+}
+
 ModelFile read_hf_folder(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path d(dir);
@@ -139,6 +147,7 @@ ModelFile read_hf_folder(const std::string& dir) {
   // Tied unless an untied head is actually stored.
   if (m.find_tensor("lm_head.weight") != nullptr) m.config.tied_embeddings = false;
   const json j = formats::read_json_file(config.string());
+  if (!j.is_object()) core::throw_error(config.string(), ": expected a JSON object");
   for (const auto& [k, v] : j.items()) {
     if (v.is_string()) {
       m.metadata.set("config." + k, MetaValue::make_string(v.get<std::string>()));

@@ -57,8 +57,10 @@ json read_json_file(const std::string& path) {
       path);
 }
 
-void parse_safetensors_into(ModelFile& m, const std::string& path,
-                            std::shared_ptr<const MappedFile> map, int file_index) {
+namespace {
+
+void parse_safetensors_checked(ModelFile& m, const std::string& path,
+                               std::shared_ptr<const MappedFile> map, int file_index) {
   ByteReader r(path, map->data(), map->size());
   const auto n = r.read<uint64_t>("header length");
   if (n > r.remaining() || n > kMaxHeader) {
@@ -142,11 +144,20 @@ void parse_safetensors_into(ModelFile& m, const std::string& path,
   m.maps.push_back(std::move(map));
 }
 
+}  // namespace
+
+void parse_safetensors_into(ModelFile& m, const std::string& path,
+                            std::shared_ptr<const MappedFile> map, int file_index) {
+  with_json_errors(path, [&] { parse_safetensors_checked(m, path, std::move(map), file_index); });
+}
+
 }  // namespace qkv::formats
 
 namespace qkv {
 
-ModelFile read_safetensors(const std::string& path) {
+namespace {
+
+ModelFile read_safetensors_checked(const std::string& path) {
   namespace fs = std::filesystem;
   ModelFile m;
   m.path = path;
@@ -191,6 +202,12 @@ ModelFile read_safetensors(const std::string& path) {
   }
   formats::parse_safetensors_into(m, path, std::make_shared<const MappedFile>(path), 0);
   return m;
+}
+
+}  // namespace
+
+ModelFile read_safetensors(const std::string& path) {
+  return formats::with_json_errors(path, [&] { return read_safetensors_checked(path); });
 }
 
 ModelFile read_safetensors_bytes(std::span<const std::byte> bytes, const std::string& name) {

@@ -136,13 +136,19 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
   return s;
 }
 
-TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& f) {
+namespace {
+
+TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::string& f) {
   const json j = formats::parse_json_text(text, f);
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
     core::throw_error(f, ": model: expected an object (an HF tokenizer.json), found none");
   }
   const json& model = j["model"];
-  const std::string type = model.value("type", std::string());
+  if (!model.contains("type") || !model["type"].is_string()) {
+    core::throw_error(f, ": model.type: expected a string (BPE or WordPiece), found ",
+                      model.contains("type") ? model["type"].dump().substr(0, 40) : "none");
+  }
+  const std::string type = model["type"].get<std::string>();
   TokenizerSpec s;
   const json& pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json();
   const bool byte_level = pre.dump().find("\"ByteLevel\"") != std::string::npos;
@@ -289,6 +295,12 @@ TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& f) 
   }
   check_spec(s, f);
   return s;
+}
+
+}  // namespace
+
+TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& f) {
+  return formats::with_json_errors(f, [&] { return parse_tokenizer_json_checked(text, f); });
 }
 
 TokenizerSpec read_tokenizer_json(const std::string& path) {

@@ -303,6 +303,11 @@ TEST(MalformedTokenizer, TokenizerJson) {
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["ab"]}})",
        {"merges[0]", "expected \"left right\""}},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}}})", {"id 0 is given to both"}},
+      // Found by fuzz_tokenizer_json: fields of unexpected JSON types.
+      {R"({"model": {"type": {"a": 0}}})", {"model.type", "expected a string"}},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}},
+           "added_tokens": [{"id": 0, "content": "a", "special": "yes"}]})",
+       {"unexpected JSON content", "type must be boolean"}},
   };
   for (const auto& [text, parts] : cases) {
     try {

@@ -84,6 +84,9 @@ TEST(HfConfig, OldStyleRopeThetaAndUntiedHead) {
   EXPECT_EQ(c.rope_theta, 500000.0);
   EXPECT_EQ(c.head_dim, 8);
   EXPECT_FALSE(c.tied_embeddings);
+  qkv::test::write_text(path, R"({"model_type": "llama", "rope_parameters": {"rope_type": 7}})");
+  qkv::test::expect_error([&] { qkv::read_hf_config(path); },
+                          {path, "rope_type", "expected a string"});
   qkv::test::write_text(path, R"({"model_type": "llama", "hidden_size": "64"})");
   qkv::test::expect_error([&] { qkv::read_hf_config(path); },
                           {path, "hidden_size", "expected an integer"});
