@@ -3,6 +3,7 @@
 # Usage: scripts/test.sh [preset...]   (default: release asan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(release asan)
 jobs=$(nproc)

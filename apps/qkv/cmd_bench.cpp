@@ -1,5 +1,6 @@
 // qkv bench attention: times the fast CPU attention on one shape and reports it against this
 // machine's measured FMA peak and memory bandwidth, and against the reference in the same run.
+#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -52,8 +53,6 @@ void run_bench(BenchArgs a) {
     throw InvalidArgument("--precision must be f32 or bf16, got '" + a.precision + "'");
   }
   const int threads = core::resolve_threads(a.threads);
-  if (!a.json) std::fprintf(stderr, "measuring this machine's FMA peak and memory bandwidth...\n");
-  const kernels::MachinePeak peak = kernels::measure_machine_peak(threads);
 
   const int64_t nq = a.batch * a.n_q * a.heads * a.head_dim;
   const int64_t nk = a.batch * a.n_kv * a.kv_heads * a.head_dim;
@@ -119,6 +118,16 @@ void run_bench(BenchArgs a) {
         seconds_since(t0) * 1e3 * flops / attention_flops(1, 1, rows, a.n_kv, a.head_dim, false);
   }
 
+  // Peak resident memory against the bytes of q, k, v and out: what the kernel itself needs.
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  const double io_mib = bytes / (1024.0 * 1024.0);
+  // The machine's limits, measured by this binary in this run (after the RSS reading: the
+  // bandwidth probe streams a 512 MiB buffer).
+  if (!a.json) std::fprintf(stderr, "measuring this machine's FMA peak and memory bandwidth...\n");
+  const kernels::MachinePeak peak = kernels::measure_machine_peak(threads);
+
   const double gflops = flops / t * 1e-9;
   const double gbps = bytes / t * 1e-9;
   if (a.json) {
@@ -132,6 +141,8 @@ void run_bench(BenchArgs a) {
                      {"reference_ms", ref_ms},
                      {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
                      {"reps", reps},
+                     {"max_rss_mib", rss_mib},
+                     {"io_mib", io_mib},
                      {"threads", threads},
                      {"target", std::string(attention_cpu_target())},
                      {"shape",
@@ -159,6 +170,8 @@ void run_bench(BenchArgs a) {
       "qkv        %.3f ms (median of %d)  %.1f GFLOP/s = %.1f%% of peak  %.1f GB/s = %.1f%% of "
       "bandwidth\n",
       t * 1e3, reps, gflops, 100 * gflops / peak.fma_gflops, gbps, 100 * gbps / peak.read_gbps);
+  std::printf("memory     peak RSS %.0f MiB, of which q, k, v and out are %.0f MiB\n", rss_mib,
+              io_mib);
   if (ref_ms > 0) {
     std::printf("reference  %.1f ms (64 rows timed, scaled by FLOPs)  qkv is %.0fx faster\n",
                 ref_ms, ref_ms / (t * 1e3));

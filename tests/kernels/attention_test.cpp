@@ -15,6 +15,7 @@
 #include <random>
 
 #include "attention_harness.h"
+#include "common/test_scale.h"
 #include "qkv/error.h"
 
 namespace qkv::test {
@@ -81,7 +82,7 @@ Case random_case(std::mt19937& rng, bool options) {
 
 TEST(AttentionCpu, RandomShapesWithoutMasks) {
   std::mt19937 rng(101);
-  for (int n = 0; n < 60; ++n) {
+  for (int n = 0; n < cases(60); ++n) {
     const Case c = random_case(rng, false);
     for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolF32);
   }
@@ -89,7 +90,7 @@ TEST(AttentionCpu, RandomShapesWithoutMasks) {
 
 TEST(AttentionCpu, RandomShapesWithEveryMaskCombination) {
   std::mt19937 rng(202);
-  for (int n = 0; n < 150; ++n) {
+  for (int n = 0; n < cases(150); ++n) {
     const Case c = random_case(rng, true);
     for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + n % 2, kTolF32);
   }
@@ -159,7 +160,7 @@ TEST(AttentionCpu, DecodeAgainstLongCacheSplitsAndMerges) {
 
 TEST(AttentionCpu, OneAndTwoThreadsAgree) {
   std::mt19937 rng(303);
-  for (int n = 0; n < 10; ++n) {
+  for (int n = 0; n < cases(10); ++n) {
     Case c = random_case(rng, true);
     c.n_kv = 1500, c.n_q = n % 2 ? 1 : 90;
     c.boolean.clear(), c.additive.clear(), c.q_offsets.clear(), c.kv_lengths.clear();
@@ -213,7 +214,7 @@ TEST(AttentionCpu, FullyMaskedRowsGiveZerosAndMinusInfinity) {
 
 TEST(AttentionCpu, Bf16ModeErrorIsBounded) {
   std::mt19937 rng(404);
-  for (int n = 0; n < 20; ++n) {
+  for (int n = 0; n < cases(20); ++n) {
     Case c = random_case(rng, false);
     c.opt.precision = Precision::bf16;
     for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolBf16Mode);
