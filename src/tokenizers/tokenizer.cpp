@@ -223,10 +223,8 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
 std::string StreamDecoder::push(int32_t id) {
   const TokenizerSpec& s = tok_->spec();
   tok_->token(id);  // range check
-  if (skip_special_ && tok_->is_special(id) && !s.kinds.empty() &&
-      s.kinds[id] == TokenKind::control) {
-    return {};
-  }
+  // Control tokens are left out, as in Tokenizer::decode.
+  if (skip_special_ && !s.kinds.empty() && s.kinds[id] == TokenKind::control) return {};
   std::string piece = tok_->token_bytes(id);
   const bool strip = s.model == TokenizerSpec::Model::wordpiece ||
                      (s.model == TokenizerSpec::Model::spm_bpe && s.add_space_prefix);
