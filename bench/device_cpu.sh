@@ -11,6 +11,8 @@ grep -m1 'model name' /proc/cpuinfo
 grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E 'avx512(f|bw|dq|vl|_bf16)$|amx' | tr '\n' ' '; echo
 nproc
 .devcarry/qkv_kernels_test --gtest_brief=1 2>&1 | tee "$out/kernels_test.log" | tail -5
+# The AVX512_BF16 dot-product path is used by default only on AMD; test it here too.
+QKV_BF16_DOT=1 .devcarry/qkv_kernels_test --gtest_brief=1 --gtest_filter='*Bf16*' 2>&1 | tail -2
 if [ -x .devcarry/qkv ]; then
   for args in "--n-q 2048 --heads 12 --head-dim 64" "--n-q 2048 --heads 12 --head-dim 64 --causal" \
               "--n-q 2048 --heads 12 --head-dim 64 --precision bf16" \
