@@ -148,7 +148,8 @@ TEST(StreamDecoder, EqualsDecodeOnRealVocabularies) {
   QKV_REQUIRE_SHARED(gpt2, "vocab-gguf/ggml-vocab-gpt-2.gguf");
   QKV_REQUIRE_SHARED(spm, "vocab-gguf/ggml-vocab-llama-spm.gguf");
   const std::string text =
-      "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8apple "
+      "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3\xe5\x9c\xa8"
+      "apple "
       "\xe1\x9e\x80\xe1\x9e\xb6\xe1\x9e\x93\xe1\x9f\x8b \xf0\x9f\xa6\x99.cpp";
   for (const auto& p : {gpt2, spm}) {
     const qkv::Tokenizer tok(qkv::tokenizer_spec_from_gguf(qkv::read_gguf(p.string())));
