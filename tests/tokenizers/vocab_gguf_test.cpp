@@ -55,7 +55,9 @@ void check_vocab(const std::filesystem::path& gguf, bool round_trip) {
     const std::vector<int32_t> ids = tok.encode(c.text, {.add_special = false});
     EXPECT_EQ(ids, c.ids) << "text: \"" << c.text << "\"";
     passed += ids == c.ids;
-    if (round_trip) EXPECT_EQ(tok.decode(ids), c.text) << "round trip of \"" << c.text << "\"";
+    if (round_trip) {
+      EXPECT_EQ(tok.decode(ids), c.text) << "round trip of \"" << c.text << "\"";
+    }
   }
   EXPECT_EQ(passed, static_cast<int>(cases.size()));
 }
