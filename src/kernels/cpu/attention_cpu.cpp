@@ -19,10 +19,10 @@ namespace qkv::kernels {
 namespace cpu {
 namespace {
 
-// Query rows per prefill item: 64 rows x 64 keys keep S, the Kᵀ and V tiles and the output rows
-// of one item within L2 for head_dim up to 256, and give 32+ items per head at n = 2048 for the
-// greedy balancing of causal work.
-constexpr int64_t kBlockRows = 64;
+// Query rows per prefill item: each K/V tile packed is used by 128 rows (64 rows measured 5-25%
+// slower at 2 threads, most for long causal sequences: docs/PERFORMANCE.md), and S, the Kᵀ and V
+// tiles and the output rows of one item stay within L2 for head_dim up to 256.
+constexpr int64_t kBlockRows = 128;
 // Rows up to which the direct (decode) path is used; must match kDirectRows in flash_impl.inc.
 constexpr int64_t kDirectRows = 8;
 // Smallest key range worth a split of its own: merging costs O(rows * head_dim_v) per split.
