@@ -143,11 +143,12 @@ TEST(AttentionCpu, LongCausalPrefillAcrossManyTiles) {
 }
 
 TEST(AttentionCpu, DecodeAgainstLongCacheSplitsAndMerges) {
-  // One query against 3000 keys: with 2 threads the keys are split and merged by LSE.
+  // One query against 3000 keys of 4 kv heads with head_dim 256: 4-8 KiB of K and V per key, so
+  // the 2 MiB decode chunks cut the keys into 6-12 ranges that are merged by LSE.
   for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
     Case c;
-    c.batch = 2, c.n_q = 1, c.n_kv = 3000, c.n_head = 8, c.n_head_kv = 2, c.head_dim = 64;
-    c.head_dim_v = 64;
+    c.batch = 2, c.n_q = 1, c.n_kv = 3000, c.n_head = 16, c.n_head_kv = 4, c.head_dim = 256;
+    c.head_dim_v = 256;
     c.kv_dtype = dt;
     c.kv_lengths = {2999, 1234};
     c.opt.causal = true;
