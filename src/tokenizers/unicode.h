@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/utf8.h"
+
 namespace qkv::tokenizers {
 
 // Length of the UTF-8 sequence starting with byte `c` (1 for a stray continuation byte).
@@ -14,8 +16,7 @@ inline int utf8_len(unsigned char c) {
   return lens[c >> 4];
 }
 
-// Byte offset of the first invalid UTF-8 sequence, or npos when `s` is valid.
-size_t find_invalid_utf8(std::string_view s);
+using core::find_invalid_utf8;  // core/utf8.h
 // Throws qkv::InvalidArgument naming the byte offset when `s` is not valid UTF-8.
 void require_utf8(std::string_view s, std::string_view what);
 
