@@ -1,0 +1,66 @@
+// qkv — transformer models: GPT-2, the LLaMA family and BERT, loaded from a GGUF file, a Hugging
+// Face folder (config.json + safetensors) or a llama2.c checkpoint.
+//
+//   qkv::Model model = qkv::Model::load("stories260K.bin", {.tokenizer_path = "tok512.bin"});
+//   qkv::Session session(model);                     // qkv/session.h
+//   auto result = session.generate("Once upon a time", {.max_new_tokens = 64});
+//
+// A Model is immutable after loading and cheap to copy (shared); any number of Sessions may use
+// one model at the same time. Weights stay in the memory-mapped file where their dtype allows.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "qkv/model_file.h"
+#include "qkv/tokenizer.h"
+
+namespace qkv {
+
+enum class Architecture : uint8_t { gpt2, llama, bert };
+std::string_view architecture_name(Architecture a);
+
+// How RoPE pairs the dimensions of a head: (2i, 2i+1) as in llama2.c and GGUF files made by the
+// llama.cpp converter (which permutes Q and K to get there), or (i, i + d/2) ("rotate half") as
+// in Hugging Face checkpoints. Chosen from the file's origin.
+enum class RopeStyle : uint8_t { none, interleaved, half };
+
+struct LoadOptions {
+  std::string tokenizer_path;  // a tokenizer file; empty: the one in or beside the model
+  bool require_tokenizer = false;
+  // Called with the fraction of the weights prepared, for progress lines on long loads.
+  std::function<void(double)> progress;
+};
+
+class Model {
+ public:
+  // Throws qkv::Error naming the file and the problem (unknown architecture, missing or
+  // misshapen tensor, unsupported dtype).
+  static Model load(const std::string& path, const LoadOptions& options = {});
+  // From an already opened file (the caller's ModelFile is moved in).
+  static Model from_file(ModelFile file, const LoadOptions& options = {});
+
+  Architecture architecture() const;
+  const ModelConfig& config() const;
+  const ModelFile& file() const;
+  RopeStyle rope_style() const;
+  bool is_decoder() const;  // causal LM (GPT-2, LLaMA) vs encoder (BERT)
+  int64_t n_params() const;
+
+  bool has_tokenizer() const;
+  const Tokenizer& tokenizer() const;  // throws qkv::Error when the model has none
+
+  // One line: architecture, sizes, dtypes, source.
+  std::string describe() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace qkv

@@ -1,0 +1,62 @@
+// qkv — observing a forward pass: every named intermediate and every attention call, as it
+// happens, without changing what runs.
+//
+// The runtime calls an Observer (when one is set) after each step of a forward pass. Activation
+// names are the same for every architecture where the step exists:
+//   embed                     token (+ position, + token type) embeddings; for BERT after its
+//   LayerNorm attn_norm, q, k, v        per layer: normed input; projections after bias and RoPE
+//   attn_out                  attention output before the output projection [n, n_head*head_dim_v]
+//   attn_proj                 after the output projection (and bias)
+//   attn_resid                the residual stream after the attention block (BERT: after its
+//   LayerNorm) ffn_norm                  normed input of the MLP (pre-norm models) ffn_gate,
+//   ffn_up, ffn_act the MLP's gate and up projections and the activated product ffn_out after the
+//   down projection (and bias) layer_out                 the residual stream leaving the layer (a
+//   "hidden state") final_norm                after the final norm (decoders) logits the rows of
+//   logits computed pooled                    BERT pooler output
+// Layer-less activations have layer = -1.
+//
+// Attention events carry q, k and v as the kernel saw them and the per-row log-sum-exp it
+// returned, so exact probabilities can be recomputed with qkv::attention_probs() (qkv/attention.h)
+// while the run itself stays on the fast path.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "qkv/attention.h"
+#include "qkv/dtype.h"
+
+namespace qkv {
+
+struct ActivationEvent {
+  std::string_view name;
+  int layer = -1;
+  int64_t first_position = 0;   // position of row 0
+  int64_t n_rows = 0;           // tokens
+  int64_t width = 0;            // values per row
+  const float* data = nullptr;  // [n_rows, width], dense, valid during the call only
+};
+
+struct AttentionEvent {
+  int layer = 0;
+  int64_t first_position = 0;  // position of query row 0 (= n_kv - n_q)
+  // q [1, n_q, n_head, head_dim], k [1, n_kv, n_head_kv, head_dim], v [1, n_kv, n_head_kv,
+  // head_dim_v]: every key up to and including the newest query (the KV cache).
+  View4 q, k, v;
+  const float* out = nullptr;                 // [n_q, n_head * head_dim_v]
+  const float* lse = nullptr;                 // [n_head, n_q]
+  const AttentionOptions* options = nullptr;  // as passed to attention()
+};
+
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  // Asked once per forward pass; false skips all activation events (and their cost).
+  virtual bool wants_activations() { return false; }
+  virtual void on_activation(const ActivationEvent& /*event*/) {}
+  // Asked per layer and forward pass.
+  virtual bool wants_attention(int /*layer*/) { return false; }
+  virtual void on_attention(const AttentionEvent& /*event*/) {}
+};
+
+}  // namespace qkv

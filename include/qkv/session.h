@@ -1,0 +1,129 @@
+// qkv — running a model: a KV cache, prefill then token-by-token decode, sampling, generation
+// with streaming output, and sentence embeddings.
+//
+//   qkv::Model model = qkv::Model::load("model.gguf");
+//   qkv::Session session(model, {.n_ctx = 1024});
+//   qkv::GenerateOptions g;
+//   g.max_new_tokens = 100;
+//   g.sampling.temperature = 0;                           // greedy
+//   g.on_text = [](std::string_view s) { std::cout << s << std::flush; return true; };
+//   qkv::GenerateResult r = session.generate("Once upon a time", g);
+//
+//   std::vector<float> e = qkv::embed(bert_model, "a sentence");   // L2-normalised
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qkv/model.h"
+#include "qkv/observer.h"
+
+namespace qkv {
+
+enum class KvType : uint8_t { f32, f16 };
+
+struct SessionOptions {
+  int64_t n_ctx = 0;  // 0: the model's trained context length
+  KvType kv_type = KvType::f32;
+  int n_threads = 0;  // 0: all hardware threads
+  Observer* observer = nullptr;
+};
+
+struct SamplingParams {
+  float temperature = 0.8f;    // 0: greedy (argmax)
+  int top_k = 40;              // 0: off
+  float top_p = 0.95f;         // 1: off
+  float min_p = 0.05f;         // 0: off; keeps tokens with p >= min_p * p_max
+  float repeat_penalty = 1.f;  // 1: off; divides positive logits (multiplies negative ones)
+  int repeat_last_n = 64;      // how many recent tokens the penalty looks at
+  uint64_t seed = 0;           // the same seed gives the same tokens
+};
+
+// Picks tokens from logits. Order: repetition penalty, temperature, top-k, softmax, top-p,
+// min-p, then a draw from the renormalised distribution with a seeded generator.
+class Sampler {
+ public:
+  explicit Sampler(SamplingParams params);
+  ~Sampler();
+  Sampler(Sampler&&) noexcept;
+  Sampler& operator=(Sampler&&) noexcept;
+  // Throws InvalidArgument on bad parameters (negative temperature, top_p outside (0, 1], ...).
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 256;
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // stop strings (not included in the text)
+  bool stop_at_eos = true;
+  bool add_special = true;  // BOS when the tokenizer asks for it
+  // Receives the text as it is generated (complete UTF-8 characters only, stop strings held
+  // back until they can be ruled out). Return false to stop.
+  std::function<bool(std::string_view)> on_text;
+};
+
+struct GenerateResult {
+  enum class Stop : uint8_t { length, eos, stop_string, context_full, callback };
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> ids;  // generated
+  std::string text;          // generated text (without the prompt)
+  Stop stop = Stop::length;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  double prefill_tokens_per_second() const;
+  double decode_tokens_per_second() const;
+};
+std::string_view stop_reason_name(GenerateResult::Stop s);
+
+class Session {
+ public:
+  explicit Session(Model model, SessionOptions options = {});
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  const Model& model() const;
+  int64_t n_ctx() const;
+  int64_t n_past() const;  // tokens in the KV cache
+  void reset();            // empties the cache
+
+  // Decoders: runs `tokens` at positions n_past().. (prefill when several, decode when one),
+  // appends them to the cache and returns logits: [tokens.size(), n_vocab] when all_logits,
+  // else the last row [n_vocab]. Throws qkv::Error when the context would overflow, naming the
+  // limit and how to raise it. Encoders (BERT) throw; use encode().
+  std::span<const float> eval(std::span<const int32_t> tokens, bool all_logits = false);
+
+  // Encoders: the last layer's hidden states [n, n_embd] of one sequence (bidirectional; the
+  // cache is not used). token_types may be empty (all 0).
+  std::span<const float> encode(std::span<const int32_t> tokens,
+                                std::span<const int32_t> token_types = {});
+  // BERT pooler output (tanh(W · h[CLS] + b)) of the last encode(); throws when the model has none.
+  std::span<const float> pooled() const;
+
+  GenerateResult generate(std::string_view prompt, const GenerateOptions& options = {});
+  GenerateResult generate(std::span<const int32_t> prompt_ids, const GenerateOptions& options = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+enum class Pooling : uint8_t { cls, mean };
+struct EmbedOptions {
+  Pooling pooling = Pooling::cls;
+  bool normalize = true;  // L2
+  int n_threads = 0;
+};
+// A sentence embedding from an encoder model (BERT): [n_embd].
+std::vector<float> embed(const Model& model, std::string_view text,
+                         const EmbedOptions& options = {});
+
+}  // namespace qkv

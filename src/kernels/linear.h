@@ -1,0 +1,69 @@
+// Linear layers: y = x · Wᵀ (+ bias) with fp32 activations and weights stored as f32, f16, bf16 or
+// Q8_0, row-major [n_out, n_in] (the layout of GGUF, safetensors nn.Linear and llama2.c).
+//
+// Two paths behind one call: matrix-matrix products (prefill, m > a few rows) and
+// matrix-vector products (decode, bound by the bytes of the weights). `Linear` prepares a weight
+// once (it may keep a repacked copy) and is then used from any thread; `linear_reference` is the
+// naive double-accumulating twin for tests.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace qkv::kernels {
+
+enum class WeightType : uint8_t { f32, f16, bf16, q8_0 };
+
+std::string_view weight_type_name(WeightType t);
+// Bytes of one row of `n_in` elements (n_in must be a multiple of 32 for q8_0).
+int64_t weight_row_bytes(WeightType t, int64_t n_in);
+
+// A row-major weight matrix [n_out, n_in]; rows are `row_bytes` apart (weight_row_bytes when
+// packed). The memory is borrowed (usually a memory-mapped model file) and must outlive users.
+struct WeightView {
+  WeightType type = WeightType::f32;
+  int64_t n_out = 0;
+  int64_t n_in = 0;
+  const void* data = nullptr;
+  int64_t row_bytes = 0;  // 0: packed
+};
+
+// Converts row `row` of `w` to fp32 (n_in values), e.g. an embedding lookup.
+void weight_row_to_f32(const WeightView& w, int64_t row, float* out);
+
+class Linear {
+ public:
+  Linear() = default;
+  // `bias` (n_out floats, may be null) is copied. Throws InvalidArgument on bad sizes.
+  explicit Linear(const WeightView& w, const float* bias = nullptr);
+  ~Linear();
+  Linear(Linear&&) noexcept;
+  Linear& operator=(Linear&&) noexcept;
+
+  // y[i, :] = x[i, :] · Wᵀ + bias for i < m. x rows are `ldx` floats apart, y rows `ldy`.
+  // n_threads 0: all hardware threads.
+  void forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy,
+               int n_threads = 0) const;
+
+  int64_t n_in() const { return view_.n_in; }
+  int64_t n_out() const { return view_.n_out; }
+  const WeightView& view() const { return view_; }
+  const float* bias() const;
+
+  struct Impl;
+
+ private:
+  WeightView view_{};
+  std::unique_ptr<Impl> impl_;
+};
+
+// The oracle: double accumulation, one row at a time.
+void linear_reference(const WeightView& w, const float* bias, const float* x, int64_t m,
+                      int64_t ldx, float* y, int64_t ldy);
+
+// Where the time of a forward goes, for benchmarks: the name of the GEMM library and the
+// matrix-vector kernel target in use.
+std::string_view linear_backend_name();
+
+}  // namespace qkv::kernels

@@ -1,0 +1,59 @@
+// The model layer's interface to the runtime: the KV cache and the forward passes.
+// (The public qkv::Session in the runtime layer is built on these.)
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "qkv/model.h"
+#include "qkv/observer.h"
+#include "qkv/session.h"
+
+namespace qkv::model {
+
+// Per layer K [n_ctx, n_head_kv, head_dim] and V [n_ctx, n_head_kv, head_dim_v], f32 or f16.
+class KvCache {
+ public:
+  KvCache(const Model& model, int64_t n_ctx, KvType type);
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t n_past() const { return n_past_; }
+  void set_n_past(int64_t n) { n_past_ = n; }
+  KvType type() const { return type_; }
+  DType dtype() const { return type_ == KvType::f16 ? DType::f16 : DType::f32; }
+  std::byte* k(int layer) { return k_[static_cast<size_t>(layer)].data(); }
+  std::byte* v(int layer) { return v_[static_cast<size_t>(layer)].data(); }
+  int64_t k_row() const { return k_row_; }  // elements per position (n_head_kv * head_dim)
+  int64_t v_row() const { return v_row_; }
+  size_t bytes() const;
+
+ private:
+  int64_t n_ctx_ = 0, n_past_ = 0, k_row_ = 0, v_row_ = 0;
+  KvType type_ = KvType::f32;
+  std::vector<std::vector<std::byte>> k_, v_;
+};
+
+// Where a forward pass spent its time (seconds), accumulated over calls.
+struct ForwardTimes {
+  double linear = 0;     // all matrix products (incl. the LM head)
+  double attention = 0;  // the attention kernel
+  double other = 0;      // norms, RoPE, activations, embeddings, cache writes
+  int64_t tokens = 0;
+};
+
+// Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the
+// cache and writes logits: [tokens.size(), n_vocab] when all_logits, else the last row only.
+// Throws qkv::Error when n_past + tokens would exceed the cache, naming the limit.
+void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
+                     bool all_logits, std::vector<float>& logits, int n_threads,
+                     Observer* observer = nullptr, ForwardTimes* times = nullptr);
+
+// Encoder (BERT): one sequence, bidirectional. hidden: [n, n_embd] of the last layer; pooled
+// (when not null and the model has a pooler): tanh(W · hidden[0] + b).
+void encoder_forward(const Model& model, std::span<const int32_t> tokens,
+                     std::span<const int32_t> token_types, std::vector<float>& hidden,
+                     std::vector<float>* pooled, int n_threads, Observer* observer = nullptr,
+                     ForwardTimes* times = nullptr);
+bool has_pooler(const Model& model);
+
+}  // namespace qkv::model
