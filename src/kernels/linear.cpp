@@ -2,12 +2,16 @@
 // matrix-matrix and matrix-vector paths.
 #include "kernels/linear.h"
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "kernels/cpu/linear_gemm.h"
+#include "kernels/cpu/linear_target.h"
 
 namespace qkv::kernels {
 
@@ -79,6 +83,37 @@ void weight_row_to_f32(const WeightView& w, int64_t row, float* out) {
   }
 }
 
+namespace {
+
+// Matrix-vector path: an item is a block of weight rows of about this many bytes, read from DRAM
+// once and kept in L2 (512 KiB per Zen 3 core) while every group of kGemvRows rows of x uses it.
+constexpr int64_t kGemvBlockBytes = 64 << 10;
+
+// Prefill path for weights that are not fp32 in place: each item converts a panel of this many
+// fp32 bytes of W (thread-local scratch) and multiplies it with the library on one thread. 1 MiB
+// panels keep the library's re-packing of x below 3% of the time (docs/PERFORMANCE.md).
+constexpr int64_t kPanelBytes = 1 << 20;
+
+bool fp32_in_place(const WeightView& w, int64_t stride) {
+  return w.type == WeightType::f32 && stride % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+}
+
+void add_bias(const float* bias, int64_t m, int64_t o0, int64_t o1, float* y, int64_t ldy) {
+  if (!bias) return;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t o = o0; o < o1; ++o) y[i * ldy + o] += bias[o];
+}
+
+// Converted panels, per thread; only grows (the OpenMP team is persistent, so repeated calls do
+// not fault fresh pages).
+std::vector<float>& panel_scratch() {
+  thread_local std::vector<float> scratch;
+  return scratch;
+}
+
+}  // namespace
+
 struct Linear::Impl {
   std::vector<float> bias;
 };
@@ -91,11 +126,13 @@ Linear::Linear(const WeightView& w, const float* bias) : view_(w), impl_(std::ma
     core::throw_invalid("Linear: q8_0 weight needs n_in a multiple of 32, found ", w.n_in);
   }
   if (w.row_bytes != 0 && w.row_bytes < weight_row_bytes(w.type, w.n_in)) {
-    core::throw_invalid("Linear: row_bytes ", w.row_bytes, " < ", weight_row_bytes(w.type, w.n_in));
+    core::throw_invalid("Linear: row_bytes ", w.row_bytes, " < ", weight_row_bytes(w.type, w.n_in),
+                        " (", w.n_in, " ", weight_type_name(w.type), " values)");
   }
   if (bias) impl_->bias.assign(bias, bias + w.n_out);
 }
 
+Linear::Linear() = default;
 Linear::~Linear() = default;
 Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
@@ -106,22 +143,51 @@ const float* Linear::bias() const {
 
 void Linear::forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy,
                      int n_threads) const {
+  forward_on(cpu::linear_target_selected(), x, m, ldx, y, ldy, n_threads);
+}
+
+void Linear::forward_on(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
+                        float* y, int64_t ldy, int n_threads) const {
+  if (!impl_) core::throw_invalid("Linear::forward on an empty (default-constructed) Linear");
+  if (m < 0 || ldx < view_.n_in || ldy < view_.n_out || (m > 0 && (!x || !y))) {
+    core::throw_invalid("Linear::forward: m ", m, ", ldx ", ldx, " (n_in ", view_.n_in, "), ldy ",
+                        ldy, " (n_out ", view_.n_out, ")");
+  }
+  if (m == 0) return;
   const int64_t n_out = view_.n_out, n_in = view_.n_in;
+  const int64_t stride = row_stride(view_);
+  const auto* w = static_cast<const uint8_t*>(view_.data);
   const float* b = bias();
   const int threads = core::resolve_threads(n_threads);
-  const int64_t block = 16;
-  const int64_t n_blocks = (n_out + block - 1) / block;
-  core::parallel_for_dynamic(n_blocks, threads, [&](int64_t blk, int) {
-    std::vector<float> w(static_cast<size_t>(n_in));
-    for (int64_t o = blk * block; o < std::min(n_out, (blk + 1) * block); ++o) {
-      weight_row_to_f32(view_, o, w.data());
-      for (int64_t i = 0; i < m; ++i) {
-        const float* xi = x + i * ldx;
-        float acc = 0;
-        for (int64_t k = 0; k < n_in; ++k) acc += xi[k] * w[k];
-        y[i * ldy + o] = acc + (b ? b[o] : 0.0f);
+
+  if (m <= linear_gemv_max_rows(view_.type) || !cpu::gemm_available()) {
+    const int64_t rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
+    core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
+      const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
+      for (int64_t i0 = 0; i0 < m; i0 += cpu::kGemvRows) {
+        cpu::GemvTask t{
+            view_.type,   w,   stride, n_in, x + i0 * ldx, ldx, std::min(cpu::kGemvRows, m - i0),
+            y + i0 * ldy, ldy, b};
+        target.gemv(t, o0, o1);
       }
-    }
+    });
+    return;
+  }
+
+  if (fp32_in_place(view_, stride)) {
+    cpu::sgemm_nt(m, n_out, n_in, x, ldx, reinterpret_cast<const float*>(w), stride / 4, y, ldy,
+                  threads);
+    add_bias(b, m, 0, n_out, y, ldy);
+    return;
+  }
+  const int64_t rows = std::clamp<int64_t>(kPanelBytes / (4 * n_in), 1, n_out);
+  core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
+    const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
+    std::vector<float>& panel = panel_scratch();  // [o1 - o0, n_in]
+    if (panel.size() < static_cast<size_t>(rows * n_in)) panel.resize(rows * n_in);
+    target.to_f32(view_.type, w, stride, n_in, o0, o1, panel.data(), n_in);
+    cpu::sgemm_nt(m, o1 - o0, n_in, x, ldx, panel.data(), n_in, y + o0, ldy, 1);
+    add_bias(b, m, o0, o1, y, ldy);
   });
 }
 
@@ -138,8 +204,14 @@ void linear_reference(const WeightView& w, const float* bias, const float* x, in
   }
 }
 
+int64_t linear_gemv_max_rows(WeightType t) {
+  return cpu::kGemvRows;
+}
+
 std::string_view linear_backend_name() {
-  return "scalar";
+  static const std::string name =
+      std::string(cpu::gemm_library_name()) + " + " + cpu::linear_target_selected().name;
+  return name;
 }
 
 }  // namespace qkv::kernels

@@ -13,6 +13,10 @@
 
 namespace qkv::kernels {
 
+namespace cpu {
+struct LinearTargetOps;
+}
+
 enum class WeightType : uint8_t { f32, f16, bf16, q8_0 };
 
 std::string_view weight_type_name(WeightType t);
@@ -34,7 +38,7 @@ void weight_row_to_f32(const WeightView& w, int64_t row, float* out);
 
 class Linear {
  public:
-  Linear() = default;
+  Linear();
   // `bias` (n_out floats, may be null) is copied. Throws InvalidArgument on bad sizes.
   explicit Linear(const WeightView& w, const float* bias = nullptr);
   ~Linear();
@@ -45,6 +49,10 @@ class Linear {
   // n_threads 0: all hardware threads.
   void forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy,
                int n_threads = 0) const;
+  // The same with a chosen SIMD target for the matrix-vector kernels and the weight conversion
+  // (tests run every target the CPU has; see cpu/linear_target.h).
+  void forward_on(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
+                  float* y, int64_t ldy, int n_threads = 0) const;
 
   int64_t n_in() const { return view_.n_in; }
   int64_t n_out() const { return view_.n_out; }
@@ -63,7 +71,11 @@ void linear_reference(const WeightView& w, const float* bias, const float* x, in
                       int64_t ldx, float* y, int64_t ldy);
 
 // Where the time of a forward goes, for benchmarks: the name of the GEMM library and the
-// matrix-vector kernel target in use.
+// matrix-vector kernel target in use, e.g. "openblas-openmp 0.3.21 (Zen) + avx2".
 std::string_view linear_backend_name();
+
+// Rows of x up to which forward() uses the matrix-vector kernels for this weight type; above it,
+// the GEMM library (measured crossover, docs/PERFORMANCE.md "Linear layers").
+int64_t linear_gemv_max_rows(WeightType t);
 
 }  // namespace qkv::kernels

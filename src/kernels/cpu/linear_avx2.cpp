@@ -1,0 +1,235 @@
+// The AVX2 + FMA + F16C target of the linear kernels (Haswell and later, Zen). Weights are read
+// in their stored type and widened in registers, so f16/bf16 rows cost half the bytes of f32 and
+// q8_0 rows 34/128: decode is bound by those bytes (docs/PERFORMANCE.md, "Linear layers").
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "core/half.h"
+#include "kernels/cpu/linear_target.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+namespace qkv::kernels::cpu::avx2 {
+namespace {
+
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Eight weights of a row starting at element k, widened to fp32.
+template <WeightType T>
+__m256 load8(const uint8_t* row, int64_t k) {
+  if constexpr (T == WeightType::f32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  } else if constexpr (T == WeightType::f16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k)));
+  } else {  // bf16: the high half of an fp32
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <WeightType T>
+float load1(const uint8_t* row, int64_t k) {
+  if constexpr (T == WeightType::f32) {
+    float v;
+    std::memcpy(&v, row + 4 * k, 4);
+    return v;
+  } else {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * k, 2);
+    return T == WeightType::f16 ? core::f16_to_f32(h) : core::bf16_to_f32(h);
+  }
+}
+
+// One weight row at a time against M rows of x: 2M accumulators (two FMA chains per row of x hide
+// the FMA latency at the bandwidth the weights arrive with).
+template <WeightType T, int M>
+void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
+  const int64_t n = t.n_in;
+  const float* x[M];
+  for (int i = 0; i < M; ++i) x[i] = t.x + i * t.ldx;
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* row = t.w + o * t.w_stride;
+    __m256 acc0[M], acc1[M];
+    for (int i = 0; i < M; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+      const __m256 w0 = load8<T>(row, k), w1 = load8<T>(row, k + 8);
+      for (int i = 0; i < M; ++i) {
+        acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[i] + k), acc0[i]);
+        acc1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[i] + k + 8), acc1[i]);
+      }
+    }
+    if (k + 8 <= n) {
+      const __m256 w0 = load8<T>(row, k);
+      for (int i = 0; i < M; ++i) acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[i] + k), acc0[i]);
+      k += 8;
+    }
+    float tail[M] = {};
+    for (; k < n; ++k) {
+      const float wk = load1<T>(row, k);
+      for (int i = 0; i < M; ++i) tail[i] += wk * x[i][k];
+    }
+    const float b = t.bias ? t.bias[o] : 0.0f;
+    for (int i = 0; i < M; ++i)
+      t.y[i * t.ldy + o] = hsum(_mm256_add_ps(acc0[i], acc1[i])) + tail[i] + b;
+  }
+}
+
+// Q8_0: per block of 32, the int8 values are widened to fp32 once and used for every row of x;
+// each row's block sum is then scaled by the block's d (one FMA).
+template <int M>
+void gemv_q8_0(const GemvTask& t, int64_t o0, int64_t o1) {
+  const int64_t n_blocks = t.n_in / 32;
+  const float* x[M];
+  for (int i = 0; i < M; ++i) x[i] = t.x + i * t.ldx;
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* row = t.w + o * t.w_stride;
+    __m256 acc[M];
+    for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const uint8_t* blk = row + b * 34;
+      uint16_t h;
+      std::memcpy(&h, blk, 2);
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+      __m256 q[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * j));
+        q[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8));
+      }
+      for (int i = 0; i < M; ++i) {
+        const float* xb = x[i] + 32 * b;
+        __m256 s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+        s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), s);
+        s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), s);
+        s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), s);
+        acc[i] = _mm256_fmadd_ps(d, s, acc[i]);
+      }
+    }
+    const float b = t.bias ? t.bias[o] : 0.0f;
+    for (int i = 0; i < M; ++i) t.y[i * t.ldy + o] = hsum(acc[i]) + b;
+  }
+}
+
+template <WeightType T>
+void gemv_type(const GemvTask& t, int64_t o0, int64_t o1) {
+  if constexpr (T == WeightType::q8_0) {
+    switch (t.m) {
+      case 1:
+        return gemv_q8_0<1>(t, o0, o1);
+      case 2:
+        return gemv_q8_0<2>(t, o0, o1);
+      case 3:
+        return gemv_q8_0<3>(t, o0, o1);
+      default:
+        return gemv_q8_0<4>(t, o0, o1);
+    }
+  } else {
+    switch (t.m) {
+      case 1:
+        return gemv_float<T, 1>(t, o0, o1);
+      case 2:
+        return gemv_float<T, 2>(t, o0, o1);
+      case 3:
+        return gemv_float<T, 3>(t, o0, o1);
+      default:
+        return gemv_float<T, 4>(t, o0, o1);
+    }
+  }
+}
+
+void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
+  static_assert(kGemvRows == 4);
+  switch (t.type) {
+    case WeightType::f32:
+      return gemv_type<WeightType::f32>(t, o0, o1);
+    case WeightType::f16:
+      return gemv_type<WeightType::f16>(t, o0, o1);
+    case WeightType::bf16:
+      return gemv_type<WeightType::bf16>(t, o0, o1);
+    case WeightType::q8_0:
+      return gemv_type<WeightType::q8_0>(t, o0, o1);
+  }
+}
+
+template <WeightType T>
+void row_to_f32(const uint8_t* row, int64_t n, float* out) {
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(out + k, load8<T>(row, k));
+  for (; k < n; ++k) out[k] = load1<T>(row, k);
+}
+
+void q8_0_row_to_f32(const uint8_t* row, int64_t n, float* out) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const uint8_t* blk = row + b * 34;
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+    for (int j = 0; j < 4; ++j) {
+      const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * j));
+      _mm256_storeu_ps(out + 32 * b + 8 * j,
+                       _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8))));
+    }
+  }
+}
+
+void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, int64_t o0,
+            int64_t o1, float* out, int64_t ld_out) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* row = w + o * w_stride;
+    float* dst = out + (o - o0) * ld_out;
+    switch (type) {
+      case WeightType::f32:
+        row_to_f32<WeightType::f32>(row, n_in, dst);
+        break;
+      case WeightType::f16:
+        row_to_f32<WeightType::f16>(row, n_in, dst);
+        break;
+      case WeightType::bf16:
+        row_to_f32<WeightType::bf16>(row, n_in, dst);
+        break;
+      case WeightType::q8_0:
+        q8_0_row_to_f32(row, n_in, dst);
+        break;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qkv::kernels::cpu::avx2
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+namespace qkv::kernels::cpu {
+const LinearTargetOps& linear_target_avx2() {
+  static const LinearTargetOps ops{"avx2", avx2::gemv, avx2::to_f32};
+  return ops;
+}
+}  // namespace qkv::kernels::cpu
+
+#else  // not x86
+
+namespace qkv::kernels::cpu {
+const LinearTargetOps& linear_target_avx2() {
+  return linear_target_generic();
+}
+}  // namespace qkv::kernels::cpu
+
+#endif

@@ -1,0 +1,97 @@
+// The portable target of the linear kernels: plain C++ (the compiler's SSE2 at most), the fallback
+// on CPUs without AVX2+FMA+F16C and the twin the SIMD target is tested against.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cpu_features.h"
+#include "core/half.h"
+#include "kernels/cpu/linear_target.h"
+
+namespace qkv::kernels::cpu {
+namespace {
+
+// Elements converted at a time: a chunk of one weight row stays in L1 while it is used for each
+// row of x.
+constexpr int64_t kChunk = 256;
+
+void row_to_f32(WeightType type, const uint8_t* p, int64_t k0, int64_t n, float* out) {
+  switch (type) {
+    case WeightType::f32:
+      std::memcpy(out, p + 4 * k0, static_cast<size_t>(n) * 4);
+      break;
+    case WeightType::f16:
+    case WeightType::bf16:
+      for (int64_t k = 0; k < n; ++k) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * (k0 + k), 2);
+        out[k] = type == WeightType::f16 ? core::f16_to_f32(h) : core::bf16_to_f32(h);
+      }
+      break;
+    case WeightType::q8_0:  // k0 and n are multiples of 32
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const uint8_t* blk = p + (k0 / 32 + b) * 34;
+        uint16_t h;
+        std::memcpy(&h, blk, 2);
+        const float d = core::f16_to_f32(h);
+        for (int j = 0; j < 32; ++j)
+          out[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+      }
+      break;
+  }
+}
+
+void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
+  float w[kChunk];
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint8_t* row = t.w + o * t.w_stride;
+    // Eight partial sums per row of x, so the compiler can keep them in two SSE registers.
+    float acc[kGemvRows][8] = {};
+    for (int64_t k0 = 0; k0 < t.n_in; k0 += kChunk) {
+      const int64_t n = std::min(kChunk, t.n_in - k0);
+      row_to_f32(t.type, row, k0, n, w);
+      for (int64_t i = 0; i < t.m; ++i) {
+        const float* x = t.x + i * t.ldx + k0;
+        for (int64_t k = 0; k < n; ++k) acc[i][k % 8] += x[k] * w[k];
+      }
+    }
+    for (int64_t i = 0; i < t.m; ++i) {
+      float s = t.bias ? t.bias[o] : 0.0f;
+      for (float a : acc[i]) s += a;
+      t.y[i * t.ldy + o] = s;
+    }
+  }
+}
+
+void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, int64_t o0,
+            int64_t o1, float* out, int64_t ld_out) {
+  for (int64_t o = o0; o < o1; ++o)
+    row_to_f32(type, w + o * w_stride, 0, n_in, out + (o - o0) * ld_out);
+}
+
+const LinearTargetOps& select() {
+  const bool avx2 = core::cpu_features().has_avx2_target();
+  const char* env = std::getenv("QKV_CPU_TARGET");
+  const bool lowered = env && std::strcmp(env, "generic") == 0;
+  return avx2 && !lowered ? linear_target_avx2() : linear_target_generic();
+}
+
+}  // namespace
+
+const LinearTargetOps& linear_target_generic() {
+  static const LinearTargetOps ops{"generic", gemv, to_f32};
+  return ops;
+}
+
+const LinearTargetOps& linear_target_selected() {
+  static const LinearTargetOps& ops = select();
+  return ops;
+}
+
+std::vector<const LinearTargetOps*> linear_targets_runnable() {
+  std::vector<const LinearTargetOps*> t{&linear_target_generic()};
+  if (core::cpu_features().has_avx2_target()) t.push_back(&linear_target_avx2());
+  return t;
+}
+
+}  // namespace qkv::kernels::cpu

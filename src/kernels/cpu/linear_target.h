@@ -1,0 +1,46 @@
+// The matrix-vector kernels of the linear layers and the weight-to-fp32 converters, compiled once
+// per SIMD target (linear_generic.cpp, linear_avx2.cpp) and chosen at run time like the attention
+// targets (QKV_CPU_TARGET can lower the choice).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/linear.h"
+
+namespace qkv::kernels::cpu {
+
+// Rows of x one matrix-vector call handles together: every weight element loaded is used
+// kGemvRows times from registers (4 rows x 2 vectors = 8 accumulators of the 16 YMM registers).
+constexpr int64_t kGemvRows = 4;
+
+// One call: y[i, o] = x[i, :] · W[o, :] + bias[o] for i < m (m <= kGemvRows), o in [o0, o1).
+struct GemvTask {
+  WeightType type = WeightType::f32;
+  const uint8_t* w = nullptr;  // [n_out, n_in], rows w_stride bytes apart
+  int64_t w_stride = 0;
+  int64_t n_in = 0;
+  const float* x = nullptr;  // [m, n_in], rows ldx floats apart
+  int64_t ldx = 0;
+  int64_t m = 0;
+  float* y = nullptr;  // [m, n_out], rows ldy floats apart
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n_out] or null
+};
+
+struct LinearTargetOps {
+  const char* name;
+  void (*gemv)(const GemvTask& t, int64_t o0, int64_t o1);
+  // Rows [o0, o1) of w (as in GemvTask) to fp32: out[(o - o0) * ld_out + k].
+  void (*to_f32)(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, int64_t o0,
+                 int64_t o1, float* out, int64_t ld_out);
+};
+
+const LinearTargetOps& linear_target_generic();
+const LinearTargetOps& linear_target_avx2();  // the generic one where the CPU lacks AVX2+FMA+F16C
+// The best target the CPU has, lowered by QKV_CPU_TARGET=generic (read once).
+const LinearTargetOps& linear_target_selected();
+// Every target this CPU can run, generic first (tests run them all).
+std::vector<const LinearTargetOps*> linear_targets_runnable();
+
+}  // namespace qkv::kernels::cpu

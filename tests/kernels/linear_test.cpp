@@ -1,0 +1,286 @@
+// Parity of the linear layers (y = x · Wᵀ + bias) with the double-accumulating reference, for every
+// weight type, both paths (matrix-vector kernels for small m, the GEMM library above), every SIMD
+// target the CPU has, 1 and 2 threads, strided x and y with guard values.
+//
+// Tolerance: |y - ref| <= 1e-5 · (sum_k |x_k w_k| + |bias|) + 1e-30 per element, for all weight
+// types. The kernels widen f16, bf16 and q8_0 weights to exactly the fp32 values the reference
+// reads (a q8_0 d·q has at most 11 + 7 significant bits), so the only difference is fp32
+// accumulation: the matrix-vector kernels sum chains of n_in/16 <= 70 products (bound 70 · 2^-24
+// = 4e-6 of sum |x w|); BLAS sums longer chains whose random-sign rounding errors grow like
+// sqrt(n_in) · 2^-24 (~2e-6). A dropped or doubled product shifts a dot product by ~1/n_in >= 1e-3
+// of sum |x w| for n_in <= 1100, which this tolerance catches.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/test_scale.h"
+#include "core/half.h"
+#include "kernels/cpu/linear_gemm.h"
+#include "kernels/cpu/linear_target.h"
+#include "kernels/linear.h"
+#include "qkv/error.h"
+
+namespace qkv::test {
+namespace {
+
+using kernels::Linear;
+using kernels::WeightType;
+using kernels::WeightView;
+using kernels::cpu::LinearTargetOps;
+
+constexpr double kTol = 1e-5;
+constexpr float kGuard = -12345.5f;
+constexpr WeightType kTypes[] = {WeightType::f32, WeightType::f16, WeightType::bf16,
+                                 WeightType::q8_0};
+
+// A random weight [n_out, n_in] stored in `type`, rows `row_bytes` apart (padding filled with
+// garbage that must never be read as weights), starting `offset` bytes into its buffer.
+struct Weight {
+  std::vector<uint8_t> bytes;
+  WeightView view;
+};
+
+Weight make_weight(WeightType type, int64_t n_out, int64_t n_in, int64_t row_pad, int64_t offset,
+                   std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const int64_t packed = kernels::weight_row_bytes(type, n_in);
+  const int64_t stride = packed + row_pad;
+  Weight w;
+  w.bytes.assign(static_cast<size_t>(offset + n_out * stride),
+                 0xff);  // 0xff..: NaN in f16/bf16/f32
+  uint8_t* base = w.bytes.data() + offset;
+  for (int64_t o = 0; o < n_out; ++o) {
+    uint8_t* row = base + o * stride;
+    std::vector<float> v(static_cast<size_t>(n_in));
+    for (float& f : v) f = u(rng);
+    for (int64_t k = 0; k < n_in; ++k) {
+      uint16_t h = 0;
+      switch (type) {
+        case WeightType::f32:
+          std::memcpy(row + 4 * k, &v[k], 4);
+          break;
+        case WeightType::f16:
+          h = core::f32_to_f16(v[k]);
+          std::memcpy(row + 2 * k, &h, 2);
+          break;
+        case WeightType::bf16:
+          h = core::f32_to_bf16(v[k]);
+          std::memcpy(row + 2 * k, &h, 2);
+          break;
+        case WeightType::q8_0:
+          break;
+      }
+    }
+    if (type == WeightType::q8_0) {
+      for (int64_t b = 0; b < n_in / 32; ++b) {
+        float amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[b * 32 + j]));
+        const uint16_t d = core::f32_to_f16(amax / 127);
+        const float dd = core::f16_to_f32(d);
+        std::memcpy(row + 34 * b, &d, 2);
+        for (int j = 0; j < 32; ++j) {
+          const float q = dd > 0 ? std::nearbyint(v[b * 32 + j] / dd) : 0.f;
+          row[34 * b + 2 + j] =
+              static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.f, 127.f)));
+        }
+      }
+    }
+  }
+  w.view = WeightView{type, n_out, n_in, base, row_pad ? stride : 0};
+  return w;
+}
+
+struct Shape {
+  WeightType type;
+  int64_t m, n_in, n_out;
+  bool bias;
+  int64_t row_pad = 0, offset = 0, x_pad = 3, y_pad = 5;
+  uint32_t seed = 1;
+  std::string name() const {
+    return std::string(kernels::weight_type_name(type)) + " m" + std::to_string(m) + " n_in" +
+           std::to_string(n_in) + " n_out" + std::to_string(n_out) + (bias ? " bias" : "") +
+           " row_pad" + std::to_string(row_pad) + " offset" + std::to_string(offset);
+  }
+};
+
+// Runs one shape on every target and thread count; checks the tolerance and the guards.
+void check(const Shape& s) {
+  std::mt19937 rng(s.seed);
+  const Weight w = make_weight(s.type, s.n_out, s.n_in, s.row_pad, s.offset, rng);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> bias(static_cast<size_t>(s.n_out));
+  for (float& b : bias) b = u(rng);
+  const int64_t ldx = s.n_in + s.x_pad, ldy = s.n_out + s.y_pad;
+  // x [m, n_in] in rows of ldx; the padding is NaN, so reading it would poison the output.
+  std::vector<float> x(static_cast<size_t>(s.m * ldx), std::numeric_limits<float>::quiet_NaN());
+  for (int64_t i = 0; i < s.m; ++i)
+    for (int64_t k = 0; k < s.n_in; ++k) x[i * ldx + k] = u(rng);
+
+  const float* b = s.bias ? bias.data() : nullptr;
+  std::vector<float> ref(static_cast<size_t>(s.m * ldy));
+  kernels::linear_reference(w.view, b, x.data(), s.m, ldx, ref.data(), ldy);
+  // Error scale per element: sum_k |x_ik w_ok| + |bias_o|.
+  std::vector<double> scale(static_cast<size_t>(s.m * s.n_out));
+  std::vector<float> wrow(static_cast<size_t>(s.n_in));
+  for (int64_t o = 0; o < s.n_out; ++o) {
+    kernels::weight_row_to_f32(w.view, o, wrow.data());
+    for (int64_t i = 0; i < s.m; ++i) {
+      double a = b ? std::fabs(b[o]) : 0.0;
+      for (int64_t k = 0; k < s.n_in; ++k) a += std::fabs(double(x[i * ldx + k]) * wrow[k]);
+      scale[i * s.n_out + o] = a;
+    }
+  }
+
+  const Linear lin(w.view, b);
+  for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
+    for (int threads : {1, 2}) {
+      const std::string where =
+          s.name() + " target " + t->name + " threads " + std::to_string(threads);
+      std::vector<float> y(static_cast<size_t>(s.m * ldy), kGuard);
+      lin.forward_on(*t, x.data(), s.m, ldx, y.data(), ldy, threads);
+      int bad = 0;
+      for (int64_t i = 0; i < s.m && bad < 5; ++i) {
+        for (int64_t o = 0; o < s.n_out && bad < 5; ++o) {
+          const double err = std::fabs(double(y[i * ldy + o]) - ref[i * ldy + o]);
+          if (!(err <= kTol * scale[i * s.n_out + o] + 1e-30)) {
+            ++bad;
+            ADD_FAILURE() << where << " y[" << i << ", " << o << "] = " << y[i * ldy + o]
+                          << ", reference " << ref[i * ldy + o] << ", error " << err
+                          << " > tolerance " << kTol * scale[i * s.n_out + o];
+          }
+        }
+        for (int64_t o = s.n_out; o < ldy && i + 1 < s.m; ++o) {
+          if (y[i * ldy + o] != kGuard) {
+            ++bad;
+            ADD_FAILURE() << where << " wrote the padding y[" << i << ", " << o << "]";
+            break;
+          }
+        }
+      }
+    }
+  }
+}
+
+std::vector<int64_t> n_in_choices(WeightType t) {
+  if (t == WeightType::q8_0) return {32, 64, 96, 160, 320, 1088};
+  return {1, 7, 8, 15, 16, 17, 33, 100, 257, 1000};
+}
+
+TEST(Linear, RandomShapesEveryTypeAndPath) {
+  std::mt19937 rng(7);
+  const int64_t ms[] = {1, 2, 3, 5, 17, 64, 300};
+  const int64_t n_outs[] = {1, 3, 5, 37, 129};
+  for (WeightType type : kTypes) {
+    const auto n_ins = n_in_choices(type);
+    for (int64_t m : ms) {
+      for (int c = 0; c < cases(m >= 64 ? 3 : 8); ++c) {
+        Shape s{type, m, n_ins[rng() % n_ins.size()], n_outs[rng() % 5], rng() % 2 == 0};
+        if (m >= 64) s.n_in = std::min<int64_t>(s.n_in, 320);  // keep the reference cheap
+        s.row_pad = rng() % 3 == 0 ? 2 * (1 + rng() % 5) : 0;
+        s.x_pad = rng() % 4;
+        s.y_pad = 1 + rng() % 4;
+        s.seed = static_cast<uint32_t>(rng());
+        check(s);
+      }
+    }
+  }
+}
+
+// m just below and above the switch from the matrix-vector kernels to the GEMM library.
+TEST(Linear, AroundTheCrossover) {
+  for (WeightType type : kTypes) {
+    const int64_t mx = kernels::linear_gemv_max_rows(type);
+    for (int64_t m : {mx - 1, mx, mx + 1}) {
+      if (m < 1) continue;
+      check(Shape{type, m, type == WeightType::q8_0 ? 256 : 250, 67, true});
+    }
+  }
+}
+
+// Large enough that several work items of both paths run on both threads.
+TEST(Linear, ManyWorkItems) {
+  for (WeightType type : kTypes) {
+    for (int64_t m : {int64_t{1}, int64_t{4}, int64_t{40}})
+      check(Shape{type, m, type == WeightType::q8_0 ? 512 : 515, cases(8) > 2 ? 1100 : 300, true});
+  }
+}
+
+// fp32 rows that are not 4-byte aligned (an odd row stride or data offset in a mapped file) go
+// through the converting path instead of being handed to BLAS in place.
+TEST(Linear, UnalignedF32) {
+  for (int64_t m : {int64_t{1}, int64_t{20}}) {
+    Shape s{WeightType::f32, m, 45, 29, true};
+    s.row_pad = 2;
+    s.offset = 1;
+    check(s);
+  }
+}
+
+TEST(Linear, ConvertersMatchTheScalarRowReader) {
+  std::mt19937 rng(3);
+  for (WeightType type : kTypes) {
+    const int64_t n_in = type == WeightType::q8_0 ? 96 : 37;
+    const Weight w = make_weight(type, 5, n_in, 6, 0, rng);
+    const int64_t stride = w.view.row_bytes;
+    std::vector<float> expect(static_cast<size_t>(n_in));
+    for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
+      std::vector<float> got(static_cast<size_t>(4 * (n_in + 1)), kGuard);
+      t->to_f32(type, static_cast<const uint8_t*>(w.view.data), stride, n_in, 1, 5, got.data(),
+                n_in + 1);
+      for (int64_t o = 1; o < 5; ++o) {
+        kernels::weight_row_to_f32(w.view, o, expect.data());
+        for (int64_t k = 0; k < n_in; ++k) {
+          ASSERT_EQ(got[(o - 1) * (n_in + 1) + k], expect[k])
+              << t->name << " row " << o << " k " << k;
+        }
+        if (o < 4) EXPECT_EQ(got[(o - 1) * (n_in + 1) + n_in], kGuard);
+      }
+    }
+  }
+}
+
+TEST(Linear, ZeroRowsIsANoOp) {
+  std::mt19937 rng(1);
+  const Weight w = make_weight(WeightType::f16, 3, 8, 0, 0, rng);
+  const Linear lin(w.view);
+  lin.forward(nullptr, 0, 8, nullptr, 3);
+}
+
+TEST(Linear, RejectsBadWeightsAndStrides) {
+  std::vector<uint8_t> buf(4096);
+  const auto make = [&](WeightType t, int64_t n_out, int64_t n_in, int64_t row_bytes) {
+    return Linear(WeightView{t, n_out, n_in, buf.data(), row_bytes});
+  };
+  EXPECT_THROW(make(WeightType::f32, 0, 8, 0), InvalidArgument);
+  EXPECT_THROW(make(WeightType::f32, 4, 0, 0), InvalidArgument);
+  EXPECT_THROW(Linear(WeightView{WeightType::f16, 4, 8, nullptr, 0}), InvalidArgument);
+  EXPECT_THROW(make(WeightType::q8_0, 4, 48, 0), InvalidArgument);
+  EXPECT_THROW(make(WeightType::f16, 4, 8, 15), InvalidArgument);
+  EXPECT_THROW(make(WeightType::q8_0, 4, 64, 67), InvalidArgument);
+  EXPECT_NO_THROW(make(WeightType::q8_0, 4, 64, 68));
+
+  const Linear lin = make(WeightType::f32, 4, 8, 0);
+  std::vector<float> x(64), y(64);
+  EXPECT_THROW(lin.forward(x.data(), 2, 7, y.data(), 4), InvalidArgument);   // ldx < n_in
+  EXPECT_THROW(lin.forward(x.data(), 2, 8, y.data(), 3), InvalidArgument);   // ldy < n_out
+  EXPECT_THROW(lin.forward(x.data(), -1, 8, y.data(), 4), InvalidArgument);  // m < 0
+  EXPECT_THROW(lin.forward(nullptr, 1, 8, y.data(), 4), InvalidArgument);
+  EXPECT_THROW(Linear().forward(x.data(), 1, 8, y.data(), 4), InvalidArgument);
+}
+
+// The project runs OpenMP everywhere; the pthread OpenBLAS would start a second thread pool.
+TEST(Linear, GemmLibraryIsTheOpenMPBuild) {
+  if (!kernels::cpu::gemm_available()) GTEST_SKIP() << "built without a GEMM library";
+  EXPECT_NE(kernels::cpu::gemm_library_name().find("openmp"), std::string_view::npos)
+      << kernels::cpu::gemm_library_name();
+  EXPECT_NE(kernels::linear_backend_name().find(kernels::cpu::linear_target_selected().name),
+            std::string_view::npos);
+}
+
+}  // namespace
+}  // namespace qkv::test
