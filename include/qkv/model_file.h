@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -207,6 +208,22 @@ class GgufWriter {
   Metadata meta_;
   std::vector<Pending> tensors_;
 };
+
+// Streaming GGUF writer (v3), for files too large to hold twice in memory: the header comes from
+// `metadata` and the declared tensors, then `fill(i, out)` is called once per tensor, in order, to
+// produce tensor i's bytes into `out` (exactly its size). One buffer, the size of the largest
+// tensor, is reused, so memory stays at one tensor. The alignment is general.alignment when
+// `metadata` sets it (a u32 power of two), else 32. The file is written as `path` + ".part" and
+// renamed when complete, so a failure never leaves a truncated file under `path`. The bytes are
+// the same as GgufWriter::write with the same keys and tensors.
+struct GgufTensorDecl {
+  std::string name;
+  TensorType type = TensorType::f32;
+  std::vector<int64_t> shape;  // row-major
+};
+using GgufTensorFill = std::function<void(size_t index, std::span<std::byte> out)>;
+void write_gguf_streaming(const std::string& path, const Metadata& metadata,
+                          const std::vector<GgufTensorDecl>& tensors, const GgufTensorFill& fill);
 
 // Writes a ModelFile's metadata and tensors back as GGUF (a GGUF read and written again is
 // byte-identical).

@@ -5,6 +5,7 @@
 // A string is u64 length + bytes; an array is u32 element type + u64 count + elements.
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <unordered_set>
@@ -345,6 +346,34 @@ void pad_to(std::vector<std::byte>& out, uint64_t alignment) {
   out.resize((out.size() + alignment - 1) / alignment * alignment, std::byte{0});
 }
 
+uint64_t padded(uint64_t n, uint64_t alignment) {
+  return (n + alignment - 1) / alignment * alignment;
+}
+
+// Magic, version, counts and the key/value section.
+void put_header(std::vector<std::byte>& out, uint32_t version, uint64_t n_tensors,
+                const Metadata& meta) {
+  put_bytes(out, "GGUF", 4);
+  put<uint32_t>(out, version);
+  put<uint64_t>(out, n_tensors);
+  put<uint64_t>(out, meta.size());
+  for (const auto& [k, v] : meta.entries()) {
+    put_string(out, k);
+    put<uint32_t>(out, static_cast<uint32_t>(v.type()));
+    put_value(out, v);
+  }
+}
+
+// One tensor-info entry; `shape` row-major (GGUF stores ne[], innermost first).
+void put_tensor_info(std::vector<std::byte>& out, const std::string& name, TensorType type,
+                     const std::vector<int64_t>& shape, uint64_t offset) {
+  put_string(out, name);
+  put<uint32_t>(out, static_cast<uint32_t>(shape.size()));
+  for (auto it = shape.rbegin(); it != shape.rend(); ++it) put<int64_t>(out, *it);
+  put<uint32_t>(out, formats::ggml_type_id(type));
+  put<uint64_t>(out, offset);
+}
+
 }  // namespace
 }  // namespace qkv::formats
 
@@ -399,23 +428,11 @@ void GgufWriter::add_tensor(std::string name, TensorType type, std::vector<int64
 
 std::vector<std::byte> GgufWriter::to_bytes() const {
   std::vector<std::byte> out;
-  put_bytes(out, "GGUF", 4);
-  put<uint32_t>(out, version_);
-  put<uint64_t>(out, tensors_.size());
-  put<uint64_t>(out, meta_.size());
-  for (const auto& [k, v] : meta_.entries()) {
-    put_string(out, k);
-    put<uint32_t>(out, static_cast<uint32_t>(v.type()));
-    put_value(out, v);
-  }
+  put_header(out, version_, tensors_.size(), meta_);
   uint64_t offset = 0;
   for (const Pending& t : tensors_) {
-    put_string(out, t.name);
-    put<uint32_t>(out, static_cast<uint32_t>(t.shape.size()));
-    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<int64_t>(out, *it);
-    put<uint32_t>(out, formats::ggml_type_id(t.type));
-    put<uint64_t>(out, offset);
-    offset += (t.data.size() + alignment_ - 1) / alignment_ * alignment_;
+    put_tensor_info(out, t.name, t.type, t.shape, offset);
+    offset += padded(t.data.size(), alignment_);
   }
   // Like gguf-py: no padding at all when there is no tensor data.
   if (!tensors_.empty()) {
@@ -442,6 +459,70 @@ GgufWriter gguf_writer_from(const ModelFile& m) {
   for (const auto& [k, v] : m.metadata.entries()) w.set(k, v);
   for (const TensorInfo& t : m.tensors) w.add_tensor(t.name, t.type, t.shape, t.bytes());
   return w;
+}
+
+void write_gguf_streaming(const std::string& path, const Metadata& metadata,
+                          const std::vector<GgufTensorDecl>& tensors, const GgufTensorFill& fill) {
+  uint64_t alignment = kDefaultAlignment;
+  if (const MetaValue* a = metadata.find("general.alignment")) {
+    alignment = a->raw_bits();
+    if (a->type() != Type::u32 || alignment == 0 || (alignment & (alignment - 1)) != 0) {
+      core::throw_invalid(path, ": general.alignment must be a u32 power of two, found ",
+                          a->to_string());
+    }
+  }
+  // Validate every declaration before a byte is written.
+  std::vector<uint64_t> sizes;
+  sizes.reserve(tensors.size());
+  std::unordered_set<std::string_view> names;
+  uint64_t largest = 0;
+  for (const GgufTensorDecl& t : tensors) {
+    if (t.shape.size() > 4) core::throw_invalid(path, ": tensor '", t.name, "' has > 4 dims");
+    if (!names.insert(t.name).second) {
+      core::throw_invalid(path, ": tensor '", t.name, "' declared twice");
+    }
+    sizes.push_back(formats::tensor_bytes(path, t.name, t.type, t.shape));
+    largest = std::max(largest, sizes.back());
+  }
+
+  std::vector<std::byte> header;
+  put_header(header, 3, tensors.size(), metadata);
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    put_tensor_info(header, tensors[i].name, tensors[i].type, tensors[i].shape, offset);
+    offset += padded(sizes[i], alignment);
+  }
+  // Like GgufWriter (and gguf-py): no padding at all when there is no tensor data.
+  if (!tensors.empty()) pad_to(header, alignment);
+
+  const std::string part = path + ".part";
+  std::ofstream f(part, std::ios::binary | std::ios::trunc);
+  if (!f) core::throw_error(part, ": cannot open for writing");
+  auto write = [&](const std::byte* p, uint64_t n) {
+    f.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n));
+    if (!f) core::throw_error(part, ": write failed (disk full?)");
+  };
+  try {
+    write(header.data(), header.size());
+    std::vector<std::byte> buf(static_cast<size_t>(padded(largest, alignment)));
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      fill(i, std::span<std::byte>(buf.data(), static_cast<size_t>(sizes[i])));
+      const uint64_t n = padded(sizes[i], alignment);
+      std::fill(buf.begin() + static_cast<std::ptrdiff_t>(sizes[i]),
+                buf.begin() + static_cast<std::ptrdiff_t>(n), std::byte{0});
+      write(buf.data(), n);
+    }
+    f.close();
+    if (!f) core::throw_error(part, ": write failed when closing");
+    std::error_code ec;
+    std::filesystem::rename(part, path, ec);
+    if (ec) core::throw_error(part, ": cannot rename to ", path, ": ", ec.message());
+  } catch (...) {
+    f.close();
+    std::error_code ec;
+    std::filesystem::remove(part, ec);
+    throw;
+  }
 }
 
 }  // namespace qkv
