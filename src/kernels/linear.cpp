@@ -143,11 +143,11 @@ const float* Linear::bias() const {
 
 void Linear::forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy,
                      int n_threads) const {
-  forward_on(cpu::linear_target_selected(), x, m, ldx, y, ldy, n_threads);
+  forward_on(cpu::linear_target_selected(), LinearPath::automatic, x, m, ldx, y, ldy, n_threads);
 }
 
-void Linear::forward_on(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
-                        float* y, int64_t ldy, int n_threads) const {
+void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, const float* x,
+                        int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads) const {
   if (!impl_) core::throw_invalid("Linear::forward on an empty (default-constructed) Linear");
   if (m < 0 || ldx < view_.n_in || ldy < view_.n_out || (m > 0 && (!x || !y))) {
     core::throw_invalid("Linear::forward: m ", m, ", ldx ", ldx, " (n_in ", view_.n_in, "), ldy ",
@@ -160,7 +160,9 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, const float* x, int6
   const float* b = bias();
   const int threads = core::resolve_threads(n_threads);
 
-  if (m <= linear_gemv_max_rows(view_.type) || !cpu::gemm_available()) {
+  const bool gemv = path == LinearPath::automatic ? m <= linear_gemv_max_rows(view_.type)
+                                                  : path == LinearPath::gemv;
+  if (gemv || !cpu::gemm_available()) {
     const int64_t rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
     core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
       const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);

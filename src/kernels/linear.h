@@ -19,6 +19,9 @@ struct LinearTargetOps;
 
 enum class WeightType : uint8_t { f32, f16, bf16, q8_0 };
 
+// Which of the two paths a forward takes: by m (automatic), or forced (tests, benchmarks).
+enum class LinearPath : uint8_t { automatic, gemv, gemm };
+
 std::string_view weight_type_name(WeightType t);
 // Bytes of one row of `n_in` elements (n_in must be a multiple of 32 for q8_0).
 int64_t weight_row_bytes(WeightType t, int64_t n_in);
@@ -51,8 +54,10 @@ class Linear {
                int n_threads = 0) const;
   // The same with a chosen SIMD target for the matrix-vector kernels and the weight conversion
   // (tests run every target the CPU has; see cpu/linear_target.h).
-  void forward_on(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
-                  float* y, int64_t ldy, int n_threads = 0) const;
+  // `path` forces the matrix-vector kernels or the GEMM library (which falls back to the former
+  // when the build has no library).
+  void forward_on(const cpu::LinearTargetOps& target, LinearPath path, const float* x, int64_t m,
+                  int64_t ldx, float* y, int64_t ldy, int n_threads = 0) const;
 
   int64_t n_in() const { return view_.n_in; }
   int64_t n_out() const { return view_.n_out; }

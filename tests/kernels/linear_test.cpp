@@ -101,10 +101,12 @@ struct Shape {
   bool bias;
   int64_t row_pad = 0, offset = 0, x_pad = 3, y_pad = 5;
   uint32_t seed = 1;
+  kernels::LinearPath path = kernels::LinearPath::automatic;
   std::string name() const {
     return std::string(kernels::weight_type_name(type)) + " m" + std::to_string(m) + " n_in" +
            std::to_string(n_in) + " n_out" + std::to_string(n_out) + (bias ? " bias" : "") +
-           " row_pad" + std::to_string(row_pad) + " offset" + std::to_string(offset);
+           " row_pad" + std::to_string(row_pad) + " offset" + std::to_string(offset) + " path" +
+           std::to_string(static_cast<int>(path));
   }
 };
 
@@ -142,7 +144,7 @@ void check(const Shape& s) {
       const std::string where =
           s.name() + " target " + t->name + " threads " + std::to_string(threads);
       std::vector<float> y(static_cast<size_t>(s.m * ldy), kGuard);
-      lin.forward_on(*t, x.data(), s.m, ldx, y.data(), ldy, threads);
+      lin.forward_on(*t, s.path, x.data(), s.m, ldx, y.data(), ldy, threads);
       int bad = 0;
       for (int64_t i = 0; i < s.m && bad < 5; ++i) {
         for (int64_t o = 0; o < s.n_out && bad < 5; ++o) {
@@ -185,6 +187,8 @@ TEST(Linear, RandomShapesEveryTypeAndPath) {
         s.x_pad = rng() % 4;
         s.y_pad = 1 + rng() % 4;
         s.seed = static_cast<uint32_t>(rng());
+        // Every m on the automatic path and, in turn, forced onto each of the two paths.
+        s.path = static_cast<kernels::LinearPath>(c % 3);
         check(s);
       }
     }
@@ -238,7 +242,9 @@ TEST(Linear, ConvertersMatchTheScalarRowReader) {
           ASSERT_EQ(got[(o - 1) * (n_in + 1) + k], expect[k])
               << t->name << " row " << o << " k " << k;
         }
-        if (o < 4) EXPECT_EQ(got[(o - 1) * (n_in + 1) + n_in], kGuard);
+        if (o < 4) {
+          EXPECT_EQ(got[(o - 1) * (n_in + 1) + n_in], kGuard);
+        }
       }
     }
   }

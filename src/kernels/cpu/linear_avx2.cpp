@@ -21,6 +21,11 @@
 namespace qkv::kernels::cpu::avx2 {
 namespace {
 
+// How far ahead of the loads the weights are prefetched. Measured on Zen 3 (m = 1, 256 MiB of
+// weights, ratio to a plain read loop, medians of 3): q8_0 0.65 -> 0.74 with 1024 bytes (0 / 512 /
+// 2048: 0.65 / 0.67 / 0.76); f32 and f16 unchanged within the noise (+-5%).
+constexpr int64_t kPrefetchBytes = 1024;
+
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -54,73 +59,118 @@ float load1(const uint8_t* row, int64_t k) {
   }
 }
 
-// One weight row at a time against M rows of x: 2M accumulators (two FMA chains per row of x hide
-// the FMA latency at the bandwidth the weights arrive with).
-template <WeightType T, int M>
-void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
+// R weight rows at a time against M rows of x, U independent accumulators per pair: FMA latency is
+// 4 cycles, so with one row of x there must be 4 chains (R = 2, U = 2) to keep up with the weights
+// as they arrive; two weight rows also halve the loads of x per weight byte (x rows of 8-32 KiB
+// do not stay in the 32 KiB L1 next to the weights). The prefetch runs kPrefetchBytes ahead of
+// each weight row: the loop alone keeps too few cache lines in flight to reach the DRAM
+// bandwidth (docs/PERFORMANCE.md, "Linear layers").
+template <WeightType T, int M, int R, int U>
+void gemv_float_rows(const GemvTask& t, int64_t o) {
+  constexpr int64_t step = 8 * U, elem = T == WeightType::f32 ? 4 : 2;
   const int64_t n = t.n_in;
+  constexpr int64_t pf = kPrefetchBytes;
   const float* x[M];
   for (int i = 0; i < M; ++i) x[i] = t.x + i * t.ldx;
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* row = t.w + o * t.w_stride;
-    __m256 acc0[M], acc1[M];
-    for (int i = 0; i < M; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-      const __m256 w0 = load8<T>(row, k), w1 = load8<T>(row, k + 8);
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = t.w + (o + r) * t.w_stride;
+  __m256 acc[R][M][U];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < M; ++i)
+      for (int u = 0; u < U; ++u) acc[r][i][u] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + step <= n; k += step) {
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(row[r] + k * elem + pf), _MM_HINT_T0);
+      if constexpr (step * elem > 64)
+        _mm_prefetch(reinterpret_cast<const char*>(row[r] + k * elem + pf + 64), _MM_HINT_T0);
+    }
+    for (int u = 0; u < U; ++u) {
+      __m256 w[R];
+      for (int r = 0; r < R; ++r) w[r] = load8<T>(row[r], k + 8 * u);
       for (int i = 0; i < M; ++i) {
-        acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[i] + k), acc0[i]);
-        acc1[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[i] + k + 8), acc1[i]);
+        const __m256 xv = _mm256_loadu_ps(x[i] + k + 8 * u);
+        for (int r = 0; r < R; ++r) acc[r][i][u] = _mm256_fmadd_ps(w[r], xv, acc[r][i][u]);
       }
     }
-    if (k + 8 <= n) {
-      const __m256 w0 = load8<T>(row, k);
-      for (int i = 0; i < M; ++i) acc0[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[i] + k), acc0[i]);
-      k += 8;
+  }
+  for (; k + 8 <= n; k += 8) {
+    for (int r = 0; r < R; ++r) {
+      const __m256 w = load8<T>(row[r], k);
+      for (int i = 0; i < M; ++i)
+        acc[r][i][0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[i] + k), acc[r][i][0]);
     }
-    float tail[M] = {};
-    for (; k < n; ++k) {
-      const float wk = load1<T>(row, k);
-      for (int i = 0; i < M; ++i) tail[i] += wk * x[i][k];
+  }
+  float tail[R][M] = {};
+  for (; k < n; ++k) {
+    for (int r = 0; r < R; ++r) {
+      const float wk = load1<T>(row[r], k);
+      for (int i = 0; i < M; ++i) tail[r][i] += wk * x[i][k];
     }
-    const float b = t.bias ? t.bias[o] : 0.0f;
-    for (int i = 0; i < M; ++i)
-      t.y[i * t.ldy + o] = hsum(_mm256_add_ps(acc0[i], acc1[i])) + tail[i] + b;
+  }
+  for (int r = 0; r < R; ++r) {
+    const float b = t.bias ? t.bias[o + r] : 0.0f;
+    for (int i = 0; i < M; ++i) {
+      __m256 sum = acc[r][i][0];
+      for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[r][i][u]);
+      t.y[i * t.ldy + o + r] = hsum(sum) + tail[r][i] + b;
+    }
   }
 }
 
+template <WeightType T, int M>
+void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
+  constexpr int R = M <= 2 ? 2 : 1;
+  int64_t o = o0;
+  for (; o + R <= o1; o += R) gemv_float_rows<T, M, R, 2>(t, o);
+  for (; o < o1; ++o) gemv_float_rows<T, M, 1, 2>(t, o);
+}
+
 // Q8_0: per block of 32, the int8 values are widened to fp32 once and used for every row of x;
-// each row's block sum is then scaled by the block's d (one FMA).
+// each row's block sum is then scaled by the block's d (one FMA). With one or two rows of x, two
+// blocks per step go to separate accumulators, so the d-FMA chain (4 cycles) does not limit.
 template <int M>
 void gemv_q8_0(const GemvTask& t, int64_t o0, int64_t o1) {
+  constexpr int U = M <= 2 ? 2 : 1;
   const int64_t n_blocks = t.n_in / 32;
+  constexpr int64_t pf = kPrefetchBytes;
   const float* x[M];
   for (int i = 0; i < M; ++i) x[i] = t.x + i * t.ldx;
+  const auto block = [&](const uint8_t* row, int64_t b, __m256* acc) {
+    const uint8_t* blk = row + b * 34;
+    _mm_prefetch(reinterpret_cast<const char*>(blk + pf), _MM_HINT_T0);
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
+    __m256 q[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * j));
+      q[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8));
+    }
+    for (int i = 0; i < M; ++i) {
+      const float* xb = x[i] + 32 * b;
+      __m256 s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+      s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), s);
+      s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), s);
+      s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), s);
+      acc[i] = _mm256_fmadd_ps(d, s, acc[i]);
+    }
+  };
   for (int64_t o = o0; o < o1; ++o) {
     const uint8_t* row = t.w + o * t.w_stride;
-    __m256 acc[M];
-    for (int i = 0; i < M; ++i) acc[i] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      const uint8_t* blk = row + b * 34;
-      uint16_t h;
-      std::memcpy(&h, blk, 2);
-      const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
-      __m256 q[4];
-      for (int j = 0; j < 4; ++j) {
-        const __m128i b8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * j));
-        q[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b8));
-      }
-      for (int i = 0; i < M; ++i) {
-        const float* xb = x[i] + 32 * b;
-        __m256 s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
-        s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), s);
-        s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xb + 16), s);
-        s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), s);
-        acc[i] = _mm256_fmadd_ps(d, s, acc[i]);
-      }
+    __m256 acc[U][M];
+    for (int u = 0; u < U; ++u)
+      for (int i = 0; i < M; ++i) acc[u][i] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + U <= n_blocks; b += U)
+      for (int u = 0; u < U; ++u) block(row, b + u, acc[u]);
+    for (; b < n_blocks; ++b) block(row, b, acc[0]);
+    const float bias = t.bias ? t.bias[o] : 0.0f;
+    for (int i = 0; i < M; ++i) {
+      __m256 sum = acc[0][i];
+      for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][i]);
+      t.y[i * t.ldy + o] = hsum(sum) + bias;
     }
-    const float b = t.bias ? t.bias[o] : 0.0f;
-    for (int i = 0; i < M; ++i) t.y[i * t.ldy + o] = hsum(acc[i]) + b;
   }
 }
 

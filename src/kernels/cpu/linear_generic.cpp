@@ -52,7 +52,10 @@ void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
       row_to_f32(t.type, row, k0, n, w);
       for (int64_t i = 0; i < t.m; ++i) {
         const float* x = t.x + i * t.ldx + k0;
-        for (int64_t k = 0; k < n; ++k) acc[i][k % 8] += x[k] * w[k];
+        int64_t k = 0;
+        for (; k + 8 <= n; k += 8)
+          for (int j = 0; j < 8; ++j) acc[i][j] += x[k + j] * w[k + j];
+        for (; k < n; ++k) acc[i][k % 8] += x[k] * w[k];
       }
     }
     for (int64_t i = 0; i < t.m; ++i) {
