@@ -63,4 +63,10 @@ class Model {
   std::shared_ptr<const Impl> impl_;
 };
 
+// The tokenizer of a model file: `tokenizer_path` when given (tokenizer.json, vocab.txt, a
+// llama2.c tokenizer.bin, a GGUF), else the one inside or beside the model (GGUF metadata, the
+// HF folder's tokenizer.json, the single tok*.bin beside a llama2.c checkpoint). Throws
+// qkv::Error saying what to pass when there is none.
+TokenizerSpec find_tokenizer_spec(const ModelFile& file, const std::string& tokenizer_path = "");
+
 }  // namespace qkv

@@ -1,0 +1,392 @@
+// The forward passes, composed of the shared blocks (model/blocks.h):
+//   decoder (GPT-2, LLaMA): embed -> [norm -> q,k,v (+RoPE) -> cache -> causal attention -> o
+//                            -> residual -> norm -> MLP -> residual] x n_layer -> norm -> head
+//   encoder (BERT):          embed -> LayerNorm -> [q,k,v -> attention -> o -> residual -> LN
+//                            -> MLP -> residual -> LN] x n_layer (-> pooler)
+// Every intermediate is offered to the observer under the names listed in qkv/observer.h.
+#include <chrono>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/parallel.h"
+#include "model/blocks.h"
+#include "model/forward.h"
+#include "qkv/attention.h"
+
+namespace qkv::model {
+
+KvCache::KvCache(const Model& model, int64_t n_ctx, KvType type) : n_ctx_(n_ctx), type_(type) {
+  const ModelConfig& c = model.config();
+  if (n_ctx <= 0) core::throw_invalid("KV cache: n_ctx must be > 0, found ", n_ctx);
+  k_row_ = c.n_head_kv * c.head_dim;
+  v_row_ = c.n_head_kv * c.head_dim;
+  const size_t es = type == KvType::f16 ? 2 : 4;
+  k_.resize(static_cast<size_t>(c.n_layer));
+  v_.resize(static_cast<size_t>(c.n_layer));
+  for (auto& b : k_) b.resize(static_cast<size_t>(n_ctx * k_row_) * es);
+  for (auto& b : v_) b.resize(static_cast<size_t>(n_ctx * v_row_) * es);
+}
+
+size_t KvCache::bytes() const {
+  size_t s = 0;
+  for (const auto& b : k_) s += b.size();
+  for (const auto& b : v_) s += b.size();
+  return s;
+}
+
+bool has_pooler(const Model& model) {
+  return model.impl().has_pooler;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Scratch reused across calls on the same thread (decode calls run once per token).
+struct Scratch {
+  std::vector<float> x, h, q, k, v, att, proj, up, gate, lse, rows;
+  static Scratch& get() {
+    thread_local Scratch s;
+    return s;
+  }
+};
+
+float* sized(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+// Accumulates seconds into one of ForwardTimes' buckets.
+class Timer {
+ public:
+  explicit Timer(ForwardTimes* t) : t_(t), last_(t ? Clock::now() : Clock::time_point{}) {}
+  void charge(double ForwardTimes::*bucket) {
+    if (!t_) return;
+    const auto now = Clock::now();
+    t_->*bucket += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  ForwardTimes* t_;
+  Clock::time_point last_;
+};
+
+class Emitter {
+ public:
+  Emitter(Observer* obs, int64_t pos0, int64_t n)
+      : obs_(obs && obs->wants_activations() ? obs : nullptr), pos0_(pos0), n_(n) {}
+  bool on() const { return obs_ != nullptr; }
+  void operator()(std::string_view name, int layer, const float* data, int64_t width,
+                  int64_t rows = -1, int64_t first = -1) const {
+    if (!obs_) return;
+    ActivationEvent e;
+    e.name = name;
+    e.layer = layer;
+    e.first_position = first >= 0 ? first : pos0_;
+    e.n_rows = rows >= 0 ? rows : n_;
+    e.width = width;
+    e.data = data;
+    obs_->on_activation(e);
+  }
+
+ private:
+  Observer* obs_;
+  int64_t pos0_, n_;
+};
+
+void embed_rows(const Model::Impl& m, std::span<const int32_t> tokens, int64_t pos0, float* x) {
+  const int64_t d = m.config.n_embd;
+  std::vector<float> row(static_cast<size_t>(d));
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    float* xi = x + static_cast<int64_t>(i) * d;
+    kernels::weight_row_to_f32(m.tok_embd, tokens[i], xi);
+    if (m.pos_embd.data) {
+      kernels::weight_row_to_f32(m.pos_embd, pos0 + static_cast<int64_t>(i), row.data());
+      add_inplace(xi, row.data(), d);
+    }
+  }
+}
+
+void check_tokens(const Model::Impl& m, std::span<const int32_t> tokens) {
+  if (tokens.empty()) core::throw_invalid("forward: no tokens");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= m.config.n_vocab) {
+      core::throw_invalid("forward: token ", i, " is id ", tokens[i],
+                          ", outside the vocabulary [0, ", m.config.n_vocab, ")");
+    }
+  }
+}
+
+void norm(const Model::Impl& m, const float* x, int64_t n, const Norm& w, float* out, int threads) {
+  const float eps = static_cast<float>(m.config.norm_eps);
+  if (w.b.empty() && m.arch == Architecture::llama) {
+    rms_norm(x, n, m.config.n_embd, w, eps, out, threads);
+  } else {
+    layer_norm(x, n, m.config.n_embd, w, eps, out, threads);
+  }
+}
+
+void store_rows(const float* src, int64_t n, int64_t width, std::byte* dst, DType dtype) {
+  if (dtype == DType::f32) {
+    std::memcpy(dst, src, static_cast<size_t>(n * width) * 4);
+    return;
+  }
+  auto* h = reinterpret_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n * width; ++i) h[i] = core::f32_to_f16(src[i]);
+}
+
+}  // namespace
+
+void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
+                     bool all_logits, std::vector<float>& logits, int n_threads, Observer* observer,
+                     ForwardTimes* times) {
+  const Model::Impl& m = model.impl();
+  const ModelConfig& c = m.config;
+  if (m.arch == Architecture::bert) {
+    core::throw_invalid("forward: ", m.file.path, " is an encoder (bert); use encode()");
+  }
+  check_tokens(m, tokens);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t pos0 = cache.n_past();
+  if (pos0 + n > cache.n_ctx()) {
+    core::throw_error("context full: ", pos0, " tokens in the cache + ", n, " new = ", pos0 + n,
+                      " > n_ctx ", cache.n_ctx(),
+                      "; raise the context (SessionOptions::n_ctx, qkv --ctx N; this model was "
+                      "trained with ",
+                      c.n_ctx, ")");
+  }
+  if (m.pos_embd.data && pos0 + n > m.pos_embd.n_out) {
+    core::throw_error("context full: position ", pos0 + n - 1, " is past the ", m.pos_embd.n_out,
+                      " learned positions of this model");
+  }
+  const int threads = core::resolve_threads(n_threads);
+  const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
+  const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
+  Scratch& s = Scratch::get();
+  float* x = sized(s.x, n * d);         // [n, n_embd] residual stream
+  float* h = sized(s.h, n * d);         // [n, n_embd] normed
+  float* q = sized(s.q, n * nq_w);      // [n, n_head * head_dim]
+  float* k = sized(s.k, n * nkv_w);     // [n, n_head_kv * head_dim]
+  float* v = sized(s.v, n * nkv_w);     // [n, n_head_kv * head_dim]
+  float* att = sized(s.att, n * nq_w);  // [n, n_head * head_dim]
+  float* proj = sized(s.proj, n * d);   // [n, n_embd]
+  float* up = sized(s.up, n * ff);      // [n, n_ff]
+  float* gate = sized(s.gate, n * ff);  // [n, n_ff]
+  const Emitter emit(observer, pos0, n);
+  Timer timer(times);
+
+  embed_rows(m, tokens, pos0, x);
+  emit("embed", -1, x, d);
+  timer.charge(&ForwardTimes::other);
+
+  const DType kv_dtype = cache.dtype();
+  const int64_t kv_es = kv_dtype == DType::f16 ? 2 : 4;
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = m.layers[static_cast<size_t>(l)];
+    const int layer = static_cast<int>(l);
+    norm(m, x, n, L.attn_norm, h, threads);
+    emit("attn_norm", layer, h, d);
+    timer.charge(&ForwardTimes::other);
+    L.wq.forward(h, n, d, q, nq_w, threads);
+    L.wk.forward(h, n, d, k, nkv_w, threads);
+    L.wv.forward(h, n, d, v, nkv_w, threads);
+    timer.charge(&ForwardTimes::linear);
+    rope(q, n, nq_w, nh, hd, pos0, m.rope_inv_freq, m.rope);
+    rope(k, n, nkv_w, nkv, hd, pos0, m.rope_inv_freq, m.rope);
+    emit("q", layer, q, nq_w);
+    emit("k", layer, k, nkv_w);
+    emit("v", layer, v, nkv_w);
+    store_rows(k, n, nkv_w, cache.k(layer) + pos0 * nkv_w * kv_es, kv_dtype);
+    store_rows(v, n, nkv_w, cache.v(layer) + pos0 * nkv_w * kv_es, kv_dtype);
+    timer.charge(&ForwardTimes::other);
+
+    const int64_t n_kv = pos0 + n;
+    const View4 qv = View4::dense(q, DType::f32, {1, n, nh, hd});
+    View4 kview = View4::dense(cache.k(layer), kv_dtype, {1, n_kv, nkv, hd});
+    View4 vview = View4::dense(cache.v(layer), kv_dtype, {1, n_kv, nkv, hd});
+    const MutView4 out = MutView4::dense(att, {1, n, nh, hd});
+    AttentionOptions opt;
+    opt.causal = true;
+    opt.n_threads = threads;
+    const bool watch = observer && observer->wants_attention(layer);
+    float* lse = watch ? sized(s.lse, nh * n) : nullptr;
+    attention(qv, kview, vview, out, lse, opt);
+    timer.charge(&ForwardTimes::attention);
+    if (watch) {
+      AttentionEvent e;
+      e.layer = layer;
+      e.first_position = pos0;
+      e.q = qv;
+      e.k = kview;
+      e.v = vview;
+      e.out = att;
+      e.lse = lse;
+      e.options = &opt;
+      observer->on_attention(e);
+    }
+    emit("attn_out", layer, att, nq_w);
+    L.wo.forward(att, n, nq_w, proj, d, threads);
+    timer.charge(&ForwardTimes::linear);
+    emit("attn_proj", layer, proj, d);
+    add_inplace(x, proj, n * d);
+    emit("attn_resid", layer, x, d);
+    norm(m, x, n, L.ffn_norm, h, threads);
+    emit("ffn_norm", layer, h, d);
+    timer.charge(&ForwardTimes::other);
+    const float* act = nullptr;
+    if (L.ffn_gate.n_out() > 0) {
+      L.ffn_gate.forward(h, n, d, gate, ff, threads);
+      L.ffn_up.forward(h, n, d, up, ff, threads);
+      timer.charge(&ForwardTimes::linear);
+      emit("ffn_gate", layer, gate, ff);
+      emit("ffn_up", layer, up, ff);
+      silu_mul(gate, up, n * ff, threads);
+      act = gate;
+    } else {
+      L.ffn_up.forward(h, n, d, up, ff, threads);
+      timer.charge(&ForwardTimes::linear);
+      emit("ffn_up", layer, up, ff);
+      gelu_tanh(up, n * ff, threads);
+      act = up;
+    }
+    emit("ffn_act", layer, act, ff);
+    timer.charge(&ForwardTimes::other);
+    L.ffn_down.forward(act, n, ff, proj, d, threads);
+    timer.charge(&ForwardTimes::linear);
+    emit("ffn_out", layer, proj, d);
+    add_inplace(x, proj, n * d);
+    emit("layer_out", layer, x, d);
+    timer.charge(&ForwardTimes::other);
+  }
+
+  // The final norm and the head only for the rows asked for (the last one while generating),
+  // unless an observer wants every row's final norm.
+  const int64_t first = all_logits || emit.on() ? 0 : n - 1;
+  norm(m, x + first * d, n - first, m.out_norm, h, threads);
+  emit("final_norm", -1, h, d, n - first, pos0 + first);
+  const int64_t rows = all_logits ? n : 1;
+  const float* head_in = all_logits ? h : h + (n - 1 - first) * d;
+  timer.charge(&ForwardTimes::other);
+  logits.resize(static_cast<size_t>(rows * c.n_vocab));
+  m.lm_head.forward(head_in, rows, d, logits.data(), c.n_vocab, threads);
+  timer.charge(&ForwardTimes::linear);
+  emit("logits", -1, logits.data(), c.n_vocab, rows, pos0 + n - rows);
+  cache.set_n_past(pos0 + n);
+  if (times) times->tokens += n;
+}
+
+void encoder_forward(const Model& model, std::span<const int32_t> tokens,
+                     std::span<const int32_t> token_types, std::vector<float>& hidden,
+                     std::vector<float>* pooled, int n_threads, Observer* observer,
+                     ForwardTimes* times) {
+  const Model::Impl& m = model.impl();
+  const ModelConfig& c = m.config;
+  if (m.arch != Architecture::bert) {
+    core::throw_invalid("encode: ", m.file.path, " is a decoder (", architecture_name(m.arch),
+                        "); use eval()");
+  }
+  check_tokens(m, tokens);
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n > m.pos_embd.n_out) {
+    core::throw_error("input of ", n, " tokens is longer than the ", m.pos_embd.n_out,
+                      " positions this model was trained with; shorten the text");
+  }
+  if (!token_types.empty() && static_cast<int64_t>(token_types.size()) != n) {
+    core::throw_invalid("encode: ", token_types.size(), " token types for ", n, " tokens");
+  }
+  const int threads = core::resolve_threads(n_threads);
+  const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
+  const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
+  Scratch& s = Scratch::get();
+  hidden.resize(static_cast<size_t>(n * d));
+  float* x = hidden.data();             // [n, n_embd]
+  float* q = sized(s.q, n * nq_w);      // [n, n_head * head_dim]
+  float* k = sized(s.k, n * nkv_w);     // [n, n_head_kv * head_dim]
+  float* v = sized(s.v, n * nkv_w);     // [n, n_head_kv * head_dim]
+  float* att = sized(s.att, n * nq_w);  // [n, n_head * head_dim]
+  float* proj = sized(s.proj, n * d);   // [n, n_embd]
+  float* up = sized(s.up, n * ff);      // [n, n_ff]
+  float* row = sized(s.rows, d);
+  const Emitter emit(observer, 0, n);
+  Timer timer(times);
+
+  embed_rows(m, tokens, 0, x);
+  if (m.type_embd.data) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t t = token_types.empty() ? 0 : token_types[static_cast<size_t>(i)];
+      if (t < 0 || t >= m.type_embd.n_out) {
+        core::throw_invalid("encode: token type ", t, " at ", i, " outside [0, ", m.type_embd.n_out,
+                            ")");
+      }
+      kernels::weight_row_to_f32(m.type_embd, t, row);
+      add_inplace(x + i * d, row, d);
+    }
+  }
+  norm(m, x, n, m.embd_norm, x, threads);
+  emit("embed", -1, x, d);
+  timer.charge(&ForwardTimes::other);
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = m.layers[static_cast<size_t>(l)];
+    const int layer = static_cast<int>(l);
+    L.wq.forward(x, n, d, q, nq_w, threads);
+    L.wk.forward(x, n, d, k, nkv_w, threads);
+    L.wv.forward(x, n, d, v, nkv_w, threads);
+    timer.charge(&ForwardTimes::linear);
+    emit("q", layer, q, nq_w);
+    emit("k", layer, k, nkv_w);
+    emit("v", layer, v, nkv_w);
+    const View4 qv = View4::dense(q, DType::f32, {1, n, nh, hd});
+    const View4 kview = View4::dense(k, DType::f32, {1, n, nkv, hd});
+    const View4 vview = View4::dense(v, DType::f32, {1, n, nkv, hd});
+    AttentionOptions opt;
+    opt.n_threads = threads;
+    const bool watch = observer && observer->wants_attention(layer);
+    float* lse = watch ? sized(s.lse, nh * n) : nullptr;
+    attention(qv, kview, vview, MutView4::dense(att, {1, n, nh, hd}), lse, opt);
+    timer.charge(&ForwardTimes::attention);
+    if (watch) {
+      AttentionEvent e;
+      e.layer = layer;
+      e.q = qv;
+      e.k = kview;
+      e.v = vview;
+      e.out = att;
+      e.lse = lse;
+      e.options = &opt;
+      observer->on_attention(e);
+    }
+    emit("attn_out", layer, att, nq_w);
+    L.wo.forward(att, n, nq_w, proj, d, threads);
+    timer.charge(&ForwardTimes::linear);
+    emit("attn_proj", layer, proj, d);
+    add_inplace(x, proj, n * d);
+    norm(m, x, n, L.attn_out_norm, x, threads);
+    emit("attn_resid", layer, x, d);
+    timer.charge(&ForwardTimes::other);
+    L.ffn_up.forward(x, n, d, up, ff, threads);
+    timer.charge(&ForwardTimes::linear);
+    emit("ffn_up", layer, up, ff);
+    gelu_erf(up, n * ff, threads);
+    emit("ffn_act", layer, up, ff);
+    timer.charge(&ForwardTimes::other);
+    L.ffn_down.forward(up, n, ff, proj, d, threads);
+    timer.charge(&ForwardTimes::linear);
+    emit("ffn_out", layer, proj, d);
+    add_inplace(x, proj, n * d);
+    norm(m, x, n, L.ffn_out_norm, x, threads);
+    emit("layer_out", layer, x, d);
+    timer.charge(&ForwardTimes::other);
+  }
+  if (pooled && m.has_pooler) {
+    pooled->resize(static_cast<size_t>(d));
+    m.pooler.forward(x, 1, d, pooled->data(), d, threads);
+    tanh_inplace(pooled->data(), d);
+    emit("pooled", -1, pooled->data(), d, 1, 0);
+  }
+  timer.charge(&ForwardTimes::other);
+  if (times) times->tokens += n;
+}
+
+}  // namespace qkv::model

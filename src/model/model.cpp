@@ -1,0 +1,395 @@
+// Loading: open the file, check the architecture's tensor list against it, bind each weight to
+// its role (zero-copy where the stored layout allows), find the tokenizer.
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/model_impl.h"
+
+namespace qkv {
+
+std::string_view architecture_name(Architecture a) {
+  switch (a) {
+    case Architecture::gpt2:
+      return "gpt2";
+    case Architecture::llama:
+      return "llama";
+    case Architecture::bert:
+      return "bert";
+  }
+  return "?";
+}
+
+namespace {
+
+using model::Role;
+
+std::string shape_string(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+kernels::WeightType weight_type(const ModelFile& f, const TensorInfo& t) {
+  switch (t.type) {
+    case TensorType::f32:
+      return kernels::WeightType::f32;
+    case TensorType::f16:
+      return kernels::WeightType::f16;
+    case TensorType::bf16:
+      return kernels::WeightType::bf16;
+    case TensorType::q8_0:
+      return kernels::WeightType::q8_0;
+    case TensorType::i32:
+      break;
+  }
+  core::throw_error(f.path, ": tensor ", t.name, ": dtype ", tensor_type_name(t.type),
+                    " is not a weight type (expected f32, f16, bf16 or q8_0)");
+}
+
+// HF checkpoints saved from a head model carry a prefix ("bert.", "transformer.", "model.")
+// that a base model's files do not; accept both spellings.
+const TensorInfo* find_hf(const ModelFile& f, const std::string& name) {
+  if (const TensorInfo* t = f.find_tensor(name)) return t;
+  for (std::string_view prefix : {"transformer.", "model.", "bert."}) {
+    if (name.rfind(prefix, 0) == 0) {
+      if (const TensorInfo* t = f.find_tensor(name.substr(prefix.size()))) return t;
+    } else if (const TensorInfo* t = f.find_tensor(std::string(prefix) + name)) {
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+void check_config(const ModelFile& f, const ModelConfig& c) {
+  auto need = [&](int64_t v, const char* what) {
+    if (v <= 0) {
+      core::throw_error(f.path, ": hyper-parameter ", what, ": expected > 0, found ", v);
+    }
+  };
+  need(c.n_embd, "n_embd");
+  need(c.n_layer, "n_layer");
+  need(c.n_head, "n_head");
+  need(c.n_head_kv, "n_head_kv");
+  need(c.head_dim, "head_dim");
+  need(c.n_ff, "n_ff");
+  need(c.n_ctx, "n_ctx (context length)");
+  if (c.n_head % c.n_head_kv != 0) {
+    core::throw_error(f.path, ": n_head ", c.n_head, " is not a multiple of n_head_kv ",
+                      c.n_head_kv);
+  }
+  if (c.n_layer > 4096 || c.n_head > 4096 || c.head_dim > 4096) {
+    core::throw_error(f.path, ": hyper-parameters out of range: n_layer ", c.n_layer, ", n_head ",
+                      c.n_head, ", head_dim ", c.head_dim);
+  }
+}
+
+// Binds one tensor; returns null when an optional one is absent.
+class Binder {
+ public:
+  Binder(Model::Impl& m, const std::function<void(double)>& progress)
+      : m_(m), progress_(progress) {}
+
+  const TensorInfo* find(const model::TensorSpec& spec, int layer, std::string* name_out) {
+    const std::string name = model::tensor_name(spec, m_.source, layer);
+    *name_out = name;
+    if (name.empty()) return nullptr;
+    return m_.source == model::Source::hf ? find_hf(m_.file, name) : m_.file.find_tensor(name);
+  }
+
+  // Checks the shape (and returns the [rows, cols] the role expects).
+  void check_shape(const model::TensorSpec& spec, const TensorInfo& t) {
+    const ModelConfig& c = m_.config;
+    const int64_t rows = model::dim_size(spec.shape[0], c);
+    const bool vector = spec.shape[1] == model::Dim::none;
+    const int64_t cols = model::dim_size(spec.shape[1], c);
+    std::vector<int64_t> want =
+        vector ? std::vector<int64_t>{rows} : std::vector<int64_t>{rows, cols};
+    if (!vector && spec.hf_transposed && m_.source == model::Source::hf)
+      std::swap(want[0], want[1]);
+    bool ok = t.shape.size() == want.size();
+    for (size_t i = 0; ok && i < want.size(); ++i) ok = want[i] < 0 || t.shape[i] == want[i];
+    if (!ok) {
+      std::string w = shape_string(want);
+      for (size_t at; (at = w.find("-1")) != std::string::npos;) w.replace(at, 2, "any");
+      core::throw_error(m_.file.path, ": tensor ", t.name, " (", model::role_name(spec.role),
+                        "): expected shape ", w, ", found ", shape_string(t.shape));
+    }
+  }
+
+  std::vector<float> vec(const TensorInfo& t) {
+    m_.n_params += t.n_elements();
+    return tensor_to_f32(t);
+  }
+
+  kernels::WeightView matrix(const model::TensorSpec& spec, const TensorInfo& t) {
+    m_.n_params += t.n_elements();
+    kernels::WeightView w;
+    w.type = weight_type(m_.file, t);
+    if (spec.hf_transposed && m_.source == model::Source::hf) {
+      // Conv1D [in, out] -> [out, in], kept in its dtype.
+      const int64_t in = t.shape[0], out = t.shape[1];
+      if (w.type == kernels::WeightType::q8_0) {
+        core::throw_error(m_.file.path, ": tensor ", t.name, ": q8_0 cannot be transposed");
+      }
+      const int64_t es = w.type == kernels::WeightType::f32 ? 4 : 2;
+      auto& buf = m_.owned.emplace_back(static_cast<size_t>(in * out * es));
+      for (int64_t i = 0; i < in; ++i) {
+        for (int64_t o = 0; o < out; ++o) {
+          std::memcpy(buf.data() + (o * in + i) * es, t.data + (i * out + o) * es,
+                      static_cast<size_t>(es));
+        }
+      }
+      w.n_out = out;
+      w.n_in = in;
+      w.data = buf.data();
+    } else {
+      w.n_out = t.shape[0];
+      w.n_in = t.shape.size() > 1 ? t.shape[1] : 1;
+      w.data = t.data;
+      if (w.type == kernels::WeightType::q8_0 && w.n_in % 32 != 0) {
+        core::throw_error(m_.file.path, ": tensor ", t.name, ": q8_0 rows of ", w.n_in,
+                          " values are not whole blocks of 32");
+      }
+    }
+    return w;
+  }
+
+  void bind_all() {
+    const auto specs = model::arch_tensors(m_.arch);
+    m_.layers.resize(static_cast<size_t>(m_.config.n_layer));
+    // Biases arrive before or after their matrix; collect per layer, then build Linears.
+    struct Pending {
+      kernels::WeightView w{};
+      std::vector<float> b;
+      bool has_w = false;
+    };
+    const int64_t n_layer = m_.config.n_layer;
+    for (int64_t layer = -1; layer < n_layer; ++layer) {
+      std::array<Pending, model::kRoleCount> got{};
+      std::array<std::vector<float>, model::kRoleCount> vecs{};
+      for (const model::TensorSpec& spec : specs) {
+        if (spec.per_layer != (layer >= 0)) continue;
+        std::string name;
+        const TensorInfo* t = find(spec, static_cast<int>(layer), &name);
+        if (t == nullptr) {
+          if (spec.optional || name.empty()) continue;
+          core::throw_error(m_.file.path, ": tensor ", name, " (", model::role_name(spec.role),
+                            layer >= 0 ? ", layer " + std::to_string(layer) : std::string(),
+                            ") is missing from this ", architecture_name(m_.arch), " model");
+        }
+        check_shape(spec, *t);
+        const int r = static_cast<int>(spec.role);
+        if (spec.shape[1] == model::Dim::none) {
+          vecs[r] = vec(*t);
+        } else {
+          got[r].w = matrix(spec, *t);
+          got[r].has_w = true;
+        }
+      }
+      auto linear = [&](Role w, Role b) {
+        const Pending& p = got[static_cast<int>(w)];
+        if (!p.has_w) return kernels::Linear();
+        const auto& bias = vecs[static_cast<int>(b)];
+        return kernels::Linear(p.w, bias.empty() ? nullptr : bias.data());
+      };
+      auto norm = [&](Role w, Role b) {
+        return model::Norm{std::move(vecs[static_cast<int>(w)]),
+                           std::move(vecs[static_cast<int>(b)])};
+      };
+      auto linear_nb = [&](Role w) {
+        const Pending& p = got[static_cast<int>(w)];
+        return p.has_w ? kernels::Linear(p.w) : kernels::Linear();
+      };
+      if (layer < 0) {
+        m_.tok_embd = got[static_cast<int>(Role::tok_embd)].w;
+        m_.pos_embd = got[static_cast<int>(Role::pos_embd)].w;
+        m_.type_embd = got[static_cast<int>(Role::type_embd)].w;
+        m_.embd_norm = norm(Role::embd_norm_w, Role::embd_norm_b);
+        m_.out_norm = norm(Role::out_norm_w, Role::out_norm_b);
+        if (m_.arch != Architecture::bert) {
+          const Pending& head = got[static_cast<int>(Role::lm_head)];
+          m_.lm_head = kernels::Linear(head.has_w ? head.w : m_.tok_embd);
+          m_.config.tied_embeddings = !head.has_w;
+        }
+        m_.has_pooler = got[static_cast<int>(Role::pooler_w)].has_w;
+        if (m_.has_pooler) m_.pooler = linear(Role::pooler_w, Role::pooler_b);
+      } else {
+        model::LayerWeights& L = m_.layers[static_cast<size_t>(layer)];
+        L.attn_norm = norm(Role::attn_norm_w, Role::attn_norm_b);
+        if (got[static_cast<int>(Role::wqkv)].has_w) {
+          // Rows [0, q) are Q, then K, then V: three Linears over slices of the fused tensor.
+          const kernels::WeightView& w = got[static_cast<int>(Role::wqkv)].w;
+          const auto& b = vecs[static_cast<int>(Role::bqkv)];
+          const int64_t row_bytes = kernels::weight_row_bytes(w.type, w.n_in);
+          auto slice = [&](int64_t r0, int64_t rows) {
+            kernels::WeightView part = w;
+            part.n_out = rows;
+            part.data = static_cast<const std::byte*>(w.data) + r0 * row_bytes;
+            return kernels::Linear(part, b.empty() ? nullptr : b.data() + r0);
+          };
+          const int64_t nq = m_.config.n_head * m_.config.head_dim;
+          const int64_t nkv = m_.config.n_head_kv * m_.config.head_dim;
+          L.wq = slice(0, nq);
+          L.wk = slice(nq, nkv);
+          L.wv = slice(nq + nkv, nkv);
+        } else {
+          L.wq = linear(Role::wq, Role::bq);
+          L.wk = linear(Role::wk, Role::bk);
+          L.wv = linear(Role::wv, Role::bv);
+        }
+        L.wo = linear(Role::wo, Role::bo);
+        L.attn_out_norm = norm(Role::attn_out_norm_w, Role::attn_out_norm_b);
+        L.ffn_norm = norm(Role::ffn_norm_w, Role::ffn_norm_b);
+        L.ffn_gate = linear_nb(Role::ffn_gate);
+        L.ffn_up = linear(Role::ffn_up, Role::ffn_up_b);
+        L.ffn_down = linear(Role::ffn_down, Role::ffn_down_b);
+        L.ffn_out_norm = norm(Role::ffn_out_norm_w, Role::ffn_out_norm_b);
+        if (progress_) progress_(static_cast<double>(layer + 1) / static_cast<double>(n_layer));
+      }
+    }
+  }
+
+ private:
+  Model::Impl& m_;
+  const std::function<void(double)>& progress_;
+};
+
+std::optional<std::string> sibling_llama2c_tokenizer(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> found;
+  std::error_code ec;
+  const fs::path dir = fs::path(model_path).parent_path().empty()
+                           ? fs::path(".")
+                           : fs::path(model_path).parent_path();
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.path() == fs::path(model_path)) continue;
+    if (e.path().extension() == ".bin" && name.rfind("tok", 0) == 0) found.push_back(e.path());
+  }
+  if (found.size() == 1) return found[0];
+  return std::nullopt;
+}
+
+}  // namespace
+
+TokenizerSpec find_tokenizer_spec(const ModelFile& file, const std::string& tokenizer_path) {
+  if (!tokenizer_path.empty()) return tokenizer_spec_for(file, tokenizer_path);
+  if (file.format == FileFormat::llama2c) {
+    if (auto tok = sibling_llama2c_tokenizer(file.path)) {
+      return read_llama2c_tokenizer(*tok, file.config.n_vocab);
+    }
+  }
+  return tokenizer_spec_for(file);
+}
+
+Model Model::load(const std::string& path, const LoadOptions& options) {
+  return from_file(open_model(path), options);
+}
+
+Model Model::from_file(ModelFile file, const LoadOptions& options) {
+  auto impl = std::make_shared<Impl>();
+  impl->file = std::move(file);
+  const ModelFile& f = impl->file;
+  if (f.config.architecture.empty()) {
+    core::throw_error(f.path, ": no architecture given (a bare .safetensors file has no ",
+                      "config; open the model folder with its config.json)");
+  }
+  const auto arch = model::parse_architecture(f.config.architecture);
+  if (!arch) {
+    core::throw_error(f.path, ": architecture '", f.config.architecture,
+                      "' is not supported (qkv runs gpt2, llama and bert)");
+  }
+  impl->arch = *arch;
+  impl->source = model::source_of(f);
+  ModelConfig& c = impl->config;
+  c = f.config;
+  // The vocabulary size is the embedding's row count when the metadata leaves it out.
+  if (c.n_vocab <= 0) {
+    for (const auto& spec : model::arch_tensors(impl->arch)) {
+      if (spec.role != model::Role::tok_embd) continue;
+      std::string name = model::tensor_name(spec, impl->source, -1);
+      const TensorInfo* t =
+          impl->source == model::Source::hf ? find_hf(f, name) : f.find_tensor(name);
+      if (t && !t->shape.empty()) c.n_vocab = t->shape[0];
+    }
+  }
+  if (impl->arch == Architecture::gpt2 && c.n_ff <= 0) c.n_ff = 4 * c.n_embd;
+  check_config(f, c);
+  if (impl->arch == Architecture::llama) {
+    impl->rope = impl->source == model::Source::hf ? RopeStyle::half : RopeStyle::interleaved;
+    if (c.rope_theta <= 0) c.rope_theta = 10000.0;
+    if (c.rope_type != "" && c.rope_type != "default" && c.rope_type != "none" &&
+        c.rope_type != "llama2.c") {
+      core::throw_error(f.path, ": RoPE scaling '", c.rope_type,
+                        "' is not supported (qkv applies plain RoPE)");
+    }
+    if (c.head_dim % 2 != 0)
+      core::throw_error(f.path, ": RoPE needs an even head_dim, found ", c.head_dim);
+    impl->rope_inv_freq.resize(static_cast<size_t>(c.head_dim / 2));
+    for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+      impl->rope_inv_freq[static_cast<size_t>(i)] = static_cast<float>(
+          std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim)));
+    }
+  }
+  if (impl->arch == Architecture::bert) c.causal = false;
+  if (c.norm_eps <= 0) c.norm_eps = impl->arch == Architecture::bert ? 1e-12 : 1e-5;
+  Binder(*impl, options.progress).bind_all();
+  try {
+    impl->tokenizer.emplace(find_tokenizer_spec(f, options.tokenizer_path));
+  } catch (const Error&) {
+    if (options.require_tokenizer || !options.tokenizer_path.empty()) throw;
+  }
+  Model m;
+  m.impl_ = std::move(impl);
+  return m;
+}
+
+Architecture Model::architecture() const {
+  return impl_->arch;
+}
+const ModelConfig& Model::config() const {
+  return impl_->config;
+}
+const ModelFile& Model::file() const {
+  return impl_->file;
+}
+RopeStyle Model::rope_style() const {
+  return impl_->rope;
+}
+bool Model::is_decoder() const {
+  return impl_->arch != Architecture::bert;
+}
+int64_t Model::n_params() const {
+  return impl_->n_params;
+}
+bool Model::has_tokenizer() const {
+  return impl_->tokenizer.has_value();
+}
+
+const Tokenizer& Model::tokenizer() const {
+  if (!impl_->tokenizer) {
+    // Re-run the search for its message: what to pass.
+    (void)find_tokenizer_spec(impl_->file, "");
+    core::throw_error(impl_->file.path, ": no tokenizer found; pass one with -t");
+  }
+  return *impl_->tokenizer;
+}
+
+std::string Model::describe() const {
+  const ModelConfig& c = impl_->config;
+  std::ostringstream s;
+  s << architecture_name(impl_->arch) << ": " << c.n_layer << " layers, n_embd " << c.n_embd << ", "
+    << c.n_head << " heads";
+  if (c.n_head_kv != c.n_head) s << " (" << c.n_head_kv << " kv)";
+  s << ", head_dim " << c.head_dim << ", n_ff " << c.n_ff << ", vocab " << c.n_vocab << ", ctx "
+    << c.n_ctx << ", " << static_cast<double>(impl_->n_params) / 1e6 << "M params, "
+    << kernels::weight_type_name(impl_->layers.empty() ? kernels::WeightType::f32
+                                                       : impl_->layers[0].wo.view().type)
+    << " weights, from " << file_format_name(impl_->file.format);
+  return s.str();
+}
+
+}  // namespace qkv

@@ -1,0 +1,57 @@
+// The loaded form of a model: weights bound to their roles, ready for the forward passes.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <vector>
+
+#include "kernels/linear.h"
+#include "model/arch.h"
+#include "qkv/model.h"
+
+namespace qkv::model {
+
+// LayerNorm (w and b) or RMSNorm (w only), fp32.
+struct Norm {
+  std::vector<float> w, b;  // [n_embd]
+  bool empty() const { return w.empty(); }
+};
+
+struct LayerWeights {
+  Norm attn_norm;  // pre-attention (GPT-2, LLaMA)
+  // GPT-2's fused QKV matrix is bound as three row slices of the one tensor.
+  kernels::Linear wq, wk, wv, wo;
+  Norm attn_out_norm;  // post-attention (BERT)
+  Norm ffn_norm;       // pre-MLP (GPT-2, LLaMA)
+  kernels::Linear ffn_gate, ffn_up, ffn_down;
+  Norm ffn_out_norm;  // post-MLP (BERT)
+};
+
+}  // namespace qkv::model
+
+namespace qkv {
+
+struct Model::Impl {
+  ModelFile file;
+  Architecture arch = Architecture::llama;
+  ModelConfig config;
+  RopeStyle rope = RopeStyle::none;
+  model::Source source = model::Source::gguf;
+  std::optional<Tokenizer> tokenizer;
+
+  kernels::WeightView tok_embd;   // [n_vocab, n_embd]
+  kernels::WeightView pos_embd;   // [n_ctx, n_embd] (GPT-2, BERT)
+  kernels::WeightView type_embd;  // [n_types, n_embd] (BERT)
+  model::Norm embd_norm;          // BERT
+  std::vector<model::LayerWeights> layers;
+  model::Norm out_norm;     // decoders
+  kernels::Linear lm_head;  // decoders; the token embedding when tied
+  kernels::Linear pooler;   // BERT, when present
+  bool has_pooler = false;
+  std::vector<float> rope_inv_freq;  // [head_dim / 2]: theta^(-2i / head_dim)
+  int64_t n_params = 0;
+  // Weights that could not stay in the mapped file (transposed HF Conv1D matrices).
+  std::vector<std::vector<std::byte>> owned;
+};
+
+}  // namespace qkv
