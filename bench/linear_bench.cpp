@@ -158,6 +158,7 @@ void Linear_(benchmark::State& state) {
 // Adds the ratios (of_peak, of_bw, vs_lib) that need the measured time of each run.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  RatioReporter() : ConsoleReporter(OO_Tabular) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     std::vector<Run> out = runs;
     for (Run& r : out) {
@@ -186,12 +187,12 @@ void gemv_args(benchmark::internal::Benchmark* b) {
     for (int s = 0; s < kNumShapes; ++s)
       for (int type = 0; type < 4; ++type) b->Args({s, type, t, 1, 0});
 }
-// m from 1 to 16 on both paths, for the crossover (LLaMA 2048x2048 and GPT-2 768x3072).
+// m from 1 to 64 on both paths, for the crossover (LLaMA 2048x2048 and GPT-2 768x3072).
 void crossover_args(benchmark::internal::Benchmark* b) {
   for (int t : {1, 2})
     for (int s : {2, 5})
       for (int type = 0; type < 4; ++type)
-        for (int m : {1, 2, 3, 4, 5, 6, 8, 12, 16})
+        for (int m : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64})
           for (int path : {1, 2}) b->Args({s, type, t, m, path});
 }
 

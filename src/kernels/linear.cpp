@@ -89,10 +89,12 @@ namespace {
 // once and kept in L2 (512 KiB per Zen 3 core) while every group of kGemvRows rows of x uses it.
 constexpr int64_t kGemvBlockBytes = 64 << 10;
 
-// Prefill path for weights that are not fp32 in place: each item converts a panel of this many
-// fp32 bytes of W (thread-local scratch) and multiplies it with the library on one thread. 1 MiB
-// panels keep the library's re-packing of x below 3% of the time (docs/PERFORMANCE.md).
-constexpr int64_t kPanelBytes = 1 << 20;
+// Prefill path for weights that are not fp32 in place: each item converts a panel of up to this
+// many fp32 bytes of W (thread-local scratch) and multiplies it with the library on one thread.
+// The library re-packs x for every panel, a cost of 1/rows of the work: 4 MiB panels measured
+// best (f16, m = 512: 1 MiB panels lost 25-35% against fp32 on n_in = 3072, 4 MiB 10-20%, see
+// docs/PERFORMANCE.md); there are at least two panels per thread, for balance.
+constexpr int64_t kPanelBytes = 4 << 20;
 
 bool fp32_in_place(const WeightView& w, int64_t stride) {
   return w.type == WeightType::f32 && stride % 4 == 0 &&
@@ -182,7 +184,9 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
     add_bias(b, m, 0, n_out, y, ldy);
     return;
   }
-  const int64_t rows = std::clamp<int64_t>(kPanelBytes / (4 * n_in), 1, n_out);
+  const int64_t per_thread = (n_out + 2 * threads - 1) / (2 * threads);
+  const int64_t rows =
+      std::clamp<int64_t>(std::min(kPanelBytes / (4 * n_in), per_thread), 1, n_out);
   core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
     const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
     std::vector<float>& panel = panel_scratch();  // [o1 - o0, n_in]
@@ -207,7 +211,11 @@ void linear_reference(const WeightView& w, const float* bias, const float* x, in
 }
 
 int64_t linear_gemv_max_rows(WeightType t) {
-  return cpu::kGemvRows;
+  // Measured crossover (docs/PERFORMANCE.md, "Linear layers"; 768x3072 and 2048x2048, 1 and 2
+  // threads): the matrix-vector kernels re-read each 64 KiB block of W from L2 for every 4 rows
+  // of x and stay ahead of OpenBLAS's sgemm up to m = 12-16 for fp32; converted weights also pay
+  // a full conversion of W per call on the GEMM path, so their kernels stay ahead up to m = 24-32.
+  return t == WeightType::f32 ? 12 : 24;
 }
 
 std::string_view linear_backend_name() {
