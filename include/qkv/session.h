@@ -76,8 +76,8 @@ struct GenerateResult {
   std::vector<int32_t> ids;  // generated
   std::string text;          // generated text (without the prompt)
   Stop stop = Stop::length;
-  double prefill_seconds = 0;
-  double decode_seconds = 0;
+  double prefill_seconds = 0;  // the prompt's forward pass
+  double decode_seconds = 0;   // the rest: sampling every generated token, the decode steps
   double prefill_tokens_per_second() const;
   double decode_tokens_per_second() const;
 };
@@ -108,6 +108,11 @@ class Session {
   // BERT pooler output (tanh(W · h[CLS] + b)) of the last encode(); throws when the model has none.
   std::span<const float> pooled() const;
 
+  // Tokenizes the prompt (BOS as the tokenizer says), runs it in one batch after what is already
+  // in the cache (call reset() first for an independent prompt), then samples token by token.
+  // EOS (and, for llama2.c models, BOS) ends generation and is left out of ids and text.
+  // Throws qkv::Error when the prompt alone overflows the context; running out of context
+  // while generating ends with Stop::context_full.
   GenerateResult generate(std::string_view prompt, const GenerateOptions& options = {});
   GenerateResult generate(std::span<const int32_t> prompt_ids, const GenerateOptions& options = {});
 
@@ -116,7 +121,9 @@ class Session {
   std::unique_ptr<Impl> impl_;
 };
 
-enum class Pooling : uint8_t { cls, mean };
+// cls: the last hidden state of [CLS] (as sentence-transformers' CLS pooling, e.g. BGE);
+// mean: the mean of all token states; pooler: BERT's pooler output (Session::pooled()).
+enum class Pooling : uint8_t { cls, mean, pooler };
 struct EmbedOptions {
   Pooling pooling = Pooling::cls;
   bool normalize = true;  // L2

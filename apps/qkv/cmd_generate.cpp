@@ -1,0 +1,142 @@
+// qkv generate -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
+//              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
+//              [--kv f32|f16] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
+//   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
+//   prints a story), with a newline at the end; status, progress and timings go to stderr.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <random>
+
+#include "command.h"
+#include "qkv/session.h"
+
+namespace qkv::app {
+namespace {
+
+struct GenerateCliOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string prompt;
+  int64_t n = 256;
+  SamplingParams sampling;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  int64_t ctx = 0;
+  std::string kv = "f32";
+  int threads = 0;
+  bool no_bos = false;
+  bool ignore_eos = false;
+};
+
+using Clock = std::chrono::steady_clock;
+
+// "\rloading 45%" lines on stderr, only once a load has taken long enough to be worth watching.
+std::function<void(double)> load_progress() {
+  const auto t0 = Clock::now();
+  return [t0, shown = false](double fraction) mutable {
+    if (std::chrono::duration<double>(Clock::now() - t0).count() < 0.5 && !shown) return;
+    shown = true;
+    std::fprintf(stderr, "\rloading weights: %3.0f%%%s", fraction * 100, fraction >= 1 ? "\n" : "");
+  };
+}
+
+void run(GenerateCliOptions o) {
+  if (o.model.empty()) throw Error("pass a model with -m (GGUF, HF folder or llama2.c .bin)");
+  if (o.prompt == "-") {
+    o.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  if (!o.seed) {
+    o.seed = std::random_device{}();
+    std::fprintf(stderr, "seed: %llu (pass --seed to repeat this run)\n",
+                 static_cast<unsigned long long>(*o.seed));
+  }
+  o.sampling.seed = *o.seed;
+  Sampler check(o.sampling);  // bad sampling options fail before the model loads
+
+  const Model model = Model::load(
+      o.model,
+      {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = load_progress()});
+  std::fprintf(stderr, "model: %s\n", model.describe().c_str());
+  Session session(model, {.n_ctx = o.ctx,
+                          .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
+                          .n_threads = o.threads});
+  const std::vector<int32_t> ids = model.tokenizer().encode(o.prompt, {.add_special = !o.no_bos});
+  std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s\n", ids.size(),
+               static_cast<long long>(session.n_ctx()), o.kv.c_str(),
+               ids.size() >= 256 ? " (prefill running...)" : "");
+
+  GenerateOptions g;
+  g.max_new_tokens = o.n;
+  g.sampling = o.sampling;
+  g.stop = o.stop;
+  g.stop_at_eos = !o.ignore_eos;
+  // The prompt goes out with the first text (or at the end), so an error before generation
+  // leaves stdout empty.
+  bool prompt_shown = false;
+  const auto show_prompt = [&] {
+    if (prompt_shown) return;
+    std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
+    prompt_shown = true;
+  };
+  g.on_text = [&](std::string_view text) {
+    show_prompt();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  const GenerateResult r = session.generate(std::span<const int32_t>(ids), g);
+  show_prompt();
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "prefill: %zu tokens in %.3f s (%.1f tokens/s); decode: %zu tokens in %.3f s "
+               "(%.1f tokens/s); stop: %s\n",
+               r.prompt_ids.size(), r.prefill_seconds, r.prefill_tokens_per_second(), r.ids.size(),
+               r.decode_seconds, r.decode_tokens_per_second(),
+               std::string(stop_reason_name(r.stop)).c_str());
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<GenerateCliOptions>();
+  app.add_option("-m,--model", o->model, "GGUF file, HF model folder or llama2.c .bin")->required();
+  app.add_option("-t,--tokenizer", o->tokenizer,
+                 "tokenizer file (llama2.c tokenizer.bin, tokenizer.json); default: the model's "
+                 "own or one beside it");
+  app.add_option("-p,--prompt", o->prompt, "prompt text (\"-\" reads standard input)");
+  app.add_option("-n,--n-predict", o->n, "most tokens to generate")->capture_default_str();
+  app.add_option("--temp", o->sampling.temperature, "temperature; 0 = greedy")
+      ->capture_default_str();
+  app.add_option("--top-k", o->sampling.top_k, "keep the K most likely tokens; 0 = off")
+      ->capture_default_str();
+  app.add_option("--top-p", o->sampling.top_p, "nucleus sampling mass; 1 = off")
+      ->capture_default_str();
+  app.add_option("--min-p", o->sampling.min_p, "drop tokens below P x the best; 0 = off")
+      ->capture_default_str();
+  app.add_option("--repeat-penalty", o->sampling.repeat_penalty, "repetition penalty; 1 = off")
+      ->capture_default_str();
+  app.add_option("--repeat-last-n", o->sampling.repeat_last_n,
+                 "tokens the repetition penalty looks back over")
+      ->capture_default_str();
+  app.add_option("--seed", o->seed, "random seed (default: a fresh one, printed)");
+  app.add_option("--stop", o->stop, "stop at this text (not printed); repeatable")
+      ->allow_extra_args(false);
+  app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
+  app.add_option("--kv", o->kv, "KV cache type")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
+  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  app.add_flag("--no-bos", o->no_bos, "do not add BOS before the prompt");
+  app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS");
+  app.callback([o] { run(*o); });
+}
+
+Registrar reg("generate", "Generate text from a prompt with a decoder model", setup);
+
+}  // namespace
+}  // namespace qkv::app

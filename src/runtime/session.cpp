@@ -1,0 +1,150 @@
+// Session: the KV cache of one conversation over a shared Model, eval() for decoders and
+// encode()/pooled() for encoders (include/qkv/session.h). Generation is in generate.cpp.
+#include <optional>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "model/forward.h"
+#include "qkv/session.h"
+#include "runtime/session_impl.h"
+
+namespace qkv {
+
+namespace {
+
+// Learned position embeddings (GPT-2, BERT) have no rows past the trained context; RoPE
+// (LLaMA) extends to any position, though quality past the trained length is the user's risk.
+bool has_learned_positions(const Model& m) {
+  return m.architecture() != Architecture::llama;
+}
+
+int64_t choose_n_ctx(const Model& m, int64_t requested) {
+  const int64_t trained = m.config().n_ctx;
+  if (requested < 0) {
+    core::throw_invalid("SessionOptions::n_ctx = ", requested,
+                        "; expected > 0, or 0 for the model's trained context (", trained, ")");
+  }
+  if (requested == 0) {
+    if (trained <= 0) {
+      core::throw_invalid(
+          "the model file states no context length; set SessionOptions::n_ctx "
+          "(CLI: --ctx N)");
+    }
+    return trained;
+  }
+  if (trained > 0 && requested > trained && has_learned_positions(m)) {
+    core::throw_invalid("SessionOptions::n_ctx = ", requested, " exceeds the ", trained,
+                        " positions that ", architecture_name(m.architecture()),
+                        " learned (it has learned position embeddings); use n_ctx <= ", trained,
+                        " (CLI: --ctx N)");
+  }
+  return requested;
+}
+
+}  // namespace
+
+Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.n_ctx = choose_n_ctx(model, options.n_ctx);
+  if (options.n_threads < 0) {
+    core::throw_invalid("SessionOptions::n_threads = ", options.n_threads,
+                        "; expected >= 0 (0 = all hardware threads)");
+  }
+  s.n_threads = core::resolve_threads(options.n_threads);
+  s.options = options;
+  s.model = std::move(model);
+  if (s.model.is_decoder()) s.cache.emplace(s.model, s.n_ctx, options.kv_type);
+}
+
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+const Model& Session::model() const {
+  return impl_->model;
+}
+int64_t Session::n_ctx() const {
+  return impl_->n_ctx;
+}
+int64_t Session::n_past() const {
+  return impl_->cache ? impl_->cache->n_past() : 0;
+}
+
+void Session::reset() {
+  if (impl_->cache) impl_->cache->set_n_past(0);
+  impl_->has_pooled = false;
+}
+
+void Session::Impl::check_tokens(std::span<const int32_t> tokens, const char* what) const {
+  if (tokens.empty()) core::throw_invalid(what, ": no tokens");
+  const int64_t n_vocab = model.config().n_vocab;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= n_vocab) {
+      core::throw_invalid(what, ": token ", i, " = ", tokens[i], " is outside the vocabulary [0, ",
+                          n_vocab, ")");
+    }
+  }
+}
+
+std::string Session::Impl::overflow_message(int64_t n_new) const {
+  const int64_t past = cache ? cache->n_past() : 0;
+  const int64_t trained = model.config().n_ctx;
+  std::string how =
+      has_learned_positions(model)
+          ? core::concat("; this model has learned positions and cannot go past ", trained,
+                         " (shorten the input, or call reset())")
+          : core::concat("; raise it with SessionOptions::n_ctx (CLI: --ctx N)",
+                         trained > 0 ? core::concat(", trained context ", trained) : "");
+  return core::concat("context full: ", past, " tokens in the cache + ", n_new,
+                      " new > n_ctx = ", n_ctx, how);
+}
+
+std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_logits) {
+  Impl& s = *impl_;
+  if (!s.cache) {
+    core::throw_invalid("Session::eval: ", architecture_name(s.model.architecture()),
+                        " is an encoder; use Session::encode()");
+  }
+  s.check_tokens(tokens, "Session::eval");
+  if (s.cache->n_past() + static_cast<int64_t>(tokens.size()) > s.n_ctx) {
+    throw Error(s.overflow_message(static_cast<int64_t>(tokens.size())));
+  }
+  model::decoder_forward(s.model, *s.cache, tokens, all_logits, s.logits, s.n_threads,
+                         s.options.observer, &s.times);
+  return s.logits;
+}
+
+std::span<const float> Session::encode(std::span<const int32_t> tokens,
+                                       std::span<const int32_t> token_types) {
+  Impl& s = *impl_;
+  if (s.cache) {
+    core::throw_invalid("Session::encode: ", architecture_name(s.model.architecture()),
+                        " is a decoder; use Session::eval()");
+  }
+  s.check_tokens(tokens, "Session::encode");
+  if (!token_types.empty() && token_types.size() != tokens.size()) {
+    core::throw_invalid("Session::encode: ", token_types.size(), " token types for ", tokens.size(),
+                        " tokens; pass one per token or none");
+  }
+  if (static_cast<int64_t>(tokens.size()) > s.n_ctx) {
+    throw Error(s.overflow_message(static_cast<int64_t>(tokens.size())));
+  }
+  s.has_pooled = false;
+  const bool pooler = model::has_pooler(s.model);
+  model::encoder_forward(s.model, tokens, token_types, s.hidden, pooler ? &s.pooled : nullptr,
+                         s.n_threads, s.options.observer, &s.times);
+  s.has_pooled = pooler;
+  return s.hidden;
+}
+
+std::span<const float> Session::pooled() const {
+  const Impl& s = *impl_;
+  if (!model::has_pooler(s.model)) {
+    throw Error(core::concat("Session::pooled: the model (", s.model.describe(),
+                             ") has no pooler; use the hidden states from encode()"));
+  }
+  if (!s.has_pooled) throw Error("Session::pooled: call encode() first");
+  return s.pooled;
+}
+
+}  // namespace qkv
