@@ -237,6 +237,9 @@ void write_safetensors(const std::string& path,
 // Tokenizer data from model files (build a qkv::Tokenizer from it, qkv/tokenizer.h).
 // From GGUF tokenizer.ggml.* keys (model "gpt2", "llama" or "bert").
 TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m);
+// The inverse: writes a spec as tokenizer.ggml.* keys (llama.cpp's conventions, so that
+// tokenizer_spec_from_gguf gives back a tokenizer that encodes the same).
+void tokenizer_spec_to_gguf(const TokenizerSpec& spec, Metadata& metadata);
 // HF tokenizer.json (BPE with ByteLevel, BPE with byte_fallback, or WordPiece).
 TokenizerSpec read_tokenizer_json(const std::string& path);
 TokenizerSpec parse_tokenizer_json(std::string_view text, const std::string& name);

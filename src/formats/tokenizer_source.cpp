@@ -136,6 +136,64 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
   return s;
 }
 
+void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
+  using T = MetaValue::Type;
+  const char* model = s.model == TokenizerSpec::Model::byte_bpe  ? "gpt2"
+                      : s.model == TokenizerSpec::Model::spm_bpe ? "llama"
+                                                                 : "bert";
+  md.set("tokenizer.ggml.model", MetaValue::make_string(model));
+  if (s.model == TokenizerSpec::Model::byte_bpe) {
+    md.set("tokenizer.ggml.pre", MetaValue::make_string(s.pre_tokenizer));
+  }
+  std::vector<MetaValue> tokens;
+  tokens.reserve(s.tokens.size());
+  static const std::string kSpace = "\xe2\x96\x81";
+  for (const std::string& t : s.tokens) {
+    if (s.model != TokenizerSpec::Model::wordpiece ||
+        (t.size() >= 2 && t.front() == '[' && t.back() == ']')) {
+      tokens.push_back(MetaValue::make_string(t));
+    } else if (t.rfind("##", 0) == 0) {
+      // llama.cpp's BERT form: continuations without "##", word starts with "▁" (the reader
+      // above undoes this).
+      tokens.push_back(MetaValue::make_string(t.substr(2)));
+    } else {
+      tokens.push_back(MetaValue::make_string(kSpace + t));
+    }
+  }
+  md.set("tokenizer.ggml.tokens", MetaValue::make_array(T::string, std::move(tokens)));
+  if (!s.scores.empty()) {
+    std::vector<MetaValue> scores;
+    for (float f : s.scores) scores.push_back(MetaValue::make_float(T::f32, f));
+    md.set("tokenizer.ggml.scores", MetaValue::make_array(T::f32, std::move(scores)));
+  }
+  if (!s.kinds.empty()) {
+    std::vector<MetaValue> kinds;
+    for (TokenKind k : s.kinds)
+      kinds.push_back(MetaValue::make_int(T::i32, static_cast<int32_t>(k)));
+    md.set("tokenizer.ggml.token_type", MetaValue::make_array(T::i32, std::move(kinds)));
+  }
+  if (!s.merges.empty()) {
+    std::vector<MetaValue> merges;
+    for (const auto& [a, b] : s.merges) merges.push_back(MetaValue::make_string(a + " " + b));
+    md.set("tokenizer.ggml.merges", MetaValue::make_array(T::string, std::move(merges)));
+  }
+  auto id = [&](const char* key, int32_t v) {
+    if (v >= 0) md.set(key, MetaValue::make_uint(T::u32, static_cast<uint64_t>(v)));
+  };
+  id("tokenizer.ggml.bos_token_id", s.bos);
+  id("tokenizer.ggml.eos_token_id", s.eos);
+  id("tokenizer.ggml.unknown_token_id", s.unk);
+  id("tokenizer.ggml.padding_token_id", s.pad);
+  id("tokenizer.ggml.seperator_token_id", s.sep);
+  id("tokenizer.ggml.cls_token_id", s.cls);
+  id("tokenizer.ggml.mask_token_id", s.mask);
+  md.set("tokenizer.ggml.add_bos_token", MetaValue::make_bool(s.add_bos));
+  md.set("tokenizer.ggml.add_eos_token", MetaValue::make_bool(s.add_eos));
+  if (s.model == TokenizerSpec::Model::spm_bpe) {
+    md.set("tokenizer.ggml.add_space_prefix", MetaValue::make_bool(s.add_space_prefix));
+  }
+}
+
 namespace {
 
 TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::string& f) {

@@ -1,0 +1,65 @@
+// qkv convert -m MODEL [-t TOKENIZER] -o OUT.gguf [--dtype f32|f16|bf16|q8_0] [--name NAME]
+//   Writes a model (HF folder, llama2.c .bin, GGUF) as GGUF in llama.cpp's conventions: tensor
+//   names and metadata keys, Q/K rows permuted for interleaved RoPE, the tokenizer inside.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "command.h"
+#include "model/convert.h"
+#include "qkv/model.h"
+
+namespace qkv::app {
+namespace {
+
+struct ConvertArgs {
+  std::string model, tokenizer, out, dtype, name;
+};
+
+void run(const ConvertArgs& a) {
+  model::ConvertOptions opt;
+  opt.name = a.name;
+  if (!a.dtype.empty()) {
+    if (a.dtype == "f32") {
+      opt.dtype = TensorType::f32;
+    } else if (a.dtype == "f16") {
+      opt.dtype = TensorType::f16;
+    } else if (a.dtype == "bf16") {
+      opt.dtype = TensorType::bf16;
+    } else if (a.dtype == "q8_0") {
+      opt.dtype = TensorType::q8_0;
+    } else {
+      throw InvalidArgument("--dtype: expected f32, f16, bf16 or q8_0, found \"" + a.dtype + "\"");
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const Model model = Model::load(a.model, {.tokenizer_path = a.tokenizer});
+  std::fprintf(stderr, "%s\n", model.describe().c_str());
+  if (!model.has_tokenizer()) {
+    std::fprintf(stderr, "note: no tokenizer found; the GGUF will have none (pass -t)\n");
+  }
+  for (const std::string& note : model::convert_to_gguf(model, a.out, opt)) {
+    std::fprintf(stderr, "note: %s\n", note.c_str());
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "wrote %s (%.1f MB) in %.2f s\n", a.out.c_str(),
+               static_cast<double>(std::filesystem::file_size(a.out)) / 1e6, s);
+}
+
+void setup(CLI::App& app) {
+  auto a = std::make_shared<ConvertArgs>();
+  app.add_option("-m,--model", a->model, "HF model folder, llama2.c .bin or GGUF")->required();
+  app.add_option("-t,--tokenizer", a->tokenizer, "tokenizer file (llama2.c tokenizer.bin, ...)");
+  app.add_option("-o,--out", a->out, "output .gguf")->required();
+  app.add_option("--dtype", a->dtype,
+                 "type of the weight matrices: f32, f16, bf16 or q8_0 (default: as stored)");
+  app.add_option("--name", a->name, "general.name (default: the source file name)");
+  app.callback([a] { run(*a); });
+}
+
+Registrar reg("convert", "Write a model as GGUF (llama.cpp conventions)", setup);
+
+}  // namespace
+}  // namespace qkv::app

@@ -1,0 +1,169 @@
+#include "model/convert.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "model/model_impl.h"
+
+namespace qkv::model {
+
+namespace {
+
+struct Planned {
+  const TensorSpec* spec;
+  const TensorInfo* src;
+  int layer;
+  TensorType type;
+  std::vector<int64_t> shape;  // as written, row-major [rows, cols]
+};
+
+// llama.cpp's converter reorders the rows of Q and K of an HF LLaMA within each head from
+// (first halves, second halves) to interleaved pairs, so that RoPE on pairs (2i, 2i+1) of the
+// new rows equals rotate-half RoPE on pairs (i, i + head_dim/2) of the old ones:
+//   new row h*hd + 2i + j  =  old row h*hd + j*hd/2 + i
+std::vector<float> permute_rows(const std::vector<float>& w, int64_t n_head, int64_t head_dim,
+                                int64_t cols) {
+  std::vector<float> out(w.size());
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_head; ++h) {
+    for (int64_t i = 0; i < half; ++i) {
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t to = h * head_dim + 2 * i + j, from = h * head_dim + j * half + i;
+        std::copy_n(w.data() + from * cols, cols, out.data() + to * cols);
+      }
+    }
+  }
+  return out;
+}
+
+void encode(const std::vector<float>& v, TensorType type, std::span<std::byte> out) {
+  switch (type) {
+    case TensorType::f32:
+      std::memcpy(out.data(), v.data(), v.size() * 4);
+      return;
+    case TensorType::f16:
+    case TensorType::bf16: {
+      auto* h = reinterpret_cast<uint16_t*>(out.data());
+      for (size_t i = 0; i < v.size(); ++i) {
+        h[i] = type == TensorType::f16 ? core::f32_to_f16(v[i]) : core::f32_to_bf16(v[i]);
+      }
+      return;
+    }
+    case TensorType::q8_0:
+      quantize_q8_0(v.data(), static_cast<int64_t>(v.size()), out.data());
+      return;
+    case TensorType::i32:
+      break;
+  }
+  core::throw_invalid("convert: cannot write dtype ", tensor_type_name(type));
+}
+
+void set_hparams(const Model::Impl& m, Metadata& md, const std::string& name) {
+  using T = MetaValue::Type;
+  const ModelConfig& c = m.config;
+  const std::string a(architecture_name(m.arch));
+  auto u32 = [&](const std::string& key, int64_t v) {
+    md.set(a + "." + key, MetaValue::make_uint(T::u32, static_cast<uint64_t>(v)));
+  };
+  auto f32 = [&](const std::string& key, double v) {
+    md.set(a + "." + key, MetaValue::make_float(T::f32, v));
+  };
+  md.set("general.architecture", MetaValue::make_string(a));
+  md.set("general.name", MetaValue::make_string(name));
+  u32("context_length", c.n_ctx);
+  u32("embedding_length", c.n_embd);
+  u32("block_count", c.n_layer);
+  u32("feed_forward_length", c.n_ff);
+  u32("attention.head_count", c.n_head);
+  if (m.arch == Architecture::llama) {
+    u32("attention.head_count_kv", c.n_head_kv);
+    f32("attention.layer_norm_rms_epsilon", c.norm_eps);
+    f32("rope.freq_base", c.rope_theta);
+    u32("rope.dimension_count", c.head_dim);
+  } else {
+    f32("attention.layer_norm_epsilon", c.norm_eps);
+  }
+  if (c.head_dim * c.n_head != c.n_embd) {
+    u32("attention.key_length", c.head_dim);
+    u32("attention.value_length", c.head_dim);
+  }
+  if (m.arch == Architecture::bert) {
+    md.set(a + ".attention.causal", MetaValue::make_bool(false));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> convert_to_gguf(const Model& model, const std::string& path,
+                                         const ConvertOptions& options) {
+  const Model::Impl& m = model.impl();
+  std::vector<std::string> notes;
+  const ModelConfig& c = m.config;
+  std::vector<Planned> plan;
+  for (int layer = -1; layer < c.n_layer; ++layer) {
+    for (const TensorSpec& spec : arch_tensors(m.arch)) {
+      if (spec.per_layer != (layer >= 0)) continue;
+      const std::string name = tensor_name(spec, m.source, layer);
+      if (name.empty()) continue;
+      const TensorInfo* t = m.file.find_tensor(name);
+      if (t == nullptr) {
+        for (std::string_view prefix : {"transformer.", "model.", "bert."}) {
+          if (t == nullptr && name.rfind(prefix, 0) == 0) {
+            t = m.file.find_tensor(name.substr(prefix.size()));
+          }
+          if (t == nullptr) t = m.file.find_tensor(std::string(prefix) + name);
+        }
+      }
+      if (t == nullptr) continue;  // optional and absent (the loader checked the rest)
+      Planned p{&spec, t, layer, TensorType::f32, {}};
+      const bool matrix = spec.shape[1] != Dim::none;
+      p.shape = t->shape;
+      if (matrix && spec.hf_transposed && m.source == Source::hf) {
+        std::swap(p.shape[0], p.shape[1]);
+      }
+      if (matrix) {
+        p.type = options.dtype.value_or(t->type == TensorType::i32 ? TensorType::f32 : t->type);
+        if (p.type == TensorType::q8_0 && p.shape[1] % 32 != 0) {
+          // As llama.cpp's quantizer does: rows that are not whole blocks stay f16.
+          p.type = TensorType::f16;
+          notes.push_back(core::concat(name, ": rows of ", p.shape[1],
+                                       " values are not whole q8_0 blocks; written as f16"));
+        }
+      }
+      plan.push_back(std::move(p));
+    }
+  }
+  Metadata md;
+  const std::string name =
+      options.name.empty() ? std::filesystem::path(m.file.path).filename().string() : options.name;
+  set_hparams(m, md, name);
+  if (m.tokenizer) tokenizer_spec_to_gguf(m.tokenizer->spec(), md);
+  std::vector<GgufTensorDecl> decls;
+  for (const Planned& p : plan) {
+    decls.push_back({tensor_name(*p.spec, Source::gguf, p.layer), p.type, p.shape});
+  }
+  const bool permute = m.arch == Architecture::llama && m.source == Source::hf;
+  write_gguf_streaming(path, md, decls, [&](size_t i, std::span<std::byte> out) {
+    const Planned& p = plan[i];
+    std::vector<float> v = tensor_to_f32(*p.src);
+    if (p.shape.size() == 2 && p.spec->hf_transposed && m.source == Source::hf) {
+      const int64_t rows = p.shape[0], cols = p.shape[1];  // written [out, in]; stored [in, out]
+      std::vector<float> t(v.size());
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t k = 0; k < cols; ++k) t[r * cols + k] = v[k * rows + r];
+      }
+      v = std::move(t);
+    }
+    if (permute) {
+      const Role r = p.spec->role;
+      const int64_t cols = p.shape.size() == 2 ? p.shape[1] : 1;
+      if (r == Role::wq || r == Role::bq) v = permute_rows(v, c.n_head, c.head_dim, cols);
+      if (r == Role::wk || r == Role::bk) v = permute_rows(v, c.n_head_kv, c.head_dim, cols);
+    }
+    encode(v, p.type, out);
+  });
+  return notes;
+}
+
+}  // namespace qkv::model
