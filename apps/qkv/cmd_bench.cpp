@@ -18,6 +18,9 @@
 #include "qkv/error.h"
 
 namespace qkv::app {
+
+void add_bench_model(CLI::App& bench);  // cmd_bench_model.cpp
+
 namespace {
 
 struct BenchArgs {
@@ -197,6 +200,7 @@ void setup_bench(CLI::App& app) {
   att->add_flag("--json", a->json, "Print one JSON object");
   att->add_flag("--no-reference", a->no_reference, "Skip timing the reference");
   att->callback([a] { run_bench(*a); });
+  add_bench_model(app);
 }
 
 Registrar reg("bench", "Benchmarks against this machine's measured limits", setup_bench);
