@@ -251,7 +251,9 @@ TEST(Session, F16KvCacheGivesTheSameGreedyTokens) {
   QKV_REQUIRE_SHARED(model_path, kModel);
   QKV_REQUIRE_SHARED(ref_path, kRef);
   Session session(load_stories(model_path), {.kv_type = KvType::f16, .n_threads = 1});
-  for (const auto& c : read_json(ref_path)["cases"]) {
+  const nlohmann::json ref = read_json(ref_path);
+  ASSERT_EQ(ref["cases"].size(), 2u);
+  for (const auto& c : ref["cases"]) {
     session.reset();
     const GenerateResult r =
         session.generate(c["prompt"].get<std::string>(), greedy(run_c_new_tokens(c)));
