@@ -92,9 +92,9 @@ constexpr int64_t kGemvBlockBytes = 256 << 10;
 
 // Prefill path for weights that are not fp32 in place: each item converts a panel of up to this
 // many fp32 bytes of W (thread-local scratch) and multiplies it with the library on one thread.
-// The library re-packs x for every panel, a cost of 1/rows of the work: 4 MiB panels measured
-// best (f16, m = 512: 1 MiB panels lost 25-35% against fp32 on n_in = 3072, 4 MiB 10-20%, see
-// docs/PERFORMANCE.md); there are at least two panels per thread, for balance.
+// The library re-packs x for every panel, a cost of 1/rows of the work (f16, m = 512, one
+// thread, against fp32: 256 KiB panels lost 24-45%, 1 MiB 8-40%, 4 MiB 21-24%; the final runs
+// give 0.92 of fp32, docs/PERFORMANCE.md). At least two panels per thread, for balance.
 constexpr int64_t kPanelBytes = 4 << 20;
 
 bool fp32_in_place(const WeightView& w, int64_t stride) {

@@ -3,8 +3,8 @@
 //
 // Two paths behind one call: matrix-matrix products (prefill, m > a few rows) and
 // matrix-vector products (decode, bound by the bytes of the weights). `Linear` prepares a weight
-// once (it may keep a repacked copy) and is then used from any thread; `linear_reference` is the
-// naive double-accumulating twin for tests.
+// once and is then used from any thread; it keeps no copy of the weights (fp32 is used in place,
+// other types are widened per call). `linear_reference` is the naive double-accumulating twin.
 #pragma once
 
 #include <cstdint>

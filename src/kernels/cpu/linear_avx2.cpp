@@ -22,8 +22,9 @@ namespace qkv::kernels::cpu::avx2 {
 namespace {
 
 // How far ahead of the loads the weights are prefetched. Measured on Zen 3 (m = 1, 256 MiB of
-// weights, ratio to a plain read loop, medians of 3): q8_0 0.65 -> 0.74 with 1024 bytes (0 / 512 /
-// 2048: 0.65 / 0.67 / 0.76); f32 and f16 unchanged within the noise (+-5%).
+// weights, fraction of a plain read loop, medians of 3, huge / 4 KiB pages): q8_0 0.58 / 0.70
+// without, 0.71 / 0.74 at 1024 bytes (2048: 0.73 / 0.78, within the noise); f32 and f16
+// unchanged within the noise.
 constexpr int64_t kPrefetchBytes = 1024;
 
 float hsum(__m256 v) {
@@ -114,9 +115,9 @@ void gemv_float_rows(const GemvTask& t, int64_t o) {
   }
 }
 
-// fp32 decode (m = 1) reads four weight rows per pass, sharing each load of x (measured +10-25%
-// over one row, like OpenBLAS's sgemv); for f16/bf16, four rows measured 20% slower than one:
-// the conversions already double the work per byte, and one stream per thread prefetches best.
+// fp32 decode (m = 1) reads four weight rows per pass, sharing each load of x (+13-34% over one
+// row in three of four runs, -14% in one; OpenBLAS's sgemv does the same); for f16/bf16, two or
+// four rows per pass measured 20-30% slower than one row with four accumulators.
 template <WeightType T, int M>
 void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
   constexpr int R = T == WeightType::f32 && M == 1 ? 4 : 1;
