@@ -75,7 +75,9 @@ void run(const ModelBenchArgs& a) {
   }
   if (a.kv != "f32" && a.kv != "f16") throw InvalidArgument("--kv: expected f32 or f16");
   const auto t_load = std::chrono::steady_clock::now();
-  const Model model = Model::load(a.model, {.tokenizer_path = a.tokenizer});
+  LoadOptions load;
+  load.tokenizer_path = a.tokenizer;
+  const Model model = Model::load(a.model, load);
   const double load_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   const ModelConfig& c = model.config();

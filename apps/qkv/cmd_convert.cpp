@@ -35,7 +35,9 @@ void run(const ConvertArgs& a) {
     }
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const Model model = Model::load(a.model, {.tokenizer_path = a.tokenizer});
+  LoadOptions load;
+  load.tokenizer_path = a.tokenizer;
+  const Model model = Model::load(a.model, load);
   std::fprintf(stderr, "%s\n", model.describe().c_str());
   if (!model.has_tokenizer()) {
     std::fprintf(stderr, "note: no tokenizer found; the GGUF will have none (pass -t)\n");

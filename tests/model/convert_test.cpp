@@ -29,7 +29,9 @@ std::vector<float> run(const Model& model, const std::vector<int32_t>& ids) {
 
 void check_conversion(const std::string& source, const std::string& tokenizer_path,
                       const std::string& text) {
-  const Model original = Model::load(source, {.tokenizer_path = tokenizer_path});
+  LoadOptions load;
+  load.tokenizer_path = tokenizer_path;
+  const Model original = Model::load(source, load);
   const std::vector<int32_t> ids = original.tokenizer().encode(text);
   const std::vector<float> want = run(original, ids);
   struct Case {
@@ -43,7 +45,9 @@ void check_conversion(const std::string& source, const std::string& tokenizer_pa
     const std::string out = ::testing::TempDir() + "/qkv_convert_" +
                             std::filesystem::path(source).filename().string() + "_" + dtype +
                             ".gguf";
-    model::convert_to_gguf(original, out, {.dtype = c.dtype});
+    model::ConvertOptions options;
+    options.dtype = c.dtype;
+    model::convert_to_gguf(original, out, options);
     const Model converted = Model::load(out);
     EXPECT_EQ(converted.architecture(), original.architecture());
     if (original.architecture() == Architecture::llama) {
