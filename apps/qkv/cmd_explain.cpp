@@ -1,0 +1,243 @@
+// qkv explain -m MODEL [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
+//             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F] [--json]
+//             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
+//   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
+//   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
+//   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
+//   "where does it look" scores, and with --token the tokens that token attends to most.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "command.h"
+#include "qkv/error.h"
+#include "qkv/explain.h"
+
+namespace qkv::app {
+namespace {
+
+struct ExplainCliOptions {
+  std::string model, tokenizer, text, token, layers = "all", heads = "all", map;
+  std::string html, png, svg, npy, overflow = "top-k";
+  int64_t n = 0, max_floats = int64_t(1) << 28;
+  int top_k = 16, threads = 0;
+  bool json = false, ascii = false, no_special = false;
+};
+
+// "all" or a comma-separated list of indices.
+std::vector<int> parse_list(const std::string& s, const char* what) {
+  std::vector<int> out;
+  if (s == "all" || s.empty()) return out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      out.push_back(std::stoi(item, &used));
+      if (used != item.size()) throw std::invalid_argument(item);
+    } catch (const std::exception&) {
+      throw Error(std::string("--") + what + ": expected \"all\" or indices like 0,3; got \"" + s +
+                  "\"");
+    }
+  }
+  return out;
+}
+
+// The map that --map names, [n, n]: "L:H" (a selected layer and head), "L:mean" (mean of the
+// selected heads), "rollout"; default: the mean of the selected heads of the last selected layer.
+std::vector<float> chosen_map(const Explanation& e, const std::string& spec, std::string& title) {
+  const AttentionCapture& c = e.capture;
+  const int64_t n = static_cast<int64_t>(e.ids.size());
+  const auto layer_mean = [&](size_t li) {
+    std::vector<float> all;
+    for (size_t hi = 0; hi < c.heads().size(); ++hi) {
+      const std::vector<float> m = c.map(li, hi, n);
+      all.insert(all.end(), m.begin(), m.end());
+    }
+    return mean_map(all, static_cast<int64_t>(c.heads().size()), n);
+  };
+  const auto index_of = [](const std::vector<int>& v, int x, const char* what) {
+    const auto it = std::find(v.begin(), v.end(), x);
+    if (it == v.end()) {
+      throw Error(std::string("--map: ") + what + " " + std::to_string(x) +
+                  " was not captured; add it to --" + what + "s");
+    }
+    return static_cast<size_t>(it - v.begin());
+  };
+  if (spec == "rollout") {
+    std::vector<float> means;
+    for (size_t li = 0; li < c.layers().size(); ++li) {
+      const std::vector<float> m = layer_mean(li);
+      means.insert(means.end(), m.begin(), m.end());
+    }
+    title = "attention rollout over the selected layers";
+    return attention_rollout(means, static_cast<int64_t>(c.layers().size()), n);
+  }
+  if (spec.empty()) {
+    title = "layer " + std::to_string(c.layers().back()) + ", mean of the selected heads";
+    return layer_mean(c.layers().size() - 1);
+  }
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) {
+    throw Error("--map: expected L:H, L:mean or rollout; got \"" + spec + "\"");
+  }
+  const int layer = parse_list(spec.substr(0, colon), "map").at(0);
+  const size_t li = index_of(c.layers(), layer, "layer");
+  const std::string h = spec.substr(colon + 1);
+  if (h == "mean") {
+    title = "layer " + std::to_string(layer) + ", mean of the selected heads";
+    return layer_mean(li);
+  }
+  const int head = parse_list(h, "map").at(0);
+  title = "layer " + std::to_string(layer) + ", head " + std::to_string(head);
+  return c.map(li, index_of(c.heads(), head, "head"), n);
+}
+
+std::string trimmed(std::string s) {
+  s.erase(0, s.find_first_not_of(' '));
+  s.erase(s.find_last_not_of(' ') + 1);
+  return s;
+}
+
+// The row of --token: "#5" is position 5; otherwise the first token whose text, without
+// surrounding spaces, equals it, else the last token of the first word that spells it ("cat"
+// split as " c" "at").
+int64_t find_token(const Explanation& e, const std::string& t) {
+  if (t.size() > 1 && t[0] == '#') return parse_list(t.substr(1), "token").at(0);
+  for (size_t i = 0; i < e.tokens.size(); ++i) {
+    if (trimmed(e.tokens[i]) == t) return static_cast<int64_t>(i);
+  }
+  std::string word;
+  for (size_t i = 0; i < e.tokens.size(); ++i) {
+    if (i > 0 && e.word_ids[i] != e.word_ids[i - 1]) word.clear();
+    word += e.tokens[i];
+    const bool word_ends = i + 1 == e.tokens.size() || e.word_ids[i + 1] != e.word_ids[i];
+    if (word_ends && trimmed(word) == t) return static_cast<int64_t>(i);
+  }
+  throw Error("--token: \"" + t +
+              "\" is not one of the tokens or words; pass its text or #POSITION");
+}
+
+HeatmapOptions::Color terminal_color(bool ascii) {
+  if (ascii || !isatty(STDOUT_FILENO)) return HeatmapOptions::Color::ascii;
+  const char* ct = std::getenv("COLORTERM");
+  const std::string c = ct ? ct : "";
+  return c == "truecolor" || c == "24bit" ? HeatmapOptions::Color::truecolor
+                                          : HeatmapOptions::Color::ansi256;
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  if (!f) throw Error("cannot write " + path);
+}
+
+void run(const ExplainCliOptions& o) {
+  const Model model = Model::load(
+      o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+  ExplainOptions eo;
+  eo.capture.layers = parse_list(o.layers, "layers");
+  eo.capture.heads = parse_list(o.heads, "heads");
+  eo.capture.max_floats = o.max_floats;
+  eo.capture.top_k = o.top_k;
+  eo.capture.overflow = o.overflow == "rows"    ? OverflowKeep::rows
+                        : o.overflow == "heads" ? OverflowKeep::heads
+                                                : OverflowKeep::top_k;
+  eo.max_new_tokens = o.n;
+  eo.add_special = !o.no_special;
+  eo.n_threads = o.threads;
+  const Explanation e = explain(model, o.text, eo);
+  const int64_t n = static_cast<int64_t>(e.ids.size());
+  std::fprintf(stderr, "model: %s\n%s\n", e.model.c_str(), e.capture.memory_note().c_str());
+
+  if (!o.npy.empty()) {
+    write_npy(o.npy, e);
+    std::fprintf(stderr, "wrote %s [%zu, %zu, %lld, %lld] and %s.tokens.json\n", o.npy.c_str(),
+                 e.capture.layers().size(), e.capture.heads().size(), static_cast<long long>(n),
+                 static_cast<long long>(n), o.npy.c_str());
+  }
+  if (!o.html.empty()) {
+    write_file(o.html, render_html(e));
+    std::fprintf(stderr, "wrote %s\n", o.html.c_str());
+  }
+  std::string title;
+  const std::vector<float> map = chosen_map(e, o.map, title);
+  if (!o.png.empty()) {
+    write_png(o.png, map, n, n > 256 ? 1 : n > 64 ? 4 : 16);
+    std::fprintf(stderr, "wrote %s (%s)\n", o.png.c_str(), title.c_str());
+  }
+  if (!o.svg.empty()) {
+    write_file(o.svg, render_svg(map, n, e.tokens));
+    std::fprintf(stderr, "wrote %s (%s)\n", o.svg.c_str(), title.c_str());
+  }
+  if (o.json) {
+    std::cout << to_json(e) << "\n";
+    return;
+  }
+
+  std::cout << title << " (row = query, column = key)\n";
+  std::cout << render_heatmap(map, n, e.tokens, {.color = terminal_color(o.ascii)});
+  std::cout << "\nwhere each head looks (mean mass per row; entropy in nats):\n"
+            << "layer head  previous  first   self    same-word induction entropy\n";
+  for (size_t li = 0; li < e.capture.layers().size(); ++li) {
+    for (size_t hi = 0; hi < e.capture.heads().size(); ++hi) {
+      const LookScores s = look_scores(e.capture.map(li, hi, n), n, e.ids, e.word_ids);
+      std::printf("%5d %4d  %8.3f %7.3f %7.3f %9.3f %9.3f %7.3f\n", e.capture.layers()[li],
+                  e.capture.heads()[hi], s.previous, s.first, s.self, s.same_word, s.induction,
+                  s.entropy);
+    }
+  }
+  if (!o.token.empty()) {
+    const int64_t row = find_token(e, o.token);
+    if (row < 0 || row >= n)
+      throw Error("--token: position " + std::to_string(row) + " is out of range");
+    std::printf("\ntoken #%lld \"%s\" attends most to:\n", static_cast<long long>(row),
+                e.tokens[static_cast<size_t>(row)].c_str());
+    for (const Attended& a : top_attended(map, n, row, 5)) {
+      std::printf("  %6.3f  #%lld \"%s\"\n", a.weight, static_cast<long long>(a.key),
+                  e.tokens[static_cast<size_t>(a.key)].c_str());
+    }
+  }
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<ExplainCliOptions>();
+  app.add_option("-m,--model", o->model, "GGUF file, HF model folder or llama2.c .bin")->required();
+  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file; default: the model's own");
+  app.add_option("text", o->text, "text to explain")->required();
+  app.add_option("-n,--n-predict", o->n, "decoders: tokens to generate greedily (maps grow)")
+      ->capture_default_str();
+  app.add_option("--token", o->token, "show what this token attends to (text or #POSITION)");
+  app.add_option("--layers", o->layers, "layers to capture: all or 0,3")->capture_default_str();
+  app.add_option("--heads", o->heads, "heads to capture: all or 0,3")->capture_default_str();
+  app.add_option("--map", o->map,
+                 "map to draw/export: L:H, L:mean or rollout (default: last layer, head mean)");
+  app.add_option("--html", o->html, "write a self-contained interactive HTML report");
+  app.add_option("--png", o->png, "write the map as a PNG image");
+  app.add_option("--svg", o->svg, "write the map as an SVG image with token labels");
+  app.add_option("--npy", o->npy,
+                 "write all maps as float32 [layers, heads, tokens, tokens] and FILE.tokens.json");
+  app.add_flag("--json", o->json, "print tokens, maps and analyses as JSON");
+  app.add_flag("--ascii", o->ascii, "ASCII shades even on a colour terminal");
+  app.add_flag("--no-special", o->no_special, "leave out BOS / [CLS] [SEP]");
+  app.add_option("--max-floats", o->max_floats, "budget of stored probabilities (4 bytes each)")
+      ->capture_default_str();
+  app.add_option("--overflow", o->overflow, "what to keep past the budget")
+      ->check(CLI::IsMember({"rows", "heads", "top-k"}))
+      ->capture_default_str();
+  app.add_option("--top-k", o->top_k, "keys kept per row past the budget (--overflow top-k)")
+      ->capture_default_str();
+  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  app.callback([o] { run(*o); });
+}
+
+Registrar reg("explain", "Exact attention maps of a text: heatmaps, analyses, exports", setup);
+
+}  // namespace
+}  // namespace qkv::app

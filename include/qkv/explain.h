@@ -1,0 +1,193 @@
+// qkv — explanation: exact attention maps captured from the fast path, analyses of them, and
+// exports (NumPy .npy, JSON, PNG, SVG, terminal heatmaps, an interactive HTML report).
+//
+//   qkv::Model model = qkv::Model::load("stories260K.bin", {.tokenizer_path = "tok512.bin"});
+//   qkv::Explanation e = qkv::explain(model, "Once upon a time", {.max_new_tokens = 8});
+//   std::vector<float> map = e.capture.map(0, 3);          // layer 0, head 3: [n_tokens, n_tokens]
+//   qkv::write_npy("maps.npy", e);                          // [n_layer_sel, n_head_sel, T, T]
+//
+// Maps are exact: an AttentionCapture is an Observer (qkv/observer.h) that recomputes the softmax
+// rows from the log-sum-exp the fast kernel saved (qkv::attention_probs), so the run itself stays
+// on the fast path. Row = query position, column = key position; rows of a causal model are zero
+// to the right of the diagonal.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qkv/model.h"
+#include "qkv/observer.h"
+#include "qkv/session.h"
+
+namespace qkv {
+
+// What a capture keeps once its float budget (CaptureOptions::max_floats) would be exceeded.
+// The budget is never exceeded; every row left out is counted and named by memory_note().
+enum class OverflowKeep : uint8_t {
+  rows,   // later rows are dropped (the first rows stay complete)
+  heads,  // later rows are kept only for the first `overflow_heads` selected heads of each layer
+  top_k,  // later rows keep only their `top_k` largest probabilities (with their key indices)
+};
+std::string_view overflow_keep_name(OverflowKeep k);
+
+struct CaptureOptions {
+  std::vector<int> layers;  // layer indices; empty: all
+  std::vector<int> heads;   // query-head indices; empty: all
+  // Query positions to capture; empty: all (every prefill row and every generated step).
+  std::vector<int64_t> rows;
+  // Budget for stored probabilities: values plus key indices of sparse rows, 4 bytes each.
+  // Default 2^28 floats = 1 GiB (about 8 layers x 8 heads x 2,900 tokens of causal maps).
+  int64_t max_floats = int64_t(1) << 28;
+  OverflowKeep overflow = OverflowKeep::top_k;
+  int top_k = 16;
+  int overflow_heads = 1;
+  // Q, K, V and the attention output of one head (-1: none). K and V are those of the head's
+  // KV group (GQA).
+  int detail_layer = -1;
+  int detail_head = -1;
+};
+
+// Q/K/V/output rows of one head, by position: q, k [n_tokens, head_dim]; v, out
+// [n_tokens, head_dim_v].
+struct HeadDetail {
+  int layer = -1;
+  int head = -1;
+  int64_t head_dim = 0;
+  int64_t head_dim_v = 0;
+  std::vector<float> q, k, v, out;
+};
+
+// Captures attention probabilities of the chosen layers and heads for every forward pass it
+// observes. Rows are kept by absolute position: running a new prompt after Session::reset()
+// overwrites them (call clear() to drop everything).
+class AttentionCapture : public Observer {
+ public:
+  // Throws InvalidArgument when a layer or head is out of range for the model.
+  AttentionCapture(const Model& model, CaptureOptions options = {});
+  ~AttentionCapture() override;
+  AttentionCapture(AttentionCapture&&) noexcept;
+  AttentionCapture& operator=(AttentionCapture&&) noexcept;
+
+  bool wants_attention(int layer) override;
+  void on_attention(const AttentionEvent& event) override;
+
+  const CaptureOptions& options() const;
+  const std::vector<int>& layers() const;  // selected, ascending
+  const std::vector<int>& heads() const;   // selected, ascending
+  int64_t n_tokens() const;                // 1 + the highest query position captured
+
+  // Dense [n, n] map of the li-th selected layer and hi-th selected head (n = -1: n_tokens());
+  // rows not captured are zeros; sparse (top-k) rows hold only their kept entries.
+  std::vector<float> map(size_t li, size_t hi, int64_t n = -1) const;
+  // Whether row `pos` of (li, hi) was stored, and whether it was stored in full.
+  bool has_row(size_t li, size_t hi, int64_t pos) const;
+  bool row_is_dense(size_t li, size_t hi, int64_t pos) const;
+
+  int64_t stored_floats() const;
+  int64_t dropped_rows() const;  // (layer, head, row) triples left out by the budget
+  int64_t sparse_rows() const;   // rows stored as top-k
+  // One line on the memory used and what, if anything, the budget left out.
+  std::string memory_note() const;
+
+  const std::optional<HeadDetail>& detail() const;
+  void clear();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ExplainOptions {
+  CaptureOptions capture;
+  int64_t max_new_tokens = 0;  // decoders: tokens to generate after the prompt (maps grow)
+  SamplingParams sampling{.temperature = 0.f};  // greedy by default: reproducible maps
+  bool add_special = true;                      // BOS / [CLS] ... [SEP] as the tokenizer says
+  int64_t n_ctx = 0;                            // 0: prompt + new tokens (at most the model's)
+  int n_threads = 0;
+};
+
+struct Explanation {
+  std::vector<int32_t> ids;         // prompt then generated tokens, one per map row
+  std::vector<std::string> tokens;  // their text (token_bytes, invalid UTF-8 replaced)
+  std::vector<int32_t> word_ids;    // word index of each token (see word_ids())
+  int64_t n_prompt = 0;
+  std::string model;  // Model::describe()
+  AttentionCapture capture;
+};
+
+// Runs the text through the model (encoders: one bidirectional pass; decoders: a prefill then
+// max_new_tokens generated steps, each generated token also run so that it has a row) with an
+// AttentionCapture attached. Throws qkv::Error when the model has no tokenizer.
+Explanation explain(const Model& model, std::string_view text, const ExplainOptions& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Analyses. A map is a dense row-major [n, n] matrix (row = query, column = key).
+
+// Word index of each token: a token starts a word when its text starts with a space, when it is
+// a special token, when it is the first token, or when it is punctuation only.
+std::vector<int32_t> word_ids(const Tokenizer& tokenizer, std::span<const int32_t> ids);
+
+// Shannon entropy (nats) of each row, over the row's mass (renormalised); empty rows give 0.
+std::vector<double> row_entropy(std::span<const float> map, int64_t n);
+
+// Where a head looks: the mean over query rows of the probability mass on
+struct LookScores {
+  double previous = 0;   // key i-1 (rows i >= 1)
+  double first = 0;      // key 0, the "sink" (rows i >= 1)
+  double self = 0;       // key i
+  double same_word = 0;  // other keys of the query's word (rows whose word has other tokens)
+  double induction = 0;  // keys j <= i whose previous token equals token i (rows with such j)
+  double entropy = 0;    // mean row entropy (nats)
+};
+LookScores look_scores(std::span<const float> map, int64_t n, std::span<const int32_t> ids,
+                       std::span<const int32_t> word_ids);
+
+// The mean of n_maps [n, n] maps laid out one after another.
+std::vector<float> mean_map(std::span<const float> maps, int64_t n_maps, int64_t n);
+
+// Attention rollout (Abnar & Zuidema 2020): per layer A = rownorm(0.5 * mean_heads + 0.5 * I),
+// R = A_L ... A_1. head_means: n_layers [n, n] head-averaged maps, lowest layer first.
+std::vector<float> attention_rollout(std::span<const float> head_means, int64_t n_layers,
+                                     int64_t n);
+
+struct Attended {
+  int64_t key = 0;
+  float weight = 0;
+};
+// The k largest entries of one row, largest first (ties: lower key first); zeros left out.
+std::vector<Attended> top_attended(std::span<const float> map, int64_t n, int64_t row, int64_t k);
+
+// ---------------------------------------------------------------------------------------------
+// Exports. Errors name the file.
+
+// One float32 C-order .npy of shape [n_layer_sel, n_head_sel, n_tokens, n_tokens] and, beside
+// it, path + ".tokens.json": {"ids": [...], "tokens": [...], "layers": [...], "heads": [...]}.
+void write_npy(const std::string& path, const Explanation& e);
+// Everything as one JSON document: tokens, layers, heads, the maps (rounded to 6 digits), the
+// per-head look scores and the memory note.
+std::string to_json(const Explanation& e);
+
+struct HeatmapOptions {
+  enum class Color : uint8_t { ascii, ansi256, truecolor };
+  Color color = Color::ascii;
+  int label_width = 10;     // characters of each row label
+  int64_t max_tokens = 80;  // the last max_tokens tokens when there are more
+};
+// A terminal heatmap of one [n, n] map: one row per query with its token label, one cell per key.
+std::string render_heatmap(std::span<const float> map, int64_t n,
+                           const std::vector<std::string>& tokens, const HeatmapOptions& options);
+
+// Images of one [n, n] map: `cell` pixels per entry, white (0) to dark blue (row max or 1).
+void write_png(const std::string& path, std::span<const float> map, int64_t n, int cell = 4);
+std::string render_svg(std::span<const float> map, int64_t n,
+                       const std::vector<std::string>& tokens, int cell = 14);
+
+// A self-contained interactive HTML page (no network): head view, model view, heatmap, analyses.
+std::string render_html(const Explanation& e);
+
+}  // namespace qkv

@@ -1,0 +1,320 @@
+// AttentionCapture: exact probability rows recomputed from the kernel's log-sum-exp, stored per
+// (selected layer, selected head, query position) under a float budget.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+
+#include "qkv/error.h"
+#include "qkv/explain.h"
+
+namespace qkv {
+
+std::string_view overflow_keep_name(OverflowKeep k) {
+  switch (k) {
+    case OverflowKeep::rows:
+      return "rows";
+    case OverflowKeep::heads:
+      return "heads";
+    case OverflowKeep::top_k:
+      return "top-k";
+  }
+  return "?";
+}
+
+namespace {
+
+// One stored probability row. Dense rows hold keys [0, p.size()) (trailing zeros trimmed: a
+// causal row ends at its own position); sparse rows hold p[i] for key keys[i].
+struct Row {
+  std::vector<float> p;
+  std::vector<int32_t> keys;
+  bool present = false;
+  int64_t floats() const { return static_cast<int64_t>(p.size() + keys.size()); }
+};
+
+// Element (t, h, d) of a [1, n, heads, dim] view as fp32.
+float at(const View4& v, int64_t t, int64_t h, int64_t d) {
+  const int64_t i = t * v.stride[1] + h * v.stride[2] + d * v.stride[3];
+  switch (v.dtype) {
+    case DType::f32:
+      return static_cast<const float*>(v.data)[i];
+    case DType::f16:
+      return f16_to_f32(static_cast<const uint16_t*>(v.data)[i]);
+    case DType::bf16:
+      return bf16_to_f32(static_cast<const uint16_t*>(v.data)[i]);
+  }
+  return 0.f;
+}
+
+std::vector<int> select(const std::vector<int>& asked, int64_t n, const char* what) {
+  std::vector<int> out;
+  if (asked.empty()) {
+    out.resize(static_cast<size_t>(n));
+    std::iota(out.begin(), out.end(), 0);
+    return out;
+  }
+  for (int x : asked) {
+    if (x < 0 || x >= n) {
+      throw InvalidArgument("explain: " + std::string(what) + " " + std::to_string(x) +
+                            " is out of range; the model has " + std::to_string(n) + " " + what +
+                            "s (0.." + std::to_string(n - 1) + ")");
+    }
+    out.push_back(x);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// Rows recomputed per attention_probs call: bounds the scratch buffer to about 4 MiB.
+constexpr int64_t kScratchFloats = int64_t(1) << 20;
+
+}  // namespace
+
+struct AttentionCapture::Impl {
+  CaptureOptions opt;
+  int64_t n_layer = 0, n_head = 0;
+  std::vector<int> layers, heads;
+  std::vector<int> layer_slot;         // [n_layer] -> index in layers or -1
+  std::vector<std::vector<Row>> rows;  // [layers * heads][position]
+  int64_t n_tokens = 0, stored = 0, dropped = 0, sparse = 0;
+  bool full = false;  // the budget was reached once: the overflow policy applies from then on
+  std::optional<HeadDetail> detail;
+
+  std::vector<Row>& slot(size_t li, size_t hi) { return rows[li * heads.size() + hi]; }
+  const std::vector<Row>& slot(size_t li, size_t hi) const { return rows[li * heads.size() + hi]; }
+  bool wanted_row(int64_t pos) const {
+    return opt.rows.empty() || std::find(opt.rows.begin(), opt.rows.end(), pos) != opt.rows.end();
+  }
+  void store(Row& r, const float* p, int64_t n_kv, size_t hi);
+  void capture_detail(const AttentionEvent& e);
+};
+
+// Dense while the budget allows; past it, the chosen overflow policy.
+void AttentionCapture::Impl::store(Row& r, const float* p, int64_t n_kv, size_t hi) {
+  if (r.present) {  // a position seen again (a new prompt after reset): replace it
+    stored -= r.floats();
+    r = Row{};
+  }
+  int64_t len = n_kv;
+  while (len > 0 && p[len - 1] == 0.f) --len;
+  const bool fits_dense = stored + len <= opt.max_floats;
+  if (!fits_dense) full = true;
+  const bool keep_head =
+      opt.overflow == OverflowKeep::heads && static_cast<int>(hi) < opt.overflow_heads;
+  if (fits_dense && (!full || keep_head)) {
+    r.p.assign(p, p + len);
+  } else if (opt.overflow == OverflowKeep::top_k &&
+             stored + 2 * std::min<int64_t>(opt.top_k, len) <= opt.max_floats) {
+    std::vector<int32_t> idx(static_cast<size_t>(len));
+    std::iota(idx.begin(), idx.end(), 0);
+    const size_t k = static_cast<size_t>(std::min<int64_t>(opt.top_k, len));
+    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    idx.resize(k);
+    std::sort(idx.begin(), idx.end());
+    for (int32_t j : idx) r.p.push_back(p[j]);
+    r.keys = std::move(idx);
+    ++sparse;
+  } else {
+    ++dropped;
+    return;
+  }
+  r.present = true;
+  stored += r.floats();
+}
+
+void AttentionCapture::Impl::capture_detail(const AttentionEvent& e) {
+  const int64_t n_q = e.q.shape[1], n_kv = e.k.shape[1];
+  const int64_t hd = e.q.shape[3], hd_v = e.v.shape[3];
+  const int64_t group = e.q.shape[2] / e.k.shape[2];
+  const int64_t h = opt.detail_head, hk = h / group;
+  if (!detail) {
+    detail.emplace();
+    detail->layer = opt.detail_layer;
+    detail->head = opt.detail_head;
+    detail->head_dim = hd;
+    detail->head_dim_v = hd_v;
+  }
+  HeadDetail& d = *detail;
+  const auto grow = [](std::vector<float>& x, int64_t n) {
+    if (static_cast<int64_t>(x.size()) < n) x.resize(static_cast<size_t>(n), 0.f);
+  };
+  grow(d.q, n_kv * hd);
+  grow(d.out, n_kv * hd_v);
+  grow(d.k, n_kv * hd);
+  grow(d.v, n_kv * hd_v);
+  for (int64_t i = 0; i < n_q; ++i) {
+    const int64_t pos = e.first_position + i;
+    for (int64_t c = 0; c < hd; ++c) d.q[static_cast<size_t>(pos * hd + c)] = at(e.q, i, h, c);
+    const float* o = e.out + i * e.q.shape[2] * hd_v + h * hd_v;
+    std::copy(o, o + hd_v, d.out.begin() + pos * hd_v);
+  }
+  for (int64_t j = 0; j < n_kv; ++j) {
+    for (int64_t c = 0; c < hd; ++c) d.k[static_cast<size_t>(j * hd + c)] = at(e.k, j, hk, c);
+    for (int64_t c = 0; c < hd_v; ++c) d.v[static_cast<size_t>(j * hd_v + c)] = at(e.v, j, hk, c);
+  }
+}
+
+AttentionCapture::AttentionCapture(const Model& model, CaptureOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  const ModelConfig& c = model.config();
+  m.n_layer = c.n_layer;
+  m.n_head = c.n_head;
+  m.layers = select(options.layers, c.n_layer, "layer");
+  m.heads = select(options.heads, c.n_head, "head");
+  if (options.max_floats < 0) throw InvalidArgument("explain: max_floats must be >= 0");
+  if (options.top_k < 1) {
+    throw InvalidArgument("explain: top_k must be >= 1, got " + std::to_string(options.top_k));
+  }
+  if ((options.detail_layer >= 0) != (options.detail_head >= 0)) {
+    throw InvalidArgument("explain: give both detail_layer and detail_head (or neither)");
+  }
+  if (options.detail_layer >= c.n_layer || options.detail_head >= c.n_head) {
+    throw InvalidArgument("explain: detail head (layer " + std::to_string(options.detail_layer) +
+                          ", head " + std::to_string(options.detail_head) +
+                          ") is out of range; the model has " + std::to_string(c.n_layer) +
+                          " layers of " + std::to_string(c.n_head) + " heads");
+  }
+  m.opt = std::move(options);
+  m.layer_slot.assign(static_cast<size_t>(c.n_layer), -1);
+  for (size_t i = 0; i < m.layers.size(); ++i)
+    m.layer_slot[static_cast<size_t>(m.layers[i])] = static_cast<int>(i);
+  m.rows.resize(m.layers.size() * m.heads.size());
+}
+
+AttentionCapture::~AttentionCapture() = default;
+AttentionCapture::AttentionCapture(AttentionCapture&&) noexcept = default;
+AttentionCapture& AttentionCapture::operator=(AttentionCapture&&) noexcept = default;
+
+bool AttentionCapture::wants_attention(int layer) {
+  const Impl& m = *impl_;
+  if (layer < 0 || layer >= m.n_layer) return false;
+  return m.layer_slot[static_cast<size_t>(layer)] >= 0 || layer == m.opt.detail_layer;
+}
+
+void AttentionCapture::on_attention(const AttentionEvent& e) {
+  Impl& m = *impl_;
+  if (e.layer < 0 || e.layer >= m.n_layer) return;
+  if (e.layer == m.opt.detail_layer) m.capture_detail(e);
+  const int li = m.layer_slot[static_cast<size_t>(e.layer)];
+  if (li < 0) return;
+  const int64_t n_q = e.q.shape[1], n_kv = e.k.shape[1];
+  std::vector<int64_t> wanted;  // query rows of this event to capture
+  for (int64_t i = 0; i < n_q; ++i) {
+    if (m.wanted_row(e.first_position + i)) wanted.push_back(i);
+  }
+  if (wanted.empty()) return;
+  m.n_tokens = std::max(m.n_tokens, e.first_position + wanted.back() + 1);
+  const int64_t chunk = std::max<int64_t>(1, kScratchFloats / std::max<int64_t>(n_kv, 1));
+  std::vector<float> probs;  // [rows of the chunk, n_kv]
+  for (size_t hi = 0; hi < m.heads.size(); ++hi) {
+    std::vector<Row>& slot = m.slot(static_cast<size_t>(li), hi);
+    if (static_cast<int64_t>(slot.size()) < m.n_tokens)
+      slot.resize(static_cast<size_t>(m.n_tokens));
+    for (size_t r0 = 0; r0 < wanted.size(); r0 += static_cast<size_t>(chunk)) {
+      const size_t nr = std::min(wanted.size() - r0, static_cast<size_t>(chunk));
+      const std::span<const int64_t> rows(wanted.data() + r0, nr);
+      probs.resize(nr * static_cast<size_t>(n_kv));
+      attention_probs(e.q, e.k, e.lse, 0, m.heads[hi], rows, probs.data(), *e.options);
+      for (size_t r = 0; r < nr; ++r) {
+        const int64_t pos = e.first_position + rows[r];
+        m.store(slot[static_cast<size_t>(pos)], probs.data() + r * static_cast<size_t>(n_kv), n_kv,
+                hi);
+      }
+    }
+  }
+}
+
+const CaptureOptions& AttentionCapture::options() const {
+  return impl_->opt;
+}
+const std::vector<int>& AttentionCapture::layers() const {
+  return impl_->layers;
+}
+const std::vector<int>& AttentionCapture::heads() const {
+  return impl_->heads;
+}
+int64_t AttentionCapture::n_tokens() const {
+  return impl_->n_tokens;
+}
+
+std::vector<float> AttentionCapture::map(size_t li, size_t hi, int64_t n) const {
+  const Impl& m = *impl_;
+  if (li >= m.layers.size() || hi >= m.heads.size()) {
+    throw InvalidArgument("explain: map(" + std::to_string(li) + ", " + std::to_string(hi) +
+                          ") is out of range; " + std::to_string(m.layers.size()) + " layers and " +
+                          std::to_string(m.heads.size()) + " heads were selected");
+  }
+  if (n < 0) n = m.n_tokens;
+  std::vector<float> out(static_cast<size_t>(n * n), 0.f);
+  const std::vector<Row>& slot = m.slot(li, hi);
+  for (int64_t i = 0; i < std::min<int64_t>(n, static_cast<int64_t>(slot.size())); ++i) {
+    const Row& r = slot[static_cast<size_t>(i)];
+    float* dst = out.data() + i * n;
+    if (r.keys.empty()) {
+      std::copy_n(r.p.begin(), std::min<int64_t>(n, static_cast<int64_t>(r.p.size())), dst);
+    } else {
+      for (size_t t = 0; t < r.keys.size(); ++t) {
+        if (r.keys[t] < n) dst[r.keys[t]] = r.p[t];
+      }
+    }
+  }
+  return out;
+}
+
+bool AttentionCapture::has_row(size_t li, size_t hi, int64_t pos) const {
+  const Impl& m = *impl_;
+  if (li >= m.layers.size() || hi >= m.heads.size() || pos < 0) return false;
+  const std::vector<Row>& slot = m.slot(li, hi);
+  return pos < static_cast<int64_t>(slot.size()) && slot[static_cast<size_t>(pos)].present;
+}
+
+bool AttentionCapture::row_is_dense(size_t li, size_t hi, int64_t pos) const {
+  return has_row(li, hi, pos) && impl_->slot(li, hi)[static_cast<size_t>(pos)].keys.empty();
+}
+
+int64_t AttentionCapture::stored_floats() const {
+  return impl_->stored;
+}
+int64_t AttentionCapture::dropped_rows() const {
+  return impl_->dropped;
+}
+int64_t AttentionCapture::sparse_rows() const {
+  return impl_->sparse;
+}
+
+std::string AttentionCapture::memory_note() const {
+  const Impl& m = *impl_;
+  std::ostringstream s;
+  s << "attention capture: " << m.layers.size() << " layers x " << m.heads.size() << " heads, "
+    << m.n_tokens << " tokens, " << m.stored << " floats stored (" << (m.stored * 4.0 / (1 << 20))
+    << " MiB) of a budget of " << m.opt.max_floats;
+  if (m.sparse > 0) {
+    s << "; budget reached: " << m.sparse << " rows kept as their top " << m.opt.top_k << " keys";
+  }
+  if (m.dropped > 0) {
+    s << "; budget reached: " << m.dropped << " rows dropped (overflow policy "
+      << overflow_keep_name(m.opt.overflow);
+    if (m.opt.overflow == OverflowKeep::heads)
+      s << ", first " << m.opt.overflow_heads << " heads kept";
+    s << ")";
+  }
+  return s.str();
+}
+
+const std::optional<HeadDetail>& AttentionCapture::detail() const {
+  return impl_->detail;
+}
+
+void AttentionCapture::clear() {
+  Impl& m = *impl_;
+  for (auto& s : m.rows) s.clear();
+  m.n_tokens = m.stored = m.dropped = m.sparse = 0;
+  m.full = false;
+  m.detail.reset();
+}
+
+}  // namespace qkv

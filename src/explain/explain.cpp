@@ -1,0 +1,99 @@
+// explain(): a text through a Session with an AttentionCapture attached; token strings and words.
+#include <algorithm>
+#include <cctype>
+
+#include "qkv/error.h"
+#include "qkv/explain.h"
+
+namespace qkv {
+
+namespace {
+
+// Replaces bytes that are not part of valid UTF-8 with U+FFFD, so labels print and serialise.
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
+    }
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<int32_t> word_ids(const Tokenizer& tokenizer, std::span<const int32_t> ids) {
+  std::vector<int32_t> out;
+  int32_t word = -1;
+  bool prev_own = false;  // the previous token was a word of its own (special, punctuation)
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string b = tokenizer.token_bytes(ids[i]);
+    const bool special = tokenizer.is_special(ids[i]);
+    const bool punct = !b.empty() && std::all_of(b.begin(), b.end(), [](char c) {
+      return std::ispunct(static_cast<unsigned char>(c)) != 0;
+    });
+    const bool starts = i == 0 || special || punct || prev_own ||
+                        (!b.empty() && std::isspace(static_cast<unsigned char>(b[0])) != 0);
+    if (starts) ++word;
+    out.push_back(word);
+    prev_own = special || punct;
+  }
+  return out;
+}
+
+Explanation explain(const Model& model, std::string_view text, const ExplainOptions& options) {
+  const Tokenizer& tok = model.tokenizer();
+  std::vector<int32_t> prompt = tok.encode(text, {.add_special = options.add_special});
+  if (prompt.empty()) throw InvalidArgument("explain: the text gives no tokens; pass some text");
+  Explanation e{.ids = {},
+                .tokens = {},
+                .word_ids = {},
+                .n_prompt = 0,
+                .model = {},
+                .capture = AttentionCapture(model, options.capture)};
+  e.model = model.describe();
+  e.n_prompt = static_cast<int64_t>(prompt.size());
+  e.ids = prompt;
+  const int64_t n_new = model.is_decoder() ? std::max<int64_t>(options.max_new_tokens, 0) : 0;
+  int64_t n_ctx = options.n_ctx;
+  if (n_ctx == 0) {
+    n_ctx = static_cast<int64_t>(prompt.size()) + n_new;
+    if (model.config().n_ctx > 0) n_ctx = std::min(n_ctx, model.config().n_ctx);
+  }
+  Session session(model, {.n_ctx = n_ctx, .n_threads = options.n_threads, .observer = &e.capture});
+  if (!model.is_decoder()) {
+    session.encode(prompt);
+  } else if (n_new == 0) {
+    session.eval(prompt);
+  } else {
+    GenerateOptions g;
+    g.max_new_tokens = n_new;
+    g.sampling = options.sampling;
+    g.add_special = options.add_special;
+    const GenerateResult r = session.generate(std::span<const int32_t>(prompt), g);
+    e.ids.insert(e.ids.end(), r.ids.begin(), r.ids.end());
+    // generate() samples the last token without running it; run it so it has a row too.
+    if (!r.ids.empty() && session.n_past() < static_cast<int64_t>(e.ids.size()) &&
+        session.n_past() < session.n_ctx()) {
+      session.eval(std::span<const int32_t>(&r.ids.back(), 1));
+    }
+  }
+  // Tokens that were run, one per map row (a full context can leave the last sampled one out).
+  if (model.is_decoder()) e.ids.resize(static_cast<size_t>(session.n_past()));
+  for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
+  e.word_ids = word_ids(tok, e.ids);
+  return e;
+}
+
+}  // namespace qkv

@@ -1,0 +1,123 @@
+// Exports of captured maps: NumPy .npy (+ tokens JSON) and one JSON document.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "explain_internal.h"
+#include "qkv/error.h"
+#include "qkv/explain.h"
+
+namespace qkv {
+
+namespace explain_detail {
+
+nlohmann::json tokens_json(const Explanation& e) {
+  nlohmann::json j;
+  j["ids"] = e.ids;
+  j["tokens"] = e.tokens;
+  j["word_ids"] = e.word_ids;
+  j["n_prompt"] = e.n_prompt;
+  j["layers"] = e.capture.layers();
+  j["heads"] = e.capture.heads();
+  j["model"] = e.model;
+  j["memory"] = e.capture.memory_note();
+  return j;
+}
+
+nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector<float>>& maps) {
+  const int64_t n = static_cast<int64_t>(e.ids.size());
+  const size_t nl = e.capture.layers().size(), nh = e.capture.heads().size();
+  nlohmann::json heads = nlohmann::json::array();
+  std::vector<float> layer_means;  // [nl, n, n]
+  for (size_t l = 0; l < nl; ++l) {
+    std::vector<float> all;
+    for (size_t h = 0; h < nh; ++h) {
+      const std::vector<float>& m = maps[l * nh + h];
+      const LookScores s = look_scores(m, n, e.ids, e.word_ids);
+      heads.push_back({{"layer", e.capture.layers()[l]},
+                       {"head", e.capture.heads()[h]},
+                       {"entropy", s.entropy},
+                       {"previous", s.previous},
+                       {"first", s.first},
+                       {"self", s.self},
+                       {"same_word", s.same_word},
+                       {"induction", s.induction}});
+      all.insert(all.end(), m.begin(), m.end());
+    }
+    const std::vector<float> mean = mean_map(all, static_cast<int64_t>(nh), n);
+    layer_means.insert(layer_means.end(), mean.begin(), mean.end());
+  }
+  nlohmann::json out;
+  out["heads"] = heads;
+  out["rollout"] = rounded(attention_rollout(layer_means, static_cast<int64_t>(nl), n));
+  return out;
+}
+
+std::vector<double> rounded(const std::vector<float>& v) {
+  std::vector<double> out;
+  out.reserve(v.size());
+  for (float x : v) out.push_back(std::round(double(x) * 1e6) / 1e6);
+  return out;
+}
+
+std::vector<std::vector<float>> all_maps(const Explanation& e) {
+  const int64_t n = static_cast<int64_t>(e.ids.size());
+  std::vector<std::vector<float>> maps;
+  for (size_t l = 0; l < e.capture.layers().size(); ++l) {
+    for (size_t h = 0; h < e.capture.heads().size(); ++h) maps.push_back(e.capture.map(l, h, n));
+  }
+  return maps;
+}
+
+std::string dump(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace explain_detail
+
+using namespace explain_detail;
+
+void write_npy(const std::string& path, const Explanation& e) {
+  const int64_t n = static_cast<int64_t>(e.ids.size());
+  const size_t nl = e.capture.layers().size(), nh = e.capture.heads().size();
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error("write_npy: cannot open " + path + " for writing");
+  // NPY 1.0: magic, version, little-endian header length, a Python dict literal padded with
+  // spaces so that the data starts at a multiple of 64 bytes, ending in '\n'.
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(nl) +
+                       ", " + std::to_string(nh) + ", " + std::to_string(n) + ", " +
+                       std::to_string(n) + "), }";
+  const size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  const uint16_t hlen = static_cast<uint16_t>(header.size());
+  f.write("\x93NUMPY\x01\x00", 8);
+  const char len_bytes[2] = {static_cast<char>(hlen & 0xff), static_cast<char>(hlen >> 8)};
+  f.write(len_bytes, 2);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  // One map at a time: the export never holds more than one dense [n, n] map beyond the capture.
+  for (size_t l = 0; l < nl; ++l) {
+    for (size_t h = 0; h < nh; ++h) {
+      const std::vector<float> m = e.capture.map(l, h, n);
+      f.write(reinterpret_cast<const char*>(m.data()),
+              static_cast<std::streamsize>(m.size() * sizeof(float)));
+    }
+  }
+  if (!f) throw Error("write_npy: writing " + path + " failed (disk full?)");
+  std::ofstream t(path + ".tokens.json");
+  t << dump(tokens_json(e), 1) << "\n";
+  if (!t) throw Error("write_npy: writing " + path + ".tokens.json failed");
+}
+
+std::string to_json(const Explanation& e) {
+  const std::vector<std::vector<float>> maps = all_maps(e);
+  nlohmann::json j = tokens_json(e);
+  nlohmann::json jm = nlohmann::json::array();
+  for (const auto& m : maps) jm.push_back(rounded(m));
+  j["maps"] = std::move(jm);
+  j["shape"] = {e.capture.layers().size(), e.capture.heads().size(), e.ids.size(), e.ids.size()};
+  j["analyses"] = analyses_json(e, maps);
+  return dump(j, -1);
+}
+
+}  // namespace qkv

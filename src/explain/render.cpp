@@ -1,0 +1,199 @@
+// Renderers of one map: terminal heatmap (ASCII shades, 256 colours, true colour), PNG, SVG.
+#include <png.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+
+#include "qkv/error.h"
+#include "qkv/explain.h"
+
+namespace qkv {
+
+namespace {
+
+void check_map(std::span<const float> map, int64_t n, const char* what) {
+  if (n < 0 || static_cast<int64_t>(map.size()) != n * n) {
+    throw InvalidArgument(std::string(what) + ": expected a " + std::to_string(n) + " x " +
+                          std::to_string(n) + " map (" + std::to_string(n * n) + " floats), got " +
+                          std::to_string(map.size()));
+  }
+}
+
+// Colour scale: white at 0 to dark blue at the map's maximum, with a square-root curve so that
+// the small weights of long rows stay visible (probabilities are mostly near 0).
+struct Rgb {
+  int r, g, b;
+};
+Rgb shade(float w, float max) {
+  const double t = max > 0 ? std::sqrt(std::clamp(double(w) / max, 0.0, 1.0)) : 0.0;
+  return {static_cast<int>(std::lround(255 - t * (255 - 8))),
+          static_cast<int>(std::lround(255 - t * (255 - 48))),
+          static_cast<int>(std::lround(255 - t * (255 - 107)))};
+}
+
+float map_max(std::span<const float> map) {
+  float m = 0;
+  for (float x : map) m = std::max(m, x);
+  return m;
+}
+
+// A label cut or padded to `width` columns (counting UTF-8 characters, not bytes), with control
+// characters and newlines shown as spaces.
+std::string label(const std::string& s, int width) {
+  std::string out;
+  int cols = 0;
+  for (size_t i = 0; i < s.size() && cols < width;) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
+    if (c < 0x20 || c == 0x7f) {
+      out += ' ';
+    } else {
+      out.append(s, i, std::min(len, s.size() - i));
+    }
+    i += len;
+    ++cols;
+  }
+  out.append(static_cast<size_t>(width - cols), ' ');
+  return out;
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) >= 0x20) out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_heatmap(std::span<const float> map, int64_t n,
+                           const std::vector<std::string>& tokens, const HeatmapOptions& o) {
+  check_map(map, n, "render_heatmap");
+  const int64_t first = std::max<int64_t>(0, n - std::max<int64_t>(o.max_tokens, 1));
+  const float mx = map_max(map);
+  // Ten ASCII shades from light to dark, chosen by the same square-root curve as the colours.
+  static const char kShades[] = " .:-=+*#%@";
+  std::ostringstream s;
+  if (first > 0) s << "(last " << n - first << " of " << n << " tokens)\n";
+  for (int64_t i = first; i < n; ++i) {
+    const std::string name = i < static_cast<int64_t>(tokens.size()) ? tokens[i] : "";
+    s << label(name, o.label_width) << " |";
+    for (int64_t j = first; j < n; ++j) {
+      const float w = map[static_cast<size_t>(i * n + j)];
+      const double t = mx > 0 ? std::sqrt(std::clamp(double(w) / mx, 0.0, 1.0)) : 0.0;
+      if (o.color == HeatmapOptions::Color::ascii) {
+        s << kShades[std::min(9, static_cast<int>(t * 9.999))];
+        continue;
+      }
+      const Rgb c = shade(w, mx);
+      if (o.color == HeatmapOptions::Color::truecolor) {
+        s << "\x1b[48;2;" << c.r << ';' << c.g << ';' << c.b << "m  ";
+      } else {  // the 6x6x6 cube of the 256-colour palette
+        const auto q = [](int v) { return std::clamp((v - 35) / 40, 0, 5); };
+        s << "\x1b[48;5;" << 16 + 36 * q(c.r) + 6 * q(c.g) + q(c.b) << "m  ";
+      }
+    }
+    if (o.color != HeatmapOptions::Color::ascii) s << "\x1b[0m";
+    s << "|\n";
+  }
+  return s.str();
+}
+
+void write_png(const std::string& path, std::span<const float> map, int64_t n, int cell) {
+  check_map(map, n, "write_png");
+  if (cell < 1 || n < 1 || n * cell > 1 << 15) {
+    throw InvalidArgument("write_png: " + std::to_string(n) + " tokens x " + std::to_string(cell) +
+                          " pixels per cell gives an image side outside " +
+                          "1..32768; pass a smaller cell");
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
+  if (!f) throw Error("write_png: cannot open " + path + " for writing");
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!png || !info) {
+    png_destroy_write_struct(&png, &info);
+    throw Error("write_png: libpng could not start (out of memory?)");
+  }
+  const int64_t side = n * cell;
+  std::vector<png_byte> row(static_cast<size_t>(side * 3));
+  // libpng reports errors by longjmp; nothing with a destructor is created below this point.
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    throw Error("write_png: libpng failed writing " + path);
+  }
+  png_init_io(png, f.get());
+  png_set_IHDR(png, info, static_cast<png_uint_32>(side), static_cast<png_uint_32>(side), 8,
+               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  const float mx = map_max(map);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const Rgb c = shade(map[static_cast<size_t>(i * n + j)], mx);
+      for (int64_t x = j * cell; x < (j + 1) * cell; ++x) {
+        row[static_cast<size_t>(3 * x)] = static_cast<png_byte>(c.r);
+        row[static_cast<size_t>(3 * x + 1)] = static_cast<png_byte>(c.g);
+        row[static_cast<size_t>(3 * x + 2)] = static_cast<png_byte>(c.b);
+      }
+    }
+    for (int y = 0; y < cell; ++y) png_write_row(png, row.data());
+  }
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+}
+
+std::string render_svg(std::span<const float> map, int64_t n,
+                       const std::vector<std::string>& tokens, int cell) {
+  check_map(map, n, "render_svg");
+  if (cell < 1) throw InvalidArgument("render_svg: cell must be >= 1");
+  const int margin = 8 * cell;  // room for the token labels
+  const int64_t side = margin + n * cell;
+  const float mx = map_max(map);
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << side << "\" height=\"" << side
+    << "\" font-family=\"monospace\" font-size=\"" << cell * 0.8 << "\">\n"
+    << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string t = i < static_cast<int64_t>(tokens.size()) ? xml_escape(tokens[i]) : "";
+    const double y = margin + (i + 0.75) * cell, x = margin + (i + 0.75) * cell;
+    s << "<text x=\"" << margin - 2 << "\" y=\"" << y << "\" text-anchor=\"end\">" << t
+      << "</text>\n";
+    s << "<text transform=\"translate(" << x << ' ' << margin - 2
+      << ") rotate(-90)\" text-anchor=\"start\">" << t << "</text>\n";
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float w = map[static_cast<size_t>(i * n + j)];
+      if (w <= 0) continue;
+      const Rgb c = shade(w, mx);
+      char fill[8];
+      std::snprintf(fill, sizeof fill, "#%02x%02x%02x", c.r, c.g, c.b);
+      s << "<rect x=\"" << margin + j * cell << "\" y=\"" << margin + i * cell << "\" width=\""
+        << cell << "\" height=\"" << cell << "\" fill=\"" << fill << "\"><title>" << w
+        << "</title></rect>\n";
+    }
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+}  // namespace qkv

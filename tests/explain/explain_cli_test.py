@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `qkv explain` on stories260K, and its HTML report in headless Chromium.
+
+usage: explain_cli_test.py QKV_BINARY SHARED_DIR   (exit 77 = skipped: ../shared or chromium absent)
+
+The report must load without any console error and draw, for a known input, the number of
+elements its data implies: the model view one map per (layer, head), the heatmap one cell per
+non-zero weight, the head view one line per pair of visible tokens with weight >= 0.01. The page
+writes those counts into data-* attributes of <body> once it has drawn.
+"""
+import json
+import pathlib
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+TEXT = "Once upon a time, there was a little cat. The cat liked to play."
+
+
+def run(*args):
+    p = subprocess.run(list(args), capture_output=True, timeout=240)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def main():
+    qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
+    model = shared / "models/stories260K/stories260K.bin"
+    if not model.exists():
+        print(f"skipped: {model} is absent")
+        return 77
+    tok = str(model.parent / "tok512.bin")
+    base = [qkv, "explain", "-m", str(model), "-t", tok, TEXT, "--threads", "1"]
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    failures = []
+
+    # Terminal output (not a TTY here: ASCII), the --token summary, and the exports.
+    npy, png, svg, html = tmp / "m.npy", tmp / "m.png", tmp / "m.svg", tmp / "r.html"
+    rc, out, err = run(*base, "--token", "cat", "--npy", str(npy), "--png", str(png),
+                       "--svg", str(svg), "--html", str(html))
+    if rc != 0:
+        print(err)
+        return 1
+    if "\x1b[" in out:
+        failures.append("colour escapes written to a pipe")
+    if "attends most to" not in out or "where each head looks" not in out:
+        failures.append("missing summary:\n" + out)
+    header = npy.read_bytes()[:128]
+    if not header.startswith(b"\x93NUMPY") or b"'shape': (5, 8," not in header:
+        failures.append(f"npy header {header!r}")
+    if png.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        failures.append("png signature")
+    if "<svg" not in svg.read_text():
+        failures.append("svg")
+    rc, _, err = run(*base, "--layers", "9")
+    if rc != 1 or "layer 9 is out of range" not in err:
+        failures.append(f"bad --layers: rc {rc}, {err}")
+
+    # The report's expected counts, from the JSON export of the same run.
+    rc, out, _ = run(*base, "--json")
+    data = json.loads(out)
+    n = len(data["ids"])
+    nl, nh = len(data["layers"]), len(data["heads"])
+    maps = data["maps"]
+    last = [sum(maps[(nl - 1) * nh + h][k] for h in range(nh)) / nh for k in range(n * n)]
+    want = {
+        "tokens": n,
+        "modelviewMaps": nl * nh,
+        "heatmapCells": sum(1 for w in last if w > 0),
+        "headviewLines": sum(1 for i in range(min(n, 40)) for j in range(min(n, 40))
+                             if last[i * n + j] >= 0.01),
+    }
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        for f in failures:
+            print("FAIL:", f)
+        print("skipped: chromium is not installed (Debian package chromium)")
+        return 1 if failures else 77
+    rc, dom, err = run(chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                       "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
+                       "--dump-dom", html.as_uri())
+    body = re.search(r"<body([^>]*)>", dom)
+    if not body:
+        print("no <body> in the dumped DOM; chromium stderr:\n" + err[-3000:])
+        return 1
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+    camel = {re.sub(r"-([a-z])", lambda m: m.group(1).upper(), k): v for k, v in attrs.items()}
+    if camel.get("ready") != "1":
+        failures.append(f"report did not finish drawing: {camel}")
+    if camel.get("errors") != "0":
+        failures.append(f"page errors: {camel.get('errors')}")
+    console = [l for l in err.splitlines() if "CONSOLE" in l or "Uncaught" in l]
+    if console:
+        failures.append("console messages:\n" + "\n".join(console))
+    for k, v in want.items():
+        got = int(camel.get(k, -1))
+        # The report stores sqrt(p) in 16 bits: a weight within 1e-6 of the 0.01 line may land
+        # on the other side, so the line count may differ by a few.
+        slack = 2 if k == "headviewLines" else 0
+        if abs(got - v) > slack:
+            failures.append(f"{k}: page drew {got}, expected {v}")
+    for f in failures:
+        print("FAIL:", f)
+    print("counts:", {k: camel.get(k) for k in want})
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+// Exports read back: the .npy header and data, the tokens JSON, the JSON document, and (when
+// Debian's python3 has numpy) the .npy loaded by numpy itself.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/shared_data.h"
+#include "qkv/explain.h"
+
+namespace qkv {
+namespace {
+
+LoadOptions tokenizer_beside(const std::filesystem::path& bin) {
+  LoadOptions o;
+  o.tokenizer_path = (bin.parent_path() / "tok512.bin").string();
+  return o;
+}
+
+Explanation stories_explanation(const std::filesystem::path& bin) {
+  const Model model = Model::load(bin.string(), tokenizer_beside(bin));
+  ExplainOptions o;
+  o.n_threads = 1;  // OpenMP barriers spin on a loaded 2-core machine
+  o.capture.layers = {0, 4};
+  o.capture.heads = {1, 2, 6};
+  o.max_new_tokens = 4;
+  return explain(model, "Once upon a time, a cat", o);
+}
+
+std::string read_all(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::filesystem::path temp_path(const std::string& name) {
+  return std::filesystem::path(::testing::TempDir()) / name;
+}
+
+TEST(Export, NpyHasTheDocumentedShapeAndTheCapturedValues) {
+  QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
+  const Explanation e = stories_explanation(bin);
+  const auto path = temp_path("explain_maps.npy");
+  write_npy(path.string(), e);
+  const std::string b = read_all(path);
+  ASSERT_GE(b.size(), 10u);
+  EXPECT_EQ(b.substr(0, 6), "\x93NUMPY");
+  const size_t hlen = static_cast<unsigned char>(b[8]) | (static_cast<unsigned char>(b[9]) << 8);
+  EXPECT_EQ((10 + hlen) % 64, 0u);
+  const std::string header = b.substr(10, hlen);
+  const int64_t t = static_cast<int64_t>(e.ids.size());
+  const std::string shape = "(2, 3, " + std::to_string(t) + ", " + std::to_string(t) + ")";
+  EXPECT_NE(header.find("'descr': '<f4'"), std::string::npos) << header;
+  EXPECT_NE(header.find("'fortran_order': False"), std::string::npos) << header;
+  EXPECT_NE(header.find(shape), std::string::npos) << header;
+  ASSERT_EQ(b.size(), 10 + hlen + static_cast<size_t>(2 * 3 * t * t) * 4);
+  const auto* data = reinterpret_cast<const float*>(b.data() + 10 + hlen);
+  for (size_t l = 0; l < 2; ++l) {
+    for (size_t h = 0; h < 3; ++h) {
+      const std::vector<float> m = e.capture.map(l, h, t);
+      for (int64_t i = 0; i < t * t; ++i) {
+        ASSERT_EQ(data[(l * 3 + h) * static_cast<size_t>(t * t) + static_cast<size_t>(i)],
+                  m[static_cast<size_t>(i)]);
+      }
+    }
+  }
+  const nlohmann::json tok = nlohmann::json::parse(read_all(path.string() + ".tokens.json"));
+  EXPECT_EQ(tok["ids"].get<std::vector<int32_t>>(), e.ids);
+  EXPECT_EQ(tok["tokens"].get<std::vector<std::string>>(), e.tokens);
+  EXPECT_EQ(tok["layers"].get<std::vector<int>>(), (std::vector<int>{0, 4}));
+  EXPECT_EQ(tok["heads"].get<std::vector<int>>(), (std::vector<int>{1, 2, 6}));
+}
+
+TEST(Export, NumpyLoadsTheNpy) {
+  QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
+  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed (Debian python3-numpy)";
+  }
+  const Explanation e = stories_explanation(bin);
+  const auto path = temp_path("explain_numpy.npy");
+  write_npy(path.string(), e);
+  const int64_t t = static_cast<int64_t>(e.ids.size());
+  // numpy checks the shape, that rows sum to 1 and that the map is causal.
+  const std::string cmd = "/usr/bin/python3 -c \"import numpy as np, sys; a = np.load('" +
+                          path.string() +
+                          "'); assert a.dtype == np.float32; assert a.shape == (2, 3, " +
+                          std::to_string(t) + ", " + std::to_string(t) +
+                          "), a.shape; assert np.allclose(a.sum(-1), 1, atol=1e-5); "
+                          "assert np.all(np.triu(a, 1) == 0)\"";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+TEST(Export, JsonHoldsTokensMapsAndAnalyses) {
+  QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
+  const Explanation e = stories_explanation(bin);
+  const nlohmann::json j = nlohmann::json::parse(to_json(e));
+  const size_t t = e.ids.size();
+  EXPECT_EQ(j["shape"].get<std::vector<size_t>>(), (std::vector<size_t>{2, 3, t, t}));
+  ASSERT_EQ(j["maps"].size(), 6u);
+  ASSERT_EQ(j["maps"][0].size(), t * t);
+  const std::vector<float> m = e.capture.map(1, 2, static_cast<int64_t>(t));
+  for (size_t i = 0; i < t * t; ++i) EXPECT_NEAR(j["maps"][5][i].get<double>(), m[i], 1e-6);
+  ASSERT_EQ(j["analyses"]["heads"].size(), 6u);
+  EXPECT_EQ(j["analyses"]["heads"][3]["layer"], 4);
+  EXPECT_EQ(j["analyses"]["heads"][3]["head"], 1);
+  EXPECT_EQ(j["analyses"]["rollout"].size(), t * t);
+  EXPECT_EQ(j["tokens"].size(), t);
+}
+
+}  // namespace
+}  // namespace qkv

@@ -1,0 +1,91 @@
+// Renderers: the PNG decoded again with libpng (size, colours follow the weights), the SVG's
+// cells and labels, terminal heatmaps in ASCII and colour.
+#include <png.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "qkv/error.h"
+#include "qkv/explain.h"
+
+namespace qkv {
+namespace {
+
+// A causal map: row i splits its mass between key 0 (0.75) and itself (0.25); row 0 all on 0.
+std::vector<float> sample_map(int64_t n) {
+  std::vector<float> m(static_cast<size_t>(n * n), 0.f);
+  m[0] = 1.f;
+  for (int64_t i = 1; i < n; ++i) {
+    m[static_cast<size_t>(i * n)] = 0.75f;
+    m[static_cast<size_t>(i * n + i)] = 0.25f;
+  }
+  return m;
+}
+
+TEST(Render, PngDecodesToTheRightSizeWithColoursFollowingWeights) {
+  const int64_t n = 5;
+  const int cell = 3;
+  const std::string path = (std::filesystem::path(::testing::TempDir()) / "explain.png").string();
+  write_png(path, sample_map(n), n, cell);
+  png_image img{};
+  img.version = PNG_IMAGE_VERSION;
+  ASSERT_NE(png_image_begin_read_from_file(&img, path.c_str()), 0) << img.message;
+  img.format = PNG_FORMAT_RGB;
+  EXPECT_EQ(img.width, static_cast<png_uint_32>(n * cell));
+  EXPECT_EQ(img.height, static_cast<png_uint_32>(n * cell));
+  std::vector<png_byte> px(PNG_IMAGE_SIZE(img));
+  ASSERT_NE(png_image_finish_read(&img, nullptr, px.data(), 0, nullptr), 0) << img.message;
+  const auto at = [&](int64_t i, int64_t j) {  // the red channel at the centre of cell (i, j)
+    return px[static_cast<size_t>(3 * ((i * cell + cell / 2) * n * cell + j * cell + cell / 2))];
+  };
+  std::set<int> distinct;
+  for (size_t i = 0; i < px.size(); i += 3) distinct.insert(px[i]);
+  EXPECT_GE(distinct.size(), 3u);  // white, the 0.25 shade and the 0.75/1.0 shades
+  EXPECT_EQ(at(0, 4), 255);        // zero weight: white
+  EXPECT_LT(at(0, 0), at(2, 0));   // 1.0 darker than 0.75
+  EXPECT_LT(at(2, 0), at(2, 2));   // 0.75 darker than 0.25
+  EXPECT_LT(at(2, 2), 255);
+  EXPECT_THROW(write_png(path, sample_map(n), n + 1, cell), InvalidArgument);
+  EXPECT_THROW(write_png("/nonexistent-dir/x.png", sample_map(n), n, cell), Error);
+}
+
+TEST(Render, SvgHasOneCellPerNonZeroWeightAndEscapedLabels) {
+  const int64_t n = 4;
+  const std::string svg = render_svg(sample_map(n), n, {"<s>", "a", "b&c", "d"});
+  size_t cells = 0;
+  for (size_t p = svg.find("<rect x="); p != std::string::npos; p = svg.find("<rect x=", p + 1)) {
+    ++cells;
+  }
+  EXPECT_EQ(cells, 1u + 2 * (n - 1));
+  EXPECT_NE(svg.find("&lt;s&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("b&amp;c"), std::string::npos);
+  EXPECT_EQ(svg.find("<s>"), std::string::npos);
+}
+
+TEST(Render, HeatmapAsciiShadesAndColourEscapes) {
+  const int64_t n = 3;
+  const std::vector<std::string> tokens = {"first", "a\nb", "third-token-long"};
+  const std::string ascii = render_heatmap(sample_map(n), n, tokens, {.label_width = 6});
+  // One line per row: label (6 columns), " |", n cells, "|".
+  const std::string want_row0 = "first  |@  |";
+  EXPECT_EQ(ascii.substr(0, want_row0.size()), want_row0);
+  EXPECT_NE(ascii.find("\na b    |"), std::string::npos);  // newline shown as a space
+  EXPECT_EQ(std::count(ascii.begin(), ascii.end(), '\n'), 3);
+  EXPECT_EQ(ascii.find("\x1b["), std::string::npos);
+  const std::string color =
+      render_heatmap(sample_map(n), n, tokens, {.color = HeatmapOptions::Color::truecolor});
+  EXPECT_NE(color.find("\x1b[48;2;8;48;107m"), std::string::npos);  // the maximum, darkest
+  EXPECT_NE(color.find("\x1b[48;2;255;255;255m"), std::string::npos);
+  const std::string c256 =
+      render_heatmap(sample_map(n), n, tokens, {.color = HeatmapOptions::Color::ansi256});
+  EXPECT_NE(c256.find("\x1b[48;5;"), std::string::npos);
+  // More tokens than max_tokens: the last ones, said so.
+  const std::string tail =
+      render_heatmap(sample_map(n), n, tokens, {.label_width = 4, .max_tokens = 2});
+  EXPECT_EQ(tail.rfind("(last 2 of 3 tokens)", 0), 0u);
+}
+
+}  // namespace
+}  // namespace qkv
