@@ -451,7 +451,6 @@ void run(const MakeModelOptions& o) {
 
   // Keys in the order and types of llama.cpp's convert_hf_to_gguf.py.
   const std::string a = s.arch + ".";
-  const std::string head_dim_note = std::to_string(s.n_embd / s.n_head);
   Metadata md;
   auto u32 = [](int64_t v) { return MetaValue::make_uint(T::u32, uint64_t(v)); };
   auto f32 = [](double v) { return MetaValue::make_float(T::f32, v); };
@@ -492,11 +491,11 @@ void run(const MakeModelOptions& o) {
   });
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf(
-      "%s: %s, %lld layers, n_embd %lld, heads %lld/%lld (head_dim %s), n_ff %lld, n_vocab %lld, "
+      "%s: %s, %lld layers, n_embd %lld, heads %lld/%lld (head_dim %lld), n_ff %lld, n_vocab %lld, "
       "n_ctx %lld, %.1fM parameters, %s weights, seed %llu, %.1f s\n",
       o.output.c_str(), s.arch.c_str(), (long long)s.n_layer, (long long)s.n_embd,
-      (long long)s.n_head, (long long)s.n_head_kv, head_dim_note.c_str(), (long long)s.n_ff,
-      (long long)s.n_vocab, (long long)s.n_ctx, double(n_params) / 1e6,
+      (long long)s.n_head, (long long)s.n_head_kv, (long long)(s.n_embd / s.n_head),
+      (long long)s.n_ff, (long long)s.n_vocab, (long long)s.n_ctx, double(n_params) / 1e6,
       std::string(tensor_type_name(wtype)).c_str(), (unsigned long long)o.seed, secs);
 }
 
