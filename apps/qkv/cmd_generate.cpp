@@ -63,6 +63,10 @@ void run(GenerateCliOptions o) {
       o.model,
       {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = load_progress()});
   std::fprintf(stderr, "model: %s\n", model.describe().c_str());
+  if (!model.is_decoder()) {
+    throw Error(std::string(architecture_name(model.architecture())) +
+                " is an encoder and cannot generate text; use `qkv embed`");
+  }
   Session session(model, {.n_ctx = o.ctx,
                           .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
                           .n_threads = o.threads});
