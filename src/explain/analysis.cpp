@@ -112,33 +112,45 @@ std::vector<float> attention_rollout(std::span<const float> head_means, int64_t 
                                      int64_t n) {
   check_map(head_means, n, n_layers, "attention_rollout");
   const size_t nn = static_cast<size_t>(n * n);
-  std::vector<double> r(nn, 0.0), a(nn), next(nn);
-  for (int64_t i = 0; i < n; ++i) r[static_cast<size_t>(i * n + i)] = 1.0;
+  // float: the products are sums of at most n positive terms, and the result is for display and
+  // ranking (see below for the time).
+  std::vector<float> r(nn, 0.f), a(nn), next(nn);
+  std::vector<int64_t> end(static_cast<size_t>(n));  // per row of r: 1 + its last non-zero
+  for (int64_t i = 0; i < n; ++i) r[static_cast<size_t>(i * n + i)] = 1.f;
   for (int64_t l = 0; l < n_layers; ++l) {
     // A = rownorm(0.5 * W + 0.5 * I): the residual connection carries half of each token.
     for (int64_t i = 0; i < n; ++i) {
       double s = 0;
       for (int64_t j = 0; j < n; ++j) {
         const size_t ij = static_cast<size_t>(i * n + j);
-        a[ij] = 0.5 * head_means[static_cast<size_t>(l) * nn + ij] + (i == j ? 0.5 : 0.0);
+        a[ij] = 0.5f * head_means[static_cast<size_t>(l) * nn + ij] + (i == j ? 0.5f : 0.f);
         s += a[ij];
       }
-      for (int64_t j = 0; j < n; ++j) a[static_cast<size_t>(i * n + j)] /= s;
+      for (int64_t j = 0; j < n; ++j) a[static_cast<size_t>(i * n + j)] /= static_cast<float>(s);
     }
-    // R = A_l * R (later layers on the left).
-    std::fill(next.begin(), next.end(), 0.0);
+    // R = A_l * R (later layers on the left). Causal maps keep R lower triangular, so each row
+    // of R is summed only up to its last non-zero entry: a sixth of the dense n^3 work. The HTML
+    // report of 2,766 tokens x 4 layers x 4 heads (loaded 2-core dev machine, load ~10) took
+    // 142 s with the dense product in double, 49 s triangular in double, 31 s in float.
+    for (int64_t k = 0; k < n; ++k) {
+      int64_t e = n;
+      while (e > 0 && r[static_cast<size_t>(k * n + e - 1)] == 0) --e;
+      end[static_cast<size_t>(k)] = e;
+    }
+    std::fill(next.begin(), next.end(), 0.f);
     for (int64_t i = 0; i < n; ++i) {
+      float* out = next.data() + i * n;
       for (int64_t k = 0; k < n; ++k) {
-        const double aik = a[static_cast<size_t>(i * n + k)];
+        const float aik = a[static_cast<size_t>(i * n + k)];
         if (aik == 0) continue;
-        const double* rk = r.data() + k * n;
-        double* out = next.data() + i * n;
-        for (int64_t j = 0; j < n; ++j) out[j] += aik * rk[j];
+        const float* rk = r.data() + k * n;
+        const int64_t e = end[static_cast<size_t>(k)];
+        for (int64_t j = 0; j < e; ++j) out[j] += aik * rk[j];
       }
     }
     r.swap(next);
   }
-  return std::vector<float>(r.begin(), r.end());
+  return r;
 }
 
 std::vector<Attended> top_attended(std::span<const float> map, int64_t n, int64_t row, int64_t k) {

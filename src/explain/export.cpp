@@ -24,7 +24,8 @@ nlohmann::json tokens_json(const Explanation& e) {
   return j;
 }
 
-nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector<float>>& maps) {
+nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector<float>>& maps,
+                             std::vector<float>* rollout) {
   const int64_t n = static_cast<int64_t>(e.ids.size());
   const size_t nl = e.capture.layers().size(), nh = e.capture.heads().size();
   nlohmann::json heads = nlohmann::json::array();
@@ -49,7 +50,12 @@ nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector
   }
   nlohmann::json out;
   out["heads"] = heads;
-  out["rollout"] = rounded(attention_rollout(layer_means, static_cast<int64_t>(nl), n));
+  std::vector<float> r = attention_rollout(layer_means, static_cast<int64_t>(nl), n);
+  if (rollout) {
+    *rollout = std::move(r);
+  } else {
+    out["rollout"] = rounded(r);
+  }
   return out;
 }
 

@@ -74,7 +74,9 @@ std::string render_html(const Explanation& e) {
   nlohmann::json jm = nlohmann::json::array();
   for (const auto& m : maps) jm.push_back(encode_map(m, n, tri));
   j["maps"] = std::move(jm);
-  j["analyses"] = analyses_json(e, maps);
+  std::vector<float> rollout;
+  j["analyses"] = analyses_json(e, maps, &rollout);
+  j["rollout"] = encode_map(rollout, n, tri);
   std::string data = dump(j, -1);
   // Inside <script>, "</" could close the element early.
   for (size_t p = data.find("</"); p != std::string::npos; p = data.find("</", p + 3)) {

@@ -12,12 +12,14 @@
   body.dataset.errors = 0;
 
   // Maps: uint16 of sqrt(p) * 65535, little-endian, base64; lower triangle only when D.tri.
-  const maps = D.maps.map((b64) => {
+  function decode(b64) {
     const bin = atob(b64);
     const u = new Uint16Array(bin.length / 2);
     for (let i = 0; i < u.length; i++) u[i] = bin.charCodeAt(2 * i) | (bin.charCodeAt(2 * i + 1) << 8);
     return u;
-  });
+  }
+  const maps = D.maps.map(decode);
+  const rollout = decode(D.rollout);
   const rowStart = (i) => (D.tri ? (i * (i + 1)) / 2 : i * T);
   function weight(m, i, j) {
     if (D.tri && j > i) return 0;
@@ -25,10 +27,12 @@
     return q * q;
   }
   // A dense Float32Array [T, T] of a selected (layer, head); head = -1: the mean of the heads.
+  // Only the current one is kept: at 2,000+ tokens each is tens of megabytes.
   const cache = new Map();
   function dense(li, hi) {
     const key = li + ":" + hi;
     if (cache.has(key)) return cache.get(key);
+    cache.clear();
     const out = new Float32Array(T * T);
     const hs = hi < 0 ? [...Array(NH).keys()] : [hi];
     for (const h of hs) {
@@ -51,20 +55,19 @@
     return [Math.round(255 - t * 247), Math.round(255 - t * 207), Math.round(255 - t * 148)];
   }
 
-  function drawMap(canvas, m, side) {
+  // Draws side x side pixels, pixel (x, y) showing entry (y * T / side, x * T / side) of at(i, j).
+  function drawMap(canvas, at, side) {
     canvas.width = side;
     canvas.height = side;
     const ctx = canvas.getContext("2d");
     const img = ctx.createImageData(side, side);
+    const idx = [];
+    for (let x = 0; x < side; x++) idx.push(Math.floor((x * T) / side));
     let max = 0;
-    for (let i = 0; i < m.length; i++) if (m[i] > max) max = m[i];
-    let cells = 0;
+    for (const i of idx) for (const j of idx) max = Math.max(max, at(i, j));
     for (let y = 0; y < side; y++) {
-      const i = Math.floor((y * T) / side);
       for (let x = 0; x < side; x++) {
-        const j = Math.floor((x * T) / side);
-        const w = m[i * T + j];
-        const c = color(w, max);
+        const c = color(at(idx[y], idx[x]), max);
         const o = 4 * (y * side + x);
         img.data[o] = c[0];
         img.data[o + 1] = c[1];
@@ -73,8 +76,6 @@
       }
     }
     ctx.putImageData(img, 0, 0);
-    for (let i = 0; i < m.length; i++) if (m[i] > 0) cells++;
-    return cells;
   }
 
   // Model view: one small map per (layer, head); click selects it.
@@ -99,7 +100,8 @@
         const c = document.createElement("canvas");
         c.className = "thumb" + (l === state.li && h === state.hi ? " sel" : "");
         c.title = "layer " + D.layers[l] + ", head " + D.heads[h] + " (click to enlarge)";
-        drawMap(c, dense(l, h), Math.min(72, Math.max(T, 24)));
+        const m = maps[l * NH + h];
+        drawMap(c, (i, j) => weight(m, i, j), Math.min(72, Math.max(T, 24)));
         c.addEventListener("click", () => select(l, h));
         grid.appendChild(c);
         n++;
@@ -114,7 +116,9 @@
     const cell = Math.max(1, Math.min(24, Math.floor(720 / T)));
     const side = cell * T;
     const c = $("heatmap");
-    const cells = drawMap(c, m, side);
+    drawMap(c, (i, j) => m[i * T + j], side);
+    let cells = 0;
+    for (let k = 0; k < m.length; k++) if (m[k] > 0) cells++;
     const labels = $("heatmap-labels");
     labels.textContent = "";
     if (cell >= 9) {
@@ -216,12 +220,12 @@
     const i = state.focus;
     const top = [...Array(T).keys()].filter((j) => m[i * T + j] > 0)
       .sort((a, b) => m[i * T + b] - m[i * T + a]).slice(0, 5);
-    const roll = D.analyses.rollout;
-    const rtop = [...Array(T).keys()].sort((a, b) => roll[i * T + b] - roll[i * T + a]).slice(0, 5);
+    const roll = (j) => weight(rollout, i, j);
+    const rtop = [...Array(T).keys()].sort((a, b) => roll(b) - roll(a)).slice(0, 5);
     f.textContent = "#" + i + " \"" + label(i) + "\" attends most to " +
       top.map((j) => "\"" + label(j) + "\" " + m[i * T + j].toFixed(3)).join(", ") +
       ". Rollout to the input: " +
-      rtop.map((j) => "\"" + label(j) + "\" " + roll[i * T + j].toFixed(3)).join(", ");
+      rtop.map((j) => "\"" + label(j) + "\" " + roll(j).toFixed(3)).join(", ");
   }
 
   function setFocus(i) {
@@ -252,6 +256,14 @@
     D.heads.forEach((h, k) => hs.add(new Option("head " + h, k)));
     ls.onchange = () => select(+ls.value, +hs.value);
     hs.onchange = () => select(+ls.value, +hs.value);
+    // #layer=L&head=H&focus=I (indices into the selections; head -1 = mean) opens a given view.
+    const h = new URLSearchParams(location.hash.slice(1));
+    if (h.has("layer")) state.li = Math.min(NL - 1, Math.max(0, +h.get("layer")));
+    if (h.has("head")) state.hi = Math.min(NH - 1, Math.max(-1, +h.get("head")));
+    if (h.has("focus")) {
+      state.focus = Math.min(T - 1, Math.max(-1, +h.get("focus")));
+      state.top = Math.max(0, Math.min(T - ROWS, state.focus - ROWS / 2));
+    }
     drawModelView();
     select(state.li, state.hi);
     body.dataset.tokens = T;
