@@ -27,7 +27,7 @@ struct ExplainCliOptions {
   std::string html, png, svg, npy, overflow = "top-k";
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
-  bool json = false, ascii = false, no_special = false;
+  bool json = false, ascii = false, no_special = false, ignore_eos = false;
 };
 
 // "all" or a comma-separated list of indices.
@@ -151,10 +151,12 @@ void run(const ExplainCliOptions& o) {
                                                 : OverflowKeep::top_k;
   eo.max_new_tokens = o.n;
   eo.add_special = !o.no_special;
+  eo.stop_at_eos = !o.ignore_eos;
   eo.n_threads = o.threads;
   const Explanation e = explain(model, o.text, eo);
   const int64_t n = static_cast<int64_t>(e.ids.size());
-  std::fprintf(stderr, "model: %s\n%s\n", e.model.c_str(), e.capture.memory_note().c_str());
+  std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
+               e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
 
   if (!o.npy.empty()) {
     write_npy(o.npy, e);
@@ -226,6 +228,7 @@ void setup(CLI::App& app) {
   app.add_flag("--json", o->json, "print tokens, maps and analyses as JSON");
   app.add_flag("--ascii", o->ascii, "ASCII shades even on a colour terminal");
   app.add_flag("--no-special", o->no_special, "leave out BOS / [CLS] [SEP]");
+  app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS (-n)");
   app.add_option("--max-floats", o->max_floats, "budget of stored probabilities (4 bytes each)")
       ->capture_default_str();
   app.add_option("--overflow", o->overflow, "what to keep past the budget")

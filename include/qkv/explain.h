@@ -107,7 +107,8 @@ struct ExplainOptions {
   int64_t max_new_tokens = 0;  // decoders: tokens to generate after the prompt (maps grow)
   SamplingParams sampling{.temperature = 0.f};  // greedy by default: reproducible maps
   bool add_special = true;                      // BOS / [CLS] ... [SEP] as the tokenizer says
-  int64_t n_ctx = 0;                            // 0: prompt + new tokens (at most the model's)
+  bool stop_at_eos = true;
+  int64_t n_ctx = 0;  // 0: prompt + new tokens (at most the model's)
   int n_threads = 0;
 };
 
@@ -116,7 +117,8 @@ struct Explanation {
   std::vector<std::string> tokens;  // their text (token_bytes, invalid UTF-8 replaced)
   std::vector<int32_t> word_ids;    // word index of each token (see word_ids())
   int64_t n_prompt = 0;
-  std::string model;  // Model::describe()
+  std::string model;       // Model::describe()
+  double run_seconds = 0;  // the forward passes with the capture attached (incl. sampling)
   AttentionCapture capture;
 };
 

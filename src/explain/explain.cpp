@@ -1,6 +1,7 @@
 // explain(): a text through a Session with an AttentionCapture attached; token strings and words.
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 
 #include "qkv/error.h"
 #include "qkv/explain.h"
@@ -61,6 +62,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
                 .word_ids = {},
                 .n_prompt = 0,
                 .model = {},
+                .run_seconds = 0,
                 .capture = AttentionCapture(model, options.capture)};
   e.model = model.describe();
   e.n_prompt = static_cast<int64_t>(prompt.size());
@@ -72,6 +74,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
     if (model.config().n_ctx > 0) n_ctx = std::min(n_ctx, model.config().n_ctx);
   }
   Session session(model, {.n_ctx = n_ctx, .n_threads = options.n_threads, .observer = &e.capture});
+  const auto t0 = std::chrono::steady_clock::now();
   if (!model.is_decoder()) {
     session.encode(prompt);
   } else if (n_new == 0) {
@@ -81,6 +84,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
     g.max_new_tokens = n_new;
     g.sampling = options.sampling;
     g.add_special = options.add_special;
+    g.stop_at_eos = options.stop_at_eos;
     const GenerateResult r = session.generate(std::span<const int32_t>(prompt), g);
     e.ids.insert(e.ids.end(), r.ids.begin(), r.ids.end());
     // generate() samples the last token without running it; run it so it has a row too.
@@ -89,6 +93,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
       session.eval(std::span<const int32_t>(&r.ids.back(), 1));
     }
   }
+  e.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // Tokens that were run, one per map row (a full context can leave the last sampled one out).
   if (model.is_decoder()) e.ids.resize(static_cast<size_t>(session.n_past()));
   for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
