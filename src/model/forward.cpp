@@ -96,6 +96,17 @@ class Emitter {
   int64_t pos0_, n_;
 };
 
+// Threads for a forward pass. A pass makes ~10 parallel regions per layer; each costs a few
+// microseconds to start and join (much more when the cores are shared), which is more than the
+// work itself for small models: stories260K decodes 1 MB of weights per token, ~40 us on one
+// core, and ran 2-10x slower on two threads (tests/runtime measurements, docs/PERFORMANCE.md).
+// Below 16 MB of weight traffic per call (token count x matrix bytes) one thread does it all.
+int threads_for(const Model::Impl& m, int64_t n_tokens, int n_threads) {
+  constexpr int64_t kSmallWork = int64_t{16} << 20;
+  if (n_tokens * m.matrix_bytes < kSmallWork) return 1;
+  return core::resolve_threads(n_threads);
+}
+
 void embed_rows(const Model::Impl& m, std::span<const int32_t> tokens, int64_t pos0, float* x) {
   const int64_t d = m.config.n_embd;
   std::vector<float> row(static_cast<size_t>(d));
@@ -161,7 +172,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     core::throw_error("context full: position ", pos0 + n - 1, " is past the ", m.pos_embd.n_out,
                       " learned positions of this model");
   }
-  const int threads = core::resolve_threads(n_threads);
+  const int threads = threads_for(m, n, n_threads);
   const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
   Scratch& s = Scratch::get();
@@ -296,7 +307,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
   if (!token_types.empty() && static_cast<int64_t>(token_types.size()) != n) {
     core::throw_invalid("encode: ", token_types.size(), " token types for ", n, " tokens");
   }
-  const int threads = core::resolve_threads(n_threads);
+  const int threads = threads_for(m, n, n_threads);
   const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
   Scratch& s = Scratch::get();

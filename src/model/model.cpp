@@ -126,6 +126,7 @@ class Binder {
 
   kernels::WeightView matrix(const model::TensorSpec& spec, const TensorInfo& t) {
     m_.n_params += t.n_elements();
+    m_.matrix_bytes += static_cast<int64_t>(t.n_bytes);
     kernels::WeightView w;
     w.type = weight_type(m_.file, t);
     if (spec.hf_transposed && m_.source == model::Source::hf) {

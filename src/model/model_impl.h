@@ -50,6 +50,7 @@ struct Model::Impl {
   bool has_pooler = false;
   std::vector<float> rope_inv_freq;  // [head_dim / 2]: theta^(-2i / head_dim)
   int64_t n_params = 0;
+  int64_t matrix_bytes = 0;  // bytes of all weight matrices (what a decode step reads)
   // Weights that could not stay in the mapped file (transposed HF Conv1D matrices).
   std::vector<std::vector<std::byte>> owned;
 };
