@@ -1,5 +1,6 @@
 // qkv explain -m MODEL [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
-//             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F] [--json]
+//             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F]
+//             [--safetensors F] [--json] [--ignore-eos]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
@@ -24,7 +25,7 @@ namespace {
 
 struct ExplainCliOptions {
   std::string model, tokenizer, text, token, layers = "all", heads = "all", map;
-  std::string html, png, svg, npy, overflow = "top-k";
+  std::string html, png, svg, npy, safetensors, overflow = "top-k";
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
   bool json = false, ascii = false, no_special = false, ignore_eos = false;
@@ -164,6 +165,10 @@ void run(const ExplainCliOptions& o) {
                  e.capture.layers().size(), e.capture.heads().size(), static_cast<long long>(n),
                  static_cast<long long>(n), o.npy.c_str());
   }
+  if (!o.safetensors.empty()) {
+    write_safetensors(o.safetensors, e);
+    std::fprintf(stderr, "wrote %s\n", o.safetensors.c_str());
+  }
   if (!o.html.empty()) {
     write_file(o.html, render_html(e));
     std::fprintf(stderr, "wrote %s\n", o.html.c_str());
@@ -225,6 +230,8 @@ void setup(CLI::App& app) {
   app.add_option("--svg", o->svg, "write the map as an SVG image with token labels");
   app.add_option("--npy", o->npy,
                  "write all maps as float32 [layers, heads, tokens, tokens] and FILE.tokens.json");
+  app.add_option("--safetensors", o->safetensors,
+                 "write the maps as safetensors (attn [layers, heads, tokens, tokens], ids)");
   app.add_flag("--json", o->json, "print tokens, maps and analyses as JSON");
   app.add_flag("--ascii", o->ascii, "ASCII shades even on a colour terminal");
   app.add_flag("--no-special", o->no_special, "leave out BOS / [CLS] [SEP]");

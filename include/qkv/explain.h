@@ -170,6 +170,9 @@ std::vector<Attended> top_attended(std::span<const float> map, int64_t n, int64_
 // One float32 C-order .npy of shape [n_layer_sel, n_head_sel, n_tokens, n_tokens] and, beside
 // it, path + ".tokens.json": {"ids": [...], "tokens": [...], "layers": [...], "heads": [...]}.
 void write_npy(const std::string& path, const Explanation& e);
+// The same maps as a safetensors file: "attn" F32 [n_layer_sel, n_head_sel, T, T] and "ids" I32
+// [T]; __metadata__ holds "tokens", "layers" and "heads" as JSON text, "model" and "memory".
+void write_safetensors(const std::string& path, const Explanation& e);
 // Everything as one JSON document: tokens, layers, heads, the maps (rounded to 6 digits), the
 // per-head look scores and the memory note.
 std::string to_json(const Explanation& e);

@@ -115,6 +115,41 @@ void write_npy(const std::string& path, const Explanation& e) {
   if (!t) throw Error("write_npy: writing " + path + ".tokens.json failed");
 }
 
+void write_safetensors(const std::string& path, const Explanation& e) {
+  const uint64_t n = e.ids.size();
+  const uint64_t nl = e.capture.layers().size(), nh = e.capture.heads().size();
+  const uint64_t map_bytes = nl * nh * n * n * 4;
+  nlohmann::json h;
+  h["attn"] = {{"dtype", "F32"}, {"shape", {nl, nh, n, n}}, {"data_offsets", {0, map_bytes}}};
+  h["ids"] = {{"dtype", "I32"}, {"shape", {n}}, {"data_offsets", {map_bytes, map_bytes + 4 * n}}};
+  // safetensors metadata values are strings: the token list and selections as JSON text.
+  const nlohmann::json t = tokens_json(e);
+  h["__metadata__"] = {{"tokens", dump(t["tokens"], -1)},
+                       {"layers", dump(t["layers"], -1)},
+                       {"heads", dump(t["heads"], -1)},
+                       {"model", e.model},
+                       {"memory", e.capture.memory_note()}};
+  std::string header = dump(h, -1);
+  header.append((8 - header.size() % 8) % 8, ' ');  // data 8-byte aligned
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw Error("write_safetensors: cannot open " + path + " for writing");
+  const uint64_t len = header.size();
+  char len_bytes[8];
+  for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+  f.write(len_bytes, 8);
+  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  for (size_t l = 0; l < nl; ++l) {
+    for (size_t hh = 0; hh < nh; ++hh) {
+      const std::vector<float> m = e.capture.map(l, hh, static_cast<int64_t>(n));
+      f.write(reinterpret_cast<const char*>(m.data()),
+              static_cast<std::streamsize>(m.size() * sizeof(float)));
+    }
+  }
+  f.write(reinterpret_cast<const char*>(e.ids.data()),
+          static_cast<std::streamsize>(e.ids.size() * sizeof(int32_t)));
+  if (!f) throw Error("write_safetensors: writing " + path + " failed (disk full?)");
+}
+
 std::string to_json(const Explanation& e) {
   const std::vector<std::vector<float>> maps = all_maps(e);
   nlohmann::json j = tokens_json(e);

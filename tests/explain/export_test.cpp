@@ -10,6 +10,7 @@
 
 #include "common/shared_data.h"
 #include "qkv/explain.h"
+#include "qkv/model_file.h"
 
 namespace qkv {
 namespace {
@@ -73,6 +74,27 @@ TEST(Export, NpyHasTheDocumentedShapeAndTheCapturedValues) {
   EXPECT_EQ(tok["tokens"].get<std::vector<std::string>>(), e.tokens);
   EXPECT_EQ(tok["layers"].get<std::vector<int>>(), (std::vector<int>{0, 4}));
   EXPECT_EQ(tok["heads"].get<std::vector<int>>(), (std::vector<int>{1, 2, 6}));
+}
+
+TEST(Export, SafetensorsReadsBackWithTheMapsIdsAndTokens) {
+  QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
+  const Explanation e = stories_explanation(bin);
+  const auto path = temp_path("explain_maps.safetensors");
+  write_safetensors(path.string(), e);
+  const ModelFile f = read_safetensors(path.string());
+  const int64_t t = static_cast<int64_t>(e.ids.size());
+  const TensorInfo& attn = f.tensor("attn");
+  EXPECT_EQ(attn.shape, (std::vector<int64_t>{2, 3, t, t}));
+  const std::vector<float> got = tensor_to_f32(attn);
+  const std::vector<float> m = e.capture.map(1, 2, t);
+  for (int64_t i = 0; i < t * t; ++i) {
+    ASSERT_EQ(got[static_cast<size_t>(5 * t * t + i)], m[static_cast<size_t>(i)]);
+  }
+  const std::vector<float> ids = tensor_to_f32(f.tensor("ids"));
+  ASSERT_EQ(ids.size(), e.ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(static_cast<int32_t>(ids[i]), e.ids[i]);
+  const nlohmann::json tokens = nlohmann::json::parse(f.metadata.at("tokens").as_string());
+  EXPECT_EQ(tokens.get<std::vector<std::string>>(), e.tokens);
 }
 
 TEST(Export, NumpyLoadsTheNpy) {
