@@ -121,6 +121,24 @@
     for (let k = 0; k < m.length; k++) if (m[k] > 0) cells++;
     const labels = $("heatmap-labels");
     labels.textContent = "";
+    // Column (key) labels, rotated, in a strip above the map; the row labels start below it.
+    const cols = $("heatmap-cols");
+    const strip = cell >= 9 ? 70 : 0;
+    cols.width = side;
+    cols.height = strip;
+    labels.style.paddingTop = strip + 1 + "px";  // + the heatmap border
+    if (cell >= 9) {
+      const cx = cols.getContext("2d");
+      cx.font = Math.min(12, cell - 2) + "px monospace";
+      cx.fillStyle = "#222";
+      for (let j = 0; j < T; j++) {
+        cx.save();
+        cx.translate(j * cell + cell * 0.75, strip - 2);
+        cx.rotate(-Math.PI / 2);
+        cx.fillText(label(j).slice(0, 10), 0, 0);
+        cx.restore();
+      }
+    }
     if (cell >= 9) {
       for (let i = 0; i < T; i++) {
         const s = document.createElement("div");
