@@ -165,6 +165,14 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
 
   const bool gemv = path == LinearPath::automatic ? m <= linear_gemv_max_rows(view_.type)
                                                   : path == LinearPath::gemv;
+  if (gemv && m == 1 && path == LinearPath::automatic && cpu::gemm_available() &&
+      fp32_in_place(view_, stride)) {
+    // One fp32 row: the library's sgemv reads W faster than our kernel (docs/PERFORMANCE.md,
+    // "Linear layers": 0.78x of sgemv); f16/bf16/q8_0 rows stay on ours (no library reads them).
+    cpu::sgemv_n(n_out, n_in, reinterpret_cast<const float*>(w), stride / 4, x, y, threads);
+    add_bias(b, 1, 0, n_out, y, ldy);
+    return;
+  }
   if (gemv || !cpu::gemm_available()) {
     const int64_t rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
     core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
