@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <iterator>
@@ -14,6 +15,7 @@
 #include <random>
 
 #include "command.h"
+#include "qkv/explain.h"
 #include "qkv/session.h"
 
 namespace qkv::app {
@@ -32,6 +34,7 @@ struct GenerateCliOptions {
   int threads = 0;
   bool no_bos = false;
   bool ignore_eos = false;
+  std::string explain_html;  // --explain: attention maps of the prompt and every generated token
 };
 
 using Clock = std::chrono::steady_clock;
@@ -67,9 +70,14 @@ void run(GenerateCliOptions o) {
     throw Error(std::string(architecture_name(model.architecture())) +
                 " is an encoder and cannot generate text; use `qkv embed`");
   }
+  // --explain: exact attention maps of every layer and head, recomputed from the kernel's LSE
+  // as the run goes (the forward passes themselves stay on the fast path).
+  std::optional<AttentionCapture> capture;
+  if (!o.explain_html.empty()) capture.emplace(model);
   Session session(model, {.n_ctx = o.ctx,
                           .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
-                          .n_threads = o.threads});
+                          .n_threads = o.threads,
+                          .observer = capture ? &*capture : nullptr});
   const std::vector<int32_t> ids = model.tokenizer().encode(o.prompt, {.add_special = !o.no_bos});
   std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s\n", ids.size(),
                static_cast<long long>(session.n_ctx()), o.kv.c_str(),
@@ -104,6 +112,24 @@ void run(GenerateCliOptions o) {
                r.prompt_ids.size(), r.prefill_seconds, r.prefill_tokens_per_second(), r.ids.size(),
                r.decode_seconds, r.decode_tokens_per_second(),
                std::string(stop_reason_name(r.stop)).c_str());
+  if (capture) {
+    std::vector<int32_t> run = r.prompt_ids;
+    run.insert(run.end(), r.ids.begin(), r.ids.end());
+    // generate() samples the last token without running it; run it so it has a map row too.
+    if (!r.ids.empty() && session.n_past() < static_cast<int64_t>(run.size()) &&
+        session.n_past() < session.n_ctx()) {
+      session.eval(std::span<const int32_t>(&r.ids.back(), 1));
+    }
+    run.resize(static_cast<size_t>(session.n_past()));
+    const Explanation e =
+        explanation_from(model, std::move(run), static_cast<int64_t>(r.prompt_ids.size()),
+                         std::move(*capture), r.prefill_seconds + r.decode_seconds);
+    std::ofstream out(o.explain_html, std::ios::binary);
+    out << render_html(e);
+    if (!out) throw Error("--explain: cannot write " + o.explain_html);
+    std::fprintf(stderr, "explain: %s (%s)\n", o.explain_html.c_str(),
+                 e.capture.memory_note().c_str());
+  }
 }
 
 void setup(CLI::App& app) {
@@ -130,6 +156,9 @@ void setup(CLI::App& app) {
   app.add_option("--seed", o->seed, "random seed (default: a fresh one, printed)");
   app.add_option("--stop", o->stop, "stop at this text (not printed); repeatable")
       ->allow_extra_args(false);
+  app.add_option("--explain", o->explain_html,
+                 "write an HTML report of the attention maps of the prompt and every generated "
+                 "token (all layers and heads; qkv explain selects)");
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
   app.add_option("--kv", o->kv, "KV cache type")
       ->check(CLI::IsMember({"f32", "f16"}))

@@ -127,6 +127,11 @@ struct Explanation {
 // AttentionCapture attached. Throws qkv::Error when the model has no tokenizer.
 Explanation explain(const Model& model, std::string_view text, const ExplainOptions& options = {});
 
+// An Explanation from a capture attached to a run made elsewhere (e.g. `qkv generate --explain`):
+// `ids` are the tokens run, one per map row, the first `n_prompt` of them the prompt.
+Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64_t n_prompt,
+                             AttentionCapture capture, double run_seconds);
+
 // ---------------------------------------------------------------------------------------------
 // Analyses. A map is a dense row-major [n, n] matrix (row = query, column = key).
 

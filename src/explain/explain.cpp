@@ -101,4 +101,19 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   return e;
 }
 
+Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64_t n_prompt,
+                             AttentionCapture capture, double run_seconds) {
+  const Tokenizer& tok = model.tokenizer();
+  Explanation e{.ids = std::move(ids),
+                .tokens = {},
+                .word_ids = {},
+                .n_prompt = n_prompt,
+                .model = model.describe(),
+                .run_seconds = run_seconds,
+                .capture = std::move(capture)};
+  for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
+  e.word_ids = word_ids(tok, e.ids);
+  return e;
+}
+
 }  // namespace qkv

@@ -11,6 +11,7 @@ import math
 import pathlib
 import struct
 import subprocess
+import tempfile
 import sys
 
 
@@ -70,6 +71,16 @@ def main():
                        "--temp", "0", "-n", "196", "--stop", "park", "--stop", "zebra")
     check(rc == 0 and out == full[:full.index("park")] + "\n" and "stop: stop_string" in err,
           f"--stop: {rc} {out!r} {err}")
+    # --explain: the same text on stdout, and an HTML report with a map row for every token run
+    # (the 4 prompt tokens after BOS, BOS, and the 30 generated ones: 35).
+    with tempfile.TemporaryDirectory() as tmp:
+        html = pathlib.Path(tmp) / "gen.html"
+        rc, out, err = run(qkv, "generate", "-m", model, "-t", tok, "-p", case["prompt"],
+                           "--temp", "0", "-n", "30", "--explain", str(html))
+        check(rc == 0 and full.startswith(out[:-1]) and len(out) > 60, f"--explain: {rc} {out!r}")
+        check(html.is_file() and "<canvas" in html.read_text(errors="replace"),
+              f"--explain wrote no report: {err}")
+        check("35 tokens" in err, f"--explain: 35 tokens captured: {err}")
     # Context full: 16 positions, the last sampled token is still printed.
     rc, out, err = run(qkv, "generate", "-m", model, "-t", tok, "-p", case["prompt"],
                        "--temp", "0", "-n", "100", "--ctx", "16")
