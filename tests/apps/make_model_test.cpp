@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "common/shared_data.h"
 #include "qkv/model_file.h"
 #include "qkv/tokenizer.h"
-#include "shared_data.h"
 
 namespace {
 
