@@ -3,6 +3,7 @@
 // against what llama.cpp's converter writes for GPT-2 and LLaMA; the same seed gives the same
 // bytes, another seed other bytes.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -22,7 +23,10 @@ namespace fs = std::filesystem;
 using qkv::TensorType;
 
 std::string temp_path(const std::string& name) {
-  const fs::path dir = fs::path(testing::TempDir()) / "qkv_make_model_test";
+  // One folder per process: CTest runs each test as its own process, two at a time, and they
+  // would otherwise overwrite each other's log and model files.
+  const fs::path dir =
+      fs::path(testing::TempDir()) / ("qkv_make_model_test_" + std::to_string(getpid()));
   fs::create_directories(dir);
   return (dir / name).string();
 }
