@@ -483,6 +483,19 @@ std::string tensor_name(const TensorSpec& spec, Source source, int layer) {
   return name;
 }
 
+const TensorInfo* find_tensor(const ModelFile& file, Source source, const std::string& name) {
+  if (const TensorInfo* t = file.find_tensor(name)) return t;
+  if (source != Source::hf) return nullptr;
+  for (std::string_view prefix : {"transformer.", "model.", "bert."}) {
+    if (name.rfind(prefix, 0) == 0) {
+      if (const TensorInfo* t = file.find_tensor(name.substr(prefix.size()))) return t;
+    } else if (const TensorInfo* t = file.find_tensor(std::string(prefix) + name)) {
+      return t;
+    }
+  }
+  return nullptr;
+}
+
 int64_t dim_size(Dim d, const ModelConfig& c) {
   switch (d) {
     case Dim::none:

@@ -74,6 +74,10 @@ std::span<const TensorSpec> arch_tensors(Architecture arch);
 std::string_view role_name(Role role);
 // The name of `spec` in `source` for `layer` (-1 for global tensors); empty when absent.
 std::string tensor_name(const TensorSpec& spec, Source source, int layer);
+// The tensor called `name` in `file`. HF checkpoints saved from a head model carry a prefix
+// ("bert.", "transformer.", "model.") that a base model's files do not; for Source::hf both
+// spellings are accepted. Null when absent.
+const TensorInfo* find_tensor(const ModelFile& file, Source source, const std::string& name);
 // Size of a dimension symbol for a config (types = 2 for BERT's token types).
 int64_t dim_size(Dim d, const ModelConfig& c);
 

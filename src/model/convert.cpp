@@ -106,15 +106,7 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
       if (spec.per_layer != (layer >= 0)) continue;
       const std::string name = tensor_name(spec, m.source, layer);
       if (name.empty()) continue;
-      const TensorInfo* t = m.file.find_tensor(name);
-      if (t == nullptr) {
-        for (std::string_view prefix : {"transformer.", "model.", "bert."}) {
-          if (t == nullptr && name.rfind(prefix, 0) == 0) {
-            t = m.file.find_tensor(name.substr(prefix.size()));
-          }
-          if (t == nullptr) t = m.file.find_tensor(std::string(prefix) + name);
-        }
-      }
+      const TensorInfo* t = find_tensor(m.file, m.source, name);
       if (t == nullptr) continue;  // optional and absent (the loader checked the rest)
       Planned p{&spec, t, layer, TensorType::f32, {}};
       const bool matrix = spec.shape[1] != Dim::none;

@@ -148,6 +148,27 @@ void store_rows(const float* src, int64_t n, int64_t width, std::byte* dst, DTyp
   for (int64_t i = 0; i < n * width; ++i) h[i] = core::f32_to_f16(src[i]);
 }
 
+// Runs one attention call and, when the observer watches this layer, hands it q, k, v, the
+// output and the kernel's log-sum-exp (lse_buf sized [n_head, n_q] only then).
+void attend(const View4& q, const View4& k, const View4& v, float* out, int layer, int64_t pos0,
+            const AttentionOptions& opt, Observer* observer, std::vector<float>& lse_buf) {
+  const int64_t n = q.shape[1], nh = q.shape[2];
+  const bool watch = observer && observer->wants_attention(layer);
+  float* lse = watch ? sized(lse_buf, nh * n) : nullptr;
+  attention(q, k, v, MutView4::dense(out, {1, n, nh, v.shape[3]}), lse, opt);
+  if (!watch) return;
+  AttentionEvent e;
+  e.layer = layer;
+  e.first_position = pos0;
+  e.q = q;
+  e.k = k;
+  e.v = v;
+  e.out = out;
+  e.lse = lse;
+  e.options = &opt;
+  observer->on_attention(e);
+}
+
 }  // namespace
 
 void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
@@ -217,26 +238,11 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     const View4 qv = View4::dense(q, DType::f32, {1, n, nh, hd});
     View4 kview = View4::dense(cache.k(layer), kv_dtype, {1, n_kv, nkv, hd});
     View4 vview = View4::dense(cache.v(layer), kv_dtype, {1, n_kv, nkv, hd});
-    const MutView4 out = MutView4::dense(att, {1, n, nh, hd});
     AttentionOptions opt;
     opt.causal = true;
     opt.n_threads = threads;
-    const bool watch = observer && observer->wants_attention(layer);
-    float* lse = watch ? sized(s.lse, nh * n) : nullptr;
-    attention(qv, kview, vview, out, lse, opt);
+    attend(qv, kview, vview, att, layer, pos0, opt, observer, s.lse);
     timer.charge(&ForwardTimes::attention);
-    if (watch) {
-      AttentionEvent e;
-      e.layer = layer;
-      e.first_position = pos0;
-      e.q = qv;
-      e.k = kview;
-      e.v = vview;
-      e.out = att;
-      e.lse = lse;
-      e.options = &opt;
-      observer->on_attention(e);
-    }
     emit("attn_out", layer, att, nq_w);
     L.wo.forward(att, n, nq_w, proj, d, threads);
     timer.charge(&ForwardTimes::linear);
@@ -353,21 +359,8 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
     const View4 vview = View4::dense(v, DType::f32, {1, n, nkv, hd});
     AttentionOptions opt;
     opt.n_threads = threads;
-    const bool watch = observer && observer->wants_attention(layer);
-    float* lse = watch ? sized(s.lse, nh * n) : nullptr;
-    attention(qv, kview, vview, MutView4::dense(att, {1, n, nh, hd}), lse, opt);
+    attend(qv, kview, vview, att, layer, 0, opt, observer, s.lse);
     timer.charge(&ForwardTimes::attention);
-    if (watch) {
-      AttentionEvent e;
-      e.layer = layer;
-      e.q = qv;
-      e.k = kview;
-      e.v = vview;
-      e.out = att;
-      e.lse = lse;
-      e.options = &opt;
-      observer->on_attention(e);
-    }
     emit("attn_out", layer, att, nq_w);
     L.wo.forward(att, n, nq_w, proj, d, threads);
     timer.charge(&ForwardTimes::linear);

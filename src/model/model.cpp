@@ -49,20 +49,6 @@ kernels::WeightType weight_type(const ModelFile& f, const TensorInfo& t) {
                     " is not a weight type (expected f32, f16, bf16 or q8_0)");
 }
 
-// HF checkpoints saved from a head model carry a prefix ("bert.", "transformer.", "model.")
-// that a base model's files do not; accept both spellings.
-const TensorInfo* find_hf(const ModelFile& f, const std::string& name) {
-  if (const TensorInfo* t = f.find_tensor(name)) return t;
-  for (std::string_view prefix : {"transformer.", "model.", "bert."}) {
-    if (name.rfind(prefix, 0) == 0) {
-      if (const TensorInfo* t = f.find_tensor(name.substr(prefix.size()))) return t;
-    } else if (const TensorInfo* t = f.find_tensor(std::string(prefix) + name)) {
-      return t;
-    }
-  }
-  return nullptr;
-}
-
 void check_config(const ModelFile& f, const ModelConfig& c) {
   auto need = [&](int64_t v, const char* what) {
     if (v <= 0) {
@@ -96,7 +82,7 @@ class Binder {
     const std::string name = model::tensor_name(spec, m_.source, layer);
     *name_out = name;
     if (name.empty()) return nullptr;
-    return m_.source == model::Source::hf ? find_hf(m_.file, name) : m_.file.find_tensor(name);
+    return model::find_tensor(m_.file, m_.source, name);
   }
 
   // Checks the shape (and returns the [rows, cols] the role expects).
@@ -312,8 +298,7 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
     for (const auto& spec : model::arch_tensors(impl->arch)) {
       if (spec.role != model::Role::tok_embd) continue;
       std::string name = model::tensor_name(spec, impl->source, -1);
-      const TensorInfo* t =
-          impl->source == model::Source::hf ? find_hf(f, name) : f.find_tensor(name);
+      const TensorInfo* t = model::find_tensor(f, impl->source, name);
       if (t && !t->shape.empty()) c.n_vocab = t->shape[0];
     }
   }
