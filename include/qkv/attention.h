@@ -86,6 +86,24 @@ void attention_probs(const View4& q, const View4& k, const float* lse, int64_t b
                      std::span<const int64_t> rows, float* probs,
                      const AttentionOptions& options = {});
 
+// Gradients of attention() with respect to q, k and v (flash-style: probabilities are recomputed
+// tile by tile from q, k and the forward's lse; nothing of size n_q × n_kv is stored).
+//   out   [batch, n_q, n_head, head_dim_v]   the forward's output          fp32
+//   lse   [batch, n_head, n_q]               the forward's lse (dense)     fp32
+//   dout  [batch, n_q, n_head, head_dim_v]   gradient of the loss w.r.t. out
+//   dq    [batch, n_q, n_head, head_dim]     written (overwritten), fp32
+//   dk    [batch, n_kv, n_head_kv, head_dim] written; with GQA/MQA the sum over the query heads
+//   dv    [batch, n_kv, n_head_kv, head_dim_v] written, likewise
+// q, k and v must be fp32 (training keeps fp32 activations). The options must be those of the
+// forward call; every mask kind, soft-capping and ALiBi are differentiated through (masks, ALiBi
+// slopes and the additive mask are constants and get no gradient). A fully masked query row gets
+// dq = 0 and contributes nothing. Precision::bf16 is not supported here (InvalidArgument).
+// Backend::reference recomputes in double, materialised; the others run the tiled CPU kernel.
+void attention_backward(const View4& q, const View4& k, const View4& v, const View4& out,
+                        const float* lse, const View4& dout, const MutView4& dq,
+                        const MutView4& dk, const MutView4& dv,
+                        const AttentionOptions& options = {});
+
 // The SIMD target the CPU backend runs on this machine: "avx512", "avx2" or "generic".
 std::string_view attention_cpu_target();
 

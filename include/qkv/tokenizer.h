@@ -58,6 +58,19 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
+// Trains a GPT-2-style byte-level BPE tokenizer on `text`: the 256 byte tokens, then merges of
+// the most frequent adjacent pair (ties broken by the pair's strings, so the result is the same
+// on every machine) inside the GPT-2 pre-tokenizer's pieces, until the vocabulary has
+// `vocab_size` entries, the last one being `end_of_text` (a control token used as BOS and EOS;
+// Tokenizer::encode with parse_special matches it in text). vocab_size = 257 gives a plain
+// byte-level tokenizer. Throws InvalidArgument for vocab_size < 257 or text that is not UTF-8.
+struct BpeTrainOptions {
+  int32_t vocab_size = 512;
+  std::string end_of_text = "<|endoftext|>";
+  int64_t min_pair_count = 2;  // stop early (smaller vocabulary) when no pair occurs this often
+};
+TokenizerSpec train_byte_bpe(std::string_view text, const BpeTrainOptions& options = {});
+
 // Decodes ids one at a time for streaming output: push() returns only complete UTF-8 characters
 // and holds back a partial one until its remaining bytes arrive; invalid bytes become U+FFFD.
 class StreamDecoder {
