@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that sources include headers only from their own layer or layers below it.
 
-Layers, lowest first: core -> kernels -> formats/tokenizers -> cuda -> model -> runtime/explain.
+Layers, lowest first: core -> kernels -> formats/tokenizers -> cuda -> model -> runtime/explain
+-> train.
 apps, tests and bench may include anything. Public headers (include/qkv) may include only other
 public headers and the standard library.
 """
@@ -10,7 +11,7 @@ import re
 import sys
 
 RANK = {"core": 0, "kernels": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
-        "model": 3, "runtime": 4, "explain": 4}
+        "model": 3, "runtime": 4, "explain": 4, "train": 5}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 
