@@ -58,12 +58,16 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Trains a GPT-2-style byte-level BPE tokenizer on `text`: the 256 byte tokens, then merges of
-// the most frequent adjacent pair (ties broken by the pair's strings, so the result is the same
-// on every machine) inside the GPT-2 pre-tokenizer's pieces, until the vocabulary has
-// `vocab_size` entries, the last one being `end_of_text` (a control token used as BOS and EOS;
-// Tokenizer::encode with parse_special matches it in text). vocab_size = 257 gives a plain
-// byte-level tokenizer. Throws InvalidArgument for vocab_size < 257 or text that is not UTF-8.
+// Trains a GPT-2-style byte-level BPE tokenizer on `text`: the 256 byte tokens (id = byte), then
+// merges of the most frequent adjacent pair (ties broken by the pair's (left, right) byte strings,
+// the smallest first, so the result is the same on every machine) inside the GPT-2
+// pre-tokenizer's pieces, until the vocabulary has `vocab_size` entries, the last one being
+// `end_of_text` (a control token used as BOS and EOS, add_bos = false; Tokenizer::encode with
+// parse_special matches it in text). Occurrences of `end_of_text` in `text` are cut out before
+// training. A pair whose joined string is already a token is not merged, so Tokenizer::encode
+// reproduces the training segmentation. vocab_size = 257 gives a plain byte-level tokenizer; the
+// vocabulary is smaller than asked when no pair occurs `min_pair_count` times any more.
+// Throws InvalidArgument for vocab_size < 257, an empty end_of_text or text that is not UTF-8.
 struct BpeTrainOptions {
   int32_t vocab_size = 512;
   std::string end_of_text = "<|endoftext|>";

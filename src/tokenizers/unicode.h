@@ -24,6 +24,19 @@ void require_utf8(std::string_view s, std::string_view what);
 std::vector<uint32_t> to_codepoints(std::string_view s);
 void append_utf8(std::string& out, uint32_t cp);
 
+// GPT-2's bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the other 68 bytes
+// get U+0100.. in byte order. Byte-level BPE vocabularies and merges are written in these
+// characters (Ġ = U+0120 for a space).
+inline uint32_t gpt2_byte_to_codepoint(unsigned char b) {
+  auto printable = [](int c) {
+    return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174;
+  };
+  if (printable(b)) return b;
+  uint32_t n = 0;  // how many non-printable bytes come before b
+  for (int c = 0; c < b; ++c) n += printable(c) ? 0 : 1;
+  return 256 + n;
+}
+
 // Rust char::is_whitespace (the White_Space property), as HF tokenizers use it.
 bool is_whitespace(uint32_t cp);
 // Unicode general category P* (Pc, Pd, Ps, Pe, Pi, Pf, Po).
