@@ -194,6 +194,9 @@ std::string render_heatmap(std::span<const float> map, int64_t n,
 
 // Images of one [n, n] map: `cell` pixels per entry, white (0) to dark blue (row max or 1).
 void write_png(const std::string& path, std::span<const float> map, int64_t n, int cell = 4);
+// Any RGB image (rows top to bottom, 3 bytes a pixel) as a PNG; throws naming a size mismatch.
+void write_png_rgb(const std::string& path, int64_t width, int64_t height,
+                   std::span<const uint8_t> rgb);
 std::string render_svg(std::span<const float> map, int64_t n,
                        const std::vector<std::string>& tokens, int cell = 14);
 

@@ -118,12 +118,16 @@ std::string render_heatmap(std::span<const float> map, int64_t n,
   return s.str();
 }
 
-void write_png(const std::string& path, std::span<const float> map, int64_t n, int cell) {
-  check_map(map, n, "write_png");
-  if (cell < 1 || n < 1 || n * cell > 1 << 15) {
-    throw InvalidArgument("write_png: " + std::to_string(n) + " tokens x " + std::to_string(cell) +
-                          " pixels per cell gives an image side outside " +
-                          "1..32768; pass a smaller cell");
+void write_png_rgb(const std::string& path, int64_t width, int64_t height,
+                   std::span<const uint8_t> rgb) {
+  if (width < 1 || height < 1 || width > 1 << 15 || height > 1 << 15) {
+    throw InvalidArgument("write_png_rgb: image of " + std::to_string(width) + " x " +
+                          std::to_string(height) + " pixels; each side must be in 1..32768");
+  }
+  if (rgb.size() != static_cast<size_t>(width * height * 3)) {
+    throw InvalidArgument("write_png_rgb: " + std::to_string(rgb.size()) + " bytes for a " +
+                          std::to_string(width) + " x " + std::to_string(height) +
+                          " RGB image, expected " + std::to_string(width * height * 3));
   }
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
   if (!f) throw Error("write_png: cannot open " + path + " for writing");
@@ -133,32 +137,43 @@ void write_png(const std::string& path, std::span<const float> map, int64_t n, i
     png_destroy_write_struct(&png, &info);
     throw Error("write_png: libpng could not start (out of memory?)");
   }
-  const int64_t side = n * cell;
-  std::vector<png_byte> row(static_cast<size_t>(side * 3));
   // libpng reports errors by longjmp; nothing with a destructor is created below this point.
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
     throw Error("write_png: libpng failed writing " + path);
   }
   png_init_io(png, f.get());
-  png_set_IHDR(png, info, static_cast<png_uint_32>(side), static_cast<png_uint_32>(side), 8,
+  png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
                PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
-  const float mx = map_max(map);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      const Rgb c = shade(map[static_cast<size_t>(i * n + j)], mx);
-      for (int64_t x = j * cell; x < (j + 1) * cell; ++x) {
-        row[static_cast<size_t>(3 * x)] = static_cast<png_byte>(c.r);
-        row[static_cast<size_t>(3 * x + 1)] = static_cast<png_byte>(c.g);
-        row[static_cast<size_t>(3 * x + 2)] = static_cast<png_byte>(c.b);
-      }
-    }
-    for (int y = 0; y < cell; ++y) png_write_row(png, row.data());
+  for (int64_t y = 0; y < height; ++y) {
+    png_write_row(png, const_cast<png_bytep>(rgb.data() + y * width * 3));
   }
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
+}
+
+void write_png(const std::string& path, std::span<const float> map, int64_t n, int cell) {
+  check_map(map, n, "write_png");
+  if (cell < 1 || n < 1 || n * cell > 1 << 15) {
+    throw InvalidArgument("write_png: " + std::to_string(n) + " tokens x " + std::to_string(cell) +
+                          " pixels per cell gives an image side outside " +
+                          "1..32768; pass a smaller cell");
+  }
+  const int64_t side = n * cell;
+  std::vector<uint8_t> image(static_cast<size_t>(side * side * 3));
+  const float mx = map_max(map);
+  for (int64_t y = 0; y < side; ++y) {
+    for (int64_t x = 0; x < side; ++x) {
+      const Rgb c = shade(map[static_cast<size_t>((y / cell) * n + x / cell)], mx);
+      uint8_t* px = image.data() + (y * side + x) * 3;
+      px[0] = static_cast<uint8_t>(c.r);
+      px[1] = static_cast<uint8_t>(c.g);
+      px[2] = static_cast<uint8_t>(c.b);
+    }
+  }
+  write_png_rgb(path, side, side, image);
 }
 
 std::string render_svg(std::span<const float> map, int64_t n,

@@ -48,6 +48,16 @@ void sgemm_nt(int64_t m, int64_t n, int64_t k, const float* x, int64_t ldx, cons
               w, static_cast<blasint>(ldw), 0.0f, y, static_cast<blasint>(ldy));
 }
 
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+           int threads) {
+  OmpThreads scope(threads);
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(n),
+              static_cast<blasint>(k), alpha, a, static_cast<blasint>(lda), b,
+              static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
 void sgemv_n(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x, float* y,
              int threads) {
   OmpThreads scope(threads);
@@ -80,6 +90,19 @@ void sgemm_nt(int64_t m, int64_t n, int64_t k, const float* x, int64_t ldx, cons
       float acc = 0;
       for (int64_t j = 0; j < k; ++j) acc += x[i * ldx + j] * w[o * ldw + j];
       y[i * ldy + o] = acc;
+    }
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float acc = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        acc += (trans_a ? a[p * lda + i] : a[i * lda + p]) *
+               (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+      }
+      c[i * ldc + j] = alpha * acc + (beta == 0.f ? 0.f : beta * c[i * ldc + j]);
     }
 }
 

@@ -16,6 +16,13 @@ bool gemm_available();
 void sgemm_nt(int64_t m, int64_t n, int64_t k, const float* x, int64_t ldx, const float* w,
               int64_t ldw, float* y, int64_t ldy, int threads);
 
+// C[m, n] = alpha · op(A) · op(B) + beta · C, row-major fp32; op transposes when asked
+// (A is [m, k], or [k, m] when trans_a; B is [k, n], or [n, k] when trans_b). The products of the
+// backward pass (dX = dY · W, dW += dYᵀ · X) use it.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+           int threads);
+
 // The library's own matrix-vector product y[n] = w[n, k] · x[k], for benchmarks.
 void sgemv_n(int64_t n, int64_t k, const float* w, int64_t ldw, const float* x, float* y,
              int threads);
