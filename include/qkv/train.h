@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qkv {
@@ -32,6 +33,12 @@ struct PronounCase {
 };
 // Test sentences built from noun pairs the corpus never puts in the same Winograd sentence
 // (held out from generate_corpus for every seed), half of each variant, deterministic in seed.
+// Cases alternate agent, object, agent, ...; the text is one Winograd sentence, sometimes after
+// a sentence that gives the cue ("The road was very wide. The dog didn't cross the road because
+// it was too wide."); the antecedent and distractor offsets are their last occurrences before
+// "it".
 std::vector<PronounCase> generate_pronoun_cases(int64_t n, uint64_t seed = 7);
+// The held-out (animal, thing) pairs, e.g. ("animal", "street"): fixed, the same for every seed.
+std::vector<std::pair<std::string, std::string>> held_out_pronoun_pairs();
 
 }  // namespace qkv

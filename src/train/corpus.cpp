@@ -1,7 +1,8 @@
 // The built-in corpus and the held-out pronoun cases (qkv/train.h).
 //
-// Three kinds of story, each a few short sentences over a closed vocabulary (about 230 distinct
-// words, so a 512-token BPE makes almost every word one token):
+// Three kinds of story, each a few short sentences over a closed vocabulary (199 distinct words,
+// about 220 word forms with capitals and leading spaces; a BPE of 640 tokens makes 97% of word
+// occurrences one token, 768 tokens all of them, 512 tokens 83%):
 //   - Winograd stories (45%): "The tired dog didn't cross the road because it was too tired."
 //     The cue that decides the referent (an adjective that only fits the animal, or only the
 //     thing) comes before "it", inline or in a sentence of its own, because the model is causal.
@@ -13,8 +14,9 @@
 // Held out: every (animal, thing) pair whose FNV-1a hash is 0 mod 5, and (animal, street), never
 // shares a Winograd story; generate_pronoun_cases uses only those pairs.
 //
-// Measured (Release, one core of the 2-core dev machine): 20000 stories (the default) are about
-// 3.5 MB and take about 0.05 s to generate.
+// Measured (Release, 2-core dev machine): 20000 stories (the default) are 2.22 MB, about 0.5M
+// tokens with a 640-token BPE, and take 0.02-0.1 s to generate; ~5M training tokens need about
+// 200000 stories (22 MB).
 #include <algorithm>
 #include <array>
 #include <span>
@@ -155,30 +157,24 @@ void winograd_story(Rng& rng, std::string& out) {
   for (size_t i = 0; i < n_follow; ++i) {
     b.add(" ");
     if (agent_variant) {
-      switch (rng.below(4)) {
+      switch (rng.below(3)) {
         case 0:
           b.add("The ").add(agent).add(" went home.");
           break;
         case 1:
-          b.add("The ").add(agent).add(" lay down to rest.");
-          break;
-        case 2:
-          b.add("Later the ").add(agent).add(" tried again.");
+          b.add("The ").add(agent).add(" went to sleep.");
           break;
         default:
-          b.add("The ").add(agent).add(" stayed where it was.");
+          b.add("So the ").add(agent).add(" stayed home.");
           break;
       }
     } else {
-      switch (rng.below(3)) {
+      switch (rng.below(2)) {
         case 0:
           b.add("The ").add(thing).add(" was too much for the ").add(agent).add(".");
           break;
-        case 1:
-          b.add("The ").add(agent).add(" looked for another ").add(thing).add(".");
-          break;
         default:
-          b.add("Nobody liked that ").add(thing).add(".");
+          b.add("The ").add(agent).add(" looked for another ").add(thing).add(".");
           break;
       }
     }
@@ -190,23 +186,23 @@ void winograd_story(Rng& rng, std::string& out) {
 struct Noun {
   std::string_view one, many;
 };
-constexpr Noun kNouns[] = {
-    {"dog", "dogs"},   {"cat", "cats"},    {"horse", "horses"},   {"cow", "cows"},
-    {"fox", "foxes"},  {"bird", "birds"},  {"duck", "ducks"},     {"pig", "pigs"},
-    {"goat", "goats"}, {"mouse", "mice"},  {"bear", "bears"},     {"wolf", "wolves"},
-    {"frog", "frogs"}, {"lion", "lions"},  {"girl", "girls"},     {"boy", "boys"},
-    {"man", "men"},    {"woman", "women"}, {"child", "children"}, {"teacher", "teachers"},
-};
+constexpr Noun kNouns[] = {{"dog", "dogs"},   {"cat", "cats"},      {"horse", "horses"},
+                           {"cow", "cows"},   {"fox", "foxes"},     {"bird", "birds"},
+                           {"duck", "ducks"}, {"pig", "pigs"},      {"goat", "goats"},
+                           {"mouse", "mice"}, {"bear", "bears"},    {"wolf", "wolves"},
+                           {"frog", "frogs"}, {"lion", "lions"},    {"girl", "girls"},
+                           {"boy", "boys"},   {"child", "children"}};
 struct Verb {
   std::string_view one, many;  // "sees" (after a singular subject), "see"
 };
-constexpr Verb kVerbs[] = {{"sees", "see"},       {"likes", "like"}, {"chases", "chase"},
-                           {"follows", "follow"}, {"helps", "help"}, {"watches", "watch"},
-                           {"loves", "love"}};
-constexpr std::string_view kStates[] = {"happy", "sad",  "small", "brown", "white",
-                                        "black", "kind", "funny", "quiet", "friendly"};
-constexpr std::string_view kPlaces[] = {"park", "garden", "school", "beach", "forest",
-                                        "lake", "farm",   "zoo",    "market"};
+constexpr Verb kVerbs[] = {{"sees", "see"},
+                           {"likes", "like"},
+                           {"chases", "chase"},
+                           {"helps", "help"},
+                           {"watches", "watch"}};
+constexpr std::string_view kStates[] = {"happy", "sad",   "small", "brown",
+                                        "white", "black", "kind",  "quiet"};
+constexpr std::string_view kPlaces[] = {"park", "garden", "school", "beach", "farm", "lake"};
 
 void agreement_sentence(Rng& rng, std::string& out) {
   const Noun& head = kNouns[rng.below(std::size(kNouns))];
@@ -250,14 +246,11 @@ void agreement_story(Rng& rng, std::string& out) {
 }
 
 // ---- Name stories -----------------------------------------------------------------------------
-constexpr std::string_view kGirls[] = {"Mia", "Lily", "Emma", "Anna", "Sara", "Lucy",
-                                       "Zoe", "Ella", "Amy",  "Kate", "Rose", "Nora"};
-constexpr std::string_view kBoys[] = {"Tom", "Ben", "Sam", "Leo", "Max",  "Jack",
-                                      "Tim", "Jim", "Dan", "Bob", "Finn", "Noah"};
-constexpr std::string_view kToys[] = {"ball", "kite", "doll", "book", "car", "hat", "cup", "drum"};
-constexpr std::string_view kColors[] = {"red",  "blue",   "green", "yellow",
-                                        "pink", "orange", "purple"};
-constexpr std::string_view kLikes[] = {"play", "run", "sing", "read", "draw", "dance"};
+constexpr std::string_view kGirls[] = {"Mia", "Lily", "Emma", "Anna", "Sara", "Lucy", "Zoe", "Amy"};
+constexpr std::string_view kBoys[] = {"Tom", "Ben", "Sam", "Leo", "Max", "Jack", "Tim", "Dan"};
+constexpr std::string_view kToys[] = {"ball", "kite", "doll", "book", "hat", "cup"};
+constexpr std::string_view kColors[] = {"red", "blue", "green", "yellow", "pink"};
+constexpr std::string_view kLikes[] = {"play", "run", "sing", "read"};
 constexpr std::string_view kPets[] = {"dog", "cat", "bird", "duck", "rabbit", "frog"};
 
 struct Person {
