@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "default_model.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
@@ -140,7 +141,7 @@ void write_file(const std::string& path, const std::string& text) {
 }
 
 void run(const ExplainCliOptions& o) {
-  const Model model = Model::load(
+  const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
   ExplainOptions eo;
   eo.capture.layers = parse_list(o.layers, "layers");
@@ -215,7 +216,8 @@ void run(const ExplainCliOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<ExplainCliOptions>();
-  app.add_option("-m,--model", o->model, "GGUF file, HF model folder or llama2.c .bin")->required();
+  app.add_option("-m,--model", o->model,
+                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
   app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file; default: the model's own");
   app.add_option("text", o->text, "text to explain")->required();
   app.add_option("-n,--n-predict", o->n, "decoders: tokens to generate greedily (maps grow)")

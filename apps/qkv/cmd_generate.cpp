@@ -15,6 +15,7 @@
 #include <random>
 
 #include "command.h"
+#include "default_model.h"
 #include "qkv/explain.h"
 #include "qkv/session.h"
 
@@ -62,7 +63,7 @@ void run(GenerateCliOptions o) {
   o.sampling.seed = *o.seed;
   Sampler check(o.sampling);  // bad sampling options fail before the model loads
 
-  const Model model = Model::load(
+  const Model model = load_model_or_default(
       o.model,
       {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = load_progress()});
   std::fprintf(stderr, "model: %s\n", model.describe().c_str());
@@ -134,7 +135,8 @@ void run(GenerateCliOptions o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<GenerateCliOptions>();
-  app.add_option("-m,--model", o->model, "GGUF file, HF model folder or llama2.c .bin")->required();
+  app.add_option("-m,--model", o->model,
+                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
   app.add_option("-t,--tokenizer", o->tokenizer,
                  "tokenizer file (llama2.c tokenizer.bin, tokenizer.json); default: the model's "
                  "own or one beside it");

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "qkv/model.h"
 #include "qkv/train.h"
 
 namespace qkv {
@@ -98,5 +99,25 @@ std::string loss_curve_html(const std::vector<LossPoint>& history,
 // The loss curve as a PNG (RGB), drawn by qkv (no plotting library).
 void write_loss_curve_png(const std::string& path, const std::vector<LossPoint>& history,
                           int width = 720, int height = 360);
+
+// ---- Does a head resolve "it"? ---------------------------------------------------------------
+// For each test sentence (generate_pronoun_cases), the exact attention of the pronoun's token on
+// the antecedent's tokens and on the distractor's tokens, in every layer and head. A head gets a
+// case right when the antecedent receives more weight than the distractor.
+struct PronounHeadScore {
+  int layer = 0, head = 0;
+  double accuracy = 0;         // over all cases
+  double accuracy_agent = 0;   // "tired"-style cases (the subject is the referent)
+  double accuracy_object = 0;  // "wide"-style cases (the object is the referent)
+  double mean_antecedent = 0;  // mean attention weight on the antecedent
+  double mean_distractor = 0;  // ... and on the distractor
+};
+struct PronounProbe {
+  int64_t n_cases = 0, n_agent = 0, n_object = 0;
+  std::vector<PronounHeadScore> heads;  // every layer and head, best accuracy first
+};
+// Throws qkv::Error when the model has no tokenizer or a case's words do not map to tokens.
+PronounProbe probe_pronouns(const Model& model, const std::vector<PronounCase>& cases,
+                            int n_threads = 0);
 
 }  // namespace qkv
