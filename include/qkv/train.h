@@ -31,7 +31,7 @@ struct PronounCase {
   size_t distractor_offset = 0, distractor_length = 0;  // the other candidate noun
   std::string variant;  // "agent" (tired-style: "it" is the subject) or "object" (wide-style)
 };
-// Test sentences built from noun pairs the corpus never puts in the same Winograd sentence
+// Test sentences built from noun pairs the corpus never puts in the same Winograd story
 // (held out from generate_corpus for every seed), half of each variant, deterministic in seed.
 // Cases alternate agent, object, agent, ...; the text is one Winograd sentence, sometimes after
 // a sentence that gives the cue ("The road was very wide. The dog didn't cross the road because

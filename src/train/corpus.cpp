@@ -18,7 +18,6 @@
 // tokens with a 640-token BPE, and take 0.02-0.1 s to generate; ~5M training tokens need about
 // 200000 stories (22 MB).
 #include <algorithm>
-#include <array>
 #include <span>
 #include <string>
 #include <string_view>
