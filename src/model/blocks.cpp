@@ -43,7 +43,9 @@ void for_rows(int64_t n, int64_t width, int n_threads,
 // exp(x) for float, written so the compiler vectorises it: 2^round(x log2 e) from the exponent
 // bits times a degree-7 Taylor polynomial of e^g, |g| <= ln2 / 2 (relative error < 1e-7).
 inline float exp_fast(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);  // maxps/minps (std::fmin does not vectorise)
+  // maxps/minps (std::fmin does not vectorise; these selects need -fno-trapping-math, see
+  // CMakeLists.txt)
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
   const float t = x * 1.44269504088896341f;
   const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
   const float g = x - r * 0.693147180559945309f;
@@ -69,6 +71,18 @@ QKV_ELEMENTWISE void gelu_tanh_span(float* x, int64_t begin, int64_t end) {
     const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
     // tanh(u) = 1 - 2 / (exp(2u) + 1); 0.5 v (1 + tanh(u)) = v - v / (exp(2u) + 1)
     x[i] = v - v / (exp_fast(2.0f * u) + 1.0f);
+  }
+}
+
+// d gelu / dx = 0.5 (1 + t) + 0.5 v (1 - t²) u'(v), t = tanh(u), u' = s (1 + 3 a v²).
+QKV_ELEMENTWISE void gelu_tanh_backward_span(const float* x, float* dy, int64_t begin,
+                                             int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = x[i];
+    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    const float t = 1.0f - 2.0f / (exp_fast(2.0f * u) + 1.0f);
+    const float du = 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * v * v);
+    dy[i] *= 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du;
   }
 }
 
@@ -149,6 +163,11 @@ void rope(float* x, int64_t n, int64_t ld, int64_t n_head, int64_t head_dim, int
 
 void gelu_tanh(float* x, int64_t count, int n_threads) {
   for_chunks(count, n_threads, [&](int64_t begin, int64_t end) { gelu_tanh_span(x, begin, end); });
+}
+
+void gelu_tanh_backward(const float* x, float* dy, int64_t count, int n_threads) {
+  for_chunks(count, n_threads,
+             [&](int64_t begin, int64_t end) { gelu_tanh_backward_span(x, dy, begin, end); });
 }
 
 void gelu_erf(float* x, int64_t count, int n_threads) {

@@ -22,7 +22,9 @@ void rope(float* x, int64_t n, int64_t ld, int64_t n_head, int64_t head_dim, int
 
 // In place over n * width values (rows dense).
 void gelu_tanh(float* x, int64_t count, int n_threads);  // GPT-2 "gelu_new"
-void gelu_erf(float* x, int64_t count, int n_threads);   // BERT "gelu"
+// Training: dy[i] *= gelu_tanh'(x[i]).
+void gelu_tanh_backward(const float* x, float* dy, int64_t count, int n_threads);
+void gelu_erf(float* x, int64_t count, int n_threads);  // BERT "gelu"
 void tanh_inplace(float* x, int64_t count);
 // gate[i] = silu(gate[i]) * up[i] (SwiGLU)
 void silu_mul(float* gate, const float* up, int64_t count, int n_threads);

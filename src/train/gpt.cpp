@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "kernels/cpu/linear_gemm.h"
+#include "model/blocks.h"
 #include "qkv/attention.h"
 #include "train/random.h"
 
@@ -133,33 +134,6 @@ void bias_backward(const float* dy, int64_t rows, int64_t cols, float* db,
   });
   for (int64_t c = 0; c < chunks; ++c)
     for (int64_t i = 0; i < cols; ++i) db[i] += scratch[static_cast<size_t>(c * cols + i)];
-}
-
-constexpr float kGeluS = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kGeluA = 0.044715f;
-
-void gelu_forward(const float* x, float* y, int64_t n, int threads) {
-  for_row_chunks((n + 1023) / 1024, threads, [&](int64_t, int64_t c0, int64_t c1) {
-    const int64_t e = std::min(n, c1 * 1024);
-    for (int64_t i = c0 * 1024; i < e; ++i) {
-      const float v = x[i];
-      y[i] = 0.5f * v * (1.f + std::tanh(kGeluS * (v + kGeluA * v * v * v)));
-    }
-  });
-}
-
-// dx = dy * gelu'(x), in place on dy.
-void gelu_backward(const float* x, float* dy, int64_t n, int threads) {
-  for_row_chunks((n + 1023) / 1024, threads, [&](int64_t, int64_t c0, int64_t c1) {
-    const int64_t e = std::min(n, c1 * 1024);
-    for (int64_t i = c0 * 1024; i < e; ++i) {
-      const float v = x[i];
-      const float t = std::tanh(kGeluS * (v + kGeluA * v * v * v));
-      const float d =
-          0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * kGeluS * (1.f + 3.f * kGeluA * v * v);
-      dy[i] *= d;
-    }
-  });
 }
 
 // y[m, n] = x[m, k] · w[n, k]ᵀ + b
@@ -353,7 +327,8 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
     layer_norm_forward(y.mid.data(), w.ln2_w, w.ln2_b, BT, C, y.ln2.data(), y.ln2_mean.data(),
                        y.ln2_rstd.data(), threads);
     linear_forward(y.ln2.data(), w.up_w, w.up_b, BT, F, C, y.up.data(), threads);
-    gelu_forward(y.up.data(), y.act.data(), BT * F, threads);
+    std::copy(y.up.begin(), y.up.end(), y.act.begin());
+    model::gelu_tanh(y.act.data(), BT * F, threads);
     float* out = a.res[static_cast<size_t>(l + 1)].data();
     linear_forward(y.act.data(), w.down_w, w.down_b, BT, C, F, out, threads);
     for (int64_t i = 0; i < BT * C; ++i) out[i] += y.mid[static_cast<size_t>(i)];
@@ -451,7 +426,7 @@ void Gpt::backward(int n_threads) {
     // MLP branch: out = mid + down(gelu(up(ln2(mid)))); d_res holds d out.
     linear_backward(a.d_res.data(), y.act.data(), w.down_w, BT, C, F, a.d_up.data(), false,
                     dw.down_w, dw.down_b, a.scratch, threads);
-    gelu_backward(y.up.data(), a.d_up.data(), BT * F, threads);
+    model::gelu_tanh_backward(y.up.data(), a.d_up.data(), BT * F, threads);
     linear_backward(a.d_up.data(), y.ln2.data(), w.up_w, BT, F, C, a.d_ln.data(), false, dw.up_w,
                     dw.up_b, a.scratch, threads);
     a.d_mid = a.d_res;
