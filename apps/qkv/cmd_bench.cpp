@@ -1,5 +1,6 @@
-// qkv bench attention: times the fast CPU attention on one shape and reports it against this
-// machine's measured FMA peak and memory bandwidth, and against the reference in the same run.
+// qkv bench attention: times the fast CPU attention (or, with --backward, attention_backward) on
+// one shape and reports it against this machine's measured FMA peak and memory bandwidth, and
+// against the reference in the same run.
 #include <sys/resource.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -32,6 +33,7 @@ struct BenchArgs {
   int reps = 0;
   bool json = false;
   bool no_reference = false;
+  bool backward = false;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -54,6 +56,11 @@ void run_bench(BenchArgs a) {
   const Precision prec = a.precision == "bf16" ? Precision::bf16 : Precision::f32;
   if (a.precision != "bf16" && a.precision != "f32") {
     throw InvalidArgument("--precision must be f32 or bf16, got '" + a.precision + "'");
+  }
+  if (a.backward && (dt != DType::f32 || prec != Precision::f32)) {
+    throw InvalidArgument("--backward needs --dtype f32 and --precision f32 (got --dtype " +
+                          a.dtype + ", --precision " + a.precision +
+                          "): attention_backward takes fp32 k and v");
   }
   const int threads = core::resolve_threads(a.threads);
 
@@ -86,18 +93,40 @@ void run_bench(BenchArgs a) {
   opt.n_threads = threads;
   opt.precision = prec;
 
-  const double flops = attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
-  const double bytes = 4.0 * (2 * nq) + 2.0 * dtype_size(dt) * nk;  // q + out, k + v
+  // Backward: gradients of L = sum dout * out, from the forward's out and lse. It has 5 products
+  // the size of the forward's 2 (S, dP, dV, dK, dQ), so its FLOPs count 2.5 times the forward's.
+  const double flop_factor = a.backward ? 2.5 : 1.0;
+  std::vector<float> dout, dq, dk, dv;  // [batch, n_q, heads, head_dim] / [batch, n_kv, ...]
+  if (a.backward) {
+    dout.resize(nq), dq.resize(nq), dk.resize(nk), dv.resize(nk);
+    for (auto& x : dout) x = u(rng);
+    attention(qv, kv, vv, ov, lse.data(), opt);
+  }
+  const View4 outv = View4::dense(out.data(), DType::f32, ov.shape);
+  const View4 doutv = View4::dense(dout.data(), DType::f32, ov.shape);
+  auto run_once = [&] {
+    if (a.backward) {
+      attention_backward(qv, kv, vv, outv, lse.data(), doutv, MutView4::dense(dq.data(), qv.shape),
+                         MutView4::dense(dk.data(), kv.shape), MutView4::dense(dv.data(), vv.shape),
+                         opt);
+    } else {
+      attention(qv, kv, vv, ov, lse.data(), opt);
+    }
+  };
+  const double flops =
+      flop_factor * attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
+  // q + out, k + v; backward also reads dout and writes dq, dk, dv
+  const double bytes = (a.backward ? 2.0 : 1.0) * (4.0 * (2 * nq) + 2.0 * dtype_size(dt) * nk);
   // Warm-up (first touches, arenas), then enough repetitions for ~1 s, at least 3.
   const auto tw = std::chrono::steady_clock::now();
-  attention(qv, kv, vv, ov, lse.data(), opt);
+  run_once();
   const double first = seconds_since(tw);
   int reps =
       a.reps > 0 ? a.reps : static_cast<int>(std::clamp(1.0 / std::max(first, 1e-6), 3.0, 200.0));
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    attention(qv, kv, vv, ov, lse.data(), opt);
+    run_once();
     times.push_back(seconds_since(t0));
   }
   const double t = median(times);
@@ -115,10 +144,26 @@ void run_bench(BenchArgs a) {
     const MutView4 o1{out.data(), {1, rows, 1, a.head_dim}, ov.stride};
     AttentionOptions ro;
     ro.backend = Backend::reference;
-    const auto t0 = std::chrono::steady_clock::now();
-    attention(q1, k1, v1, o1, nullptr, ro);
-    ref_ms =
-        seconds_since(t0) * 1e3 * flops / attention_flops(1, 1, rows, a.n_kv, a.head_dim, false);
+    double ref_s = 0;
+    if (a.backward) {
+      // The slice's own forward (not timed), then its backward.
+      std::vector<float> o(rows * a.head_dim), l(rows), gq(rows * a.head_dim);
+      std::vector<float> gk(a.n_kv * a.head_dim), gv(a.n_kv * a.head_dim);
+      const std::array<int64_t, 4> qs{1, rows, 1, a.head_dim}, ks{1, a.n_kv, 1, a.head_dim};
+      attention(q1, k1, v1, MutView4::dense(o.data(), qs), l.data(), ro);
+      const View4 g1{dout.data() + (a.n_q - rows) * qv.stride[1], DType::f32, qs, qv.stride};
+      const auto t0 = std::chrono::steady_clock::now();
+      attention_backward(q1, k1, v1, View4::dense(o.data(), DType::f32, qs), l.data(), g1,
+                         MutView4::dense(gq.data(), qs), MutView4::dense(gk.data(), ks),
+                         MutView4::dense(gv.data(), ks), ro);
+      ref_s = seconds_since(t0);
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      attention(q1, k1, v1, o1, nullptr, ro);
+      ref_s = seconds_since(t0);
+    }
+    ref_ms = ref_s * 1e3 * flops /
+             (flop_factor * attention_flops(1, 1, rows, a.n_kv, a.head_dim, false));
   }
 
   // Peak resident memory against the bytes of q, k, v and out: what the kernel itself needs.
@@ -148,6 +193,7 @@ void run_bench(BenchArgs a) {
                      {"io_mib", io_mib},
                      {"threads", threads},
                      {"target", std::string(attention_cpu_target())},
+                     {"backward", a.backward},
                      {"shape",
                       {{"batch", a.batch},
                        {"n_q", a.n_q},
@@ -162,19 +208,19 @@ void run_bench(BenchArgs a) {
     return;
   }
   std::printf(
-      "attention  batch %lld  n_q %lld  n_kv %lld  heads %lld/%lld  head_dim %lld  %s  kv %s  "
+      "%s  batch %lld  n_q %lld  n_kv %lld  heads %lld/%lld  head_dim %lld  %s  kv %s  "
       "precision %s\n",
-      (long long)a.batch, (long long)a.n_q, (long long)a.n_kv, (long long)a.heads,
-      (long long)a.kv_heads, (long long)a.head_dim, a.causal ? "causal" : "non-causal",
-      a.dtype.c_str(), a.precision.c_str());
+      a.backward ? "attention backward" : "attention", (long long)a.batch, (long long)a.n_q,
+      (long long)a.n_kv, (long long)a.heads, (long long)a.kv_heads, (long long)a.head_dim,
+      a.causal ? "causal" : "non-causal", a.dtype.c_str(), a.precision.c_str());
   std::printf("machine    %d threads, target %s: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
               threads, peak.target, peak.fma_gflops, peak.read_gbps);
   std::printf(
       "qkv        %.3f ms (median of %d)  %.1f GFLOP/s = %.1f%% of peak  %.1f GB/s = %.1f%% of "
       "bandwidth\n",
       t * 1e3, reps, gflops, 100 * gflops / peak.fma_gflops, gbps, 100 * gbps / peak.read_gbps);
-  std::printf("memory     peak RSS %.0f MiB, of which q, k, v and out are %.0f MiB\n", rss_mib,
-              io_mib);
+  std::printf("memory     peak RSS %.0f MiB, of which %s %.0f MiB\n", rss_mib,
+              a.backward ? "q, k, v, out, dout and dq, dk, dv are" : "q, k, v and out are", io_mib);
   if (ref_ms > 0) {
     std::printf("reference  %.1f ms (64 rows timed, scaled by FLOPs)  qkv is %.0fx faster\n",
                 ref_ms, ref_ms / (t * 1e3));
@@ -199,6 +245,8 @@ void setup_bench(CLI::App& app) {
   att->add_option("--reps", a->reps, "Timed repetitions (0: about one second)");
   att->add_flag("--json", a->json, "Print one JSON object");
   att->add_flag("--no-reference", a->no_reference, "Skip timing the reference");
+  att->add_flag("--backward", a->backward,
+                "Time attention_backward (dq, dk, dv; FLOPs counted as 2.5x the forward's)");
   att->callback([a] { run_bench(*a); });
   add_bench_model(app);
 }

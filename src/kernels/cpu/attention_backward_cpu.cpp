@@ -38,8 +38,12 @@ namespace backward_avx2 {
 
 namespace {
 
-using RunItem = void (*)(const BackwardProblem&, const float*, int64_t, int64_t, int64_t, int64_t,
-                         float*, core::Arena&);
+// One target's entry points (attention_backward_impl.inc).
+struct Kernels {
+  void (*run_item)(const BackwardProblem&, const float*, int64_t, int64_t, int64_t, int64_t, float*,
+                   core::Arena&);
+  void (*out_dot)(const BackwardProblem&, int64_t, int64_t, float*);
+};
 
 // Keys per item when the keys of one (sequence, kv head) are split: a multiple of the key tile.
 constexpr int64_t kKeyTile = 64;
@@ -49,7 +53,7 @@ struct Item {
   double cost;
 };
 
-void run(const BackwardProblem& bp, RunItem run_item) {
+void run(const BackwardProblem& bp, const Kernels& kernels) {
   const AttentionProblem& p = bp.p;
   const int threads = core::resolve_threads(p.opt.n_threads);
 
@@ -78,17 +82,7 @@ void run(const BackwardProblem& bp, RunItem run_item) {
       static_cast<size_t>(rows + static_cast<int64_t>(threads) * part_size));
   float* parts = D + rows;
   core::parallel_for_dynamic(p.batch * p.n_head, threads, [&](int64_t bh, int) {
-    const int64_t b = bh / p.n_head, h = bh % p.n_head;
-    for (int64_t i = 0; i < p.n_q; ++i) {
-      const float* o = static_cast<const float*>(bp.out.data) + b * bp.out.stride[0] +
-                       i * bp.out.stride[1] + h * bp.out.stride[2];
-      const float* g = static_cast<const float*>(bp.dout.data) + b * bp.dout.stride[0] +
-                       i * bp.dout.stride[1] + h * bp.dout.stride[2];
-      double acc = 0;
-      for (int64_t c = 0; c < p.head_dim_v; ++c)
-        acc += static_cast<double>(o[c * bp.out.stride[3]]) * g[c * bp.dout.stride[3]];
-      D[bh * p.n_q + i] = static_cast<float>(acc);
-    }
+    kernels.out_dot(bp, bh / p.n_head, bh % p.n_head, D + bh * p.n_q);
   });
   if (n_split > 1) std::fill(parts, parts + threads * part_size, 0.f);
 
@@ -113,8 +107,8 @@ void run(const BackwardProblem& bp, RunItem run_item) {
                    [](const Item& a, const Item& b) { return a.cost > b.cost; });
   core::parallel_for_dynamic(static_cast<int64_t>(items.size()), threads, [&](int64_t n, int t) {
     const Item& it = items[static_cast<size_t>(n)];
-    run_item(bp, D, it.b, it.hk, it.k_begin, it.k_end,
-             n_split > 1 ? parts + t * part_size : nullptr, core::thread_arena(0));
+    kernels.run_item(bp, D, it.b, it.hk, it.k_begin, it.k_end,
+                     n_split > 1 ? parts + t * part_size : nullptr, core::thread_arena(0));
   });
   if (n_split == 1) return;
 
@@ -143,11 +137,11 @@ namespace qkv::kernels {
 void attention_backward_cpu_on(const BackwardProblem& bp, std::string_view target) {
 #if QKV_X86
   if (target != "generic") {
-    cpu::run(bp, cpu::backward_avx2::run_item);
+    cpu::run(bp, {cpu::backward_avx2::run_item, cpu::backward_avx2::out_dot});
     return;
   }
 #endif
-  cpu::run(bp, cpu::backward_generic::run_item);
+  cpu::run(bp, {cpu::backward_generic::run_item, cpu::backward_generic::out_dot});
 }
 
 void attention_backward_cpu(const BackwardProblem& bp) {
