@@ -47,6 +47,8 @@ struct Kernels {
 
 // Keys per item when the keys of one (sequence, kv head) are split: a multiple of the key tile.
 constexpr int64_t kKeyTile = 64;
+// Memory for the per-thread dq partials (below) beyond which the keys are not split.
+constexpr double kMaxPartialBytes = 256.0 * 1024 * 1024;
 
 struct Item {
   int64_t b, hk, k_begin, k_end;
@@ -65,9 +67,14 @@ void run(const BackwardProblem& bp, const Kernels& kernels) {
   //    dq partial and the partials are summed at the end: O(threads * |dq|) memory and a cheap
   //    reduction, instead of a second pass over the query blocks that would recompute S, P and dP
   //    (7 products instead of 5).
+  // "Enough" is 4 items per thread, the forward's rule for splitting keys (attention_cpu.cpp).
   const int64_t owners = p.batch * p.n_head_kv;
   int64_t n_split = 1;
-  if (threads > 1 && owners < 4 * static_cast<int64_t>(threads)) {
+  // The partials cost threads * |dq| floats; past kMaxPartialBytes the pairs run whole instead.
+  const double partial_bytes = 4.0 * threads * static_cast<double>(p.batch * p.n_head * p.n_q) *
+                               static_cast<double>(p.head_dim);
+  if (threads > 1 && owners < 4 * static_cast<int64_t>(threads) &&
+      partial_bytes <= kMaxPartialBytes) {
     const int64_t tiles = std::max<int64_t>(1, (p.n_kv + kKeyTile - 1) / kKeyTile);
     n_split = std::min((4 * static_cast<int64_t>(threads) + owners - 1) / owners, tiles);
   }
