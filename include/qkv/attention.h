@@ -99,10 +99,12 @@ void attention_probs(const View4& q, const View4& k, const float* lse, int64_t b
 // slopes and the additive mask are constants and get no gradient). A fully masked query row gets
 // dq = 0 and contributes nothing. Precision::bf16 is not supported here (InvalidArgument).
 // Backend::reference recomputes in double, materialised; the others run the tiled CPU kernel.
+// Threads (options.n_threads) split the work by (batch, kv head) so that dk/dv rows have one
+// writer; when there are fewer than 4 such pairs per thread the keys are split too, and dq is then
+// summed from per-thread partials (scratch of n_threads × |dq| floats, at most 256 MiB).
 void attention_backward(const View4& q, const View4& k, const View4& v, const View4& out,
-                        const float* lse, const View4& dout, const MutView4& dq,
-                        const MutView4& dk, const MutView4& dv,
-                        const AttentionOptions& options = {});
+                        const float* lse, const View4& dout, const MutView4& dq, const MutView4& dk,
+                        const MutView4& dv, const AttentionOptions& options = {});
 
 // The SIMD target the CPU backend runs on this machine: "avx512", "avx2" or "generic".
 std::string_view attention_cpu_target();
