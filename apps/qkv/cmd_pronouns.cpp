@@ -22,6 +22,7 @@ struct PronounsCli {
   int64_t cases = 200;
   uint64_t seed = 7;
   int top = 5;
+  std::string at = "clause";
   int threads = 0;
   bool json = false;
 };
@@ -32,7 +33,8 @@ void run(const PronounsCli& o) {
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
   if (!model.is_decoder()) throw Error("pronouns: the model is an encoder; it needs a decoder");
   const std::vector<PronounCase> cases = generate_pronoun_cases(o.cases, o.seed);
-  const PronounProbe p = probe_pronouns(model, cases, o.threads);
+  const PronounProbe p = probe_pronouns(
+      model, cases, o.at == "follow-up" ? PronounAt::follow_up : PronounAt::clause, o.threads);
   if (o.json) {
     nlohmann::json j;
     j["cases"] = p.n_cases;
@@ -72,6 +74,11 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--seed", o->seed, "seed of the test sentences")->capture_default_str();
   app.add_option("--top", o->top, "heads to list")->capture_default_str();
+  app.add_option("--at", o->at,
+                 "clause: \"it\" in \"because it was too ...\"; follow-up: the \"It\" that "
+                 "starts the next sentence")
+      ->check(CLI::IsMember({"clause", "follow-up"}))
+      ->capture_default_str();
   app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
   app.add_flag("--json", o->json, "print JSON (every head)");
   app.callback([o] { run(*o); });

@@ -1,6 +1,6 @@
 // qkv — training a small GPT-2-style model on the CPU (`qkv train`).
 //
-//   qkv::TrainOptions o;            // defaults: the built-in corpus, a 512-token BPE,
+//   qkv::TrainOptions o;            // defaults: the built-in corpus, a 768-token BPE,
 //   o.out_dir = "run";              // 4 layers x 4 heads x 128 wide, context 128
 //   qkv::TrainResult r = qkv::train(o, [](const qkv::TrainProgress& p) { ... });
 //   // run/model.gguf loads with qkv::Model::load and runs in `qkv generate` / `qkv explain`.
@@ -32,7 +32,7 @@ struct TrainOptions {
   std::string text_path;  // empty: generate_corpus(corpus)
   CorpusOptions corpus;
   std::string tokenizer = "bpe";  // "bpe": trained on the text; "byte": 256 bytes + end-of-text
-  int32_t vocab_size = 512;       // bpe
+  int32_t vocab_size = 768;       // bpe (the built-in corpus needs ~700 for one token a word)
   double val_fraction = 0.05;     // the last documents, held out for the validation loss
 
   // Model (GPT-2 architecture).
@@ -116,8 +116,11 @@ struct PronounProbe {
   int64_t n_cases = 0, n_agent = 0, n_object = 0;
   std::vector<PronounHeadScore> heads;  // every layer and head, best accuracy first
 };
+// Which pronoun of a case queries: "it" in "because it was too ...", or the "It" that starts
+// the next sentence (the one whose next word names what the referent does).
+enum class PronounAt : uint8_t { clause, follow_up };
 // Throws qkv::Error when the model has no tokenizer or a case's words do not map to tokens.
 PronounProbe probe_pronouns(const Model& model, const std::vector<PronounCase>& cases,
-                            int n_threads = 0);
+                            PronounAt at = PronounAt::clause, int n_threads = 0);
 
 }  // namespace qkv

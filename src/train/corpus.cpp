@@ -1,12 +1,14 @@
 // The built-in corpus and the held-out pronoun cases (qkv/train.h).
 //
-// Three kinds of story, each a few short sentences over a closed vocabulary (199 distinct words,
-// about 220 word forms with capitals and leading spaces; a BPE of 640 tokens makes 97% of word
-// occurrences one token, 768 tokens all of them, 512 tokens 83%):
+// Three kinds of story, each a few short sentences over a closed vocabulary (about 230 words,
+// about 260 word forms with capitals and leading spaces; a BPE of 768 tokens makes nearly every
+// word occurrence one token, 640 tokens 94%, 512 tokens about 80%):
 //   - Winograd stories (45%): "The tired dog didn't cross the road because it was too tired."
 //     The cue that decides the referent (an adjective that only fits the animal, or only the
 //     thing) comes before "it", inline or in a sentence of its own, because the model is causal.
-//     Follow-ups often name the referent again, so resolving "it" helps predict them.
+//     The next sentence says what the referent did, with a verb of that noun only ("It barked.",
+//     "It stretched far."), so the word after that "It" needs the pronoun resolved; more
+//     follow-ups may name the referent again.
 //   - agreement stories (20%): "The dogs that the cat sees are happy.", "The dog near the cats
 //     is small.": the verb agrees with the head noun, not the nearest one.
 //   - name stories (35%): "Once upon a time there was a little girl named Mia. Mia had a red
@@ -15,7 +17,7 @@
 // shares a Winograd story; generate_pronoun_cases uses only those pairs.
 //
 // Measured (Release, 2-core dev machine): 20000 stories (the default) are 2.22 MB, about 0.5M
-// tokens with a 640-token BPE, and take 0.02-0.1 s to generate; ~5M training tokens need about
+// tokens with a 768-token BPE, and take 0.02-0.1 s to generate; ~5M training tokens need about
 // 200000 stories (22 MB).
 #include <algorithm>
 #include <span>
@@ -110,10 +112,36 @@ bool held_out(std::string_view agent, std::string_view thing) {
   return fnv1a(agent, thing) % 5 == 0;
 }
 
+// What each animal or thing does in the sentence after the Winograd sentence ("It barked."),
+// a different first word for every noun: to predict the word after that "It" the model has to
+// know which noun "it" is, so resolving the pronoun pays off at the pronoun itself. (Without
+// this, "it was too tired" only needs a copy of the cue adjective, and no head learns the
+// antecedent.)
+constexpr std::pair<std::string_view, std::string_view> kBehaviour[] = {
+    {"dog", "barked"},        {"cat", "meowed"},      {"horse", "neighed"},
+    {"cow", "mooed"},         {"fox", "yelped"},      {"rabbit", "hopped away"},
+    {"duck", "quacked"},      {"pig", "oinked"},      {"goat", "bleated"},
+    {"mouse", "squeaked"},    {"bear", "growled"},    {"wolf", "howled"},
+    {"frog", "croaked"},      {"lion", "roared"},     {"chicken", "clucked"},
+    {"animal", "lay down"},   {"street", "rumbled"},  {"road", "stretched far"},
+    {"river", "flowed fast"}, {"bridge", "shook"},    {"fence", "creaked"},
+    {"wall", "stood firm"},   {"gate", "swung shut"}, {"hedge", "rustled"},
+    {"apple", "rolled away"}, {"cake", "crumbled"},   {"soup", "bubbled"},
+    {"bread", "crackled"},    {"pie", "steamed"},     {"box", "rattled"},
+    {"bag", "ripped"},        {"rock", "sat there"},  {"table", "wobbled"},
+    {"barn", "leaked"},       {"house", "groaned"},   {"bed", "sagged"},
+    {"tent", "flapped"}};
+
+std::string_view behaviour(std::string_view noun) {
+  for (const auto& [n, b] : kBehaviour)
+    if (n == noun) return b;
+  return "was there";
+}
+
 // A sentence (or two) built piece by piece, remembering where the words of interest start.
 struct Builder {
   std::string text;
-  size_t agent_at = 0, thing_at = 0, pronoun_at = 0;
+  size_t agent_at = 0, thing_at = 0, pronoun_at = 0, follow_at = 0;
   Builder& add(std::string_view s) {
     text += s;
     return *this;
@@ -121,8 +149,9 @@ struct Builder {
   size_t mark() const { return text.size(); }
 };
 
-// "[The road was very wide. ]The dog didn't cross the [wide ]road because it was too wide."
-// Records the offsets of the last agent and thing before "it", and of "it".
+// "[The road was very wide. ]The dog didn't cross the [wide ]road because it was too wide. It
+// stretched far." Records the offsets of the last agent and thing before "it", of "it" and of
+// the "It" that starts the next sentence.
 void winograd_sentence(Rng& rng, const Frame& frame, std::string_view agent, std::string_view thing,
                        bool agent_variant, Builder& b) {
   const std::string_view adj = rng.pick(agent_variant ? frame.agent_adjs : frame.object_adjs);
@@ -138,7 +167,9 @@ void winograd_sentence(Rng& rng, const Frame& frame, std::string_view agent, std
   b.thing_at = b.mark();
   b.add(thing).add(" because ");
   b.pronoun_at = b.mark();
-  b.add("it was too ").add(adj).add(".");
+  b.add("it was too ").add(adj).add(". ");
+  b.follow_at = b.mark();
+  b.add("It ").add(behaviour(agent_variant ? agent : thing)).add(".");
 }
 
 void winograd_story(Rng& rng, std::string& out) {
@@ -377,6 +408,8 @@ std::vector<PronounCase> generate_pronoun_cases(int64_t n, uint64_t seed) {
     c.text = std::move(b.text);
     c.pronoun_offset = b.pronoun_at;
     c.pronoun_length = 2;
+    c.follow_offset = b.follow_at;
+    c.follow_length = 2;
     const size_t agent_at = b.agent_at, thing_at = b.thing_at;
     c.antecedent_offset = agent_variant ? agent_at : thing_at;
     c.antecedent_length = agent_variant ? p.agent.size() : p.thing.size();

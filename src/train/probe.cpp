@@ -21,7 +21,7 @@ std::vector<int64_t> tokens_of(const std::vector<size_t>& offsets, size_t begin,
 
 }  // namespace
 
-PronounProbe probe_pronouns(const Model& model, const std::vector<PronounCase>& cases,
+PronounProbe probe_pronouns(const Model& model, const std::vector<PronounCase>& cases, PronounAt at,
                             int n_threads) {
   const Tokenizer& tok = model.tokenizer();
   const auto L = static_cast<size_t>(model.config().n_layer);
@@ -43,7 +43,9 @@ PronounProbe probe_pronouns(const Model& model, const std::vector<PronounCase>& 
                   std::to_string(offsets.back()) + " bytes for " + std::to_string(c.text.size()) +
                   "); the model's tokenizer adds text");
     }
-    const std::vector<int64_t> it = tokens_of(offsets, c.pronoun_offset, c.pronoun_length);
+    const bool follow = at == PronounAt::follow_up;
+    const std::vector<int64_t> it = tokens_of(offsets, follow ? c.follow_offset : c.pronoun_offset,
+                                              follow ? c.follow_length : c.pronoun_length);
     const std::vector<int64_t> ante = tokens_of(offsets, c.antecedent_offset, c.antecedent_length);
     const std::vector<int64_t> dist = tokens_of(offsets, c.distractor_offset, c.distractor_length);
     if (it.empty() || ante.empty() || dist.empty()) {
