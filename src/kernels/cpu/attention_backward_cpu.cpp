@@ -38,12 +38,9 @@ namespace backward_avx2 {
 
 namespace {
 
-// One target's entry points (attention_backward_impl.inc).
-struct Kernels {
-  void (*run_item)(const BackwardProblem&, const float*, int64_t, int64_t, int64_t, int64_t, float*,
-                   core::Arena&);
-  void (*out_dot)(const BackwardProblem&, int64_t, int64_t, float*);
-};
+// One target's item runner (attention_backward_impl.inc).
+using RunItem = void (*)(const BackwardProblem&, int64_t, int64_t, int64_t, int64_t, float*,
+                         core::Arena&);
 
 // Keys per item when the keys of one (sequence, kv head) are split: a multiple of the key tile.
 constexpr int64_t kKeyTile = 64;
@@ -55,7 +52,7 @@ struct Item {
   double cost;
 };
 
-void run(const BackwardProblem& bp, const Kernels& kernels) {
+void run(const BackwardProblem& bp, RunItem run_item) {
   const AttentionProblem& p = bp.p;
   const int threads = core::resolve_threads(p.opt.n_threads);
 
@@ -82,15 +79,9 @@ void run(const BackwardProblem& bp, const Kernels& kernels) {
   const int64_t chunk = std::max<int64_t>(1, (per_item + kKeyTile - 1) / kKeyTile) * kKeyTile;
   n_split = std::max<int64_t>(1, (p.n_kv + chunk - 1) / chunk);
 
-  // D[b, h, i] = <dout, out> of every row   [batch, n_head, n_q]
-  const int64_t rows = p.batch * p.n_head * p.n_q;
-  const int64_t part_size = n_split > 1 ? rows * p.head_dim : 0;
-  float* D = core::thread_arena(1).get_as<float>(
-      static_cast<size_t>(rows + static_cast<int64_t>(threads) * part_size));
-  float* parts = D + rows;
-  core::parallel_for_dynamic(p.batch * p.n_head, threads, [&](int64_t bh, int) {
-    kernels.out_dot(bp, bh / p.n_head, bh % p.n_head, D + bh * p.n_q);
-  });
+  // Per-thread dq partials, [threads][batch, n_head, n_q, head_dim], when the keys are split.
+  const int64_t part_size = n_split > 1 ? p.batch * p.n_head * p.n_q * p.head_dim : 0;
+  float* parts = core::thread_arena(1).get_as<float>(static_cast<size_t>(threads * part_size + 1));
   if (n_split > 1) std::fill(parts, parts + threads * part_size, 0.f);
 
   // Items, heaviest first (greedy balancing): the cost is the number of (query, key) pairs the
@@ -114,8 +105,8 @@ void run(const BackwardProblem& bp, const Kernels& kernels) {
                    [](const Item& a, const Item& b) { return a.cost > b.cost; });
   core::parallel_for_dynamic(static_cast<int64_t>(items.size()), threads, [&](int64_t n, int t) {
     const Item& it = items[static_cast<size_t>(n)];
-    kernels.run_item(bp, D, it.b, it.hk, it.k_begin, it.k_end,
-                     n_split > 1 ? parts + t * part_size : nullptr, core::thread_arena(0));
+    run_item(bp, it.b, it.hk, it.k_begin, it.k_end, n_split > 1 ? parts + t * part_size : nullptr,
+             core::thread_arena(0));
   });
   if (n_split == 1) return;
 
@@ -144,11 +135,11 @@ namespace qkv::kernels {
 void attention_backward_cpu_on(const BackwardProblem& bp, std::string_view target) {
 #if QKV_X86
   if (target != "generic") {
-    cpu::run(bp, {cpu::backward_avx2::run_item, cpu::backward_avx2::out_dot});
+    cpu::run(bp, cpu::backward_avx2::run_item);
     return;
   }
 #endif
-  cpu::run(bp, {cpu::backward_generic::run_item, cpu::backward_generic::out_dot});
+  cpu::run(bp, cpu::backward_generic::run_item);
 }
 
 void attention_backward_cpu(const BackwardProblem& bp) {
