@@ -1,4 +1,4 @@
-// qkv explain -m MODEL [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
+// qkv explain [-m MODEL] [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
 //             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F]
 //             [--safetensors F] [--json] [--ignore-eos]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
@@ -6,6 +6,7 @@
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
 //   "where does it look" scores, and with --token the tokens that token attends to most.
+//   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

@@ -22,7 +22,7 @@ TEST(PronounProbe, BuiltInModelResolvesIt) {
   if (!std::filesystem::exists(kModel)) GTEST_SKIP() << kModel << " is not in this checkout";
   const Model model = Model::load(kModel);
   const std::vector<PronounCase> cases = generate_pronoun_cases(200, 7);
-  const PronounProbe p = probe_pronouns(model, cases, PronounAt::clause, 2);
+  const PronounProbe p = probe_pronouns(model, cases, PronounAt::clause, 1);
   ASSERT_EQ(p.n_cases, 200);
   EXPECT_EQ(p.n_agent, 100);
   EXPECT_EQ(p.n_object, 100);

@@ -62,7 +62,7 @@ TrainOptions small_options(const TempDir& dir, const std::string& text_path) {
   o.checkpoint_every = 10;
   o.val_fraction = 0.1;
   o.out_dir = dir / "run";
-  o.n_threads = 2;
+  o.n_threads = 1;
   return o;
 }
 
