@@ -1,6 +1,7 @@
 // probe_pronouns on the committed built-in model (models/qkv-stories.gguf, trained by the
 // command in docs/TRAINING.md): on held-out sentences of both variants its best head puts more
-// attention on the correct antecedent of "it" than on the other noun. The thresholds sit a few
+// attention from the "It" after the Winograd sentence on the correct antecedent than on the other
+// noun. The thresholds sit a few
 // points under the measured accuracy (docs/TRAINING.md) so that a regression in the corpus, the
 // capture, the runtime or the model file shows.
 #include <gtest/gtest.h>
@@ -15,14 +16,14 @@ namespace {
 
 const std::string kModel = std::string(QKV_SOURCE_DIR) + "/models/qkv-stories.gguf";
 // Measured on the committed model (docs/TRAINING.md): see the thresholds' use below.
-constexpr double kMinAccuracy = 0.9;
-constexpr double kMinVariant = 0.8;
+constexpr double kMinAccuracy = 0.8;
+constexpr double kMinVariant = 0.7;
 
 TEST(PronounProbe, BuiltInModelResolvesIt) {
   if (!std::filesystem::exists(kModel)) GTEST_SKIP() << kModel << " is not in this checkout";
   const Model model = Model::load(kModel);
   const std::vector<PronounCase> cases = generate_pronoun_cases(200, 7);
-  const PronounProbe p = probe_pronouns(model, cases, PronounAt::clause, 1);
+  const PronounProbe p = probe_pronouns(model, cases, PronounAt::follow_up, 1);
   ASSERT_EQ(p.n_cases, 200);
   EXPECT_EQ(p.n_agent, 100);
   EXPECT_EQ(p.n_object, 100);
