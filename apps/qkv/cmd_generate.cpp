@@ -52,7 +52,6 @@ std::function<void(double)> load_progress() {
 }
 
 void run(GenerateCliOptions o) {
-  if (o.model.empty()) throw Error("pass a model with -m (GGUF, HF folder or llama2.c .bin)");
   if (o.prompt == "-") {
     o.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
