@@ -1,9 +1,12 @@
-// qkv pronouns [-m MODEL] [--cases N] [--seed S] [--top K] [--json]
+// qkv pronouns [-m MODEL] [--cases N] [--seed S] [--top K] [--at follow-up|clause] [--json]
 //   Does a head resolve "it"? Runs N held-out test sentences of the built-in corpus's Winograd
 //   frames ("The tired dog didn't cross the road because it was too tired." / "... the wide
 //   road because it was too wide.") through the model with exact attention capture and scores
 //   every layer and head: a case is right when the pronoun's token puts more weight on the
 //   correct antecedent than on the other noun. Prints the best heads, overall and per variant.
+//   The pronoun queried is the "It" that starts the sentence after the Winograd sentence (its
+//   next word is the referent's own verb, "It barked."), or with --at clause the "it" of
+//   "because it was too ...".
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -22,7 +25,7 @@ struct PronounsCli {
   int64_t cases = 200;
   uint64_t seed = 7;
   int top = 5;
-  std::string at = "clause";
+  std::string at = "follow-up";
   int threads = 0;
   bool json = false;
 };
@@ -53,10 +56,11 @@ void run(const PronounsCli& o) {
     return;
   }
   std::printf(
-      "%lld held-out sentences (%lld tired-style, %lld wide-style); weight of \"it\" on\n"
+      "%lld held-out sentences (%lld tired-style, %lld wide-style); attention of %s on\n"
       "the correct antecedent vs the other noun, per head, best first:\n\n",
       static_cast<long long>(p.n_cases), static_cast<long long>(p.n_agent),
-      static_cast<long long>(p.n_object));
+      static_cast<long long>(p.n_object),
+      o.at == "clause" ? "\"it\" (because it was too ...)" : "\"It\" (the sentence after)");
   std::printf("layer head  accuracy  tired-style  wide-style  weight: antecedent  other\n");
   for (size_t i = 0; i < p.heads.size() && i < static_cast<size_t>(o.top); ++i) {
     const PronounHeadScore& s = p.heads[i];
