@@ -27,29 +27,25 @@
 #include <vector>
 
 #include "qkv/train.h"
+#include "train/random.h"
 
 namespace qkv {
 namespace {
 
 using Words = std::span<const std::string_view>;
 
-// splitmix64: the same numbers on every platform, unlike std::*_distribution.
+// The training layer's splitmix64 (train/random.h: the same numbers on every platform, unlike
+// std::*_distribution), started at the raw seed, with the draws the stories need.
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(uint64_t seed) { rng_.set_state(seed); }
   // 0..n-1 (the modulo bias is below 2^-50 for these n).
-  size_t below(size_t n) { return static_cast<size_t>(next() % n); }
+  size_t below(size_t n) { return static_cast<size_t>(rng_.below(n)); }
   bool percent(int p) { return below(100) < static_cast<size_t>(p); }
   std::string_view pick(Words w) { return w[below(w.size())]; }
 
  private:
-  uint64_t state_;
+  learn::Rng rng_{0};
 };
 
 // ---- Winograd frames --------------------------------------------------------------------------

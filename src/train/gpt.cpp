@@ -278,11 +278,6 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   B_ = B;
   T_ = T;
   tokens_.assign(tokens, tokens + BT);
-  if (targets) {
-    targets_.assign(targets, targets + BT);
-  } else {
-    targets_.assign(static_cast<size_t>(BT), -1);
-  }
   if (!acts_) acts_.reset(new Activations);
   Activations& a = *acts_;
   auto size = [](std::vector<float>& v, int64_t n) { v.resize(static_cast<size_t>(n)); };
@@ -342,28 +337,28 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   size(a.logits, BT * V);
   kernels::cpu::sgemm_nt(BT, V, C, a.lnf.data(), C, wte, C, a.logits.data(), V, threads);
 
-  if (!targets) {
-    n_targets_ = 0;
-    return 0.0;  // logits() keeps the logits
-  }
+  logits_are_gradient_ = targets != nullptr;
+  if (!targets) return 0.0;  // logits() keeps the logits
   // Cross-entropy; the logits are replaced by d(mean loss)/d(logits) = (softmax - onehot) / N.
-  n_targets_ = 0;
-  for (int64_t i = 0; i < BT; ++i) n_targets_ += targets_[static_cast<size_t>(i)] >= 0;
-  const float inv_n = n_targets_ > 0 ? 1.f / static_cast<float>(n_targets_) : 0.f;
+  int64_t n_targets = 0;
+  for (int64_t i = 0; i < BT; ++i) n_targets += targets[i] >= 0;
+  const float inv_n = n_targets > 0 ? 1.f / static_cast<float>(n_targets) : 0.f;
   size(a.row_loss, BT);
   for_row_chunks(BT, threads, [&](int64_t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       float* z = a.logits.data() + r * V;
       float m = z[0];
       for (int64_t i = 1; i < V; ++i) m = std::max(m, z[i]);
+      const int32_t t = targets[r];
+      // From the logit itself, not log(exp(...)): a target far below the max underflows to 0.
+      const double target_logit = t >= 0 ? double(z[t]) - double(m) : 0.0;
       double sum = 0;
       for (int64_t i = 0; i < V; ++i) {
         z[i] = std::exp(z[i] - m);
         sum += z[i];
       }
-      const int32_t t = targets_[static_cast<size_t>(r)];
       a.row_loss[static_cast<size_t>(r)] =
-          t >= 0 ? static_cast<float>(std::log(sum) - std::log(static_cast<double>(z[t]))) : 0.f;
+          t >= 0 ? static_cast<float>(std::log(sum) - target_logit) : 0.f;
       const float scale = t >= 0 ? inv_n / static_cast<float>(sum) : 0.f;
       for (int64_t i = 0; i < V; ++i) z[i] *= scale;
       if (t >= 0) z[t] -= inv_n;
@@ -371,18 +366,18 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
   });
   double loss = 0;
   for (float x : a.row_loss) loss += x;
-  return n_targets_ > 0 ? loss / static_cast<double>(n_targets_) : 0.0;
+  return n_targets > 0 ? loss / static_cast<double>(n_targets) : 0.0;
 }
 
 const float* Gpt::logits() const {
-  if (!acts_ || n_targets_ != 0 || acts_->logits.empty()) {
+  if (!acts_ || logits_are_gradient_ || acts_->logits.empty()) {
     core::throw_invalid("model: logits() needs a forward() without targets before it");
   }
   return acts_->logits.data();
 }
 
 void Gpt::backward(int n_threads) {
-  if (!acts_ || B_ == 0 || n_targets_ == 0) {
+  if (!acts_ || !logits_are_gradient_) {
     core::throw_invalid("model: backward() needs a forward() with targets before it");
   }
   Activations& a = *acts_;

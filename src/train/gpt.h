@@ -77,8 +77,9 @@ class Gpt {
   std::vector<ParamTensor> tensors_;
   std::vector<float> params_;
   std::vector<float> grads_;
-  std::vector<int32_t> tokens_, targets_;
-  int64_t B_ = 0, T_ = 0, n_targets_ = 0;
+  std::vector<int32_t> tokens_;  // of the last forward(), for the embedding gradient
+  int64_t B_ = 0, T_ = 0;
+  bool logits_are_gradient_ = false;  // the last forward() had targets
   struct ActivationsDeleter {
     void operator()(Activations* a) const;
   };

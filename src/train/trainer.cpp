@@ -56,6 +56,7 @@ void check_options(const TrainOptions& o) {
   }
   if (o.warmup < 0) core::throw_invalid("train: --warmup must be >= 0, found ", o.warmup);
   if (o.out_dir.empty()) core::throw_invalid("train: --out is empty");
+  if (o.n_threads < 0) core::throw_invalid("train: --threads must be >= 0, found ", o.n_threads);
 }
 
 std::string read_text(const std::string& path) {
@@ -117,19 +118,24 @@ void fill_batch(const std::vector<int32_t>& data, const std::vector<int64_t>& st
     }
 }
 
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  if (!f) throw Error("train: cannot write " + path);
+}
+
 void write_curves(const std::string& dir, const std::vector<LossPoint>& history,
                   const std::vector<std::pair<std::string, std::string>>& settings) {
-  {
-    std::ofstream csv(dir + "/loss.csv");
-    csv << "step,train_loss,val_loss\n";
-    for (const LossPoint& p : history) {
-      csv << p.step << ',' << p.train_loss << ',';
-      if (p.val_loss) csv << *p.val_loss;
-      csv << '\n';
-    }
+  std::ostringstream csv;
+  csv << "step,train_loss,val_loss\n";
+  for (const LossPoint& p : history) {
+    csv << p.step << ',' << p.train_loss << ',';
+    if (p.val_loss) csv << *p.val_loss;
+    csv << '\n';
   }
-  std::ofstream(dir + "/loss.svg") << loss_curve_svg(history);
-  std::ofstream(dir + "/loss.html") << loss_curve_html(history, settings);
+  write_text(dir + "/loss.csv", csv.str());
+  write_text(dir + "/loss.svg", loss_curve_svg(history));
+  write_text(dir + "/loss.html", loss_curve_html(history, settings));
   write_loss_curve_png(dir + "/loss.png", history);
 }
 
@@ -139,7 +145,7 @@ TrainResult train(const TrainOptions& o,
                   const std::function<void(const TrainProgress&)>& on_progress) {
   check_options(o);
   const auto t_start = std::chrono::steady_clock::now();
-  const int threads = o.n_threads > 0 ? o.n_threads : 0;
+  const int threads = o.n_threads;
 
   // ---- Data and tokenizer ----
   const std::string text = o.text_path.empty() ? generate_corpus(o.corpus) : read_text(o.text_path);

@@ -7,22 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "common/raw_io.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
-
-namespace {
-std::vector<float> read_floats(const std::string& path, size_t n) {
-  std::vector<float> v(n);
-  std::ifstream f(path, std::ios::binary);
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * 4));
-  if (!f) throw qkv::Error("cannot read " + std::to_string(n) + " floats from " + path);
-  return v;
-}
-void write_floats(const std::string& path, const std::vector<float>& v) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 12) {
@@ -43,10 +30,10 @@ int main(int argc, char** argv) {
     if (backend != "cpu" && backend != "reference")
       throw qkv::InvalidArgument("BACKEND must be cpu or reference, got " + backend);
     opt.backend = backend == "cpu" ? qkv::Backend::cpu : qkv::Backend::reference;
-    const auto q = read_floats(dir + "/q.bin", B * NQ * H * D);
-    const auto k = read_floats(dir + "/k.bin", B * NKV * HKV * D);
-    const auto v = read_floats(dir + "/v.bin", B * NKV * HKV * DV);
-    const auto dout = read_floats(dir + "/dout.bin", B * NQ * H * DV);
+    const auto q = qkv::test::read_raw<float>(dir + "/q.bin", B * NQ * H * D);
+    const auto k = qkv::test::read_raw<float>(dir + "/k.bin", B * NKV * HKV * D);
+    const auto v = qkv::test::read_raw<float>(dir + "/v.bin", B * NKV * HKV * DV);
+    const auto dout = qkv::test::read_raw<float>(dir + "/dout.bin", B * NQ * H * DV);
     const qkv::View4 qv = qkv::View4::dense(q.data(), qkv::DType::f32, {B, NQ, H, D});
     const qkv::View4 kv = qkv::View4::dense(k.data(), qkv::DType::f32, {B, NKV, HKV, D});
     const qkv::View4 vv = qkv::View4::dense(v.data(), qkv::DType::f32, {B, NKV, HKV, DV});
@@ -59,9 +46,9 @@ int main(int argc, char** argv) {
         qkv::MutView4::dense(dq.data(), {B, NQ, H, D}),
         qkv::MutView4::dense(dk.data(), {B, NKV, HKV, D}),
         qkv::MutView4::dense(dv.data(), {B, NKV, HKV, DV}), opt);
-    write_floats(dir + "/dq.bin", dq);
-    write_floats(dir + "/dk.bin", dk);
-    write_floats(dir + "/dv.bin", dv);
+    qkv::test::write_raw(dir + "/dq.bin", dq);
+    qkv::test::write_raw(dir + "/dk.bin", dk);
+    qkv::test::write_raw(dir + "/dv.bin", dv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv_attention_backward_io: %s\n", e.what());
     return 1;

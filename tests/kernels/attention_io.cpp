@@ -6,23 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "common/raw_io.h"
 #include "core/half.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
-
-namespace {
-std::vector<float> read_floats(const std::string& path, size_t n) {
-  std::vector<float> v(n);
-  std::ifstream f(path, std::ios::binary);
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * 4));
-  if (!f) throw qkv::Error("cannot read " + std::to_string(n) + " floats from " + path);
-  return v;
-}
-void write_floats(const std::string& path, const std::vector<float>& v) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 11) {
@@ -39,9 +26,9 @@ int main(int argc, char** argv) {
     opt.causal = std::string(argv[9]) == "1";
     if (argc > 11) opt.window_left = std::stoll(argv[11]);
     const qkv::DType dt = qkv::parse_dtype(argv[10]);
-    auto q = read_floats(dir + "/q.bin", B * NQ * H * D);
-    auto k = read_floats(dir + "/k.bin", B * NKV * HKV * D);
-    auto v = read_floats(dir + "/v.bin", B * NKV * HKV * DV);
+    auto q = qkv::test::read_raw<float>(dir + "/q.bin", B * NQ * H * D);
+    auto k = qkv::test::read_raw<float>(dir + "/k.bin", B * NKV * HKV * D);
+    auto v = qkv::test::read_raw<float>(dir + "/v.bin", B * NKV * HKV * DV);
     std::vector<uint16_t> kh(k.size()), vh(v.size());
     const void* kp = k.data();
     const void* vp = v.data();
@@ -58,8 +45,8 @@ int main(int argc, char** argv) {
                    qkv::View4::dense(kp, dt, {B, NKV, HKV, D}),
                    qkv::View4::dense(vp, dt, {B, NKV, HKV, DV}),
                    qkv::MutView4::dense(out.data(), {B, NQ, H, DV}), lse.data(), opt);
-    write_floats(dir + "/out.bin", out);
-    write_floats(dir + "/lse.bin", lse);
+    qkv::test::write_raw(dir + "/out.bin", out);
+    qkv::test::write_raw(dir + "/lse.bin", lse);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv_attention_io: %s\n", e.what());
     return 1;

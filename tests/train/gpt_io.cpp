@@ -10,27 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "common/raw_io.h"
 #include "qkv/error.h"
 #include "train/gpt.h"
 #include "train/optimizer.h"
-
-namespace {
-
-template <typename X>
-std::vector<X> read_all(const std::string& path, size_t n) {
-  std::vector<X> v(n);
-  std::ifstream f(path, std::ios::binary);
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(n * sizeof(X)));
-  if (!f) throw qkv::Error("cannot read " + std::to_string(n) + " values from " + path);
-  return v;
-}
-
-void write_all(const std::string& path, const std::vector<float>& v) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) {
@@ -55,14 +38,17 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    model.params() = read_all<float>(dir + "/params.bin", static_cast<size_t>(model.n_params()));
-    const auto tokens = read_all<int32_t>(dir + "/tokens.bin", static_cast<size_t>(B * T));
-    const auto targets = read_all<int32_t>(dir + "/targets.bin", static_cast<size_t>(B * T));
+    model.params() =
+        qkv::test::read_raw<float>(dir + "/params.bin", static_cast<size_t>(model.n_params()));
+    const auto tokens =
+        qkv::test::read_raw<int32_t>(dir + "/tokens.bin", static_cast<size_t>(B * T));
+    const auto targets =
+        qkv::test::read_raw<int32_t>(dir + "/targets.bin", static_cast<size_t>(B * T));
     model.zero_grad();
     const double loss = model.forward(tokens.data(), targets.data(), B, T, 0);
     model.backward(0);
     std::ofstream(dir + "/loss.txt") << std::to_string(loss) << '\n';
-    write_all(dir + "/grads.bin", model.grads());
+    qkv::test::write_raw(dir + "/grads.bin", model.grads());
 
     qkv::learn::AdamWOptions ao;
     ao.weight_decay = wd;
@@ -76,7 +62,7 @@ int main(int argc, char** argv) {
       qkv::learn::clip_grad_norm(model.grads(), clip);
       opt.update(model.params(), model.grads(), model.tensors(), lr);
     }
-    write_all(dir + "/params2.bin", model.params());
+    qkv::test::write_raw(dir + "/params2.bin", model.params());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv_gpt_io: %s\n", e.what());

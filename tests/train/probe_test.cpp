@@ -41,7 +41,7 @@ TEST(PronounProbe, BuiltInModelResolvesIt) {
 // The probe itself: with a distractor equal to the antecedent's position the scores must tie,
 // so a head can never be "right"; a case whose words are not in the text is an error.
 TEST(PronounProbe, CountsOnlyStrictWins) {
-  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << kModel << " is not in this checkpoint";
+  if (!std::filesystem::exists(kModel)) GTEST_SKIP() << kModel << " is not in this checkout";
   const Model model = Model::load(kModel);
   std::vector<PronounCase> cases = generate_pronoun_cases(4, 3);
   for (PronounCase& c : cases) {
