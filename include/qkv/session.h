@@ -31,6 +31,9 @@ struct SessionOptions {
   KvType kv_type = KvType::f32;
   int n_threads = 0;  // 0: all hardware threads
   Observer* observer = nullptr;
+  // The attention kernel of every layer. Backend::reference runs the naive double-precision
+  // oracle (slow: for parity tests, e.g. captured maps against the reference's probabilities).
+  Backend attention_backend = Backend::automatic;
 };
 
 struct SamplingParams {

@@ -173,7 +173,7 @@ void attend(const View4& q, const View4& k, const View4& v, float* out, int laye
 
 void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
                      bool all_logits, std::vector<float>& logits, int n_threads, Observer* observer,
-                     ForwardTimes* times) {
+                     ForwardTimes* times, Backend attention_backend) {
   const Model::Impl& m = model.impl();
   const ModelConfig& c = m.config;
   if (m.arch == Architecture::bert) {
@@ -241,6 +241,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     AttentionOptions opt;
     opt.causal = true;
     opt.n_threads = threads;
+    opt.backend = attention_backend;
     attend(qv, kview, vview, att, layer, pos0, opt, observer, s.lse);
     timer.charge(&ForwardTimes::attention);
     emit("attn_out", layer, att, nq_w);
@@ -297,7 +298,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
 void encoder_forward(const Model& model, std::span<const int32_t> tokens,
                      std::span<const int32_t> token_types, std::vector<float>& hidden,
                      std::vector<float>* pooled, int n_threads, Observer* observer,
-                     ForwardTimes* times) {
+                     ForwardTimes* times, Backend attention_backend) {
   const Model::Impl& m = model.impl();
   const ModelConfig& c = m.config;
   if (m.arch != Architecture::bert) {
@@ -359,6 +360,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
     const View4 vview = View4::dense(v, DType::f32, {1, n, nkv, hd});
     AttentionOptions opt;
     opt.n_threads = threads;
+    opt.backend = attention_backend;
     attend(qv, kview, vview, att, layer, 0, opt, observer, s.lse);
     timer.charge(&ForwardTimes::attention);
     emit("attn_out", layer, att, nq_w);
