@@ -1,6 +1,6 @@
 // qkv explain [-m MODEL] [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
 //             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F]
-//             [--safetensors F] [--json] [--ignore-eos]
+//             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
@@ -27,7 +27,7 @@ namespace {
 
 struct ExplainCliOptions {
   std::string model, tokenizer, text, token, layers = "all", heads = "all", map;
-  std::string html, png, svg, npy, safetensors, overflow = "top-k";
+  std::string html, png, svg, npy, safetensors, npy_stream, overflow = "top-k";
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
   bool json = false, ascii = false, no_special = false, ignore_eos = false;
@@ -148,6 +148,7 @@ void run(const ExplainCliOptions& o) {
   eo.capture.layers = parse_list(o.layers, "layers");
   eo.capture.heads = parse_list(o.heads, "heads");
   eo.capture.max_floats = o.max_floats;
+  eo.capture.stream_npy = o.npy_stream;
   eo.capture.top_k = o.top_k;
   eo.capture.overflow = o.overflow == "rows"    ? OverflowKeep::rows
                         : o.overflow == "heads" ? OverflowKeep::heads
@@ -161,6 +162,11 @@ void run(const ExplainCliOptions& o) {
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
 
+  if (e.capture.streamed()) {
+    write_tokens_json(o.npy_stream + ".tokens.json", e);
+    std::fprintf(stderr, "%s; tokens in %s.tokens.json\n", e.capture.streamed()->note().c_str(),
+                 o.npy_stream.c_str());
+  }
   if (!o.npy.empty()) {
     write_npy(o.npy, e);
     std::fprintf(stderr, "wrote %s [%zu, %zu, %lld, %lld] and %s.tokens.json\n", o.npy.c_str(),
@@ -233,6 +239,9 @@ void setup(CLI::App& app) {
   app.add_option("--svg", o->svg, "write the map as an SVG image with token labels");
   app.add_option("--npy", o->npy,
                  "write all maps as float32 [layers, heads, tokens, tokens] and FILE.tokens.json");
+  app.add_option("--npy-stream", o->npy_stream,
+                 "write every captured row to FILE as it is produced: the same array as --npy, "
+                 "whatever --max-floats keeps in memory, and FILE.tokens.json");
   app.add_option("--safetensors", o->safetensors,
                  "write the maps as safetensors (attn [layers, heads, tokens, tokens], ids)");
   app.add_flag("--json", o->json, "print tokens, maps and analyses as JSON");

@@ -1,6 +1,7 @@
 // qkv generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
 //              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
 //              [--kv f32|f16] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
+//              [--explain HTML] [--npy-stream FILE]
 //   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
 //   prints a story), with a newline at the end; status, progress and timings go to stderr.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
@@ -37,6 +38,7 @@ struct GenerateCliOptions {
   bool no_bos = false;
   bool ignore_eos = false;
   std::string explain_html;  // --explain: attention maps of the prompt and every generated token
+  std::string npy_stream;    // --npy-stream: the same maps, every row written as it is produced
 };
 
 using Clock = std::chrono::steady_clock;
@@ -73,8 +75,14 @@ void run(GenerateCliOptions o) {
   }
   // --explain: exact attention maps of every layer and head, recomputed from the kernel's LSE
   // as the run goes (the forward passes themselves stay on the fast path).
+  // --npy-stream alone keeps nothing in memory (max_floats 0): memory independent of the length.
   std::optional<AttentionCapture> capture;
-  if (!o.explain_html.empty()) capture.emplace(model);
+  if (!o.explain_html.empty() || !o.npy_stream.empty()) {
+    CaptureOptions co;
+    co.stream_npy = o.npy_stream;
+    if (o.explain_html.empty()) co.max_floats = 0;
+    capture.emplace(model, std::move(co));
+  }
   Session session(model, {.n_ctx = o.ctx,
                           .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
                           .n_threads = o.threads,
@@ -125,11 +133,18 @@ void run(GenerateCliOptions o) {
     const Explanation e =
         explanation_from(model, std::move(run), static_cast<int64_t>(r.prompt_ids.size()),
                          std::move(*capture), r.prefill_seconds + r.decode_seconds);
-    std::ofstream out(o.explain_html, std::ios::binary);
-    out << render_html(e);
-    if (!out) throw Error("--explain: cannot write " + o.explain_html);
-    std::fprintf(stderr, "explain: %s (%s)\n", o.explain_html.c_str(),
-                 e.capture.memory_note().c_str());
+    if (e.capture.streamed()) {
+      write_tokens_json(o.npy_stream + ".tokens.json", e);
+      std::fprintf(stderr, "explain: %s; tokens in %s.tokens.json\n",
+                   e.capture.streamed()->note().c_str(), o.npy_stream.c_str());
+    }
+    if (!o.explain_html.empty()) {
+      std::ofstream out(o.explain_html, std::ios::binary);
+      out << render_html(e);
+      if (!out) throw Error("--explain: cannot write " + o.explain_html);
+      std::fprintf(stderr, "explain: %s (%s)\n", o.explain_html.c_str(),
+                   e.capture.memory_note().c_str());
+    }
   }
 }
 
@@ -161,6 +176,10 @@ void setup(CLI::App& app) {
   app.add_option("--explain", o->explain_html,
                  "write an HTML report of the attention maps of the prompt and every generated "
                  "token (all layers and heads; qkv explain selects)");
+  app.add_option("--npy-stream", o->npy_stream,
+                 "write the attention maps of every layer and head, row by row as they are "
+                 "produced, to FILE: float32 [layers, heads, tokens, tokens] (qkv explain --npy), "
+                 "and FILE.tokens.json; with or without --explain");
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
   app.add_option("--kv", o->kv, "KV cache type")
       ->check(CLI::IsMember({"f32", "f16"}))

@@ -50,6 +50,22 @@ struct CaptureOptions {
   // KV group (GQA).
   int detail_layer = -1;
   int detail_head = -1;
+  // Also write every captured row to this .npy file (empty: off), whatever the budget keeps in
+  // memory: float32 [n_layer_sel, n_head_sel, T, T] as write_npy lays it out. Rows are appended
+  // to stream_npy + ".part" as they are produced (memory: a 1 MiB buffer and one row, whatever
+  // T); AttentionCapture::finish_stream() writes the .npy from them and removes the .part file
+  // (disk: the rows without their causal zeros, then the .npy). The constructor creates the file
+  // and throws Error naming it when it cannot. max_floats = 0 keeps nothing in memory.
+  std::string stream_npy;
+};
+
+// Where a streamed capture went (CaptureOptions::stream_npy).
+struct StreamedMaps {
+  std::string path;
+  int64_t n_layers = 0, n_heads = 0, n_tokens = 0;  // the array is [n_layers, n_heads, T, T]
+  int64_t rows = 0;                                 // rows streamed
+  int64_t bytes = 0;                                // size of the .npy file
+  std::string note() const;                         // one line: the path, shape and size
 };
 
 // Q/K/V/output rows of one head, by position: q, k [n_tokens, head_dim]; v, out
@@ -95,6 +111,13 @@ class AttentionCapture : public Observer {
   std::string memory_note() const;
 
   const std::optional<HeadDetail>& detail() const;
+  // Stops streaming and writes the .npy of every row streamed (CaptureOptions::stream_npy), T =
+  // n_tokens(); returns where it went (nullopt without stream_npy). Throws Error naming the file
+  // when a write failed. explain() and explanation_from() call it; a capture destroyed unfinished
+  // removes its files.
+  std::optional<StreamedMaps> finish_stream();
+  const std::optional<StreamedMaps>& streamed() const;  // set by finish_stream()
+  // Drops every row kept in memory (rows already streamed stay in the stream).
   void clear();
 
  private:
@@ -124,11 +147,13 @@ struct Explanation {
 
 // Runs the text through the model (encoders: one bidirectional pass; decoders: a prefill then
 // max_new_tokens generated steps, each generated token also run so that it has a row) with an
-// AttentionCapture attached. Throws qkv::Error when the model has no tokenizer.
+// AttentionCapture attached, and finishes its stream (capture.stream_npy). Throws qkv::Error when
+// the model has no tokenizer.
 Explanation explain(const Model& model, std::string_view text, const ExplainOptions& options = {});
 
 // An Explanation from a capture attached to a run made elsewhere (e.g. `qkv generate --explain`):
-// `ids` are the tokens run, one per map row, the first `n_prompt` of them the prompt.
+// `ids` are the tokens run, one per map row, the first `n_prompt` of them the prompt. Finishes the
+// capture's stream if it has one.
 Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64_t n_prompt,
                              AttentionCapture capture, double run_seconds);
 
@@ -173,8 +198,11 @@ std::vector<Attended> top_attended(std::span<const float> map, int64_t n, int64_
 // Exports. Errors name the file.
 
 // One float32 C-order .npy of shape [n_layer_sel, n_head_sel, n_tokens, n_tokens] and, beside
-// it, path + ".tokens.json": {"ids": [...], "tokens": [...], "layers": [...], "heads": [...]}.
+// it, path + ".tokens.json" (write_tokens_json).
 void write_npy(const std::string& path, const Explanation& e);
+// {"ids": [...], "tokens": [...], "word_ids", "n_prompt", "layers": [...], "heads": [...],
+// "model", "memory"}: what the rows and maps of an export stand for.
+void write_tokens_json(const std::string& path, const Explanation& e);
 // The same maps as a safetensors file: "attn" F32 [n_layer_sel, n_head_sel, T, T] and "ids" I32
 // [T]; __metadata__ holds "tokens", "layers" and "heads" as JSON text, "model" and "memory".
 void write_safetensors(const std::string& path, const Explanation& e);

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "npy_stream.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
@@ -81,32 +82,45 @@ struct AttentionCapture::Impl {
   int64_t n_tokens = 0, stored = 0, dropped = 0, sparse = 0;
   bool full = false;  // the budget was reached once: the overflow policy applies from then on
   std::optional<HeadDetail> detail;
+  std::unique_ptr<explain_detail::NpyStream> stream;  // CaptureOptions::stream_npy
+  std::optional<StreamedMaps> streamed;
 
   std::vector<Row>& slot(size_t li, size_t hi) { return rows[li * heads.size() + hi]; }
   const std::vector<Row>& slot(size_t li, size_t hi) const { return rows[li * heads.size() + hi]; }
   bool wanted_row(int64_t pos) const {
     return opt.rows.empty() || std::find(opt.rows.begin(), opt.rows.end(), pos) != opt.rows.end();
   }
-  void store(Row& r, const float* p, int64_t n_kv, size_t hi);
+  void store(std::vector<Row>& slot, int64_t pos, const float* p, int64_t len, size_t hi);
   void capture_detail(const AttentionEvent& e);
 };
 
-// Dense while the budget allows; past it, the chosen overflow policy.
-void AttentionCapture::Impl::store(Row& r, const float* p, int64_t n_kv, size_t hi) {
-  if (r.present) {  // a position seen again (a new prompt after reset): replace it
+// Dense while the budget allows; past it, the chosen overflow policy. p: the row's first len
+// keys (the rest are zeros).
+void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const float* p, int64_t len,
+                                   size_t hi) {
+  if (pos < static_cast<int64_t>(slot.size()) && slot[static_cast<size_t>(pos)].present) {
+    Row& r = slot[static_cast<size_t>(pos)];  // a position seen again (a new prompt after reset)
     stored -= r.floats();
     r = Row{};
   }
-  int64_t len = n_kv;
-  while (len > 0 && p[len - 1] == 0.f) --len;
   const bool fits_dense = stored + len <= opt.max_floats;
   if (!fits_dense) full = true;
   const bool keep_head =
       opt.overflow == OverflowKeep::heads && static_cast<int>(hi) < opt.overflow_heads;
-  if (fits_dense && (!full || keep_head)) {
+  const bool dense = fits_dense && (!full || keep_head);
+  const bool top = !dense && opt.overflow == OverflowKeep::top_k &&
+                   stored + 2 * std::min<int64_t>(opt.top_k, len) <= opt.max_floats;
+  if (!dense && !top) {
+    ++dropped;
+    return;
+  }
+  // Slots grow only for rows kept, so a capture that keeps nothing (a stream with max_floats 0)
+  // holds no memory per position.
+  if (static_cast<int64_t>(slot.size()) <= pos) slot.resize(static_cast<size_t>(pos + 1));
+  Row& r = slot[static_cast<size_t>(pos)];
+  if (dense) {
     r.p.assign(p, p + len);
-  } else if (opt.overflow == OverflowKeep::top_k &&
-             stored + 2 * std::min<int64_t>(opt.top_k, len) <= opt.max_floats) {
+  } else {
     std::vector<int32_t> idx(static_cast<size_t>(len));
     std::iota(idx.begin(), idx.end(), 0);
     const size_t k = static_cast<size_t>(std::min<int64_t>(opt.top_k, len));
@@ -117,9 +131,6 @@ void AttentionCapture::Impl::store(Row& r, const float* p, int64_t n_kv, size_t 
     for (int32_t j : idx) r.p.push_back(p[j]);
     r.keys = std::move(idx);
     ++sparse;
-  } else {
-    ++dropped;
-    return;
   }
   r.present = true;
   stored += r.floats();
@@ -183,6 +194,8 @@ AttentionCapture::AttentionCapture(const Model& model, CaptureOptions options)
   for (size_t i = 0; i < m.layers.size(); ++i)
     m.layer_slot[static_cast<size_t>(m.layers[i])] = static_cast<int>(i);
   m.rows.resize(m.layers.size() * m.heads.size());
+  if (!m.opt.stream_npy.empty())
+    m.stream = std::make_unique<explain_detail::NpyStream>(m.opt.stream_npy);
 }
 
 AttentionCapture::~AttentionCapture() = default;
@@ -212,8 +225,6 @@ void AttentionCapture::on_attention(const AttentionEvent& e) {
   std::vector<float> probs;  // [rows of the chunk, n_kv]
   for (size_t hi = 0; hi < m.heads.size(); ++hi) {
     std::vector<Row>& slot = m.slot(static_cast<size_t>(li), hi);
-    if (static_cast<int64_t>(slot.size()) < m.n_tokens)
-      slot.resize(static_cast<size_t>(m.n_tokens));
     for (size_t r0 = 0; r0 < wanted.size(); r0 += static_cast<size_t>(chunk)) {
       const size_t nr = std::min(wanted.size() - r0, static_cast<size_t>(chunk));
       const std::span<const int64_t> rows(wanted.data() + r0, nr);
@@ -221,8 +232,11 @@ void AttentionCapture::on_attention(const AttentionEvent& e) {
       attention_probs(e.q, e.k, e.lse, 0, m.heads[hi], rows, probs.data(), *e.options);
       for (size_t r = 0; r < nr; ++r) {
         const int64_t pos = e.first_position + rows[r];
-        m.store(slot[static_cast<size_t>(pos)], probs.data() + r * static_cast<size_t>(n_kv), n_kv,
-                hi);
+        const float* p = probs.data() + r * static_cast<size_t>(n_kv);
+        int64_t len = n_kv;  // trailing zeros trimmed: a causal row ends at its own position
+        while (len > 0 && p[len - 1] == 0.f) --len;
+        m.store(slot, pos, p, len, hi);
+        if (m.stream) m.stream->write_row(li, static_cast<int>(hi), pos, p, len);
       }
     }
   }
@@ -302,11 +316,25 @@ std::string AttentionCapture::memory_note() const {
       s << ", first " << m.opt.overflow_heads << " heads kept";
     s << ")";
   }
+  if (m.stream) s << "; every row streamed to " << m.opt.stream_npy;
   return s.str();
 }
 
 const std::optional<HeadDetail>& AttentionCapture::detail() const {
   return impl_->detail;
+}
+
+std::optional<StreamedMaps> AttentionCapture::finish_stream() {
+  Impl& m = *impl_;
+  if (m.stream && !m.stream->finished()) {
+    m.streamed = m.stream->finish(static_cast<int64_t>(m.layers.size()),
+                                  static_cast<int64_t>(m.heads.size()), m.n_tokens);
+  }
+  return m.streamed;
+}
+
+const std::optional<StreamedMaps>& AttentionCapture::streamed() const {
+  return impl_->streamed;
 }
 
 void AttentionCapture::clear() {

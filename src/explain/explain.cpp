@@ -94,6 +94,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
     }
   }
   e.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  e.capture.finish_stream();
   // Tokens that were run, one per map row (a full context can leave the last sampled one out).
   if (model.is_decoder()) e.ids.resize(static_cast<size_t>(session.n_past()));
   for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
@@ -111,6 +112,7 @@ Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64
                 .model = model.describe(),
                 .run_seconds = run_seconds,
                 .capture = std::move(capture)};
+  e.capture.finish_stream();
   for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
   e.word_ids = word_ids(tok, e.ids);
   return e;

@@ -1,6 +1,7 @@
 // Shared by the explain exporters (JSON, HTML): not part of the public API.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -18,5 +19,8 @@ nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector
 std::vector<std::vector<float>> all_maps(const Explanation& e);
 std::vector<double> rounded(const std::vector<float>& v);  // 6 decimals, for compact JSON
 std::string dump(const nlohmann::json& j, int indent);     // invalid UTF-8 replaced
+// The magic, version, length and header of a float32 C-order NPY 1.0 file of this shape, padded
+// so that the data starts at a multiple of 64 bytes.
+std::string npy_header(const std::vector<int64_t>& shape);
 
 }  // namespace qkv::explain_detail

@@ -75,6 +75,21 @@ std::vector<std::vector<float>> all_maps(const Explanation& e) {
   return maps;
 }
 
+std::string npy_header(const std::vector<int64_t>& shape) {
+  // NPY 1.0: magic, version, little-endian header length, a Python dict literal padded with
+  // spaces so that the data starts at a multiple of 64 bytes, ending in '\n'.
+  std::string dims;
+  for (int64_t d : shape) dims += std::to_string(d) + ", ";
+  if (shape.size() > 1) dims.resize(dims.size() - 2);
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header += '\n';
+  const auto hlen = static_cast<uint16_t>(header.size());
+  return std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(hlen & 0xff) +
+         static_cast<char>(hlen >> 8) + header;
+}
+
 std::string dump(const nlohmann::json& j, int indent) {
   return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -88,18 +103,7 @@ void write_npy(const std::string& path, const Explanation& e) {
   const size_t nl = e.capture.layers().size(), nh = e.capture.heads().size();
   std::ofstream f(path, std::ios::binary);
   if (!f) throw Error("write_npy: cannot open " + path + " for writing");
-  // NPY 1.0: magic, version, little-endian header length, a Python dict literal padded with
-  // spaces so that the data starts at a multiple of 64 bytes, ending in '\n'.
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(nl) +
-                       ", " + std::to_string(nh) + ", " + std::to_string(n) + ", " +
-                       std::to_string(n) + "), }";
-  const size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header += '\n';
-  const uint16_t hlen = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  const char len_bytes[2] = {static_cast<char>(hlen & 0xff), static_cast<char>(hlen >> 8)};
-  f.write(len_bytes, 2);
+  const std::string header = npy_header({static_cast<int64_t>(nl), static_cast<int64_t>(nh), n, n});
   f.write(header.data(), static_cast<std::streamsize>(header.size()));
   // One map at a time: the export never holds more than one dense [n, n] map beyond the capture.
   for (size_t l = 0; l < nl; ++l) {
@@ -110,9 +114,13 @@ void write_npy(const std::string& path, const Explanation& e) {
     }
   }
   if (!f) throw Error("write_npy: writing " + path + " failed (disk full?)");
-  std::ofstream t(path + ".tokens.json");
+  write_tokens_json(path + ".tokens.json", e);
+}
+
+void write_tokens_json(const std::string& path, const Explanation& e) {
+  std::ofstream t(path);
   t << dump(tokens_json(e), 1) << "\n";
-  if (!t) throw Error("write_npy: writing " + path + ".tokens.json failed");
+  if (!t) throw Error("cannot write " + path + " (the token ids and strings of the maps)");
 }
 
 void write_safetensors(const std::string& path, const Explanation& e) {

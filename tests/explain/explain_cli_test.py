@@ -25,6 +25,47 @@ def run(*args):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
+def gen_base(qkv, model, tok):
+    return [qkv, "generate", "-m", str(model), "-t", tok, "-p", "Once upon a time", "-n", "20",
+            "--temp", "0", "--ignore-eos", "--threads", "1"]
+
+
+def numpy_python():
+    """An interpreter with numpy: this one, else Debian's (python3-numpy), else None."""
+    for py in (sys.executable, "/usr/bin/python3"):
+        if shutil.which(py) and subprocess.run([py, "-c", "import numpy"],
+                                               capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def check_generate_stream(explain_base, gen, tmp):
+    ids = json.loads(pathlib.Path(str(gen) + ".tokens.json").read_text())["ids"]
+    t = len(ids)
+    failures = []
+    py = numpy_python()
+    if py is None:
+        print("numpy absent (Debian python3-numpy): generate --npy-stream not loaded by numpy")
+    else:
+        check = ("import numpy as np, sys; a = np.load(sys.argv[1]); t = int(sys.argv[2]); "
+                 "assert a.dtype == np.float32 and a.shape == (5, 8, t, t), a.shape; "
+                 "assert np.allclose(a.sum(-1), 1, atol=1e-5), 'rows do not sum to 1'; "
+                 "assert np.all(np.triu(a, 1) == 0), 'not causal'")
+        rc, _, err = run(py, "-c", check, str(gen), str(t))
+        if rc != 0:
+            failures.append(f"numpy on generate --npy-stream: {err}")
+    ref = tmp / "e.npy"
+    rc, _, err = run(*explain_base, "Once upon a time", "-n", "20", "--ignore-eos", "--threads",
+                     "1", "--npy", str(ref))
+    if rc != 0:
+        return failures + [f"explain for comparison: {err}"]
+    if json.loads(pathlib.Path(str(ref) + ".tokens.json").read_text())["ids"] != ids:
+        failures.append("generate and explain ran different tokens")
+    elif ref.read_bytes() != gen.read_bytes():
+        failures.append("generate --npy-stream differs from qkv explain --npy of the same tokens")
+    return failures
+
+
 def main():
     qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     model = shared / "models/stories260K/stories260K.bin"
@@ -57,6 +98,32 @@ def main():
     rc, _, err = run(*base, "--layers", "9")
     if rc != 1 or "layer 9 is out of range" not in err:
         failures.append(f"bad --layers: rc {rc}, {err}")
+
+    # --npy-stream: every row written to disk as it is produced; the same bytes as --npy of the
+    # same run, a line saying where the maps went, and no .part file left behind.
+    stream = tmp / "s.npy"
+    rc, _, err = run(*base, "--npy", str(npy), "--npy-stream", str(stream))
+    if rc != 0 or f"attention maps streamed to {stream}" not in err:
+        failures.append(f"explain --npy-stream: rc {rc}, {err}")
+    elif stream.read_bytes() != npy.read_bytes():
+        failures.append("explain --npy-stream differs from --npy of the same run")
+    if pathlib.Path(str(stream) + ".part").exists() or not pathlib.Path(
+            str(stream) + ".tokens.json").exists():
+        failures.append("explain --npy-stream: .part left or .tokens.json missing")
+    bad = tmp / "no-such-dir" / "s.npy"
+    for cmd in (base, gen_base(qkv, model, tok)):
+        rc, out, err = run(*cmd, "--npy-stream", str(bad))
+        if rc == 0 or str(bad) not in err or "No such file or directory" not in err or out:
+            failures.append(f"unwritable --npy-stream ({cmd[1]}): rc {rc}, out {out!r}, {err}")
+
+    # qkv generate --npy-stream alone: loads in numpy with the shape of the tokens run, causal rows
+    # that sum to 1, equal to qkv explain's maps for the same greedy tokens.
+    gen = tmp / "g.npy"
+    rc, _, err = run(*gen_base(qkv, model, tok), "--npy-stream", str(gen))
+    if rc != 0 or f"attention maps streamed to {gen}" not in err:
+        failures.append(f"generate --npy-stream: rc {rc}, {err}")
+    else:
+        failures += check_generate_stream(base[:6], gen, tmp)
 
     # The report's expected counts, from the JSON export of the same run.
     rc, out, _ = run(*base, "--json")
