@@ -104,6 +104,8 @@ class AttentionCapture : public Observer {
   bool has_row(size_t li, size_t hi, int64_t pos) const;
   bool row_is_dense(size_t li, size_t hi, int64_t pos) const;
 
+  // Floats held for rows (a row replaced after Session::reset() reuses its predecessor's space
+  // when it fits, else takes new space and the old stays held until clear()).
   int64_t stored_floats() const;
   int64_t dropped_rows() const;  // (layer, head, row) triples left out by the budget
   int64_t sparse_rows() const;   // rows stored as top-k

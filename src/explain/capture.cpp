@@ -25,13 +25,46 @@ std::string_view overflow_keep_name(OverflowKeep k) {
 
 namespace {
 
-// One stored probability row. Dense rows hold keys [0, p.size()) (trailing zeros trimmed: a
-// causal row ends at its own position); sparse rows hold p[i] for key keys[i].
+// One stored probability row, in the arena. Dense rows hold keys [0, len) (trailing zeros
+// trimmed: a causal row ends at its own position); sparse rows hold p[t] for key keys[t].
 struct Row {
-  std::vector<float> p;
-  std::vector<int32_t> keys;
-  bool present = false;
-  int64_t floats() const { return static_cast<int64_t>(p.size() + keys.size()); }
+  float* p = nullptr;  // null: not stored
+  int32_t* keys = nullptr;
+  int32_t len = 0;
+  int32_t cap = 0;  // floats at p: a dense row of up to cap keys replacing this one reuses them
+};
+
+// Stored rows one after another in blocks that never move. A vector per row cost a malloc and a
+// free-list walk for every (layer, head, step), scattered the rows over the heap, and its 56-byte
+// handle missed the cache on each store (docs/PERFORMANCE.md, "Explain: cost of capturing").
+class Arena {
+ public:
+  // n 4-byte values (floats or key indices), uninitialised.
+  template <class T>
+  T* take(int64_t n) {
+    static_assert(sizeof(T) == 4);
+    if (n > kBlock / 4) {  // a long row gets a block of its own; the open block stays open
+      big_.push_back(std::make_unique_for_overwrite<std::byte[]>(static_cast<size_t>(n) * 4));
+      return reinterpret_cast<T*>(big_.back().get());
+    }
+    if (blocks_.empty() || used_ + n > kBlock) {
+      blocks_.push_back(std::make_unique_for_overwrite<std::byte[]>(size_t(kBlock) * 4));
+      used_ = 0;
+    }
+    T* out = reinterpret_cast<T*>(blocks_.back().get() + used_ * 4);
+    used_ += n;
+    return out;
+  }
+  void clear() {
+    blocks_.clear();
+    big_.clear();
+    used_ = 0;
+  }
+
+ private:
+  static constexpr int64_t kBlock = int64_t(1) << 18;  // values: 1 MiB
+  std::vector<std::unique_ptr<std::byte[]>> blocks_, big_;
+  int64_t used_ = 0;  // values used in blocks_.back()
 };
 
 // Element (t, h, d) of a [1, n, heads, dim] view as fp32.
@@ -79,6 +112,8 @@ struct AttentionCapture::Impl {
   std::vector<int> layers, heads;
   std::vector<int> layer_slot;         // [n_layer] -> index in layers or -1
   std::vector<std::vector<Row>> rows;  // [layers * heads][position]
+  Arena arena;
+  // Values taken from the arena (a replaced row's space stays taken until clear()).
   int64_t n_tokens = 0, stored = 0, dropped = 0, sparse = 0;
   bool full = false;  // the budget was reached once: the overflow policy applies from then on
   std::optional<HeadDetail> detail;
@@ -92,16 +127,25 @@ struct AttentionCapture::Impl {
   }
   void store(std::vector<Row>& slot, int64_t pos, const float* p, int64_t len, size_t hi);
   void capture_detail(const AttentionEvent& e);
+  // Scratch reused from event to event.
+  std::vector<int64_t> wanted;  // query rows of an event to capture
+  std::vector<float> probs;     // [rows of a chunk, n_kv]
+  std::vector<int32_t> order;   // keys of a row, for top-k
 };
 
 // Dense while the budget allows; past it, the chosen overflow policy. p: the row's first len
 // keys (the rest are zeros).
 void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const float* p, int64_t len,
                                    size_t hi) {
-  if (pos < static_cast<int64_t>(slot.size()) && slot[static_cast<size_t>(pos)].present) {
-    Row& r = slot[static_cast<size_t>(pos)];  // a position seen again (a new prompt after reset)
-    stored -= r.floats();
-    r = Row{};
+  Row* old = pos < static_cast<int64_t>(slot.size()) ? &slot[static_cast<size_t>(pos)] : nullptr;
+  if (old && old->p) {  // a position seen again (a new prompt after reset)
+    if (len <= old->cap) {
+      std::copy_n(p, len, old->p);  // dense, in its own space
+      old->keys = nullptr;
+      old->len = static_cast<int32_t>(len);
+      return;
+    }
+    *old = Row{};
   }
   const bool fits_dense = stored + len <= opt.max_floats;
   if (!fits_dense) full = true;
@@ -119,21 +163,28 @@ void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const fl
   if (static_cast<int64_t>(slot.size()) <= pos) slot.resize(static_cast<size_t>(pos + 1));
   Row& r = slot[static_cast<size_t>(pos)];
   if (dense) {
-    r.p.assign(p, p + len);
-  } else {
-    std::vector<int32_t> idx(static_cast<size_t>(len));
-    std::iota(idx.begin(), idx.end(), 0);
-    const size_t k = static_cast<size_t>(std::min<int64_t>(opt.top_k, len));
-    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    idx.resize(k);
-    std::sort(idx.begin(), idx.end());
-    for (int32_t j : idx) r.p.push_back(p[j]);
-    r.keys = std::move(idx);
-    ++sparse;
+    r.p = arena.take<float>(len);
+    std::copy_n(p, len, r.p);
+    r.len = r.cap = static_cast<int32_t>(len);
+    stored += len;
+    return;
   }
-  r.present = true;
-  stored += r.floats();
+  order.resize(static_cast<size_t>(len));
+  std::iota(order.begin(), order.end(), 0);
+  const int64_t k = std::min<int64_t>(opt.top_k, len);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+  std::sort(order.begin(), order.begin() + k);
+  r.p = arena.take<float>(k);
+  r.keys = arena.take<int32_t>(k);
+  for (int64_t t = 0; t < k; ++t) {
+    r.keys[t] = order[static_cast<size_t>(t)];
+    r.p[t] = p[r.keys[t]];
+  }
+  r.len = static_cast<int32_t>(k);
+  r.cap = 0;  // not reused: its keys would be lost
+  stored += 2 * k;
+  ++sparse;
 }
 
 void AttentionCapture::Impl::capture_detail(const AttentionEvent& e) {
@@ -215,14 +266,15 @@ void AttentionCapture::on_attention(const AttentionEvent& e) {
   const int li = m.layer_slot[static_cast<size_t>(e.layer)];
   if (li < 0) return;
   const int64_t n_q = e.q.shape[1], n_kv = e.k.shape[1];
-  std::vector<int64_t> wanted;  // query rows of this event to capture
+  std::vector<int64_t>& wanted = m.wanted;  // query rows of this event to capture
+  wanted.clear();
   for (int64_t i = 0; i < n_q; ++i) {
     if (m.wanted_row(e.first_position + i)) wanted.push_back(i);
   }
   if (wanted.empty()) return;
   m.n_tokens = std::max(m.n_tokens, e.first_position + wanted.back() + 1);
   const int64_t chunk = std::max<int64_t>(1, kScratchFloats / std::max<int64_t>(n_kv, 1));
-  std::vector<float> probs;  // [rows of the chunk, n_kv]
+  std::vector<float>& probs = m.probs;  // [rows of the chunk, n_kv]
   for (size_t hi = 0; hi < m.heads.size(); ++hi) {
     std::vector<Row>& slot = m.slot(static_cast<size_t>(li), hi);
     for (size_t r0 = 0; r0 < wanted.size(); r0 += static_cast<size_t>(chunk)) {
@@ -268,10 +320,10 @@ std::vector<float> AttentionCapture::map(size_t li, size_t hi, int64_t n) const 
   for (int64_t i = 0; i < std::min<int64_t>(n, static_cast<int64_t>(slot.size())); ++i) {
     const Row& r = slot[static_cast<size_t>(i)];
     float* dst = out.data() + i * n;
-    if (r.keys.empty()) {
-      std::copy_n(r.p.begin(), std::min<int64_t>(n, static_cast<int64_t>(r.p.size())), dst);
+    if (!r.keys) {
+      std::copy_n(r.p, std::min<int64_t>(n, r.len), dst);
     } else {
-      for (size_t t = 0; t < r.keys.size(); ++t) {
+      for (int32_t t = 0; t < r.len; ++t) {
         if (r.keys[t] < n) dst[r.keys[t]] = r.p[t];
       }
     }
@@ -283,11 +335,11 @@ bool AttentionCapture::has_row(size_t li, size_t hi, int64_t pos) const {
   const Impl& m = *impl_;
   if (li >= m.layers.size() || hi >= m.heads.size() || pos < 0) return false;
   const std::vector<Row>& slot = m.slot(li, hi);
-  return pos < static_cast<int64_t>(slot.size()) && slot[static_cast<size_t>(pos)].present;
+  return pos < static_cast<int64_t>(slot.size()) && slot[static_cast<size_t>(pos)].p != nullptr;
 }
 
 bool AttentionCapture::row_is_dense(size_t li, size_t hi, int64_t pos) const {
-  return has_row(li, hi, pos) && impl_->slot(li, hi)[static_cast<size_t>(pos)].keys.empty();
+  return has_row(li, hi, pos) && !impl_->slot(li, hi)[static_cast<size_t>(pos)].keys;
 }
 
 int64_t AttentionCapture::stored_floats() const {
@@ -340,6 +392,7 @@ const std::optional<StreamedMaps>& AttentionCapture::streamed() const {
 void AttentionCapture::clear() {
   Impl& m = *impl_;
   for (auto& s : m.rows) s.clear();
+  m.arena.clear();
   m.n_tokens = m.stored = m.dropped = m.sparse = 0;
   m.full = false;
   m.detail.reset();

@@ -259,6 +259,45 @@ TEST(Capture, ExplainRunsGeneratedTokensAndSelectsLayersAndHeads) {
   EXPECT_THROW(AttentionCapture(model, bad_head), InvalidArgument);
 }
 
+// Rows are kept by absolute position: a shorter prompt after Session::reset() replaces the rows
+// of its positions (in the space the old rows held) and leaves the later ones.
+TEST(Capture, ANewPromptAfterResetReplacesTheRowsOfItsPositions) {
+  QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
+  const Model model = stories();
+  const std::vector<int32_t> a = model.tokenizer().encode("Once upon a time there was a cat");
+  const std::vector<int32_t> b = model.tokenizer().encode("The dog ran");
+  const int64_t ta = static_cast<int64_t>(a.size()), tb = static_cast<int64_t>(b.size());
+  ASSERT_LT(tb, ta);
+  AttentionCapture cap(model), only_a(model), only_b(model);
+  const auto run = [&](AttentionCapture& c, const std::vector<int32_t>& ids, Session* s) {
+    Session own(model, {.n_ctx = 32, .n_threads = 1, .observer = &c});
+    (s ? *s : own).eval(ids);
+  };
+  Session session(model, {.n_ctx = 32, .n_threads = 1, .observer = &cap});
+  run(cap, a, &session);
+  const int64_t stored_a = cap.stored_floats();
+  session.reset();
+  run(cap, b, &session);
+  run(only_a, a, nullptr);
+  run(only_b, b, nullptr);
+  EXPECT_EQ(cap.stored_floats(), stored_a);  // b's rows are shorter: they reuse a's space
+  EXPECT_EQ(cap.n_tokens(), ta);
+  for (size_t li = 0; li < cap.layers().size(); ++li) {
+    for (size_t hi = 0; hi < cap.heads().size(); ++hi) {
+      const std::vector<float> got = cap.map(li, hi, ta), wa = only_a.map(li, hi, ta);
+      const std::vector<float> wb = only_b.map(li, hi, tb);
+      for (int64_t i = 0; i < ta; ++i) {
+        for (int64_t j = 0; j < ta; ++j) {
+          const float want = i >= tb  ? wa[static_cast<size_t>(i * ta + j)]
+                             : j < tb ? wb[static_cast<size_t>(i * tb + j)]
+                                      : 0.f;
+          ASSERT_EQ(got[static_cast<size_t>(i * ta + j)], want) << "row " << i << " key " << j;
+        }
+      }
+    }
+  }
+}
+
 TEST(Capture, BudgetIsNeverExceededAndOverflowIsStated) {
   QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
   const Model model = stories();
