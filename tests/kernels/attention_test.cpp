@@ -159,6 +159,45 @@ TEST(AttentionCpu, DecodeAgainstLongCacheSplitsAndMerges) {
   }
 }
 
+TEST(AttentionCpu, DecodeEveryRowCountDtypeAndMask) {
+  // The decode path (<= 8 query rows per kv head) for every row count 1..8, made of GQA groups and
+  // a few queries; head sizes that are whole vectors for every target (the vector decode kernels)
+  // and odd ones (the per-key path); K rows batched across key and head boundaries (1 to 3 kv
+  // heads, key counts that end mid-batch and mid-tile).
+  std::mt19937 rng(404);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const int dims[] = {16, 32, 64, 128, 24, 40};
+  for (int rows = 1; rows <= 8; ++rows) {
+    for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+      Case c;
+      c.seed = rng();
+      c.n_q = rows % 3 == 0 ? 3 : rows % 2 == 0 ? 2 : 1;
+      if (rows % c.n_q != 0) c.n_q = 1;
+      c.batch = pick(1, 2);
+      c.n_head_kv = pick(1, 3);
+      c.n_head = c.n_head_kv * (rows / static_cast<int>(c.n_q));
+      c.head_dim = dims[pick(0, 5)];
+      c.head_dim_v = pick(0, 3) == 0 ? dims[pick(0, 5)] : c.head_dim;
+      c.n_kv = pick(1, 3) == 1 ? pick(1, 40) : pick(100, 700);
+      c.kv_dtype = dt;
+      c.layout = static_cast<Layout>(pick(0, 1));  // unit-stride rows: the direct path
+      const int mask = pick(0, 4);
+      if (mask == 1) c.opt.causal = true;
+      if (mask == 2) {
+        for (int b = 0; b < c.batch; ++b) c.kv_lengths.push_back(pick(0, static_cast<int>(c.n_kv)));
+      }
+      if (mask == 3) c.opt.window_left = pick(0, 50), c.opt.causal = true;
+      if (mask == 4) {
+        c.boolean.resize(static_cast<size_t>(c.n_q * c.n_kv));
+        for (auto& m : c.boolean) m = pick(0, 3) != 0;
+        for (int h = 0; h < c.n_head; ++h) c.alibi.push_back(0.1f * (h + 1));
+        c.opt.softcap = 4.f;
+      }
+      for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + rows % 2, kTolF32);
+    }
+  }
+}
+
 TEST(AttentionCpu, OneAndTwoThreadsAgree) {
   std::mt19937 rng(303);
   for (int n = 0; n < cases(10); ++n) {

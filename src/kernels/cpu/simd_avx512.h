@@ -19,6 +19,18 @@ struct Simd {
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static float hsum(V x) { return _mm512_reduce_add_ps(x); }
   static float hmax(V x) { return _mm512_reduce_max_ps(x); }
+  // out[i] = hsum(x[i]) for 8 vectors: halves added, then a tree of 256-bit horizontal adds.
+  static void hsum8(const V* x, float* out) {
+    __m256 h[8];
+    for (int i = 0; i < 8; ++i) {
+      h[i] = _mm256_add_ps(_mm512_castps512_ps256(x[i]),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x[i]), 1)));
+    }
+    const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+    const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(h[4], h[5]), _mm256_hadd_ps(h[6], h[7]));
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                        _mm256_permute2f128_ps(u0, u1, 0x31)));
+  }
   static V mask_range(V x, float base, float lo, float hi) {
     const V idx = _mm512_add_ps(
         _mm512_set1_ps(base), _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));

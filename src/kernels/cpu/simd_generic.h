@@ -19,6 +19,9 @@ struct Simd {
   static V max(V a, V b) { return a > b ? a : b; }
   static float hsum(V x) { return x; }
   static float hmax(V x) { return x; }
+  static void hsum8(const V* x, float* out) {
+    for (int i = 0; i < 8; ++i) out[i] = x[i];
+  }
   static V mask_range(V x, float base, float lo, float hi) {
     return (base >= lo && base < hi) ? x : -INFINITY;
   }

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "core/arena.h"
