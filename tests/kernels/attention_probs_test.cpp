@@ -35,11 +35,15 @@ std::vector<double> reference_row(const kernels::AttentionProblem& p, int64_t b,
 
 TEST(AttentionProbs, MatchReferenceAndReproduceOutput) {
   std::mt19937 rng(7);
-  for (int n = 0; n < 12; ++n) {
+  // Head sizes that are whole vectors for every target (the vector path when no soft-cap, ALiBi
+  // or explicit mask applies) and odd ones (the scalar path).
+  const int64_t dims[] = {24, 64, 17, 128, 32};
+  const DType dtypes[] = {DType::f16, DType::f32, DType::bf16};
+  for (int n = 0; n < 15; ++n) {
     Case c;
     c.batch = 2, c.n_q = 40 + n, c.n_kv = 90 + 7 * n, c.n_head = 4, c.n_head_kv = n % 2 ? 2 : 4;
-    c.head_dim = 24, c.head_dim_v = 24;
-    c.kv_dtype = n % 3 == 0 ? DType::f16 : DType::f32;
+    c.head_dim = dims[n % 5], c.head_dim_v = 24;
+    c.kv_dtype = dtypes[n % 3];
     c.layout = static_cast<Layout>(n % 3);
     c.opt.causal = n % 2 == 0;
     if (n % 4 == 1) c.opt.window_left = 10;
