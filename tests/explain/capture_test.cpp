@@ -9,6 +9,7 @@
 #include <map>
 
 #include "common/shared_data.h"
+#include "explain_test_util.h"
 #include "qkv/explain.h"
 #include "qkv/model_file.h"
 #include "qkv/session.h"
@@ -16,11 +17,7 @@
 namespace qkv {
 namespace {
 
-LoadOptions tokenizer_beside(const std::filesystem::path& bin) {
-  LoadOptions o;
-  o.tokenizer_path = (bin.parent_path() / "tok512.bin").string();
-  return o;
-}
+using test::tokenizer_beside;
 
 std::vector<int32_t> fixture_ids(const ModelFile& ref, int p) {
   std::vector<int32_t> out;

@@ -2,24 +2,21 @@
 // Debian's python3 has numpy) the .npy loaded by numpy itself.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/shared_data.h"
+#include "explain_test_util.h"
 #include "qkv/explain.h"
 #include "qkv/model_file.h"
 
 namespace qkv {
 namespace {
 
-LoadOptions tokenizer_beside(const std::filesystem::path& bin) {
-  LoadOptions o;
-  o.tokenizer_path = (bin.parent_path() / "tok512.bin").string();
-  return o;
-}
+using test::temp_path;
+using test::tokenizer_beside;
 
 Explanation stories_explanation(const std::filesystem::path& bin) {
   const Model model = Model::load(bin.string(), tokenizer_beside(bin));
@@ -36,10 +33,6 @@ std::string read_all(const std::filesystem::path& p) {
   std::stringstream s;
   s << f.rdbuf();
   return s.str();
-}
-
-std::filesystem::path temp_path(const std::string& name) {
-  return std::filesystem::path(::testing::TempDir()) / name;
 }
 
 TEST(Export, NpyHasTheDocumentedShapeAndTheCapturedValues) {
@@ -99,21 +92,11 @@ TEST(Export, SafetensorsReadsBackWithTheMapsIdsAndTokens) {
 
 TEST(Export, NumpyLoadsTheNpy) {
   QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
-  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed (Debian python3-numpy)";
-  }
+  if (!test::have_numpy()) GTEST_SKIP() << test::kNoNumpy;
   const Explanation e = stories_explanation(bin);
   const auto path = temp_path("explain_numpy.npy");
   write_npy(path.string(), e);
-  const int64_t t = static_cast<int64_t>(e.ids.size());
-  // numpy checks the shape, that rows sum to 1 and that the map is causal.
-  const std::string cmd = "/usr/bin/python3 -c \"import numpy as np, sys; a = np.load('" +
-                          path.string() +
-                          "'); assert a.dtype == np.float32; assert a.shape == (2, 3, " +
-                          std::to_string(t) + ", " + std::to_string(t) +
-                          "), a.shape; assert np.allclose(a.sum(-1), 1, atol=1e-5); "
-                          "assert np.all(np.triu(a, 1) == 0)\"";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  test::expect_numpy_loads_causal_maps(path, 2, 3, static_cast<int64_t>(e.ids.size()));
 }
 
 TEST(Export, JsonHoldsTokensMapsAndAnalyses) {

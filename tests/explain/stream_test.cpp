@@ -3,7 +3,6 @@
 // written is an error naming it before anything runs.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,19 +10,16 @@
 #include <sstream>
 
 #include "common/shared_data.h"
+#include "explain_test_util.h"
 #include "qkv/explain.h"
 
 namespace qkv {
 namespace {
 
-Model stories(const std::filesystem::path& bin) {
-  LoadOptions o;
-  o.tokenizer_path = (bin.parent_path() / "tok512.bin").string();
-  return Model::load(bin.string(), o);
-}
+using test::temp_path;
 
-std::filesystem::path temp_path(const std::string& name) {
-  return std::filesystem::path(::testing::TempDir()) / name;
+Model stories(const std::filesystem::path& bin) {
+  return Model::load(bin.string(), test::tokenizer_beside(bin));
 }
 
 // A float32 C-order .npy: its shape (from the header) and its data.
@@ -142,20 +138,11 @@ TEST(Stream, EncoderRowsAreStreamedWhole) {  // bidirectional: no trailing zeros
 
 TEST(Stream, NumpyLoadsTheStreamedFile) {
   QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
-  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "/usr/bin/python3 with numpy is not installed (Debian python3-numpy)";
-  }
+  if (!test::have_numpy()) GTEST_SKIP() << test::kNoNumpy;
   const Model model = stories(bin);
   const auto path = temp_path("stream_numpy.npy");
   const Explanation e = explain(model, kText, streaming(path));
-  const std::string t = std::to_string(e.ids.size());
-  // numpy checks the shape, that every row sums to 1 and that the maps are causal.
-  const std::string cmd =
-      "/usr/bin/python3 -c \"import numpy as np; a = np.load('" + path.string() +
-      "'); assert a.dtype == np.float32; assert a.shape == " + "(5, 8, " + t + ", " + t +
-      "), a.shape; assert np.allclose(a.sum(-1), 1, atol=1e-5); "
-      "assert np.all(np.triu(a, 1) == 0)\"";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  test::expect_numpy_loads_causal_maps(path, 5, 8, static_cast<int64_t>(e.ids.size()));
 }
 
 TEST(Stream, UnwritablePathIsAnErrorNamingItBeforeTheRun) {
