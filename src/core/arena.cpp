@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <new>
+#include <stdexcept>
 
 namespace qkv::core {
 namespace {
@@ -35,8 +36,10 @@ void* Arena::get(size_t bytes) {
 }
 
 Arena& thread_arena(int slot) {
-  thread_local Arena arenas[2];
-  return arenas[slot & 1];
+  constexpr int kSlots = 3;
+  thread_local Arena arenas[kSlots];
+  if (slot < 0 || slot >= kSlots) throw std::out_of_range("thread_arena: no such slot");
+  return arenas[slot];
 }
 
 }  // namespace qkv::core

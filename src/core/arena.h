@@ -32,8 +32,8 @@ class Arena {
 };
 
 // Arenas owned by the calling OS thread (thread_local, so concurrent callers never share one).
-// Slot 0 is for a kernel's per-item working set, slot 1 for what a call's dispatcher keeps for the
-// whole call; the two never alias.
+// Slot 0 is for a kernel's per-item working set, slots 1 and 2 for what a call's dispatcher keeps
+// for the whole call; no two alias.
 Arena& thread_arena(int slot);
 
 }  // namespace qkv::core

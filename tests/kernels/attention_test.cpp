@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <random>
 
@@ -140,6 +141,72 @@ TEST(AttentionCpu, LongCausalPrefillAcrossManyTiles) {
   c.opt.causal = true;
   c.kv_dtype = DType::f16;
   for (const auto* t : runnable_targets()) expect_close(c, *t, 2, kTolF32);
+}
+
+// Several query blocks and GQA heads per kv head: the K/V tiles are packed once per kv head and
+// shared, in groups of (sequence, kv head) pairs when they exceed the budget (QKV_PACK_MIB=0: one
+// pair per group). Keys past a sequence's kv_length are never multiplied, even holding NaN, and a
+// window makes the first tile of a row block start mid-tile.
+TEST(AttentionCpu, SharedTilesInGroupsAndPaddedKeysNeverUsed) {
+  Case c;
+  c.batch = 2, c.n_q = 300, c.n_kv = 300, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 32;
+  c.head_dim_v = 24;
+  c.opt.causal = true;
+  c.opt.window_left = 70;
+  c.kv_lengths = {300, 173};
+  attach_options(c);
+  const Inputs clean = make_inputs(c);
+  Inputs bad = clean;
+  bad.k.view.data = bad.k.f32.data();
+  bad.v.view.data = bad.v.f32.data();
+  for (int64_t j = c.kv_lengths[1]; j < c.n_kv; ++j) {
+    for (int64_t h = 0; h < c.n_head_kv; ++h) {
+      for (int64_t x = 0; x < c.head_dim; ++x)
+        bad.k.f32[static_cast<size_t>(((c.n_kv + j) * c.n_head_kv + h) * c.head_dim + x)] = NAN;
+      for (int64_t x = 0; x < c.head_dim_v; ++x)
+        bad.v.f32[static_cast<size_t>(((c.n_kv + j) * c.n_head_kv + h) * c.head_dim_v + x)] = NAN;
+    }
+  }
+  const std::array<int64_t, 4> oshape{c.batch, c.n_q, c.n_head, c.head_dim_v};
+  Output ref(oshape, Layout::bshd);
+  kernels::attention_reference(kernels::make_problem(clean.q.view, clean.k.view, clean.v.view,
+                                                     ref.view, ref.lse_ptr(), c.opt));
+  for (const char* budget : {"", "0"}) {
+    if (*budget) {
+      setenv("QKV_PACK_MIB", budget, 1);
+    } else {
+      unsetenv("QKV_PACK_MIB");
+    }
+    for (const auto* t : runnable_targets()) {
+      for (int threads : {1, 2}) {
+        Output fast(oshape, Layout::bshd);
+        AttentionOptions o = c.opt;
+        o.n_threads = threads;
+        kernels::attention_cpu_on(
+            kernels::make_problem(bad.q.view, bad.k.view, bad.v.view, fast.view, fast.lse_ptr(), o),
+            *t);
+        double err = 0;
+        bool nan = false;
+        for (size_t i = 0; i < fast.buf.size(); ++i) {
+          nan = nan || std::isnan(fast.buf[i]);
+          err = std::max(err,
+                         std::fabs(double(fast.buf[i]) - ref.buf[i]) / (1 + std::fabs(ref.buf[i])));
+        }
+        for (size_t i = 0; i < fast.lse.size(); ++i) {
+          nan = nan || std::isnan(fast.lse[i]);
+          if (std::isfinite(ref.lse[i])) {
+            err = std::max(
+                err, std::fabs(double(fast.lse[i]) - ref.lse[i]) / (1 + std::fabs(ref.lse[i])));
+          }
+        }
+        const std::string where = std::string("budget '") + budget + "' target " + t->name +
+                                  " threads " + std::to_string(threads);
+        EXPECT_FALSE(nan) << where;
+        EXPECT_LE(err, kTolF32) << where;
+      }
+    }
+  }
+  unsetenv("QKV_PACK_MIB");
 }
 
 TEST(AttentionCpu, DecodeAgainstLongCacheSplitsAndMerges) {

@@ -3,6 +3,7 @@
 #include "kernels/cpu/attention_cpu.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -32,6 +33,15 @@ constexpr int64_t kMinSplitKeys = 512;
 // made the (serial) merge cost 20% of a 32k-key decode; 2 MiB leaves enough items to balance
 // two threads (decode 32k f16, 12 heads, d 64: 12.9 -> 16-17 GB/s).
 constexpr int64_t kDecodeChunkBytes = 2 << 20;
+// Most bytes of shared K/V tiles (Plan::packed) held at once; more pairs run in groups.
+constexpr int64_t kPackBytes = int64_t{128} << 20;
+
+// The shared-tile budget; QKV_PACK_MIB overrides it (0: one pair per group).
+int64_t pack_budget() {
+  if (const char* env = std::getenv("QKV_PACK_MIB"))
+    return std::max<int64_t>(std::atoll(env), 0) << 20;
+  return kPackBytes;
+}
 
 const TargetOps& select_target() {
   const auto& f = core::cpu_features();
@@ -66,6 +76,7 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
   using cpu::kDecodeChunkBytes;
   using cpu::kDirectRows;
   using cpu::kMinSplitKeys;
+  using cpu::PackShape;
   const int threads = core::resolve_threads(p.opt.n_threads);
 
   cpu::Plan plan;
@@ -146,13 +157,6 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
       }
     }
   }
-  // Heaviest first: with items handed out in order, this is greedy longest-processing-time
-  // scheduling, which keeps causal attention (costs from 1 to n) balanced across threads.
-  std::vector<int64_t> order(items.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return items[a].cost > items[b].cost; });
-
   if (plan.n_split > 1) {
     const size_t slots = static_cast<size_t>(n_rowsets * plan.n_split * plan.max_rows);
     float* buf = core::thread_arena(1).get_as<float>(slots * static_cast<size_t>(p.head_dim_v + 1));
@@ -160,10 +164,60 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
     plan.part_lse = buf + slots * static_cast<size_t>(p.head_dim_v);
   }
 
-  core::parallel_for_dynamic(static_cast<int64_t>(order.size()), threads, [&](int64_t n, int) {
-    const int64_t idx = order[n];
-    ops.run_item(plan, items[idx], item_rowset[idx], core::thread_arena(0));
-  });
+  // Shared tiles: when several items read the same kv head (query blocks, GQA groups), its K and
+  // V tiles are packed once, not once per item. Packing had cost up to a third of the prefill time
+  // (docs/PERFORMANCE.md). Pairs (sequence, kv head) are taken in groups whose tiles fit in
+  // kPackBytes; each group is packed, then its items run.
+  const int64_t n_pairs = p.batch * p.n_head_kv;
+  int64_t pairs_per_group = n_pairs;
+  PackShape shape;
+  if (!plan.direct && p.opt.precision == Precision::f32 &&
+      static_cast<int64_t>(items.size()) > n_pairs) {
+    shape = ops.pack_shape(p);
+    plan.packed_tiles = (p.n_kv + shape.tile_keys - 1) / shape.tile_keys;
+    const int64_t pair_bytes = plan.packed_tiles * shape.tile_floats * 4;
+    pairs_per_group =
+        std::clamp<int64_t>(cpu::pack_budget() / std::max<int64_t>(pair_bytes, 1), 1, n_pairs);
+  }
+  for (int64_t pair0 = 0; pair0 < n_pairs; pair0 += pairs_per_group) {
+    const int64_t pair1 = std::min(pair0 + pairs_per_group, n_pairs);
+    if (shape.tile_floats > 0) {
+      float* packed = core::thread_arena(2).get_as<float>(
+          static_cast<size_t>((pair1 - pair0) * plan.packed_tiles * shape.tile_floats));
+      // Units: one tile of one sequence for the group's kv heads of that sequence, so that a unit
+      // reads a contiguous stretch of a [batch, seq, head, dim] tensor.
+      std::vector<std::array<int64_t, 3>> units;  // b, first kv head, kv heads
+      for (int64_t b = pair0 / p.n_head_kv; b * p.n_head_kv < pair1; ++b) {
+        const int64_t hk0 = std::max(pair0, b * p.n_head_kv) - b * p.n_head_kv;
+        const int64_t hk1 = std::min(pair1, (b + 1) * p.n_head_kv) - b * p.n_head_kv;
+        for (int64_t t = 0; t < plan.packed_tiles; ++t) units.push_back({b, hk0, hk1 - hk0});
+      }
+      core::parallel_for_dynamic(static_cast<int64_t>(units.size()), threads, [&](int64_t u, int) {
+        const auto [b, hk0, n_hk] = units[static_cast<size_t>(u)];
+        const int64_t tile = u % plan.packed_tiles;
+        const int64_t pair = b * p.n_head_kv + hk0;
+        ops.pack_tile(p, b, hk0, n_hk, tile, plan.packed_tiles,
+                      packed + ((pair - pair0) * plan.packed_tiles + tile) * shape.tile_floats);
+      });
+      plan.packed = packed;
+      plan.packed_pair0 = pair0;
+    }
+    // Heaviest first: with items handed out in order, this is greedy longest-processing-time
+    // scheduling, which keeps causal attention (costs from 1 to n) balanced across threads.
+    std::vector<int64_t> order;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const int64_t pair = items[i].b * p.n_head_kv + items[i].hk;
+      if (pairs_per_group == n_pairs || (pair >= pair0 && pair < pair1)) {
+        order.push_back(static_cast<int64_t>(i));
+      }
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return items[a].cost > items[b].cost; });
+    core::parallel_for_dynamic(static_cast<int64_t>(order.size()), threads, [&](int64_t n, int) {
+      const int64_t idx = order[n];
+      ops.run_item(plan, items[idx], item_rowset[idx], core::thread_arena(0));
+    });
+  }
 
   if (plan.n_split == 1) return;
   // Merge: out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse); lse = max + log(sum w).

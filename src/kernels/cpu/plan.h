@@ -33,6 +33,20 @@ struct Plan {
   float* part_lse = nullptr;
   int64_t max_rows = 0;
   bool direct = false;  // read K/V rows in place (decode) instead of packing tiles
+  // Shared tiles (tile path, fp32 mode; null: each item packs its own). Every tile of K (as Kᵀ)
+  // and V of the (sequence, kv head) pairs [packed_pair0, packed_pair0 + n) is packed once, before
+  // the items of those pairs run, and read by all of them: pair (b * n_head_kv + hk), tile t at
+  //   packed + ((pair - packed_pair0) * packed_tiles + t) * PackShape::tile_floats.
+  const float* packed = nullptr;
+  int64_t packed_pair0 = 0;
+  int64_t packed_tiles = 0;
+};
+
+// The layout of one shared tile of a target (see Plan::packed).
+struct PackShape {
+  int64_t tile_keys = 0;  // keys per tile
+  int64_t tile_floats =
+      0;  // floats per tile: Kᵀ then V, both padded as the micro-kernels read them
 };
 
 // Per-target entry points (target_*.cpp).
@@ -43,6 +57,12 @@ struct TargetOps {
   // Exact probabilities of rows of one (b, h): see attention_probs().
   void (*probs_rows)(const AttentionProblem& p, const float* lse, int64_t b, int64_t h,
                      const int64_t* rows, int64_t n_rows, float* probs, core::Arena& arena);
+  // The shared tile layout for problem p, and the packing of tile `tile` of kv heads
+  // hk0 .. hk0 + n_hk - 1 of sequence b into `dst` (the first of those heads' slots, consecutive
+  // pairs `tiles_per_pair` tiles apart).
+  PackShape (*pack_shape)(const AttentionProblem& p);
+  void (*pack_tile)(const AttentionProblem& p, int64_t b, int64_t hk0, int64_t n_hk, int64_t tile,
+                    int64_t tiles_per_pair, float* dst);
   // Measures the FMA throughput of one core for about `seconds`; returns GFLOP/s.
   double (*fma_peak)(double seconds);
   // Sum of n floats, n a multiple of 64: used to measure read bandwidth.

@@ -10,7 +10,8 @@ namespace qkv::kernels::cpu::generic {
 
 namespace qkv::kernels::cpu {
 const TargetOps& target_generic() {
-  static const TargetOps ops{"generic", generic::run_item, generic::probs_rows, generic::fma_peak,
+  static const TargetOps ops{"generic",           generic::run_item,  generic::probs_rows,
+                             generic::pack_shape, generic::pack_tile, generic::fma_peak,
                              generic::read_sum};
   return ops;
 }
