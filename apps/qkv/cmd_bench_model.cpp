@@ -101,21 +101,24 @@ void run(const ModelBenchArgs& a) {
   for (int r = 0; r < a.reps; ++r) {
     if (!model.is_decoder()) {
       const auto t0 = std::chrono::steady_clock::now();
-      model::encoder_forward(model, prompt, {}, hidden, nullptr, threads, nullptr, &prefill.times);
+      model::encoder_forward(model, prompt, {}, hidden, nullptr,
+                             {.n_threads = threads, .times = &prefill.times});
       prefill.seconds.push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       continue;
     }
     model::KvCache cache(model, n_ctx, a.kv == "f16" ? KvType::f16 : KvType::f32);
     auto t0 = std::chrono::steady_clock::now();
-    model::decoder_forward(model, cache, prompt, false, logits, threads, nullptr, &prefill.times);
+    model::decoder_forward(model, cache, prompt, false, logits,
+                           {.n_threads = threads, .times = &prefill.times});
     prefill.seconds.push_back(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < a.gen; ++i) {
       const int32_t next[1] = {
           static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin())};
-      model::decoder_forward(model, cache, next, false, logits, threads, nullptr, &decode.times);
+      model::decoder_forward(model, cache, next, false, logits,
+                             {.n_threads = threads, .times = &decode.times});
     }
     if (a.gen > 0) {
       decode.seconds.push_back(

@@ -172,8 +172,8 @@ void attend(const View4& q, const View4& k, const View4& v, float* out, int laye
 }  // namespace
 
 void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
-                     bool all_logits, std::vector<float>& logits, int n_threads, Observer* observer,
-                     ForwardTimes* times, Backend attention_backend) {
+                     bool all_logits, std::vector<float>& logits, const ForwardOptions& options) {
+  const auto [n_threads, observer, times, attention_backend] = options;
   const Model::Impl& m = model.impl();
   const ModelConfig& c = m.config;
   if (m.arch == Architecture::bert) {
@@ -297,8 +297,8 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
 
 void encoder_forward(const Model& model, std::span<const int32_t> tokens,
                      std::span<const int32_t> token_types, std::vector<float>& hidden,
-                     std::vector<float>* pooled, int n_threads, Observer* observer,
-                     ForwardTimes* times, Backend attention_backend) {
+                     std::vector<float>* pooled, const ForwardOptions& options) {
+  const auto [n_threads, observer, times, attention_backend] = options;
   const Model::Impl& m = model.impl();
   const ModelConfig& c = m.config;
   if (m.arch != Architecture::bert) {

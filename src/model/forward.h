@@ -41,22 +41,28 @@ struct ForwardTimes {
   int64_t tokens = 0;
 };
 
+// How a forward pass runs; the defaults are what a plain caller wants.
+struct ForwardOptions {
+  int n_threads = 0;              // 0: all hardware threads
+  Observer* observer = nullptr;   // offered every intermediate (qkv/observer.h)
+  ForwardTimes* times = nullptr;  // accumulates where the time went
+  // The attention kernel; Backend::reference (the double-precision oracle) is for parity tests of
+  // what runs on top of attention.
+  Backend attention_backend = Backend::automatic;
+};
+
 // Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the
 // cache and writes logits: [tokens.size(), n_vocab] when all_logits, else the last row only.
 // Throws qkv::Error when n_past + tokens would exceed the cache, naming the limit.
-// attention_backend selects the attention kernel (Backend::reference: the double-precision
-// oracle, for parity tests of what runs on top of attention).
 void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
-                     bool all_logits, std::vector<float>& logits, int n_threads,
-                     Observer* observer = nullptr, ForwardTimes* times = nullptr,
-                     Backend attention_backend = Backend::automatic);
+                     bool all_logits, std::vector<float>& logits,
+                     const ForwardOptions& options = {});
 
 // Encoder (BERT): one sequence, bidirectional. hidden: [n, n_embd] of the last layer; pooled
 // (when not null and the model has a pooler): tanh(W · hidden[0] + b).
 void encoder_forward(const Model& model, std::span<const int32_t> tokens,
                      std::span<const int32_t> token_types, std::vector<float>& hidden,
-                     std::vector<float>* pooled, int n_threads, Observer* observer = nullptr,
-                     ForwardTimes* times = nullptr, Backend attention_backend = Backend::automatic);
+                     std::vector<float>* pooled, const ForwardOptions& options = {});
 bool has_pooler(const Model& model);
 
 }  // namespace qkv::model

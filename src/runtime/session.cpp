@@ -109,8 +109,7 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_l
   if (s.cache->n_past() + static_cast<int64_t>(tokens.size()) > s.n_ctx) {
     throw Error(s.overflow_message(static_cast<int64_t>(tokens.size())));
   }
-  model::decoder_forward(s.model, *s.cache, tokens, all_logits, s.logits, s.n_threads,
-                         s.options.observer, &s.times, s.options.attention_backend);
+  model::decoder_forward(s.model, *s.cache, tokens, all_logits, s.logits, s.forward_options());
   return s.logits;
 }
 
@@ -132,7 +131,7 @@ std::span<const float> Session::encode(std::span<const int32_t> tokens,
   s.has_pooled = false;
   const bool pooler = model::has_pooler(s.model);
   model::encoder_forward(s.model, tokens, token_types, s.hidden, pooler ? &s.pooled : nullptr,
-                         s.n_threads, s.options.observer, &s.times, s.options.attention_backend);
+                         s.forward_options());
   s.has_pooled = pooler;
   return s.hidden;
 }

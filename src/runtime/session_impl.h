@@ -27,6 +27,10 @@ struct Session::Impl {
   void check_tokens(std::span<const int32_t> tokens, const char* what) const;
   // "context full: ..." naming the limit and how to raise it.
   std::string overflow_message(int64_t n_new) const;
+  // The forward passes' options: this session's threads, observer, timers and attention backend.
+  model::ForwardOptions forward_options() {
+    return {n_threads, options.observer, &times, options.attention_backend};
+  }
 };
 
 }  // namespace qkv

@@ -20,9 +20,9 @@ std::vector<float> run(const Model& model, const std::vector<int32_t>& ids) {
   std::vector<float> out, pooled;
   if (model.is_decoder()) {
     model::KvCache cache(model, static_cast<int64_t>(ids.size()), KvType::f32);
-    model::decoder_forward(model, cache, ids, true, out, 1);
+    model::decoder_forward(model, cache, ids, true, out, {.n_threads = 1});
   } else {
-    model::encoder_forward(model, ids, {}, out, &pooled, 1);
+    model::encoder_forward(model, ids, {}, out, &pooled, {.n_threads = 1});
     out.insert(out.end(), pooled.begin(), pooled.end());
   }
   return out;

@@ -72,11 +72,11 @@ TEST_P(HfParity, LogitsHiddenStatesAndAttentionMatchTransformers) {
     std::vector<float> logits, hidden, pooled;
     if (model.is_decoder()) {
       model::KvCache cache(model, c.n_ctx, KvType::f32);
-      model::decoder_forward(model, cache, ids, true, logits, 2, &rec);
+      model::decoder_forward(model, cache, ids, true, logits, {.n_threads = 2, .observer = &rec});
       if (p == 0) expect_close(logits, ref.get(pre + "logits"), pre + "logits");
       expect_lse_and_top(logits, c.n_vocab, ref, p);
     } else {
-      model::encoder_forward(model, ids, {}, hidden, &pooled, 2, &rec);
+      model::encoder_forward(model, ids, {}, hidden, &pooled, {.n_threads = 2, .observer = &rec});
       expect_close(pooled, ref.get(pre + "pooler"), pre + "pooler");
     }
     // hidden_states[0] is the embedding output; [k] the output of layer k - 1, except the last
@@ -111,16 +111,17 @@ TEST_P(HfDecoderParity, IncrementalDecodeMatchesOnePass) {
   std::vector<float> full;
   {
     model::KvCache cache(model, 64, KvType::f32);
-    model::decoder_forward(model, cache, ids, true, full, 1);
+    model::decoder_forward(model, cache, ids, true, full, {.n_threads = 1});
   }
   for (KvType kv : {KvType::f32, KvType::f16}) {
     model::KvCache cache(model, 64, kv);
     std::vector<float> step, got;
     const size_t split = 5;
-    model::decoder_forward(model, cache, std::span(ids).first(split), true, step, 2);
+    model::decoder_forward(model, cache, std::span(ids).first(split), true, step, {.n_threads = 2});
     got = step;
     for (size_t i = split; i < ids.size(); ++i) {
-      model::decoder_forward(model, cache, std::span(ids).subspan(i, 1), false, step, 2);
+      model::decoder_forward(model, cache, std::span(ids).subspan(i, 1), false, step,
+                             {.n_threads = 2});
       ASSERT_EQ(static_cast<int64_t>(step.size()), nv);
       got.insert(got.end(), step.begin(), step.end());
     }

@@ -36,7 +36,7 @@ TEST(Llama2cParity, LogitsMatchRunC) {
   ASSERT_EQ(tokens.size(), 8u);
   model::KvCache cache(model, model.config().n_ctx, KvType::f32);
   std::vector<float> logits;
-  model::decoder_forward(model, cache, tokens, true, logits, 2);
+  model::decoder_forward(model, cache, tokens, true, logits, {.n_threads = 2});
   const int64_t nv = model.config().n_vocab;
   for (size_t i = 0; i < tokens.size(); ++i) {
     ASSERT_EQ(static_cast<int64_t>(want[i].size()), nv);
@@ -56,7 +56,7 @@ std::vector<int32_t> greedy_like_run_c(const Model& model, const std::vector<int
   int32_t token = prompt[0];
   for (int pos = 0; pos < steps; ++pos) {
     const int32_t one[1] = {token};
-    model::decoder_forward(model, cache, one, false, logits, 1);
+    model::decoder_forward(model, cache, one, false, logits, {.n_threads = 1});
     int32_t next;
     if (pos + 1 < static_cast<int>(prompt.size())) {
       next = prompt[static_cast<size_t>(pos) + 1];
