@@ -207,9 +207,7 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
     std::vector<int64_t> order;
     for (size_t i = 0; i < items.size(); ++i) {
       const int64_t pair = items[i].b * p.n_head_kv + items[i].hk;
-      if (pairs_per_group == n_pairs || (pair >= pair0 && pair < pair1)) {
-        order.push_back(static_cast<int64_t>(i));
-      }
+      if (pair >= pair0 && pair < pair1) order.push_back(static_cast<int64_t>(i));
     }
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t a, int64_t b) { return items[a].cost > items[b].cost; });
