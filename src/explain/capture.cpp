@@ -25,7 +25,7 @@ std::string_view overflow_keep_name(OverflowKeep k) {
 
 namespace {
 
-// One stored probability row, in the arena. Dense rows hold keys [0, len) (trailing zeros
+// One stored probability row, in RowBlocks. Dense rows hold keys [0, len) (trailing zeros
 // trimmed: a causal row ends at its own position); sparse rows hold p[t] for key keys[t].
 struct Row {
   float* p = nullptr;  // null: not stored
@@ -34,10 +34,11 @@ struct Row {
   int32_t cap = 0;  // floats at p: a dense row of up to cap keys replacing this one reuses them
 };
 
-// Stored rows one after another in blocks that never move. A vector per row cost a malloc and a
+// Stored rows one after another in blocks that never move (core::Arena is one buffer that moves
+// when it grows, which would invalidate the rows' pointers). A vector per row cost a malloc and a
 // free-list walk for every (layer, head, step), scattered the rows over the heap, and its 56-byte
 // handle missed the cache on each store (docs/PERFORMANCE.md, "Explain: cost of capturing").
-class Arena {
+class RowBlocks {
  public:
   // n 4-byte values (floats or key indices), uninitialised.
   template <class T>
@@ -112,8 +113,8 @@ struct AttentionCapture::Impl {
   std::vector<int> layers, heads;
   std::vector<int> layer_slot;         // [n_layer] -> index in layers or -1
   std::vector<std::vector<Row>> rows;  // [layers * heads][position]
-  Arena arena;
-  // Values taken from the arena (a replaced row's space stays taken until clear()).
+  RowBlocks blocks;
+  // stored: values taken from `blocks` (a replaced row's space stays taken until clear()).
   int64_t n_tokens = 0, stored = 0, dropped = 0, sparse = 0;
   bool full = false;  // the budget was reached once: the overflow policy applies from then on
   std::optional<HeadDetail> detail;
@@ -163,7 +164,7 @@ void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const fl
   if (static_cast<int64_t>(slot.size()) <= pos) slot.resize(static_cast<size_t>(pos + 1));
   Row& r = slot[static_cast<size_t>(pos)];
   if (dense) {
-    r.p = arena.take<float>(len);
+    r.p = blocks.take<float>(len);
     std::copy_n(p, len, r.p);
     r.len = r.cap = static_cast<int32_t>(len);
     stored += len;
@@ -175,8 +176,8 @@ void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const fl
   std::partial_sort(order.begin(), order.begin() + k, order.end(),
                     [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
   std::sort(order.begin(), order.begin() + k);
-  r.p = arena.take<float>(k);
-  r.keys = arena.take<int32_t>(k);
+  r.p = blocks.take<float>(k);
+  r.keys = blocks.take<int32_t>(k);
   for (int64_t t = 0; t < k; ++t) {
     r.keys[t] = order[static_cast<size_t>(t)];
     r.p[t] = p[r.keys[t]];
@@ -392,7 +393,7 @@ const std::optional<StreamedMaps>& AttentionCapture::streamed() const {
 void AttentionCapture::clear() {
   Impl& m = *impl_;
   for (auto& s : m.rows) s.clear();
-  m.arena.clear();
+  m.blocks.clear();
   m.n_tokens = m.stored = m.dropped = m.sparse = 0;
   m.full = false;
   m.detail.reset();
