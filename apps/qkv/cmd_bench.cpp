@@ -13,6 +13,7 @@
 
 #include "command.h"
 #include "core/half.h"
+#include "core/large_buffer.h"
 #include "core/parallel.h"
 #include "kernels/cpu/probe.h"
 #include "qkv/attention.h"
@@ -68,22 +69,25 @@ void run_bench(BenchArgs a) {
   const int64_t nk = a.batch * a.n_kv * a.kv_heads * a.head_dim;
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> q(nq), out(nq), lse(a.batch * a.heads * a.n_q);
-  std::vector<float> k32, v32;
-  std::vector<uint16_t> k16, v16;
+  // Tensors in core::LargeBuffer (huge pages), as the runtime's KV cache is: a decode streams K
+  // and V once, and the bandwidth it is compared with is measured on huge pages too.
+  const int64_t kv_es = dtype_size(dt);
+  core::LargeBuffer qb(static_cast<size_t>(nq) * 4), outb(static_cast<size_t>(nq) * 4);
+  core::LargeBuffer kb(static_cast<size_t>(nk * kv_es)), vb(static_cast<size_t>(nk * kv_es));
+  std::vector<float> lse(a.batch * a.heads * a.n_q);
+  const std::span<float> q(qb.as<float>(), static_cast<size_t>(nq));
+  const std::span<float> out(outb.as<float>(), static_cast<size_t>(nq));
   for (auto& x : q) x = u(rng);
-  const void *kp, *vp;
   if (dt == DType::f32) {
-    k32.resize(nk), v32.resize(nk);
-    for (auto& x : k32) x = u(rng);
-    for (auto& x : v32) x = u(rng);
-    kp = k32.data(), vp = v32.data();
+    for (float* t : {kb.as<float>(), vb.as<float>()})
+      for (int64_t i = 0; i < nk; ++i) t[i] = u(rng);
   } else {
-    k16.resize(nk), v16.resize(nk);
-    for (auto& x : k16) x = dt == DType::f16 ? core::f32_to_f16(u(rng)) : core::f32_to_bf16(u(rng));
-    for (auto& x : v16) x = dt == DType::f16 ? core::f32_to_f16(u(rng)) : core::f32_to_bf16(u(rng));
-    kp = k16.data(), vp = v16.data();
+    for (uint16_t* t : {kb.as<uint16_t>(), vb.as<uint16_t>()})
+      for (int64_t i = 0; i < nk; ++i)
+        t[i] = dt == DType::f16 ? core::f32_to_f16(u(rng)) : core::f32_to_bf16(u(rng));
   }
+  const void* kp = kb.data();
+  const void* vp = vb.data();
   const View4 qv = View4::dense(q.data(), DType::f32, {a.batch, a.n_q, a.heads, a.head_dim});
   const View4 kv = View4::dense(kp, dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
   const View4 vv = View4::dense(vp, dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});

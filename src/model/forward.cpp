@@ -22,10 +22,10 @@ KvCache::KvCache(const Model& model, int64_t n_ctx, KvType type) : n_ctx_(n_ctx)
   k_row_ = c.n_head_kv * c.head_dim;
   v_row_ = c.n_head_kv * c.head_dim;
   const size_t es = type == KvType::f16 ? 2 : 4;
-  k_.resize(static_cast<size_t>(c.n_layer));
-  v_.resize(static_cast<size_t>(c.n_layer));
-  for (auto& b : k_) b.resize(static_cast<size_t>(n_ctx * k_row_) * es);
-  for (auto& b : v_) b.resize(static_cast<size_t>(n_ctx * v_row_) * es);
+  for (int l = 0; l < c.n_layer; ++l) {
+    k_.emplace_back(static_cast<size_t>(n_ctx * k_row_) * es);
+    v_.emplace_back(static_cast<size_t>(n_ctx * v_row_) * es);
+  }
 }
 
 size_t KvCache::bytes() const {

@@ -6,13 +6,15 @@
 #include <span>
 #include <vector>
 
+#include "core/large_buffer.h"
 #include "qkv/model.h"
 #include "qkv/observer.h"
 #include "qkv/session.h"
 
 namespace qkv::model {
 
-// Per layer K [n_ctx, n_head_kv, head_dim] and V [n_ctx, n_head_kv, head_dim_v], f32 or f16.
+// Per layer K [n_ctx, n_head_kv, head_dim] and V [n_ctx, n_head_kv, head_dim_v], f32 or f16, in
+// core::LargeBuffer (huge pages for the blocks a long-context decode streams).
 class KvCache {
  public:
   KvCache(const Model& model, int64_t n_ctx, KvType type);
@@ -30,7 +32,7 @@ class KvCache {
  private:
   int64_t n_ctx_ = 0, n_past_ = 0, k_row_ = 0, v_row_ = 0;
   KvType type_ = KvType::f32;
-  std::vector<std::vector<std::byte>> k_, v_;
+  std::vector<core::LargeBuffer> k_, v_;
 };
 
 // Where a forward pass spent its time (seconds), accumulated over calls.

@@ -265,6 +265,32 @@ TEST(AttentionCpu, DecodeEveryRowCountDtypeAndMask) {
   }
 }
 
+TEST(AttentionCpu, DecodeHeadDimsFixedAtCompileTime) {
+  // head_dim 64 and 128 (with head_dim_v equal) run decode kernels whose dimension is a template
+  // argument, one per rows-per-kv-head count and dtype; every one of them is run here, with key
+  // counts that end mid-batch and mid-tile, against the reference. head_dim_v != head_dim takes
+  // the run-time-dimension kernel.
+  std::mt19937 rng(405);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int dim : {64, 128}) {
+    for (int rows = 1; rows <= 8; ++rows) {
+      for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+        Case c;
+        c.seed = rng();
+        c.n_q = 1;
+        c.n_head_kv = pick(1, 3);
+        c.n_head = c.n_head_kv * rows;
+        c.head_dim = dim;
+        c.head_dim_v = rows == 3 ? 192 - dim : dim;
+        c.n_kv = pick(1, 2) == 1 ? pick(1, 37) : pick(100, 300);
+        c.kv_dtype = dt;
+        if (rows % 2 == 0) c.opt.causal = true, c.kv_lengths = {pick(0, static_cast<int>(c.n_kv))};
+        for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + rows % 2, kTolF32);
+      }
+    }
+  }
+}
+
 TEST(AttentionCpu, OneAndTwoThreadsAgree) {
   std::mt19937 rng(303);
   for (int n = 0; n < cases(10); ++n) {
