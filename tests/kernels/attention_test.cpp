@@ -267,9 +267,9 @@ TEST(AttentionCpu, DecodeEveryRowCountDtypeAndMask) {
 
 TEST(AttentionCpu, DecodeHeadDimsFixedAtCompileTime) {
   // head_dim 64 and 128 (with head_dim_v equal) run decode kernels whose dimension is a template
-  // argument, one per rows-per-kv-head count and dtype; every one of them is run here, with key
-  // counts that end mid-batch and mid-tile, against the reference. head_dim_v != head_dim takes
-  // the run-time-dimension kernel.
+  // argument for 1, 2, 4 and 8 rows per kv head, one per dtype; every row count 1..8 is run here
+  // (the others take the run-time-dimension kernel), with key counts that end mid-batch and
+  // mid-tile, against the reference. head_dim_v != head_dim takes the run-time kernel too.
   std::mt19937 rng(405);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   for (int dim : {64, 128}) {
