@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
@@ -22,17 +23,23 @@ void* Arena::get(size_t bytes) {
   data_ = nullptr;
   capacity_ = 0;
   // Grow geometrically so that a slowly growing sequence does not re-fault pages every call.
-  size_t want = bytes + bytes / 4;
-  const size_t align = want >= kHugePage ? kHugePage : kAlign;
-  want = (want + align - 1) / align * align;
+  size_t want = 0;
+  data_ = alloc_large_block(bytes + bytes / 4, &want);
+  capacity_ = want;
+  return data_;
+}
+
+void* alloc_large_block(size_t bytes, size_t* rounded) {
+  const size_t align = bytes >= kHugePage ? kHugePage : kAlign;
+  const size_t want = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
   void* p = std::aligned_alloc(align, want);
   if (!p) throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
+  // Advice only: where transparent huge pages are off, the block stays on 4 KiB pages.
   if (align == kHugePage) madvise(p, want, MADV_HUGEPAGE);
 #endif
-  data_ = p;
-  capacity_ = want;
-  return data_;
+  *rounded = want;
+  return p;
 }
 
 Arena& thread_arena(int slot) {

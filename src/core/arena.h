@@ -31,6 +31,10 @@ class Arena {
   size_t capacity_ = 0;
 };
 
+// Allocates `bytes` (rounded up into *rounded) for std::free: 64-byte aligned, and from 2 MiB up
+// 2 MiB aligned and advised to use transparent huge pages. Throws std::bad_alloc.
+void* alloc_large_block(size_t bytes, size_t* rounded);
+
 // Arenas owned by the calling OS thread (thread_local, so concurrent callers never share one).
 // Slot 0 is for a kernel's per-item working set, slots 1 and 2 for what a call's dispatcher keeps
 // for the whole call; no two alias.

@@ -1,14 +1,15 @@
 #include "kernels/cpu/probe.h"
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/parallel.h"
 #include "kernels/cpu/plan.h"
 
@@ -28,9 +29,13 @@ MachinePeak measure_machine_peak(int threads, double seconds) {
   // Bandwidth: 512 MiB (far beyond any cache) on huge pages (4 KiB first touches would cost
   // seconds here), touched first so page faults are not counted; the best of a few passes.
   const int64_t n = int64_t{1} << 27;
-  float* buf = static_cast<float*>(std::aligned_alloc(size_t{2} << 20, static_cast<size_t>(n) * 4));
-  if (!buf) return peak;
-  madvise(buf, static_cast<size_t>(n) * 4, MADV_HUGEPAGE);
+  size_t rounded = 0;
+  float* buf = nullptr;
+  try {
+    buf = static_cast<float*>(core::alloc_large_block(static_cast<size_t>(n) * 4, &rounded));
+  } catch (const std::bad_alloc&) {
+    return peak;  // no bandwidth figure rather than no figures at all
+  }
   core::parallel_for_dynamic(peak.threads, peak.threads, [&](int64_t t, int) {
     const int64_t lo = n / peak.threads * t,
                   hi = t + 1 == peak.threads ? n : n / peak.threads * (t + 1);
