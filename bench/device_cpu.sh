@@ -1,25 +1,53 @@
 #!/usr/bin/env bash
 # CPU checks on a lent machine whose CPU has AVX-512 (and AVX512_BF16), which the development
 # machines lack: runs the kernel parity tests on every SIMD target there, then times prefill and
-# decode. Binaries are built on a development machine and carried in .devcarry/ (see
-# docs/PERFORMANCE.md for the exact command).
+# decode on the avx512 target, the avx2 target and the bf16 mode (AMX on and off), alternating the
+# variants round by round. Binaries are built on a development machine and carried in
+# .devcarry/, with the shared libraries they need (which that machine's image lacks) in
+# .devcarry/libs.tar.xz:
+#   mkdir -p .devcarry && cp build/release/apps/qkv/qkv build/release/tests/kernels/{qkv_kernels_test,qkv_linear_test,qkv_attention_backward_test} .devcarry/
+#   tar -C / -chJf .devcarry/libs.tar.xz $(ldd .devcarry/qkv .devcarry/qkv_*test | awk '/=> \// {print $3}' | grep -v -E 'lib(c|m|stdc\+\+|gcc_s)\.so' | sort -u | sed 's|^/||')
+# then run `bash bench/device_cpu.sh` there with .devcarry carried.
 set -u
 cd "$(dirname "$0")/.."
-export LD_LIBRARY_PATH=$PWD/.devcarry/lib
 out=${OUT:-/tmp}
+lib=/tmp/qkv-devlibs
+mkdir -p "$lib"
+tar -C "$lib" -xJf .devcarry/libs.tar.xz
+export LD_LIBRARY_PATH=$(find "$lib" -name '*.so*' -printf '%h\n' | sort -u | paste -sd:)
 grep -m1 'model name' /proc/cpuinfo
 grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E 'avx512(f|bw|dq|vl|_bf16)$|amx' | tr '\n' ' '; echo
 nproc
-.devcarry/qkv_kernels_test --gtest_brief=1 2>&1 | tee "$out/kernels_test.log" | tail -5
-# The AVX512_BF16 dot-product path is used by default only on AMD; test it here too.
-QKV_BF16_DOT=1 .devcarry/qkv_kernels_test --gtest_brief=1 --gtest_filter='*Bf16*' 2>&1 | tail -2
-if [ -x .devcarry/qkv ]; then
-  for args in "--n-q 2048 --heads 12 --head-dim 64" "--n-q 2048 --heads 12 --head-dim 64 --causal" \
-              "--n-q 2048 --heads 12 --head-dim 64 --precision bf16" \
-              "--n-q 2048 --heads 32 --kv-heads 8 --head-dim 128 --causal" \
-              "--n-q 1 --n-kv 32768 --heads 32 --kv-heads 8 --head-dim 128 --dtype f16"; do
-    for t in 1 2; do
-      .devcarry/qkv bench attention $args --threads $t --no-reference 2>/dev/null | tee -a "$out/bench.log" | grep -E '^(machine|qkv)'
-    done
+for t in qkv_kernels_test qkv_linear_test qkv_attention_backward_test; do
+  .devcarry/$t --gtest_brief=1 2>&1 | tee "$out/$t.log" | tail -2
+done
+# The bf16 mode's three paths: AMX tiles (the default where the CPU has AMX-BF16), AVX512_BF16
+# dot products (the default on AMD) and the rounding path.
+for v in "QKV_BF16_AMX=0 QKV_BF16_DOT=1" "QKV_BF16_AMX=0 QKV_BF16_DOT=0"; do
+  echo "$v: $(env $v .devcarry/qkv_kernels_test --gtest_brief=1 --gtest_filter='*Bf16*' 2>&1 | tail -1)"
+done
+bench() {  # label, env..., -- args
+  local label=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  env "${envs[@]}" .devcarry/qkv bench attention "$@" --threads 2 --no-reference --json 2>/dev/null |
+    python3 -c "import json,sys; r=json.load(sys.stdin); print('$label', *('%s=%.4g' % (k, r[k]) for k in ('ms','gflops','peak_gflops','gbps','peak_gbps') if k in r))" |
+    tee -a "$out/bench.log"
+}
+for round in 1 2; do
+  echo "round $round" | tee -a "$out/bench.log"
+  for shape in "--n-q 2048 --heads 12 --head-dim 64" "--n-q 2048 --heads 12 --head-dim 64 --causal" \
+               "--n-q 2048 --heads 8 --head-dim 128 --causal" \
+               "--n-q 2048 --heads 32 --kv-heads 8 --head-dim 128 --causal" \
+               "--n-q 8192 --heads 8 --head-dim 128 --causal"; do
+    bench "f32            $shape" QKV_CPU_TARGET=avx512 -- $shape
+    bench "bf16 (default) $shape" QKV_CPU_TARGET=avx512 -- $shape --precision bf16
+    bench "bf16 AMX off   $shape" QKV_BF16_AMX=0 -- $shape --precision bf16
   done
-fi
+  for shape in "--n-q 1 --n-kv 32768 --heads 12 --head-dim 64 --dtype f16" \
+               "--n-q 1 --n-kv 32768 --heads 32 --kv-heads 8 --head-dim 128 --dtype f16"; do
+    bench "avx512 $shape" QKV_CPU_TARGET=avx512 -- $shape
+    bench "avx2   $shape" QKV_CPU_TARGET=avx2 -- $shape
+  done
+done

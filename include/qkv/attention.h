@@ -56,7 +56,8 @@ enum class Backend : uint8_t {
 enum class Precision : uint8_t {
   f32,   // fp32 products and accumulation
   bf16,  // q, k, probabilities and v rounded to bf16, products accumulated in fp32;
-         // uses AVX512_BF16 dot products where the CPU has them (see docs/PERFORMANCE.md)
+         // multiplies on AMX tiles or with AVX512_BF16 dot products where the CPU has them
+         // (see docs/PERFORMANCE.md)
 };
 
 struct AttentionOptions {

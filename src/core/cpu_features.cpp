@@ -6,6 +6,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace qkv::core {
 namespace {
@@ -52,6 +56,9 @@ CpuFeatures detect() {
       f.avx512dq = (b >> 17) & 1;
       f.avx512bw = (b >> 30) & 1;
       f.avx512vl = (b >> 31) & 1;
+      // AMX: tile config (XCR0 bit 17) and tile data (bit 18) state, AMX-TILE and AMX-BF16.
+      const bool tile_state = (xcr0 & 0x60000) == 0x60000;
+      f.amx_bf16 = tile_state && ((d >> 24) & 1) && ((d >> 22) & 1);
       __cpuid_count(7, 1, a, b, c, d);
       f.avx512_bf16 = f.avx512f && ((a >> 5) & 1);
     }
@@ -69,6 +76,20 @@ CpuFeatures detect() {
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = detect();
   return features;
+}
+
+bool enable_amx() {
+  static const bool granted = [] {
+    if (!cpu_features().amx_bf16) return false;
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long kArchReqXcompPerm = 0x1023;  // asm/prctl.h
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return granted;
 }
 
 }  // namespace qkv::core

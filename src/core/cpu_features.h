@@ -14,6 +14,9 @@ struct CpuFeatures {
   bool avx512dq = false;
   bool avx512vl = false;
   bool avx512_bf16 = false;
+  // AMX tiles with bf16 dot products (Sapphire Rapids and later), with the OS managing tile
+  // state; Linux also wants each process to ask for it first (enable_amx).
+  bool amx_bf16 = false;
   std::string vendor;
   int family = 0;
   int model = 0;
@@ -27,5 +30,10 @@ struct CpuFeatures {
 };
 
 const CpuFeatures& cpu_features();
+
+// Asks the OS, once per process, for permission to use AMX tile data (Linux arch_prctl
+// ARCH_REQ_XCOMP_PERM); true when the CPU has AMX-BF16 and the permission is granted. Until then
+// the first tile instruction would fault.
+bool enable_amx();
 
 }  // namespace qkv::core

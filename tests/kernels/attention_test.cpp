@@ -354,6 +354,33 @@ TEST(AttentionCpu, Bf16ModeErrorIsBounded) {
   }
 }
 
+// The bf16 mode on head dimensions that are multiples of 32, which the AMX path (CPUs with
+// AMX-BF16) takes in blocks of 16 rows, 16 dimension pairs and 16 key pairs: row counts and key
+// counts that end mid-block, partial key tiles, masks, GQA, head_dim_v != head_dim. Where the CPU
+// has no AMX this runs the dot-product or rounding path, with the same bound.
+TEST(AttentionCpu, Bf16ModeWholeTileDimensions) {
+  std::mt19937 rng(405);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const int dims[] = {32, 64, 96, 128, 256};
+  const int dims_v[] = {16, 48, 64, 128};
+  for (int n = 0; n < cases(16); ++n) {
+    Case c = random_case(rng, true);
+    c.head_dim = dims[n % 5];
+    c.head_dim_v = n % 3 == 0 ? dims_v[pick(0, 3)] : c.head_dim;
+    c.n_q = pick(0, 1) == 0 ? pick(1, 40) : pick(120, 150);  // one or two 128-row items
+    c.n_kv = pick(1, 2) == 1 ? c.n_q : pick(1, 300);
+    c.boolean.clear();
+    c.additive.clear();
+    c.kv_lengths.clear();
+    c.q_offsets.clear();
+    if (n % 4 == 1) {
+      for (int b = 0; b < c.batch; ++b) c.kv_lengths.push_back(pick(0, static_cast<int>(c.n_kv)));
+    }
+    c.opt.precision = Precision::bf16;
+    for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + n % 2, kTolBf16Mode);
+  }
+}
+
 TEST(AttentionCpu, ReferenceBackendThroughPublicApi) {
   Case c;
   c.opt.causal = true;

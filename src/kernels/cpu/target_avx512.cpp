@@ -1,25 +1,27 @@
 // The avx512 target: AVX-512 F/BW/DQ/VL (Skylake-SP and later, Zen 4 and later), and AVX512_BF16
-// dot products for the bf16 mode where the CPU has them (Cooper Lake, Sapphire Rapids, Zen 4).
+// dot products for the bf16 mode where the CPU has them (Cooper Lake, Sapphire Rapids, Zen 4), and
+// AMX tiles for it where the CPU and OS offer them (Sapphire Rapids and later).
 #include "kernels/cpu/target_common.h"
 
 #if QKV_X86
 #if defined(__clang__)
-#pragma clang attribute push(                                                               \
-    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c"))), \
+#pragma clang attribute push(                                                                      \
+    __attribute__((                                                                                \
+        target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,amx-tile,amx-bf16,avx2,fma,f16c"))), \
     apply_to = function)
 #else
 // GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,amx-tile,amx-bf16,avx2,fma,f16c")
 #endif
 
 namespace qkv::kernels::cpu::avx512 {
 #include "kernels/cpu/simd_avx512.h"
 #include "kernels/cpu/transpose8.h"
 // The bf16 kernels use instructions only some AVX-512 CPUs have; they run only when cpuid says
-// AVX512_BF16 (run_item checks), and GCC 12 never emits them from plain float code.
+// AVX512_BF16 or AMX-BF16 (run_item checks), and GCC 12 never emits them from plain float code.
 #define QKV_BF16_DOT_INC "kernels/cpu/bf16_avx512.inc"
 // clang-format off
 #include "kernels/cpu/flash_impl.inc"
