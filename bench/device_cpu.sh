@@ -24,14 +24,17 @@ done
 # The bf16 mode's three paths: AMX tiles (the default where the CPU has AMX-BF16), AVX512_BF16
 # dot products (the default on AMD) and the rounding path.
 for v in "QKV_BF16_AMX=0 QKV_BF16_DOT=1" "QKV_BF16_AMX=0 QKV_BF16_DOT=0"; do
-  echo "$v: $(env $v .devcarry/qkv_kernels_test --gtest_brief=1 --gtest_filter='*Bf16*' 2>&1 | tail -1)"
+  echo "$v: $(env $v .devcarry/qkv_kernels_test --gtest_brief=1 --gtest_filter='*Bf16*:*SharedTiles*' 2>&1 | tail -1)"
 done
-bench() {  # label, env..., -- args
+bench() {  # label, env..., -- args (BIN=name in the env list picks another binary of .devcarry)
   local label=$1; shift
-  local envs=()
-  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  local envs=() bin=qkv
+  while [ "$1" != "--" ]; do
+    case $1 in BIN=*) bin=${1#BIN=} ;; *) envs+=("$1") ;; esac
+    shift
+  done
   shift
-  env "${envs[@]}" .devcarry/qkv bench attention "$@" --threads 2 --no-reference --json 2>/dev/null |
+  env "${envs[@]}" .devcarry/$bin bench attention "$@" --threads 2 --no-reference --json 2>/dev/null |
     python3 -c "import json,sys; r=json.load(sys.stdin); print('$label', *('%s=%.4g' % (k, r[k]) for k in ('ms','gflops','peak_gflops','gbps','peak_gbps') if k in r))" |
     tee -a "$out/bench.log"
 }
@@ -44,7 +47,10 @@ for round in 1 2; do
     bench "f32            $shape" QKV_CPU_TARGET=avx512 -- $shape
     bench "bf16 (default) $shape" QKV_CPU_TARGET=avx512 -- $shape --precision bf16
     bench "bf16 AMX off   $shape" QKV_BF16_AMX=0 -- $shape --precision bf16
+    # A base build carried as .devcarry/qkv_base, for A/B of a change:
+    [ -x .devcarry/qkv_base ] && bench "bf16 (base)    $shape" BIN=qkv_base -- $shape --precision bf16
   done
+  [ -n "${SKIP_DECODE:-}" ] && continue
   for shape in "--n-q 1 --n-kv 32768 --heads 12 --head-dim 64 --dtype f16" \
                "--n-q 1 --n-kv 32768 --heads 32 --kv-heads 8 --head-dim 128 --dtype f16"; do
     bench "avx512 $shape" QKV_CPU_TARGET=avx512 -- $shape

@@ -171,38 +171,44 @@ TEST(AttentionCpu, SharedTilesInGroupsAndPaddedKeysNeverUsed) {
   Output ref(oshape, Layout::bshd);
   kernels::attention_reference(kernels::make_problem(clean.q.view, clean.k.view, clean.v.view,
                                                      ref.view, ref.lse_ptr(), c.opt));
-  for (const char* budget : {"", "0"}) {
-    if (*budget) {
-      setenv("QKV_PACK_MIB", budget, 1);
-    } else {
-      unsetenv("QKV_PACK_MIB");
-    }
-    for (const auto* t : runnable_targets()) {
-      for (int threads : {1, 2}) {
-        Output fast(oshape, Layout::bshd);
-        AttentionOptions o = c.opt;
-        o.n_threads = threads;
-        kernels::attention_cpu_on(
-            kernels::make_problem(bad.q.view, bad.k.view, bad.v.view, fast.view, fast.lse_ptr(), o),
-            *t);
-        double err = 0;
-        bool nan = false;
-        for (size_t i = 0; i < fast.buf.size(); ++i) {
-          nan = nan || std::isnan(fast.buf[i]);
-          err = std::max(err,
-                         std::fabs(double(fast.buf[i]) - ref.buf[i]) / (1 + std::fabs(ref.buf[i])));
-        }
-        for (size_t i = 0; i < fast.lse.size(); ++i) {
-          nan = nan || std::isnan(fast.lse[i]);
-          if (std::isfinite(ref.lse[i])) {
+  // The bf16 mode shares tiles too where it has pair layouts (AMX, AVX512_BF16 dot products).
+  for (const auto [precision, tol] :
+       {std::pair{Precision::f32, kTolF32}, std::pair{Precision::bf16, kTolBf16Mode}}) {
+    for (const char* budget : {"", "0"}) {
+      if (*budget) {
+        setenv("QKV_PACK_MIB", budget, 1);
+      } else {
+        unsetenv("QKV_PACK_MIB");
+      }
+      for (const auto* t : runnable_targets()) {
+        for (int threads : {1, 2}) {
+          Output fast(oshape, Layout::bshd);
+          AttentionOptions o = c.opt;
+          o.n_threads = threads;
+          o.precision = precision;
+          kernels::attention_cpu_on(kernels::make_problem(bad.q.view, bad.k.view, bad.v.view,
+                                                          fast.view, fast.lse_ptr(), o),
+                                    *t);
+          double err = 0;
+          bool nan = false;
+          for (size_t i = 0; i < fast.buf.size(); ++i) {
+            nan = nan || std::isnan(fast.buf[i]);
             err = std::max(
-                err, std::fabs(double(fast.lse[i]) - ref.lse[i]) / (1 + std::fabs(ref.lse[i])));
+                err, std::fabs(double(fast.buf[i]) - ref.buf[i]) / (1 + std::fabs(ref.buf[i])));
           }
+          for (size_t i = 0; i < fast.lse.size(); ++i) {
+            nan = nan || std::isnan(fast.lse[i]);
+            if (std::isfinite(ref.lse[i])) {
+              err = std::max(
+                  err, std::fabs(double(fast.lse[i]) - ref.lse[i]) / (1 + std::fabs(ref.lse[i])));
+            }
+          }
+          const std::string where = std::string("budget '") + budget + "' target " + t->name +
+                                    " threads " + std::to_string(threads) +
+                                    (precision == Precision::bf16 ? " bf16 mode" : "");
+          EXPECT_FALSE(nan) << where;
+          EXPECT_LE(err, tol) << where;
         }
-        const std::string where = std::string("budget '") + budget + "' target " + t->name +
-                                  " threads " + std::to_string(threads);
-        EXPECT_FALSE(nan) << where;
-        EXPECT_LE(err, kTolF32) << where;
       }
     }
   }

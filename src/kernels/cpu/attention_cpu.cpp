@@ -171,9 +171,8 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
   const int64_t n_pairs = p.batch * p.n_head_kv;
   int64_t pairs_per_group = n_pairs;
   PackShape shape;
-  if (!plan.direct && p.opt.precision == Precision::f32 &&
-      static_cast<int64_t>(items.size()) > n_pairs) {
-    shape = ops.pack_shape(p);
+  if (!plan.direct && static_cast<int64_t>(items.size()) > n_pairs) {
+    shape = ops.pack_shape(p);  // tile_floats 0: the target packs per item (bf16 rounding path)
     plan.packed_tiles = (p.n_kv + shape.tile_keys - 1) / shape.tile_keys;
     const int64_t pair_bytes = plan.packed_tiles * shape.tile_floats * 4;
     pairs_per_group =
