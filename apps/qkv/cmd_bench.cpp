@@ -198,6 +198,7 @@ void run_bench(BenchArgs a) {
                      {"io_mib", io_mib},
                      {"threads", threads},
                      {"target", std::string(attention_cpu_target())},
+                     {"bf16_path", std::string(attention_bf16_path(a.head_dim))},
                      {"backward", a.backward},
                      {"shape",
                       {{"batch", a.batch},
@@ -220,6 +221,13 @@ void run_bench(BenchArgs a) {
       a.causal ? "causal" : "non-causal", a.dtype.c_str(), a.precision.c_str());
   std::printf("machine    %d threads, target %s: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
               threads, peak.target, peak.fma_gflops, peak.read_gbps);
+  if (a.precision == "bf16") {
+    const std::string_view path = attention_bf16_path(a.head_dim);
+    std::printf("bf16 mode  prefill products on %s\n", path == "amx" ? "AMX tiles (tdpbf16ps)"
+                                                       : path == "avx512_bf16"
+                                                           ? "AVX512_BF16 dot products (vdpbf16ps)"
+                                                           : "fp32 FMAs of bf16-rounded operands");
+  }
   std::printf(
       "qkv        %.3f ms (median of %d)  %.1f GFLOP/s = %.1f%% of peak  %.1f GB/s = %.1f%% of "
       "bandwidth\n",

@@ -110,6 +110,13 @@ void attention_backward(const View4& q, const View4& k, const View4& v, const Vi
 // The SIMD target the CPU backend runs on this machine: "avx512", "avx2" or "generic".
 std::string_view attention_cpu_target();
 
+// What Precision::bf16 multiplies with on this machine, for prefill with this head_dim: "amx"
+// (AMX tiles, head_dim a multiple of 32, where the CPU and OS offer them), "avx512_bf16" (dot
+// products; the default on AMD CPUs that have them) or "rounding" (bf16-rounded operands and fp32
+// FMAs, everywhere else and for decode). QKV_BF16_AMX=0 and QKV_BF16_DOT=0/1 in the environment
+// override the choice. All three give the same bf16 rounding of the operands.
+std::string_view attention_bf16_path(int64_t head_dim);
+
 // The number of floating-point operations counted for a problem, 4 * batch * n_head * n_q * n_kv *
 // head_dim (QK^T and PV, one multiply-add = 2), halved for causal square attention.
 double attention_flops(int64_t batch, int64_t n_head, int64_t n_q, int64_t n_kv, int64_t head_dim,

@@ -50,6 +50,10 @@ std::string_view attention_cpu_target() {
   return kernels::cpu_target_name();
 }
 
+std::string_view attention_bf16_path(int64_t head_dim) {
+  return kernels::cpu_bf16_path(head_dim);
+}
+
 double attention_flops(int64_t batch, int64_t n_head, int64_t n_q, int64_t n_kv, int64_t head_dim,
                        bool causal) {
   double f = 4.0 * static_cast<double>(batch) * static_cast<double>(n_head) *

@@ -17,6 +17,7 @@
 
 #include "attention_harness.h"
 #include "common/test_scale.h"
+#include "core/cpu_features.h"
 #include "qkv/error.h"
 
 namespace qkv::test {
@@ -384,6 +385,18 @@ TEST(AttentionCpu, Bf16ModeWholeTileDimensions) {
     }
     c.opt.precision = Precision::bf16;
     for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + n % 2, kTolBf16Mode);
+  }
+}
+
+// The bf16 mode's arithmetic follows the CPU: AMX only with AMX-BF16 and head_dim a multiple of
+// 32, dot products only with AVX512_BF16, and only on the avx512 target.
+TEST(AttentionApi, Bf16PathFollowsTheCpu) {
+  const auto& f = core::cpu_features();
+  for (int64_t d : {16, 32, 48, 64, 128, 256}) {
+    const std::string_view path = attention_bf16_path(d);
+    EXPECT_TRUE(path == "amx" || path == "avx512_bf16" || path == "rounding") << path;
+    if (attention_cpu_target() != "avx512" || !f.avx512_bf16) EXPECT_EQ(path, "rounding") << d;
+    if (d % 32 != 0 || !f.amx_bf16) EXPECT_NE(path, "amx") << d;
   }
 }
 

@@ -66,6 +66,10 @@ std::string_view cpu_target_name() {
   return cpu::target_selected().name;
 }
 
+std::string_view cpu_bf16_path(int64_t head_dim) {
+  return cpu::target_selected().bf16_path(head_dim);
+}
+
 void attention_cpu(const AttentionProblem& p) {
   attention_cpu_on(p, cpu::target_selected());
 }

@@ -25,4 +25,7 @@ void attention_probs_cpu(const AttentionProblem& p, const float* lse, int64_t ba
 // use it to run every target the machine supports).
 std::string_view cpu_target_name();
 
+// What the bf16 mode's prefill multiplies with on the selected target (TargetOps::bf16_path).
+std::string_view cpu_bf16_path(int64_t head_dim);
+
 }  // namespace qkv::kernels

@@ -67,6 +67,9 @@ struct TargetOps {
   double (*fma_peak)(double seconds);
   // Sum of n floats, n a multiple of 64: used to measure read bandwidth.
   float (*read_sum)(const float* x, int64_t n);
+  // The arithmetic of the bf16 mode's prefill tiles for head_dim: "amx", "avx512_bf16" or
+  // "rounding" (bf16-rounded operands, fp32 FMAs).
+  const char* (*bf16_path)(int64_t head_dim);
 };
 
 const TargetOps& target_generic();

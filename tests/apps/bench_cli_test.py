@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""End-to-end checks of `qkv bench attention`: the --json object's fields and the arithmetic behind
+them (GFLOP/s from the counted FLOPs and the time, GB/s from the bytes of q, k, v and out, the
+ratios to the peaks the same run measured), the text report, and clear errors for bad options.
+
+usage: bench_cli_test.py QKV_BINARY
+"""
+import json
+import subprocess
+import sys
+
+FAILED = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILED.append(what)
+        print("FAIL:", what)
+
+
+def run(qkv, *args):
+    p = subprocess.run([qkv, "bench", "attention", "--threads", "1", *args],
+                       capture_output=True, timeout=300)
+    return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8", "replace")
+
+
+def close(a, b, rel=1e-6):
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def main():
+    qkv = sys.argv[1]
+    shapes = [
+        # batch, n_q, n_kv, heads, kv_heads, head_dim, causal, dtype, precision
+        (1, 48, 48, 4, 2, 32, True, "f16", "bf16"),
+        (2, 3, 200, 2, 1, 16, False, "f32", "f32"),
+    ]
+    for b, nq, nkv, h, hk, d, causal, dtype, prec in shapes:
+        args = ["--batch", str(b), "--n-q", str(nq), "--n-kv", str(nkv), "--heads", str(h),
+                "--kv-heads", str(hk), "--head-dim", str(d), "--dtype", dtype,
+                "--precision", prec, "--reps", "3", "--json"] + (["--causal"] if causal else [])
+        rc, out, err = run(qkv, *args)
+        check(rc == 0, f"exit {rc} for {args}: {err}")
+        if rc != 0:
+            continue
+        r = json.loads(out)
+        for k in ("ms", "gflops", "peak_gflops", "gbps", "peak_gbps", "target", "bf16_path",
+                  "reference_ms", "reps"):
+            check(k in r, f"field {k} missing: {out}")
+        flops = 4.0 * b * h * nq * nkv * d * (0.5 if causal and nq == nkv else 1.0)
+        check(close(r["gflops"], flops / (r["ms"] * 1e-3) * 1e-9, 1e-3),
+              f"gflops {r['gflops']} != flops / time for {args}")
+        es = {"f32": 4, "f16": 2, "bf16": 2}[dtype]
+        nbytes = 4.0 * 2 * b * nq * h * d + 2.0 * es * b * nkv * hk * d
+        check(close(r["gbps"], nbytes / (r["ms"] * 1e-3) * 1e-9, 1e-3),
+              f"gbps {r['gbps']} != bytes / time for {args}")
+        check(r["peak_gflops"] > 0 and r["peak_gbps"] > 0, f"no peak measured: {out}")
+        check(close(r["peak_fraction"], r["gflops"] / r["peak_gflops"], 1e-6), "peak_fraction")
+        check(close(r["bandwidth_fraction"], r["gbps"] / r["peak_gbps"], 1e-6),
+              "bandwidth_fraction")
+        check(r["reference_ms"] > 0 and close(r["speedup_vs_reference"],
+                                              r["reference_ms"] / r["ms"], 1e-6),
+              "reference timed in the same run")
+        check(r["reps"] == 3, "--reps")
+        check(r["target"] in ("avx512", "avx2", "generic"), f"target {r['target']}")
+        check(r["bf16_path"] in ("amx", "avx512_bf16", "rounding"), f"bf16_path {r['bf16_path']}")
+        check(r["shape"] == {"batch": b, "n_q": nq, "n_kv": nkv, "heads": h, "kv_heads": hk,
+                             "head_dim": d, "causal": causal, "dtype": dtype, "precision": prec},
+              f"shape echoed: {r['shape']}")
+
+    # The text report names the shape, the machine's peaks and, in the bf16 mode, its arithmetic.
+    rc, out, err = run(qkv, "--n-q", "32", "--heads", "2", "--head-dim", "32", "--precision",
+                       "bf16", "--reps", "3", "--no-reference")
+    check(rc == 0, f"text report exit {rc}: {err}")
+    check("heads 2/2  head_dim 32" in out and "precision bf16" in out, f"shape line: {out}")
+    check("FMA peak" in out and "read bandwidth" in out, f"machine line: {out}")
+    check("bf16 mode  prefill products on " in out, f"bf16 line: {out}")
+    check("% of peak" in out and "% of bandwidth" in out, f"ratios: {out}")
+    check("reference" not in out.split("machine")[1], "--no-reference still timed the reference")
+
+    # Bad options: a message naming the problem and a normal non-zero exit, never a crash.
+    for bad, words in [(["--dtype", "f8"], ["f8"]),
+                       (["--precision", "fp8"], ["--precision", "fp8"]),
+                       (["--heads", "3", "--kv-heads", "2"], ["n_head = 3", "n_head_kv = 2"]),
+                       (["--n-q", "0"], ["positive"]),
+                       (["--backward", "--dtype", "f16"], ["--backward", "f16"])]:
+        base = [] if "--n-q" in bad else ["--n-q", "8"]
+        rc, out, err = run(qkv, *base, "--reps", "1", *bad)
+        check(0 < rc < 128, f"{bad}: exit {rc}")
+        for w in words:
+            check(w in err, f"{bad}: '{w}' not in the error: {err}")
+    if FAILED:
+        print(f"{len(FAILED)} checks failed")
+        return 1
+    print("bench_cli_test: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
