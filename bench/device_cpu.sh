@@ -2,9 +2,9 @@
 # CPU checks on a lent machine whose CPU has AVX-512 (and AVX512_BF16), which the development
 # machines lack: runs the kernel parity tests on every SIMD target there, then times prefill and
 # decode on the avx512 target, the avx2 target and the bf16 mode (AMX on and off), alternating the
-# variants round by round. Binaries are built on a development machine and carried in
-# .devcarry/, with the shared libraries they need (which that machine's image lacks) in
-# .devcarry/libs.tar.xz:
+# variants round by round (FULL=1: the shapes on the default paths instead). Binaries are
+# built on a development machine and carried in .devcarry/, with the shared libraries they need
+# (which that machine's image lacks) in .devcarry/libs.tar.xz:
 #   mkdir -p .devcarry && cp build/release/apps/qkv/qkv build/release/tests/kernels/{qkv_kernels_test,qkv_linear_test,qkv_attention_backward_test} .devcarry/
 #   tar -C / -chJf .devcarry/libs.tar.xz $(ldd .devcarry/qkv .devcarry/qkv_*test | awk '/=> \// {print $3}' | grep -v -E 'lib(c|m|stdc\+\+|gcc_s)\.so' | sort -u | sed 's|^/||')
 # then run `bash bench/device_cpu.sh` there with .devcarry carried.
@@ -38,6 +38,29 @@ bench() {  # label, env..., -- args (BIN=name in the env list picks another bina
     python3 -c "import json,sys; r=json.load(sys.stdin); print('$label', *('%s=%.4g' % (k, r[k]) for k in ('ms','gflops','peak_gflops','gbps','peak_gbps') if k in r))" |
     tee -a "$out/bench.log"
 }
+if [ -n "${FULL:-}" ]; then
+  # FULL=1: the nine prefill shapes (fp32 and the default bf16 path) and three decode
+  # shapes, on the selected target, two rounds.
+  for round in 1 2; do
+    echo "round $round" | tee -a "$out/bench.log"
+    for shape in "--n-q 2048 --heads 12 --head-dim 64" "--n-q 2048 --heads 12 --head-dim 64 --causal" \
+                 "--n-q 8192 --heads 12 --head-dim 64 --reps 2" \
+                 "--n-q 8192 --heads 12 --head-dim 64 --causal --reps 2" \
+                 "--n-q 2048 --heads 8 --head-dim 128" "--n-q 2048 --heads 8 --head-dim 128 --causal" \
+                 "--n-q 8192 --heads 8 --head-dim 128 --reps 2" \
+                 "--n-q 8192 --heads 8 --head-dim 128 --causal --reps 2" \
+                 "--n-q 2048 --heads 32 --kv-heads 8 --head-dim 128 --causal"; do
+      bench "f32  $shape" -- $shape
+      bench "bf16 $shape" -- $shape --precision bf16
+    done
+    for shape in "--n-q 1 --n-kv 32768 --heads 12 --head-dim 64 --dtype f16" \
+                 "--n-q 1 --n-kv 32768 --heads 32 --kv-heads 8 --head-dim 128 --dtype f16" \
+                 "--n-q 1 --n-kv 32768 --heads 8 --head-dim 128 --dtype bf16"; do
+      bench "$shape" -- $shape
+    done
+  done
+  exit 0
+fi
 for round in 1 2; do
   echo "round $round" | tee -a "$out/bench.log"
   for shape in "--n-q 2048 --heads 12 --head-dim 64" "--n-q 2048 --heads 12 --head-dim 64 --causal" \
