@@ -16,6 +16,8 @@
 #include "core/half.h"
 #include "core/large_buffer.h"
 #include "core/parallel.h"
+#include "kernels/cpu/attention_materialised.h"
+#include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/probe.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
@@ -171,7 +173,8 @@ void run_bench(BenchArgs a) {
              (flop_factor * attention_flops(1, 1, rows, a.n_kv, a.head_dim, false));
   }
 
-  // Peak resident memory against the bytes of q, k, v and out: what the kernel itself needs.
+  // Peak resident memory against the bytes of q, k, v and out: what the kernel itself needs (read
+  // before the materialised peer, whose S is the memory the fused kernel avoids).
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   const double rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
@@ -180,6 +183,30 @@ void run_bench(BenchArgs a) {
   // bandwidth probe streams a 512 MiB buffer).
   if (!a.json) std::fprintf(stderr, "measuring this machine's FMA peak and memory bandwidth...\n");
   const kernels::MachinePeak peak = kernels::measure_machine_peak(threads);
+
+  // The materialised peer (kernels/cpu/attention_materialised.h): the same attention as two GEMM
+  // library products around a row softmax, as a framework's non-fused path computes it, on the
+  // same threads, timed like the kernel (median after a warm-up run). After the probe: the GEMM
+  // library's threads may keep spinning for a while after its last product.
+  double mat_ms = 0;
+  int mat_reps = 0;
+  const bool mat = !a.no_reference && !a.backward && prec == Precision::f32 &&
+                   kernels::cpu::attention_materialised_available();
+  if (mat) {
+    auto run_mat = [&] { kernels::cpu::attention_materialised(qv, kv, vv, ov, a.causal, threads); };
+    const auto t0 = std::chrono::steady_clock::now();
+    run_mat();
+    const double warm = seconds_since(t0);
+    mat_reps =
+        a.reps > 0 ? a.reps : static_cast<int>(std::clamp(1.0 / std::max(warm, 1e-6), 3.0, 200.0));
+    std::vector<double> mt;
+    for (int r = 0; r < mat_reps; ++r) {
+      const auto t1 = std::chrono::steady_clock::now();
+      run_mat();
+      mt.push_back(seconds_since(t1));
+    }
+    mat_ms = median(mt) * 1e3;
+  }
 
   const double gflops = flops / t * 1e-9;
   const double gbps = bytes / t * 1e-9;
@@ -192,6 +219,10 @@ void run_bench(BenchArgs a) {
                      {"peak_gbps", peak.read_gbps},
                      {"bandwidth_fraction", gbps / peak.read_gbps},
                      {"reference_ms", ref_ms},
+                     {"materialised_ms", mat_ms},
+                     {"materialised_gflops", mat_ms > 0 ? flops / (mat_ms * 1e-3) * 1e-9 : 0.0},
+                     {"speedup_vs_materialised", mat_ms > 0 ? mat_ms / (t * 1e3) : 0.0},
+                     {"materialised_library", std::string(kernels::cpu::gemm_library_name())},
                      {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
                      {"reps", reps},
                      {"max_rss_mib", rss_mib},
@@ -234,6 +265,14 @@ void run_bench(BenchArgs a) {
       t * 1e3, reps, gflops, 100 * gflops / peak.fma_gflops, gbps, 100 * gbps / peak.read_gbps);
   std::printf("memory     peak RSS %.0f MiB, of which %s %.0f MiB\n", rss_mib,
               a.backward ? "q, k, v, out, dout and dq, dk, dv are" : "q, k, v and out are", io_mib);
+  if (mat_ms > 0) {
+    const double mg = flops / (mat_ms * 1e-3) * 1e-9;
+    std::printf(
+        "materialised %.3f ms (median of %d; S = Q·Kᵀ and P·V by %s)  %.1f GFLOP/s = %.1f%% of "
+        "peak  qkv is %.2fx faster\n",
+        mat_ms, mat_reps, std::string(kernels::cpu::gemm_library_name()).c_str(), mg,
+        100 * mg / peak.fma_gflops, mat_ms / (t * 1e3));
+  }
   if (ref_ms > 0) {
     std::printf("reference  %.1f ms (64 rows timed, scaled by FLOPs)  qkv is %.0fx faster\n",
                 ref_ms, ref_ms / (t * 1e3));
@@ -257,7 +296,8 @@ void setup_bench(CLI::App& app) {
   att->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
   att->add_option("--reps", a->reps, "Timed repetitions (0: about one second)");
   att->add_flag("--json", a->json, "Print one JSON object");
-  att->add_flag("--no-reference", a->no_reference, "Skip timing the reference");
+  att->add_flag("--no-reference", a->no_reference,
+                "Skip timing the reference and the materialised peer");
   att->add_flag("--backward", a->backward,
                 "Time attention_backward (dq, dk, dv; FLOPs counted as 2.5x the forward's)");
   att->callback([a] { run_bench(*a); });

@@ -35,6 +35,7 @@ def main():
         (1, 48, 48, 4, 2, 32, True, "f16", "bf16"),
         (2, 3, 200, 2, 1, 16, False, "f32", "f32"),
     ]
+    library = None  # the GEMM library the build has, as the --json reports name it
     for b, nq, nkv, h, hk, d, causal, dtype, prec in shapes:
         args = ["--batch", str(b), "--n-q", str(nq), "--n-kv", str(nkv), "--heads", str(h),
                 "--kv-heads", str(hk), "--head-dim", str(d), "--dtype", dtype,
@@ -61,6 +62,16 @@ def main():
         check(r["reference_ms"] > 0 and close(r["speedup_vs_reference"],
                                               r["reference_ms"] / r["ms"], 1e-6),
               "reference timed in the same run")
+        # The materialised peer (GEMM library) runs in the fp32 mode when the build has one.
+        library = r["materialised_library"]
+        if prec == "f32" and r["materialised_library"] != "none":
+            check(r["materialised_ms"] > 0 and close(r["speedup_vs_materialised"],
+                                                     r["materialised_ms"] / r["ms"], 1e-6),
+                  f"materialised peer timed in the same run: {out}")
+            check(close(r["materialised_gflops"], flops / (r["materialised_ms"] * 1e-3) * 1e-9,
+                        1e-3), "materialised_gflops != flops / its time")
+        else:
+            check(r["materialised_ms"] == 0, f"materialised peer ran for precision {prec}")
         check(r["reps"] == 3, "--reps")
         check(r["target"] in ("avx512", "avx2", "generic"), f"target {r['target']}")
         check(r["bf16_path"] in ("amx", "avx512_bf16", "rounding"), f"bf16_path {r['bf16_path']}")
@@ -77,6 +88,17 @@ def main():
     check("bf16 mode  prefill products on " in out, f"bf16 line: {out}")
     check("% of peak" in out and "% of bandwidth" in out, f"ratios: {out}")
     check("reference" not in out.split("machine")[1], "--no-reference still timed the reference")
+    check("materialised" not in out, "--no-reference still timed the materialised peer")
+
+    # Without --no-reference the fp32 mode's report has the peer's line, with its ratio.
+    rc, out, err = run(qkv, "--n-q", "64", "--heads", "2", "--head-dim", "32", "--reps", "3")
+    check(rc == 0, f"peer report exit {rc}: {err}")
+    line = [x for x in out.splitlines() if x.startswith("materialised")]
+    if library != "none":
+        check(len(line) == 1 and library in line[0] and "qkv is" in line[0] and
+              "% of peak" in line[0], f"materialised line: {out}")
+    else:
+        check(not line, f"a materialised line without a GEMM library: {out}")
 
     # Bad options: a message naming the problem and a normal non-zero exit, never a crash.
     for bad, words in [(["--dtype", "f8"], ["f8"]),

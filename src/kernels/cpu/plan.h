@@ -70,6 +70,10 @@ struct TargetOps {
   // The arithmetic of the bf16 mode's prefill tiles for head_dim: "amx", "avx512_bf16" or
   // "rounding" (bf16-rounded operands, fp32 FMAs).
   const char* (*bf16_path)(int64_t head_dim);
+  // For the materialised peer (attention_materialised.h): one row's softmax over its first
+  // n_valid entries, zeros after them; and n elements of type dt converted to fp32.
+  void (*softmax_row)(float* s, int64_t n_valid, int64_t n);
+  void (*to_f32)(const void* src, DType dt, float* dst, int64_t n);
 };
 
 const TargetOps& target_generic();

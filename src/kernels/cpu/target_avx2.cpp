@@ -25,8 +25,9 @@ namespace qkv::kernels::cpu::avx2 {
 
 namespace qkv::kernels::cpu {
 const TargetOps& target_avx2() {
-  static const TargetOps ops{"avx2",          avx2::run_item, avx2::probs_rows, avx2::pack_shape,
-                             avx2::pack_tile, avx2::fma_peak, avx2::read_sum,   avx2::bf16_path};
+  static const TargetOps ops{
+      "avx2",         avx2::run_item, avx2::probs_rows, avx2::pack_shape,  avx2::pack_tile,
+      avx2::fma_peak, avx2::read_sum, avx2::bf16_path,  avx2::softmax_row, avx2::to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu

@@ -12,7 +12,8 @@ namespace qkv::kernels::cpu {
 const TargetOps& target_generic() {
   static const TargetOps ops{"generic",           generic::run_item,  generic::probs_rows,
                              generic::pack_shape, generic::pack_tile, generic::fma_peak,
-                             generic::read_sum,   generic::bf16_path};
+                             generic::read_sum,   generic::bf16_path, generic::softmax_row,
+                             generic::to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu
