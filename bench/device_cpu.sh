@@ -26,21 +26,22 @@ done
 for v in "QKV_BF16_AMX=0 QKV_BF16_DOT=1" "QKV_BF16_AMX=0 QKV_BF16_DOT=0"; do
   echo "$v: $(env $v .devcarry/qkv_kernels_test --gtest_brief=1 --gtest_filter='*Bf16*:*SharedTiles*' 2>&1 | tail -1)"
 done
-bench() {  # label, env..., -- args (BIN=name in the env list picks another binary of .devcarry)
+bench() {  # label, env..., -- args (BIN=name in the env list picks another binary of .devcarry;
+           # PEER=1 also times the reference and the materialised OpenBLAS peer)
   local label=$1; shift
-  local envs=() bin=qkv
+  local envs=() bin=qkv noref=--no-reference
   while [ "$1" != "--" ]; do
-    case $1 in BIN=*) bin=${1#BIN=} ;; *) envs+=("$1") ;; esac
+    case $1 in BIN=*) bin=${1#BIN=} ;; PEER=1) noref= ;; *) envs+=("$1") ;; esac
     shift
   done
   shift
-  env "${envs[@]}" .devcarry/$bin bench attention "$@" --threads 2 --no-reference --json 2>/dev/null |
-    python3 -c "import json,sys; r=json.load(sys.stdin); print('$label', *('%s=%.4g' % (k, r[k]) for k in ('ms','gflops','peak_gflops','gbps','peak_gbps') if k in r))" |
+  env "${envs[@]}" .devcarry/$bin bench attention "$@" --threads 2 $noref --json 2>/dev/null |
+    python3 -c "import json,sys; r=json.load(sys.stdin); print('$label', *('%s=%.4g' % (k, r[k]) for k in ('ms','gflops','peak_gflops','gbps','peak_gbps','materialised_gflops','speedup_vs_materialised') if r.get(k)))" |
     tee -a "$out/bench.log"
 }
 if [ -n "${FULL:-}" ]; then
   # FULL=1: the nine prefill shapes (fp32 and the default bf16 path) and three decode
-  # shapes, on the selected target, two rounds.
+  # shapes, on the selected target, two rounds; fp32 and decode with the materialised peer.
   for round in 1 2; do
     echo "round $round" | tee -a "$out/bench.log"
     for shape in "--n-q 2048 --heads 12 --head-dim 64" "--n-q 2048 --heads 12 --head-dim 64 --causal" \
@@ -50,13 +51,13 @@ if [ -n "${FULL:-}" ]; then
                  "--n-q 8192 --heads 8 --head-dim 128 --reps 2" \
                  "--n-q 8192 --heads 8 --head-dim 128 --causal --reps 2" \
                  "--n-q 2048 --heads 32 --kv-heads 8 --head-dim 128 --causal"; do
-      bench "f32  $shape" -- $shape
+      bench "f32  $shape" PEER=1 -- $shape
       bench "bf16 $shape" -- $shape --precision bf16
     done
     for shape in "--n-q 1 --n-kv 32768 --heads 12 --head-dim 64 --dtype f16" \
                  "--n-q 1 --n-kv 32768 --heads 32 --kv-heads 8 --head-dim 128 --dtype f16" \
                  "--n-q 1 --n-kv 32768 --heads 8 --head-dim 128 --dtype bf16"; do
-      bench "$shape" -- $shape
+      bench "$shape" PEER=1 -- $shape
     done
   done
   exit 0
