@@ -6,6 +6,7 @@ ratios to the peaks the same run measured), the text report, and clear errors fo
 usage: bench_cli_test.py QKV_BINARY
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -18,9 +19,9 @@ def check(cond, what):
         print("FAIL:", what)
 
 
-def run(qkv, *args):
+def run(qkv, *args, env=None):
     p = subprocess.run([qkv, "bench", "attention", "--threads", "1", *args],
-                       capture_output=True, timeout=300)
+                       capture_output=True, timeout=300, env=env)
     return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8", "replace")
 
 
@@ -70,6 +71,8 @@ def main():
                   f"materialised peer timed in the same run: {out}")
             check(close(r["materialised_gflops"], flops / (r["materialised_ms"] * 1e-3) * 1e-9,
                         1e-3), "materialised_gflops != flops / its time")
+            check(r["materialised_batch"] == b and r["materialised_kv_heads"] == hk,
+                  f"a small problem is timed whole by the peer: {out}")
         else:
             check(r["materialised_ms"] == 0, f"materialised peer ran for precision {prec}")
         check(r["reps"] == 3, "--reps")
@@ -78,6 +81,22 @@ def main():
         check(r["shape"] == {"batch": b, "n_q": nq, "n_kv": nkv, "heads": h, "kv_heads": hk,
                              "head_dim": d, "causal": causal, "dtype": dtype, "precision": prec},
               f"shape echoed: {r['shape']}")
+
+    # Over its FLOP budget the peer times sequence 1 and whole query groups of the first kv heads,
+    # and says so.
+    if library != "none":
+        env = dict(os.environ, QKV_PEER_GFLOP="0.0001")
+        args = ["--batch", "2", "--n-q", "64", "--heads", "4", "--kv-heads", "2", "--head-dim",
+                "32", "--reps", "3"]
+        rc, out, err = run(qkv, *args, "--json", env=env)
+        check(rc == 0, f"sliced peer exit {rc}: {err}")
+        if rc == 0:
+            r = json.loads(out)
+            check(r["materialised_batch"] == 1 and r["materialised_kv_heads"] == 1 and
+                  r["materialised_ms"] > 0, f"sliced peer: {out}")
+        rc, out, err = run(qkv, *args, env=env)
+        check("sequence 1 of 2, kv heads 1 of 2 timed, scaled by FLOPs" in out,
+              f"sliced peer report: {out}")
 
     # The text report names the shape, the machine's peaks and, in the bf16 mode, its arithmetic.
     rc, out, err = run(qkv, "--n-q", "32", "--heads", "2", "--head-dim", "32", "--precision",
