@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <span>
@@ -48,6 +49,23 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Median seconds of `fn` after a warm-up run (first touches, arenas): `reps_asked` repetitions, or
+// with 0 enough for about one second, at least 3 and at most 200. *reps gets the count.
+double time_median(const std::function<void()>& fn, int reps_asked, int* reps) {
+  const auto tw = std::chrono::steady_clock::now();
+  fn();
+  const double first = seconds_since(tw);
+  *reps = reps_asked > 0 ? reps_asked
+                         : static_cast<int>(std::clamp(1.0 / std::max(first, 1e-6), 3.0, 200.0));
+  std::vector<double> times;
+  for (int r = 0; r < *reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    times.push_back(seconds_since(t0));
+  }
+  return median(times);
 }
 
 void run_bench(BenchArgs a) {
@@ -125,19 +143,8 @@ void run_bench(BenchArgs a) {
       flop_factor * attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
   // q + out, k + v; backward also reads dout and writes dq, dk, dv
   const double bytes = (a.backward ? 2.0 : 1.0) * (4.0 * (2 * nq) + 2.0 * dtype_size(dt) * nk);
-  // Warm-up (first touches, arenas), then enough repetitions for ~1 s, at least 3.
-  const auto tw = std::chrono::steady_clock::now();
-  run_once();
-  const double first = seconds_since(tw);
-  int reps =
-      a.reps > 0 ? a.reps : static_cast<int>(std::clamp(1.0 / std::max(first, 1e-6), 3.0, 200.0));
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    run_once();
-    times.push_back(seconds_since(t0));
-  }
-  const double t = median(times);
+  int reps = 0;
+  const double t = time_median(run_once, a.reps, &reps);
 
   // The reference (naive, double) is timed on the last rows of the first (batch, head) slice,
   // without the causal mask, and scaled by FLOPs to the whole problem: run whole it would take
@@ -215,18 +222,7 @@ void run_bench(BenchArgs a) {
     const double scale =
         flops / attention_flops(mat_batch, mat_heads, a.n_q, a.n_kv, a.head_dim, a.causal);
     auto run_mat = [&] { kernels::cpu::attention_materialised(qs, ks, vs, os, a.causal, threads); };
-    const auto t0 = std::chrono::steady_clock::now();
-    run_mat();
-    const double warm = seconds_since(t0);
-    mat_reps =
-        a.reps > 0 ? a.reps : static_cast<int>(std::clamp(1.0 / std::max(warm, 1e-6), 3.0, 200.0));
-    std::vector<double> mt;
-    for (int r = 0; r < mat_reps; ++r) {
-      const auto t1 = std::chrono::steady_clock::now();
-      run_mat();
-      mt.push_back(seconds_since(t1));
-    }
-    mat_ms = median(mt) * 1e3 * scale;
+    mat_ms = time_median(run_mat, a.reps, &mat_reps) * 1e3 * scale;
   }
 
   const double gflops = flops / t * 1e-9;

@@ -23,9 +23,7 @@ namespace {
 
 using core::throw_invalid;
 
-std::string shape_str(const std::array<int64_t, 4>& s) {
-  return core::concat("[", s[0], ", ", s[1], ", ", s[2], ", ", s[3], "]");
-}
+using kernels::shape_str;
 
 void check_grad_view(const char* name, const MutView4& t, const std::array<int64_t, 4>& want,
                      const char* what) {

@@ -24,11 +24,11 @@ void check_view(const char* name, const std::array<int64_t, 4>& shape,
   }
 }
 
+}  // namespace
+
 std::string shape_str(const std::array<int64_t, 4>& s) {
   return core::concat("[", s[0], ", ", s[1], ", ", s[2], ", ", s[3], "]");
 }
-
-}  // namespace
 
 float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
   const int64_t off = i0 * t.stride[0] + i1 * t.stride[1] + i2 * t.stride[2] + i3 * t.stride[3];

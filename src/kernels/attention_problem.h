@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "qkv/attention.h"
 
@@ -70,6 +71,9 @@ inline double transform_score(const AttentionProblem& p, int64_t b, int64_t h, i
   }
   return s;
 }
+
+// "[a, b, c, d]", for error messages.
+std::string shape_str(const std::array<int64_t, 4>& s);
 
 // Element access for k/v of any dtype.
 float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);

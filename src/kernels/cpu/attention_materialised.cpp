@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "kernels/attention_problem.h"
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/plan.h"
 #include "qkv/error.h"
@@ -15,11 +16,6 @@ namespace {
 
 constexpr int64_t kMaxScoreFloats = int64_t{16} << 20;
 constexpr int64_t kSoftmaxRowsPerTask = 16;
-
-std::string shape_str(const std::array<int64_t, 4>& s) {
-  return "[" + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " + std::to_string(s[2]) +
-         ", " + std::to_string(s[3]) + "]";
-}
 
 // Rows [0, n) of one kv head's K or V as a contiguous fp32 [n, dim] matrix: in place when it
 // already is fp32 with unit stride (row stride ld), else converted into buf.
