@@ -28,6 +28,7 @@ namespace qkv::app {
 
 void add_bench_model(CLI::App& bench);  // cmd_bench_model.cpp
 
+namespace cmd_bench {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct BenchArgs {
@@ -331,4 +332,5 @@ void setup_bench(CLI::App& app) {
 Registrar reg("bench", "Benchmarks against this machine's measured limits", setup_bench);
 
 }  // namespace
+}  // namespace cmd_bench
 }  // namespace qkv::app

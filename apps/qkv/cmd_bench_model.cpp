@@ -18,6 +18,7 @@
 #include "qkv/model.h"
 
 namespace qkv::app {
+namespace cmd_bench_model {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct ModelBenchArgs {
@@ -177,8 +178,10 @@ void run(const ModelBenchArgs& a) {
 }
 
 }  // namespace
+}  // namespace cmd_bench_model
 
 void add_bench_model(CLI::App& bench) {
+  using namespace cmd_bench_model;
   auto* cmd = bench.add_subcommand("model", "Prefill and decode tokens/s of a model");
   auto a = std::make_shared<ModelBenchArgs>();
   cmd->add_option("-m,--model", a->model, "GGUF, HF folder or llama2.c .bin")->required();

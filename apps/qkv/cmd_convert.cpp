@@ -12,6 +12,7 @@
 #include "qkv/model.h"
 
 namespace qkv::app {
+namespace cmd_convert {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct ConvertArgs {
@@ -64,4 +65,5 @@ void setup(CLI::App& app) {
 Registrar reg("convert", "Write a model as GGUF (llama.cpp conventions)", setup);
 
 }  // namespace
+}  // namespace cmd_convert
 }  // namespace qkv::app

@@ -11,6 +11,7 @@
 #include "qkv/session.h"
 
 namespace qkv::app {
+namespace cmd_embed {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct EmbedCliOptions {
@@ -67,4 +68,5 @@ void setup(CLI::App& app) {
 Registrar reg("embed", "Sentence embeddings from an encoder model (BERT)", setup);
 
 }  // namespace
+}  // namespace cmd_embed
 }  // namespace qkv::app

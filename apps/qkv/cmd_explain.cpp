@@ -23,6 +23,7 @@
 #include "qkv/explain.h"
 
 namespace qkv::app {
+namespace cmd_explain {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct ExplainCliOptions {
@@ -262,4 +263,5 @@ void setup(CLI::App& app) {
 Registrar reg("explain", "Exact attention maps of a text: heatmaps, analyses, exports", setup);
 
 }  // namespace
+}  // namespace cmd_explain
 }  // namespace qkv::app

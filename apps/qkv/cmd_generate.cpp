@@ -22,6 +22,7 @@
 #include "qkv/session.h"
 
 namespace qkv::app {
+namespace cmd_generate {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct GenerateCliOptions {
@@ -193,4 +194,5 @@ void setup(CLI::App& app) {
 Registrar reg("generate", "Generate text from a prompt with a decoder model", setup);
 
 }  // namespace
+}  // namespace cmd_generate
 }  // namespace qkv::app

@@ -15,6 +15,7 @@
 #include "model_source.h"
 
 namespace qkv::app {
+namespace cmd_inspect {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 using nlohmann::ordered_json;
@@ -304,4 +305,5 @@ void setup(CLI::App& app) {
 Registrar reg("inspect", "Describe a model file: hyper-parameters, tokenizer, tensors", setup);
 
 }  // namespace
+}  // namespace cmd_inspect
 }  // namespace qkv::app

@@ -29,6 +29,7 @@
 #include "qkv/model_file.h"
 
 namespace qkv::app {
+namespace cmd_make_model {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 using T = MetaValue::Type;
@@ -523,4 +524,5 @@ void setup(CLI::App& app) {
 Registrar reg("make-model", "Write a GGUF model of a real shape with seeded random weights", setup);
 
 }  // namespace
+}  // namespace cmd_make_model
 }  // namespace qkv::app

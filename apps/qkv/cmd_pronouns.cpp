@@ -18,6 +18,7 @@
 #include "qkv/trainer.h"
 
 namespace qkv::app {
+namespace cmd_pronouns {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct PronounsCli {
@@ -93,4 +94,5 @@ Registrar reg("pronouns",
               setup);
 
 }  // namespace
+}  // namespace cmd_pronouns
 }  // namespace qkv::app

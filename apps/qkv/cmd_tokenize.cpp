@@ -12,6 +12,7 @@
 #include "model_source.h"
 
 namespace qkv::app {
+namespace cmd_tokenize {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct TokenizeOptions {
@@ -69,4 +70,5 @@ void setup(CLI::App& app) {
 Registrar reg("tokenize", "Tokenize text with a model's tokenizer", setup);
 
 }  // namespace
+}  // namespace cmd_tokenize
 }  // namespace qkv::app

@@ -23,6 +23,7 @@
 #include "qkv/trainer.h"
 
 namespace qkv::app {
+namespace cmd_train {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct TrainCli {
@@ -137,4 +138,5 @@ void setup(CLI::App& app) {
 Registrar reg("train", "Train a small GPT-2-style model (built-in corpus or a text file)", setup);
 
 }  // namespace
+}  // namespace cmd_train
 }  // namespace qkv::app

@@ -13,7 +13,7 @@ namespace qkv {
 namespace {
 
 // The plot area and the data ranges, shared by the SVG and PNG renderers.
-struct Frame {
+struct PlotFrame {
   int width, height;
   int left = 56, right = 16, top = 16, bottom = 36;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
@@ -26,8 +26,8 @@ struct Frame {
   }
 };
 
-Frame make_frame(const std::vector<LossPoint>& h, int width, int height) {
-  Frame f{width, height};
+PlotFrame make_frame(const std::vector<LossPoint>& h, int width, int height) {
+  PlotFrame f{width, height};
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (const LossPoint& p : h) {
     lo = std::min(lo, p.train_loss);
@@ -58,7 +58,7 @@ constexpr const char* kValColor = "#e07020";
 }  // namespace
 
 std::string loss_curve_svg(const std::vector<LossPoint>& h, int width, int height) {
-  const Frame f = make_frame(h, width, height);
+  const PlotFrame f = make_frame(h, width, height);
   std::ostringstream s;
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
     << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
@@ -190,7 +190,7 @@ struct Canvas {
 
 void write_loss_curve_png(const std::string& path, const std::vector<LossPoint>& h, int width,
                           int height) {
-  const Frame f = make_frame(h, width, height);
+  const PlotFrame f = make_frame(h, width, height);
   Canvas c(width, height);
   for (int i = 0; i <= 4; ++i) {
     const double y = f.y0 + (f.y1 - f.y0) * i / 4;

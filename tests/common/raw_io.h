@@ -1,14 +1,25 @@
-// Raw little-endian arrays in files, for the test drivers that exchange tensors with the PyTorch
-// scripts (tests/kernels/attention_io.cpp, attention_backward_io.cpp, tests/train/gpt_io.cpp).
+// Files read and written by the tests: whole files as bytes, and raw little-endian arrays for the
+// test drivers that exchange tensors with the PyTorch scripts (tests/kernels/attention_io.cpp,
+// attention_backward_io.cpp, tests/train/gpt_io.cpp).
 #pragma once
 
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "qkv/error.h"
 
 namespace qkv::test {
+
+// The whole file at `path` (empty when it cannot be read: the callers compare its contents).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 // Exactly n values of X from `path`; throws naming the file when it is shorter.
 template <typename X>

@@ -3,10 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "common/raw_io.h"
 #include "common/shared_data.h"
 #include "explain_test_util.h"
 #include "qkv/explain.h"
@@ -28,19 +27,12 @@ Explanation stories_explanation(const std::filesystem::path& bin) {
   return explain(model, "Once upon a time, a cat", o);
 }
 
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 TEST(Export, NpyHasTheDocumentedShapeAndTheCapturedValues) {
   QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
   const Explanation e = stories_explanation(bin);
   const auto path = temp_path("explain_maps.npy");
   write_npy(path.string(), e);
-  const std::string b = read_all(path);
+  const std::string b = qkv::test::read_file(path);
   ASSERT_GE(b.size(), 10u);
   EXPECT_EQ(b.substr(0, 6), "\x93NUMPY");
   const size_t hlen = static_cast<unsigned char>(b[8]) | (static_cast<unsigned char>(b[9]) << 8);
@@ -62,7 +54,8 @@ TEST(Export, NpyHasTheDocumentedShapeAndTheCapturedValues) {
       }
     }
   }
-  const nlohmann::json tok = nlohmann::json::parse(read_all(path.string() + ".tokens.json"));
+  const nlohmann::json tok =
+      nlohmann::json::parse(qkv::test::read_file(path.string() + ".tokens.json"));
   EXPECT_EQ(tok["ids"].get<std::vector<int32_t>>(), e.ids);
   EXPECT_EQ(tok["tokens"].get<std::vector<std::string>>(), e.tokens);
   EXPECT_EQ(tok["layers"].get<std::vector<int>>(), (std::vector<int>{0, 4}));

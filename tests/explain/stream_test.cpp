@@ -5,10 +5,10 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <sstream>
 
+#include "common/raw_io.h"
 #include "common/shared_data.h"
 #include "explain_test_util.h"
 #include "qkv/explain.h"
@@ -29,10 +29,7 @@ struct Npy {
 };
 
 Npy read_npy(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  const std::string b = s.str();
+  const std::string b = qkv::test::read_file(p);
   Npy out;
   if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0) {
     ADD_FAILURE() << p << " is not a .npy file";

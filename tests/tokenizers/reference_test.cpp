@@ -8,6 +8,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "common/raw_io.h"
 #include "common/shared_data.h"
 #include "qkv/model_file.h"
 #include "qkv/tokenizer.h"
@@ -21,17 +22,10 @@ json read_json(const std::filesystem::path& p) {
   return json::parse(in);
 }
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The vocab-gguf pairs of `gguf`, checked against a tokenizer built from another source.
 void check_pairs(const qkv::Tokenizer& tok, const std::filesystem::path& gguf) {
-  const std::string inp = slurp(gguf.string() + ".inp");
-  std::istringstream out(slurp(gguf.string() + ".out"));
+  const std::string inp = qkv::test::read_file(gguf.string() + ".inp");
+  std::istringstream out(qkv::test::read_file(gguf.string() + ".out"));
   const std::string sep = "\n__ggml_vocab_test__\n";
   int n = 0;
   size_t pos = 0;
@@ -144,7 +138,7 @@ TEST(Llama2c, FastSpmMatchesRunCLoopOnLongText) {
   const qkv::TokenizerSpec spec = qkv::read_llama2c_tokenizer(bin.string());
   const qkv::Tokenizer tok(spec);
   // All test strings at once (repeated words exercise the cache), then each line alone.
-  const std::string all = slurp(inp);
+  const std::string all = qkv::test::read_file(inp);
   EXPECT_EQ(tok.encode(all, {.add_special = false}), runc_encode(spec, all));
   std::istringstream lines(all);
   for (std::string line; std::getline(lines, line);) {

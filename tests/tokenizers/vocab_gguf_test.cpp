@@ -3,21 +3,14 @@
 // llama.cpp's test-tokenizer-0 script with the HF tokenizer and no special tokens added.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <sstream>
 
+#include "common/raw_io.h"
 #include "common/shared_data.h"
 #include "qkv/model_file.h"
 #include "qkv/tokenizer.h"
 
 namespace {
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct Case {
   std::string text;
@@ -25,8 +18,8 @@ struct Case {
 };
 
 std::vector<Case> load_cases(const std::filesystem::path& gguf) {
-  const std::string inp = slurp(gguf.string() + ".inp");
-  const std::string out = slurp(gguf.string() + ".out");
+  const std::string inp = qkv::test::read_file(gguf.string() + ".inp");
+  const std::string out = qkv::test::read_file(gguf.string() + ".out");
   std::vector<std::string> texts;
   const std::string sep = "\n__ggml_vocab_test__\n";
   size_t pos = 0;
