@@ -13,9 +13,10 @@
 
 namespace qkv::test {
 
-// The whole file at `path` (empty when it cannot be read: the callers compare its contents).
+// The whole file at `path`; throws naming the file when it cannot be opened.
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open " + path.string());
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
