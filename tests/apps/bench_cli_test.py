@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end checks of `qkv bench attention`: the --json object's fields and the arithmetic behind
 them (GFLOP/s from the counted FLOPs and the time, GB/s from the bytes of q, k, v and out, the
-ratios to the peaks the same run measured), the text report, and clear errors for bad options.
+ratios to the peaks the same run measured, the stream-read ceiling of decode shapes), the text
+report, and clear errors for bad options.
 
 usage: bench_cli_test.py QKV_BINARY
 """
@@ -60,6 +61,14 @@ def main():
         check(close(r["peak_fraction"], r["gflops"] / r["peak_gflops"], 1e-6), "peak_fraction")
         check(close(r["bandwidth_fraction"], r["gbps"] / r["peak_gbps"], 1e-6),
               "bandwidth_fraction")
+        # Decode shapes (n_q <= 16) also time a plain read of their K and V bytes.
+        if nq <= 16:
+            check(r["stream_gbps"] > 0 and
+                  close(r["stream_fraction"], r["gbps"] / r["stream_gbps"], 1e-6),
+                  f"stream read of a decode shape: {out}")
+        else:
+            check(r["stream_gbps"] == 0 and r["stream_fraction"] == 0,
+                  f"stream read timed for a prefill shape: {out}")
         check(r["reference_ms"] > 0 and close(r["speedup_vs_reference"],
                                               r["reference_ms"] / r["ms"], 1e-6),
               "reference timed in the same run")
@@ -108,6 +117,15 @@ def main():
     check("% of peak" in out and "% of bandwidth" in out, f"ratios: {out}")
     check("reference" not in out.split("machine")[1], "--no-reference still timed the reference")
     check("materialised" not in out, "--no-reference still timed the materialised peer")
+
+    # A decode shape's text report has the stream-read line; a prefill shape's has not.
+    rc, out, err = run(qkv, "--n-q", "1", "--n-kv", "4096", "--heads", "4", "--head-dim", "64",
+                       "--dtype", "f16", "--reps", "3", "--no-reference")
+    check(rc == 0, f"decode report exit {rc}: {err}")
+    line = [x for x in out.splitlines() if x.startswith("stream")]
+    check(len(line) == 1 and "GB/s; qkv reaches" in line[0], f"stream line: {out}")
+    check("stream" not in run(qkv, "--n-q", "32", "--heads", "2", "--head-dim", "32", "--reps",
+                              "1", "--no-reference")[1], "stream line in a prefill report")
 
     # Without --no-reference the fp32 mode's report has the peer's line, with its ratio.
     rc, out, err = run(qkv, "--n-q", "64", "--heads", "2", "--head-dim", "32", "--reps", "3")

@@ -53,6 +53,7 @@ MachinePeak measure_machine_peak(int threads, double seconds) {
       const float s = ops.read_sum(buf + per_thread * t, per_thread);
       if (s != 0) sink = s;
     }
+    static_cast<void>(sink);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, static_cast<double>(per_thread) * peak.threads * 4 / dt * 1e-9);
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >
@@ -63,6 +64,43 @@ MachinePeak measure_machine_peak(int threads, double seconds) {
   std::free(buf);
   peak.read_gbps = best;
   return peak;
+}
+
+double measure_stream_read(const void* a, const void* b, std::size_t bytes, int threads,
+                           double seconds) {
+  const cpu::TargetOps& ops = cpu::target_selected();
+  threads = core::resolve_threads(threads);
+  constexpr size_t kChunk = 4096;
+  const size_t chunks = bytes / kChunk / static_cast<size_t>(threads);  // per thread and buffer
+  if (chunks == 0) return 0;
+  const auto* fa = static_cast<const float*>(a);
+  const auto* fb = static_cast<const float*>(b);
+  constexpr int64_t kFloats = kChunk / 4;
+  const double read = 2.0 * static_cast<double>(chunks * kChunk) * threads;
+  std::vector<double> gbps;
+  volatile float sink = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (gbps.size() < 5 ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+             seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(threads)
+    {
+      const size_t first = chunks * static_cast<size_t>(omp_get_thread_num());
+      float s = 0;
+      for (size_t c = first; c < first + chunks; ++c) {
+        s += ops.read_sum(fa + c * kFloats, kFloats);
+        s += ops.read_sum(fb + c * kFloats, kFloats);
+      }
+      if (s != 0) sink = s;
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    gbps.push_back(read / dt * 1e-9);
+    if (gbps.size() >= 1000) break;
+  }
+  static_cast<void>(sink);
+  std::nth_element(gbps.begin(), gbps.begin() + gbps.size() / 2, gbps.end());
+  return gbps[gbps.size() / 2];
 }
 
 }  // namespace qkv::kernels

@@ -2,6 +2,8 @@
 // benchmarks report ratios against what this CPU really does (docs/PERFORMANCE.md).
 #pragma once
 
+#include <cstddef>
+
 namespace qkv::kernels {
 
 struct MachinePeak {
@@ -13,5 +15,13 @@ struct MachinePeak {
 
 // Takes about `seconds` for each of the two measurements.
 MachinePeak measure_machine_peak(int threads, double seconds = 0.3);
+
+// GB/s at which a plain vector loop reads `bytes` of each of two buffers (the K and V of a decode),
+// `threads` threads each taking the same share of both and alternating between them in 4 KiB
+// chunks, as a decode reads a key range's K and V rows. Median of passes taking about `seconds`
+// (at least five). Nothing but the read: the ceiling a memory-bound kernel on those bytes could
+// reach. 0 when a share is smaller than one chunk.
+double measure_stream_read(const void* a, const void* b, std::size_t bytes, int threads,
+                           double seconds = 0.3);
 
 }  // namespace qkv::kernels
