@@ -2,6 +2,8 @@
 // one shape and reports it against this machine's measured FMA peak and memory bandwidth, and
 // against the reference in the same run.
 #include <sys/resource.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -9,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <span>
@@ -92,8 +95,35 @@ void run_bench(BenchArgs a) {
   }
   const int threads = core::resolve_threads(a.threads);
 
-  const int64_t nq = a.batch * a.n_q * a.heads * a.head_dim;
-  const int64_t nk = a.batch * a.n_kv * a.kv_heads * a.head_dim;
+  // Element counts of q/out and of k/v. A shape whose tensors overflow 64-bit sizes or need more
+  // memory than the machine has is refused by name here, not by a failed allocation later.
+  auto elements = [](std::initializer_list<int64_t> dims, const char* what) {
+    int64_t n = 1;
+    for (int64_t x : dims) {
+      if (__builtin_mul_overflow(n, x, &n))
+        throw InvalidArgument(std::string(what) + " overflows a 64-bit size");
+    }
+    return n;
+  };
+  const int64_t nq =
+      elements({a.batch, a.n_q, a.heads, a.head_dim}, "batch * n_q * heads * head_dim");
+  const int64_t nk =
+      elements({a.batch, a.n_kv, a.kv_heads, a.head_dim}, "batch * n_kv * kv_heads * head_dim");
+  // q and out (fp32), k and v; the backward adds dout, dq (fp32) and dk, dv (fp32, as k and v).
+  const double need_gib =
+      ((a.backward ? 4.0 : 2.0) * 4.0 * static_cast<double>(nq) +
+       (a.backward ? 4.0 : 2.0) * static_cast<double>(dtype_size(dt)) * static_cast<double>(nk)) /
+      (1024.0 * 1024.0 * 1024.0);
+  const double have_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0 * 1024.0);
+  if (have_gib > 0 && need_gib > have_gib) {
+    char msg[256];
+    std::snprintf(
+        msg, sizeof msg,
+        "this shape's tensors need %.1f GiB (q, k, v and out%s); the machine has %.1f GiB",
+        need_gib, a.backward ? " and their gradients" : "", have_gib);
+    throw InvalidArgument(msg);
+  }
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   // Tensors in core::LargeBuffer (huge pages), as the runtime's KV cache is: a decode streams K
@@ -337,7 +367,9 @@ void setup_bench(CLI::App& app) {
   att->add_option("--dtype", a->dtype, "K/V dtype: f32, f16, bf16")->capture_default_str();
   att->add_option("--precision", a->precision, "Arithmetic: f32, or bf16 (rounded operands)")
       ->capture_default_str();
-  att->add_option("--threads", a->threads, "Threads (0: all)")->capture_default_str();
+  att->add_option("--threads", a->threads, "Threads (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
   att->add_option("--reps", a->reps, "Timed repetitions (0: about one second)");
   att->add_flag("--json", a->json, "Print one JSON object");
   att->add_flag("--no-reference", a->no_reference,

@@ -58,6 +58,14 @@ struct Phase {
   model::ForwardTimes times;
 };
 
+// Fractions of a phase's measured time in the matrix products, attention and the rest (summing
+// to 1; all 0 for a phase that did not run).
+nlohmann::json shares(const model::ForwardTimes& t) {
+  const double total = t.linear + t.attention + t.other;
+  const double f = total > 0 ? 1.0 / total : 0.0;
+  return {{"matmul", t.linear * f}, {"attention", t.attention * f}, {"other", t.other * f}};
+}
+
 void print_phase(const char* name, const Phase& p, int64_t tokens, double rate_value,
                  const char* rate_unit, double limit, const char* limit_name) {
   const double t = median_of(p.seconds);
@@ -153,14 +161,10 @@ void run(const ModelBenchArgs& a) {
                         {"decode_tokens_per_s", t_tok > 0 ? 1.0 / t_tok : 0.0},
                         {"decode_weight_gbps", dec_gbps},
                         {"read_gbps", peak.read_gbps},
-                        {"prefill_share",
-                         {{"matmul", prefill.times.linear},
-                          {"attention", prefill.times.attention},
-                          {"other", prefill.times.other}}},
-                        {"decode_share",
-                         {{"matmul", decode.times.linear},
-                          {"attention", decode.times.attention},
-                          {"other", decode.times.other}}}};
+                        {"prefill_peak_fraction", pre_gflops / peak.fma_gflops},
+                        {"decode_bandwidth_fraction", dec_gbps / peak.read_gbps},
+                        {"prefill_share", shares(prefill.times)},
+                        {"decode_share", shares(decode.times)}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -188,7 +192,9 @@ void add_bench_model(CLI::App& bench) {
   cmd->add_option("-t,--tokenizer", a->tokenizer, "tokenizer file");
   cmd->add_option("--prompt", a->prompt, "prompt tokens (prefill)")->capture_default_str();
   cmd->add_option("--gen", a->gen, "generated tokens (decode)")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "threads (0: all)")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "threads (0: all)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
   cmd->add_option("--kv", a->kv, "KV cache type: f32 or f16")->capture_default_str();
   cmd->add_option("--reps", a->reps, "repetitions (median)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "command.h"
 #include "qkv/error.h"
@@ -23,6 +24,13 @@ int main(int argc, char** argv) {
   } catch (const qkv::Error& e) {
     const auto subs = app.get_subcommands();
     std::fprintf(stderr, "qkv %s: %s\n", subs.empty() ? "" : subs[0]->get_name().c_str(), e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    const auto subs = app.get_subcommands();
+    std::fprintf(stderr,
+                 "qkv %s: out of memory: an allocation failed (a smaller model, shape, context or "
+                 "batch needs less)\n",
+                 subs.empty() ? "" : subs[0]->get_name().c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv: %s\n", e.what());

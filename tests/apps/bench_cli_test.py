@@ -142,7 +142,10 @@ def main():
                        (["--precision", "fp8"], ["--precision", "fp8"]),
                        (["--heads", "3", "--kv-heads", "2"], ["n_head = 3", "n_head_kv = 2"]),
                        (["--n-q", "0"], ["positive"]),
-                       (["--backward", "--dtype", "f16"], ["--backward", "f16"])]:
+                       (["--backward", "--dtype", "f16"], ["--backward", "f16"]),
+                       (["--threads", "-3"], ["--threads", "-3"]),
+                       (["--batch", "9223372036854775807"], ["overflows a 64-bit size"]),
+                       (["--n-kv", "2000000000", "--heads", "64"], ["GiB", "the machine has"])]:
         base = [] if "--n-q" in bad else ["--n-q", "8"]
         rc, out, err = run(qkv, *base, "--reps", "1", *bad)
         check(0 < rc < 128, f"{bad}: exit {rc}")
