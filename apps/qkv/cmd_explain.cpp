@@ -204,9 +204,17 @@ void run(const ExplainCliOptions& o) {
   for (size_t li = 0; li < e.capture.layers().size(); ++li) {
     for (size_t hi = 0; hi < e.capture.heads().size(); ++hi) {
       const LookScores s = look_scores(e.capture.map(li, hi, n), n, e.ids, e.word_ids);
-      std::printf("%5d %4d  %8.3f %7.3f %7.3f %9.3f %9.3f %7.3f\n", e.capture.layers()[li],
+      if (s.rows == 0) {  // the budget kept none of its rows: no scores, not zeros
+        std::printf("%5d %4d  no rows stored (see the capture line)\n", e.capture.layers()[li],
+                    e.capture.heads()[hi]);
+        continue;
+      }
+      std::printf("%5d %4d  %8.3f %7.3f %7.3f %9.3f %9.3f %7.3f", e.capture.layers()[li],
                   e.capture.heads()[hi], s.previous, s.first, s.self, s.same_word, s.induction,
                   s.entropy);
+      if (s.rows < n)
+        std::printf("  (over the %lld of %lld rows stored)", (long long)s.rows, (long long)n);
+      std::printf("\n");
     }
   }
   if (!o.token.empty()) {

@@ -177,6 +177,10 @@ struct LookScores {
   double same_word = 0;  // other keys of the query's word (rows whose word has other tokens)
   double induction = 0;  // keys j <= i whose previous token equals token i (rows with such j)
   double entropy = 0;    // mean row entropy (nats)
+  // Rows the means are over: those with stored probabilities. An all-zero row is one a capture
+  // did not keep (its budget, or a subset of rows asked for) and counts in no mean; with no such
+  // row every score is 0 and rows is 0.
+  int64_t rows = 0;
 };
 LookScores look_scores(std::span<const float> map, int64_t n, std::span<const int32_t> ids,
                        std::span<const int32_t> word_ids);

@@ -1,7 +1,6 @@
 // Analyses of attention maps: entropy, where a head looks, head means, rollout, top-k keys.
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 
 #include "qkv/error.h"
 #include "qkv/explain.h"
@@ -54,12 +53,18 @@ LookScores look_scores(std::span<const float> map, int64_t n, std::span<const in
   }
   LookScores s;
   const auto at = [&](int64_t i, int64_t j) { return double(map[static_cast<size_t>(i * n + j)]); };
-  int64_t n_word = 0, n_ind = 0;
+  const std::vector<double> h = row_entropy(map, n);
+  int64_t n_word = 0, n_ind = 0, n_later = 0;  // rows counted for same-word, induction, i >= 1
+  double entropy = 0;
   for (int64_t i = 0; i < n; ++i) {
+    if (row_mass(map.data() + i * n, n) <= 0) continue;  // a row the capture did not keep
+    ++s.rows;
+    entropy += h[static_cast<size_t>(i)];
     s.self += at(i, i);
     if (i >= 1) {
       s.previous += at(i, i - 1);
       s.first += at(i, 0);
+      ++n_later;
     }
     double word = 0, ind = 0;
     bool has_word = false, has_ind = false;
@@ -84,12 +89,13 @@ LookScores look_scores(std::span<const float> map, int64_t n, std::span<const in
       ++n_ind;
     }
   }
-  const std::vector<double> h = row_entropy(map, n);
-  s.entropy = n > 0 ? std::accumulate(h.begin(), h.end(), 0.0) / double(n) : 0;
-  if (n > 0) s.self /= double(n);
-  if (n > 1) {
-    s.previous /= double(n - 1);
-    s.first /= double(n - 1);
+  if (s.rows > 0) {
+    s.entropy = entropy / double(s.rows);
+    s.self /= double(s.rows);
+  }
+  if (n_later > 0) {
+    s.previous /= double(n_later);
+    s.first /= double(n_later);
   }
   if (n_word > 0) s.same_word /= double(n_word);
   if (n_ind > 0) s.induction /= double(n_ind);

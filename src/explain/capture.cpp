@@ -23,7 +23,8 @@ std::string_view overflow_keep_name(OverflowKeep k) {
   return "?";
 }
 
-namespace {
+// Named, not anonymous: AttentionCapture::Impl (external linkage) holds these as fields.
+namespace capture_store {
 
 // One stored probability row, in RowBlocks. Dense rows hold keys [0, len) (trailing zeros
 // trimmed: a causal row ends at its own position); sparse rows hold p[t] for key keys[t].
@@ -67,6 +68,13 @@ class RowBlocks {
   std::vector<std::unique_ptr<std::byte[]>> blocks_, big_;
   int64_t used_ = 0;  // values used in blocks_.back()
 };
+
+}  // namespace capture_store
+
+using capture_store::Row;
+using capture_store::RowBlocks;
+
+namespace {
 
 // Element (t, h, d) of a [1, n, heads, dim] view as fp32.
 float at(const View4& v, int64_t t, int64_t h, int64_t d) {

@@ -54,6 +54,10 @@ std::vector<int32_t> word_ids(const Tokenizer& tokenizer, std::span<const int32_
 }
 
 Explanation explain(const Model& model, std::string_view text, const ExplainOptions& options) {
+  if (options.max_new_tokens < 0) {
+    throw InvalidArgument("explain: max_new_tokens = " + std::to_string(options.max_new_tokens) +
+                          "; expected >= 0 (qkv explain -n)");
+  }
   const Tokenizer& tok = model.tokenizer();
   std::vector<int32_t> prompt = tok.encode(text, {.add_special = options.add_special});
   if (prompt.empty()) throw InvalidArgument("explain: the text gives no tokens; pass some text");
@@ -67,7 +71,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   e.model = model.describe();
   e.n_prompt = static_cast<int64_t>(prompt.size());
   e.ids = prompt;
-  const int64_t n_new = model.is_decoder() ? std::max<int64_t>(options.max_new_tokens, 0) : 0;
+  const int64_t n_new = model.is_decoder() ? options.max_new_tokens : 0;
   int64_t n_ctx = options.n_ctx;
   if (n_ctx == 0) {
     n_ctx = static_cast<int64_t>(prompt.size()) + n_new;

@@ -42,7 +42,8 @@ nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector
                        {"first", s.first},
                        {"self", s.self},
                        {"same_word", s.same_word},
-                       {"induction", s.induction}});
+                       {"induction", s.induction},
+                       {"rows", s.rows}});
       all.insert(all.end(), m.begin(), m.end());
     }
     const std::vector<float> mean = mean_map(all, static_cast<int64_t>(nh), n);

@@ -66,6 +66,33 @@ TEST(Analysis, LookScoresFindPreviousFirstSelfSameWordAndInduction) {
   EXPECT_DOUBLE_EQ(self.induction, 0.0);
 }
 
+// Rows a capture did not keep (all zeros: its budget, or a subset of rows asked for) count in no
+// mean: the scores are those of the stored rows, and `rows` says how many there were.
+TEST(Analysis, LookScoresLeaveOutRowsNotStored) {
+  const int64_t n = 6;
+  const std::vector<int32_t> ids = {1, 7, 8, 9, 7, 8};
+  const std::vector<int32_t> words = {0, 1, 1, 2, 3, 3};
+  std::vector<float> prev = one_hot(n, [](int64_t i) { return std::max<int64_t>(i - 1, 0); });
+  EXPECT_EQ(look_scores(prev, n, ids, words).rows, n);
+  for (int64_t i : {3, 4, 5}) std::fill_n(prev.begin() + i * n, n, 0.f);  // rows 3..5 dropped
+  const LookScores s = look_scores(prev, n, ids, words);
+  EXPECT_EQ(s.rows, 3);
+  EXPECT_DOUBLE_EQ(s.previous, 1.0);  // rows 1 and 2, not (1 + 1) / 5
+  EXPECT_DOUBLE_EQ(s.first, 1.0 / 2);
+  EXPECT_DOUBLE_EQ(s.self, 1.0 / 3);       // row 0 of rows 0..2
+  EXPECT_DOUBLE_EQ(s.same_word, 1.0 / 2);  // rows 1 and 2 have word mates; row 2 looks at one
+  // A sparse (top-k) row keeps part of its mass and still counts.
+  prev[4 * n + 3] = 0.5f;
+  EXPECT_EQ(look_scores(prev, n, ids, words).rows, 4);
+  EXPECT_DOUBLE_EQ(look_scores(prev, n, ids, words).previous, 2.5 / 3);
+  // Nothing stored: no rows and zero scores, never a division by zero.
+  const LookScores none = look_scores(std::vector<float>(n * n, 0.f), n, ids, words);
+  EXPECT_EQ(none.rows, 0);
+  EXPECT_EQ(none.previous, 0.0);
+  EXPECT_EQ(none.entropy, 0.0);
+  EXPECT_FALSE(std::isnan(none.self));
+}
+
 TEST(Analysis, MeanMapAndRollout) {
   const int64_t n = 3;
   const std::vector<float> a = one_hot(n, [](int64_t i) { return i; });

@@ -49,8 +49,8 @@ TEST_P(HfMaps, CapturedMapsMatchTransformersEagerAttention) {
     ASSERT_EQ(cap.layers().size(), static_cast<size_t>(n_layer));
     ASSERT_EQ(cap.heads().size(), static_cast<size_t>(n_head));
     for (int64_t l = 0; l < n_layer; ++l) {
-      const std::vector<float> want =
-          tensor_to_f32(ref.tensor("p" + std::to_string(p) + ".attn.l" + std::to_string(l)));
+      const std::vector<float> want = tensor_to_f32(
+          ref.tensor(std::string("p") + std::to_string(p) + ".attn.l" + std::to_string(l)));
       ASSERT_EQ(static_cast<int64_t>(want.size()), n_head * t * t);
       for (int64_t h = 0; h < n_head; ++h) {
         const std::vector<float> got = cap.map(static_cast<size_t>(l), static_cast<size_t>(h));

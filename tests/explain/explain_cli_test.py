@@ -98,6 +98,17 @@ def main():
     rc, _, err = run(*base, "--layers", "9")
     if rc != 1 or "layer 9 is out of range" not in err:
         failures.append(f"bad --layers: rc {rc}, {err}")
+    rc, _, err = run(*base, "-n", "-3")
+    if rc != 1 or "max_new_tokens = -3" not in err:
+        failures.append(f"negative -n: rc {rc}, {err}")
+    # A budget that keeps no rows: the look table says so instead of printing zeros, and a budget
+    # that keeps some rows scores those rows and says how many.
+    rc, out, err = run(*base, "--max-floats", "0")
+    if rc != 0 or out.count("no rows stored") != 5 * 8 or " 0.000 " in out.split("looks")[1]:
+        failures.append(f"--max-floats 0 look table: rc {rc}, {out}")
+    rc, out, err = run(*base, "--max-floats", "2000", "--overflow", "rows")
+    if rc != 0 or "rows stored)" not in out:
+        failures.append(f"--max-floats 2000 look table: rc {rc}, {out}")
 
     # --npy-stream: every row written to disk as it is produced; the same bytes as --npy of the
     # same run, a line saying where the maps went, and no .part file left behind.

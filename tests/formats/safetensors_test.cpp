@@ -23,7 +23,7 @@ TEST(Safetensors, HfFixtureIdsMatchOutputsJson) {
     std::ifstream in(js);
     const json j = json::parse(in);
     for (size_t i = 0; i < 3; ++i) {
-      const qkv::TensorInfo& t = m.tensor("p" + std::to_string(i) + ".ids");
+      const qkv::TensorInfo& t = m.tensor(std::string("p") + std::to_string(i) + ".ids");
       EXPECT_EQ(t.type, qkv::TensorType::i32);
       std::vector<int32_t> ids(t.n_elements());
       std::memcpy(ids.data(), t.data, t.n_bytes);

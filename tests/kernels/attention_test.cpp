@@ -173,7 +173,7 @@ TEST(AttentionCpu, SharedTilesInGroupsAndPaddedKeysNeverUsed) {
   kernels::attention_reference(kernels::make_problem(clean.q.view, clean.k.view, clean.v.view,
                                                      ref.view, ref.lse_ptr(), c.opt));
   // The bf16 mode shares tiles too where it has pair layouts (AMX, AVX512_BF16 dot products).
-  for (const auto [precision, tol] :
+  for (const auto& [precision, tol] :
        {std::pair{Precision::f32, kTolF32}, std::pair{Precision::bf16, kTolBf16Mode}}) {
     for (const char* budget : {"", "0"}) {
       if (*budget) {
@@ -395,8 +395,12 @@ TEST(AttentionApi, Bf16PathFollowsTheCpu) {
   for (int64_t d : {16, 32, 48, 64, 128, 256}) {
     const std::string_view path = attention_bf16_path(d);
     EXPECT_TRUE(path == "amx" || path == "avx512_bf16" || path == "rounding") << path;
-    if (attention_cpu_target() != "avx512" || !f.avx512_bf16) EXPECT_EQ(path, "rounding") << d;
-    if (d % 32 != 0 || !f.amx_bf16) EXPECT_NE(path, "amx") << d;
+    if (attention_cpu_target() != "avx512" || !f.avx512_bf16) {
+      EXPECT_EQ(path, "rounding") << d;
+    }
+    if (d % 32 != 0 || !f.amx_bf16) {
+      EXPECT_NE(path, "amx") << d;
+    }
   }
 }
 
