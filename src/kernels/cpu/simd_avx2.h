@@ -31,6 +31,21 @@ struct Simd {
     _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
                                         _mm256_permute2f128_ps(u0, u1, 0x31)));
   }
+  // hmax8's steps. Per 128-bit half: max(a0,a2) max(b0,b2) max(a1,a3) max(b1,b3); then the max
+  // of each of the four inputs' four lanes.
+  static __m256 max_pairs(__m256 a, __m256 b) {
+    return _mm256_max_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+  }
+  static __m256 max_quads(__m256 ab, __m256 cd) {
+    return _mm256_max_ps(_mm256_shuffle_ps(ab, cd, 0x44), _mm256_shuffle_ps(ab, cd, 0xEE));
+  }
+  // out[i] = hmax(x[i]) for 8 vectors: the same tree with unpacks and max in place of hadd.
+  static void hmax8(const V* x, float* out) {
+    const V u0 = max_quads(max_pairs(x[0], x[1]), max_pairs(x[2], x[3]));
+    const V u1 = max_quads(max_pairs(x[4], x[5]), max_pairs(x[6], x[7]));
+    _mm256_storeu_ps(out, _mm256_max_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                        _mm256_permute2f128_ps(u0, u1, 0x31)));
+  }
   static float hmax(V x) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));

@@ -22,6 +22,9 @@ struct Simd {
   static void hsum8(const V* x, float* out) {
     for (int i = 0; i < 8; ++i) out[i] = x[i];
   }
+  static void hmax8(const V* x, float* out) {
+    for (int i = 0; i < 8; ++i) out[i] = x[i];
+  }
   static V mask_range(V x, float base, float lo, float hi) {
     return (base >= lo && base < hi) ? x : -INFINITY;
   }
