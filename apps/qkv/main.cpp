@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
 
 #include "command.h"
 #include "qkv/error.h"
@@ -17,20 +18,24 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(cmd.name, cmd.description);
     cmd.setup(*sub);
   }
+  // "qkv <subcommand>: " before a failure's message (the subcommand that ran, when parsing got
+  // that far).
+  auto prefix = [&app] {
+    const auto subs = app.get_subcommands();
+    return subs.empty() ? std::string("qkv: ") : "qkv " + subs[0]->get_name() + ": ";
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const qkv::Error& e) {
-    const auto subs = app.get_subcommands();
-    std::fprintf(stderr, "qkv %s: %s\n", subs.empty() ? "" : subs[0]->get_name().c_str(), e.what());
+    std::fprintf(stderr, "%s%s\n", prefix().c_str(), e.what());
     return 1;
   } catch (const std::bad_alloc&) {
-    const auto subs = app.get_subcommands();
     std::fprintf(stderr,
-                 "qkv %s: out of memory: an allocation failed (a smaller model, shape, context or "
-                 "batch needs less)\n",
-                 subs.empty() ? "" : subs[0]->get_name().c_str());
+                 "%sout of memory: an allocation failed (a smaller model, shape, context or batch "
+                 "needs less)\n",
+                 prefix().c_str());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qkv: %s\n", e.what());
