@@ -139,6 +139,232 @@ void write_curves(const std::string& dir, const std::vector<LossPoint>& history,
   write_loss_curve_png(dir + "/loss.png", history);
 }
 
+// The text, split into documents; the last val_fraction of them are held out. The documents
+// are views into `text`, so a Corpus is built in place and never copied or moved.
+struct Corpus {
+  std::string text;
+  std::vector<std::string_view> docs;
+  std::span<const std::string_view> train_docs, val_docs;
+
+  explicit Corpus(const TrainOptions& o)
+      : text(o.text_path.empty() ? generate_corpus(o.corpus) : read_text(o.text_path)),
+        docs(split_documents(text)) {
+    if (docs.size() < 2) {
+      throw Error("train: " + (o.text_path.empty() ? std::string("the corpus") : o.text_path) +
+                  " has " + std::to_string(docs.size()) +
+                  " document(s); need at least 2 (documents are separated by blank lines)");
+    }
+    const auto n_val_docs =
+        std::max<size_t>(1, static_cast<size_t>(static_cast<double>(docs.size()) * o.val_fraction));
+    train_docs = std::span<const std::string_view>(docs.data(), docs.size() - n_val_docs);
+    val_docs = std::span<const std::string_view>(docs.data() + train_docs.size(), n_val_docs);
+  }
+  Corpus(const Corpus&) = delete;
+  Corpus& operator=(const Corpus&) = delete;
+};
+
+struct RunPaths {
+  std::string state, tokenizer, model;
+  explicit RunPaths(const std::string& dir)
+      : state(dir + "/state.gguf"),
+        tokenizer(dir + "/tokenizer.gguf"),
+        model(dir + "/model.gguf") {}
+};
+
+// Resuming reads the run's tokenizer; a fresh run trains one on the training documents only and
+// writes it next to the checkpoints.
+TokenizerSpec load_or_train_tokenizer(const TrainOptions& o, const Corpus& corpus,
+                                      const RunPaths& paths) {
+  if (o.resume) {
+    if (!fs::exists(paths.state)) {
+      throw Error("train: --resume: " + paths.state + " does not exist (start without --resume)");
+    }
+    return tokenizer_spec_from_gguf(read_gguf(paths.tokenizer));
+  }
+  std::string train_text;
+  for (std::string_view d : corpus.train_docs) {
+    train_text.append(d);
+    train_text.append("\n\n");
+  }
+  BpeTrainOptions bo;
+  bo.vocab_size = o.tokenizer == "byte" ? 257 : o.vocab_size;
+  TokenizerSpec spec = train_byte_bpe(train_text, bo);
+  GgufWriter w;
+  Metadata md;
+  md.set("general.architecture", MetaValue::make_string("gpt2"));
+  tokenizer_spec_to_gguf(spec, md);
+  for (const auto& [k, v] : md.entries()) w.set(k, v);
+  w.write(paths.tokenizer);
+  return spec;
+}
+
+struct TokenSplits {
+  std::vector<int32_t> train, val;
+};
+
+// Both splits must hold more than one context window.
+TokenSplits tokenize_splits(const Tokenizer& tok, const Corpus& corpus, int32_t eot, int64_t T) {
+  TokenSplits s;
+  s.train = tokenize_documents(tok, corpus.train_docs, eot);
+  s.val = tokenize_documents(tok, corpus.val_docs, eot);
+  if (static_cast<int64_t>(s.train.size()) < T + 2 || static_cast<int64_t>(s.val.size()) < T + 2) {
+    throw Error("train: too little text: " + std::to_string(s.train.size()) + " training and " +
+                std::to_string(s.val.size()) + " validation tokens, need more than the context (" +
+                std::to_string(T + 1) +
+                ") in each; use more text, a smaller --ctx or a larger --val-fraction");
+  }
+  return s;
+}
+
+GptConfig model_config(const TrainOptions& o, int64_t n_vocab) {
+  GptConfig cfg;
+  cfg.n_vocab = n_vocab;
+  cfg.n_ctx = o.n_ctx;
+  cfg.n_embd = o.n_embd;
+  cfg.n_head = o.n_head;
+  cfg.n_layer = o.n_layer;
+  return cfg;
+}
+
+learn::AdamWOptions adamw_options(const TrainOptions& o) {
+  learn::AdamWOptions ao;
+  ao.beta1 = o.beta1;
+  ao.beta2 = o.beta2;
+  ao.weight_decay = o.weight_decay;
+  return ao;
+}
+
+// The run's state: on resume, the saved one (whose model, data and seed must match these
+// options), with parameters and moments loaded into model and opt; else fresh weights.
+learn::RunState restore_or_init(const TrainOptions& o, const std::string& state_path,
+                                const GptConfig& cfg, uint64_t data_hash, Gpt& model,
+                                learn::AdamW& opt) {
+  learn::RunState state;
+  state.config = cfg;
+  state.seed = o.seed;
+  state.data_hash = data_hash;
+  if (!o.resume) {
+    model.init_weights(o.seed);
+    return state;
+  }
+  const learn::RunState saved = learn::read_state_header(state_path);
+  const GptConfig& s = saved.config;
+  if (s.n_layer != cfg.n_layer || s.n_head != cfg.n_head || s.n_embd != cfg.n_embd ||
+      s.n_ctx != cfg.n_ctx || s.n_vocab != cfg.n_vocab) {
+    throw Error("train: --resume: " + state_path + " is a model of " + std::to_string(s.n_layer) +
+                " layers x " + std::to_string(s.n_head) + " heads x " + std::to_string(s.n_embd) +
+                ", context " + std::to_string(s.n_ctx) + ", vocabulary " +
+                std::to_string(s.n_vocab) + "; the options ask for a different one");
+  }
+  if (saved.data_hash != data_hash || saved.seed != o.seed) {
+    throw Error("train: --resume: " + state_path +
+                " was trained on other text, tokenizer or seed than these options give");
+  }
+  learn::read_state_tensors(state_path, model, opt);
+  state.step = saved.step;
+  state.history = saved.history;
+  return state;
+}
+
+// The validation loss over fixed windows, spread evenly over the held-out tokens.
+class Validator {
+ public:
+  Validator(const std::vector<int32_t>& val_tokens, int64_t eval_batches, int64_t B, int64_t T)
+      : val_tokens_(val_tokens), eval_batches_(eval_batches), B_(B), T_(T) {
+    const auto n_val_windows = eval_batches * B;
+    const int64_t val_span = static_cast<int64_t>(val_tokens.size()) - T - 1;
+    starts_.resize(static_cast<size_t>(n_val_windows));
+    for (int64_t i = 0; i < n_val_windows; ++i) {
+      starts_[static_cast<size_t>(i)] = val_span * i / std::max<int64_t>(1, n_val_windows);
+    }
+  }
+
+  double operator()(Gpt& model, int threads) const {
+    std::vector<int32_t> tokens, targets;
+    double sum = 0;
+    for (int64_t e = 0; e < eval_batches_; ++e) {
+      const std::vector<int64_t> starts(starts_.begin() + e * B_, starts_.begin() + (e + 1) * B_);
+      fill_batch(val_tokens_, starts, T_, tokens, targets);
+      sum += model.forward(tokens.data(), targets.data(), B_, T_, threads);
+    }
+    return sum / static_cast<double>(eval_batches_);
+  }
+
+ private:
+  const std::vector<int32_t>& val_tokens_;
+  int64_t eval_batches_, B_, T_;
+  std::vector<int64_t> starts_;
+};
+
+// The run's settings (key, value) for the HTML loss curve.
+std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions& o,
+                                                              const GptConfig& cfg,
+                                                              int64_t n_params,
+                                                              const TokenSplits& splits) {
+  return {
+      {"data", o.text_path.empty() ? "built-in corpus (seed " + std::to_string(o.corpus.seed) +
+                                         ", " + std::to_string(o.corpus.n_stories) + " stories)"
+                                   : o.text_path},
+      {"tokenizer", o.tokenizer + ", " + std::to_string(cfg.n_vocab) + " tokens"},
+      {"model", std::to_string(cfg.n_layer) + " layers x " + std::to_string(cfg.n_head) +
+                    " heads x " + std::to_string(cfg.n_embd) + ", context " +
+                    std::to_string(cfg.n_ctx) + ", " + std::to_string(n_params) + " parameters"},
+      {"batch", std::to_string(o.batch) + " x " + std::to_string(o.n_ctx) + " tokens"},
+      {"steps", std::to_string(o.steps)},
+      {"lr", std::to_string(o.lr) + " -> " + std::to_string(o.min_lr) + ", warm-up " +
+                 std::to_string(o.warmup)},
+      {"seed", std::to_string(o.seed)},
+      {"training tokens", std::to_string(splits.train.size())},
+      {"validation tokens", std::to_string(splits.val.size())},
+  };
+}
+
+// The latest validation loss in the history, NaN when there is none.
+double last_val_loss(const std::vector<LossPoint>& history) {
+  for (auto it = history.rbegin(); it != history.rend(); ++it)
+    if (it->val_loss) return *it->val_loss;
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
+// What the training loop leaves for the result.
+struct LoopOutcome {
+  double last_loss = 0;
+  double last_val = std::numeric_limits<double>::quiet_NaN();
+  int64_t steps_here = 0;  // steps run by this process
+};
+
+// A training batch [B, T] and the window starts it was drawn from; reused across steps.
+struct Batch {
+  std::vector<int32_t> tokens, targets;
+  std::vector<int64_t> starts;
+};
+
+// One optimisation step on the batch of `step` (a pure function of seed and step): forward,
+// backward, gradient clipping and the AdamW update. Fills p's loss, lr and grad_norm.
+void take_step(const TrainOptions& o, int64_t step, const std::vector<int32_t>& train_tokens,
+               Gpt& model, learn::AdamW& opt, Batch& batch, TrainProgress& p) {
+  const int64_t T = o.n_ctx, B = o.batch;
+  const int64_t span = static_cast<int64_t>(train_tokens.size()) - T - 1;
+  auto& [tokens, targets, starts] = batch;
+  starts.resize(static_cast<size_t>(B));
+  learn::Rng rng(o.seed, 0x5eedba7c0000ull + static_cast<uint64_t>(step));
+  for (int64_t b = 0; b < B; ++b)
+    starts[static_cast<size_t>(b)] =
+        static_cast<int64_t>(rng.below(static_cast<uint64_t>(span) + 1));
+  fill_batch(train_tokens, starts, T, tokens, targets);
+  model.zero_grad();
+  const double loss = model.forward(tokens.data(), targets.data(), B, T, o.n_threads);
+  if (!std::isfinite(loss)) {
+    throw Error("train: the loss became " + std::to_string(loss) + " at step " +
+                std::to_string(step + 1) + "; lower --lr");
+  }
+  model.backward(o.n_threads);
+  p.grad_norm = learn::clip_grad_norm(model.grads(), o.grad_clip);
+  p.lr = learn::learning_rate(step, o.steps, o.warmup, o.lr, o.min_lr);
+  opt.update(model.params(), model.grads(), model.tensors(), p.lr);
+  p.loss = loss;
+}
+
 }  // namespace
 
 TrainResult train(const TrainOptions& o,
@@ -148,194 +374,58 @@ TrainResult train(const TrainOptions& o,
   const int threads = o.n_threads;
 
   // ---- Data and tokenizer ----
-  const std::string text = o.text_path.empty() ? generate_corpus(o.corpus) : read_text(o.text_path);
-  const std::vector<std::string_view> docs = split_documents(text);
-  if (docs.size() < 2) {
-    throw Error("train: " + (o.text_path.empty() ? std::string("the corpus") : o.text_path) +
-                " has " + std::to_string(docs.size()) +
-                " document(s); need at least 2 (documents are separated by blank lines)");
-  }
-  const auto n_val_docs =
-      std::max<size_t>(1, static_cast<size_t>(static_cast<double>(docs.size()) * o.val_fraction));
-  const std::span<const std::string_view> train_docs(docs.data(), docs.size() - n_val_docs);
-  const std::span<const std::string_view> val_docs(docs.data() + train_docs.size(), n_val_docs);
-
+  const Corpus corpus(o);
   fs::create_directories(o.out_dir);
-  const std::string state_path = o.out_dir + "/state.gguf";
-  const std::string tokenizer_path = o.out_dir + "/tokenizer.gguf";
-  const std::string model_path = o.out_dir + "/model.gguf";
-  uint64_t data_hash = fnv1a(text);
+  const RunPaths paths(o.out_dir);
+  uint64_t data_hash = fnv1a(corpus.text);
   data_hash = fnv1a(o.tokenizer + "/" + std::to_string(o.vocab_size), data_hash);
-
-  TokenizerSpec spec;
-  if (o.resume) {
-    if (!fs::exists(state_path)) {
-      throw Error("train: --resume: " + state_path + " does not exist (start without --resume)");
-    }
-    spec = tokenizer_spec_from_gguf(read_gguf(tokenizer_path));
-  } else {
-    // The tokenizer learns from the training documents only.
-    std::string train_text;
-    for (std::string_view d : train_docs) {
-      train_text.append(d);
-      train_text.append("\n\n");
-    }
-    BpeTrainOptions bo;
-    bo.vocab_size = o.tokenizer == "byte" ? 257 : o.vocab_size;
-    spec = train_byte_bpe(train_text, bo);
-    GgufWriter w;
-    Metadata md;
-    md.set("general.architecture", MetaValue::make_string("gpt2"));
-    tokenizer_spec_to_gguf(spec, md);
-    for (const auto& [k, v] : md.entries()) w.set(k, v);
-    w.write(tokenizer_path);
-  }
+  const TokenizerSpec spec = load_or_train_tokenizer(o, corpus, paths);
   const Tokenizer tok(spec);
-  const int32_t eot = spec.eos;
-  const std::vector<int32_t> train_tokens = tokenize_documents(tok, train_docs, eot);
-  const std::vector<int32_t> val_tokens = tokenize_documents(tok, val_docs, eot);
   const int64_t T = o.n_ctx, B = o.batch;
-  if (static_cast<int64_t>(train_tokens.size()) < T + 2 ||
-      static_cast<int64_t>(val_tokens.size()) < T + 2) {
-    throw Error("train: too little text: " + std::to_string(train_tokens.size()) +
-                " training and " + std::to_string(val_tokens.size()) +
-                " validation tokens, need more than the context (" + std::to_string(T + 1) +
-                ") in each; use more text, a smaller --ctx or a larger --val-fraction");
-  }
+  const TokenSplits splits = tokenize_splits(tok, corpus, spec.eos, T);
 
   // ---- Model and optimizer ----
-  GptConfig cfg;
-  cfg.n_vocab = tok.n_vocab();
-  cfg.n_ctx = o.n_ctx;
-  cfg.n_embd = o.n_embd;
-  cfg.n_head = o.n_head;
-  cfg.n_layer = o.n_layer;
+  const GptConfig cfg = model_config(o, tok.n_vocab());
   Gpt model(cfg);
-  learn::AdamWOptions ao;
-  ao.beta1 = o.beta1;
-  ao.beta2 = o.beta2;
-  ao.weight_decay = o.weight_decay;
-  learn::AdamW opt(model.n_params(), ao);
-  learn::RunState state;
-  state.config = cfg;
-  state.seed = o.seed;
-  state.data_hash = data_hash;
-  if (o.resume) {
-    const learn::RunState saved = learn::read_state_header(state_path);
-    const GptConfig& s = saved.config;
-    if (s.n_layer != cfg.n_layer || s.n_head != cfg.n_head || s.n_embd != cfg.n_embd ||
-        s.n_ctx != cfg.n_ctx || s.n_vocab != cfg.n_vocab) {
-      throw Error("train: --resume: " + state_path + " is a model of " + std::to_string(s.n_layer) +
-                  " layers x " + std::to_string(s.n_head) + " heads x " + std::to_string(s.n_embd) +
-                  ", context " + std::to_string(s.n_ctx) + ", vocabulary " +
-                  std::to_string(s.n_vocab) + "; the options ask for a different one");
-    }
-    if (saved.data_hash != data_hash || saved.seed != o.seed) {
-      throw Error("train: --resume: " + state_path +
-                  " was trained on other text, tokenizer or seed than these options give");
-    }
-    learn::read_state_tensors(state_path, model, opt);
-    state.step = saved.step;
-    state.history = saved.history;
-  } else {
-    model.init_weights(o.seed);
-  }
-
-  // Fixed validation windows, spread evenly over the held-out tokens.
-  const auto n_val_windows = o.eval_batches * B;
-  const int64_t val_span = static_cast<int64_t>(val_tokens.size()) - T - 1;
-  std::vector<int64_t> val_starts(static_cast<size_t>(n_val_windows));
-  for (int64_t i = 0; i < n_val_windows; ++i) {
-    val_starts[static_cast<size_t>(i)] = val_span * i / std::max<int64_t>(1, n_val_windows);
-  }
-  auto evaluate = [&]() {
-    std::vector<int32_t> tokens, targets;
-    double sum = 0;
-    for (int64_t e = 0; e < o.eval_batches; ++e) {
-      const std::vector<int64_t> starts(val_starts.begin() + e * B,
-                                        val_starts.begin() + (e + 1) * B);
-      fill_batch(val_tokens, starts, T, tokens, targets);
-      sum += model.forward(tokens.data(), targets.data(), B, T, threads);
-    }
-    return sum / static_cast<double>(o.eval_batches);
-  };
-
-  const std::vector<std::pair<std::string, std::string>> settings = {
-      {"data", o.text_path.empty() ? "built-in corpus (seed " + std::to_string(o.corpus.seed) +
-                                         ", " + std::to_string(o.corpus.n_stories) + " stories)"
-                                   : o.text_path},
-      {"tokenizer", o.tokenizer + ", " + std::to_string(cfg.n_vocab) + " tokens"},
-      {"model", std::to_string(cfg.n_layer) + " layers x " + std::to_string(cfg.n_head) +
-                    " heads x " + std::to_string(cfg.n_embd) + ", context " +
-                    std::to_string(cfg.n_ctx) + ", " + std::to_string(model.n_params()) +
-                    " parameters"},
-      {"batch", std::to_string(B) + " x " + std::to_string(T) + " tokens"},
-      {"steps", std::to_string(o.steps)},
-      {"lr", std::to_string(o.lr) + " -> " + std::to_string(o.min_lr) + ", warm-up " +
-                 std::to_string(o.warmup)},
-      {"seed", std::to_string(o.seed)},
-      {"training tokens", std::to_string(train_tokens.size())},
-      {"validation tokens", std::to_string(val_tokens.size())},
-  };
+  learn::AdamW opt(model.n_params(), adamw_options(o));
+  learn::RunState state = restore_or_init(o, paths.state, cfg, data_hash, model, opt);
+  const Validator evaluate(splits.val, o.eval_batches, B, T);
+  const auto settings = run_settings(o, cfg, model.n_params(), splits);
 
   // ---- The loop ----
   const int64_t point_every = std::max<int64_t>(1, o.eval_every / 5);
-  std::vector<int32_t> tokens, targets;
-  std::vector<int64_t> starts(static_cast<size_t>(B));
-  const int64_t span = static_cast<int64_t>(train_tokens.size()) - T - 1;
-  double loss_sum = 0, last_loss = 0, last_val = std::numeric_limits<double>::quiet_NaN();
-  int64_t loss_count = 0, steps_here = 0;
-  if (!state.history.empty()) {
-    for (auto it = state.history.rbegin(); it != state.history.rend(); ++it)
-      if (it->val_loss) {
-        last_val = *it->val_loss;
-        break;
-      }
-  }
+  LoopOutcome out;
+  out.last_val = last_val_loss(state.history);
+  double loss_sum = 0;
+  int64_t loss_count = 0;
   if (state.step == 0 && state.history.empty()) {
     // The untrained model's validation loss (about log V), the curve's first point.
     LossPoint p0;
-    p0.val_loss = last_val = evaluate();
+    p0.val_loss = out.last_val = evaluate(model, threads);
     p0.train_loss = *p0.val_loss;
     state.history.push_back(p0);
   }
+  Batch batch;
   const auto t_loop = std::chrono::steady_clock::now();
   for (int64_t step = state.step; step < o.steps; ++step) {
-    learn::Rng rng(o.seed, 0x5eedba7c0000ull + static_cast<uint64_t>(step));
-    for (int64_t b = 0; b < B; ++b)
-      starts[static_cast<size_t>(b)] =
-          static_cast<int64_t>(rng.below(static_cast<uint64_t>(span) + 1));
-    fill_batch(train_tokens, starts, T, tokens, targets);
-    model.zero_grad();
-    const double loss = model.forward(tokens.data(), targets.data(), B, T, threads);
-    if (!std::isfinite(loss)) {
-      throw Error("train: the loss became " + std::to_string(loss) + " at step " +
-                  std::to_string(step + 1) + "; lower --lr");
-    }
-    model.backward(threads);
-    const double norm = learn::clip_grad_norm(model.grads(), o.grad_clip);
-    const double lr = learn::learning_rate(step, o.steps, o.warmup, o.lr, o.min_lr);
-    opt.update(model.params(), model.grads(), model.tensors(), lr);
-    ++steps_here;
-    last_loss = loss;
-    loss_sum += loss;
+    TrainProgress p;
+    take_step(o, step, splits.train, model, opt, batch, p);
+    ++out.steps_here;
+    out.last_loss = p.loss;
+    loss_sum += p.loss;
     ++loss_count;
 
     const int64_t done = step + 1;
-    TrainProgress p;
     p.step = done;
     p.steps = o.steps;
-    p.loss = loss;
-    p.lr = lr;
-    p.grad_norm = norm;
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_loop).count();
     p.elapsed_s = secs;
-    p.tokens_per_s = secs > 0 ? static_cast<double>(steps_here * B * T) / secs : 0;
+    p.tokens_per_s = secs > 0 ? static_cast<double>(out.steps_here * B * T) / secs : 0;
     const bool last = done == o.steps;
     if (done % o.eval_every == 0 || last) {
-      last_val = evaluate();
-      p.val_loss = last_val;
+      out.last_val = evaluate(model, threads);
+      p.val_loss = out.last_val;
     }
     if (done % point_every == 0 || last || p.val_loss) {
       LossPoint lp;
@@ -348,29 +438,29 @@ TrainResult train(const TrainOptions& o,
     }
     if (done % o.checkpoint_every == 0 || last) {
       state.step = done;
-      learn::write_model_gguf(model_path, model, spec, done, last_val);
-      learn::write_state_gguf(state_path, state, model, opt);
+      learn::write_model_gguf(paths.model, model, spec, done, out.last_val);
+      learn::write_state_gguf(paths.state, state, model, opt);
       write_curves(o.out_dir, state.history, settings);
       p.checkpoint = true;
     }
     if (on_progress) on_progress(p);
   }
-  if (steps_here == 0 && !fs::exists(model_path)) {
+  if (out.steps_here == 0 && !fs::exists(paths.model)) {
     // Nothing ran (resumed at the end): still leave a model behind.
-    learn::write_model_gguf(model_path, model, spec, state.step, last_val);
+    learn::write_model_gguf(paths.model, model, spec, state.step, out.last_val);
   }
 
   TrainResult r;
   r.n_params = model.n_params();
   r.n_vocab = cfg.n_vocab;
-  r.train_tokens = static_cast<int64_t>(train_tokens.size());
-  r.val_tokens = static_cast<int64_t>(val_tokens.size());
+  r.train_tokens = static_cast<int64_t>(splits.train.size());
+  r.val_tokens = static_cast<int64_t>(splits.val.size());
   r.steps_done = std::max(state.step, o.steps);
-  r.final_train_loss = last_loss;
-  r.final_val_loss = std::isnan(last_val) ? evaluate() : last_val;
+  r.final_train_loss = out.last_loss;
+  r.final_val_loss = std::isnan(out.last_val) ? evaluate(model, threads) : out.last_val;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   r.history = state.history;
-  r.model_path = model_path;
+  r.model_path = paths.model;
   return r;
 }
 
