@@ -3,16 +3,20 @@
 //
 // The runtime calls an Observer (when one is set) after each step of a forward pass. Activation
 // names are the same for every architecture where the step exists:
-//   embed                     token (+ position, + token type) embeddings; for BERT after its
-//   LayerNorm attn_norm, q, k, v        per layer: normed input; projections after bias and RoPE
-//   attn_out                  attention output before the output projection [n, n_head*head_dim_v]
-//   attn_proj                 after the output projection (and bias)
-//   attn_resid                the residual stream after the attention block (BERT: after its
-//   LayerNorm) ffn_norm                  normed input of the MLP (pre-norm models) ffn_gate,
-//   ffn_up, ffn_act the MLP's gate and up projections and the activated product ffn_out after the
-//   down projection (and bias) layer_out                 the residual stream leaving the layer (a
-//   "hidden state") final_norm                after the final norm (decoders) logits the rows of
-//   logits computed pooled                    BERT pooler output
+// clang-format off
+//   embed                   token (+ position, + token type) embeddings (BERT: after its LayerNorm)
+//   attn_norm, q, k, v      per layer: normed input; projections after bias and RoPE
+//   attn_out                attention output before the output projection [n, n_head*head_dim_v]
+//   attn_proj               after the output projection (and bias)
+//   attn_resid              the residual stream after the attention block (BERT: after LayerNorm)
+//   ffn_norm                normed input of the MLP (pre-norm models)
+//   ffn_gate, ffn_up, ffn_act  the MLP's gate and up projections and the activated product
+//   ffn_out                 after the down projection (and bias)
+//   layer_out               the residual stream leaving the layer (a "hidden state")
+//   final_norm              after the final norm (decoders)
+//   logits                  the rows of logits computed
+//   pooled                  BERT pooler output
+// clang-format on
 // Layer-less activations have layer = -1.
 //
 // Attention events carry q, k and v as the kernel saw them and the per-row log-sum-exp it

@@ -90,7 +90,11 @@ void run(const BackwardProblem& bp, RunItem run_item) {
   for (int64_t b = 0; b < p.batch; ++b) {
     for (int64_t hk = 0; hk < p.n_head_kv; ++hk) {
       for (int64_t s = 0; s < n_split; ++s) {
-        Item it{b, hk, std::min(s * chunk, p.n_kv), std::min((s + 1) * chunk, p.n_kv), 0};
+        Item it{.b = b,
+                .hk = hk,
+                .k_begin = std::min(s * chunk, p.n_kv),
+                .k_end = std::min((s + 1) * chunk, p.n_kv),
+                .cost = 0};
         for (int64_t i = 0; i < p.n_q; ++i) {
           int64_t lo, hi;
           p.key_range(b, i, &lo, &hi);

@@ -94,7 +94,14 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
     plan.max_rows = decode_rows;
     for (int64_t b = 0; b < p.batch; ++b) {
       for (int64_t hk = 0; hk < p.n_head_kv; ++hk) {
-        rowsets.push_back(Item{b, hk, hk * p.group, p.group, 0, p.n_q, 0, p.n_kv, 0, 0});
+        rowsets.push_back(Item{.b = b,
+                               .hk = hk,
+                               .h0 = hk * p.group,
+                               .n_heads = p.group,
+                               .i0 = 0,
+                               .n_queries = p.n_q,
+                               .k_begin = 0,
+                               .k_end = p.n_kv});
       }
     }
   } else {
@@ -102,8 +109,14 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
     for (int64_t b = 0; b < p.batch; ++b) {
       for (int64_t h = 0; h < p.n_head; ++h) {
         for (int64_t i0 = 0; i0 < p.n_q; i0 += kBlockRows) {
-          rowsets.push_back(
-              Item{b, h / p.group, h, 1, i0, std::min(kBlockRows, p.n_q - i0), 0, p.n_kv, 0, 0});
+          rowsets.push_back(Item{.b = b,
+                                 .hk = h / p.group,
+                                 .h0 = h,
+                                 .n_heads = 1,
+                                 .i0 = i0,
+                                 .n_queries = std::min(kBlockRows, p.n_q - i0),
+                                 .k_begin = 0,
+                                 .k_end = p.n_kv});
         }
       }
     }

@@ -270,7 +270,7 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
 
 namespace qkv::kernels::cpu {
 const LinearTargetOps& linear_target_avx2() {
-  static const LinearTargetOps ops{"avx2", avx2::gemv, avx2::to_f32};
+  static const LinearTargetOps ops{.name = "avx2", .gemv = avx2::gemv, .to_f32 = avx2::to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu

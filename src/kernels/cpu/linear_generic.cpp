@@ -82,7 +82,7 @@ const LinearTargetOps& select() {
 }  // namespace
 
 const LinearTargetOps& linear_target_generic() {
-  static const LinearTargetOps ops{"generic", gemv, to_f32};
+  static const LinearTargetOps ops{.name = "generic", .gemv = gemv, .to_f32 = to_f32};
   return ops;
 }
 

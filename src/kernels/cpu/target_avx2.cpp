@@ -26,8 +26,17 @@ namespace qkv::kernels::cpu::avx2 {
 namespace qkv::kernels::cpu {
 const TargetOps& target_avx2() {
   static const TargetOps ops{
-      "avx2",         avx2::run_item, avx2::probs_rows, avx2::pack_shape,  avx2::pack_tile,
-      avx2::fma_peak, avx2::read_sum, avx2::bf16_path,  avx2::softmax_row, avx2::to_f32};
+      .name = "avx2",
+      .run_item = avx2::run_item,
+      .probs_rows = avx2::probs_rows,
+      .pack_shape = avx2::pack_shape,
+      .pack_tile = avx2::pack_tile,
+      .fma_peak = avx2::fma_peak,
+      .read_sum = avx2::read_sum,
+      .bf16_path = avx2::bf16_path,
+      .softmax_row = avx2::softmax_row,
+      .to_f32 = avx2::to_f32,
+  };
   return ops;
 }
 }  // namespace qkv::kernels::cpu

@@ -36,10 +36,18 @@ namespace qkv::kernels::cpu::avx512 {
 
 namespace qkv::kernels::cpu {
 const TargetOps& target_avx512() {
-  static const TargetOps ops{"avx512",           avx512::run_item,  avx512::probs_rows,
-                             avx512::pack_shape, avx512::pack_tile, avx512::fma_peak,
-                             avx512::read_sum,   avx512::bf16_path, avx512::softmax_row,
-                             avx512::to_f32};
+  static const TargetOps ops{
+      .name = "avx512",
+      .run_item = avx512::run_item,
+      .probs_rows = avx512::probs_rows,
+      .pack_shape = avx512::pack_shape,
+      .pack_tile = avx512::pack_tile,
+      .fma_peak = avx512::fma_peak,
+      .read_sum = avx512::read_sum,
+      .bf16_path = avx512::bf16_path,
+      .softmax_row = avx512::softmax_row,
+      .to_f32 = avx512::to_f32,
+  };
   return ops;
 }
 }  // namespace qkv::kernels::cpu

@@ -10,10 +10,18 @@ namespace qkv::kernels::cpu::generic {
 
 namespace qkv::kernels::cpu {
 const TargetOps& target_generic() {
-  static const TargetOps ops{"generic",           generic::run_item,  generic::probs_rows,
-                             generic::pack_shape, generic::pack_tile, generic::fma_peak,
-                             generic::read_sum,   generic::bf16_path, generic::softmax_row,
-                             generic::to_f32};
+  static const TargetOps ops{
+      .name = "generic",
+      .run_item = generic::run_item,
+      .probs_rows = generic::probs_rows,
+      .pack_shape = generic::pack_shape,
+      .pack_tile = generic::pack_tile,
+      .fma_peak = generic::fma_peak,
+      .read_sum = generic::read_sum,
+      .bf16_path = generic::bf16_path,
+      .softmax_row = generic::softmax_row,
+      .to_f32 = generic::to_f32,
+  };
   return ops;
 }
 }  // namespace qkv::kernels::cpu
