@@ -196,18 +196,15 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
 
 namespace {
 
-TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::string& f) {
-  const json j = formats::parse_json_text(text, f);
-  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
-    core::throw_error(f, ": model: expected an object (an HF tokenizer.json), found none");
-  }
-  const json& model = j["model"];
-  if (!model.contains("type") || !model["type"].is_string()) {
-    core::throw_error(f, ": model.type: expected a string (BPE or WordPiece), found ",
-                      model.contains("type") ? model["type"].dump().substr(0, 40) : "none");
-  }
+// The id of the token named by `name` (a JSON string), -1 when it is not one or not a token.
+int32_t json_token_id(const TokenizerSpec& s, const json& name) {
+  return name.is_string() ? find_token(s.tokens, name.get<std::string>()) : -1;
+}
+
+// s.model (and s.pre_tokenizer) from model.type and the pre-tokenizer.
+void read_json_model_type(const json& j, const json& model, const std::string& f,
+                          TokenizerSpec& s) {
   const std::string type = model["type"].get<std::string>();
-  TokenizerSpec s;
   const json& pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json();
   const bool byte_level = pre.dump().find("\"ByteLevel\"") != std::string::npos;
   if (type == "BPE") {
@@ -221,6 +218,10 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
   } else {
     core::throw_error(f, ": model.type: expected BPE or WordPiece, found \"", type, "\"");
   }
+}
+
+// s.tokens and s.kinds from model.vocab and added_tokens: every id in 0..n-1 exactly once.
+void read_json_vocab(const json& j, const json& model, const std::string& f, TokenizerSpec& s) {
   if (!model.contains("vocab") || !model["vocab"].is_object()) {
     core::throw_error(f, ": model.vocab: expected an object token -> id");
   }
@@ -264,6 +265,10 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
   for (auto [id, special] : added) {
     s.kinds[id] = special ? TokenKind::control : TokenKind::user_defined;
   }
+}
+
+// s.merges from model.merges, as "a b" strings or ["a", "b"] pairs.
+void read_json_merges(const json& model, const std::string& f, TokenizerSpec& s) {
   if (model.contains("merges") && model["merges"].is_array()) {
     const json& merges = model["merges"];
     for (size_t i = 0; i < merges.size(); ++i) {
@@ -278,11 +283,13 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
       }
     }
   }
-  auto id_of = [&](const json& name) -> int32_t {
-    return name.is_string() ? find_token(s.tokens, name.get<std::string>()) : -1;
-  };
+}
+
+// The special tokens and options of each model: WordPiece's [CLS]/[SEP]/... and normalizer,
+// SentencePiece BPE's scores (from merge ranks) and byte tokens.
+void read_json_model_options(const json& j, const json& model, TokenizerSpec& s) {
   if (s.model == Model::wordpiece) {
-    s.unk = id_of(model.value("unk_token", json("[UNK]")));
+    s.unk = json_token_id(s, model.value("unk_token", json("[UNK]")));
     s.cls = find_token(s.tokens, "[CLS]");
     s.sep = find_token(s.tokens, "[SEP]");
     s.pad = find_token(s.tokens, "[PAD]");
@@ -295,7 +302,7 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
       s.strip_accents = sa.is_boolean() ? sa.get<bool>() : s.lowercase;
     }
   } else {
-    if (model.contains("unk_token")) s.unk = id_of(model["unk_token"]);
+    if (model.contains("unk_token")) s.unk = json_token_id(s, model["unk_token"]);
     if (s.model == Model::spm_bpe) {
       // SentencePiece BPE as HF stores it: merges by rank. Score = -rank of the merge that
       // makes the token, so higher scores merge first, as in the .model file.
@@ -313,6 +320,10 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
       s.add_space_prefix = true;
     }
   }
+}
+
+// BOS/EOS (CLS/SEP) from the post-processor's template, else from the usual token names.
+void read_json_post_processor(const json& j, TokenizerSpec& s) {
   // Special tokens added by the post-processor: the first and last of its "single" template.
   const json& post = j.contains("post_processor") ? j["post_processor"] : json();
   if (post.is_object() && post.contains("single") && post["single"].is_array()) {
@@ -323,7 +334,7 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
       if (item.contains("Sequence")) {
         seen_seq = true;
       } else if (item.contains("SpecialToken")) {
-        const int32_t id = id_of(item["SpecialToken"].value("id", json()));
+        const int32_t id = json_token_id(s, item["SpecialToken"].value("id", json()));
         (seen_seq ? last : first) = id;
       }
     }
@@ -351,6 +362,24 @@ TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::str
       if (int32_t id = find_token(s.tokens, name); id >= 0 && s.eos < 0) s.eos = id;
     }
   }
+}
+
+TokenizerSpec parse_tokenizer_json_checked(std::string_view text, const std::string& f) {
+  const json j = formats::parse_json_text(text, f);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) {
+    core::throw_error(f, ": model: expected an object (an HF tokenizer.json), found none");
+  }
+  const json& model = j["model"];
+  if (!model.contains("type") || !model["type"].is_string()) {
+    core::throw_error(f, ": model.type: expected a string (BPE or WordPiece), found ",
+                      model.contains("type") ? model["type"].dump().substr(0, 40) : "none");
+  }
+  TokenizerSpec s;
+  read_json_model_type(j, model, f, s);
+  read_json_vocab(j, model, f, s);
+  read_json_merges(model, f, s);
+  read_json_model_options(j, model, s);
+  read_json_post_processor(j, s);
   check_spec(s, f);
   return s;
 }

@@ -60,31 +60,11 @@ const TargetOps& target_selected() {
   return ops;
 }
 
-}  // namespace cpu
+namespace {
 
-std::string_view cpu_target_name() {
-  return cpu::target_selected().name;
-}
-
-std::string_view cpu_bf16_path(int64_t head_dim) {
-  return cpu::target_selected().bf16_path(head_dim);
-}
-
-void attention_cpu(const AttentionProblem& p) {
-  attention_cpu_on(p, cpu::target_selected());
-}
-
-void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
-  using cpu::Item;
-  using cpu::kBlockRows;
-  using cpu::kDecodeChunkBytes;
-  using cpu::kDirectRows;
-  using cpu::kMinSplitKeys;
-  using cpu::PackShape;
-  const int threads = core::resolve_threads(p.opt.n_threads);
-
-  cpu::Plan plan;
-  plan.p = &p;
+// The row sets of p: every (sequence, head, query) row in exactly one, in the shape its path
+// wants. Sets plan.direct and plan.max_rows.
+std::vector<Item> plan_rowsets(const AttentionProblem& p, Plan& plan) {
   std::vector<Item> rowsets;
   const int64_t decode_rows = p.group * p.n_q;
   if (decode_rows <= kDirectRows) {
@@ -121,14 +101,19 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
       }
     }
   }
+  return rowsets;
+}
 
+// Work items: the row sets, their keys split into plan.n_split ranges where that keeps the
+// threads busy (or streams a decode cache in order), each with its estimated cost; item_rowset[n]
+// is the row set of items[n]. Sets plan.n_split and, when it is > 1, the partial-result slots.
+void plan_items(const AttentionProblem& p, int threads, const std::vector<Item>& rowsets,
+                Plan& plan, std::vector<Item>& items, std::vector<int64_t>& item_rowset) {
   const int64_t n_rowsets = static_cast<int64_t>(rowsets.size());
-  std::vector<Item> items;
-  std::vector<int64_t> item_rowset;
   if (plan.direct) {
     // Decode: split the keys into chunks of about kDecodeChunkBytes of K and V over all kv heads,
     // one item per (sequence, chunk) covering every kv head, so the cache streams from memory in
-    // order; partial results are merged by LSE below.
+    // order; partial results are merged by LSE (merge_partials).
     const int64_t row_bytes = p.n_head_kv * (p.head_dim + p.head_dim_v) * dtype_size(p.k.dtype);
     const int64_t chunk_keys =
         std::max<int64_t>(64, kDecodeChunkBytes / std::max<int64_t>(row_bytes, 1));
@@ -180,62 +165,57 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
     plan.part_o = buf;
     plan.part_lse = buf + slots * static_cast<size_t>(p.head_dim_v);
   }
+}
 
-  // Shared tiles: when several items read the same kv head (query blocks, GQA groups), its K and
-  // V tiles are packed once, not once per item. Packing had cost up to a third of the prefill time
-  // (docs/PERFORMANCE.md). Pairs (sequence, kv head) are taken in groups whose tiles fit in
-  // kPackBytes; each group is packed, then its items run.
-  const int64_t n_pairs = p.batch * p.n_head_kv;
-  int64_t pairs_per_group = n_pairs;
-  PackShape shape;
-  if (!plan.direct && static_cast<int64_t>(items.size()) > n_pairs) {
-    shape = ops.pack_shape(p);  // tile_floats 0: the target packs per item (bf16 rounding path)
-    plan.packed_tiles = (p.n_kv + shape.tile_keys - 1) / shape.tile_keys;
-    const int64_t pair_bytes = plan.packed_tiles * shape.tile_floats * 4;
-    pairs_per_group =
-        std::clamp<int64_t>(cpu::pack_budget() / std::max<int64_t>(pair_bytes, 1), 1, n_pairs);
+// Packs every tile of K and V of the (sequence, kv head) pairs [pair0, pair1) into shared tiles
+// (Plan::packed) and points the plan at them.
+void pack_group(const AttentionProblem& p, const TargetOps& ops, int threads,
+                const PackShape& shape, int64_t pair0, int64_t pair1, Plan& plan) {
+  float* packed = core::thread_arena(2).get_as<float>(
+      static_cast<size_t>((pair1 - pair0) * plan.packed_tiles * shape.tile_floats));
+  // Units: one tile of one sequence for the group's kv heads of that sequence, so that a unit
+  // reads a contiguous stretch of a [batch, seq, head, dim] tensor.
+  std::vector<std::array<int64_t, 3>> units;  // b, first kv head, kv heads
+  for (int64_t b = pair0 / p.n_head_kv; b * p.n_head_kv < pair1; ++b) {
+    const int64_t hk0 = std::max(pair0, b * p.n_head_kv) - b * p.n_head_kv;
+    const int64_t hk1 = std::min(pair1, (b + 1) * p.n_head_kv) - b * p.n_head_kv;
+    for (int64_t t = 0; t < plan.packed_tiles; ++t) units.push_back({b, hk0, hk1 - hk0});
   }
-  for (int64_t pair0 = 0; pair0 < n_pairs; pair0 += pairs_per_group) {
-    const int64_t pair1 = std::min(pair0 + pairs_per_group, n_pairs);
-    if (shape.tile_floats > 0) {
-      float* packed = core::thread_arena(2).get_as<float>(
-          static_cast<size_t>((pair1 - pair0) * plan.packed_tiles * shape.tile_floats));
-      // Units: one tile of one sequence for the group's kv heads of that sequence, so that a unit
-      // reads a contiguous stretch of a [batch, seq, head, dim] tensor.
-      std::vector<std::array<int64_t, 3>> units;  // b, first kv head, kv heads
-      for (int64_t b = pair0 / p.n_head_kv; b * p.n_head_kv < pair1; ++b) {
-        const int64_t hk0 = std::max(pair0, b * p.n_head_kv) - b * p.n_head_kv;
-        const int64_t hk1 = std::min(pair1, (b + 1) * p.n_head_kv) - b * p.n_head_kv;
-        for (int64_t t = 0; t < plan.packed_tiles; ++t) units.push_back({b, hk0, hk1 - hk0});
-      }
-      core::parallel_for_dynamic(static_cast<int64_t>(units.size()), threads, [&](int64_t u, int) {
-        const auto [b, hk0, n_hk] = units[static_cast<size_t>(u)];
-        const int64_t tile = u % plan.packed_tiles;
-        const int64_t pair = b * p.n_head_kv + hk0;
-        ops.pack_tile(p, b, hk0, n_hk, tile, plan.packed_tiles,
-                      packed + ((pair - pair0) * plan.packed_tiles + tile) * shape.tile_floats);
-      });
-      plan.packed = packed;
-      plan.packed_pair0 = pair0;
-    }
-    // Heaviest first: with items handed out in order, this is greedy longest-processing-time
-    // scheduling, which keeps causal attention (costs from 1 to n) balanced across threads.
-    std::vector<int64_t> order;
-    for (size_t i = 0; i < items.size(); ++i) {
-      const int64_t pair = items[i].b * p.n_head_kv + items[i].hk;
-      if (pair >= pair0 && pair < pair1) order.push_back(static_cast<int64_t>(i));
-    }
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int64_t a, int64_t b) { return items[a].cost > items[b].cost; });
-    core::parallel_for_dynamic(static_cast<int64_t>(order.size()), threads, [&](int64_t n, int) {
-      const int64_t idx = order[n];
-      ops.run_item(plan, items[idx], item_rowset[idx], core::thread_arena(0));
-    });
-  }
+  core::parallel_for_dynamic(static_cast<int64_t>(units.size()), threads, [&](int64_t u, int) {
+    const auto [b, hk0, n_hk] = units[static_cast<size_t>(u)];
+    const int64_t tile = u % plan.packed_tiles;
+    const int64_t pair = b * p.n_head_kv + hk0;
+    ops.pack_tile(p, b, hk0, n_hk, tile, plan.packed_tiles,
+                  packed + ((pair - pair0) * plan.packed_tiles + tile) * shape.tile_floats);
+  });
+  plan.packed = packed;
+  plan.packed_pair0 = pair0;
+}
 
-  if (plan.n_split == 1) return;
-  // Merge: out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse); lse = max + log(sum w).
+// Runs the items of the pairs [pair0, pair1) on the threads, heaviest first: with items handed
+// out in order, this is greedy longest-processing-time scheduling, which keeps causal attention
+// (costs from 1 to n) balanced across threads.
+void run_group(const AttentionProblem& p, const TargetOps& ops, int threads, const Plan& plan,
+               const std::vector<Item>& items, const std::vector<int64_t>& item_rowset,
+               int64_t pair0, int64_t pair1) {
+  std::vector<int64_t> order;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const int64_t pair = items[i].b * p.n_head_kv + items[i].hk;
+    if (pair >= pair0 && pair < pair1) order.push_back(static_cast<int64_t>(i));
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return items[a].cost > items[b].cost; });
+  core::parallel_for_dynamic(static_cast<int64_t>(order.size()), threads, [&](int64_t n, int) {
+    const int64_t idx = order[n];
+    ops.run_item(plan, items[idx], item_rowset[idx], core::thread_arena(0));
+  });
+}
+
+// Merges the plan.n_split partial results of each row into out (and lse):
+// out = sum_s w_s o_s / sum_s w_s with w_s = exp(lse_s - max lse); lse = max + log(sum w).
+void merge_partials(const AttentionProblem& p, const Plan& plan, const std::vector<Item>& rowsets) {
   const int64_t dv = p.head_dim_v;
+  const int64_t n_rowsets = static_cast<int64_t>(rowsets.size());
   for (int64_t rs = 0; rs < n_rowsets; ++rs) {
     const Item& it = rowsets[rs];
     const int64_t R = it.n_heads * it.n_queries;
@@ -265,6 +245,55 @@ void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
       if (p.lse) p.lse[(it.b * p.n_head + h) * p.n_q + i] = lse;
     }
   }
+}
+
+}  // namespace
+}  // namespace cpu
+
+std::string_view cpu_target_name() {
+  return cpu::target_selected().name;
+}
+
+std::string_view cpu_bf16_path(int64_t head_dim) {
+  return cpu::target_selected().bf16_path(head_dim);
+}
+
+void attention_cpu(const AttentionProblem& p) {
+  attention_cpu_on(p, cpu::target_selected());
+}
+
+// Plan (row sets, then items), then per group of (sequence, kv head) pairs: pack the shared
+// tiles, run the items; then merge split keys' partial results.
+void attention_cpu_on(const AttentionProblem& p, const cpu::TargetOps& ops) {
+  const int threads = core::resolve_threads(p.opt.n_threads);
+  cpu::Plan plan;
+  plan.p = &p;
+  const std::vector<cpu::Item> rowsets = cpu::plan_rowsets(p, plan);
+  std::vector<cpu::Item> items;
+  std::vector<int64_t> item_rowset;
+  cpu::plan_items(p, threads, rowsets, plan, items, item_rowset);
+
+  // Shared tiles: when several items read the same kv head (query blocks, GQA groups), its K and
+  // V tiles are packed once, not once per item. Packing had cost up to a third of the prefill time
+  // (docs/PERFORMANCE.md). Pairs (sequence, kv head) are taken in groups whose tiles fit in
+  // kPackBytes; each group is packed, then its items run.
+  const int64_t n_pairs = p.batch * p.n_head_kv;
+  int64_t pairs_per_group = n_pairs;
+  cpu::PackShape shape;
+  if (!plan.direct && static_cast<int64_t>(items.size()) > n_pairs) {
+    shape = ops.pack_shape(p);  // tile_floats 0: the target packs per item (bf16 rounding path)
+    plan.packed_tiles = (p.n_kv + shape.tile_keys - 1) / shape.tile_keys;
+    const int64_t pair_bytes = plan.packed_tiles * shape.tile_floats * 4;
+    pairs_per_group =
+        std::clamp<int64_t>(cpu::pack_budget() / std::max<int64_t>(pair_bytes, 1), 1, n_pairs);
+  }
+  for (int64_t pair0 = 0; pair0 < n_pairs; pair0 += pairs_per_group) {
+    const int64_t pair1 = std::min(pair0 + pairs_per_group, n_pairs);
+    if (shape.tile_floats > 0) cpu::pack_group(p, ops, threads, shape, pair0, pair1, plan);
+    cpu::run_group(p, ops, threads, plan, items, item_rowset, pair0, pair1);
+  }
+
+  if (plan.n_split > 1) cpu::merge_partials(p, plan, rowsets);
 }
 
 void attention_probs_cpu(const AttentionProblem& p, const float* lse, int64_t batch, int64_t head,
