@@ -14,6 +14,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
+
 FAILED = []
 
 
@@ -141,6 +144,8 @@ def main():
         rc, out, err = bench(qkv, bert, "--prompt", "200")
         check(0 < rc < 128 and "200 tokens" in err and "128 positions" in err,
               f"BERT past its learned positions: exit {rc}: {err}")
+    elif shared_data.shared_required():
+        check(False, f"{bert}: absent and QKV_REQUIRE_SHARED is set")
     else:
         print("bench_model_cli_test: ../shared/fixtures/hf/bert-tiny absent; encoder part skipped")
 

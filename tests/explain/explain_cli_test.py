@@ -17,6 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
+
 TEXT = "Once upon a time, there was a little cat. The cat liked to play."
 
 
@@ -70,8 +73,7 @@ def main():
     qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     model = shared / "models/stories260K/stories260K.bin"
     if not model.exists():
-        print(f"skipped: {model} is absent")
-        return 77
+        return shared_data.missing(model)
     tok = str(model.parent / "tok512.bin")
     base = [qkv, "explain", "-m", str(model), "-t", tok, TEXT, "--threads", "1"]
     tmp = pathlib.Path(tempfile.mkdtemp())

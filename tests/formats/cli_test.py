@@ -9,6 +9,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
+
 
 def run(qkv, *args):
     p = subprocess.run([qkv, *args], capture_output=True, text=True, timeout=120)
@@ -18,8 +21,7 @@ def run(qkv, *args):
 def main():
     qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     if not (shared / "vocab-gguf").is_dir():
-        print(f"skipped: {shared} is absent")
-        return 77
+        return shared_data.missing(shared / "vocab-gguf")
     failures = []
 
     def check(cond, what):

@@ -250,11 +250,26 @@ TEST(Linear, ConvertersMatchTheScalarRowReader) {
   }
 }
 
+// m = 0 writes nothing on any target or path (y keeps its guard values, the bias is not added),
+// accepts null x and y, and still checks the strides.
 TEST(Linear, ZeroRowsIsANoOp) {
   std::mt19937 rng(1);
   const Weight w = make_weight(WeightType::f16, 3, 8, 0, 0, rng);
-  const Linear lin(w.view);
-  lin.forward(nullptr, 0, 8, nullptr, 3);
+  const float bias[3] = {1.f, 2.f, 3.f};
+  const Linear lin(w.view, bias);
+  const std::vector<float> x(16, 1.f);
+  for (const auto* target : kernels::cpu::linear_targets_runnable()) {
+    for (kernels::LinearPath path :
+         {kernels::LinearPath::automatic, kernels::LinearPath::gemv, kernels::LinearPath::gemm}) {
+      std::vector<float> y(8, kGuard);
+      lin.forward_on(*target, path, x.data(), 0, 8, y.data(), 4);
+      for (float v : y) EXPECT_EQ(v, kGuard) << target->name;
+      EXPECT_NO_THROW(lin.forward_on(*target, path, nullptr, 0, 8, nullptr, 3));
+    }
+  }
+  EXPECT_THROW(lin.forward(x.data(), 0, 7, nullptr, 3), InvalidArgument);  // ldx < n_in
+  EXPECT_THROW(lin.forward(x.data(), 0, 8, nullptr, 2), InvalidArgument);  // ldy < n_out
+  EXPECT_THROW(lin.forward(x.data(), -1, 8, nullptr, 3), InvalidArgument);
 }
 
 TEST(Linear, RejectsBadWeightsAndStrides) {
