@@ -34,7 +34,7 @@ def arr(elem_type, items):
 
 
 def main():
-    for d in ["gguf", "safetensors", "llama2c", "tokenizer_json", "encode"]:
+    for d in ["gguf", "safetensors", "llama2c", "tokenizer_json", "encode", "chat_template"]:
         (ROOT / d).mkdir(parents=True, exist_ok=True)
     tokens = ["<unk>", "<s>", "</s>", "\u2581", "a", "b", "\u2581a", "ab", "<0x41>", "c"]
     kvs = [
@@ -89,6 +89,28 @@ def main():
 
     for i, text in enumerate(["Hello world", " ab  ab\n\t", "caf\u00e9 \u4f60\u597d \U0001F999", "<s>a</s>", "'s 've 123"]):
         (ROOT / "encode" / f"text{i}.txt").write_bytes(text.encode())
+
+    chat = [
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "{{ '<|' + m.role + '|>\\n' + m['content'] | trim + '<|end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}",
+        "{%- set ns = namespace(i=0, last=messages|length - 1) %}\n"
+        "{%- for m in messages[::-1] if m.role != 'tool' %}\n"
+        "    {%- set ns.i = ns.i + loop.index0 %}\n"
+        "    {{- m.content.split('</think>')[-1].lstrip('\\n') ~ loop.last }}\n"
+        "{%- else %}none{% endfor %}\n{{ ns.i }} {{ tools | tojson(indent=2) }}",
+        "{% macro fmt(x, esc=True) -%}\n  {%- if x is string %}'{{ x }}'{% elif x is mapping %}"
+        "{% for k, v in x | dictsort %}{{ k }}:{{ fmt(v, esc=esc) }}{% endfor %}"
+        "{% elif x is sequence %}[{% for i in x %}{{ fmt(i) }}{{ ',' if not loop.last }}{% endfor %}]"
+        "{% else %}{{ x }}{% endif %}\n{%- endmacro %}{{ fmt(messages[2].tool_calls) }}"
+        "{{ strftime_now('%d %b %Y') }}{# comment #}",
+        "{% set x = {'a': [1, 2.5, none, true], 'b': 'c' ~ 1} %}{{ x.a[1:] }}{{ x|items|list }}"
+        "{{ (1, 2) + (3,) }}{{ 7 // 2 }}{{ -7 % 3 }}{{ 2 ** 10 }}{{ 'ab' * 3 }}{{ range(2, 9, 3)|list }}"
+        "{{ messages|selectattr('role', 'equalto', 'user')|map(attribute='content')|join(', ') }}",
+    ]
+    for i, text in enumerate(chat):
+        (ROOT / "chat_template" / f"template{i}.jinja").write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks that sources include headers only from their own layer or layers below it.
 
-Layers, lowest first: core -> kernels -> formats/tokenizers -> cuda -> model -> runtime/explain
--> train.
+Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers
+-> cuda -> model -> runtime/explain -> train.
 apps, tests and bench may include anything. Public headers (include/qkv) may include only other
 public headers and the standard library.
 """
@@ -10,7 +10,7 @@ import pathlib
 import re
 import sys
 
-RANK = {"core": 0, "kernels": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
+RANK = {"core": 0, "kernels": 1, "chat": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
         "model": 3, "runtime": 4, "explain": 4, "train": 5}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 

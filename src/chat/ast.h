@@ -1,0 +1,90 @@
+// Syntax tree of a chat template: expressions and statements, each with its template line.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chat/value.h"
+
+namespace qkv::chat {
+
+struct Expr;
+using ExprPtr = std::unique_ptr<Expr>;
+
+struct Arg {
+  std::string name;  // empty: positional
+  ExprPtr value;
+};
+
+struct Expr {
+  enum class Kind {
+    Literal,   // value
+    Name,      // name
+    GetAttr,   // a.name
+    GetItem,   // a[b]
+    Slice,     // a[b:c:d]; absent parts are null
+    Call,      // a(args)
+    Filter,    // a | name(args)
+    Test,      // a is [not] name(args)
+    Neg,       // -a
+    Pos,       // +a
+    Not,       // not a
+    And,       // a and b
+    Or,        // a or b
+    Binary,    // a op b (+ - * / // % ** ~)
+    Compare,   // a op1 b op2 c ... (ops)
+    Cond,      // b if a else c (c may be null)
+    ListLit,   // [items]
+    TupleLit,  // (items)
+    DictLit,   // {keys[i]: items[i]}
+  };
+  Kind kind;
+  int line = 0;
+  int column = 0;
+  Value value;
+  std::string name;  // Name, GetAttr, Filter, Test; Binary's operator
+  bool negated = false;
+  ExprPtr a, b, c;
+  std::vector<ExprPtr> items;
+  std::vector<ExprPtr> keys;
+  std::vector<std::string> ops;  // Compare
+  std::vector<Arg> args;         // Call, Filter, Test
+};
+
+struct Stmt;
+using Body = std::vector<std::unique_ptr<Stmt>>;
+
+struct Stmt {
+  enum class Kind {
+    Text,      // text
+    Print,     // {{ expr }}
+    If,        // conds[i] -> bodies[i]; else_body
+    For,       // for targets in expr [if cond] body [else else_body]
+    Set,       // set targets = expr   |  set target.attr = expr (attr non-empty)
+    SetBlock,  // set target %}body{% endset
+    Macro,     // macro name(params = defaults) body
+    Break,
+    Continue,
+    Generation,  // Hugging Face's {% generation %}: renders its body
+  };
+  Kind kind;
+  int line = 0;
+  int column = 0;
+  std::string text;
+  ExprPtr expr;
+  ExprPtr cond;  // For: the loop filter
+  std::vector<ExprPtr> conds;
+  std::vector<Body> bodies;
+  Body body;
+  Body else_body;
+  std::vector<std::string> targets;
+  std::string attr;
+  bool recursive = false;
+  // Macro
+  std::string name;
+  std::vector<std::string> params;
+  std::vector<ExprPtr> defaults;  // parallel to params; null when none
+};
+
+}  // namespace qkv::chat

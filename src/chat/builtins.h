@@ -1,0 +1,39 @@
+// Shared pieces of the builtins (filters.cpp, globals.cpp): argument access as Jinja binds
+// filter and method arguments (positional, then by name), and Python's str operations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "chat/value.h"
+
+namespace qkv::chat {
+
+class Interp;
+
+// Names of the filters and tests the interpreter knows, so that a template using another one is
+// refused when it is parsed, as Jinja refuses it when compiling.
+bool is_known_filter(const std::string& name);
+bool is_known_test(const std::string& name);
+
+// Positional argument i or keyword `name` (after the value a filter applies to); null if absent.
+const Value* arg(const CallArgs& a, size_t i, const char* name);
+bool arg_bool(const CallArgs& a, size_t i, const char* name, bool dflt);
+int64_t arg_int(const CallArgs& a, size_t i, const char* name, int64_t dflt);
+std::string arg_str(const CallArgs& a, size_t i, const char* name, const std::string& dflt);
+const std::string& need_str(const Value& v, const char* what);
+
+// Python's str methods (case changes are ASCII-only).
+std::string ascii_lower(std::string s);
+std::string ascii_upper(std::string s);
+std::string py_capitalize(const std::string& s);
+std::string py_title(const std::string& s);
+std::vector<Value> py_split(const std::string& s, const Value* sep, int64_t maxsplit);
+std::vector<Value> py_rsplit(const std::string& s, const Value* sep, int64_t maxsplit);
+std::string py_replace(const std::string& s, const std::string& old, const std::string& repl,
+                       int64_t count, Interp& in);
+bool prefix_match(const std::string& s, const Value& prefix, bool suffix);  // str or tuple
+Value pairs(const Dict& d);                                                 // [(key, value), ...]
+
+}  // namespace qkv::chat

@@ -1,0 +1,632 @@
+// Filters and tests of the chat-template interpreter, with the behaviour of Jinja 3.1 under
+// transformers' environment (tojson = json.dumps(ensure_ascii=False, ...)).
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <unordered_map>
+
+#include "chat/builtins.h"
+#include "chat/interp.h"
+
+namespace qkv::chat {
+namespace {
+
+int64_t py_len(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::Undefined:
+      return 0;
+    case Value::Kind::String:
+      return static_cast<int64_t>(code_point_count(v.str()));
+    case Value::Kind::List:
+      return static_cast<int64_t>(v.list().items.size());
+    case Value::Kind::Dict:
+      return static_cast<int64_t>(v.dict_ref().items.size());
+    default:
+      fail("object of type '" + type_name(v) + "' has no len()");
+  }
+}
+
+// Sort key comparison: strings compared case-insensitively unless asked otherwise.
+bool sort_less(const Value& a, const Value& b, bool case_sensitive) {
+  if (!case_sensitive && a.is_string() && b.is_string()) {
+    return ascii_lower(a.str()) < ascii_lower(b.str());
+  }
+  return less(a, b);
+}
+
+// Jinja's attribute paths for sort/map/selectattr: "a.b.0".
+Value attr_path(Interp& in, const Value& v, const std::string& path) {
+  Value cur = v;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = path.find('.', start);
+    const std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) {
+      return std::isdigit(static_cast<unsigned char>(c));
+    });
+    cur = digits && part.size() < 18 ? in.getitem(cur, Value::integer(std::stoll(part)))
+                                     : in.getitem(cur, Value::string(part));
+    if (dot == std::string::npos) return cur;
+    start = dot + 1;
+  }
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+Value to_int(const Value& v, const Value& dflt) {
+  if (v.is_int_like()) return Value::integer(v.as_int());
+  if (v.is(Value::Kind::Float)) {
+    if (!std::isfinite(v.as_float()) || std::fabs(v.as_float()) > 9.2e18) return dflt;
+    return Value::integer(static_cast<int64_t>(v.as_float()));
+  }
+  if (v.is_string()) {
+    std::string s = py_strip(v.str(), nullptr, true, true);
+    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
+    if (s.empty()) return dflt;
+    char* end = nullptr;
+    errno = 0;
+    const long long i = std::strtoll(s.c_str(), &end, 10);
+    if (*end == '\0' && errno == 0) return Value::integer(i);
+    const double f = std::strtod(s.c_str(), &end);
+    if (*end == '\0' && std::isfinite(f) && std::fabs(f) < 9.2e18) {
+      return Value::integer(static_cast<int64_t>(f));
+    }
+  }
+  return dflt;
+}
+
+Value to_float(const Value& v, const Value& dflt) {
+  if (v.is_number()) return Value::real(v.as_float());
+  if (v.is_string()) {
+    const std::string s = py_strip(v.str(), nullptr, true, true);
+    char* end = nullptr;
+    const double f = std::strtod(s.c_str(), &end);
+    if (!s.empty() && *end == '\0') return Value::real(f);
+  }
+  return dflt;
+}
+
+JsonStyle json_style(const CallArgs& a) {
+  // transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
+  JsonStyle st;
+  st.ensure_ascii = arg_bool(a, 0, "ensure_ascii", false);
+  if (const Value* ind = arg(a, 1, "indent"); ind && !ind->is_none()) {
+    st.indented = true;
+    if (ind->is_string()) {
+      st.indent = ind->str();
+    } else if (ind->is_int_like()) {
+      st.indent =
+          std::string(static_cast<size_t>(std::clamp<int64_t>(ind->as_int(), 0, 1000)), ' ');
+    } else {
+      fail("tojson: indent must be an integer or a string");
+    }
+  }
+  if (const Value* sep = arg(a, 2, "separators"); sep && !sep->is_none()) {
+    if (!sep->is_list() || sep->list().items.size() != 2 || !sep->list().items[0].is_string() ||
+        !sep->list().items[1].is_string()) {
+      fail("tojson: separators must be a pair of strings");
+    }
+    st.item_sep = sep->list().items[0].str();
+    st.key_sep = sep->list().items[1].str();
+    if (st.item_sep.empty()) st.item_sep = std::string(1, '\0');  // marks "" as given
+  }
+  st.sort_keys = arg_bool(a, 3, "sort_keys", false);
+  return st;
+}
+
+using FilterFn = Value (*)(Interp&, const Value&, CallArgs&);
+using TestFn = bool (*)(Interp&, const Value&, CallArgs&);
+
+// select/reject/selectattr/rejectattr: `test` with the arguments after index `first`.
+std::vector<Value> select_items(Interp& in, const Value& seq, CallArgs& a, bool by_attr,
+                                bool keep) {
+  size_t first = 0;
+  std::string attr;
+  if (by_attr) {
+    attr = arg_str(a, 0, "attribute", "");
+    first = 1;
+  }
+  std::string test_name;
+  if (a.pos.size() > first) test_name = need_str(a.pos[first], "select test name");
+  CallArgs targs;
+  for (size_t i = first + 1; i < a.pos.size(); ++i) targs.pos.push_back(a.pos[i]);
+  std::vector<Value> out;
+  for (const Value& item : in.iterate(seq)) {
+    in.step();
+    const Value x = by_attr ? attr_path(in, item, attr) : item;
+    const bool ok = test_name.empty() ? x.truthy() : in.test(test_name, x, targs);
+    if (ok == keep) out.push_back(item);
+  }
+  return out;
+}
+
+const std::unordered_map<std::string, FilterFn>& filters() {
+  static const std::unordered_map<std::string, FilterFn> table = {
+      {"abs",
+       [](Interp&, const Value& v, CallArgs&) {
+         v.require_defined();
+         if (v.is(Value::Kind::Float)) return Value::real(std::fabs(v.as_float()));
+         if (!v.is_int_like()) fail("bad operand type for abs(): '" + type_name(v) + "'");
+         if (v.as_int() == INT64_MIN) fail("integer overflow");
+         return Value::integer(std::llabs(v.as_int()));
+       }},
+      {"attr", [](Interp& in, const Value& v,
+                  CallArgs& a) { return in.getattr(v, arg_str(a, 0, "name", "")); }},
+      {"capitalize",
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(py_capitalize(to_str(v))); }},
+      {"default",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const bool boolean = arg_bool(a, 1, "boolean", false);
+         if (v.is_undefined() || (boolean && !v.truthy())) {
+           const Value* d = arg(a, 0, "default_value");
+           return d ? *d : Value::string("");
+         }
+         return v;
+       }},
+      {"dictsort",
+       [](Interp&, const Value& v, CallArgs& a) {
+         v.require_defined();
+         if (!v.is_dict()) fail("You can only sort by either 'key' or 'value' of a dict");
+         const bool cs = arg_bool(a, 0, "case_sensitive", false);
+         const std::string by = arg_str(a, 1, "by", "key");
+         const bool rev = arg_bool(a, 2, "reverse", false);
+         if (by != "key" && by != "value") fail("You can only sort by either 'key' or 'value'");
+         std::vector<std::pair<std::string, Value>> items = v.dict_ref().items;
+         const int idx = by == "key" ? 0 : 1;
+         std::stable_sort(items.begin(), items.end(), [&](const auto& x, const auto& y) {
+           const Value kx = idx == 0 ? Value::string(x.first) : x.second;
+           const Value ky = idx == 0 ? Value::string(y.first) : y.second;
+           return rev ? sort_less(ky, kx, cs) : sort_less(kx, ky, cs);
+         });
+         Dict d;
+         d.items = std::move(items);
+         return pairs(d);
+       }},
+      {"escape",
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(html_escape(to_str(v))); }},
+      {"first",
+       [](Interp& in, const Value& v, CallArgs&) {
+         const auto items = in.iterate(v);
+         if (items.empty()) return Value::undefined("No first item, sequence was empty.");
+         return items.front();
+       }},
+      {"float",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* d = arg(a, 0, "default");
+         return to_float(v, d ? *d : Value::real(0));
+       }},
+      {"indent",
+       [](Interp&, const Value& v, CallArgs& a) {
+         std::string pad = "    ";
+         if (const Value* w = arg(a, 0, "width")) {
+           pad = w->is_string() ? w->str()
+                                : std::string(static_cast<size_t>(std::clamp<int64_t>(
+                                                  w->is_int_like() ? w->as_int() : 4, 0, 1000)),
+                                              ' ');
+         }
+         const bool first = arg_bool(a, 1, "first", false);
+         const bool blank = arg_bool(a, 2, "blank", false);
+         const std::string s = to_str(v);
+         std::string out;
+         size_t start = 0;
+         bool first_line = true;
+         while (true) {
+           const size_t nl = s.find('\n', start);
+           const std::string line =
+               s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+           const bool indent_it = first_line ? first : (blank || !line.empty());
+           if (indent_it) out += pad;
+           out += line;
+           if (nl == std::string::npos) break;
+           out += '\n';
+           start = nl + 1;
+           first_line = false;
+         }
+         return Value::string(out);
+       }},
+      {"int",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* d = arg(a, 0, "default");
+         return to_int(v, d ? *d : Value::integer(0));
+       }},
+      {"items",
+       [](Interp&, const Value& v, CallArgs&) {
+         if (v.is_undefined()) return Value::list({});
+         if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
+         return pairs(v.dict_ref());
+       }},
+      {"join",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const std::string sep = arg_str(a, 0, "d", "");
+         const Value* attr = arg(a, 1, "attribute");
+         std::string out;
+         bool first = true;
+         for (const Value& item : in.iterate(v)) {
+           if (!first) out += sep;
+           first = false;
+           out += to_str(attr && !attr->is_none() ? attr_path(in, item, to_str(*attr)) : item);
+           in.check_size(out.size());
+         }
+         return Value::string(std::move(out));
+       }},
+      {"last",
+       [](Interp& in, const Value& v, CallArgs&) {
+         const auto items = in.iterate(v);
+         if (items.empty()) return Value::undefined("No last item, sequence was empty.");
+         return items.back();
+       }},
+      {"length", [](Interp&, const Value& v, CallArgs&) { return Value::integer(py_len(v)); }},
+      {"list", [](Interp& in, const Value& v, CallArgs&) { return Value::list(in.iterate(v)); }},
+      {"lower",
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(ascii_lower(to_str(v))); }},
+      {"map",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         std::vector<Value> out;
+         const Value* attr = a.kwarg("attribute");
+         if (attr) {
+           const Value* dflt = a.kwarg("default");
+           for (const Value& item : in.iterate(v)) {
+             Value x = attr_path(in, item, to_str(*attr));
+             if (x.is_undefined() && dflt) x = *dflt;
+             out.push_back(std::move(x));
+           }
+           return Value::list(std::move(out));
+         }
+         if (a.pos.empty()) fail("map: give a filter name or attribute=");
+         const std::string name = need_str(a.pos[0], "map filter name");
+         CallArgs fargs;
+         fargs.pos.assign(a.pos.begin() + 1, a.pos.end());
+         fargs.kw = a.kw;
+         for (const Value& item : in.iterate(v)) {
+           in.step();
+           CallArgs copy = fargs;
+           out.push_back(in.filter(name, item, copy));
+         }
+         return Value::list(std::move(out));
+       }},
+      {"max",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const auto items = in.iterate(v);
+         if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+         const bool cs = arg_bool(a, 0, "case_sensitive", false);
+         Value best = items[0];
+         for (const Value& x : items) {
+           if (sort_less(best, x, cs)) best = x;
+         }
+         return best;
+       }},
+      {"min",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const auto items = in.iterate(v);
+         if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+         const bool cs = arg_bool(a, 0, "case_sensitive", false);
+         Value best = items[0];
+         for (const Value& x : items) {
+           if (sort_less(x, best, cs)) best = x;
+         }
+         return best;
+       }},
+      {"reject", [](Interp& in, const Value& v,
+                    CallArgs& a) { return Value::list(select_items(in, v, a, false, false)); }},
+      {"rejectattr", [](Interp& in, const Value& v,
+                        CallArgs& a) { return Value::list(select_items(in, v, a, true, false)); }},
+      {"replace",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         return Value::string(py_replace(to_str(v), arg_str(a, 0, "old", ""),
+                                         arg_str(a, 1, "new", ""), arg_int(a, 2, "count", -1), in));
+       }},
+      {"reverse",
+       [](Interp& in, const Value& v, CallArgs&) {
+         if (v.is_string()) {
+           auto cps = code_points(v.str());
+           std::string out;
+           for (auto it = cps.rbegin(); it != cps.rend(); ++it) out += *it;
+           return Value::string(out);
+         }
+         auto items = in.iterate(v);
+         std::reverse(items.begin(), items.end());
+         return Value::list(std::move(items));
+       }},
+      {"round",
+       [](Interp&, const Value& v, CallArgs& a) {
+         v.require_defined();
+         if (!v.is_number()) fail("round needs a number");
+         const int64_t prec = arg_int(a, 0, "precision", 0);
+         const std::string method = arg_str(a, 1, "method", "common");
+         const double scale = std::pow(10.0, static_cast<double>(prec));
+         double x = v.as_float() * scale;
+         if (method == "common") {
+           x = std::nearbyint(x);
+         } else if (method == "ceil") {
+           x = std::ceil(x);
+         } else if (method == "floor") {
+           x = std::floor(x);
+         } else {
+           fail("method must be 'common', 'ceil' or 'floor'");
+         }
+         return Value::real(x / scale);
+       }},
+      {"safe", [](Interp&, const Value& v, CallArgs&) { return v; }},
+      {"select", [](Interp& in, const Value& v,
+                    CallArgs& a) { return Value::list(select_items(in, v, a, false, true)); }},
+      {"selectattr", [](Interp& in, const Value& v,
+                        CallArgs& a) { return Value::list(select_items(in, v, a, true, true)); }},
+      {"sort",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         auto items = in.iterate(v);
+         const bool rev = arg_bool(a, 0, "reverse", false);
+         const bool cs = arg_bool(a, 1, "case_sensitive", false);
+         const Value* attr = arg(a, 2, "attribute");
+         std::vector<Value> keys;
+         for (const Value& x : items) {
+           keys.push_back(attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x);
+         }
+         std::vector<size_t> order(items.size());
+         for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+         std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+           return rev ? sort_less(keys[y], keys[x], cs) : sort_less(keys[x], keys[y], cs);
+         });
+         std::vector<Value> out;
+         for (size_t i : order) out.push_back(items[i]);
+         return Value::list(std::move(out));
+       }},
+      {"string", [](Interp&, const Value& v, CallArgs&) { return Value::string(to_str(v)); }},
+      {"sum",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const Value* attr = arg(a, 0, "attribute");
+         const Value* start = arg(a, 1, "start");
+         Value total = start ? *start : Value::integer(0);
+         for (const Value& x : in.iterate(v)) {
+           const Value y = attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x;
+           if (!total.is_number() || !y.is_number()) fail("sum needs numbers");
+           total = total.is(Value::Kind::Float) || y.is(Value::Kind::Float)
+                       ? Value::real(total.as_float() + y.as_float())
+                       : Value::integer(total.as_int() + y.as_int());
+         }
+         return total;
+       }},
+      {"title",
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(py_title(to_str(v))); }},
+      {"tojson",
+       [](Interp&, const Value& v, CallArgs& a) {
+         JsonStyle st = json_style(a);
+         if (st.item_sep == std::string(1, '\0')) st.item_sep.clear();
+         return Value::string(to_json(v, st));
+       }},
+      {"trim",
+       [](Interp&, const Value& v, CallArgs& a) {
+         return Value::string(py_strip(to_str(v), arg(a, 0, "chars"), true, true));
+       }},
+      {"unique",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const bool cs = arg_bool(a, 0, "case_sensitive", false);
+         const Value* attr = arg(a, 1, "attribute");
+         std::vector<Value> out;
+         std::vector<Value> seen;
+         for (const Value& x : in.iterate(v)) {
+           Value k = attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x;
+           if (!cs && k.is_string()) k = Value::string(ascii_lower(k.str()));
+           bool dup = false;
+           for (const Value& s : seen) dup = dup || equal(s, k);
+           if (!dup) {
+             seen.push_back(k);
+             out.push_back(x);
+           }
+         }
+         return Value::list(std::move(out));
+       }},
+      {"upper",
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(ascii_upper(to_str(v))); }},
+      {"wordcount",
+       [](Interp&, const Value& v, CallArgs&) {
+         const Value s = Value::string(to_str(v));
+         return Value::integer(static_cast<int64_t>(py_split(s.str(), nullptr, -1).size()));
+       }},
+  };
+  return table;
+}
+
+const std::unordered_map<std::string, std::string>& filter_aliases() {
+  static const std::unordered_map<std::string, std::string> table = {
+      {"d", "default"}, {"e", "escape"}, {"count", "length"}};
+  return table;
+}
+
+bool is_iterable(const Value& v) {
+  return v.is_undefined() || v.is_string() || v.is_list() || v.is_dict();
+}
+
+const std::unordered_map<std::string, TestFn>& tests() {
+  static const std::unordered_map<std::string, TestFn> table = {
+      {"defined", [](Interp&, const Value& v, CallArgs&) { return !v.is_undefined(); }},
+      {"undefined", [](Interp&, const Value& v, CallArgs&) { return v.is_undefined(); }},
+      {"none", [](Interp&, const Value& v, CallArgs&) { return v.is_none(); }},
+      {"boolean", [](Interp&, const Value& v, CallArgs&) { return v.is(Value::Kind::Bool); }},
+      {"false",
+       [](Interp&, const Value& v, CallArgs&) { return v.is(Value::Kind::Bool) && !v.as_bool(); }},
+      {"true",
+       [](Interp&, const Value& v, CallArgs&) { return v.is(Value::Kind::Bool) && v.as_bool(); }},
+      {"integer", [](Interp&, const Value& v, CallArgs&) { return v.is(Value::Kind::Int); }},
+      {"float", [](Interp&, const Value& v, CallArgs&) { return v.is(Value::Kind::Float); }},
+      {"number", [](Interp&, const Value& v, CallArgs&) { return v.is_number(); }},
+      {"string", [](Interp&, const Value& v, CallArgs&) { return v.is_string(); }},
+      {"mapping", [](Interp&, const Value& v, CallArgs&) { return v.is_dict(); }},
+      {"iterable", [](Interp&, const Value& v, CallArgs&) { return is_iterable(v); }},
+      // Jinja: len() and __getitem__ work; its Undefined has both.
+      {"sequence", [](Interp&, const Value& v, CallArgs&) { return is_iterable(v); }},
+      {"callable", [](Interp&, const Value& v, CallArgs&) { return v.is(Value::Kind::Callable); }},
+      {"sameas",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("sameas needs an argument");
+         if (v.kind() != o->kind()) return false;
+         switch (v.kind()) {
+           case Value::Kind::None:
+           case Value::Kind::Undefined:
+             return true;
+           case Value::Kind::Bool:
+             return v.as_bool() == o->as_bool();
+           case Value::Kind::List:
+             return &v.list() == &o->list();
+           case Value::Kind::Dict:
+           case Value::Kind::Namespace:
+             return v.dict_ptr() == o->dict_ptr();
+           default:
+             return equal(v, *o);
+         }
+       }},
+      {"eq",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("eq needs an argument");
+         return equal(v, *o);
+       }},
+      {"ne",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("ne needs an argument");
+         return !equal(v, *o);
+       }},
+      {"lt",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("lt needs an argument");
+         return less(v, *o);
+       }},
+      {"le",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("le needs an argument");
+         return less(v, *o) || equal(v, *o);
+       }},
+      {"gt",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("gt needs an argument");
+         return less(*o, v);
+       }},
+      {"ge",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "other");
+         if (!o) fail("ge needs an argument");
+         return less(*o, v) || equal(v, *o);
+       }},
+      {"in",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "seq");
+         if (!o) fail("in needs an argument");
+         if (o->is_string()) return v.is_string() && o->str().find(v.str()) != std::string::npos;
+         for (const Value& x : in.iterate(*o)) {
+           if (equal(x, v)) return true;
+         }
+         return false;
+       }},
+      {"odd",
+       [](Interp&, const Value& v, CallArgs&) {
+         if (!v.is_int_like()) fail("odd needs an integer");
+         return v.as_int() % 2 != 0;
+       }},
+      {"even",
+       [](Interp&, const Value& v, CallArgs&) {
+         if (!v.is_int_like()) fail("even needs an integer");
+         return v.as_int() % 2 == 0;
+       }},
+      {"divisibleby",
+       [](Interp&, const Value& v, CallArgs& a) {
+         const Value* o = arg(a, 0, "num");
+         if (!o || !o->is_int_like() || !v.is_int_like()) fail("divisibleby needs integers");
+         if (o->as_int() == 0) fail("integer division or modulo by zero");
+         if (o->as_int() == -1) return true;
+         return v.as_int() % o->as_int() == 0;
+       }},
+      {"lower",
+       [](Interp&, const Value& v, CallArgs&) {
+         const std::string s = to_str(v);
+         bool cased = false;
+         for (char c : s) {
+           if (std::isupper(static_cast<unsigned char>(c))) return false;
+           cased = cased || std::islower(static_cast<unsigned char>(c));
+         }
+         return cased;
+       }},
+      {"upper",
+       [](Interp&, const Value& v, CallArgs&) {
+         const std::string s = to_str(v);
+         bool cased = false;
+         for (char c : s) {
+           if (std::islower(static_cast<unsigned char>(c))) return false;
+           cased = cased || std::isupper(static_cast<unsigned char>(c));
+         }
+         return cased;
+       }},
+      {"filter",
+       [](Interp&, const Value& v, CallArgs&) {
+         return v.is_string() && (filters().count(v.str()) || filter_aliases().count(v.str()));
+       }},
+      {"test",
+       [](Interp&, const Value& v, CallArgs&) { return v.is_string() && is_known_test(v.str()); }},
+      {"escaped", [](Interp&, const Value&, CallArgs&) { return false; }},
+  };
+  return table;
+}
+
+const std::unordered_map<std::string, std::string>& test_aliases() {
+  static const std::unordered_map<std::string, std::string> table = {
+      {"==", "eq"}, {"equalto", "eq"}, {"!=", "ne"},          {"<", "lt"},  {"lessthan", "lt"},
+      {"<=", "le"}, {">", "gt"},       {"greaterthan", "gt"}, {">=", "ge"},
+  };
+  return table;
+}
+
+}  // namespace
+
+bool is_known_filter(const std::string& name) {
+  return filters().count(name) != 0 || filter_aliases().count(name) != 0;
+}
+
+bool is_known_test(const std::string& name) {
+  return tests().count(name) != 0 || test_aliases().count(name) != 0;
+}
+
+Value Interp::filter(const std::string& name, const Value& v, CallArgs& args) {
+  std::string n = name;
+  if (auto it = filter_aliases().find(n); it != filter_aliases().end()) n = it->second;
+  auto it = filters().find(n);
+  if (it == filters().end()) fail("unsupported filter '" + name + "'");
+  return it->second(*this, v, args);
+}
+
+bool Interp::test(const std::string& name, const Value& v, CallArgs& args) {
+  std::string n = name;
+  if (auto it = test_aliases().find(n); it != test_aliases().end()) n = it->second;
+  auto it = tests().find(n);
+  if (it == tests().end()) fail("unsupported test '" + name + "'");
+  return it->second(*this, v, args);
+}
+
+}  // namespace qkv::chat

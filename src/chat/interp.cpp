@@ -1,0 +1,646 @@
+#include "chat/interp.h"
+
+#include <cmath>
+#include <limits>
+
+namespace qkv::chat {
+
+const Value* Scope::find(std::string_view name) const {
+  for (const Scope* s = this; s; s = s->parent.get()) {
+    for (const auto& [k, v] : s->vars) {
+      if (k == name) return &v;
+    }
+  }
+  return nullptr;
+}
+
+void Scope::set(const std::string& name, Value v) {
+  for (auto& [k, old] : vars) {
+    if (k == name) {
+      old = std::move(v);
+      return;
+    }
+  }
+  vars.emplace_back(name, std::move(v));
+}
+
+void Interp::step() {
+  if (++steps_ > limits_.max_steps) {
+    fail("template ran more than " + std::to_string(limits_.max_steps) +
+         " steps (an endless or enormous loop?)");
+  }
+}
+
+void Interp::check_size(size_t bytes) const {
+  if (bytes > limits_.max_string) {
+    fail("template output or a string in it exceeds " + std::to_string(limits_.max_string) +
+         " bytes");
+  }
+}
+
+std::string Interp::render(const Body& body, std::vector<std::pair<std::string, Value>> vars) {
+  globals_ = std::make_shared<Scope>();
+  for (const char* g : {"range", "namespace", "raise_exception", "strftime_now", "dict"}) {
+    globals_->set(g, global(g));
+  }
+  auto top = std::make_shared<Scope>();
+  top->parent = globals_;
+  top->vars = std::move(vars);
+  std::string out;
+  exec(body, top, out);
+  // A macro's closure holds the scope that holds the macro: break the cycles.
+  top->vars.clear();
+  globals_->vars.clear();
+  return out;
+}
+
+Interp::Flow Interp::exec(const Body& body, const ScopePtr& scope, std::string& out) {
+  for (const auto& s : body) {
+    const Flow f = exec(*s, scope, out);
+    if (f != Flow::Normal) return f;
+  }
+  return Flow::Normal;
+}
+
+Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out) {
+  step();
+  at(s.line, s.column);
+  switch (s.kind) {
+    case Stmt::Kind::Text:
+      out += s.text;
+      check_size(out.size());
+      break;
+    case Stmt::Kind::Print: {
+      const Value v = eval(*s.expr, scope);
+      out += to_str(v);
+      check_size(out.size());
+      break;
+    }
+    case Stmt::Kind::If:
+      for (size_t i = 0; i < s.conds.size(); ++i) {
+        if (eval(*s.conds[i], scope).truthy()) return exec(s.bodies[i], scope, out);
+      }
+      return exec(s.else_body, scope, out);
+    case Stmt::Kind::For:
+      exec_for(s, scope, out);
+      break;
+    case Stmt::Kind::Set: {
+      Value v = eval(*s.expr, scope);
+      if (!s.attr.empty()) {
+        const Value* target = scope->find(s.targets[0]);
+        if (!target || !target->is(Value::Kind::Namespace)) {
+          fail("cannot assign attribute on non-namespace object");
+        }
+        target->dict_ref().set(s.attr, std::move(v));
+      } else if (s.targets.size() == 1) {
+        scope->set(s.targets[0], std::move(v));
+      } else {
+        const std::vector<Value> items = iterate(v);
+        if (items.size() != s.targets.size()) {
+          fail((items.size() > s.targets.size() ? "too many values to unpack (expected "
+                                                : "not enough values to unpack (expected ") +
+               std::to_string(s.targets.size()) + ")");
+        }
+        for (size_t i = 0; i < items.size(); ++i) scope->set(s.targets[i], items[i]);
+      }
+      break;
+    }
+    case Stmt::Kind::SetBlock: {
+      std::string text;
+      exec(s.body, scope, text);
+      scope->set(s.targets[0], Value::string(std::move(text)));
+      break;
+    }
+    case Stmt::Kind::Macro:
+      scope->set(s.name, define_macro(s, scope));
+      break;
+    case Stmt::Kind::Break:
+      return Flow::Break;
+    case Stmt::Kind::Continue:
+      return Flow::Continue;
+    case Stmt::Kind::Generation:
+      return exec(s.body, scope, out);
+  }
+  return Flow::Normal;
+}
+
+void Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string& out) {
+  std::vector<Value> items = iterate(eval(*s.expr, scope));
+  auto bind = [&](const ScopePtr& iter_scope, const Value& item) {
+    if (s.targets.size() == 1) {
+      iter_scope->set(s.targets[0], item);
+      return;
+    }
+    const std::vector<Value> parts = iterate(item);
+    if (parts.size() != s.targets.size()) {
+      fail((parts.size() > s.targets.size() ? "too many values to unpack (expected "
+                                            : "not enough values to unpack (expected ") +
+           std::to_string(s.targets.size()) + ", got " + std::to_string(parts.size()) + ")");
+    }
+    for (size_t i = 0; i < parts.size(); ++i) iter_scope->set(s.targets[i], parts[i]);
+  };
+  if (s.cond) {
+    // The loop filter runs first: loop.index and loop.length count the items it kept.
+    std::vector<Value> kept;
+    for (const Value& item : items) {
+      step();
+      auto fs = std::make_shared<Scope>();
+      fs->parent = scope;
+      bind(fs, item);
+      if (eval(*s.cond, fs).truthy()) kept.push_back(item);
+    }
+    items = std::move(kept);
+  }
+  const int64_t n = static_cast<int64_t>(items.size());
+  for (int64_t i = 0; i < n; ++i) {
+    step();
+    auto iter_scope = std::make_shared<Scope>();
+    iter_scope->parent = scope;
+    auto loop = std::make_shared<Dict>();
+    loop->set("index", Value::integer(i + 1));
+    loop->set("index0", Value::integer(i));
+    loop->set("revindex", Value::integer(n - i));
+    loop->set("revindex0", Value::integer(n - i - 1));
+    loop->set("first", Value::boolean(i == 0));
+    loop->set("last", Value::boolean(i == n - 1));
+    loop->set("length", Value::integer(n));
+    loop->set("depth", Value::integer(1));
+    loop->set("depth0", Value::integer(0));
+    if (i > 0) loop->set("previtem", items[static_cast<size_t>(i - 1)]);
+    if (i + 1 < n) loop->set("nextitem", items[static_cast<size_t>(i + 1)]);
+    loop->set("cycle", Value::callable("loop.cycle", [i](Interp&, CallArgs& a) {
+                if (a.pos.empty()) fail("no items for cycling given");
+                return a.pos[static_cast<size_t>(i) % a.pos.size()];
+              }));
+    iter_scope->set("loop", Value::dict(loop));
+    bind(iter_scope, items[static_cast<size_t>(i)]);
+    const Flow f = exec(s.body, iter_scope, out);
+    if (f == Flow::Break) break;
+  }
+  if (n == 0) exec(s.else_body, scope, out);
+}
+
+Value Interp::define_macro(const Stmt& s, const ScopePtr& scope) {
+  // The closure keeps the defining scope by weak reference: the scope holds the macro, and a
+  // macro lives no longer than the render that defined it.
+  std::weak_ptr<Scope> weak = scope;
+  const Stmt* def = &s;
+  return Value::callable(s.name, [weak, def](Interp& in, CallArgs& args) {
+    const ScopePtr parent = weak.lock();
+    if (!parent) fail("macro '" + def->name + "' called after its template finished");
+    if (args.pos.size() > def->params.size()) {
+      fail("macro '" + def->name + "' takes not more than " + std::to_string(def->params.size()) +
+           " argument(s)");
+    }
+    auto ms = std::make_shared<Scope>();
+    ms->parent = parent;
+    for (const auto& [k, v] : args.kw) {
+      bool known = false;
+      for (const auto& p : def->params) known = known || p == k;
+      if (!known) fail("macro '" + def->name + "' takes no keyword argument '" + k + "'");
+    }
+    for (size_t i = 0; i < def->params.size(); ++i) {
+      const std::string& p = def->params[i];
+      if (i < args.pos.size()) {
+        ms->set(p, args.pos[i]);
+      } else if (const Value* kv = args.kwarg(p)) {
+        ms->set(p, *kv);
+      } else if (def->defaults[i]) {
+        ms->set(p, in.eval(*def->defaults[i], ms));
+      } else {
+        ms->set(p, Value::undefined("parameter '" + p + "' was not provided"));
+      }
+    }
+    if (++in.call_depth_ > in.limits_.max_call_depth) {
+      fail("macro calls nested more than " + std::to_string(in.limits_.max_call_depth) +
+           " deep (endless recursion?)");
+    }
+    std::string out;
+    const int line = in.line_;
+    const int column = in.column_;
+    in.exec(def->body, ms, out);
+    --in.call_depth_;
+    in.at(line, column);
+    return Value::string(std::move(out));
+  });
+}
+
+Value Interp::call(const Value& callee, CallArgs& args) {
+  step();
+  if (callee.is_undefined()) callee.require_defined();
+  if (!callee.is(Value::Kind::Callable)) fail("'" + type_name(callee) + "' object is not callable");
+  return callee.fn().fn(*this, args);
+}
+
+Value Interp::eval(const Expr& e, const ScopePtr& scope) {
+  at(e.line, e.column);
+  switch (e.kind) {
+    case Expr::Kind::Literal:
+      return e.value;
+    case Expr::Kind::Name: {
+      if (const Value* v = scope->find(e.name)) return *v;
+      return Value::undefined("'" + e.name + "' is undefined");
+    }
+    case Expr::Kind::GetAttr:
+      return getattr(eval(*e.a, scope), e.name);
+    case Expr::Kind::GetItem: {
+      const Value obj = eval(*e.a, scope);
+      const Value key = eval(*e.b, scope);
+      at(e.line, e.column);
+      return getitem(obj, key);
+    }
+    case Expr::Kind::Slice: {
+      const Value obj = eval(*e.a, scope);
+      const Value start = e.b ? eval(*e.b, scope) : Value::none();
+      const Value stop = e.c ? eval(*e.c, scope) : Value::none();
+      const Value step_v = e.items[0] ? eval(*e.items[0], scope) : Value::none();
+      at(e.line, e.column);
+      return slice(obj, start, stop, step_v);
+    }
+    case Expr::Kind::Call: {
+      const Value callee = eval(*e.a, scope);
+      CallArgs args;
+      for (const Arg& a : e.args) {
+        if (a.name.empty()) {
+          args.pos.push_back(eval(*a.value, scope));
+        } else {
+          args.kw.emplace_back(a.name, eval(*a.value, scope));
+        }
+      }
+      at(e.line, e.column);
+      return call(callee, args);
+    }
+    case Expr::Kind::Filter:
+    case Expr::Kind::Test: {
+      const Value v = eval(*e.a, scope);
+      CallArgs args;
+      for (const Arg& a : e.args) {
+        if (a.name.empty()) {
+          args.pos.push_back(eval(*a.value, scope));
+        } else {
+          args.kw.emplace_back(a.name, eval(*a.value, scope));
+        }
+      }
+      at(e.line, e.column);
+      step();
+      if (e.kind == Expr::Kind::Filter) return filter(e.name, v, args);
+      return Value::boolean(test(e.name, v, args) != e.negated);
+    }
+    case Expr::Kind::Neg:
+    case Expr::Kind::Pos: {
+      const Value v = eval(*e.a, scope);
+      v.require_defined();
+      if (!v.is_number()) {
+        fail(std::string("bad operand type for unary ") + (e.kind == Expr::Kind::Neg ? "-" : "+") +
+             ": '" + type_name(v) + "'");
+      }
+      if (e.kind == Expr::Kind::Pos)
+        return v.is(Value::Kind::Bool) ? Value::integer(v.as_int()) : v;
+      if (v.is(Value::Kind::Float)) return Value::real(-v.as_float());
+      if (v.as_int() == std::numeric_limits<int64_t>::min()) fail("integer overflow");
+      return Value::integer(-v.as_int());
+    }
+    case Expr::Kind::Not:
+      return Value::boolean(!eval(*e.a, scope).truthy());
+    case Expr::Kind::And: {
+      Value a = eval(*e.a, scope);
+      if (!a.truthy()) return a;
+      return eval(*e.b, scope);
+    }
+    case Expr::Kind::Or: {
+      Value a = eval(*e.a, scope);
+      if (a.truthy()) return a;
+      return eval(*e.b, scope);
+    }
+    case Expr::Kind::Binary: {
+      const Value a = eval(*e.a, scope);
+      const Value b = eval(*e.b, scope);
+      at(e.line, e.column);
+      return binary(e.name, a, b);
+    }
+    case Expr::Kind::Compare: {
+      Value left = eval(*e.a, scope);
+      for (size_t i = 0; i < e.ops.size(); ++i) {
+        Value right = eval(*e.items[i], scope);
+        at(e.line, e.column);
+        const std::string& op = e.ops[i];
+        bool r;
+        if (op == "==") {
+          r = equal(left, right);
+        } else if (op == "!=") {
+          r = !equal(left, right);
+        } else if (op == "<") {
+          r = less(left, right);
+        } else if (op == ">") {
+          r = less(right, left);
+        } else if (op == "<=") {
+          r = less(left, right) || equal(left, right);
+        } else if (op == ">=") {
+          r = less(right, left) || equal(left, right);
+        } else if (op == "in") {
+          r = contains(right, left);
+        } else {
+          r = !contains(right, left);
+        }
+        if (!r) return Value::boolean(false);
+        left = std::move(right);
+      }
+      return Value::boolean(true);
+    }
+    case Expr::Kind::Cond:
+      if (eval(*e.a, scope).truthy()) return eval(*e.b, scope);
+      if (e.c) return eval(*e.c, scope);
+      return Value::undefined("the inline if-expression on line " + std::to_string(e.line) +
+                              " evaluated to false and no else section was defined.");
+    case Expr::Kind::ListLit:
+    case Expr::Kind::TupleLit: {
+      std::vector<Value> items;
+      items.reserve(e.items.size());
+      for (const auto& x : e.items) items.push_back(eval(*x, scope));
+      return Value::list(std::move(items), e.kind == Expr::Kind::TupleLit);
+    }
+    case Expr::Kind::DictLit: {
+      auto d = std::make_shared<Dict>();
+      for (size_t i = 0; i < e.keys.size(); ++i) {
+        const Value k = eval(*e.keys[i], scope);
+        if (!k.is_string()) fail("dict literal keys must be strings here, not " + type_name(k));
+        d->set(k.str(), eval(*e.items[i], scope));
+      }
+      return Value::dict(d);
+    }
+  }
+  return {};
+}
+
+Value Interp::getattr(const Value& obj, const std::string& name) {
+  obj.require_defined();
+  if (obj.is(Value::Kind::Namespace)) {
+    if (const Value* v = obj.dict_ref().find(name)) return *v;
+    return Value::undefined("'jinja2.utils.Namespace object' has no attribute '" + name + "'");
+  }
+  Value m = method(obj, name);
+  if (!m.is_undefined()) return m;
+  if (obj.is_dict()) {
+    if (const Value* v = obj.dict_ref().find(name)) return *v;
+  }
+  return Value::undefined("'" + type_repr(obj) + "' has no attribute '" + name + "'");
+}
+
+Value Interp::getitem(const Value& obj, const Value& key) {
+  obj.require_defined();
+  if (obj.is_dict() && key.is_string()) {
+    if (const Value* v = obj.dict_ref().find(key.str())) return *v;
+  } else if ((obj.is_list() || obj.is_string()) && key.is_int_like()) {
+    const bool is_list = obj.is_list();
+    std::vector<std::string_view> cps;
+    if (!is_list) cps = code_points(obj.str());
+    const int64_t n =
+        is_list ? static_cast<int64_t>(obj.list().items.size()) : static_cast<int64_t>(cps.size());
+    int64_t i = key.as_int();
+    if (i < 0) i += n;
+    if (i >= 0 && i < n) {
+      if (is_list) return obj.list().items[static_cast<size_t>(i)];
+      return Value::string(std::string(cps[static_cast<size_t>(i)]));
+    }
+    return Value::undefined("'" + type_repr(obj) + "' has no element " + repr(key));
+  } else if (obj.is_list() || obj.is_string() || obj.is_dict()) {
+    if (!key.is_string()) {
+      return Value::undefined("'" + type_repr(obj) + "' has no element " + repr(key));
+    }
+  }
+  if (key.is_string()) return getattr(obj, key.str());
+  return Value::undefined("'" + type_repr(obj) + "' has no element " + repr(key));
+}
+
+namespace {
+
+// Python's slice.indices(): clamps start/stop for a sequence of length n.
+void slice_indices(int64_t n, const Value& start_v, const Value& stop_v, int64_t step,
+                   int64_t& start, int64_t& stop) {
+  auto get = [](const Value& v, const char* what) {
+    if (!v.is_int_like()) {
+      fail(std::string("slice ") + what + " must be an integer or None, not " + type_name(v));
+    }
+    return v.as_int();
+  };
+  if (start_v.is_none() || start_v.is_undefined()) {
+    start = step < 0 ? n - 1 : 0;
+  } else {
+    start = get(start_v, "indices");
+    if (start < 0) {
+      start += n;
+      if (start < 0) start = step < 0 ? -1 : 0;
+    } else if (start >= n) {
+      start = step < 0 ? n - 1 : n;
+    }
+  }
+  if (stop_v.is_none() || stop_v.is_undefined()) {
+    stop = step < 0 ? -1 : n;
+  } else {
+    stop = get(stop_v, "indices");
+    if (stop < 0) {
+      stop += n;
+      if (stop < 0) stop = step < 0 ? -1 : 0;
+    } else if (stop >= n) {
+      stop = step < 0 ? n - 1 : n;
+    }
+  }
+}
+
+}  // namespace
+
+Value Interp::slice(const Value& obj, const Value& start_v, const Value& stop_v,
+                    const Value& step_v) {
+  obj.require_defined();
+  int64_t step = 1;
+  if (!step_v.is_none() && !step_v.is_undefined()) {
+    if (!step_v.is_int_like()) fail("slice indices must be integers or None");
+    step = step_v.as_int();
+    if (step == 0) fail("slice step cannot be zero");
+  }
+  if (!obj.is_list() && !obj.is_string())
+    fail("'" + type_name(obj) + "' object is not subscriptable");
+  std::vector<std::string_view> cps;
+  if (obj.is_string()) cps = code_points(obj.str());
+  const int64_t n = obj.is_list() ? static_cast<int64_t>(obj.list().items.size())
+                                  : static_cast<int64_t>(cps.size());
+  int64_t start = 0;
+  int64_t stop = 0;
+  slice_indices(n, start_v, stop_v, step, start, stop);
+  std::vector<Value> items;
+  std::string s;
+  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+    if (obj.is_list()) {
+      items.push_back(obj.list().items[static_cast<size_t>(i)]);
+    } else {
+      s += cps[static_cast<size_t>(i)];
+    }
+  }
+  if (obj.is_list()) return Value::list(std::move(items), obj.list().tuple);
+  return Value::string(std::move(s));
+}
+
+bool Interp::contains(const Value& container, const Value& item) {
+  switch (container.kind()) {
+    case Value::Kind::Undefined:
+      return false;
+    case Value::Kind::String:
+      item.require_defined();
+      if (!item.is_string()) {
+        fail("'in <string>' requires string as left operand, not " + type_name(item));
+      }
+      return container.str().find(item.str()) != std::string::npos;
+    case Value::Kind::List:
+      for (const Value& v : container.list().items) {
+        if (equal(v, item)) return true;
+      }
+      return false;
+    case Value::Kind::Dict:
+      return item.is_string() && container.dict_ref().find(item.str()) != nullptr;
+    default:
+      fail("argument of type '" + type_name(container) + "' is not iterable");
+  }
+}
+
+std::vector<Value> Interp::iterate(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::Undefined:
+      return {};
+    case Value::Kind::List:
+      return v.list().items;
+    case Value::Kind::Dict: {
+      std::vector<Value> keys;
+      for (const auto& kv : v.dict_ref().items) keys.push_back(Value::string(kv.first));
+      return keys;
+    }
+    case Value::Kind::String: {
+      std::vector<Value> chars;
+      for (std::string_view cp : code_points(v.str()))
+        chars.push_back(Value::string(std::string(cp)));
+      return chars;
+    }
+    default:
+      fail("'" + type_name(v) + "' object is not iterable");
+  }
+}
+
+namespace {
+
+int64_t checked(__int128 r) {
+  if (r > std::numeric_limits<int64_t>::max() || r < std::numeric_limits<int64_t>::min()) {
+    fail("integer overflow (beyond 64 bits)");
+  }
+  return static_cast<int64_t>(r);
+}
+
+int64_t floor_div(int64_t a, int64_t b) {
+  if (b == 0) fail("integer division or modulo by zero");
+  if (a == std::numeric_limits<int64_t>::min() && b == -1)
+    fail("integer overflow (beyond 64 bits)");
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+
+}  // namespace
+
+Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
+  if (op == "~") {
+    std::string s = to_str(a) + to_str(b);
+    check_size(s.size());
+    return Value::string(std::move(s));
+  }
+  a.require_defined();
+  b.require_defined();
+  using K = Value::Kind;
+  const bool nums = a.is_number() && b.is_number();
+  const bool fl = nums && (a.is(K::Float) || b.is(K::Float));
+  if (op == "+") {
+    if (nums) {
+      if (fl) return Value::real(a.as_float() + b.as_float());
+      return Value::integer(checked(static_cast<__int128>(a.as_int()) + b.as_int()));
+    }
+    if (a.is_string() && b.is_string()) {
+      check_size(a.str().size() + b.str().size());
+      return Value::string(a.str() + b.str());
+    }
+    if (a.is_list() && b.is_list() && a.list().tuple == b.list().tuple) {
+      std::vector<Value> items = a.list().items;
+      items.insert(items.end(), b.list().items.begin(), b.list().items.end());
+      return Value::list(std::move(items), a.list().tuple);
+    }
+    if (a.is_string() || a.is_list()) {
+      fail("can only concatenate " + type_name(a) + " (not \"" + type_name(b) + "\") to " +
+           type_name(a));
+    }
+  } else if (op == "-") {
+    if (nums) {
+      if (fl) return Value::real(a.as_float() - b.as_float());
+      return Value::integer(checked(static_cast<__int128>(a.as_int()) - b.as_int()));
+    }
+  } else if (op == "*") {
+    if (nums) {
+      if (fl) return Value::real(a.as_float() * b.as_float());
+      return Value::integer(checked(static_cast<__int128>(a.as_int()) * b.as_int()));
+    }
+    const Value* seq = a.is_int_like() ? &b : &a;
+    const Value* count = a.is_int_like() ? &a : &b;
+    if (count->is_int_like() && (seq->is_string() || seq->is_list())) {
+      const int64_t n = std::max<int64_t>(0, count->as_int());
+      const size_t unit = seq->is_string() ? seq->str().size() : seq->list().items.size() * 16;
+      if (unit > 0 && static_cast<uint64_t>(n) > limits_.max_string / unit)
+        check_size(limits_.max_string + 1);
+      if (seq->is_string()) {
+        std::string s;
+        for (int64_t i = 0; i < n; ++i) s += seq->str();
+        return Value::string(std::move(s));
+      }
+      std::vector<Value> items;
+      for (int64_t i = 0; i < n; ++i) {
+        items.insert(items.end(), seq->list().items.begin(), seq->list().items.end());
+      }
+      return Value::list(std::move(items), seq->list().tuple);
+    }
+  } else if (op == "/") {
+    if (nums) {
+      if (b.as_float() == 0) fail("division by zero");
+      return Value::real(a.as_float() / b.as_float());
+    }
+  } else if (op == "//") {
+    if (nums) {
+      if (fl) {
+        if (b.as_float() == 0) fail("float floor division by zero");
+        return Value::real(std::floor(a.as_float() / b.as_float()));
+      }
+      return Value::integer(floor_div(a.as_int(), b.as_int()));
+    }
+  } else if (op == "%") {
+    if (nums) {
+      if (fl) {
+        if (b.as_float() == 0) fail("float modulo");
+        double r = std::fmod(a.as_float(), b.as_float());
+        if (r != 0 && ((r < 0) != (b.as_float() < 0))) r += b.as_float();
+        return Value::real(r);
+      }
+      const int64_t q = floor_div(a.as_int(), b.as_int());
+      return Value::integer(a.as_int() - q * b.as_int());
+    }
+    if (a.is_string()) fail("unsupported construct 'printf-style string formatting (str % ...)'");
+  } else if (op == "**") {
+    if (nums) {
+      if (fl || b.as_int() < 0) return Value::real(std::pow(a.as_float(), b.as_float()));
+      __int128 r = 1;
+      const int64_t base = a.as_int();
+      for (int64_t i = 0; i < b.as_int(); ++i) {
+        r = checked(r * base);
+        if (base == 0 || base == 1) break;
+        step();
+      }
+      return Value::integer(static_cast<int64_t>(r));
+    }
+  }
+  fail("unsupported operand type(s) for " + op + ": '" + type_name(a) + "' and '" + type_name(b) +
+       "'");
+}
+
+}  // namespace qkv::chat

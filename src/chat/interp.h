@@ -1,0 +1,89 @@
+// Evaluator of the chat-template interpreter: walks the syntax tree with Jinja's scoping (a for
+// loop's body is a new scope each iteration; a macro sees the scope it was defined in, as it is
+// when called; `set` writes the innermost scope; namespace() objects are the way out) and Jinja's
+// Undefined (prints as "", is false, iterates as empty, fails when used further).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "chat/ast.h"
+#include "chat/value.h"
+
+namespace qkv::chat {
+
+struct Scope {
+  std::shared_ptr<Scope> parent;
+  std::vector<std::pair<std::string, Value>> vars;
+
+  const Value* find(std::string_view name) const;
+  void set(const std::string& name, Value v);
+};
+using ScopePtr = std::shared_ptr<Scope>;
+
+// Bounds that turn a runaway template into an error instead of a hang or an exhausted machine.
+struct Limits {
+  uint64_t max_steps = 100'000'000;     // statements, loop iterations and calls
+  size_t max_string = size_t{1} << 28;  // bytes in one string or the output (256 MiB)
+  int max_call_depth = 200;             // nested macro calls
+};
+
+class Interp {
+ public:
+  Interp(Limits limits, std::optional<int64_t> now) : limits_(limits), now_(now) {}
+
+  // Renders `body` with `vars` as the template's variables (over the globals).
+  std::string render(const Body& body, std::vector<std::pair<std::string, Value>> vars);
+
+  // Line and column of the expression or statement being evaluated (for error messages).
+  int line() const { return line_; }
+  int column() const { return column_; }
+
+  Value eval(const Expr& e, const ScopePtr& scope);
+
+  // Builtins (chat/builtins.cpp).
+  Value filter(const std::string& name, const Value& v, CallArgs& args);
+  bool test(const std::string& name, const Value& v, CallArgs& args);
+  Value global(std::string_view name);
+  Value method(const Value& obj, const std::string& name);  // undefined when none
+  std::string strftime(const std::string& format) const;
+
+  // obj.name and obj[key] as Jinja's sandboxed environment resolves them.
+  Value getattr(const Value& obj, const std::string& name);
+  Value getitem(const Value& obj, const Value& key);
+  std::vector<Value> iterate(const Value& v);
+  Value call(const Value& callee, CallArgs& args);
+
+  void step();
+  void check_size(size_t bytes) const;
+
+ private:
+  enum class Flow { Normal, Break, Continue };
+
+  Flow exec(const Body& body, const ScopePtr& scope, std::string& out);
+  Flow exec(const Stmt& s, const ScopePtr& scope, std::string& out);
+  void exec_for(const Stmt& s, const ScopePtr& scope, std::string& out);
+  Value define_macro(const Stmt& s, const ScopePtr& scope);
+  Value binary(const std::string& op, const Value& a, const Value& b);
+  Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
+  bool contains(const Value& container, const Value& item);
+  void at(int line, int column) {
+    line_ = line;
+    column_ = column;
+  }
+
+  Limits limits_;
+  std::optional<int64_t> now_;
+  uint64_t steps_ = 0;
+  int call_depth_ = 0;
+  int line_ = 0;
+  int column_ = 0;
+  ScopePtr globals_;
+};
+
+}  // namespace qkv::chat

@@ -1,0 +1,353 @@
+// Unit tests of the chat-template interpreter (src/chat). The expected strings of the rendering
+// tests are what Python Jinja2 3.1 renders for the same template under transformers' environment
+// (trim_blocks, lstrip_blocks, loopcontrols, tojson = json.dumps(ensure_ascii=False)), written
+// down here; chat_template_oracle_test.py compares whole model templates with jinja2 live.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "chat/interp.h"
+#include "chat/parser.h"
+#include "qkv/chat.h"
+
+namespace {
+
+// 2024-02-29 13:05:09, a leap day and a Thursday.
+constexpr int64_t kNow = 1709211909;
+
+std::string render(const std::string& source) {
+  qkv::ChatTemplateInputs in;
+  in.messages_json = R"([{"role": "system", "content": " Be brief. "},
+                         {"role": "user", "content": "Héllo, wörld"},
+                         {"role": "assistant", "content": "Hi!"}])";
+  in.variables_json = R"({"d": {"k": "v", "items": "key wins"}, "x": 1})";
+  in.bos_token = "<s>";
+  in.eos_token = "</s>";
+  in.now = kNow;
+  return qkv::render_chat_template(source, in);
+}
+
+// The error a template raises when rendered (or parsed).
+qkv::ChatTemplateError render_error(const std::string& source) {
+  try {
+    render(source);
+  } catch (const qkv::ChatTemplateError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error from: " << source;
+  return qkv::ChatTemplateError("", 0, 0, false);
+}
+
+TEST(ChatTemplate, Arithmetic) {
+  EXPECT_EQ(render("{{ 1 + 2 * 3 }}|{{ (1 + 2) * 3 }}|{{ 2 ** 3 ** 2 }}|{{ 7 // 2 }}|{{ -7 // 2 "
+                   "}}|{{ 7 % -3 }}|{{ -7 % 3 }}|{{ 7 / 2 }}|{{ 6 / 3 }}|{{ 1 - -1 }}"),
+            "7|9|64|3|-4|-2|2|3.5|2.0|2");
+  EXPECT_EQ(render("{{ 0.1 + 0.2 }}|{{ 1e16 }}|{{ 1.5e-5 }}|{{ 100.0 }}|{{ 2.5 * 2 }}|{{ 1_000 + 1 "
+                   "}}|{{ 10 / 4 }}|{{ 3 * 'ab' }}|{{ [1] * 3 }}"),
+            "0.30000000000000004|1e+16|1.5e-05|100.0|5.0|1001|2.5|ababab|[1, 1, 1]");
+  EXPECT_EQ(
+      render("{{ 'a' ~ 1 ~ none ~ true ~ undefined_var }}|{{ 'x' + 'y' }}|{{ [1, 2] + [3] }}"),
+      "a1NoneTrue|xy|[1, 2, 3]");
+}
+
+TEST(ChatTemplate, Comparisons) {
+  EXPECT_EQ(render("{{ 1 < 2 < 3 }}|{{ 1 < 3 < 2 }}|{{ 1 == 1.0 }}|{{ true == 1 }}|{{ 'a' != 'b' "
+                   "}}|{{ 'ab' < 'b' }}|{{ [1, 2] == [1, 2] }}|{{ (1, 2) == [1, 2] }}"),
+            "True|False|True|True|True|True|True|False");
+  EXPECT_EQ(render("{{ 'ell' in 'hello' }}|{{ 2 in [1, 2] }}|{{ 'k' in {'k': 1} }}|{{ 'z' not in "
+                   "'abc' }}|{{ 'x' in undefined_var }}"),
+            "True|True|True|True|False");
+  EXPECT_EQ(render("{{ none or 'd' }}|{{ 0 and 1 }}|{{ 'a' and 'b' }}|{{ not '' }}|{{ 'y' if 1 > 2 "
+                   "else 'n' }}|[{{ 'y' if false }}]"),
+            "d|0|b|True|n|[]");
+}
+
+TEST(ChatTemplate, Literals) {
+  EXPECT_EQ(render("{{ [1, 'a', none, true, 1.0] }}|{{ {'a': 1, 'b': [2]} }}|{{ (1,) }}|{{ () "
+                   "}}|{{ \"it's\" }}|{{ ['it\\'s', \"q\\\"\"] }}"),
+            "[1, 'a', None, True, 1.0]|{'a': 1, 'b': [2]}|(1,)|()|it's|[\"it's\", 'q\"']");
+  EXPECT_EQ(render("{{ 'tab\\there' }}|{{ 'nl\\nx' }}|{{ '\\u00e9\\x41' }}|{{ 'a' 'b' }}|{{ True "
+                   "}}|{{ None }}"),
+            "tab\there|nl\nx|éA|ab|True|None");
+}
+
+TEST(ChatTemplate, Subscripts) {
+  EXPECT_EQ(render("{{ 'hello'[1] }}|{{ 'hello'[-1] }}|{{ 'hello'[1:3] }}|{{ 'hello'[::-1] }}|{{ "
+                   "'héllo'[1:3] }}|{{ [1,2,3,4][1:] }}|{{ [1,2,3,4][:-1] }}|{{ [1,2,3,4][::2] "
+                   "}}|{{ [1,2,3][5:] }}"),
+            "e|o|el|olleh|él|[2, 3, 4]|[1, 2, 3]|[1, 3]|[]");
+  EXPECT_EQ(render("{{ messages[0].role }}|{{ messages[-1]['content'] }}|{{ messages[1:]|length "
+                   "}}|{{ messages[0].missing }}|{{ d.items is callable }}|{{ d['items'] }}"),
+            "system|Hi!|2||True|key wins");
+}
+
+TEST(ChatTemplate, Filters) {
+  EXPECT_EQ(render("{{ '  x y  '|trim }}|{{ 'xxaxx'|trim('x') }}|{{ 'Héllo'|length }}|{{ "
+                   "[1,2]|length }}|{{ {'a':1}|count }}|{{ 'abc'|upper }}|{{ 'ABC'|lower }}|{{ "
+                   "'hello world'|title }}|{{ 'hELLO'|capitalize }}"),
+            "x y|a|5|2|1|ABC|abc|Hello World|Hello");
+  EXPECT_EQ(render("{{ messages|map(attribute='role')|join(',') }}|{{ messages|selectattr('role', "
+                   "'equalto', 'user')|list|length }}|{{ messages|rejectattr('role', 'eq', "
+                   "'user')|map(attribute='role')|list }}"),
+            "system,user,assistant|1|['system', 'assistant']");
+  EXPECT_EQ(render("{{ [3, 1, 2]|sort }}|{{ ['b', 'A', 'c']|sort }}|{{ ['b', 'A', "
+                   "'c']|sort(reverse=true) }}|{{ [1, 2, 2, 1]|unique|list }}|{{ [1, 2, 3]|first "
+                   "}}|{{ [1, 2, 3]|last }}|{{ [1, 2, 3]|reverse|list }}|{{ 'abc'|reverse }}"),
+            "[1, 2, 3]|['A', 'b', 'c']|['c', 'b', 'A']|[1, 2]|1|3|[3, 2, 1]|cba");
+  EXPECT_EQ(render("{{ {'b': 1, 'A': 2}|dictsort }}|{{ {'b': 1, 'a': 2}|items|list }}|{{ "
+                   "undefined_var|default('dflt') }}|{{ ''|default('e', true) }}|{{ "
+                   "none|default('n') }}|{{ undefined_var|d('x') }}"),
+            "[('A', 2), ('b', 1)]|[('b', 1), ('a', 2)]|dflt|e|None|x");
+  EXPECT_EQ(render("{{ ['a', 'b']|join }}|{{ [1, 2]|join('-') }}|{{ 'a-b-a'|replace('a', 'x') "
+                   "}}|{{ 'aaa'|replace('a', 'b', 2) }}|{{ '3'|int + 1 }}|{{ '2.5'|float }}|{{ "
+                   "'x'|int }}|{{ -3|abs }}|{{ 2.567|round(2) }}|{{ 42|string ~ '!' }}"),
+            "ab|1-2|x-b-x|bba|4|2.5|0|3|2.57|42!");
+  EXPECT_EQ(render("{{ [1, 'x', none]|select|list }}|{{ ['a', 'b', 'code']|reject('equalto', "
+                   "'code')|list }}|{{ ['a', 'B']|map('upper')|list }}|{{ [1,2,3]|sum }}|{{ "
+                   "[3,1]|max }}|{{ [3,1]|min }}|{{ 'one two  three'|wordcount }}"),
+            "[1, 'x']|['a', 'b']|['A', 'B']|6|3|1|3");
+}
+
+TEST(ChatTemplate, Tojson) {
+  EXPECT_EQ(render("{{ {'k': 'v\"\\n\\u00e9<>&', 'n': [1, 2.5, true, none]}|tojson }}"),
+            "{\"k\": \"v\\\"\\né<>&\", \"n\": [1, 2.5, true, null]}");
+  EXPECT_EQ(render("{{ {'b': 1, 'a': {'c': []}}|tojson(indent=2) }}"),
+            "{\n  \"b\": 1,\n  \"a\": {\n    \"c\": []\n  }\n}");
+  EXPECT_EQ(render("{{ {'b': 1, 'a': 2}|tojson(sort_keys=true) }}|{{ [1, {'a': "
+                   "'b'}]|tojson(separators=(',', ':')) }}|{{ 'é'|tojson(ensure_ascii=true) }}|{{ "
+                   "{}|tojson(indent=4) }}"),
+            "{\"a\": 2, \"b\": 1}|[1,{\"a\":\"b\"}]|\"\\u00e9\"|{}");
+  EXPECT_EQ(render("{{ messages[1]|tojson }}"),
+            "{\"role\": \"user\", \"content\": \"Héllo, wörld\"}");
+}
+
+TEST(ChatTemplate, StringMethods) {
+  EXPECT_EQ(
+      render("{{ '  a b  '.strip() }}|{{ 'xxhixx'.strip('x') }}|{{ '\\n\\nhi\\n'.lstrip('\\n') "
+             "}}|{{ 'hi  \\n'.rstrip() }}|{{ 'a b  c '.split() }}|{{ 'a,b,,c'.split(',') }}|{{ "
+             "'a,b,c'.split(',', 1) }}|{{ 'a,b,c'.rsplit(',', 1) }}"),
+      "a b|hi|hi\n|hi|['a', 'b', 'c']|['a', 'b', '', 'c']|['a', 'b,c']|['a,b', 'c']");
+  EXPECT_EQ(
+      render(
+          "{{ 'hello'.startswith('he') }}|{{ 'hello'.endswith(('x', 'lo')) }}|{{ 'Hello'.upper() "
+          "}}|{{ 'Hello'.lower() }}|{{ 'a-b'.replace('-', '+') }}|{{ 'hello'.find('l') }}|{{ "
+          "'hello'.count('l') }}|{{ ', '.join(['a', 'b']) }}|{{ 'ab cd'.title() }}"),
+      "True|True|HELLO|hello|a+b|2|2|a, b|Ab Cd");
+  EXPECT_EQ(render("{{ '<think>r</think>\\n\\nanswer'.split('</think>')[-1].lstrip('\\n') }}|{{ "
+                   "d.get('k') }}|{{ d.get('missing') }}|{{ d.get('missing', 'fb') }}|{{ "
+                   "d.keys()|list }}|{{ d.values()|list }}"),
+            "answer|v|None|fb|['k', 'items']|['v', 'key wins']");
+}
+
+TEST(ChatTemplate, Tests) {
+  EXPECT_EQ(render("{{ x is defined }}|{{ undefined_var is defined }}|{{ undefined_var is "
+                   "undefined }}|{{ none is none }}|{{ 1 is number }}|{{ 1.0 is float }}|{{ true "
+                   "is boolean }}|{{ 1 is integer }}|{{ true is integer }}|{{ 'a' is string }}"),
+            "True|False|True|True|True|True|True|True|False|True");
+  EXPECT_EQ(render("{{ d is mapping }}|{{ [1] is iterable }}|{{ undefined_var is iterable }}|{{ "
+                   "'a' is sequence }}|{{ 3 is odd }}|{{ 4 is even }}|{{ 9 is divisibleby 3 }}|{{ "
+                   "9 is divisibleby(2) }}|{{ 'ab' is lower }}|{{ 1 is in [1, 2] }}|{{ false is "
+                   "false }}|{{ 0 is false }}|{{ none is not none }}"),
+            "True|True|True|True|True|True|True|False|True|True|True|False|False");
+}
+
+TEST(ChatTemplate, Whitespace) {
+  EXPECT_EQ(render("{% if true %}\n    yes\n{% endif %}\nafter"), "    yes\nafter");
+  EXPECT_EQ(render("  {% if true %}\n  x\n  {% endif %}\n"), "  x\n");
+  EXPECT_EQ(render("a  {%- if true -%}  b  {%- endif -%}  c"), "abc");
+  EXPECT_EQ(render("a\n  {%+ if true %}b{% endif %}\n"), "a\n  b");
+  EXPECT_EQ(render("{# comment #}\nx{#- c -#}  y"), "xy");
+  EXPECT_EQ(render("a {{- ' b ' -}} c"), "a b c");
+  EXPECT_EQ(render("line1\r\nline2\rline3\n\n"), "line1\nline2\nline3\n");
+  EXPECT_EQ(render("{% for m in messages %}\n  {{ m.role }}\n{% endfor %}"),
+            "  system\n  user\n  assistant\n");
+  EXPECT_EQ(render("x {% if true %} y {% endif %} z"), "x  y  z");
+}
+
+TEST(ChatTemplate, Loops) {
+  EXPECT_EQ(
+      render("{% for m in messages %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ "
+             "loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }};{% endfor %}"),
+      "1032TrueFalse3;2121FalseFalse3;3210FalseTrue3;");
+  EXPECT_EQ(render("{% for m in messages if m.role != 'system' %}{{ loop.index }}:{{ m.role }} {% "
+                   "endfor %}"),
+            "1:user 2:assistant ");
+  EXPECT_EQ(
+      render(
+          "{% for x in [] %}x{% else %}empty{% endfor %}|{% for x in [1, 2, 3, 4] %}{% if x == 2 "
+          "%}{% continue %}{% endif %}{% if x == 4 %}{% break %}{% endif %}{{ x }}{% endfor %}"),
+      "empty|13");
+  EXPECT_EQ(
+      render("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }} {% endfor %}|{% for k, v "
+             "in d|dictsort %}{{ k }}{% endfor %}|{% for c in 'ab' %}[{{ c }}]{% endfor %}"),
+      "a=1 b=2 |itemsk|[a][b]");
+  EXPECT_EQ(render("{% for x in [1, 2] %}{% if loop.first %}{% set y = 5 %}{% endif %}[{{ y }}]{% "
+                   "endfor %}|{% set z = 1 %}{% for x in [1] %}{% set z = 2 %}{% endfor %}{{ z }}"),
+            "[5][]|1");
+  EXPECT_EQ(render("{% set ns = namespace(n=0, s='') %}{% for x in [1, 2, 3] %}{% set ns.n = ns.n "
+                   "+ x %}{% set ns.s = ns.s ~ x %}{% endfor %}{{ ns.n }} {{ ns.s }}"),
+            "6 123");
+  EXPECT_EQ(render("{% for x in [1, 2, 3] %}{{ loop.previtem }}-{{ loop.nextitem }}/{{ "
+                   "loop.cycle('a', 'b') }} {% endfor %}|{% for i in range(3) %}{{ i }}{% endfor "
+                   "%}|{% for i in range(5, 0, -2) %}{{ i }}{% endfor %}"),
+            "-2/a 1-3/b 2-/a |012|531");
+  EXPECT_EQ(render("{% for a in [[1, 2], [3]] %}{% for b in a %}{{ loop.index }}{{ b }}{% endfor "
+                   "%}{{ loop.index }};{% endfor %}"),
+            "11221;132;");
+}
+
+TEST(ChatTemplate, SetAndMacros) {
+  EXPECT_EQ(render("{% set a, b = 1, 2 %}{{ a }}{{ b }}|{% set t %}block {{ 1 + 1 }}{% endset %}{{ "
+                   "t }}|{% set messages = messages[1:] %}{{ messages|length }}"),
+            "12|block 2|2");
+  EXPECT_EQ(render("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ "
+                   "greet('A') }} {{ greet('B', '?') }} {{ greet(punct='.', name='C') }}"),
+            "Hi A! Hi B? Hi C.");
+  EXPECT_EQ(render("{% macro outer(x) %}<{{ inner(x) }}>{% endmacro %}{% macro inner(x) %}{{ x * 2 "
+                   "}}{% endmacro %}{{ outer(4) }}"),
+            "<8>");
+  EXPECT_EQ(render("{% macro fact(n) %}{% if n <= 1 %}1{% else %}{{ n * fact(n - 1)|int }}{% endif "
+                   "%}{% endmacro %}{{ fact(5) }}"),
+            "120");
+  EXPECT_EQ(render("{% set g = 3 %}{% macro m() %}{{ g }}{% endmacro %}{% set g = 4 %}{{ m() }}|{% "
+                   "macro n(a) %}[{{ a }}]{% endmacro %}{{ n() }}"),
+            "4|[]");
+  EXPECT_EQ(render("{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%B %d, %Y %H:%M:%S %A %a %j %y "
+                   "%m') }}|{{ strftime_now('%-d/%-m') }}"),
+            "29 Feb 2024|February 29, 2024 13:05:09 Thursday Thu 060 24 02|29/2");
+}
+
+TEST(ChatTemplate, MessagesFromStructs) {
+  qkv::ChatTemplateInputs in;
+  in.messages = {{"system", "S"}, {"user", "U"}};
+  in.add_generation_prompt = true;
+  in.bos_token = "<s>";
+  EXPECT_EQ(
+      qkv::render_chat_template(
+          "{{ bos_token }}{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}"
+          "{% if add_generation_prompt %}>{% endif %}{{ tools is none }}{{ documents is none }}",
+          in),
+      "<s>[system:S][user:U]>TrueTrue");
+  // Extra variables override the defaults (tools) and add new ones.
+  in.variables_json = R"({"tools": [{"name": "t"}], "enable_thinking": false})";
+  EXPECT_EQ(qkv::render_chat_template("{{ tools[0].name }} {{ enable_thinking is false }}", in),
+            "t True");
+  // A template parsed once renders many times.
+  const qkv::ChatTemplate t("{{ messages|length }}");
+  EXPECT_EQ(t.render(in), "2");
+  in.messages.push_back({"assistant", "A"});
+  EXPECT_EQ(t.render(in), "3");
+}
+
+TEST(ChatTemplate, RaiseExceptionKeepsTheTemplatesMessage) {
+  const auto e = render_error(
+      "line 1\n{% if messages[0].role == 'system' %}\n"
+      "{{ raise_exception('System role not supported') }}\n{% endif %}");
+  EXPECT_TRUE(e.raised());
+  EXPECT_EQ(e.message(), "System role not supported");
+  EXPECT_EQ(e.line(), 3);
+  EXPECT_NE(std::string(e.what()).find("System role not supported"), std::string::npos);
+}
+
+TEST(ChatTemplate, SyntaxErrorsNameLineAndColumn) {
+  auto e = render_error("ok\n{% if x %}\nno end");
+  EXPECT_FALSE(e.raised());
+  EXPECT_NE(e.message().find("endif"), std::string::npos) << e.what();
+
+  e = render_error("a\nb {{ x + }}");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_EQ(e.column(), 10);  // the "}}" where an operand should be
+  EXPECT_NE(std::string(e.what()).find("line 2, column 10"), std::string::npos) << e.what();
+
+  e = render_error("{{ 'unterminated }}");
+  EXPECT_NE(e.message().find("unterminated string"), std::string::npos) << e.what();
+
+  e = render_error("\n\n{{ x }");
+  EXPECT_EQ(e.line(), 3);
+
+  e = render_error("{% for x in y %}{% endif %}");
+  EXPECT_NE(e.message().find("endif"), std::string::npos) << e.what();
+
+  e = render_error("{# never closed");
+  EXPECT_NE(e.message().find("comment"), std::string::npos) << e.what();
+
+  e = render_error("{{ (((1 }}");
+  EXPECT_EQ(e.line(), 1);
+}
+
+TEST(ChatTemplate, UnsupportedConstructsAreNamed) {
+  auto e = render_error("x\n\n{% include 'other.jinja' %}");
+  EXPECT_EQ(e.line(), 3);
+  EXPECT_NE(e.message().find("unsupported construct 'include'"), std::string::npos) << e.what();
+
+  // Unknown filters and tests are refused when parsed, even in a branch never taken.
+  e = render_error("{% if false %}\n{{ x | frobnicate }}\n{% endif %}");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_NE(e.message().find("unsupported filter 'frobnicate'"), std::string::npos) << e.what();
+  e = render_error("{{ x is prime }}");
+  EXPECT_NE(e.message().find("unsupported test 'prime'"), std::string::npos) << e.what();
+
+  e = render_error("{% for x in y recursive %}{% endfor %}");
+  EXPECT_NE(e.message().find("recursive"), std::string::npos) << e.what();
+  e = render_error("{{ '%s' % 1 }}");
+  EXPECT_NE(e.message().find("string formatting"), std::string::npos) << e.what();
+}
+
+TEST(ChatTemplate, RuntimeErrorsNameTheLine) {
+  // As Jinja: printing an undefined is "", using it further is an error naming it.
+  auto e = render_error("ok {{ nothing }}\n{{ nothing.attr }}");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_EQ(e.message(), "'nothing' is undefined");
+  e = render_error("{{ messages[0].missing.deeper }}");
+  EXPECT_EQ(e.message(), "'dict object' has no attribute 'missing'");
+  e = render_error("\n{{ 'a' + 1 }}");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_EQ(e.message(), "can only concatenate str (not \"int\") to str");
+  e = render_error("{{ 1 // 0 }}");
+  EXPECT_NE(e.message().find("division"), std::string::npos);
+  e = render_error("{% for i in range(100001) %}{% endfor %}");
+  EXPECT_NE(e.message().find("MAX_RANGE"), std::string::npos);
+  e = render_error("{% set x = 1 %}{% set x.y = 2 %}");
+  EXPECT_NE(e.message().find("non-namespace"), std::string::npos);
+  e = render_error("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}");
+  EXPECT_NE(e.message().find("takes not more than 1"), std::string::npos);
+  e = render_error("{{ {'a': 1}|tojson }}{{ undefined_var|tojson }}");
+  EXPECT_NE(e.message().find("not JSON serializable"), std::string::npos);
+  // Endless recursion stops with an error instead of exhausting the stack.
+  e = render_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}");
+  EXPECT_NE(e.message().find("nested"), std::string::npos) << e.what();
+}
+
+TEST(ChatTemplate, LimitsStopRunawayTemplates) {
+  const qkv::chat::Body body = qkv::chat::parse(
+      "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
+  qkv::chat::Limits limits;
+  limits.max_steps = 10000;
+  qkv::chat::Interp interp(limits, kNow);
+  EXPECT_THROW(interp.render(body, {}), qkv::chat::EvalError);
+
+  const qkv::chat::Body big = qkv::chat::parse("{{ 'x' * 100000 }}");
+  limits = qkv::chat::Limits{};
+  limits.max_string = 1000;
+  qkv::chat::Interp small(limits, kNow);
+  EXPECT_THROW(small.render(big, {}), qkv::chat::EvalError);
+}
+
+TEST(ChatTemplate, BadInputsAreRefusedByName) {
+  qkv::ChatTemplateInputs in;
+  in.messages_json = "{not json";
+  try {
+    qkv::render_chat_template("x", in);
+    FAIL() << "no error";
+  } catch (const qkv::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("messages"), std::string::npos) << e.what();
+  }
+  in.messages_json = R"({"role": "user"})";
+  EXPECT_THROW(qkv::render_chat_template("x", in), qkv::Error);
+  in.messages_json = "[]";
+  in.variables_json = "[1]";
+  EXPECT_THROW(qkv::render_chat_template("x", in), qkv::Error);
+  EXPECT_THROW(qkv::ChatTemplate("\xff{{ x }}"), qkv::ChatTemplateError);
+}
+
+}  // namespace
