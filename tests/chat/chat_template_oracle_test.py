@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`qkv template` against Python Jinja2 configured as Hugging Face transformers configures it.
 
-usage: chat_template_oracle_test.py QKV_BINARY SHARED_DIR     (exit 77 = skipped)
+usage: chat_template_oracle_test.py QKV_BINARY SHARED_DIR
+(exit 77 = skipped: ../shared or python3-jinja2 absent; a failure under QKV_REQUIRE_SHARED)
 
 Every template in SHARED_DIR/chat-templates is rendered for every conversation below, with
 add_generation_prompt off and on, by jinja2 (ImmutableSandboxedEnvironment with trim_blocks,
@@ -20,6 +21,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
 
 NOW = datetime.datetime(2026, 12, 6)
 BOS, EOS = "<|bos|>", "<|eos|>"
@@ -143,13 +147,16 @@ def main():
     qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     templates = sorted((shared / "chat-templates").glob("*.jinja"))
     if not templates:
-        print(f"skipped: {shared / 'chat-templates'} is absent or empty")
-        return 77
+        return shared_data.missing(shared / "chat-templates", "chat templates")
     try:
         import jinja2
         import jinja2.ext
         import jinja2.sandbox  # noqa: F401
     except ImportError:
+        # CI installs it (.ci/packages.txt): there the oracle's absence is a failure.
+        if shared_data.shared_required():
+            print("FAILED: python3-jinja2 (the oracle) is not installed")
+            return 1
         print("skipped: python3-jinja2 (the oracle) is not installed")
         return 77
     env = make_env(jinja2)
