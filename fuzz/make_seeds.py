@@ -34,7 +34,7 @@ def arr(elem_type, items):
 
 
 def main():
-    for d in ["gguf", "safetensors", "llama2c", "tokenizer_json", "encode", "chat_template"]:
+    for d in ["gguf", "safetensors", "llama2c", "tokenizer_json", "encode", "chat_template", "hf_config"]:
         (ROOT / d).mkdir(parents=True, exist_ok=True)
     tokens = ["<unk>", "<s>", "</s>", "\u2581", "a", "b", "\u2581a", "ab", "<0x41>", "c"]
     kvs = [
@@ -86,6 +86,21 @@ def main():
           "normalizer": {"type": "BertNormalizer", "lowercase": True, "strip_accents": None},
           "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "[CLS]"}}, {"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "[SEP]"}}]}}
     (ROOT / "tokenizer_json" / "wordpiece.json").write_text(json.dumps(wp))
+
+    configs = {
+        "gpt2": {"model_type": "gpt2", "vocab_size": 5, "n_embd": 8, "n_layer": 1, "n_head": 2,
+                 "n_positions": 16, "n_inner": None, "layer_norm_epsilon": 1e-5,
+                 "activation_function": "gelu_new", "tie_word_embeddings": True},
+        "llama": {"model_type": "llama", "vocab_size": 5, "hidden_size": 8, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 16,
+                  "intermediate_size": 16, "hidden_act": "silu", "rms_norm_eps": 1e-6,
+                  "rope_theta": 10000.0, "rope_scaling": {"rope_type": "default"}},
+        "bert": {"model_type": "bert", "vocab_size": 5, "hidden_size": 8, "num_hidden_layers": 1,
+                 "num_attention_heads": 2, "max_position_embeddings": 16, "intermediate_size": 16,
+                 "hidden_act": "gelu", "layer_norm_eps": 1e-12, "type_vocab_size": 2},
+    }
+    for name, cfg in configs.items():
+        (ROOT / "hf_config" / f"{name}.json").write_text(json.dumps(cfg))
 
     for i, text in enumerate(["Hello world", " ab  ab\n\t", "caf\u00e9 \u4f60\u597d \U0001F999", "<s>a</s>", "'s 've 123"]):
         (ROOT / "encode" / f"text{i}.txt").write_bytes(text.encode())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Bounded libFuzzer run of the model-file and tokenizer parsers and the chat-template interpreter
-# (ASan + UBSan), for CI:
-#   scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 45 s; all six targets)
+# Bounded libFuzzer run of the model-file, config.json and tokenizer parsers and the chat-template
+# interpreter (ASan + UBSan), for CI:
+#   scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 45 s; all seven targets)
 # Builds fuzz/ with clang in build/fuzz, runs each target on a copy of its seed corpus
 # (fuzz/corpus/<target>) for the given time, and fails on the first crash, leak or UB report.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-45}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(gguf safetensors llama2c tokenizer_json encode chat_template)
+[[ ${#targets[@]} -gt 0 ]] || targets=(gguf safetensors llama2c tokenizer_json encode chat_template hf_config)
 cxx="$(command -v clang++-14 || command -v clang++ || true)"
 if [[ -z "$cxx" ]]; then
   echo "fuzz.sh: clang++ not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2

@@ -10,6 +10,7 @@
 #include <memory>
 #include <unordered_set>
 
+#include "core/file_io.h"
 #include "formats/gguf_internal.h"
 #include "formats/mapped_file.h"
 
@@ -447,10 +448,7 @@ std::vector<std::byte> GgufWriter::to_bytes() const {
 
 void GgufWriter::write(const std::string& path) const {
   const std::vector<std::byte> bytes = to_bytes();
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) core::throw_error(path, ": cannot open for writing");
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!f) core::throw_error(path, ": write failed");
+  core::write_output_file(path, std::span<const std::byte>(bytes));
 }
 
 GgufWriter gguf_writer_from(const ModelFile& m) {
@@ -495,34 +493,19 @@ void write_gguf_streaming(const std::string& path, const Metadata& metadata,
   // Like GgufWriter (and gguf-py): no padding at all when there is no tensor data.
   if (!tensors.empty()) pad_to(header, alignment);
 
-  const std::string part = path + ".part";
-  std::ofstream f(part, std::ios::binary | std::ios::trunc);
-  if (!f) core::throw_error(part, ": cannot open for writing");
-  auto write = [&](const std::byte* p, uint64_t n) {
-    f.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n));
-    if (!f) core::throw_error(part, ": write failed (disk full?)");
-  };
-  try {
-    write(header.data(), header.size());
-    std::vector<std::byte> buf(static_cast<size_t>(padded(largest, alignment)));
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      fill(i, std::span<std::byte>(buf.data(), static_cast<size_t>(sizes[i])));
-      const uint64_t n = padded(sizes[i], alignment);
-      std::fill(buf.begin() + static_cast<std::ptrdiff_t>(sizes[i]),
-                buf.begin() + static_cast<std::ptrdiff_t>(n), std::byte{0});
-      write(buf.data(), n);
-    }
-    f.close();
-    if (!f) core::throw_error(part, ": write failed when closing");
-    std::error_code ec;
-    std::filesystem::rename(part, path, ec);
-    if (ec) core::throw_error(part, ": cannot rename to ", path, ": ", ec.message());
-  } catch (...) {
-    f.close();
-    std::error_code ec;
-    std::filesystem::remove(part, ec);
-    throw;
+  // Written to a temporary file and renamed (or directly to a device or FIFO); an exception from
+  // `fill` or a failed write leaves `path` as it was.
+  core::OutputFile f(path);
+  f.write(header.data(), header.size());
+  std::vector<std::byte> buf(static_cast<size_t>(padded(largest, alignment)));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    fill(i, std::span<std::byte>(buf.data(), static_cast<size_t>(sizes[i])));
+    const uint64_t n = padded(sizes[i], alignment);
+    std::fill(buf.begin() + static_cast<std::ptrdiff_t>(sizes[i]),
+              buf.begin() + static_cast<std::ptrdiff_t>(n), std::byte{0});
+    f.write(buf.data(), n);
   }
+  f.commit();
 }
 
 }  // namespace qkv

@@ -55,8 +55,7 @@ struct ConfigReader {
 
 namespace {
 
-ModelConfig read_hf_config_checked(const std::string& path) {
-  const json j = formats::read_json_file(path);
+ModelConfig hf_config_from_json(const json& j, const std::string& path) {
   if (!j.is_object()) core::throw_error(path, ": expected a JSON object, found ", j.type_name());
   ConfigReader r{j, path};
   ModelConfig c;
@@ -122,7 +121,13 @@ ModelConfig read_hf_config_checked(const std::string& path) {
 }  // namespace
 
 ModelConfig read_hf_config(const std::string& path) {
-  return formats::with_json_errors(path, [&] { return read_hf_config_checked(path); });
+  return formats::with_json_errors(
+      path, [&] { return hf_config_from_json(formats::read_json_file(path), path); });
+}
+
+ModelConfig formats::parse_hf_config(std::string_view text, const std::string& name) {
+  return formats::with_json_errors(
+      name, [&] { return hf_config_from_json(formats::parse_json_text(text, name), name); });
 }
 
 ModelFile read_hf_folder(const std::string& dir) {

@@ -10,15 +10,18 @@
 #include <limits>
 #include <utility>
 
+#include "core/file_io.h"
+
 namespace qkv {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) core::throw_error(path, ": cannot open: ", std::strerror(errno));
+  // Refuses a FIFO, directory or device by name without blocking on it.
+  const int fd = core::open_input_file(path);
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
     ::close(fd);
-    core::throw_error(path, ": not a regular file");
+    core::throw_error(path, ": cannot read its file status: ", std::strerror(err));
   }
   size_ = static_cast<uint64_t>(st.st_size);
   if (size_ > 0) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/file_io.h"
 #include "formats/formats_internal.h"
 #include "formats/gguf_internal.h"
 #include "formats/mapped_file.h"
@@ -40,13 +41,61 @@ int64_t json_uint(const json& j, const std::string& file, const std::string& fie
   return static_cast<int64_t>(v);
 }
 
+// The format's layout rule: the tensors, in offset order, tile the data section exactly, from
+// offset 0 to its last byte, with no gap. A file that breaks it was cut, padded or written with a
+// wrong header length, and reading it anyway shifts every tensor (a silent wrong answer).
+void check_contiguous(const std::string& path, std::vector<TensorInfo*> tensors,
+                      uint64_t data_begin, uint64_t file_size) {
+  std::sort(tensors.begin(), tensors.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->offset != b->offset ? a->offset < b->offset : a->n_bytes < b->n_bytes;
+  });
+  uint64_t end = 0;  // relative to data_begin
+  for (const TensorInfo* t : tensors) {
+    const uint64_t begin = t->offset - data_begin;
+    if (begin != end) {
+      core::throw_error(path, ": tensor '", t->name, "' data_offsets begin at ", begin,
+                        ": expected ", end, " (the tensors' data must follow each other from ",
+                        "offset 0 without gaps)");
+    }
+    end = begin + t->n_bytes;
+  }
+  const uint64_t data_size = file_size - data_begin;
+  if (data_size != end) {
+    core::throw_error(path, ": data section of ", data_size, " bytes: expected ", end,
+                      " bytes, the end of the last tensor (a wrong header length, or a truncated ",
+                      "or padded file)");
+  }
+}
+
 }  // namespace
+
+std::string json_reason(std::string_view what) {
+  if (!what.empty() && what.front() == '[') {
+    if (const size_t end = what.find("] "); end != std::string_view::npos)
+      what.remove_prefix(end + 2);
+  }
+  return std::string(what);
+}
 
 json parse_json_text(std::string_view text, const std::string& file) {
   try {
     return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    // Where, as line and column of the file, and why, without nlohmann's exception id.
+    const size_t at = std::min<size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i < at; ++i) {
+      column = text[i] == '\n' ? 1 : column + 1;
+      line += text[i] == '\n';
+    }
+    std::string why = json_reason(e.what());
+    if (const size_t colon = why.find(": ");
+        why.rfind("parse error", 0) == 0 && colon != std::string::npos) {
+      why.erase(0, colon + 2);
+    }
+    core::throw_error(file, ": invalid JSON at line ", line, ", column ", column, ": ", why);
   } catch (const json::exception& e) {
-    core::throw_error(file, ": invalid JSON: ", e.what());
+    core::throw_error(file, ": invalid JSON: ", json_reason(e.what()));
   }
 }
 
@@ -68,9 +117,16 @@ void parse_safetensors_checked(ModelFile& m, const std::string& path,
                       std::min<uint64_t>(r.remaining(), kMaxHeader), " bytes, found ", n,
                       " (not a safetensors file, or truncated)");
   }
-  const json header = parse_json_text(r.read_bytes(n, "header"), path);
+  const std::string_view text = r.read_bytes(n, "header");
+  const json header = parse_json_text(text, path);
   if (!header.is_object()) {
     core::throw_error(path, ": header: expected a JSON object, found ", header.type_name());
+  }
+  // The header's first byte is '{' (the reference implementation's rule, no leading blanks), so
+  // a header length a few bytes off is caught here or by check_contiguous's size check.
+  if (text.front() != '{') {
+    core::throw_error(path, ": header: expected '{' right after the 8-byte length, found ",
+                      json(std::string(1, text.front())).dump(), " (a wrong header length)");
   }
   const uint64_t data_begin = 8 + n;
   std::vector<TensorInfo*> ptrs;
@@ -137,6 +193,7 @@ void parse_safetensors_checked(ModelFile& m, const std::string& path,
   }
   for (size_t i = first; i < m.tensors.size(); ++i) ptrs.push_back(&m.tensors[i]);
   validate_tensor_layout(path, ptrs, data_begin, map->size(), 0);
+  check_contiguous(path, ptrs, data_begin, map->size());
   for (size_t i = first; i < m.tensors.size(); ++i) {
     m.tensors[i].data = map->data() + m.tensors[i].offset;
   }
@@ -240,15 +297,12 @@ void write_safetensors(const std::string& path,
   }
   std::string text = header.dump();
   text.resize((text.size() + 7) / 8 * 8, ' ');  // data starts 8-byte aligned
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) core::throw_error(path, ": cannot open for writing");
+  core::OutputFile f(path);
   const uint64_t n = text.size();
-  f.write(reinterpret_cast<const char*>(&n), 8);
-  f.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const TensorInfo& t : tensors) {
-    f.write(reinterpret_cast<const char*>(t.data), static_cast<std::streamsize>(t.n_bytes));
-  }
-  if (!f) core::throw_error(path, ": write failed");
+  f.write(&n, 8);
+  f.write(text);
+  for (const TensorInfo& t : tensors) f.write(t.data, t.n_bytes);
+  f.commit();
 }
 
 }  // namespace qkv

@@ -1,8 +1,10 @@
 // TokenizerSpec from GGUF metadata, HF tokenizer.json / vocab files and llama2.c tokenizer.bin.
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <unordered_map>
 
+#include "core/file_io.h"
 #include "formats/formats_internal.h"
 #include "formats/gguf_internal.h"
 #include "formats/mapped_file.h"
@@ -196,6 +198,32 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
 
 namespace {
 
+// The pre-tokenizers qkv's tokenizers implement (a Sequence of them too). Another one changes how
+// text is split before the model sees it, so ignoring it would give other ids than the reference:
+// refused by name.
+void check_pre_tokenizer(const json& pre, const std::string& f, const std::string& where) {
+  if (pre.is_null()) return;
+  if (!pre.is_object() || !pre.contains("type") || !pre["type"].is_string()) {
+    core::throw_error(f, ": ", where, ": expected an object with a \"type\", found ",
+                      pre.dump().substr(0, 60));
+  }
+  const std::string type = pre["type"].get<std::string>();
+  if (type == "Sequence") {
+    const json& list = pre.contains("pretokenizers") ? pre["pretokenizers"] : json();
+    if (!list.is_array()) core::throw_error(f, ": ", where, ".pretokenizers: expected an array");
+    for (size_t i = 0; i < list.size(); ++i) {
+      check_pre_tokenizer(list[i], f, core::concat(where, ".pretokenizers[", i, "]"));
+    }
+    return;
+  }
+  for (const char* known : {"ByteLevel", "Split", "Metaspace", "BertPreTokenizer"}) {
+    if (type == known) return;
+  }
+  core::throw_error(f, ": ", where, ".type \"", formats::printable(type),
+                    "\" is not supported (it changes how the text is split; qkv implements ",
+                    "ByteLevel, Split, Metaspace and BertPreTokenizer)");
+}
+
 // The id of the token named by `name` (a JSON string), -1 when it is not one or not a token.
 int32_t json_token_id(const TokenizerSpec& s, const json& name) {
   return name.is_string() ? find_token(s.tokens, name.get<std::string>()) : -1;
@@ -206,6 +234,7 @@ void read_json_model_type(const json& j, const json& model, const std::string& f
                           TokenizerSpec& s) {
   const std::string type = model["type"].get<std::string>();
   const json& pre = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : json();
+  check_pre_tokenizer(pre, f, "pre_tokenizer");
   const bool byte_level = pre.dump().find("\"ByteLevel\"") != std::string::npos;
   if (type == "BPE") {
     s.model = byte_level ? Model::byte_bpe : Model::spm_bpe;
@@ -450,8 +479,7 @@ TokenizerSpec read_llama2c_tokenizer(const std::string& path, int64_t n_vocab) {
 }
 
 TokenizerSpec read_wordpiece_vocab(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) core::throw_error(path, ": cannot open");
+  std::istringstream in(core::read_input_file(path));
   TokenizerSpec s;
   s.model = Model::wordpiece;
   std::string line;
@@ -477,8 +505,7 @@ TokenizerSpec read_gpt2_vocab(const std::string& vocab_json, const std::string& 
   const json vocab = formats::read_json_file(vocab_json);
   json tj = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}},
              {"pre_tokenizer", {{"type", "ByteLevel"}}}};
-  std::ifstream in(merges_txt, std::ios::binary);
-  if (!in) core::throw_error(merges_txt, ": cannot open");
+  std::istringstream in(core::read_input_file(merges_txt));
   std::string line;
   while (std::getline(in, line)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();

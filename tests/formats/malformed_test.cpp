@@ -197,7 +197,28 @@ TEST(MalformedSafetensors, HeaderErrors) {
   patch<uint64_t>(bytes, 0, 1ull << 50);
   p = write("len.safetensors", bytes);
   expect_error([&] { qkv::read_safetensors(p); }, {p, "header length", "expected at most"});
+  // The data section must be tiled exactly: a header length one byte short (the padding's last
+  // blank dropped) used to shift every tensor by one byte and go unnoticed.
+  {
+    const std::string padded = ok + "      ";
+    auto b = safetensors_bytes(padded, 16);
+    p = write("pad.safetensors", b);
+    EXPECT_NO_THROW(qkv::read_safetensors(p));
+    patch<uint64_t>(b, 0, padded.size() - 1);
+    p = write("short.safetensors", b);
+    expect_error([&] { qkv::read_safetensors(p); }, {p, "data section of 17 bytes", "expected 16"});
+    patch<uint64_t>(b, 0, padded.size() + 1);
+    p = write("long.safetensors", b);
+    expect_error([&] { qkv::read_safetensors(p); }, {p, "expected inside the data section"});
+    p = write("extra.safetensors", safetensors_bytes(ok, 20));
+    expect_error([&] { qkv::read_safetensors(p); }, {p, "data section of 20 bytes", "expected 16"});
+  }
   const std::pair<std::string, std::vector<std::string>> cases[] = {
+      {R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+           "b": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}})",
+       {"tensor 'b' data_offsets begin at 12", "expected 8", "without gaps"}},
+      {R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
+       {"tensor 'w' data_offsets begin at 8", "expected 0"}},
       {R"({"w": {"dtype": "F64", "shape": [2], "data_offsets": [0, 16]}})",
        {"tensor 'w' dtype", "expected F32, F16, BF16 or I32", "found F64"}},
       {R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})",
@@ -307,7 +328,7 @@ TEST(MalformedTokenizer, TokenizerJson) {
       {R"({"model": {"type": {"a": 0}}})", {"model.type", "expected a string"}},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}},
            "added_tokens": [{"id": 0, "content": "a", "special": "yes"}]})",
-       {"unexpected JSON content", "type must be boolean"}},
+       {"unexpected JSON type", "type must be boolean"}},
   };
   for (const auto& [text, parts] : cases) {
     try {
