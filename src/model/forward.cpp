@@ -4,7 +4,9 @@
 //   encoder (BERT):          embed -> LayerNorm -> [q,k,v -> attention -> o -> residual -> LN
 //                            -> MLP -> residual -> LN] x n_layer (-> pooler)
 // Every intermediate is offered to the observer under the names listed in qkv/observer.h.
+#include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -120,6 +122,25 @@ void embed_rows(const Model::Impl& m, std::span<const int32_t> tokens, int64_t p
   }
 }
 
+// Non-finite activations are an error naming where they first appear, never a silent answer (NaN
+// logits made the sampler emit token 0 forever). Checked on the embeddings, on each layer's output
+// and on the logits: one pass over [rows, width] floats, small beside a layer's matrix products.
+void check_finite(const Model::Impl& m, const float* x, int64_t rows, int64_t width, int64_t pos0,
+                  int layer, const char* what) {
+  const int64_t count = rows * width;
+  uint32_t bad = 0;  // an exponent of all ones is an infinity or a NaN
+  for (int64_t i = 0; i < count; ++i) {
+    bad |= static_cast<uint32_t>((std::bit_cast<uint32_t>(x[i]) & 0x7f800000u) == 0x7f800000u);
+  }
+  if (bad == 0) return;
+  int64_t i = 0;
+  while (std::isfinite(x[i])) ++i;
+  const std::string where = layer >= 0 ? core::concat("layer ", layer, "'s ", what) : what;
+  core::throw_error(m.file.path, ": non-finite value (", x[i], ") in ", where, " at position ",
+                    pos0 + i / width, ", first seen there (what came before was finite): the ",
+                    "model's weights or hyper-parameters (norm epsilon, RoPE base) are broken");
+}
+
 void check_tokens(const Model::Impl& m, std::span<const int32_t> tokens) {
   if (tokens.empty()) core::throw_invalid("forward: no tokens");
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -184,10 +205,9 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   const int64_t pos0 = cache.n_past();
   if (pos0 + n > cache.n_ctx()) {
     core::throw_error("context full: ", pos0, " tokens in the cache + ", n, " new = ", pos0 + n,
-                      " > n_ctx ", cache.n_ctx(),
-                      "; raise the context (SessionOptions::n_ctx, qkv --ctx N; this model was "
-                      "trained with ",
-                      c.n_ctx, ")");
+                      " > the context length of ", cache.n_ctx(),
+                      " tokens; raise the context length (this model was trained with ", c.n_ctx,
+                      ")");
   }
   if (m.pos_embd.data && pos0 + n > m.pos_embd.n_out) {
     core::throw_error("context full: position ", pos0 + n - 1, " is past the ", m.pos_embd.n_out,
@@ -210,6 +230,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   Timer timer(times);
 
   embed_rows(m, tokens, pos0, x);
+  check_finite(m, x, n, d, pos0, -1, "token embeddings");
   emit("embed", -1, x, d);
   timer.charge(&ForwardTimes::other);
 
@@ -275,6 +296,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     timer.charge(&ForwardTimes::linear);
     emit("ffn_out", layer, proj, d);
     add_inplace(x, proj, n * d);
+    check_finite(m, x, n, d, pos0, layer, "output");
     emit("layer_out", layer, x, d);
     timer.charge(&ForwardTimes::other);
   }
@@ -289,6 +311,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   timer.charge(&ForwardTimes::other);
   logits.resize(static_cast<size_t>(rows * c.n_vocab));
   m.lm_head.forward(head_in, rows, d, logits.data(), c.n_vocab, threads);
+  check_finite(m, logits.data(), rows, c.n_vocab, pos0 + n - rows, -1, "logits");
   timer.charge(&ForwardTimes::linear);
   emit("logits", -1, logits.data(), c.n_vocab, rows, pos0 + n - rows);
   cache.set_n_past(pos0 + n);
@@ -343,6 +366,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
     }
   }
   norm(m, x, n, m.embd_norm, x, threads);
+  check_finite(m, x, n, d, 0, -1, "token embeddings");
   emit("embed", -1, x, d);
   timer.charge(&ForwardTimes::other);
   for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -382,6 +406,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
     emit("ffn_out", layer, proj, d);
     add_inplace(x, proj, n * d);
     norm(m, x, n, L.ffn_out_norm, x, threads);
+    check_finite(m, x, n, d, 0, layer, "output");
     emit("layer_out", layer, x, d);
     timer.charge(&ForwardTimes::other);
   }
@@ -389,6 +414,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
     pooled->resize(static_cast<size_t>(d));
     m.pooler.forward(x, 1, d, pooled->data(), d, threads);
     tanh_inplace(pooled->data(), d);
+    check_finite(m, pooled->data(), 1, d, 0, -1, "pooled output");
     emit("pooled", -1, pooled->data(), d, 1, 0);
   }
   timer.charge(&ForwardTimes::other);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <sstream>
+#include <unordered_set>
 
 #include "core/error.h"
 #include "model/model_impl.h"
@@ -72,6 +73,60 @@ void check_config(const ModelFile& f, const ModelConfig& c) {
   }
 }
 
+// The floating-point hyper-parameters, once defaults are filled in. A NaN, infinite, zero or
+// negative epsilon or RoPE base passes every later step and turns the logits into NaN, which the
+// sampler would read as token 0 forever: refused here, by name.
+void check_float_config(const ModelFile& f, const ModelConfig& c, bool rope) {
+  if (!std::isfinite(c.norm_eps) || c.norm_eps <= 0 || c.norm_eps > 1) {
+    core::throw_error(f.path, ": hyper-parameter norm epsilon: expected a finite number in ",
+                      "(0, 1], found ", c.norm_eps);
+  }
+  if (rope && (!std::isfinite(c.rope_theta) || c.rope_theta <= 1)) {
+    core::throw_error(f.path, ": hyper-parameter RoPE base (rope_theta / rope.freq_base): ",
+                      "expected a finite number > 1, found ", c.rope_theta);
+  }
+}
+
+// The epsilon and RoPE keys as the file states them: an explicit 0 (which the readers cannot tell
+// from "absent") or a NaN is refused naming the key, before any default is filled in.
+void check_float_keys(const ModelFile& f) {
+  const std::string a = f.config.architecture + ".";
+  const std::pair<std::string, double> keys[] = {{a + "attention.layer_norm_epsilon", 0.0},
+                                                 {a + "attention.layer_norm_rms_epsilon", 0.0},
+                                                 {a + "rope.freq_base", 1.0},
+                                                 {"config.layer_norm_epsilon", 0.0},
+                                                 {"config.layer_norm_eps", 0.0},
+                                                 {"config.rms_norm_eps", 0.0},
+                                                 {"config.rope_theta", 1.0}};
+  for (const auto& [key, above] : keys) {
+    const MetaValue* v = f.metadata.find(key);
+    if (v == nullptr) continue;
+    const double x = v->as_float(f.path + ": " + key);
+    if (!std::isfinite(x) || x <= above) {
+      core::throw_error(f.path, ": ", key, ": expected a finite number > ", above, ", found ", x);
+    }
+  }
+}
+
+// Tensors in files that are not weights of the model, kept by the tools that wrote them: buffers
+// HF checkpoints store (GPT-2's causal-mask "attn.bias"/"attn.masked_bias", RoPE "inv_freq", BERT's
+// "position_ids"), llama2.c's RoPE tables, and BERT's pre-training heads ("cls.*"), which an
+// embedding model never runs.
+// Anything else left unbound is an error: it means the hyper-parameters and the tensors disagree.
+bool is_known_extra(const ModelFile& f, model::Source source, const std::string& name) {
+  // llama2.c checkpoints store the RoPE tables (theta 10000) that the forward pass computes.
+  if (source == model::Source::llama2c) return name == "freq_cis_real" || name == "freq_cis_imag";
+  if (source != model::Source::hf) return false;
+  auto ends_with = [&](std::string_view s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with(".attn.bias") || ends_with(".attn.masked_bias") || ends_with(".inv_freq") ||
+      ends_with("position_ids")) {
+    return true;
+  }
+  return f.config.architecture == "bert" && name.rfind("cls.", 0) == 0;
+}
+
 // Binds one tensor; returns null when an optional one is absent.
 class Binder {
  public:
@@ -82,7 +137,31 @@ class Binder {
     const std::string name = model::tensor_name(spec, m_.source, layer);
     *name_out = name;
     if (name.empty()) return nullptr;
-    return model::find_tensor(m_.file, m_.source, name);
+    const TensorInfo* t = model::find_tensor(m_.file, m_.source, name);
+    if (t != nullptr) bound_.insert(t);
+    return t;
+  }
+
+  // Every tensor of the file must have been bound to a role: one left over means the file's
+  // hyper-parameters drop part of it (block_count lowered: its last layers) or a tensor was
+  // renamed (an output head silently replaced by the tied embedding). Refused, naming them.
+  void check_all_bound() const {
+    std::vector<std::string> unused;
+    for (const TensorInfo& t : m_.file.tensors) {
+      if (bound_.count(&t) == 0 && !is_known_extra(m_.file, m_.source, t.name)) {
+        unused.push_back(t.name);
+      }
+    }
+    if (unused.empty()) return;
+    std::string names;
+    for (size_t i = 0; i < unused.size() && i < 8; ++i) names += (i ? ", " : "") + unused[i];
+    if (unused.size() > 8) names += core::concat(", ... (", unused.size() - 8, " more)");
+    core::throw_error(m_.file.path, ": ", unused.size(),
+                      unused.size() == 1 ? " tensor is" : " tensors are", " not used by this ",
+                      architecture_name(m_.arch), " model (", m_.config.n_layer,
+                      " layers): ", names,
+                      "; the file's hyper-parameters do not match its tensors, or a tensor has an "
+                      "unexpected name");
   }
 
   // Checks the shape (and returns the [rows, cols] the role expects).
@@ -198,6 +277,13 @@ class Binder {
         m_.out_norm = norm(Role::out_norm_w, Role::out_norm_b);
         if (m_.arch != Architecture::bert) {
           const Pending& head = got[static_cast<int>(Role::lm_head)];
+          // GGUF and llama2.c files tie by leaving the head out (as llama.cpp reads them); an HF
+          // config says so itself, and a missing head it does not tie is an error.
+          if (!head.has_w && m_.source == model::Source::hf && !m_.file.config.tied_embeddings) {
+            core::throw_error(m_.file.path, ": tensor lm_head.weight (lm_head) is missing and ",
+                              "config.json does not tie it to the embeddings ",
+                              "(tie_word_embeddings is false)");
+          }
           m_.lm_head = kernels::Linear(head.has_w ? head.w : m_.tok_embd);
           m_.config.tied_embeddings = !head.has_w;
         }
@@ -242,7 +328,33 @@ class Binder {
  private:
   Model::Impl& m_;
   const std::function<void(double)>& progress_;
+  std::unordered_set<const TensorInfo*> bound_;
 };
+
+// The tokenizer must cover exactly the model's vocabulary: ids past the embedding would fail in
+// the middle of a run, and a tokenizer of another model gives meaningless ids without an error.
+// HF checkpoints may pad the embedding beyond the tokenizer (config vocab_size rounded up), so
+// there the tokenizer may be smaller; every special id must still be a row of the embedding.
+void check_tokenizer_fits(const ModelFile& f, const ModelConfig& c, const TokenizerSpec& s,
+                          const std::string& tokenizer_path) {
+  const auto n_tokens = static_cast<int64_t>(s.tokens.size());
+  const std::string what =
+      tokenizer_path.empty() ? std::string("its tokenizer") : "the tokenizer " + tokenizer_path;
+  const bool padded_ok = f.format == FileFormat::hf_folder || f.format == FileFormat::safetensors;
+  if (n_tokens > c.n_vocab || (n_tokens < c.n_vocab && !padded_ok)) {
+    core::throw_error(f.path, ": ", what, " has ", n_tokens, " tokens but the model's vocabulary ",
+                      "has ", c.n_vocab, "; the tokenizer belongs to another model");
+  }
+  const std::pair<const char*, int32_t> specials[] = {
+      {"bos", s.bos}, {"eos", s.eos}, {"unk", s.unk},  {"pad", s.pad},
+      {"cls", s.cls}, {"sep", s.sep}, {"mask", s.mask}};
+  for (const auto& [name, id] : specials) {
+    if (id >= c.n_vocab) {
+      core::throw_error(f.path, ": ", what, ": special token ", name, " is id ", id,
+                        ", past the model's vocabulary of ", c.n_vocab);
+    }
+  }
+}
 
 std::optional<std::string> sibling_llama2c_tokenizer(const std::string& model_path) {
   namespace fs = std::filesystem;
@@ -304,9 +416,10 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
   }
   if (impl->arch == Architecture::gpt2 && c.n_ff <= 0) c.n_ff = 4 * c.n_embd;
   check_config(f, c);
+  check_float_keys(f);
   if (impl->arch == Architecture::llama) {
     impl->rope = impl->source == model::Source::hf ? RopeStyle::half : RopeStyle::interleaved;
-    if (c.rope_theta <= 0) c.rope_theta = 10000.0;
+    if (c.rope_theta == 0) c.rope_theta = 10000.0;  // not given
     if (c.rope_type != "" && c.rope_type != "default" && c.rope_type != "none" &&
         c.rope_type != "llama2.c") {
       core::throw_error(f.path, ": RoPE scaling '", c.rope_type,
@@ -321,12 +434,23 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
     }
   }
   if (impl->arch == Architecture::bert) c.causal = false;
-  if (c.norm_eps <= 0) c.norm_eps = impl->arch == Architecture::bert ? 1e-12 : 1e-5;
-  Binder(*impl, options.progress).bind_all();
+  // 0 means "not given" (readers leave absent keys at 0); anything else is validated.
+  if (c.norm_eps == 0) c.norm_eps = impl->arch == Architecture::bert ? 1e-12 : 1e-5;
+  check_float_config(f, c, impl->arch == Architecture::llama);
+  {
+    Binder binder(*impl, options.progress);
+    binder.bind_all();
+    binder.check_all_bound();
+  }
+  std::optional<TokenizerSpec> spec;
   try {
-    impl->tokenizer.emplace(find_tokenizer_spec(f, options.tokenizer_path));
+    spec.emplace(find_tokenizer_spec(f, options.tokenizer_path));
   } catch (const Error&) {
     if (options.require_tokenizer || !options.tokenizer_path.empty()) throw;
+  }
+  if (spec) {
+    check_tokenizer_fits(f, c, *spec, options.tokenizer_path);
+    impl->tokenizer.emplace(std::move(*spec));
   }
   Model m;
   m.impl_ = std::move(impl);
@@ -359,7 +483,7 @@ const Tokenizer& Model::tokenizer() const {
   if (!impl_->tokenizer) {
     // Re-run the search for its message: what to pass.
     (void)find_tokenizer_spec(impl_->file, "");
-    core::throw_error(impl_->file.path, ": no tokenizer found; pass one with -t");
+    core::throw_error(impl_->file.path, ": no tokenizer found; give a tokenizer file");
   }
   return *impl_->tokenizer;
 }
