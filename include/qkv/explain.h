@@ -53,9 +53,10 @@ struct CaptureOptions {
   // Also write every captured row to this .npy file (empty: off), whatever the budget keeps in
   // memory: float32 [n_layer_sel, n_head_sel, T, T] as write_npy lays it out. Rows are appended
   // to stream_npy + ".part" as they are produced (memory: a 1 MiB buffer and one row, whatever
-  // T); AttentionCapture::finish_stream() writes the .npy from them and removes the .part file
-  // (disk: the rows without their causal zeros, then the .npy). The constructor creates the file
-  // and throws Error naming it when it cannot. max_floats = 0 keeps nothing in memory.
+  // T); AttentionCapture::finish_stream() lays the .npy out from them in a temporary file beside
+  // it, renames that over stream_npy and removes the .part file (disk: the rows without their
+  // causal zeros, then the .npy). The constructor creates the temporary file and throws Error
+  // naming stream_npy when it cannot. max_floats = 0 keeps nothing in memory.
   std::string stream_npy;
 };
 

@@ -1,8 +1,11 @@
 // Exports of captured maps: NumPy .npy (+ tokens JSON) and one JSON document.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/file_io.h"
 #include "explain_internal.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
@@ -21,7 +24,27 @@ nlohmann::json tokens_json(const Explanation& e) {
   j["heads"] = e.capture.heads();
   j["model"] = e.model;
   j["memory"] = e.capture.memory_note();
+  if (const int64_t dropped = e.capture.dropped_rows(); dropped > 0) {
+    j["dropped_rows"] = dropped;
+    j["dropped_rows_note"] =
+        "rows the capture's memory budget left out hold NaN in the exported arrays: they were "
+        "not kept, they are not attention weights of 0";
+  }
   return j;
+}
+
+// The [n, n] map of (li, hi) as exported: rows the budget dropped are NaN, never zeros that read
+// as "attends to nothing".
+std::vector<float> export_map(const AttentionCapture& c, size_t li, size_t hi, int64_t n) {
+  std::vector<float> m = c.map(li, hi, n);
+  if (c.dropped_rows() == 0) return m;
+  for (int64_t pos = 0; pos < n; ++pos) {
+    if (!c.has_row(li, hi, pos)) {
+      std::fill(m.begin() + pos * n, m.begin() + (pos + 1) * n,
+                std::numeric_limits<float>::quiet_NaN());
+    }
+  }
+  return m;
 }
 
 nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector<float>>& maps,
@@ -102,26 +125,22 @@ using namespace explain_detail;
 void write_npy(const std::string& path, const Explanation& e) {
   const int64_t n = static_cast<int64_t>(e.ids.size());
   const size_t nl = e.capture.layers().size(), nh = e.capture.heads().size();
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error("write_npy: cannot open " + path + " for writing");
+  core::OutputFile f(path);
   const std::string header = npy_header({static_cast<int64_t>(nl), static_cast<int64_t>(nh), n, n});
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  f.write(header);
   // One map at a time: the export never holds more than one dense [n, n] map beyond the capture.
   for (size_t l = 0; l < nl; ++l) {
     for (size_t h = 0; h < nh; ++h) {
-      const std::vector<float> m = e.capture.map(l, h, n);
-      f.write(reinterpret_cast<const char*>(m.data()),
-              static_cast<std::streamsize>(m.size() * sizeof(float)));
+      const std::vector<float> m = export_map(e.capture, l, h, n);
+      f.write(m.data(), m.size() * sizeof(float));
     }
   }
-  if (!f) throw Error("write_npy: writing " + path + " failed (disk full?)");
   write_tokens_json(path + ".tokens.json", e);
+  f.commit();
 }
 
 void write_tokens_json(const std::string& path, const Explanation& e) {
-  std::ofstream t(path);
-  t << dump(tokens_json(e), 1) << "\n";
-  if (!t) throw Error("cannot write " + path + " (the token ids and strings of the maps)");
+  core::write_output_file(path, dump(tokens_json(e), 1) + "\n");
 }
 
 void write_safetensors(const std::string& path, const Explanation& e) {
@@ -140,23 +159,20 @@ void write_safetensors(const std::string& path, const Explanation& e) {
                        {"memory", e.capture.memory_note()}};
   std::string header = dump(h, -1);
   header.append((8 - header.size() % 8) % 8, ' ');  // data 8-byte aligned
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error("write_safetensors: cannot open " + path + " for writing");
+  core::OutputFile f(path);
   const uint64_t len = header.size();
   char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<char>((len >> (8 * i)) & 0xff);
   f.write(len_bytes, 8);
-  f.write(header.data(), static_cast<std::streamsize>(header.size()));
+  f.write(header);
   for (size_t l = 0; l < nl; ++l) {
     for (size_t hh = 0; hh < nh; ++hh) {
-      const std::vector<float> m = e.capture.map(l, hh, static_cast<int64_t>(n));
-      f.write(reinterpret_cast<const char*>(m.data()),
-              static_cast<std::streamsize>(m.size() * sizeof(float)));
+      const std::vector<float> m = export_map(e.capture, l, hh, static_cast<int64_t>(n));
+      f.write(m.data(), m.size() * sizeof(float));
     }
   }
-  f.write(reinterpret_cast<const char*>(e.ids.data()),
-          static_cast<std::streamsize>(e.ids.size() * sizeof(int32_t)));
-  if (!f) throw Error("write_safetensors: writing " + path + " failed (disk full?)");
+  f.write(e.ids.data(), e.ids.size() * sizeof(int32_t));
+  f.commit();
 }
 
 std::string to_json(const Explanation& e) {

@@ -33,38 +33,26 @@ struct RecordHead {
 };
 
 [[noreturn]] void fail(const std::string& what, const std::string& path) {
-  throw Error(
-      "explain: " + what + " " + path + ": " + std::strerror(errno) +
-      "; choose a file in a writable directory with free space (CaptureOptions::stream_npy, "
-      "qkv --npy-stream)");
-}
-
-void pwrite_all(int fd, const void* data, size_t bytes, int64_t offset, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t w = ::pwrite(fd, p, bytes, static_cast<off_t>(offset));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail("writing the attention maps to", path);
-    p += w;
-    bytes -= static_cast<size_t>(w);
-    offset += w;
-  }
+  const int err = errno;
+  throw Error("explain: " + what + " " + path + ": " +
+              (err == ENOSPC ? std::string("no space left on the device") : std::strerror(err)) +
+              "; choose a file in a writable directory with free space");
 }
 
 }  // namespace
 
-NpyStream::NpyStream(std::string path) : path_(std::move(path)), part_path_(path_ + ".part") {
-  // The .npy itself is created now so that an unwritable path fails before the run, not after.
-  const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail("cannot create the attention stream", path_);
-  ::close(fd);
-  part_ = std::fopen(part_path_.c_str(), "w+b");
-  if (!part_) {
-    const int err = errno;
-    std::remove(path_.c_str());
-    errno = err;
-    fail("cannot create the attention stream's row file", part_path_);
+NpyStream::NpyStream(std::string path) : path_(std::move(path)) {
+  // The .npy's temporary file is created now so that an unwritable path fails before the run.
+  // Rows land at their offsets, so a device or FIFO (no seeking) is refused here too.
+  out_ = std::make_unique<core::OutputFile>(path_);
+  if (out_->direct()) {
+    throw Error("explain: " + path_ +
+                " is a device or FIFO; the attention stream is laid out by seeking and needs a "
+                "regular file");
   }
+  part_path_ = path_ + ".part";
+  part_ = std::fopen(part_path_.c_str(), "w+b");
+  if (!part_) fail("cannot create the attention stream's row file", part_path_);
   buffer_.resize(size_t(1) << 20);  // 1 MiB: large sequential writes whatever the row length
   std::setvbuf(part_, buffer_.data(), _IOFBF, buffer_.size());
 }
@@ -74,7 +62,6 @@ NpyStream::~NpyStream() {
     std::fclose(part_);
     std::remove(part_path_.c_str());
   }
-  if (!finished_) std::remove(path_.c_str());
 }
 
 void NpyStream::write_row(int li, int hi, int64_t pos, const float* p, int64_t n) {
@@ -95,12 +82,11 @@ StreamedMaps NpyStream::finish(int64_t n_layers, int64_t n_heads, int64_t n_toke
   const std::string header = npy_header({n_layers, n_heads, t, t});
   const auto data0 = static_cast<int64_t>(header.size());
   const int64_t bytes = data0 + n_layers * n_heads * t * t * 4;
-  const int fd = ::open(path_.c_str(), O_WRONLY | O_TRUNC);
-  if (fd < 0) fail("cannot reopen the attention stream", path_);
-  try {
-    pwrite_all(fd, header.data(), header.size(), 0, path_);
+  core::OutputFile& out = *out_;
+  {
+    out.write_at(header.data(), header.size(), 0);
     // Rows never captured read as zeros (a sparse extent where the file system has them).
-    if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) fail("cannot size", path_);
+    out.resize(static_cast<uint64_t>(bytes));
     std::rewind(part_);
     std::vector<float> row;  // [max(t, n)]: one row, zero-padded to t keys
     RecordHead h;
@@ -112,14 +98,11 @@ StreamedMaps NpyStream::finish(int64_t n_layers, int64_t n_heads, int64_t n_toke
       }
       if (h.pos >= t) continue;
       const int64_t off = data0 + ((int64_t(h.li) * n_heads + h.hi) * t + h.pos) * t * 4;
-      pwrite_all(fd, row.data(), static_cast<size_t>(t) * 4, off, path_);
+      out.write_at(row.data(), static_cast<size_t>(t) * 4, static_cast<uint64_t>(off));
     }
     if (std::ferror(part_)) fail("reading back", part_path_);
-  } catch (...) {
-    ::close(fd);
-    throw;
   }
-  if (::close(fd) != 0) fail("writing the attention maps to", path_);
+  out.commit();
   std::fclose(part_);
   part_ = nullptr;
   std::remove(part_path_.c_str());

@@ -3,9 +3,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/file_io.h"
 #include "qkv/explain.h"
 
 namespace qkv::explain_detail {
@@ -20,7 +22,7 @@ class NpyStream {
  public:
   // Opens both files; throws Error naming the path and the system's reason when it cannot.
   explicit NpyStream(std::string path);
-  ~NpyStream();  // removes the .part file, and `path` too unless finish() wrote it
+  ~NpyStream();  // removes the .part file; `path` is replaced only by a successful finish()
   NpyStream(const NpyStream&) = delete;
   NpyStream& operator=(const NpyStream&) = delete;
 
@@ -32,7 +34,7 @@ class NpyStream {
  private:
   std::string path_, part_path_;
   std::FILE* part_ = nullptr;
-  std::FILE* out_ = nullptr;
+  std::unique_ptr<core::OutputFile> out_;  // the .npy, renamed into place by finish()
   int64_t rows_ = 0;
   bool failed_ = false, finished_ = false;
   std::vector<char> buffer_;  // stdio buffer of the .part file

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "core/file_io.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
@@ -129,8 +130,9 @@ void write_png_rgb(const std::string& path, int64_t width, int64_t height,
                           std::to_string(width) + " x " + std::to_string(height) +
                           " RGB image, expected " + std::to_string(width * height * 3));
   }
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
-  if (!f) throw Error("write_png: cannot open " + path + " for writing");
+  // Encoded in memory, then written with every write checked (libpng's stdio path would lose a
+  // full disk in fclose, which nothing checks).
+  std::string encoded;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info) {
@@ -142,7 +144,12 @@ void write_png_rgb(const std::string& path, int64_t width, int64_t height,
     png_destroy_write_struct(&png, &info);
     throw Error("write_png: libpng failed writing " + path);
   }
-  png_init_io(png, f.get());
+  png_set_write_fn(
+      png, &encoded,
+      [](png_structp p, png_bytep data, size_t n) {
+        static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<char*>(data), n);
+      },
+      nullptr);
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
                PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
@@ -152,6 +159,7 @@ void write_png_rgb(const std::string& path, int64_t width, int64_t height,
   }
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
+  core::write_output_file(path, encoded);
 }
 
 void write_png(const std::string& path, std::span<const float> map, int64_t n, int cell) {

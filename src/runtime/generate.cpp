@@ -72,8 +72,8 @@ GenerateResult Session::generate(std::span<const int32_t> prompt_ids,
   const Tokenizer* tok = s.model.has_tokenizer() ? &s.model.tokenizer() : nullptr;
   if (tok == nullptr && (!options.stop.empty() || options.on_text)) {
     core::throw_invalid(
-        "Session::generate: the model has no tokenizer, so it cannot produce text "
-        "for on_text or stop strings; load one (LoadOptions::tokenizer_path)");
+        "the model has no tokenizer, so it cannot produce text or match stop strings; "
+        "give a tokenizer file");
   }
   const int32_t eos = tok ? tok->spec().eos : -1;
   // llama2.c's run.c ends a story when BOS is sampled: its models were trained with BOS

@@ -21,22 +21,20 @@ bool has_learned_positions(const Model& m) {
 int64_t choose_n_ctx(const Model& m, int64_t requested) {
   const int64_t trained = m.config().n_ctx;
   if (requested < 0) {
-    core::throw_invalid("SessionOptions::n_ctx = ", requested,
-                        "; expected > 0, or 0 for the model's trained context (", trained, ")");
+    core::throw_invalid("context length ", requested,
+                        ": expected > 0, or 0 for the model's trained context (", trained, ")");
   }
   if (requested == 0) {
     if (trained <= 0) {
-      core::throw_invalid(
-          "the model file states no context length; set SessionOptions::n_ctx "
-          "(CLI: --ctx N)");
+      core::throw_invalid("the model file states no context length; give one");
     }
     return trained;
   }
   if (trained > 0 && requested > trained && has_learned_positions(m)) {
-    core::throw_invalid("SessionOptions::n_ctx = ", requested, " exceeds the ", trained,
-                        " positions that ", architecture_name(m.architecture()),
-                        " learned (it has learned position embeddings); use n_ctx <= ", trained,
-                        " (CLI: --ctx N)");
+    core::throw_invalid("context length ", requested, " exceeds the ", trained, " positions that ",
+                        architecture_name(m.architecture()),
+                        " learned (it has learned position embeddings); use a context length of ",
+                        "at most ", trained);
   }
   return requested;
 }
@@ -47,8 +45,8 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
   Impl& s = *impl_;
   s.n_ctx = choose_n_ctx(model, options.n_ctx);
   if (options.n_threads < 0) {
-    core::throw_invalid("SessionOptions::n_threads = ", options.n_threads,
-                        "; expected >= 0 (0 = all hardware threads)");
+    core::throw_invalid("thread count ", options.n_threads,
+                        ": expected >= 0 (0 = all hardware threads)");
   }
   s.n_threads = core::resolve_threads(options.n_threads);
   s.options = options;
@@ -92,11 +90,11 @@ std::string Session::Impl::overflow_message(int64_t n_new) const {
   std::string how =
       has_learned_positions(model)
           ? core::concat("; this model has learned positions and cannot go past ", trained,
-                         " (shorten the input, or call reset())")
-          : core::concat("; raise it with SessionOptions::n_ctx (CLI: --ctx N)",
-                         trained > 0 ? core::concat(", trained context ", trained) : "");
+                         " (shorten the input, or start again from an empty context)")
+          : core::concat("; raise the context length",
+                         trained > 0 ? core::concat(" (trained context ", trained, ")") : "");
   return core::concat("context full: ", past, " tokens in the cache + ", n_new,
-                      " new > n_ctx = ", n_ctx, how);
+                      " new > the context length of ", n_ctx, " tokens", how);
 }
 
 std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_logits) {
