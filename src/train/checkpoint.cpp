@@ -29,13 +29,9 @@ std::span<const std::byte> bytes_of(const float* p, int64_t n) {
   return {reinterpret_cast<const std::byte*>(p), static_cast<size_t>(n) * sizeof(float)};
 }
 
+// GgufWriter::write replaces `path` atomically and leaves no temporary file when it fails.
 void write_atomically(const GgufWriter& w, const std::string& path) {
-  const std::string part = path + ".part";
-  w.write(part);
-  if (std::rename(part.c_str(), path.c_str()) != 0) {
-    std::remove(part.c_str());
-    throw Error("cannot rename " + part + " to " + path);
-  }
+  w.write(path);
 }
 
 void set_config(Metadata& md, const GptConfig& c) {
@@ -48,6 +44,16 @@ void set_config(Metadata& md, const GptConfig& c) {
 }
 
 }  // namespace
+
+uint64_t tokenizer_hash(const TokenizerSpec& spec) {
+  Metadata md;
+  tokenizer_spec_to_gguf(spec, md);
+  GgufWriter w;
+  for (const auto& [k, v] : md.entries()) w.set(k, v);
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the GGUF bytes of the tokenizer keys
+  for (const std::byte b : w.to_bytes()) h = (h ^ static_cast<uint8_t>(b)) * 0x100000001b3ull;
+  return h == 0 ? 1 : h;
+}
 
 void write_model_gguf(const std::string& path, const Gpt& model, const TokenizerSpec& tokenizer,
                       int64_t step, double val_loss) {
@@ -78,6 +84,7 @@ void write_state_gguf(const std::string& path, const RunState& s, const Gpt& mod
   w.set("gpt2.vocab_size", u32(s.config.n_vocab));
   w.set("qkv.train.seed", u64(s.seed));
   w.set("qkv.train.data_hash", u64(s.data_hash));
+  w.set("qkv.train.tokenizer_hash", u64(s.tokenizer_hash));
   w.set("qkv.train.step", u64(static_cast<uint64_t>(s.step)));
   w.set("qkv.train.adam_step", u64(static_cast<uint64_t>(optimizer.step())));
   std::vector<MetaValue> steps, train, val;
@@ -112,6 +119,7 @@ RunState read_state_header(const std::string& path) {
   s.config.n_vocab = md.at("gpt2.vocab_size").as_int();
   s.seed = static_cast<uint64_t>(md.at("qkv.train.seed").as_int());
   s.data_hash = static_cast<uint64_t>(md.at("qkv.train.data_hash").as_int());
+  if (const MetaValue* h = md.find("qkv.train.tokenizer_hash")) s.tokenizer_hash = h->raw_bits();
   s.step = md.at("qkv.train.step").as_int();
   const auto& steps = md.at("qkv.train.history.step").as_array();
   const auto& train = md.at("qkv.train.history.train_loss").as_array();

@@ -13,8 +13,8 @@
 
 namespace qkv::learn {
 
-// Writes `path` atomically (path + ".part", then rename): llama.cpp's GPT-2 keys and tensor
-// names, f32 tensors, the tokenizer, and qkv.train.* provenance keys.
+// Writes `path` atomically (a temporary file beside it, then rename): llama.cpp's GPT-2 keys and
+// tensor names, f32 tensors, the tokenizer, and qkv.train.* provenance keys.
 void write_model_gguf(const std::string& path, const Gpt& model, const TokenizerSpec& tokenizer,
                       int64_t step, double val_loss);
 
@@ -22,8 +22,9 @@ void write_model_gguf(const std::string& path, const Gpt& model, const Tokenizer
 struct RunState {
   GptConfig config;
   uint64_t seed = 0;
-  uint64_t data_hash = 0;  // FNV-1a of the training text and tokenizer choice
-  int64_t step = 0;        // steps done
+  uint64_t data_hash = 0;       // FNV-1a of the training text and tokenizer choice
+  uint64_t tokenizer_hash = 0;  // tokenizer_hash() of the run's tokenizer; 0: not recorded
+  int64_t step = 0;             // steps done
   std::vector<LossPoint> history;
 };
 
@@ -32,6 +33,9 @@ void write_state_gguf(const std::string& path, const RunState& state, const Gpt&
 // Reads state.gguf into `state`; when `model` / `optimizer` are given (already constructed with
 // state.config), also their tensors. Throws qkv::Error naming the file and what is wrong.
 RunState read_state_header(const std::string& path);
+// FNV-1a of the tokenizer as tokenizer.gguf stores it (never 0), recorded in state.gguf so that
+// --resume can tell when tokenizer.gguf was replaced.
+uint64_t tokenizer_hash(const TokenizerSpec& spec);
 void read_state_tensors(const std::string& path, Gpt& model, AdamW& optimizer);
 
 }  // namespace qkv::learn

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "qkv/error.h"
 #include "qkv/model_file.h"
 #include "qkv/tokenizer.h"
@@ -60,11 +61,7 @@ void check_options(const TrainOptions& o) {
 }
 
 std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error("train: cannot open " + path);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
+  return core::read_input_file(path);
 }
 
 // Documents are separated by blank lines.
@@ -119,9 +116,7 @@ void fill_batch(const std::vector<int32_t>& data, const std::vector<int64_t>& st
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  if (!f) throw Error("train: cannot write " + path);
+  core::write_output_file(path, text);
 }
 
 void write_curves(const std::string& dir, const std::vector<LossPoint>& history,
@@ -171,8 +166,8 @@ struct RunPaths {
         model(dir + "/model.gguf") {}
 };
 
-// Resuming reads the run's tokenizer; a fresh run trains one on the training documents only and
-// writes it next to the checkpoints.
+// Resuming reads the run's tokenizer; a fresh run trains one on the training documents only
+// (write_tokenizer puts it next to the checkpoints once the run is known to be valid).
 TokenizerSpec load_or_train_tokenizer(const TrainOptions& o, const Corpus& corpus,
                                       const RunPaths& paths) {
   if (o.resume) {
@@ -188,14 +183,33 @@ TokenizerSpec load_or_train_tokenizer(const TrainOptions& o, const Corpus& corpu
   }
   BpeTrainOptions bo;
   bo.vocab_size = o.tokenizer == "byte" ? 257 : o.vocab_size;
-  TokenizerSpec spec = train_byte_bpe(train_text, bo);
+  return train_byte_bpe(train_text, bo);
+}
+
+// Creates the output folder and writes a fresh run's tokenizer.gguf. Called only once the run
+// is valid: a run refused for too little text used to rewrite an earlier run's tokenizer.gguf,
+// and resuming that run then went on with the wrong tokenizer.
+void write_run_start(const TrainOptions& o, const TokenizerSpec& spec, const RunPaths& paths) {
+  if (o.resume) return;
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec) core::throw_error("cannot create the output folder ", o.out_dir, ": ", ec.message());
   GgufWriter w;
   Metadata md;
   md.set("general.architecture", MetaValue::make_string("gpt2"));
   tokenizer_spec_to_gguf(spec, md);
   for (const auto& [k, v] : md.entries()) w.set(k, v);
   w.write(paths.tokenizer);
-  return spec;
+}
+
+// A path that exists and is not a folder cannot hold the outputs: refused in words before any
+// work (std::filesystem's own error is raw).
+void check_out_dir(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    core::throw_invalid("the output folder ", dir,
+                        " exists and is not a folder; give a folder (new or existing)");
+  }
 }
 
 struct TokenSplits {
@@ -236,13 +250,15 @@ learn::AdamWOptions adamw_options(const TrainOptions& o) {
 
 // The run's state: on resume, the saved one (whose model, data and seed must match these
 // options), with parameters and moments loaded into model and opt; else fresh weights.
-learn::RunState restore_or_init(const TrainOptions& o, const std::string& state_path,
-                                const GptConfig& cfg, uint64_t data_hash, Gpt& model,
+learn::RunState restore_or_init(const TrainOptions& o, const RunPaths& paths, const GptConfig& cfg,
+                                uint64_t data_hash, const TokenizerSpec& spec, Gpt& model,
                                 learn::AdamW& opt) {
+  const std::string& state_path = paths.state;
   learn::RunState state;
   state.config = cfg;
   state.seed = o.seed;
   state.data_hash = data_hash;
+  state.tokenizer_hash = learn::tokenizer_hash(spec);
   if (!o.resume) {
     model.init_weights(o.seed);
     return state;
@@ -259,6 +275,11 @@ learn::RunState restore_or_init(const TrainOptions& o, const std::string& state_
   if (saved.data_hash != data_hash || saved.seed != o.seed) {
     throw Error("train: --resume: " + state_path +
                 " was trained on other text, tokenizer or seed than these options give");
+  }
+  // tokenizer.gguf is a separate file: it must be the one the run started with.
+  if (saved.tokenizer_hash != 0 && saved.tokenizer_hash != state.tokenizer_hash) {
+    throw Error("train: --resume: " + paths.tokenizer + " is not the tokenizer that " + state_path +
+                " was trained with (it was replaced after the run started)");
   }
   learn::read_state_tensors(state_path, model, opt);
   state.step = saved.step;
@@ -374,8 +395,8 @@ TrainResult train(const TrainOptions& o,
   const int threads = o.n_threads;
 
   // ---- Data and tokenizer ----
+  check_out_dir(o.out_dir);
   const Corpus corpus(o);
-  fs::create_directories(o.out_dir);
   const RunPaths paths(o.out_dir);
   uint64_t data_hash = fnv1a(corpus.text);
   data_hash = fnv1a(o.tokenizer + "/" + std::to_string(o.vocab_size), data_hash);
@@ -383,12 +404,13 @@ TrainResult train(const TrainOptions& o,
   const Tokenizer tok(spec);
   const int64_t T = o.n_ctx, B = o.batch;
   const TokenSplits splits = tokenize_splits(tok, corpus, spec.eos, T);
+  write_run_start(o, spec, paths);  // nothing is written before this point
 
   // ---- Model and optimizer ----
   const GptConfig cfg = model_config(o, tok.n_vocab());
   Gpt model(cfg);
   learn::AdamW opt(model.n_params(), adamw_options(o));
-  learn::RunState state = restore_or_init(o, paths.state, cfg, data_hash, model, opt);
+  learn::RunState state = restore_or_init(o, paths, cfg, data_hash, spec, model, opt);
   const Validator evaluate(splits.val, o.eval_batches, B, T);
   const auto settings = run_settings(o, cfg, model.n_params(), splits);
 
@@ -456,7 +478,9 @@ TrainResult train(const TrainOptions& o,
   r.train_tokens = static_cast<int64_t>(splits.train.size());
   r.val_tokens = static_cast<int64_t>(splits.val.size());
   r.steps_done = std::max(state.step, o.steps);
-  r.final_train_loss = out.last_loss;
+  // Resumed at or past the last step: nothing ran here, so the last recorded loss stands.
+  r.final_train_loss =
+      out.steps_here > 0 || state.history.empty() ? out.last_loss : state.history.back().train_loss;
   r.final_val_loss = std::isnan(out.last_val) ? evaluate(model, threads) : out.last_val;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   r.history = state.history;
