@@ -47,8 +47,15 @@ void run(const ConvertArgs& a) {
     std::fprintf(stderr, "note: %s\n", note.c_str());
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "wrote %s (%.1f MB) in %.2f s\n", a.out.c_str(),
-               static_cast<double>(std::filesystem::file_size(a.out)) / 1e6, s);
+  // A device (-o /dev/null) has no size: say only where it went.
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(a.out, ec);
+  if (ec) {
+    std::fprintf(stderr, "wrote %s in %.2f s\n", a.out.c_str(), s);
+  } else {
+    std::fprintf(stderr, "wrote %s (%.1f MB) in %.2f s\n", a.out.c_str(),
+                 static_cast<double>(bytes) / 1e6, s);
+  }
 }
 
 void setup(CLI::App& app) {

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "command.h"
+#include "core/file_io.h"
 #include "default_model.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
@@ -51,6 +52,16 @@ std::vector<int> parse_list(const std::string& s, const char* what) {
     }
   }
   return out;
+}
+
+// One index where a single one is expected (--map L:H, --token #N).
+int parse_index(const std::string& s, const std::string& full, const char* what,
+                const char* expected) {
+  const std::vector<int> v = s == "all" ? std::vector<int>{} : parse_list(s, what);
+  if (v.size() != 1) {
+    throw Error(std::string("--") + what + ": expected " + expected + "; got \"" + full + "\"");
+  }
+  return v[0];
 }
 
 // The map that --map names, [n, n]: "L:H" (a selected layer and head), "L:mean" (mean of the
@@ -91,14 +102,15 @@ std::vector<float> chosen_map(const Explanation& e, const std::string& spec, std
   if (colon == std::string::npos) {
     throw Error("--map: expected L:H, L:mean or rollout; got \"" + spec + "\"");
   }
-  const int layer = parse_list(spec.substr(0, colon), "map").at(0);
+  const char* form = "L:H, L:mean or rollout with L and H numbers";
+  const int layer = parse_index(spec.substr(0, colon), spec, "map", form);
   const size_t li = index_of(c.layers(), layer, "layer");
   const std::string h = spec.substr(colon + 1);
   if (h == "mean") {
     title = "layer " + std::to_string(layer) + ", mean of the selected heads";
     return layer_mean(li);
   }
-  const int head = parse_list(h, "map").at(0);
+  const int head = parse_index(h, spec, "map", form);
   title = "layer " + std::to_string(layer) + ", head " + std::to_string(head);
   return c.map(li, index_of(c.heads(), head, "head"), n);
 }
@@ -113,7 +125,7 @@ std::string trimmed(std::string s) {
 // surrounding spaces, equals it, else the last token of the first word that spells it ("cat"
 // split as " c" "at").
 int64_t find_token(const Explanation& e, const std::string& t) {
-  if (t.size() > 1 && t[0] == '#') return parse_list(t.substr(1), "token").at(0);
+  if (t.size() > 1 && t[0] == '#') return parse_index(t.substr(1), t, "token", "#N or a word");
   for (size_t i = 0; i < e.tokens.size(); ++i) {
     if (trimmed(e.tokens[i]) == t) return static_cast<int64_t>(i);
   }
@@ -137,9 +149,7 @@ HeatmapOptions::Color terminal_color(bool ascii) {
 }
 
 void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  if (!f) throw Error("cannot write " + path);
+  core::write_output_file(path, text);
 }
 
 void run(const ExplainCliOptions& o) {

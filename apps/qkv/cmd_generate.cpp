@@ -17,6 +17,7 @@
 #include <random>
 
 #include "command.h"
+#include "core/file_io.h"
 #include "default_model.h"
 #include "qkv/explain.h"
 #include "qkv/session.h"
@@ -140,9 +141,7 @@ void run(GenerateCliOptions o) {
                    e.capture.streamed()->note().c_str(), o.npy_stream.c_str());
     }
     if (!o.explain_html.empty()) {
-      std::ofstream out(o.explain_html, std::ios::binary);
-      out << render_html(e);
-      if (!out) throw Error("--explain: cannot write " + o.explain_html);
+      core::write_output_file(o.explain_html, render_html(e));
       std::fprintf(stderr, "explain: %s (%s)\n", o.explain_html.c_str(),
                    e.capture.memory_note().c_str());
     }
@@ -171,7 +170,8 @@ void setup(CLI::App& app) {
   app.add_option("--repeat-last-n", o->sampling.repeat_last_n,
                  "tokens the repetition penalty looks back over")
       ->capture_default_str();
-  app.add_option("--seed", o->seed, "random seed (default: a fresh one, printed)");
+  app.add_option("--seed", o->seed, "random seed (default: a fresh one, printed)")
+      ->check(seed_check());
   app.add_option("--stop", o->stop, "stop at this text (not printed); repeatable")
       ->allow_extra_args(false);
   app.add_option("--explain", o->explain_html,

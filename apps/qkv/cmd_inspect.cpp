@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "command.h"
+#include "core/file_io.h"
 #include "model_source.h"
 
 namespace qkv::app {
@@ -252,10 +253,10 @@ void run(const InspectOptions& o) {
   }
   if (ext == ".json" && !fs::is_directory(o.path)) {
     // What kind of JSON: a sharded-checkpoint index, a tokenizer.json or a config.json.
-    std::ifstream in(o.path);
+    const std::string text = core::read_input_file(o.path);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(in);
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       throw Error(o.path + ": invalid JSON: " + e.what());
     }

@@ -67,6 +67,7 @@ Shape resolve_shape(const MakeModelOptions& o) {
   if (arch.empty() && (o.preset == "gpt2-124m" || o.preset == "llama-1b")) {
     arch = o.preset.substr(0, o.preset.find('-'));
   }
+  if (arch.empty()) arch = "gpt2";  // the default preset, tiny, in its default architecture
   if (arch != "gpt2" && arch != "llama") {
     throw Error("--arch: expected gpt2 or llama, found \"" + arch + "\"");
   }
@@ -502,7 +503,7 @@ void run(const MakeModelOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<MakeModelOptions>();
-  app.add_option("--arch", o->arch, "gpt2 or llama (implied by a named preset)");
+  app.add_option("--arch", o->arch, "gpt2 (default) or llama (implied by a named preset)");
   app.add_option("--preset", o->preset,
                  "gpt2-124m, llama-1b (TinyLlama-1.1B shape) or tiny (default)");
   app.add_option("--n-embd", o->n_embd, "Override: embedding width");
@@ -513,7 +514,7 @@ void setup(CLI::App& app) {
   app.add_option("--n-vocab", o->n_vocab, "Override: vocabulary size");
   app.add_option("--n-ctx", o->n_ctx, "Override: trained context length");
   app.add_option("--dtype", o->dtype, "2-D weights: f32, f16, bf16 or q8_0")->capture_default_str();
-  app.add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  app.add_option("--seed", o->seed, "Random seed")->check(seed_check())->capture_default_str();
   app.add_option("--std", o->std, "Standard deviation of the weights")->capture_default_str();
   app.add_option("--vocab", o->vocab, "Copy the tokenizer from this vocab GGUF");
   app.add_option("--name", o->name, "general.name");

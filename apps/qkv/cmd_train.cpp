@@ -19,6 +19,7 @@
 #include <string>
 
 #include "command.h"
+#include "core/file_io.h"
 #include "qkv/error.h"
 #include "qkv/trainer.h"
 
@@ -46,9 +47,7 @@ std::string duration(double s) {
 
 void run(const TrainCli& cli) {
   if (!cli.write_corpus.empty()) {
-    std::ofstream f(cli.write_corpus, std::ios::binary);
-    if (!f) throw Error("--write-corpus: cannot open " + cli.write_corpus);
-    f << generate_corpus(cli.o.corpus);
+    core::write_output_file(cli.write_corpus, generate_corpus(cli.o.corpus));
     std::fprintf(stderr, "wrote the built-in corpus (%lld stories, seed %llu) to %s\n",
                  static_cast<long long>(cli.o.corpus.n_stories),
                  static_cast<unsigned long long>(cli.o.corpus.seed), cli.write_corpus.c_str());
@@ -114,7 +113,9 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--grad-clip", o.grad_clip, "clip the global gradient norm (0: off)")
       ->capture_default_str();
-  app.add_option("--seed", o.seed, "initialisation and batch order")->capture_default_str();
+  app.add_option("--seed", o.seed, "initialisation and batch order")
+      ->check(seed_check())
+      ->capture_default_str();
   app.add_option("--val-fraction", o.val_fraction, "documents held out for validation")
       ->capture_default_str();
   app.add_option("--eval-every", o.eval_every, "steps between validation losses")
@@ -127,6 +128,7 @@ void setup(CLI::App& app) {
   app.add_option("--stories", o.corpus.n_stories, "built-in corpus: number of stories")
       ->capture_default_str();
   app.add_option("--corpus-seed", o.corpus.seed, "built-in corpus: generator seed")
+      ->check(seed_check())
       ->capture_default_str();
   app.add_option("--write-corpus", cli->write_corpus,
                  "write the built-in corpus to FILE and exit (no training)");

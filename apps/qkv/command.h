@@ -12,7 +12,8 @@
 
 namespace CLI {
 class App;
-}
+class Validator;
+}  // namespace CLI
 
 namespace qkv::app {
 
@@ -29,5 +30,9 @@ std::vector<Command>& commands();
 struct Registrar {
   Registrar(std::string name, std::string description, Setup setup);
 };
+
+// Checks a seed option: a whole number in [0, 2^64). CLI11 alone turns "-1" and "2^64" into
+// 2^64 - 1 without a word.
+const CLI::Validator& seed_check();
 
 }  // namespace qkv::app

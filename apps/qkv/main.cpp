@@ -9,6 +9,27 @@
 #include "command.h"
 #include "qkv/error.h"
 
+namespace {
+
+// The library words its errors in the user's terms ("the context length"), never in a CLI's; the
+// CLI adds the option that sets the thing named, where the subcommand that ran has one.
+std::string with_option_hint(std::string what, const CLI::App* sub) {
+  static constexpr std::pair<const char*, const char*> kOptionOf[] = {
+      {"context length", "--ctx"},
+      {"give a tokenizer file", "--tokenizer"},
+      {"thread count", "--threads"},
+  };
+  if (sub == nullptr) return what;
+  for (const auto& [phrase, option] : kOptionOf) {
+    if (what.find(phrase) != std::string::npos && sub->get_option_no_throw(option) != nullptr) {
+      return what + " (option " + option + ")";
+    }
+  }
+  return what;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"qkv: fast, exact, visible self-attention"};
   app.require_subcommand(1);
@@ -24,12 +45,23 @@ int main(int argc, char** argv) {
     const auto subs = app.get_subcommands();
     return subs.empty() ? std::string("qkv: ") : "qkv " + subs[0]->get_name() + ": ";
   };
+  // An unknown first word is a mistyped command, not "a subcommand is required".
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(list.begin(), list.end(), [&](const auto& c) { return c.name == argv[1]; })) {
+    std::string names;
+    for (const auto& cmd : list) names += (names.empty() ? "" : ", ") + cmd.name;
+    std::fprintf(stderr, "qkv: unknown command \"%s\"; the commands are %s (qkv --help)\n", argv[1],
+                 names.c_str());
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const qkv::Error& e) {
-    std::fprintf(stderr, "%s%s\n", prefix().c_str(), e.what());
+    const auto subs = app.get_subcommands();
+    std::fprintf(stderr, "%s%s\n", prefix().c_str(),
+                 with_option_hint(e.what(), subs.empty() ? nullptr : subs[0]).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr,
@@ -38,7 +70,9 @@ int main(int argc, char** argv) {
                  prefix().c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qkv: %s\n", e.what());
+    // Every expected failure is a qkv::Error; this is a bug, said so rather than shown raw.
+    std::fprintf(stderr, "%sinternal error (%s); please report it with the command line\n",
+                 prefix().c_str(), e.what());
     return 1;
   }
   return 0;
