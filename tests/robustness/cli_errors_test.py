@@ -81,7 +81,7 @@ def main():
         clean(c, run(qkv, "bench", "model", "-m", model, "--prompt", "4096", "--gen", "1",
                      "--reps", "1"), "bench model --prompt past the context", "positions")
         bert = shared / "fixtures/hf/bert-tiny"
-        if bert.is_dir():
+        if c.shared(bert, "bench model on bert-tiny"):
             clean(c, run(qkv, "bench", "model", "-m", bert, "--prompt", "100000", "--reps", "1"),
                   "bench model bert --prompt past the context", "positions")
 

@@ -100,8 +100,7 @@ def gguf_cases(qkv, c, tmp, arch):
 
 def safetensors_cases(qkv, c, tmp, shared):
     src = shared / "fixtures/hf/gpt2-tiny"
-    if not (src / "model.safetensors").is_file():
-        print(f"note: {src} absent; safetensors / config.json cases skipped")
+    if not c.shared(src / "model.safetensors", "the safetensors / config.json cases"):
         return
     rc0, ref, err = generate(qkv, src)
     c.check(rc0 == 0 and ref, f"gpt2-tiny: {err}")
@@ -172,7 +171,7 @@ def safetensors_cases(qkv, c, tmp, shared):
 
     # Mismatched tokenizers: caught at load, before any output.
     bert = shared / "fixtures/hf/bert-tiny"
-    if bert.is_dir():
+    if c.shared(bert, "bert-tiny with gpt2's tokenizer"):
         c.refused(run(qkv, "embed", "-m", bert, "-t", src / "tokenizer.json", "hello"),
                   "tokenizer", "vocabulary", what="embed bert-tiny with gpt2's tokenizer")
 
@@ -180,7 +179,7 @@ def safetensors_cases(qkv, c, tmp, shared):
 def llama2c_cases(qkv, c, shared):
     tok = shared / "models/stories260K/tok512.bin"
     builtin = pathlib.Path(__file__).resolve().parents[2] / "models/qkv-stories.gguf"
-    if tok.is_file() and builtin.is_file():
+    if c.shared(tok, "qkv-stories.gguf with tok512.bin") and builtin.is_file():
         rc, out, err = generate(qkv, builtin, "-t", tok)
         c.refused((rc, out, err), "tokens but the model's vocabulary",
                   what="qkv-stories.gguf with tok512.bin")

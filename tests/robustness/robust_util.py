@@ -11,7 +11,11 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+from shared_data import shared_required  # noqa: E402
 
 SKIP = 77
 
@@ -45,6 +49,17 @@ class Checks:
         rc, out, err = result
         ok = 0 < rc < 128 and all(p in err for p in parts) and "terminate called" not in err
         return self.check(ok, f"{what}: expected a refusal naming {parts}, got rc {rc}: {err[-400:]}")
+
+    def shared(self, path, what):
+        """True when ../shared has `path`; else a note (a skip of these cases), or a failure
+        under QKV_REQUIRE_SHARED, as CI runs."""
+        if pathlib.Path(path).exists():
+            return True
+        if shared_required():
+            self.check(False, f"{what}: {path} is absent and QKV_REQUIRE_SHARED is set")
+        else:
+            print(f"note: {path} is absent (../shared not beside the project); {what} skipped")
+        return False
 
     def report(self, name):
         for f in self.failures:

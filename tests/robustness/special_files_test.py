@@ -45,7 +45,7 @@ def main():
             except subprocess.TimeoutExpired:
                 c.check(False, f"{what}: blocked on the FIFO")
         hf = tmp / "hf-fifo"
-        if shared and (shared / "fixtures/hf/gpt2-tiny/config.json").is_file():
+        if shared and c.shared(shared / "fixtures/hf/gpt2-tiny/config.json", "a FIFO config.json"):
             hf.mkdir()
             for f in (shared / "fixtures/hf/gpt2-tiny").iterdir():
                 if f.name != "config.json":
