@@ -24,16 +24,16 @@
 #include "kernels/cpu/target_common.h"
 
 #if QKV_X86
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+QKV_TARGET_BEGIN(QKV_TARGET_AVX2)
 namespace qkv::kernels::cpu::tile_bench {
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/cpu/transpose8.h"
 // clang-format off
 #include "kernels/cpu/flash_impl.inc"
+#include "probes_impl.inc"
 // clang-format on
 }  // namespace qkv::kernels::cpu::tile_bench
-#pragma GCC pop_options
+QKV_TARGET_END
 
 namespace {
 
@@ -87,7 +87,7 @@ void Tile(benchmark::State& state) {
   // FLOPs of the part run: 2 · rows · keys · d per product; the softmax alone reports time only.
   const double flops = (Part == 3 ? 4.0 : 2.0) * kRows * kBk * static_cast<double>(t.d);
   if (Part != 1) {
-    static const double peak = fma_peak(0.3) * 1e9;  // one core, measured once per run
+    static const double peak = probes::fma_peak(0.3) * 1e9;  // one core, measured once per run
     state.counters["GFLOPs"] =
         benchmark::Counter(flops * state.iterations(), benchmark::Counter::kIsRate);
     state.counters["of_peak"] =

@@ -22,9 +22,9 @@
 #include "core/parallel.h"
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_target.h"
-#include "kernels/cpu/plan.h"
-#include "kernels/cpu/probe.h"
 #include "kernels/linear.h"
+#include "qkv_bench/probe.h"
+#include "qkv_bench/probe_targets.h"
 
 namespace {
 
@@ -52,7 +52,7 @@ double read_gbps_4k(int threads) {
   float* buf = static_cast<float*>(std::aligned_alloc(4096, static_cast<size_t>(n) * 4));
   madvise(buf, static_cast<size_t>(n) * 4, MADV_NOHUGEPAGE);
   std::memset(buf, 0, static_cast<size_t>(n) * 4);
-  const auto& ops = qkv::kernels::cpu::target_selected();
+  const auto& ops = qkv::bench::probe_ops_selected();
   const int64_t per = n / threads / 64 * 64;
   double best = 0;
   for (int pass = 0; pass < 5; ++pass) {

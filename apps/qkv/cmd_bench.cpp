@@ -21,11 +21,11 @@
 #include "core/half.h"
 #include "core/large_buffer.h"
 #include "core/parallel.h"
-#include "kernels/cpu/attention_materialised.h"
 #include "kernels/cpu/linear_gemm.h"
-#include "kernels/cpu/probe.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
+#include "qkv_bench/attention_materialised.h"
+#include "qkv_bench/probe.h"
 
 namespace qkv::app {
 

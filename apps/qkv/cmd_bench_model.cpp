@@ -11,11 +11,11 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
-#include "kernels/cpu/probe.h"
 #include "model/forward.h"
 #include "model/model_impl.h"
 #include "qkv/attention.h"
 #include "qkv/model.h"
+#include "qkv_bench/probe.h"
 
 namespace qkv::app {
 namespace cmd_bench_model {  // one per subcommand: the qkv target is a unity build

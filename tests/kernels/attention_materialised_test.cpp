@@ -11,8 +11,9 @@
 #include <random>
 
 #include "attention_harness.h"
-#include "kernels/cpu/attention_materialised.h"
 #include "qkv/error.h"
+#include "qkv_bench/attention_materialised.h"
+#include "qkv_bench/probe_targets.h"
 
 namespace qkv::test {
 namespace {
@@ -87,7 +88,7 @@ TEST(AttentionMaterialised, RejectsWhatItDoesNotSupport) {
 TEST(AttentionMaterialised, RowSoftmaxOnEveryTarget) {
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(-30.f, 30.f);
-  for (const auto* t : runnable_targets()) {
+  for (const auto* t : bench::probe_ops_runnable()) {
     for (int64_t n : {1, 7, 8, 16, 33, 100}) {
       for (int64_t valid : {int64_t{-2}, int64_t{0}, int64_t{1}, n / 2, n - 1, n, n + 3}) {
         std::vector<float> s(static_cast<size_t>(n + 8));
@@ -116,7 +117,7 @@ TEST(AttentionMaterialised, RowSoftmaxOnEveryTarget) {
 TEST(AttentionMaterialised, ToF32OnEveryTarget) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-4.f, 4.f);
-  for (const auto* t : runnable_targets()) {
+  for (const auto* t : bench::probe_ops_runnable()) {
     for (int64_t n : {1, 9, 64, 71}) {
       std::vector<uint16_t> h(static_cast<size_t>(n)), b(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) {

@@ -17,23 +17,14 @@ namespace backward_generic {
 }  // namespace backward_generic
 
 #if QKV_X86
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+QKV_TARGET_BEGIN(QKV_TARGET_AVX2)
 namespace backward_avx2 {
 #include "kernels/cpu/simd_avx2.h"
 // clang-format off
 #include "kernels/cpu/attention_backward_impl.inc"
 // clang-format on
 }  // namespace backward_avx2
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+QKV_TARGET_END
 #endif
 
 namespace {
@@ -41,6 +32,13 @@ namespace {
 // One target's item runner (attention_backward_impl.inc).
 using RunItem = void (*)(const BackwardProblem&, int64_t, int64_t, int64_t, int64_t, float*,
                          core::Arena&);
+constexpr RunItem kBackwardGeneric = backward_generic::run_item;
+#if QKV_X86
+constexpr RunItem kBackwardAvx2 = backward_avx2::run_item;
+constexpr TargetTable<RunItem> kBackwardTargets = {&kBackwardGeneric, &kBackwardAvx2, nullptr};
+#else
+constexpr TargetTable<RunItem> kBackwardTargets = {&kBackwardGeneric, nullptr, nullptr};
+#endif
 
 // Keys per item when the keys of one (sequence, kv head) are split: a multiple of the key tile.
 constexpr int64_t kKeyTile = 64;
@@ -137,18 +135,15 @@ void run(const BackwardProblem& bp, RunItem run_item) {
 namespace qkv::kernels {
 
 void attention_backward_cpu_on(const BackwardProblem& bp, std::string_view target) {
-#if QKV_X86
-  if (target != "generic") {
-    cpu::run(bp, cpu::backward_avx2::run_item);
-    return;
-  }
-#endif
-  cpu::run(bp, cpu::backward_generic::run_item);
+  // Per target (cpu/targets.h); the avx2 code also serves avx512 machines.
+  const cpu::Target t = target == "avx512" ? cpu::Target::avx512
+                        : target == "avx2" ? cpu::Target::avx2
+                                           : cpu::Target::generic;
+  cpu::run(bp, cpu::pick_target(cpu::kBackwardTargets, t));
 }
 
 void attention_backward_cpu(const BackwardProblem& bp) {
-  // The avx2 code also serves avx512 machines; QKV_CPU_TARGET=generic lowers the choice.
-  attention_backward_cpu_on(bp, cpu::target_selected().name);
+  attention_backward_cpu_on(bp, cpu::target_name(cpu::selected_target()));
 }
 
 }  // namespace qkv::kernels

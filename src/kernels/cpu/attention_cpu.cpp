@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "core/arena.h"
-#include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "kernels/cpu/plan.h"
+#include "kernels/cpu/targets.h"
 
 namespace qkv::kernels {
 namespace cpu {
@@ -43,20 +43,11 @@ int64_t pack_budget() {
   return kPackBytes;
 }
 
-const TargetOps& select_target() {
-  const auto& f = core::cpu_features();
-  int level = f.has_avx512_target() ? 2 : f.has_avx2_target() ? 1 : 0;
-  if (const char* env = std::getenv("QKV_CPU_TARGET")) {
-    const int want = std::strcmp(env, "avx512") == 0 ? 2 : std::strcmp(env, "avx2") == 0 ? 1 : 0;
-    level = std::min(level, want);  // can lower the choice, never raise it past the CPU
-  }
-  return level == 2 ? target_avx512() : level == 1 ? target_avx2() : target_generic();
-}
-
 }  // namespace
 
 const TargetOps& target_selected() {
-  static const TargetOps& ops = select_target();
+  static const TargetOps& ops = pick_target<TargetOps>(
+      {&target_generic(), &target_avx2(), &target_avx512()}, selected_target());
   return ops;
 }
 

@@ -7,16 +7,12 @@
 
 #include "core/half.h"
 #include "kernels/cpu/linear_target.h"
+#include "kernels/cpu/targets.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+QKV_TARGET_BEGIN(QKV_TARGET_AVX2)
 
 namespace qkv::kernels::cpu::avx2 {
 namespace {
@@ -262,11 +258,7 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
 }  // namespace
 }  // namespace qkv::kernels::cpu::avx2
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+QKV_TARGET_END
 
 namespace qkv::kernels::cpu {
 const LinearTargetOps& linear_target_avx2() {

@@ -1,12 +1,11 @@
 // The portable target of the linear kernels: plain C++ (the compiler's SSE2 at most), the fallback
 // on CPUs without AVX2+FMA+F16C and the twin the SIMD target is tested against.
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
-#include "core/cpu_features.h"
 #include "core/half.h"
 #include "kernels/cpu/linear_target.h"
+#include "kernels/cpu/targets.h"
 
 namespace qkv::kernels::cpu {
 namespace {
@@ -72,11 +71,9 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
     row_to_f32(type, w + o * w_stride, 0, n_in, out + (o - o0) * ld_out);
 }
 
-const LinearTargetOps& select() {
-  const bool avx2 = core::cpu_features().has_avx2_target();
-  const char* env = std::getenv("QKV_CPU_TARGET");
-  const bool lowered = env && std::strcmp(env, "generic") == 0;
-  return avx2 && !lowered ? linear_target_avx2() : linear_target_generic();
+// The avx2 kernels also serve avx512 machines.
+TargetTable<LinearTargetOps> linear_targets() {
+  return {&linear_target_generic(), &linear_target_avx2(), nullptr};
 }
 
 }  // namespace
@@ -87,14 +84,12 @@ const LinearTargetOps& linear_target_generic() {
 }
 
 const LinearTargetOps& linear_target_selected() {
-  static const LinearTargetOps& ops = select();
+  static const LinearTargetOps& ops = pick_target(linear_targets(), selected_target());
   return ops;
 }
 
 std::vector<const LinearTargetOps*> linear_targets_runnable() {
-  std::vector<const LinearTargetOps*> t{&linear_target_generic()};
-  if (core::cpu_features().has_avx2_target()) t.push_back(&linear_target_avx2());
-  return t;
+  return runnable_tables(linear_targets());
 }
 
 }  // namespace qkv::kernels::cpu

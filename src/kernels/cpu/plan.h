@@ -63,22 +63,16 @@ struct TargetOps {
   PackShape (*pack_shape)(const AttentionProblem& p);
   void (*pack_tile)(const AttentionProblem& p, int64_t b, int64_t hk0, int64_t n_hk, int64_t tile,
                     int64_t tiles_per_pair, float* dst);
-  // Measures the FMA throughput of one core for about `seconds`; returns GFLOP/s.
-  double (*fma_peak)(double seconds);
-  // Sum of n floats, n a multiple of 64: used to measure read bandwidth.
-  float (*read_sum)(const float* x, int64_t n);
   // The arithmetic of the bf16 mode's prefill tiles for head_dim: "amx", "avx512_bf16" or
   // "rounding" (bf16-rounded operands, fp32 FMAs).
   const char* (*bf16_path)(int64_t head_dim);
-  // For the materialised peer (attention_materialised.h): one row's softmax over its first
-  // n_valid entries, zeros after them; and n elements of type dt converted to fp32.
-  void (*softmax_row)(float* s, int64_t n_valid, int64_t n);
-  void (*to_f32)(const void* src, DType dt, float* dst, int64_t n);
 };
 
+// The tables of each target (cpu/targets.h); avx2 and avx512 are the generic one on non-x86 CPUs.
 const TargetOps& target_generic();
 const TargetOps& target_avx2();
 const TargetOps& target_avx512();
+// The table of selected_target().
 const TargetOps& target_selected();
 
 }  // namespace qkv::kernels::cpu

@@ -2,13 +2,7 @@
 #include "kernels/cpu/target_common.h"
 
 #if QKV_X86
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
-
+QKV_TARGET_BEGIN(QKV_TARGET_AVX2)
 namespace qkv::kernels::cpu::avx2 {
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/cpu/transpose8.h"
@@ -16,12 +10,7 @@ namespace qkv::kernels::cpu::avx2 {
 #include "kernels/cpu/flash_impl.inc"
 // clang-format on
 }  // namespace qkv::kernels::cpu::avx2
-
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+QKV_TARGET_END
 
 namespace qkv::kernels::cpu {
 const TargetOps& target_avx2() {
@@ -31,11 +20,7 @@ const TargetOps& target_avx2() {
       .probs_rows = avx2::probs_rows,
       .pack_shape = avx2::pack_shape,
       .pack_tile = avx2::pack_tile,
-      .fma_peak = avx2::fma_peak,
-      .read_sum = avx2::read_sum,
       .bf16_path = avx2::bf16_path,
-      .softmax_row = avx2::softmax_row,
-      .to_f32 = avx2::to_f32,
   };
   return ops;
 }

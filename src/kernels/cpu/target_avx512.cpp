@@ -4,19 +4,12 @@
 #include "kernels/cpu/target_common.h"
 
 #if QKV_X86
-#if defined(__clang__)
-#pragma clang attribute push(                                                                      \
-    __attribute__((                                                                                \
-        target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,amx-tile,amx-bf16,avx2,fma,f16c"))), \
-    apply_to = function)
-#else
+#if !defined(__clang__)
 // GCC 12's own AVX-512 intrinsic headers trip these (their _mm512_undefined_* idiom).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,amx-tile,amx-bf16,avx2,fma,f16c")
 #endif
-
+QKV_TARGET_BEGIN(QKV_TARGET_AVX512)
 namespace qkv::kernels::cpu::avx512 {
 #include "kernels/cpu/simd_avx512.h"
 #include "kernels/cpu/transpose8.h"
@@ -27,12 +20,7 @@ namespace qkv::kernels::cpu::avx512 {
 #include "kernels/cpu/flash_impl.inc"
 // clang-format on
 }  // namespace qkv::kernels::cpu::avx512
-
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+QKV_TARGET_END
 
 namespace qkv::kernels::cpu {
 const TargetOps& target_avx512() {
@@ -42,11 +30,7 @@ const TargetOps& target_avx512() {
       .probs_rows = avx512::probs_rows,
       .pack_shape = avx512::pack_shape,
       .pack_tile = avx512::pack_tile,
-      .fma_peak = avx512::fma_peak,
-      .read_sum = avx512::read_sum,
       .bf16_path = avx512::bf16_path,
-      .softmax_row = avx512::softmax_row,
-      .to_f32 = avx512::to_f32,
   };
   return ops;
 }

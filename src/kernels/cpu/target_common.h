@@ -19,6 +19,7 @@
 #include "core/half.h"
 #include "kernels/attention_problem.h"
 #include "kernels/cpu/plan.h"
+#include "kernels/cpu/targets.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>

@@ -16,11 +16,7 @@ const TargetOps& target_generic() {
       .probs_rows = generic::probs_rows,
       .pack_shape = generic::pack_shape,
       .pack_tile = generic::pack_tile,
-      .fma_peak = generic::fma_peak,
-      .read_sum = generic::read_sum,
       .bf16_path = generic::bf16_path,
-      .softmax_row = generic::softmax_row,
-      .to_f32 = generic::to_f32,
   };
   return ops;
 }

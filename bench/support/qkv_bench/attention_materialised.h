@@ -3,7 +3,8 @@
 // (PyTorch's math attention: two batched matrix products around a softmax): per (sequence, query
 // head), S = scale · Q·Kᵀ for a block of query rows against every key (one sgemm), the causal
 // mask and the row softmax, then O = P·V (one sgemm). Not a backend: S takes
-// O(rows · n_kv) memory, and only the causal mask is supported.
+// O(rows · n_kv) memory, and only the causal mask is supported. Part of qkv_bench_support
+// (bench/support), not of the kernels library.
 #pragma once
 
 #include "qkv/dtype.h"

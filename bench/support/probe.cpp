@@ -1,4 +1,4 @@
-#include "kernels/cpu/probe.h"
+#include "qkv_bench/probe.h"
 
 #include <omp.h>
 
@@ -11,12 +11,12 @@
 
 #include "core/arena.h"
 #include "core/parallel.h"
-#include "kernels/cpu/plan.h"
+#include "qkv_bench/probe_targets.h"
 
 namespace qkv::kernels {
 
 MachinePeak measure_machine_peak(int threads, double seconds) {
-  const cpu::TargetOps& ops = cpu::target_selected();
+  const bench::ProbeOps& ops = bench::probe_ops_selected();
   MachinePeak peak;
   peak.threads = core::resolve_threads(threads);
   peak.target = ops.name;
@@ -68,7 +68,7 @@ MachinePeak measure_machine_peak(int threads, double seconds) {
 
 double measure_stream_read(const void* a, const void* b, std::size_t bytes, int threads,
                            double seconds) {
-  const cpu::TargetOps& ops = cpu::target_selected();
+  const bench::ProbeOps& ops = bench::probe_ops_selected();
   threads = core::resolve_threads(threads);
   constexpr size_t kChunk = 4096;
   const size_t chunks = bytes / kChunk / static_cast<size_t>(threads);  // per thread and buffer

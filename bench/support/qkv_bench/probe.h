@@ -1,5 +1,6 @@
 // Measurements of this machine's limits, taken by the same binary that runs the kernels, so that
-// benchmarks report ratios against what this CPU really does (docs/PERFORMANCE.md).
+// benchmarks report ratios against what this CPU really does (docs/PERFORMANCE.md). Part of
+// qkv_bench_support (bench/support), not of the kernels library.
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-#include "kernels/cpu/attention_materialised.h"
+#include "qkv_bench/attention_materialised.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,8 +8,8 @@
 #include "core/parallel.h"
 #include "kernels/attention_problem.h"
 #include "kernels/cpu/linear_gemm.h"
-#include "kernels/cpu/plan.h"
 #include "qkv/error.h"
+#include "qkv_bench/probe_targets.h"
 
 namespace qkv::kernels::cpu {
 namespace {
@@ -30,7 +30,7 @@ const float* as_f32_rows(const View4& t, int64_t b, int64_t hk, std::vector<floa
   }
   buf.resize(static_cast<size_t>(n * dim));
   *ld = dim;
-  const TargetOps& ops = target_selected();
+  const bench::ProbeOps& ops = bench::probe_ops_selected();
   const int64_t chunk = 256;
   core::parallel_for_dynamic((n + chunk - 1) / chunk, threads, [&](int64_t c, int) {
     for (int64_t j = c * chunk; j < std::min(n, (c + 1) * chunk); ++j) {
@@ -73,7 +73,7 @@ void attention_materialised(const View4& q, const View4& k, const View4& v, cons
         "along head_dim");
   }
   threads = core::resolve_threads(threads);
-  const TargetOps& ops = target_selected();
+  const bench::ProbeOps& ops = bench::probe_ops_selected();
   const int64_t group = H / HK;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const int64_t block = std::clamp<int64_t>(kMaxScoreFloats / std::max<int64_t>(nkv, 1), 1, nq);
