@@ -14,12 +14,14 @@ out=${OUT:-build/gpu-logs}
 logs=build/gpu-logs-local
 mkdir -p "$out" "$logs"
 archs=${QKV_CUDA_ARCHS:-90a-real}
-nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+# nvcc from PATH; without one there, CMake's CUDA support looks for it (CUDACXX, CUDAToolkit_ROOT,
+# CUDA_PATH).
+nvcc=$(command -v nvcc || true)
 
 {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
     --format=csv || true
-  "$nvcc" --version | tail -2
+  if [ -n "$nvcc" ]; then "$nvcc" --version | tail -2; fi
 } 2>&1 | tee "$out/device.txt"
 
 # QKV_PREBUILT: a qkv_cuda_bench built elsewhere (saves device time); the device build then runs
@@ -27,7 +29,7 @@ nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 build() {
   local t0=$(date +%s)
   cmake -S bench/gpu -B build/gpubench-dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$logs/build.txt" 2>&1 &&
+    ${nvcc:+-DCMAKE_CUDA_COMPILER="$nvcc"} -DCMAKE_CUDA_ARCHITECTURES="$archs" >"$logs/build.txt" 2>&1 &&
     cmake --build build/gpubench-dev -j"$(nproc)" >>"$logs/build.txt" 2>&1
   local rc=$?
   echo "build: rc=$rc in $(($(date +%s) - t0)) s"
