@@ -1,18 +1,54 @@
 #!/usr/bin/env python3
 """Checks that sources include headers only from their own layer or layers below it.
 
-Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers
--> cuda -> model -> runtime/explain -> train.
-apps, tests and bench may include anything. Public headers (include/qkv) may include only other
-public headers and the standard library.
+Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers/cuda
+-> model -> runtime -> explain -> train -> apps. CMake enforces this for the internal headers under src/ (cmake/layers.cmake: no
+target has src/ on its include path, each sees its own and lower layers only); this test checks
+the same rule for the public headers (include/qkv), which every target sees: each belongs to the
+layer that implements it (PUBLIC below), and a source or public header may include only public
+headers of its own layer or lower ones. It also checks the internal includes of src/, so that a
+violation is named here as well as by the compiler. Public headers include only other public
+headers and the standard library. apps, tests and bench are not checked.
 """
 import pathlib
 import re
 import sys
 
 RANK = {"core": 0, "kernels": 1, "chat": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
-        "model": 3, "runtime": 4, "explain": 4, "train": 5}
+        "model": 3, "runtime": 4, "explain": 5, "train": 6}
+# The layer of each public header: where it is implemented (or, for plain data types, the lowest
+# layer whose interface uses it).
+PUBLIC = {
+    "dtype.h": "core", "error.h": "core", "tokenizer_spec.h": "core",
+    "attention.h": "kernels", "chat.h": "chat",
+    "attention_cuda.h": "cuda", "model_file.h": "formats", "tokenizer.h": "tokenizers",
+    "observer.h": "model", "model.h": "model",
+    "session.h": "runtime",
+    "explain.h": "explain",
+    "train.h": "train", "trainer.h": "train",
+}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
+
+
+def check(path, layer, inc, bad):
+    top = inc.split("/")[0]
+    target = None
+    if top == "qkv":
+        name = inc[len("qkv/"):]
+        target = PUBLIC.get(name)
+        if target is None:
+            bad.append(f"{path}: public header '{inc}' has no layer (add it to PUBLIC in "
+                       "tests/layering_test.py)")
+            return
+    elif top in RANK:
+        target = top
+    if target is None or target == layer:
+        return
+    what = f"'{inc}' (layer '{target}')"
+    if RANK[target] > RANK[layer]:
+        bad.append(f"{path}: layer '{layer}' includes {what} from a higher layer")
+    elif RANK[target] == RANK[layer]:
+        bad.append(f"{path}: layer '{layer}' includes {what} from a sibling layer")
 
 
 def main(root: pathlib.Path) -> int:
@@ -25,15 +61,19 @@ def main(root: pathlib.Path) -> int:
             bad.append(f"{path}: unknown layer '{layer}' (add it to tests/layering_test.py)")
             continue
         for inc in INCLUDE.findall(path.read_text(errors="replace")):
-            top = inc.split("/")[0]
-            if top in RANK and RANK[top] > RANK[layer]:
-                bad.append(f"{path}: layer '{layer}' includes '{inc}' from higher layer '{top}'")
-            if top in RANK and RANK[top] == RANK[layer] and top != layer:
-                bad.append(f"{path}: layer '{layer}' includes '{inc}' from sibling layer '{top}'")
+            check(path, layer, inc, bad)
     for path in sorted((root / "include").rglob("*.h")):
+        name = path.relative_to(root / "include" / "qkv").as_posix()
+        layer = PUBLIC.get(name)
+        if layer is None:
+            bad.append(f"{path}: public header has no layer (add it to PUBLIC in "
+                       "tests/layering_test.py)")
+            continue
         for inc in INCLUDE.findall(path.read_text(errors="replace")):
             if not inc.startswith("qkv/"):
                 bad.append(f"{path}: public header includes non-public '{inc}'")
+            else:
+                check(path, layer, inc, bad)
     for line in bad:
         print(line)
     print(f"layering: {len(bad)} violation(s)")

@@ -28,6 +28,9 @@ std::string_view architecture_name(Architecture a);
 // in Hugging Face checkpoints. Chosen from the file's origin.
 enum class RopeStyle : uint8_t { none, interleaved, half };
 
+// Element type of a KV cache (SessionOptions::kv_type in qkv/session.h).
+enum class KvType : uint8_t { f32, f16 };
+
 struct LoadOptions {
   std::string tokenizer_path;  // a tokenizer file; empty: the one in or beside the model
   bool require_tokenizer = false;

@@ -24,8 +24,6 @@
 
 namespace qkv {
 
-enum class KvType : uint8_t { f32, f16 };
-
 struct SessionOptions {
   int64_t n_ctx = 0;  // 0: the model's trained context length
   KvType kv_type = KvType::f32;

@@ -9,7 +9,6 @@
 #include "core/large_buffer.h"
 #include "qkv/model.h"
 #include "qkv/observer.h"
-#include "qkv/session.h"
 
 namespace qkv::model {
 
