@@ -1,9 +1,11 @@
 // qkv generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
 //              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
 //              [--kv f32|f16] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
-//              [--explain HTML] [--npy-stream FILE]
+//              [--explain HTML] [--npy-stream FILE] [--chat [--system S]]
 //   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
 //   prints a story), with a newline at the end; status, progress and timings go to stderr.
+//   --chat: PROMPT is one user turn; the model's chat template makes the prompt (with the
+//   optional system message) and only the reply is printed.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -16,9 +18,11 @@
 #include <optional>
 #include <random>
 
+#include "chat_source.h"
 #include "command.h"
 #include "core/file_io.h"
 #include "default_model.h"
+#include "qkv/chat.h"
 #include "qkv/explain.h"
 #include "qkv/session.h"
 
@@ -41,7 +45,22 @@ struct GenerateCliOptions {
   bool ignore_eos = false;
   std::string explain_html;  // --explain: attention maps of the prompt and every generated token
   std::string npy_stream;    // --npy-stream: the same maps, every row written as it is produced
+  bool chat = false;         // --chat: the prompt is a user turn in the model's chat template
+  std::string system;        // --system: a system message before it
 };
+
+// The prompt text the model's chat template makes of one user turn (and a system message), as
+// transformers' apply_chat_template(add_generation_prompt=True) renders it.
+std::string chat_prompt(const Model& model, const GenerateCliOptions& o) {
+  const ModelChatTemplate t = chat_template_of(model.file());
+  ChatTemplateInputs in;
+  if (!o.system.empty()) in.messages.push_back({"system", o.system});
+  in.messages.push_back({"user", o.prompt});
+  in.add_generation_prompt = true;
+  in.bos_token = t.bos;
+  in.eos_token = t.eos;
+  return ChatTemplate(t.source).render(in);
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -59,6 +78,7 @@ void run(GenerateCliOptions o) {
   if (o.prompt == "-") {
     o.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
+  if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
   if (!o.seed) {
     o.seed = std::random_device{}();
     std::fprintf(stderr, "seed: %llu (pass --seed to repeat this run)\n",
@@ -89,7 +109,14 @@ void run(GenerateCliOptions o) {
                           .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
                           .n_threads = o.threads,
                           .observer = capture ? &*capture : nullptr});
-  const std::vector<int32_t> ids = model.tokenizer().encode(o.prompt, {.add_special = !o.no_bos});
+  // --chat: the template writes BOS and the turn markers itself, so the text is encoded as
+  // transformers encodes a rendered chat: no BOS added, special tokens in the text matched.
+  const std::string prompt_text = o.chat ? chat_prompt(model, o) : o.prompt;
+  if (o.chat)
+    std::fprintf(stderr, "chat: prompt of %zu bytes from the model's chat template\n",
+                 prompt_text.size());
+  const std::vector<int32_t> ids = model.tokenizer().encode(
+      prompt_text, {.add_special = !o.no_bos && !o.chat, .parse_special = o.chat});
   std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s\n", ids.size(),
                static_cast<long long>(session.n_ctx()), o.kv.c_str(),
                ids.size() >= 256 ? " (prefill running...)" : "");
@@ -103,7 +130,7 @@ void run(GenerateCliOptions o) {
   // leaves stdout empty.
   bool prompt_shown = false;
   const auto show_prompt = [&] {
-    if (prompt_shown) return;
+    if (prompt_shown || o.chat) return;
     std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
     prompt_shown = true;
   };
@@ -188,6 +215,10 @@ void setup(CLI::App& app) {
   app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
   app.add_flag("--no-bos", o->no_bos, "do not add BOS before the prompt");
   app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS");
+  app.add_flag("--chat", o->chat,
+               "PROMPT is a user turn: the model's chat template (GGUF tokenizer.chat_template, HF "
+               "tokenizer_config.json) makes the prompt; only the reply is printed");
+  app.add_option("--system", o->system, "with --chat: a system message before the user turn");
   app.callback([o] { run(*o); });
 }
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "chat_source.h"
 #include "command.h"
 #include "qkv/chat.h"
 #include "qkv/model_file.h"
@@ -33,100 +34,6 @@ struct TemplateOptions {
   std::string now;
   std::string vars;
 };
-
-std::string read_text(const std::string& path, const char* what) {
-  if (path == "-") {
-    return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  }
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    throw Error(std::string(what) + " " + path + " is a directory, not a file");
-  }
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(std::string("cannot open ") + what + " " + path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-struct ModelTemplate {
-  std::string source;
-  std::string bos;
-  std::string eos;
-};
-
-// tokenizer_config.json names a special token as a string or as {"content": "..."}.
-std::string token_text(const nlohmann::json& j) {
-  if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j["content"].is_string()) {
-    return j["content"].get<std::string>();
-  }
-  return "";
-}
-
-ModelTemplate from_hf_folder(const std::filesystem::path& dir) {
-  ModelTemplate t;
-  const auto config_path = dir / "tokenizer_config.json";
-  nlohmann::json config = nlohmann::json::object();
-  if (std::filesystem::exists(config_path)) {
-    try {
-      config = nlohmann::json::parse(read_text(config_path.string(), "tokenizer config"));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(config_path.string() + " is not valid JSON: " + e.what());
-    }
-  }
-  if (config.contains("bos_token")) t.bos = token_text(config["bos_token"]);
-  if (config.contains("eos_token")) t.eos = token_text(config["eos_token"]);
-  if (config.contains("chat_template")) {
-    const auto& ct = config["chat_template"];
-    if (ct.is_string()) {
-      t.source = ct.get<std::string>();
-    } else if (ct.is_array()) {
-      // [{"name": "default", "template": "..."}, {"name": "tool_use", ...}]
-      for (const auto& entry : ct) {
-        if (entry.is_object() && entry.value("name", "") == "default" &&
-            entry.contains("template") && entry["template"].is_string()) {
-          t.source = entry["template"].get<std::string>();
-        }
-      }
-    }
-  }
-  const auto jinja = dir / "chat_template.jinja";
-  if (t.source.empty() && std::filesystem::exists(jinja))
-    t.source = read_text(jinja.string(), "chat template");
-  if (t.source.empty()) {
-    throw Error(dir.string() +
-                " has no chat template (tokenizer_config.json has no chat_template "
-                "and there is no chat_template.jinja); pass one with --template FILE.jinja");
-  }
-  return t;
-}
-
-ModelTemplate from_gguf(const std::string& path) {
-  const ModelFile m = read_gguf(path);
-  ModelTemplate t;
-  const MetaValue* tmpl = m.metadata.find("tokenizer.chat_template");
-  if (!tmpl) {
-    throw Error(path +
-                " has no tokenizer.chat_template key; pass a template with --template FILE.jinja");
-  }
-  t.source = tmpl->as_string("tokenizer.chat_template");
-  const MetaValue* tokens = m.metadata.find("tokenizer.ggml.tokens");
-  auto special = [&](const char* key) -> std::string {
-    const MetaValue* id = m.metadata.find(key);
-    if (!id || !tokens) return "";
-    const auto& list = tokens->as_array("tokenizer.ggml.tokens");
-    const int64_t i = id->as_int(key);
-    if (i < 0 || i >= static_cast<int64_t>(list.size())) {
-      throw Error(path + ": " + key + " = " + std::to_string(i) + " is outside the vocabulary (" +
-                  std::to_string(list.size()) + " tokens)");
-    }
-    return list[static_cast<size_t>(i)].as_string("tokenizer.ggml.tokens");
-  };
-  t.bos = special("tokenizer.ggml.bos_token_id");
-  t.eos = special("tokenizer.ggml.eos_token_id");
-  return t;
-}
 
 // "YYYY-MM-DD" -> seconds since 1970-01-01 00:00 (the naive local time strftime_now formats).
 int64_t parse_date(const std::string& s) {
@@ -156,13 +63,13 @@ void run(const TemplateOptions& o) {
   if (o.model.empty() == o.template_file.empty()) {
     throw Error("pass either a model (-m model.gguf or an HF folder) or --template FILE.jinja");
   }
-  ModelTemplate t;
+  ModelChatTemplate t;
   if (!o.template_file.empty()) {
     t.source = read_text(o.template_file, "template");
   } else if (std::filesystem::is_directory(o.model)) {
-    t = from_hf_folder(o.model);
+    t = chat_template_of_hf_folder(o.model);
   } else {
-    t = from_gguf(o.model);
+    t = chat_template_of(read_gguf(o.model));
   }
   ChatTemplateInputs in;
   in.messages_json = read_text(o.messages, "messages file");

@@ -2,6 +2,7 @@
 // transformers' environment (tojson = json.dumps(ensure_ascii=False, ...)).
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <unordered_map>
 
@@ -10,6 +11,12 @@
 
 namespace qkv::chat {
 namespace {
+
+int64_t checked_add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r)) fail("integer overflow (beyond 64 bits)");
+  return r;
+}
 
 int64_t py_len(const Value& v) {
   switch (v.kind()) {
@@ -406,7 +413,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
            if (!total.is_number() || !y.is_number()) fail("sum needs numbers");
            total = total.is(Value::Kind::Float) || y.is(Value::Kind::Float)
                        ? Value::real(total.as_float() + y.as_float())
-                       : Value::integer(total.as_int() + y.as_int());
+                       : Value::integer(checked_add(total.as_int(), y.as_int()));
          }
          return total;
        }},

@@ -469,7 +469,8 @@ Value Interp::slice(const Value& obj, const Value& start_v, const Value& stop_v,
   slice_indices(n, start_v, stop_v, step, start, stop);
   std::vector<Value> items;
   std::string s;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+  // 128-bit index: start + step may leave int64 for a huge step.
+  for (__int128 i = start; step > 0 ? i < stop : i > stop; i += step) {
     if (obj.is_list()) {
       items.push_back(obj.list().items[static_cast<size_t>(i)]);
     } else {

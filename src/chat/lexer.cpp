@@ -1,6 +1,8 @@
 #include "chat/lexer.h"
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace qkv::chat {

@@ -313,6 +313,12 @@ TEST(ChatTemplate, RuntimeErrorsNameTheLine) {
   EXPECT_NE(e.message().find("takes not more than 1"), std::string::npos);
   e = render_error("{{ {'a': 1}|tojson }}{{ undefined_var|tojson }}");
   EXPECT_NE(e.message().find("not JSON serializable"), std::string::npos);
+  // 64-bit integers: overflow is an error where Python would grow a bigint.
+  e = render_error("{{ [9223372036854775807, 1]|sum }}");
+  EXPECT_NE(e.message().find("overflow"), std::string::npos);
+  e = render_error("{{ 9223372036854775807 + 1 }}");
+  EXPECT_NE(e.message().find("overflow"), std::string::npos);
+  EXPECT_EQ(render("{{ 'abc'[2::9223372036854775807] }}"), "c");
   // Endless recursion stops with an error instead of exhausting the stack.
   e = render_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}");
   EXPECT_NE(e.message().find("nested"), std::string::npos) << e.what();

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""`qkv generate --chat` on an HF folder whose tokenizer_config.json carries a chat template.
+
+usage: generate_chat_test.py QKV_BINARY SHARED_DIR     (exit 77 = skipped: ../shared absent)
+
+The tiny LLaMA fixture of ../shared gets a chat template; `generate --chat -p Q [--system S]`
+must continue exactly as plain `generate --no-bos -p RENDERED` does on the prompt the template
+makes (the same ids: the template's text, no BOS added), print only the reply, and refuse
+--system without --chat and models without a template by name.
+"""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
+
+TEMPLATE = ("{% for m in messages %}{% if m.role == 'system' %}[{{ m.content }}]\n"
+            "{% else %}{{ m.role | capitalize }}: {{ m.content }}\n{% endif %}{% endfor %}"
+            "{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+def run(qkv, *args):
+    p = subprocess.run([qkv, *args, "--threads", "1"], capture_output=True, timeout=300)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def main():
+    qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
+    fixture = shared / "fixtures" / "hf" / "llama-tiny"
+    if not (fixture / "config.json").is_file():
+        return shared_data.missing(fixture)
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = pathlib.Path(tmp) / "llama-chat"
+        shutil.copytree(fixture, model)
+        config = json.loads((model / "tokenizer_config.json").read_text())
+        config["chat_template"] = TEMPLATE
+        (model / "tokenizer_config.json").write_text(json.dumps(config))
+        common = ["--temp", "0", "-n", "12", "--seed", "1", "--ignore-eos"]
+        for system, rendered in ((None, "User: Where is the cat?\nAssistant:"),
+                                 ("Be kind.", "[Be kind.]\nUser: Where is the cat?\nAssistant:")):
+            extra = ["--system", system] if system else []
+            rc, chat_out, err = run(qkv, "generate", "-m", str(model), "--chat", "-p",
+                                    "Where is the cat?", *extra, *common)
+            rc2, plain_out, err2 = run(qkv, "generate", "-m", str(model), "--no-bos", "-p", rendered,
+                                       *common)
+            if rc != 0 or rc2 != 0:
+                failures.append(f"system={system!r}: rc {rc}/{rc2}: {err[-300:]} {err2[-300:]}")
+                continue
+            if not plain_out.startswith(rendered):
+                failures.append(f"plain generate does not echo its prompt: {plain_out!r}")
+                continue
+            reply = plain_out[len(rendered):]
+            if chat_out != reply:
+                failures.append(f"system={system!r}: --chat printed {chat_out!r}, the rendered prompt "
+                                f"continues with {reply!r}")
+        rc, _, err = run(qkv, "generate", "-m", str(model), "--system", "x", "-p", "hi", "-n", "1")
+        if rc == 0 or "--chat" not in err:
+            failures.append(f"--system without --chat: rc {rc}, {err!r}")
+        rc, _, err = run(qkv, "generate", "-m", str(fixture), "--chat", "-p", "hi", "-n", "1")
+        if rc == 0 or "chat template" not in err:
+            failures.append(f"--chat on a model without a template: rc {rc}, {err!r}")
+    for f in failures:
+        print("FAIL", f)
+    print(f"generate --chat: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
