@@ -23,6 +23,7 @@
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_target.h"
 #include "kernels/linear.h"
+#include "kernels/quant/blocks.h"
 #include "qkv_bench/probe.h"
 #include "qkv_bench/probe_targets.h"
 
@@ -32,6 +33,7 @@ using qkv::kernels::Linear;
 using qkv::kernels::LinearPath;
 using qkv::kernels::WeightType;
 using qkv::kernels::WeightView;
+constexpr size_t kQ8Bytes = sizeof(qkv::kernels::quant::BlockQ8_0);
 
 // n_in x n_out of GPT-2 124M (qkv, attn out, mlp up, mlp down, LM head) and of a LLaMA-1B-like
 // model (q/o, k/v with GQA, up/gate, down, LM head).
@@ -97,9 +99,9 @@ struct Weights {
         if (type == WeightType::q8_0) {
           if (k % 32 == 0) {
             h = qkv::core::f32_to_f16(1.0f / 127);
-            std::memcpy(r + k / 32 * 34, &h, 2);
+            std::memcpy(r + k / 32 * kQ8Bytes, &h, 2);
           }
-          r[k / 32 * 34 + 2 + k % 32] = static_cast<uint8_t>(static_cast<int8_t>(v * 127));
+          r[k / 32 * kQ8Bytes + 2 + k % 32] = static_cast<uint8_t>(static_cast<int8_t>(v * 127));
         }
       }
     }

@@ -57,6 +57,15 @@ def main():
                ("tokenizer.ggml.tokens", 9, arr(8, [gguf_str(t) for t in ["a", "b", "ab", "\u0120"]])),
                ("tokenizer.ggml.merges", 9, arr(8, [gguf_str("a b")]))]
     (ROOT / "gguf" / "bpe.gguf").write_bytes(gguf(bpe_kvs, []))
+    # One tensor in each quantized block format (ggml type id, values per block, bytes per
+    # block): byte patterns with a scale of 0.5 (f16 0x3800) in the block's first two bytes.
+    quant = [("q4_0", 2, 32, 18), ("q4_1", 3, 32, 20), ("q5_0", 6, 32, 22), ("q5_1", 7, 32, 24),
+             ("q2_k", 10, 256, 84), ("q3_k", 11, 256, 110), ("q4_k", 12, 256, 144),
+             ("q5_k", 13, 256, 176), ("q6_k", 14, 256, 210), ("iq4_nl", 20, 32, 18),
+             ("iq4_xs", 23, 256, 136)]
+    qtensors = [(f"w.{name}", [block, 2], tid, (struct.pack("<e", 0.5) + bytes((7 * i + 3) % 256 for i in range(nbytes - 2))) * 2)
+                for name, tid, block, nbytes in quant]
+    (ROOT / "gguf" / "quant.gguf").write_bytes(gguf([], qtensors))
 
     header = {"__metadata__": {"format": "pt"},
               "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},

@@ -1,7 +1,7 @@
 // qkv inspect FILE_OR_DIR [--json] [-t TOKENIZER]
 //   Describes a model file: format, architecture, hyper-parameters, tokenizer, metadata and the
-//   tensor table (dtype, shape, bytes). Also describes tokenizer-only files (tokenizer.json,
-//   vocab.txt, llama2.c tokenizer.bin) and HF config.json.
+//   tensor table (dtype, shape, bytes) with the file's bits per weight. Also describes
+//   tokenizer-only files (tokenizer.json, vocab.txt, llama2.c tokenizer.bin) and HF config.json.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -122,7 +122,12 @@ void inspect_model(const ModelFile& m, const InspectOptions& o) {
     tok_note = e.what();
   }
   uint64_t total = 0;
-  for (const TensorInfo& t : m.tensors) total += t.n_bytes;
+  double n_weights = 0;  // elements of all tensors, for the file's bits per weight
+  for (const TensorInfo& t : m.tensors) {
+    total += t.n_bytes;
+    n_weights += static_cast<double>(t.n_elements());
+  }
+  const double bpw = n_weights > 0 ? 8.0 * static_cast<double>(total) / n_weights : 0.0;
   if (o.json) {
     ordered_json j;
     j["path"] = m.path;
@@ -136,6 +141,7 @@ void inspect_model(const ModelFile& m, const InspectOptions& o) {
     for (const auto& [k, v] : m.metadata.entries()) md[k] = meta_json(v, o.max_items);
     j["metadata"] = md;
     j["tensor_bytes"] = total;
+    j["bits_per_weight"] = bpw;
     j["tensors"] = ordered_json::array();
     for (const TensorInfo& t : m.tensors) {
       j["tensors"].push_back({{"name", t.name},
@@ -183,11 +189,12 @@ void inspect_model(const ModelFile& m, const InspectOptions& o) {
   for (const auto& [k, v] : m.metadata.entries()) {
     std::printf("  %-44s %s\n", k.c_str(), v.to_string(o.max_items).c_str());
   }
-  std::printf("tensors: %zu, %.3f MB\n", m.tensors.size(), static_cast<double>(total) / 1e6);
+  std::printf("tensors: %zu, %.3f MB, %.2f bits per weight\n", m.tensors.size(),
+              static_cast<double>(total) / 1e6, bpw);
   size_t w = 8;
   for (const TensorInfo& t : m.tensors) w = std::max(w, t.name.size());
   for (const TensorInfo& t : m.tensors) {
-    std::printf("  %-*s %-5s %-20s %12lu\n", static_cast<int>(w), t.name.c_str(),
+    std::printf("  %-*s %-6s %-20s %12lu\n", static_cast<int>(w), t.name.c_str(),
                 std::string(tensor_type_name(t.type)).c_str(), shape_str(t.shape).c_str(),
                 (unsigned long)t.n_bytes);
   }

@@ -235,8 +235,9 @@ void fill_tensor(const Planned& p, size_t index, uint64_t seed, double std,
         quantize_q8_0(buf.data(), int64_t(m), dst);
         pos += m / 32 * size_t(tensor_type_block_bytes(TensorType::q8_0));
         break;
-      case TensorType::i32:
-        throw Error("make-model: tensor " + p.decl.name + ": i32 is not a weight type");
+      default:
+        throw Error("make-model: tensor " + p.decl.name + ": cannot write type " +
+                    std::string(tensor_type_name(p.decl.type)));
     }
   }
   if (pos != out.size()) {

@@ -26,14 +26,34 @@
 
 namespace qkv {
 
-// Storage types of tensors in model files. Other types (Q4_K, I8, F64, ...) are refused with
-// an error naming them.
-enum class TensorType : uint8_t { f32, f16, bf16, q8_0, i32 };
+// Storage types of tensors in model files: plain numbers, and ggml's quantized block formats
+// (blocks of 32 or 256 values with their own scales; layouts in src/kernels/quant/blocks.h). Other
+// types (IQ2_XXS, I8, F64, ...) are refused with an error naming the tensor and the type.
+enum class TensorType : uint8_t {
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  i32,
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k,
+  iq4_nl,
+  iq4_xs
+};
 
-std::string_view tensor_type_name(TensorType t);
-// Elements per block (32 for q8_0, else 1) and bytes per block.
+std::string_view tensor_type_name(TensorType t);  // ggml's spelling: "F32", "Q4_K", "IQ4_XS"
+// Elements per block (32 or 256 for the block formats, else 1) and bytes per block.
 int64_t tensor_type_block(TensorType t);
 int64_t tensor_type_block_bytes(TensorType t);
+// Whether t is one of the quantized block formats (Q8_0 included).
+bool tensor_type_is_quantized(TensorType t);
 
 // A metadata value: a GGUF key/value, a safetensors __metadata__ string, or a config.json entry.
 // Arrays may nest (GGUF allows arrays of arrays).
@@ -178,7 +198,8 @@ ModelFile read_gguf_bytes(std::span<const std::byte> bytes, const std::string& n
 ModelFile read_safetensors_bytes(std::span<const std::byte> bytes, const std::string& name);
 ModelFile read_llama2c_bytes(std::span<const std::byte> bytes, const std::string& name);
 
-// Decodes a tensor to fp32 (f32 copy, f16/bf16 widening, q8_0 dequantisation, i32 conversion).
+// Decodes a tensor to fp32 (f32 copy, f16/bf16 widening, dequantisation of the block formats
+// bit-identical to ggml's, i32 conversion).
 std::vector<float> tensor_to_f32(const TensorInfo& t);
 // Q8_0: blocks of {f16 scale d, int8 q[32]}; x = d * q. `n` must be a multiple of 32.
 void dequantize_q8_0(const std::byte* blocks, int64_t n, float* out);

@@ -13,6 +13,7 @@
 #include "core/file_io.h"
 #include "formats/gguf_internal.h"
 #include "formats/mapped_file.h"
+#include "formats/quant_types.h"
 
 namespace qkv::formats {
 namespace {
@@ -115,13 +116,12 @@ MetaValue read_value(ByteReader& r, Type t, const std::string& key, int depth) {
 
 // ggml type ids of the types qkv reads; all others are refused by name.
 std::optional<TensorType> tensor_type_from_ggml(uint32_t id) {
+  if (const auto q = kernels::quant::quant_type_from_ggml(id)) return tensor_type_of(*q);
   switch (id) {
     case 0:
       return TensorType::f32;
     case 1:
       return TensorType::f16;
-    case 8:
-      return TensorType::q8_0;
     case 26:
       return TensorType::i32;
     case 30:
@@ -132,19 +132,17 @@ std::optional<TensorType> tensor_type_from_ggml(uint32_t id) {
 }
 
 uint32_t ggml_type_id(TensorType t) {
+  if (const auto q = quant_type_of(t)) return kernels::quant::quant_format(*q).ggml_id;
   switch (t) {
-    case TensorType::f32:
-      return 0;
     case TensorType::f16:
       return 1;
-    case TensorType::q8_0:
-      return 8;
     case TensorType::i32:
       return 26;
     case TensorType::bf16:
       return 30;
+    default:
+      return 0;  // f32
   }
-  return 0;
 }
 
 std::string_view ggml_type_name(uint32_t id) {
@@ -263,9 +261,11 @@ ModelFile parse_gguf(const std::string& path, std::shared_ptr<const MappedFile> 
     const auto type_id = r.read<uint32_t>(t.name + " type");
     const auto type = tensor_type_from_ggml(type_id);
     if (!type) {
-      core::throw_error(path, ": tensor '", t.name, "' type: expected F32, F16, BF16, Q8_0 or ",
-                        "I32, found ", ggml_type_name(type_id), " (ggml type ", type_id,
-                        "); re-quantise the model to Q8_0 or convert it to F16");
+      core::throw_error(path, ": tensor '", t.name, "' type: expected F32, F16, BF16, I32, ",
+                        "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL or ",
+                        "IQ4_XS, found ", ggml_type_name(type_id), " (ggml type ", type_id,
+                        "); re-quantise the model to one of those (e.g. Q4_K_M) or convert it ",
+                        "to F16");
     }
     t.type = *type;
     rel_offsets.push_back(r.read<uint64_t>(t.name + " offset"));

@@ -6,11 +6,14 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "formats/quant_types.h"
+#include "kernels/quant/dequant.h"
 #include "qkv/model_file.h"
 
 namespace qkv {
 
 std::string_view tensor_type_name(TensorType t) {
+  if (const auto q = formats::quant_type_of(t)) return kernels::quant::quant_format(*q).name;
   switch (t) {
     case TensorType::f32:
       return "F32";
@@ -18,32 +21,31 @@ std::string_view tensor_type_name(TensorType t) {
       return "F16";
     case TensorType::bf16:
       return "BF16";
-    case TensorType::q8_0:
-      return "Q8_0";
     case TensorType::i32:
       return "I32";
+    default:
+      return "?";
   }
-  return "?";
+}
+
+bool tensor_type_is_quantized(TensorType t) {
+  return formats::quant_type_of(t).has_value();
 }
 
 int64_t tensor_type_block(TensorType t) {
-  return t == TensorType::q8_0 ? 32 : 1;
+  const auto q = formats::quant_type_of(t);
+  return q ? kernels::quant::quant_block_elems(*q) : 1;
 }
 
 int64_t tensor_type_block_bytes(TensorType t) {
+  if (const auto q = formats::quant_type_of(t)) return kernels::quant::quant_block_bytes(*q);
   switch (t) {
-    case TensorType::f32:
-      return 4;
     case TensorType::f16:
-      return 2;
     case TensorType::bf16:
       return 2;
-    case TensorType::q8_0:
-      return 34;  // f16 scale + 32 x int8
-    case TensorType::i32:
-      return 4;
+    default:
+      return 4;  // f32, i32
   }
-  return 0;
 }
 
 std::string_view file_format_name(FileFormat f) {
@@ -248,14 +250,8 @@ const TensorInfo& ModelFile::tensor(std::string_view name) const {
 }
 
 void dequantize_q8_0(const std::byte* blocks, int64_t n, float* out) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const std::byte* blk = blocks + b * 34;
-    uint16_t d16;
-    std::memcpy(&d16, blk, 2);
-    const float d = core::f16_to_f32(d16);
-    const auto* q = reinterpret_cast<const int8_t*>(blk + 2);
-    for (int i = 0; i < 32; ++i) out[b * 32 + i] = d * static_cast<float>(q[i]);
-  }
+  kernels::quant::dequantize_q8_0(reinterpret_cast<const kernels::quant::BlockQ8_0*>(blocks), n,
+                                  out);
 }
 
 // The reference ggml quantisation (quantize_row_q8_0_ref): d = amax / 127, q = round(x / d).
@@ -266,13 +262,9 @@ void quantize_q8_0(const float* x, int64_t n, std::byte* blocks) {
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float d = amax / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
-    std::byte* blk = blocks + b * 34;
-    const uint16_t d16 = core::f32_to_f16(d);
-    std::memcpy(blk, &d16, 2);
-    for (int i = 0; i < 32; ++i) {
-      const auto q = static_cast<int8_t>(std::lround(xb[i] * id));
-      std::memcpy(blk + 2 + i, &q, 1);
-    }
+    auto* blk = reinterpret_cast<kernels::quant::BlockQ8_0*>(blocks) + b;
+    blk->d = core::f32_to_f16(d);
+    for (int i = 0; i < 32; ++i) blk->qs[i] = static_cast<int8_t>(std::lround(xb[i] * id));
   }
 }
 
@@ -292,15 +284,15 @@ std::vector<float> tensor_to_f32(const TensorInfo& t) {
         out[i] = t.type == TensorType::f16 ? core::f16_to_f32(h) : core::bf16_to_f32(h);
       }
       break;
-    case TensorType::q8_0:
-      dequantize_q8_0(t.data, n, out.data());
-      break;
     case TensorType::i32:
       for (int64_t i = 0; i < n; ++i) {
         int32_t v;
         std::memcpy(&v, t.data + 4 * i, 4);
         out[i] = static_cast<float>(v);
       }
+      break;
+    default:  // the block formats; the reader checked the row length and the byte count
+      kernels::quant::dequantize(*formats::quant_type_of(t.type), t.data, n, out.data());
       break;
   }
   return out;

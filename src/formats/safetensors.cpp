@@ -286,8 +286,9 @@ void write_safetensors(const std::string& path,
   }
   uint64_t offset = 0;
   for (const TensorInfo& t : tensors) {
-    if (t.type == TensorType::q8_0) {
-      core::throw_invalid(path, ": tensor '", t.name, "': safetensors has no Q8_0 type");
+    if (tensor_type_is_quantized(t.type)) {
+      core::throw_invalid(path, ": tensor '", t.name, "': safetensors has no ",
+                          tensor_type_name(t.type), " type");
     }
     static constexpr const char* names[] = {"F32", "F16", "BF16", "", "I32"};
     header[t.name] = {{"dtype", names[static_cast<int>(t.type)]},

@@ -12,21 +12,59 @@
 #include "core/parallel.h"
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_target.h"
+#include "kernels/quant/dequant.h"
 
 namespace qkv::kernels {
 
-std::string_view weight_type_name(WeightType t) {
+std::optional<quant::QuantType> weight_quant_type(WeightType t) {
+  using Q = quant::QuantType;
   switch (t) {
     case WeightType::f32:
-      return "f32";
     case WeightType::f16:
-      return "f16";
     case WeightType::bf16:
-      return "bf16";
+      return std::nullopt;
     case WeightType::q8_0:
-      return "q8_0";
+      return Q::q8_0;
+    case WeightType::q4_0:
+      return Q::q4_0;
+    case WeightType::q4_1:
+      return Q::q4_1;
+    case WeightType::q5_0:
+      return Q::q5_0;
+    case WeightType::q5_1:
+      return Q::q5_1;
+    case WeightType::q2_k:
+      return Q::q2_k;
+    case WeightType::q3_k:
+      return Q::q3_k;
+    case WeightType::q4_k:
+      return Q::q4_k;
+    case WeightType::q5_k:
+      return Q::q5_k;
+    case WeightType::q6_k:
+      return Q::q6_k;
+    case WeightType::iq4_nl:
+      return Q::iq4_nl;
+    case WeightType::iq4_xs:
+      return Q::iq4_xs;
   }
-  return "?";
+  return std::nullopt;
+}
+
+WeightType weight_type_of(quant::QuantType q) {
+  static constexpr WeightType types[quant::kQuantTypeCount] = {
+      WeightType::q4_0, WeightType::q4_1, WeightType::q5_0,   WeightType::q5_1,
+      WeightType::q8_0, WeightType::q2_k, WeightType::q3_k,   WeightType::q4_k,
+      WeightType::q5_k, WeightType::q6_k, WeightType::iq4_nl, WeightType::iq4_xs};
+  return types[static_cast<int>(q)];
+}
+
+std::string_view weight_type_name(WeightType t) {
+  static constexpr std::string_view names[] = {"f32",  "f16",  "bf16", "q8_0",   "q4_0",
+                                               "q4_1", "q5_0", "q5_1", "q2_k",   "q3_k",
+                                               "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"};
+  const auto i = static_cast<size_t>(t);
+  return i < std::size(names) ? names[i] : "?";
 }
 
 int64_t weight_row_bytes(WeightType t, int64_t n_in) {
@@ -36,10 +74,9 @@ int64_t weight_row_bytes(WeightType t, int64_t n_in) {
     case WeightType::f16:
     case WeightType::bf16:
       return n_in * 2;
-    case WeightType::q8_0:
-      return n_in / 32 * 34;
+    default:
+      return quant::quant_row_bytes(*weight_quant_type(t), n_in);
   }
-  return 0;
 }
 
 namespace {
@@ -70,15 +107,8 @@ void weight_row_to_f32(const WeightView& w, int64_t row, float* out) {
         out[i] = core::bf16_to_f32(h);
       }
       break;
-    case WeightType::q8_0:
-      for (int64_t b = 0; b < w.n_in / 32; ++b) {
-        const uint8_t* blk = p + b * 34;
-        uint16_t h;
-        std::memcpy(&h, blk, 2);
-        const float d = core::f16_to_f32(h);
-        for (int j = 0; j < 32; ++j)
-          out[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
-      }
+    default:  // the block formats: the scalar dequantizer (bit-identical to ggml's)
+      quant::dequantize(*weight_quant_type(w.type), p, w.n_in, out);
       break;
   }
 }
@@ -125,8 +155,9 @@ Linear::Linear(const WeightView& w, const float* bias) : view_(w), impl_(std::ma
   if (w.n_out <= 0 || w.n_in <= 0 || w.data == nullptr) {
     core::throw_invalid("Linear: weight [", w.n_out, ", ", w.n_in, "] is empty");
   }
-  if (w.type == WeightType::q8_0 && w.n_in % 32 != 0) {
-    core::throw_invalid("Linear: q8_0 weight needs n_in a multiple of 32, found ", w.n_in);
+  if (const auto q = weight_quant_type(w.type); q && w.n_in % quant::quant_block_elems(*q) != 0) {
+    core::throw_invalid("Linear: ", weight_type_name(w.type), " weight needs n_in a multiple of ",
+                        quant::quant_block_elems(*q), ", found ", w.n_in);
   }
   if (w.row_bytes != 0 && w.row_bytes < weight_row_bytes(w.type, w.n_in)) {
     core::throw_invalid("Linear: row_bytes ", w.row_bytes, " < ", weight_row_bytes(w.type, w.n_in),

@@ -1,5 +1,13 @@
 // Linear layers: y = x · Wᵀ (+ bias) with fp32 activations and weights stored as f32, f16, bf16 or
-// Q8_0, row-major [n_out, n_in] (the layout of GGUF, safetensors nn.Linear and llama2.c).
+// one of ggml's block formats (Q8_0, Q4_K, ...: quant/blocks.h), row-major [n_out, n_in] (the
+// layout of GGUF, safetensors nn.Linear and llama2.c). Each tensor has its own type, so a file
+// that mixes block types (Q4_K_M: Q4_K and Q6_K) needs nothing special.
+//
+// Activations stay fp32: block-format weights are decoded to fp32 (exactly as the scalar
+// dequantizer, quant/dequant.h) and multiplied with fp32 FMAs. llama.cpp instead rounds the
+// activations to 8-bit blocks for integer dot products, which costs it 1.1-1.7% of the logits'
+// standard deviation on ../shared/fixtures/gguf-quant; qkv has no such error (its products differ
+// from exact arithmetic on the dequantized weights only by fp32 summation order).
 //
 // Two paths behind one call: matrix-matrix products (prefill, m > a few rows) and
 // matrix-vector products (decode, bound by the bytes of the weights). `Linear` prepares a weight
@@ -9,7 +17,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
+
+#include "kernels/quant/blocks.h"
 
 namespace qkv::kernels {
 
@@ -17,13 +28,34 @@ namespace cpu {
 struct LinearTargetOps;
 }
 
-enum class WeightType : uint8_t { f32, f16, bf16, q8_0 };
+enum class WeightType : uint8_t {
+  f32,
+  f16,
+  bf16,
+  q8_0,
+  q4_0,
+  q4_1,
+  q5_0,
+  q5_1,
+  q2_k,
+  q3_k,
+  q4_k,
+  q5_k,
+  q6_k,
+  iq4_nl,
+  iq4_xs
+};
+
+// The block format of a quantized weight type (q8_0 included); nullopt for f32/f16/bf16.
+std::optional<quant::QuantType> weight_quant_type(WeightType t);
+WeightType weight_type_of(quant::QuantType q);
 
 // Which of the two paths a forward takes: by m (automatic), or forced (tests, benchmarks).
 enum class LinearPath : uint8_t { automatic, gemv, gemm };
 
 std::string_view weight_type_name(WeightType t);
-// Bytes of one row of `n_in` elements (n_in must be a multiple of 32 for q8_0).
+// Bytes of one row of `n_in` elements (n_in must be a multiple of the block size: 32, or 256 for
+// the K formats and IQ4_XS).
 int64_t weight_row_bytes(WeightType t, int64_t n_in);
 
 // A row-major weight matrix [n_out, n_in]; rows are `row_bytes` apart (weight_row_bytes when

@@ -53,7 +53,7 @@ void encode(const std::vector<float>& v, TensorType type, std::span<std::byte> o
     case TensorType::q8_0:
       quantize_q8_0(v.data(), static_cast<int64_t>(v.size()), out.data());
       return;
-    case TensorType::i32:
+    default:
       break;
   }
   core::throw_invalid("convert: cannot write dtype ", tensor_type_name(type));

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "formats/quant_types.h"
 #include "model/model_impl.h"
 
 namespace qkv {
@@ -41,13 +42,14 @@ kernels::WeightType weight_type(const ModelFile& f, const TensorInfo& t) {
       return kernels::WeightType::f16;
     case TensorType::bf16:
       return kernels::WeightType::bf16;
-    case TensorType::q8_0:
-      return kernels::WeightType::q8_0;
-    case TensorType::i32:
+    default:
       break;
   }
+  // Any block format, per tensor (a Q4_K_M file mixes Q4_K and Q6_K).
+  if (const auto q = formats::quant_type_of(t.type)) return kernels::weight_type_of(*q);
   core::throw_error(f.path, ": tensor ", t.name, ": dtype ", tensor_type_name(t.type),
-                    " is not a weight type (expected f32, f16, bf16 or q8_0)");
+                    " is not a weight type (expected F32, F16, BF16 or a block format such as "
+                    "Q8_0 or Q4_K)");
 }
 
 void check_config(const ModelFile& f, const ModelConfig& c) {
@@ -197,8 +199,9 @@ class Binder {
     if (spec.hf_transposed && m_.source == model::Source::hf) {
       // Conv1D [in, out] -> [out, in], kept in its dtype.
       const int64_t in = t.shape[0], out = t.shape[1];
-      if (w.type == kernels::WeightType::q8_0) {
-        core::throw_error(m_.file.path, ": tensor ", t.name, ": q8_0 cannot be transposed");
+      if (kernels::weight_quant_type(w.type)) {
+        core::throw_error(m_.file.path, ": tensor ", t.name, ": ", tensor_type_name(t.type),
+                          " cannot be transposed");
       }
       const int64_t es = w.type == kernels::WeightType::f32 ? 4 : 2;
       auto& buf = m_.owned.emplace_back(static_cast<size_t>(in * out * es));
@@ -215,9 +218,10 @@ class Binder {
       w.n_out = t.shape[0];
       w.n_in = t.shape.size() > 1 ? t.shape[1] : 1;
       w.data = t.data;
-      if (w.type == kernels::WeightType::q8_0 && w.n_in % 32 != 0) {
-        core::throw_error(m_.file.path, ": tensor ", t.name, ": q8_0 rows of ", w.n_in,
-                          " values are not whole blocks of 32");
+      const int64_t block = tensor_type_block(t.type);
+      if (w.n_in % block != 0) {
+        core::throw_error(m_.file.path, ": tensor ", t.name, ": ", tensor_type_name(t.type),
+                          " rows of ", w.n_in, " values are not whole blocks of ", block);
       }
     }
     return w;

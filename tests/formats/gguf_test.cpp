@@ -12,6 +12,7 @@ namespace {
 
 using qkv::MetaValue;
 using T = qkv::MetaValue::Type;
+const size_t kQ8Bytes = static_cast<size_t>(qkv::tensor_type_block_bytes(qkv::TensorType::q8_0));
 
 qkv::GgufWriter sample_writer(uint64_t alignment) {
   qkv::GgufWriter w(3, alignment);
@@ -43,7 +44,7 @@ qkv::GgufWriter sample_writer(uint64_t alignment) {
   std::vector<uint16_t> bf = {0x3f80, 0x4049};  // 1, 3.140625
   w.add_tensor("c.bf16", qkv::TensorType::bf16, {1, 2}, qkv::test::as_bytes(bf));
   // One Q8_0 block made by hand: d = 0.5 (f16 0x3800), q[i] = i - 16.
-  std::vector<std::byte> q(34);
+  std::vector<std::byte> q(kQ8Bytes);
   q[0] = std::byte{0x00};
   q[1] = std::byte{0x38};
   for (int i = 0; i < 32; ++i) q[2 + i] = static_cast<std::byte>(static_cast<int8_t>(i - 16));
@@ -142,7 +143,7 @@ TEST(Gguf, ZeroSizedTensor) {
 TEST(Gguf, Q8_0QuantiseDequantiseWithinHalfAStep) {
   std::vector<float> x(64);
   for (int i = 0; i < 64; ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 3.0f;
-  std::vector<std::byte> blocks(2 * 34);
+  std::vector<std::byte> blocks(2 * kQ8Bytes);
   qkv::quantize_q8_0(x.data(), 64, blocks.data());
   std::vector<float> y(64);
   qkv::dequantize_q8_0(blocks.data(), 64, y.data());
@@ -163,7 +164,7 @@ TEST(Gguf, WriterRejectsBadTensors) {
   std::vector<float> a(3);
   EXPECT_THROW(w.add_tensor("x", qkv::TensorType::f32, {2, 2}, qkv::test::as_bytes(a)),
                qkv::InvalidArgument);
-  std::vector<std::byte> q(34);
+  std::vector<std::byte> q(kQ8Bytes);
   EXPECT_THROW(w.add_tensor("q", qkv::TensorType::q8_0, {1, 31}, q), qkv::Error);
   EXPECT_THROW(qkv::GgufWriter(3, 24), qkv::InvalidArgument);
 }

@@ -126,9 +126,14 @@ TEST(MalformedGguf, TensorInfoErrors) {
   const auto good = valid_gguf();
   const size_t b_info = find(good, "tensor.b") + 8;  // n_dims, ne[1], type, offset
   auto bytes = good;
-  patch<uint32_t>(bytes, b_info + 4 + 8, 12);  // Q4_K
+  patch<uint32_t>(bytes, b_info + 4 + 8, 16);  // IQ2_XXS: a block format qkv does not read
   std::string p = write("dtype.gguf", bytes);
-  expect_error([&] { qkv::read_gguf(p); }, {p, "tensor.b", "type", "expected F32", "found Q4_K"});
+  expect_error([&] { qkv::read_gguf(p); },
+               {p, "tensor.b", "type", "expected F32", "found IQ2_XXS"});
+  bytes = good;
+  patch<uint32_t>(bytes, b_info + 4 + 8, 12);  // Q4_K: read, but 4 values are not a block of 256
+  p = write("dtype_rows.gguf", bytes);
+  expect_error([&] { qkv::read_gguf(p); }, {p, "tensor.b", "Q4_K", "multiple of 256", "found 4"});
   bytes = good;
   patch<uint32_t>(bytes, b_info + 4 + 8, 999);
   p = write("dtype2.gguf", bytes);

@@ -23,6 +23,8 @@
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_target.h"
 #include "kernels/linear.h"
+#include "kernels/quant/dequant.h"
+#include "kernels/quant/gemv.h"
 #include "qkv/error.h"
 
 namespace qkv::test {
@@ -32,11 +34,53 @@ using kernels::Linear;
 using kernels::WeightType;
 using kernels::WeightView;
 using kernels::cpu::LinearTargetOps;
+constexpr int64_t kQ8Bytes = sizeof(kernels::quant::BlockQ8_0);
 
 constexpr double kTol = 1e-5;
 constexpr float kGuard = -12345.5f;
-constexpr WeightType kTypes[] = {WeightType::f32, WeightType::f16, WeightType::bf16,
-                                 WeightType::q8_0};
+constexpr WeightType kTypes[] = {
+    WeightType::f32,  WeightType::f16,  WeightType::bf16, WeightType::q8_0,   WeightType::q4_0,
+    WeightType::q4_1, WeightType::q5_0, WeightType::q5_1, WeightType::q2_k,   WeightType::q3_k,
+    WeightType::q4_k, WeightType::q5_k, WeightType::q6_k, WeightType::iq4_nl, WeightType::iq4_xs};
+
+// Byte offsets of the f16 scale fields of each block format (d, and dmin or m where present).
+std::vector<size_t> half_fields(kernels::quant::QuantType q) {
+  using namespace kernels::quant;
+  switch (q) {
+    case QuantType::q4_1:
+      return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)};
+    case QuantType::q5_1:
+      return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)};
+    case QuantType::q2_k:
+      return {offsetof(BlockQ2K, d), offsetof(BlockQ2K, dmin)};
+    case QuantType::q3_k:
+      return {offsetof(BlockQ3K, d)};
+    case QuantType::q4_k:
+      return {offsetof(BlockQ4K, d), offsetof(BlockQ4K, dmin)};
+    case QuantType::q5_k:
+      return {offsetof(BlockQ5K, d), offsetof(BlockQ5K, dmin)};
+    case QuantType::q6_k:
+      return {offsetof(BlockQ6K, d)};
+    default:  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS: d first
+      return {0};
+  }
+}
+
+// Random blocks: every code, scale and sign bit random, the f16 fields finite with magnitudes
+// in [2^-`lo`, 2^`hi`) so every decoded value is finite.
+void random_blocks(kernels::quant::QuantType q, int64_t n_blocks, uint8_t* out, std::mt19937& rng,
+                   int lo = 12, int hi = 0) {
+  const auto bytes = static_cast<size_t>(kernels::quant::quant_block_bytes(q));
+  for (size_t i = 0; i < n_blocks * bytes; ++i) out[i] = static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> mag(static_cast<float>(-lo), static_cast<float>(hi));
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    for (size_t off : half_fields(q)) {
+      const float v = std::exp2(mag(rng)) * (rng() % 2 ? 1.f : -1.f);
+      const uint16_t h = core::f32_to_f16(v);
+      std::memcpy(out + b * bytes + off, &h, 2);
+    }
+  }
+}
 
 // A random weight [n_out, n_in] stored in `type`, rows `row_bytes` apart (padding filled with
 // garbage that must never be read as weights), starting `offset` bytes into its buffer.
@@ -72,9 +116,13 @@ Weight make_weight(WeightType type, int64_t n_out, int64_t n_in, int64_t row_pad
           h = core::f32_to_bf16(v[k]);
           std::memcpy(row + 2 * k, &h, 2);
           break;
-        case WeightType::q8_0:
+        default:
           break;
       }
+    }
+    if (const auto q = kernels::weight_quant_type(type); q && type != WeightType::q8_0) {
+      // Scales up to 2^-4, so the products stay near the size of the other types' (about 1).
+      random_blocks(*q, n_in / kernels::quant::quant_block_elems(*q), row, rng, 10, -4);
     }
     if (type == WeightType::q8_0) {
       for (int64_t b = 0; b < n_in / 32; ++b) {
@@ -82,10 +130,10 @@ Weight make_weight(WeightType type, int64_t n_out, int64_t n_in, int64_t row_pad
         for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(v[b * 32 + j]));
         const uint16_t d = core::f32_to_f16(amax / 127);
         const float dd = core::f16_to_f32(d);
-        std::memcpy(row + 34 * b, &d, 2);
+        std::memcpy(row + kQ8Bytes * b, &d, 2);
         for (int j = 0; j < 32; ++j) {
           const float q = dd > 0 ? std::nearbyint(v[b * 32 + j] / dd) : 0.f;
-          row[34 * b + 2 + j] =
+          row[kQ8Bytes * b + 2 + j] =
               static_cast<uint8_t>(static_cast<int8_t>(std::clamp(q, -127.f, 127.f)));
         }
       }
@@ -168,8 +216,19 @@ void check(const Shape& s) {
   }
 }
 
+// n, rounded up to whole blocks for the block formats.
+int64_t fit(WeightType t, int64_t n) {
+  const auto q = kernels::weight_quant_type(t);
+  if (!q) return n;
+  const int64_t b = kernels::quant::quant_block_elems(*q);
+  return (n + b - 1) / b * b;
+}
+
 std::vector<int64_t> n_in_choices(WeightType t) {
-  if (t == WeightType::q8_0) return {32, 64, 96, 160, 320, 1088};
+  if (const auto q = kernels::weight_quant_type(t)) {
+    if (kernels::quant::quant_block_elems(*q) == 256) return {256, 512, 768, 1280};
+    return {32, 64, 96, 160, 320, 1088};
+  }
   return {1, 7, 8, 15, 16, 17, 33, 100, 257, 1000};
 }
 
@@ -182,7 +241,8 @@ TEST(Linear, RandomShapesEveryTypeAndPath) {
     for (int64_t m : ms) {
       for (int c = 0; c < cases(m >= 64 ? 3 : 8); ++c) {
         Shape s{type, m, n_ins[rng() % n_ins.size()], n_outs[rng() % 5], rng() % 2 == 0};
-        if (m >= 64) s.n_in = std::min<int64_t>(s.n_in, 320);  // keep the reference cheap
+        // Keep the reference cheap (the K formats' rows are whole blocks of 256).
+        if (m >= 64) s.n_in = std::min<int64_t>(s.n_in, n_ins.front() == 256 ? 256 : 320);
         s.row_pad = rng() % 3 == 0 ? 2 * (1 + rng() % 5) : 0;
         s.x_pad = rng() % 4;
         s.y_pad = 1 + rng() % 4;
@@ -201,7 +261,7 @@ TEST(Linear, AroundTheCrossover) {
     const int64_t mx = kernels::linear_gemv_max_rows(type);
     for (int64_t m : {mx - 1, mx, mx + 1}) {
       if (m < 1) continue;
-      check(Shape{type, m, type == WeightType::q8_0 ? 256 : 250, 67, true});
+      check(Shape{type, m, fit(type, 250), 67, true});
     }
   }
 }
@@ -210,7 +270,7 @@ TEST(Linear, AroundTheCrossover) {
 TEST(Linear, ManyWorkItems) {
   for (WeightType type : kTypes) {
     for (int64_t m : {int64_t{1}, int64_t{4}, int64_t{40}})
-      check(Shape{type, m, type == WeightType::q8_0 ? 512 : 515, cases(8) > 2 ? 1100 : 300, true});
+      check(Shape{type, m, fit(type, 515), cases(8) > 2 ? 1100 : 300, true});
   }
 }
 
@@ -228,7 +288,7 @@ TEST(Linear, UnalignedF32) {
 TEST(Linear, ConvertersMatchTheScalarRowReader) {
   std::mt19937 rng(3);
   for (WeightType type : kTypes) {
-    const int64_t n_in = type == WeightType::q8_0 ? 96 : 37;
+    const int64_t n_in = fit(type, 37);
     const Weight w = make_weight(type, 5, n_in, 6, 0, rng);
     const int64_t stride = w.view.row_bytes;
     std::vector<float> expect(static_cast<size_t>(n_in));
@@ -245,6 +305,30 @@ TEST(Linear, ConvertersMatchTheScalarRowReader) {
         if (o < 4) {
           EXPECT_EQ(got[(o - 1) * (n_in + 1) + n_in], kGuard);
         }
+      }
+    }
+  }
+}
+
+// The SIMD block decoders against the scalar dequantizer (the oracle, itself checked against
+// llama.cpp's hashes in tests/formats/quant_dequant_test.cpp): bit for bit, on random blocks with
+// scales from tiny to large, at every offset of a chunk.
+TEST(Linear, QuantDecodersMatchTheScalarDequantizerBitForBit) {
+  using namespace kernels::quant;
+  std::mt19937 rng(11);
+  for (const QuantFormat& f : kQuantFormats) {
+    for (int c = 0; c < cases(20); ++c) {
+      const int64_t n_blocks = 1 + rng() % (f.block_elems == 256 ? 4 : 24);
+      std::vector<uint8_t> blocks(static_cast<size_t>(n_blocks * f.block_bytes));
+      random_blocks(f.type, n_blocks, blocks.data(), rng, 24, 15);
+      const int64_t n = n_blocks * f.block_elems;
+      std::vector<float> want(static_cast<size_t>(n)), got(static_cast<size_t>(n), kGuard);
+      dequantize(f.type, blocks.data(), n, want.data());
+      const int64_t k0 = f.block_elems * (rng() % n_blocks);
+      avx2::decode(f.type, blocks.data(), k0, n - k0, got.data());
+      for (int64_t k = 0; k < n - k0; ++k) {
+        ASSERT_EQ(std::memcmp(&got[k], &want[k0 + k], 4), 0)
+            << f.name << " value " << k0 + k << ": " << got[k] << " vs " << want[k0 + k];
       }
     }
   }
@@ -284,6 +368,9 @@ TEST(Linear, RejectsBadWeightsAndStrides) {
   EXPECT_THROW(make(WeightType::f16, 4, 8, 15), InvalidArgument);
   EXPECT_THROW(make(WeightType::q8_0, 4, 64, 67), InvalidArgument);
   EXPECT_NO_THROW(make(WeightType::q8_0, 4, 64, 68));
+  EXPECT_THROW(make(WeightType::q4_k, 4, 128, 0), InvalidArgument);  // not whole blocks of 256
+  EXPECT_THROW(make(WeightType::q4_0, 4, 48, 0), InvalidArgument);
+  EXPECT_NO_THROW(make(WeightType::q6_k, 2, 256, 0));
 
   const Linear lin = make(WeightType::f32, 4, 8, 0);
   std::vector<float> x(64), y(64);

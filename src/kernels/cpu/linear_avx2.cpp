@@ -1,6 +1,7 @@
 // The AVX2 + FMA + F16C target of the linear kernels (Haswell and later, Zen). Weights are read
 // in their stored type and widened in registers, so f16/bf16 rows cost half the bytes of f32 and
-// q8_0 rows 34/128: decode is bound by those bytes (docs/PERFORMANCE.md, "Linear layers").
+// q8_0 rows 34/128 (quant/blocks.h): decode is bound by those bytes (docs/PERFORMANCE.md, "Linear
+// layers").
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include "core/half.h"
 #include "kernels/cpu/linear_target.h"
 #include "kernels/cpu/targets.h"
+#include "kernels/quant/gemv.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -22,6 +24,7 @@ namespace {
 // without, 0.71 / 0.74 at 1024 bytes (2048: 0.73 / 0.78, within the noise); f32 and f16
 // unchanged within the noise.
 constexpr int64_t kPrefetchBytes = 1024;
+constexpr int64_t kQ8Bytes = sizeof(quant::BlockQ8_0);  // a Q8_0 block of 32 weights
 
 float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -134,7 +137,7 @@ void gemv_q8_0(const GemvTask& t, int64_t o0, int64_t o1) {
   const float* x[M];
   for (int i = 0; i < M; ++i) x[i] = t.x + i * t.ldx;
   const auto block = [&](const uint8_t* row, int64_t b, __m256* acc) {
-    const uint8_t* blk = row + b * 34;
+    const uint8_t* blk = row + b * kQ8Bytes;
     _mm_prefetch(reinterpret_cast<const char*>(blk + pf), _MM_HINT_T0);
     uint16_t h;
     std::memcpy(&h, blk, 2);
@@ -209,6 +212,8 @@ void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
       return gemv_type<WeightType::bf16>(t, o0, o1);
     case WeightType::q8_0:
       return gemv_type<WeightType::q8_0>(t, o0, o1);
+    default:  // the other block formats (kernels/quant/gemv_avx2.cpp)
+      return quant::avx2::gemv(*weight_quant_type(t.type), t, o0, o1);
   }
 }
 
@@ -221,7 +226,7 @@ void row_to_f32(const uint8_t* row, int64_t n, float* out) {
 
 void q8_0_row_to_f32(const uint8_t* row, int64_t n, float* out) {
   for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* blk = row + b * 34;
+    const uint8_t* blk = row + b * kQ8Bytes;
     uint16_t h;
     std::memcpy(&h, blk, 2);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(h));
@@ -250,6 +255,9 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
         break;
       case WeightType::q8_0:
         q8_0_row_to_f32(row, n_in, dst);
+        break;
+      default:
+        quant::avx2::decode(*weight_quant_type(type), row, 0, n_in, dst);
         break;
     }
   }

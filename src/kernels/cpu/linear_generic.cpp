@@ -6,6 +6,7 @@
 #include "core/half.h"
 #include "kernels/cpu/linear_target.h"
 #include "kernels/cpu/targets.h"
+#include "kernels/quant/dequant.h"
 
 namespace qkv::kernels::cpu {
 namespace {
@@ -27,16 +28,11 @@ void row_to_f32(WeightType type, const uint8_t* p, int64_t k0, int64_t n, float*
         out[k] = type == WeightType::f16 ? core::f16_to_f32(h) : core::bf16_to_f32(h);
       }
       break;
-    case WeightType::q8_0:  // k0 and n are multiples of 32
-      for (int64_t b = 0; b < n / 32; ++b) {
-        const uint8_t* blk = p + (k0 / 32 + b) * 34;
-        uint16_t h;
-        std::memcpy(&h, blk, 2);
-        const float d = core::f16_to_f32(h);
-        for (int j = 0; j < 32; ++j)
-          out[b * 32 + j] = d * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
-      }
+    default: {  // a block format: k0 and n are multiples of its block (kChunk is one of 256)
+      const quant::QuantType q = *weight_quant_type(type);
+      quant::dequantize(q, p + quant::quant_row_bytes(q, k0), n, out);
       break;
+    }
   }
 }
 

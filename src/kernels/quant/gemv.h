@@ -1,0 +1,28 @@
+// Matrix-vector products and panel decoding for weights in a block format (blocks.h), per SIMD
+// target: the linear layers' targets (cpu/linear_generic.cpp, cpu/linear_avx2.cpp) call these for
+// every block type except Q8_0, which has its own kernels there.
+//
+// The kernels decode the blocks straight from the weight's memory (the model file's map) into an
+// L1-resident fp32 chunk of kChunk values, bit-identical to the scalar dequantizer, and take its
+// dot products with the fp32 activations (fp32 FMA, several partial sums; activations are not
+// quantized, see linear.h).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/linear_target.h"
+#include "kernels/quant/blocks.h"
+
+namespace qkv::kernels::quant {
+
+// Values decoded at a time: a multiple of every block size, so a chunk is whole blocks.
+constexpr int64_t kChunk = 256;
+
+namespace avx2 {
+// out[0, n) = values [k0, k0 + n) of the row at `row` (k0 and n multiples of the block size).
+// Bit-identical to dequantize(); falls back to it where the CPU lacks AVX2 + FMA + F16C.
+void decode(QuantType q, const uint8_t* row, int64_t k0, int64_t n, float* out);
+void gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1);
+}  // namespace avx2
+
+}  // namespace qkv::kernels::quant
