@@ -1,0 +1,161 @@
+// qkv eval -m MODEL (--ids 1,2,3 | TEXT) (--logits OUT.npy | --json [--top K]) [--kv f32|f16]
+//          [--threads N] [--ctx N] [-t TOKENIZER]
+//   The logits of every position of one forward pass from an empty cache: the parity interface
+//   against other engines (llama.cpp's logits on the same ids, ../shared/fixtures/gguf-quant).
+//   --ids are used as given (no BOS added); TEXT is tokenized as `generate` tokenizes a prompt.
+//   --logits writes float32 [T, n_vocab] (NumPy .npy, C order); --json prints the top K tokens
+//   of every position instead.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "command.h"
+#include "default_model.h"
+#include "qkv/session.h"
+
+namespace qkv::app {
+namespace cmd_eval {  // one per subcommand: the qkv target is a unity build
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string ids;
+  std::string text;
+  std::string logits;
+  bool json = false;
+  int top = 5;
+  std::string kv = "f32";
+  int threads = 0;
+  int64_t ctx = 0;
+};
+
+std::vector<int32_t> parse_ids(const std::string& s, int64_t n_vocab) {
+  std::vector<int32_t> ids;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    const size_t end = std::min(s.find(',', pos), s.size());
+    const std::string item = s.substr(pos, end - pos);
+    int64_t v = -1;
+    const auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || p != item.data() + item.size()) {
+      throw Error("--ids: expected comma-separated token ids, found \"" + item + "\" at item " +
+                  std::to_string(ids.size() + 1));
+    }
+    if (v < 0 || v >= n_vocab) {
+      throw Error("--ids: token id " + std::to_string(v) + " (item " +
+                  std::to_string(ids.size() + 1) + ") is outside the vocabulary [0, " +
+                  std::to_string(n_vocab) + ")");
+    }
+    ids.push_back(static_cast<int32_t>(v));
+    pos = end + 1;
+  }
+  return ids;
+}
+
+// NumPy .npy v1.0: magic, version, a u16 header length, a Python dict literal padded with
+// spaces to a multiple of 64 bytes (newline last), then the data in C order.
+void write_npy_f32(const std::string& path, const float* data, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(rows) + ", " + std::to_string(cols) + "), }";
+  const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
+  header.append(total - 10 - header.size() - 1, ' ');
+  header += '\n';
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw Error("--logits: cannot open " + path + " for writing");
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  f.write("\x93NUMPY\x01\x00", 8);
+  f.write(reinterpret_cast<const char*>(&len), 2);
+  f << header;
+  f.write(reinterpret_cast<const char*>(data),
+          static_cast<std::streamsize>(rows * cols * static_cast<int64_t>(sizeof(float))));
+  f.close();
+  if (!f) throw Error("--logits: writing " + path + " failed (disk full?)");
+}
+
+void run(const EvalOptions& o) {
+  if (o.ids.empty() == o.text.empty()) {
+    throw Error("give the input either as --ids 1,2,3 or as TEXT (not both)");
+  }
+  if (o.logits.empty() && !o.json) throw Error("give --logits OUT.npy or --json");
+  if (o.top < 1) throw Error("--top: expected at least 1, found " + std::to_string(o.top));
+  const Model model = load_model_or_default(o.model, {.tokenizer_path = o.tokenizer,
+                                                      .require_tokenizer = o.ids.empty() || o.json,
+                                                      .progress = {}});
+  if (!model.is_decoder()) {
+    throw Error(std::string(architecture_name(model.architecture())) +
+                " is an encoder: it has no logits (use `qkv embed`)");
+  }
+  const int64_t n_vocab = model.config().n_vocab;
+  const std::vector<int32_t> ids = o.ids.empty()
+                                       ? model.tokenizer().encode(o.text, {.add_special = true})
+                                       : parse_ids(o.ids, n_vocab);
+  if (ids.empty()) throw Error("the input has no tokens");
+  Session session(model, {.n_ctx = o.ctx,
+                          .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
+                          .n_threads = o.threads});
+  const std::span<const float> logits = session.eval(ids, /*all_logits=*/true);  // [T, n_vocab]
+  const auto n = static_cast<int64_t>(ids.size());
+  if (!o.logits.empty()) {
+    write_npy_f32(o.logits, logits.data(), n, n_vocab);
+    std::fprintf(stderr, "wrote %s: float32 [%lld, %lld]\n", o.logits.c_str(),
+                 static_cast<long long>(n), static_cast<long long>(n_vocab));
+  }
+  if (o.json) {
+    const int k = static_cast<int>(std::min<int64_t>(o.top, n_vocab));
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    std::vector<int32_t> order(static_cast<size_t>(n_vocab));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = logits.data() + i * n_vocab;
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+        return row[a] > row[b] || (row[a] == row[b] && a < b);
+      });
+      nlohmann::ordered_json top = nlohmann::ordered_json::array();
+      for (int j = 0; j < k; ++j) {
+        const int32_t id = order[static_cast<size_t>(j)];
+        top.push_back({{"id", id},
+                       {"token", model.tokenizer().decode(std::span<const int32_t>(&id, 1), false)},
+                       {"logit", row[id]}});
+      }
+      out.push_back({{"pos", i}, {"id", ids[static_cast<size_t>(i)]}, {"top", top}});
+    }
+    std::cout << out.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  app.add_option("-m,--model", o->model,
+                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
+  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file (default: the model's own)");
+  app.add_option("text", o->text,
+                 "input text, tokenized as `qkv generate` does (BOS as the "
+                 "tokenizer says)");
+  app.add_option("--ids", o->ids, "input token ids, comma-separated, used as given (no BOS)");
+  app.add_option("--logits", o->logits,
+                 "write the logits of every position, float32 [T, n_vocab], as a .npy file");
+  app.add_flag("--json", o->json, "print the top --top tokens of every position as JSON");
+  app.add_option("--top", o->top, "tokens per position for --json")->capture_default_str();
+  app.add_option("--kv", o->kv, "KV cache type")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
+  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
+  app.callback([o] { run(*o); });
+}
+
+Registrar reg("eval", "Logits of every position of one forward pass (parity with other engines)",
+              setup);
+
+}  // namespace
+}  // namespace cmd_eval
+}  // namespace qkv::app

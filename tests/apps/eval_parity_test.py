@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""`qkv eval` logits against llama.cpp's on ../shared/fixtures/gguf-quant (and gguf-families).
+
+For each quantized file, llama.cpp (v0.5.0) gives two sets of logits for the ids in ids.txt: on
+the file itself (model-T.logits.npy) and on its exact-arithmetic twin, the same model with every
+tensor replaced by its dequantized F32 values (model-T.twin-logits.npy). llama.cpp rounds the
+activations to 8-bit blocks, so its own logits are off the twin's by 1.1-1.7% of their standard
+deviation. qkv (fp32 activations, kernels/linear.h) must be at least that close:
+  - RMS(qkv - twin) <= 1.25 x RMS(llama.cpp - twin), and
+  - top-1 agreement with the twin >= llama.cpp's.
+model-f32.gguf against llama.cpp's logits on it: both engines do fp32 arithmetic on the same
+weights and differ only in summation order and in their exp/RoPE implementations (relative error
+~1e-6 per operation), so RMS <= 1e-4 x the logits' standard deviation and 100% top-1 agreement.
+Files whose architecture qkv does not load yet (the gguf-families qwen2/qwen3/gemma2) are listed
+as skipped, not failed.
+
+usage: eval_parity_test.py QKV_BINARY SHARED_DIR [--report]   (exit 77 = skipped: fixtures absent)
+"""
+import array
+import ast
+import math
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
+
+F32_REL_TOL = 1e-4
+RATIO_MAX = 1.25
+
+
+def read_npy(path):
+    data = pathlib.Path(path).read_bytes()
+    if data[:6] != b"\x93NUMPY":
+        raise ValueError(f"{path}: not a .npy file")
+    major = data[6]
+    if major == 1:
+        hlen = int.from_bytes(data[8:10], "little")
+        start = 10
+    else:
+        hlen = int.from_bytes(data[8:12], "little")
+        start = 12
+    header = ast.literal_eval(data[start:start + hlen].decode("latin1"))
+    if header["descr"] != "<f4" or header["fortran_order"]:
+        raise ValueError(f"{path}: expected little-endian float32 in C order, found {header}")
+    values = array.array("f")
+    values.frombytes(data[start + hlen:])
+    rows, cols = header["shape"]
+    if len(values) != rows * cols:
+        raise ValueError(f"{path}: {len(values)} values for shape {header['shape']}")
+    return rows, cols, values
+
+
+def rms(a, b):
+    return math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / len(a))
+
+
+def std(a):
+    m = sum(a) / len(a)
+    return math.sqrt(sum((x - m) ** 2 for x in a) / len(a))
+
+
+def top1(values, rows, cols):
+    out = []
+    for r in range(rows):
+        row = values[r * cols:(r + 1) * cols]
+        out.append(max(range(cols), key=row.__getitem__))
+    return out
+
+
+def agreement(a, b):
+    return sum(x == y for x, y in zip(a, b)) / len(a)
+
+
+def main():
+    qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
+    report = "--report" in sys.argv
+    quant = shared / "fixtures" / "gguf-quant"
+    if not (quant / "ids.txt").is_file():
+        return shared_data.missing(quant / "ids.txt")
+    failures, skipped, lines = [], [], []
+    folders = [quant] + sorted(p for p in (shared / "fixtures" / "gguf-families").glob("*")
+                               if p.is_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder in folders:
+            ids = (folder / "ids.txt").read_text().strip()
+            for gguf in sorted(folder.glob("model-*.gguf")):
+                name = gguf.stem[len("model-"):]
+                out = pathlib.Path(tmp) / f"{folder.name}-{name}.npy"
+                p = subprocess.run([qkv, "eval", "-m", str(gguf), "--ids", ids, "--logits",
+                                    str(out), "--threads", "2"],
+                                   capture_output=True, text=True, timeout=300)
+                where = f"{folder.name}/{gguf.name}"
+                if p.returncode != 0:
+                    if "architecture" in p.stderr and folder != quant:
+                        skipped.append(f"{where}: {p.stderr.strip()}")
+                        continue
+                    failures.append(f"{where}: qkv eval rc {p.returncode}: {p.stderr.strip()}")
+                    continue
+                rows, cols, got = read_npy(out)
+                n_ids = len(ids.split(","))
+                if (rows, cols) != (n_ids, read_npy(folder / f"model-{name}.logits.npy")[1]):
+                    failures.append(f"{where}: shape [{rows}, {cols}]")
+                    continue
+                _, _, llama = read_npy(folder / f"model-{name}.logits.npy")
+                if name == "f32":
+                    err = rms(got, llama) / std(llama)
+                    agree = agreement(top1(got, rows, cols), top1(llama, rows, cols))
+                    lines.append(f"{where}: RMS vs llama.cpp {err:.2e} x std, top-1 {agree:.3f}")
+                    if err > F32_REL_TOL or agree < 1.0:
+                        failures.append(f"{where}: RMS {err:.2e} x std (max {F32_REL_TOL}), "
+                                        f"top-1 agreement {agree:.3f} (need 1)")
+                    continue
+                _, _, twin = read_npy(folder / f"model-{name}.twin-logits.npy")
+                ours, theirs = rms(got, twin), rms(llama, twin)
+                twin_top = top1(twin, rows, cols)
+                agree_ours = agreement(top1(got, rows, cols), twin_top)
+                agree_theirs = agreement(top1(llama, rows, cols), twin_top)
+                ratio = ours / theirs
+                lines.append(f"{where}: RMS vs twin qkv {ours:.2e}, llama.cpp {theirs:.2e} "
+                             f"(ratio {ratio:.2e}, {ours / std(twin) * 100:.2e}% of std); top-1 "
+                             f"qkv {agree_ours:.3f}, llama.cpp {agree_theirs:.3f}")
+                if ratio > RATIO_MAX or agree_ours < agree_theirs:
+                    failures.append(f"{where}: RMS ratio {ratio:.3f} (max {RATIO_MAX}), top-1 "
+                                    f"{agree_ours:.3f} vs llama.cpp {agree_theirs:.3f}")
+    if report:
+        for line in lines:
+            print(line)
+    for s in skipped:
+        print("SKIPPED (architecture not supported yet):", s)
+    for f in failures:
+        print("FAIL:", f)
+    print(f"eval parity: {len(lines) - len(failures)} files passed, {len(failures)} failed, "
+          f"{len(skipped)} skipped")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
