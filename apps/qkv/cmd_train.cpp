@@ -12,11 +12,16 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "command.h"
 #include "core/file_io.h"
@@ -45,6 +50,65 @@ std::string duration(double s) {
   return b;
 }
 
+// The library names its options as TrainOptions fields; this command's users know them as flags.
+std::string in_flags(std::string what) {
+  static constexpr std::pair<std::string_view, std::string_view> kFlagOf[] = {
+      {"n_layer", "--layers"},
+      {"n_head", "--heads"},
+      {"n_embd", "--embd"},
+      {"n_ctx", "--ctx"},
+      {"batch", "--batch"},
+      {"steps", "--steps"},
+      {"eval_every", "--eval-every"},
+      {"eval_batches", "--eval-batches"},
+      {"checkpoint_every", "--checkpoint-every"},
+      {"tokenizer", "--tokenizer"},
+      {"vocab_size", "--vocab"},
+      {"min_lr", "--min-lr"},
+      {"lr", "--lr"},
+      {"val_fraction", "--val-fraction"},
+      {"warmup", "--warmup"},
+      {"out_dir", "--out"},
+      {"n_threads", "--threads"},
+      {"resume", "--resume"},
+  };
+  constexpr std::string_view kPrefix = "TrainOptions::";
+  std::string out;
+  size_t from = 0;
+  for (size_t at = what.find(kPrefix); at != std::string::npos; at = what.find(kPrefix, from)) {
+    out.append(what, from, at - from);
+    size_t end = at + kPrefix.size();
+    while (end < what.size() &&
+           (std::isalnum(static_cast<unsigned char>(what[end])) != 0 || what[end] == '_')) {
+      ++end;
+    }
+    const std::string_view field(what.data() + at + kPrefix.size(), end - at - kPrefix.size());
+    std::string_view flag;
+    for (const auto& [name, f] : kFlagOf) {
+      if (name == field) flag = f;
+    }
+    if (flag.empty()) {
+      out.append(what, at, end - at);  // a field with no flag stays as the library wrote it
+    } else {
+      out += flag;
+    }
+    from = end;
+  }
+  out.append(what, from, std::string::npos);
+  return out;
+}
+
+TrainResult train_in_flags(const TrainOptions& o,
+                           const std::function<void(const TrainProgress&)>& on_progress) {
+  try {
+    return train(o, on_progress);
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(in_flags(e.what()));
+  } catch (const Error& e) {
+    throw Error(in_flags(e.what()));
+  }
+}
+
 void run(const TrainCli& cli) {
   if (!cli.write_corpus.empty()) {
     core::write_output_file(cli.write_corpus, generate_corpus(cli.o.corpus));
@@ -55,7 +119,7 @@ void run(const TrainCli& cli) {
   }
   const bool tty = isatty(fileno(stderr)) != 0;
   double last_val = NAN;
-  const TrainResult r = train(cli.o, [&](const TrainProgress& p) {
+  const TrainResult r = train_in_flags(cli.o, [&](const TrainProgress& p) {
     if (p.val_loss) last_val = *p.val_loss;
     if (cli.quiet && !p.val_loss) return;
     // On a terminal, one line redrawn in place; otherwise a line per evaluation (logs stay short).
@@ -95,8 +159,9 @@ void setup(CLI::App& app) {
                  "story corpus)");
   app.add_option("-o,--out", o.out_dir, "output folder")->capture_default_str();
   app.add_option("--tokenizer", o.tokenizer, "bpe: trained on the text; byte: raw bytes")
-      ->check(CLI::IsMember({"bpe", "byte"}))
-      ->capture_default_str();
+      ->transform(CLI::CheckedTransformer(std::map<std::string, TrainTokenizer>{
+          {"bpe", TrainTokenizer::bpe}, {"byte", TrainTokenizer::byte}}))
+      ->default_str("bpe");
   app.add_option("--vocab", o.vocab_size, "BPE vocabulary size")->capture_default_str();
   app.add_option("--layers", o.n_layer, "transformer blocks")->capture_default_str();
   app.add_option("--heads", o.n_head, "attention heads")->capture_default_str();

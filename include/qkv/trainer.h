@@ -27,13 +27,19 @@
 
 namespace qkv {
 
+// The tokenizer a run trains with: `bpe` is a byte-level BPE trained on the run's training text
+// (vocab_size tokens); `byte` is the 256 bytes plus end-of-text.
+enum class TrainTokenizer : uint8_t { bpe, byte };
+
+// Errors about these options name them as written here ("TrainOptions::n_embd"), so a front end
+// can say which of its own options sets each one.
 struct TrainOptions {
   // Data: a UTF-8 text file (documents separated by blank lines), or the built-in corpus.
   std::string text_path;  // empty: generate_corpus(corpus)
   CorpusOptions corpus;
-  std::string tokenizer = "bpe";  // "bpe": trained on the text; "byte": 256 bytes + end-of-text
-  int32_t vocab_size = 768;       // bpe (the built-in corpus needs ~700 for one token a word)
-  double val_fraction = 0.05;     // the last documents, held out for the validation loss
+  TrainTokenizer tokenizer = TrainTokenizer::bpe;
+  int32_t vocab_size = 768;    // bpe (the built-in corpus needs ~700 for one token a word)
+  double val_fraction = 0.05;  // the last documents, held out for the validation loss
 
   // Model (GPT-2 architecture).
   int64_t n_layer = 4, n_head = 4, n_embd = 128, n_ctx = 128;

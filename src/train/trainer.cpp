@@ -26,38 +26,51 @@ namespace fs = std::filesystem;
 using learn::Gpt;
 using learn::GptConfig;
 
+// The tokenizer's name as checkpoints record it (part of the data hash: keep these strings).
+const char* tokenizer_name(TrainTokenizer t) {
+  return t == TrainTokenizer::byte ? "byte" : "bpe";
+}
+
 void check_options(const TrainOptions& o) {
   auto positive = [](const char* name, int64_t v) {
-    if (v < 1) core::throw_invalid("train: ", name, " must be at least 1, found ", v);
+    if (v < 1) core::throw_invalid("train: TrainOptions::", name, " must be at least 1, found ", v);
   };
-  positive("--layers", o.n_layer);
-  positive("--heads", o.n_head);
-  positive("--embd", o.n_embd);
-  positive("--ctx", o.n_ctx);
-  positive("--batch", o.batch);
-  positive("--steps", o.steps);
-  positive("--eval-every", o.eval_every);
-  positive("--eval-batches", o.eval_batches);
-  positive("--checkpoint-every", o.checkpoint_every);
+  positive("n_layer", o.n_layer);
+  positive("n_head", o.n_head);
+  positive("n_embd", o.n_embd);
+  positive("n_ctx", o.n_ctx);
+  positive("batch", o.batch);
+  positive("steps", o.steps);
+  positive("eval_every", o.eval_every);
+  positive("eval_batches", o.eval_batches);
+  positive("checkpoint_every", o.checkpoint_every);
   if (o.n_embd % o.n_head != 0) {
-    core::throw_invalid("train: --embd ", o.n_embd, " is not a multiple of --heads ", o.n_head);
+    core::throw_invalid("train: TrainOptions::n_embd ", o.n_embd,
+                        " is not a multiple of TrainOptions::n_head ", o.n_head);
   }
-  if (o.tokenizer != "bpe" && o.tokenizer != "byte") {
-    core::throw_invalid("train: --tokenizer: expected bpe or byte, found \"", o.tokenizer, "\"");
+  if (o.tokenizer != TrainTokenizer::bpe && o.tokenizer != TrainTokenizer::byte) {
+    core::throw_invalid("train: TrainOptions::tokenizer: expected bpe or byte, found value ",
+                        static_cast<int>(o.tokenizer));
   }
-  if (o.tokenizer == "bpe" && (o.vocab_size < 257 || o.vocab_size > 65536)) {
-    core::throw_invalid("train: --vocab must be in [257, 65536], found ", o.vocab_size);
+  if (o.tokenizer == TrainTokenizer::bpe && (o.vocab_size < 257 || o.vocab_size > 65536)) {
+    core::throw_invalid("train: TrainOptions::vocab_size must be in [257, 65536], found ",
+                        o.vocab_size);
   }
   if (!(o.lr > 0) || !(o.min_lr >= 0) || o.min_lr > o.lr) {
-    core::throw_invalid("train: expected 0 <= --min-lr <= --lr and --lr > 0, found lr ", o.lr,
-                        ", min-lr ", o.min_lr);
+    core::throw_invalid(
+        "train: expected 0 <= TrainOptions::min_lr <= TrainOptions::lr and "
+        "TrainOptions::lr > 0, found TrainOptions::lr ",
+        o.lr, ", TrainOptions::min_lr ", o.min_lr);
   }
   if (!(o.val_fraction > 0 && o.val_fraction < 0.5)) {
-    core::throw_invalid("train: --val-fraction must be in (0, 0.5), found ", o.val_fraction);
+    core::throw_invalid("train: TrainOptions::val_fraction must be in (0, 0.5), found ",
+                        o.val_fraction);
   }
-  if (o.warmup < 0) core::throw_invalid("train: --warmup must be >= 0, found ", o.warmup);
-  if (o.out_dir.empty()) core::throw_invalid("train: --out is empty");
-  if (o.n_threads < 0) core::throw_invalid("train: --threads must be >= 0, found ", o.n_threads);
+  if (o.warmup < 0)
+    core::throw_invalid("train: TrainOptions::warmup must be >= 0, found ", o.warmup);
+  if (o.out_dir.empty()) core::throw_invalid("train: TrainOptions::out_dir is empty");
+  if (o.n_threads < 0)
+    core::throw_invalid("train: TrainOptions::n_threads must be >= 0, found ", o.n_threads);
 }
 
 std::string read_text(const std::string& path) {
@@ -172,7 +185,8 @@ TokenizerSpec load_or_train_tokenizer(const TrainOptions& o, const Corpus& corpu
                                       const RunPaths& paths) {
   if (o.resume) {
     if (!fs::exists(paths.state)) {
-      throw Error("train: --resume: " + paths.state + " does not exist (start without --resume)");
+      throw Error("train: TrainOptions::resume: " + paths.state +
+                  " does not exist (start without TrainOptions::resume)");
     }
     return tokenizer_spec_from_gguf(read_gguf(paths.tokenizer));
   }
@@ -182,7 +196,7 @@ TokenizerSpec load_or_train_tokenizer(const TrainOptions& o, const Corpus& corpu
     train_text.append("\n\n");
   }
   BpeTrainOptions bo;
-  bo.vocab_size = o.tokenizer == "byte" ? 257 : o.vocab_size;
+  bo.vocab_size = o.tokenizer == TrainTokenizer::byte ? 257 : o.vocab_size;
   return train_byte_bpe(train_text, bo);
 }
 
@@ -225,7 +239,8 @@ TokenSplits tokenize_splits(const Tokenizer& tok, const Corpus& corpus, int32_t 
     throw Error("train: too little text: " + std::to_string(s.train.size()) + " training and " +
                 std::to_string(s.val.size()) + " validation tokens, need more than the context (" +
                 std::to_string(T + 1) +
-                ") in each; use more text, a smaller --ctx or a larger --val-fraction");
+                ") in each; use more text, a smaller TrainOptions::n_ctx or a larger "
+                "TrainOptions::val_fraction");
   }
   return s;
 }
@@ -267,19 +282,20 @@ learn::RunState restore_or_init(const TrainOptions& o, const RunPaths& paths, co
   const GptConfig& s = saved.config;
   if (s.n_layer != cfg.n_layer || s.n_head != cfg.n_head || s.n_embd != cfg.n_embd ||
       s.n_ctx != cfg.n_ctx || s.n_vocab != cfg.n_vocab) {
-    throw Error("train: --resume: " + state_path + " is a model of " + std::to_string(s.n_layer) +
-                " layers x " + std::to_string(s.n_head) + " heads x " + std::to_string(s.n_embd) +
-                ", context " + std::to_string(s.n_ctx) + ", vocabulary " +
-                std::to_string(s.n_vocab) + "; the options ask for a different one");
+    throw Error("train: TrainOptions::resume: " + state_path + " is a model of " +
+                std::to_string(s.n_layer) + " layers x " + std::to_string(s.n_head) + " heads x " +
+                std::to_string(s.n_embd) + ", context " + std::to_string(s.n_ctx) +
+                ", vocabulary " + std::to_string(s.n_vocab) +
+                "; the options ask for a different one");
   }
   if (saved.data_hash != data_hash || saved.seed != o.seed) {
-    throw Error("train: --resume: " + state_path +
+    throw Error("train: TrainOptions::resume: " + state_path +
                 " was trained on other text, tokenizer or seed than these options give");
   }
   // tokenizer.gguf is a separate file: it must be the one the run started with.
   if (saved.tokenizer_hash != 0 && saved.tokenizer_hash != state.tokenizer_hash) {
-    throw Error("train: --resume: " + paths.tokenizer + " is not the tokenizer that " + state_path +
-                " was trained with (it was replaced after the run started)");
+    throw Error("train: TrainOptions::resume: " + paths.tokenizer + " is not the tokenizer that " +
+                state_path + " was trained with (it was replaced after the run started)");
   }
   learn::read_state_tensors(state_path, model, opt);
   state.step = saved.step;
@@ -326,7 +342,8 @@ std::vector<std::pair<std::string, std::string>> run_settings(const TrainOptions
       {"data", o.text_path.empty() ? "built-in corpus (seed " + std::to_string(o.corpus.seed) +
                                          ", " + std::to_string(o.corpus.n_stories) + " stories)"
                                    : o.text_path},
-      {"tokenizer", o.tokenizer + ", " + std::to_string(cfg.n_vocab) + " tokens"},
+      {"tokenizer",
+       std::string(tokenizer_name(o.tokenizer)) + ", " + std::to_string(cfg.n_vocab) + " tokens"},
       {"model", std::to_string(cfg.n_layer) + " layers x " + std::to_string(cfg.n_head) +
                     " heads x " + std::to_string(cfg.n_embd) + ", context " +
                     std::to_string(cfg.n_ctx) + ", " + std::to_string(n_params) + " parameters"},
@@ -377,7 +394,7 @@ void take_step(const TrainOptions& o, int64_t step, const std::vector<int32_t>& 
   const double loss = model.forward(tokens.data(), targets.data(), B, T, o.n_threads);
   if (!std::isfinite(loss)) {
     throw Error("train: the loss became " + std::to_string(loss) + " at step " +
-                std::to_string(step + 1) + "; lower --lr");
+                std::to_string(step + 1) + "; lower TrainOptions::lr");
   }
   model.backward(o.n_threads);
   p.grad_norm = learn::clip_grad_norm(model.grads(), o.grad_clip);
@@ -399,7 +416,8 @@ TrainResult train(const TrainOptions& o,
   const Corpus corpus(o);
   const RunPaths paths(o.out_dir);
   uint64_t data_hash = fnv1a(corpus.text);
-  data_hash = fnv1a(o.tokenizer + "/" + std::to_string(o.vocab_size), data_hash);
+  data_hash = fnv1a(std::string(tokenizer_name(o.tokenizer)) + "/" + std::to_string(o.vocab_size),
+                    data_hash);
   const TokenizerSpec spec = load_or_train_tokenizer(o, corpus, paths);
   const Tokenizer tok(spec);
   const int64_t T = o.n_ctx, B = o.batch;

@@ -81,12 +81,14 @@ def main():
             (["--text", str(tmp / "missing.txt")], "missing.txt"),
             (["--text", str(tmp / "text.txt"), "--embd", "30", "--heads", "4"], "--embd 30"),
             (["--text", str(tmp / "text.txt"), "--out", str(tmp / "empty"), "--resume"],
-             "does not exist"),
+             "does not exist (start without --resume)"),
             (["--text", str(tmp / "text.txt"), "--tokenizer", "words"], "tokenizer"),
         ):
             rc, so, se = run(qkv, "train", "--steps", "2", *args)
             check(rc not in (0,) and rc > 0 and needle in se, f"train {args[-2:]} fails naming "
                   f"'{needle}' (rc {rc}: {se[-200:]})")
+            # The library names TrainOptions fields; the CLI must say which flag sets each.
+            check("TrainOptions" not in se, f"train {args[-2:]} names flags, not fields: {se[-200:]}")
 
         # The built-in corpus, written out.
         rc, so, se = run(qkv, "train", "--write-corpus", str(tmp / "corpus.txt"), "--stories", "10")

@@ -146,10 +146,10 @@ TEST(Train, ErrorsNameTheProblem) {
   TrainOptions bad = o;
   bad.n_embd = 30;
   bad.n_head = 4;
-  EXPECT_NE(message(bad).find("--embd 30"), std::string::npos);
+  EXPECT_NE(message(bad).find("TrainOptions::n_embd 30"), std::string::npos);
   bad = o;
-  bad.tokenizer = "words";
-  EXPECT_NE(message(bad).find("--tokenizer"), std::string::npos);
+  bad.tokenizer = static_cast<TrainTokenizer>(7);
+  EXPECT_NE(message(bad).find("TrainOptions::tokenizer"), std::string::npos);
   bad = o;
   bad.resume = true;
   EXPECT_NE(message(bad).find("does not exist"), std::string::npos);
