@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/utf8.h"
+
 namespace qkv::chat {
 namespace {
 
@@ -18,24 +20,6 @@ std::string_view rstrip_ws(std::string_view s) {
   size_t e = s.size();
   while (e > 0 && (is_ws(s[e - 1]) || (s[e - 1] >= 0x1c && s[e - 1] <= 0x1f))) --e;
   return s.substr(0, e);
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
 }
 
 class Lexer {
@@ -341,7 +325,7 @@ class Lexer {
           if (cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000)) {
             error("escape in string literal is not a valid code point", p - 2);
           }
-          append_utf8(out, cp);
+          core::append_utf8(out, cp);
           p += len;
           break;
         }
@@ -353,7 +337,7 @@ class Lexer {
             for (int i = 0; i < 2 && p < src_.size() && src_[p] >= '0' && src_[p] <= '7'; ++i) {
               cp = cp * 8 + static_cast<uint32_t>(src_[p++] - '0');
             }
-            append_utf8(out, cp);
+            core::append_utf8(out, cp);
           } else {
             out += '\\';
             out += e;

@@ -22,7 +22,7 @@ void require_utf8(std::string_view s, std::string_view what);
 
 // Decodes valid UTF-8 (call require_utf8 first).
 std::vector<uint32_t> to_codepoints(std::string_view s);
-void append_utf8(std::string& out, uint32_t cp);
+using core::append_utf8;
 
 // GPT-2's bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the other 68 bytes
 // get U+0100.. in byte order. Byte-level BPE vocabularies and merges are written in these
