@@ -1,9 +1,10 @@
-// qkv make-model --arch gpt2|llama [--preset gpt2-124m|llama-1b|tiny] [--n-embd N --n-layer L
-//                --n-head H --n-head-kv HKV --n-ff F --n-vocab V --n-ctx C]
+// qkv make-model --arch gpt2|llama|qwen2|qwen3|gemma2 [--preset NAME|tiny] [--n-embd N
+//                --n-layer L --n-head H --n-head-kv HKV --head-dim D --n-ff F --n-vocab V --n-ctx C]
 //                [--dtype f32|f16|bf16|q8_0] [--seed S] [--std SIGMA] [--vocab VOCAB.gguf] -o OUT
 //   Writes a GGUF model of a real shape with seeded random weights, named and laid out as
-//   llama.cpp's convert_hf_to_gguf.py writes GPT-2 and LLaMA checkpoints, so that llama.cpp and
-//   qkv both load it: benchmarks and cross-checks without downloading weights.
+//   llama.cpp's convert_hf_to_gguf.py writes each family's checkpoints (the tensor list and keys
+//   of model/arch.cpp), so that llama.cpp and qkv both load it: benchmarks and cross-checks
+//   without downloading weights.
 //
 // Weights: matrices and biases N(0, std^2); norm weights 1 + N(0, std^2) (random rather than 1,
 // so a test comparing two engines notices a swapped or missing norm). Each value is a pure
@@ -11,7 +12,8 @@
 // whatever the machine's thread count. 2-D tensors are stored in --dtype; 1-D tensors (norms,
 // biases) stay f32, as llama.cpp does. The tokenizer is copied from --vocab (its tokenizer.ggml.*
 // keys; n_vocab follows it) or synthesised: 256 byte tokens plus generated pieces, a valid
-// byte-level BPE (gpt2) or SentencePiece (llama) vocabulary of exactly n_vocab tokens.
+// byte-level BPE (gpt2, qwen, gemma) or SentencePiece (llama) vocabulary of exactly n_vocab
+// tokens.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
@@ -25,7 +27,9 @@
 #include <vector>
 
 #include "command.h"
+#include "model/arch.h"
 #include "qkv/dtype.h"
+#include "qkv/model.h"
 #include "qkv/model_file.h"
 
 namespace qkv::app {
@@ -44,77 +48,154 @@ struct MakeModelOptions {
   uint64_t seed = 1;
   double std = 0.02;
   // 0: take the preset's value.
-  int64_t n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, n_vocab = 0, n_ctx = 0;
+  int64_t n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0, n_vocab = 0,
+          n_ctx = 0;
 };
 
+// A model to write: the architecture and its hyper-parameters as the loader will read them.
 struct Shape {
-  std::string arch;  // "gpt2" or "llama"
-  int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+  Architecture arch = Architecture::gpt2;
+  ModelConfig c;
+  std::string arch_name() const { return std::string(architecture_name(arch)); }
 };
 
-// llama-1b is TinyLlama-1.1B's shape (22 layers, GQA 32/4, SwiGLU 5632, SentencePiece 32000).
-// tiny is for tests: every dimension a multiple of 32 so that q8_0 applies.
-std::optional<Shape> preset_shape(const std::string& preset, const std::string& arch) {
-  if (preset == "gpt2-124m") return Shape{"gpt2", 768, 12, 12, 12, 3072, 50257, 1024};
-  if (preset == "llama-1b") return Shape{"llama", 2048, 22, 32, 4, 5632, 32000, 2048};
-  if (preset == "tiny" && arch == "gpt2") return Shape{"gpt2", 64, 2, 4, 4, 256, 320, 128};
-  if (preset == "tiny" && arch == "llama") return Shape{"llama", 64, 2, 4, 2, 160, 384, 128};
-  return std::nullopt;
+// Real shapes of the families (from each model's config.json), and tiny ones for tests (every
+// dimension a multiple of 32 where q8_0 must apply). head_dim 0: n_embd / n_head.
+struct Preset {
+  std::string_view name;
+  Architecture arch;
+  int64_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
+  double rope_theta, norm_eps;
+  bool tied;
+  int64_t sliding_window = 0;
+  double attn_softcap = 0, final_softcap = 0;
+};
+using A = Architecture;
+constexpr Preset kPresets[] = {
+    {"gpt2-124m", A::gpt2, 768, 12, 12, 12, 0, 3072, 50257, 1024, 0, 1e-5, true},
+    // TinyLlama-1.1B's shape (22 layers, GQA 32/4, SwiGLU 5632, SentencePiece 32000).
+    {"llama-1b", A::llama, 2048, 22, 32, 4, 0, 5632, 32000, 2048, 1e4, 1e-5, false},
+    // Llama 3.2 1B: tied embeddings, RoPE base 500000 (its rope_freqs scaling is not written).
+    {"llama-3.2-1b", A::llama, 2048, 16, 32, 8, 0, 8192, 128256, 131072, 5e5, 1e-5, true},
+    {"qwen2.5-0.5b", A::qwen2, 896, 24, 14, 2, 0, 4864, 151936, 32768, 1e6, 1e-6, true},
+    {"qwen3-0.6b", A::qwen3, 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1e6, 1e-6, true},
+    {"gemma-2-2b", A::gemma2, 2304, 26, 8, 4, 256, 9216, 256000, 8192, 1e4, 1e-6, true, 4096, 50,
+     30},
+    {"tiny", A::gpt2, 64, 2, 4, 4, 0, 256, 320, 128, 0, 1e-5, true},
+    {"tiny", A::llama, 64, 2, 4, 2, 0, 160, 384, 128, 1e4, 1e-5, false},
+    {"tiny", A::qwen2, 64, 2, 4, 2, 0, 160, 384, 128, 1e6, 1e-6, true},
+    // head_dim 32 != n_embd / n_head: the file states attention.key_length, as Qwen3's do.
+    {"tiny", A::qwen3, 64, 2, 4, 2, 32, 160, 384, 128, 1e6, 1e-6, false},
+    // A window of 8 so that short test prompts already slide on layer 0.
+    {"tiny", A::gemma2, 64, 2, 4, 2, 0, 160, 384, 128, 1e4, 1e-6, true, 8, 50, 30},
+};
+
+std::string preset_names() {
+  std::string out;
+  for (const Preset& p : kPresets) {
+    if (p.name != "tiny") out += std::string(p.name) + ", ";
+  }
+  return out + "tiny";
+}
+
+std::string arch_names() {
+  std::string out;
+  for (int a = 0; a <= static_cast<int>(A::gemma2); ++a) {
+    if (static_cast<A>(a) == A::bert) continue;  // an encoder: make-model writes decoders
+    out += (out.empty() ? "" : ", ") + std::string(architecture_name(static_cast<A>(a)));
+  }
+  return out;
 }
 
 Shape resolve_shape(const MakeModelOptions& o) {
-  std::string arch = o.arch;
-  if (arch.empty() && (o.preset == "gpt2-124m" || o.preset == "llama-1b")) {
-    arch = o.preset.substr(0, o.preset.find('-'));
+  std::optional<Architecture> arch;
+  if (!o.arch.empty()) {
+    arch = model::parse_architecture(o.arch);
+    if (!arch || *arch == A::bert) {
+      throw Error("--arch: expected one of " + arch_names() + ", found \"" + o.arch + "\"");
+    }
   }
-  if (arch.empty()) arch = "gpt2";  // the default preset, tiny, in its default architecture
-  if (arch != "gpt2" && arch != "llama") {
-    throw Error("--arch: expected gpt2 or llama, found \"" + arch + "\"");
+  const std::string name = o.preset.empty() ? "tiny" : o.preset;
+  const Preset* preset = nullptr;
+  for (const Preset& p : kPresets) {
+    if (p.name != name) continue;
+    if (name == "tiny" && p.arch != arch.value_or(A::gpt2)) continue;
+    preset = &p;
+    break;
   }
-  const std::string preset = o.preset.empty() ? "tiny" : o.preset;
-  std::optional<Shape> s = preset_shape(preset, arch);
-  if (!s) {
-    throw Error("--preset: expected gpt2-124m, llama-1b or tiny, found \"" + preset + "\"");
+  if (preset == nullptr) {
+    throw Error("--preset: expected " + preset_names() + ", found \"" + name + "\"");
   }
-  if (s->arch != arch) {
-    throw Error("--preset " + preset + " is a " + s->arch + " shape, but --arch is " + arch);
+  if (arch && *arch != preset->arch) {
+    throw Error("--preset " + name + " is a " + std::string(architecture_name(preset->arch)) +
+                " shape, but --arch is " + o.arch);
   }
+  Shape s;
+  s.arch = preset->arch;
+  ModelConfig& c = s.c;
+  c.architecture = s.arch_name();
+  c.n_embd = preset->n_embd;
+  c.n_layer = preset->n_layer;
+  c.n_head = preset->n_head;
+  c.n_head_kv = preset->n_head_kv;
+  c.head_dim = preset->head_dim;
+  c.n_ff = preset->n_ff;
+  c.n_vocab = preset->n_vocab;
+  c.n_ctx = preset->n_ctx;
+  c.rope_theta = preset->rope_theta;
+  c.norm_eps = preset->norm_eps;
+  c.tied_embeddings = preset->tied;
+  c.sliding_window = preset->sliding_window;
+  c.attn_softcap = preset->attn_softcap;
+  c.final_softcap = preset->final_softcap;
   auto take = [](int64_t given, int64_t& field) {
     if (given != 0) field = given;
   };
-  take(o.n_embd, s->n_embd);
-  take(o.n_layer, s->n_layer);
-  take(o.n_head, s->n_head);
-  take(o.n_head_kv, s->n_head_kv);
-  take(o.n_ff, s->n_ff);
-  take(o.n_vocab, s->n_vocab);
-  take(o.n_ctx, s->n_ctx);
-  if (arch == "gpt2" && o.n_head != 0 && o.n_head_kv == 0) s->n_head_kv = s->n_head;
-  for (auto [name, v] : {std::pair{"--n-embd", s->n_embd},
-                         {"--n-layer", s->n_layer},
-                         {"--n-head", s->n_head},
-                         {"--n-head-kv", s->n_head_kv},
-                         {"--n-ff", s->n_ff},
-                         {"--n-vocab", s->n_vocab},
-                         {"--n-ctx", s->n_ctx}}) {
+  take(o.n_embd, c.n_embd);
+  take(o.n_layer, c.n_layer);
+  take(o.n_head, c.n_head);
+  take(o.n_head_kv, c.n_head_kv);
+  take(o.head_dim, c.head_dim);
+  take(o.n_ff, c.n_ff);
+  take(o.n_vocab, c.n_vocab);
+  take(o.n_ctx, c.n_ctx);
+  if (s.arch == A::gpt2 && o.n_head != 0 && o.n_head_kv == 0) c.n_head_kv = c.n_head;
+  for (auto [opt, v] : {std::pair{"--n-embd", c.n_embd},
+                        {"--n-layer", c.n_layer},
+                        {"--n-head", c.n_head},
+                        {"--n-head-kv", c.n_head_kv},
+                        {"--n-ff", c.n_ff},
+                        {"--n-vocab", c.n_vocab},
+                        {"--n-ctx", c.n_ctx}}) {
     if (v <= 0 || v > (int64_t{1} << 24)) {
-      throw Error(std::string(name) + ": expected 1.." + std::to_string(1 << 24) + ", found " +
+      throw Error(std::string(opt) + ": expected 1.." + std::to_string(1 << 24) + ", found " +
                   std::to_string(v));
     }
   }
-  if (s->n_embd % s->n_head != 0 || (s->n_embd / s->n_head) % 2 != 0) {
-    throw Error("--n-embd " + std::to_string(s->n_embd) + " must be a multiple of 2 x --n-head " +
-                std::to_string(s->n_head) + " (an even head_dim, for RoPE)");
+  if (c.head_dim == 0) {
+    if (c.n_embd % c.n_head != 0) {
+      throw Error("--n-embd " + std::to_string(c.n_embd) + " must be a multiple of --n-head " +
+                  std::to_string(c.n_head) + " (or give --head-dim)");
+    }
+    c.head_dim = c.n_embd / c.n_head;
   }
-  if (s->n_head % s->n_head_kv != 0) {
-    throw Error("--n-head " + std::to_string(s->n_head) + " must be a multiple of --n-head-kv " +
-                std::to_string(s->n_head_kv));
+  if (c.head_dim <= 0 || c.head_dim > 4096 || c.head_dim % 2 != 0) {
+    throw Error("--head-dim: expected an even number in 2..4096 (for RoPE), found " +
+                std::to_string(c.head_dim) + " (n_embd / n_head unless given)");
   }
-  if (arch == "gpt2" && s->n_head_kv != s->n_head) {
+  if (c.n_head % c.n_head_kv != 0) {
+    throw Error("--n-head " + std::to_string(c.n_head) + " must be a multiple of --n-head-kv " +
+                std::to_string(c.n_head_kv));
+  }
+  if (s.arch == A::gpt2 && c.n_head_kv != c.n_head) {
     throw Error("--n-head-kv: GPT-2 has no grouped-query attention; expected " +
-                std::to_string(s->n_head) + " (= --n-head), found " + std::to_string(s->n_head_kv));
+                std::to_string(c.n_head) + " (= --n-head), found " + std::to_string(c.n_head_kv));
   }
-  return *s;
+  if (s.arch == A::gpt2 && c.head_dim * c.n_head != c.n_embd) {
+    throw Error("--head-dim: GPT-2's heads split n_embd; expected " +
+                std::to_string(c.n_embd / c.n_head) + ", found " + std::to_string(c.head_dim));
+  }
+  return s;
 }
 
 // ---- Tensors -----------------------------------------------------------------------------
@@ -126,53 +207,14 @@ struct Planned {
   Init init;
 };
 
-// The tensor list of each architecture, in llama.cpp's names; shapes row-major (out, in).
+// The architecture's tensor list (model/arch.cpp, the one the loader binds), in llama.cpp's
+// names and order; matrices in `matrix`, 1-D tensors f32.
 std::vector<Planned> plan_tensors(const Shape& s, TensorType matrix) {
   std::vector<Planned> p;
-  auto mat = [&](std::string name, int64_t rows, int64_t cols) {
-    p.push_back({{std::move(name), matrix, {rows, cols}}, Init::normal});
-  };
-  auto vec = [&](std::string name, int64_t n, Init init = Init::normal) {
-    p.push_back({{std::move(name), TensorType::f32, {n}}, init});
-  };
-  const int64_t d = s.n_embd, head_dim = s.n_embd / s.n_head;
-  mat("token_embd.weight", s.n_vocab, d);
-  if (s.arch == "gpt2") {
-    // Pre-norm GPT-2 with fused QKV and biases; the LM head is tied to token_embd (no
-    // output.weight), which llama.cpp resolves by reusing the embedding.
-    mat("position_embd.weight", s.n_ctx, d);
-    for (int64_t l = 0; l < s.n_layer; ++l) {
-      const std::string b = "blk." + std::to_string(l) + ".";
-      vec(b + "attn_norm.weight", d, Init::norm_weight);
-      vec(b + "attn_norm.bias", d);
-      mat(b + "attn_qkv.weight", 3 * d, d);
-      vec(b + "attn_qkv.bias", 3 * d);
-      mat(b + "attn_output.weight", d, d);
-      vec(b + "attn_output.bias", d);
-      vec(b + "ffn_norm.weight", d, Init::norm_weight);
-      vec(b + "ffn_norm.bias", d);
-      mat(b + "ffn_up.weight", s.n_ff, d);
-      vec(b + "ffn_up.bias", s.n_ff);
-      mat(b + "ffn_down.weight", d, s.n_ff);
-      vec(b + "ffn_down.bias", d);
-    }
-    vec("output_norm.weight", d, Init::norm_weight);
-    vec("output_norm.bias", d);
-  } else {
-    for (int64_t l = 0; l < s.n_layer; ++l) {
-      const std::string b = "blk." + std::to_string(l) + ".";
-      vec(b + "attn_norm.weight", d, Init::norm_weight);
-      mat(b + "attn_q.weight", s.n_head * head_dim, d);
-      mat(b + "attn_k.weight", s.n_head_kv * head_dim, d);
-      mat(b + "attn_v.weight", s.n_head_kv * head_dim, d);
-      mat(b + "attn_output.weight", d, s.n_head * head_dim);
-      vec(b + "ffn_norm.weight", d, Init::norm_weight);
-      mat(b + "ffn_gate.weight", s.n_ff, d);
-      mat(b + "ffn_up.weight", s.n_ff, d);
-      mat(b + "ffn_down.weight", d, s.n_ff);
-    }
-    vec("output_norm.weight", d, Init::norm_weight);
-    mat("output.weight", s.n_vocab, d);
+  for (model::GgufTensorPlan& t : model::gguf_tensor_plan(s.arch, s.c)) {
+    const TensorType type = t.shape.size() == 2 ? matrix : TensorType::f32;
+    const Init init = model::is_norm_weight(t.spec->role) ? Init::norm_weight : Init::normal;
+    p.push_back({{std::move(t.name), type, std::move(t.shape)}, init});
   }
   return p;
 }
@@ -432,10 +474,12 @@ void run(const MakeModelOptions& o) {
   }
   const Shape s = resolve_shape(opt);
   if (o.vocab.empty()) {
-    if (s.arch == "gpt2") {
-      synth_gpt2_vocab(s.n_vocab, tok);
+    // LLaMA files carry SentencePiece; the others a byte-level BPE (Qwen's is one; Gemma's
+    // SentencePiece is not synthesised: a random model runs the same on either).
+    if (s.arch == Architecture::llama) {
+      synth_spm_vocab(s.c.n_vocab, tok);
     } else {
-      synth_spm_vocab(s.n_vocab, tok);
+      synth_gpt2_vocab(s.c.n_vocab, tok);
     }
   }
   if (!(o.std > 0 && o.std < 10)) {
@@ -452,31 +496,15 @@ void run(const MakeModelOptions& o) {
     }
   }
 
-  // Keys in the order and types of llama.cpp's convert_hf_to_gguf.py.
-  const std::string a = s.arch + ".";
   Metadata md;
   auto u32 = [](int64_t v) { return MetaValue::make_uint(T::u32, uint64_t(v)); };
-  auto f32 = [](double v) { return MetaValue::make_float(T::f32, v); };
-  md.set("general.architecture", MetaValue::make_string(s.arch));
+  md.set("general.architecture", MetaValue::make_string(s.arch_name()));
   md.set(
       "general.name",
       MetaValue::make_string(
           !o.name.empty() ? o.name
                           : "qkv random " + (o.preset.empty() ? std::string("tiny") : o.preset)));
-  md.set(a + "block_count", u32(s.n_layer));
-  md.set(a + "context_length", u32(s.n_ctx));
-  md.set(a + "embedding_length", u32(s.n_embd));
-  md.set(a + "feed_forward_length", u32(s.n_ff));
-  md.set(a + "attention.head_count", u32(s.n_head));
-  if (s.arch == "gpt2") {
-    md.set(a + "attention.layer_norm_epsilon", f32(1e-5));
-  } else {
-    md.set(a + "attention.head_count_kv", u32(s.n_head_kv));
-    md.set(a + "rope.freq_base", f32(10000.0));
-    md.set(a + "attention.layer_norm_rms_epsilon", f32(1e-5));
-    md.set(a + "vocab_size", u32(s.n_vocab));
-    md.set(a + "rope.dimension_count", u32(s.n_embd / s.n_head));
-  }
+  model::set_gguf_hparams(s.arch, s.c, md);
   md.set("general.file_type", u32(file_type_id(wtype)));
   md.set("general.quantization_version", u32(2));
   for (const auto& [k, v] : tok.entries()) md.set(k, v);
@@ -493,24 +521,28 @@ void run(const MakeModelOptions& o) {
     fill_tensor(plan[i], i, o.seed, o.std, out);
   });
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const ModelConfig& c = s.c;
   std::printf(
       "%s: %s, %lld layers, n_embd %lld, heads %lld/%lld (head_dim %lld), n_ff %lld, n_vocab %lld, "
       "n_ctx %lld, %.1fM parameters, %s weights, seed %llu, %.1f s\n",
-      o.output.c_str(), s.arch.c_str(), (long long)s.n_layer, (long long)s.n_embd,
-      (long long)s.n_head, (long long)s.n_head_kv, (long long)(s.n_embd / s.n_head),
-      (long long)s.n_ff, (long long)s.n_vocab, (long long)s.n_ctx, double(n_params) / 1e6,
+      o.output.c_str(), s.arch_name().c_str(), (long long)c.n_layer, (long long)c.n_embd,
+      (long long)c.n_head, (long long)c.n_head_kv, (long long)c.head_dim, (long long)c.n_ff,
+      (long long)c.n_vocab, (long long)c.n_ctx, double(n_params) / 1e6,
       std::string(tensor_type_name(wtype)).c_str(), (unsigned long long)o.seed, secs);
 }
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<MakeModelOptions>();
-  app.add_option("--arch", o->arch, "gpt2 (default) or llama (implied by a named preset)");
+  app.add_option("--arch", o->arch,
+                 "gpt2 (default), llama, qwen2, qwen3 or gemma2 (implied by a named preset)");
   app.add_option("--preset", o->preset,
-                 "gpt2-124m, llama-1b (TinyLlama-1.1B shape) or tiny (default)");
+                 "gpt2-124m, llama-1b (TinyLlama-1.1B shape), llama-3.2-1b, qwen2.5-0.5b, "
+                 "qwen3-0.6b, gemma-2-2b, or tiny (default; in --arch's architecture)");
   app.add_option("--n-embd", o->n_embd, "Override: embedding width");
   app.add_option("--n-layer", o->n_layer, "Override: blocks");
   app.add_option("--n-head", o->n_head, "Override: query heads");
   app.add_option("--n-head-kv", o->n_head_kv, "Override: key/value heads (llama)");
+  app.add_option("--head-dim", o->head_dim, "Override: head width (default n_embd / n_head)");
   app.add_option("--n-ff", o->n_ff, "Override: feed-forward width");
   app.add_option("--n-vocab", o->n_vocab, "Override: vocabulary size");
   app.add_option("--n-ctx", o->n_ctx, "Override: trained context length");

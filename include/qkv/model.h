@@ -1,5 +1,6 @@
-// qkv — transformer models: GPT-2, the LLaMA family and BERT, loaded from a GGUF file, a Hugging
-// Face folder (config.json + safetensors) or a llama2.c checkpoint.
+// qkv — transformer models: GPT-2, the LLaMA family (with Qwen 2, Qwen 3 and Gemma 2) and BERT,
+// loaded from a GGUF file, a Hugging Face folder (config.json + safetensors) or a llama2.c
+// checkpoint.
 //
 //   qkv::Model model = qkv::Model::load("stories260K.bin", {.tokenizer_path = "tok512.bin"});
 //   qkv::Session session(model);                     // qkv/session.h
@@ -20,7 +21,7 @@
 
 namespace qkv {
 
-enum class Architecture : uint8_t { gpt2, llama, bert };
+enum class Architecture : uint8_t { gpt2, llama, bert, qwen2, qwen3, gemma2 };
 std::string_view architecture_name(Architecture a);
 
 // How RoPE pairs the dimensions of a head: (2i, 2i+1) as in llama2.c and GGUF files made by the

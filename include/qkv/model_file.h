@@ -160,6 +160,10 @@ struct ModelConfig {
   double rope_theta = 0;
   std::string rope_type;
   std::string activation;
+  int64_t sliding_window = 0;  // keys a sliding-window layer sees, itself included; 0: none
+  double attn_softcap = 0;     // attention scores s -> c tanh(s / c) (Gemma 2); 0: off
+  double final_softcap = 0;    // logits likewise; 0: off
+  double attn_scale = 0;       // query scale; 0: 1 / sqrt(head_dim)
   bool tied_embeddings = false;
   bool causal = true;
 };

@@ -67,6 +67,9 @@ ModelConfig config_from_gguf(const ModelFile& m) {
         c.n_vocab = static_cast<int64_t>(t->as_array().size());
     }
   }
+  c.sliding_window = integer(a + "attention.sliding_window");
+  c.attn_softcap = number(a + "attn_logit_softcapping");
+  c.final_softcap = number(a + "final_logit_softcapping");
   if (const MetaValue* v = md.find(a + "attention.causal")) c.causal = v->as_bool(a + "causal");
   if (c.architecture == "bert") c.causal = md.contains(a + "attention.causal") ? c.causal : false;
   c.tied_embeddings = !m.tensors.empty() && m.find_tensor("output.weight") == nullptr;

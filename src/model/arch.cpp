@@ -61,6 +61,62 @@ constexpr TensorSpec kLlama[] = {
     {Role::lm_head,     kGlobal,   kOptional, {D::vocab, D::embd}, "output.weight",             "lm_head.weight",                                  "output.weight"},
 };
 
+// Qwen 2 / 2.5: LLaMA with bias on Q, K and V; NeoX RoPE.
+constexpr TensorSpec kQwen2[] = {
+    {Role::tok_embd,    kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",         "model.embed_tokens.weight",                       ""},
+    {Role::attn_norm_w, kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.attn_norm.weight",   "model.layers.{}.input_layernorm.weight",          ""},
+    {Role::wq,          kPerLayer, kRequired, {D::q, D::embd},     "blk.{}.attn_q.weight",      "model.layers.{}.self_attn.q_proj.weight",         ""},
+    {Role::bq,          kPerLayer, kRequired, {D::q, D::none},     "blk.{}.attn_q.bias",        "model.layers.{}.self_attn.q_proj.bias",           ""},
+    {Role::wk,          kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_k.weight",      "model.layers.{}.self_attn.k_proj.weight",         ""},
+    {Role::bk,          kPerLayer, kRequired, {D::kv, D::none},    "blk.{}.attn_k.bias",        "model.layers.{}.self_attn.k_proj.bias",           ""},
+    {Role::wv,          kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_v.weight",      "model.layers.{}.self_attn.v_proj.weight",         ""},
+    {Role::bv,          kPerLayer, kRequired, {D::kv, D::none},    "blk.{}.attn_v.bias",        "model.layers.{}.self_attn.v_proj.bias",           ""},
+    {Role::wo,          kPerLayer, kRequired, {D::embd, D::q},     "blk.{}.attn_output.weight", "model.layers.{}.self_attn.o_proj.weight",         ""},
+    {Role::ffn_norm_w,  kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.ffn_norm.weight",    "model.layers.{}.post_attention_layernorm.weight", ""},
+    {Role::ffn_gate,    kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_gate.weight",    "model.layers.{}.mlp.gate_proj.weight",            ""},
+    {Role::ffn_up,      kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_up.weight",      "model.layers.{}.mlp.up_proj.weight",              ""},
+    {Role::ffn_down,    kPerLayer, kRequired, {D::embd, D::ff},    "blk.{}.ffn_down.weight",    "model.layers.{}.mlp.down_proj.weight",            ""},
+    {Role::out_norm_w,  kGlobal,   kRequired, {D::embd, D::none},  "output_norm.weight",        "model.norm.weight",                               ""},
+    {Role::lm_head,     kGlobal,   kOptional, {D::vocab, D::embd}, "output.weight",             "lm_head.weight",                                  ""},
+};
+
+// Qwen 3: LLaMA without biases, with an RMSNorm on each query and key head before RoPE.
+constexpr TensorSpec kQwen3[] = {
+    {Role::tok_embd,    kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",         "model.embed_tokens.weight",                       ""},
+    {Role::attn_norm_w, kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.attn_norm.weight",   "model.layers.{}.input_layernorm.weight",          ""},
+    {Role::wq,          kPerLayer, kRequired, {D::q, D::embd},     "blk.{}.attn_q.weight",      "model.layers.{}.self_attn.q_proj.weight",         ""},
+    {Role::wk,          kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_k.weight",      "model.layers.{}.self_attn.k_proj.weight",         ""},
+    {Role::wv,          kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_v.weight",      "model.layers.{}.self_attn.v_proj.weight",         ""},
+    {Role::attn_q_norm, kPerLayer, kRequired, {D::head, D::none},  "blk.{}.attn_q_norm.weight", "model.layers.{}.self_attn.q_norm.weight",         ""},
+    {Role::attn_k_norm, kPerLayer, kRequired, {D::head, D::none},  "blk.{}.attn_k_norm.weight", "model.layers.{}.self_attn.k_norm.weight",         ""},
+    {Role::wo,          kPerLayer, kRequired, {D::embd, D::q},     "blk.{}.attn_output.weight", "model.layers.{}.self_attn.o_proj.weight",         ""},
+    {Role::ffn_norm_w,  kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.ffn_norm.weight",    "model.layers.{}.post_attention_layernorm.weight", ""},
+    {Role::ffn_gate,    kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_gate.weight",    "model.layers.{}.mlp.gate_proj.weight",            ""},
+    {Role::ffn_up,      kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_up.weight",      "model.layers.{}.mlp.up_proj.weight",              ""},
+    {Role::ffn_down,    kPerLayer, kRequired, {D::embd, D::ff},    "blk.{}.ffn_down.weight",    "model.layers.{}.mlp.down_proj.weight",            ""},
+    {Role::out_norm_w,  kGlobal,   kRequired, {D::embd, D::none},  "output_norm.weight",        "model.norm.weight",                               ""},
+    {Role::lm_head,     kGlobal,   kOptional, {D::vocab, D::embd}, "output.weight",             "lm_head.weight",                                  ""},
+};
+
+// Gemma 2: embeddings scaled by sqrt(n_embd), RMSNorm before and after attention and MLP,
+// GELU-tanh gated MLP, soft-capped attention scores and logits, sliding window on even layers.
+constexpr TensorSpec kGemma2[] = {
+    {Role::tok_embd,       kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",               "model.embed_tokens.weight",                          ""},
+    {Role::attn_norm_w,    kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.attn_norm.weight",         "model.layers.{}.input_layernorm.weight",             ""},
+    {Role::wq,             kPerLayer, kRequired, {D::q, D::embd},     "blk.{}.attn_q.weight",            "model.layers.{}.self_attn.q_proj.weight",            ""},
+    {Role::wk,             kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_k.weight",            "model.layers.{}.self_attn.k_proj.weight",            ""},
+    {Role::wv,             kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_v.weight",            "model.layers.{}.self_attn.v_proj.weight",            ""},
+    {Role::wo,             kPerLayer, kRequired, {D::embd, D::q},     "blk.{}.attn_output.weight",       "model.layers.{}.self_attn.o_proj.weight",            ""},
+    {Role::attn_post_norm, kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.post_attention_norm.weight", "model.layers.{}.post_attention_layernorm.weight",  ""},
+    {Role::ffn_norm_w,     kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.ffn_norm.weight",          "model.layers.{}.pre_feedforward_layernorm.weight",   ""},
+    {Role::ffn_gate,       kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_gate.weight",          "model.layers.{}.mlp.gate_proj.weight",               ""},
+    {Role::ffn_up,         kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_up.weight",            "model.layers.{}.mlp.up_proj.weight",                 ""},
+    {Role::ffn_down,       kPerLayer, kRequired, {D::embd, D::ff},    "blk.{}.ffn_down.weight",          "model.layers.{}.mlp.down_proj.weight",               ""},
+    {Role::ffn_post_norm,  kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.post_ffw_norm.weight",     "model.layers.{}.post_feedforward_layernorm.weight",  ""},
+    {Role::out_norm_w,     kGlobal,   kRequired, {D::embd, D::none},  "output_norm.weight",              "model.norm.weight",                                  ""},
+    {Role::lm_head,        kGlobal,   kOptional, {D::vocab, D::embd}, "output.weight",                   "lm_head.weight",                                     ""},
+};
+
 // BERT: token-type embeddings, post-LN, erf-GELU, bidirectional, pooler.
 constexpr TensorSpec kBert[] = {
     {Role::tok_embd,        kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",               "embeddings.word_embeddings.weight",                  ""},
@@ -110,6 +166,9 @@ constexpr std::string_view kRoleNames[] = {"tok_embd",
                                            "bo",
                                            "attn_out_norm_w",
                                            "attn_out_norm_b",
+                                           "attn_q_norm",
+                                           "attn_k_norm",
+                                           "attn_post_norm",
                                            "ffn_norm_w",
                                            "ffn_norm_b",
                                            "ffn_gate",
@@ -119,12 +178,30 @@ constexpr std::string_view kRoleNames[] = {"tok_embd",
                                            "ffn_down_b",
                                            "ffn_out_norm_w",
                                            "ffn_out_norm_b",
+                                           "ffn_post_norm",
                                            "out_norm_w",
                                            "out_norm_b",
                                            "lm_head",
                                            "pooler_w",
                                            "pooler_b"};
 static_assert(std::size(kRoleNames) == kRoleCount);
+
+// Indexed by Architecture.
+constexpr ArchTraits kTraits[] = {
+    {.name = "gpt2", .norm = NormKind::layer, .ffn = FfnKind::gelu_tanh},
+    {.name = "llama", .gguf_rope = RopeStyle::interleaved},
+    {.name = "bert", .decoder = false, .norm = NormKind::layer, .ffn = FfnKind::gelu_erf},
+    {.name = "qwen2", .gguf_rope = RopeStyle::half},
+    {.name = "qwen3", .gguf_rope = RopeStyle::half},
+    // llama.cpp's default window for Gemma 2 files that do not state one.
+    {.name = "gemma2",
+     .ffn = FfnKind::geglu_tanh,
+     .gguf_rope = RopeStyle::half,
+     .embd_scale = true,
+     .hf_norm_plus_one = true,
+     .swa_pattern = 2,
+     .default_window = 4096},
+};
 
 }  // namespace
 
@@ -149,8 +226,18 @@ std::span<const TensorSpec> arch_tensors(Architecture arch) {
       return kLlama;
     case Architecture::bert:
       return kBert;
+    case Architecture::qwen2:
+      return kQwen2;
+    case Architecture::qwen3:
+      return kQwen3;
+    case Architecture::gemma2:
+      return kGemma2;
   }
   return {};
+}
+
+const ArchTraits& arch_traits(Architecture arch) {
+  return kTraits[static_cast<size_t>(arch)];
 }
 
 std::string_view role_name(Role role) {
@@ -193,6 +280,8 @@ int64_t dim_size(Dim d, const ModelConfig& c) {
       return -1;  // any number of token types
     case Dim::embd:
       return c.n_embd;
+    case Dim::head:
+      return c.head_dim;
     case Dim::q:
       return c.n_head * c.head_dim;
     case Dim::kv:
@@ -205,10 +294,88 @@ int64_t dim_size(Dim d, const ModelConfig& c) {
   return 0;
 }
 
+std::vector<GgufTensorPlan> gguf_tensor_plan(Architecture arch, const ModelConfig& c) {
+  const std::span<const TensorSpec> specs = arch_tensors(arch);
+  auto wanted = [&](const TensorSpec& s) {
+    return !s.optional || (s.role == Role::lm_head && !c.tied_embeddings);
+  };
+  auto plan = [&](const TensorSpec& s, int layer) {
+    std::vector<int64_t> shape = {dim_size(s.shape[0], c)};
+    if (s.shape[1] != Dim::none) shape.push_back(dim_size(s.shape[1], c));
+    return GgufTensorPlan{&s, layer, tensor_name(s, Source::gguf, layer), std::move(shape)};
+  };
+  std::vector<GgufTensorPlan> out;
+  size_t first_block = 0;
+  while (first_block < specs.size() && !specs[first_block].per_layer) ++first_block;
+  for (size_t i = 0; i < first_block; ++i) {
+    if (wanted(specs[i])) out.push_back(plan(specs[i], -1));
+  }
+  for (int layer = 0; layer < c.n_layer; ++layer) {
+    for (const TensorSpec& s : specs) {
+      if (s.per_layer && wanted(s)) out.push_back(plan(s, layer));
+    }
+  }
+  for (size_t i = first_block; i < specs.size(); ++i) {
+    if (!specs[i].per_layer && wanted(specs[i])) out.push_back(plan(specs[i], -1));
+  }
+  return out;
+}
+
+void set_gguf_hparams(Architecture arch, const ModelConfig& c, Metadata& md) {
+  using T = MetaValue::Type;
+  const ArchTraits& traits = arch_traits(arch);
+  const std::string a = std::string(traits.name) + ".";
+  auto u32 = [&](const char* key, int64_t v) {
+    md.set(a + key, MetaValue::make_uint(T::u32, static_cast<uint64_t>(v)));
+  };
+  auto f32 = [&](const char* key, double v) { md.set(a + key, MetaValue::make_float(T::f32, v)); };
+  u32("context_length", c.n_ctx);
+  u32("embedding_length", c.n_embd);
+  u32("block_count", c.n_layer);
+  u32("feed_forward_length", c.n_ff);
+  u32("attention.head_count", c.n_head);
+  if (traits.gguf_rope != RopeStyle::none) {
+    u32("attention.head_count_kv", c.n_head_kv);
+    f32("rope.freq_base", c.rope_theta > 0 ? c.rope_theta : 10000.0);
+    u32("rope.dimension_count", c.head_dim);
+    if (c.n_vocab > 0) u32("vocab_size", c.n_vocab);
+  }
+  f32(traits.norm == NormKind::rms ? "attention.layer_norm_rms_epsilon"
+                                   : "attention.layer_norm_epsilon",
+      c.norm_eps);
+  if (c.head_dim * c.n_head != c.n_embd) {
+    u32("attention.key_length", c.head_dim);
+    u32("attention.value_length", c.head_dim);
+  }
+  if (traits.swa_pattern > 0 && c.sliding_window > 0)
+    u32("attention.sliding_window", c.sliding_window);
+  if (c.attn_softcap > 0) f32("attn_logit_softcapping", c.attn_softcap);
+  if (c.final_softcap > 0) f32("final_logit_softcapping", c.final_softcap);
+  if (!traits.decoder) md.set(a + "attention.causal", MetaValue::make_bool(false));
+}
+
+bool is_norm_weight(Role role) {
+  switch (role) {
+    case Role::embd_norm_w:
+    case Role::attn_norm_w:
+    case Role::attn_out_norm_w:
+    case Role::attn_q_norm:
+    case Role::attn_k_norm:
+    case Role::attn_post_norm:
+    case Role::ffn_norm_w:
+    case Role::ffn_out_norm_w:
+    case Role::ffn_post_norm:
+    case Role::out_norm_w:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::optional<Architecture> parse_architecture(std::string_view name) {
-  if (name == "gpt2") return Architecture::gpt2;
-  if (name == "llama") return Architecture::llama;
-  if (name == "bert") return Architecture::bert;
+  for (size_t i = 0; i < std::size(kTraits); ++i) {
+    if (name == kTraits[i].name) return static_cast<Architecture>(i);
+  }
   return std::nullopt;
 }
 

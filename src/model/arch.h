@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "qkv/model.h"
 #include "qkv/model_file.h"
@@ -34,7 +35,10 @@ enum class Role : uint8_t {
   bo,
   attn_out_norm_w,  // [n_embd] post-attention LayerNorm (BERT)
   attn_out_norm_b,
-  ffn_norm_w,  // [n_embd] pre-MLP norm (GPT-2, LLaMA)
+  attn_q_norm,     // [head_dim] RMSNorm of each query head before RoPE (Qwen3, Gemma 3)
+  attn_k_norm,     // [head_dim] RMSNorm of each key head before RoPE
+  attn_post_norm,  // [n_embd] RMSNorm of the attention output before the residual add (Gemma 2)
+  ffn_norm_w,      // [n_embd] pre-MLP norm (GPT-2, LLaMA)
   ffn_norm_b,
   ffn_gate,  // [n_ff, n_embd] (LLaMA)
   ffn_up,    // [n_ff, n_embd]
@@ -43,7 +47,8 @@ enum class Role : uint8_t {
   ffn_down_b,
   ffn_out_norm_w,  // [n_embd] post-MLP LayerNorm (BERT)
   ffn_out_norm_b,
-  out_norm_w,  // [n_embd] final norm (GPT-2, LLaMA)
+  ffn_post_norm,  // [n_embd] RMSNorm of the MLP output before the residual add (Gemma 2)
+  out_norm_w,     // [n_embd] final norm (GPT-2, LLaMA)
   out_norm_b,
   lm_head,   // [n_vocab, n_embd]; absent when tied to tok_embd
   pooler_w,  // [n_embd, n_embd] (BERT)
@@ -53,7 +58,7 @@ enum class Role : uint8_t {
 inline constexpr int kRoleCount = static_cast<int>(Role::count);
 
 // Dimension symbols for shapes.
-enum class Dim : uint8_t { none, vocab, ctx, types, embd, q, kv, qkv, ff };
+enum class Dim : uint8_t { none, vocab, ctx, types, embd, head, q, kv, qkv, ff };
 
 // Where a tensor name comes from: GGUF (llama.cpp's converter names), Hugging Face
 // safetensors, llama2.c checkpoints.
@@ -71,6 +76,30 @@ struct TensorSpec {
 };
 
 std::span<const TensorSpec> arch_tensors(Architecture arch);
+
+enum class NormKind : uint8_t { layer, rms };
+// The MLP: GPT-2/BERT up -> GELU -> down; gated: act(gate) * up -> down.
+enum class FfnKind : uint8_t { gelu_tanh, gelu_erf, swiglu, geglu_tanh };
+
+// What an architecture does beyond its tensor list, as data the forward pass reads.
+struct ArchTraits {
+  std::string_view name;  // GGUF general.architecture
+  bool decoder = true;
+  NormKind norm = NormKind::rms;
+  FfnKind ffn = FfnKind::swiglu;
+  // RoPE pairing in GGUF files: llama.cpp's converter permutes LLaMA's Q/K rows to interleaved
+  // pairs, and leaves the other families in the "rotate half" (NeoX) order of their HF weights.
+  RopeStyle gguf_rope = RopeStyle::none;
+  bool embd_scale = false;  // embeddings times sqrt(n_embd) (Gemma)
+  // RMSNorm weights stored as w - 1 in HF checkpoints (Gemma computes x * (1 + w)); GGUF files
+  // store 1 + w, which is what the loader binds.
+  bool hf_norm_plus_one = false;
+  // Sliding-window layers: layer l slides when l % swa_pattern < swa_pattern - 1 (llama.cpp's
+  // rule; Gemma 2: 2, every even layer). 0: no sliding layers.
+  int swa_pattern = 0;
+  int64_t default_window = 0;  // when the file states none
+};
+const ArchTraits& arch_traits(Architecture arch);
 std::string_view role_name(Role role);
 // The name of `spec` in `source` for `layer` (-1 for global tensors); empty when absent.
 std::string tensor_name(const TensorSpec& spec, Source source, int layer);
@@ -80,6 +109,23 @@ std::string tensor_name(const TensorSpec& spec, Source source, int layer);
 const TensorInfo* find_tensor(const ModelFile& file, Source source, const std::string& name);
 // Size of a dimension symbol for a config (types = 2 for BERT's token types).
 int64_t dim_size(Dim d, const ModelConfig& c);
+
+// One tensor of a GGUF file as qkv writes it (make-model, convert, train).
+struct GgufTensorPlan {
+  const TensorSpec* spec;
+  int layer;                   // -1: global
+  std::string name;            // llama.cpp's name
+  std::vector<int64_t> shape;  // row-major [rows, cols] or [n]
+};
+// The tensors of an `arch` model of config `c` in llama.cpp's file order: the globals before the
+// blocks, every block's tensors in table order, the globals after. Required tensors only, plus
+// the LM head unless c.tied_embeddings.
+std::vector<GgufTensorPlan> gguf_tensor_plan(Architecture arch, const ModelConfig& c);
+// Writes the `{arch}.*` hyper-parameter keys of `c` as llama.cpp's converter names and types
+// them (general.* and tokenizer.* are the caller's). The one writer of these keys.
+void set_gguf_hparams(Architecture arch, const ModelConfig& c, Metadata& md);
+// Whether `role` is a norm weight (a 1-D scale; random models initialise it around 1).
+bool is_norm_weight(Role role);
 
 // "gpt2", "llama", "bert" and their relatives (HF model_type / GGUF general.architecture).
 std::optional<Architecture> parse_architecture(std::string_view name);

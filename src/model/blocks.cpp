@@ -86,6 +86,14 @@ QKV_ELEMENTWISE void gelu_tanh_backward_span(const float* x, float* dy, int64_t 
   }
 }
 
+QKV_ELEMENTWISE void gelu_tanh_mul_span(float* gate, const float* up, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = gate[i];
+    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
+    gate[i] = (v - v / (exp_fast(2.0f * u) + 1.0f)) * up[i];
+  }
+}
+
 QKV_ELEMENTWISE void silu_mul_span(float* gate, const float* up, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     const float g = gate[i];
@@ -180,6 +188,11 @@ void gelu_erf(float* x, int64_t count, int n_threads) {
 
 void tanh_inplace(float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) x[i] = std::tanh(x[i]);
+}
+
+void gelu_tanh_mul(float* gate, const float* up, int64_t count, int n_threads) {
+  for_chunks(count, n_threads,
+             [&](int64_t begin, int64_t end) { gelu_tanh_mul_span(gate, up, begin, end); });
 }
 
 void silu_mul(float* gate, const float* up, int64_t count, int n_threads) {

@@ -26,6 +26,8 @@ void gelu_tanh(float* x, int64_t count, int n_threads);  // GPT-2 "gelu_new"
 void gelu_tanh_backward(const float* x, float* dy, int64_t count, int n_threads);
 void gelu_erf(float* x, int64_t count, int n_threads);  // BERT "gelu"
 void tanh_inplace(float* x, int64_t count);
+// gate[i] = gelu_tanh(gate[i]) * up[i] (Gemma's GeGLU)
+void gelu_tanh_mul(float* gate, const float* up, int64_t count, int n_threads);
 // gate[i] = silu(gate[i]) * up[i] (SwiGLU)
 void silu_mul(float* gate, const float* up, int64_t count, int n_threads);
 // x[i] += y[i]

@@ -59,40 +59,6 @@ void encode(const std::vector<float>& v, TensorType type, std::span<std::byte> o
   core::throw_invalid("convert: cannot write dtype ", tensor_type_name(type));
 }
 
-void set_hparams(const Model::Impl& m, Metadata& md, const std::string& name) {
-  using T = MetaValue::Type;
-  const ModelConfig& c = m.config;
-  const std::string a(architecture_name(m.arch));
-  auto u32 = [&](const std::string& key, int64_t v) {
-    md.set(a + "." + key, MetaValue::make_uint(T::u32, static_cast<uint64_t>(v)));
-  };
-  auto f32 = [&](const std::string& key, double v) {
-    md.set(a + "." + key, MetaValue::make_float(T::f32, v));
-  };
-  md.set("general.architecture", MetaValue::make_string(a));
-  md.set("general.name", MetaValue::make_string(name));
-  u32("context_length", c.n_ctx);
-  u32("embedding_length", c.n_embd);
-  u32("block_count", c.n_layer);
-  u32("feed_forward_length", c.n_ff);
-  u32("attention.head_count", c.n_head);
-  if (m.arch == Architecture::llama) {
-    u32("attention.head_count_kv", c.n_head_kv);
-    f32("attention.layer_norm_rms_epsilon", c.norm_eps);
-    f32("rope.freq_base", c.rope_theta);
-    u32("rope.dimension_count", c.head_dim);
-  } else {
-    f32("attention.layer_norm_epsilon", c.norm_eps);
-  }
-  if (c.head_dim * c.n_head != c.n_embd) {
-    u32("attention.key_length", c.head_dim);
-    u32("attention.value_length", c.head_dim);
-  }
-  if (m.arch == Architecture::bert) {
-    md.set(a + ".attention.causal", MetaValue::make_bool(false));
-  }
-}
-
 }  // namespace
 
 std::vector<std::string> convert_to_gguf(const Model& model, const std::string& path,
@@ -129,7 +95,9 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
   Metadata md;
   const std::string name =
       options.name.empty() ? std::filesystem::path(m.file.path).filename().string() : options.name;
-  set_hparams(m, md, name);
+  md.set("general.architecture", MetaValue::make_string(std::string(architecture_name(m.arch))));
+  md.set("general.name", MetaValue::make_string(name));
+  set_gguf_hparams(m.arch, c, md);
   if (m.tokenizer) tokenizer_spec_to_gguf(m.tokenizer->spec(), md);
   std::vector<GgufTensorDecl> decls;
   for (const Planned& p : plan) {
@@ -146,6 +114,9 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
         for (int64_t k = 0; k < cols; ++k) t[r * cols + k] = v[k * rows + r];
       }
       v = std::move(t);
+    }
+    if (m.traits->hf_norm_plus_one && m.source == Source::hf && is_norm_weight(p.spec->role)) {
+      for (float& x : v) x += 1.0f;  // HF Gemma stores w - 1; GGUF stores the scale itself
     }
     if (permute) {
       const Role r = p.spec->role;

@@ -153,7 +153,7 @@ void check_tokens(const Model::Impl& m, std::span<const int32_t> tokens) {
 
 void norm(const Model::Impl& m, const float* x, int64_t n, const Norm& w, float* out, int threads) {
   const float eps = static_cast<float>(m.config.norm_eps);
-  if (w.b.empty() && m.arch == Architecture::llama) {
+  if (w.b.empty() && m.traits->norm == NormKind::rms) {
     rms_norm(x, n, m.config.n_embd, w, eps, out, threads);
   } else {
     layer_norm(x, n, m.config.n_embd, w, eps, out, threads);
@@ -197,7 +197,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   const auto [n_threads, observer, times, attention_backend] = options;
   const Model::Impl& m = model.impl();
   const ModelConfig& c = m.config;
-  if (m.arch == Architecture::bert) {
+  if (!m.traits->decoder) {
     core::throw_invalid("forward: ", m.file.path, " is an encoder (bert); use encode()");
   }
   check_tokens(m, tokens);
@@ -230,6 +230,11 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   Timer timer(times);
 
   embed_rows(m, tokens, pos0, x);
+  if (m.traits->embd_scale) {
+    // Gemma: x * sqrt(n_embd), the factor rounded to fp32 first as llama.cpp and HF do.
+    const float scale = std::sqrt(static_cast<float>(d));
+    for (int64_t i = 0; i < n * d; ++i) x[i] *= scale;
+  }
   check_finite(m, x, n, d, pos0, -1, "token embeddings");
   emit("embed", -1, x, d);
   timer.charge(&ForwardTimes::other);
@@ -246,6 +251,13 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     L.wk.forward(h, n, d, k, nkv_w, threads);
     L.wv.forward(h, n, d, v, nkv_w, threads);
     timer.charge(&ForwardTimes::linear);
+    if (!L.q_norm.empty()) {
+      // Qwen 3: each head of q and k RMS-normed over head_dim before RoPE; q and k are dense
+      // [n * n_head, head_dim] here.
+      const float eps = static_cast<float>(c.norm_eps);
+      rms_norm(q, n * nh, hd, L.q_norm, eps, q, threads);
+      rms_norm(k, n * nkv, hd, L.k_norm, eps, k, threads);
+    }
     rope(q, n, nq_w, nh, hd, pos0, m.rope_inv_freq, m.rope);
     rope(k, n, nkv_w, nkv, hd, pos0, m.rope_inv_freq, m.rope);
     emit("q", layer, q, nq_w);
@@ -261,6 +273,11 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     View4 vview = View4::dense(cache.v(layer), kv_dtype, {1, n_kv, nkv, hd});
     AttentionOptions opt;
     opt.causal = true;
+    opt.scale = static_cast<float>(c.attn_scale);  // 0: 1 / sqrt(head_dim)
+    opt.softcap = static_cast<float>(c.attn_softcap);
+    // A sliding layer's query at p sees keys p - window + 1 .. p (llama.cpp: masked when
+    // p - j >= n_swa; HF: the same).
+    if (L.sliding) opt.window_left = c.sliding_window - 1;
     opt.n_threads = threads;
     opt.backend = attention_backend;
     attend(qv, kview, vview, att, layer, pos0, opt, observer, s.lse);
@@ -268,6 +285,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     emit("attn_out", layer, att, nq_w);
     L.wo.forward(att, n, nq_w, proj, d, threads);
     timer.charge(&ForwardTimes::linear);
+    if (!L.attn_post_norm.empty()) norm(m, proj, n, L.attn_post_norm, proj, threads);
     emit("attn_proj", layer, proj, d);
     add_inplace(x, proj, n * d);
     emit("attn_resid", layer, x, d);
@@ -281,7 +299,11 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
       timer.charge(&ForwardTimes::linear);
       emit("ffn_gate", layer, gate, ff);
       emit("ffn_up", layer, up, ff);
-      silu_mul(gate, up, n * ff, threads);
+      if (m.traits->ffn == FfnKind::geglu_tanh) {
+        gelu_tanh_mul(gate, up, n * ff, threads);
+      } else {
+        silu_mul(gate, up, n * ff, threads);
+      }
       act = gate;
     } else {
       L.ffn_up.forward(h, n, d, up, ff, threads);
@@ -294,6 +316,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     timer.charge(&ForwardTimes::other);
     L.ffn_down.forward(act, n, ff, proj, d, threads);
     timer.charge(&ForwardTimes::linear);
+    if (!L.ffn_post_norm.empty()) norm(m, proj, n, L.ffn_post_norm, proj, threads);
     emit("ffn_out", layer, proj, d);
     add_inplace(x, proj, n * d);
     check_finite(m, x, n, d, pos0, layer, "output");
@@ -311,6 +334,11 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   timer.charge(&ForwardTimes::other);
   logits.resize(static_cast<size_t>(rows * c.n_vocab));
   m.lm_head.forward(head_in, rows, d, logits.data(), c.n_vocab, threads);
+  if (c.final_softcap > 0) {
+    // Gemma 2: logits -> cap * tanh(logits / cap)
+    const float cap = static_cast<float>(c.final_softcap);
+    for (float& z : logits) z = cap * std::tanh(z / cap);
+  }
   check_finite(m, logits.data(), rows, c.n_vocab, pos0 + n - rows, -1, "logits");
   timer.charge(&ForwardTimes::linear);
   emit("logits", -1, logits.data(), c.n_vocab, rows, pos0 + n - rows);
@@ -324,7 +352,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
   const auto [n_threads, observer, times, attention_backend] = options;
   const Model::Impl& m = model.impl();
   const ModelConfig& c = m.config;
-  if (m.arch != Architecture::bert) {
+  if (m.traits->decoder) {
     core::throw_invalid("encode: ", m.file.path, " is a decoder (", architecture_name(m.arch),
                         "); use eval()");
   }

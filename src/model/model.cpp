@@ -13,15 +13,7 @@
 namespace qkv {
 
 std::string_view architecture_name(Architecture a) {
-  switch (a) {
-    case Architecture::gpt2:
-      return "gpt2";
-    case Architecture::llama:
-      return "llama";
-    case Architecture::bert:
-      return "bert";
-  }
-  return "?";
+  return model::arch_traits(a).name;
 }
 
 namespace {
@@ -79,6 +71,19 @@ void check_config(const ModelFile& f, const ModelConfig& c) {
 // negative epsilon or RoPE base passes every later step and turns the logits into NaN, which the
 // sampler would read as token 0 forever: refused here, by name.
 void check_float_config(const ModelFile& f, const ModelConfig& c, bool rope) {
+  const std::pair<const char*, double> caps[] = {{"attention logit soft-cap", c.attn_softcap},
+                                                 {"final logit soft-cap", c.final_softcap},
+                                                 {"attention scale", c.attn_scale}};
+  for (const auto& [what, v] : caps) {
+    if (!std::isfinite(v) || v < 0) {
+      core::throw_error(f.path, ": hyper-parameter ", what, ": expected a finite number >= 0 ",
+                        "(0 = off / default), found ", v);
+    }
+  }
+  if (c.sliding_window < 0) {
+    core::throw_error(f.path, ": hyper-parameter sliding_window: expected >= 0, found ",
+                      c.sliding_window);
+  }
   if (!std::isfinite(c.norm_eps) || c.norm_eps <= 0 || c.norm_eps > 1) {
     core::throw_error(f.path, ": hyper-parameter norm epsilon: expected a finite number in ",
                       "(0, 1], found ", c.norm_eps);
@@ -127,6 +132,34 @@ bool is_known_extra(const ModelFile& f, model::Source source, const std::string&
     return true;
   }
   return f.config.architecture == "bert" && name.rfind("cls.", 0) == 0;
+}
+
+// The hyper-parameters a dimension symbol comes from, for errors: "n_head 4 x head_dim 64".
+std::string dim_source(model::Dim d, const ModelConfig& c) {
+  using model::Dim;
+  switch (d) {
+    case Dim::vocab:
+      return core::concat("n_vocab ", c.n_vocab);
+    case Dim::ctx:
+      return core::concat("context_length ", c.n_ctx);
+    case Dim::embd:
+      return core::concat("n_embd ", c.n_embd);
+    case Dim::head:
+      return core::concat("head_dim ", c.head_dim);
+    case Dim::q:
+      return core::concat("n_head ", c.n_head, " x head_dim ", c.head_dim);
+    case Dim::kv:
+      return core::concat("n_head_kv ", c.n_head_kv, " x head_dim ", c.head_dim);
+    case Dim::qkv:
+      return core::concat("(n_head ", c.n_head, " + 2 n_head_kv ", c.n_head_kv, ") x head_dim ",
+                          c.head_dim);
+    case Dim::ff:
+      return core::concat("n_ff ", c.n_ff);
+    case Dim::none:
+    case Dim::types:
+      break;
+  }
+  return "";
 }
 
 // Binds one tensor; returns null when an optional one is absent.
@@ -181,8 +214,15 @@ class Binder {
     if (!ok) {
       std::string w = shape_string(want);
       for (size_t at; (at = w.find("-1")) != std::string::npos;) w.replace(at, 2, "any");
+      std::string from;
+      for (model::Dim d : spec.shape) {
+        const std::string h = dim_source(d, c);
+        if (!h.empty() && from.find(h) == std::string::npos) from += (from.empty() ? "" : ", ") + h;
+      }
       core::throw_error(m_.file.path, ": tensor ", t.name, " (", model::role_name(spec.role),
-                        "): expected shape ", w, ", found ", shape_string(t.shape));
+                        "): expected shape ", w, " from the hyper-parameters (", from, "), found ",
+                        shape_string(t.shape),
+                        "; the file's hyper-parameters and its tensors disagree");
     }
   }
 
@@ -265,9 +305,15 @@ class Binder {
         const auto& bias = vecs[static_cast<int>(b)];
         return kernels::Linear(p.w, bias.empty() ? nullptr : bias.data());
       };
+      // Role::count for b: no bias. HF Gemma checkpoints store RMSNorm weights as w - 1.
       auto norm = [&](Role w, Role b) {
-        return model::Norm{std::move(vecs[static_cast<int>(w)]),
-                           std::move(vecs[static_cast<int>(b)])};
+        model::Norm n{
+            std::move(vecs[static_cast<int>(w)]),
+            b == Role::count ? std::vector<float>{} : std::move(vecs[static_cast<int>(b)])};
+        if (m_.traits->hf_norm_plus_one && m_.source == model::Source::hf) {
+          for (float& x : n.w) x += 1.0f;
+        }
+        return n;
       };
       auto linear_nb = [&](Role w) {
         const Pending& p = got[static_cast<int>(w)];
@@ -279,7 +325,7 @@ class Binder {
         m_.type_embd = got[static_cast<int>(Role::type_embd)].w;
         m_.embd_norm = norm(Role::embd_norm_w, Role::embd_norm_b);
         m_.out_norm = norm(Role::out_norm_w, Role::out_norm_b);
-        if (m_.arch != Architecture::bert) {
+        if (m_.traits->decoder) {
           const Pending& head = got[static_cast<int>(Role::lm_head)];
           // GGUF and llama2.c files tie by leaving the head out (as llama.cpp reads them); an HF
           // config says so itself, and a missing head it does not tie is an error.
@@ -318,7 +364,13 @@ class Binder {
           L.wv = linear(Role::wv, Role::bv);
         }
         L.wo = linear(Role::wo, Role::bo);
+        L.q_norm = norm(Role::attn_q_norm, Role::count);
+        L.k_norm = norm(Role::attn_k_norm, Role::count);
         L.attn_out_norm = norm(Role::attn_out_norm_w, Role::attn_out_norm_b);
+        L.attn_post_norm = norm(Role::attn_post_norm, Role::count);
+        L.ffn_post_norm = norm(Role::ffn_post_norm, Role::count);
+        const int swa = m_.traits->swa_pattern;
+        L.sliding = swa > 0 && m_.config.sliding_window > 0 && layer % swa < swa - 1;
         L.ffn_norm = norm(Role::ffn_norm_w, Role::ffn_norm_b);
         L.ffn_gate = linear_nb(Role::ffn_gate);
         L.ffn_up = linear(Role::ffn_up, Role::ffn_up_b);
@@ -406,6 +458,8 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
                       "' is not supported (qkv runs gpt2, llama and bert)");
   }
   impl->arch = *arch;
+  impl->traits = &model::arch_traits(*arch);
+  const model::ArchTraits& traits = *impl->traits;
   impl->source = model::source_of(f);
   ModelConfig& c = impl->config;
   c = f.config;
@@ -421,8 +475,9 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
   if (impl->arch == Architecture::gpt2 && c.n_ff <= 0) c.n_ff = 4 * c.n_embd;
   check_config(f, c);
   check_float_keys(f);
-  if (impl->arch == Architecture::llama) {
-    impl->rope = impl->source == model::Source::hf ? RopeStyle::half : RopeStyle::interleaved;
+  const bool rope = traits.gguf_rope != RopeStyle::none;
+  if (rope) {
+    impl->rope = impl->source == model::Source::hf ? RopeStyle::half : traits.gguf_rope;
     if (c.rope_theta == 0) c.rope_theta = 10000.0;  // not given
     if (c.rope_type != "" && c.rope_type != "default" && c.rope_type != "none" &&
         c.rope_type != "llama2.c") {
@@ -437,10 +492,17 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
           std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim)));
     }
   }
-  if (impl->arch == Architecture::bert) c.causal = false;
+  if (!traits.decoder) c.causal = false;
   // 0 means "not given" (readers leave absent keys at 0); anything else is validated.
   if (c.norm_eps == 0) c.norm_eps = impl->arch == Architecture::bert ? 1e-12 : 1e-5;
-  check_float_config(f, c, impl->arch == Architecture::llama);
+  if (traits.swa_pattern == 0) c.sliding_window = 0;  // stated but not applied by this family
+  if (traits.swa_pattern > 0 && c.sliding_window == 0) c.sliding_window = traits.default_window;
+  // Gemma 2 27B scales queries by 1/sqrt(n_embd / n_head) (its query_pre_attn_scalar, 144),
+  // not 1/sqrt(head_dim); GGUF does not state it and llama.cpp recognises the 46-layer model.
+  if (impl->arch == Architecture::gemma2 && c.attn_scale == 0 && c.n_layer == 46) {
+    c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.n_embd / c.n_head));
+  }
+  check_float_config(f, c, rope);
   {
     Binder binder(*impl, options.progress);
     binder.bind_all();

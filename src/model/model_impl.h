@@ -21,10 +21,14 @@ struct LayerWeights {
   Norm attn_norm;  // pre-attention (GPT-2, LLaMA)
   // GPT-2's fused QKV matrix is bound as three row slices of the one tensor.
   kernels::Linear wq, wk, wv, wo;
-  Norm attn_out_norm;  // post-attention (BERT)
-  Norm ffn_norm;       // pre-MLP (GPT-2, LLaMA)
+  Norm q_norm, k_norm;  // [head_dim] per-head RMSNorm of q and k (Qwen 3)
+  Norm attn_out_norm;   // post-attention (BERT)
+  Norm attn_post_norm;  // attention output before the residual add (Gemma 2)
+  Norm ffn_norm;        // pre-MLP (GPT-2, LLaMA)
   kernels::Linear ffn_gate, ffn_up, ffn_down;
-  Norm ffn_out_norm;  // post-MLP (BERT)
+  Norm ffn_out_norm;     // post-MLP (BERT)
+  Norm ffn_post_norm;    // MLP output before the residual add (Gemma 2)
+  bool sliding = false;  // attends to the last config.sliding_window keys only
 };
 
 }  // namespace qkv::model
@@ -34,6 +38,7 @@ namespace qkv {
 struct Model::Impl {
   ModelFile file;
   Architecture arch = Architecture::llama;
+  const model::ArchTraits* traits = nullptr;  // model::arch_traits(arch)
   ModelConfig config;
   RopeStyle rope = RopeStyle::none;
   model::Source source = model::Source::gguf;

@@ -15,7 +15,7 @@ namespace {
 // Learned position embeddings (GPT-2, BERT) have no rows past the trained context; RoPE
 // (LLaMA) extends to any position, though quality past the trained length is the user's risk.
 bool has_learned_positions(const Model& m) {
-  return m.architecture() != Architecture::llama;
+  return m.rope_style() == RopeStyle::none;
 }
 
 int64_t choose_n_ctx(const Model& m, int64_t requested) {

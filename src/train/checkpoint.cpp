@@ -7,6 +7,7 @@
 #include <span>
 
 #include "core/error.h"
+#include "model/arch.h"
 #include "qkv/error.h"
 #include "qkv/model_file.h"
 
@@ -35,12 +36,7 @@ void write_atomically(const GgufWriter& w, const std::string& path) {
 }
 
 void set_config(Metadata& md, const GptConfig& c) {
-  md.set("gpt2.block_count", u32(c.n_layer));
-  md.set("gpt2.context_length", u32(c.n_ctx));
-  md.set("gpt2.embedding_length", u32(c.n_embd));
-  md.set("gpt2.feed_forward_length", u32(c.n_ff()));
-  md.set("gpt2.attention.head_count", u32(c.n_head));
-  md.set("gpt2.attention.layer_norm_epsilon", f32(kLayerNormEps));
+  model::set_gguf_hparams(Architecture::gpt2, c.model_config(), md);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "kernels/cpu/linear_gemm.h"
+#include "model/arch.h"
 #include "model/blocks.h"
 #include "qkv/attention.h"
 #include "train/random.h"
@@ -186,9 +187,24 @@ void Gpt::ActivationsDeleter::operator()(Activations* a) const {
   delete a;
 }
 
+ModelConfig GptConfig::model_config() const {
+  ModelConfig c;
+  c.architecture = "gpt2";
+  c.n_vocab = n_vocab;
+  c.n_ctx = n_ctx;
+  c.n_embd = n_embd;
+  c.n_layer = n_layer;
+  c.n_head = n_head;
+  c.n_head_kv = n_head;
+  c.head_dim = head_dim();
+  c.n_ff = n_ff();
+  c.norm_eps = kLayerNormEps;
+  c.tied_embeddings = true;
+  return c;
+}
+
 Gpt::Gpt(const GptConfig& config) : config_(config) {
   validate(config_);
-  const int64_t C = config_.n_embd, F = config_.n_ff();
   int64_t offset = 0;
   auto add = [&](std::string name, std::vector<int64_t> shape, bool decay) {
     int64_t n = 1;
@@ -196,25 +212,12 @@ Gpt::Gpt(const GptConfig& config) : config_(config) {
     tensors_.push_back({std::move(name), std::move(shape), offset, n, decay});
     offset += n;
   };
-  add("token_embd.weight", {config_.n_vocab, C}, true);
-  add("position_embd.weight", {config_.n_ctx, C}, true);
-  for (int64_t l = 0; l < config_.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    add(p + "attn_norm.weight", {C}, false);
-    add(p + "attn_norm.bias", {C}, false);
-    add(p + "attn_qkv.weight", {3 * C, C}, true);
-    add(p + "attn_qkv.bias", {3 * C}, false);
-    add(p + "attn_output.weight", {C, C}, true);
-    add(p + "attn_output.bias", {C}, false);
-    add(p + "ffn_norm.weight", {C}, false);
-    add(p + "ffn_norm.bias", {C}, false);
-    add(p + "ffn_up.weight", {F, C}, true);
-    add(p + "ffn_up.bias", {F}, false);
-    add(p + "ffn_down.weight", {C, F}, true);
-    add(p + "ffn_down.bias", {C}, false);
+  // GPT-2's tensor list (model/arch.cpp), the one the loader binds: the saved model is a GGUF
+  // that `qkv` and llama.cpp read. Matrices get weight decay; norms and biases do not.
+  for (const model::GgufTensorPlan& t :
+       model::gguf_tensor_plan(Architecture::gpt2, config_.model_config())) {
+    add(t.name, t.shape, t.shape.size() == 2);
   }
-  add("output_norm.weight", {C}, false);
-  add("output_norm.bias", {C}, false);
   params_.assign(static_cast<size_t>(offset), 0.f);
   grads_.assign(static_cast<size_t>(offset), 0.f);
 }

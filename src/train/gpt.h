@@ -11,6 +11,8 @@
 // then logits = ln_f(x_L) · wteᵀ (tied head) and the mean cross-entropy over targets ≥ 0.
 #pragma once
 
+#include "qkv/model_file.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,6 +29,8 @@ struct GptConfig {
 
   int64_t n_ff() const { return 4 * n_embd; }
   int64_t head_dim() const { return n_head > 0 ? n_embd / n_head : 0; }
+  // As the loader sees the saved model (architecture gpt2, tied head): for the GGUF writers.
+  ModelConfig model_config() const;
 };
 
 // Throws InvalidArgument naming the field when a size is out of range or C % H != 0.

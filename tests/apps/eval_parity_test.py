@@ -11,8 +11,11 @@ deviation. qkv (fp32 activations, kernels/linear.h) must be at least that close:
 model-f32.gguf against llama.cpp's logits on it: both engines do fp32 arithmetic on the same
 weights and differ only in summation order and in their exp/RoPE implementations (relative error
 ~1e-6 per operation), so RMS <= 1e-4 x the logits' standard deviation and 100% top-1 agreement.
-Files whose architecture qkv does not load yet (the gguf-families qwen2/qwen3/gemma2) are listed
-as skipped, not failed.
+One exception, gemma2 (GELU-tanh gated MLP): llama.cpp's CPU backend computes GELU from a table
+indexed by the input rounded to fp16 and returns the fp16 value (GGML_GELU_FP16 in ggml-cpu/vec.h),
+a relative error of up to ~5e-4 per activation that qkv does not copy. Against llama.cpp's own
+logits its bound is 5e-4 x std (measured 2.4e-4); against llama.cpp rebuilt with exact GELU
+(tests/data/gguf-families/gemma2, see its README) the 1e-4 bound holds.
 
 usage: eval_parity_test.py QKV_BINARY SHARED_DIR [--report]   (exit 77 = skipped: fixtures absent)
 """
@@ -28,6 +31,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
 import shared_data  # noqa: E402
 
 F32_REL_TOL = 1e-4
+# Architectures whose MLP runs through ggml's fp16 GELU table (see above), and their bound.
+FP16_GELU_REL_TOL = {"gemma2": 5e-4}
+EXACT_GELU = pathlib.Path(__file__).resolve().parents[1] / "data" / "gguf-families"
 RATIO_MAX = 1.25
 
 
@@ -80,7 +86,7 @@ def main():
     quant = shared / "fixtures" / "gguf-quant"
     if not (quant / "ids.txt").is_file():
         return shared_data.missing(quant / "ids.txt")
-    failures, skipped, lines = [], [], []
+    failures, lines = [], []
     folders = [quant] + sorted(p for p in (shared / "fixtures" / "gguf-families").glob("*")
                                if p.is_dir())
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,9 +100,6 @@ def main():
                                    capture_output=True, text=True, timeout=300)
                 where = f"{folder.name}/{gguf.name}"
                 if p.returncode != 0:
-                    if "architecture" in p.stderr and folder != quant:
-                        skipped.append(f"{where}: {p.stderr.strip()}")
-                        continue
                     failures.append(f"{where}: qkv eval rc {p.returncode}: {p.stderr.strip()}")
                     continue
                 rows, cols, got = read_npy(out)
@@ -106,12 +109,23 @@ def main():
                     continue
                 _, _, llama = read_npy(folder / f"model-{name}.logits.npy")
                 if name == "f32":
+                    tol = FP16_GELU_REL_TOL.get(folder.name, F32_REL_TOL)
                     err = rms(got, llama) / std(llama)
+                    worst = max(abs(x - y) for x, y in zip(got, llama)) / std(llama)
                     agree = agreement(top1(got, rows, cols), top1(llama, rows, cols))
-                    lines.append(f"{where}: RMS vs llama.cpp {err:.2e} x std, top-1 {agree:.3f}")
-                    if err > F32_REL_TOL or agree < 1.0:
-                        failures.append(f"{where}: RMS {err:.2e} x std (max {F32_REL_TOL}), "
+                    lines.append(f"{where}: RMS vs llama.cpp {err:.2e} x std (max abs "
+                                 f"{worst:.2e} x std), top-1 {agree:.3f}")
+                    if err > tol or agree < 1.0:
+                        failures.append(f"{where}: RMS {err:.2e} x std (max {tol}), "
                                         f"top-1 agreement {agree:.3f} (need 1)")
+                    exact = EXACT_GELU / folder.name / "model-f32.exact-gelu.logits.npy"
+                    if folder.name in FP16_GELU_REL_TOL and exact.is_file():
+                        _, _, ref = read_npy(exact)
+                        err = rms(got, ref) / std(ref)
+                        lines.append(f"{where}: RMS vs llama.cpp with exact GELU {err:.2e} x std")
+                        if err > F32_REL_TOL:
+                            failures.append(f"{where}: RMS vs llama.cpp with exact GELU "
+                                            f"{err:.2e} x std (max {F32_REL_TOL})")
                     continue
                 _, _, twin = read_npy(folder / f"model-{name}.twin-logits.npy")
                 ours, theirs = rms(got, twin), rms(llama, twin)
@@ -128,12 +142,9 @@ def main():
     if report:
         for line in lines:
             print(line)
-    for s in skipped:
-        print("SKIPPED (architecture not supported yet):", s)
     for f in failures:
         print("FAIL:", f)
-    print(f"eval parity: {len(lines) - len(failures)} files passed, {len(failures)} failed, "
-          f"{len(skipped)} skipped")
+    print(f"eval parity: {len(lines)} checks, {len(failures)} failed")
     return 1 if failures else 0
 
 

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <string>
 
 #include "common/shared_data.h"
 #include "explain_test_util.h"
@@ -212,6 +215,49 @@ TEST(Capture, PrefillAndDecodeMatchReferenceBackendStories260K) {
   QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
   const Model model = Model::load(bin.string(), tokenizer_beside(bin));
   expect_reference_parity(model, model.tokenizer().encode("Once upon a time"), 10);
+}
+
+// Gemma 2 (attention soft-cap 50, final soft-cap 30, a 16-key window on layer 0) and Qwen 3
+// (per-head QK-norm): the maps stay exact with each. 30 tokens run, so layer 0's window drops keys;
+// its rows must put zero on every key more than 15 positions back, and layer 1 (global) must not.
+std::vector<int32_t> family_prompt(const std::filesystem::path& dir, size_t n) {
+  std::ifstream in(dir / "ids.txt");
+  std::vector<int32_t> ids;
+  for (std::string tok; std::getline(in, tok, ',') && ids.size() < n;)
+    ids.push_back(std::stoi(tok));
+  return ids;
+}
+
+TEST(Capture, PrefillAndDecodeMatchReferenceBackendGemma2SoftCapAndWindow) {
+  QKV_REQUIRE_SHARED(dir, "fixtures/gguf-families/gemma2");
+  const Model model = Model::load((dir / "model-f32.gguf").string());
+  ASSERT_EQ(model.config().sliding_window, 16);
+  ASSERT_EQ(model.config().attn_softcap, 50.0);
+  const std::vector<int32_t> prompt = family_prompt(dir, 24);
+  expect_reference_parity(model, prompt, 7);
+  const ParityRun fast = parity_run(model, prompt, 7, Backend::automatic);
+  const int64_t n_head = model.config().n_head, t = static_cast<int64_t>(fast.ids.size());
+  ASSERT_GT(t, 16);
+  for (int64_t layer = 0; layer < 2; ++layer) {
+    for (int64_t h = 0; h < n_head; ++h) {
+      const std::vector<float>& m = fast.maps[static_cast<size_t>(layer * n_head + h)];
+      double outside = 0;  // probability mass on keys more than 15 positions back
+      for (int64_t i = 0; i < t; ++i) {
+        for (int64_t j = 0; j + 16 <= i; ++j) outside += m[static_cast<size_t>(i * t + j)];
+      }
+      if (layer == 0) {
+        EXPECT_EQ(outside, 0.0) << "sliding layer 0 head " << h;
+      } else {
+        EXPECT_GT(outside, 0.0) << "global layer 1 head " << h;
+      }
+    }
+  }
+}
+
+TEST(Capture, PrefillAndDecodeMatchReferenceBackendQwen3QkNorm) {
+  QKV_REQUIRE_SHARED(dir, "fixtures/gguf-families/qwen3");
+  const Model model = Model::load((dir / "model-f32.gguf").string());
+  expect_reference_parity(model, family_prompt(dir, 12), 6);
 }
 
 Model stories() {
