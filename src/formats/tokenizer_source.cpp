@@ -145,7 +145,10 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
                                                                  : "bert";
   md.set("tokenizer.ggml.model", MetaValue::make_string(model));
   if (s.model == TokenizerSpec::Model::byte_bpe) {
-    md.set("tokenizer.ggml.pre", MetaValue::make_string(s.pre_tokenizer));
+    // llama.cpp knows GPT-2's regex as "gpt-2" and refuses a file that says "gpt2" (which older
+    // qkv files and specs do; both are read).
+    const std::string pre = s.pre_tokenizer == "gpt2" ? "gpt-2" : s.pre_tokenizer;
+    md.set("tokenizer.ggml.pre", MetaValue::make_string(pre));
   }
   std::vector<MetaValue> tokens;
   tokens.reserve(s.tokens.size());

@@ -224,7 +224,7 @@ TokenizerSpec train_byte_bpe(std::string_view text, const BpeTrainOptions& optio
 
   TokenizerSpec spec;
   spec.model = TokenizerSpec::Model::byte_bpe;
-  spec.pre_tokenizer = "gpt2";
+  spec.pre_tokenizer = "gpt-2";  // llama.cpp's name for GPT-2's regex ("gpt2" it refuses)
   spec.tokens = std::move(trainer.tokens());
   spec.merges = std::move(trainer.merges());
   if (std::find(spec.tokens.begin(), spec.tokens.end(), options.end_of_text) != spec.tokens.end()) {
