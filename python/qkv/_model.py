@@ -1,0 +1,98 @@
+"""qkv.Model: a GGUF file, a Hugging Face folder or a llama2.c checkpoint, with its tokenizer."""
+import json as _json
+import os as _os
+
+import numpy as _np
+
+from . import _qkv
+from ._explain import Explanation
+
+TextStream = _qkv.TextStream
+
+_BUILTIN = _os.path.join(_os.path.dirname(__file__), "data", "qkv-stories.gguf")
+
+
+class Model(_qkv._Model):
+    """Model(path=None, *, tokenizer=None). Without a path: the built-in model (a small GPT-2
+    trained on stories, the default of `qkv generate`). tokenizer: a tokenizer file when the
+    model has none in or beside it. Raises FileNotFoundError for a missing path and qkv.Error
+    for a file qkv cannot read."""
+
+    def __init__(self, path=None, *, tokenizer=None):
+        if path is None:
+            path = _BUILTIN
+        super().__init__(_os.fspath(path), "" if tokenizer is None else _os.fspath(tokenizer))
+
+    def __repr__(self):
+        return f"qkv.Model({self.describe()!r})"
+
+    # Sampling defaults are those of the C++ SamplingParams (and of `qkv generate`).
+    def _gen_args(self, prompt, max_new_tokens=256, temperature=0.8, top_k=40, top_p=0.95,
+                  min_p=0.05, repeat_penalty=1.0, repeat_last_n=64, seed=0, stop=None,
+                  stop_at_eos=True, add_special=True, n_ctx=0, kv_type="f32", n_threads=0):
+        if not isinstance(prompt, str):
+            prompt = [int(i) for i in prompt]
+        return (prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p),
+                float(min_p), float(repeat_penalty), int(repeat_last_n), int(seed),
+                list(stop or []), bool(stop_at_eos), bool(add_special), int(n_ctx), str(kv_type),
+                int(n_threads))
+
+    def generate(self, prompt, **sampling):
+        """The text generated after `prompt` (a string, or token ids). Keyword arguments:
+        max_new_tokens=256, temperature=0.8 (0: greedy), top_k=40, top_p=0.95, min_p=0.05,
+        repeat_penalty=1.0, repeat_last_n=64, seed=0, stop=[strings], stop_at_eos=True,
+        add_special=True (BOS), n_ctx=0 (the model's), kv_type='f32'|'f16', n_threads=0 (all)."""
+        return self._generate(*self._gen_args(prompt, **sampling))["text"]
+
+    def generate_details(self, prompt, **sampling):
+        """generate() as a dict: text, ids, prompt_ids, stop_reason, prefill_seconds,
+        decode_seconds."""
+        return self._generate(*self._gen_args(prompt, **sampling))
+
+    def stream(self, prompt, **sampling):
+        """An iterator of text pieces as they are generated (complete UTF-8 characters); the same
+        text as generate() with the same arguments. Closing or dropping it stops generation."""
+        return self._stream(*self._gen_args(prompt, **sampling))
+
+    def chat_prompt(self, messages, *, system=None, add_generation_prompt=True, variables=None):
+        """The prompt text the model's chat template makes of `messages` (a string is one user
+        turn; else a list of {"role", "content"} dicts or (role, content) pairs), as
+        transformers' apply_chat_template renders it."""
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        msgs = []
+        if system is not None:
+            msgs.append({"role": "system", "content": system})
+        for m in messages:
+            if isinstance(m, dict):
+                msgs.append(m)
+            else:
+                role, content = m
+                msgs.append({"role": role, "content": content})
+        return self._chat_prompt(_json.dumps(msgs, ensure_ascii=False), add_generation_prompt,
+                                 "" if variables is None else _json.dumps(variables))
+
+    def chat(self, messages, *, system=None, variables=None, **sampling):
+        """The assistant's reply to `messages` (see chat_prompt), generated as `qkv generate
+        --chat` does: the rendered text is tokenized without an added BOS, with special tokens
+        in it matched. Sampling keywords as generate()."""
+        text = self.chat_prompt(messages, system=system, variables=variables)
+        ids = self.tokenize(text, add_special=False, parse_special=True)
+        return self.generate(ids, **sampling)
+
+    def embed(self, texts, *, pooling="cls", normalize=True, n_threads=0):
+        """Sentence embeddings of an encoder (BERT): [n_embd] for one string, [len(texts), n_embd]
+        for a list. pooling: 'cls', 'mean' or 'pooler'; normalize: L2."""
+        single = isinstance(texts, str)
+        arr = self._embed([texts] if single else list(texts), pooling, bool(normalize),
+                          int(n_threads))
+        return arr[0] if single else arr
+
+    def explain(self, text, layers=None, heads=None, *, max_new_tokens=0, add_special=True,
+                max_floats=0, n_threads=0):
+        """Runs `text` (then max_new_tokens greedy tokens) with exact attention capture:
+        an Explanation whose .attentions is [layers, heads, T, T], the numbers of
+        `qkv explain --npy`. layers / heads: model indices to keep (default: all)."""
+        return Explanation(_qkv._explain(self, text, list(layers or []), list(heads or []),
+                                         int(max_new_tokens), bool(add_special), int(max_floats),
+                                         int(n_threads)))
