@@ -86,6 +86,25 @@ def _record_line(path, data):
     return f"{path},sha256={digest},{len(data)}"
 
 
+def _dist_info_files(version, tag):
+    return {
+        "METADATA": _metadata(version).encode(),
+        "WHEEL": (f"Wheel-Version: 1.0\nGenerator: qkv_build_backend\nRoot-Is-Purelib: false\n"
+                  f"Tag: {tag}\n").encode(),
+        "top_level.txt": f"{NAME}\n".encode(),
+    }
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    """The .dist-info folder without building (else pip builds the wheel twice)."""
+    version = _version()
+    dist_info = pathlib.Path(metadata_directory) / f"{NAME}-{version}.dist-info"
+    dist_info.mkdir(parents=True, exist_ok=True)
+    for name, data in _dist_info_files(version, _tag()).items():
+        (dist_info / name).write_bytes(data)
+    return dist_info.name
+
+
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     version = _version()
     tag = _tag()
@@ -100,11 +119,8 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                 files[p.relative_to(staging).as_posix()] = p.read_bytes()
         if not any(name.startswith(f"{NAME}/_qkv") for name in files):
             raise RuntimeError("the CMake build installed no qkv/_qkv module")
-        files[f"{dist_info}/METADATA"] = _metadata(version).encode()
-        files[f"{dist_info}/WHEEL"] = (
-            f"Wheel-Version: 1.0\nGenerator: qkv_build_backend\nRoot-Is-Purelib: false\n"
-            f"Tag: {tag}\n").encode()
-        files[f"{dist_info}/top_level.txt"] = f"{NAME}\n".encode()
+        for name, data in _dist_info_files(version, tag).items():
+            files[f"{dist_info}/{name}"] = data
         record = [_record_line(name, data) for name, data in files.items()]
         record.append(f"{dist_info}/RECORD,,")
         files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
