@@ -194,3 +194,35 @@ def test_embed_bert():
         model.embed("x", pooling="max")
     with pytest.raises(qkv.Error, match="encoder"):
         model.generate("x")
+
+
+def test_llama2c_model_eval_and_generate_equal_cli(tmp_path):
+    """A llama2.c checkpoint with its tokenizer file: eval() is `qkv eval --logits`, generate()
+    is `qkv generate`'s text."""
+    folder = require_shared("models/stories260K")
+    path, tok = str(folder / "stories260K.bin"), str(folder / "tok512.bin")
+    model = qkv.Model(path, tokenizer=tok)
+    assert model.architecture == "llama" and model.n_head_kv == 4
+    ids = model.tokenize(PROMPT)
+    logits = model.eval(ids, n_threads=1)
+    out = tmp_path / "logits.npy"
+    run_cli("eval", "-m", path, "-t", tok, "--ids", ",".join(map(str, ids)), "--logits", str(out),
+            "--threads", "1")
+    assert np.array_equal(np.load(out), logits)
+    text = model.generate(PROMPT, max_new_tokens=30, temperature=0.9, seed=5, n_threads=1)
+    cli = run_cli("generate", "-m", path, "-t", tok, "-p", PROMPT, "-n", "30", "--temp", "0.9",
+                  "--seed", "5", "--threads", "1")
+    assert cli == PROMPT + text + "\n"
+
+
+def test_gguf_family_eval_equals_cli(tmp_path):
+    folder = require_shared("fixtures/gguf-families/qwen2")
+    gguf = sorted(p for p in folder.glob("*.gguf") if "f32" in p.name.lower() or "F32" in p.name)
+    if not gguf:
+        pytest.fail(f"no F32 GGUF in {folder}")
+    model = qkv.Model(gguf[0])
+    ids = model.tokenize("The quick brown fox", add_special=False)[:8]
+    out = tmp_path / "logits.npy"
+    run_cli("eval", "-m", str(gguf[0]), "--ids", ",".join(map(str, ids)), "--logits", str(out),
+            "--threads", "1")
+    assert np.array_equal(np.load(out), model.eval(ids, n_threads=1))
