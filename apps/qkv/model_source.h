@@ -26,6 +26,8 @@ inline std::string_view model_kind_name(TokenizerSpec::Model m) {
       return "SentencePiece BPE";
     case TokenizerSpec::Model::wordpiece:
       return "WordPiece";
+    case TokenizerSpec::Model::utf8_bpe:
+      return "UTF-8 BPE (Gemma 4)";
   }
   return "?";
 }

@@ -27,15 +27,22 @@ struct TokenizerSpec {
     byte_bpe,   // GPT-2 family: byte-level BPE with ranked merges
     spm_bpe,    // SentencePiece BPE with scores and byte fallback (LLaMA, llama2.c)
     wordpiece,  // BERT: greedy longest match, "##" continuation pieces
+    // BPE with ranked merges over UTF-8 characters (Gemma 4, GGUF model "gemma4"): spaces
+    // written as U+2581, no byte-to-unicode mapping, <0xAB> byte pieces for what no token covers
+    utf8_bpe,
   };
   Model model = Model::byte_bpe;
   // Vocabulary in id order. byte_bpe: GPT-2 "byte-to-unicode" strings (Ġ for space);
-  // spm_bpe: "▁" for space, "<0xAB>" byte pieces; wordpiece: "##" prefix on continuations.
+  // spm_bpe and utf8_bpe: "▁" for space, "<0xAB>" byte pieces; wordpiece: "##" prefix on
+  // continuations.
   std::vector<std::string> tokens;
   std::vector<float> scores;     // spm_bpe: merge priority (higher first); may be empty
   std::vector<TokenKind> kinds;  // may be empty (all normal)
-  std::vector<std::pair<std::string, std::string>> merges;  // byte_bpe, in rank order
-  std::string pre_tokenizer = "gpt2";                       // byte_bpe regex family
+  std::vector<std::pair<std::string, std::string>> merges;  // byte_bpe, utf8_bpe: rank order
+  // How byte_bpe and utf8_bpe cut the text before merging, by llama.cpp's tokenizer.ggml.pre
+  // names ("gpt-2", "llama-bpe", "qwen2", ...; "gpt2" is read as "gpt-2"); see
+  // src/tokenizers/pre_tokenizer.cpp for the list.
+  std::string pre_tokenizer = "gpt2";
 
   int32_t bos = -1, eos = -1, unk = -1, pad = -1, cls = -1, sep = -1, mask = -1;
   bool add_bos = false;  // encode(add_special) puts BOS first (LLaMA)

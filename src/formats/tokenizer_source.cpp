@@ -77,9 +77,11 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
     s.model = Model::spm_bpe;
   } else if (name == "bert") {
     s.model = Model::wordpiece;
+  } else if (name == "gemma4") {
+    s.model = Model::utf8_bpe;
   } else {
-    core::throw_error(f, ": tokenizer.ggml.model: expected gpt2, llama or bert, found \"", name,
-                      "\"");
+    core::throw_error(f, ": tokenizer.ggml.model: expected gpt2, llama, bert or gemma4, found \"",
+                      name, "\"");
   }
   for (const MetaValue& t :
        md.at("tokenizer.ggml.tokens").as_array(f + ": tokenizer.ggml.tokens")) {
@@ -140,9 +142,10 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
 
 void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
   using T = MetaValue::Type;
-  const char* model = s.model == TokenizerSpec::Model::byte_bpe  ? "gpt2"
-                      : s.model == TokenizerSpec::Model::spm_bpe ? "llama"
-                                                                 : "bert";
+  const char* model = s.model == TokenizerSpec::Model::byte_bpe   ? "gpt2"
+                      : s.model == TokenizerSpec::Model::spm_bpe  ? "llama"
+                      : s.model == TokenizerSpec::Model::utf8_bpe ? "gemma4"
+                                                                  : "bert";
   md.set("tokenizer.ggml.model", MetaValue::make_string(model));
   if (s.model == TokenizerSpec::Model::byte_bpe) {
     // llama.cpp knows GPT-2's regex as "gpt-2" and refuses a file that says "gpt2" (which older
@@ -194,7 +197,7 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
   id("tokenizer.ggml.mask_token_id", s.mask);
   md.set("tokenizer.ggml.add_bos_token", MetaValue::make_bool(s.add_bos));
   md.set("tokenizer.ggml.add_eos_token", MetaValue::make_bool(s.add_eos));
-  if (s.model == TokenizerSpec::Model::spm_bpe) {
+  if (s.model == TokenizerSpec::Model::spm_bpe || s.model == TokenizerSpec::Model::utf8_bpe) {
     md.set("tokenizer.ggml.add_space_prefix", MetaValue::make_bool(s.add_space_prefix));
   }
 }

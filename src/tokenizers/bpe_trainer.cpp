@@ -52,7 +52,7 @@ struct HeapEntry {
 
 // Counts the GPT-2 pre-tokens of `text` (cut at every `end_of_text`), sorted by their bytes.
 std::vector<Word> count_words(std::string_view text, std::string_view end_of_text) {
-  const tokenizers::Gpt2Regex regex;
+  const tokenizers::RegexSplitter regex(tokenizers::find_pre_tokenizer("gpt-2")->patterns);
   std::unordered_map<std::string_view, int64_t> counts;
   std::vector<std::pair<size_t, size_t>> spans;
   size_t pos = 0;
@@ -60,7 +60,7 @@ std::vector<Word> count_words(std::string_view text, std::string_view end_of_tex
     const size_t at = std::min(text.find(end_of_text, pos), text.size());
     const std::string_view part = text.substr(pos, at - pos);
     spans.clear();
-    regex.split_offsets(part, spans);
+    regex.split(part, spans);
     for (auto [b, e] : spans) {
       if (e - b >= 2) ++counts[part.substr(b, e - b)];  // a single byte has no pair to merge
     }

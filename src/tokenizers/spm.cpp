@@ -30,13 +30,17 @@ struct Bigram {
 
 }  // namespace
 
-void Tokenizer::Impl::init_spm() {
+void Tokenizer::Impl::init_byte_ids() {
   byte_ids.fill(-1);
   static const char hex[] = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {
     const std::string piece = std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">";
     byte_ids[b] = id_of(piece);
   }
+}
+
+void Tokenizer::Impl::init_spm() {
+  init_byte_ids();
   // Chunking at word starts is exact only if no piece has a "▁" right after another character.
   static const std::string kSpace = "\xe2\x96\x81";
   spm_chunks = true;

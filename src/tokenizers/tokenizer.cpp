@@ -53,14 +53,8 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : impl_(std::make_unique<Impl>()) {
                    [&](int32_t a, int32_t b) { return s.tokens[a].size() > s.tokens[b].size(); });
   switch (s.model) {
     case Model::byte_bpe:
-      // Only GPT-2's pre-tokenizer regex is implemented and tested; other BPE families (LLaMA-3,
-      // Qwen2, ...) split text differently, and silently using GPT-2's would give wrong ids.
-      if (s.pre_tokenizer != "gpt2" && s.pre_tokenizer != "gpt-2" && s.pre_tokenizer != "default") {
-        core::throw_invalid(
-            "tokenizer spec: pre-tokenizer: expected gpt2 (GPT-2's regex), found \"",
-            s.pre_tokenizer, "\"; this BPE family is not supported yet");
-      }
-      m.init_byte_bpe();
+    case Model::utf8_bpe:
+      m.init_bpe();
       break;
     case Model::spm_bpe:
       m.init_spm();
@@ -93,7 +87,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opt)
     if (frag.empty()) return;
     switch (s.model) {
       case Model::byte_bpe:
-        m.encode_byte_bpe(frag, out);
+      case Model::utf8_bpe:
+        m.encode_bpe(frag, out);
         break;
       case Model::spm_bpe:
         m.encode_spm(frag, s.add_space_prefix && prev_special, out);
@@ -170,11 +165,12 @@ std::string Tokenizer::token_bytes(int32_t id) const {
       }
       return out;
     }
-    case Model::spm_bpe: {
+    case Model::spm_bpe:
+    case Model::utf8_bpe: {
       if (k == TokenKind::byte && t.size() == 6) {
         return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
       }
-      if (k == TokenKind::control) return t;
+      if (k == TokenKind::control || k == TokenKind::user_defined) return t;
       std::string out;
       static const std::string kSpace = "\xe2\x96\x81";
       for (size_t i = 0; i < t.size();) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "qkv/tokenizer.h"
+#include "tokenizers/pre_tokenizer.h"
 
 namespace qkv::tokenizers {
 
@@ -18,21 +19,6 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 using IdMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
-
-// GPT-2's pre-tokenizer, compiled once (PCRE2 with Unicode properties, JIT when available).
-class Gpt2Regex {
- public:
-  Gpt2Regex();
-  ~Gpt2Regex();
-  Gpt2Regex(const Gpt2Regex&) = delete;
-  Gpt2Regex& operator=(const Gpt2Regex&) = delete;
-  // Appends the [begin, end) byte ranges of the pre-tokens of `text` (valid UTF-8), in order;
-  // together they cover the text.
-  void split_offsets(std::string_view text, std::vector<std::pair<size_t, size_t>>& out) const;
-
- private:
-  void* code_ = nullptr;  // pcre2_code_8*
-};
 
 }  // namespace qkv::tokenizers
 
@@ -44,15 +30,16 @@ struct Tokenizer::Impl {
   // Control and user-defined tokens, longest first, for splitting them out of the text.
   std::vector<int32_t> specials;
 
-  // byte_bpe
+  // byte_bpe and utf8_bpe
   tokenizers::IdMap merge_rank;               // "left right" -> rank
   std::array<std::string, 256> byte_unicode;  // byte -> GPT-2 printable character (UTF-8)
   std::unordered_map<uint32_t, uint8_t> unicode_byte;
-  std::unique_ptr<tokenizers::Gpt2Regex> regex;
+  const tokenizers::PreTokenizerInfo* pre = nullptr;
+  std::unique_ptr<tokenizers::RegexSplitter> splitter;
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> word_cache;
 
-  // spm_bpe: id of <0xAB> for each byte (-1 when absent)
+  // spm_bpe and utf8_bpe: id of <0xAB> for each byte (-1 when absent)
   std::array<int32_t, 256> byte_ids{};
   bool spm_chunks = false;  // the vocabulary allows encoding word by word (see init_spm)
 
@@ -64,14 +51,17 @@ struct Tokenizer::Impl {
     return spec.kinds.empty() ? TokenKind::normal : spec.kinds[id];
   }
 
-  void init_byte_bpe();
+  void init_bpe();  // byte_bpe and utf8_bpe
   void init_spm();
   // Encodes one fragment of plain text (no special tokens in it).
-  void encode_byte_bpe(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
   void encode_spm(std::string_view text, bool prefix_space, std::vector<int32_t>& out) const;
   void spm_merge(std::string_view escaped, std::vector<int32_t>& out) const;
   void encode_wordpiece(std::string_view text, std::vector<int32_t>& out) const;
+  // Merges one pre-tokenized piece, written in the vocabulary's alphabet (GPT-2 characters or
+  // UTF-8 with U+2581 for spaces), and appends its tokens.
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
+  void init_byte_ids();
 };
 
 }  // namespace qkv

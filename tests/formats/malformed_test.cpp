@@ -359,8 +359,9 @@ TEST(MalformedTokenizer, GgufTokenizerIds) {
   qkv::GgufWriter w2;
   w2.set("tokenizer.ggml.model", MetaValue::make_string("rwkv"));
   const std::string p2 = write("tokmodel.gguf", w2.to_bytes());
-  expect_error([&] { qkv::tokenizer_spec_from_gguf(qkv::read_gguf(p2)); },
-               {p2, "tokenizer.ggml.model", "expected gpt2, llama or bert", "found \"rwkv\""});
+  expect_error(
+      [&] { qkv::tokenizer_spec_from_gguf(qkv::read_gguf(p2)); },
+      {p2, "tokenizer.ggml.model", "expected gpt2, llama, bert or gemma4", "found \"rwkv\""});
 }
 
 }  // namespace

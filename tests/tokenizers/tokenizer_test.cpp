@@ -103,8 +103,15 @@ TEST(Tokenizer, RejectsInconsistentSpecs) {
   TokenizerSpec bpe;
   bpe.model = TokenizerSpec::Model::byte_bpe;
   bpe.tokens = {"a"};
-  bpe.pre_tokenizer = "llama-bpe";  // another regex: refused rather than silently wrong
-  EXPECT_THROW(qkv::Tokenizer{bpe}, qkv::InvalidArgument);
+  bpe.pre_tokenizer = "no-such-family";  // an unknown split: refused rather than silently wrong
+  try {
+    qkv::Tokenizer{bpe};
+    FAIL() << "no error for an unknown pre-tokenizer";
+  } catch (const qkv::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("\"no-such-family\" is not supported"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("llama-bpe"), std::string::npos) << e.what();
+  }
   TokenizerSpec s = tiny_spm();
   s.bos = 100000;
   EXPECT_THROW(qkv::Tokenizer{s}, qkv::InvalidArgument);
