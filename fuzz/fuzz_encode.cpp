@@ -1,4 +1,5 @@
-// libFuzzer target: arbitrary text through the three tokenizer models (small fixed vocabularies).
+// libFuzzer target: arbitrary text through the tokenizer models and several BPE pre-tokenizers
+// (small fixed vocabularies).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -55,6 +56,33 @@ qkv::TokenizerSpec bpe() {
   return s;
 }
 
+// The same vocabulary with another family's pre-tokenizer (several regexes in sequence).
+qkv::TokenizerSpec bpe_pre(const char* pre) {
+  qkv::TokenizerSpec s = bpe();
+  s.pre_tokenizer = pre;
+  return s;
+}
+
+// Gemma 4's form: merges over UTF-8 characters, U+2581 for spaces, <0xAB> byte fallback.
+qkv::TokenizerSpec utf8_bpe() {
+  qkv::TokenizerSpec s;
+  s.model = qkv::TokenizerSpec::Model::utf8_bpe;
+  s.tokens = {"<pad>", "<eos>", "<bos>"};
+  s.kinds = {qkv::TokenKind::control, qkv::TokenKind::control, qkv::TokenKind::control};
+  static const char hex[] = "0123456789ABCDEF";
+  for (int b = 0; b < 256; ++b) {
+    s.tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+    s.kinds.push_back(qkv::TokenKind::byte);
+  }
+  for (const char* t : {"\xe2\x96\x81", "a", "b", "\xe2\x96\x81a", "ab", "\n\n"}) {
+    s.tokens.push_back(t);
+    s.kinds.push_back(qkv::TokenKind::normal);
+  }
+  s.merges = {{"\xe2\x96\x81", "a"}, {"a", "b"}};
+  s.bos = 2, s.eos = 1, s.add_bos = true, s.add_space_prefix = false;
+  return s;
+}
+
 qkv::TokenizerSpec wordpiece() {
   qkv::TokenizerSpec s;
   s.model = qkv::TokenizerSpec::Model::wordpiece;
@@ -68,8 +96,13 @@ qkv::TokenizerSpec wordpiece() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const qkv::Tokenizer toks[] = {qkv::Tokenizer(spm()), qkv::Tokenizer(bpe()),
-                                        qkv::Tokenizer(wordpiece())};
+  static const qkv::Tokenizer toks[] = {qkv::Tokenizer(spm()),
+                                        qkv::Tokenizer(bpe()),
+                                        qkv::Tokenizer(wordpiece()),
+                                        qkv::Tokenizer(bpe_pre("llama-bpe")),
+                                        qkv::Tokenizer(bpe_pre("deepseek-llm")),
+                                        qkv::Tokenizer(bpe_pre("falcon")),
+                                        qkv::Tokenizer(utf8_bpe())};
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   for (const qkv::Tokenizer& tok : toks) {
     try {
@@ -82,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // (With parse_special, control tokens such as </s> in the text are dropped by decode.)
       // SentencePiece writes spaces as U+2581, so a U+2581 in the text comes back as a space.
       std::string want(text);
-      if (&tok == &toks[0]) {
+      if (&tok == &toks[0] || &tok == &toks[6]) {
         for (size_t p = want.find("\xe2\x96\x81"); p != std::string::npos;
              p = want.find("\xe2\x96\x81", p + 1)) {
           want.replace(p, 3, " ");

@@ -20,6 +20,7 @@ struct EmbedCliOptions {
   std::vector<std::string> texts;
   std::string pooling = "cls";
   bool no_normalize = false;
+  bool no_parse_special = false;
   bool json = false;
   int threads = 0;
 };
@@ -31,6 +32,7 @@ void run(const EmbedCliOptions& o) {
                                     : o.pooling == "pooler" ? Pooling::pooler
                                                             : Pooling::cls,
                          .normalize = !o.no_normalize,
+                         .parse_special = !o.no_parse_special,
                          .n_threads = o.threads};
   std::vector<std::vector<float>> out;
   for (const std::string& text : o.texts) out.push_back(embed(model, text, opt));
@@ -60,6 +62,8 @@ void setup(CLI::App& app) {
       ->check(CLI::IsMember({"cls", "mean", "pooler"}))
       ->capture_default_str();
   app.add_flag("--no-normalize", o->no_normalize, "leave the embedding unnormalised (default: L2)");
+  app.add_flag("--no-parse-special", o->no_parse_special,
+               "tokenize special tokens written in the text ([SEP]) as plain text");
   app.add_flag("--json", o->json, "print JSON");
   app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
   app.callback([o] { run(*o); });

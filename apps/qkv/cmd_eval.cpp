@@ -32,6 +32,7 @@ struct EvalOptions {
   std::string text;
   std::string logits;
   bool json = false;
+  bool no_parse_special = false;
   int top = 5;
   std::string kv = "f32";
   int threads = 0;
@@ -95,9 +96,10 @@ void run(const EvalOptions& o) {
                 " is an encoder: it has no logits (use `qkv embed`)");
   }
   const int64_t n_vocab = model.config().n_vocab;
-  const std::vector<int32_t> ids = o.ids.empty()
-                                       ? model.tokenizer().encode(o.text, {.add_special = true})
-                                       : parse_ids(o.ids, n_vocab);
+  const std::vector<int32_t> ids =
+      o.ids.empty() ? model.tokenizer().encode(
+                          o.text, {.add_special = true, .parse_special = !o.no_parse_special})
+                    : parse_ids(o.ids, n_vocab);
   if (ids.empty()) throw Error("the input has no tokens");
   Session session(model, {.n_ctx = o.ctx,
                           .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
@@ -144,6 +146,8 @@ void setup(CLI::App& app) {
   app.add_option("--logits", o->logits,
                  "write the logits of every position, float32 [T, n_vocab], as a .npy file");
   app.add_flag("--json", o->json, "print the top --top tokens of every position as JSON");
+  app.add_flag("--no-parse-special", o->no_parse_special,
+               "tokenize special tokens written in the text (<|endoftext|>) as plain text");
   app.add_option("--top", o->top, "tokens per position for --json")->capture_default_str();
   app.add_option("--kv", o->kv, "KV cache type")
       ->check(CLI::IsMember({"f32", "f16"}))

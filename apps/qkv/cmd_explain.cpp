@@ -33,6 +33,7 @@ struct ExplainCliOptions {
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
   bool json = false, ascii = false, no_special = false, ignore_eos = false;
+  bool no_parse_special = false;
 };
 
 // "all" or a comma-separated list of indices.
@@ -166,6 +167,7 @@ void run(const ExplainCliOptions& o) {
                                                 : OverflowKeep::top_k;
   eo.max_new_tokens = o.n;
   eo.add_special = !o.no_special;
+  eo.parse_special = !o.no_parse_special;
   eo.stop_at_eos = !o.ignore_eos;
   eo.n_threads = o.threads;
   const Explanation e = explain(model, o.text, eo);
@@ -265,7 +267,9 @@ void setup(CLI::App& app) {
                  "write the maps as safetensors (attn [layers, heads, tokens, tokens], ids)");
   app.add_flag("--json", o->json, "print tokens, maps and analyses as JSON");
   app.add_flag("--ascii", o->ascii, "ASCII shades even on a colour terminal");
-  app.add_flag("--no-special", o->no_special, "leave out BOS / [CLS] [SEP]");
+  app.add_flag("--no-special", o->no_special, "add no BOS / [CLS] [SEP]");
+  app.add_flag("--no-parse-special", o->no_parse_special,
+               "tokenize special tokens written in the text (<|endoftext|>) as plain text");
   app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS (-n)");
   app.add_option("--max-floats", o->max_floats, "budget of stored probabilities (4 bytes each)")
       ->capture_default_str();

@@ -42,6 +42,7 @@ struct GenerateCliOptions {
   std::string kv = "f32";
   int threads = 0;
   bool no_bos = false;
+  bool no_parse_special = false;
   bool ignore_eos = false;
   std::string explain_html;  // --explain: attention maps of the prompt and every generated token
   std::string npy_stream;    // --npy-stream: the same maps, every row written as it is produced
@@ -116,7 +117,8 @@ void run(GenerateCliOptions o) {
     std::fprintf(stderr, "chat: prompt of %zu bytes from the model's chat template\n",
                  prompt_text.size());
   const std::vector<int32_t> ids = model.tokenizer().encode(
-      prompt_text, {.add_special = !o.no_bos && !o.chat, .parse_special = o.chat});
+      prompt_text,
+      {.add_special = !o.no_bos && !o.chat, .parse_special = o.chat || !o.no_parse_special});
   std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s\n", ids.size(),
                static_cast<long long>(session.n_ctx()), o.kv.c_str(),
                ids.size() >= 256 ? " (prefill running...)" : "");
@@ -214,6 +216,8 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
   app.add_flag("--no-bos", o->no_bos, "do not add BOS before the prompt");
+  app.add_flag("--no-parse-special", o->no_parse_special,
+               "tokenize special tokens written in the prompt (<|endoftext|>) as plain text");
   app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS");
   app.add_flag("--chat", o->chat,
                "PROMPT is a user turn: the model's chat template (GGUF tokenizer.chat_template, HF "

@@ -1,4 +1,4 @@
-// qkv tokenize -m MODEL [-t TOKENIZER] "text" [--json] [--no-special]
+// qkv tokenize -m MODEL [-t TOKENIZER] "text" [--json] [--no-special] [--no-parse-special]
 //   Prints the token ids and pieces of the text. MODEL is a GGUF, an HF folder, a llama2.c .bin
 //   (its tokenizer.bin beside it or given with -t), or a tokenizer file alone.
 #include <CLI/CLI.hpp>
@@ -21,7 +21,7 @@ struct TokenizeOptions {
   std::string text;
   bool json = false;
   bool no_special = false;
-  bool parse_special = false;
+  bool no_parse_special = false;
 };
 
 void run(const TokenizeOptions& o) {
@@ -41,7 +41,7 @@ void run(const TokenizeOptions& o) {
   }
   const Tokenizer tok(std::move(spec));
   const std::vector<int32_t> ids =
-      tok.encode(text, {.add_special = !o.no_special, .parse_special = o.parse_special});
+      tok.encode(text, {.add_special = !o.no_special, .parse_special = !o.no_parse_special});
   if (o.json) {
     nlohmann::json j;
     j["ids"] = ids;
@@ -61,9 +61,9 @@ void setup(CLI::App& app) {
                  "tokenizer file: llama2.c tokenizer.bin, tokenizer.json or vocab.txt");
   app.add_option("text", o->text, "text to tokenize (\"-\" reads standard input)")->required();
   app.add_flag("--json", o->json, "print {\"ids\": [...], \"pieces\": [...]}");
-  app.add_flag("--no-special", o->no_special, "leave out BOS / [CLS] [SEP]");
-  app.add_flag("--parse-special", o->parse_special,
-               "match special tokens such as <|endoftext|> written in the text");
+  app.add_flag("--no-special", o->no_special, "add no BOS / EOS / [CLS] [SEP]");
+  app.add_flag("--no-parse-special", o->no_parse_special,
+               "tokenize special tokens written in the text (<|endoftext|>) as plain text");
   app.callback([o] { run(*o); });
 }
 

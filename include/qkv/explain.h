@@ -133,6 +133,7 @@ struct ExplainOptions {
   int64_t max_new_tokens = 0;  // decoders: tokens to generate after the prompt (maps grow)
   SamplingParams sampling{.temperature = 0.f};  // greedy by default: reproducible maps
   bool add_special = true;                      // BOS / [CLS] ... [SEP] as the tokenizer says
+  bool parse_special = true;                    // special tokens written in the text: single
   bool stop_at_eos = true;
   int64_t n_ctx = 0;  // 0: prompt + new tokens (at most the model's)
   int n_threads = 0;

@@ -65,7 +65,8 @@ struct GenerateOptions {
   SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (not included in the text)
   bool stop_at_eos = true;
-  bool add_special = true;  // BOS when the tokenizer asks for it
+  bool add_special = true;    // BOS when the tokenizer asks for it
+  bool parse_special = true;  // special tokens written in the prompt are single tokens
   // Receives the text as it is generated (complete UTF-8 characters only, stop strings held
   // back until they can be ruled out). Return false to stop.
   std::function<bool(std::string_view)> on_text;
@@ -127,7 +128,8 @@ class Session {
 enum class Pooling : uint8_t { cls, mean, pooler };
 struct EmbedOptions {
   Pooling pooling = Pooling::cls;
-  bool normalize = true;  // L2
+  bool normalize = true;      // L2
+  bool parse_special = true;  // special tokens written in the text ([SEP]) are single tokens
   int n_threads = 0;
 };
 // A sentence embedding from an encoder model (BERT): [n_embd].

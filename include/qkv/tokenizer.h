@@ -23,8 +23,13 @@
 namespace qkv {
 
 struct EncodeOptions {
-  bool add_special = true;     // BOS (LLaMA) or [CLS] ... [SEP] (BERT), as the spec says
-  bool parse_special = false;  // match control tokens such as <|endoftext|> written in the text
+  // BOS/EOS (LLaMA) or [CLS] ... [SEP] (BERT) around the text, as the spec says; false is
+  // transformers' add_special_tokens=False.
+  bool add_special = true;
+  // Special tokens written in the text (<|endoftext|>, <|im_start|>, <start_of_turn>, [SEP])
+  // become those single tokens, as Hugging Face tokenizers and llama.cpp's parse_special do;
+  // false: they are tokenized as plain text. User-defined (added) tokens are matched either way.
+  bool parse_special = true;
 };
 
 class Tokenizer {

@@ -59,7 +59,8 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
                           "; expected >= 0 (qkv explain -n)");
   }
   const Tokenizer& tok = model.tokenizer();
-  std::vector<int32_t> prompt = tok.encode(text, {.add_special = options.add_special});
+  std::vector<int32_t> prompt = tok.encode(
+      text, {.add_special = options.add_special, .parse_special = options.parse_special});
   if (prompt.empty()) throw InvalidArgument("explain: the text gives no tokens; pass some text");
   Explanation e{.ids = {},
                 .tokens = {},

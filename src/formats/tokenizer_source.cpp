@@ -60,6 +60,26 @@ void check_spec(TokenizerSpec& s, const std::string& file) {
   }
 }
 
+// Whether BOS goes first when the file has no tokenizer.ggml.add_bos_token, as llama.cpp decides
+// it: SentencePiece yes; BPE only for the families whose Hugging Face post-processor adds it
+// (Llama 3's <|begin_of_text|>, Mistral's tekken, Chameleon); GPT-2, Qwen2, DeepSeek, ... no.
+bool default_add_bos(const TokenizerSpec& s) {
+  switch (s.model) {
+    case Model::spm_bpe:
+    case Model::utf8_bpe:
+      return true;
+    case Model::wordpiece:
+      return false;  // [CLS] ... [SEP] instead (add_cls_sep)
+    case Model::byte_bpe:
+      for (const char* pre : {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral",
+                              "midm-2.0", "lfm2", "tekken", "chameleon"}) {
+        if (s.pre_tokenizer == pre) return true;
+      }
+      return false;
+  }
+  return false;
+}
+
 }  // namespace
 
 TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
@@ -120,9 +140,16 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
     const MetaValue* v = md.find(key);
     return v ? v->as_bool(f + ": " + key) : fallback;
   };
-  s.add_bos = flag("tokenizer.ggml.add_bos_token", s.model == Model::spm_bpe);
+  s.add_bos = flag("tokenizer.ggml.add_bos_token", default_add_bos(s));
   s.add_eos = flag("tokenizer.ggml.add_eos_token", false);
   s.add_space_prefix = flag("tokenizer.ggml.add_space_prefix", s.model == Model::spm_bpe);
+  if (s.model == Model::utf8_bpe) s.add_bos = true;  // llama.cpp overrides a false key for Gemma 4
+  if (s.model == Model::spm_bpe) {
+    // llama.cpp's SentencePiece defaults where the file names no id: <unk> 0, <s> 1, </s> 2.
+    if (s.unk < 0 && n > 0) s.unk = 0;
+    if (s.bos < 0 && n > 1) s.bos = 1;
+    if (s.eos < 0 && n > 2) s.eos = 2;
+  }
   if (s.model == Model::wordpiece) {
     // llama.cpp's converter writes BERT vocabularies with "▁" on word starts and without "##";
     // put them back in the HF form (bracketed names such as [CLS] and [unused0] stay as they are).
@@ -134,6 +161,15 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
         t = "##" + t;
       }
     }
+    // WordPiece always gets [CLS] ... [SEP] (llama.cpp adds them whatever add_bos_token and
+    // add_sep_token say, as BertProcessing does). Its [CLS] is the BOS id when the file names no
+    // cls_token_id; without either, the tokens named [CLS], [SEP], [UNK] (ids 101, 102, 100 in
+    // the BERT vocabularies, llama.cpp's fixed defaults).
+    if (s.cls < 0) s.cls = s.bos >= 0 ? s.bos : find_token(s.tokens, "[CLS]");
+    if (s.sep < 0) s.sep = find_token(s.tokens, "[SEP]");
+    if (s.unk < 0) s.unk = find_token(s.tokens, "[UNK]");
+    if (s.pad < 0) s.pad = find_token(s.tokens, "[PAD]");
+    if (s.mask < 0) s.mask = find_token(s.tokens, "[MASK]");
     s.add_bos = false;
     s.add_cls_sep = s.cls >= 0 && s.sep >= 0;
   }
@@ -195,7 +231,10 @@ void tokenizer_spec_to_gguf(const TokenizerSpec& s, Metadata& md) {
   id("tokenizer.ggml.seperator_token_id", s.sep);
   id("tokenizer.ggml.cls_token_id", s.cls);
   id("tokenizer.ggml.mask_token_id", s.mask);
-  md.set("tokenizer.ggml.add_bos_token", MetaValue::make_bool(s.add_bos));
+  const bool wordpiece = s.model == TokenizerSpec::Model::wordpiece;
+  md.set("tokenizer.ggml.add_bos_token",
+         MetaValue::make_bool(wordpiece ? s.add_cls_sep : s.add_bos));
+  if (wordpiece) md.set("tokenizer.ggml.add_sep_token", MetaValue::make_bool(s.add_cls_sep));
   md.set("tokenizer.ggml.add_eos_token", MetaValue::make_bool(s.add_eos));
   if (s.model == TokenizerSpec::Model::spm_bpe || s.model == TokenizerSpec::Model::utf8_bpe) {
     md.set("tokenizer.ggml.add_space_prefix", MetaValue::make_bool(s.add_space_prefix));

@@ -12,7 +12,8 @@ std::vector<float> embed(const Model& model, std::string_view text, const EmbedO
     core::throw_invalid("embed: ", architecture_name(model.architecture()),
                         " is a decoder; embeddings need an encoder model (BERT)");
   }
-  const std::vector<int32_t> ids = model.tokenizer().encode(text);  // [CLS] text [SEP]
+  const std::vector<int32_t> ids =  // [CLS] text [SEP]
+      model.tokenizer().encode(text, {.add_special = true, .parse_special = options.parse_special});
   Session session(model, {.n_threads = options.n_threads});
   const std::span<const float> hidden = session.encode(ids);  // [n, n_embd]
   const auto n = static_cast<int64_t>(ids.size());

@@ -47,7 +47,8 @@ std::string_view stop_reason_name(GenerateResult::Stop s) {
 
 GenerateResult Session::generate(std::string_view prompt, const GenerateOptions& options) {
   const Tokenizer& tok = impl_->model.tokenizer();  // throws when the model has none
-  const std::vector<int32_t> ids = tok.encode(prompt, {.add_special = options.add_special});
+  const std::vector<int32_t> ids = tok.encode(
+      prompt, {.add_special = options.add_special, .parse_special = options.parse_special});
   return generate(std::span<const int32_t>(ids), options);
 }
 

@@ -45,7 +45,9 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : impl_(std::make_unique<Impl>()) {
   for (size_t i = 0; i < n; ++i) {
     m.ids.emplace(s.tokens[i], static_cast<int32_t>(i));  // first id wins for duplicates
     const TokenKind k = m.kind(static_cast<int32_t>(i));
-    if ((k == TokenKind::control || k == TokenKind::user_defined) && !s.tokens[i].empty()) {
+    const bool special =
+        k == TokenKind::control || k == TokenKind::user_defined || k == TokenKind::unknown;
+    if (special && !s.tokens[i].empty()) {
       m.specials.push_back(static_cast<int32_t>(i));
     }
   }
@@ -81,7 +83,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opt)
     if (s.model == Model::wordpiece ? s.add_cls_sep : false) out.push_back(s.cls);
     if (s.model != Model::wordpiece && s.add_bos && s.bos >= 0) out.push_back(s.bos);
   }
-  // Split out special tokens: user-defined ones always, control ones with parse_special.
+  // Split out special tokens: user-defined ones always, control and unknown ones (<unk>) with
+  // parse_special, as llama.cpp does.
   bool prev_special = true;  // SentencePiece adds its dummy prefix after a special token too
   auto encode_plain = [&](std::string_view frag) {
     if (frag.empty()) return;
@@ -104,7 +107,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opt)
     size_t best = std::string_view::npos;
     int32_t best_id = -1;
     for (int32_t id : m.specials) {
-      if (!opt.parse_special && m.kind(id) == TokenKind::control) continue;
+      if (!opt.parse_special && m.kind(id) != TokenKind::user_defined) continue;
       const size_t at = text.find(s.tokens[id], pos);
       if (at < best) best = at, best_id = id;  // longest first, so ties keep the longest
     }

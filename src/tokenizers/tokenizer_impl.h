@@ -27,7 +27,7 @@ namespace qkv {
 struct Tokenizer::Impl {
   TokenizerSpec spec;
   tokenizers::IdMap ids;
-  // Control and user-defined tokens, longest first, for splitting them out of the text.
+  // Control, unknown and user-defined tokens, longest first, for splitting them out of the text.
   std::vector<int32_t> specials;
 
   // byte_bpe and utf8_bpe

@@ -35,6 +35,22 @@ def main():
         for p in ref["prompts"]:
             rc, out, err = run(qkv, "tokenize", "-m", str(folder), "--json", p["prompt"])
             check(rc == 0 and json.loads(out)["ids"] == p["ids"], f"tokenize {name}: {p['prompt']}: {out}{err}")
+    # tokenize: special tokens written in the text are single tokens (as transformers gives
+    # 50256 for <|endoftext|>); --no-special only leaves out BOS/EOS/CLS/SEP, --no-parse-special
+    # reads them as text.
+    gpt2 = shared / "fixtures" / "hf" / "gpt2-tiny"
+    rc, out, err = run(qkv, "tokenize", "-m", str(gpt2), "--no-special", "--json", " is special")
+    rest = json.loads(out)["ids"] if rc == 0 else None
+    rc, out, err = run(qkv, "tokenize", "-m", str(gpt2), "--no-special", "--json", "<|endoftext|> is special")
+    check(rc == 0 and rest and json.loads(out)["ids"] == [50256] + rest, f"tokenize <|endoftext|>: {out}{err}")
+    rc, out, err = run(qkv, "tokenize", "-m", str(gpt2), "--no-special", "--no-parse-special", "--json",
+                       "<|endoftext|> is special")
+    check(rc == 0 and 50256 not in json.loads(out)["ids"] and json.loads(out)["pieces"][0] == "<",
+          f"tokenize --no-parse-special: {out}{err}")
+    bert = shared / "vocab-gguf" / "ggml-vocab-bert-bge.gguf"
+    rc, out, err = run(qkv, "tokenize", "-m", str(bert), "--json", "Hello world")
+    check(rc == 0 and json.loads(out)["ids"] == [101, 7592, 2088, 102], f"tokenize bert-bge: {out}{err}")
+
     # tokenize: llama2.c prompts as run.c printed them (BOS included), and --no-special.
     ref = json.loads((shared / "models" / "stories260K" / "reference.json").read_text())
     model = shared / "models" / "stories260K" / "stories260K.bin"

@@ -182,7 +182,7 @@ TEST(BpeTrainer, EndOfTextIsAControlTokenForBosAndEos) {
   EXPECT_EQ(std::count(parsed.begin(), parsed.end(), 511), 1);
   EXPECT_EQ(tok.decode(parsed, /*skip_special=*/false), doc);
   EXPECT_EQ(tok.decode(parsed), "one story.another");
-  const std::vector<int32_t> plain = tok.encode(doc);
+  const std::vector<int32_t> plain = tok.encode(doc, {.parse_special = false});
   EXPECT_EQ(std::count(plain.begin(), plain.end(), 511), 0);
   EXPECT_EQ(tok.decode(plain), doc);
   EXPECT_TRUE(tok.is_special(511));

@@ -6,6 +6,7 @@
 // represent x (everywhere but WordPiece, which lowercases and strips accents).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "common/raw_io.h"
@@ -92,5 +93,80 @@ INSTANTIATE_TEST_SUITE_P(Shared, VocabGguf,
                            for (char& c : n) c = c == '-' ? '_' : c;
                            return n;
                          });
+
+qkv::Tokenizer load(const std::filesystem::path& gguf, std::vector<std::string> drop_keys = {}) {
+  qkv::ModelFile m = qkv::read_gguf(gguf.string());
+  qkv::Metadata md;
+  for (const auto& [key, value] : m.metadata.entries()) {
+    if (std::find(drop_keys.begin(), drop_keys.end(), key) == drop_keys.end()) md.set(key, value);
+  }
+  m.metadata = std::move(md);
+  return qkv::Tokenizer(qkv::tokenizer_spec_from_gguf(m));
+}
+
+// BOS/EOS/[CLS]/[SEP] where the file has no add_*_token keys, as llama.cpp and the models' Hugging
+// Face post-processors add them: WordPiece [CLS] ... [SEP], SentencePiece and Gemma 4 BOS, Llama 3
+// <|begin_of_text|>, GPT-2 and Qwen2 nothing.
+TEST(VocabGgufDefaults, SpecialTokensAddedByVocabularyType) {
+  QKV_REQUIRE_SHARED(dir, "vocab-gguf/ggml-vocab-gpt-2.gguf");
+  const std::filesystem::path d = dir.parent_path();
+  const std::vector<std::string> no_add = {"tokenizer.ggml.add_bos_token",
+                                           "tokenizer.ggml.add_eos_token",
+                                           "tokenizer.ggml.add_sep_token"};
+  struct Want {
+    const char* name;
+    std::vector<int32_t> first, last;  // ids expected before and after the text's own
+  };
+  for (const Want& w :
+       {Want{"bert-bge", {101}, {102}}, Want{"llama-spm", {1}, {}}, Want{"phi-3", {1}, {}},
+        Want{"gemma-4", {2}, {}}, Want{"llama-bpe", {128000}, {}}, Want{"gpt-2", {}, {}},
+        Want{"qwen2", {}, {}}, Want{"starcoder", {}, {}}}) {
+    const auto path = d / (std::string("ggml-vocab-") + w.name + ".gguf");
+    const qkv::Tokenizer tok = load(path, no_add);
+    const std::string text = "Hello world";
+    const std::vector<int32_t> plain = tok.encode(text, {.add_special = false});
+    std::vector<int32_t> want = w.first;
+    want.insert(want.end(), plain.begin(), plain.end());
+    want.insert(want.end(), w.last.begin(), w.last.end());
+    EXPECT_EQ(tok.encode(text), want) << w.name << " without add_*_token keys";
+  }
+  // A BERT GGUF that names neither [CLS] nor [SEP] by id still gets them.
+  const qkv::Tokenizer bert =
+      load(d / "ggml-vocab-bert-bge.gguf",
+           {"tokenizer.ggml.cls_token_id", "tokenizer.ggml.seperator_token_id",
+            "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_sep_token"});
+  EXPECT_EQ(bert.encode("Hello world"), (std::vector<int32_t>{101, 7592, 2088, 102}));
+}
+
+// Special tokens written in the text are single tokens by default (parse_special), plain text
+// with parse_special = false; user-defined tokens are matched either way.
+TEST(VocabGgufDefaults, SpecialTokensInTextAreParsedByDefault) {
+  QKV_REQUIRE_SHARED(dir, "vocab-gguf/ggml-vocab-gpt-2.gguf");
+  const std::filesystem::path d = dir.parent_path();
+  struct Case {
+    const char* name;
+    const char* special;
+  };
+  for (const Case& c : {Case{"gpt-2", "<|endoftext|>"}, Case{"qwen2", "<|im_start|>"},
+                        Case{"llama-bpe", "<|begin_of_text|>"}, Case{"llama-spm", "</s>"},
+                        Case{"gemma-4", "<bos>"}, Case{"bert-bge", "[SEP]"}}) {
+    const qkv::Tokenizer tok = load(d / (std::string("ggml-vocab-") + c.name + ".gguf"));
+    const int32_t id = tok.find(c.special);
+    ASSERT_GE(id, 0) << c.name << " has no " << c.special;
+    const std::string text = std::string(c.special) + " is special";
+    const std::vector<int32_t> parsed = tok.encode(text, {.add_special = false});
+    ASSERT_FALSE(parsed.empty());
+    EXPECT_EQ(parsed[0], id) << c.name;
+    const std::vector<int32_t> rest = tok.encode(" is special", {.add_special = false});
+    if (tok.spec().model != qkv::TokenizerSpec::Model::spm_bpe) {
+      // (SentencePiece puts its dummy prefix after a special token as at the start.)
+      EXPECT_EQ(std::vector<int32_t>(parsed.begin() + 1, parsed.end()), rest) << c.name;
+    }
+    const std::vector<int32_t> plain =
+        tok.encode(text, {.add_special = false, .parse_special = false});
+    EXPECT_EQ(std::count(plain.begin(), plain.end(), id), 0) << c.name;
+    EXPECT_GT(plain.size(), parsed.size()) << c.name;
+  }
+}
 
 }  // namespace
