@@ -29,19 +29,21 @@ class Model(_qkv._Model):
     # Sampling defaults are those of the C++ SamplingParams (and of `qkv generate`).
     def _gen_args(self, prompt, max_new_tokens=256, temperature=0.8, top_k=40, top_p=0.95,
                   min_p=0.05, repeat_penalty=1.0, repeat_last_n=64, seed=0, stop=None,
-                  stop_at_eos=True, add_special=True, n_ctx=0, kv_type="f32", n_threads=0):
+                  stop_at_eos=True, add_special=True, parse_special=True, n_ctx=0, kv_type="f32",
+                  n_threads=0):
         if not isinstance(prompt, str):
             prompt = [int(i) for i in prompt]
         return (prompt, int(max_new_tokens), float(temperature), int(top_k), float(top_p),
                 float(min_p), float(repeat_penalty), int(repeat_last_n), int(seed),
-                list(stop or []), bool(stop_at_eos), bool(add_special), int(n_ctx), str(kv_type),
-                int(n_threads))
+                list(stop or []), bool(stop_at_eos), bool(add_special), bool(parse_special),
+                int(n_ctx), str(kv_type), int(n_threads))
 
     def generate(self, prompt, **sampling):
         """The text generated after `prompt` (a string, or token ids). Keyword arguments:
         max_new_tokens=256, temperature=0.8 (0: greedy), top_k=40, top_p=0.95, min_p=0.05,
         repeat_penalty=1.0, repeat_last_n=64, seed=0, stop=[strings], stop_at_eos=True,
-        add_special=True (BOS), n_ctx=0 (the model's), kv_type='f32'|'f16', n_threads=0 (all)."""
+        add_special=True (BOS), parse_special=True (special tokens written in the prompt are single
+        tokens), n_ctx=0 (the model's), kv_type='f32'|'f16', n_threads=0 (all)."""
         return self._generate(*self._gen_args(prompt, **sampling))["text"]
 
     def generate_details(self, prompt, **sampling):
@@ -80,19 +82,19 @@ class Model(_qkv._Model):
         ids = self.tokenize(text, add_special=False, parse_special=True)
         return self.generate(ids, **sampling)
 
-    def embed(self, texts, *, pooling="cls", normalize=True, n_threads=0):
+    def embed(self, texts, *, pooling="cls", normalize=True, parse_special=True, n_threads=0):
         """Sentence embeddings of an encoder (BERT): [n_embd] for one string, [len(texts), n_embd]
         for a list. pooling: 'cls', 'mean' or 'pooler'; normalize: L2."""
         single = isinstance(texts, str)
         arr = self._embed([texts] if single else list(texts), pooling, bool(normalize),
-                          int(n_threads))
+                          bool(parse_special), int(n_threads))
         return arr[0] if single else arr
 
     def explain(self, text, layers=None, heads=None, *, max_new_tokens=0, add_special=True,
-                max_floats=0, n_threads=0):
+                parse_special=True, max_floats=0, n_threads=0):
         """Runs `text` (then max_new_tokens greedy tokens) with exact attention capture:
         an Explanation whose .attentions is [layers, heads, T, T], the numbers of
         `qkv explain --npy`. layers / heads: model indices to keep (default: all)."""
         return Explanation(_qkv._explain(self, text, list(layers or []), list(heads or []),
-                                         int(max_new_tokens), bool(add_special), int(max_floats),
-                                         int(n_threads)))
+                                         int(max_new_tokens), bool(add_special),
+                                         bool(parse_special), int(max_floats), int(n_threads)))

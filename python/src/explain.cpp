@@ -159,8 +159,8 @@ void bind_explain(pyb::module_& m) {
   m.def(
       "_explain",
       [](const Model& model, const std::string& text, std::vector<int> layers,
-         std::vector<int> heads, int64_t max_new_tokens, bool add_special, int64_t max_floats,
-         int n_threads) {
+         std::vector<int> heads, int64_t max_new_tokens, bool add_special, bool parse_special,
+         int64_t max_floats, int n_threads) {
         if (max_new_tokens < 0) {
           throw pyb::value_error("max_new_tokens = " + std::to_string(max_new_tokens) +
                                  "; expected >= 0");
@@ -171,6 +171,7 @@ void bind_explain(pyb::module_& m) {
         if (max_floats > 0) o.capture.max_floats = max_floats;
         o.max_new_tokens = max_new_tokens;
         o.add_special = add_special;
+        o.parse_special = parse_special;
         o.n_threads = n_threads;
         std::shared_ptr<Explanation> e;
         {
@@ -180,8 +181,8 @@ void bind_explain(pyb::module_& m) {
         return PyExplanation{std::move(e)};
       },
       pyb::arg("model"), pyb::arg("text"), pyb::arg("layers"), pyb::arg("heads"),
-      pyb::arg("max_new_tokens"), pyb::arg("add_special"), pyb::arg("max_floats"),
-      pyb::arg("n_threads"));
+      pyb::arg("max_new_tokens"), pyb::arg("add_special"), pyb::arg("parse_special"),
+      pyb::arg("max_floats"), pyb::arg("n_threads"));
 }
 
 }  // namespace qkv::py

@@ -46,7 +46,7 @@ struct GenerateArgs {
 GenerateArgs generate_args(const pyb::object& prompt, int64_t max_new_tokens, float temperature,
                            int top_k, float top_p, float min_p, float repeat_penalty,
                            int repeat_last_n, uint64_t seed, std::vector<std::string> stop,
-                           bool stop_at_eos, bool add_special, int64_t n_ctx,
+                           bool stop_at_eos, bool add_special, bool parse_special, int64_t n_ctx,
                            const std::string& kv_type, int n_threads) {
   GenerateArgs a;
   if (pyb::isinstance<pyb::str>(prompt)) {
@@ -71,6 +71,7 @@ GenerateArgs generate_args(const pyb::object& prompt, int64_t max_new_tokens, fl
   a.g.stop = std::move(stop);
   a.g.stop_at_eos = stop_at_eos;
   a.g.add_special = add_special;
+  a.g.parse_special = parse_special;
   if (kv_type != "f32" && kv_type != "f16") {
     throw pyb::value_error("kv_type = '" + kv_type + "'; expected 'f32' or 'f16'");
   }
@@ -238,7 +239,7 @@ void bind_model(pyb::module_& m) {
                 text, {.add_special = add_special, .parse_special = parse_special});
           },
           pyb::arg("text"), pyb::kw_only(), pyb::arg("add_special") = true,
-          pyb::arg("parse_special") = false)
+          pyb::arg("parse_special") = true)
       .def(
           "detokenize",
           [](const Model& self, const std::vector<int32_t>& ids, bool skip_special) {
@@ -283,11 +284,12 @@ void bind_model(pyb::module_& m) {
            [](const Model& self, const pyb::object& prompt, int64_t max_new_tokens,
               float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
               int repeat_last_n, uint64_t seed, std::vector<std::string> stop, bool stop_at_eos,
-              bool add_special, int64_t n_ctx, const std::string& kv_type, int n_threads) {
+              bool add_special, bool parse_special, int64_t n_ctx, const std::string& kv_type,
+              int n_threads) {
              const GenerateArgs a =
                  generate_args(prompt, max_new_tokens, temperature, top_k, top_p, min_p,
                                repeat_penalty, repeat_last_n, seed, std::move(stop), stop_at_eos,
-                               add_special, n_ctx, kv_type, n_threads);
+                               add_special, parse_special, n_ctx, kv_type, n_threads);
              GenerateResult r;
              {
                pyb::gil_scoped_release release;
@@ -306,23 +308,26 @@ void bind_model(pyb::module_& m) {
            [](const Model& self, const pyb::object& prompt, int64_t max_new_tokens,
               float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
               int repeat_last_n, uint64_t seed, std::vector<std::string> stop, bool stop_at_eos,
-              bool add_special, int64_t n_ctx, const std::string& kv_type, int n_threads) {
+              bool add_special, bool parse_special, int64_t n_ctx, const std::string& kv_type,
+              int n_threads) {
              GenerateArgs a =
                  generate_args(prompt, max_new_tokens, temperature, top_k, top_p, min_p,
                                repeat_penalty, repeat_last_n, seed, std::move(stop), stop_at_eos,
-                               add_special, n_ctx, kv_type, n_threads);
+                               add_special, parse_special, n_ctx, kv_type, n_threads);
              require_decoder(self, "generate text");
              return std::make_unique<TextStream>(self, std::move(a));
            })
       .def("_chat_prompt", &chat_prompt, pyb::arg("messages_json"),
            pyb::arg("add_generation_prompt") = true, pyb::arg("variables_json") = "")
       .def("_embed", [](const Model& self, const std::vector<std::string>& texts,
-                        const std::string& pooling, bool normalize, int n_threads) {
+                        const std::string& pooling, bool normalize, bool parse_special,
+                        int n_threads) {
         if (self.is_decoder()) {
           throw Error(std::string(architecture_name(self.architecture())) +
                       " is a decoder; embed() needs an encoder model (BERT)");
         }
-        EmbedOptions o{.normalize = normalize, .n_threads = n_threads};
+        EmbedOptions o{
+            .normalize = normalize, .parse_special = parse_special, .n_threads = n_threads};
         if (pooling == "cls") {
           o.pooling = Pooling::cls;
         } else if (pooling == "mean") {

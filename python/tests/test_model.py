@@ -40,6 +40,17 @@ def test_tokenize_roundtrip(model):
         model.detokenize([model.n_vocab])
 
 
+def test_special_tokens_in_text(model):
+    """As the library and the CLI: special tokens written in the text are single tokens unless
+    parse_special=False."""
+    eot = "<|endoftext|>"
+    ids = model.tokenize("a" + eot + "b", add_special=False)
+    plain = model.tokenize("a" + eot + "b", add_special=False, parse_special=False)
+    special = [i for i in ids if model.token(i) == eot or model.detokenize([i]) == ""]
+    assert len(special) == 1 and len(plain) > len(ids)
+    assert model.detokenize(plain) == "a" + eot + "b"
+
+
 @pytest.mark.parametrize("temperature,seed", [(0.0, 1), (0.8, 7), (1.0, 12345)])
 def test_generate_equals_cli(model, temperature, seed):
     text = model.generate(PROMPT, max_new_tokens=24, temperature=temperature, seed=seed,
