@@ -4,7 +4,7 @@
 # ICU, CUDA) are still needed when linking; qkvConfig.cmake finds them with find_dependency.
 include(CMakePackageConfigHelpers)
 set(QKV_INSTALL_TARGETS qkv_core qkv_kernels)
-foreach(t qkv_chat qkv_formats qkv_tokenizers qkv_cuda qkv_model qkv_runtime qkv_explain qkv_train)
+foreach(t qkv_chat qkv_formats qkv_tokenizers qkv_cuda qkv_model qkv_runtime qkv_explain qkv_train qkv_serve)
   if(TARGET ${t})
     list(APPEND QKV_INSTALL_TARGETS ${t})
   endif()

@@ -5,7 +5,7 @@
 # (build/layer_headers/<layer>/{core,kernels,...} -> src/...), so an include from a layer it may
 # not see fails to compile. tests/layering_test.py checks the public headers (include/qkv), which
 # every target sees, the same way.
-set(QKV_LAYERS core kernels chat formats tokenizers cuda model runtime explain train)
+set(QKV_LAYERS core kernels chat formats tokenizers cuda model runtime explain train serve)
 set(QKV_LAYER_RANK_core 0)
 set(QKV_LAYER_RANK_kernels 1)
 set(QKV_LAYER_RANK_chat 1)
@@ -16,6 +16,8 @@ set(QKV_LAYER_RANK_model 3)
 set(QKV_LAYER_RANK_runtime 4)
 set(QKV_LAYER_RANK_explain 5)
 set(QKV_LAYER_RANK_train 6)
+# The server sits beside train: it needs the runtime, explain and chat, and nothing needs it.
+set(QKV_LAYER_RANK_serve 6)
 # apps, the tests of apps, and anything above train see every layer.
 set(QKV_LAYER_RANK_apps 7)
 

@@ -2,7 +2,7 @@
 """Checks that sources include headers only from their own layer or layers below it.
 
 Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers/cuda
--> model -> runtime -> explain -> train -> apps. CMake enforces this for the internal headers under src/ (cmake/layers.cmake: no
+-> model -> runtime -> explain -> train and serve (siblings) -> apps. CMake enforces this for the internal headers under src/ (cmake/layers.cmake: no
 target has src/ on its include path, each sees its own and lower layers only); this test checks
 the same rule for the public headers (include/qkv), which every target sees: each belongs to the
 layer that implements it (PUBLIC below), and a source or public header may include only public
@@ -15,7 +15,7 @@ import re
 import sys
 
 RANK = {"core": 0, "kernels": 1, "chat": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
-        "model": 3, "runtime": 4, "explain": 5, "train": 6}
+        "model": 3, "runtime": 4, "explain": 5, "train": 6, "serve": 6}
 # The layer of each public header: where it is implemented (or, for plain data types, the lowest
 # layer whose interface uses it).
 PUBLIC = {
@@ -26,6 +26,7 @@ PUBLIC = {
     "session.h": "runtime",
     "explain.h": "explain",
     "train.h": "train", "trainer.h": "train",
+    "server.h": "serve",
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 

@@ -96,6 +96,9 @@ class Session {
   int64_t n_ctx() const;
   int64_t n_past() const;  // tokens in the KV cache
   void reset();            // empties the cache
+  // Keeps the first n tokens of the cache (0 <= n <= n_past()) and forgets the rest, so a
+  // prompt that shares a prefix with what the cache holds runs only from there.
+  void truncate(int64_t n);
 
   // Decoders: runs `tokens` at positions n_past().. (prefill when several, decode when one),
   // appends them to the cache and returns logits: [tokens.size(), n_vocab] when all_logits,

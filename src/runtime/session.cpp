@@ -73,6 +73,14 @@ void Session::reset() {
   impl_->has_pooled = false;
 }
 
+void Session::truncate(int64_t n) {
+  if (n < 0 || n > n_past()) {
+    core::throw_invalid("Session::truncate: ", n,
+                        " tokens; expected 0 <= n <= n_past() = ", n_past());
+  }
+  if (impl_->cache) impl_->cache->set_n_past(n);
+}
+
 void Session::Impl::check_tokens(std::span<const int32_t> tokens, const char* what) const {
   if (tokens.empty()) core::throw_invalid(what, ": no tokens");
   const int64_t n_vocab = model.config().n_vocab;

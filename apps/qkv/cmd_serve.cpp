@@ -1,0 +1,109 @@
+// qkv serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--kv f32|f16]
+//           [--threads N] [--api-key KEY] [--max-body BYTES] [--queue N] [--template FILE]
+//   An OpenAI-compatible HTTP server over one model (docs/SERVER.md). Prints
+//   "qkv serve: listening on http://HOST:PORT" on stderr once it accepts requests; SIGINT or
+//   SIGTERM stops it.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "chat_source.h"
+#include "command.h"
+#include "default_model.h"
+#include "qkv/server.h"
+
+namespace qkv::app {
+namespace cmd_serve {  // one per subcommand: the qkv target is a unity build
+namespace {
+
+struct ServeCliOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string template_file;
+  std::string kv = "f32";
+  ServerOptions server;
+};
+
+void run(ServeCliOptions o) {
+  const Model model = load_model_or_default(
+      o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+  if (o.kv == "f16") o.server.kv_type = KvType::f16;
+  if (!o.template_file.empty()) {
+    o.server.chat_template = read_text(o.template_file, "chat template");
+  } else if (model.is_decoder()) {
+    try {
+      const ModelChatTemplate t = chat_template_of(model.file());
+      o.server.chat_template = t.source;
+      o.server.bos_text = t.bos;
+      o.server.eos_text = t.eos;
+    } catch (const Error&) {
+      std::fprintf(stderr, "qkv serve: the model has no chat template; chats use ChatML\n");
+    }
+  }
+  if (o.model.empty() && o.server.model_name.empty()) o.server.model_name = "qkv-stories";
+  // SIGINT and SIGTERM go to one thread that stops the server; every other thread (the server's
+  // workers start below) inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  Server server(model, o.server);
+  std::thread([&server, signals] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::fprintf(stderr, "qkv serve: stopping (signal %d)\n", sig);
+    server.stop();
+  }).detach();
+  std::fprintf(stderr, "qkv serve: %s\n", model.describe().c_str());
+  std::fprintf(stderr, "qkv serve: listening on http://%s:%d\n", o.server.host.c_str(),
+               server.port());
+  std::fflush(stderr);
+  server.run();
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<ServeCliOptions>();
+  ServerOptions& s = o->server;
+  app.add_option("-m,--model", o->model,
+                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
+  app.add_option("-t,--tokenizer", o->tokenizer,
+                 "tokenizer file; default: the model's own or one beside it");
+  app.add_option("--host", s.host, "address to listen on (loopback by default)")
+      ->capture_default_str();
+  app.add_option("--port", s.port, "TCP port; 0 = any free port (printed)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--parallel", s.n_parallel, "slots: requests generated at the same time")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--ctx", s.n_ctx, "context length per slot in tokens (default: the model's)");
+  app.add_option("--kv", o->kv, "KV cache type")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
+  app.add_option("--threads", s.n_threads, "threads (0 = all)")->capture_default_str();
+  app.add_option("--api-key", s.api_key,
+                 "require 'Authorization: Bearer KEY' on every endpoint but /health");
+  app.add_option("--max-body", s.max_body_bytes, "largest request body in bytes")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--queue", s.max_queue, "requests that may wait for a slot before 503")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--prefill-chunk", s.prefill_chunk,
+                 "prompt tokens per forward pass between decode steps")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--template", o->template_file,
+                 "chat template (Jinja) file; default: the model's, else ChatML");
+  app.add_option("--alias", s.model_name, "model id in /v1/models (default: the file's name)");
+  app.callback([o] { run(*o); });
+}
+
+Registrar reg("serve", "OpenAI-compatible HTTP server (chat, completions, embeddings)", setup);
+
+}  // namespace
+}  // namespace cmd_serve
+}  // namespace qkv::app

@@ -1,0 +1,281 @@
+// Request fields, prompts and shared response pieces (api.h).
+#include "serve/api.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace qkv::serve {
+
+namespace {
+
+// ChatML, the format llama.cpp's server also falls back to for a model without a template.
+constexpr const char* kChatMl =
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+std::string type_name(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "an integer";
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "an unknown value";
+  }
+}
+
+ApiError wrong_type(const char* name, const char* expected, const json& got) {
+  return ApiError(400, core::concat("'", name, "' must be ", expected, ", not ", type_name(got)),
+                  name);
+}
+
+}  // namespace
+
+json error_body(const std::string& message, const std::string& type, const std::string& param,
+                const std::string& code) {
+  json e = {{"message", message}, {"type", type}};
+  e["param"] = param.empty() ? json(nullptr) : json(param);
+  e["code"] = code.empty() ? json(nullptr) : json(code);
+  return json{{"error", e}};
+}
+
+json parse_body(const std::string& body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, core::concat("the request body is not valid JSON: ", e.what()));
+  }
+  if (!j.is_object()) {
+    throw ApiError(400, "the request body must be a JSON object, not " + type_name(j));
+  }
+  return j;
+}
+
+double Fields::number(const char* name, double def, double lo, double hi) const {
+  if (!has(name)) return def;
+  const json& v = j_[name];
+  if (!v.is_number()) throw wrong_type(name, "a number", v);
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi) {
+    throw ApiError(400, core::concat("'", name, "' = ", x, " is out of range [", lo, ", ", hi, "]"),
+                   name);
+  }
+  return x;
+}
+
+int64_t Fields::integer(const char* name, int64_t def, int64_t lo, int64_t hi) const {
+  if (!has(name)) return def;
+  const json& v = j_[name];
+  int64_t x = 0;
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      throw ApiError(400, core::concat("'", name, "' is out of range [", lo, ", ", hi, "]"), name);
+    }
+    x = v.get<int64_t>();
+  } else if (v.is_number_float() && std::isfinite(v.get<double>()) &&
+             v.get<double>() == std::floor(v.get<double>()) && std::fabs(v.get<double>()) < 9e15) {
+    x = static_cast<int64_t>(v.get<double>());
+  } else {
+    throw wrong_type(name, "an integer", v);
+  }
+  if (x < lo || x > hi) {
+    throw ApiError(400, core::concat("'", name, "' = ", x, " is out of range [", lo, ", ", hi, "]"),
+                   name);
+  }
+  return x;
+}
+
+bool Fields::boolean(const char* name, bool def) const {
+  if (!has(name)) return def;
+  const json& v = j_[name];
+  if (!v.is_boolean()) throw wrong_type(name, "a boolean", v);
+  return v.get<bool>();
+}
+
+std::optional<std::string> Fields::string(const char* name) const {
+  if (!has(name)) return std::nullopt;
+  const json& v = j_[name];
+  if (!v.is_string()) throw wrong_type(name, "a string", v);
+  return v.get<std::string>();
+}
+
+ChatFormatter::ChatFormatter(const std::string& source, std::string bos, std::string eos)
+    : bos_(std::move(bos)), eos_(std::move(eos)) {
+  is_default_ = source.empty();
+  template_.emplace(is_default_ ? std::string_view(kChatMl) : std::string_view(source));
+}
+
+ChatPrompt ChatFormatter::render(const json& messages) const {
+  if (!messages.is_array()) throw wrong_type("messages", "an array", messages);
+  if (messages.empty()) throw ApiError(400, "'messages' is empty; give at least one", "messages");
+  json clean = json::array();
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const json& m = messages[i];
+    const std::string at = core::concat("messages[", i, "]");
+    if (!m.is_object()) {
+      throw ApiError(400, core::concat("'", at, "' must be an object, not ", type_name(m)), at);
+    }
+    if (!m.contains("role") || !m["role"].is_string()) {
+      throw ApiError(400, core::concat("'", at, ".role' must be a string"), at + ".role");
+    }
+    json out = m;
+    const json content = m.contains("content") ? m["content"] : json(nullptr);
+    if (content.is_array()) {
+      // [{"type": "text", "text": "..."}, ...]: the text parts, joined.
+      std::string text;
+      for (const json& part : content) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+            !part["text"].is_string()) {
+          throw ApiError(400,
+                         core::concat("'", at, ".content' parts must be {\"type\": \"text\", ",
+                                      "\"text\": ...}; other kinds are not supported"),
+                         at + ".content");
+        }
+        text += part["text"].get<std::string>();
+      }
+      out["content"] = text;
+    } else if (content.is_null()) {
+      out["content"] = "";
+    } else if (!content.is_string()) {
+      throw ApiError(400,
+                     core::concat("'", at, ".content' must be a string or an array of text parts, ",
+                                  "not ", type_name(content)),
+                     at + ".content");
+    }
+    clean.push_back(std::move(out));
+  }
+  ChatTemplateInputs in;
+  in.messages_json = clean.dump(-1, ' ', false, json::error_handler_t::replace);
+  in.bos_token = bos_;
+  in.eos_token = eos_;
+  in.add_generation_prompt = true;
+  ChatPrompt p;
+  try {
+    p.text = template_->render(in);
+  } catch (const ChatTemplateError& e) {
+    // The template's own raise_exception speaks to the client ("roles must alternate").
+    throw ApiError(400, core::concat("the chat template refused the messages: ", e.message()),
+                   "messages");
+  }
+  if (is_default_) p.extra_stop.push_back("<|im_end|>");
+  return p;
+}
+
+void read_sampling(const Fields& f, JobParams& p) {
+  SamplingParams& s = p.sampling;
+  s.temperature = static_cast<float>(f.number("temperature", 1.0, 0, 2));
+  s.top_p = static_cast<float>(f.number("top_p", 1.0, 0, 1));
+  if (s.top_p == 0) s.top_p = std::numeric_limits<float>::min();  // OpenAI allows 0: greedy
+  s.top_k = static_cast<int>(f.integer("top_k", 0, 0, 1 << 30));
+  s.min_p = static_cast<float>(f.number("min_p", 0, 0, 1));
+  s.repeat_penalty = static_cast<float>(f.number("repeat_penalty", 1, 1e-3, 100));
+  s.repeat_last_n = 64;
+  s.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MIN, INT64_MAX));
+  p.stop_at_eos = !f.boolean("ignore_eos", false);
+  p.presence_penalty = static_cast<float>(f.number("presence_penalty", 0, -2, 2));
+  p.frequency_penalty = static_cast<float>(f.number("frequency_penalty", 0, -2, 2));
+  if (f.has("n") && f.integer("n", 1, 1, 128) != 1) {
+    throw ApiError(400, "'n' must be 1: one choice per request is supported", "n");
+  }
+  p.max_tokens = -1;  // the caller fills in the context's room when none is given
+  if (f.has("max_completion_tokens")) {
+    p.max_tokens = f.integer("max_completion_tokens", 0, 1, INT32_MAX);
+  }
+  if (f.has("max_tokens")) p.max_tokens = f.integer("max_tokens", 0, 1, INT32_MAX);
+  if (f.has("stop")) {
+    const json& st = f.get("stop");
+    if (st.is_string()) {
+      p.stop.push_back(st.get<std::string>());
+    } else if (st.is_array()) {
+      if (st.size() > 16) throw ApiError(400, "'stop' has more than 16 strings", "stop");
+      for (const json& x : st) {
+        if (!x.is_string()) throw wrong_type("stop", "a string or an array of strings", st);
+        p.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      throw wrong_type("stop", "a string or an array of strings", st);
+    }
+    for (const std::string& x : p.stop) {
+      if (x.empty()) throw ApiError(400, "'stop' has an empty string", "stop");
+    }
+  }
+}
+
+void read_attention(const Fields& f, const ModelConfig& c, JobParams& p) {
+  if (!f.has("attention")) return;
+  const json& a = f.get("attention");
+  if (!a.is_object()) throw wrong_type("attention", "an object", a);
+  const Fields af(a);
+  p.attention.top_k = static_cast<int>(af.integer("top_k", 5, 1, 64));
+  auto list = [&](const char* name, int64_t n, std::vector<int>& out) {
+    if (!af.has(name)) return;
+    const json& v = a[name];
+    const std::string field = core::concat("attention.", name);
+    if (!v.is_array()) {
+      throw ApiError(400, core::concat("'", field, "' must be an array of integers"), field);
+    }
+    for (const json& x : v) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= n) {
+        throw ApiError(
+            400,
+            core::concat("'", field, "' has ", x.dump(), "; expected integers in [0, ", n, ")"),
+            field);
+      }
+      out.push_back(x.get<int>());
+    }
+  };
+  list("layers", c.n_layer, p.attention.layers);
+  list("heads", c.n_head, p.attention.heads);
+}
+
+json token_logprob(const Tokenizer& tok, int32_t id, float logprob) {
+  const std::string bytes = tok.token_bytes(id);
+  json b = json::array();
+  for (unsigned char ch : bytes) b.push_back(static_cast<int>(ch));
+  return json{{"token", bytes}, {"logprob", logprob}, {"bytes", b}};
+}
+
+json attention_json(const std::vector<AttentionTop>& att) {
+  json out = json::array();
+  for (const AttentionTop& t : att) {
+    out.push_back(
+        {{"layer", t.layer}, {"head", t.head}, {"positions", t.positions}, {"weights", t.weights}});
+  }
+  return out;
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+const char* finish_reason(Finish f) {
+  switch (f) {
+    case Finish::stop:
+      return "stop";
+    case Finish::length:
+      return "length";
+    case Finish::cancelled:
+      return "cancelled";
+    case Finish::error:
+      return "error";
+  }
+  return "stop";
+}
+
+}  // namespace qkv::serve

@@ -1,0 +1,464 @@
+// The scheduler's thread: admission, prompt chunks, decode steps, sampling and text release
+// (scheduler.h says why the results do not depend on the load).
+#include "serve/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "qkv/attention.h"
+#include "qkv/observer.h"
+#include "runtime/text_stream.h"
+
+namespace qkv::serve {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// log-softmax of one row, in double for the normaliser (the logprobs a client sees).
+void log_softmax(std::span<const float> logits, std::vector<float>& out) {
+  float max = -INFINITY;
+  for (float l : logits) max = std::max(max, l);
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
+  const float log_z = max + static_cast<float>(std::log(sum));
+  out.resize(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_z;
+}
+
+}  // namespace
+
+std::vector<TokenEvent> Job::take(int timeout_ms, bool& is_done) {
+  std::unique_lock lock(mu);
+  cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return done || !events.empty(); });
+  std::vector<TokenEvent> out(std::make_move_iterator(events.begin()),
+                              std::make_move_iterator(events.end()));
+  events.clear();
+  is_done = done;
+  return out;
+}
+
+// Watches the attention of the rows that produce a token, for the layers and heads a job asked
+// for, while `active` is set.
+class AttentionWatch : public Observer {
+ public:
+  const AttentionRequest* request = nullptr;
+  bool active = false;
+  std::vector<AttentionTop> captured;
+
+  bool wants_attention(int layer) override {
+    if (!active || request == nullptr || request->top_k <= 0) return false;
+    return request->layers.empty() || std::find(request->layers.begin(), request->layers.end(),
+                                                layer) != request->layers.end();
+  }
+  void on_attention(const AttentionEvent& e) override {
+    const int64_t n_q = e.q.shape[1], n_kv = e.k.shape[1], n_head = e.q.shape[2];
+    const int64_t row = n_q - 1;  // the row whose logits are sampled
+    std::vector<float> probs(static_cast<size_t>(n_kv));
+    std::vector<int64_t> order(static_cast<size_t>(n_kv));
+    const int64_t k = std::min<int64_t>(request->top_k, n_kv);
+    auto one_head = [&](int64_t h) {
+      const int64_t rows[1] = {row};
+      attention_probs(e.q, e.k, e.lse, 0, h, rows, probs.data(), *e.options);
+      std::iota(order.begin(), order.end(), int64_t{0});
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+        return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
+      });
+      AttentionTop t;
+      t.layer = e.layer;
+      t.head = static_cast<int>(h);
+      for (int64_t i = 0; i < k; ++i) {
+        t.positions.push_back(order[i]);
+        t.weights.push_back(probs[order[i]]);
+      }
+      captured.push_back(std::move(t));
+    };
+    if (request->heads.empty()) {
+      for (int64_t h = 0; h < n_head; ++h) one_head(h);
+    } else {
+      for (int h : request->heads) one_head(h);
+    }
+  }
+};
+
+struct Scheduler::Slot {
+  AttentionWatch watch;
+  std::optional<Session> session;
+  std::vector<int32_t> cached;  // the tokens whose K/V the cache holds, in order
+  int64_t reusable = 0;         // [0, reusable) was prefilled in whole chunks: safe to reuse
+
+  std::shared_ptr<Job> job;
+  int64_t prompt_done = 0;  // prompt tokens in the cache
+  bool has_logits = false;  // the last eval's logits are waiting to be sampled
+  std::optional<Sampler> sampler;
+  std::optional<runtime::TextStream> stream;
+  std::optional<StreamDecoder> decoder;
+  std::vector<int32_t> history;
+  std::unordered_map<int32_t, int> counts;  // generated token -> times (presence/frequency)
+  std::span<const float> logits;            // of the last eval (the Session's buffer)
+  std::vector<float> work, logprobs;
+  Clock::time_point t_start;
+  bool first_token = true;
+};
+
+Scheduler::Scheduler(Model model, SchedulerOptions options)
+    : model_(std::move(model)), options_(options) {
+  if (options_.n_parallel < 1) {
+    core::throw_invalid("parallel slots ", options_.n_parallel, ": expected >= 1");
+  }
+  if (options_.max_queue < 0) {
+    core::throw_invalid("queue length ", options_.max_queue, ": expected >= 0");
+  }
+  if (options_.prefill_chunk < 1) {
+    core::throw_invalid("prefill chunk ", options_.prefill_chunk, ": expected >= 1");
+  }
+  if (model_.is_decoder()) {
+    for (int i = 0; i < options_.n_parallel; ++i) {
+      auto slot = std::make_unique<Slot>();
+      slot->session.emplace(model_, SessionOptions{.n_ctx = options_.n_ctx,
+                                                   .kv_type = options_.kv_type,
+                                                   .n_threads = options_.n_threads,
+                                                   .observer = &slot->watch,
+                                                   .attention_backend = Backend::automatic});
+      n_ctx_ = slot->session->n_ctx();
+      slots_.push_back(std::move(slot));
+    }
+  } else {
+    n_ctx_ = model_.config().n_ctx;
+  }
+  stats_.n_slots = static_cast<int>(slots_.size());
+  stats_.ttft_counts.assign(std::size(kTtftBounds) + 1, 0);
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  stop();
+}
+
+void Scheduler::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+bool Scheduler::submit(std::shared_ptr<Job> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    int busy = 0;
+    for (const auto& s : slots_) busy += s->job != nullptr;
+    if (busy == static_cast<int>(slots_.size()) &&
+        static_cast<int>(queue_.size()) >= options_.max_queue) {
+      return false;
+    }
+    queue_.push_back(std::move(job));
+    stats_.queue_depth = static_cast<int>(queue_.size());
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void Scheduler::run_task(const std::function<void()>& fn) {
+  Task task{&fn, nullptr, false};
+  {
+    std::unique_lock lock(mu_);
+    if (stopping_) throw Error("the server is shutting down");
+    tasks_.push_back(&task);
+    cv_.notify_all();
+    task_cv_.wait(lock, [&] { return task.done; });
+  }
+  if (task.error) std::rethrow_exception(task.error);
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    std::vector<Task*> tasks;
+    {
+      std::unique_lock lock(mu_);
+      const auto active = [&] {
+        for (const auto& s : slots_)
+          if (s->job) return true;
+        return false;
+      };
+      cv_.wait(lock, [&] { return stopping_ || !tasks_.empty() || !queue_.empty() || active(); });
+      if (stopping_) break;
+      tasks.assign(tasks_.begin(), tasks_.end());
+      tasks_.clear();
+      // Admission: each queued job goes to the free slot whose cache shares the longest
+      // reusable prefix with its prompt (the first free one when none does).
+      while (!queue_.empty()) {
+        Slot* best = nullptr;
+        int64_t best_len = -1;
+        const auto& prompt = queue_.front()->params.prompt;
+        for (const auto& s : slots_) {
+          if (s->job) continue;
+          int64_t n = 0;
+          const int64_t lim = std::min<int64_t>(s->reusable, static_cast<int64_t>(prompt.size()));
+          while (n < lim && s->cached[n] == prompt[n]) ++n;
+          if (n > best_len) best = s.get(), best_len = n;
+        }
+        if (best == nullptr) break;
+        best->job = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      stats_.queue_depth = static_cast<int>(queue_.size());
+      int busy = 0;
+      for (const auto& s : slots_) busy += s->job != nullptr;
+      stats_.busy_slots = busy;
+    }
+    for (Task* t : tasks) {
+      try {
+        (*t->fn)();
+      } catch (...) {
+        t->error = std::current_exception();
+      }
+      std::lock_guard lock(mu_);
+      t->done = true;
+    }
+    if (!tasks.empty()) task_cv_.notify_all();
+    for (auto& s : slots_) {
+      if (!s->job) continue;
+      if (!s->sampler) start(*s, s->job);
+      if (s->job) step(*s);
+    }
+  }
+  // Shutting down: every job still queued or running ends as cancelled, every task fails.
+  std::deque<std::shared_ptr<Job>> left;
+  {
+    std::lock_guard lock(mu_);
+    left.swap(queue_);
+    for (Task* t : tasks_) {
+      t->error = std::make_exception_ptr(Error("the server is shutting down"));
+      t->done = true;
+    }
+    tasks_.clear();
+  }
+  task_cv_.notify_all();
+  for (auto& s : slots_)
+    if (s->job) finish(*s, Finish::cancelled);
+  for (auto& job : left) {
+    std::lock_guard lock(job->mu);
+    job->done = true;
+    job->finish = Finish::cancelled;
+    job->cv.notify_all();
+  }
+}
+
+void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
+  const JobParams& p = job->params;
+  slot.t_start = Clock::now();
+  slot.first_token = true;
+  slot.has_logits = false;
+  try {
+    if (p.prompt.empty()) throw Error("the prompt has no tokens");
+    if (static_cast<int64_t>(p.prompt.size()) >= n_ctx_) {
+      throw Error(core::concat("the prompt has ", p.prompt.size(),
+                               " tokens, which leaves no room in the context of ", n_ctx_));
+    }
+    SamplingParams sp = p.sampling;
+    slot.sampler.emplace(sp);
+    const Tokenizer& tok = model_.tokenizer();
+    slot.stream.emplace(p.stop);
+    slot.decoder.emplace(tok);
+    for (int32_t id : p.prompt) slot.decoder->push(id);
+  } catch (const std::exception& e) {
+    finish(slot, Finish::error, e.what());
+    return;
+  }
+  slot.history = p.prompt;
+  slot.counts.clear();
+  // Prefix reuse: cached positions that match, were prefilled in whole chunks, and end on a chunk
+  // boundary before the prompt's last token (whose logits must be computed afresh).
+  const int64_t C = options_.prefill_chunk;
+  const int64_t L = static_cast<int64_t>(p.prompt.size());
+  int64_t keep = 0;
+  const int64_t lim = std::min(slot.reusable, L - 1);
+  while (keep < lim && slot.cached[keep] == p.prompt[keep]) ++keep;
+  keep = keep / C * C;
+  slot.session->truncate(std::min<int64_t>(keep, slot.session->n_past()));
+  slot.cached.resize(static_cast<size_t>(slot.session->n_past()));
+  slot.reusable = std::min(slot.reusable, slot.session->n_past());
+  slot.prompt_done = slot.session->n_past();
+  slot.watch.request = &p.attention;
+  std::lock_guard lock(job->mu);
+  job->n_prompt = L;
+  job->n_reused = slot.prompt_done;
+}
+
+void Scheduler::step(Slot& slot) {
+  Job& job = *slot.job;
+  if (job.cancelled.load()) {
+    finish(slot, Finish::cancelled);
+    return;
+  }
+  const JobParams& p = job.params;
+  const int64_t L = static_cast<int64_t>(p.prompt.size());
+  try {
+    if (slot.prompt_done < L) {
+      // One prompt chunk, cut at absolute multiples of prefill_chunk.
+      const int64_t C = options_.prefill_chunk;
+      const int64_t begin = slot.prompt_done;
+      const int64_t end = std::min(L, (begin / C + 1) * C);
+      const auto t0 = Clock::now();
+      slot.watch.active = end == L;
+      slot.watch.captured.clear();
+      slot.logits =
+          slot.session->eval(std::span<const int32_t>(p.prompt).subspan(begin, end - begin));
+      slot.watch.active = false;
+      slot.cached.insert(slot.cached.end(), p.prompt.begin() + begin, p.prompt.begin() + end);
+      if (end % C == 0 && slot.reusable == begin) slot.reusable = end;
+      slot.prompt_done = end;
+      {
+        std::lock_guard lock(mu_);
+        stats_.prompt_tokens += end - begin;
+        stats_.prefill_seconds += seconds(t0, Clock::now());
+      }
+      if (end < L) return;
+      slot.has_logits = true;
+    }
+    sample(slot);
+  } catch (const std::exception& e) {
+    finish(slot, Finish::error, e.what());
+  }
+}
+
+void Scheduler::sample(Slot& slot) {
+  Job& job = *slot.job;
+  const JobParams& p = job.params;
+  const auto t0 = Clock::now();
+  const Tokenizer& tok = model_.tokenizer();
+  const std::span<const float> last = slot.logits;
+  TokenEvent ev;
+  if (p.n_logprobs >= 0) log_softmax(last, slot.logprobs);
+  // Presence and frequency penalties (OpenAI's definition: over the generated tokens).
+  slot.work.assign(last.begin(), last.end());
+  if (p.presence_penalty != 0 || p.frequency_penalty != 0) {
+    for (const auto& [id, n] : slot.counts) {
+      slot.work[static_cast<size_t>(id)] -=
+          p.frequency_penalty * static_cast<float>(n) + p.presence_penalty;
+    }
+  }
+  const int32_t next = slot.sampler->sample(slot.work, slot.history);
+  ev.id = next;
+  if (p.n_logprobs >= 0) {
+    ev.logprob = slot.logprobs[static_cast<size_t>(next)];
+    std::vector<int32_t> order(slot.logprobs.size());
+    std::iota(order.begin(), order.end(), 0);
+    const size_t k = std::min(order.size(), static_cast<size_t>(p.n_logprobs));
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                      [&](int32_t a, int32_t b) {
+                        return slot.logprobs[a] > slot.logprobs[b] ||
+                               (slot.logprobs[a] == slot.logprobs[b] && a < b);
+                      });
+    for (size_t i = 0; i < k; ++i) ev.top.push_back({order[i], slot.logprobs[order[i]]});
+  }
+  ev.attention = std::move(slot.watch.captured);
+  slot.watch.captured.clear();
+  slot.has_logits = false;
+
+  const int32_t eos = tok.spec().eos;
+  const int32_t bos_ends = model_.file().format == FileFormat::llama2c ? tok.spec().bos : -1;
+  std::optional<Finish> done;
+  bool generated = false;
+  if (p.stop_at_eos && (next == eos || next == bos_ends)) {
+    done = Finish::stop;
+  } else {
+    generated = true;
+    slot.history.push_back(next);
+    ++slot.counts[next];
+    {
+      std::lock_guard lock(job.mu);
+      ++job.n_generated;
+    }
+    if (slot.stream->append(slot.decoder->push(next))) done = Finish::stop;
+    ev.text = std::string(slot.stream->take_ready());
+    if (!done && job.n_generated >= p.max_tokens) done = Finish::length;
+    if (!done && slot.session->n_past() >= n_ctx_) done = Finish::length;
+    {
+      std::lock_guard lock(job.mu);
+      job.events.push_back(std::move(ev));
+    }
+    job.cv.notify_all();
+  }
+  const auto now = Clock::now();
+  {
+    std::lock_guard lock(mu_);
+    if (slot.first_token) {
+      const double t = seconds(job.submitted, now);
+      size_t b = 0;
+      while (b < std::size(kTtftBounds) && t > kTtftBounds[b]) ++b;
+      for (size_t i = b; i < stats_.ttft_counts.size(); ++i) ++stats_.ttft_counts[i];
+      stats_.ttft_sum += t;
+      ++stats_.ttft_n;
+    }
+    stats_.generated_tokens += generated;
+    stats_.decode_seconds += seconds(t0, now);
+  }
+  slot.first_token = false;
+  if (done) {
+    finish(slot, *done);
+    return;
+  }
+  // The token just sampled goes through the model; its logits wait for the next round.
+  slot.watch.active = true;
+  slot.watch.captured.clear();
+  const int32_t one[1] = {next};
+  slot.logits = slot.session->eval(one);
+  slot.watch.active = false;
+  slot.cached.push_back(next);
+  slot.has_logits = true;
+  std::lock_guard lock(mu_);
+  stats_.decode_seconds += seconds(now, Clock::now());
+}
+
+void Scheduler::finish(Slot& slot, Finish how, const std::string& error) {
+  std::shared_ptr<Job> job = std::move(slot.job);
+  slot.job.reset();
+  if (how != Finish::error && how != Finish::cancelled && slot.stream && slot.decoder) {
+    // The tail held back for a stop string that never came, and an unfinished character.
+    if (!slot.stream->stopped()) slot.stream->append(slot.decoder->flush());
+    TokenEvent ev;
+    ev.text = std::string(slot.stream->take_all());
+    if (!ev.text.empty()) {
+      std::lock_guard lock(job->mu);
+      job->events.push_back(std::move(ev));
+    }
+  }
+  slot.sampler.reset();
+  slot.stream.reset();
+  slot.decoder.reset();
+  slot.watch.request = nullptr;
+  slot.watch.active = false;
+  {
+    std::lock_guard lock(job->mu);
+    job->done = true;
+    job->finish = how;
+    job->error = error;
+  }
+  job->cv.notify_all();
+  std::lock_guard lock(mu_);
+  ++stats_.jobs_done;
+  if (how == Finish::cancelled) ++stats_.jobs_cancelled;
+  int busy = 0;
+  for (const auto& s : slots_) busy += s->job != nullptr;
+  stats_.busy_slots = busy;
+}
+
+}  // namespace qkv::serve

@@ -1,0 +1,739 @@
+// qkv::Server: the HTTP side (cpp-httplib). Handlers check and translate requests into scheduler
+// jobs and the jobs' token events into OpenAI-style responses, whole or as Server-Sent Events.
+#include "qkv/server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "core/error.h"
+#include "qkv/session.h"
+#include "serve/api.h"
+#include "serve/page.h"
+#include "serve/scheduler.h"
+
+namespace qkv {
+
+using serve::ApiError;
+using serve::Fields;
+using serve::json;
+
+namespace {
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Compares without an early exit, so the time taken says nothing about where a guess goes wrong.
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  const size_t n = std::max(a.size(), b.size());
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned>(x ^ y);
+  }
+  return diff == 0;
+}
+
+const char* status_type(int status) {
+  switch (status) {
+    case 401:
+      return "authentication_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "request_too_large";
+    case 503:
+      return "server_overloaded";
+    default:
+      return status >= 500 ? "server_error" : "invalid_request_error";
+  }
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message,
+                const std::string& param = {}, const std::string& type = {},
+                const std::string& code = {}) {
+  res.status = status;
+  res.set_content(serve::dump(serve::error_body(message, type.empty() ? status_type(status) : type,
+                                                param, code)),
+                  "application/json");
+}
+
+enum class Kind { chat, completion };
+
+std::string base64(const std::vector<float>& v) {
+  static constexpr char kDigits[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes(v.size() * 4, '\0');
+  for (size_t i = 0; i < v.size(); ++i) {
+    const auto u = std::bit_cast<uint32_t>(v[i]);
+    for (int b = 0; b < 4; ++b) bytes[i * 4 + b] = static_cast<char>((u >> (8 * b)) & 0xff);
+  }
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size())
+      n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 2]);
+    out += kDigits[(n >> 18) & 63];
+    out += kDigits[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kDigits[(n >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kDigits[n & 63] : '=';
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Model model;
+  ServerOptions o;
+  std::string model_id;
+  std::unique_ptr<serve::Scheduler> sched;
+  std::optional<serve::ChatFormatter> chat;
+  httplib::Server http;
+  int port = 0;
+  std::atomic<int64_t> next_id{1};
+  std::mutex metrics_mu;
+  std::map<int, int64_t> by_status;
+  std::map<std::string, int64_t> by_path;
+
+  void routes();
+  const Tokenizer& tokenizer() const { return model.tokenizer(); }
+  void check_model(const Fields& f) const;
+  void generate(const httplib::Request& req, httplib::Response& res, Kind kind);
+  void embeddings(const httplib::Request& req, httplib::Response& res);
+  void tokenize(const httplib::Request& req, httplib::Response& res);
+  void detokenize(const httplib::Request& req, httplib::Response& res);
+  std::string metrics();
+  json models() const;
+};
+
+void Server::Impl::check_model(const Fields& f) const {
+  const auto name = f.string("model");
+  if (name && !name->empty() && *name != model_id) {
+    throw ApiError(404,
+                   core::concat("the model '", *name, "' does not exist; this server has '",
+                                model_id, "' (GET /v1/models)"),
+                   "model", "invalid_request_error", "model_not_found");
+  }
+}
+
+json Server::Impl::models() const {
+  return json{
+      {"object", "list"},
+      {"data",
+       json::array({json{{"id", model_id},
+                         {"object", "model"},
+                         {"created", 0},
+                         {"owned_by", "qkv"},
+                         {"meta",
+                          {{"n_ctx", sched->n_ctx()},
+                           {"n_vocab", model.config().n_vocab},
+                           {"n_layer", model.config().n_layer},
+                           {"n_head", model.config().n_head},
+                           {"n_params", model.n_params()},
+                           {"architecture", std::string(architecture_name(model.architecture()))},
+                           {"decoder", model.is_decoder()}}}}})}};
+}
+
+void Server::Impl::generate(const httplib::Request& req, httplib::Response& res, Kind kind) {
+  const json body = serve::parse_body(req.body);
+  const Fields f(body);
+  check_model(f);
+  if (!model.is_decoder()) {
+    throw ApiError(
+        400,
+        core::concat("the model is an encoder (", architecture_name(model.architecture()),
+                     ") and cannot generate text; use /v1/embeddings"),
+        "model");
+  }
+  if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
+  const Tokenizer& tok = tokenizer();
+  auto job = std::make_shared<serve::Job>();
+  serve::JobParams& p = job->params;
+  serve::read_sampling(f, p);
+  serve::read_attention(f, model.config(), p);
+  const bool stream = f.boolean("stream", false);
+  bool include_usage = false;
+  if (f.has("stream_options")) {
+    const json& so = body["stream_options"];
+    if (!so.is_object())
+      throw ApiError(400, "'stream_options' must be an object", "stream_options");
+    include_usage = Fields(so).boolean("include_usage", false);
+  }
+  const char* prompt_field = kind == Kind::chat ? "messages" : "prompt";
+  if (kind == Kind::chat) {
+    if (!f.has("messages")) throw ApiError(400, "'messages' is required", "messages");
+    const serve::ChatPrompt cp = chat->render(body["messages"]);
+    p.prompt = tok.encode(cp.text, {.add_special = false, .parse_special = true});
+    for (const auto& s : cp.extra_stop) p.stop.push_back(s);
+    if (f.boolean("logprobs", false)) {
+      p.n_logprobs = static_cast<int>(f.integer("top_logprobs", 0, 0, 20));
+    } else if (f.has("top_logprobs")) {
+      throw ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs");
+    }
+  } else {
+    if (!f.has("prompt")) throw ApiError(400, "'prompt' is required", "prompt");
+    json pr = body["prompt"];
+    if (pr.is_array() && pr.size() == 1 && (pr[0].is_string() || pr[0].is_array())) pr = pr[0];
+    if (pr.is_string()) {
+      p.prompt = tok.encode(pr.get<std::string>(), {.add_special = true, .parse_special = false});
+    } else if (pr.is_array() && !pr.empty()) {
+      for (const json& x : pr) {
+        if (!x.is_number_integer() || x.get<int64_t>() < 0 ||
+            x.get<int64_t>() >= model.config().n_vocab) {
+          throw ApiError(
+              400,
+              core::concat("'prompt' has ", x.dump(), "; token ids must be integers in [0, ",
+                           model.config().n_vocab, ")"),
+              "prompt");
+        }
+        p.prompt.push_back(x.get<int32_t>());
+      }
+    } else {
+      throw ApiError(400,
+                     "'prompt' must be a string, an array of one string, or an array of token ids",
+                     "prompt");
+    }
+    if (f.has("logprobs")) p.n_logprobs = static_cast<int>(f.integer("logprobs", 0, 0, 5));
+    if (f.boolean("echo", false)) throw ApiError(400, "'echo' is not supported", "echo");
+  }
+  const int64_t n_ctx = sched->n_ctx();
+  const int64_t n_prompt = static_cast<int64_t>(p.prompt.size());
+  if (n_prompt == 0)
+    throw ApiError(400, core::concat("'", prompt_field, "' makes no tokens"), prompt_field);
+  if (n_prompt >= n_ctx) {
+    throw ApiError(
+        400,
+        core::concat("'", prompt_field, "' is ", n_prompt,
+                     " tokens, which leaves no room in the context of ", n_ctx, " tokens"),
+        prompt_field, "invalid_request_error", "context_length_exceeded");
+  }
+  if (p.max_tokens < 0) {
+    p.max_tokens = n_ctx - n_prompt;
+  } else if (n_prompt + p.max_tokens > n_ctx) {
+    throw ApiError(400,
+                   core::concat("'max_tokens' = ", p.max_tokens, " plus the prompt's ", n_prompt,
+                                " tokens exceeds the context of ", n_ctx,
+                                " tokens; ask for at most ", n_ctx - n_prompt),
+                   "max_tokens", "invalid_request_error", "context_length_exceeded");
+  }
+  if (!sched->submit(job)) {
+    res.set_header("Retry-After", "1");
+    throw ApiError(503, "all slots are busy and the queue is full; retry later", "",
+                   "server_overloaded");
+  }
+
+  const std::string id = core::concat(kind == Kind::chat ? "chatcmpl-" : "cmpl-", next_id++);
+  const int64_t created = unix_time();
+  const int n_logprobs = p.n_logprobs;
+  const bool want_attention = p.attention.top_k > 0;
+  const std::string mid = model_id;
+  const Tokenizer* tk = &tok;
+  // Per-token logprob and attention entries, in the chat or the legacy completions shape.
+  struct Acc {
+    json lp_content = json::array();                                               // chat
+    json tokens = json::array(), token_lps = json::array(), tops = json::array();  // legacy
+    json attention = json::array();
+    int64_t index = 0;
+  };
+  auto add_token = [tk, n_logprobs, want_attention, kind](Acc& a, const serve::TokenEvent& ev) {
+    if (ev.id < 0) return;
+    if (n_logprobs >= 0) {
+      if (kind == Kind::chat) {
+        json e = serve::token_logprob(*tk, ev.id, ev.logprob);
+        json top = json::array();
+        for (const auto& t : ev.top) top.push_back(serve::token_logprob(*tk, t.id, t.logprob));
+        e["top_logprobs"] = top;
+        a.lp_content.push_back(e);
+      } else {
+        a.tokens.push_back(tk->token_bytes(ev.id));
+        a.token_lps.push_back(ev.logprob);
+        json top = json::object();
+        for (const auto& t : ev.top) top[tk->token_bytes(t.id)] = t.logprob;
+        a.tops.push_back(top);
+      }
+    }
+    if (want_attention) {
+      a.attention.push_back({{"index", a.index},
+                             {"token", tk->token_bytes(ev.id)},
+                             {"heads", serve::attention_json(ev.attention)}});
+    }
+    ++a.index;
+  };
+  auto logprobs_json = [kind, n_logprobs](Acc& a) -> json {
+    if (n_logprobs < 0) return nullptr;
+    if (kind == Kind::chat) return json{{"content", a.lp_content}};
+    return json{{"tokens", a.tokens}, {"token_logprobs", a.token_lps}, {"top_logprobs", a.tops}};
+  };
+  auto usage = [](const serve::Job& j) {
+    return json{{"prompt_tokens", j.n_prompt},
+                {"completion_tokens", j.n_generated},
+                {"total_tokens", j.n_prompt + j.n_generated},
+                {"prompt_tokens_details", {{"cached_tokens", j.n_reused}}}};
+  };
+
+  if (!stream) {
+    std::string text;
+    Acc acc;
+    bool done = false;
+    while (!done) {
+      for (const serve::TokenEvent& ev : job->take(1000, done)) {
+        text += ev.text;
+        add_token(acc, ev);
+      }
+    }
+    std::lock_guard lock(job->mu);
+    if (job->finish == serve::Finish::error) {
+      throw ApiError(job->error.find("context") != std::string::npos ? 400 : 500,
+                     "generation failed: " + job->error, "", "server_error");
+    }
+    json choice = {{"index", 0},
+                   {"logprobs", logprobs_json(acc)},
+                   {"finish_reason", serve::finish_reason(job->finish)}};
+    if (kind == Kind::chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", text}};
+    } else {
+      choice["text"] = text;
+    }
+    if (want_attention) choice["attention"] = acc.attention;
+    json out = {{"id", id},
+                {"object", kind == Kind::chat ? "chat.completion" : "text_completion"},
+                {"created", created},
+                {"model", mid},
+                {"choices", json::array({choice})},
+                {"usage", usage(*job)}};
+    res.set_content(serve::dump(out), "application/json");
+    return;
+  }
+
+  // Server-Sent Events: one chunk per token (or per released text), a last chunk with the finish
+  // reason, the usage chunk when asked for, then "data: [DONE]".
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto state = std::make_shared<int>(0);  // 0: role not sent yet (chat), 1: streaming, 2: over
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [job, state, id, created, mid, kind, add_token, logprobs_json, usage, include_usage,
+       want_attention, n_logprobs](size_t, httplib::DataSink& sink) {
+        auto send = [&](const json& j) {
+          const std::string line = "data: " + serve::dump(j) + "\n\n";
+          return sink.write(line.data(), line.size());
+        };
+        auto chunk = [&](json choice) {
+          return json{{"id", id},
+                      {"object", kind == Kind::chat ? "chat.completion.chunk" : "text_completion"},
+                      {"created", created},
+                      {"model", mid},
+                      {"choices", json::array({std::move(choice)})}};
+        };
+        if (*state == 0 && kind == Kind::chat) {
+          json c = {{"index", 0},
+                    {"delta", {{"role", "assistant"}, {"content", ""}}},
+                    {"logprobs", nullptr},
+                    {"finish_reason", nullptr}};
+          if (!send(chunk(c))) return false;
+        }
+        *state = 1;
+        bool done = false;
+        const auto events = job->take(200, done);
+        if (!sink.is_writable()) {
+          job->cancelled = true;
+          return false;
+        }
+        for (const serve::TokenEvent& ev : events) {
+          Acc acc;
+          add_token(acc, ev);
+          if (ev.text.empty() && n_logprobs < 0 && !want_attention) continue;
+          json c = {{"index", 0}, {"logprobs", logprobs_json(acc)}, {"finish_reason", nullptr}};
+          if (kind == Kind::chat) {
+            c["delta"] = {{"content", ev.text}};
+          } else {
+            c["text"] = ev.text;
+          }
+          if (want_attention) c["attention"] = acc.attention;
+          if (!send(chunk(c))) {
+            job->cancelled = true;
+            return false;
+          }
+        }
+        if (!done) return true;
+        std::unique_lock lock(job->mu);
+        if (job->finish == serve::Finish::error) {
+          send(serve::error_body("generation failed: " + job->error, "server_error", "", ""));
+        } else {
+          json c = {{"index", 0},
+                    {"logprobs", nullptr},
+                    {"finish_reason", serve::finish_reason(job->finish)}};
+          if (kind == Kind::chat) {
+            c["delta"] = json::object();
+          } else {
+            c["text"] = "";
+          }
+          send(chunk(c));
+          if (include_usage) {
+            json u = chunk(c);
+            u["choices"] = json::array();
+            u["usage"] = usage(*job);
+            send(u);
+          }
+        }
+        lock.unlock();
+        const std::string end = "data: [DONE]\n\n";
+        sink.write(end.data(), end.size());
+        *state = 2;
+        sink.done();
+        return true;
+      },
+      [job](bool success) {
+        if (!success) job->cancelled = true;
+      });
+}
+
+void Server::Impl::embeddings(const httplib::Request& req, httplib::Response& res) {
+  const json body = serve::parse_body(req.body);
+  const Fields f(body);
+  check_model(f);
+  if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
+  if (!f.has("input")) throw ApiError(400, "'input' is required", "input");
+  const json& in = body["input"];
+  std::vector<std::string> texts;
+  if (in.is_string()) {
+    texts.push_back(in.get<std::string>());
+  } else if (in.is_array() && !in.empty()) {
+    for (const json& x : in) {
+      if (!x.is_string()) {
+        throw ApiError(400, "'input' must be a string or an array of strings", "input");
+      }
+      texts.push_back(x.get<std::string>());
+    }
+  } else {
+    throw ApiError(400, "'input' must be a non-empty string or array of strings", "input");
+  }
+  if (texts.size() > 256) throw ApiError(400, "'input' has more than 256 texts", "input");
+  const std::string format = f.string("encoding_format").value_or("float");
+  if (format != "float" && format != "base64") {
+    throw ApiError(400, "'encoding_format' must be \"float\" or \"base64\"", "encoding_format");
+  }
+  std::string pooling_name = f.string("pooling").value_or(model.is_decoder() ? "mean" : "cls");
+  const bool normalize = f.boolean("normalize", true);
+  const Tokenizer& tok = tokenizer();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const int64_t n = static_cast<int64_t>(tok.encode(texts[i]).size());
+    if (n == 0) throw ApiError(400, core::concat("'input[", i, "]' makes no tokens"), "input");
+    if (n > sched->n_ctx()) {
+      throw ApiError(400,
+                     core::concat("'input[", i, "]' is ", n, " tokens, more than the context of ",
+                                  sched->n_ctx()),
+                     "input");
+    }
+  }
+  std::vector<std::vector<float>> out(texts.size());
+  int64_t n_tokens = 0;
+  if (!model.is_decoder()) {
+    if (pooling_name != "cls" && pooling_name != "mean" && pooling_name != "pooler") {
+      throw ApiError(400, "'pooling' must be cls, mean or pooler", "pooling");
+    }
+    const EmbedOptions eo{.pooling = pooling_name == "mean"     ? Pooling::mean
+                                     : pooling_name == "pooler" ? Pooling::pooler
+                                                                : Pooling::cls,
+                          .normalize = normalize,
+                          .n_threads = o.n_threads};
+    sched->run_task([&] {
+      for (size_t i = 0; i < texts.size(); ++i) {
+        out[i] = embed(model, texts[i], eo);
+        n_tokens += static_cast<int64_t>(tok.encode(texts[i]).size());
+      }
+    });
+  } else {
+    // A decoder: the mean (or last) of the final norm's rows, as sentence-transformers pools.
+    if (pooling_name != "mean" && pooling_name != "last") {
+      throw ApiError(400, "'pooling' must be mean or last for a decoder", "pooling");
+    }
+    struct Rows : Observer {
+      std::vector<float> sum, last;
+      int64_t n = 0;
+      bool wants_activations() override { return true; }
+      void on_activation(const ActivationEvent& e) override {
+        if (e.name != "final_norm") return;
+        sum.assign(static_cast<size_t>(e.width), 0.f);
+        for (int64_t r = 0; r < e.n_rows; ++r)
+          for (int64_t c = 0; c < e.width; ++c) sum[c] += e.data[r * e.width + c];
+        last.assign(e.data + (e.n_rows - 1) * e.width, e.data + e.n_rows * e.width);
+        n = e.n_rows;
+      }
+    };
+    sched->run_task([&] {
+      for (size_t i = 0; i < texts.size(); ++i) {
+        Rows rows;
+        const std::vector<int32_t> ids = tok.encode(texts[i]);
+        Session s(model, {.n_ctx = static_cast<int64_t>(ids.size()),
+                          .kv_type = KvType::f32,
+                          .n_threads = o.n_threads,
+                          .observer = &rows,
+                          .attention_backend = Backend::automatic});
+        s.eval(ids);
+        std::vector<float> e = pooling_name == "last" ? rows.last : rows.sum;
+        if (pooling_name == "mean")
+          for (float& x : e) x /= static_cast<float>(rows.n);
+        if (normalize) {
+          double ss = 0;
+          for (float x : e) ss += static_cast<double>(x) * x;
+          const float inv = ss > 0 ? static_cast<float>(1 / std::sqrt(ss)) : 0.f;
+          for (float& x : e) x *= inv;
+        }
+        out[i] = std::move(e);
+        n_tokens += static_cast<int64_t>(ids.size());
+      }
+    });
+  }
+  json data = json::array();
+  for (size_t i = 0; i < out.size(); ++i) {
+    // base64: the float32 values' little-endian bytes, as OpenAI's clients ask for by default.
+    json e = format == "base64" ? json(base64(out[i])) : json(out[i]);
+    data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", e}});
+  }
+  res.set_content(
+      serve::dump(json{{"object", "list"},
+                       {"data", data},
+                       {"model", model_id},
+                       {"usage", {{"prompt_tokens", n_tokens}, {"total_tokens", n_tokens}}}}),
+      "application/json");
+}
+
+void Server::Impl::tokenize(const httplib::Request& req, httplib::Response& res) {
+  const json body = serve::parse_body(req.body);
+  const Fields f(body);
+  if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
+  const auto content = f.string("content");
+  if (!content) throw ApiError(400, "'content' is required (a string)", "content");
+  const bool add_special = f.boolean("add_special", false);
+  const bool parse_special = f.boolean("parse_special", true);
+  const bool with_pieces = f.boolean("with_pieces", false);
+  const std::vector<int32_t> ids =
+      tokenizer().encode(*content, {.add_special = add_special, .parse_special = parse_special});
+  json tokens = json::array();
+  for (int32_t id : ids) {
+    if (with_pieces) {
+      tokens.push_back({{"id", id}, {"piece", tokenizer().token_bytes(id)}});
+    } else {
+      tokens.push_back(id);
+    }
+  }
+  res.set_content(serve::dump(json{{"tokens", tokens}}), "application/json");
+}
+
+void Server::Impl::detokenize(const httplib::Request& req, httplib::Response& res) {
+  const json body = serve::parse_body(req.body);
+  if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
+  if (!body.contains("tokens") || !body["tokens"].is_array()) {
+    throw ApiError(400, "'tokens' is required (an array of token ids)", "tokens");
+  }
+  std::vector<int32_t> ids;
+  for (const json& x : body["tokens"]) {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0 ||
+        x.get<int64_t>() >= tokenizer().n_vocab()) {
+      throw ApiError(400,
+                     core::concat("'tokens' has ", x.dump(), "; expected ids in [0, ",
+                                  tokenizer().n_vocab(), ")"),
+                     "tokens");
+    }
+    ids.push_back(x.get<int32_t>());
+  }
+  res.set_content(serve::dump(json{{"content", tokenizer().decode(ids)}}), "application/json");
+}
+
+std::string Server::Impl::metrics() {
+  const serve::SchedulerStats s = sched->stats();
+  std::string out;
+  auto line = [&](const std::string& l) { out += l + "\n"; };
+  line("# HELP qkv_requests_total HTTP requests answered, by status.");
+  line("# TYPE qkv_requests_total counter");
+  {
+    std::lock_guard lock(metrics_mu);
+    for (const auto& [status, n] : by_status) {
+      line(core::concat("qkv_requests_total{status=\"", status, "\"} ", n));
+    }
+  }
+  auto metric = [&](const char* name, const char* type, const char* help, double v) {
+    line(core::concat("# HELP ", name, " ", help));
+    line(core::concat("# TYPE ", name, " ", type));
+    line(core::concat(name, " ", v));
+  };
+  metric("qkv_prompt_tokens_total", "counter", "Prompt tokens run through the model.",
+         static_cast<double>(s.prompt_tokens));
+  metric("qkv_generated_tokens_total", "counter", "Tokens generated.",
+         static_cast<double>(s.generated_tokens));
+  metric("qkv_prefill_seconds_total", "counter", "Seconds spent on prompt chunks.",
+         s.prefill_seconds);
+  metric("qkv_decode_seconds_total", "counter", "Seconds spent on decode steps.", s.decode_seconds);
+  metric("qkv_prefill_tokens_per_second", "gauge", "Prompt tokens per second of prefill time.",
+         s.prefill_seconds > 0 ? static_cast<double>(s.prompt_tokens) / s.prefill_seconds : 0);
+  metric("qkv_decode_tokens_per_second", "gauge", "Generated tokens per second of decode time.",
+         s.decode_seconds > 0 ? static_cast<double>(s.generated_tokens) / s.decode_seconds : 0);
+  metric("qkv_queue_depth", "gauge", "Requests waiting for a slot.", s.queue_depth);
+  metric("qkv_slots_busy", "gauge", "Slots generating.", s.busy_slots);
+  metric("qkv_slots_total", "gauge", "Slots.", s.n_slots);
+  metric("qkv_requests_cancelled_total", "counter", "Generations cancelled (client gone).",
+         static_cast<double>(s.jobs_cancelled));
+  line("# HELP qkv_time_to_first_token_seconds From the request's arrival to its first token.");
+  line("# TYPE qkv_time_to_first_token_seconds histogram");
+  for (size_t i = 0; i < std::size(serve::kTtftBounds); ++i) {
+    line(core::concat("qkv_time_to_first_token_seconds_bucket{le=\"", serve::kTtftBounds[i], "\"} ",
+                      s.ttft_counts[i]));
+  }
+  line(core::concat("qkv_time_to_first_token_seconds_bucket{le=\"+Inf\"} ", s.ttft_n));
+  line(core::concat("qkv_time_to_first_token_seconds_sum ", s.ttft_sum));
+  line(core::concat("qkv_time_to_first_token_seconds_count ", s.ttft_n));
+  return out;
+}
+
+void Server::Impl::routes() {
+  http.set_payload_max_length(static_cast<size_t>(o.max_body_bytes));
+  const size_t n_workers = std::clamp<size_t>(
+      static_cast<size_t>(o.n_parallel) + static_cast<size_t>(o.max_queue) + 8, 16, 512);
+  http.new_task_queue = [n_workers] { return new httplib::ThreadPool(n_workers); };
+  http.set_keep_alive_timeout(5);
+  http.set_read_timeout(30);
+
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (o.api_key.empty() || req.path == "/health")
+      return httplib::Server::HandlerResponse::Unhandled;
+    const std::string auth = req.get_header_value("Authorization");
+    if (!constant_time_equal(auth, "Bearer " + o.api_key)) {
+      send_error(res, 401,
+                 auth.empty() ? "missing API key: send the header Authorization: Bearer KEY"
+                              : "invalid API key",
+                 "", "authentication_error", "invalid_api_key");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string msg = res.status == 404   ? "no endpoint " + req.method + " " + req.path
+                      : res.status == 413 ? "the request body is larger than the server's limit"
+                                          : "bad request";
+    send_error(res, res.status, msg);
+  });
+  http.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        try {
+          std::rethrow_exception(ep);
+        } catch (const ApiError& e) {
+          send_error(res, e.status, e.what(), e.param, e.type, e.code);
+        } catch (const InvalidArgument& e) {
+          send_error(res, 400, e.what());
+        } catch (const std::bad_alloc&) {
+          send_error(res, 507, "out of memory");
+        } catch (const std::exception& e) {
+          send_error(res, 500, e.what());
+        } catch (...) {
+          send_error(res, 500, "unknown error");
+        }
+      });
+  http.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+    std::lock_guard lock(metrics_mu);
+    ++by_status[res.status];
+  });
+
+  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    const serve::SchedulerStats s = sched->stats();
+    res.set_content(serve::dump(json{{"status", "ok"},
+                                     {"slots_idle", s.n_slots - s.busy_slots},
+                                     {"slots_processing", s.busy_slots},
+                                     {"queue_depth", s.queue_depth}}),
+                    "application/json");
+  });
+  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(serve::dump(models()), "application/json");
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics(), "text/plain; version=0.0.4");
+  });
+  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(std::string(serve::page_html()), "text/html; charset=utf-8");
+  });
+  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    generate(req, res, Kind::chat);
+  });
+  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    generate(req, res, Kind::completion);
+  });
+  http.Post("/v1/embeddings",
+            [this](const httplib::Request& req, httplib::Response& res) { embeddings(req, res); });
+  http.Post("/tokenize",
+            [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
+  http.Post("/detokenize",
+            [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
+}
+
+Server::Server(Model model, ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.o = std::move(options);
+  if (s.o.port < 0 || s.o.port > 65535) {
+    core::throw_invalid("port ", s.o.port, ": expected 0..65535 (0: any free port)");
+  }
+  if (s.o.max_body_bytes < 1024) {
+    core::throw_invalid("body size limit ", s.o.max_body_bytes, " bytes: expected >= 1024");
+  }
+  s.model_id = !s.o.model_name.empty() ? s.o.model_name
+                                       : std::filesystem::path(model.file().path).stem().string();
+  if (s.model_id.empty()) s.model_id = "qkv";
+  if (model.is_decoder()) {
+    try {
+      s.chat.emplace(s.o.chat_template, s.o.bos_text, s.o.eos_text);
+    } catch (const Error& e) {
+      throw Error(core::concat("the model's chat template does not parse: ", e.what()));
+    }
+  }
+  s.model = model;
+  s.sched = std::make_unique<serve::Scheduler>(
+      std::move(model), serve::SchedulerOptions{.n_parallel = s.o.n_parallel,
+                                                .n_ctx = s.o.n_ctx,
+                                                .kv_type = s.o.kv_type,
+                                                .n_threads = s.o.n_threads,
+                                                .max_queue = s.o.max_queue,
+                                                .prefill_chunk = s.o.prefill_chunk});
+  s.routes();
+  if (s.o.port == 0) {
+    s.port = s.http.bind_to_any_port(s.o.host);
+    if (s.port <= 0) throw Error(core::concat("cannot listen on ", s.o.host, " (any port)"));
+  } else {
+    if (!s.http.bind_to_port(s.o.host, s.o.port)) {
+      throw Error(core::concat("cannot listen on ", s.o.host, ":", s.o.port,
+                               " (in use, or not an address of this machine); choose another ",
+                               "port"));
+    }
+    s.port = s.o.port;
+  }
+}
+
+Server::~Server() {
+  stop();
+}
+
+int Server::port() const {
+  return impl_->port;
+}
+
+void Server::run() {
+  impl_->http.listen_after_bind();
+  impl_->sched->stop();
+}
+
+void Server::stop() {
+  impl_->sched->stop();  // ends waiting jobs, so handler threads return
+  impl_->http.stop();
+}
+
+}  // namespace qkv
