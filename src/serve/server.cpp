@@ -239,6 +239,12 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
   const bool want_attention = p.attention.top_k > 0;
   const std::string mid = model_id;
   const Tokenizer* tk = &tok;
+  // With the attention extension, the prompt's token pieces, so that positions can be shown.
+  json prompt_pieces = nullptr;
+  if (want_attention) {
+    prompt_pieces = json::array();
+    for (int32_t t : p.prompt) prompt_pieces.push_back(tok.token_bytes(t));
+  }
   // Per-token logprob and attention entries, in the chat or the legacy completions shape.
   struct Acc {
     json lp_content = json::array();                                               // chat
@@ -305,7 +311,10 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
     } else {
       choice["text"] = text;
     }
-    if (want_attention) choice["attention"] = acc.attention;
+    if (want_attention) {
+      choice["attention"] = acc.attention;
+      choice["prompt_tokens"] = prompt_pieces;
+    }
     json out = {{"id", id},
                 {"object", kind == Kind::chat ? "chat.completion" : "text_completion"},
                 {"created", created},
@@ -324,7 +333,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
   res.set_chunked_content_provider(
       "text/event-stream",
       [job, state, id, created, mid, kind, add_token, logprobs_json, usage, include_usage,
-       want_attention, n_logprobs](size_t, httplib::DataSink& sink) {
+       want_attention, n_logprobs, prompt_pieces](size_t, httplib::DataSink& sink) {
         auto send = [&](const json& j) {
           const std::string line = "data: " + serve::dump(j) + "\n\n";
           return sink.write(line.data(), line.size());
@@ -336,11 +345,14 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
                       {"model", mid},
                       {"choices", json::array({std::move(choice)})}};
         };
-        if (*state == 0 && kind == Kind::chat) {
-          json c = {{"index", 0},
-                    {"delta", {{"role", "assistant"}, {"content", ""}}},
-                    {"logprobs", nullptr},
-                    {"finish_reason", nullptr}};
+        if (*state == 0 && (kind == Kind::chat || want_attention)) {
+          json c = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+          if (kind == Kind::chat) {
+            c["delta"] = {{"role", "assistant"}, {"content", ""}};
+          } else {
+            c["text"] = "";
+          }
+          if (want_attention) c["prompt_tokens"] = prompt_pieces;
           if (!send(chunk(c))) return false;
         }
         *state = 1;
@@ -606,7 +618,8 @@ void Server::Impl::routes() {
   http.set_read_timeout(30);
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (o.api_key.empty() || req.path == "/health")
+    // The page itself holds no data (it asks for the key to call the API).
+    if (o.api_key.empty() || req.path == "/health" || req.path == "/")
       return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     if (!constant_time_equal(auth, "Bearer " + o.api_key)) {

@@ -240,6 +240,7 @@ def main():
         check(st == 200, f"attention: {st} {j}")
         att = j["choices"][0].get("attention", [])
         n_prompt = j["usage"]["prompt_tokens"]
+        check(len(j["choices"][0].get("prompt_tokens", [])) == n_prompt, "prompt_tokens")
         check(len(att) == j["usage"]["completion_tokens"], "one attention entry per token")
         for i, a in enumerate(att):
             check([h["head"] for h in a["heads"]] == [0, 1] and
@@ -345,6 +346,8 @@ def main():
     try:
         st, _, _, _ = srv.request("GET", "/health")
         check(st == 200, "/health needs no key")
+        st, _, page, _ = srv.request("GET", "/")
+        check(st == 200 and "<html" in page, "the page needs no key")
         st, j, _, _ = srv.request("GET", "/v1/models")
         check(st == 401 and j["error"]["type"] == "authentication_error", f"no key: {st}")
         st, _, _, _ = srv.request("GET", "/v1/models", headers={"Authorization": "Bearer s3cre"})

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The page `qkv serve` serves at /, in headless Chromium: a chat round trip and the attention
+view of a generated token, failing on any console message or page error.
+
+usage: page_browser_test.py QKV_BINARY   (exit 77 = skipped: chromium is not installed)
+
+The page (src/serve/page.html) sends ?q=TEXT at once, streams the reply with the attention
+extension, then shows token ?select=I; it writes what it drew into data-* attributes of <body>:
+state (done), tokens (reply tokens), attention-cells (one per layer and head) and highlighted
+(context positions tinted, the top-k). These must match what the API returns for the same chat.
+"""
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import urllib.parse
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from serve_test import Server  # noqa: E402
+
+
+def main():
+    qkv = sys.argv[1]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("skipped: chromium is not installed (Debian package chromium)")
+        return 77
+    failures = []
+    srv = Server(qkv, "--parallel", "2")
+    try:
+        st, models, _, _ = srv.request("GET", "/v1/models")
+        meta = models["data"][0]["meta"]
+        question = "Tell me about a cat."
+        # The same request the page makes (greedy, 64 tokens, top-8 attention everywhere).
+        st, want, _, _ = srv.request("POST", "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": question}], "max_tokens": 64,
+            "temperature": 0, "attention": {"top_k": 8}})
+        n_tokens = want["usage"]["completion_tokens"]
+        first = want["choices"][0]["attention"][0]["heads"]
+        url = f"http://127.0.0.1:{srv.port}/?" + urllib.parse.urlencode({"q": question,
+                                                                          "select": 0})
+        p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                            "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000",
+                            "--dump-dom", url], capture_output=True, text=True, timeout=180)
+        dom, err = p.stdout, p.stderr
+        body = re.search(r"<body([^>]*)>", dom)
+        if not body:
+            print("no <body> in the dumped DOM; chromium stderr:\n" + err[-3000:])
+            return 1
+        attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+        console = [x for x in err.splitlines() if "CONSOLE" in x or "Uncaught" in x]
+        if console:
+            failures.append("console messages:\n" + "\n".join(console))
+        if attrs.get("state") != "done":
+            failures.append(f"page state {attrs.get('state')!r}, not done; DOM tail {dom[-800:]}")
+        if int(attrs.get("tokens", -1)) != n_tokens:
+            failures.append(f"page shows {attrs.get('tokens')} tokens, the API {n_tokens}")
+        if int(attrs.get("attention-cells", -1)) != meta["n_layer"] * meta["n_head"]:
+            failures.append(f"attention cells {attrs.get('attention-cells')}, want "
+                            f"{meta['n_layer'] * meta['n_head']}")
+        top = next(h for h in first if h["layer"] == 0 and h["head"] == 0)
+        if int(attrs.get("highlighted", -1)) != len(top["positions"]):
+            failures.append(f"highlighted {attrs.get('highlighted')}, want "
+                            f"{len(top['positions'])}")
+        text = json.dumps(want["choices"][0]["message"]["content"])
+        print("reply:", text[:200])
+    finally:
+        srv.stop()
+    for f in failures:
+        print("FAIL:", f)
+    print(f"page: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
