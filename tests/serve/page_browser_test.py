@@ -4,8 +4,8 @@ view of a generated token, failing on any console message or page error.
 
 usage: page_browser_test.py QKV_BINARY   (exit 77 = skipped: chromium is not installed)
 
-The page (src/serve/page.html) sends ?q=TEXT at once, streams the reply with the attention
-extension, then shows token ?select=I; it writes what it drew into data-* attributes of <body>:
+The page (src/serve/page.html) sends ?q=TEXT at once (&stream=0: the whole reply at once, which
+the headless browser's virtual clock waits for), then shows token ?select=I; it writes what it drew into data-* attributes of <body>:
 state (done), tokens (reply tokens), attention-cells (one per layer and head) and highlighted
 (context positions tinted, the top-k). These must match what the API returns for the same chat.
 """
@@ -40,7 +40,8 @@ def main():
         n_tokens = want["usage"]["completion_tokens"]
         first = want["choices"][0]["attention"][0]["heads"]
         url = f"http://127.0.0.1:{srv.port}/?" + urllib.parse.urlencode({"q": question,
-                                                                          "select": 0})
+                                                                          "select": 0,
+                                                                          "stream": 0})
         p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000",
                             "--dump-dom", url], capture_output=True, text=True, timeout=180)
