@@ -74,7 +74,10 @@ qkv::TokenizerSpec utf8_bpe() {
     s.tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
     s.kinds.push_back(qkv::TokenKind::byte);
   }
-  for (const char* t : {"\xe2\x96\x81", "a", "b", "\xe2\x96\x81a", "ab", "\n\n"}) {
+  for (const char* t : {"\xe2\x96\x81", "a", "b",
+                        "\xe2\x96\x81"
+                        "a",
+                        "ab", "\n\n"}) {
     s.tokens.push_back(t);
     s.kinds.push_back(qkv::TokenKind::normal);
   }
