@@ -38,7 +38,8 @@ PROMPTS = [
 class Server:
     def __init__(self, qkv, *args):
         self.proc = subprocess.Popen(
-            [qkv, "serve", "--port", "0", "--threads", "1", *args],
+            [qkv, "serve", "--port", "0",
+             *([] if "--threads" in args else ["--threads", "1"]), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.port = None
         self.log = []
