@@ -1,4 +1,4 @@
-// qkv make-model --arch gpt2|llama|qwen2|qwen3|gemma2 [--preset NAME|tiny] [--n-embd N
+// qkv make-model --arch gpt2|llama|qwen2|qwen3|gemma2|gemma3|phi3 [--preset NAME|tiny] [--n-embd N
 //                --n-layer L --n-head H --n-head-kv HKV --head-dim D --n-ff F --n-vocab V --n-ctx C]
 //                [--dtype f32|f16|bf16|q8_0] [--seed S] [--std SIGMA] [--vocab VOCAB.gguf] -o OUT
 //   Writes a GGUF model of a real shape with seeded random weights, named and laid out as
@@ -69,18 +69,47 @@ struct Preset {
   bool tied;
   int64_t sliding_window = 0;
   double attn_softcap = 0, final_softcap = 0;
+  int64_t swa_pattern = 0;
+  double rope_theta_swa = 0, rope_scale = 0;
+  bool llama3_rope = false;  // writes rope_freqs (Llama 3.x's RoPE scaling)
 };
 using A = Architecture;
 constexpr Preset kPresets[] = {
     {"gpt2-124m", A::gpt2, 768, 12, 12, 12, 0, 3072, 50257, 1024, 0, 1e-5, true},
     // TinyLlama-1.1B's shape (22 layers, GQA 32/4, SwiGLU 5632, SentencePiece 32000).
     {"llama-1b", A::llama, 2048, 22, 32, 4, 0, 5632, 32000, 2048, 1e4, 1e-5, false},
-    // Llama 3.2 1B: tied embeddings, RoPE base 500000 (its rope_freqs scaling is not written).
-    {"llama-3.2-1b", A::llama, 2048, 16, 32, 8, 0, 8192, 128256, 131072, 5e5, 1e-5, true},
+    // Llama 3.2 1B: tied embeddings, RoPE base 500000 scaled by the rope_freqs tensor.
+    {"llama-3.2-1b", A::llama, 2048, 16, 32, 8, 0, 8192, 128256, 131072, 5e5,
+     1e-5,           true,     0,    0,  0,  0, 0, 0,    true},
+    {"llama-3.2-tiny",
+     A::llama,
+     64,
+     2,
+     4,
+     2,
+     0,
+     160,
+     384,
+     128,
+     5e5,
+     1e-5,
+     true,
+     0,
+     0,
+     0,
+     0,
+     0,
+     0,
+     true},
     {"qwen2.5-0.5b", A::qwen2, 896, 24, 14, 2, 0, 4864, 151936, 32768, 1e6, 1e-6, true},
     {"qwen3-0.6b", A::qwen3, 1024, 28, 16, 8, 128, 3072, 151936, 40960, 1e6, 1e-6, true},
     {"gemma-2-2b", A::gemma2, 2304, 26, 8, 4, 256, 9216, 256000, 8192, 1e4, 1e-6, true, 4096, 50,
      30},
+    // Gemma 3 1B: 5 local layers (window 512, RoPE base 10000) to 1 global (base 1e6).
+    {"gemma-3-1b", A::gemma3, 1152, 26, 4, 1, 256, 6912, 262144, 32768, 1e6, 1e-6, true, 512, 0, 0,
+     6, 1e4},
+    // Phi-3-mini-4k: fused QKV and gate/up, SentencePiece 32064.
+    {"phi-3-mini", A::phi3, 3072, 32, 32, 32, 0, 8192, 32064, 4096, 1e4, 1e-5, false},
     {"tiny", A::gpt2, 64, 2, 4, 4, 0, 256, 320, 128, 0, 1e-5, true},
     {"tiny", A::llama, 64, 2, 4, 2, 0, 160, 384, 128, 1e4, 1e-5, false},
     {"tiny", A::qwen2, 64, 2, 4, 2, 0, 160, 384, 128, 1e6, 1e-6, true},
@@ -88,6 +117,10 @@ constexpr Preset kPresets[] = {
     {"tiny", A::qwen3, 64, 2, 4, 2, 32, 160, 384, 128, 1e6, 1e-6, false},
     // A window of 8 so that short test prompts already slide on layer 0.
     {"tiny", A::gemma2, 64, 2, 4, 2, 0, 160, 384, 128, 1e4, 1e-6, true, 8, 50, 30},
+    // 6 layers so that layer 5 is global; global RoPE base 1e6 scaled linearly by 8 (Gemma 3
+    // 4B and up), local base 10000.
+    {"tiny", A::gemma3, 64, 6, 4, 2, 32, 160, 384, 128, 1e6, 1e-6, true, 8, 0, 0, 6, 1e4, 8},
+    {"tiny", A::phi3, 64, 2, 4, 2, 0, 160, 384, 128, 1e4, 1e-5, false},
 };
 
 std::string preset_names() {
@@ -100,7 +133,7 @@ std::string preset_names() {
 
 std::string arch_names() {
   std::string out;
-  for (int a = 0; a <= static_cast<int>(A::gemma2); ++a) {
+  for (int a = 0; a <= static_cast<int>(A::phi3); ++a) {
     if (static_cast<A>(a) == A::bert) continue;  // an encoder: make-model writes decoders
     out += (out.empty() ? "" : ", ") + std::string(architecture_name(static_cast<A>(a)));
   }
@@ -148,6 +181,10 @@ Shape resolve_shape(const MakeModelOptions& o) {
   c.sliding_window = preset->sliding_window;
   c.attn_softcap = preset->attn_softcap;
   c.final_softcap = preset->final_softcap;
+  c.swa_pattern = preset->swa_pattern;
+  c.rope_theta_swa = preset->rope_theta_swa;
+  c.rope_scale = preset->rope_scale;
+  if (preset->llama3_rope) c.rope_type = "llama3";
   auto take = [](int64_t given, int64_t& field) {
     if (given != 0) field = given;
   };
@@ -200,7 +237,7 @@ Shape resolve_shape(const MakeModelOptions& o) {
 
 // ---- Tensors -----------------------------------------------------------------------------
 
-enum class Init : uint8_t { normal, norm_weight };
+enum class Init : uint8_t { normal, norm_weight, llama3_rope_freqs };
 
 struct Planned {
   GgufTensorDecl decl;
@@ -213,7 +250,9 @@ std::vector<Planned> plan_tensors(const Shape& s, TensorType matrix) {
   std::vector<Planned> p;
   for (model::GgufTensorPlan& t : model::gguf_tensor_plan(s.arch, s.c)) {
     const TensorType type = t.shape.size() == 2 ? matrix : TensorType::f32;
-    const Init init = model::is_norm_weight(t.spec->role) ? Init::norm_weight : Init::normal;
+    const Init init = t.spec->role == model::Role::rope_freqs ? Init::llama3_rope_freqs
+                      : model::is_norm_weight(t.spec->role)   ? Init::norm_weight
+                                                              : Init::normal;
     p.push_back({{std::move(t.name), type, std::move(t.shape)}, init});
   }
   return p;
@@ -244,8 +283,28 @@ void normals(uint64_t key, uint64_t first, size_t n, float* out) {
   }
 }
 
+// Llama 3.x's RoPE scaling as its config states it (factor 32, low_freq_factor 1,
+// high_freq_factor 4, original context 8192) turned into the divisors of each frequency that
+// llama.cpp's converter writes as rope_freqs: 1 for short wavelengths, the factor for long ones,
+// a smooth blend between. n = head_dim / 2.
+void llama3_rope_freqs(double theta, int64_t n, float* out) {
+  const double factor = 32, low = 1, high = 4, orig = 8192;
+  for (int64_t i = 0; i < n; ++i) {
+    const double freq = 1.0 / std::pow(theta, double(2 * i) / double(2 * n));
+    const double wavelen = 2 * std::numbers::pi / freq;
+    double f = 1;
+    if (wavelen > orig / low) {
+      f = factor;
+    } else if (wavelen >= orig / high) {
+      const double smooth = (orig / wavelen - low) / (high - low);
+      f = 1 / ((1 - smooth) / factor + smooth);
+    }
+    out[i] = static_cast<float>(f);
+  }
+}
+
 // Produces tensor `p` (index `index` in the file) into `out`, in chunks of kChunk values.
-void fill_tensor(const Planned& p, size_t index, uint64_t seed, double std,
+void fill_tensor(const Planned& p, size_t index, uint64_t seed, double std, double rope_theta,
                  std::span<std::byte> out) {
   constexpr size_t kChunk = size_t{1} << 16;  // a multiple of the q8_0 block (32)
   const uint64_t key = mix64(mix64(seed) ^ (uint64_t(index) << 32));
@@ -258,6 +317,7 @@ void fill_tensor(const Planned& p, size_t index, uint64_t seed, double std,
     normals(key, uint64_t(first), m, buf.data());
     const float offset = p.init == Init::norm_weight ? 1.0f : 0.0f;
     for (size_t i = 0; i < m; ++i) buf[i] = offset + static_cast<float>(std) * buf[i];
+    if (p.init == Init::llama3_rope_freqs) llama3_rope_freqs(rope_theta, n, buf.data());
     std::byte* dst = out.data() + pos;
     switch (p.decl.type) {
       case TensorType::f32:
@@ -476,7 +536,7 @@ void run(const MakeModelOptions& o) {
   if (o.vocab.empty()) {
     // LLaMA files carry SentencePiece; the others a byte-level BPE (Qwen's is one; Gemma's
     // SentencePiece is not synthesised: a random model runs the same on either).
-    if (s.arch == Architecture::llama) {
+    if (s.arch == Architecture::llama || s.arch == Architecture::phi3) {
       synth_spm_vocab(s.c.n_vocab, tok);
     } else {
       synth_gpt2_vocab(s.c.n_vocab, tok);
@@ -518,7 +578,7 @@ void run(const MakeModelOptions& o) {
     n_params += uint64_t(n);
   }
   write_gguf_streaming(o.output, md, decls, [&](size_t i, std::span<std::byte> out) {
-    fill_tensor(plan[i], i, o.seed, o.std, out);
+    fill_tensor(plan[i], i, o.seed, o.std, s.c.rope_theta, out);
   });
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelConfig& c = s.c;
@@ -533,11 +593,13 @@ void run(const MakeModelOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<MakeModelOptions>();
-  app.add_option("--arch", o->arch,
-                 "gpt2 (default), llama, qwen2, qwen3 or gemma2 (implied by a named preset)");
+  app.add_option(
+      "--arch", o->arch,
+      "gpt2 (default), llama, qwen2, qwen3, gemma2, gemma3 or phi3 (implied by a named preset)");
   app.add_option("--preset", o->preset,
-                 "gpt2-124m, llama-1b (TinyLlama-1.1B shape), llama-3.2-1b, qwen2.5-0.5b, "
-                 "qwen3-0.6b, gemma-2-2b, or tiny (default; in --arch's architecture)");
+                 "gpt2-124m, llama-1b (TinyLlama-1.1B shape), llama-3.2-1b, llama-3.2-tiny, "
+                 "qwen2.5-0.5b, qwen3-0.6b, gemma-2-2b, gemma-3-1b, phi-3-mini, or tiny (default; "
+                 "in --arch's architecture)");
   app.add_option("--n-embd", o->n_embd, "Override: embedding width");
   app.add_option("--n-layer", o->n_layer, "Override: blocks");
   app.add_option("--n-head", o->n_head, "Override: query heads");

@@ -1,4 +1,4 @@
-// qkv — transformer models: GPT-2, the LLaMA family (with Qwen 2, Qwen 3 and Gemma 2) and BERT,
+// qkv — transformer models: GPT-2, the LLaMA family (with Qwen 2/3, Gemma 2/3, Phi-3) and BERT,
 // loaded from a GGUF file, a Hugging Face folder (config.json + safetensors) or a llama2.c
 // checkpoint.
 //
@@ -21,7 +21,7 @@
 
 namespace qkv {
 
-enum class Architecture : uint8_t { gpt2, llama, bert, qwen2, qwen3, gemma2 };
+enum class Architecture : uint8_t { gpt2, llama, bert, qwen2, qwen3, gemma2, gemma3, phi3 };
 std::string_view architecture_name(Architecture a);
 
 // How RoPE pairs the dimensions of a head: (2i, 2i+1) as in llama2.c and GGUF files made by the

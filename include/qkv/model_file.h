@@ -160,10 +160,15 @@ struct ModelConfig {
   double rope_theta = 0;
   std::string rope_type;
   std::string activation;
-  int64_t sliding_window = 0;  // keys a sliding-window layer sees, itself included; 0: none
-  double attn_softcap = 0;     // attention scores s -> c tanh(s / c) (Gemma 2); 0: off
-  double final_softcap = 0;    // logits likewise; 0: off
-  double attn_scale = 0;       // query scale; 0: 1 / sqrt(head_dim)
+  int64_t sliding_window = 0;   // keys a sliding-window layer sees, itself included; 0: none
+  double attn_softcap = 0;      // attention scores s -> c tanh(s / c) (Gemma 2); 0: off
+  double final_softcap = 0;     // logits likewise; 0: off
+  double attn_scale = 0;        // query scale; 0: 1 / sqrt(head_dim)
+  int64_t swa_pattern = 0;      // layer l slides when l % swa_pattern < swa_pattern - 1; 0: default
+  double rope_theta_swa = 0;    // RoPE base of the sliding layers; 0: the family's default
+  double rope_scale = 0;        // linear RoPE scaling: positions divided by it; 0: none
+  double rope_attn_factor = 0;  // q and k scaled by it after RoPE (LongRoPE); 0: 1
+  int64_t n_ctx_orig = 0;       // context of the short RoPE factors (Phi-3 LongRoPE); 0: n_ctx
   bool tied_embeddings = false;
   bool causal = true;
 };

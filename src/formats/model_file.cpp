@@ -68,6 +68,20 @@ ModelConfig config_from_gguf(const ModelFile& m) {
     }
   }
   c.sliding_window = integer(a + "attention.sliding_window");
+  if (const MetaValue* v = md.find(a + "attention.sliding_window_pattern")) {
+    // A per-layer array (Gemma 4's) is marked -1: refused by the loader of a family that reads it.
+    c.swa_pattern = v->type() == MetaValue::Type::array
+                        ? -1
+                        : v->as_int(m.path + ": " + a + "attention.sliding_window_pattern");
+  }
+  c.rope_theta_swa = number(a + "rope.freq_base_swa");
+  c.rope_scale = number(a + "rope.scaling.factor");
+  if (c.rope_scale == 0) c.rope_scale = number(a + "rope.scale_linear");
+  c.rope_attn_factor = number(a + "rope.scaling.attn_factor");
+  c.n_ctx_orig = integer(a + "rope.scaling.original_context_length");
+  if (const MetaValue* v = md.find(a + "rope.scaling.type")) {
+    c.rope_type = v->as_string(m.path + ": " + a + "rope.scaling.type");
+  }
   c.attn_softcap = number(a + "attn_logit_softcapping");
   c.final_softcap = number(a + "final_logit_softcapping");
   if (const MetaValue* v = md.find(a + "attention.causal")) c.causal = v->as_bool(a + "causal");

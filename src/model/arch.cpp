@@ -43,6 +43,7 @@ constexpr TensorSpec kGpt2[] = {
 
 // LLaMA family: RMSNorm, RoPE, SwiGLU, GQA; biases on q/k/v/o are optional (Qwen2-style files).
 constexpr TensorSpec kLlama[] = {
+    {Role::rope_freqs,  kGlobal,   kOptional, {D::rope_half, D::none}, "rope_freqs.weight",    "",                                                ""},
     {Role::tok_embd,    kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",         "model.embed_tokens.weight",                       "tok_embeddings.weight"},
     {Role::attn_norm_w, kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.attn_norm.weight",   "model.layers.{}.input_layernorm.weight",          "layers.{}.attention_norm.weight"},
     {Role::wq,          kPerLayer, kRequired, {D::q, D::embd},     "blk.{}.attn_q.weight",      "model.layers.{}.self_attn.q_proj.weight",         "layers.{}.attention.wq.weight"},
@@ -117,6 +118,42 @@ constexpr TensorSpec kGemma2[] = {
     {Role::lm_head,        kGlobal,   kOptional, {D::vocab, D::embd}, "output.weight",                   "lm_head.weight",                                     ""},
 };
 
+// Gemma 3: Gemma 2's blocks with per-head QK-norm and no attention soft-cap; 5 sliding layers to
+// 1 global one, the sliding ones with their own RoPE base.
+constexpr TensorSpec kGemma3[] = {
+    {Role::tok_embd,       kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",                 "model.embed_tokens.weight",                          ""},
+    {Role::attn_norm_w,    kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.attn_norm.weight",           "model.layers.{}.input_layernorm.weight",             ""},
+    {Role::wq,             kPerLayer, kRequired, {D::q, D::embd},     "blk.{}.attn_q.weight",              "model.layers.{}.self_attn.q_proj.weight",            ""},
+    {Role::wk,             kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_k.weight",              "model.layers.{}.self_attn.k_proj.weight",            ""},
+    {Role::wv,             kPerLayer, kRequired, {D::kv, D::embd},    "blk.{}.attn_v.weight",              "model.layers.{}.self_attn.v_proj.weight",            ""},
+    {Role::wo,             kPerLayer, kRequired, {D::embd, D::q},     "blk.{}.attn_output.weight",         "model.layers.{}.self_attn.o_proj.weight",            ""},
+    {Role::attn_post_norm, kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.post_attention_norm.weight", "model.layers.{}.post_attention_layernorm.weight",    ""},
+    {Role::attn_k_norm,    kPerLayer, kRequired, {D::head, D::none},  "blk.{}.attn_k_norm.weight",         "model.layers.{}.self_attn.k_norm.weight",            ""},
+    {Role::attn_q_norm,    kPerLayer, kRequired, {D::head, D::none},  "blk.{}.attn_q_norm.weight",         "model.layers.{}.self_attn.q_norm.weight",            ""},
+    {Role::ffn_norm_w,     kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.ffn_norm.weight",            "model.layers.{}.pre_feedforward_layernorm.weight",   ""},
+    {Role::ffn_gate,       kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_gate.weight",            "model.layers.{}.mlp.gate_proj.weight",               ""},
+    {Role::ffn_up,         kPerLayer, kRequired, {D::ff, D::embd},    "blk.{}.ffn_up.weight",              "model.layers.{}.mlp.up_proj.weight",                 ""},
+    {Role::ffn_down,       kPerLayer, kRequired, {D::embd, D::ff},    "blk.{}.ffn_down.weight",            "model.layers.{}.mlp.down_proj.weight",               ""},
+    {Role::ffn_post_norm,  kPerLayer, kRequired, {D::embd, D::none},  "blk.{}.post_ffw_norm.weight",       "model.layers.{}.post_feedforward_layernorm.weight",  ""},
+    {Role::out_norm_w,     kGlobal,   kRequired, {D::embd, D::none},  "output_norm.weight",                "model.norm.weight",                                  ""},
+    {Role::lm_head,        kGlobal,   kOptional, {D::vocab, D::embd}, "output.weight",                     "lm_head.weight",                                     ""},
+};
+
+// Phi-3: fused Q/K/V and fused gate/up matrices, NeoX RoPE, optional LongRoPE factor tables.
+constexpr TensorSpec kPhi3[] = {
+    {Role::tok_embd,           kGlobal,   kRequired, {D::vocab, D::embd},     "token_embd.weight",         "model.embed_tokens.weight",                       ""},
+    {Role::rope_factors_long,  kGlobal,   kOptional, {D::rope_half, D::none}, "rope_factors_long.weight",  "",                                                ""},
+    {Role::rope_factors_short, kGlobal,   kOptional, {D::rope_half, D::none}, "rope_factors_short.weight", "",                                                ""},
+    {Role::attn_norm_w,        kPerLayer, kRequired, {D::embd, D::none},      "blk.{}.attn_norm.weight",   "model.layers.{}.input_layernorm.weight",          ""},
+    {Role::wqkv,               kPerLayer, kRequired, {D::qkv, D::embd},       "blk.{}.attn_qkv.weight",    "model.layers.{}.self_attn.qkv_proj.weight",       ""},
+    {Role::wo,                 kPerLayer, kRequired, {D::embd, D::q},         "blk.{}.attn_output.weight", "model.layers.{}.self_attn.o_proj.weight",         ""},
+    {Role::ffn_norm_w,         kPerLayer, kRequired, {D::embd, D::none},      "blk.{}.ffn_norm.weight",    "model.layers.{}.post_attention_layernorm.weight", ""},
+    {Role::ffn_down,           kPerLayer, kRequired, {D::embd, D::ff},        "blk.{}.ffn_down.weight",    "model.layers.{}.mlp.down_proj.weight",            ""},
+    {Role::ffn_gate_up,        kPerLayer, kRequired, {D::ff2, D::embd},       "blk.{}.ffn_up.weight",      "model.layers.{}.mlp.gate_up_proj.weight",         ""},
+    {Role::out_norm_w,         kGlobal,   kRequired, {D::embd, D::none},      "output_norm.weight",        "model.norm.weight",                               ""},
+    {Role::lm_head,            kGlobal,   kOptional, {D::vocab, D::embd},     "output.weight",             "lm_head.weight",                                  ""},
+};
+
 // BERT: token-type embeddings, post-LN, erf-GELU, bidirectional, pooler.
 constexpr TensorSpec kBert[] = {
     {Role::tok_embd,        kGlobal,   kRequired, {D::vocab, D::embd}, "token_embd.weight",               "embeddings.word_embeddings.weight",                  ""},
@@ -183,7 +220,11 @@ constexpr std::string_view kRoleNames[] = {"tok_embd",
                                            "out_norm_b",
                                            "lm_head",
                                            "pooler_w",
-                                           "pooler_b"};
+                                           "pooler_b",
+                                           "rope_freqs",
+                                           "rope_factors_long",
+                                           "rope_factors_short",
+                                           "ffn_gate_up"};
 static_assert(std::size(kRoleNames) == kRoleCount);
 
 // Indexed by Architecture.
@@ -201,6 +242,15 @@ constexpr ArchTraits kTraits[] = {
      .hf_norm_plus_one = true,
      .swa_pattern = 2,
      .default_window = 4096},
+    // Sliding layers only when the file states a window (as llama.cpp reads Gemma 3).
+    {.name = "gemma3",
+     .ffn = FfnKind::geglu_tanh,
+     .gguf_rope = RopeStyle::half,
+     .embd_scale = true,
+     .hf_norm_plus_one = true,
+     .swa_pattern = 6,
+     .swa_own_rope = true},
+    {.name = "phi3", .gguf_rope = RopeStyle::half},
 };
 
 }  // namespace
@@ -232,6 +282,10 @@ std::span<const TensorSpec> arch_tensors(Architecture arch) {
       return kQwen3;
     case Architecture::gemma2:
       return kGemma2;
+    case Architecture::gemma3:
+      return kGemma3;
+    case Architecture::phi3:
+      return kPhi3;
   }
   return {};
 }
@@ -282,6 +336,8 @@ int64_t dim_size(Dim d, const ModelConfig& c) {
       return c.n_embd;
     case Dim::head:
       return c.head_dim;
+    case Dim::rope_half:
+      return c.head_dim / 2;
     case Dim::q:
       return c.n_head * c.head_dim;
     case Dim::kv:
@@ -290,6 +346,8 @@ int64_t dim_size(Dim d, const ModelConfig& c) {
       return (c.n_head + 2 * c.n_head_kv) * c.head_dim;
     case Dim::ff:
       return c.n_ff;
+    case Dim::ff2:
+      return 2 * c.n_ff;
   }
   return 0;
 }
@@ -297,7 +355,8 @@ int64_t dim_size(Dim d, const ModelConfig& c) {
 std::vector<GgufTensorPlan> gguf_tensor_plan(Architecture arch, const ModelConfig& c) {
   const std::span<const TensorSpec> specs = arch_tensors(arch);
   auto wanted = [&](const TensorSpec& s) {
-    return !s.optional || (s.role == Role::lm_head && !c.tied_embeddings);
+    return !s.optional || (s.role == Role::lm_head && !c.tied_embeddings) ||
+           (s.role == Role::rope_freqs && c.rope_type == "llama3");
   };
   auto plan = [&](const TensorSpec& s, int layer) {
     std::vector<int64_t> shape = {dim_size(s.shape[0], c)};
@@ -347,8 +406,17 @@ void set_gguf_hparams(Architecture arch, const ModelConfig& c, Metadata& md) {
     u32("attention.key_length", c.head_dim);
     u32("attention.value_length", c.head_dim);
   }
-  if (traits.swa_pattern > 0 && c.sliding_window > 0)
+  if (traits.swa_pattern > 0 && c.sliding_window > 0) {
     u32("attention.sliding_window", c.sliding_window);
+    if (c.swa_pattern > 0) u32("attention.sliding_window_pattern", c.swa_pattern);
+    if (c.rope_theta_swa > 0) f32("rope.freq_base_swa", c.rope_theta_swa);
+  }
+  if (c.rope_scale > 0) {
+    md.set(a + "rope.scaling.type", MetaValue::make_string("linear"));
+    f32("rope.scaling.factor", c.rope_scale);
+  }
+  if (c.rope_attn_factor > 0) f32("rope.scaling.attn_factor", c.rope_attn_factor);
+  if (c.n_ctx_orig > 0) u32("rope.scaling.original_context_length", c.n_ctx_orig);
   if (c.attn_softcap > 0) f32("attn_logit_softcapping", c.attn_softcap);
   if (c.final_softcap > 0) f32("final_logit_softcapping", c.final_softcap);
   if (!traits.decoder) md.set(a + "attention.causal", MetaValue::make_bool(false));

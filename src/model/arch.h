@@ -53,12 +53,16 @@ enum class Role : uint8_t {
   lm_head,   // [n_vocab, n_embd]; absent when tied to tok_embd
   pooler_w,  // [n_embd, n_embd] (BERT)
   pooler_b,
+  rope_freqs,          // [head_dim / 2] RoPE frequency divisors (Llama 3's scaling)
+  rope_factors_long,   // [head_dim / 2] Phi-3 LongRoPE divisors past the original context
+  rope_factors_short,  // [head_dim / 2] and within it
+  ffn_gate_up,         // [2 n_ff, n_embd] fused gate (first half) and up (Phi-3)
   count
 };
 inline constexpr int kRoleCount = static_cast<int>(Role::count);
 
 // Dimension symbols for shapes.
-enum class Dim : uint8_t { none, vocab, ctx, types, embd, head, q, kv, qkv, ff };
+enum class Dim : uint8_t { none, vocab, ctx, types, embd, head, rope_half, q, kv, qkv, ff, ff2 };
 
 // Where a tensor name comes from: GGUF (llama.cpp's converter names), Hugging Face
 // safetensors, llama2.c checkpoints.
@@ -98,6 +102,9 @@ struct ArchTraits {
   // rule; Gemma 2: 2, every even layer). 0: no sliding layers.
   int swa_pattern = 0;
   int64_t default_window = 0;  // when the file states none
+  // Sliding layers use their own RoPE: base rope.freq_base_swa (default 10000) and no scaling
+  // (Gemma 3); otherwise the global base (unless the file states one) and scaling.
+  bool swa_own_rope = false;
 };
 const ArchTraits& arch_traits(Architecture arch);
 std::string_view role_name(Role role);

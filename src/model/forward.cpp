@@ -240,6 +240,11 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   timer.charge(&ForwardTimes::other);
 
   const DType kv_dtype = cache.dtype();
+  // Phi-3 LongRoPE: the long factors when the context exceeds the original one (llama.cpp's
+  // choice, by the context size rather than the position).
+  const std::vector<float>& inv_freq_global =
+      !m.rope_inv_freq_long.empty() && cache.n_ctx() > c.n_ctx_orig ? m.rope_inv_freq_long
+                                                                    : m.rope_inv_freq;
   const int64_t kv_es = kv_dtype == DType::f16 ? 2 : 4;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
@@ -258,8 +263,14 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
       rms_norm(q, n * nh, hd, L.q_norm, eps, q, threads);
       rms_norm(k, n * nkv, hd, L.k_norm, eps, k, threads);
     }
-    rope(q, n, nq_w, nh, hd, pos0, m.rope_inv_freq, m.rope);
-    rope(k, n, nkv_w, nkv, hd, pos0, m.rope_inv_freq, m.rope);
+    const std::vector<float>& inv_freq =
+        L.sliding && !m.rope_inv_freq_swa.empty() ? m.rope_inv_freq_swa : inv_freq_global;
+    rope(q, n, nq_w, nh, hd, pos0, inv_freq, m.rope);
+    rope(k, n, nkv_w, nkv, hd, pos0, inv_freq, m.rope);
+    if (m.rope_mscale != 1.0f) {
+      for (int64_t i = 0; i < n * nq_w; ++i) q[i] *= m.rope_mscale;
+      for (int64_t i = 0; i < n * nkv_w; ++i) k[i] *= m.rope_mscale;
+    }
     emit("q", layer, q, nq_w);
     emit("k", layer, k, nkv_w);
     emit("v", layer, v, nkv_w);

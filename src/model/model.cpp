@@ -155,6 +155,10 @@ std::string dim_source(model::Dim d, const ModelConfig& c) {
                           c.head_dim);
     case Dim::ff:
       return core::concat("n_ff ", c.n_ff);
+    case Dim::ff2:
+      return core::concat("2 x n_ff ", c.n_ff);
+    case Dim::rope_half:
+      return core::concat("head_dim ", c.head_dim, " / 2");
     case Dim::none:
     case Dim::types:
       break;
@@ -337,6 +341,23 @@ class Binder {
           m_.lm_head = kernels::Linear(head.has_w ? head.w : m_.tok_embd);
           m_.config.tied_embeddings = !head.has_w;
         }
+        // RoPE frequency divisors: Llama 3's rope_freqs for every position, Phi-3's short
+        // factors within the original context and long ones past it (as llama.cpp picks by the
+        // context size).
+        auto divide = [&](std::vector<float> inv, const std::vector<float>& by) {
+          for (size_t i = 0; i < inv.size() && i < by.size(); ++i) inv[i] /= by[i];
+          return inv;
+        };
+        if (const auto& f = vecs[static_cast<int>(Role::rope_freqs)]; !f.empty()) {
+          m_.rope_inv_freq = divide(m_.rope_inv_freq, f);
+          if (!m_.rope_inv_freq_swa.empty()) m_.rope_inv_freq_swa = divide(m_.rope_inv_freq_swa, f);
+        }
+        if (const auto& f = vecs[static_cast<int>(Role::rope_factors_long)]; !f.empty()) {
+          m_.rope_inv_freq_long = divide(m_.rope_inv_freq, f);
+        }
+        if (const auto& f = vecs[static_cast<int>(Role::rope_factors_short)]; !f.empty()) {
+          m_.rope_inv_freq = divide(m_.rope_inv_freq, f);
+        }
         m_.has_pooler = got[static_cast<int>(Role::pooler_w)].has_w;
         if (m_.has_pooler) m_.pooler = linear(Role::pooler_w, Role::pooler_b);
       } else {
@@ -369,11 +390,21 @@ class Binder {
         L.attn_out_norm = norm(Role::attn_out_norm_w, Role::attn_out_norm_b);
         L.attn_post_norm = norm(Role::attn_post_norm, Role::count);
         L.ffn_post_norm = norm(Role::ffn_post_norm, Role::count);
-        const int swa = m_.traits->swa_pattern;
+        const int64_t swa = m_.config.swa_pattern;
         L.sliding = swa > 0 && m_.config.sliding_window > 0 && layer % swa < swa - 1;
         L.ffn_norm = norm(Role::ffn_norm_w, Role::ffn_norm_b);
         L.ffn_gate = linear_nb(Role::ffn_gate);
         L.ffn_up = linear(Role::ffn_up, Role::ffn_up_b);
+        if (got[static_cast<int>(Role::ffn_gate_up)].has_w) {
+          // Phi-3: rows [0, n_ff) are the gate, [n_ff, 2 n_ff) the up projection.
+          const kernels::WeightView& w = got[static_cast<int>(Role::ffn_gate_up)].w;
+          const int64_t row_bytes = kernels::weight_row_bytes(w.type, w.n_in);
+          kernels::WeightView gate = w, up = w;
+          gate.n_out = up.n_out = m_.config.n_ff;
+          up.data = static_cast<const std::byte*>(w.data) + m_.config.n_ff * row_bytes;
+          L.ffn_gate = kernels::Linear(gate);
+          L.ffn_up = kernels::Linear(up);
+        }
         L.ffn_down = linear(Role::ffn_down, Role::ffn_down_b);
         L.ffn_out_norm = norm(Role::ffn_out_norm_w, Role::ffn_out_norm_b);
         if (progress_) progress_(static_cast<double>(layer + 1) / static_cast<double>(n_layer));
@@ -479,27 +510,67 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
   if (rope) {
     impl->rope = impl->source == model::Source::hf ? RopeStyle::half : traits.gguf_rope;
     if (c.rope_theta == 0) c.rope_theta = 10000.0;  // not given
+    // Linear scaling (rope.scaling.type "linear", llama.cpp's default type when a factor is
+    // given) divides positions; Llama 3's scaling comes as the rope_freqs tensor, LongRoPE as
+    // Phi-3's factor tensors. Other kinds (YaRN, HF configs' llama3 / longrope) are refused.
     if (c.rope_type != "" && c.rope_type != "default" && c.rope_type != "none" &&
-        c.rope_type != "llama2.c") {
+        c.rope_type != "llama2.c" && c.rope_type != "linear") {
       core::throw_error(f.path, ": RoPE scaling '", c.rope_type,
-                        "' is not supported (qkv applies plain RoPE)");
+                        "' is not supported (qkv applies plain RoPE, linear scaling and the ",
+                        "rope_freqs / rope_factors tensors of GGUF files)");
     }
+    if (c.rope_type == "none") c.rope_scale = 0;
     if (c.head_dim % 2 != 0)
       core::throw_error(f.path, ": RoPE needs an even head_dim, found ", c.head_dim);
-    impl->rope_inv_freq.resize(static_cast<size_t>(c.head_dim / 2));
-    for (int64_t i = 0; i < c.head_dim / 2; ++i) {
-      impl->rope_inv_freq[static_cast<size_t>(i)] = static_cast<float>(
-          std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim)));
+    if (c.rope_scale < 0 || !std::isfinite(c.rope_scale) || c.rope_theta_swa < 0 ||
+        !std::isfinite(c.rope_theta_swa) || c.rope_attn_factor < 0 ||
+        !std::isfinite(c.rope_attn_factor)) {
+      core::throw_error(f.path, ": RoPE hyper-parameters: rope.scaling.factor ", c.rope_scale,
+                        ", rope.freq_base_swa ", c.rope_theta_swa, ", rope.scaling.attn_factor ",
+                        c.rope_attn_factor, ": expected finite numbers >= 0 (0 = not given)");
     }
+    auto inv_freq = [&](double theta, double scale) {
+      std::vector<float> v(static_cast<size_t>(c.head_dim / 2));
+      for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+        v[static_cast<size_t>(i)] = static_cast<float>(
+            std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim)) /
+            scale);
+      }
+      return v;
+    };
+    const double scale = c.rope_scale > 0 ? c.rope_scale : 1.0;
+    impl->rope_inv_freq = inv_freq(c.rope_theta, scale);
+    if (traits.swa_pattern > 0) {
+      // Gemma 3's local layers: their own base (10000 unless stated) and no scaling; Gemma 2's
+      // use the global ones unless the file states a base.
+      const double base = c.rope_theta_swa > 0  ? c.rope_theta_swa
+                          : traits.swa_own_rope ? 10000.0
+                                                : c.rope_theta;
+      impl->rope_inv_freq_swa = inv_freq(base, traits.swa_own_rope ? 1.0 : scale);
+    }
+    impl->rope_mscale = c.rope_attn_factor > 0 ? static_cast<float>(c.rope_attn_factor) : 1.0f;
   }
   if (!traits.decoder) c.causal = false;
   // 0 means "not given" (readers leave absent keys at 0); anything else is validated.
   if (c.norm_eps == 0) c.norm_eps = impl->arch == Architecture::bert ? 1e-12 : 1e-5;
   if (traits.swa_pattern == 0) c.sliding_window = 0;  // stated but not applied by this family
   if (traits.swa_pattern > 0 && c.sliding_window == 0) c.sliding_window = traits.default_window;
+  if (c.swa_pattern == 0 || traits.swa_pattern == 0) c.swa_pattern = traits.swa_pattern;
+  if (c.swa_pattern == -1) {
+    core::throw_error(f.path, ": ", f.config.architecture, ".attention.sliding_window_pattern: ",
+                      "a per-layer array is not supported (expected one integer)");
+  }
+  if (c.swa_pattern < 0 || c.swa_pattern > 4096) {
+    core::throw_error(f.path, ": hyper-parameter sliding_window_pattern: expected 0..4096, found ",
+                      c.swa_pattern);
+  }
+  if (c.n_ctx_orig == 0) c.n_ctx_orig = c.n_ctx;
   // Gemma 2 27B scales queries by 1/sqrt(n_embd / n_head) (its query_pre_attn_scalar, 144),
   // not 1/sqrt(head_dim); GGUF does not state it and llama.cpp recognises the 46-layer model.
-  if (impl->arch == Architecture::gemma2 && c.attn_scale == 0 && c.n_layer == 46) {
+  // Gemma 3 27B (62 layers) likewise.
+  if (((impl->arch == Architecture::gemma2 && c.n_layer == 46) ||
+       (impl->arch == Architecture::gemma3 && c.n_layer == 62)) &&
+      c.attn_scale == 0) {
     c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.n_embd / c.n_head));
   }
   check_float_config(f, c, rope);
@@ -565,6 +636,19 @@ std::string Model::describe() const {
     << kernels::weight_type_name(impl_->layers.empty() ? kernels::WeightType::f32
                                                        : impl_->layers[0].wo.view().type)
     << " weights, from " << file_format_name(impl_->file.format);
+  // Which layers attend through a sliding window (local) and which see every key (global), as
+  // the explain report shows it beside the maps.
+  std::string local, global;
+  for (size_t l = 0; l < impl_->layers.size(); ++l) {
+    std::string& list = impl_->layers[l].sliding ? local : global;
+    list += (list.empty() ? "" : ",") + std::to_string(l);
+  }
+  if (!local.empty()) {
+    s << "; local layers (window " << c.sliding_window << ") " << local << ", global layers "
+      << (global.empty() ? "none" : global);
+  }
+  if (c.attn_softcap > 0) s << "; attention soft-cap " << c.attn_softcap;
+  if (c.final_softcap > 0) s << "; logit soft-cap " << c.final_softcap;
   return s.str();
 }
 

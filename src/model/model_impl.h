@@ -53,7 +53,10 @@ struct Model::Impl {
   kernels::Linear lm_head;  // decoders; the token embedding when tied
   kernels::Linear pooler;   // BERT, when present
   bool has_pooler = false;
-  std::vector<float> rope_inv_freq;  // [head_dim / 2]: theta^(-2i / head_dim)
+  std::vector<float> rope_inv_freq;       // [head_dim / 2]: theta^(-2i / head_dim) / divisors
+  std::vector<float> rope_inv_freq_swa;   // sliding layers' (Gemma 2/3); empty: rope_inv_freq
+  std::vector<float> rope_inv_freq_long;  // past config.n_ctx_orig (Phi-3 LongRoPE); or empty
+  float rope_mscale = 1.0f;               // q and k scaled after RoPE (LongRoPE attn_factor)
   int64_t n_params = 0;
   int64_t matrix_bytes = 0;  // bytes of all weight matrices (what a decode step reads)
   // Weights that could not stay in the mapped file (transposed HF Conv1D matrices).

@@ -119,7 +119,10 @@ def main():
                         failures.append(f"{where}: RMS {err:.2e} x std (max {tol}), "
                                         f"top-1 agreement {agree:.3f} (need 1)")
                     exact = EXACT_GELU / folder.name / "model-f32.exact-gelu.logits.npy"
-                    if folder.name in FP16_GELU_REL_TOL and exact.is_file():
+                    if folder.name in FP16_GELU_REL_TOL:
+                        if not exact.is_file():
+                            failures.append(f"{where}: {exact} is missing")
+                            continue
                         _, _, ref = read_npy(exact)
                         err = rms(got, ref) / std(ref)
                         lines.append(f"{where}: RMS vs llama.cpp with exact GELU {err:.2e} x std")

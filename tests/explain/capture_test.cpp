@@ -233,6 +233,9 @@ TEST(Capture, PrefillAndDecodeMatchReferenceBackendGemma2SoftCapAndWindow) {
   const Model model = Model::load((dir / "model-f32.gguf").string());
   ASSERT_EQ(model.config().sliding_window, 16);
   ASSERT_EQ(model.config().attn_softcap, 50.0);
+  // The explain report's model line says which layers are local and which global.
+  EXPECT_NE(model.describe().find("local layers (window 16) 0, global layers 1"), std::string::npos)
+      << model.describe();
   const std::vector<int32_t> prompt = family_prompt(dir, 24);
   expect_reference_parity(model, prompt, 7);
   const ParityRun fast = parity_run(model, prompt, 7, Backend::automatic);
