@@ -40,7 +40,7 @@ void Prefill(benchmark::State& state) {
   qkv::AttentionOptions opt;
   opt.causal = state.range(2) != 0;
   opt.n_threads = static_cast<int>(state.range(3));
-  for (auto _ : state) qkv::attention(p.qv, p.kv, p.vv, p.ov, p.lse.data(), opt);
+  for (auto _ : state) qkv::attention(p.qv, p.kv, p.vv, p.ov, p.lse, opt);
   state.counters["GFLOP/s"] =
       benchmark::Counter(qkv::attention_flops(1, 12, n, n, d, opt.causal) * 1e-9,
                          benchmark::Counter::kIsIterationInvariantRate);
@@ -61,7 +61,7 @@ void Decode(benchmark::State& state) {
   qkv::AttentionOptions opt;
   opt.causal = true;
   opt.n_threads = static_cast<int>(state.range(1));
-  for (auto _ : state) qkv::attention(p.qv, p.kv, p.vv, p.ov, p.lse.data(), opt);
+  for (auto _ : state) qkv::attention(p.qv, p.kv, p.vv, p.ov, p.lse, opt);
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(p.k.size() * 4) * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
 }

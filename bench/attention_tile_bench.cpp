@@ -134,7 +134,7 @@ struct DecodeSetup {
     p = qkv::kernels::make_problem(qkv::View4::dense(q.data(), qkv::DType::f32, {1, 1, heads, D}),
                                    qkv::View4::dense(k.data(), kDt, {1, n, hkv, D}),
                                    qkv::View4::dense(v.data(), kDt, {1, n, hkv, D}),
-                                   qkv::MutView4::dense(out.data(), {1, 1, heads, D}), nullptr, {});
+                                   qkv::MutView4::dense(out.data(), {1, 1, heads, D}), {}, {});
     const int64_t rows = heads;
     bu = carve(arena, rows, D, D);
     for (int64_t r = 0; r < rows; ++r) {  // row r: kv head r / G, query head r (consecutive)

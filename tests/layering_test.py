@@ -19,10 +19,10 @@ RANK = {"core": 0, "kernels": 1, "chat": 1, "formats": 2, "tokenizers": 2, "cuda
 # The layer of each public header: where it is implemented (or, for plain data types, the lowest
 # layer whose interface uses it).
 PUBLIC = {
-    "dtype.h": "core", "error.h": "core", "tokenizer_spec.h": "core",
+    "dtype.h": "core", "error.h": "core", "threads.h": "core", "tokenizer_spec.h": "core",
     "attention.h": "kernels", "chat.h": "chat",
     "attention_cuda.h": "cuda", "model_file.h": "formats", "tokenizer.h": "tokenizers",
-    "observer.h": "model", "model.h": "model",
+    "observer.h": "model", "model.h": "model", "convert.h": "model",
     "session.h": "runtime",
     "explain.h": "explain",
     "train.h": "train", "trainer.h": "train",

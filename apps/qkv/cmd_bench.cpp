@@ -18,12 +18,11 @@
 #include <vector>
 
 #include "command.h"
-#include "core/half.h"
 #include "core/large_buffer.h"
-#include "core/parallel.h"
 #include "kernels/cpu/linear_gemm.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
+#include "qkv/threads.h"
 #include "qkv_bench/attention_materialised.h"
 #include "qkv_bench/probe.h"
 
@@ -41,8 +40,8 @@ constexpr int64_t kDecodeQueries = 16;
 struct BenchArgs {
   int64_t batch = 1, n_q = 2048, n_kv = 0, heads = 12, kv_heads = 0, head_dim = 64;
   bool causal = false;
-  std::string dtype = "f32";
-  std::string precision = "f32";
+  std::string dtype = "f32";  // parse_dtype's names
+  Precision precision = Precision::f32;
   int threads = 0;
   int reps = 0;
   bool json = false;
@@ -76,27 +75,27 @@ double time_median(const std::function<void()>& fn, int reps_asked, int* reps) {
   return median(times);
 }
 
-void run_bench(BenchArgs a) {
+const EnumNames<Precision> kPrecisionNames{{"f32", Precision::f32}, {"bf16", Precision::bf16}};
+
+// Fills the defaults (n_kv = n_q, kv_heads = heads) and refuses what cannot run.
+BenchArgs checked(BenchArgs a) {
   if (a.n_kv == 0) a.n_kv = a.n_q;
   if (a.kv_heads == 0) a.kv_heads = a.heads;
   if (a.batch <= 0 || a.n_q <= 0 || a.n_kv <= 0 || a.heads <= 0 || a.kv_heads <= 0 ||
       a.head_dim <= 0) {
     throw InvalidArgument("every size must be positive");
   }
-  const DType dt = parse_dtype(a.dtype);
-  const Precision prec = a.precision == "bf16" ? Precision::bf16 : Precision::f32;
-  if (a.precision != "bf16" && a.precision != "f32") {
-    throw InvalidArgument("--precision must be f32 or bf16, got '" + a.precision + "'");
-  }
-  if (a.backward && (dt != DType::f32 || prec != Precision::f32)) {
+  if (a.backward && (parse_dtype(a.dtype) != DType::f32 || a.precision != Precision::f32)) {
     throw InvalidArgument("--backward needs --dtype f32 and --precision f32 (got --dtype " +
-                          a.dtype + ", --precision " + a.precision +
+                          a.dtype + ", --precision " + enum_name(kPrecisionNames, a.precision) +
                           "): attention_backward takes fp32 k and v");
   }
-  const int threads = core::resolve_threads(a.threads);
+  return a;
+}
 
-  // Element counts of q/out and of k/v. A shape whose tensors overflow 64-bit sizes or need more
-  // memory than the machine has is refused by name here, not by a failed allocation later.
+// Element counts of q/out and of k/v. A shape whose tensors overflow 64-bit sizes or need more
+// memory than the machine has is refused by name here, not by a failed allocation later.
+void count_elements(const BenchArgs& a, DType dt, int64_t* nq, int64_t* nk) {
   auto elements = [](std::initializer_list<int64_t> dims, const char* what) {
     int64_t n = 1;
     for (int64_t x : dims) {
@@ -105,14 +104,12 @@ void run_bench(BenchArgs a) {
     }
     return n;
   };
-  const int64_t nq =
-      elements({a.batch, a.n_q, a.heads, a.head_dim}, "batch * n_q * heads * head_dim");
-  const int64_t nk =
-      elements({a.batch, a.n_kv, a.kv_heads, a.head_dim}, "batch * n_kv * kv_heads * head_dim");
+  *nq = elements({a.batch, a.n_q, a.heads, a.head_dim}, "batch * n_q * heads * head_dim");
+  *nk = elements({a.batch, a.n_kv, a.kv_heads, a.head_dim}, "batch * n_kv * kv_heads * head_dim");
   // q and out (fp32), k and v; the backward adds dout, dq (fp32) and dk, dv (fp32, as k and v).
   const double need_gib =
-      ((a.backward ? 4.0 : 2.0) * 4.0 * static_cast<double>(nq) +
-       (a.backward ? 4.0 : 2.0) * static_cast<double>(dtype_size(dt)) * static_cast<double>(nk)) /
+      ((a.backward ? 4.0 : 2.0) * 4.0 * static_cast<double>(*nq) +
+       (a.backward ? 4.0 : 2.0) * static_cast<double>(dtype_size(dt)) * static_cast<double>(*nk)) /
       (1024.0 * 1024.0 * 1024.0);
   const double have_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
                           static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0 * 1024.0);
@@ -124,198 +121,247 @@ void run_bench(BenchArgs a) {
         need_gib, a.backward ? " and their gradients" : "", have_gib);
     throw InvalidArgument(msg);
   }
-  std::mt19937 rng(42);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  // Tensors in core::LargeBuffer (huge pages), as the runtime's KV cache is: a decode streams K
-  // and V once, and the bandwidth it is compared with is measured on huge pages too.
-  const int64_t kv_es = dtype_size(dt);
-  core::LargeBuffer qb(static_cast<size_t>(nq) * 4), outb(static_cast<size_t>(nq) * 4);
-  core::LargeBuffer kb(static_cast<size_t>(nk * kv_es)), vb(static_cast<size_t>(nk * kv_es));
-  std::vector<float> lse(a.batch * a.heads * a.n_q);
-  const std::span<float> q(qb.as<float>(), static_cast<size_t>(nq));
-  const std::span<float> out(outb.as<float>(), static_cast<size_t>(nq));
-  for (auto& x : q) x = u(rng);
-  if (dt == DType::f32) {
-    for (float* t : {kb.as<float>(), vb.as<float>()})
-      for (int64_t i = 0; i < nk; ++i) t[i] = u(rng);
-  } else {
-    for (uint16_t* t : {kb.as<uint16_t>(), vb.as<uint16_t>()})
-      for (int64_t i = 0; i < nk; ++i)
-        t[i] = dt == DType::f16 ? core::f32_to_f16(u(rng)) : core::f32_to_bf16(u(rng));
-  }
-  const void* kp = kb.data();
-  const void* vp = vb.data();
-  const View4 qv = View4::dense(q.data(), DType::f32, {a.batch, a.n_q, a.heads, a.head_dim});
-  const View4 kv = View4::dense(kp, dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
-  const View4 vv = View4::dense(vp, dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
-  const MutView4 ov = MutView4::dense(out.data(), {a.batch, a.n_q, a.heads, a.head_dim});
+}
+
+// The benchmarked problem: random q, k, v (and dout for the backward) and the output buffers.
+// Tensors in core::LargeBuffer (huge pages), as the runtime's KV cache is: a decode streams K and
+// V once, and the bandwidth it is compared with is measured on huge pages too. Built in place.
+struct Problem {
+  DType dt;
+  int64_t nq = 0, nk = 0;  // elements of q/out and of k/v
+  core::LargeBuffer qb, outb, kb, vb;
+  std::vector<float> lse;               // [batch, heads, n_q]
+  std::vector<float> dout, dq, dk, dv;  // backward: [batch, n_q, heads, head_dim] / [.., n_kv, ..]
+  View4 qv, kv, vv;
+  MutView4 ov;
   AttentionOptions opt;
-  opt.causal = a.causal;
-  opt.n_threads = threads;
-  opt.precision = prec;
 
-  // Backward: gradients of L = sum dout * out, from the forward's out and lse. It has 5 products
-  // the size of the forward's 2 (S, dP, dV, dK, dQ), so its FLOPs count 2.5 times the forward's.
-  const double flop_factor = a.backward ? 2.5 : 1.0;
-  std::vector<float> dout, dq, dk, dv;  // [batch, n_q, heads, head_dim] / [batch, n_kv, ...]
-  if (a.backward) {
-    dout.resize(nq), dq.resize(nq), dk.resize(nk), dv.resize(nk);
-    for (auto& x : dout) x = u(rng);
-    attention(qv, kv, vv, ov, lse.data(), opt);
-  }
-  const View4 outv = View4::dense(out.data(), DType::f32, ov.shape);
-  const View4 doutv = View4::dense(dout.data(), DType::f32, ov.shape);
-  auto run_once = [&] {
-    if (a.backward) {
-      attention_backward(qv, kv, vv, outv, lse.data(), doutv, MutView4::dense(dq.data(), qv.shape),
-                         MutView4::dense(dk.data(), kv.shape), MutView4::dense(dv.data(), vv.shape),
-                         opt);
+  Problem(const BenchArgs& a, int threads) : dt(parse_dtype(a.dtype)), nq(0), nk(0) {
+    count_elements(a, dt, &nq, &nk);
+    const int64_t kv_es = dtype_size(dt);
+    qb = core::LargeBuffer(static_cast<size_t>(nq) * 4);
+    outb = core::LargeBuffer(static_cast<size_t>(nq) * 4);
+    kb = core::LargeBuffer(static_cast<size_t>(nk * kv_es));
+    vb = core::LargeBuffer(static_cast<size_t>(nk * kv_es));
+    lse.resize(static_cast<size_t>(a.batch * a.heads * a.n_q));
+    std::mt19937 rng(42);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    float* q = qb.as<float>();
+    for (int64_t i = 0; i < nq; ++i) q[i] = u(rng);
+    if (dt == DType::f32) {
+      for (float* t : {kb.as<float>(), vb.as<float>()})
+        for (int64_t i = 0; i < nk; ++i) t[i] = u(rng);
     } else {
-      attention(qv, kv, vv, ov, lse.data(), opt);
+      for (uint16_t* t : {kb.as<uint16_t>(), vb.as<uint16_t>()})
+        for (int64_t i = 0; i < nk; ++i)
+          t[i] = dt == DType::f16 ? f32_to_f16(u(rng)) : f32_to_bf16(u(rng));
     }
-  };
-  const double flops =
-      flop_factor * attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
-  // q + out, k + v; backward also reads dout and writes dq, dk, dv
-  const double bytes = (a.backward ? 2.0 : 1.0) * (4.0 * (2 * nq) + 2.0 * dtype_size(dt) * nk);
+    qv = View4::dense(q, DType::f32, {a.batch, a.n_q, a.heads, a.head_dim});
+    kv = View4::dense(kb.data(), dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
+    vv = View4::dense(vb.data(), dt, {a.batch, a.n_kv, a.kv_heads, a.head_dim});
+    ov = MutView4::dense(outb.as<float>(), {a.batch, a.n_q, a.heads, a.head_dim});
+    opt.causal = a.causal;
+    opt.n_threads = threads;
+    opt.precision = a.precision;
+    // Backward: gradients of L = sum dout * out, from the forward's out and lse.
+    if (a.backward) {
+      dout.resize(nq), dq.resize(nq), dk.resize(nk), dv.resize(nk);
+      for (auto& x : dout) x = u(rng);
+      attention(qv, kv, vv, ov, lse, opt);
+    }
+  }
+  Problem(const Problem&) = delete;
+  Problem& operator=(const Problem&) = delete;
+
+  // One timed call: the forward, or the backward from the forward's out and lse.
+  void run_once(bool backward) {
+    if (backward) {
+      attention_backward(qv, kv, vv, View4::dense(ov.data, DType::f32, ov.shape), lse,
+                         View4::dense(dout.data(), DType::f32, ov.shape),
+                         MutView4::dense(dq.data(), qv.shape), MutView4::dense(dk.data(), kv.shape),
+                         MutView4::dense(dv.data(), vv.shape), opt);
+    } else {
+      attention(qv, kv, vv, ov, lse, opt);
+    }
+  }
+};
+
+// What one run measured.
+struct Results {
+  double t = 0;  // seconds, median
   int reps = 0;
-  const double t = time_median(run_once, a.reps, &reps);
-
-  // The reference (naive, double) is timed on the last rows of the first (batch, head) slice,
-  // without the causal mask, and scaled by FLOPs to the whole problem: run whole it would take
-  // minutes and O(n_kv) memory per row is all it needs.
+  double flops = 0, bytes = 0;
   double ref_ms = 0;
-  if (!a.no_reference) {
-    const int64_t rows = std::min<int64_t>(a.n_q, 64);
-    const float* qrows = q.data() + (a.n_q - rows) * qv.stride[1];
-    const View4 q1{qrows, DType::f32, {1, rows, 1, a.head_dim}, qv.stride};
-    const View4 k1{kp, dt, {1, a.n_kv, 1, a.head_dim}, kv.stride};
-    const View4 v1{vp, dt, {1, a.n_kv, 1, a.head_dim}, vv.stride};
-    const MutView4 o1{out.data(), {1, rows, 1, a.head_dim}, ov.stride};
-    AttentionOptions ro;
-    ro.backend = Backend::reference;
-    double ref_s = 0;
-    if (a.backward) {
-      // The slice's own forward (not timed), then its backward.
-      std::vector<float> o(rows * a.head_dim), l(rows), gq(rows * a.head_dim);
-      std::vector<float> gk(a.n_kv * a.head_dim), gv(a.n_kv * a.head_dim);
-      const std::array<int64_t, 4> qs{1, rows, 1, a.head_dim}, ks{1, a.n_kv, 1, a.head_dim};
-      attention(q1, k1, v1, MutView4::dense(o.data(), qs), l.data(), ro);
-      const View4 g1{dout.data() + (a.n_q - rows) * qv.stride[1], DType::f32, qs, qv.stride};
-      const auto t0 = std::chrono::steady_clock::now();
-      attention_backward(q1, k1, v1, View4::dense(o.data(), DType::f32, qs), l.data(), g1,
-                         MutView4::dense(gq.data(), qs), MutView4::dense(gk.data(), ks),
-                         MutView4::dense(gv.data(), ks), ro);
-      ref_s = seconds_since(t0);
-    } else {
-      const auto t0 = std::chrono::steady_clock::now();
-      attention(q1, k1, v1, o1, nullptr, ro);
-      ref_s = seconds_since(t0);
-    }
-    ref_ms = ref_s * 1e3 * flops /
-             (flop_factor * attention_flops(1, 1, rows, a.n_kv, a.head_dim, false));
+  double rss_mib = 0, io_mib = 0;
+  kernels::MachinePeak peak;
+  double stream_gbps = 0;
+  bool mat = false;  // the materialised peer ran
+  double mat_ms = 0;
+  int mat_reps = 0;
+  int64_t mat_batch = 0, mat_kv_heads = 0;
+  int threads = 0;
+};
+
+// The reference (naive, double) is timed on the last rows of the first (batch, head) slice,
+// without the causal mask, and scaled by FLOPs to the whole problem: run whole it would take
+// minutes and O(n_kv) memory per row is all it needs. Returns milliseconds.
+double time_reference(const BenchArgs& a, const Problem& p, double flops, double flop_factor) {
+  const int64_t rows = std::min<int64_t>(a.n_q, 64);
+  const float* qrows = static_cast<const float*>(p.qv.data) + (a.n_q - rows) * p.qv.stride[1];
+  const View4 q1{qrows, DType::f32, {1, rows, 1, a.head_dim}, p.qv.stride};
+  const View4 k1{p.kv.data, p.dt, {1, a.n_kv, 1, a.head_dim}, p.kv.stride};
+  const View4 v1{p.vv.data, p.dt, {1, a.n_kv, 1, a.head_dim}, p.vv.stride};
+  const MutView4 o1{p.ov.data, {1, rows, 1, a.head_dim}, p.ov.stride};
+  AttentionOptions ro;
+  ro.backend = Backend::reference;
+  double ref_s = 0;
+  if (a.backward) {
+    // The slice's own forward (not timed), then its backward.
+    std::vector<float> o(rows * a.head_dim), l(rows), gq(rows * a.head_dim);
+    std::vector<float> gk(a.n_kv * a.head_dim), gv(a.n_kv * a.head_dim);
+    const std::array<int64_t, 4> qs{1, rows, 1, a.head_dim}, ks{1, a.n_kv, 1, a.head_dim};
+    attention(q1, k1, v1, MutView4::dense(o.data(), qs), l, ro);
+    const View4 g1{p.dout.data() + (a.n_q - rows) * p.qv.stride[1], DType::f32, qs, p.qv.stride};
+    const auto t0 = std::chrono::steady_clock::now();
+    attention_backward(q1, k1, v1, View4::dense(o.data(), DType::f32, qs), l, g1,
+                       MutView4::dense(gq.data(), qs), MutView4::dense(gk.data(), ks),
+                       MutView4::dense(gv.data(), ks), ro);
+    ref_s = seconds_since(t0);
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    attention(q1, k1, v1, o1, {}, ro);
+    ref_s = seconds_since(t0);
   }
+  return ref_s * 1e3 * flops /
+         (flop_factor * attention_flops(1, 1, rows, a.n_kv, a.head_dim, false));
+}
+
+// The materialised peer (kernels/cpu/attention_materialised.h): the same attention as two GEMM
+// library products around a row softmax, as a framework's non-fused path computes it, on the
+// same threads, timed like the kernel (median after a warm-up run). After the probe: the GEMM
+// library's threads may keep spinning for a while after its last product.
+// On large problems it times a slice, the first sequence and the first kv heads with their whole
+// query groups, whose counted FLOPs stay under a budget (25 GFLOP; QKV_PEER_GFLOP overrides it),
+// and scales its time by FLOPs, as for the reference: it computes heads one after another, so a
+// slice of heads takes that fraction of the time.
+void time_materialised(const BenchArgs& a, const Problem& p, Results& r) {
+  r.mat_batch = a.batch;
+  r.mat_kv_heads = a.kv_heads;
+  r.mat = !a.no_reference && !a.backward && a.precision == Precision::f32 &&
+          kernels::cpu::attention_materialised_available();
+  if (!r.mat) return;
+  double budget = 25e9;
+  if (const char* env = std::getenv("QKV_PEER_GFLOP")) budget = std::atof(env) * 1e9;
+  const int64_t group = a.heads / a.kv_heads;
+  const double group_flops = attention_flops(1, group, a.n_q, a.n_kv, a.head_dim, a.causal);
+  if (r.flops > budget) {
+    r.mat_batch = 1;
+    r.mat_kv_heads = std::clamp<int64_t>(static_cast<int64_t>(budget / group_flops), 1, a.kv_heads);
+  }
+  const int64_t mat_heads = r.mat_kv_heads * group;
+  const View4 qs{p.qv.data, p.qv.dtype, {r.mat_batch, a.n_q, mat_heads, a.head_dim}, p.qv.stride};
+  const View4 ks{
+      p.kv.data, p.kv.dtype, {r.mat_batch, a.n_kv, r.mat_kv_heads, a.head_dim}, p.kv.stride};
+  const View4 vs{
+      p.vv.data, p.vv.dtype, {r.mat_batch, a.n_kv, r.mat_kv_heads, a.head_dim}, p.vv.stride};
+  const MutView4 os{p.ov.data, {r.mat_batch, a.n_q, mat_heads, a.head_dim}, p.ov.stride};
+  const double scale =
+      r.flops / attention_flops(r.mat_batch, mat_heads, a.n_q, a.n_kv, a.head_dim, a.causal);
+  auto run_mat = [&] { kernels::cpu::attention_materialised(qs, ks, vs, os, a.causal, r.threads); };
+  r.mat_ms = time_median(run_mat, a.reps, &r.mat_reps) * 1e3 * scale;
+}
+
+Results measure(const BenchArgs& a, Problem& p, int threads) {
+  Results r;
+  r.threads = threads;
+  // The backward has 5 products the size of the forward's 2 (S, dP, dV, dK, dQ), so its FLOPs
+  // count 2.5 times the forward's.
+  const double flop_factor = a.backward ? 2.5 : 1.0;
+  r.flops = flop_factor * attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
+  // q + out, k + v; backward also reads dout and writes dq, dk, dv
+  r.bytes = (a.backward ? 2.0 : 1.0) * (4.0 * (2 * p.nq) + 2.0 * dtype_size(p.dt) * p.nk);
+  r.t = time_median([&] { p.run_once(a.backward); }, a.reps, &r.reps);
+  if (!a.no_reference) r.ref_ms = time_reference(a, p, r.flops, flop_factor);
 
   // Peak resident memory against the bytes of q, k, v and out: what the kernel itself needs (read
   // before the materialised peer, whose S is the memory the fused kernel avoids).
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const double rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
-  const double io_mib = bytes / (1024.0 * 1024.0);
+  r.rss_mib = static_cast<double>(usage.ru_maxrss) / 1024.0;
+  r.io_mib = r.bytes / (1024.0 * 1024.0);
   // The machine's limits, measured by this binary in this run (after the RSS reading: the
   // bandwidth probe streams a 512 MiB buffer).
   if (!a.json) std::fprintf(stderr, "measuring this machine's FMA peak and memory bandwidth...\n");
-  const kernels::MachinePeak peak = kernels::measure_machine_peak(threads);
+  r.peak = kernels::measure_machine_peak(threads);
   // Decode shapes (a few queries against the cache) are memory-bound: their own K and V bytes read
   // by a plain loop on the same threads (each a contiguous share of both, as the decode splits its
   // key range) are the ceiling the kernel is held to, beside the probe's single-stream figure.
   const bool decode = a.n_q <= kDecodeQueries && !a.backward;
-  const double stream_gbps = decode ? kernels::measure_stream_read(
-                                          kp, vp, static_cast<size_t>(nk) * dtype_size(dt), threads)
-                                    : 0.0;
+  r.stream_gbps =
+      decode ? kernels::measure_stream_read(p.kv.data, p.vv.data,
+                                            static_cast<size_t>(p.nk) * dtype_size(p.dt), threads)
+             : 0.0;
+  time_materialised(a, p, r);
+  return r;
+}
 
-  // The materialised peer (kernels/cpu/attention_materialised.h): the same attention as two GEMM
-  // library products around a row softmax, as a framework's non-fused path computes it, on the
-  // same threads, timed like the kernel (median after a warm-up run). After the probe: the GEMM
-  // library's threads may keep spinning for a while after its last product.
-  // On large problems it times a slice, the first sequence and the first kv heads with their whole
-  // query groups, whose counted FLOPs stay under a budget (25 GFLOP; QKV_PEER_GFLOP overrides it),
-  // and scales its time by FLOPs, as for the reference: it computes heads one after another, so a
-  // slice of heads takes that fraction of the time.
-  double mat_ms = 0;
-  int mat_reps = 0;
-  int64_t mat_batch = a.batch, mat_kv_heads = a.kv_heads;
-  const bool mat = !a.no_reference && !a.backward && prec == Precision::f32 &&
-                   kernels::cpu::attention_materialised_available();
-  if (mat) {
-    double budget = 25e9;
-    if (const char* env = std::getenv("QKV_PEER_GFLOP")) budget = std::atof(env) * 1e9;
-    const int64_t group = a.heads / a.kv_heads;
-    const double group_flops = attention_flops(1, group, a.n_q, a.n_kv, a.head_dim, a.causal);
-    if (flops > budget) {
-      mat_batch = 1;
-      mat_kv_heads = std::clamp<int64_t>(static_cast<int64_t>(budget / group_flops), 1, a.kv_heads);
-    }
-    const int64_t mat_heads = mat_kv_heads * group;
-    const View4 qs{qv.data, qv.dtype, {mat_batch, a.n_q, mat_heads, a.head_dim}, qv.stride};
-    const View4 ks{kv.data, kv.dtype, {mat_batch, a.n_kv, mat_kv_heads, a.head_dim}, kv.stride};
-    const View4 vs{vv.data, vv.dtype, {mat_batch, a.n_kv, mat_kv_heads, a.head_dim}, vv.stride};
-    const MutView4 os{ov.data, {mat_batch, a.n_q, mat_heads, a.head_dim}, ov.stride};
-    const double scale =
-        flops / attention_flops(mat_batch, mat_heads, a.n_q, a.n_kv, a.head_dim, a.causal);
-    auto run_mat = [&] { kernels::cpu::attention_materialised(qs, ks, vs, os, a.causal, threads); };
-    mat_ms = time_median(run_mat, a.reps, &mat_reps) * 1e3 * scale;
-  }
+void print_json(const BenchArgs& a, const Results& r) {
+  const double t = r.t;
+  const double gflops = r.flops / t * 1e-9;
+  const double gbps = r.bytes / t * 1e-9;
+  const double mat_ms = r.mat_ms, ref_ms = r.ref_ms;
+  nlohmann::json j{{"ms", t * 1e3},
+                   {"gflops", gflops},
+                   {"peak_gflops", r.peak.fma_gflops},
+                   {"peak_fraction", gflops / r.peak.fma_gflops},
+                   {"gbps", gbps},
+                   {"peak_gbps", r.peak.read_gbps},
+                   {"bandwidth_fraction", gbps / r.peak.read_gbps},
+                   {"stream_gbps", r.stream_gbps},
+                   {"stream_fraction", r.stream_gbps > 0 ? gbps / r.stream_gbps : 0.0},
+                   {"reference_ms", ref_ms},
+                   {"materialised_ms", mat_ms},
+                   {"materialised_gflops", mat_ms > 0 ? r.flops / (mat_ms * 1e-3) * 1e-9 : 0.0},
+                   {"speedup_vs_materialised", mat_ms > 0 ? mat_ms / (t * 1e3) : 0.0},
+                   {"materialised_library", std::string(kernels::cpu::gemm_library_name())},
+                   {"materialised_batch", r.mat ? r.mat_batch : 0},
+                   {"materialised_kv_heads", r.mat ? r.mat_kv_heads : 0},
+                   {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
+                   {"reps", r.reps},
+                   {"max_rss_mib", r.rss_mib},
+                   {"io_mib", r.io_mib},
+                   {"threads", r.threads},
+                   {"target", std::string(attention_cpu_target())},
+                   {"bf16_path", std::string(attention_bf16_path(a.head_dim))},
+                   {"backward", a.backward},
+                   {"shape",
+                    {{"batch", a.batch},
+                     {"n_q", a.n_q},
+                     {"n_kv", a.n_kv},
+                     {"heads", a.heads},
+                     {"kv_heads", a.kv_heads},
+                     {"head_dim", a.head_dim},
+                     {"causal", a.causal},
+                     {"dtype", a.dtype},
+                     {"precision", enum_name(kPrecisionNames, a.precision)}}}};
+  std::printf("%s\n", j.dump().c_str());
+}
 
-  const double gflops = flops / t * 1e-9;
-  const double gbps = bytes / t * 1e-9;
-  if (a.json) {
-    nlohmann::json j{{"ms", t * 1e3},
-                     {"gflops", gflops},
-                     {"peak_gflops", peak.fma_gflops},
-                     {"peak_fraction", gflops / peak.fma_gflops},
-                     {"gbps", gbps},
-                     {"peak_gbps", peak.read_gbps},
-                     {"bandwidth_fraction", gbps / peak.read_gbps},
-                     {"stream_gbps", stream_gbps},
-                     {"stream_fraction", stream_gbps > 0 ? gbps / stream_gbps : 0.0},
-                     {"reference_ms", ref_ms},
-                     {"materialised_ms", mat_ms},
-                     {"materialised_gflops", mat_ms > 0 ? flops / (mat_ms * 1e-3) * 1e-9 : 0.0},
-                     {"speedup_vs_materialised", mat_ms > 0 ? mat_ms / (t * 1e3) : 0.0},
-                     {"materialised_library", std::string(kernels::cpu::gemm_library_name())},
-                     {"materialised_batch", mat ? mat_batch : 0},
-                     {"materialised_kv_heads", mat ? mat_kv_heads : 0},
-                     {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
-                     {"reps", reps},
-                     {"max_rss_mib", rss_mib},
-                     {"io_mib", io_mib},
-                     {"threads", threads},
-                     {"target", std::string(attention_cpu_target())},
-                     {"bf16_path", std::string(attention_bf16_path(a.head_dim))},
-                     {"backward", a.backward},
-                     {"shape",
-                      {{"batch", a.batch},
-                       {"n_q", a.n_q},
-                       {"n_kv", a.n_kv},
-                       {"heads", a.heads},
-                       {"kv_heads", a.kv_heads},
-                       {"head_dim", a.head_dim},
-                       {"causal", a.causal},
-                       {"dtype", a.dtype},
-                       {"precision", a.precision}}}};
-    std::printf("%s\n", j.dump().c_str());
-    return;
-  }
+void print_text(const BenchArgs& a, const Results& r) {
+  const double t = r.t;
+  const double gflops = r.flops / t * 1e-9;
+  const double gbps = r.bytes / t * 1e-9;
+  const kernels::MachinePeak& peak = r.peak;
   std::printf(
       "%s  batch %lld  n_q %lld  n_kv %lld  heads %lld/%lld  head_dim %lld  %s  kv %s  "
       "precision %s\n",
       a.backward ? "attention backward" : "attention", (long long)a.batch, (long long)a.n_q,
       (long long)a.n_kv, (long long)a.heads, (long long)a.kv_heads, (long long)a.head_dim,
-      a.causal ? "causal" : "non-causal", a.dtype.c_str(), a.precision.c_str());
+      a.causal ? "causal" : "non-causal", a.dtype.c_str(),
+      enum_name(kPrecisionNames, a.precision).c_str());
   std::printf("machine    %d threads, target %s: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
-              threads, peak.target, peak.fma_gflops, peak.read_gbps);
-  if (a.precision == "bf16") {
+              r.threads, peak.target, peak.fma_gflops, peak.read_gbps);
+  if (a.precision == Precision::bf16) {
     const std::string_view path = attention_bf16_path(a.head_dim);
     std::printf("bf16 mode  prefill products on %s\n", path == "amx" ? "AMX tiles (tdpbf16ps)"
                                                        : path == "avx512_bf16"
@@ -325,31 +371,44 @@ void run_bench(BenchArgs a) {
   std::printf(
       "qkv        %.3f ms (median of %d)  %.1f GFLOP/s = %.1f%% of peak  %.1f GB/s = %.1f%% of "
       "bandwidth\n",
-      t * 1e3, reps, gflops, 100 * gflops / peak.fma_gflops, gbps, 100 * gbps / peak.read_gbps);
-  if (stream_gbps > 0) {
+      t * 1e3, r.reps, gflops, 100 * gflops / peak.fma_gflops, gbps, 100 * gbps / peak.read_gbps);
+  if (r.stream_gbps > 0) {
     std::printf(
         "stream     the same K and V bytes read by a plain loop (%d threads, 4 KiB of each in "
         "turn): %.1f GB/s; qkv reaches %.1f%% of it\n",
-        threads, stream_gbps, 100 * gbps / stream_gbps);
+        r.threads, r.stream_gbps, 100 * gbps / r.stream_gbps);
   }
-  std::printf("memory     peak RSS %.0f MiB, of which %s %.0f MiB\n", rss_mib,
-              a.backward ? "q, k, v, out, dout and dq, dk, dv are" : "q, k, v and out are", io_mib);
-  if (mat_ms > 0) {
-    const double mg = flops / (mat_ms * 1e-3) * 1e-9;
-    const bool sliced = mat_batch < a.batch || mat_kv_heads < a.kv_heads;
+  std::printf("memory     peak RSS %.0f MiB, of which %s %.0f MiB\n", r.rss_mib,
+              a.backward ? "q, k, v, out, dout and dq, dk, dv are" : "q, k, v and out are",
+              r.io_mib);
+  if (r.mat_ms > 0) {
+    const double mg = r.flops / (r.mat_ms * 1e-3) * 1e-9;
+    const bool sliced = r.mat_batch < a.batch || r.mat_kv_heads < a.kv_heads;
     const std::string slice = sliced ? "; sequence 1 of " + std::to_string(a.batch) +
-                                           ", kv heads " + std::to_string(mat_kv_heads) + " of " +
+                                           ", kv heads " + std::to_string(r.mat_kv_heads) + " of " +
                                            std::to_string(a.kv_heads) + " timed, scaled by FLOPs"
                                      : "";
     std::printf(
         "materialised %.3f ms (median of %d; S = Q·Kᵀ and P·V by %s%s)  %.1f GFLOP/s = %.1f%% of "
         "peak  qkv is %.2fx faster\n",
-        mat_ms, mat_reps, std::string(kernels::cpu::gemm_library_name()).c_str(), slice.c_str(), mg,
-        100 * mg / peak.fma_gflops, mat_ms / (t * 1e3));
+        r.mat_ms, r.mat_reps, std::string(kernels::cpu::gemm_library_name()).c_str(), slice.c_str(),
+        mg, 100 * mg / peak.fma_gflops, r.mat_ms / (t * 1e3));
   }
-  if (ref_ms > 0) {
+  if (r.ref_ms > 0) {
     std::printf("reference  %.1f ms (64 rows timed, scaled by FLOPs)  qkv is %.0fx faster\n",
-                ref_ms, ref_ms / (t * 1e3));
+                r.ref_ms, r.ref_ms / (t * 1e3));
+  }
+}
+
+void run_bench(const BenchArgs& args) {
+  const BenchArgs a = checked(args);
+  const int threads = resolve_threads(a.threads);
+  Problem p(a, threads);
+  const Results r = measure(a, p, threads);
+  if (a.json) {
+    print_json(a, r);
+  } else {
+    print_text(a, r);
   }
 }
 
@@ -365,13 +424,11 @@ void setup_bench(CLI::App& app) {
   att->add_option("--head-dim", a->head_dim, "Head dimension")->capture_default_str();
   att->add_flag("--causal", a->causal, "Causal mask");
   att->add_option("--dtype", a->dtype, "K/V dtype: f32, f16, bf16")->capture_default_str();
-  att->add_option("--precision", a->precision, "Arithmetic: f32, or bf16 (rounded operands)")
-      ->capture_default_str();
-  att->add_option("--threads", a->threads, "Threads (0: all)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 4096));
+  add_enum_option(*att, "--precision", a->precision, "Arithmetic: f32, or bf16 (rounded operands)",
+                  kPrecisionNames);
+  add_threads_option(*att, a->threads);
   att->add_option("--reps", a->reps, "Timed repetitions (0: about one second)");
-  att->add_flag("--json", a->json, "Print one JSON object");
+  add_json_flag(*att, a->json);
   att->add_flag("--no-reference", a->no_reference,
                 "Skip timing the reference and the materialised peer");
   att->add_flag("--backward", a->backward,

@@ -6,9 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "command.h"
-#include "model/convert.h"
+#include "qkv/convert.h"
 #include "qkv/model.h"
 
 namespace qkv::app {
@@ -16,25 +17,15 @@ namespace cmd_convert {  // one per subcommand: the qkv target is a unity build
 namespace {
 
 struct ConvertArgs {
-  std::string model, tokenizer, out, dtype, name;
+  std::string model, tokenizer, out, name;
+  std::optional<TensorType> dtype;  // none: keep each tensor's type
+  TensorType dtype_arg = TensorType::f32;
 };
 
 void run(const ConvertArgs& a) {
-  model::ConvertOptions opt;
+  ConvertOptions opt;
   opt.name = a.name;
-  if (!a.dtype.empty()) {
-    if (a.dtype == "f32") {
-      opt.dtype = TensorType::f32;
-    } else if (a.dtype == "f16") {
-      opt.dtype = TensorType::f16;
-    } else if (a.dtype == "bf16") {
-      opt.dtype = TensorType::bf16;
-    } else if (a.dtype == "q8_0") {
-      opt.dtype = TensorType::q8_0;
-    } else {
-      throw InvalidArgument("--dtype: expected f32, f16, bf16 or q8_0, found \"" + a.dtype + "\"");
-    }
-  }
+  opt.dtype = a.dtype;
   const auto t0 = std::chrono::steady_clock::now();
   LoadOptions load;
   load.tokenizer_path = a.tokenizer;
@@ -43,7 +34,7 @@ void run(const ConvertArgs& a) {
   if (!model.has_tokenizer()) {
     std::fprintf(stderr, "note: no tokenizer found; the GGUF will have none (pass -t)\n");
   }
-  for (const std::string& note : model::convert_to_gguf(model, a.out, opt)) {
+  for (const std::string& note : convert_to_gguf(model, a.out, opt)) {
     std::fprintf(stderr, "note: %s\n", note.c_str());
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -60,13 +51,21 @@ void run(const ConvertArgs& a) {
 
 void setup(CLI::App& app) {
   auto a = std::make_shared<ConvertArgs>();
-  app.add_option("-m,--model", a->model, "HF model folder, llama2.c .bin or GGUF")->required();
-  app.add_option("-t,--tokenizer", a->tokenizer, "tokenizer file (llama2.c tokenizer.bin, ...)");
+  add_model_option(app, a->model)->required();
+  add_tokenizer_option(app, a->tokenizer);
   app.add_option("-o,--out", a->out, "output .gguf")->required();
-  app.add_option("--dtype", a->dtype,
-                 "type of the weight matrices: f32, f16, bf16 or q8_0 (default: as stored)");
+  CLI::Option* dtype = add_enum_option(app, "--dtype", a->dtype_arg,
+                                       "type of the weight matrices (default: as stored)",
+                                       EnumNames<TensorType>{{"f32", TensorType::f32},
+                                                             {"f16", TensorType::f16},
+                                                             {"bf16", TensorType::bf16},
+                                                             {"q8_0", TensorType::q8_0}});
+  dtype->default_str("");
   app.add_option("--name", a->name, "general.name (default: the source file name)");
-  app.callback([a] { run(*a); });
+  app.callback([a, dtype] {
+    if (dtype->count() > 0) a->dtype = a->dtype_arg;
+    run(*a);
+  });
 }
 
 Registrar reg("convert", "Write a model as GGUF (llama.cpp conventions)", setup);

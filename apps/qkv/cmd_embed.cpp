@@ -14,11 +14,14 @@ namespace qkv::app {
 namespace cmd_embed {  // one per subcommand: the qkv target is a unity build
 namespace {
 
+const EnumNames<Pooling> kPoolingNames{
+    {"cls", Pooling::cls}, {"mean", Pooling::mean}, {"pooler", Pooling::pooler}};
+
 struct EmbedCliOptions {
   std::string model;
   std::string tokenizer;
   std::vector<std::string> texts;
-  std::string pooling = "cls";
+  Pooling pooling = Pooling::cls;
   bool no_normalize = false;
   bool no_parse_special = false;
   bool json = false;
@@ -28,9 +31,7 @@ struct EmbedCliOptions {
 void run(const EmbedCliOptions& o) {
   const Model model = Model::load(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
-  const EmbedOptions opt{.pooling = o.pooling == "mean"     ? Pooling::mean
-                                    : o.pooling == "pooler" ? Pooling::pooler
-                                                            : Pooling::cls,
+  const EmbedOptions opt{.pooling = o.pooling,
                          .normalize = !o.no_normalize,
                          .parse_special = !o.no_parse_special,
                          .n_threads = o.threads};
@@ -39,7 +40,7 @@ void run(const EmbedCliOptions& o) {
   if (o.json) {
     nlohmann::json j;
     j["n_embd"] = model.config().n_embd;
-    j["pooling"] = o.pooling;
+    j["pooling"] = enum_name(kPoolingNames, o.pooling);
     j["normalized"] = opt.normalize;
     j["embeddings"] = out;
     std::cout << j.dump() << "\n";
@@ -53,19 +54,17 @@ void run(const EmbedCliOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<EmbedCliOptions>();
-  app.add_option("-m,--model", o->model, "encoder model: GGUF file or HF folder (BERT)")
-      ->required();
-  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file (tokenizer.json, vocab.txt)");
+  add_model_option(app, o->model)->required();
+  add_tokenizer_option(app, o->tokenizer);
   app.add_option("texts", o->texts, "texts to embed, one embedding each")->required();
-  app.add_option("--pooling", o->pooling,
-                 "cls: the [CLS] state; mean: the mean of the token states; pooler: BERT's pooler")
-      ->check(CLI::IsMember({"cls", "mean", "pooler"}))
-      ->capture_default_str();
+  add_enum_option(app, "--pooling", o->pooling,
+                  "cls: the [CLS] state; mean: the mean of the token states; pooler: BERT's pooler",
+                  kPoolingNames);
   app.add_flag("--no-normalize", o->no_normalize, "leave the embedding unnormalised (default: L2)");
   app.add_flag("--no-parse-special", o->no_parse_special,
                "tokenize special tokens written in the text ([SEP]) as plain text");
-  app.add_flag("--json", o->json, "print JSON");
-  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  add_json_flag(app, o->json);
+  add_threads_option(app, o->threads);
   app.callback([o] { run(*o); });
 }
 

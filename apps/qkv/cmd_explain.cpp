@@ -27,16 +27,20 @@ namespace qkv::app {
 namespace cmd_explain {  // one per subcommand: the qkv target is a unity build
 namespace {
 
+constexpr int kAll = -1;  // --layers all, --heads all
+
 struct ExplainCliOptions {
-  std::string model, tokenizer, text, token, layers = "all", heads = "all", map;
-  std::string html, png, svg, npy, safetensors, npy_stream, overflow = "top-k";
+  std::string model, tokenizer, text, token, map;
+  std::vector<int> layers{kAll}, heads{kAll};  // [kAll]: every one
+  std::string html, png, svg, npy, safetensors, npy_stream;
+  OverflowKeep overflow = OverflowKeep::top_k;
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
   bool json = false, ascii = false, no_special = false, ignore_eos = false;
   bool no_parse_special = false;
 };
 
-// "all" or a comma-separated list of indices.
+// "all" or a comma-separated list of indices (for --map's L:H and --token's #POSITION).
 std::vector<int> parse_list(const std::string& s, const char* what) {
   std::vector<int> out;
   if (s == "all" || s.empty()) return out;
@@ -64,6 +68,23 @@ int parse_index(const std::string& s, const std::string& full, const char* what,
   }
   return v[0];
 }
+
+// --layers and --heads: "all" or indices like 0,3 (CLI11 splits the list and converts each).
+// "all" reaches the program as kAll; the capture options take an empty list for "every one".
+std::vector<int> selection(const std::vector<int>& list) {
+  if (list.empty() || (list.size() == 1 && list[0] == kAll)) return {};
+  return list;
+}
+CLI::Option* add_index_list(CLI::App& app, const std::string& flag, std::vector<int>& list,
+                            const std::string& help) {
+  return app.add_option(flag, list, help + ": all or indices like 0,3")
+      ->delimiter(',')
+      ->transform(CLI::Transformer({{"all", std::to_string(kAll)}}))
+      ->default_str("all");
+}
+
+const EnumNames<OverflowKeep> kOverflowNames{
+    {"rows", OverflowKeep::rows}, {"heads", OverflowKeep::heads}, {"top-k", OverflowKeep::top_k}};
 
 // The map that --map names, [n, n]: "L:H" (a selected layer and head), "L:mean" (mean of the
 // selected heads), "rollout"; default: the mean of the selected heads of the last selected layer.
@@ -157,14 +178,12 @@ void run(const ExplainCliOptions& o) {
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
   ExplainOptions eo;
-  eo.capture.layers = parse_list(o.layers, "layers");
-  eo.capture.heads = parse_list(o.heads, "heads");
+  eo.capture.layers = selection(o.layers);
+  eo.capture.heads = selection(o.heads);
   eo.capture.max_floats = o.max_floats;
   eo.capture.stream_npy = o.npy_stream;
   eo.capture.top_k = o.top_k;
-  eo.capture.overflow = o.overflow == "rows"    ? OverflowKeep::rows
-                        : o.overflow == "heads" ? OverflowKeep::heads
-                                                : OverflowKeep::top_k;
+  eo.capture.overflow = o.overflow;
   eo.max_new_tokens = o.n;
   eo.add_special = !o.no_special;
   eo.parse_special = !o.no_parse_special;
@@ -244,15 +263,14 @@ void run(const ExplainCliOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<ExplainCliOptions>();
-  app.add_option("-m,--model", o->model,
-                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
-  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file; default: the model's own");
+  add_model_option(app, o->model, /*builtin_default=*/true);
+  add_tokenizer_option(app, o->tokenizer);
   app.add_option("text", o->text, "text to explain")->required();
   app.add_option("-n,--n-predict", o->n, "decoders: tokens to generate greedily (maps grow)")
       ->capture_default_str();
   app.add_option("--token", o->token, "show what this token attends to (text or #POSITION)");
-  app.add_option("--layers", o->layers, "layers to capture: all or 0,3")->capture_default_str();
-  app.add_option("--heads", o->heads, "heads to capture: all or 0,3")->capture_default_str();
+  add_index_list(app, "--layers", o->layers, "layers to capture");
+  add_index_list(app, "--heads", o->heads, "heads to capture");
   app.add_option("--map", o->map,
                  "map to draw/export: L:H, L:mean or rollout (default: last layer, head mean)");
   app.add_option("--html", o->html, "write a self-contained interactive HTML report");
@@ -265,7 +283,7 @@ void setup(CLI::App& app) {
                  "whatever --max-floats keeps in memory, and FILE.tokens.json");
   app.add_option("--safetensors", o->safetensors,
                  "write the maps as safetensors (attn [layers, heads, tokens, tokens], ids)");
-  app.add_flag("--json", o->json, "print tokens, maps and analyses as JSON");
+  add_json_flag(app, o->json);
   app.add_flag("--ascii", o->ascii, "ASCII shades even on a colour terminal");
   app.add_flag("--no-special", o->no_special, "add no BOS / [CLS] [SEP]");
   app.add_flag("--no-parse-special", o->no_parse_special,
@@ -273,12 +291,10 @@ void setup(CLI::App& app) {
   app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS (-n)");
   app.add_option("--max-floats", o->max_floats, "budget of stored probabilities (4 bytes each)")
       ->capture_default_str();
-  app.add_option("--overflow", o->overflow, "what to keep past the budget")
-      ->check(CLI::IsMember({"rows", "heads", "top-k"}))
-      ->capture_default_str();
+  add_enum_option(app, "--overflow", o->overflow, "what to keep past the budget", kOverflowNames);
   app.add_option("--top-k", o->top_k, "keys kept per row past the budget (--overflow top-k)")
       ->capture_default_str();
-  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(app, o->threads);
   app.callback([o] { run(*o); });
 }
 

@@ -39,7 +39,7 @@ struct GenerateCliOptions {
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
   int64_t ctx = 0;
-  std::string kv = "f32";
+  KvType kv = KvType::f32;
   int threads = 0;
   bool no_bos = false;
   bool no_parse_special = false;
@@ -107,7 +107,7 @@ void run(GenerateCliOptions o) {
     capture.emplace(model, std::move(co));
   }
   Session session(model, {.n_ctx = o.ctx,
-                          .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
+                          .kv_type = o.kv,
                           .n_threads = o.threads,
                           .observer = capture ? &*capture : nullptr});
   // --chat: the template writes BOS and the turn markers itself, so the text is encoded as
@@ -120,7 +120,7 @@ void run(GenerateCliOptions o) {
       prompt_text,
       {.add_special = !o.no_bos && !o.chat, .parse_special = o.chat || !o.no_parse_special});
   std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s\n", ids.size(),
-               static_cast<long long>(session.n_ctx()), o.kv.c_str(),
+               static_cast<long long>(session.n_ctx()), enum_name(kKvNames, o.kv).c_str(),
                ids.size() >= 256 ? " (prefill running...)" : "");
 
   GenerateOptions g;
@@ -179,11 +179,8 @@ void run(GenerateCliOptions o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<GenerateCliOptions>();
-  app.add_option("-m,--model", o->model,
-                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
-  app.add_option("-t,--tokenizer", o->tokenizer,
-                 "tokenizer file (llama2.c tokenizer.bin, tokenizer.json); default: the model's "
-                 "own or one beside it");
+  add_model_option(app, o->model, /*builtin_default=*/true);
+  add_tokenizer_option(app, o->tokenizer);
   app.add_option("-p,--prompt", o->prompt, "prompt text (\"-\" reads standard input)");
   app.add_option("-n,--n-predict", o->n, "most tokens to generate")->capture_default_str();
   app.add_option("--temp", o->sampling.temperature, "temperature; 0 = greedy")
@@ -211,10 +208,8 @@ void setup(CLI::App& app) {
                  "produced, to FILE: float32 [layers, heads, tokens, tokens] (qkv explain --npy), "
                  "and FILE.tokens.json; with or without --explain");
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
-  app.add_option("--kv", o->kv, "KV cache type")
-      ->check(CLI::IsMember({"f32", "f16"}))
-      ->capture_default_str();
-  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
+  add_threads_option(app, o->threads);
   app.add_flag("--no-bos", o->no_bos, "do not add BOS before the prompt");
   app.add_flag("--no-parse-special", o->no_parse_special,
                "tokenize special tokens written in the prompt (<|endoftext|>) as plain text");

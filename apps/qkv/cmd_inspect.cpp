@@ -117,7 +117,7 @@ void inspect_model(const ModelFile& m, const InspectOptions& o) {
   std::optional<TokenizerSpec> tok;
   std::string tok_note;
   try {
-    tok = find_tokenizer_spec(m, o.tokenizer);
+    tok = tokenizer_spec_for(m, o.tokenizer);
   } catch (const Error& e) {
     tok_note = e.what();
   }
@@ -255,7 +255,7 @@ void run(const InspectOptions& o) {
     return;
   }
   if (fs::path(o.path).filename() == "vocab.txt") {
-    inspect_tokenizer(o.path, tokenizer_spec_from_file(o.path), o.json);
+    inspect_tokenizer(o.path, read_tokenizer_file(o.path), o.json);
     return;
   }
   if (ext == ".json" && !fs::is_directory(o.path)) {
@@ -303,8 +303,8 @@ void setup(CLI::App& app) {
   auto o = std::make_shared<InspectOptions>();
   app.add_option("path", o->path, "GGUF, safetensors (or index .json), llama2.c .bin, HF folder")
       ->required();
-  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file for a llama2.c checkpoint");
-  app.add_flag("--json", o->json, "machine-readable output");
+  add_tokenizer_option(app, o->tokenizer);
+  add_json_flag(app, o->json);
   app.add_option("--max-items", o->max_items, "arrays longer than this are summarised")
       ->default_val(8);
   app.callback([o] { run(*o); });

@@ -21,12 +21,15 @@ namespace qkv::app {
 namespace cmd_pronouns {  // one per subcommand: the qkv target is a unity build
 namespace {
 
+const EnumNames<PronounAt> kAtNames{{"clause", PronounAt::clause},
+                                    {"follow-up", PronounAt::follow_up}};
+
 struct PronounsCli {
   std::string model, tokenizer;
   int64_t cases = 200;
   uint64_t seed = 7;
   int top = 5;
-  std::string at = "follow-up";
+  PronounAt at = PronounAt::follow_up;
   int threads = 0;
   bool json = false;
 };
@@ -37,8 +40,7 @@ void run(const PronounsCli& o) {
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
   if (!model.is_decoder()) throw Error("pronouns: the model is an encoder; it needs a decoder");
   const std::vector<PronounCase> cases = generate_pronoun_cases(o.cases, o.seed);
-  const PronounProbe p = probe_pronouns(
-      model, cases, o.at == "follow-up" ? PronounAt::follow_up : PronounAt::clause, o.threads);
+  const PronounProbe p = probe_pronouns(model, cases, o.at, o.threads);
   if (o.json) {
     nlohmann::json j;
     j["cases"] = p.n_cases;
@@ -61,7 +63,8 @@ void run(const PronounsCli& o) {
       "the correct antecedent vs the other noun, per head, best first:\n\n",
       static_cast<long long>(p.n_cases), static_cast<long long>(p.n_agent),
       static_cast<long long>(p.n_object),
-      o.at == "clause" ? "\"it\" (because it was too ...)" : "\"It\" (the sentence after)");
+      o.at == PronounAt::clause ? "\"it\" (because it was too ...)"
+                                : "\"It\" (the sentence after)");
   std::printf("layer head  accuracy  tired-style  wide-style  weight: antecedent  other\n");
   for (size_t i = 0; i < p.heads.size() && i < static_cast<size_t>(o.top); ++i) {
     const PronounHeadScore& s = p.heads[i];
@@ -73,19 +76,18 @@ void run(const PronounsCli& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<PronounsCli>();
-  app.add_option("-m,--model", o->model, "decoder model (default: the built-in model)");
-  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file");
+  add_model_option(app, o->model, /*builtin_default=*/true);
+  add_tokenizer_option(app, o->tokenizer);
   app.add_option("--cases", o->cases, "test sentences (half of each variant)")
       ->capture_default_str();
   app.add_option("--seed", o->seed, "seed of the test sentences")->capture_default_str();
   app.add_option("--top", o->top, "heads to list")->capture_default_str();
-  app.add_option("--at", o->at,
-                 "clause: \"it\" in \"because it was too ...\"; follow-up: the \"It\" that "
-                 "starts the next sentence")
-      ->check(CLI::IsMember({"clause", "follow-up"}))
-      ->capture_default_str();
-  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
-  app.add_flag("--json", o->json, "print JSON (every head)");
+  add_enum_option(app, "--at", o->at,
+                  "clause: \"it\" in \"because it was too ...\"; follow-up: the \"It\" that "
+                  "starts the next sentence",
+                  kAtNames);
+  add_threads_option(app, o->threads);
+  add_json_flag(app, o->json);
   app.callback([o] { run(*o); });
 }
 

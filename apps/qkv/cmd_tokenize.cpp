@@ -34,10 +34,10 @@ void run(const TokenizeOptions& o) {
   }
   TokenizerSpec spec;
   if (o.model.empty()) {
-    spec = tokenizer_spec_from_file(o.tokenizer);
+    spec = read_tokenizer_file(o.tokenizer);
   } else {
     const ModelFile m = open_model(o.model);
-    spec = find_tokenizer_spec(m, o.tokenizer);
+    spec = tokenizer_spec_for(m, o.tokenizer);
   }
   const Tokenizer tok(std::move(spec));
   const std::vector<int32_t> ids =
@@ -56,11 +56,10 @@ void run(const TokenizeOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
-  app.add_option("-m,--model", o->model, "GGUF file, HF model folder or llama2.c .bin");
-  app.add_option("-t,--tokenizer", o->tokenizer,
-                 "tokenizer file: llama2.c tokenizer.bin, tokenizer.json or vocab.txt");
+  add_model_option(app, o->model);
+  add_tokenizer_option(app, o->tokenizer);
   app.add_option("text", o->text, "text to tokenize (\"-\" reads standard input)")->required();
-  app.add_flag("--json", o->json, "print {\"ids\": [...], \"pieces\": [...]}");
+  add_json_flag(app, o->json)->description("print {\"ids\": [...], \"pieces\": [...]}");
   app.add_flag("--no-special", o->no_special, "add no BOS / EOS / [CLS] [SEP]");
   app.add_flag("--no-parse-special", o->no_parse_special,
                "tokenize special tokens written in the text (<|endoftext|>) as plain text");

@@ -158,10 +158,9 @@ void setup(CLI::App& app) {
                  "UTF-8 text file, documents separated by blank lines (default: the built-in "
                  "story corpus)");
   app.add_option("-o,--out", o.out_dir, "output folder")->capture_default_str();
-  app.add_option("--tokenizer", o.tokenizer, "bpe: trained on the text; byte: raw bytes")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, TrainTokenizer>{
-          {"bpe", TrainTokenizer::bpe}, {"byte", TrainTokenizer::byte}}))
-      ->default_str("bpe");
+  add_enum_option(
+      app, "--tokenizer", o.tokenizer, "bpe: trained on the text; byte: raw bytes",
+      EnumNames<TrainTokenizer>{{"bpe", TrainTokenizer::bpe}, {"byte", TrainTokenizer::byte}});
   app.add_option("--vocab", o.vocab_size, "BPE vocabulary size")->capture_default_str();
   app.add_option("--layers", o.n_layer, "transformer blocks")->capture_default_str();
   app.add_option("--heads", o.n_head, "attention heads")->capture_default_str();
@@ -197,7 +196,7 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--write-corpus", cli->write_corpus,
                  "write the built-in corpus to FILE and exit (no training)");
-  app.add_option("--threads", o.n_threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(app, o.n_threads);
   app.add_flag("-q,--quiet", cli->quiet, "print only validation steps");
   app.callback([cli] { run(*cli); });
 }

@@ -30,4 +30,35 @@ Registrar::Registrar(std::string name, std::string description, Setup setup) {
   commands().push_back({std::move(name), std::move(description), std::move(setup)});
 }
 
+CLI::Option* add_model_option(CLI::App& app, std::string& path, bool builtin_default) {
+  return app.add_option("-m,--model", path,
+                        std::string("model: GGUF file, HF model folder or llama2.c .bin") +
+                            (builtin_default ? " (default: the built-in model)" : ""));
+}
+
+CLI::Option* add_tokenizer_option(CLI::App& app, std::string& path) {
+  return app.add_option("-t,--tokenizer", path,
+                        "tokenizer file (tokenizer.json, vocab.txt, llama2.c tokenizer.bin, GGUF); "
+                        "default: the model's own or one beside it");
+}
+
+CLI::Option* add_threads_option(CLI::App& app, int& threads) {
+  return app.add_option("--threads", threads, "threads (0 = all hardware threads)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+}
+
+CLI::Option* add_json_flag(CLI::App& app, bool& json) {
+  return app.add_flag("--json", json, "print JSON instead of text");
+}
+
+std::string or_list(const std::vector<std::string>& words) {
+  std::string out;
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (i > 0) out += i + 1 == words.size() ? " or " : ", ";
+    out += words[i];
+  }
+  return out;
+}
+
 }  // namespace qkv::app

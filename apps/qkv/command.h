@@ -1,4 +1,4 @@
-// Subcommand registry of the `qkv` binary.
+// Subcommand registry of the `qkv` binary, and the options several subcommands share.
 //
 // A subcommand lives in its own cmd_NAME.cpp and registers itself with a static Registrar:
 //   static qkv::app::Registrar reg("bench", "Measure ...", setup_bench);
@@ -6,14 +6,13 @@
 // qkv::Error (printed as "qkv NAME: message", exit code 1).
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
-namespace CLI {
-class App;
-class Validator;
-}  // namespace CLI
+#include "qkv/session.h"
 
 namespace qkv::app {
 
@@ -34,5 +33,61 @@ struct Registrar {
 // Checks a seed option: a whole number in [0, 2^64). CLI11 alone turns "-1" and "2^64" into
 // 2^64 - 1 without a word.
 const CLI::Validator& seed_check();
+
+// ---- Shared options: one spelling, one help text, one range check each ----------------------
+// -m,--model: a GGUF file, an HF model folder or a llama2.c .bin. `builtin_default`: the command
+// runs the built-in model when it is left out (the help says so).
+CLI::Option* add_model_option(CLI::App& app, std::string& path, bool builtin_default = false);
+// -t,--tokenizer: a tokenizer file; by default the model's own (inside or beside it).
+CLI::Option* add_tokenizer_option(CLI::App& app, std::string& path);
+// --threads N: 0 = all hardware threads; refused outside [0, 4096].
+CLI::Option* add_threads_option(CLI::App& app, int& threads);
+// --json: print JSON instead of text.
+CLI::Option* add_json_flag(CLI::App& app, bool& json);
+
+// The names of an enum option's values, in the order the help lists them.
+template <typename E>
+using EnumNames = std::vector<std::pair<std::string, E>>;
+
+// "a, b or c"
+std::string or_list(const std::vector<std::string>& words);
+
+// An option whose value is one of `names`: CLI11 transforms the name into the enum value, and
+// anything else is refused with "expected a or b, found "x"". The default is shown by name.
+template <typename E>
+CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, E& value,
+                             const std::string& help, const EnumNames<E>& names) {
+  std::vector<std::string> words;
+  for (const auto& [name, v] : names) words.push_back(name);
+  const std::string list = or_list(words);
+  CLI::Option* o = app.add_option(flags, value, help + ": " + list);
+  o->transform(CLI::Validator(
+      [names, list](std::string& s) -> std::string {
+        for (const auto& [name, v] : names) {
+          if (name == s) {
+            s = std::to_string(static_cast<long long>(v));
+            return {};
+          }
+        }
+        return "expected " + list + ", found \"" + s + "\"";
+      },
+      "", "one of " + list));
+  for (const auto& [name, v] : names) {
+    if (v == value) o->default_str(name);
+  }
+  return o;
+}
+
+// --kv (generate, bench model): the KV cache's element type.
+inline const EnumNames<KvType> kKvNames{{"f32", KvType::f32}, {"f16", KvType::f16}};
+
+// The name of `value` in `names` ("?" when absent).
+template <typename E>
+std::string enum_name(const EnumNames<E>& names, E value) {
+  for (const auto& [name, v] : names) {
+    if (v == value) return name;
+  }
+  return "?";
+}
 
 }  // namespace qkv::app

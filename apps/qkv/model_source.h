@@ -14,9 +14,8 @@
 
 namespace qkv::app {
 
-// The tokenizer of a model is found by qkv::find_tokenizer_spec (qkv/model.h).
-// tokenizer_spec_from_file: a file that is only a tokenizer (tokenizer.json, vocab.txt,
-// llama2.c tokenizer.bin, vocab-only GGUF).
+// The tokenizer of a model is found by qkv::tokenizer_spec_for, a file that is only a tokenizer
+// is read by qkv::read_tokenizer_file (both qkv/model_file.h).
 
 inline std::string_view model_kind_name(TokenizerSpec::Model m) {
   switch (m) {
@@ -30,14 +29,6 @@ inline std::string_view model_kind_name(TokenizerSpec::Model m) {
       return "UTF-8 BPE (Gemma 4)";
   }
   return "?";
-}
-
-inline TokenizerSpec tokenizer_spec_from_file(const std::string& path) {
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext == ".gguf") return tokenizer_spec_from_gguf(read_gguf(path));
-  if (ext == ".json") return read_tokenizer_json(path);
-  if (ext == ".txt") return read_wordpiece_vocab(path);
-  return read_llama2c_tokenizer(path);
 }
 
 // Control characters shown escaped (\n, \t, \xHH), so a token prints on one line.

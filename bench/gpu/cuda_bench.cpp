@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -119,8 +120,8 @@ bool run_case(const Case& c, std::mt19937_64& rng, bool verbose) {
   opt.causal = c.causal;
   opt.window_left = c.window_left;
   opt.window_right = c.window_right;
-  if (c.kv_lengths) opt.kv_lengths = kv_len.data();
-  if (c.q_offsets) opt.q_offsets = q_off.data();
+  if (c.kv_lengths) opt.kv_lengths = kv_len;
+  if (c.q_offsets) opt.q_offsets = q_off;
 
   const std::array<int64_t, 4> oshape{c.batch, c.n_q, c.n_head, c.head_dim};
   const size_t n_out = static_cast<size_t>(c.batch) * c.n_q * c.n_head * c.head_dim;
@@ -137,7 +138,7 @@ bool run_case(const Case& c, std::mt19937_64& rng, bool verbose) {
   qkv::OutView4 out = qkv::OutView4::dense(out_dev, c.out_dtype, oshape);
 
   const qkv::cuda::FlashParams f =
-      qkv::cuda::make_flash_params(q.view, k.view, v.view, out, lse_dev, opt);
+      qkv::cuda::make_flash_params(q.view, k.view, v.view, out, {lse_dev, n_lse}, opt);
   qkv::cuda::run_flash(f, opt, nullptr, c.force_splits, c.kernel);
   CHECK_CUDA(cudaDeviceSynchronize());
 
@@ -154,8 +155,8 @@ bool run_case(const Case& c, std::mt19937_64& rng, bool verbose) {
   };
   std::vector<float> ref(n_out), ref_lse(n_lse);
   const auto prob = qkv::kernels::make_problem(host_view(q), host_view(k), host_view(v),
-                                               qkv::MutView4::dense(ref.data(), oshape),
-                                               ref_lse.data(), opt, true, true);
+                                               qkv::MutView4::dense(ref.data(), oshape), ref_lse,
+                                               opt, true, true);
   qkv::kernels::attention_reference(prob);
 
   bool ok = true;
@@ -358,7 +359,7 @@ struct BenchShape {
 };
 
 double median_ms(const BenchShape& s, const qkv::View4& q, const qkv::View4& k, const qkv::View4& v,
-                 const qkv::OutView4& out, float* lse, int iters) {
+                 const qkv::OutView4& out, std::span<float> lse, int iters) {
   qkv::AttentionOptions opt;
   opt.causal = s.causal;
   const auto f = qkv::cuda::make_flash_params(q, k, v, out, lse, opt);
@@ -426,7 +427,8 @@ int bench(const char* json_path) {
     const auto kv = qkv::View4::dense(k, t, {s.batch, s.n_kv, s.n_head_kv, s.head_dim});
     const auto vv = qkv::View4::dense(v, t, {s.batch, s.n_kv, s.n_head_kv, s.head_dim});
     const auto ov = qkv::OutView4::dense(o, t, {s.batch, s.n_q, s.n_head, s.head_dim});
-    const double ms = median_ms(s, qv, kv, vv, ov, lse, s.n_q == 1 ? 50 : 20);
+    const double ms = median_ms(s, qv, kv, vv, ov, {lse, size_t{1} * s.batch * s.n_head * s.n_q},
+                                s.n_q == 1 ? 50 : 20);
     // As qkv::attention_flops (kernels layer, not in this standalone build): 4 * b * h * n_q *
     // n_kv * d, halved for causal square attention.
     const double flops = 4.0 * s.batch * s.n_head * s.n_q * s.n_kv * s.head_dim *
@@ -469,7 +471,7 @@ int profile() {
   const auto vv = qkv::View4::dense(v, DType::bf16, {b, n, h, d});
   const auto ov = qkv::OutView4::dense(o, DType::bf16, {b, n, h, d});
   qkv::AttentionOptions opt;
-  const auto f = qkv::cuda::make_flash_params(qv, kv, vv, ov, nullptr, opt);
+  const auto f = qkv::cuda::make_flash_params(qv, kv, vv, ov, {}, opt);
   for (K kern : {K::mma, K::sm90, K::sm90_1wg}) {
     if (kern != K::mma && !qkv::cuda::sm90_device()) continue;
     qkv::cuda::run_flash(f, opt, nullptr, 0, kern);

@@ -8,7 +8,8 @@
 //   k    [batch, n_kv, n_head_kv, head_dim]     fp32, f16 or bf16
 //   v    [batch, n_kv, n_head_kv, head_dim_v]   same dtype as k
 //   out  [batch, n_q,  n_head,    head_dim_v]   fp32
-//   lse  [batch, n_head, n_q]                   fp32, dense, optional: log(sum_j exp(s[b,h,i,j]))
+//   lse  [batch, n_head, n_q]                   fp32, dense, optional (an empty span):
+//                                                log(sum_j exp(s[b,h,i,j]))
 // n_head must be a multiple of n_head_kv (group = n_head / n_head_kv): MHA, GQA and MQA.
 //
 // Query positions. Query i of sequence b sits at position
@@ -63,28 +64,33 @@ enum class Precision : uint8_t {
 struct AttentionOptions {
   float scale = 0.f;  // 0: 1 / sqrt(head_dim)
   bool causal = false;
-  const int32_t* kv_lengths = nullptr;  // [batch] or null
-  const int32_t* q_offsets = nullptr;   // [batch] or null; see "Query positions" above
+  // The per-sequence and per-head arrays are views of the caller's memory; empty means "not
+  // given". A non-empty one must have exactly the size shown (InvalidArgument naming both sizes
+  // otherwise).
+  std::span<const int32_t> kv_lengths;  // [batch] or empty
+  std::span<const int32_t> q_offsets;   // [batch] or empty; see "Query positions" above
   int64_t window_left = -1;             // -1: unbounded
   int64_t window_right = -1;            // -1: unbounded
   AttentionMask mask;
-  const float* alibi_slopes = nullptr;  // [n_head] or null
+  std::span<const float> alibi_slopes;  // [n_head] or empty
   float softcap = 0.f;                  // 0: off
   Precision precision = Precision::f32;
   int n_threads = 0;  // 0: all hardware threads
   Backend backend = Backend::automatic;
 };
 
-// Computes attention; throws InvalidArgument naming the sizes that disagree.
-void attention(const View4& q, const View4& k, const View4& v, const MutView4& out, float* lse,
-               const AttentionOptions& options = {});
+// Computes attention; throws InvalidArgument naming the sizes that disagree. lse is empty (not
+// wanted) or exactly [batch, n_head, n_q].
+void attention(const View4& q, const View4& k, const View4& v, const MutView4& out,
+               std::span<float> lse, const AttentionOptions& options = {});
 
 // Recomputes exact softmax probabilities of chosen query rows of one (batch, head) from q, k and
 // the lse saved by attention(), without materialising anything but the rows asked for.
 //   probs [rows.size(), n_kv] dense fp32; masked keys get 0; a fully masked row is all zeros.
+// lse is the forward's, [batch, n_head, n_q] (InvalidArgument when empty or of another size).
 // Memory: O(rows.size() * n_kv). The options must be those of the attention() call.
-void attention_probs(const View4& q, const View4& k, const float* lse, int64_t batch, int64_t head,
-                     std::span<const int64_t> rows, float* probs,
+void attention_probs(const View4& q, const View4& k, std::span<const float> lse, int64_t batch,
+                     int64_t head, std::span<const int64_t> rows, float* probs,
                      const AttentionOptions& options = {});
 
 // Gradients of attention() with respect to q, k and v (flash-style: probabilities are recomputed
@@ -104,8 +110,9 @@ void attention_probs(const View4& q, const View4& k, const float* lse, int64_t b
 // writer; when there are fewer than 4 such pairs per thread the keys are split too, and dq is then
 // summed from per-thread partials (scratch of n_threads × |dq| floats, at most 256 MiB).
 void attention_backward(const View4& q, const View4& k, const View4& v, const View4& out,
-                        const float* lse, const View4& dout, const MutView4& dq, const MutView4& dk,
-                        const MutView4& dv, const AttentionOptions& options = {});
+                        std::span<const float> lse, const View4& dout, const MutView4& dq,
+                        const MutView4& dk, const MutView4& dv,
+                        const AttentionOptions& options = {});
 
 // The SIMD target the CPU backend runs on this machine: "avx512", "avx2" or "generic".
 std::string_view attention_cpu_target();

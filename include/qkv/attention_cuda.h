@@ -26,6 +26,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 
 #include "qkv/attention.h"
 #include "qkv/dtype.h"
@@ -42,8 +43,10 @@ struct OutView4 {
   static OutView4 dense(void* data, DType dtype, std::array<int64_t, 4> shape);
 };
 
-void attention_cuda(const View4& q, const View4& k, const View4& v, const OutView4& out, float* lse,
-                    const AttentionOptions& options = {}, void* stream = nullptr);
+// lse (device memory) is empty or exactly [batch, n_head, n_q], like attention()'s.
+void attention_cuda(const View4& q, const View4& k, const View4& v, const OutView4& out,
+                    std::span<float> lse, const AttentionOptions& options = {},
+                    void* stream = nullptr);
 
 // True when a CUDA device is present and this build has code for it.
 bool attention_cuda_available();

@@ -24,6 +24,10 @@ namespace qkv {
 enum class Architecture : uint8_t { gpt2, llama, bert, qwen2, qwen3, gemma2, gemma3, phi3 };
 std::string_view architecture_name(Architecture a);
 
+// The matrix products' CPU backend on this machine: the GEMM library and the SIMD target of the
+// matrix-vector kernels (e.g. "openblas + avx2").
+std::string_view matmul_backend_name();
+
 // How RoPE pairs the dimensions of a head: (2i, 2i+1) as in llama2.c and GGUF files made by the
 // llama.cpp converter (which permutes Q and K to get there), or (i, i + d/2) ("rotate half") as
 // in Hugging Face checkpoints. Chosen from the file's origin.
@@ -60,17 +64,20 @@ class Model {
   // One line: architecture, sizes, dtypes, source.
   std::string describe() const;
 
-  struct Impl;
-  const Impl& impl() const { return *impl_; }
+  // The weight matrices a decode step multiplies with (every layer's attention and MLP
+  // projections, and the LM head of a decoder): their bytes in memory, each read once per token,
+  // and the multiply-adds they cost per token. For benchmarks and memory planning.
+  struct MatrixTotals {
+    int64_t bytes = 0;
+    int64_t macs = 0;
+  };
+  MatrixTotals matrix_totals() const;
+
+  struct Impl;  // the loaded weights (src/model/model_impl.h)
 
  private:
+  friend struct ModelAccess;  // the library's own layers reach Impl through it
   std::shared_ptr<const Impl> impl_;
 };
-
-// The tokenizer of a model file: `tokenizer_path` when given (tokenizer.json, vocab.txt, a
-// llama2.c tokenizer.bin, a GGUF), else the one inside or beside the model (GGUF metadata, the
-// HF folder's tokenizer.json, the single tok*.bin beside a llama2.c checkpoint). Throws
-// qkv::Error saying what to pass when there is none.
-TokenizerSpec find_tokenizer_spec(const ModelFile& file, const std::string& tokenizer_path = "");
 
 }  // namespace qkv

@@ -173,8 +173,6 @@ struct ModelConfig {
   bool causal = true;
 };
 
-class MappedFile;
-
 // The uniform result of opening any model file.
 struct ModelFile {
   std::string path;  // as given (file or folder)
@@ -185,7 +183,8 @@ struct ModelFile {
   std::vector<TensorInfo> tensors;
   std::vector<std::string> files;  // the data files (several for a sharded checkpoint)
   uint64_t alignment = 0;          // GGUF
-  std::vector<std::shared_ptr<const MappedFile>> maps;
+  // Keeps alive the memory the tensors' data point into (file mappings or copied bytes).
+  std::vector<std::shared_ptr<const void>> storage;
 
   const TensorInfo* find_tensor(std::string_view name) const;
   const TensorInfo& tensor(std::string_view name) const;  // throws naming the tensor
@@ -281,8 +280,14 @@ TokenizerSpec parse_llama2c_tokenizer(std::span<const std::byte> bytes, const st
 // BERT vocab.txt (one token a line) and GPT-2 vocab.json + merges.txt.
 TokenizerSpec read_wordpiece_vocab(const std::string& path);
 TokenizerSpec read_gpt2_vocab(const std::string& vocab_json, const std::string& merges_txt);
-// The tokenizer that goes with a model: GGUF metadata, the HF folder's tokenizer.json, or the
-// llama2.c `tokenizer_path`. Throws naming what is missing.
+// A file that is only a tokenizer, by its extension: .gguf (vocabulary-only or a whole model),
+// .json (HF tokenizer.json), .txt (BERT vocab.txt), anything else a llama2.c tokenizer.bin (of
+// `n_vocab` tokens when > 0).
+TokenizerSpec read_tokenizer_file(const std::string& path, int64_t n_vocab = 0);
+// The tokenizer of a model: `tokenizer_path` when given (read_tokenizer_file), else the one
+// inside or beside the model (GGUF metadata; the HF folder's tokenizer.json, vocab.json +
+// merges.txt or vocab.txt; the single tok*.bin beside a llama2.c checkpoint). Throws qkv::Error
+// saying what to pass when there is none.
 TokenizerSpec tokenizer_spec_for(const ModelFile& m, const std::string& tokenizer_path = "");
 
 }  // namespace qkv

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "qkv/attention.h"
@@ -48,7 +49,7 @@ struct AttentionEvent {
   // head_dim_v]: every key up to and including the newest query (the KV cache).
   View4 q, k, v;
   const float* out = nullptr;                 // [n_q, n_head * head_dim_v]
-  const float* lse = nullptr;                 // [n_head, n_q]
+  std::span<const float> lse;                 // [n_head, n_q]
   const AttentionOptions* options = nullptr;  // as passed to attention()
 };
 

@@ -85,6 +85,15 @@ struct GenerateResult {
 };
 std::string_view stop_reason_name(GenerateResult::Stop s);
 
+// Where a Session's forward passes spent their time, summed over every eval() and encode() since
+// the session was made or reset_stats() (generate() runs eval()). For benchmarks and profiling.
+struct SessionStats {
+  double matmul_seconds = 0;     // the matrix products (the LM head included)
+  double attention_seconds = 0;  // the attention kernel
+  double other_seconds = 0;      // norms, RoPE, activations, embeddings, KV cache writes
+  int64_t tokens = 0;            // tokens run through the model
+};
+
 class Session {
  public:
   explicit Session(Model model, SessionOptions options = {});
@@ -95,6 +104,7 @@ class Session {
   const Model& model() const;
   int64_t n_ctx() const;
   int64_t n_past() const;  // tokens in the KV cache
+  int n_threads() const;   // SessionOptions::n_threads resolved (0: all hardware threads)
   void reset();            // empties the cache
   // Keeps the first n tokens of the cache (0 <= n <= n_past()) and forgets the rest, so a
   // prompt that shares a prefix with what the cache holds runs only from there.
@@ -120,6 +130,16 @@ class Session {
   // while generating ends with Stop::context_full.
   GenerateResult generate(std::string_view prompt, const GenerateOptions& options = {});
   GenerateResult generate(std::span<const int32_t> prompt_ids, const GenerateOptions& options = {});
+
+  SessionStats stats() const;
+  void reset_stats();
+
+  // The forward passes' scratch (activations of the largest batch run so far, converted weight
+  // panels per thread) stays with the session between calls; a long-lived process can bound it:
+  // workspace_bytes() is what it holds now, release_workspace() frees it (the next call grows it
+  // again). The KV cache is not part of it.
+  size_t workspace_bytes() const;
+  void release_workspace();
 
  private:
   struct Impl;

@@ -1,4 +1,5 @@
 #include "core/parallel.h"
+#include "qkv/threads.h"
 
 #include <omp.h>
 
@@ -43,3 +44,11 @@ void parallel_for_dynamic(int64_t n, int n_threads, const std::function<void(int
 }
 
 }  // namespace qkv::core
+
+namespace qkv {
+
+int resolve_threads(int n_threads) {
+  return core::resolve_threads(n_threads);
+}
+
+}  // namespace qkv

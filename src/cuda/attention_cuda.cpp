@@ -130,14 +130,14 @@ LaunchPlan plan_launch(int64_t batch, int64_t n_head_kv, int64_t n_rows, int64_t
 }
 
 FlashParams make_flash_params(const View4& q, const View4& k, const View4& v, const OutView4& out,
-                              float* lse, const AttentionOptions& opt) {
+                              std::span<float> lse, const AttentionOptions& opt) {
   const auto& o = opt;
   if (o.mask.kind != MaskKind::none) {
     throw_invalid(
         "attention_cuda: options.mask (explicit masks) is not supported on CUDA; use "
         "causal, kv_lengths, q_offsets and window, or the CPU backend");
   }
-  if (o.alibi_slopes) {
+  if (!o.alibi_slopes.empty()) {
     throw_invalid("attention_cuda: options.alibi_slopes (ALiBi) is not supported on CUDA");
   }
   if (o.softcap != 0.f) {
@@ -198,7 +198,7 @@ FlashParams make_flash_params(const View4& q, const View4& k, const View4& v, co
   f.out = out.data;
   for (int d = 0; d < 4; ++d) f.o_stride[d] = out.stride[d];
   f.out_dtype = out.dtype == DType::f32 ? 0 : out.dtype == DType::f16 ? 1 : 2;
-  f.lse = lse;
+  f.lse = lse.empty() ? nullptr : lse.data();
   f.batch = static_cast<int>(p.batch);
   f.n_q = static_cast<int>(p.n_q);
   f.n_kv = static_cast<int>(p.n_kv);
@@ -224,7 +224,7 @@ void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int for
                                       force_splits, dev.sm90, kernel);
 
   // Stream-ordered scratch: seq_info [batch][2] and the split partials, one allocation.
-  const bool need_seq = opt.kv_lengths || opt.q_offsets;
+  const bool need_seq = !opt.kv_lengths.empty() || !opt.q_offsets.empty();
   const size_t seq_bytes = need_seq ? sizeof(int32_t) * 2 * f.batch : 0;
   const size_t seq_pad = (seq_bytes + 255) / 256 * 256;
   const int64_t rows_all = static_cast<int64_t>(f.batch) * f.n_head_kv * f.n_rows;
@@ -240,8 +240,8 @@ void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int for
     if (need_seq) {
       std::vector<int32_t> info(2 * static_cast<size_t>(f.batch));
       for (int b = 0; b < f.batch; ++b) {
-        info[2 * b] = opt.q_offsets ? opt.q_offsets[b] : f.n_kv - f.n_q;
-        info[2 * b + 1] = opt.kv_lengths ? opt.kv_lengths[b] : f.n_kv;
+        info[2 * b] = opt.q_offsets.empty() ? f.n_kv - f.n_q : opt.q_offsets[b];
+        info[2 * b + 1] = opt.kv_lengths.empty() ? f.n_kv : opt.kv_lengths[b];
       }
       // From pageable memory: staged before the call returns, so `info` may go out of scope.
       check_cuda(cudaMemcpyAsync(base, info.data(), seq_bytes, cudaMemcpyHostToDevice, s),
@@ -283,8 +283,8 @@ void run_flash(FlashParams f, const AttentionOptions& opt, void* stream, int for
 
 }  // namespace cuda
 
-void attention_cuda(const View4& q, const View4& k, const View4& v, const OutView4& out, float* lse,
-                    const AttentionOptions& options, void* stream) {
+void attention_cuda(const View4& q, const View4& k, const View4& v, const OutView4& out,
+                    std::span<float> lse, const AttentionOptions& options, void* stream) {
   const cuda::FlashParams f = cuda::make_flash_params(q, k, v, out, lse, options);
   cuda::run_flash(f, options, stream, 0, cuda::FlashKernel::automatic);
 }

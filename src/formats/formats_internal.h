@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "formats/mapped_file.h"
 #include "qkv/model_file.h"
 
 namespace qkv::formats {

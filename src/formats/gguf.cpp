@@ -290,7 +290,7 @@ ModelFile parse_gguf(const std::string& path, std::shared_ptr<const MappedFile> 
   validate_tensor_layout(path, ptrs, data_begin, std::max<uint64_t>(data_begin, map->size()),
                          m.alignment);
   for (TensorInfo& t : m.tensors) t.data = map->data() + t.offset;
-  m.maps.push_back(std::move(map));
+  m.storage.push_back(std::move(map));
   m.config = config_from_gguf(m);
   return m;
 }

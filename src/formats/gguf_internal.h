@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "formats/mapped_file.h"
 #include "qkv/model_file.h"
 
 namespace qkv::formats {

@@ -189,7 +189,7 @@ ModelFile parse_llama2c(const std::string& path, std::shared_ptr<const MappedFil
                       map->size());
   }
   for (TensorInfo& t : m.tensors) t.data = map->data() + t.offset;
-  m.maps.push_back(std::move(map));
+  m.storage.push_back(std::move(map));
   set_config(hd, m);
   return m;
 }

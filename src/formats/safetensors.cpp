@@ -198,7 +198,7 @@ void parse_safetensors_checked(ModelFile& m, const std::string& path,
     m.tensors[i].data = map->data() + m.tensors[i].offset;
   }
   m.files.push_back(path);
-  m.maps.push_back(std::move(map));
+  m.storage.push_back(std::move(map));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // TokenizerSpec from GGUF metadata, HF tokenizer.json / vocab files and llama2.c tokenizer.bin.
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -564,17 +565,39 @@ TokenizerSpec read_gpt2_vocab(const std::string& vocab_json, const std::string& 
   return s;
 }
 
+namespace {
+
+// The single tok*.bin beside a llama2.c checkpoint (none when there are several).
+std::optional<std::string> sibling_llama2c_tokenizer(const std::string& model_path) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> found;
+  std::error_code ec;
+  const fs::path dir = fs::path(model_path).parent_path().empty()
+                           ? fs::path(".")
+                           : fs::path(model_path).parent_path();
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.path() == fs::path(model_path)) continue;
+    if (e.path().extension() == ".bin" && name.rfind("tok", 0) == 0) found.push_back(e.path());
+  }
+  if (found.size() == 1) return found[0];
+  return std::nullopt;
+}
+
+}  // namespace
+
+TokenizerSpec read_tokenizer_file(const std::string& path, int64_t n_vocab) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".gguf") return tokenizer_spec_from_gguf(read_gguf(path));
+  if (ext == ".json") return read_tokenizer_json(path);
+  if (ext == ".txt") return read_wordpiece_vocab(path);
+  return read_llama2c_tokenizer(path, n_vocab);
+}
+
 TokenizerSpec tokenizer_spec_for(const ModelFile& m, const std::string& tokenizer_path) {
   namespace fs = std::filesystem;
-  if (!tokenizer_path.empty()) {
-    const std::string p = tokenizer_path;
-    if (p.size() >= 5 && p.substr(p.size() - 5) == ".json") return read_tokenizer_json(p);
-    if (p.size() >= 4 && p.substr(p.size() - 4) == ".txt") return read_wordpiece_vocab(p);
-    if (p.size() >= 5 && p.substr(p.size() - 5) == ".gguf") {
-      return tokenizer_spec_from_gguf(read_gguf(p));
-    }
-    return read_llama2c_tokenizer(p, m.format == FileFormat::llama2c ? m.config.n_vocab : 0);
-  }
+  const int64_t llama2c_vocab = m.format == FileFormat::llama2c ? m.config.n_vocab : 0;
+  if (!tokenizer_path.empty()) return read_tokenizer_file(tokenizer_path, llama2c_vocab);
   switch (m.format) {
     case FileFormat::gguf:
       return tokenizer_spec_from_gguf(m);
@@ -590,11 +613,14 @@ TokenizerSpec tokenizer_spec_for(const ModelFile& m, const std::string& tokenize
                         "or vocab.txt in the folder, found none");
     }
     case FileFormat::llama2c:
-      core::throw_error(m.path, ": tokenizer: a llama2.c checkpoint has none inside; pass its ",
-                        "tokenizer.bin (-t tokenizer.bin)");
+      if (auto tok = sibling_llama2c_tokenizer(m.path)) {
+        return read_llama2c_tokenizer(*tok, llama2c_vocab);
+      }
+      core::throw_error(m.path, ": tokenizer: a llama2.c checkpoint has none inside and no single ",
+                        "tok*.bin beside it; give a tokenizer file (its tokenizer.bin)");
     case FileFormat::safetensors:
       core::throw_error(m.path, ": tokenizer: a bare .safetensors has none; open the model folder",
-                        " or pass -t tokenizer.json");
+                        " or give a tokenizer file (tokenizer.json)");
   }
   core::throw_error(m.path, ": tokenizer: unknown source");
 }

@@ -10,8 +10,8 @@
 
 namespace qkv {
 
-void attention(const View4& q, const View4& k, const View4& v, const MutView4& out, float* lse,
-               const AttentionOptions& options) {
+void attention(const View4& q, const View4& k, const View4& v, const MutView4& out,
+               std::span<float> lse, const AttentionOptions& options) {
   const kernels::AttentionProblem p = kernels::make_problem(q, k, v, out, lse, options);
   if (p.batch == 0 || p.n_q == 0 || p.n_head == 0) return;
   switch (options.backend) {
@@ -26,12 +26,14 @@ void attention(const View4& q, const View4& k, const View4& v, const MutView4& o
   core::throw_invalid("attention: unknown backend ", static_cast<int>(options.backend));
 }
 
-void attention_probs(const View4& q, const View4& k, const float* lse, int64_t batch, int64_t head,
-                     std::span<const int64_t> rows, float* probs, const AttentionOptions& options) {
+void attention_probs(const View4& q, const View4& k, std::span<const float> lse, int64_t batch,
+                     int64_t head, std::span<const int64_t> rows, float* probs,
+                     const AttentionOptions& options) {
   // v only has to be a valid view for validation; k stands in for it.
   const kernels::AttentionProblem p =
-      kernels::make_problem(q, k, k, MutView4{}, nullptr, options, /*need_out=*/false);
-  if (!lse) core::throw_invalid("attention_probs: lse is null (save it from attention())");
+      kernels::make_problem(q, k, k, MutView4{}, {}, options, /*need_out=*/false);
+  if (lse.empty()) core::throw_invalid("attention_probs: lse is empty (save it from attention())");
+  kernels::check_lse_size("attention_probs", p, lse.size());
   if (!probs && !rows.empty()) core::throw_invalid("attention_probs: probs is null");
   if (batch < 0 || batch >= p.batch) {
     core::throw_invalid("attention_probs: batch = ", batch, " is outside [0, ", p.batch, ")");
@@ -43,7 +45,7 @@ void attention_probs(const View4& q, const View4& k, const float* lse, int64_t b
     if (i < 0 || i >= p.n_q)
       core::throw_invalid("attention_probs: row ", i, " is outside [0, ", p.n_q, ")");
   }
-  kernels::attention_probs_cpu(p, lse, batch, head, rows, probs);
+  kernels::attention_probs_cpu(p, lse.data(), batch, head, rows, probs);
 }
 
 std::string_view attention_cpu_target() {

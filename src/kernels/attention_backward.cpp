@@ -127,11 +127,11 @@ void attention_backward_reference(const BackwardProblem& bp) {
 }  // namespace kernels
 
 void attention_backward(const View4& q, const View4& k, const View4& v, const View4& out,
-                        const float* lse, const View4& dout, const MutView4& dq, const MutView4& dk,
-                        const MutView4& dv, const AttentionOptions& options) {
+                        std::span<const float> lse, const View4& dout, const MutView4& dq,
+                        const MutView4& dk, const MutView4& dv, const AttentionOptions& options) {
   // make_problem checks q, k, v and the options; `out` is checked here as an input.
   const kernels::AttentionProblem p =
-      kernels::make_problem(q, k, v, MutView4{}, nullptr, options, /*need_out=*/false);
+      kernels::make_problem(q, k, v, MutView4{}, {}, options, /*need_out=*/false);
   if (k.dtype != DType::f32) {
     throw_invalid("attention_backward: k and v must be f32 (training keeps fp32 activations), got ",
                   dtype_name(k.dtype));
@@ -139,7 +139,10 @@ void attention_backward(const View4& q, const View4& k, const View4& v, const Vi
   if (options.precision == Precision::bf16) {
     throw_invalid("attention_backward: Precision::bf16 is not supported; use Precision::f32");
   }
-  if (!lse) throw_invalid("attention_backward: lse is null (save it from the forward attention())");
+  if (lse.empty()) {
+    throw_invalid("attention_backward: lse is empty (save it from the forward attention())");
+  }
+  kernels::check_lse_size("attention_backward", p, lse.size());
   const std::array<int64_t, 4> out_shape{p.batch, p.n_q, p.n_head, p.head_dim_v};
   check_input_view("out", out, out_shape);
   check_input_view("dout", dout, out_shape);
@@ -147,7 +150,7 @@ void attention_backward(const View4& q, const View4& k, const View4& v, const Vi
   check_grad_view("dk", dk, k.shape, "k's shape [batch, n_kv, n_head_kv, head_dim]");
   check_grad_view("dv", dv, v.shape, "v's shape [batch, n_kv, n_head_kv, head_dim_v]");
 
-  const kernels::BackwardProblem bp{p, out, lse, dout, dq, dk, dv};
+  const kernels::BackwardProblem bp{p, out, lse.data(), dout, dq, dk, dv};
   switch (options.backend) {
     case Backend::reference:
       kernels::attention_backward_reference(bp);

@@ -24,7 +24,24 @@ void check_view(const char* name, const std::array<int64_t, 4>& shape,
   }
 }
 
+// An optional per-sequence or per-head array of the options: empty, or exactly `want` values.
+void check_array_size(const char* name, const char* dim, size_t size, int64_t want) {
+  if (size != 0 && static_cast<int64_t>(size) != want) {
+    throw_invalid("attention: options.", name, " has ", size, " values, expected ", dim, " = ",
+                  want, " (or none)");
+  }
+}
+
 }  // namespace
+
+void check_lse_size(const char* what, const AttentionProblem& p, size_t lse_size) {
+  const int64_t want = p.batch * p.n_head * p.n_q;
+  if (static_cast<int64_t>(lse_size) != want) {
+    throw_invalid(what, ": lse has ", lse_size,
+                  " values, expected batch * n_head * n_q = ", p.batch, " * ", p.n_head, " * ",
+                  p.n_q, " = ", want);
+  }
+}
 
 std::string shape_str(const std::array<int64_t, 4>& s) {
   return core::concat("[", s[0], ", ", s[1], ", ", s[2], ", ", s[3], "]");
@@ -44,14 +61,14 @@ float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i
 }
 
 AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
-                              float* lse, const AttentionOptions& opt, bool need_out,
+                              std::span<float> lse, const AttentionOptions& opt, bool need_out,
                               bool any_q_dtype) {
   AttentionProblem p;
   p.q = q;
   p.k = k;
   p.v = v;
   p.out = out;
-  p.lse = lse;
+  p.lse = lse.empty() ? nullptr : lse.data();
   p.opt = opt;
   check_view("q", q.shape, q.stride, q.data);
   check_view("k", k.shape, k.stride, k.data);
@@ -116,18 +133,24 @@ AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, co
                   ", window_right = ", opt.window_right,
                   ": each must be >= 0, or -1 for unbounded");
   }
-  if (opt.kv_lengths) {
+  if (!lse.empty()) check_lse_size("attention", p, lse.size());
+  check_array_size("kv_lengths", "batch", opt.kv_lengths.size(), p.batch);
+  check_array_size("q_offsets", "batch", opt.q_offsets.size(), p.batch);
+  check_array_size("alibi_slopes", "n_head", opt.alibi_slopes.size(), p.n_head);
+  if (!opt.kv_lengths.empty()) {
     for (int64_t b = 0; b < p.batch; ++b) {
-      if (opt.kv_lengths[b] < 0 || opt.kv_lengths[b] > p.n_kv) {
-        throw_invalid("attention: kv_lengths[", b, "] = ", opt.kv_lengths[b],
+      if (opt.kv_lengths[static_cast<size_t>(b)] < 0 ||
+          opt.kv_lengths[static_cast<size_t>(b)] > p.n_kv) {
+        throw_invalid("attention: kv_lengths[", b, "] = ", opt.kv_lengths[static_cast<size_t>(b)],
                       " is outside [0, n_kv = ", p.n_kv, "]");
       }
     }
   }
-  if (opt.q_offsets) {
+  if (!opt.q_offsets.empty()) {
     for (int64_t b = 0; b < p.batch; ++b) {
-      if (opt.q_offsets[b] < 0) {
-        throw_invalid("attention: q_offsets[", b, "] = ", opt.q_offsets[b], " is negative");
+      if (opt.q_offsets[static_cast<size_t>(b)] < 0) {
+        throw_invalid("attention: q_offsets[", b, "] = ", opt.q_offsets[static_cast<size_t>(b)],
+                      " is negative");
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 
 #include "qkv/attention.h"
@@ -13,7 +14,7 @@ namespace qkv::kernels {
 struct AttentionProblem {
   View4 q, k, v;  // see attention.h for the dimension order
   MutView4 out;
-  float* lse = nullptr;  // [batch, n_head, n_q] or null
+  float* lse = nullptr;  // [batch, n_head, n_q] or null (the caller's span, checked)
   AttentionOptions opt;
 
   int64_t batch = 0, n_q = 0, n_kv = 0, n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
@@ -22,10 +23,12 @@ struct AttentionProblem {
 
   // Position of query i of sequence b (attention.h, "Query positions").
   int64_t position(int64_t b, int64_t i) const {
-    return (opt.q_offsets ? opt.q_offsets[b] : n_kv - n_q) + i;
+    return (opt.q_offsets.empty() ? n_kv - n_q : opt.q_offsets[static_cast<size_t>(b)]) + i;
   }
   // Number of keys sequence b may attend (kv_lengths, clamped to n_kv).
-  int64_t kv_len(int64_t b) const { return opt.kv_lengths ? opt.kv_lengths[b] : n_kv; }
+  int64_t kv_len(int64_t b) const {
+    return opt.kv_lengths.empty() ? n_kv : opt.kv_lengths[static_cast<size_t>(b)];
+  }
 
   // The interval [lo, hi) of keys that the interval rules (causal, kv_lengths, window) allow for
   // query i of sequence b. Empty when lo >= hi. The explicit mask may remove more keys.
@@ -40,16 +43,17 @@ struct AttentionProblem {
   }
 
   bool has_elementwise() const {
-    return opt.mask.kind != MaskKind::none || opt.alibi_slopes || opt.softcap > 0.f;
+    return opt.mask.kind != MaskKind::none || !opt.alibi_slopes.empty() || opt.softcap > 0.f;
   }
 };
 
-// Checks the arguments and resolves sizes; throws InvalidArgument naming what disagrees.
+// Checks the arguments and resolves sizes; throws InvalidArgument naming what disagrees (lse and
+// the options' arrays must be empty or of exactly their documented size).
 // `out` may be absent (null data) for callers that need only the problem (attention_probs).
 // Backends that take f16/bf16 queries (CUDA) pass any_q_dtype = true.
 AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
-                              float* lse, const AttentionOptions& opt, bool need_out = true,
-                              bool any_q_dtype = false);
+                              std::span<float> lse, const AttentionOptions& opt,
+                              bool need_out = true, bool any_q_dtype = false);
 
 // The score transform for one (query, key) pair after the scaled dot product: soft-cap, ALiBi,
 // additive mask, boolean mask. Returns -inf for a masked pair. Used by the reference, by
@@ -58,9 +62,10 @@ inline double transform_score(const AttentionProblem& p, int64_t b, int64_t h, i
                               double s) {
   const auto& o = p.opt;
   if (o.softcap > 0.f) s = o.softcap * std::tanh(s / o.softcap);
-  if (o.alibi_slopes) {
+  if (!o.alibi_slopes.empty()) {
     const int64_t d = p.position(b, i) - j;
-    s -= static_cast<double>(o.alibi_slopes[h]) * static_cast<double>(d < 0 ? -d : d);
+    s -= static_cast<double>(o.alibi_slopes[static_cast<size_t>(h)]) *
+         static_cast<double>(d < 0 ? -d : d);
   }
   if (o.mask.kind == MaskKind::additive) {
     s += static_cast<const float*>(o.mask.data)[i * o.mask.stride_q + j * o.mask.stride_kv];
@@ -71,6 +76,10 @@ inline double transform_score(const AttentionProblem& p, int64_t b, int64_t h, i
   }
   return s;
 }
+
+// Throws InvalidArgument unless `lse` holds exactly batch * n_head * n_q values ("what" names the
+// caller); for the lse a backward or probs call reads.
+void check_lse_size(const char* what, const AttentionProblem& p, size_t lse_size);
 
 // "[a, b, c, d]", for error messages.
 std::string shape_str(const std::array<int64_t, 4>& s);

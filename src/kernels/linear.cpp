@@ -121,9 +121,9 @@ namespace {
 constexpr int64_t kGemvBlockBytes = 256 << 10;
 
 // Prefill path for weights that are not fp32 in place: each item converts a panel of up to this
-// many fp32 bytes of W (thread-local scratch) and multiplies it with the library on one thread.
-// The library re-packs x for every panel, a cost of 1/rows of the work (f16, m = 512, one
-// thread, against fp32: 256 KiB panels lost 24-45%, 1 MiB 8-40%, 4 MiB 21-24%; the final runs
+// many fp32 bytes of W (per-thread scratch, LinearScratch) and multiplies it with the library on
+// one thread. The library re-packs x for every panel, a cost of 1/rows of the work (f16, m = 512,
+// one thread, against fp32: 256 KiB panels lost 24-45%, 1 MiB 8-40%, 4 MiB 21-24%; the final runs
 // give 0.92 of fp32, docs/PERFORMANCE.md). At least two panels per thread, for balance.
 constexpr int64_t kPanelBytes = 4 << 20;
 
@@ -138,14 +138,18 @@ void add_bias(const float* bias, int64_t m, int64_t o0, int64_t o1, float* y, in
     for (int64_t o = o0; o < o1; ++o) y[i * ldy + o] += bias[o];
 }
 
-// Converted panels, per thread; only grows (the OpenMP team is persistent, so repeated calls do
-// not fault fresh pages).
-std::vector<float>& panel_scratch() {
-  thread_local std::vector<float> scratch;
-  return scratch;
+}  // namespace
+
+size_t LinearScratch::bytes() const {
+  size_t n = 0;
+  for (const auto& p : panels) n += p.capacity() * sizeof(float);
+  return n;
 }
 
-}  // namespace
+void LinearScratch::release() {
+  panels.clear();
+  panels.shrink_to_fit();
+}
 
 struct Linear::Impl {
   std::vector<float> bias;
@@ -175,13 +179,15 @@ const float* Linear::bias() const {
   return impl_ && !impl_->bias.empty() ? impl_->bias.data() : nullptr;
 }
 
-void Linear::forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy,
-                     int n_threads) const {
-  forward_on(cpu::linear_target_selected(), LinearPath::automatic, x, m, ldx, y, ldy, n_threads);
+void Linear::forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads,
+                     LinearScratch* scratch) const {
+  forward_on(cpu::linear_target_selected(), LinearPath::automatic, x, m, ldx, y, ldy, n_threads,
+             scratch);
 }
 
 void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, const float* x,
-                        int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads) const {
+                        int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads,
+                        LinearScratch* scratch) const {
   if (!impl_) core::throw_invalid("Linear::forward on an empty (default-constructed) Linear");
   if (m < 0 || ldx < view_.n_in || ldy < view_.n_out || (m > 0 && (!x || !y))) {
     core::throw_invalid("Linear::forward: m ", m, ", ldx ", ldx, " (n_in ", view_.n_in, "), ldy ",
@@ -227,9 +233,14 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
   const int64_t per_thread = (n_out + 2 * threads - 1) / (2 * threads);
   const int64_t rows =
       std::clamp<int64_t>(std::min(kPanelBytes / (4 * n_in), per_thread), 1, n_out);
-  core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
+  // One panel buffer per thread of the loop, kept in the caller's scratch: reused across calls,
+  // so repeated prefills do not fault fresh pages.
+  LinearScratch local;
+  LinearScratch& s = scratch ? *scratch : local;
+  if (s.panels.size() < static_cast<size_t>(threads)) s.panels.resize(static_cast<size_t>(threads));
+  core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int thread) {
     const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
-    std::vector<float>& panel = panel_scratch();  // [o1 - o0, n_in]
+    std::vector<float>& panel = s.panels[static_cast<size_t>(thread)];  // [o1 - o0, n_in]
     if (panel.size() < static_cast<size_t>(rows * n_in)) panel.resize(rows * n_in);
     target.to_f32(view_.type, w, stride, n_in, o0, o1, panel.data(), n_in);
     cpu::sgemm_nt(m, o1 - o0, n_in, x, ldx, panel.data(), n_in, y + o0, ldy, 1);

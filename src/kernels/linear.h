@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "kernels/quant/blocks.h"
 
@@ -71,6 +72,15 @@ struct WeightView {
 // Converts row `row` of `w` to fp32 (n_in values), e.g. an embedding lookup.
 void weight_row_to_f32(const WeightView& w, int64_t row, float* out);
 
+// Converted weight panels of Linear::forward's GEMM path (weights that are not fp32 in place),
+// one buffer per thread, each grown to the largest panel it has held. Owned by the caller (a
+// Session's workspace), so that a long-lived process can bound and free the memory.
+struct LinearScratch {
+  std::vector<std::vector<float>> panels;  // [thread][rows * n_in]
+  size_t bytes() const;
+  void release();
+};
+
 class Linear {
  public:
   Linear();
@@ -81,15 +91,16 @@ class Linear {
   Linear& operator=(Linear&&) noexcept;
 
   // y[i, :] = x[i, :] · Wᵀ + bias for i < m. x rows are `ldx` floats apart, y rows `ldy`.
-  // n_threads 0: all hardware threads.
-  void forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy,
-               int n_threads = 0) const;
+  // n_threads 0: all hardware threads. `scratch` null: panels allocated for this call only.
+  void forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads = 0,
+               LinearScratch* scratch = nullptr) const;
   // The same with a chosen SIMD target for the matrix-vector kernels and the weight conversion
   // (tests run every target the CPU has; see cpu/linear_target.h).
   // `path` forces the matrix-vector kernels or the GEMM library (which falls back to the former
   // when the build has no library).
   void forward_on(const cpu::LinearTargetOps& target, LinearPath path, const float* x, int64_t m,
-                  int64_t ldx, float* y, int64_t ldy, int n_threads = 0) const;
+                  int64_t ldx, float* y, int64_t ldy, int n_threads = 0,
+                  LinearScratch* scratch = nullptr) const;
 
   int64_t n_in() const { return view_.n_in; }
   int64_t n_out() const { return view_.n_out; }

@@ -1,4 +1,4 @@
-#include "model/convert.h"
+#include "qkv/convert.h"
 
 #include <filesystem>
 
@@ -60,10 +60,14 @@ void encode(const std::vector<float>& v, TensorType type, std::span<std::byte> o
 }
 
 }  // namespace
+}  // namespace qkv::model
+
+namespace qkv {
 
 std::vector<std::string> convert_to_gguf(const Model& model, const std::string& path,
                                          const ConvertOptions& options) {
-  const Model::Impl& m = model.impl();
+  using namespace qkv::model;  // this file's helpers
+  const Model::Impl& m = ModelAccess::impl(model);
   std::vector<std::string> notes;
   const ModelConfig& c = m.config;
   std::vector<Planned> plan;
@@ -129,4 +133,4 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
   return notes;
 }
 
-}  // namespace qkv::model
+}  // namespace qkv

@@ -37,22 +37,25 @@ size_t KvCache::bytes() const {
   return s;
 }
 
+size_t Workspace::bytes() const {
+  size_t n = 0;
+  for (const auto* buf : {&x, &h, &q, &k, &v, &att, &proj, &up, &gate, &lse, &rows}) {
+    n += buf->capacity() * sizeof(float);
+  }
+  return n + linear.bytes();
+}
+
+void Workspace::release() {
+  *this = Workspace{};
+}
+
 bool has_pooler(const Model& model) {
-  return model.impl().has_pooler;
+  return ModelAccess::impl(model).has_pooler;
 }
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Scratch reused across calls on the same thread (decode calls run once per token).
-struct Scratch {
-  std::vector<float> x, h, q, k, v, att, proj, up, gate, lse, rows;
-  static Scratch& get() {
-    thread_local Scratch s;
-    return s;
-  }
-};
 
 float* sized(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
@@ -175,7 +178,9 @@ void attend(const View4& q, const View4& k, const View4& v, float* out, int laye
             const AttentionOptions& opt, Observer* observer, std::vector<float>& lse_buf) {
   const int64_t n = q.shape[1], nh = q.shape[2];
   const bool watch = observer && observer->wants_attention(layer);
-  float* lse = watch ? sized(lse_buf, nh * n) : nullptr;
+  const std::span<float> lse =
+      watch ? std::span<float>(sized(lse_buf, nh * n), static_cast<size_t>(nh * n))
+            : std::span<float>{};
   attention(q, k, v, MutView4::dense(out, {1, n, nh, v.shape[3]}), lse, opt);
   if (!watch) return;
   AttentionEvent e;
@@ -194,8 +199,8 @@ void attend(const View4& q, const View4& k, const View4& v, float* out, int laye
 
 void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
                      bool all_logits, std::vector<float>& logits, const ForwardOptions& options) {
-  const auto [n_threads, observer, times, attention_backend] = options;
-  const Model::Impl& m = model.impl();
+  const auto [n_threads, observer, times, attention_backend, workspace] = options;
+  const Model::Impl& m = ModelAccess::impl(model);
   const ModelConfig& c = m.config;
   if (!m.traits->decoder) {
     core::throw_invalid("forward: ", m.file.path, " is an encoder (bert); use encode()");
@@ -216,7 +221,8 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   const int threads = threads_for(m, n, n_threads);
   const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
-  Scratch& s = Scratch::get();
+  Workspace local;  // only when the caller has none (a Session passes its own)
+  Workspace& s = workspace ? *workspace : local;
   float* x = sized(s.x, n * d);         // [n, n_embd] residual stream
   float* h = sized(s.h, n * d);         // [n, n_embd] normed
   float* q = sized(s.q, n * nq_w);      // [n, n_head * head_dim]
@@ -252,9 +258,9 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     norm(m, x, n, L.attn_norm, h, threads);
     emit("attn_norm", layer, h, d);
     timer.charge(&ForwardTimes::other);
-    L.wq.forward(h, n, d, q, nq_w, threads);
-    L.wk.forward(h, n, d, k, nkv_w, threads);
-    L.wv.forward(h, n, d, v, nkv_w, threads);
+    L.wq.forward(h, n, d, q, nq_w, threads, &s.linear);
+    L.wk.forward(h, n, d, k, nkv_w, threads, &s.linear);
+    L.wv.forward(h, n, d, v, nkv_w, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     if (!L.q_norm.empty()) {
       // Qwen 3: each head of q and k RMS-normed over head_dim before RoPE; q and k are dense
@@ -294,7 +300,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     attend(qv, kview, vview, att, layer, pos0, opt, observer, s.lse);
     timer.charge(&ForwardTimes::attention);
     emit("attn_out", layer, att, nq_w);
-    L.wo.forward(att, n, nq_w, proj, d, threads);
+    L.wo.forward(att, n, nq_w, proj, d, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     if (!L.attn_post_norm.empty()) norm(m, proj, n, L.attn_post_norm, proj, threads);
     emit("attn_proj", layer, proj, d);
@@ -305,8 +311,8 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     timer.charge(&ForwardTimes::other);
     const float* act = nullptr;
     if (L.ffn_gate.n_out() > 0) {
-      L.ffn_gate.forward(h, n, d, gate, ff, threads);
-      L.ffn_up.forward(h, n, d, up, ff, threads);
+      L.ffn_gate.forward(h, n, d, gate, ff, threads, &s.linear);
+      L.ffn_up.forward(h, n, d, up, ff, threads, &s.linear);
       timer.charge(&ForwardTimes::linear);
       emit("ffn_gate", layer, gate, ff);
       emit("ffn_up", layer, up, ff);
@@ -317,7 +323,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
       }
       act = gate;
     } else {
-      L.ffn_up.forward(h, n, d, up, ff, threads);
+      L.ffn_up.forward(h, n, d, up, ff, threads, &s.linear);
       timer.charge(&ForwardTimes::linear);
       emit("ffn_up", layer, up, ff);
       gelu_tanh(up, n * ff, threads);
@@ -325,7 +331,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     }
     emit("ffn_act", layer, act, ff);
     timer.charge(&ForwardTimes::other);
-    L.ffn_down.forward(act, n, ff, proj, d, threads);
+    L.ffn_down.forward(act, n, ff, proj, d, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     if (!L.ffn_post_norm.empty()) norm(m, proj, n, L.ffn_post_norm, proj, threads);
     emit("ffn_out", layer, proj, d);
@@ -344,7 +350,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   const float* head_in = all_logits ? h : h + (n - 1 - first) * d;
   timer.charge(&ForwardTimes::other);
   logits.resize(static_cast<size_t>(rows * c.n_vocab));
-  m.lm_head.forward(head_in, rows, d, logits.data(), c.n_vocab, threads);
+  m.lm_head.forward(head_in, rows, d, logits.data(), c.n_vocab, threads, &s.linear);
   if (c.final_softcap > 0) {
     // Gemma 2: logits -> cap * tanh(logits / cap)
     const float cap = static_cast<float>(c.final_softcap);
@@ -360,8 +366,8 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
 void encoder_forward(const Model& model, std::span<const int32_t> tokens,
                      std::span<const int32_t> token_types, std::vector<float>& hidden,
                      std::vector<float>* pooled, const ForwardOptions& options) {
-  const auto [n_threads, observer, times, attention_backend] = options;
-  const Model::Impl& m = model.impl();
+  const auto [n_threads, observer, times, attention_backend, workspace] = options;
+  const Model::Impl& m = ModelAccess::impl(model);
   const ModelConfig& c = m.config;
   if (m.traits->decoder) {
     core::throw_invalid("encode: ", m.file.path, " is a decoder (", architecture_name(m.arch),
@@ -379,7 +385,8 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
   const int threads = threads_for(m, n, n_threads);
   const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
-  Scratch& s = Scratch::get();
+  Workspace local;  // only when the caller has none (a Session passes its own)
+  Workspace& s = workspace ? *workspace : local;
   hidden.resize(static_cast<size_t>(n * d));
   float* x = hidden.data();             // [n, n_embd]
   float* q = sized(s.q, n * nq_w);      // [n, n_head * head_dim]
@@ -411,9 +418,9 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
     const int layer = static_cast<int>(l);
-    L.wq.forward(x, n, d, q, nq_w, threads);
-    L.wk.forward(x, n, d, k, nkv_w, threads);
-    L.wv.forward(x, n, d, v, nkv_w, threads);
+    L.wq.forward(x, n, d, q, nq_w, threads, &s.linear);
+    L.wk.forward(x, n, d, k, nkv_w, threads, &s.linear);
+    L.wv.forward(x, n, d, v, nkv_w, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     emit("q", layer, q, nq_w);
     emit("k", layer, k, nkv_w);
@@ -427,20 +434,20 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
     attend(qv, kview, vview, att, layer, 0, opt, observer, s.lse);
     timer.charge(&ForwardTimes::attention);
     emit("attn_out", layer, att, nq_w);
-    L.wo.forward(att, n, nq_w, proj, d, threads);
+    L.wo.forward(att, n, nq_w, proj, d, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     emit("attn_proj", layer, proj, d);
     add_inplace(x, proj, n * d);
     norm(m, x, n, L.attn_out_norm, x, threads);
     emit("attn_resid", layer, x, d);
     timer.charge(&ForwardTimes::other);
-    L.ffn_up.forward(x, n, d, up, ff, threads);
+    L.ffn_up.forward(x, n, d, up, ff, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     emit("ffn_up", layer, up, ff);
     gelu_erf(up, n * ff, threads);
     emit("ffn_act", layer, up, ff);
     timer.charge(&ForwardTimes::other);
-    L.ffn_down.forward(up, n, ff, proj, d, threads);
+    L.ffn_down.forward(up, n, ff, proj, d, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     emit("ffn_out", layer, proj, d);
     add_inplace(x, proj, n * d);
@@ -451,7 +458,7 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
   }
   if (pooled && m.has_pooler) {
     pooled->resize(static_cast<size_t>(d));
-    m.pooler.forward(x, 1, d, pooled->data(), d, threads);
+    m.pooler.forward(x, 1, d, pooled->data(), d, threads, &s.linear);
     tanh_inplace(pooled->data(), d);
     check_finite(m, pooled->data(), 1, d, 0, -1, "pooled output");
     emit("pooled", -1, pooled->data(), d, 1, 0);

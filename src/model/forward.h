@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/large_buffer.h"
+#include "kernels/linear.h"
 #include "qkv/model.h"
 #include "qkv/observer.h"
 
@@ -42,6 +43,16 @@ struct ForwardTimes {
   int64_t tokens = 0;
 };
 
+// Scratch of the forward passes: the activations of one call (each [n, width], grown to the
+// largest call made with it) and the linear layers' per-thread weight panels. A Session owns one,
+// so that a long-lived process can see and free what its sessions hold.
+struct Workspace {
+  std::vector<float> x, h, q, k, v, att, proj, up, gate, lse, rows;
+  kernels::LinearScratch linear;
+  size_t bytes() const;  // capacity held
+  void release();        // frees everything; the next call grows it again
+};
+
 // How a forward pass runs; the defaults are what a plain caller wants.
 struct ForwardOptions {
   int n_threads = 0;              // 0: all hardware threads
@@ -50,6 +61,7 @@ struct ForwardOptions {
   // The attention kernel; Backend::reference (the double-precision oracle) is for parity tests of
   // what runs on top of attention.
   Backend attention_backend = Backend::automatic;
+  Workspace* workspace = nullptr;  // null: scratch allocated for this call only
 };
 
 // Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the

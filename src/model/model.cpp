@@ -443,33 +443,7 @@ void check_tokenizer_fits(const ModelFile& f, const ModelConfig& c, const Tokeni
   }
 }
 
-std::optional<std::string> sibling_llama2c_tokenizer(const std::string& model_path) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> found;
-  std::error_code ec;
-  const fs::path dir = fs::path(model_path).parent_path().empty()
-                           ? fs::path(".")
-                           : fs::path(model_path).parent_path();
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (e.path() == fs::path(model_path)) continue;
-    if (e.path().extension() == ".bin" && name.rfind("tok", 0) == 0) found.push_back(e.path());
-  }
-  if (found.size() == 1) return found[0];
-  return std::nullopt;
-}
-
 }  // namespace
-
-TokenizerSpec find_tokenizer_spec(const ModelFile& file, const std::string& tokenizer_path) {
-  if (!tokenizer_path.empty()) return tokenizer_spec_for(file, tokenizer_path);
-  if (file.format == FileFormat::llama2c) {
-    if (auto tok = sibling_llama2c_tokenizer(file.path)) {
-      return read_llama2c_tokenizer(*tok, file.config.n_vocab);
-    }
-  }
-  return tokenizer_spec_for(file);
-}
 
 Model Model::load(const std::string& path, const LoadOptions& options) {
   return from_file(open_model(path), options);
@@ -581,7 +555,7 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
   }
   std::optional<TokenizerSpec> spec;
   try {
-    spec.emplace(find_tokenizer_spec(f, options.tokenizer_path));
+    spec.emplace(tokenizer_spec_for(f, options.tokenizer_path));
   } catch (const Error&) {
     if (options.require_tokenizer || !options.tokenizer_path.empty()) throw;
   }
@@ -619,10 +593,28 @@ bool Model::has_tokenizer() const {
 const Tokenizer& Model::tokenizer() const {
   if (!impl_->tokenizer) {
     // Re-run the search for its message: what to pass.
-    (void)find_tokenizer_spec(impl_->file, "");
+    (void)tokenizer_spec_for(impl_->file, "");
     core::throw_error(impl_->file.path, ": no tokenizer found; give a tokenizer file");
   }
   return *impl_->tokenizer;
+}
+
+std::string_view matmul_backend_name() {
+  return kernels::linear_backend_name();
+}
+
+Model::MatrixTotals Model::matrix_totals() const {
+  MatrixTotals t;
+  auto add = [&](const kernels::Linear& l) {
+    if (l.n_out() == 0) return;
+    t.bytes += l.n_out() * kernels::weight_row_bytes(l.view().type, l.n_in());
+    t.macs += l.n_out() * l.n_in();
+  };
+  for (const auto& L : impl_->layers) {
+    for (const auto* l : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) add(*l);
+  }
+  if (is_decoder()) add(impl_->lm_head);
+  return t;
 }
 
 std::string Model::describe() const {

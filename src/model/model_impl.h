@@ -35,6 +35,11 @@ struct LayerWeights {
 
 namespace qkv {
 
+// The library's access to a Model's weights (Model keeps them private from users).
+struct ModelAccess {
+  static const Model::Impl& impl(const Model& m) { return *m.impl_; }
+};
+
 struct Model::Impl {
   ModelFile file;
   Architecture arch = Architecture::llama;

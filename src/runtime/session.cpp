@@ -64,6 +64,9 @@ const Model& Session::model() const {
 int64_t Session::n_ctx() const {
   return impl_->n_ctx;
 }
+int Session::n_threads() const {
+  return impl_->n_threads;
+}
 int64_t Session::n_past() const {
   return impl_->cache ? impl_->cache->n_past() : 0;
 }
@@ -140,6 +143,23 @@ std::span<const float> Session::encode(std::span<const int32_t> tokens,
                          s.forward_options());
   s.has_pooled = pooler;
   return s.hidden;
+}
+
+SessionStats Session::stats() const {
+  const model::ForwardTimes& t = impl_->times;
+  return {t.linear, t.attention, t.other, t.tokens};
+}
+
+void Session::reset_stats() {
+  impl_->times = {};
+}
+
+size_t Session::workspace_bytes() const {
+  return impl_->workspace.bytes();
+}
+
+void Session::release_workspace() {
+  impl_->workspace.release();
 }
 
 std::span<const float> Session::pooled() const {

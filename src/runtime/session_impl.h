@@ -21,7 +21,8 @@ struct Session::Impl {
   std::vector<float> hidden;            // [n, n_embd] of the last encode()
   std::vector<float> pooled;            // [n_embd]
   bool has_pooled = false;
-  model::ForwardTimes times;
+  model::ForwardTimes times;   // since construction or reset_stats()
+  model::Workspace workspace;  // the forward passes' scratch
 
   // Throws InvalidArgument for an empty list or an id outside the vocabulary.
   void check_tokens(std::span<const int32_t> tokens, const char* what) const;
@@ -29,7 +30,7 @@ struct Session::Impl {
   std::string overflow_message(int64_t n_new) const;
   // The forward passes' options: this session's threads, observer, timers and attention backend.
   model::ForwardOptions forward_options() {
-    return {n_threads, options.observer, &times, options.attention_backend};
+    return {n_threads, options.observer, &times, options.attention_backend, &workspace};
   }
 };
 

@@ -318,7 +318,7 @@ double Gpt::forward(const int32_t* tokens, const int32_t* targets, int64_t B, in
     const View4 q{y.qkv.data(), DType::f32, shape, stride};
     const View4 k{y.qkv.data() + C, DType::f32, shape, stride};
     const View4 v{y.qkv.data() + 2 * C, DType::f32, shape, stride};
-    attention(q, k, v, MutView4::dense(y.att.data(), shape), y.lse.data(), opt);
+    attention(q, k, v, MutView4::dense(y.att.data(), shape), y.lse, opt);
     linear_forward(y.att.data(), w.proj_w, w.proj_b, BT, C, C, y.mid.data(), threads);
     for (int64_t i = 0; i < BT * C; ++i) y.mid[static_cast<size_t>(i)] += x[i];
 
@@ -440,7 +440,7 @@ void Gpt::backward(int n_threads) {
     const View4 v{y.qkv.data() + 2 * C, DType::f32, shape, stride};
     const View4 out = View4::dense(y.att.data(), DType::f32, shape);
     const View4 d_out = View4::dense(a.d_att.data(), DType::f32, shape);
-    attention_backward(q, k, v, out, y.lse.data(), d_out, MutView4{a.d_qkv.data(), shape, stride},
+    attention_backward(q, k, v, out, y.lse, d_out, MutView4{a.d_qkv.data(), shape, stride},
                        MutView4{a.d_qkv.data() + C, shape, stride},
                        MutView4{a.d_qkv.data() + 2 * C, shape, stride}, opt);
     linear_backward(a.d_qkv.data(), y.ln1.data(), w.qkv_w, BT, 3 * C, C, a.d_ln.data(), false,

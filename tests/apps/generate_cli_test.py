@@ -102,7 +102,7 @@ def main():
         (["--repeat-penalty", "0"], "repeat_penalty"),
         (["--kv", "q4"], "kv"),
         (["--ctx", "-5"], "context length -5"),
-        (["--threads", "-1"], "thread count -1"),
+        (["--threads", "-1"], "--threads"),  # refused by the shared range check
         (["-n", "-3"], "max_new_tokens"),
         (["--stop", ""], "stop string"),
         (["--temp", "abc"], "temp"),

@@ -91,7 +91,7 @@ struct FakeCall {
 
   void expect_refused(const std::string& needle) const {
     try {
-      cuda::make_flash_params(q, k, v, out, nullptr, opt);
+      cuda::make_flash_params(q, k, v, out, {}, opt);
       ADD_FAILURE() << "expected InvalidArgument mentioning '" << needle << "'";
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
@@ -102,7 +102,7 @@ struct FakeCall {
 TEST(CudaArgs, AcceptsAValidCall) {
   FakeCall c;
   c.opt.causal = true;
-  const auto f = cuda::make_flash_params(c.q, c.k, c.v, c.out, nullptr, c.opt);
+  const auto f = cuda::make_flash_params(c.q, c.k, c.v, c.out, {}, c.opt);
   EXPECT_EQ(f.group, 2);
   EXPECT_EQ(f.n_rows, 16);
   EXPECT_TRUE(f.bf16);
@@ -166,6 +166,9 @@ TEST(CudaArgs, SharedChecksComeFromMakeProblem) {
   c.opt.kv_lengths = lens;
   c.expect_refused("kv_lengths[1] = 17");
   c = {};
+  c.opt.kv_lengths = std::span(lens, 1);  // batch is 2
+  c.expect_refused("kv_lengths has 1 values, expected batch = 2");
+  c = {};
   c.k = View4::dense(FakeCall::buf, DType::bf16, {2, 16, 3, 64});
   c.v = View4::dense(FakeCall::buf, DType::bf16, {2, 16, 3, 64});
   c.expect_refused("multiple of n_head_kv");
@@ -217,7 +220,7 @@ void run_gpu_case(const GpuCase& c, std::mt19937_64& rng) {
   for (auto& l : lens) l = static_cast<int32_t>(rng() % (c.n_kv + 1));
   AttentionOptions opt;
   opt.causal = c.causal;
-  if (c.kv_lengths) opt.kv_lengths = lens.data();
+  if (c.kv_lengths) opt.kv_lengths = lens;
 
   void *dq, *dk, *dv, *dout;
   float* dlse;
@@ -237,7 +240,7 @@ void run_gpu_case(const GpuCase& c, std::mt19937_64& rng) {
   const View4 q = View4::dense(dq, c.dtype, qs), k = View4::dense(dk, c.dtype, ks),
               v = View4::dense(dv, c.dtype, ks);
   const OutView4 out = OutView4::dense(dout, c.out_dtype, qs);
-  const auto f = cuda::make_flash_params(q, k, v, out, dlse, opt);
+  const auto f = cuda::make_flash_params(q, k, v, out, {dlse, n_lse}, opt);
   cuda::run_flash(f, opt, nullptr, c.force_splits, c.kernel);
   ASSERT_CUDA(cudaDeviceSynchronize());
   std::vector<unsigned char> raw(n_out * osize);
@@ -249,8 +252,8 @@ void run_gpu_case(const GpuCase& c, std::mt19937_64& rng) {
   std::vector<float> ref(n_out), ref_lse(n_lse);
   const auto prob = kernels::make_problem(
       View4::dense(hq.data(), c.dtype, qs), View4::dense(hk.data(), c.dtype, ks),
-      View4::dense(hv.data(), c.dtype, ks), MutView4::dense(ref.data(), qs), ref_lse.data(), opt,
-      true, true);
+      View4::dense(hv.data(), c.dtype, ks), MutView4::dense(ref.data(), qs), ref_lse, opt, true,
+      true);
   kernels::attention_reference(prob);
 
   double err2 = 0, ref2 = 0;

@@ -89,7 +89,7 @@ std::vector<float> reference_probs(const AttentionEvent& e, std::vector<float>* 
   AttentionOptions opt = *e.options;
   opt.backend = Backend::reference;
   attention(e.q, e.k, View4::dense(eye.data(), DType::f32, {1, n_kv, n_head_kv, n_kv}),
-            MutView4::dense(out.data(), {1, n_q, n_head, n_kv}), lse->data(), opt);
+            MutView4::dense(out.data(), {1, n_q, n_head, n_kv}), *lse, opt);
   std::vector<float> p(out.size());
   for (int64_t h = 0; h < n_head; ++h) {
     for (int64_t i = 0; i < n_q; ++i) {

@@ -38,14 +38,14 @@ int main(int argc, char** argv) {
     const qkv::View4 kv = qkv::View4::dense(k.data(), qkv::DType::f32, {B, NKV, HKV, D});
     const qkv::View4 vv = qkv::View4::dense(v.data(), qkv::DType::f32, {B, NKV, HKV, DV});
     std::vector<float> out(B * NQ * H * DV), lse(B * H * NQ);
-    qkv::attention(qv, kv, vv, qkv::MutView4::dense(out.data(), {B, NQ, H, DV}), lse.data(), opt);
+    qkv::attention(qv, kv, vv, qkv::MutView4::dense(out.data(), {B, NQ, H, DV}), lse, opt);
     std::vector<float> dq(q.size()), dk(k.size()), dv(v.size());
-    qkv::attention_backward(
-        qv, kv, vv, qkv::View4::dense(out.data(), qkv::DType::f32, {B, NQ, H, DV}), lse.data(),
-        qkv::View4::dense(dout.data(), qkv::DType::f32, {B, NQ, H, DV}),
-        qkv::MutView4::dense(dq.data(), {B, NQ, H, D}),
-        qkv::MutView4::dense(dk.data(), {B, NKV, HKV, D}),
-        qkv::MutView4::dense(dv.data(), {B, NKV, HKV, DV}), opt);
+    qkv::attention_backward(qv, kv, vv,
+                            qkv::View4::dense(out.data(), qkv::DType::f32, {B, NQ, H, DV}), lse,
+                            qkv::View4::dense(dout.data(), qkv::DType::f32, {B, NQ, H, DV}),
+                            qkv::MutView4::dense(dq.data(), {B, NQ, H, D}),
+                            qkv::MutView4::dense(dk.data(), {B, NKV, HKV, D}),
+                            qkv::MutView4::dense(dv.data(), {B, NKV, HKV, DV}), opt);
     qkv::test::write_raw(dir + "/dq.bin", dq);
     qkv::test::write_raw(dir + "/dk.bin", dk);
     qkv::test::write_raw(dir + "/dv.bin", dv);

@@ -70,12 +70,11 @@ Grads backward_dense(const Case& c, const std::vector<float>& q, const std::vect
   AttentionOptions fo = opt;
   fo.backend = Backend::reference;
   attention(View4::dense(q.data(), DType::f32, qs), View4::dense(k.data(), DType::f32, ks),
-            View4::dense(v.data(), DType::f32, vs), MutView4::dense(out.data(), os), lse.data(),
-            fo);
+            View4::dense(v.data(), DType::f32, vs), MutView4::dense(out.data(), os), lse, fo);
   Grads g{std::vector<float>(q.size()), std::vector<float>(k.size()), std::vector<float>(v.size())};
   attention_backward(View4::dense(q.data(), DType::f32, qs), View4::dense(k.data(), DType::f32, ks),
                      View4::dense(v.data(), DType::f32, vs),
-                     View4::dense(out.data(), DType::f32, os), lse.data(),
+                     View4::dense(out.data(), DType::f32, os), lse,
                      View4::dense(dout.data(), DType::f32, os), MutView4::dense(g.dq.data(), qs),
                      MutView4::dense(g.dk.data(), ks), MutView4::dense(g.dv.data(), vs), opt);
   return g;
@@ -157,7 +156,7 @@ TEST(AttentionBackward, ReferenceMatchesFiniteDifferences) {
         View4::dense(q.data(), DType::f32, {c.batch, c.n_q, c.n_head, c.head_dim}),
         View4::dense(k.data(), DType::f32, {c.batch, c.n_kv, c.n_head_kv, c.head_dim}),
         View4::dense(v.data(), DType::f32, {c.batch, c.n_kv, c.n_head_kv, c.head_dim_v}),
-        MutView4{}, nullptr, c.opt, false);
+        MutView4{}, {}, c.opt, false);
     std::vector<double> qd(q.begin(), q.end()), kd(k.begin(), k.end()), vd(v.begin(), v.end());
     constexpr double h = 1e-4;
     auto check = [&](std::vector<double>& x, const std::vector<float>& grad, const char* name) {
@@ -197,8 +196,7 @@ Prepared prepare(Case& c, Backend forward = Backend::reference) {
   AttentionOptions fo = c.opt;
   fo.backend = forward;
   attention(r.in.q.view, r.in.k.view, r.in.v.view,
-            MutView4::dense(r.out.data(), {c.batch, c.n_q, c.n_head, c.head_dim_v}), r.lse.data(),
-            fo);
+            MutView4::dense(r.out.data(), {c.batch, c.n_q, c.n_head, c.head_dim_v}), r.lse, fo);
   return r;
 }
 
@@ -218,7 +216,7 @@ void run_backward(const Case& c, const Prepared& r, GradOutputs& g, std::string_
   const View4 out =
       View4::dense(r.out.data(), DType::f32, {c.batch, c.n_q, c.n_head, c.head_dim_v});
   const kernels::BackwardProblem bp{
-      kernels::make_problem(r.in.q.view, r.in.k.view, r.in.v.view, MutView4{}, nullptr, o, false),
+      kernels::make_problem(r.in.q.view, r.in.k.view, r.in.v.view, MutView4{}, {}, o, false),
       out,
       r.lse.data(),
       r.dout.view,
@@ -376,36 +374,43 @@ TEST(AttentionBackward, RejectsBadArguments) {
   const MutView4 dqv = MutView4::dense(dq.data(), {B, NQ, H, D});
   const MutView4 dkv = MutView4::dense(dk.data(), {B, NKV, H, D});
   const MutView4 dvv = MutView4::dense(dv.data(), {B, NKV, H, D});
-  auto call = [&](const View4& o, const float* l, const View4& g, const MutView4& a,
+  auto call = [&](const View4& o, std::span<const float> l, const View4& g, const MutView4& a,
                   const MutView4& b, const MutView4& c, const AttentionOptions& opt = {},
                   const View4* k_over = nullptr) {
     return [=] {
       attention_backward(qv, k_over ? *k_over : kv, k_over ? *k_over : vv, o, l, g, a, b, c, opt);
     };
   };
-  EXPECT_NO_THROW(call(ov, lse.data(), gv, dqv, dkv, dvv)());
-  expect_invalid(call(ov, nullptr, gv, dqv, dkv, dvv), {"lse"});
+  EXPECT_NO_THROW(call(ov, lse, gv, dqv, dkv, dvv)());
+  expect_invalid(call(ov, {}, gv, dqv, dkv, dvv), {"lse"});
   expect_invalid(
-      call(ov, lse.data(), View4::dense(dout.data(), DType::f32, {B, NQ, H, D - 1}), dqv, dkv, dvv),
+      call(ov, lse, View4::dense(dout.data(), DType::f32, {B, NQ, H, D - 1}), dqv, dkv, dvv),
       {"dout", "[1, 3, 2, 7]", "[1, 3, 2, 8]"});
   expect_invalid(
-      call(View4::dense(out.data(), DType::f32, {B, NQ + 1, H, D}), lse.data(), gv, dqv, dkv, dvv),
+      call(View4::dense(out.data(), DType::f32, {B, NQ + 1, H, D}), lse, gv, dqv, dkv, dvv),
       {"out", "[1, 4, 2, 8]"});
-  expect_invalid(call(ov, lse.data(), gv, MutView4::dense(dq.data(), {B, NQ, H, D / 2}), dkv, dvv),
+  expect_invalid(call(ov, lse, gv, MutView4::dense(dq.data(), {B, NQ, H, D / 2}), dkv, dvv),
                  {"dq", "[1, 3, 2, 4]", "[1, 3, 2, 8]"});
-  expect_invalid(call(ov, lse.data(), gv, dqv, MutView4::dense(dk.data(), {B, NKV, 1, D}), dvv),
+  expect_invalid(call(ov, lse, gv, dqv, MutView4::dense(dk.data(), {B, NKV, 1, D}), dvv),
                  {"dk", "[1, 4, 1, 8]"});
-  expect_invalid(call(ov, lse.data(), gv, dqv, dkv, MutView4{nullptr, {B, NKV, H, D}, {}}),
+  expect_invalid(call(ov, lse, gv, dqv, dkv, MutView4{nullptr, {B, NKV, H, D}, {}}),
                  {"dv", "null"});
   AttentionOptions bf;
   bf.precision = Precision::bf16;
-  expect_invalid(call(ov, lse.data(), gv, dqv, dkv, dvv, bf), {"bf16"});
+  expect_invalid(call(ov, lse, gv, dqv, dkv, dvv, bf), {"bf16"});
   const View4 kh = View4::dense(k16.data(), DType::f16, {B, NKV, H, D});
-  expect_invalid(call(ov, lse.data(), gv, dqv, dkv, dvv, {}, &kh), {"f32", "f16"});
+  expect_invalid(call(ov, lse, gv, dqv, dkv, dvv, {}, &kh), {"f32", "f16"});
   AttentionOptions bad_len;
   const int32_t len[] = {9};
   bad_len.kv_lengths = len;
-  expect_invalid(call(ov, lse.data(), gv, dqv, dkv, dvv, bad_len), {"kv_lengths[0] = 9"});
+  expect_invalid(call(ov, lse, gv, dqv, dkv, dvv, bad_len), {"kv_lengths[0] = 9"});
+  // A short lse or option array is refused by size, before anything reads past its end.
+  expect_invalid(call(ov, std::span(lse).first(lse.size() - 1), gv, dqv, dkv, dvv),
+                 {"lse has 5 values", "expected batch * n_head * n_q", "= 6"});
+  const int32_t two_lens[] = {4, 4};
+  bad_len.kv_lengths = two_lens;
+  expect_invalid(call(ov, lse, gv, dqv, dkv, dvv, bad_len),
+                 {"kv_lengths has 2 values, expected batch = 1"});
 }
 
 }  // namespace

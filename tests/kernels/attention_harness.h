@@ -45,14 +45,14 @@ struct Case {
            " d" + std::to_string(head_dim) + "/" + std::to_string(head_dim_v) + " " +
            std::string(dtype_name(kv_dtype)) + " layout" +
            std::to_string(static_cast<int>(layout)) + (opt.causal ? " causal" : "") +
-           (opt.kv_lengths ? " kvlen" : "") + (opt.q_offsets ? " qoff" : "") +
+           (!opt.kv_lengths.empty() ? " kvlen" : "") + (!opt.q_offsets.empty() ? " qoff" : "") +
            (opt.window_left >= 0 || opt.window_right >= 0
                 ? " win" + std::to_string(opt.window_left) + "," + std::to_string(opt.window_right)
                 : "") +
            (opt.mask.kind == MaskKind::boolean    ? " boolmask"
             : opt.mask.kind == MaskKind::additive ? " addmask"
                                                   : "") +
-           (opt.alibi_slopes ? " alibi" : "") + (opt.softcap > 0 ? " softcap" : "") +
+           (!opt.alibi_slopes.empty() ? " alibi" : "") + (opt.softcap > 0 ? " softcap" : "") +
            (opt.precision == Precision::bf16 ? " bf16mode" : "");
   }
 };
@@ -121,7 +121,8 @@ struct Output {
     view = MutView4{buf.data() + kGuard, shape, stride};
     lse.assign(static_cast<size_t>(B * H * S + 2 * kGuard), kPoison);
   }
-  float* lse_ptr() { return lse.data() + kGuard; }
+  // The lse between the guards: [batch, n_head, n_q].
+  std::span<float> lse_view() { return {lse.data() + kGuard, lse.size() - 2 * kGuard}; }
   float at(int64_t b, int64_t i, int64_t h, int64_t c) const {
     return view
         .data[b * view.stride[0] + i * view.stride[1] + h * view.stride[2] + c * view.stride[3]];
@@ -164,9 +165,9 @@ inline Inputs make_inputs(const Case& c) {
 
 // Fills the option data vectors of `c` and points its options at them.
 inline void attach_options(Case& c) {
-  if (!c.kv_lengths.empty()) c.opt.kv_lengths = c.kv_lengths.data();
-  if (!c.q_offsets.empty()) c.opt.q_offsets = c.q_offsets.data();
-  if (!c.alibi.empty()) c.opt.alibi_slopes = c.alibi.data();
+  c.opt.kv_lengths = c.kv_lengths;
+  c.opt.q_offsets = c.q_offsets;
+  c.opt.alibi_slopes = c.alibi;
   if (!c.additive.empty()) {
     c.opt.mask = AttentionMask{MaskKind::additive, c.additive.data(), c.n_q, c.n_kv, c.n_kv, 1};
   }
@@ -192,13 +193,13 @@ inline Result run_against_reference(Case c, const kernels::cpu::TargetOps& targe
   AttentionOptions fo = c.opt;
   fo.n_threads = threads;
   const auto pf =
-      kernels::make_problem(in.q.view, in.k.view, in.v.view, fast.view, fast.lse_ptr(), fo);
+      kernels::make_problem(in.q.view, in.k.view, in.v.view, fast.view, fast.lse_view(), fo);
   kernels::attention_cpu_on(pf, target);
   AttentionOptions ro = c.opt;
   // Always exact: for the bf16 mode the distance to it is the error being stated.
   ro.precision = Precision::f32;
   const auto pr =
-      kernels::make_problem(in.q.view, in.k.view, in.v.view, ref.view, ref.lse_ptr(), ro);
+      kernels::make_problem(in.q.view, in.k.view, in.v.view, ref.view, ref.lse_view(), ro);
   kernels::attention_reference(pr);
 
   Result r;
@@ -212,7 +213,7 @@ inline Result run_against_reference(Case c, const kernels::cpu::TargetOps& targe
           r.max_out_err = std::max(r.max_out_err, std::fabs(a - e) / (1 + std::fabs(e)));
         }
         const int64_t li = (b * c.n_head + h) * c.n_q + i;
-        const double a = fast.lse_ptr()[li], e = ref.lse_ptr()[li];
+        const double a = fast.lse_view()[li], e = ref.lse_view()[li];
         if (std::isnan(a)) r.has_nan = true;
         if (std::isinf(e) || std::isinf(a)) {
           if (a != e) r.lse_inf_mismatch = true;

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
     qkv::attention(qkv::View4::dense(q.data(), qkv::DType::f32, {B, NQ, H, D}),
                    qkv::View4::dense(kp, dt, {B, NKV, HKV, D}),
                    qkv::View4::dense(vp, dt, {B, NKV, HKV, DV}),
-                   qkv::MutView4::dense(out.data(), {B, NQ, H, DV}), lse.data(), opt);
+                   qkv::MutView4::dense(out.data(), {B, NQ, H, DV}), lse, opt);
     qkv::test::write_raw(dir + "/out.bin", out);
     qkv::test::write_raw(dir + "/lse.bin", lse);
   } catch (const std::exception& e) {

@@ -60,7 +60,7 @@ TEST(AttentionMaterialised, MatchesTheReference) {
                                          1 + n % 2);
     AttentionOptions ro = c.opt;
     ro.backend = Backend::reference;
-    attention(in.q.view, in.k.view, in.v.view, ref.view, nullptr, ro);
+    attention(in.q.view, in.k.view, in.v.view, ref.view, {}, ro);
     EXPECT_LE(max_rel_err(got, ref), kTol) << c.name();
     EXPECT_TRUE(got.guards_intact()) << "wrote outside the output view: " << c.name();
   }

@@ -53,13 +53,13 @@ TEST(AttentionProbs, MatchReferenceAndReproduceOutput) {
     attach_options(c);
     const Inputs in = make_inputs(c);
     Output o({c.batch, c.n_q, c.n_head, c.head_dim_v}, Layout::bshd);
-    attention(in.q.view, in.k.view, in.v.view, o.view, o.lse_ptr(), c.opt);
-    const auto p = kernels::make_problem(in.q.view, in.k.view, in.v.view, o.view, nullptr, c.opt);
+    attention(in.q.view, in.k.view, in.v.view, o.view, o.lse_view(), c.opt);
+    const auto p = kernels::make_problem(in.q.view, in.k.view, in.v.view, o.view, {}, c.opt);
 
     const int64_t b = n % 2, h = n % 4;
     const std::vector<int64_t> rows{0, 3, c.n_q - 1};
     std::vector<float> probs(rows.size() * static_cast<size_t>(c.n_kv), -1.f);
-    attention_probs(in.q.view, in.k.view, o.lse_ptr(), b, h, rows, probs.data(), c.opt);
+    attention_probs(in.q.view, in.k.view, o.lse_view(), b, h, rows, probs.data(), c.opt);
     for (size_t r = 0; r < rows.size(); ++r) {
       const auto ref = reference_row(p, b, h, rows[r]);
       double sum = 0;
@@ -85,10 +85,10 @@ TEST(AttentionProbs, RejectsBadRowsAndHeads) {
   auto qv = View4::dense(q.data(), DType::f32, {1, 4, 2, 8});
   auto kv = View4::dense(k.data(), DType::f32, {1, 6, 2, 8});
   const std::vector<int64_t> bad_row{4};
-  EXPECT_THROW(attention_probs(qv, kv, lse.data(), 0, 0, bad_row, probs.data()), InvalidArgument);
+  EXPECT_THROW(attention_probs(qv, kv, lse, 0, 0, bad_row, probs.data()), InvalidArgument);
   const std::vector<int64_t> ok_row{1};
-  EXPECT_THROW(attention_probs(qv, kv, lse.data(), 0, 2, ok_row, probs.data()), InvalidArgument);
-  EXPECT_THROW(attention_probs(qv, kv, nullptr, 0, 0, ok_row, probs.data()), InvalidArgument);
+  EXPECT_THROW(attention_probs(qv, kv, lse, 0, 2, ok_row, probs.data()), InvalidArgument);
+  EXPECT_THROW(attention_probs(qv, kv, {}, 0, 0, ok_row, probs.data()), InvalidArgument);
 }
 
 }  // namespace

@@ -171,7 +171,7 @@ TEST(AttentionCpu, SharedTilesInGroupsAndPaddedKeysNeverUsed) {
   const std::array<int64_t, 4> oshape{c.batch, c.n_q, c.n_head, c.head_dim_v};
   Output ref(oshape, Layout::bshd);
   kernels::attention_reference(kernels::make_problem(clean.q.view, clean.k.view, clean.v.view,
-                                                     ref.view, ref.lse_ptr(), c.opt));
+                                                     ref.view, ref.lse_view(), c.opt));
   // The bf16 mode shares tiles too where it has pair layouts (AMX, AVX512_BF16 dot products).
   for (const auto& [precision, tol] :
        {std::pair{Precision::f32, kTolF32}, std::pair{Precision::bf16, kTolBf16Mode}}) {
@@ -188,7 +188,7 @@ TEST(AttentionCpu, SharedTilesInGroupsAndPaddedKeysNeverUsed) {
           o.n_threads = threads;
           o.precision = precision;
           kernels::attention_cpu_on(kernels::make_problem(bad.q.view, bad.k.view, bad.v.view,
-                                                          fast.view, fast.lse_ptr(), o),
+                                                          fast.view, fast.lse_view(), o),
                                     *t);
           double err = 0;
           bool nan = false;
@@ -310,8 +310,8 @@ TEST(AttentionCpu, OneAndTwoThreadsAgree) {
     Output o1(shape, Layout::bshd), o2(shape, Layout::bshd);
     AttentionOptions a = c.opt, b = c.opt;
     a.n_threads = 1, b.n_threads = 2;
-    attention(in.q.view, in.k.view, in.v.view, o1.view, o1.lse_ptr(), a);
-    attention(in.q.view, in.k.view, in.v.view, o2.view, o2.lse_ptr(), b);
+    attention(in.q.view, in.k.view, in.v.view, o1.view, o1.lse_view(), a);
+    attention(in.q.view, in.k.view, in.v.view, o2.view, o2.lse_view(), b);
     double err = 0;
     for (size_t i = 0; i < o1.buf.size(); ++i)
       err = std::max(err, double(std::fabs(o1.buf[i] - o2.buf[i])));
@@ -340,15 +340,15 @@ TEST(AttentionCpu, FullyMaskedRowsGiveZerosAndMinusInfinity) {
   attach_options(c);
   const Inputs in = make_inputs(c);
   Output o({c.batch, c.n_q, c.n_head, c.head_dim_v}, Layout::bshd);
-  attention(in.q.view, in.k.view, in.v.view, o.view, o.lse_ptr(), c.opt);
+  attention(in.q.view, in.k.view, in.v.view, o.view, o.lse_view(), c.opt);
   for (int64_t h = 0; h < 2; ++h) {
     for (int64_t i = 0; i < 5; ++i) {
-      EXPECT_EQ(o.lse_ptr()[(0 * 2 + h) * 5 + i], -INFINITY);
+      EXPECT_EQ(o.lse_view()[(0 * 2 + h) * 5 + i], -INFINITY);
       for (int64_t d = 0; d < 8; ++d) EXPECT_EQ(o.at(0, i, h, d), 0.f);
     }
-    EXPECT_EQ(o.lse_ptr()[(1 * 2 + h) * 5 + 2], -INFINITY);
+    EXPECT_EQ(o.lse_view()[(1 * 2 + h) * 5 + 2], -INFINITY);
     for (int64_t d = 0; d < 8; ++d) EXPECT_EQ(o.at(1, 2, h, d), 0.f);
-    EXPECT_TRUE(std::isfinite(o.lse_ptr()[(1 * 2 + h) * 5 + 1]));
+    EXPECT_TRUE(std::isfinite(o.lse_view()[(1 * 2 + h) * 5 + 1]));
   }
 }
 
@@ -413,8 +413,8 @@ TEST(AttentionCpu, ReferenceBackendThroughPublicApi) {
   Output b({c.batch, c.n_q, c.n_head, c.head_dim_v}, Layout::bshd);
   AttentionOptions ro = c.opt;
   ro.backend = Backend::reference;
-  attention(in.q.view, in.k.view, in.v.view, a.view, a.lse_ptr(), ro);
-  attention(in.q.view, in.k.view, in.v.view, b.view, b.lse_ptr(), c.opt);
+  attention(in.q.view, in.k.view, in.v.view, a.view, a.lse_view(), ro);
+  attention(in.q.view, in.k.view, in.v.view, b.view, b.lse_view(), c.opt);
   for (size_t i = 0; i < a.buf.size(); ++i) EXPECT_NEAR(a.buf[i], b.buf[i], 3e-5);
   // Query 0 of a causal square problem sees only key 0: its output is v[0].
   EXPECT_NEAR(a.at(0, 0, 0, 0), kernels::load_element(in.v.view, 0, 0, 0, 0), 1e-6);
@@ -435,34 +435,71 @@ TEST(AttentionApi, InvalidArgumentsNameTheSizes) {
   auto kv = View4::dense(k.data(), DType::f32, {2, 5, 3, 8});
   auto vv = View4::dense(v.data(), DType::f32, {2, 5, 3, 8});
   auto ov = MutView4::dense(out.data(), {2, 3, 4, 8});
-  std::string e = error_of([&] { attention(qv, kv, vv, ov, nullptr); });
+  std::string e = error_of([&] { attention(qv, kv, vv, ov, {}); });
   EXPECT_NE(e.find("n_head = 4"), std::string::npos) << e;
   EXPECT_NE(e.find("n_head_kv = 3"), std::string::npos) << e;
 
   kv = View4::dense(k.data(), DType::f32, {2, 5, 2, 8});
   vv = View4::dense(v.data(), DType::f32, {2, 4, 2, 8});
-  e = error_of([&] { attention(qv, kv, vv, ov, nullptr); });
+  e = error_of([&] { attention(qv, kv, vv, ov, {}); });
   EXPECT_NE(e.find("n_kv = 5"), std::string::npos) << e;
 
   vv = View4::dense(v.data(), DType::f32, {2, 5, 2, 8});
   auto bad_out = MutView4::dense(out.data(), {2, 3, 4, 7});
-  e = error_of([&] { attention(qv, kv, vv, bad_out, nullptr); });
+  e = error_of([&] { attention(qv, kv, vv, bad_out, {}); });
   EXPECT_NE(e.find("out shape [2, 3, 4, 7] should be [2, 3, 4, 8]"), std::string::npos) << e;
 
   int32_t lens[2] = {5, 6};
   AttentionOptions o;
   o.kv_lengths = lens;
-  e = error_of([&] { attention(qv, kv, vv, ov, nullptr, o); });
+  e = error_of([&] { attention(qv, kv, vv, ov, {}, o); });
   EXPECT_NE(e.find("kv_lengths[1] = 6"), std::string::npos) << e;
 
   AttentionOptions m;
   m.mask = AttentionMask{MaskKind::boolean, lens, 3, 4, 4, 1};
-  e = error_of([&] { attention(qv, kv, vv, ov, nullptr, m); });
+  e = error_of([&] { attention(qv, kv, vv, ov, {}, m); });
   EXPECT_NE(e.find("mask is [3, 4]"), std::string::npos) << e;
 
   auto half_v = View4::dense(v.data(), DType::f16, {2, 5, 2, 8});
-  e = error_of([&] { attention(qv, kv, half_v, ov, nullptr); });
+  e = error_of([&] { attention(qv, kv, half_v, ov, {}); });
   EXPECT_NE(e.find("same dtype"), std::string::npos) << e;
+}
+
+// The per-sequence and per-head arrays and the lse output are spans whose sizes the front end
+// checks: a short one is an InvalidArgument naming both sizes, never a read or write past its end.
+TEST(AttentionApi, RefusesShortArraysBySize) {
+  std::vector<float> q(2 * 3 * 4 * 8), k(2 * 5 * 2 * 8), v(k), out(q), lse(2 * 4 * 3);
+  const auto qv = View4::dense(q.data(), DType::f32, {2, 3, 4, 8});
+  const auto kv = View4::dense(k.data(), DType::f32, {2, 5, 2, 8});
+  const auto vv = View4::dense(v.data(), DType::f32, {2, 5, 2, 8});
+  const auto ov = MutView4::dense(out.data(), {2, 3, 4, 8});
+  const int32_t one[1] = {5};
+  const float slopes[3] = {0.5f, 0.25f, 0.125f};
+  auto expect = [&](const AttentionOptions& o, std::span<float> l, const std::string& want) {
+    const std::string e = error_of([&] { attention(qv, kv, vv, ov, l, o); });
+    EXPECT_NE(e.find(want), std::string::npos) << "got: " << e;
+  };
+  AttentionOptions o;
+  o.kv_lengths = one;
+  expect(o, {}, "kv_lengths has 1 values, expected batch = 2");
+  o = {};
+  o.q_offsets = one;
+  expect(o, {}, "q_offsets has 1 values, expected batch = 2");
+  o = {};
+  o.alibi_slopes = slopes;
+  expect(o, {}, "alibi_slopes has 3 values, expected n_head = 4");
+  expect({}, std::span(lse).first(23), "lse has 23 values, expected batch * n_head * n_q");
+  EXPECT_NO_THROW(attention(qv, kv, vv, ov, lse));
+
+  // attention_probs reads the lse of one (batch, head): a short one is refused as well.
+  const int64_t row = 0;
+  std::vector<float> probs(5);
+  const std::string e = error_of([&] {
+    attention_probs(qv, kv, std::span<const float>(lse).first(4), 1, 3, {&row, 1}, probs.data());
+  });
+  EXPECT_NE(e.find("lse has 4 values, expected batch * n_head * n_q = 2 * 4 * 3 = 24"),
+            std::string::npos)
+      << e;
 }
 
 }  // namespace

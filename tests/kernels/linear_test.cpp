@@ -285,6 +285,33 @@ TEST(Linear, UnalignedF32) {
   }
 }
 
+// The converting GEMM path keeps its weight panels in the caller's LinearScratch (one per
+// thread): reused across calls, the same result as a call with scratch of its own, freed by
+// release(). Skipped without a GEMM library (then no panel is converted).
+TEST(Linear, ConvertedPanelsLiveInTheCallersScratch) {
+  if (!kernels::cpu::gemm_available()) GTEST_SKIP() << "no GEMM library in this build";
+  std::mt19937 rng(11);
+  const int64_t m = 40, n_in = 96, n_out = 70;
+  const Weight w = make_weight(WeightType::f16, n_out, n_in, 0, 0, rng);
+  const Linear lin(w.view);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(m * n_in));
+  for (float& v : x) v = u(rng);
+  std::vector<float> own(static_cast<size_t>(m * n_out)), kept(own.size()), again(own.size());
+  // One thread: the same panels in the same order on every call.
+  lin.forward(x.data(), m, n_in, own.data(), n_out, 1);  // scratch of its own
+  kernels::LinearScratch scratch;
+  lin.forward(x.data(), m, n_in, kept.data(), n_out, 1, &scratch);
+  EXPECT_EQ(own, kept);
+  const size_t bytes = scratch.bytes();
+  EXPECT_GE(bytes, static_cast<size_t>(n_in) * sizeof(float));  // at least one converted row
+  lin.forward(x.data(), m, n_in, again.data(), n_out, 1, &scratch);
+  EXPECT_EQ(own, again);
+  EXPECT_EQ(scratch.bytes(), bytes);  // reused, not grown
+  scratch.release();
+  EXPECT_EQ(scratch.bytes(), 0u);
+}
+
 TEST(Linear, ConvertersMatchTheScalarRowReader) {
   std::mt19937 rng(3);
   for (WeightType type : kTypes) {

@@ -8,9 +8,9 @@
 
 #include "common/shared_data.h"
 #include "common/test_scale.h"
-#include "model/convert.h"
 #include "model/forward.h"
 #include "model_test_util.h"
+#include "qkv/convert.h"
 #include "qkv/model.h"
 
 namespace qkv {
@@ -50,9 +50,9 @@ void check_conversion(const std::string& source, const std::string& tokenizer_pa
     const std::string out = ::testing::TempDir() + "/qkv_convert_" +
                             std::filesystem::path(source).filename().string() + "_" + dtype +
                             ".gguf";
-    model::ConvertOptions options;
+    ConvertOptions options;
     options.dtype = c.dtype;
-    model::convert_to_gguf(original, out, options);
+    convert_to_gguf(original, out, options);
     const Model converted = Model::load(out);
     EXPECT_EQ(converted.architecture(), original.architecture());
     if (original.architecture() == Architecture::llama) {

@@ -2,6 +2,7 @@
 // transformers recorded for the HF fixtures, and the vocab-gguf pairs through other file forms
 // of the same vocabularies (llama2.c tokenizer.bin, GPT-2 vocab.json + merges.txt, vocab.txt).
 #include <gtest/gtest.h>
+#include <filesystem>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -61,7 +62,21 @@ TEST(Llama2c, ModelAndTokenizerTogether) {
   const qkv::ModelFile m = qkv::open_model(model.string());
   const qkv::Tokenizer tok(qkv::tokenizer_spec_for(m, tok_path.string()));
   EXPECT_EQ(tok.n_vocab(), m.config.n_vocab);
-  EXPECT_THROW(qkv::tokenizer_spec_for(m), qkv::Error);  // no tokenizer inside a .bin
+  // Without a path: the single tok*.bin beside the checkpoint, which is tok512.bin here.
+  EXPECT_EQ(qkv::tokenizer_spec_for(m).tokens, qkv::read_tokenizer_file(tok_path.string()).tokens);
+  // Alone in a folder: no tokenizer inside a .bin, and the error says what to pass.
+  const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "llama2c_alone";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(model, dir / "model.bin",
+                             std::filesystem::copy_options::overwrite_existing);
+  const qkv::ModelFile alone = qkv::open_model((dir / "model.bin").string());
+  try {
+    (void)qkv::tokenizer_spec_for(alone);
+    ADD_FAILURE() << "expected qkv::Error";
+  } catch (const qkv::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.bin"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Llama2c, Llama2TokenizerBinMatchesLlamaSpmPairs) {

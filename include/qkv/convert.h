@@ -1,4 +1,4 @@
-// Converting a loaded model to GGUF in llama.cpp's conventions (tensor names, metadata keys,
+// qkv — converting a loaded model to GGUF in llama.cpp's conventions (tensor names, metadata keys,
 // Q/K rows permuted for interleaved RoPE, the tokenizer as tokenizer.ggml.* keys), so that the
 // file runs in qkv and in llama.cpp alike.
 #pragma once
@@ -9,7 +9,7 @@
 
 #include "qkv/model.h"
 
-namespace qkv::model {
+namespace qkv {
 
 struct ConvertOptions {
   // Storage type of the 2-D weight matrices; none: keep each tensor's own type. Norm weights
@@ -24,4 +24,4 @@ struct ConvertOptions {
 std::vector<std::string> convert_to_gguf(const Model& model, const std::string& path,
                                          const ConvertOptions& options);
 
-}  // namespace qkv::model
+}  // namespace qkv
