@@ -2,13 +2,13 @@
 """Checks that sources include headers only from their own layer or layers below it.
 
 Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers/cuda
--> model -> runtime -> explain -> train and serve (siblings) -> apps. CMake enforces this for the internal headers under src/ (cmake/layers.cmake: no
-target has src/ on its include path, each sees its own and lower layers only); this test checks
-the same rule for the public headers (include/qkv), which every target sees: each belongs to the
-layer that implements it (PUBLIC below), and a source or public header may include only public
-headers of its own layer or lower ones. It also checks the internal includes of src/, so that a
-violation is named here as well as by the compiler. Public headers include only other public
-headers and the standard library. apps, tests and bench are not checked.
+-> model -> runtime -> explain -> train and serve (siblings) -> apps. CMake enforces this (cmake/layers.cmake): no
+target of a layer has src/ or all of include/ on its include path; each sees links to their own and
+lower layers' directories under src/ and to their public headers (include/qkv, each assigned to
+the layer that implements it by the QKV_PUBLIC_<layer> lists there, which this test reads). This
+test checks the same rules by reading the includes, so that a violation is named even in code
+that is not built here (CUDA). Public headers include only other public headers and the standard
+library. apps, tests and bench are not checked here (apps/ sees no src/ at all: CMake).
 """
 import pathlib
 import re
@@ -16,18 +16,18 @@ import sys
 
 RANK = {"core": 0, "kernels": 1, "chat": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
         "model": 3, "runtime": 4, "explain": 5, "train": 6, "serve": 6}
-# The layer of each public header: where it is implemented (or, for plain data types, the lowest
-# layer whose interface uses it).
-PUBLIC = {
-    "dtype.h": "core", "error.h": "core", "threads.h": "core", "tokenizer_spec.h": "core",
-    "attention.h": "kernels", "chat.h": "chat",
-    "attention_cuda.h": "cuda", "model_file.h": "formats", "tokenizer.h": "tokenizers",
-    "observer.h": "model", "model.h": "model", "convert.h": "model",
-    "session.h": "runtime",
-    "explain.h": "explain",
-    "train.h": "train", "trainer.h": "train",
-    "server.h": "serve",
-}
+# The layer of each public header, from cmake/layers.cmake (QKV_PUBLIC_<layer>: the one list,
+# which CMake also uses to give each layer's targets only the public headers they may include).
+def public_layers(root: pathlib.Path):
+    text = (root / "cmake" / "layers.cmake").read_text()
+    out = {}
+    for layer, names in re.findall(r"set\(QKV_PUBLIC_(\w+)\s+([^)]*)\)", text):
+        for name in names.split():
+            out[name] = layer
+    return out
+
+
+PUBLIC = {}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 
 
@@ -38,8 +38,8 @@ def check(path, layer, inc, bad):
         name = inc[len("qkv/"):]
         target = PUBLIC.get(name)
         if target is None:
-            bad.append(f"{path}: public header '{inc}' has no layer (add it to PUBLIC in "
-                       "tests/layering_test.py)")
+            bad.append(f"{path}: public header '{inc}' has no layer (add it to a QKV_PUBLIC_<layer> list in "
+                       "cmake/layers.cmake)")
             return
     elif top in RANK:
         target = top
@@ -53,6 +53,7 @@ def check(path, layer, inc, bad):
 
 
 def main(root: pathlib.Path) -> int:
+    PUBLIC.update(public_layers(root))
     bad = []
     src = root / "src"
     for path in sorted(list(src.rglob("*.h")) + list(src.rglob("*.cpp")) + list(src.rglob("*.cu"))
@@ -67,8 +68,8 @@ def main(root: pathlib.Path) -> int:
         name = path.relative_to(root / "include" / "qkv").as_posix()
         layer = PUBLIC.get(name)
         if layer is None:
-            bad.append(f"{path}: public header has no layer (add it to PUBLIC in "
-                       "tests/layering_test.py)")
+            bad.append(f"{path}: public header has no layer (add it to a QKV_PUBLIC_<layer> list in "
+                       "cmake/layers.cmake)")
             continue
         for inc in INCLUDE.findall(path.read_text(errors="replace")):
             if not inc.startswith("qkv/"):

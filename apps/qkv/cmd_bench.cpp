@@ -18,12 +18,11 @@
 #include <vector>
 
 #include "command.h"
-#include "core/large_buffer.h"
-#include "kernels/cpu/linear_gemm.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
 #include "qkv/threads.h"
 #include "qkv_bench/attention_materialised.h"
+#include "qkv_bench/buffer.h"
 #include "qkv_bench/probe.h"
 
 namespace qkv::app {
@@ -124,12 +123,12 @@ void count_elements(const BenchArgs& a, DType dt, int64_t* nq, int64_t* nk) {
 }
 
 // The benchmarked problem: random q, k, v (and dout for the backward) and the output buffers.
-// Tensors in core::LargeBuffer (huge pages), as the runtime's KV cache is: a decode streams K and
+// Tensors in bench::Buffer (huge pages), as the runtime's KV cache is: a decode streams K and
 // V once, and the bandwidth it is compared with is measured on huge pages too. Built in place.
 struct Problem {
   DType dt;
   int64_t nq = 0, nk = 0;  // elements of q/out and of k/v
-  core::LargeBuffer qb, outb, kb, vb;
+  bench::Buffer qb, outb, kb, vb;
   std::vector<float> lse;               // [batch, heads, n_q]
   std::vector<float> dout, dq, dk, dv;  // backward: [batch, n_q, heads, head_dim] / [.., n_kv, ..]
   View4 qv, kv, vv;
@@ -139,10 +138,10 @@ struct Problem {
   Problem(const BenchArgs& a, int threads) : dt(parse_dtype(a.dtype)), nq(0), nk(0) {
     count_elements(a, dt, &nq, &nk);
     const int64_t kv_es = dtype_size(dt);
-    qb = core::LargeBuffer(static_cast<size_t>(nq) * 4);
-    outb = core::LargeBuffer(static_cast<size_t>(nq) * 4);
-    kb = core::LargeBuffer(static_cast<size_t>(nk * kv_es));
-    vb = core::LargeBuffer(static_cast<size_t>(nk * kv_es));
+    qb = bench::Buffer(static_cast<size_t>(nq) * 4);
+    outb = bench::Buffer(static_cast<size_t>(nq) * 4);
+    kb = bench::Buffer(static_cast<size_t>(nk * kv_es));
+    vb = bench::Buffer(static_cast<size_t>(nk * kv_es));
     lse.resize(static_cast<size_t>(a.batch * a.heads * a.n_q));
     std::mt19937 rng(42);
     std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -310,40 +309,41 @@ void print_json(const BenchArgs& a, const Results& r) {
   const double gflops = r.flops / t * 1e-9;
   const double gbps = r.bytes / t * 1e-9;
   const double mat_ms = r.mat_ms, ref_ms = r.ref_ms;
-  nlohmann::json j{{"ms", t * 1e3},
-                   {"gflops", gflops},
-                   {"peak_gflops", r.peak.fma_gflops},
-                   {"peak_fraction", gflops / r.peak.fma_gflops},
-                   {"gbps", gbps},
-                   {"peak_gbps", r.peak.read_gbps},
-                   {"bandwidth_fraction", gbps / r.peak.read_gbps},
-                   {"stream_gbps", r.stream_gbps},
-                   {"stream_fraction", r.stream_gbps > 0 ? gbps / r.stream_gbps : 0.0},
-                   {"reference_ms", ref_ms},
-                   {"materialised_ms", mat_ms},
-                   {"materialised_gflops", mat_ms > 0 ? r.flops / (mat_ms * 1e-3) * 1e-9 : 0.0},
-                   {"speedup_vs_materialised", mat_ms > 0 ? mat_ms / (t * 1e3) : 0.0},
-                   {"materialised_library", std::string(kernels::cpu::gemm_library_name())},
-                   {"materialised_batch", r.mat ? r.mat_batch : 0},
-                   {"materialised_kv_heads", r.mat ? r.mat_kv_heads : 0},
-                   {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
-                   {"reps", r.reps},
-                   {"max_rss_mib", r.rss_mib},
-                   {"io_mib", r.io_mib},
-                   {"threads", r.threads},
-                   {"target", std::string(attention_cpu_target())},
-                   {"bf16_path", std::string(attention_bf16_path(a.head_dim))},
-                   {"backward", a.backward},
-                   {"shape",
-                    {{"batch", a.batch},
-                     {"n_q", a.n_q},
-                     {"n_kv", a.n_kv},
-                     {"heads", a.heads},
-                     {"kv_heads", a.kv_heads},
-                     {"head_dim", a.head_dim},
-                     {"causal", a.causal},
-                     {"dtype", a.dtype},
-                     {"precision", enum_name(kPrecisionNames, a.precision)}}}};
+  nlohmann::json j{
+      {"ms", t * 1e3},
+      {"gflops", gflops},
+      {"peak_gflops", r.peak.fma_gflops},
+      {"peak_fraction", gflops / r.peak.fma_gflops},
+      {"gbps", gbps},
+      {"peak_gbps", r.peak.read_gbps},
+      {"bandwidth_fraction", gbps / r.peak.read_gbps},
+      {"stream_gbps", r.stream_gbps},
+      {"stream_fraction", r.stream_gbps > 0 ? gbps / r.stream_gbps : 0.0},
+      {"reference_ms", ref_ms},
+      {"materialised_ms", mat_ms},
+      {"materialised_gflops", mat_ms > 0 ? r.flops / (mat_ms * 1e-3) * 1e-9 : 0.0},
+      {"speedup_vs_materialised", mat_ms > 0 ? mat_ms / (t * 1e3) : 0.0},
+      {"materialised_library", std::string(kernels::cpu::attention_materialised_library())},
+      {"materialised_batch", r.mat ? r.mat_batch : 0},
+      {"materialised_kv_heads", r.mat ? r.mat_kv_heads : 0},
+      {"speedup_vs_reference", ref_ms > 0 ? ref_ms / (t * 1e3) : 0.0},
+      {"reps", r.reps},
+      {"max_rss_mib", r.rss_mib},
+      {"io_mib", r.io_mib},
+      {"threads", r.threads},
+      {"target", std::string(attention_cpu_target())},
+      {"bf16_path", std::string(attention_bf16_path(a.head_dim))},
+      {"backward", a.backward},
+      {"shape",
+       {{"batch", a.batch},
+        {"n_q", a.n_q},
+        {"n_kv", a.n_kv},
+        {"heads", a.heads},
+        {"kv_heads", a.kv_heads},
+        {"head_dim", a.head_dim},
+        {"causal", a.causal},
+        {"dtype", a.dtype},
+        {"precision", enum_name(kPrecisionNames, a.precision)}}}};
   std::printf("%s\n", j.dump().c_str());
 }
 
@@ -391,8 +391,8 @@ void print_text(const BenchArgs& a, const Results& r) {
     std::printf(
         "materialised %.3f ms (median of %d; S = Q·Kᵀ and P·V by %s%s)  %.1f GFLOP/s = %.1f%% of "
         "peak  qkv is %.2fx faster\n",
-        r.mat_ms, r.mat_reps, std::string(kernels::cpu::gemm_library_name()).c_str(), slice.c_str(),
-        mg, 100 * mg / peak.fma_gflops, r.mat_ms / (t * 1e3));
+        r.mat_ms, r.mat_reps, std::string(kernels::cpu::attention_materialised_library()).c_str(),
+        slice.c_str(), mg, 100 * mg / peak.fma_gflops, r.mat_ms / (t * 1e3));
   }
   if (r.ref_ms > 0) {
     std::printf("reference  %.1f ms (64 rows timed, scaled by FLOPs)  qkv is %.0fx faster\n",

@@ -18,10 +18,10 @@
 #include <sstream>
 
 #include "command.h"
-#include "core/file_io.h"
 #include "default_model.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
+#include "qkv/file_io.h"
 
 namespace qkv::app {
 namespace cmd_explain {  // one per subcommand: the qkv target is a unity build
@@ -171,7 +171,7 @@ HeatmapOptions::Color terminal_color(bool ascii) {
 }
 
 void write_file(const std::string& path, const std::string& text) {
-  core::write_output_file(path, text);
+  write_output_file(path, text);
 }
 
 void run(const ExplainCliOptions& o) {

@@ -20,10 +20,10 @@
 
 #include "chat_source.h"
 #include "command.h"
-#include "core/file_io.h"
 #include "default_model.h"
 #include "qkv/chat.h"
 #include "qkv/explain.h"
+#include "qkv/file_io.h"
 #include "qkv/session.h"
 
 namespace qkv::app {
@@ -170,7 +170,7 @@ void run(GenerateCliOptions o) {
                    e.capture.streamed()->note().c_str(), o.npy_stream.c_str());
     }
     if (!o.explain_html.empty()) {
-      core::write_output_file(o.explain_html, render_html(e));
+      write_output_file(o.explain_html, render_html(e));
       std::fprintf(stderr, "explain: %s (%s)\n", o.explain_html.c_str(),
                    e.capture.memory_note().c_str());
     }

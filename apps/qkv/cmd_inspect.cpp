@@ -12,8 +12,8 @@
 #include <optional>
 
 #include "command.h"
-#include "core/file_io.h"
 #include "model_source.h"
+#include "qkv/file_io.h"
 
 namespace qkv::app {
 namespace cmd_inspect {  // one per subcommand: the qkv target is a unity build
@@ -260,7 +260,7 @@ void run(const InspectOptions& o) {
   }
   if (ext == ".json" && !fs::is_directory(o.path)) {
     // What kind of JSON: a sharded-checkpoint index, a tokenizer.json or a config.json.
-    const std::string text = core::read_input_file(o.path);
+    const std::string text = read_input_file(o.path);
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);

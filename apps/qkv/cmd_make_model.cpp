@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "command.h"
-#include "model/arch.h"
+#include "qkv/convert.h"
 #include "qkv/dtype.h"
 #include "qkv/model.h"
 #include "qkv/model_file.h"
@@ -143,7 +143,7 @@ std::string arch_names() {
 Shape resolve_shape(const MakeModelOptions& o) {
   std::optional<Architecture> arch;
   if (!o.arch.empty()) {
-    arch = model::parse_architecture(o.arch);
+    arch = architecture_named(o.arch);
     if (!arch || *arch == A::bert) {
       throw Error("--arch: expected one of " + arch_names() + ", found \"" + o.arch + "\"");
     }
@@ -248,11 +248,11 @@ struct Planned {
 // names and order; matrices in `matrix`, 1-D tensors f32.
 std::vector<Planned> plan_tensors(const Shape& s, TensorType matrix) {
   std::vector<Planned> p;
-  for (model::GgufTensorPlan& t : model::gguf_tensor_plan(s.arch, s.c)) {
+  for (GgufTensorEntry& t : gguf_tensor_list(s.arch, s.c)) {
     const TensorType type = t.shape.size() == 2 ? matrix : TensorType::f32;
-    const Init init = t.spec->role == model::Role::rope_freqs ? Init::llama3_rope_freqs
-                      : model::is_norm_weight(t.spec->role)   ? Init::norm_weight
-                                                              : Init::normal;
+    const Init init = t.rope_freqs    ? Init::llama3_rope_freqs
+                      : t.norm_weight ? Init::norm_weight
+                                      : Init::normal;
     p.push_back({{std::move(t.name), type, std::move(t.shape)}, init});
   }
   return p;
@@ -564,7 +564,7 @@ void run(const MakeModelOptions& o) {
       MetaValue::make_string(
           !o.name.empty() ? o.name
                           : "qkv random " + (o.preset.empty() ? std::string("tiny") : o.preset)));
-  model::set_gguf_hparams(s.arch, s.c, md);
+  set_gguf_arch_keys(s.arch, s.c, md);
   md.set("general.file_type", u32(file_type_id(wtype)));
   md.set("general.quantization_version", u32(2));
   for (const auto& [k, v] : tok.entries()) md.set(k, v);

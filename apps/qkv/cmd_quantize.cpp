@@ -10,14 +10,12 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <memory>
 
 #include "command.h"
-#include "formats/quant_types.h"
-#include "kernels/quant/quantize.h"
+#include "qkv/error.h"
 #include "qkv/model_file.h"
+#include "qkv/quantize.h"
 
 namespace qkv::app {
 namespace cmd_quantize {  // one per subcommand: the qkv target is a unity build
@@ -28,35 +26,9 @@ struct QuantizeArgs {
   bool pure = false;
 };
 
-// llama.cpp's LLAMA_FTYPE_MOSTLY_* values (general.file_type).
-uint32_t file_type(kernels::quant::QuantType q) {
-  using Q = kernels::quant::QuantType;
-  switch (q) {
-    case Q::q4_0:
-      return 2;
-    case Q::q4_1:
-      return 3;
-    case Q::q8_0:
-      return 7;
-    case Q::q5_0:
-      return 8;
-    case Q::q5_1:
-      return 9;
-    default:
-      return 0;
-  }
-}
-
 void run(const QuantizeArgs& a) {
-  namespace kq = kernels::quant;
-  std::optional<kq::QuantType> q;
-  for (const kq::QuantFormat& f : kq::kQuantFormats) {
-    if (f.name == a.type) q = f.type;
-  }
-  if (!q || !kq::can_quantize(*q)) {
-    throw InvalidArgument("--type: expected Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0, found \"" + a.type +
-                          "\"" + (q ? " (its quantizer is not written yet)" : ""));
-  }
+  const std::string problem = quantize_type_problem(a.type);
+  if (!problem.empty()) throw InvalidArgument("--type: " + problem);
   if (!a.pure) {
     throw InvalidArgument(
         "without --pure llama.cpp's presets put output.weight (and more) in Q6_K, which qkv "
@@ -70,42 +42,12 @@ void run(const QuantizeArgs& a) {
                           std::string(file_format_name(m.format)) +
                           " (convert it first: qkv convert -m IN -o IN.gguf)");
   }
-  const TensorType out_type = formats::tensor_type_of(*q);
-  const int64_t block = kq::quant_block_elems(*q);
-  std::vector<GgufTensorDecl> decls;
-  std::vector<bool> quantized;
-  uint64_t in_bytes = 0, out_bytes = 0;
-  for (const TensorInfo& t : m.tensors) {
-    GgufTensorDecl d{t.name, t.type, t.shape};
-    const bool matrix = t.shape.size() >= 2 && t.name.ends_with("weight");
-    bool quantize = matrix && t.type != out_type;
-    if (quantize && t.shape.back() % block != 0) {
-      std::fprintf(stderr, "note: %s: rows of %lld values are not whole blocks of %lld; kept %s\n",
-                   t.name.c_str(), static_cast<long long>(t.shape.back()),
-                   static_cast<long long>(block), std::string(tensor_type_name(t.type)).c_str());
-      quantize = false;
-    }
-    if (quantize) d.type = out_type;
-    decls.push_back(d);
-    quantized.push_back(quantize);
-    in_bytes += t.n_bytes;
-  }
-  Metadata meta = m.metadata;
-  meta.set("general.file_type", MetaValue::make_uint(MetaValue::Type::u32, file_type(*q)));
-  meta.set("general.quantization_version", MetaValue::make_uint(MetaValue::Type::u32, 2));
-  write_gguf_streaming(a.out, meta, decls, [&](size_t i, std::span<std::byte> out) {
-    const TensorInfo& t = m.tensors[i];
-    if (!quantized[i]) {
-      std::memcpy(out.data(), t.data, out.size());
-    } else {
-      const std::vector<float> v = tensor_to_f32(t);
-      kq::quantize(*q, v.data(), static_cast<int64_t>(v.size()), out.data());
-    }
-    out_bytes += out.size();
+  const QuantizeResult r = quantize_gguf(m, a.type, a.out, [](const std::string& note) {
+    std::fprintf(stderr, "note: %s\n", note.c_str());
   });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "wrote %s: tensors %.2f MB -> %.2f MB (%s, pure) in %.2f s\n", a.out.c_str(),
-               static_cast<double>(in_bytes) / 1e6, static_cast<double>(out_bytes) / 1e6,
+               static_cast<double>(r.in_bytes) / 1e6, static_cast<double>(r.out_bytes) / 1e6,
                a.type.c_str(), s);
 }
 

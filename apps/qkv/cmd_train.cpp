@@ -24,8 +24,8 @@
 #include <utility>
 
 #include "command.h"
-#include "core/file_io.h"
 #include "qkv/error.h"
+#include "qkv/file_io.h"
 #include "qkv/trainer.h"
 
 namespace qkv::app {
@@ -111,7 +111,7 @@ TrainResult train_in_flags(const TrainOptions& o,
 
 void run(const TrainCli& cli) {
   if (!cli.write_corpus.empty()) {
-    core::write_output_file(cli.write_corpus, generate_corpus(cli.o.corpus));
+    write_output_file(cli.write_corpus, generate_corpus(cli.o.corpus));
     std::fprintf(stderr, "wrote the built-in corpus (%lld stories, seed %llu) to %s\n",
                  static_cast<long long>(cli.o.corpus.n_stories),
                  static_cast<unsigned long long>(cli.o.corpus.seed), cli.write_corpus.c_str());

@@ -53,6 +53,10 @@ bool attention_materialised_available() {
   return gemm_available();
 }
 
+std::string_view attention_materialised_library() {
+  return gemm_library_name();
+}
+
 void attention_materialised(const View4& q, const View4& k, const View4& v, const MutView4& out,
                             bool causal, int threads) {
   if (!gemm_available())

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "qkv/file_io.h"
 
 namespace qkv::core {
 namespace {
@@ -232,3 +233,15 @@ void write_output_file(const std::string& path, std::string_view bytes) {
 }
 
 }  // namespace qkv::core
+
+namespace qkv {
+
+std::string read_input_file(const std::string& path) {
+  return core::read_input_file(path);
+}
+
+void write_output_file(const std::string& path, std::string_view bytes) {
+  core::write_output_file(path, bytes);
+}
+
+}  // namespace qkv

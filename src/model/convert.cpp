@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "model/arch.h"
 #include "model/model_impl.h"
 
 namespace qkv::model {
@@ -131,6 +132,23 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
     encode(v, p.type, out);
   });
   return notes;
+}
+
+std::optional<Architecture> architecture_named(std::string_view name) {
+  return model::parse_architecture(name);
+}
+
+std::vector<GgufTensorEntry> gguf_tensor_list(Architecture arch, const ModelConfig& c) {
+  std::vector<GgufTensorEntry> out;
+  for (model::GgufTensorPlan& t : model::gguf_tensor_plan(arch, c)) {
+    out.push_back({std::move(t.name), std::move(t.shape), model::is_norm_weight(t.spec->role),
+                   t.spec->role == model::Role::rope_freqs});
+  }
+  return out;
+}
+
+void set_gguf_arch_keys(Architecture arch, const ModelConfig& c, Metadata& md) {
+  model::set_gguf_hparams(arch, c, md);
 }
 
 }  // namespace qkv

@@ -7,12 +7,17 @@
 // (bench/support), not of the kernels library.
 #pragma once
 
+#include <string_view>
+
 #include "qkv/dtype.h"
 
 namespace qkv::kernels::cpu {
 
 // True when the build has the GEMM library (otherwise attention_materialised throws).
 bool attention_materialised_available();
+
+// The GEMM library the products run on ("OpenBLAS", ...), for the reports.
+std::string_view attention_materialised_library();
 
 // out = softmax(scale · q·kᵀ [+ causal mask]) · v with scale 1/√head_dim; shapes as in
 // qkv::attention (q and out fp32 with unit stride along head_dim; k and v fp32, f16 or bf16, any
