@@ -7,9 +7,7 @@
 //   of every position instead.
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -19,6 +17,7 @@
 
 #include "command.h"
 #include "default_model.h"
+#include "qkv/file_io.h"
 #include "qkv/session.h"
 
 namespace qkv::app {
@@ -28,36 +27,27 @@ namespace {
 struct EvalOptions {
   std::string model;
   std::string tokenizer;
-  std::string ids;
+  std::vector<int64_t> ids;
   std::string text;
   std::string logits;
   bool json = false;
   bool no_parse_special = false;
   int top = 5;
-  std::string kv = "f32";
+  KvType kv = KvType::f32;
   int threads = 0;
   int64_t ctx = 0;
 };
 
-std::vector<int32_t> parse_ids(const std::string& s, int64_t n_vocab) {
+// --ids, as CLI11 split and converted it: each id must be in the vocabulary.
+std::vector<int32_t> checked_ids(const std::vector<int64_t>& given, int64_t n_vocab) {
   std::vector<int32_t> ids;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    const size_t end = std::min(s.find(',', pos), s.size());
-    const std::string item = s.substr(pos, end - pos);
-    int64_t v = -1;
-    const auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || ec != std::errc() || p != item.data() + item.size()) {
-      throw Error("--ids: expected comma-separated token ids, found \"" + item + "\" at item " +
-                  std::to_string(ids.size() + 1));
-    }
+  for (const int64_t v : given) {
     if (v < 0 || v >= n_vocab) {
       throw Error("--ids: token id " + std::to_string(v) + " (item " +
                   std::to_string(ids.size() + 1) + ") is outside the vocabulary [0, " +
                   std::to_string(n_vocab) + ")");
     }
     ids.push_back(static_cast<int32_t>(v));
-    pos = end + 1;
   }
   return ids;
 }
@@ -70,16 +60,14 @@ void write_npy_f32(const std::string& path, const float* data, int64_t rows, int
   const size_t total = (10 + header.size() + 1 + 63) / 64 * 64;
   header.append(total - 10 - header.size() - 1, ' ');
   header += '\n';
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw Error("--logits: cannot open " + path + " for writing");
   const uint16_t len = static_cast<uint16_t>(header.size());
-  f.write("\x93NUMPY\x01\x00", 8);
-  f.write(reinterpret_cast<const char*>(&len), 2);
-  f << header;
-  f.write(reinterpret_cast<const char*>(data),
-          static_cast<std::streamsize>(rows * cols * static_cast<int64_t>(sizeof(float))));
-  f.close();
-  if (!f) throw Error("--logits: writing " + path + " failed (disk full?)");
+  std::string bytes = "\x93NUMPY\x01";
+  bytes += '\0';
+  bytes.append(reinterpret_cast<const char*>(&len), 2);
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(data),
+               static_cast<size_t>(rows * cols) * sizeof(float));
+  write_output_file(path, bytes);
 }
 
 void run(const EvalOptions& o) {
@@ -99,11 +87,9 @@ void run(const EvalOptions& o) {
   const std::vector<int32_t> ids =
       o.ids.empty() ? model.tokenizer().encode(
                           o.text, {.add_special = true, .parse_special = !o.no_parse_special})
-                    : parse_ids(o.ids, n_vocab);
+                    : checked_ids(o.ids, n_vocab);
   if (ids.empty()) throw Error("the input has no tokens");
-  Session session(model, {.n_ctx = o.ctx,
-                          .kv_type = o.kv == "f16" ? KvType::f16 : KvType::f32,
-                          .n_threads = o.threads});
+  Session session(model, {.n_ctx = o.ctx, .kv_type = o.kv, .n_threads = o.threads});
   const std::span<const float> logits = session.eval(ids, /*all_logits=*/true);  // [T, n_vocab]
   const auto n = static_cast<int64_t>(ids.size());
   if (!o.logits.empty()) {
@@ -136,23 +122,21 @@ void run(const EvalOptions& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
-  app.add_option("-m,--model", o->model,
-                 "GGUF file, HF model folder or llama2.c .bin (default: the built-in model)");
-  app.add_option("-t,--tokenizer", o->tokenizer, "tokenizer file (default: the model's own)");
+  add_model_option(app, o->model, /*builtin_default=*/true);
+  add_tokenizer_option(app, o->tokenizer);
   app.add_option("text", o->text,
                  "input text, tokenized as `qkv generate` does (BOS as the "
                  "tokenizer says)");
-  app.add_option("--ids", o->ids, "input token ids, comma-separated, used as given (no BOS)");
+  app.add_option("--ids", o->ids, "input token ids, comma-separated, used as given (no BOS)")
+      ->delimiter(',');
   app.add_option("--logits", o->logits,
                  "write the logits of every position, float32 [T, n_vocab], as a .npy file");
-  app.add_flag("--json", o->json, "print the top --top tokens of every position as JSON");
+  add_json_flag(app, o->json)->description("print the top --top tokens of every position as JSON");
   app.add_flag("--no-parse-special", o->no_parse_special,
                "tokenize special tokens written in the text (<|endoftext|>) as plain text");
   app.add_option("--top", o->top, "tokens per position for --json")->capture_default_str();
-  app.add_option("--kv", o->kv, "KV cache type")
-      ->check(CLI::IsMember({"f32", "f16"}))
-      ->capture_default_str();
-  app.add_option("--threads", o->threads, "threads (0 = all)")->capture_default_str();
+  add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
+  add_threads_option(app, o->threads);
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
   app.callback([o] { run(*o); });
 }

@@ -41,7 +41,7 @@ using T = MetaValue::Type;
 struct MakeModelOptions {
   std::string arch;
   std::string preset;
-  std::string dtype = "f32";
+  TensorType dtype = TensorType::f32;
   std::string vocab;
   std::string output;
   std::string name;
@@ -497,14 +497,6 @@ int64_t copy_vocab(const std::string& path, Metadata& md) {
 
 // ---- The command -------------------------------------------------------------------------
 
-TensorType parse_weight_type(const std::string& s) {
-  if (s == "f32") return TensorType::f32;
-  if (s == "f16") return TensorType::f16;
-  if (s == "bf16") return TensorType::bf16;
-  if (s == "q8_0") return TensorType::q8_0;
-  throw Error("--dtype: expected f32, f16, bf16 or q8_0, found \"" + s + "\"");
-}
-
 // llama.cpp's LLAMA_FTYPE values (general.file_type).
 uint32_t file_type_id(TensorType t) {
   switch (t) {
@@ -521,7 +513,7 @@ uint32_t file_type_id(TensorType t) {
 
 void run(const MakeModelOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  const TensorType wtype = parse_weight_type(o.dtype);
+  const TensorType wtype = o.dtype;
   Metadata tok;
   MakeModelOptions opt = o;
   if (!o.vocab.empty()) {
@@ -608,7 +600,11 @@ void setup(CLI::App& app) {
   app.add_option("--n-ff", o->n_ff, "Override: feed-forward width");
   app.add_option("--n-vocab", o->n_vocab, "Override: vocabulary size");
   app.add_option("--n-ctx", o->n_ctx, "Override: trained context length");
-  app.add_option("--dtype", o->dtype, "2-D weights: f32, f16, bf16 or q8_0")->capture_default_str();
+  add_enum_option(app, "--dtype", o->dtype, "2-D weights",
+                  EnumNames<TensorType>{{"f32", TensorType::f32},
+                                        {"f16", TensorType::f16},
+                                        {"bf16", TensorType::bf16},
+                                        {"q8_0", TensorType::q8_0}});
   app.add_option("--seed", o->seed, "Random seed")->check(seed_check())->capture_default_str();
   app.add_option("--std", o->std, "Standard deviation of the weights")->capture_default_str();
   app.add_option("--vocab", o->vocab, "Copy the tokenizer from this vocab GGUF");
