@@ -39,9 +39,16 @@ def text(n_docs=120, salt=""):
     return "\n\n".join(docs) + "\n"
 
 
-def whole(qkv, out, c, when):
-    """Every output file present is complete."""
+def whole(qkv, out, c, when, killed_pid=None):
+    """Every output file present is complete. A SIGKILLed writer cannot remove the temporary
+    it was writing (NAME.part-PID-N, renamed over NAME only once whole): those of `killed_pid`
+    are allowed and must not have replaced an output; any other temporary is an error."""
     for p in sorted(out.iterdir()):
+        m = re.fullmatch(r"(.+)\.part-(\d+)-\d+", p.name)
+        if m:
+            c.check(killed_pid is not None and int(m.group(2)) == killed_pid,
+                    f"{when}: a temporary {p.name} was left by a process that was not killed")
+            continue
         c.check(p.stat().st_size > 0, f"{when}: {p.name} is empty")
         if p.suffix == ".gguf":
             rc, _, err = run(qkv, "inspect", p)
@@ -71,12 +78,12 @@ def main():
             p.wait()
             if not out.exists():
                 continue
-            whole(qkv, out, c, f"killed after {delay}s")
+            whole(qkv, out, c, f"killed after {delay}s", killed_pid=p.pid)
             if (out / "state.gguf").exists():
                 rc, so, se = run(qkv, "train", "--text", data, "-o", out, "--steps", "40",
                                  "--resume", *SMALL, timeout=600)
                 c.check(rc == 0 and "training loss" in so, f"resume after {delay}s: {se[-300:]}")
-                whole(qkv, out, c, f"resumed after a kill at {delay}s")
+                whole(qkv, out, c, f"resumed after a kill at {delay}s", killed_pid=p.pid)
             elif (out / "tokenizer.gguf").exists():
                 r = run(qkv, "train", "--text", data, "-o", out, "--steps", "40", "--resume",
                         *SMALL)
