@@ -9,11 +9,9 @@
 
 namespace {
 
-qkv::TokenizerSpec spm() {
-  qkv::TokenizerSpec s;
-  s.model = qkv::TokenizerSpec::Model::spm_bpe;
-  s.tokens = {"<unk>", "<s>", "</s>"};
-  s.kinds = {qkv::TokenKind::unknown, qkv::TokenKind::control, qkv::TokenKind::control};
+// The SentencePiece-style tail both byte-fallback vocabularies share: the 256 <0xAB> byte tokens,
+// then U+2581, "a", "b", U+2581 "a", "ab" and one piece of the caller's.
+void add_bytes_and_pieces(qkv::TokenizerSpec& s, const char* last) {
   static const char hex[] = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {
     s.tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
@@ -22,10 +20,18 @@ qkv::TokenizerSpec spm() {
   for (const char* t : {"\xe2\x96\x81", "a", "b",
                         "\xe2\x96\x81"
                         "a",
-                        "ab", "<s"}) {
+                        "ab", last}) {
     s.tokens.push_back(t);
     s.kinds.push_back(qkv::TokenKind::normal);
   }
+}
+
+qkv::TokenizerSpec spm() {
+  qkv::TokenizerSpec s;
+  s.model = qkv::TokenizerSpec::Model::spm_bpe;
+  s.tokens = {"<unk>", "<s>", "</s>"};
+  s.kinds = {qkv::TokenKind::unknown, qkv::TokenKind::control, qkv::TokenKind::control};
+  add_bytes_and_pieces(s, "<s");
   s.scores.assign(s.tokens.size(), 0.0f);
   s.unk = 0, s.bos = 1, s.eos = 2, s.add_bos = true;
   return s;
@@ -69,18 +75,7 @@ qkv::TokenizerSpec utf8_bpe() {
   s.model = qkv::TokenizerSpec::Model::utf8_bpe;
   s.tokens = {"<pad>", "<eos>", "<bos>"};
   s.kinds = {qkv::TokenKind::control, qkv::TokenKind::control, qkv::TokenKind::control};
-  static const char hex[] = "0123456789ABCDEF";
-  for (int b = 0; b < 256; ++b) {
-    s.tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
-    s.kinds.push_back(qkv::TokenKind::byte);
-  }
-  for (const char* t : {"\xe2\x96\x81", "a", "b",
-                        "\xe2\x96\x81"
-                        "a",
-                        "ab", "\n\n"}) {
-    s.tokens.push_back(t);
-    s.kinds.push_back(qkv::TokenKind::normal);
-  }
+  add_bytes_and_pieces(s, "\n\n");
   s.merges = {{"\xe2\x96\x81", "a"}, {"a", "b"}};
   s.bos = 2, s.eos = 1, s.add_bos = true, s.add_space_prefix = false;
   return s;
