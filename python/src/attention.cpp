@@ -28,18 +28,8 @@ struct Options {
   ArrayRef mask;
 };
 
-// Both spellings of the options' per-sequence and per-head arrays (a pointer, or a span).
-template <class T>
-void set_array(const T*& field, const std::vector<T>& v) {
-  field = v.data();
-}
-template <class T>
-void set_array(std::span<const T>& field, const std::vector<T>& v) {
-  field = v;
-}
-
-// The sizes of those arrays (checked here too, so that a pointer-taking library never reads
-// past them).
+// The sizes of the per-sequence and per-head arrays, checked before the library's own check so
+// the error names the Python arguments.
 void check_sizes(const Options& x, const View4& q) {
   const auto want = [](const char* name, size_t have, int64_t n, const char* what) {
     if (have != 0 && static_cast<int64_t>(have) != n) {
@@ -91,15 +81,15 @@ void make_options(Options& x, bool causal, std::optional<float> scale, const pyb
   o.window_right = window_right;
   if (!kv_lengths.is_none()) {
     x.kv_lengths = int32_vector(kv_lengths, "kv_lengths");
-    set_array(o.kv_lengths, x.kv_lengths);
+    o.kv_lengths = x.kv_lengths;
   }
   if (!q_offsets.is_none()) {
     x.q_offsets = int32_vector(q_offsets, "q_offsets");
-    set_array(o.q_offsets, x.q_offsets);
+    o.q_offsets = x.q_offsets;
   }
   if (!alibi_slopes.is_none()) {
     x.alibi_slopes = float_vector(alibi_slopes, "alibi_slopes");
-    set_array(o.alibi_slopes, x.alibi_slopes);
+    o.alibi_slopes = x.alibi_slopes;
   }
   if (!mask.is_none()) {
     x.mask = array_ref(mask, "mask");
@@ -156,15 +146,10 @@ int64_t count(const View4& q) {
   return q.shape[0] * q.shape[2] * q.shape[1];
 }
 
-// Converts to both spellings of the lse parameter (a pointer, or a span of exactly the size).
-struct Lse {
-  float* data;
-  size_t size;
-  operator float*() const { return data; }
-  operator const float*() const { return data; }
-  operator std::span<float>() const { return {data, data ? size : 0}; }
-  operator std::span<const float>() const { return {data, data ? size : 0}; }
-};
+// The lse output as the library takes it: empty, or one value per (batch, head, query).
+std::span<float> lse_span(float* data, const View4& q) {
+  return data ? std::span<float>(data, static_cast<size_t>(count(q))) : std::span<float>();
+}
 
 }  // namespace
 
@@ -185,10 +170,10 @@ void bind_attention(pyb::module_& m) {
         make_options(x, causal, scale, mask, kv_lengths, q_offsets, window_left, window_right,
                      alibi_slopes, softcap, precision, backend, n_threads);
         std::optional<ArrayRef> la;
-        Lse l{nullptr, 0};
+        std::span<float> l;
         if (!lse.is_none()) {
           la = array_ref(lse, "lse");
-          l = {lse_data(*la, qv, "lse", true), static_cast<size_t>(count(qv))};
+          l = lse_span(lse_data(*la, qv, "lse", true), qv);
         }
         check_sizes(x, qv);
         pyb::gil_scoped_release release;
@@ -210,7 +195,7 @@ void bind_attention(pyb::module_& m) {
         const ArrayRef qa = array_ref(q, "q"), ka = array_ref(k, "k");
         const View4 qv = view4(qa, "q", false), kv = view4(ka, "k", true);
         const ArrayRef la = array_ref(lse, "lse");
-        const Lse l{lse_data(la, qv, "lse", false), static_cast<size_t>(count(qv))};
+        const std::span<float> l = lse_span(lse_data(la, qv, "lse", false), qv);
         const ArrayRef pa = array_ref(probs, "probs");
         const std::vector<int64_t> want{static_cast<int64_t>(rows.size()), kv.shape[1]};
         if (pa.elem != Elem::f32 || pa.shape != want || !pa.writable) {
@@ -253,7 +238,7 @@ void bind_attention(pyb::module_& m) {
                     dov = view4(da, "dout", false);
         const MutView4 dqv = mut_view4(dqa, "dq"), dkv = mut_view4(dka, "dk"),
                        dvv = mut_view4(dva, "dv");
-        const Lse l{lse_data(la, qv, "lse", false), static_cast<size_t>(count(qv))};
+        const std::span<float> l = lse_span(lse_data(la, qv, "lse", false), qv);
         Options x;
         make_options(x, causal, scale, mask, kv_lengths, q_offsets, window_left, window_right,
                      alibi_slopes, softcap, "f32", backend, n_threads);
