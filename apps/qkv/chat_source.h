@@ -4,6 +4,7 @@
 // and bos_token/eos_token of an HF folder's tokenizer_config.json.
 #pragma once
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "qkv/chat.h"
 #include "qkv/error.h"
 #include "qkv/model_file.h"
 
@@ -117,6 +119,66 @@ inline ModelChatTemplate chat_template_of(const ModelFile& m) {
   };
   t.bos = special("tokenizer.ggml.bos_token_id");
   t.eos = special("tokenizer.ggml.eos_token_id");
+  return t;
+}
+
+// The prompt text of --chat (generate, explain): the model's chat template over a conversation,
+// the messages of CONV.json (`messages_file`: an array of {"role", "content"}, as in the OpenAI
+// API) or else an optional system message and one user turn; with the generation prompt unless
+// the conversation ends with an assistant turn. Encode it with no BOS added and special tokens
+// matched (the template writes them), as transformers encodes a rendered chat.
+inline std::string chat_prompt_text(const ModelFile& m, const std::string& messages_file,
+                                    const std::string& system, const std::string& user) {
+  const ModelChatTemplate t = chat_template_of(m);
+  ChatTemplateInputs in;
+  in.bos_token = t.bos;
+  in.eos_token = t.eos;
+  in.add_generation_prompt = true;
+  if (!messages_file.empty()) {
+    in.messages_json = read_text(messages_file, "conversation");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in.messages_json);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(messages_file + " is not valid JSON: " + e.what());
+    }
+    if (!j.is_array() || j.empty()) {
+      throw Error(messages_file +
+                  ": expected a non-empty JSON array of {\"role\", \"content\"} messages");
+    }
+    const nlohmann::json& last = j.back();
+    in.add_generation_prompt = !(last.is_object() && last.value("role", "") == "assistant");
+  } else {
+    if (!system.empty()) in.messages.push_back({"system", system});
+    in.messages.push_back({"user", user});
+  }
+  return ChatTemplate(t.source).render(in);
+}
+
+// --template FILE when given, else the model's template; a model without one gets the default
+// (ChatML, as `qkv serve` uses), with `is_default` set and a note on stderr naming `command`.
+inline ModelChatTemplate chat_template_or_default(const ModelFile& m,
+                                                  const std::string& template_file,
+                                                  const char* command, bool& is_default) {
+  is_default = false;
+  ModelChatTemplate t;
+  if (!template_file.empty()) {
+    t.source = read_text(template_file, "chat template");
+    try {
+      const ModelChatTemplate own = chat_template_of(m);
+      t.bos = own.bos;
+      t.eos = own.eos;
+    } catch (const Error&) {
+    }
+    return t;
+  }
+  try {
+    return chat_template_of(m);
+  } catch (const Error&) {
+    std::fprintf(stderr, "%s: the model has no chat template; using ChatML\n", command);
+  }
+  is_default = true;
+  t.source = std::string(default_chat_template());
   return t;
 }
 

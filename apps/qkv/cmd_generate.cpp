@@ -53,14 +53,7 @@ struct GenerateCliOptions {
 // The prompt text the model's chat template makes of one user turn (and a system message), as
 // transformers' apply_chat_template(add_generation_prompt=True) renders it.
 std::string chat_prompt(const Model& model, const GenerateCliOptions& o) {
-  const ModelChatTemplate t = chat_template_of(model.file());
-  ChatTemplateInputs in;
-  if (!o.system.empty()) in.messages.push_back({"system", o.system});
-  in.messages.push_back({"user", o.prompt});
-  in.add_generation_prompt = true;
-  in.bos_token = t.bos;
-  in.eos_token = t.eos;
-  return ChatTemplate(t.source).render(in);
+  return chat_prompt_text(model.file(), "", o.system, o.prompt);
 }
 
 using Clock = std::chrono::steady_clock;

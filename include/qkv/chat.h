@@ -89,4 +89,10 @@ class ChatTemplate {
 // Parses and renders in one call.
 std::string render_chat_template(std::string_view source, const ChatTemplateInputs& inputs);
 
+// ChatML, the format `qkv serve` and `qkv chat` use for a model that ships no template (llama.cpp's
+// server falls back to the same): "<|im_start|>ROLE\nCONTENT<|im_end|>\n" per message, then
+// "<|im_start|>assistant\n" when a reply is asked for. A reply ends at default_chat_stop().
+std::string_view default_chat_template();
+std::string_view default_chat_stop();  // "<|im_end|>"
+
 }  // namespace qkv

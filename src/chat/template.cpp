@@ -199,6 +199,17 @@ std::string ChatTemplate::render(const ChatTemplateInputs& in) const {
   return chat::render_body(impl_->body, in, chat::Limits{});
 }
 
+std::string_view default_chat_template() {
+  return "{%- for message in messages %}"
+         "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+         "{%- endfor %}"
+         "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+}
+
+std::string_view default_chat_stop() {
+  return "<|im_end|>";
+}
+
 std::string render_chat_template(std::string_view source, const ChatTemplateInputs& inputs) {
   return ChatTemplate(source).render(inputs);
 }

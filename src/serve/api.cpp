@@ -10,13 +10,6 @@ namespace qkv::serve {
 
 namespace {
 
-// ChatML, the format llama.cpp's server also falls back to for a model without a template.
-constexpr const char* kChatMl =
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
-
 std::string type_name(const json& j) {
   switch (j.type()) {
     case json::value_t::null:
@@ -118,7 +111,7 @@ std::optional<std::string> Fields::string(const char* name) const {
 ChatFormatter::ChatFormatter(const std::string& source, std::string bos, std::string eos)
     : bos_(std::move(bos)), eos_(std::move(eos)) {
   is_default_ = source.empty();
-  template_.emplace(is_default_ ? std::string_view(kChatMl) : std::string_view(source));
+  template_.emplace(is_default_ ? default_chat_template() : std::string_view(source));
 }
 
 ChatPrompt ChatFormatter::render(const json& messages) const {
@@ -173,7 +166,7 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
     throw ApiError(400, core::concat("the chat template refused the messages: ", e.message()),
                    "messages");
   }
-  if (is_default_) p.extra_stop.push_back("<|im_end|>");
+  if (is_default_) p.extra_stop.emplace_back(default_chat_stop());
   return p;
 }
 
