@@ -2,10 +2,14 @@
 //             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F]
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
+//             [--chat [--system S] | --messages CONV.json]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
 //   "where does it look" scores, and with --token the tokens that token attends to most.
+//   --chat: the text is a user turn in the model's chat template (as generate --chat);
+//   --messages: a whole conversation in it. Models with sliding-window layers get a line saying
+//   which layers are local (window) and which global.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <unistd.h>
 
@@ -17,6 +21,7 @@
 #include <memory>
 #include <sstream>
 
+#include "chat_source.h"
 #include "command.h"
 #include "default_model.h"
 #include "qkv/error.h"
@@ -38,6 +43,9 @@ struct ExplainCliOptions {
   int top_k = 16, threads = 0;
   bool json = false, ascii = false, no_special = false, ignore_eos = false;
   bool no_parse_special = false;
+  bool chat = false;          // --chat: the text is a user turn in the model's chat template
+  std::string system;         // --system: a system message before it
+  std::string messages_file;  // --messages: a whole conversation (CONV.json)
 };
 
 // "all" or a comma-separated list of indices (for --map's L:H and --token's #POSITION).
@@ -175,8 +183,21 @@ void write_file(const std::string& path, const std::string& text) {
 }
 
 void run(const ExplainCliOptions& o) {
+  const bool chat = o.chat || !o.messages_file.empty();
+  if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
+  if (o.chat && !o.messages_file.empty()) {
+    throw Error(
+        "--chat takes the text as the user turn, --messages a whole conversation; pass one");
+  }
+  if (!o.messages_file.empty() && !o.text.empty()) {
+    throw Error("--messages gives the conversation; pass no text with it");
+  }
+  if (o.messages_file.empty() && o.text.empty()) throw Error("pass the text to explain");
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+  // --chat / --messages: the template writes BOS and the turn markers itself.
+  const std::string text =
+      chat ? chat_prompt_text(model.file(), o.messages_file, o.system, o.text) : o.text;
   ExplainOptions eo;
   eo.capture.layers = selection(o.layers);
   eo.capture.heads = selection(o.heads);
@@ -185,11 +206,11 @@ void run(const ExplainCliOptions& o) {
   eo.capture.top_k = o.top_k;
   eo.capture.overflow = o.overflow;
   eo.max_new_tokens = o.n;
-  eo.add_special = !o.no_special;
-  eo.parse_special = !o.no_parse_special;
+  eo.add_special = !o.no_special && !chat;
+  eo.parse_special = chat || !o.no_parse_special;
   eo.stop_at_eos = !o.ignore_eos;
   eo.n_threads = o.threads;
-  const Explanation e = explain(model, o.text, eo);
+  const Explanation e = explain(model, text, eo);
   const int64_t n = static_cast<int64_t>(e.ids.size());
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
@@ -229,6 +250,18 @@ void run(const ExplainCliOptions& o) {
   }
 
   std::cout << title << " (row = query, column = key)\n";
+  // Sliding-window (local) layers see only the last W keys: their maps are banded.
+  std::string local, global;
+  int64_t window = 0;
+  for (size_t l = 0; l < e.layer_windows.size(); ++l) {
+    std::string& list = e.layer_windows[l] > 0 ? local : global;
+    list += (list.empty() ? "" : ",") + std::to_string(l);
+    window = std::max(window, e.layer_windows[l]);
+  }
+  if (!local.empty()) {
+    std::cout << "local layers (sliding window of " << window << " keys): " << local
+              << "; global layers: " << (global.empty() ? "none" : global) << "\n";
+  }
   std::cout << render_heatmap(map, n, e.tokens, {.color = terminal_color(o.ascii)});
   std::cout << "\nwhere each head looks (mean mass per row; entropy in nats):\n"
             << "layer head  previous  first   self    same-word induction entropy\n";
@@ -265,7 +298,7 @@ void setup(CLI::App& app) {
   auto o = std::make_shared<ExplainCliOptions>();
   add_model_option(app, o->model, /*builtin_default=*/true);
   add_tokenizer_option(app, o->tokenizer);
-  app.add_option("text", o->text, "text to explain")->required();
+  app.add_option("text", o->text, "text to explain (with --chat: the user turn)");
   app.add_option("-n,--n-predict", o->n, "decoders: tokens to generate greedily (maps grow)")
       ->capture_default_str();
   app.add_option("--token", o->token, "show what this token attends to (text or #POSITION)");
@@ -295,6 +328,14 @@ void setup(CLI::App& app) {
   app.add_option("--top-k", o->top_k, "keys kept per row past the budget (--overflow top-k)")
       ->capture_default_str();
   add_threads_option(app, o->threads);
+  app.add_flag("--chat", o->chat,
+               "the text is a user turn: the model's chat template (GGUF tokenizer.chat_template, "
+               "HF tokenizer_config.json) makes the prompt, as generate --chat");
+  app.add_option("--system", o->system, "with --chat: a system message before the user turn");
+  app.add_option("--messages", o->messages_file,
+                 "explain a conversation: CONV.json, an array of {\"role\", \"content\"} "
+                 "messages, in the model's chat template (a reply follows with -n unless the last "
+                 "turn is the assistant's)");
   app.callback([o] { run(*o); });
 }
 

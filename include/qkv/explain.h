@@ -147,7 +147,13 @@ struct Explanation {
   std::string model;       // Model::describe()
   double run_seconds = 0;  // the forward passes with the capture attached (incl. sampling)
   AttentionCapture capture;
+  // Per layer of the model: the keys a sliding-window (local) layer sees, itself included; 0 for a
+  // global layer, which sees every key (Gemma 2 and 3 alternate them).
+  std::vector<int64_t> layer_windows;
 };
+
+// The attention window of every layer of a model, as Explanation::layer_windows.
+std::vector<int64_t> layer_windows(const Model& model);
 
 // Runs the text through the model (encoders: one bidirectional pass; decoders: a prefill then
 // max_new_tokens generated steps, each generated token also run so that it has a row) with an

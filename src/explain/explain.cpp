@@ -3,6 +3,7 @@
 #include <cctype>
 #include <chrono>
 
+#include "model/model_impl.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
@@ -53,6 +54,13 @@ std::vector<int32_t> word_ids(const Tokenizer& tokenizer, std::span<const int32_
   return out;
 }
 
+std::vector<int64_t> layer_windows(const Model& model) {
+  const Model::Impl& m = ModelAccess::impl(model);
+  std::vector<int64_t> w;
+  for (const auto& layer : m.layers) w.push_back(layer.sliding ? m.config.sliding_window : 0);
+  return w;
+}
+
 Explanation explain(const Model& model, std::string_view text, const ExplainOptions& options) {
   if (options.max_new_tokens < 0) {
     throw InvalidArgument("explain: max_new_tokens = " + std::to_string(options.max_new_tokens) +
@@ -68,7 +76,8 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
                 .n_prompt = 0,
                 .model = {},
                 .run_seconds = 0,
-                .capture = AttentionCapture(model, options.capture)};
+                .capture = AttentionCapture(model, options.capture),
+                .layer_windows = layer_windows(model)};
   e.model = model.describe();
   e.n_prompt = static_cast<int64_t>(prompt.size());
   e.ids = prompt;
@@ -116,7 +125,8 @@ Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64
                 .n_prompt = n_prompt,
                 .model = model.describe(),
                 .run_seconds = run_seconds,
-                .capture = std::move(capture)};
+                .capture = std::move(capture),
+                .layer_windows = layer_windows(model)};
   e.capture.finish_stream();
   for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
   e.word_ids = word_ids(tok, e.ids);

@@ -23,6 +23,8 @@ nlohmann::json tokens_json(const Explanation& e) {
   j["layers"] = e.capture.layers();
   j["heads"] = e.capture.heads();
   j["model"] = e.model;
+  // Per model layer: the sliding window of a local layer, 0 for a global one.
+  j["layer_windows"] = e.layer_windows;
   j["memory"] = e.capture.memory_note();
   if (const int64_t dropped = e.capture.dropped_rows(); dropped > 0) {
     j["dropped_rows"] = dropped;

@@ -94,7 +94,7 @@
     for (let l = 0; l < NL; l++) {
       const d = document.createElement("div");
       d.className = "hdr";
-      d.textContent = "layer " + D.layers[l];
+      d.textContent = "layer " + D.layers[l] + layerKind(D.layers[l]);
       grid.appendChild(d);
       for (let h = 0; h < NH; h++) {
         const c = document.createElement("canvas");
@@ -266,10 +266,17 @@
     $("title").textContent = "layer " + D.layers[li] + (hi < 0 ? ", mean of heads" : ", head " + D.heads[hi]);
   }
 
+  // " (local, window W)" / " (global)" on models with sliding-window layers; "" otherwise.
+  function layerKind(l) {
+    const w = D.layer_windows || [];
+    if (!w.some((x) => x > 0)) return "";
+    return w[l] > 0 ? " (local, window " + w[l] + ")" : " (global)";
+  }
+
   function init() {
     $("meta").textContent = D.model + " | " + T + " tokens (" + D.n_prompt + " prompt) | " + D.memory;
     const ls = $("layer"), hs = $("head");
-    D.layers.forEach((l, k) => ls.add(new Option("layer " + l, k)));
+    D.layers.forEach((l, k) => ls.add(new Option("layer " + l + layerKind(l), k)));
     hs.add(new Option("mean of heads", -1));
     D.heads.forEach((h, k) => hs.add(new Option("head " + h, k)));
     ls.onchange = () => select(+ls.value, +hs.value);

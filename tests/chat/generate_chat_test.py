@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`qkv generate --chat` on an HF folder whose tokenizer_config.json carries a chat template.
+"""`qkv generate --chat` and `qkv explain --chat` on an HF folder whose tokenizer_config.json carries a chat template.
 
 usage: generate_chat_test.py QKV_BINARY SHARED_DIR     (exit 77 = skipped: ../shared absent)
 
@@ -24,7 +24,9 @@ TEMPLATE = ("{% for m in messages %}{% if m.role == 'system' %}[{{ m.content }}]
 
 
 def run(qkv, *args):
-    p = subprocess.run([qkv, *args, "--threads", "1"], capture_output=True, timeout=300)
+    if args[0] != "tokenize":
+        args = (*args, "--threads", "1")
+    p = subprocess.run([qkv, *args], capture_output=True, timeout=300)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
@@ -58,6 +60,28 @@ def main():
             if chat_out != reply:
                 failures.append(f"system={system!r}: --chat printed {chat_out!r}, the rendered prompt "
                                 f"continues with {reply!r}")
+        # explain --chat / --messages: the tokens explained are the rendered conversation's, as
+        # `qkv tokenize` encodes the text with no BOS added; a conversation ending with the
+        # assistant's turn gets no generation prompt.
+        conv = pathlib.Path(tmp) / "conv.json"
+        conv.write_text(json.dumps([{"role": "user", "content": "Where is the cat?"},
+                                    {"role": "assistant", "content": "On the mat."}]))
+        for extra, rendered in (
+                (["--chat", "Where is the cat?", "--system", "Be kind."],
+                 "[Be kind.]\nUser: Where is the cat?\nAssistant:"),
+                (["--messages", str(conv)], "User: Where is the cat?\nAssistant: On the mat.\n")):
+            rc, out, err = run(qkv, "explain", "-m", str(model), *extra, "--json")
+            rc2, toks, err2 = run(qkv, "tokenize", "-m", str(model), "--json", "--no-special",
+                                  rendered)
+            if rc != 0 or rc2 != 0:
+                failures.append(f"explain {extra[0]}: rc {rc}/{rc2}: {err[-300:]} {err2[-300:]}")
+                continue
+            if json.loads(out)["ids"] != json.loads(toks)["ids"]:
+                failures.append(f"explain {extra[0]}: ids {json.loads(out)['ids']}, the rendered "
+                                f"conversation {rendered!r} is {json.loads(toks)['ids']}")
+        rc, _, err = run(qkv, "explain", "-m", str(model), "--messages", str(conv), "x")
+        if rc == 0 or "--messages" not in err:
+            failures.append(f"explain --messages with a text: rc {rc}, {err!r}")
         rc, _, err = run(qkv, "generate", "-m", str(model), "--system", "x", "-p", "hi", "-n", "1")
         if rc == 0 or "--chat" not in err:
             failures.append(f"--system without --chat: rc {rc}, {err!r}")
