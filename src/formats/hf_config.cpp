@@ -1,4 +1,5 @@
 // Hugging Face config.json -> ModelConfig, and HF model folders (config.json + safetensors).
+#include <cmath>
 #include <filesystem>
 
 #include "formats/formats_internal.h"
@@ -105,6 +106,22 @@ ModelConfig hf_config_from_json(const json& j, const std::string& path) {
       } else if (const json* rs = r.get("rope_scaling"); rs && rs->is_object()) {
         ConfigReader rr{*rs, path};
         c.rope_type = rr.string("rope_type", rr.string("type", c.rope_type));
+        // Gemma 3's global layers: positions divided by the factor.
+        if (c.rope_type == "linear") c.rope_scale = rr.number("factor");
+      }
+      if (c.architecture == "gemma3_text") c.architecture = "gemma3";
+      if (c.architecture == "gemma2" || c.architecture == "gemma3") {
+        // Soft-caps, the window of the sliding layers (keys seen, the query's own included, as
+        // GGUF states it), the query scale 1/sqrt(query_pre_attn_scalar), Gemma 3's local RoPE
+        // base and layer pattern; null or absent: off / the family's default.
+        c.activation = r.string("hidden_activation", c.activation);
+        c.attn_softcap = r.number("attn_logit_softcapping");
+        c.final_softcap = r.number("final_logit_softcapping");
+        c.sliding_window = r.integer("sliding_window");
+        if (const double s = r.number("query_pre_attn_scalar"); s > 0)
+          c.attn_scale = 1 / std::sqrt(s);
+        c.rope_theta_swa = r.number("rope_local_base_freq");
+        c.swa_pattern = r.integer("sliding_window_pattern");
       }
     }
   }
