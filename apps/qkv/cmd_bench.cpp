@@ -92,6 +92,11 @@ BenchArgs checked(BenchArgs a) {
   return a;
 }
 
+// Bytes per K/V value (34 / 32 for q8_0).
+double kv_bytes_per_value(DType dt) {
+  return static_cast<double>(dtype_block_bytes(dt)) / dtype_block_elems(dt);
+}
+
 // Element counts of q/out and of k/v. A shape whose tensors overflow 64-bit sizes or need more
 // memory than the machine has is refused by name here, not by a failed allocation later.
 void count_elements(const BenchArgs& a, DType dt, int64_t* nq, int64_t* nk) {
@@ -105,10 +110,15 @@ void count_elements(const BenchArgs& a, DType dt, int64_t* nq, int64_t* nk) {
   };
   *nq = elements({a.batch, a.n_q, a.heads, a.head_dim}, "batch * n_q * heads * head_dim");
   *nk = elements({a.batch, a.n_kv, a.kv_heads, a.head_dim}, "batch * n_kv * kv_heads * head_dim");
+  if (a.head_dim % dtype_block_elems(dt) != 0) {
+    throw InvalidArgument("--dtype " + std::string(dtype_name(dt)) + " stores blocks of " +
+                          std::to_string(dtype_block_elems(dt)) + " values along head_dim; " +
+                          "--head-dim " + std::to_string(a.head_dim) + " is not a multiple");
+  }
   // q and out (fp32), k and v; the backward adds dout, dq (fp32) and dk, dv (fp32, as k and v).
   const double need_gib =
       ((a.backward ? 4.0 : 2.0) * 4.0 * static_cast<double>(*nq) +
-       (a.backward ? 4.0 : 2.0) * static_cast<double>(dtype_size(dt)) * static_cast<double>(*nk)) /
+       (a.backward ? 4.0 : 2.0) * kv_bytes_per_value(dt) * static_cast<double>(*nk)) /
       (1024.0 * 1024.0 * 1024.0);
   const double have_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
                           static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0 * 1024.0);
@@ -137,11 +147,10 @@ struct Problem {
 
   Problem(const BenchArgs& a, int threads) : dt(parse_dtype(a.dtype)), nq(0), nk(0) {
     count_elements(a, dt, &nq, &nk);
-    const int64_t kv_es = dtype_size(dt);
     qb = bench::Buffer(static_cast<size_t>(nq) * 4);
     outb = bench::Buffer(static_cast<size_t>(nq) * 4);
-    kb = bench::Buffer(static_cast<size_t>(nk * kv_es));
-    vb = bench::Buffer(static_cast<size_t>(nk * kv_es));
+    kb = bench::Buffer(static_cast<size_t>(dtype_bytes(dt, nk)));
+    vb = bench::Buffer(static_cast<size_t>(dtype_bytes(dt, nk)));
     lse.resize(static_cast<size_t>(a.batch * a.heads * a.n_q));
     std::mt19937 rng(42);
     std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -150,6 +159,15 @@ struct Problem {
     if (dt == DType::f32) {
       for (float* t : {kb.as<float>(), vb.as<float>()})
         for (int64_t i = 0; i < nk; ++i) t[i] = u(rng);
+    } else if (dt == DType::q8_0) {  // random values in chunks of whole blocks, quantized
+      std::vector<float> x(size_t{1} << 16);
+      for (char* t : {kb.as<char>(), vb.as<char>()}) {
+        for (int64_t i = 0; i < nk; i += static_cast<int64_t>(x.size())) {
+          const int64_t n = std::min<int64_t>(static_cast<int64_t>(x.size()), nk - i);
+          for (int64_t c = 0; c < n; ++c) x[static_cast<size_t>(c)] = u(rng);
+          convert_from_f32(x.data(), n, dt, t + dtype_bytes(dt, i));
+        }
+      }
     } else {
       for (uint16_t* t : {kb.as<uint16_t>(), vb.as<uint16_t>()})
         for (int64_t i = 0; i < nk; ++i)
@@ -247,7 +265,7 @@ void time_materialised(const BenchArgs& a, const Problem& p, Results& r) {
   r.mat_batch = a.batch;
   r.mat_kv_heads = a.kv_heads;
   r.mat = !a.no_reference && !a.backward && a.precision == Precision::f32 &&
-          kernels::cpu::attention_materialised_available();
+          !dtype_is_blocked(p.dt) && kernels::cpu::attention_materialised_available();
   if (!r.mat) return;
   double budget = 25e9;
   if (const char* env = std::getenv("QKV_PEER_GFLOP")) budget = std::atof(env) * 1e9;
@@ -278,7 +296,7 @@ Results measure(const BenchArgs& a, Problem& p, int threads) {
   const double flop_factor = a.backward ? 2.5 : 1.0;
   r.flops = flop_factor * attention_flops(a.batch, a.heads, a.n_q, a.n_kv, a.head_dim, a.causal);
   // q + out, k + v; backward also reads dout and writes dq, dk, dv
-  r.bytes = (a.backward ? 2.0 : 1.0) * (4.0 * (2 * p.nq) + 2.0 * dtype_size(p.dt) * p.nk);
+  r.bytes = (a.backward ? 2.0 : 1.0) * (4.0 * (2 * p.nq) + 2.0 * kv_bytes_per_value(p.dt) * p.nk);
   r.t = time_median([&] { p.run_once(a.backward); }, a.reps, &r.reps);
   if (!a.no_reference) r.ref_ms = time_reference(a, p, r.flops, flop_factor);
 
@@ -298,7 +316,7 @@ Results measure(const BenchArgs& a, Problem& p, int threads) {
   const bool decode = a.n_q <= kDecodeQueries && !a.backward;
   r.stream_gbps =
       decode ? kernels::measure_stream_read(p.kv.data, p.vv.data,
-                                            static_cast<size_t>(p.nk) * dtype_size(p.dt), threads)
+                                            static_cast<size_t>(dtype_bytes(p.dt, p.nk)), threads)
              : 0.0;
   time_materialised(a, p, r);
   return r;
@@ -423,7 +441,7 @@ void setup_bench(CLI::App& app) {
   att->add_option("--kv-heads", a->kv_heads, "Key/value heads (default: heads)");
   att->add_option("--head-dim", a->head_dim, "Head dimension")->capture_default_str();
   att->add_flag("--causal", a->causal, "Causal mask");
-  att->add_option("--dtype", a->dtype, "K/V dtype: f32, f16, bf16")->capture_default_str();
+  att->add_option("--dtype", a->dtype, "K/V dtype: f32, f16, bf16, q8_0")->capture_default_str();
   add_enum_option(*att, "--precision", a->precision, "Arithmetic: f32, or bf16 (rounded operands)",
                   kPrecisionNames);
   add_threads_option(*att, a->threads);

@@ -76,6 +76,10 @@ void attention_materialised(const View4& q, const View4& k, const View4& v, cons
         "materialised attention: q must be fp32, and q and out need unit stride "
         "along head_dim");
   }
+  if (dtype_is_blocked(k.dtype) || dtype_is_blocked(v.dtype)) {
+    throw InvalidArgument("materialised attention: k and v must be f32, f16 or bf16, got " +
+                          std::string(dtype_name(k.dtype)));
+  }
   threads = core::resolve_threads(threads);
   const bench::ProbeOps& ops = bench::probe_ops_selected();
   const int64_t group = H / HK;

@@ -5,7 +5,8 @@
 //
 // Shapes (a View4 may have any strides, so [batch, head, seq, dim] storage works without copies):
 //   q    [batch, n_q,  n_head,    head_dim]     fp32
-//   k    [batch, n_kv, n_head_kv, head_dim]     fp32, f16 or bf16
+//   k    [batch, n_kv, n_head_kv, head_dim]     fp32, f16, bf16 or q8_0 (blocks along head_dim;
+//                                                head_dim a multiple of 32: see dtype.h)
 //   v    [batch, n_kv, n_head_kv, head_dim_v]   same dtype as k
 //   out  [batch, n_q,  n_head,    head_dim_v]   fp32
 //   lse  [batch, n_head, n_q]                   fp32, dense, optional (an empty span):
@@ -113,6 +114,12 @@ void attention_backward(const View4& q, const View4& k, const View4& v, const Vi
                         std::span<const float> lse, const View4& dout, const MutView4& dq,
                         const MutView4& dk, const MutView4& dv,
                         const AttentionOptions& options = {});
+
+// Writes n fp32 values as dtype dt at dst (dtype_bytes(dt, n) bytes; n a multiple of
+// dtype_block_elems(dt)): f16 and bf16 rounded to nearest even, q8_0 quantized as ggml's reference
+// quantizer does (per block d = max |x| / 127, q = round(x / d)). How a K/V cache of any dtype is
+// filled.
+void convert_from_f32(const float* src, int64_t n, DType dt, void* dst);
 
 // The SIMD target the CPU backend runs on this machine: "avx512", "avx2" or "generic".
 std::string_view attention_cpu_target();

@@ -58,4 +58,22 @@ inline uint16_t f32_to_f16(float x) {
   return sign | static_cast<uint16_t>(v >> 13);
 }
 
+// Q8_0 blocks (DType::q8_0, ggml's layout): 32 values in 34 bytes, {f16 d; int8 q[32]}.
+inline constexpr int64_t kQ8Elems = 32;
+inline constexpr int64_t kQ8Bytes = 34;
+
+// The scale of the block at `block` (its first two bytes, little-endian f16; the block may be
+// unaligned).
+inline float q8_0_scale(const void* block) {
+  uint16_t d;
+  std::memcpy(&d, block, 2);
+  return f16_to_f32(d);
+}
+
+// The value at element offset `off` of q8_0 data (blocks of kQ8Elems values from `data`).
+inline float q8_0_value(const void* data, int64_t off) {
+  const auto* block = static_cast<const unsigned char*>(data) + off / kQ8Elems * kQ8Bytes;
+  return q8_0_scale(block) * static_cast<float>(static_cast<int8_t>(block[2 + off % kQ8Elems]));
+}
+
 }  // namespace qkv::core

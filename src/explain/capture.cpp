@@ -76,18 +76,9 @@ using capture_store::RowBlocks;
 
 namespace {
 
-// Element (t, h, d) of a [1, n, heads, dim] view as fp32.
+// Element (t, h, d) of a [1, n, heads, dim] view (any dtype, a q8_0 cache too) as fp32.
 float at(const View4& v, int64_t t, int64_t h, int64_t d) {
-  const int64_t i = t * v.stride[1] + h * v.stride[2] + d * v.stride[3];
-  switch (v.dtype) {
-    case DType::f32:
-      return static_cast<const float*>(v.data)[i];
-    case DType::f16:
-      return f16_to_f32(static_cast<const uint16_t*>(v.data)[i]);
-    case DType::bf16:
-      return bf16_to_f32(static_cast<const uint16_t*>(v.data)[i]);
-  }
-  return 0.f;
+  return view_element(v, 0, t, h, d);
 }
 
 std::vector<int> select(const std::vector<int>& asked, int64_t n, const char* what) {

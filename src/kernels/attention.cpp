@@ -1,12 +1,14 @@
 // Front end of the attention API: validation, backend choice, probabilities on demand.
 #include "qkv/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/error.h"
 #include "kernels/attention_problem.h"
 #include "kernels/cpu/attention_cpu.h"
+#include "kernels/quant/quantize.h"
 
 namespace qkv {
 
@@ -46,6 +48,28 @@ void attention_probs(const View4& q, const View4& k, std::span<const float> lse,
       core::throw_invalid("attention_probs: row ", i, " is outside [0, ", p.n_q, ")");
   }
   kernels::attention_probs_cpu(p, lse.data(), batch, head, rows, probs);
+}
+
+void convert_from_f32(const float* src, int64_t n, DType dt, void* dst) {
+  if (n < 0 || n % dtype_block_elems(dt) != 0) {
+    core::throw_invalid("convert_from_f32: n = ", n, " is not a whole number of ", dtype_name(dt),
+                        " blocks of ", dtype_block_elems(dt), " values");
+  }
+  switch (dt) {
+    case DType::f32:
+      std::copy(src, src + n, static_cast<float*>(dst));
+      return;
+    case DType::f16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_f16(src[i]);
+      return;
+    case DType::bf16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = f32_to_bf16(src[i]);
+      return;
+    case DType::q8_0:
+      kernels::quant::quantize_q8_0(src, n, static_cast<kernels::quant::BlockQ8_0*>(dst));
+      return;
+  }
+  core::throw_invalid("convert_from_f32: unknown dtype ", static_cast<int>(dt));
 }
 
 std::string_view attention_cpu_target() {

@@ -32,6 +32,26 @@ void check_array_size(const char* name, const char* dim, size_t size, int64_t wa
   }
 }
 
+// A view of a block type (dtype.h): whole blocks along the last dimension, rows on block starts.
+void check_blocked_view(const char* name, const View4& t) {
+  const int64_t block = dtype_block_elems(t.dtype);
+  if (t.stride[3] != 1 && t.shape[3] > 1) {
+    throw_invalid("attention: ", name, " is ", dtype_name(t.dtype), ", whose blocks run along ",
+                  "the last dimension: its stride[3] must be 1, got ", t.stride[3]);
+  }
+  if (t.shape[3] % block != 0) {
+    throw_invalid("attention: ", name, " is ", dtype_name(t.dtype), " (blocks of ", block,
+                  " values) but its head_dim ", t.shape[3], " is not a multiple of ", block);
+  }
+  for (int d = 0; d < 3; ++d) {
+    if (t.stride[d] % block != 0) {
+      throw_invalid("attention: ", name, " is ", dtype_name(t.dtype), ": its stride[", d,
+                    "] = ", t.stride[d], " must be a multiple of the block size ", block,
+                    " so that every row starts on a block");
+    }
+  }
+}
+
 }  // namespace
 
 void check_lse_size(const char* what, const AttentionProblem& p, size_t lse_size) {
@@ -56,6 +76,8 @@ float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i
       return core::f16_to_f32(static_cast<const uint16_t*>(t.data)[off]);
     case DType::bf16:
       return core::bf16_to_f32(static_cast<const uint16_t*>(t.data)[off]);
+    case DType::q8_0:
+      return core::q8_0_value(t.data, off);
   }
   return 0.f;
 }
@@ -79,6 +101,10 @@ AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, co
   if (k.dtype != v.dtype) {
     throw_invalid("attention: k and v must have the same dtype, got k ", dtype_name(k.dtype),
                   " and v ", dtype_name(v.dtype));
+  }
+  if (dtype_is_blocked(k.dtype)) {
+    check_blocked_view("k", k);
+    check_blocked_view("v", v);
   }
   p.batch = q.shape[0];
   p.n_q = q.shape[1];

@@ -17,6 +17,7 @@
 #include "kernels/attention_problem.h"
 #include "kernels/cpu/attention_cpu.h"
 #include "kernels/cpu/plan.h"
+#include "kernels/quant/quantize.h"
 #include "qkv/attention.h"
 
 namespace qkv::test {
@@ -61,6 +62,7 @@ struct Case {
 struct Tensor {
   std::vector<float> f32;
   std::vector<uint16_t> half;
+  std::vector<uint8_t> blocks;  // q8_0
   View4 view;
 };
 
@@ -80,6 +82,12 @@ inline Tensor make_tensor(std::array<int64_t, 4> shape, DType dt, Layout layout,
       size = B * H * S * D;
       break;
     case Layout::gapped:
+      if (dtype_is_blocked(dt)) {  // blocks run along a unit-stride last dimension: pad whole
+        const int64_t row = D + 2 * dtype_block_elems(dt);  // blocks between the rows instead
+        stride = {S * H * row, H * row, row, 1};
+        size = B * S * H * row;
+        break;
+      }
       stride = {S * H * (2 * D + 3), H * (2 * D + 3), 2 * D + 3, 2};
       size = B * S * H * (2 * D + 3);
       break;
@@ -90,6 +98,15 @@ inline Tensor make_tensor(std::array<int64_t, 4> shape, DType dt, Layout layout,
     t.f32.resize(static_cast<size_t>(size));
     for (auto& x : t.f32) x = u(rng);
     t.view = View4{t.f32.data(), dt, shape, stride};
+  } else if (dt == DType::q8_0) {
+    // Random values quantized by ggml's reference quantizer (the gaps too: they must never be
+    // read). Every block starts at a multiple of 32 elements (dtype.h).
+    std::vector<float> x(static_cast<size_t>(size));
+    for (auto& v : x) v = u(rng);
+    t.blocks.resize(static_cast<size_t>(dtype_bytes(dt, size)));
+    kernels::quant::quantize_q8_0(x.data(), size,
+                                  reinterpret_cast<kernels::quant::BlockQ8_0*>(t.blocks.data()));
+    t.view = View4{t.blocks.data(), dt, shape, stride};
   } else {
     t.half.resize(static_cast<size_t>(size));
     for (auto& x : t.half)

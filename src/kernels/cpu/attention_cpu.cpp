@@ -105,7 +105,8 @@ void plan_items(const AttentionProblem& p, int threads, const std::vector<Item>&
     // Decode: split the keys into chunks of about kDecodeChunkBytes of K and V over all kv heads,
     // one item per (sequence, chunk) covering every kv head, so the cache streams from memory in
     // order; partial results are merged by LSE (merge_partials).
-    const int64_t row_bytes = p.n_head_kv * (p.head_dim + p.head_dim_v) * dtype_size(p.k.dtype);
+    const int64_t row_bytes =
+        p.n_head_kv * (dtype_bytes(p.k.dtype, p.head_dim) + dtype_bytes(p.v.dtype, p.head_dim_v));
     const int64_t chunk_keys =
         std::max<int64_t>(64, kDecodeChunkBytes / std::max<int64_t>(row_bytes, 1));
     plan.n_split = std::max<int64_t>(1, (p.n_kv + chunk_keys - 1) / chunk_keys);

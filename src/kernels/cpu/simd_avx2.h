@@ -84,6 +84,12 @@ struct Simd {
     const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
   }
+  // W signed bytes as floats (q8_0 values before their block's scale).
+  static V load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
   // Rounds fp32 lanes to bf16 precision (nearest even), kept as fp32: the bf16 mode's numerics.
   static V round_bf16(V x) {
     const __m256i u = _mm256_castps_si256(x);

@@ -31,5 +31,7 @@ struct Simd {
   static V exp2(V x) { return x < -127.f ? 0.f : std::exp2(x); }
   static V load_f16(const uint16_t* p) { return core::f16_to_f32(*p); }
   static V load_bf16(const uint16_t* p) { return core::bf16_to_f32(*p); }
+  static V load_i8(const int8_t* p) { return static_cast<float>(*p); }
+  static float f16_scalar(uint16_t h) { return core::f16_to_f32(h); }
   static V round_bf16(V x) { return core::bf16_to_f32(core::f32_to_bf16(x)); }
 };

@@ -12,6 +12,12 @@ inline __m256 load8(const void* base, DType dt, int64_t off) {
           reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + off)));
       return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
     }
+    case DType::q8_0: {  // off % 8 == 0: the 8 values lie in one block
+      const char* block = static_cast<const char*>(base) + off / core::kQ8Elems * core::kQ8Bytes;
+      const __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + off % core::kQ8Elems))));
+      return _mm256_mul_ps(x, _mm256_set1_ps(core::q8_0_scale(block)));
+    }
     default:
       return _mm256_loadu_ps(static_cast<const float*>(base) + off);
   }
