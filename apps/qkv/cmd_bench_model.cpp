@@ -1,4 +1,4 @@
-// qkv bench model -m MODEL [--prompt N] [--gen N] [--threads N] [--kv f32|f16] [--reps N]
+// qkv bench model -m MODEL [--prompt N] [--gen N] [--threads N] [--kv f32|f16|q8_0] [--reps N]
 //   Prefill and decode tokens/s of a model on random tokens, where the time goes (matrix
 //   products, attention, the rest), and the rates against this machine's measured FMA peak
 //   (prefill) and read bandwidth (decode: weight bytes per token).

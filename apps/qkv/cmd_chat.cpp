@@ -1,5 +1,5 @@
 // qkv chat [-m MODEL] [--system S] [--template FILE.jinja] [-n N] [--temp T] [--top-k K]
-//          [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--kv f32|f16]
+//          [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--kv f32|f16|q8_0]
 //          [--threads N] [-t TOKENIZER]
 //   A conversation with a decoder model: each line read from standard input is a user turn, and
 //   the reply streams to stdout (a newline after it). The prompt of every turn is the whole

@@ -1,4 +1,4 @@
-// qkv eval -m MODEL (--ids 1,2,3 | TEXT) (--logits OUT.npy | --json [--top K]) [--kv f32|f16]
+// qkv eval -m MODEL (--ids 1,2,3 | TEXT) (--logits OUT.npy | --json [--top K]) [--kv f32|f16|q8_0]
 //          [--threads N] [--ctx N] [-t TOKENIZER]
 //   The logits of every position of one forward pass from an empty cache: the parity interface
 //   against other engines (llama.cpp's logits on the same ids, ../shared/fixtures/gguf-quant).

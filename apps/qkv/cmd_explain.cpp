@@ -1,6 +1,6 @@
 // qkv explain [-m MODEL] [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
 //             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F]
-//             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos]
+//             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //             [--chat [--system S] | --messages CONV.json]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
@@ -41,6 +41,7 @@ struct ExplainCliOptions {
   OverflowKeep overflow = OverflowKeep::top_k;
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
+  KvType kv = KvType::f32;
   bool json = false, ascii = false, no_special = false, ignore_eos = false;
   bool no_parse_special = false;
   bool chat = false;          // --chat: the text is a user turn in the model's chat template
@@ -210,6 +211,7 @@ void run(const ExplainCliOptions& o) {
   eo.parse_special = chat || !o.no_parse_special;
   eo.stop_at_eos = !o.ignore_eos;
   eo.n_threads = o.threads;
+  eo.kv_type = o.kv;
   const Explanation e = explain(model, text, eo);
   const int64_t n = static_cast<int64_t>(e.ids.size());
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
@@ -327,6 +329,7 @@ void setup(CLI::App& app) {
   add_enum_option(app, "--overflow", o->overflow, "what to keep past the budget", kOverflowNames);
   app.add_option("--top-k", o->top_k, "keys kept per row past the budget (--overflow top-k)")
       ->capture_default_str();
+  add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
   add_threads_option(app, o->threads);
   app.add_flag("--chat", o->chat,
                "the text is a user turn: the model's chat template (GGUF tokenizer.chat_template, "

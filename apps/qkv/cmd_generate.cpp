@@ -1,6 +1,6 @@
 // qkv generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
 //              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
-//              [--kv f32|f16] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
+//              [--kv f32|f16|q8_0] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
 //              [--explain HTML] [--npy-stream FILE] [--chat [--system S]]
 //   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
 //   prints a story), with a newline at the end; status, progress and timings go to stderr.

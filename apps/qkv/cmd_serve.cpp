@@ -1,4 +1,4 @@
-// qkv serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--kv f32|f16]
+// qkv serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--kv f32|f16|q8_0]
 //           [--threads N] [--api-key KEY] [--max-body BYTES] [--queue N] [--template FILE]
 //   An OpenAI-compatible HTTP server over one model (docs/SERVER.md). Prints
 //   "qkv serve: listening on http://HOST:PORT" on stderr once it accepts requests; SIGINT or
@@ -22,14 +22,12 @@ struct ServeCliOptions {
   std::string model;
   std::string tokenizer;
   std::string template_file;
-  std::string kv = "f32";
   ServerOptions server;
 };
 
 void run(ServeCliOptions o) {
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
-  if (o.kv == "f16") o.server.kv_type = KvType::f16;
   if (!o.template_file.empty()) {
     o.server.chat_template = read_text(o.template_file, "chat template");
   } else if (model.is_decoder()) {
@@ -80,9 +78,7 @@ void setup(CLI::App& app) {
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   app.add_option("--ctx", s.n_ctx, "context length per slot in tokens (default: the model's)");
-  app.add_option("--kv", o->kv, "KV cache type")
-      ->check(CLI::IsMember({"f32", "f16"}))
-      ->capture_default_str();
+  add_enum_option(app, "--kv", s.kv_type, "KV cache type", kKvNames);
   app.add_option("--threads", s.n_threads, "threads (0 = all)")->capture_default_str();
   app.add_option("--api-key", s.api_key,
                  "require 'Authorization: Bearer KEY' on every endpoint but /health");

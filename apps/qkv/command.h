@@ -78,8 +78,9 @@ CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, E& value,
   return o;
 }
 
-// --kv (generate, bench model): the KV cache's element type.
-inline const EnumNames<KvType> kKvNames{{"f32", KvType::f32}, {"f16", KvType::f16}};
+// --kv (eval, generate, explain, bench model, serve): the KV cache's element type.
+inline const EnumNames<KvType> kKvNames{
+    {"f32", KvType::f32}, {"f16", KvType::f16}, {"q8_0", KvType::q8_0}};
 
 // The name of `value` in `names` ("?" when absent).
 template <typename E>

@@ -137,6 +137,7 @@ struct ExplainOptions {
   bool stop_at_eos = true;
   int64_t n_ctx = 0;  // 0: prompt + new tokens (at most the model's)
   int n_threads = 0;
+  KvType kv_type = KvType::f32;  // the maps are exact for the values the cache holds
 };
 
 struct Explanation {

@@ -33,8 +33,10 @@ std::string_view matmul_backend_name();
 // in Hugging Face checkpoints. Chosen from the file's origin.
 enum class RopeStyle : uint8_t { none, interleaved, half };
 
-// Element type of a KV cache (SessionOptions::kv_type in qkv/session.h).
-enum class KvType : uint8_t { f32, f16 };
+// Element type of a KV cache (SessionOptions::kv_type in qkv/session.h). q8_0: ggml's Q8_0
+// blocks (32 values of a head in 34 bytes, 8.5 bits a value), each K/V row quantized when it is
+// written; needs head_dim a multiple of 32.
+enum class KvType : uint8_t { f32, f16, q8_0 };
 
 struct LoadOptions {
   std::string tokenizer_path;  // a tokenizer file; empty: the one in or beside the model

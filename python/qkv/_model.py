@@ -43,7 +43,7 @@ class Model(_qkv._Model):
         max_new_tokens=256, temperature=0.8 (0: greedy), top_k=40, top_p=0.95, min_p=0.05,
         repeat_penalty=1.0, repeat_last_n=64, seed=0, stop=[strings], stop_at_eos=True,
         add_special=True (BOS), parse_special=True (special tokens written in the prompt are single
-        tokens), n_ctx=0 (the model's), kv_type='f32'|'f16', n_threads=0 (all)."""
+        tokens), n_ctx=0 (the model's), kv_type='f32'|'f16'|'q8_0', n_threads=0 (all)."""
         return self._generate(*self._gen_args(prompt, **sampling))["text"]
 
     def generate_details(self, prompt, **sampling):

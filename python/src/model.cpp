@@ -72,15 +72,17 @@ GenerateArgs generate_args(const pyb::object& prompt, int64_t max_new_tokens, fl
   a.g.stop_at_eos = stop_at_eos;
   a.g.add_special = add_special;
   a.g.parse_special = parse_special;
-  if (kv_type != "f32" && kv_type != "f16") {
-    throw pyb::value_error("kv_type = '" + kv_type + "'; expected 'f32' or 'f16'");
+  if (kv_type != "f32" && kv_type != "f16" && kv_type != "q8_0") {
+    throw pyb::value_error("kv_type = '" + kv_type + "'; expected 'f32', 'f16' or 'q8_0'");
   }
   if (n_ctx < 0) throw pyb::value_error("n_ctx = " + std::to_string(n_ctx) + "; expected >= 0");
   if (n_threads < 0) {
     throw pyb::value_error("n_threads = " + std::to_string(n_threads) + "; expected >= 0");
   }
   a.s = {.n_ctx = n_ctx,
-         .kv_type = kv_type == "f16" ? KvType::f16 : KvType::f32,
+         .kv_type = kv_type == "f16"    ? KvType::f16
+                    : kv_type == "q8_0" ? KvType::q8_0
+                                        : KvType::f32,
          .n_threads = n_threads};
   return a;
 }

@@ -87,7 +87,10 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
     n_ctx = static_cast<int64_t>(prompt.size()) + n_new;
     if (model.config().n_ctx > 0) n_ctx = std::min(n_ctx, model.config().n_ctx);
   }
-  Session session(model, {.n_ctx = n_ctx, .n_threads = options.n_threads, .observer = &e.capture});
+  Session session(model, {.n_ctx = n_ctx,
+                          .kv_type = options.kv_type,
+                          .n_threads = options.n_threads,
+                          .observer = &e.capture});
   const auto t0 = std::chrono::steady_clock::now();
   if (!model.is_decoder()) {
     session.encode(prompt);

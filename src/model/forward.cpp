@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "kernels/quant/quantize.h"
 #include "model/blocks.h"
 #include "model/forward.h"
 #include "qkv/attention.h"
@@ -23,10 +24,14 @@ KvCache::KvCache(const Model& model, int64_t n_ctx, KvType type) : n_ctx_(n_ctx)
   if (n_ctx <= 0) core::throw_invalid("KV cache: n_ctx must be > 0, found ", n_ctx);
   k_row_ = c.n_head_kv * c.head_dim;
   v_row_ = c.n_head_kv * c.head_dim;
-  const size_t es = type == KvType::f16 ? 2 : 4;
+  if (type == KvType::q8_0 && c.head_dim % core::kQ8Elems != 0) {
+    core::throw_invalid("KV cache q8_0: its blocks of ", core::kQ8Elems,
+                        " values run along a head, but this model's head_dim is ", c.head_dim,
+                        ", not a multiple of ", core::kQ8Elems, "; use --kv f16 or f32");
+  }
   for (int l = 0; l < c.n_layer; ++l) {
-    k_.emplace_back(static_cast<size_t>(n_ctx * k_row_) * es);
-    v_.emplace_back(static_cast<size_t>(n_ctx * v_row_) * es);
+    k_.emplace_back(static_cast<size_t>(dtype_bytes(dtype(), n_ctx * k_row_)));
+    v_.emplace_back(static_cast<size_t>(dtype_bytes(dtype(), n_ctx * v_row_)));
   }
 }
 
@@ -168,6 +173,11 @@ void store_rows(const float* src, int64_t n, int64_t width, std::byte* dst, DTyp
     std::memcpy(dst, src, static_cast<size_t>(n * width) * 4);
     return;
   }
+  if (dtype == DType::q8_0) {  // width = n_head_kv * head_dim, head_dim a multiple of 32
+    kernels::quant::quantize_q8_0(src, n * width,
+                                  reinterpret_cast<kernels::quant::BlockQ8_0*>(dst));
+    return;
+  }
   auto* h = reinterpret_cast<uint16_t*>(dst);
   for (int64_t i = 0; i < n * width; ++i) h[i] = core::f32_to_f16(src[i]);
 }
@@ -251,7 +261,6 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   const std::vector<float>& inv_freq_global =
       !m.rope_inv_freq_long.empty() && cache.n_ctx() > c.n_ctx_orig ? m.rope_inv_freq_long
                                                                     : m.rope_inv_freq;
-  const int64_t kv_es = kv_dtype == DType::f16 ? 2 : 4;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
     const int layer = static_cast<int>(l);
@@ -280,8 +289,8 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     emit("q", layer, q, nq_w);
     emit("k", layer, k, nkv_w);
     emit("v", layer, v, nkv_w);
-    store_rows(k, n, nkv_w, cache.k(layer) + pos0 * nkv_w * kv_es, kv_dtype);
-    store_rows(v, n, nkv_w, cache.v(layer) + pos0 * nkv_w * kv_es, kv_dtype);
+    store_rows(k, n, nkv_w, cache.k_at(layer, pos0), kv_dtype);
+    store_rows(v, n, nkv_w, cache.v_at(layer, pos0), kv_dtype);
     timer.charge(&ForwardTimes::other);
 
     const int64_t n_kv = pos0 + n;

@@ -13,8 +13,8 @@
 
 namespace qkv::model {
 
-// Per layer K [n_ctx, n_head_kv, head_dim] and V [n_ctx, n_head_kv, head_dim_v], f32 or f16, in
-// core::LargeBuffer (huge pages for the blocks a long-context decode streams).
+// Per layer K [n_ctx, n_head_kv, head_dim] and V [n_ctx, n_head_kv, head_dim_v], f32, f16 or q8_0
+// blocks, in core::LargeBuffer (huge pages for the blocks a long-context decode streams).
 class KvCache {
  public:
   KvCache(const Model& model, int64_t n_ctx, KvType type);
@@ -22,9 +22,14 @@ class KvCache {
   int64_t n_past() const { return n_past_; }
   void set_n_past(int64_t n) { n_past_ = n; }
   KvType type() const { return type_; }
-  DType dtype() const { return type_ == KvType::f16 ? DType::f16 : DType::f32; }
+  DType dtype() const {
+    return type_ == KvType::f16 ? DType::f16 : type_ == KvType::q8_0 ? DType::q8_0 : DType::f32;
+  }
   std::byte* k(int layer) { return k_[static_cast<size_t>(layer)].data(); }
   std::byte* v(int layer) { return v_[static_cast<size_t>(layer)].data(); }
+  // The K or V rows of `layer` from position pos on.
+  std::byte* k_at(int layer, int64_t pos) { return k(layer) + dtype_bytes(dtype(), pos * k_row_); }
+  std::byte* v_at(int layer, int64_t pos) { return v(layer) + dtype_bytes(dtype(), pos * v_row_); }
   int64_t k_row() const { return k_row_; }  // elements per position (n_head_kv * head_dim)
   int64_t v_row() const { return v_row_; }
   size_t bytes() const;

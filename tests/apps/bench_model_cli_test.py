@@ -121,7 +121,7 @@ def main():
                            (["--prompt", "0"], ["--prompt"]),
                            (["--gen", "-2"], ["--gen"]),
                            (["--reps", "0"], ["--reps"]),
-                           (["--kv", "f8"], ["--kv", "f32 or f16"])]:
+                           (["--kv", "f8"], ["--kv", "f32, f16 or q8_0"])]:
             rc, out, err = run(qkv, "bench", "model", "-m", str(gpt2), "--prompt", "4", "--gen",
                                "1", *bad)
             check(0 < rc < 128, f"{bad}: exit {rc}")
