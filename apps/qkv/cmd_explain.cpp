@@ -1,5 +1,6 @@
 // qkv explain [-m MODEL] [-t TOKENIZER] "text" [-n N] [--token T] [--layers 0,3] [--heads all]
-//             [--map L:H|L:mean|rollout] [--html F] [--png F] [--svg F] [--npy F]
+//             [--map L:H|L:mean|rollout] [--html F] [--html-sections F.json]
+//             [--compare "TEXT B"] [--png F] [--svg F] [--npy F]
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //             [--chat [--system S] | --messages CONV.json]
@@ -19,6 +20,8 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "chat_source.h"
@@ -35,9 +38,9 @@ namespace {
 constexpr int kAll = -1;  // --layers all, --heads all
 
 struct ExplainCliOptions {
-  std::string model, tokenizer, text, token, map;
+  std::string model, tokenizer, text, token, map, compare;
   std::vector<int> layers{kAll}, heads{kAll};  // [kAll]: every one
-  std::string html, png, svg, npy, safetensors, npy_stream;
+  std::string html, html_sections, png, svg, npy, safetensors, npy_stream;
   OverflowKeep overflow = OverflowKeep::top_k;
   int64_t n = 0, max_floats = int64_t(1) << 28;
   int top_k = 16, threads = 0;
@@ -171,6 +174,63 @@ int64_t find_token(const Explanation& e, const std::string& t) {
               "\" is not one of the tokens or words; pass its text or #POSITION");
 }
 
+// What the HTML report opens on: the map of --map (L:H or L:mean; rollout and the default open
+// on the last layer's mean, as the terminal heatmap draws them) and the row of --token, so that
+// the report and the terminal tell the same story. --html-sections adds sections computed
+// elsewhere: a JSON object whose keys are report sections (docs/EXPLAIN.md).
+ReportOptions report_view(const Explanation& e, const ExplainCliOptions& o) {
+  ReportOptions r;
+  const size_t colon = o.map.find(':');
+  if (colon != std::string::npos) {
+    r.layer = std::stoi(o.map.substr(0, colon));  // chosen_map() validated it
+    const std::string h = o.map.substr(colon + 1);
+    if (h != "mean") r.head = std::stoi(h);
+    r.opened_by = "--map " + o.map;
+  }
+  if (!o.token.empty()) {
+    r.focus = find_token(e, o.token);
+    r.opened_by += std::string(r.opened_by.empty() ? "" : " ") + "--token " + o.token;
+  }
+  if (!o.html_sections.empty()) {
+    const nlohmann::json j =
+        nlohmann::json::parse(read_input_file(o.html_sections), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      throw Error("--html-sections: " + o.html_sections +
+                  " is not a JSON object of report sections");
+    }
+    for (const auto& [key, value] : j.items()) r.sections.emplace_back(key, value.dump());
+  }
+  return r;
+}
+
+HeatmapOptions::Color terminal_color(bool ascii);
+
+// --compare on the terminal: the second prompt's map of the same --map, and with --token where
+// that token looks in each prompt.
+void print_compare(const Explanation& a, const Explanation& b, const ExplainCliOptions& o,
+                   const std::vector<float>& map_a) {
+  std::string title;
+  const std::vector<float> map_b = chosen_map(b, o.map, title);
+  const int64_t nb = static_cast<int64_t>(b.ids.size());
+  std::cout << "\ncompared with \"" << o.compare << "\": " << title << "\n"
+            << render_heatmap(map_b, nb, b.tokens, {.color = terminal_color(o.ascii)});
+  if (o.token.empty()) return;
+  const int64_t na = static_cast<int64_t>(a.ids.size());
+  const int64_t ra = find_token(a, o.token), rb = find_token(b, o.token);
+  const auto top = [](const Explanation& e, const std::vector<float>& m, int64_t n, int64_t row) {
+    std::string s;
+    for (const Attended& x : top_attended(m, n, row, 3)) {
+      char w[16];
+      std::snprintf(w, sizeof w, " %.3f", x.weight);
+      s += "  \"" + visible_token(e.tokens[static_cast<size_t>(x.key)]) + "\"" + w;
+    }
+    return s;
+  };
+  std::cout << "\n\"" << o.token << "\" attends most to, first prompt:" << top(a, map_a, na, ra)
+            << "\n\"" << o.token << "\" attends most to, second prompt:" << top(b, map_b, nb, rb)
+            << "\n";
+}
+
 HeatmapOptions::Color terminal_color(bool ascii) {
   if (ascii || !isatty(STDOUT_FILENO)) return HeatmapOptions::Color::ascii;
   const char* ct = std::getenv("COLORTERM");
@@ -212,7 +272,15 @@ void run(const ExplainCliOptions& o) {
   eo.stop_at_eos = !o.ignore_eos;
   eo.n_threads = o.threads;
   eo.kv_type = o.kv;
+  if (!o.html.empty()) eo.capture.block_size = 64;  // the report's long-context overview
   const Explanation e = explain(model, text, eo);
+  // --compare: the second prompt, captured the same way (its maps stay in memory only).
+  std::optional<Explanation> b;
+  if (!o.compare.empty()) {
+    ExplainOptions bo = eo;
+    bo.capture.stream_npy.clear();
+    b.emplace(explain(model, o.compare, bo));
+  }
   const int64_t n = static_cast<int64_t>(e.ids.size());
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
@@ -232,12 +300,14 @@ void run(const ExplainCliOptions& o) {
     write_safetensors(o.safetensors, e);
     std::fprintf(stderr, "wrote %s\n", o.safetensors.c_str());
   }
-  if (!o.html.empty()) {
-    write_file(o.html, render_html(e));
-    std::fprintf(stderr, "wrote %s\n", o.html.c_str());
-  }
   std::string title;
   const std::vector<float> map = chosen_map(e, o.map, title);
+  if (!o.html.empty()) {
+    ReportOptions r = report_view(e, o);
+    if (b) r.compare = &*b;
+    write_html(o.html, e, r);
+    std::fprintf(stderr, "wrote %s\n", o.html.c_str());
+  }
   if (!o.png.empty()) {
     write_png(o.png, map, n, n > 256 ? 1 : n > 64 ? 4 : 16);
     std::fprintf(stderr, "wrote %s (%s)\n", o.png.c_str(), title.c_str());
@@ -265,6 +335,7 @@ void run(const ExplainCliOptions& o) {
               << "; global layers: " << (global.empty() ? "none" : global) << "\n";
   }
   std::cout << render_heatmap(map, n, e.tokens, {.color = terminal_color(o.ascii)});
+  if (b) print_compare(e, *b, o, map);
   std::cout << "\nwhere each head looks (mean mass per row; entropy in nats):\n"
             << "layer head  previous  first   self    same-word induction entropy\n";
   for (size_t li = 0; li < e.capture.layers().size(); ++li) {
@@ -288,10 +359,10 @@ void run(const ExplainCliOptions& o) {
     if (row < 0 || row >= n)
       throw Error("--token: position " + std::to_string(row) + " is out of range");
     std::printf("\ntoken #%lld \"%s\" attends most to:\n", static_cast<long long>(row),
-                e.tokens[static_cast<size_t>(row)].c_str());
+                visible_token(e.tokens[static_cast<size_t>(row)]).c_str());
     for (const Attended& a : top_attended(map, n, row, 5)) {
       std::printf("  %6.3f  #%lld \"%s\"\n", a.weight, static_cast<long long>(a.key),
-                  e.tokens[static_cast<size_t>(a.key)].c_str());
+                  visible_token(e.tokens[static_cast<size_t>(a.key)]).c_str());
     }
   }
 }
@@ -309,6 +380,12 @@ void setup(CLI::App& app) {
   app.add_option("--map", o->map,
                  "map to draw/export: L:H, L:mean or rollout (default: last layer, head mean)");
   app.add_option("--html", o->html, "write a self-contained interactive HTML report");
+  app.add_option("--html-sections", o->html_sections,
+                 "add the sections of this JSON object to the --html report, one tab each "
+                 "(keys and shapes: docs/EXPLAIN.md)");
+  app.add_option("--compare", o->compare,
+                 "a second text: its map beside the first's, and in the --html report both side "
+                 "by side with their difference");
   app.add_option("--png", o->png, "write the map as a PNG image");
   app.add_option("--svg", o->svg, "write the map as an SVG image with token labels");
   app.add_option("--npy", o->npy,

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "qkv/model.h"
@@ -58,6 +59,11 @@ struct CaptureOptions {
   // causal zeros, then the .npy). The constructor creates the temporary file and throws Error
   // naming stream_npy when it cannot. max_floats = 0 keeps nothing in memory.
   std::string stream_npy;
+  // Block summaries (0: off): for every selected head, the mean over the query rows of each
+  // block of `block_size` positions of their mass on each key block, accumulated from the full
+  // rows as they are produced, whatever the budget keeps (AttentionCapture::block_map). Memory:
+  // (n_tokens / block_size)^2 doubles per head. The HTML report's long-context overview.
+  int block_size = 0;
 };
 
 // Where a streamed capture went (CaptureOptions::stream_npy).
@@ -104,6 +110,15 @@ class AttentionCapture : public Observer {
   // Whether row `pos` of (li, hi) was stored, and whether it was stored in full.
   bool has_row(size_t li, size_t hi, int64_t pos) const;
   bool row_is_dense(size_t li, size_t hi, int64_t pos) const;
+  // Row `pos` of (li, hi) as stored, without a dense map: a dense row gives keys 0..len-1, a
+  // top-k row its kept keys (ascending). Returns false, with both vectors empty, when the row
+  // was not stored.
+  bool row(size_t li, size_t hi, int64_t pos, std::vector<int32_t>& keys,
+           std::vector<float>& p) const;
+  // The block summary of (li, hi) (CaptureOptions::block_size > 0): [nb, nb] with nb =
+  // ceil(n_tokens() / block_size), entry (I, J) the mean over the captured rows of query block I
+  // of their mass on the keys of block J (a row's entries sum to 1). Empty when off.
+  std::vector<float> block_map(size_t li, size_t hi) const;
 
   // Floats held for rows (a row replaced after Session::reset() reuses its predecessor's space
   // when it fits, else takes new space and the old stays held until clear()).
@@ -243,7 +258,46 @@ void write_png_rgb(const std::string& path, int64_t width, int64_t height,
 std::string render_svg(std::span<const float> map, int64_t n,
                        const std::vector<std::string>& tokens, int cell = 14);
 
-// A self-contained interactive HTML page (no network): head view, model view, heatmap, analyses.
-std::string render_html(const Explanation& e);
+// A token's text as the renderers draw it, so that no token is a blank label: a newline as ↵, a
+// tab as →, spaces at the start or end as ·, \r as the two characters "\r", other control bytes
+// as \xNN, the empty text as ∅. The terminal heatmap, the SVG and the HTML report all use it.
+std::string visible_token(std::string_view text);
+
+// What the HTML report opens on and what it carries besides the maps.
+struct ReportOptions {
+  // The map shown first: a layer and head of the model (as in `--map L:H`); head -1: the mean
+  // of the selected heads; layer -1: the last selected layer. When neither is given (both -1)
+  // and a section names a target, the report opens on the most decisive head: the largest
+  // |ablation delta|, else |direct logit attribution|, else |attention x gradient|.
+  int layer = -1;
+  int head = -1;
+  int64_t focus = -1;     // the query row (token position) shown first; -1: none
+  std::string opened_by;  // what asked for that view ("--map 2:2 --token It"), shown on the page
+  // Sections of other methods, each a top-level key of the report data with its JSON text
+  // (docs/EXPLAIN.md, "Report data"): one tab each. Sections the library computes are added by
+  // render_html itself; these are for results computed elsewhere (a file, Python).
+  std::vector<std::pair<std::string, std::string>> sections;
+  // A second prompt shown beside this one, with the difference of their maps (qkv explain
+  // --compare): captured with the same layers and heads; its maps go in full.
+  const Explanation* compare = nullptr;
+  // Long contexts. Maps whose dense lower triangles (2 bytes a weight) would pass this size go
+  // in "rows mode": the page holds block summaries (mean attention between 64-token blocks) and
+  // every row's row_top_k largest weights are loaded on demand, in chunks of about 2 MiB: from
+  // files in report_rows_dir(path) written by write_html (a page opened from disk loads them by
+  // <script> elements, which file:// allows where fetch() is refused), or, from render_html,
+  // from elements inside the page.
+  int64_t max_inline_map_bytes = int64_t(32) << 20;
+  bool force_rows = false;  // rows mode whatever the size (tests)
+  int row_top_k = 32;
+};
+
+// A self-contained interactive HTML page (no network): head view, model view, heatmap, analyses,
+// and a tab per section present. Throws InvalidArgument when a section is not valid JSON or the
+// opening layer/head was not captured.
+std::string render_html(const Explanation& e, const ReportOptions& options = {});
+// The report at `path`; in rows mode its chunks go to report_rows_dir(path) (path + ".rows"),
+// which must stay beside the page. Errors name the file.
+void write_html(const std::string& path, const Explanation& e, const ReportOptions& options = {});
+std::string report_rows_dir(const std::string& html_path);
 
 }  // namespace qkv

@@ -117,6 +117,11 @@ struct AttentionCapture::Impl {
   int64_t n_tokens = 0, stored = 0, dropped = 0, sparse = 0;
   bool full = false;  // the budget was reached once: the overflow policy applies from then on
   std::optional<HeadDetail> detail;
+  // Block summaries (CaptureOptions::block_size): per head, [query block][key block] sums of
+  // the rows' mass, and the rows summed per query block.
+  std::vector<std::vector<std::vector<double>>> block_sum;
+  std::vector<std::vector<int64_t>> block_rows;
+  void add_to_blocks(size_t slot, int64_t pos, const float* p, int64_t len);
   std::unique_ptr<explain_detail::NpyStream> stream;  // CaptureOptions::stream_npy
   std::optional<StreamedMaps> streamed;
 
@@ -172,8 +177,10 @@ void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const fl
   order.resize(static_cast<size_t>(len));
   std::iota(order.begin(), order.end(), 0);
   const int64_t k = std::min<int64_t>(opt.top_k, len);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+  // The k largest (ties: lower key), then in key order. nth_element is linear in the row length;
+  // partial_sort costs a log k factor per key, which long rows (32k keys) pay on every step.
+  std::nth_element(order.begin(), order.begin() + (k - 1), order.end(),
+                   [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
   std::sort(order.begin(), order.begin() + k);
   r.p = blocks.take<float>(k);
   r.keys = blocks.take<int32_t>(k);
@@ -185,6 +192,26 @@ void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const fl
   r.cap = 0;  // not reused: its keys would be lost
   stored += 2 * k;
   ++sparse;
+}
+
+void AttentionCapture::Impl::add_to_blocks(size_t slot, int64_t pos, const float* p, int64_t len) {
+  const int64_t b = opt.block_size;
+  const auto qb = static_cast<size_t>(pos / b);
+  std::vector<std::vector<double>>& sums = block_sum[slot];
+  std::vector<int64_t>& rows_in = block_rows[slot];
+  if (sums.size() <= qb) {
+    sums.resize(qb + 1);
+    rows_in.resize(qb + 1, 0);
+  }
+  std::vector<double>& row = sums[qb];
+  const auto nkb = static_cast<size_t>((len + b - 1) / b);
+  if (row.size() < nkb) row.resize(nkb, 0.0);
+  for (int64_t j0 = 0; j0 < len; j0 += b) {
+    double s = 0;
+    for (int64_t j = j0; j < std::min(len, j0 + b); ++j) s += p[j];
+    row[static_cast<size_t>(j0 / b)] += s;
+  }
+  ++rows_in[qb];
 }
 
 void AttentionCapture::Impl::capture_detail(const AttentionEvent& e) {
@@ -228,6 +255,10 @@ AttentionCapture::AttentionCapture(const Model& model, CaptureOptions options)
   m.layers = select(options.layers, c.n_layer, "layer");
   m.heads = select(options.heads, c.n_head, "head");
   if (options.max_floats < 0) throw InvalidArgument("explain: max_floats must be >= 0");
+  if (options.block_size < 0) {
+    throw InvalidArgument("explain: block_size must be >= 0 (0: no block summaries), got " +
+                          std::to_string(options.block_size));
+  }
   if (options.top_k < 1) {
     throw InvalidArgument("explain: top_k must be >= 1, got " + std::to_string(options.top_k));
   }
@@ -245,6 +276,10 @@ AttentionCapture::AttentionCapture(const Model& model, CaptureOptions options)
   for (size_t i = 0; i < m.layers.size(); ++i)
     m.layer_slot[static_cast<size_t>(m.layers[i])] = static_cast<int>(i);
   m.rows.resize(m.layers.size() * m.heads.size());
+  if (m.opt.block_size > 0) {
+    m.block_sum.resize(m.rows.size());
+    m.block_rows.resize(m.rows.size());
+  }
   if (!m.opt.stream_npy.empty())
     m.stream = std::make_unique<explain_detail::NpyStream>(m.opt.stream_npy);
 }
@@ -288,6 +323,8 @@ void AttentionCapture::on_attention(const AttentionEvent& e) {
         int64_t len = n_kv;  // trailing zeros trimmed: a causal row ends at its own position
         while (len > 0 && p[len - 1] == 0.f) --len;
         m.store(slot, pos, p, len, hi);
+        if (m.opt.block_size > 0)
+          m.add_to_blocks(static_cast<size_t>(li) * m.heads.size() + hi, pos, p, len);
         if (m.stream) m.stream->write_row(li, static_cast<int>(hi), pos, p, len);
       }
     }
@@ -340,6 +377,39 @@ bool AttentionCapture::has_row(size_t li, size_t hi, int64_t pos) const {
 
 bool AttentionCapture::row_is_dense(size_t li, size_t hi, int64_t pos) const {
   return has_row(li, hi, pos) && !impl_->slot(li, hi)[static_cast<size_t>(pos)].keys;
+}
+
+bool AttentionCapture::row(size_t li, size_t hi, int64_t pos, std::vector<int32_t>& keys,
+                           std::vector<float>& p) const {
+  keys.clear();
+  p.clear();
+  if (!has_row(li, hi, pos)) return false;
+  const Row& r = impl_->slot(li, hi)[static_cast<size_t>(pos)];
+  p.assign(r.p, r.p + r.len);
+  if (r.keys) {
+    keys.assign(r.keys, r.keys + r.len);
+  } else {
+    keys.resize(static_cast<size_t>(r.len));
+    std::iota(keys.begin(), keys.end(), 0);
+  }
+  return true;
+}
+
+std::vector<float> AttentionCapture::block_map(size_t li, size_t hi) const {
+  const Impl& m = *impl_;
+  if (m.opt.block_size <= 0 || li >= m.layers.size() || hi >= m.heads.size()) return {};
+  const int64_t b = m.opt.block_size;
+  const auto nb = static_cast<size_t>((m.n_tokens + b - 1) / b);
+  const size_t slot = li * m.heads.size() + hi;
+  std::vector<float> out(nb * nb, 0.f);
+  const auto& sums = m.block_sum[slot];
+  for (size_t i = 0; i < std::min(nb, sums.size()); ++i) {
+    const int64_t rows = m.block_rows[slot][i];
+    if (rows == 0) continue;
+    for (size_t j = 0; j < std::min(nb, sums[i].size()); ++j)
+      out[i * nb + j] = static_cast<float>(sums[i][j] / static_cast<double>(rows));
+  }
+  return out;
 }
 
 int64_t AttentionCapture::stored_floats() const {
@@ -396,6 +466,8 @@ void AttentionCapture::clear() {
   m.n_tokens = m.stored = m.dropped = m.sparse = 0;
   m.full = false;
   m.detail.reset();
+  for (auto& b : m.block_sum) b.clear();
+  for (auto& b : m.block_rows) b.clear();
 }
 
 }  // namespace qkv

@@ -41,19 +41,16 @@ float map_max(std::span<const float> map) {
   return m;
 }
 
-// A label cut or padded to `width` columns (counting UTF-8 characters, not bytes), with control
-// characters and newlines shown as spaces.
-std::string label(const std::string& s, int width) {
+// A label cut or padded to `width` columns (counting UTF-8 characters, not bytes), the token
+// drawn by visible_token() so that whitespace and control tokens are never blank rows.
+std::string label(const std::string& token, int width) {
+  const std::string s = visible_token(token);
   std::string out;
   int cols = 0;
   for (size_t i = 0; i < s.size() && cols < width;) {
     const auto c = static_cast<unsigned char>(s[i]);
     const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
-    if (c < 0x20 || c == 0x7f) {
-      out += ' ';
-    } else {
-      out.append(s, i, std::min(len, s.size() - i));
-    }
+    out.append(s, i, std::min(len, s.size() - i));
     i += len;
     ++cols;
   }
@@ -85,6 +82,34 @@ std::string xml_escape(const std::string& s) {
 }
 
 }  // namespace
+
+std::string visible_token(std::string_view text) {
+  if (text.empty()) return "\u2205";  // the empty set: a token with no text
+  // Spaces count as leading (or trailing) up to the first (from the last) other character.
+  const size_t lead = std::min(text.find_first_not_of(' '), text.size());
+  const size_t last = text.find_last_not_of(' ');
+  const size_t trail = last == std::string_view::npos ? text.size() : last + 1;
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == ' ') {
+      out += i < lead || i >= trail ? "\u00b7" : " ";  // middle dot
+    } else if (c == '\n') {
+      out += "\u21b5";  // downwards arrow with corner leftwards
+    } else if (c == '\t') {
+      out += "\u2192";  // rightwards arrow
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
 
 std::string render_heatmap(std::span<const float> map, int64_t n,
                            const std::vector<std::string>& tokens, const HeatmapOptions& o) {
@@ -196,7 +221,8 @@ std::string render_svg(std::span<const float> map, int64_t n,
     << "\" font-family=\"monospace\" font-size=\"" << cell * 0.8 << "\">\n"
     << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   for (int64_t i = 0; i < n; ++i) {
-    const std::string t = i < static_cast<int64_t>(tokens.size()) ? xml_escape(tokens[i]) : "";
+    const std::string t =
+        i < static_cast<int64_t>(tokens.size()) ? xml_escape(visible_token(tokens[i])) : "";
     const double y = margin + (i + 0.75) * cell, x = margin + (i + 0.75) * cell;
     s << "<text x=\"" << margin - 2 << "\" y=\"" << y << "\" text-anchor=\"end\">" << t
       << "</text>\n";

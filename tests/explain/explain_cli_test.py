@@ -90,6 +90,8 @@ def main():
         failures.append("colour escapes written to a pipe")
     if "attends most to" not in out or "where each head looks" not in out:
         failures.append("missing summary:\n" + out)
+    token_row = re.search(r"\ntoken #(\d+) ", out)
+    token_row = int(token_row.group(1)) if token_row else -1
     header = npy.read_bytes()[:128]
     if not header.startswith(b"\x93NUMPY") or b"'shape': (5, 8," not in header:
         failures.append(f"npy header {header!r}")
@@ -149,9 +151,14 @@ def main():
         "tokens": n,
         "modelviewMaps": nl * nh,
         "heatmapCells": sum(1 for w in last if w > 0),
-        "headviewLines": sum(1 for i in range(min(n, 40)) for j in range(min(n, 40))
-                             if last[i * n + j] >= 0.01),
     }
+    # The report opens on the --token row, the one the terminal summary names: the head view
+    # draws that row's lines only.
+    focus = token_row
+    top = max(0, min(n - 40, focus - 20))
+    want["focus"] = focus
+    want["headviewLines"] = sum(1 for j in range(top, min(n, top + 40))
+                                if last[focus * n + j] >= 0.01)
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:

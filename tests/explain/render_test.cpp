@@ -71,7 +71,7 @@ TEST(Render, HeatmapAsciiShadesAndColourEscapes) {
   // One line per row: label (6 columns), " |", n cells, "|".
   const std::string want_row0 = "first  |@  |";
   EXPECT_EQ(ascii.substr(0, want_row0.size()), want_row0);
-  EXPECT_NE(ascii.find("\na b    |"), std::string::npos);  // newline shown as a space
+  EXPECT_NE(ascii.find("\na\u21b5b    |"), std::string::npos);  // newline drawn as ↵
   EXPECT_EQ(std::count(ascii.begin(), ascii.end(), '\n'), 3);
   EXPECT_EQ(ascii.find("\x1b["), std::string::npos);
   const std::string color =
@@ -85,6 +85,32 @@ TEST(Render, HeatmapAsciiShadesAndColourEscapes) {
   const std::string tail =
       render_heatmap(sample_map(n), n, tokens, {.label_width = 4, .max_tokens = 2});
   EXPECT_EQ(tail.rfind("(last 2 of 3 tokens)", 0), 0u);
+}
+
+// Whitespace and control tokens are drawn visibly, never as blank labels; the report's script
+// (report.js, visible()) follows the same rules, checked in tests/explain/report_test.py.
+TEST(Render, VisibleTokenDrawsWhitespaceAndControls) {
+  EXPECT_EQ(visible_token("cat"), "cat");
+  EXPECT_EQ(visible_token(" cat"), "\u00b7cat");
+  EXPECT_EQ(visible_token("  "), "\u00b7\u00b7");
+  EXPECT_EQ(visible_token("a b"), "a b");  // inner spaces stay spaces
+  EXPECT_EQ(visible_token("end "), "end\u00b7");
+  EXPECT_EQ(visible_token("\n"), "\u21b5");
+  EXPECT_EQ(visible_token("\n\n"), "\u21b5\u21b5");
+  EXPECT_EQ(visible_token("\t"), "\u2192");
+  EXPECT_EQ(visible_token("\r\n"), "\\r\u21b5");
+  EXPECT_EQ(visible_token(std::string("\x1b\x00\x7f", 3)), "\\x1b\\x00\\x7f");
+  EXPECT_EQ(visible_token(""), "\u2205");
+  EXPECT_EQ(visible_token("\u00e9t\u00e9"), "\u00e9t\u00e9");  // UTF-8 untouched
+  // The terminal heatmap: no row label of a whitespace token is blank.
+  const int64_t n = 3;
+  const std::string map = render_heatmap(sample_map(n), n, {" ", "\n", "\t"}, {.label_width = 4});
+  EXPECT_NE(map.find("\u00b7    |"), std::string::npos);
+  EXPECT_NE(map.find("\u21b5    |"), std::string::npos);
+  EXPECT_NE(map.find("\u2192    |"), std::string::npos);
+  // The SVG labels too.
+  const std::string svg = render_svg(sample_map(n), n, {" ", "\n", "\t"});
+  EXPECT_NE(svg.find(">\u21b5</text>"), std::string::npos);
 }
 
 }  // namespace
