@@ -286,7 +286,9 @@ struct ReportOptions {
   // files in report_rows_dir(path) written by write_html (a page opened from disk loads them by
   // <script> elements, which file:// allows where fetch() is refused), or, from render_html,
   // from elements inside the page.
-  int64_t max_inline_map_bytes = int64_t(32) << 20;
+  // 8 MiB: a dense page of 2,000 tokens and 4 maps (16 MiB) first painted in 20 s on the loaded
+  // 2-core dev machine where the 32k-token rows page took 2.4 s (docs/PERFORMANCE.md).
+  int64_t max_inline_map_bytes = int64_t(8) << 20;
   bool force_rows = false;  // rows mode whatever the size (tests)
   int row_top_k = 32;
 };
