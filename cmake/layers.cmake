@@ -9,13 +9,15 @@
 # qkv/session.h in the model layer fails to compile as well. Targets in no layer (apps/qkv, the
 # Python module) see all of include/ and no src/. tests/layering_test.py checks the same rules by
 # reading the includes, to name a violation even where a target is not built (CUDA).
-set(QKV_LAYERS core kernels chat formats tokenizers cuda model runtime explain train serve)
+set(QKV_LAYERS core kernels chat formats tokenizers cuda distributed model runtime explain train serve)
 set(QKV_LAYER_RANK_core 0)
 set(QKV_LAYER_RANK_kernels 1)
 set(QKV_LAYER_RANK_chat 1)
 set(QKV_LAYER_RANK_formats 2)
 set(QKV_LAYER_RANK_tokenizers 2)
 set(QKV_LAYER_RANK_cuda 2)
+# Sequence parallelism over MPI: above the kernels it drives, below the model that uses it.
+set(QKV_LAYER_RANK_distributed 2)
 set(QKV_LAYER_RANK_model 3)
 set(QKV_LAYER_RANK_runtime 4)
 set(QKV_LAYER_RANK_explain 5)
@@ -33,6 +35,7 @@ set(QKV_PUBLIC_chat chat.h)
 set(QKV_PUBLIC_formats model_file.h quantize.h)
 set(QKV_PUBLIC_tokenizers tokenizer.h)
 set(QKV_PUBLIC_cuda attention_cuda.h)
+set(QKV_PUBLIC_distributed distributed.h)
 set(QKV_PUBLIC_model convert.h model.h observer.h)
 set(QKV_PUBLIC_runtime session.h)
 set(QKV_PUBLIC_explain explain.h)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that sources include headers only from their own layer or layers below it.
 
-Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers/cuda
+Layers, lowest first: core -> kernels and chat (chat needs only core) -> formats/tokenizers/cuda/distributed
 -> model -> runtime -> explain -> train and serve (siblings) -> apps. CMake enforces this (cmake/layers.cmake): no
 target of a layer has src/ or all of include/ on its include path; each sees links to their own and
 lower layers' directories under src/ and to their public headers (include/qkv, each assigned to
@@ -15,7 +15,7 @@ import re
 import sys
 
 RANK = {"core": 0, "kernels": 1, "chat": 1, "formats": 2, "tokenizers": 2, "cuda": 2,
-        "model": 3, "runtime": 4, "explain": 5, "train": 6, "serve": 6}
+        "distributed": 2, "model": 3, "runtime": 4, "explain": 5, "train": 6, "serve": 6}
 # The layer of each public header, from cmake/layers.cmake (QKV_PUBLIC_<layer>: the one list,
 # which CMake also uses to give each layer's targets only the public headers they may include).
 def public_layers(root: pathlib.Path):

@@ -172,14 +172,6 @@ AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, co
       }
     }
   }
-  if (!opt.q_offsets.empty()) {
-    for (int64_t b = 0; b < p.batch; ++b) {
-      if (opt.q_offsets[static_cast<size_t>(b)] < 0) {
-        throw_invalid("attention: q_offsets[", b, "] = ", opt.q_offsets[static_cast<size_t>(b)],
-                      " is negative");
-      }
-    }
-  }
   if (opt.mask.kind != MaskKind::none) {
     const auto& m = opt.mask;
     if (!m.data) throw_invalid("attention: mask.data is null but mask.kind is set");

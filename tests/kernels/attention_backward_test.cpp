@@ -128,6 +128,10 @@ std::vector<Case> fd_cases() {
     c.boolean[7] = 0;
     c.opt.softcap = 1.f;
   });
+  add([](Case& c) {  // queries before the first key (ring attention's later key blocks)
+    c.q_offsets = {-2, -1}, c.opt.window_left = 4, c.opt.window_right = 3;
+    c.alibi = {0.5f, 0.25f};
+  });
   return cases;
 }
 

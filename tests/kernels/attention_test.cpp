@@ -61,7 +61,10 @@ Case random_case(std::mt19937& rng, bool options) {
     for (int b = 0; b < c.batch; ++b) c.kv_lengths.push_back(pick(0, static_cast<int>(c.n_kv)));
   }
   if (pick(0, 4) == 0) {
-    for (int b = 0; b < c.batch; ++b) c.q_offsets.push_back(pick(0, static_cast<int>(c.n_kv)));
+    // Negative offsets too: queries before the first key (a later key block of ring attention).
+    for (int b = 0; b < c.batch; ++b) {
+      c.q_offsets.push_back(pick(-static_cast<int>(c.n_q), static_cast<int>(c.n_kv)));
+    }
   }
   if (pick(0, 2) == 0) c.opt.window_left = pick(0, 40);
   if (pick(0, 3) == 0) c.opt.window_right = pick(0, 40);
