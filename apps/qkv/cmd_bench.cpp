@@ -17,6 +17,7 @@
 #include <span>
 #include <vector>
 
+#include "bench_mpi.h"
 #include "command.h"
 #include "qkv/attention.h"
 #include "qkv/error.h"
@@ -46,6 +47,8 @@ struct BenchArgs {
   bool json = false;
   bool no_reference = false;
   bool backward = false;
+  bool mpi = false;  // ring attention over the ranks of an MPI job (cmd_bench_mpi.cpp)
+  int64_t mpi_delay_us = 0;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -419,6 +422,19 @@ void print_text(const BenchArgs& a, const Results& r) {
 }
 
 void run_bench(const BenchArgs& args) {
+  if (args.mpi) {
+    if (args.n_kv != 0 && args.n_kv != args.n_q) {
+      throw InvalidArgument("--mpi: the ring splits one sequence; --n-kv must equal --n-q");
+    }
+    MpiBenchArgs m;
+    m.batch = args.batch, m.n_seq = args.n_q, m.heads = args.heads, m.kv_heads = args.kv_heads;
+    m.head_dim = args.head_dim, m.causal = args.causal, m.dtype = args.dtype;
+    m.threads = args.threads, m.reps = args.reps, m.delay_us = args.mpi_delay_us;
+    m.json = args.json, m.backward = args.backward;
+    run_bench_mpi(m);
+    return;
+  }
+  if (args.mpi_delay_us != 0) throw InvalidArgument("--mpi-delay-us needs --mpi");
   const BenchArgs a = checked(args);
   const int threads = resolve_threads(a.threads);
   Problem p(a, threads);
@@ -451,6 +467,13 @@ void setup_bench(CLI::App& app) {
                 "Skip timing the reference and the materialised peer");
   att->add_flag("--backward", a->backward,
                 "Time attention_backward (dq, dk, dv; FLOPs counted as 2.5x the forward's)");
+  att->add_flag("--mpi", a->mpi,
+                "Ring attention over the ranks of `mpirun -np N qkv bench attention --mpi`: "
+                "per-rank compute and communication times against one process with N times "
+                "the threads (--n-q is the whole sequence; --threads is per rank, default 1)");
+  att->add_option("--mpi-delay-us", a->mpi_delay_us,
+                  "With --mpi: emulate a slower link; each K/V block arrives no earlier than "
+                  "this many microseconds after it was sent");
   att->callback([a] { run_bench(*a); });
   add_bench_model(app);
 }
