@@ -150,7 +150,7 @@ void ring_attention(Communicator& comm, const View4& q, const View4& k, const Vi
     const int64_t len = rp.me.len[c];
     const int64_t t0 = c == 0 ? 0 : rp.me.len[0];
     store_rows(acc_out[c].data(), out, t0, len);
-    if (!lse.empty()) {
+    if (!lse.empty() && len > 0) {
       for (int64_t b = 0; b < B; ++b) {
         for (int64_t h = 0; h < H; ++h) {
           std::memcpy(lse.data() + (b * H + h) * n_local + t0,

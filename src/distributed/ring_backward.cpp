@@ -74,7 +74,7 @@ void ring_attention_backward(Communicator& comm, const View4& q, const View4& k,
   for (int c = 0; c < 2; ++c) {
     const int64_t len = rp.me.len[c], t0 = c == 0 ? 0 : rp.me.len[0];
     lse_c[c].resize(static_cast<size_t>(B * H * len));
-    for (int64_t bh = 0; bh < B * H; ++bh) {
+    for (int64_t bh = 0; bh < B * H && len > 0; ++bh) {
       std::memcpy(lse_c[c].data() + bh * len, lse.data() + bh * n_local + t0,
                   static_cast<size_t>(len) * 4);
     }
