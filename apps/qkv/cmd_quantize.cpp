@@ -1,15 +1,17 @@
-// qkv quantize -m IN.gguf -o OUT.gguf --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0 --pure
-//   Writes the GGUF again with its weight matrices in one block format, quantized as llama.cpp's
-//   llama-quantize does without an importance matrix (ggml's reference quantizers: the tensor
-//   bytes are identical to llama-quantize --pure's; tests/apps/quantize_cli_test.py). Every 2-D
-//   tensor whose name ends in "weight" is quantized; vectors (norms, biases) keep their type, and
-//   so does a matrix whose rows are not whole blocks of 32 (a note names it). The metadata is
-//   copied, with general.file_type and general.quantization_version set as llama.cpp sets them.
-//   Without --pure llama.cpp mixes types (output.weight in Q6_K, ...); qkv cannot write the K
-//   formats yet, so --pure is required.
+// qkv quantize -m IN.gguf -o OUT.gguf --type PRESET [--pure] [--threads N]
+//   Writes the GGUF again with its weight matrices quantized as llama.cpp's llama-quantize does
+//   without an importance matrix. PRESET is one of llama-quantize's: Q4_0, Q4_1, Q5_0, Q5_1,
+//   Q8_0 (ggml's reference quantizers: the same bytes as llama-quantize --pure), Q2_K, Q3_K_M,
+//   Q4_K_M, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS (our own quantizers, per-tensor RMSE held against
+//   llama-quantize's). The presets mix types per tensor by llama.cpp's rules (output.weight in
+//   Q6_K, attn_v / ffn_down promoted by layer, Q5_0 / Q5_1 / Q8_0 where rows are not whole blocks
+//   of 256); --pure puts every weight matrix in the preset's base type. Vectors (norms, biases)
+//   keep their type. The metadata is copied, with general.file_type and
+//   general.quantization_version set as llama.cpp sets them. docs/QUANTIZATION.md.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 
 #include "command.h"
@@ -24,16 +26,16 @@ namespace {
 struct QuantizeArgs {
   std::string in, out, type;
   bool pure = false;
+  bool verbose = false;
+  int threads = 0;
 };
 
 void run(const QuantizeArgs& a) {
   const std::string problem = quantize_type_problem(a.type);
   if (!problem.empty()) throw InvalidArgument("--type: " + problem);
-  if (!a.pure) {
-    throw InvalidArgument(
-        "without --pure llama.cpp's presets put output.weight (and more) in Q6_K, which qkv "
-        "cannot write yet; pass --pure to put every weight matrix in " +
-        a.type);
+  if (a.threads < 0) {
+    throw InvalidArgument("--threads: expected 0 (all) or more, found " +
+                          std::to_string(a.threads));
   }
   const auto t0 = std::chrono::steady_clock::now();
   const ModelFile m = open_model(a.in);
@@ -42,13 +44,27 @@ void run(const QuantizeArgs& a) {
                           std::string(file_format_name(m.format)) +
                           " (convert it first: qkv convert -m IN -o IN.gguf)");
   }
-  const QuantizeResult r = quantize_gguf(m, a.type, a.out, [](const std::string& note) {
-    std::fprintf(stderr, "note: %s\n", note.c_str());
-  });
+  QuantizeOptions o;
+  o.pure = a.pure;
+  o.n_threads = a.threads;
+  o.on_note = [](const std::string& note) { std::fprintf(stderr, "note: %s\n", note.c_str()); };
+  const QuantizeResult r = quantize_gguf(m, a.type, a.out, o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "wrote %s: tensors %.2f MB -> %.2f MB (%s, pure) in %.2f s\n", a.out.c_str(),
+  std::map<std::string_view, int> counts;
+  for (size_t i = 0; i < r.tensors.size(); ++i) {
+    if (a.verbose) {
+      std::fprintf(stderr, "%-40s %s\n", r.tensors[i].name.c_str(),
+                   std::string(tensor_type_name(r.tensors[i].type)).c_str());
+    }
+    ++counts[tensor_type_name(r.tensors[i].type)];
+  }
+  std::string mix;
+  for (const auto& [name, n] : counts) {
+    mix += (mix.empty() ? "" : ", ") + std::to_string(n) + " " + std::string(name);
+  }
+  std::fprintf(stderr, "wrote %s: tensors %.2f MB -> %.2f MB (%s%s: %s) in %.2f s\n", a.out.c_str(),
                static_cast<double>(r.in_bytes) / 1e6, static_cast<double>(r.out_bytes) / 1e6,
-               a.type.c_str(), s);
+               a.type.c_str(), a.pure ? ", pure" : "", mix.c_str(), s);
 }
 
 void setup(CLI::App& app) {
@@ -56,12 +72,17 @@ void setup(CLI::App& app) {
   app.add_option("-m,--model", a->in, "input GGUF (F32, F16, BF16 or already quantized)")
       ->required();
   app.add_option("-o,--out", a->out, "output .gguf")->required();
-  app.add_option("--type", a->type, "block format: Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0")->required();
-  app.add_flag("--pure", a->pure, "every weight matrix in --type (required for now)");
+  app.add_option("--type", a->type,
+                 "preset: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K, "
+                 "IQ4_NL or IQ4_XS (Q3_K, Q4_K, Q5_K: the _M presets)")
+      ->required();
+  app.add_flag("--pure", a->pure, "every weight matrix in the preset's base type, no mixing");
+  app.add_option("--threads", a->threads, "threads (0: all)");
+  app.add_flag("-v,--verbose", a->verbose, "list every tensor's type");
   app.callback([a] { run(*a); });
 }
 
-Registrar reg("quantize", "Quantize a GGUF's weights to a block format, as llama-quantize does",
+Registrar reg("quantize", "Quantize a GGUF's weights as llama-quantize does (presets or --pure)",
               setup);
 
 }  // namespace

@@ -1,8 +1,11 @@
-// Quantizing a GGUF's weights to a block format, as llama.cpp's llama-quantize --pure does
-// without an importance matrix (ggml's reference quantizers: the tensor bytes are identical).
+// Quantizing a GGUF's weights to block formats, as llama.cpp's llama-quantize does without an
+// importance matrix: its presets (Q4_K_M, ...) with its per-tensor mixing rules, or --pure (every
+// weight matrix in one type). The legacy types (Q4_0 ... Q8_0) use ggml's reference quantizers
+// (the tensor bytes are identical to llama-quantize's); the K and IQ4 types use our own
+// least-squares quantizers (per-tensor RMSE held against llama-quantize's, docs/QUANTIZATION.md).
 //
 //   const qkv::ModelFile m = qkv::open_model("model-f16.gguf");
-//   qkv::quantize_gguf(m, "Q8_0", "model-q8_0.gguf");
+//   qkv::quantize_gguf(m, "Q4_K_M", "model-q4_k_m.gguf");
 #pragma once
 
 #include <cstdint>
@@ -15,26 +18,47 @@
 
 namespace qkv {
 
-// The block formats quantize_gguf writes, by their GGUF names: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+// The presets quantize_gguf takes, as llama-quantize spells them: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS. Q3_K, Q4_K and Q5_K are accepted as the
+// aliases of the _M presets they are in llama-quantize (with `pure`, every matrix in that type).
 std::vector<std::string_view> quantize_type_names();
 
-// What is wrong with `type` as quantize_gguf's type ("expected Q4_0, ..., found "Q4_K" (its
-// quantizer is not written yet)"), or "" when it is one of quantize_type_names(). Front ends put
-// the name of their own option before it.
+// What is wrong with `type` as quantize_gguf's type ("expected Q4_0, ..., found "Q3_K_S""), or
+// "" when it is one of quantize_type_names() or an alias. Front ends put the name of their own
+// option before it.
 std::string quantize_type_problem(std::string_view type);
 
-struct QuantizeResult {
-  uint64_t in_bytes = 0;   // tensor bytes read
-  uint64_t out_bytes = 0;  // tensor bytes written
+struct QuantizeOptions {
+  // Every weight matrix in the preset's base type (Q4_K_M -> Q4_K), as llama-quantize --pure;
+  // rows that are not whole blocks still fall back (Q4_K -> Q5_0, ..., then F16).
+  bool pure = false;
+  int n_threads = 0;  // 0: all hardware threads
+  // Gets a line for each tensor whose type falls back because its rows are not whole blocks.
+  std::function<void(const std::string&)> on_note;
 };
 
-// Writes the GGUF `m` again to `out_path` with every 2-D tensor whose name ends in "weight" in
-// the block format `type` (one of quantize_type_names()). Vectors (norms, biases) keep their
-// type, and so does a matrix whose rows are not whole blocks of the format (`on_note` gets a line
-// naming it). The metadata is copied, with general.file_type and general.quantization_version set
-// as llama.cpp sets them. Throws InvalidArgument naming the problem when `type` is not one of
+struct QuantizedTensor {
+  std::string name;
+  TensorType type;
+};
+
+struct QuantizeResult {
+  uint64_t in_bytes = 0;                 // tensor bytes read
+  uint64_t out_bytes = 0;                // tensor bytes written
+  std::vector<QuantizedTensor> tensors;  // every tensor's type in the output, in file order
+};
+
+// The type llama-quantize gives each tensor of `m` under preset `type` (the mixing rules: output
+// and tied token embeddings in Q6_K, attn_v / ffn_down promoted by layer, fallbacks where a row
+// is not whole blocks; docs/QUANTIZATION.md), in file order. Throws as quantize_gguf.
+std::vector<QuantizedTensor> quantize_plan(const ModelFile& m, std::string_view type, bool pure);
+
+// Writes the GGUF `m` again to `out_path` with its weight matrices quantized per
+// quantize_plan(). Vectors (norms, biases) and the matrices llama-quantize leaves alone keep their
+// type. The metadata is copied, with general.file_type and general.quantization_version set as
+// llama.cpp sets them. Throws InvalidArgument naming the problem when `type` is not one of
 // quantize_type_names() or `m` is not a GGUF.
 QuantizeResult quantize_gguf(const ModelFile& m, std::string_view type, const std::string& out_path,
-                             const std::function<void(const std::string&)>& on_note = {});
+                             const QuantizeOptions& options = {});
 
 }  // namespace qkv

@@ -4,8 +4,10 @@
 model-T.gguf there was written from model-f32.gguf by llama.cpp's llama_model_quantize (pure: every
 2-D tensor in T). `qkv quantize -m model-f32.gguf --type T --pure` must give every tensor the same
 type, shape and bytes, and its file must load and run (`qkv eval`, whose logits equal those of
-llama.cpp's file since the weights are the same bytes). Also: the errors for a type without a
-quantizer yet, a missing --pure, and a non-GGUF input.
+llama.cpp's file since the weights are the same bytes). The mixing presets (Q4_K_M, Q3_K_M, no
+--pure) must give every tensor the type llama-quantize gave it, and their files must load and run
+(their RMSE against llama-quantize's: tests/formats/quantize_k_test.cpp). Also: the errors for an
+unknown preset and a non-GGUF input.
 
 usage: quantize_cli_test.py QKV_BINARY SHARED_DIR   (exit 77 = skipped: fixtures absent)
 """
@@ -77,11 +79,28 @@ def main():
                     failures.append(f"{t}: eval {path}: rc {rc}: {err}")
             if logits[0] is not None and logits[0] != logits[1]:
                 failures.append(f"{t}: logits of qkv's file differ from those of llama.cpp's")
+        for preset in ["Q4_K_M", "Q3_K_M"]:
+            out = pathlib.Path(tmp) / f"q-{preset}.gguf"
+            rc, _, err = run(qkv, "quantize", "-m", folder / "model-f32.gguf", "-o", out,
+                             "--type", preset)
+            if rc != 0:
+                failures.append(f"{preset}: rc {rc}: {err}")
+                continue
+            ours, theirs = tensors(qkv, out), tensors(qkv, folder / f"model-{preset}.gguf")
+            for name, (dtype, shape, _) in theirs.items():
+                if name not in ours or ours[name][0] != dtype:
+                    failures.append(f"{preset} {name}: {ours.get(name, ('absent',))[0]} vs "
+                                    f"llama-quantize's {dtype}")
+            rc, _, err = run(qkv, "eval", "-m", out, "--ids", ids, "--logits",
+                             pathlib.Path(tmp) / "l.npy", "--threads", "1")
+            if rc != 0:
+                failures.append(f"{preset}: eval: rc {rc}: {err}")
+            print(f"{preset}: the types of llama-quantize's file; loads and runs")
         # Errors name the problem.
         bad = [
-            (["--type", "Q4_K", "--pure"], "Q4_K"),
+            (["--type", "Q3_K_S"], "Q3_K_S"),
             (["--type", "Q9_9", "--pure"], "Q9_9"),
-            (["--type", "Q4_0"], "--pure"),
+            (["--type", "Q4_0", "--threads", "-1"], "--threads"),
         ]
         for extra, word in bad:
             rc, _, err = run(qkv, "quantize", "-m", folder / "model-f32.gguf", "-o",

@@ -116,19 +116,6 @@ void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* out) {
   }
 }
 
-bool can_quantize(QuantType t) {
-  switch (t) {
-    case QuantType::q4_0:
-    case QuantType::q4_1:
-    case QuantType::q5_0:
-    case QuantType::q5_1:
-    case QuantType::q8_0:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void quantize(QuantType t, const float* x, int64_t n, void* out) {
   switch (t) {
     case QuantType::q4_0:
@@ -141,10 +128,22 @@ void quantize(QuantType t, const float* x, int64_t n, void* out) {
       return quantize_q5_1(x, n, static_cast<BlockQ5_1*>(out));
     case QuantType::q8_0:
       return quantize_q8_0(x, n, static_cast<BlockQ8_0*>(out));
-    default:
-      core::throw_invalid("quantize: no quantizer for ", quant_format(t).name,
-                          " yet (Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are implemented)");
+    case QuantType::q2_k:
+      return quantize_q2_k(x, n, static_cast<BlockQ2K*>(out));
+    case QuantType::q3_k:
+      return quantize_q3_k(x, n, static_cast<BlockQ3K*>(out));
+    case QuantType::q4_k:
+      return quantize_q4_k(x, n, static_cast<BlockQ4K*>(out));
+    case QuantType::q5_k:
+      return quantize_q5_k(x, n, static_cast<BlockQ5K*>(out));
+    case QuantType::q6_k:
+      return quantize_q6_k(x, n, static_cast<BlockQ6K*>(out));
+    case QuantType::iq4_nl:
+      return quantize_iq4_nl(x, n, static_cast<BlockIq4Nl*>(out));
+    case QuantType::iq4_xs:
+      return quantize_iq4_xs(x, n, static_cast<BlockIq4Xs*>(out));
   }
+  core::throw_invalid("quantize: unknown block type ", static_cast<int>(t));
 }
 
 }  // namespace qkv::kernels::quant
