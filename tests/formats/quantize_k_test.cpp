@@ -5,7 +5,9 @@
 //   past the blocks;
 // - on ../shared/fixtures/gguf-quant (written by llama-quantize from model-f32.gguf): each
 //   tensor's RMSE against the f32 weights is within 2% of llama-quantize's (issue 18);
-// - the types of each _M preset equal llama-quantize's on that model.
+// - the types of every preset equal llama-quantize's on that model, on models of real shapes
+//   (qwen2.5-0.5b's: 896-wide rows and tied embeddings; llama-1b's) and on a tiny one
+//   (tests/data/quantize/types.json).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -158,6 +160,50 @@ TEST(QuantizePresets, TypesEqualLlamaQuantizeOnTheFixtureModel) {
         (f32_path.parent_path() / ("model-" + std::string(preset) + ".gguf")).string());
     for (const auto& [name, type] : plan_types(src, preset)) {
       EXPECT_EQ(type, qkv::tensor_type_name(theirs.tensor(name).type)) << preset << " " << name;
+    }
+  }
+}
+
+qkv::TensorType dtype_named(const std::string& name) {
+  for (int i = 0; i <= static_cast<int>(qkv::TensorType::iq4_xs); ++i) {
+    const auto t = static_cast<qkv::TensorType>(i);
+    if (qkv::tensor_type_name(t) == name) return t;
+  }
+  ADD_FAILURE() << "unknown dtype " << name;
+  return qkv::TensorType::f32;
+}
+
+// tests/data/quantize/types.json: llama-quantize's type of every tensor of `qkv make-model`
+// models (real shapes and tiny) and of the gguf-quant fixture model under each preset (see its README). quantize_plan needs only the
+// tensors' names and shapes and the model's hyper-parameters, so the models are described, not
+// stored.
+TEST(QuantizePresets, TypesEqualLlamaQuantizeOnRealShapes) {
+  const fs::path path = fs::path(QKV_SOURCE_DIR) / "tests" / "data" / "quantize" / "types.json";
+  ASSERT_TRUE(fs::exists(path)) << path;
+  std::ifstream f(path);
+  const nlohmann::json j = nlohmann::json::parse(f);
+  for (const auto& model : j["models"]) {
+    qkv::ModelFile m;
+    m.path = model["name"].get<std::string>();
+    m.format = qkv::FileFormat::gguf;
+    m.config.architecture = model["architecture"].get<std::string>();
+    m.config.n_layer = model["n_layer"].get<int64_t>();
+    m.config.n_head = model["n_head"].get<int64_t>();
+    m.config.n_head_kv = model["n_head_kv"].get<int64_t>();
+    for (const auto& t : model["tensors"]) {
+      qkv::TensorInfo info;
+      info.name = t["name"].get<std::string>();
+      info.type = dtype_named(t["dtype"].get<std::string>());
+      info.shape = t["shape"].get<std::vector<int64_t>>();
+      m.tensors.push_back(info);
+    }
+    for (const auto& [preset, types] : model["types"].items()) {
+      const auto plan = plan_types(m, preset);
+      ASSERT_EQ(plan.size(), types.size());
+      for (size_t i = 0; i < plan.size(); ++i) {
+        EXPECT_EQ(plan[i].second, types[i].get<std::string>())
+            << m.path << " " << preset << " " << plan[i].first;
+      }
     }
   }
 }
