@@ -281,8 +281,9 @@ ModelFile parse_gguf(const std::string& path, std::shared_ptr<const MappedFile> 
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     TensorInfo& t = m.tensors[i];
     if (rel_offsets[i] > map->size()) {
-      core::throw_error(path, ": tensor '", t.name, "' offset: expected at most ",
-                        map->size() - data_begin, ", found ", rel_offsets[i]);
+      core::throw_error(path, ": tensor '", t.name, "' (", tensor_type_name(t.type), ", ",
+                        t.n_bytes, " bytes) offset: expected at most ", map->size() - data_begin,
+                        ", found ", rel_offsets[i], " (a truncated or corrupt file)");
     }
     t.offset = data_begin + rel_offsets[i];
     ptrs.push_back(&t);

@@ -86,9 +86,10 @@ void validate_tensor_layout(std::string_view file, std::vector<TensorInfo*>& ten
                             uint64_t region_begin, uint64_t region_end, uint64_t alignment) {
   for (TensorInfo* t : tensors) {
     if (t->offset < region_begin || t->offset > region_end || t->n_bytes > region_end - t->offset) {
-      core::throw_error(file, ": tensor '", t->name, "' data [", t->offset, ", ",
-                        t->offset + t->n_bytes, "): expected inside the data section [",
-                        region_begin, ", ", region_end, "), found past its end");
+      core::throw_error(file, ": tensor '", t->name, "' (", tensor_type_name(t->type), ") data [",
+                        t->offset, ", ", t->offset + t->n_bytes,
+                        "): expected inside the data section [", region_begin, ", ", region_end,
+                        "), found past its end (a truncated or corrupt file)");
     }
     if (alignment > 1 && (t->offset - region_begin) % alignment != 0) {
       core::throw_error(file, ": tensor '", t->name, "' offset ", t->offset - region_begin,

@@ -141,11 +141,12 @@ TEST(MalformedGguf, TensorInfoErrors) {
   bytes = good;
   patch<uint64_t>(bytes, b_info + 4 + 8 + 4, 1ull << 40);  // offset past the end
   p = write("offset.gguf", bytes);
-  expect_error([&] { qkv::read_gguf(p); }, {p, "tensor.b", "offset", "expected at most"});
+  expect_error([&] { qkv::read_gguf(p); }, {p, "tensor.b", "F32", "offset", "expected at most"});
   bytes = good;
   patch<uint64_t>(bytes, b_info + 4 + 8 + 4, 64);  // inside the file, data runs past the end
   p = write("end.gguf", bytes);
-  expect_error([&] { qkv::read_gguf(p); }, {p, "tensor.b", "expected inside the data section"});
+  expect_error([&] { qkv::read_gguf(p); },
+               {p, "tensor.b", "(F32)", "expected inside the data section", "truncated"});
   bytes = good;
   patch<uint64_t>(bytes, b_info + 4 + 8 + 4, 0);  // on top of tensor.a
   p = write("overlap.gguf", bytes);

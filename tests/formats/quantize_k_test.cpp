@@ -107,6 +107,12 @@ TEST(QuantizeK, ZeroConstantAndExtremeBlocks) {
     const std::vector<float> y = round_trip(t, spike);
     for (const float v : y) ASSERT_TRUE(std::isfinite(v)) << name;
     EXPECT_NEAR(y[300], -3e4f, 3e4f * 0.05f) << name;
+    // NaN and infinite values: no crash, nothing written past the blocks (values unspecified).
+    std::vector<float> bad(512, 0.25f);
+    bad[3] = std::nanf("");
+    bad[260] = INFINITY;
+    bad[261] = -INFINITY;
+    (void)round_trip(t, bad);
   }
 }
 

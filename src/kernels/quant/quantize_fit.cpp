@@ -25,10 +25,9 @@ float signed_absmax(const float* x, int n) {
 
 float fit_scale(const float* x, int n, int lo, int hi, int* q) {
   const float m = signed_absmax(x, n);
-  if (m == 0.0f) {
-    std::fill(q, q + n, 0);
-    return 0.0f;
-  }
+  // Codes 0 stand when no candidate has a finite error (values that are NaN or infinite).
+  std::fill(q, q + n, 0);
+  if (m == 0.0f) return 0.0f;
   int cand[256];
   // Least squares: for codes q the best d is sum(xq) / sum(qq) and the error sum(xx) minus
   // sum(xq)^2 / sum(qq), so the best candidate maximises sum(xq)^2 / sum(qq).
@@ -130,11 +129,10 @@ int nearest_in_grid(const int8_t* grid, float v) {
 
 float fit_grid(const float* x, int n, const int8_t* grid, int* q) {
   const float m = signed_absmax(x, n);
-  if (m == 0.0f) {
-    // Code of the grid value nearest zero, scale 0: every value decodes to 0.
-    std::fill(q, q + n, nearest_in_grid(grid, 0.0f));
-    return 0.0f;
-  }
+  // The code of the grid value nearest zero stands when m is 0 (scale 0: every value decodes to
+  // 0) or no candidate has a finite error (values that are NaN or infinite).
+  std::fill(q, q + n, nearest_in_grid(grid, 0.0f));
+  if (m == 0.0f) return 0.0f;
   int cand[256];
   double best_num = -1.0, best_den = 1.0;
   float best_d = 0.0f;
