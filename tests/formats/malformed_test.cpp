@@ -230,7 +230,7 @@ TEST(MalformedSafetensors, HeaderErrors) {
       {R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})",
        {"tensor 'w' data_offsets", "expected 16 bytes", "found 12"}},
       {R"({"w": {"dtype": "F32", "shape": [1, 4], "data_offsets": [8, 24]}})",
-       {"tensor 'w' data", "expected inside the data section"}},
+       {"tensor 'w' (F32) data", "expected inside the data section"}},
       {R"({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})",
        {"tensor 'w' shape", "expected a non-negative integer, found -1"}},
       {R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 4]}})",
