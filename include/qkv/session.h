@@ -142,9 +142,25 @@ class Session {
   void release_workspace();
 
  private:
+  friend std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
+                                                        std::span<const int32_t> tokens);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Decoders: one step of several sessions of the same model together, tokens[i] appended to
+// sessions[i] (each session at most once). The rows of all the sessions share each matrix
+// product, so the weights are read once per step instead of once per session; attention runs on
+// each session's own cache. Batch-invariant: a session's logits are bitwise the same whichever
+// other sessions share the call, because the products stay on the matrix-vector kernels, whose
+// arithmetic for a row is fixed (for fp32 weights this forgoes the BLAS single-row path that
+// eval() takes); they equal eval()'s within rounding. Returns each session's logits [n_vocab],
+// valid until that session's next call. Threads, timers and scratch are sessions[0]'s; each
+// session's own observer sees its events. Checks everything before running anything: throws
+// InvalidArgument for an empty or repeated session, a size mismatch, an encoder, sessions of
+// different models or an id outside the vocabulary, and Error when a context is full.
+std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
+                                               std::span<const int32_t> tokens);
 
 // cls: the last hidden state of [CLS] (as sentence-transformers' CLS pooling, e.g. BGE);
 // mean: the mean of all token states; pooler: BERT's pooler output (Session::pooled()).

@@ -180,9 +180,8 @@ const float* Linear::bias() const {
 }
 
 void Linear::forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads,
-                     LinearScratch* scratch) const {
-  forward_on(cpu::linear_target_selected(), LinearPath::automatic, x, m, ldx, y, ldy, n_threads,
-             scratch);
+                     LinearScratch* scratch, LinearPath path) const {
+  forward_on(cpu::linear_target_selected(), path, x, m, ldx, y, ldy, n_threads, scratch);
 }
 
 void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, const float* x,

@@ -92,8 +92,10 @@ class Linear {
 
   // y[i, :] = x[i, :] · Wᵀ + bias for i < m. x rows are `ldx` floats apart, y rows `ldy`.
   // n_threads 0: all hardware threads. `scratch` null: panels allocated for this call only.
+  // `path`: LinearPath::gemv keeps every row on the matrix-vector kernels, whose result for a row
+  // is the same whatever the other rows and their number (batch-invariant).
   void forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads = 0,
-               LinearScratch* scratch = nullptr) const;
+               LinearScratch* scratch = nullptr, LinearPath path = LinearPath::automatic) const;
   // The same with a chosen SIMD target for the matrix-vector kernels and the weight conversion
   // (tests run every target the CPU has; see cpu/linear_target.h).
   // `path` forces the matrix-vector kernels or the GEMM library (which falls back to the former

@@ -207,32 +207,80 @@ void attend(const View4& q, const View4& k, const View4& v, float* out, int laye
 
 }  // namespace
 
-void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
-                     bool all_logits, std::vector<float>& logits, const ForwardOptions& options) {
-  const auto [n_threads, observer, times, attention_backend, workspace] = options;
-  const Model::Impl& m = ModelAccess::impl(model);
-  const ModelConfig& c = m.config;
-  if (!m.traits->decoder) {
-    core::throw_invalid("forward: ", m.file.path, " is an encoder (bert); use encode()");
-  }
-  check_tokens(m, tokens);
-  const int64_t n = static_cast<int64_t>(tokens.size());
+namespace {
+
+// A SequenceStep placed in the batch: its rows [row0, row0 + n) of the activations.
+struct Segment {
+  const SequenceStep* step = nullptr;
+  int64_t row0 = 0, n = 0, pos0 = 0;
+  const std::vector<float>* inv_freq_global = nullptr;  // RoPE of the non-sliding layers
+  Emitter emit{nullptr, 0, 0};
+};
+
+void check_context(const Model::Impl& m, const KvCache& cache, int64_t n) {
   const int64_t pos0 = cache.n_past();
   if (pos0 + n > cache.n_ctx()) {
     core::throw_error("context full: ", pos0, " tokens in the cache + ", n, " new = ", pos0 + n,
                       " > the context length of ", cache.n_ctx(),
-                      " tokens; raise the context length (this model was trained with ", c.n_ctx,
-                      ")");
+                      " tokens; raise the context length (this model was trained with ",
+                      m.config.n_ctx, ")");
   }
   if (m.pos_embd.data && pos0 + n > m.pos_embd.n_out) {
     core::throw_error("context full: position ", pos0 + n - 1, " is past the ", m.pos_embd.n_out,
                       " learned positions of this model");
   }
+}
+
+}  // namespace
+
+void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
+                     bool all_logits, std::vector<float>& logits, const ForwardOptions& options) {
+  const SequenceStep step{&cache, tokens, all_logits, &logits, options.observer};
+  decoder_forward_batch(model, std::span<const SequenceStep>(&step, 1), options);
+}
+
+void decoder_forward_batch(const Model& model, std::span<const SequenceStep> steps,
+                           const ForwardOptions& options) {
+  const int n_threads = options.n_threads;
+  const Backend attention_backend = options.attention_backend;
+  const kernels::LinearPath path = options.linear_path;
+  const Model::Impl& m = ModelAccess::impl(model);
+  const ModelConfig& c = m.config;
+  if (!m.traits->decoder) {
+    core::throw_invalid("forward: ", m.file.path, " is an encoder (bert); use encode()");
+  }
+  if (steps.empty()) core::throw_invalid("forward: no sequences");
+  std::vector<Segment> segs(steps.size());
+  int64_t n = 0;  // rows of all sequences
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const SequenceStep& st = steps[i];
+    if (!st.cache || !st.logits) core::throw_invalid("forward: sequence ", i, " has no cache");
+    for (size_t j = 0; j < i; ++j) {
+      if (steps[j].cache == st.cache) {
+        core::throw_invalid("forward: sequences ", j, " and ", i, " share one KV cache");
+      }
+    }
+    check_tokens(m, st.tokens);
+    const int64_t len = static_cast<int64_t>(st.tokens.size());
+    check_context(m, *st.cache, len);
+    Segment& g = segs[i];
+    g.step = &st;
+    g.row0 = n;
+    g.n = len;
+    g.pos0 = st.cache->n_past();
+    // Phi-3 LongRoPE: the long factors when the context exceeds the original one (llama.cpp's
+    // choice, by the context size rather than the position).
+    g.inv_freq_global = !m.rope_inv_freq_long.empty() && st.cache->n_ctx() > c.n_ctx_orig
+                            ? &m.rope_inv_freq_long
+                            : &m.rope_inv_freq;
+    g.emit = Emitter(st.observer, g.pos0, len);
+    n += len;
+  }
   const int threads = threads_for(m, n, n_threads);
   const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
   Workspace local;  // only when the caller has none (a Session passes its own)
-  Workspace& s = workspace ? *workspace : local;
+  Workspace& s = options.workspace ? *options.workspace : local;
   float* x = sized(s.x, n * d);         // [n, n_embd] residual stream
   float* h = sized(s.h, n * d);         // [n, n_embd] normed
   float* q = sized(s.q, n * nq_w);      // [n, n_head * head_dim]
@@ -242,34 +290,38 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
   float* proj = sized(s.proj, n * d);   // [n, n_embd]
   float* up = sized(s.up, n * ff);      // [n, n_ff]
   float* gate = sized(s.gate, n * ff);  // [n, n_ff]
-  const Emitter emit(observer, pos0, n);
-  Timer timer(times);
+  // Offers rows of `data` ([n, width]) to each sequence's observer, positions its own.
+  const auto emit = [&](std::string_view name, int layer, const float* data, int64_t width) {
+    for (const Segment& g : segs) g.emit(name, layer, data + g.row0 * width, width);
+  };
+  const auto linear = [&](const kernels::Linear& w, const float* in, int64_t ldin, float* out,
+                          int64_t ldout, int64_t rows) {
+    w.forward(in, rows, ldin, out, ldout, threads, &s.linear, path);
+  };
+  const auto finite = [&](const float* data, int layer, const char* what) {
+    for (const Segment& g : segs) check_finite(m, data + g.row0 * d, g.n, d, g.pos0, layer, what);
+  };
+  Timer timer(options.times);
 
-  embed_rows(m, tokens, pos0, x);
+  for (const Segment& g : segs) embed_rows(m, g.step->tokens, g.pos0, x + g.row0 * d);
   if (m.traits->embd_scale) {
     // Gemma: x * sqrt(n_embd), the factor rounded to fp32 first as llama.cpp and HF do.
     const float scale = std::sqrt(static_cast<float>(d));
     for (int64_t i = 0; i < n * d; ++i) x[i] *= scale;
   }
-  check_finite(m, x, n, d, pos0, -1, "token embeddings");
+  finite(x, -1, "token embeddings");
   emit("embed", -1, x, d);
   timer.charge(&ForwardTimes::other);
 
-  const DType kv_dtype = cache.dtype();
-  // Phi-3 LongRoPE: the long factors when the context exceeds the original one (llama.cpp's
-  // choice, by the context size rather than the position).
-  const std::vector<float>& inv_freq_global =
-      !m.rope_inv_freq_long.empty() && cache.n_ctx() > c.n_ctx_orig ? m.rope_inv_freq_long
-                                                                    : m.rope_inv_freq;
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
     const int layer = static_cast<int>(l);
     norm(m, x, n, L.attn_norm, h, threads);
     emit("attn_norm", layer, h, d);
     timer.charge(&ForwardTimes::other);
-    L.wq.forward(h, n, d, q, nq_w, threads, &s.linear);
-    L.wk.forward(h, n, d, k, nkv_w, threads, &s.linear);
-    L.wv.forward(h, n, d, v, nkv_w, threads, &s.linear);
+    linear(L.wq, h, d, q, nq_w, n);
+    linear(L.wk, h, d, k, nkv_w, n);
+    linear(L.wv, h, d, v, nkv_w, n);
     timer.charge(&ForwardTimes::linear);
     if (!L.q_norm.empty()) {
       // Qwen 3: each head of q and k RMS-normed over head_dim before RoPE; q and k are dense
@@ -278,10 +330,12 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
       rms_norm(q, n * nh, hd, L.q_norm, eps, q, threads);
       rms_norm(k, n * nkv, hd, L.k_norm, eps, k, threads);
     }
-    const std::vector<float>& inv_freq =
-        L.sliding && !m.rope_inv_freq_swa.empty() ? m.rope_inv_freq_swa : inv_freq_global;
-    rope(q, n, nq_w, nh, hd, pos0, inv_freq, m.rope);
-    rope(k, n, nkv_w, nkv, hd, pos0, inv_freq, m.rope);
+    for (const Segment& g : segs) {
+      const std::vector<float>& inv_freq =
+          L.sliding && !m.rope_inv_freq_swa.empty() ? m.rope_inv_freq_swa : *g.inv_freq_global;
+      rope(q + g.row0 * nq_w, g.n, nq_w, nh, hd, g.pos0, inv_freq, m.rope);
+      rope(k + g.row0 * nkv_w, g.n, nkv_w, nkv, hd, g.pos0, inv_freq, m.rope);
+    }
     if (m.rope_mscale != 1.0f) {
       for (int64_t i = 0; i < n * nq_w; ++i) q[i] *= m.rope_mscale;
       for (int64_t i = 0; i < n * nkv_w; ++i) k[i] *= m.rope_mscale;
@@ -289,14 +343,13 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     emit("q", layer, q, nq_w);
     emit("k", layer, k, nkv_w);
     emit("v", layer, v, nkv_w);
-    store_rows(k, n, nkv_w, cache.k_at(layer, pos0), kv_dtype);
-    store_rows(v, n, nkv_w, cache.v_at(layer, pos0), kv_dtype);
+    for (const Segment& g : segs) {
+      KvCache& cache = *g.step->cache;
+      store_rows(k + g.row0 * nkv_w, g.n, nkv_w, cache.k_at(layer, g.pos0), cache.dtype());
+      store_rows(v + g.row0 * nkv_w, g.n, nkv_w, cache.v_at(layer, g.pos0), cache.dtype());
+    }
     timer.charge(&ForwardTimes::other);
 
-    const int64_t n_kv = pos0 + n;
-    const View4 qv = View4::dense(q, DType::f32, {1, n, nh, hd});
-    View4 kview = View4::dense(cache.k(layer), kv_dtype, {1, n_kv, nkv, hd});
-    View4 vview = View4::dense(cache.v(layer), kv_dtype, {1, n_kv, nkv, hd});
     AttentionOptions opt;
     opt.causal = true;
     opt.scale = static_cast<float>(c.attn_scale);  // 0: 1 / sqrt(head_dim)
@@ -306,10 +359,17 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     if (L.sliding) opt.window_left = c.sliding_window - 1;
     opt.n_threads = threads;
     opt.backend = attention_backend;
-    attend(qv, kview, vview, att, layer, pos0, opt, observer, s.lse);
+    for (const Segment& g : segs) {
+      KvCache& cache = *g.step->cache;
+      const int64_t n_kv = g.pos0 + g.n;
+      const View4 qv = View4::dense(q + g.row0 * nq_w, DType::f32, {1, g.n, nh, hd});
+      const View4 kview = View4::dense(cache.k(layer), cache.dtype(), {1, n_kv, nkv, hd});
+      const View4 vview = View4::dense(cache.v(layer), cache.dtype(), {1, n_kv, nkv, hd});
+      attend(qv, kview, vview, att + g.row0 * nq_w, layer, g.pos0, opt, g.step->observer, s.lse);
+    }
     timer.charge(&ForwardTimes::attention);
     emit("attn_out", layer, att, nq_w);
-    L.wo.forward(att, n, nq_w, proj, d, threads, &s.linear);
+    linear(L.wo, att, nq_w, proj, d, n);
     timer.charge(&ForwardTimes::linear);
     if (!L.attn_post_norm.empty()) norm(m, proj, n, L.attn_post_norm, proj, threads);
     emit("attn_proj", layer, proj, d);
@@ -320,8 +380,8 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     timer.charge(&ForwardTimes::other);
     const float* act = nullptr;
     if (L.ffn_gate.n_out() > 0) {
-      L.ffn_gate.forward(h, n, d, gate, ff, threads, &s.linear);
-      L.ffn_up.forward(h, n, d, up, ff, threads, &s.linear);
+      linear(L.ffn_gate, h, d, gate, ff, n);
+      linear(L.ffn_up, h, d, up, ff, n);
       timer.charge(&ForwardTimes::linear);
       emit("ffn_gate", layer, gate, ff);
       emit("ffn_up", layer, up, ff);
@@ -332,7 +392,7 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
       }
       act = gate;
     } else {
-      L.ffn_up.forward(h, n, d, up, ff, threads, &s.linear);
+      linear(L.ffn_up, h, d, up, ff, n);
       timer.charge(&ForwardTimes::linear);
       emit("ffn_up", layer, up, ff);
       gelu_tanh(up, n * ff, threads);
@@ -340,42 +400,85 @@ void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t
     }
     emit("ffn_act", layer, act, ff);
     timer.charge(&ForwardTimes::other);
-    L.ffn_down.forward(act, n, ff, proj, d, threads, &s.linear);
+    linear(L.ffn_down, act, ff, proj, d, n);
     timer.charge(&ForwardTimes::linear);
     if (!L.ffn_post_norm.empty()) norm(m, proj, n, L.ffn_post_norm, proj, threads);
     emit("ffn_out", layer, proj, d);
     add_inplace(x, proj, n * d);
-    check_finite(m, x, n, d, pos0, layer, "output");
+    finite(x, layer, "output");
     emit("layer_out", layer, x, d);
     timer.charge(&ForwardTimes::other);
   }
 
-  // The final norm and the head only for the rows asked for (the last one while generating),
-  // unless an observer wants every row's final norm.
-  const int64_t first = all_logits || emit.on() ? 0 : n - 1;
-  norm(m, x + first * d, n - first, m.out_norm, h, threads);
-  emit("final_norm", -1, h, d, n - first, pos0 + first);
-  const int64_t rows = all_logits ? n : 1;
-  const float* head_in = all_logits ? h : h + (n - 1 - first) * d;
-  timer.charge(&ForwardTimes::other);
-  logits.resize(static_cast<size_t>(rows * c.n_vocab));
-  m.lm_head.forward(head_in, rows, d, logits.data(), c.n_vocab, threads, &s.linear);
-  if (c.final_softcap > 0) {
-    // Gemma 2: logits -> cap * tanh(logits / cap)
-    const float cap = static_cast<float>(c.final_softcap);
-    for (float& z : logits) z = cap * std::tanh(z / cap);
+  // The final norm and the head only for the rows asked for (the last one of a sequence while
+  // generating), unless an observer wants every row's final norm. The rows of every sequence
+  // are gathered into h and go through the head together.
+  int64_t n_head_rows = 0;
+  std::vector<int64_t> head_row0(segs.size());
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const Segment& g = segs[i];
+    const int64_t first = g.step->all_logits || g.emit.on() ? 0 : g.n - 1;
+    norm(m, x + (g.row0 + first) * d, g.n - first, m.out_norm, h + n_head_rows * d, threads);
+    g.emit("final_norm", -1, h + n_head_rows * d, d, g.n - first, g.pos0 + first);
+    const int64_t rows = g.step->all_logits ? g.n : 1;
+    // The rows that go through the head: all of them, or the last one.
+    head_row0[i] = n_head_rows + (g.n - first) - rows;
+    n_head_rows += g.n - first;
   }
-  check_finite(m, logits.data(), rows, c.n_vocab, pos0 + n - rows, -1, "logits");
+  timer.charge(&ForwardTimes::other);
+  std::vector<float>& first_logits = *segs[0].step->logits;
+  if (segs.size() == 1) {
+    const Segment& g = segs[0];
+    const int64_t rows = g.step->all_logits ? g.n : 1;
+    first_logits.resize(static_cast<size_t>(rows * c.n_vocab));
+    linear(m.lm_head, h + head_row0[0] * d, d, first_logits.data(), c.n_vocab, rows);
+  } else {
+    // Sequences that want only their last row: those rows packed together for one product.
+    std::vector<float> packed;
+    int64_t rows_all = 0;
+    for (size_t i = 0; i < segs.size(); ++i) {
+      const int64_t rows = segs[i].step->all_logits ? segs[i].n : 1;
+      if (head_row0[i] != rows_all) {
+        std::memmove(h + rows_all * d, h + head_row0[i] * d, static_cast<size_t>(rows * d) * 4);
+      }
+      head_row0[i] = rows_all;
+      rows_all += rows;
+    }
+    packed.resize(static_cast<size_t>(rows_all * c.n_vocab));
+    linear(m.lm_head, h, d, packed.data(), c.n_vocab, rows_all);
+    for (size_t i = 0; i < segs.size(); ++i) {
+      const int64_t rows = segs[i].step->all_logits ? segs[i].n : 1;
+      const float* src = packed.data() + head_row0[i] * c.n_vocab;
+      segs[i].step->logits->assign(src, src + rows * c.n_vocab);
+    }
+  }
+  for (const Segment& g : segs) {
+    std::vector<float>& logits = *g.step->logits;
+    const int64_t rows = g.step->all_logits ? g.n : 1;
+    if (c.final_softcap > 0) {
+      // Gemma 2: logits -> cap * tanh(logits / cap)
+      const float cap = static_cast<float>(c.final_softcap);
+      for (float& z : logits) z = cap * std::tanh(z / cap);
+    }
+    check_finite(m, logits.data(), rows, c.n_vocab, g.pos0 + g.n - rows, -1, "logits");
+  }
   timer.charge(&ForwardTimes::linear);
-  emit("logits", -1, logits.data(), c.n_vocab, rows, pos0 + n - rows);
-  cache.set_n_past(pos0 + n);
-  if (times) times->tokens += n;
+  for (const Segment& g : segs) {
+    const int64_t rows = g.step->all_logits ? g.n : 1;
+    g.emit("logits", -1, g.step->logits->data(), c.n_vocab, rows, g.pos0 + g.n - rows);
+    g.step->cache->set_n_past(g.pos0 + g.n);
+  }
+  if (options.times) options.times->tokens += n;
 }
 
 void encoder_forward(const Model& model, std::span<const int32_t> tokens,
                      std::span<const int32_t> token_types, std::vector<float>& hidden,
                      std::vector<float>* pooled, const ForwardOptions& options) {
-  const auto [n_threads, observer, times, attention_backend, workspace] = options;
+  const int n_threads = options.n_threads;
+  Observer* const observer = options.observer;
+  ForwardTimes* const times = options.times;
+  const Backend attention_backend = options.attention_backend;
+  Workspace* const workspace = options.workspace;
   const Model::Impl& m = ModelAccess::impl(model);
   const ModelConfig& c = m.config;
   if (m.traits->decoder) {

@@ -67,6 +67,10 @@ struct ForwardOptions {
   // what runs on top of attention.
   Backend attention_backend = Backend::automatic;
   Workspace* workspace = nullptr;  // null: scratch allocated for this call only
+  // The matrix products' path. LinearPath::gemv keeps every row on the matrix-vector kernels,
+  // whose result for a row does not depend on the other rows or their number (a server's
+  // batch-invariant decode steps); automatic picks the fastest path for the row count.
+  kernels::LinearPath linear_path = kernels::LinearPath::automatic;
 };
 
 // Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the
@@ -75,6 +79,25 @@ struct ForwardOptions {
 void decoder_forward(const Model& model, KvCache& cache, std::span<const int32_t> tokens,
                      bool all_logits, std::vector<float>& logits,
                      const ForwardOptions& options = {});
+
+// One sequence of a batched decoder pass: its cache, the tokens it appends (at positions
+// cache->n_past()..) and where its logits go ([tokens, n_vocab] when all_logits, else the last
+// row). `observer` sees this sequence's events only (positions are this sequence's own).
+struct SequenceStep {
+  KvCache* cache = nullptr;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;
+  std::vector<float>* logits = nullptr;
+  Observer* observer = nullptr;
+};
+
+// Several sequences of one model in one pass: the rows of all of them go through each matrix
+// product together (the weights are read once), attention runs per sequence on its own cache.
+// Row-wise steps and attention do not mix sequences, so with options.linear_path = gemv each
+// sequence's logits are bitwise what it gets alone. options.observer is ignored (use the steps').
+// Checks every step (tokens, context) before running any.
+void decoder_forward_batch(const Model& model, std::span<const SequenceStep> steps,
+                           const ForwardOptions& options = {});
 
 // Encoder (BERT): one sequence, bidirectional. hidden: [n, n_embd] of the last layer; pooled
 // (when not null and the model has a pooler): tanh(W · hidden[0] + b).

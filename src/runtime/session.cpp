@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/forward.h"
+#include "model/model_impl.h"
 #include "qkv/session.h"
 #include "runtime/session_impl.h"
 
@@ -120,6 +121,47 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_l
   }
   model::decoder_forward(s.model, *s.cache, tokens, all_logits, s.logits, s.forward_options());
   return s.logits;
+}
+
+std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
+                                               std::span<const int32_t> tokens) {
+  if (sessions.empty()) core::throw_invalid("eval_batch: no sessions");
+  if (tokens.size() != sessions.size()) {
+    core::throw_invalid("eval_batch: ", tokens.size(), " tokens for ", sessions.size(),
+                        " sessions; pass one token per session");
+  }
+  std::vector<model::SequenceStep> steps(sessions.size());
+  const Model::Impl* first_model = nullptr;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    if (!sessions[i]) core::throw_invalid("eval_batch: session ", i, " is null");
+    Session::Impl& s = *sessions[i]->impl_;
+    if (!s.cache) {
+      core::throw_invalid("eval_batch: ", architecture_name(s.model.architecture()),
+                          " is an encoder; use Session::encode()");
+    }
+    const Model::Impl* mi = &ModelAccess::impl(s.model);
+    if (first_model && mi != first_model) {
+      core::throw_invalid("eval_batch: session ", i, " runs another model than session 0");
+    }
+    first_model = mi;
+    for (size_t j = 0; j < i; ++j) {
+      if (sessions[j] == sessions[i]) {
+        core::throw_invalid("eval_batch: session ", i, " is session ", j, " again");
+      }
+    }
+    const std::span<const int32_t> one = tokens.subspan(i, 1);
+    s.check_tokens(one, "eval_batch");
+    if (s.cache->n_past() + 1 > s.n_ctx) throw Error(s.overflow_message(1));
+    steps[i] = {&*s.cache, one, false, &s.logits, s.options.observer};
+  }
+  model::ForwardOptions opt = sessions[0]->impl_->forward_options();
+  opt.observer = nullptr;
+  opt.linear_path = kernels::LinearPath::gemv;
+  model::decoder_forward_batch(sessions[0]->impl_->model, steps, opt);
+  std::vector<std::span<const float>> out;
+  out.reserve(sessions.size());
+  for (Session* s : sessions) out.emplace_back(s->impl_->logits);
+  return out;
 }
 
 std::span<const float> Session::encode(std::span<const int32_t> tokens,

@@ -98,6 +98,7 @@ struct Scheduler::Slot {
   std::shared_ptr<Job> job;
   int64_t prompt_done = 0;  // prompt tokens in the cache
   bool has_logits = false;  // the last eval's logits are waiting to be sampled
+  int32_t pending = -1;     // a sampled token waiting for the round's decode step
   std::optional<Sampler> sampler;
   std::optional<runtime::TextStream> stream;
   std::optional<StreamDecoder> decoder;
@@ -238,6 +239,7 @@ void Scheduler::loop() {
       if (!s->sampler) start(*s, s->job);
       if (s->job) step(*s);
     }
+    decode_pending();
   }
   // Shutting down: every job still queued or running ends as cancelled, every task fails.
   std::deque<std::shared_ptr<Job>> left;
@@ -416,16 +418,45 @@ void Scheduler::sample(Slot& slot) {
     finish(slot, *done);
     return;
   }
-  // The token just sampled goes through the model; its logits wait for the next round.
-  slot.watch.active = true;
-  slot.watch.captured.clear();
-  const int32_t one[1] = {next};
-  slot.logits = slot.session->eval(one);
-  slot.watch.active = false;
-  slot.cached.push_back(next);
-  slot.has_logits = true;
+  // The token just sampled goes through the model with the other slots' in this round's decode
+  // step (decode_pending); its logits wait for the next round.
+  slot.pending = next;
+}
+
+void Scheduler::decode_pending() {
+  std::vector<Slot*> slots;
+  std::vector<Session*> sessions;
+  std::vector<int32_t> tokens;
+  for (auto& s : slots_) {
+    if (!s->job || s->pending < 0) continue;
+    slots.push_back(s.get());
+    sessions.push_back(&*s->session);
+    tokens.push_back(s->pending);
+    s->pending = -1;
+    s->watch.active = true;
+    s->watch.captured.clear();
+  }
+  if (slots.empty()) return;
+  // One forward pass for every slot's token: the weights are read once for all of them, and
+  // eval_batch keeps each slot's logits independent of the others (batch invariance).
+  const auto t0 = Clock::now();
+  std::optional<std::string> error;
+  try {
+    const std::vector<std::span<const float>> logits = eval_batch(sessions, tokens);
+    for (size_t i = 0; i < slots.size(); ++i) {
+      slots[i]->logits = logits[i];
+      slots[i]->cached.push_back(tokens[i]);
+      slots[i]->has_logits = true;
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  for (Slot* s : slots) s->watch.active = false;
+  if (error) {
+    for (Slot* s : slots) finish(*s, Finish::error, *error);
+  }
   std::lock_guard lock(mu_);
-  stats_.decode_seconds += seconds(now, Clock::now());
+  stats_.decode_seconds += seconds(t0, Clock::now());
 }
 
 void Scheduler::finish(Slot& slot, Finish how, const std::string& error) {
@@ -441,6 +472,7 @@ void Scheduler::finish(Slot& slot, Finish how, const std::string& error) {
       job->events.push_back(std::move(ev));
     }
   }
+  slot.pending = -1;
   slot.sampler.reset();
   slot.stream.reset();
   slot.decoder.reset();

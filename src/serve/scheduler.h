@@ -135,6 +135,7 @@ class Scheduler {
   void start(Slot& slot, std::shared_ptr<Job> job);
   void step(Slot& slot);
   void sample(Slot& slot);
+  void decode_pending();
   void finish(Slot& slot, Finish how, const std::string& error = {});
 
   Model model_;

@@ -361,6 +361,46 @@ TEST(Linear, QuantDecodersMatchTheScalarDequantizerBitForBit) {
   }
 }
 
+// Batch invariance (qkv serve's batched decode steps, qkv::eval_batch): on the matrix-vector path
+// a row's result is bitwise the same whatever the other rows and their number, on every target,
+// type and thread count. A kernel whose accumulation depended on the row group (1..kGemvRows
+// rows per pass) or on where the threads cut the outputs would fail here.
+TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
+  std::mt19937 rng(29);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (WeightType type : kTypes) {
+    const int64_t n_in = fit(type, 300), n_out = 37;
+    const Weight w = make_weight(type, n_out, n_in, 0, 0, rng);
+    std::vector<float> bias(static_cast<size_t>(n_out));
+    for (float& b : bias) b = u(rng);
+    const Linear lin(w.view, bias.data());
+    constexpr int64_t kBatch = 11;  // 2 full groups of 4 rows and a group of 3
+    std::vector<float> x(static_cast<size_t>(kBatch * n_in));
+    for (float& f : x) f = u(rng);
+    for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
+      for (int threads : {1, 2}) {
+        std::vector<float> all(static_cast<size_t>(kBatch * n_out));
+        lin.forward_on(*t, kernels::LinearPath::gemv, x.data(), kBatch, n_in, all.data(), n_out,
+                       threads);
+        for (int64_t i = 0; i < kBatch; ++i) {
+          for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}}) {
+            if (i + m > kBatch) continue;
+            std::vector<float> part(static_cast<size_t>(m * n_out));
+            lin.forward_on(*t, kernels::LinearPath::gemv, x.data() + i * n_in, m, n_in, part.data(),
+                           n_out, 3 - threads);
+            for (int64_t o = 0; o < m * n_out; ++o) {
+              ASSERT_EQ(std::memcmp(&part[o], &all[i * n_out + o], 4), 0)
+                  << t->name << " " << kernels::weight_type_name(type) << " row " << i + o / n_out
+                  << " in a call of " << m << " rows: " << part[o] << " vs in the batch of "
+                  << kBatch << ": " << all[i * n_out + o];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // m = 0 writes nothing on any target or path (y keeps its guard values, the bias is not added),
 // accepts null x and y, and still checks the strides.
 TEST(Linear, ZeroRowsIsANoOp) {

@@ -3,7 +3,11 @@
 // the f16 KV cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -285,6 +289,106 @@ TEST(Session, InvalidUse) {
   g.stop = {""};
   EXPECT_THROW(session.generate("Once", g), InvalidArgument);
   EXPECT_EQ(session.n_past(), 0);
+}
+
+// eval_batch: one decode step of several sessions together. A session's logits are bitwise the
+// same alone and beside others (in any order, at other lengths), and agree with eval()'s within
+// fp32 rounding (eval() takes the BLAS single-row path for these fp32 weights; the batch keeps
+// the matrix-vector kernels), so greedy continuations are the same.
+TEST(Session, EvalBatchIsBatchInvariant) {
+  QKV_REQUIRE_SHARED(model_path, kModel);
+  const Model model = load_stories(model_path);
+  const std::vector<std::vector<int32_t>> prompts = {
+      {1, 403, 407, 261, 162}, {1, 365, 185, 29}, {1, 1, 2, 3, 4, 5, 6, 7, 8}};
+  auto prefilled = [&](size_t i) {
+    auto s = std::make_unique<Session>(model, kOneThread);
+    s->eval(prompts[i]);
+    return s;
+  };
+  auto argmax = [](std::span<const float> v) {
+    return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+  };
+  constexpr int kSteps = 24;
+  // Alone: session 0 by itself, and through eval().
+  std::vector<std::vector<float>> alone;
+  std::vector<int32_t> alone_ids;
+  {
+    auto a = prefilled(0), e = prefilled(0);
+    int32_t t = 403, te = 403;
+    for (int step = 0; step < kSteps; ++step) {
+      Session* one[] = {a.get()};
+      const int32_t tok[] = {t};
+      const auto out = eval_batch(one, tok);
+      ASSERT_EQ(out.size(), 1u);
+      alone.emplace_back(out[0].begin(), out[0].end());
+      t = argmax(out[0]);
+      alone_ids.push_back(t);
+      const int32_t one_e[] = {te};
+      const std::span<const float> le = e->eval(one_e);
+      ASSERT_EQ(le.size(), out[0].size());
+      float max_abs = 0, max_diff = 0;
+      for (size_t k = 0; k < le.size(); ++k) {
+        max_abs = std::max(max_abs, std::abs(le[k]));
+        max_diff = std::max(max_diff, std::abs(le[k] - out[0][k]));
+      }
+      EXPECT_LE(max_diff, 1e-4f * max_abs) << "step " << step;
+      te = argmax(le);
+      EXPECT_EQ(te, t) << "step " << step;
+    }
+  }
+  // Beside two other sessions at other lengths, session 0 in the middle of the batch, and
+  // from step 8 with the others in the opposite order.
+  auto a = prefilled(0), b = prefilled(1), c = prefilled(2);
+  int32_t ta = 403, tb = 365, tc = 9;
+  for (int step = 0; step < kSteps; ++step) {
+    std::vector<Session*> batch = {b.get(), a.get(), c.get()};
+    std::vector<int32_t> toks = {tb, ta, tc};
+    if (step >= 8) std::swap(batch[0], batch[2]), std::swap(toks[0], toks[2]);
+    const auto out = eval_batch(batch, toks);
+    ASSERT_EQ(out.size(), 3u);
+    ASSERT_EQ(out[1].size(), alone[static_cast<size_t>(step)].size());
+    EXPECT_EQ(std::memcmp(out[1].data(), alone[static_cast<size_t>(step)].data(),
+                          out[1].size() * sizeof(float)),
+              0)
+        << "step " << step << ": session 0's logits changed with the batch";
+    ta = argmax(out[1]);
+    EXPECT_EQ(ta, alone_ids[static_cast<size_t>(step)]);
+    tb = argmax(out[step >= 8 ? 2 : 0]);
+    tc = argmax(out[step >= 8 ? 0 : 2]);
+  }
+  EXPECT_EQ(a->n_past(), static_cast<int64_t>(prompts[0].size()) + kSteps);
+  EXPECT_EQ(c->n_past(), static_cast<int64_t>(prompts[2].size()) + kSteps);
+}
+
+TEST(Session, EvalBatchRejectsBadBatchesBeforeRunning) {
+  QKV_REQUIRE_SHARED(model_path, kModel);
+  const Model model = load_stories(model_path);
+  Session a(model, kOneThread), b(model, {.n_ctx = 2, .n_threads = 1});
+  const int32_t two[] = {5, 6};
+  b.eval(two);  // b's context is full
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  Session* both[] = {&a, &b};
+  Session* twice[] = {&a, &a};
+  Session* none[] = {&a, nullptr};
+  const int32_t one[] = {5};
+  EXPECT_NE(message([&] { eval_batch(both, one); }).find("1 tokens for 2 sessions"),
+            std::string::npos);
+  EXPECT_NE(message([&] { eval_batch(twice, two); }).find("session 1 is session 0 again"),
+            std::string::npos);
+  EXPECT_NE(message([&] { eval_batch(none, two); }).find("session 1 is null"), std::string::npos);
+  const int32_t bad[] = {5, 100000};
+  EXPECT_NE(message([&] { eval_batch(both, bad); }).find("100000"), std::string::npos);
+  EXPECT_NE(message([&] { eval_batch(both, two); }).find("context full"), std::string::npos);
+  EXPECT_EQ(a.n_past(), 0) << "a failed batch ran session a";
+  EXPECT_EQ(message([&] { eval_batch(std::span<Session* const>{}, {}); }),
+            "eval_batch: no sessions");
 }
 
 }  // namespace

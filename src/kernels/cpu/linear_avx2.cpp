@@ -117,10 +117,17 @@ void gemv_float_rows(const GemvTask& t, int64_t o) {
 // fp32 decode (m = 1) reads four weight rows per pass, sharing each load of x (+13-34% over one
 // row in three of four runs, -14% in one; OpenBLAS's sgemv does the same); for f16/bf16, two or
 // four rows per pass measured 20-30% slower than one row with four accumulators.
+// The accumulators per (weight row, row of x), U, depend only on the weight type, never on M:
+// a row's sum is then the same whatever the number of rows of x in the call (batch invariance,
+// docs/SERVER.md). R, the weight rows per pass, does not change any row's arithmetic.
+template <WeightType T>
+constexpr int kGemvChains = T == WeightType::f32 ? 2 : 4;
+
 template <WeightType T, int M>
 void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
-  constexpr int R = T == WeightType::f32 && M == 1 ? 4 : 1;
-  constexpr int U = R == 4 ? 2 : M <= 2 ? 4 : 2;
+  constexpr int U = kGemvChains<T>;
+  constexpr int R = T == WeightType::f32 ? (M == 1 ? 4 : M == 2 ? 2 : 1) : 1;
+  static_assert(R * M * U <= 12, "accumulators must stay in registers");
   int64_t o = o0;
   for (; o + R <= o1; o += R) gemv_float_rows<T, M, R, U>(t, o);
   for (; o < o1; ++o) gemv_float_rows<T, M, 1, U>(t, o);
@@ -131,7 +138,7 @@ void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
 // blocks per step go to separate accumulators, so the d-FMA chain (4 cycles) does not limit.
 template <int M>
 void gemv_q8_0(const GemvTask& t, int64_t o0, int64_t o1) {
-  constexpr int U = M <= 2 ? 2 : 1;
+  constexpr int U = 2;  // whatever M: a row's arithmetic must not depend on the rows beside it
   const int64_t n_blocks = t.n_in / 32;
   constexpr int64_t pf = kPrefetchBytes;
   const float* x[M];
@@ -196,7 +203,18 @@ void gemv_type(const GemvTask& t, int64_t o0, int64_t o1) {
       case 3:
         return gemv_float<T, 3>(t, o0, o1);
       default:
-        return gemv_float<T, 4>(t, o0, o1);
+        if constexpr (kGemvChains<T> * 4 > 12) {
+          // f16/bf16: four rows of x with four chains each would not fit the 16 registers; two
+          // passes of two rows over the (L2-resident) weight rows instead.
+          GemvTask half = t;
+          half.m = 2;
+          gemv_float<T, 2>(half, o0, o1);
+          half.x = t.x + 2 * t.ldx;
+          half.y = t.y + 2 * t.ldy;
+          return gemv_float<T, 2>(half, o0, o1);
+        } else {
+          return gemv_float<T, 4>(t, o0, o1);
+        }
     }
   }
 }
