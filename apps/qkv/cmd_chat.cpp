@@ -1,6 +1,6 @@
 // qkv chat [-m MODEL] [--system S] [--template FILE.jinja] [-n N] [--temp T] [--top-k K]
-//          [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--kv f32|f16|q8_0]
-//          [--threads N] [-t TOKENIZER]
+//          [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--ctx N]
+//          [--kv f32|f16|q8_0] [--threads N] [-t TOKENIZER]
 //   A conversation with a decoder model: each line read from standard input is a user turn, and
 //   the reply streams to stdout (a newline after it). The prompt of every turn is the whole
 //   conversation in the model's chat template (GGUF tokenizer.chat_template, HF
@@ -276,16 +276,7 @@ void setup(CLI::App& app) {
   app.add_option("--template", o->template_file,
                  "Jinja chat template file (default: the model's; ChatML when it has none)");
   app.add_option("-n,--n-predict", o->n, "most tokens per reply")->capture_default_str();
-  app.add_option("--temp", o->sampling.temperature, "temperature; 0 = greedy")
-      ->capture_default_str();
-  app.add_option("--top-k", o->sampling.top_k, "keep the K most likely tokens; 0 = off")
-      ->capture_default_str();
-  app.add_option("--top-p", o->sampling.top_p, "nucleus sampling mass; 1 = off")
-      ->capture_default_str();
-  app.add_option("--min-p", o->sampling.min_p, "drop tokens below P x the best; 0 = off")
-      ->capture_default_str();
-  app.add_option("--repeat-penalty", o->sampling.repeat_penalty, "repetition penalty; 1 = off")
-      ->capture_default_str();
+  add_sampling_options(app, o->sampling);
   app.add_option("--seed", o->seed, "random seed (default: a fresh one, printed)")
       ->check(seed_check());
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");

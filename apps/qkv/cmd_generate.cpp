@@ -176,19 +176,7 @@ void setup(CLI::App& app) {
   add_tokenizer_option(app, o->tokenizer);
   app.add_option("-p,--prompt", o->prompt, "prompt text (\"-\" reads standard input)");
   app.add_option("-n,--n-predict", o->n, "most tokens to generate")->capture_default_str();
-  app.add_option("--temp", o->sampling.temperature, "temperature; 0 = greedy")
-      ->capture_default_str();
-  app.add_option("--top-k", o->sampling.top_k, "keep the K most likely tokens; 0 = off")
-      ->capture_default_str();
-  app.add_option("--top-p", o->sampling.top_p, "nucleus sampling mass; 1 = off")
-      ->capture_default_str();
-  app.add_option("--min-p", o->sampling.min_p, "drop tokens below P x the best; 0 = off")
-      ->capture_default_str();
-  app.add_option("--repeat-penalty", o->sampling.repeat_penalty, "repetition penalty; 1 = off")
-      ->capture_default_str();
-  app.add_option("--repeat-last-n", o->sampling.repeat_last_n,
-                 "tokens the repetition penalty looks back over")
-      ->capture_default_str();
+  add_sampling_options(app, o->sampling);
   app.add_option("--seed", o->seed, "random seed (default: a fresh one, printed)")
       ->check(seed_check());
   app.add_option("--stop", o->stop, "stop at this text (not printed); repeatable")

@@ -48,6 +48,21 @@ CLI::Option* add_threads_option(CLI::App& app, int& threads) {
       ->check(CLI::Range(0, 4096));
 }
 
+void add_sampling_options(CLI::App& app, SamplingParams& sampling) {
+  app.add_option("--temp", sampling.temperature, "temperature; 0 = greedy")->capture_default_str();
+  app.add_option("--top-k", sampling.top_k, "keep the K most likely tokens; 0 = off")
+      ->capture_default_str();
+  app.add_option("--top-p", sampling.top_p, "nucleus sampling mass; 1 = off")
+      ->capture_default_str();
+  app.add_option("--min-p", sampling.min_p, "drop tokens below P x the best; 0 = off")
+      ->capture_default_str();
+  app.add_option("--repeat-penalty", sampling.repeat_penalty, "repetition penalty; 1 = off")
+      ->capture_default_str();
+  app.add_option("--repeat-last-n", sampling.repeat_last_n,
+                 "tokens the repetition penalty looks back over")
+      ->capture_default_str();
+}
+
 CLI::Option* add_json_flag(CLI::App& app, bool& json) {
   return app.add_flag("--json", json, "print JSON instead of text");
 }

@@ -44,6 +44,8 @@ CLI::Option* add_tokenizer_option(CLI::App& app, std::string& path);
 CLI::Option* add_threads_option(CLI::App& app, int& threads);
 // --json: print JSON instead of text.
 CLI::Option* add_json_flag(CLI::App& app, bool& json);
+// --temp, --top-k, --top-p, --min-p, --repeat-penalty and --repeat-last-n into `sampling`.
+void add_sampling_options(CLI::App& app, SamplingParams& sampling);
 
 // The names of an enum option's values, in the order the help lists them.
 template <typename E>

@@ -66,7 +66,7 @@ void attention_backward_reference(const BackwardProblem& bp) {
   const double scale = p.scale, cap = p.opt.softcap;
   const int64_t d = p.head_dim, dv = p.head_dim_v;
   auto at = [](const View4& t, int64_t b, int64_t i, int64_t h, int64_t c) {
-    return static_cast<double>(load_element(t, b, i, h, c));
+    return static_cast<double>(view_element(t, b, i, h, c));
   };
   auto ref = [](const MutView4& t, int64_t b, int64_t i, int64_t h, int64_t c) -> float& {
     return t.data[b * t.stride[0] + i * t.stride[1] + h * t.stride[2] + c * t.stride[3]];

@@ -67,21 +67,6 @@ std::string shape_str(const std::array<int64_t, 4>& s) {
   return core::concat("[", s[0], ", ", s[1], ", ", s[2], ", ", s[3], "]");
 }
 
-float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-  const int64_t off = i0 * t.stride[0] + i1 * t.stride[1] + i2 * t.stride[2] + i3 * t.stride[3];
-  switch (t.dtype) {
-    case DType::f32:
-      return static_cast<const float*>(t.data)[off];
-    case DType::f16:
-      return core::f16_to_f32(static_cast<const uint16_t*>(t.data)[off]);
-    case DType::bf16:
-      return core::bf16_to_f32(static_cast<const uint16_t*>(t.data)[off]);
-    case DType::q8_0:
-      return core::q8_0_value(t.data, off);
-  }
-  return 0.f;
-}
-
 AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, const MutView4& out,
                               std::span<float> lse, const AttentionOptions& opt, bool need_out,
                               bool any_q_dtype) {
@@ -203,8 +188,8 @@ void attention_reference(const AttentionProblem& p) {
           if (j < lo || j >= hi) continue;
           double dot = 0;
           for (int64_t c = 0; c < p.head_dim; ++c) {
-            dot += static_cast<double>(load_element(p.q, b, i, h, c)) *
-                   static_cast<double>(load_element(p.k, b, j, hk, c));
+            dot += static_cast<double>(view_element(p.q, b, i, h, c)) *
+                   static_cast<double>(view_element(p.k, b, j, hk, c));
           }
           s[j] = transform_score(p, b, h, i, j, dot * static_cast<double>(p.scale));
           if (s[j] > m) m = s[j];
@@ -217,7 +202,7 @@ void attention_reference(const AttentionProblem& p) {
             const double w = std::exp(s[j] - m);
             l += w;
             for (int64_t c = 0; c < p.head_dim_v; ++c) {
-              acc[c] += w * static_cast<double>(load_element(p.v, b, j, hk, c));
+              acc[c] += w * static_cast<double>(view_element(p.v, b, j, hk, c));
             }
           }
         }

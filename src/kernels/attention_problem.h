@@ -84,9 +84,6 @@ void check_lse_size(const char* what, const AttentionProblem& p, size_t lse_size
 // "[a, b, c, d]", for error messages.
 std::string shape_str(const std::array<int64_t, 4>& s);
 
-// Element access for k/v of any dtype.
-float load_element(const View4& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
-
 // The reference: naive and materialised, double accumulation.
 void attention_reference(const AttentionProblem& p);
 

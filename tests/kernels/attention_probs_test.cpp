@@ -21,8 +21,7 @@ std::vector<double> reference_row(const kernels::AttentionProblem& p, int64_t b,
   for (int64_t j = lo; j < hi; ++j) {
     double dot = 0;
     for (int64_t c = 0; c < p.head_dim; ++c) {
-      dot += double(kernels::load_element(p.q, b, i, h, c)) *
-             kernels::load_element(p.k, b, j, h / p.group, c);
+      dot += double(view_element(p.q, b, i, h, c)) * view_element(p.k, b, j, h / p.group, c);
     }
     s[j] = kernels::transform_score(p, b, h, i, j, dot * p.scale);
     m = std::max(m, s[j]);
@@ -72,7 +71,7 @@ TEST(AttentionProbs, MatchReferenceAndReproduceOutput) {
       for (int64_t d = 0; d < c.head_dim_v; ++d) {
         double acc = 0;
         for (int64_t j = 0; j < c.n_kv; ++j) {
-          acc += probs[r * c.n_kv + j] * kernels::load_element(in.v.view, b, j, h / p.group, d);
+          acc += probs[r * c.n_kv + j] * view_element(in.v.view, b, j, h / p.group, d);
         }
         EXPECT_NEAR(acc, o.at(b, rows[r], h, d), 3e-5);
       }

@@ -420,7 +420,7 @@ TEST(AttentionCpu, ReferenceBackendThroughPublicApi) {
   attention(in.q.view, in.k.view, in.v.view, b.view, b.lse_view(), c.opt);
   for (size_t i = 0; i < a.buf.size(); ++i) EXPECT_NEAR(a.buf[i], b.buf[i], 3e-5);
   // Query 0 of a causal square problem sees only key 0: its output is v[0].
-  EXPECT_NEAR(a.at(0, 0, 0, 0), kernels::load_element(in.v.view, 0, 0, 0, 0), 1e-6);
+  EXPECT_NEAR(a.at(0, 0, 0, 0), view_element(in.v.view, 0, 0, 0, 0), 1e-6);
 }
 
 std::string error_of(const std::function<void()>& f) {
