@@ -17,6 +17,8 @@ nlohmann::json tokens_json(const Explanation& e);
 nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector<float>>& maps,
                              std::vector<float>* rollout = nullptr);
 std::vector<std::vector<float>> all_maps(const Explanation& e);
+// One head's look scores as the report and the JSON export list them.
+nlohmann::json head_scores_json(int layer, int head, const LookScores& s);
 std::vector<double> rounded(const std::vector<float>& v);  // 6 decimals, for compact JSON
 std::string dump(const nlohmann::json& j, int indent);     // invalid UTF-8 replaced
 // The magic, version, length and header of a float32 C-order NPY 1.0 file of this shape, padded

@@ -49,6 +49,13 @@ std::vector<float> export_map(const AttentionCapture& c, size_t li, size_t hi, i
   return m;
 }
 
+nlohmann::json head_scores_json(int layer, int head, const LookScores& s) {
+  return {
+      {"layer", layer},   {"head", head},   {"entropy", s.entropy},     {"previous", s.previous},
+      {"first", s.first}, {"self", s.self}, {"same_word", s.same_word}, {"induction", s.induction},
+      {"rows", s.rows}};
+}
+
 nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector<float>>& maps,
                              std::vector<float>* rollout) {
   const int64_t n = static_cast<int64_t>(e.ids.size());
@@ -60,15 +67,7 @@ nlohmann::json analyses_json(const Explanation& e, const std::vector<std::vector
     for (size_t h = 0; h < nh; ++h) {
       const std::vector<float>& m = maps[l * nh + h];
       const LookScores s = look_scores(m, n, e.ids, e.word_ids);
-      heads.push_back({{"layer", e.capture.layers()[l]},
-                       {"head", e.capture.heads()[h]},
-                       {"entropy", s.entropy},
-                       {"previous", s.previous},
-                       {"first", s.first},
-                       {"self", s.self},
-                       {"same_word", s.same_word},
-                       {"induction", s.induction},
-                       {"rows", s.rows}});
+      heads.push_back(head_scores_json(e.capture.layers()[l], e.capture.heads()[h], s));
       all.insert(all.end(), m.begin(), m.end());
     }
     const std::vector<float> mean = mean_map(all, static_cast<int64_t>(nh), n);

@@ -220,15 +220,7 @@ void add_rows(nlohmann::json& j, const Explanation& e, const ReportOptions& o, b
     for (size_t l = 0; l < nl; ++l) {
       for (size_t h = 0; h < nh; ++h) {
         const LookScores s = look_scores(c.map(l, h, n), n, e.ids, e.word_ids);
-        heads.push_back({{"layer", c.layers()[l]},
-                         {"head", c.heads()[h]},
-                         {"entropy", s.entropy},
-                         {"previous", s.previous},
-                         {"first", s.first},
-                         {"self", s.self},
-                         {"same_word", s.same_word},
-                         {"induction", s.induction},
-                         {"rows", s.rows}});
+        heads.push_back(head_scores_json(c.layers()[l], c.heads()[h], s));
       }
     }
     j["analyses"] = {{"heads", std::move(heads)}};
