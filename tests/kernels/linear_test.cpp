@@ -11,7 +11,9 @@
 // of sum |x w| for n_in <= 1100, which this tolerance catches.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "common/test_scale.h"
+#include "core/cpu_features.h"
 #include "core/half.h"
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_target.h"
@@ -363,8 +366,9 @@ TEST(Linear, QuantDecodersMatchTheScalarDequantizerBitForBit) {
 
 // Batch invariance (qkv serve's batched decode steps, qkv::eval_batch): on the matrix-vector path
 // a row's result is bitwise the same whatever the other rows and their number, on every target,
-// type and thread count. A kernel whose accumulation depended on the row group (1..kGemvRows
-// rows per pass) or on where the threads cut the outputs would fail here.
+// type and thread count: calls of 1..9 rows against one of 11. A kernel whose accumulation
+// depended on the row group (1..kGemvRows rows per pass, AVX-512 tiles of up to 4 rows) or on
+// where the threads cut the outputs would fail here.
 TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
   std::mt19937 rng(29);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -383,8 +387,7 @@ TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
         lin.forward_on(*t, kernels::LinearPath::gemv, x.data(), kBatch, n_in, all.data(), n_out,
                        threads);
         for (int64_t i = 0; i < kBatch; ++i) {
-          for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}}) {
-            if (i + m > kBatch) continue;
+          for (int64_t m = 1; m <= 9 && i + m <= kBatch; ++m) {
             std::vector<float> part(static_cast<size_t>(m * n_out));
             lin.forward_on(*t, kernels::LinearPath::gemv, x.data() + i * n_in, m, n_in, part.data(),
                            n_out, 3 - threads);
@@ -398,6 +401,19 @@ TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
         }
       }
     }
+  }
+}
+
+// Every target the CPU has is run by the tests above; the AVX-512 one must be among them (and be
+// the one chosen) on a CPU that has it, or its kernels would go untested and unused.
+TEST(Linear, TheBestTargetIsRunnableAndSelected) {
+  const auto targets = kernels::cpu::linear_targets_runnable();
+  if (!core::cpu_features().has_avx512_target()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::vector<std::string> names;
+  for (const LinearTargetOps* t : targets) names.push_back(t->name);
+  EXPECT_NE(std::find(names.begin(), names.end(), "avx512"), names.end());
+  if (!std::getenv("QKV_CPU_TARGET")) {
+    EXPECT_STREQ(kernels::cpu::linear_target_selected().name, "avx512");
   }
 }
 

@@ -67,9 +67,8 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
     row_to_f32(type, w + o * w_stride, 0, n_in, out + (o - o0) * ld_out);
 }
 
-// The avx2 kernels also serve avx512 machines.
 TargetTable<LinearTargetOps> linear_targets() {
-  return {&linear_target_generic(), &linear_target_avx2(), nullptr};
+  return {&linear_target_generic(), &linear_target_avx2(), &linear_target_avx512()};
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The matrix-vector kernels of the linear layers and the weight-to-fp32 converters, compiled once
-// per SIMD target (linear_generic.cpp, linear_avx2.cpp) and chosen at run time like the attention
+// per SIMD target (linear_generic.cpp, linear_avx2.cpp, linear_avx512.cpp) and chosen at run time like the attention
 // targets (QKV_CPU_TARGET can lower the choice).
 #pragma once
 
@@ -37,7 +37,8 @@ struct LinearTargetOps {
 };
 
 const LinearTargetOps& linear_target_generic();
-const LinearTargetOps& linear_target_avx2();  // the generic one where the CPU lacks AVX2+FMA+F16C
+const LinearTargetOps& linear_target_avx2();    // the generic one where the CPU lacks AVX2+FMA+F16C
+const LinearTargetOps& linear_target_avx512();  // the generic one off x86
 // The best target the CPU has, lowered by QKV_CPU_TARGET=generic (read once).
 const LinearTargetOps& linear_target_selected();
 // Every target this CPU can run, generic first (tests run them all).

@@ -2,10 +2,11 @@
 // target: the linear layers' targets (cpu/linear_generic.cpp, cpu/linear_avx2.cpp) call these for
 // every block type except Q8_0, which has its own kernels there.
 //
-// The kernels decode the blocks straight from the weight's memory (the model file's map) into an
-// L1-resident fp32 chunk of kChunk values, bit-identical to the scalar dequantizer, and take its
-// dot products with the fp32 activations (fp32 FMA, several partial sums; activations are not
-// quantized, see linear.h).
+// The AVX2 kernels decode the blocks straight from the weight's memory (the model file's map)
+// into an L1-resident fp32 chunk of kChunk values, bit-identical to the scalar dequantizer, and
+// take its dot products with the fp32 activations (fp32 FMA, several partial sums; activations
+// are not quantized, see linear.h). The AVX-512 kernels decode the same values into registers
+// and multiply them at once.
 #pragma once
 
 #include <cstdint>
@@ -24,5 +25,12 @@ namespace avx2 {
 void decode(QuantType q, const uint8_t* row, int64_t k0, int64_t n, float* out);
 void gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1);
 }  // namespace avx2
+
+namespace avx512 {
+// The matrix-vector product with blocks decoded in registers (gemv_avx512.cpp); false, doing
+// nothing, for the types it has no decoder for (Q2_K, Q3_K: use avx2::gemv). Needs the avx512
+// target (cpu/targets.h).
+bool gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1);
+}  // namespace avx512
 
 }  // namespace qkv::kernels::quant
