@@ -52,6 +52,19 @@ QKV_INLINE float half(uint16_t h) {
   return _cvtsh_ss(h);
 }
 
+// d (f16 bits) in every lane: a word broadcast from memory and one conversion, instead of a
+// scalar conversion and a register broadcast (both on the shuffle ports that vpermps needs).
+QKV_INLINE __m512 splat_half(const uint16_t& h) {
+  return _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(h)));
+}
+
+// Makes the compiler read `p` from memory again, so that the _mm512_set1_ps of its elements
+// become broadcasts from memory (load ports) rather than vpermd + vpbroadcastd on the values it
+// still holds in a register (the shuffle ports, which the permutes of the decoders saturate).
+QKV_INLINE void reload(const float* p) {
+  __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
 QKV_INLINE __m512 iota16(float start) {
   return _mm512_add_ps(_mm512_set1_ps(start),
                        _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -89,7 +102,7 @@ struct Q4_0 {
   template <class F>
   static QKV_INLINE void run(const Block& b, F&& f) {
     // float(q - 8) * d, as the scalar (exact: 4 x 11 significant bits).
-    const __m512 table = _mm512_mul_ps(iota16(-8), _mm512_set1_ps(half(b.d)));
+    const __m512 table = _mm512_mul_ps(iota16(-8), splat_half(b.d));
     const __m512i q = bytes16(b.qs);
     f(0, _mm512_permutexvar_ps(q, table));
     f(1, _mm512_permutexvar_ps(high4(q), table));
@@ -212,6 +225,7 @@ QKV_INLINE void k_scales(const uint8_t* packed, uint16_t d, uint16_t dmin, float
       _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(d))),
                               _mm_set1_epi16(static_cast<short>(dmin)), 1));
   _mm512_store_ps(dl, _mm512_mul_ps(scale, codes));
+  reload(dl);
 }
 
 struct Q4_K {
@@ -282,6 +296,7 @@ struct Q6_K {
     const __m512 scales = _mm512_cvtepi32_ps(
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
     _mm512_store_ps(ds, _mm512_mul_ps(_mm512_set1_ps(half(b.d)), scales));
+    reload(ds);
     const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3), off = _mm512_set1_epi8(32);
     // Per 16-bit lane, the shift of qh for the low / high 256 bits of a 512-bit vector.
     const __m512i s02 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
