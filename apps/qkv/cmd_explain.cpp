@@ -3,14 +3,15 @@
 //             [--compare "TEXT B"] [--png F] [--svg F] [--npy F]
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
-//             [--chat [--system S] | --messages CONV.json]
+//             [--chat [--system S] | --messages CONV.json] [--target TOKEN] [--contrast TOKEN]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
 //   "where does it look" scores, and with --token the tokens that token attends to most.
 //   --chat: the text is a user turn in the model's chat template (as generate --chat);
 //   --messages: a whole conversation in it. Models with sliding-window layers get a line saying
-//   which layers are local (window) and which global.
+//   which layers are local (window) and which global. --target / --contrast name the next token
+//   that the methods beyond maps explain (docs/EXPLAIN.md, "Targets").
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <unistd.h>
 
@@ -39,6 +40,7 @@ constexpr int kAll = -1;  // --layers all, --heads all
 
 struct ExplainCliOptions {
   std::string model, tokenizer, text, token, map, compare;
+  std::string target, contrast;                // --target, --contrast: the token the methods score
   std::vector<int> layers{kAll}, heads{kAll};  // [kAll]: every one
   std::string html, html_sections, png, svg, npy, safetensors, npy_stream;
   OverflowKeep overflow = OverflowKeep::top_k;
@@ -243,6 +245,18 @@ void write_file(const std::string& path, const std::string& text) {
   write_output_file(path, text);
 }
 
+// --target / --contrast: the token after the prompt that the methods explain (none without
+// either flag).
+std::optional<ExplainTarget> explain_target(const Model& model, const Explanation& e,
+                                            const ExplainCliOptions& o) {
+  if (o.target.empty() && o.contrast.empty()) return std::nullopt;
+  const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
+  ExplainTarget t = resolve_target(model, prompt, o.target, o.contrast);
+  std::fprintf(stderr, "%s, at position %lld\n", t.note.c_str(),
+               static_cast<long long>(t.position));
+  return t;
+}
+
 void run(const ExplainCliOptions& o) {
   const bool chat = o.chat || !o.messages_file.empty();
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
@@ -284,6 +298,7 @@ void run(const ExplainCliOptions& o) {
   const int64_t n = static_cast<int64_t>(e.ids.size());
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
+  const std::optional<ExplainTarget> target = explain_target(model, e, o);
 
   if (e.capture.streamed()) {
     write_tokens_json(o.npy_stream + ".tokens.json", e);
@@ -374,6 +389,11 @@ void setup(CLI::App& app) {
   app.add_option("text", o->text, "text to explain (with --chat: the user turn)");
   app.add_option("-n,--n-predict", o->n, "decoders: tokens to generate greedily (maps grow)")
       ->capture_default_str();
+  app.add_option("--target", o->target,
+                 "decoders: the next token the methods explain: one token's text (a leading "
+                 "space is tried as after the prompt) or #ID; default: the greedy next token");
+  app.add_option("--contrast", o->contrast,
+                 "score logit(target) - logit(CONTRAST) instead of the target's log-probability");
   app.add_option("--token", o->token, "show what this token attends to (text or #POSITION)");
   add_index_list(app, "--layers", o->layers, "layers to capture");
   add_index_list(app, "--heads", o->heads, "heads to capture");

@@ -303,3 +303,42 @@ void write_html(const std::string& path, const Explanation& e, const ReportOptio
 std::string report_rows_dir(const std::string& html_path);
 
 }  // namespace qkv
+
+namespace qkv {
+
+// ---------------------------------------------------------------------------------------------
+// Interventions and lens. Targets: what the methods below (and the attribution methods) score.
+
+// The token a method explains: the one predicted after the prompt, i.e. the logits of the last
+// prompt row (`position`). With a contrast token the score is the logit difference
+// logit(id) - logit(contrast_id); without, the target's log-probability (log-softmax).
+struct ExplainTarget {
+  int32_t id = -1;
+  std::string text;          // its bytes as text (visible_token draws them)
+  int64_t position = -1;     // the prompt row whose logits predict it: n_prompt - 1
+  int32_t contrast_id = -1;  // -1: no contrast
+  std::string contrast_text;
+  // How the tokens were picked: "target \" animal\" (id 301, from --target animal)" or "the
+  // model's greedy next token ...", for the terminal and the report notes.
+  std::string note;
+  bool has_contrast() const { return contrast_id >= 0; }
+};
+
+// Resolves `target` and `contrast` (qkv explain --target / --contrast) after the prompt `prompt`
+// (ids as run, BOS included). A spec is "#ID" or text that must be exactly one token: text
+// without a leading space is tried with one first when the prompt's last token does not end in
+// whitespace (" animal" is the word that follows "It"), then as written (and the other way round
+// after whitespace); the note says which was picked. An empty `target` is the model's greedy next
+// token: the argmax of `next_logits` (the last prompt row's logits, [n_vocab]), or of a forward
+// pass of the prompt when they are empty. An empty `contrast` is none. Throws InvalidArgument
+// naming the text that failed ("target \"tired\" is 2 tokens: \" t\" \"ired\"; ...") or an id
+// out of range, and for encoders (BERT), which predict no next token.
+ExplainTarget resolve_target(const Model& model, std::span<const int32_t> prompt,
+                             std::string_view target, std::string_view contrast = {},
+                             std::span<const float> next_logits = {});
+
+// The score of a row of logits ([n_vocab]): logit(id) - logit(contrast_id) with a contrast, else
+// log_softmax(logits)[id] (computed in double).
+double target_score(const ExplainTarget& target, std::span<const float> logits);
+
+}  // namespace qkv
