@@ -126,6 +126,7 @@ constexpr int64_t kGemvBlockBytes = 256 << 10;
 // one thread, against fp32: 256 KiB panels lost 24-45%, 1 MiB 8-40%, 4 MiB 21-24%; the final runs
 // give 0.92 of fp32, docs/PERFORMANCE.md). At least two panels per thread, for balance.
 constexpr int64_t kPanelBytes = 4 << 20;
+constexpr int64_t kBackwardPanelBytes = 16 << 20;
 
 bool fp32_in_place(const WeightView& w, int64_t stride) {
   return w.type == WeightType::f32 && stride % 4 == 0 &&
@@ -245,6 +246,63 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
     cpu::sgemm_nt(m, o1 - o0, n_in, x, ldx, panel.data(), n_in, y + o0, ldy, 1);
     add_bias(b, m, o0, o1, y, ldy);
   });
+}
+
+void Linear::backward_input(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,
+                            bool accumulate, int n_threads, LinearScratch* scratch) const {
+  if (!impl_)
+    core::throw_invalid("Linear::backward_input on an empty (default-constructed) Linear");
+  if (m < 0 || lddy < view_.n_out || lddx < view_.n_in || (m > 0 && (!dy || !dx))) {
+    core::throw_invalid("Linear::backward_input: m ", m, ", lddy ", lddy, " (n_out ", view_.n_out,
+                        "), lddx ", lddx, " (n_in ", view_.n_in, ")");
+  }
+  if (m == 0) return;
+  const int64_t n_out = view_.n_out, n_in = view_.n_in;
+  const int64_t stride = row_stride(view_);
+  const auto* w = static_cast<const uint8_t*>(view_.data);
+  const int threads = core::resolve_threads(n_threads);
+  if (fp32_in_place(view_, stride)) {
+    cpu::sgemm(false, false, m, n_in, n_out, 1.0f, dy, lddy, reinterpret_cast<const float*>(w),
+               stride / 4, accumulate ? 1.0f : 0.0f, dx, lddx, threads);
+    return;
+  }
+  // Panels of whole rows of W: each is converted by all threads, then multiplied on all threads
+  // (every panel adds into all of dx, so panels cannot run side by side without copies of dx).
+  // The product's inner dimension is the panel's row count, so panels are larger than
+  // forward's: 16 MiB is 2,048 rows of a 2,048-wide f32 panel.
+  const int64_t rows = std::clamp<int64_t>(kBackwardPanelBytes / (4 * n_in), 1, n_out);
+  LinearScratch local;
+  LinearScratch& s = scratch ? *scratch : local;
+  if (s.panels.empty()) s.panels.resize(1);
+  std::vector<float>& panel = s.panels[0];  // [rows, n_in]
+  if (panel.size() < static_cast<size_t>(rows * n_in)) panel.resize(rows * n_in);
+  const cpu::LinearTargetOps& target = cpu::linear_target_selected();
+  for (int64_t o0 = 0; o0 < n_out; o0 += rows) {
+    const int64_t o1 = std::min(n_out, o0 + rows);
+    const int64_t part = (o1 - o0 + 2 * threads - 1) / (2 * threads);
+    core::parallel_for_dynamic((o1 - o0 + part - 1) / part, threads, [&](int64_t item, int) {
+      const int64_t a = o0 + item * part, b = std::min(o1, a + part);
+      target.to_f32(view_.type, w, stride, n_in, a, b, panel.data() + (a - o0) * n_in, n_in);
+    });
+    cpu::sgemm(false, false, m, n_in, o1 - o0, 1.0f, dy + o0, lddy, panel.data(), n_in,
+               accumulate || o0 > 0 ? 1.0f : 0.0f, dx, lddx, threads);
+  }
+}
+
+void linear_backward_reference(const WeightView& w, const float* dy, int64_t m, int64_t lddy,
+                               float* dx, int64_t lddx) {
+  std::vector<double> acc(static_cast<size_t>(m * w.n_in));
+  std::vector<float> row(static_cast<size_t>(w.n_in));
+  for (int64_t o = 0; o < w.n_out; ++o) {
+    weight_row_to_f32(w, o, row.data());
+    for (int64_t i = 0; i < m; ++i) {
+      const double g = dy[i * lddy + o];
+      for (int64_t k = 0; k < w.n_in; ++k) acc[static_cast<size_t>(i * w.n_in + k)] += g * row[k];
+    }
+  }
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t k = 0; k < w.n_in; ++k)
+      dx[i * lddx + k] = static_cast<float>(acc[static_cast<size_t>(i * w.n_in + k)]);
 }
 
 void linear_reference(const WeightView& w, const float* bias, const float* x, int64_t m,

@@ -104,6 +104,13 @@ class Linear {
                   int64_t ldx, float* y, int64_t ldy, int n_threads = 0,
                   LinearScratch* scratch = nullptr) const;
 
+  // The input gradient of forward(): dx[i, :] = dy[i, :] · W for i < m (dx overwritten, or added
+  // to when `accumulate`); the bias takes no part. For backward passes that need no weight
+  // gradients (attribution): fp32 weights are used in place, other types are decoded to fp32
+  // panels of rows (exactly as forward's conversion) and multiplied by the GEMM library.
+  void backward_input(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,
+                      bool accumulate, int n_threads = 0, LinearScratch* scratch = nullptr) const;
+
   int64_t n_in() const { return view_.n_in; }
   int64_t n_out() const { return view_.n_out; }
   const WeightView& view() const { return view_; }
@@ -119,6 +126,10 @@ class Linear {
 // The oracle: double accumulation, one row at a time.
 void linear_reference(const WeightView& w, const float* bias, const float* x, int64_t m,
                       int64_t ldx, float* y, int64_t ldy);
+
+// The twin of Linear::backward_input: dx[i, :] = dy[i, :] · W in double, one row at a time.
+void linear_backward_reference(const WeightView& w, const float* dy, int64_t m, int64_t lddy,
+                               float* dx, int64_t lddx);
 
 // Where the time of a forward goes, for benchmarks: the name of the GEMM library and the
 // matrix-vector kernel target in use, e.g. "openblas-openmp 0.3.21 (Zen) + avx2".

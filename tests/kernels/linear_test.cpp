@@ -258,6 +258,70 @@ TEST(Linear, RandomShapesEveryTypeAndPath) {
   }
 }
 
+// The input gradient dx = dy · W (Linear::backward_input) against its double-accumulating twin,
+// for every weight type, strided dy and dx with guard values, overwritten and accumulated. The
+// tolerance is the forward's, per element relative to sum_o |dy_o w_ok| (plus the old value when
+// accumulating): the same fp32 products summed by the library in another order. Panels: n_out up
+// to 2,200 rows of 2,048 columns cross the 16 MiB panel boundary of the converted types.
+TEST(Linear, BackwardInputMatchesTheReference) {
+  std::mt19937 rng(11);
+  struct Case {
+    int64_t m, n_in, n_out;
+  };
+  for (WeightType type : kTypes) {
+    const auto n_ins = n_in_choices(type);
+    std::vector<Case> cases_list = {
+        {1, n_ins.front(), 3}, {5, n_ins.back(), 37}, {33, n_ins[1], 129}};
+    if (type == WeightType::f16 || type == WeightType::q8_0) cases_list.push_back({3, 2048, 2200});
+    for (const Case& c : cases_list) {
+      for (bool accumulate : {false, true}) {
+        const Weight w = make_weight(type, c.n_out, c.n_in, rng() % 2 ? 6 : 0, 0, rng);
+        std::uniform_real_distribution<float> u(-1.f, 1.f);
+        const int64_t lddy = c.n_out + 2, lddx = c.n_in + 3;
+        std::vector<float> dy(static_cast<size_t>(c.m * lddy),
+                              std::numeric_limits<float>::quiet_NaN());
+        for (int64_t i = 0; i < c.m; ++i)
+          for (int64_t o = 0; o < c.n_out; ++o) dy[i * lddy + o] = u(rng);
+        std::vector<float> dx(static_cast<size_t>(c.m * lddx), kGuard), old(dx.size());
+        for (int64_t i = 0; i < c.m; ++i)
+          for (int64_t k = 0; k < c.n_in; ++k) dx[i * lddx + k] = u(rng);
+        old = dx;
+        std::vector<float> ref(dx.size());
+        kernels::linear_backward_reference(w.view, dy.data(), c.m, lddy, ref.data(), lddx);
+        std::vector<double> scale(static_cast<size_t>(c.m * c.n_in));
+        std::vector<float> wrow(static_cast<size_t>(c.n_in));
+        for (int64_t o = 0; o < c.n_out; ++o) {
+          kernels::weight_row_to_f32(w.view, o, wrow.data());
+          for (int64_t i = 0; i < c.m; ++i)
+            for (int64_t k = 0; k < c.n_in; ++k)
+              scale[i * c.n_in + k] += std::fabs(double(dy[i * lddy + o]) * wrow[k]);
+        }
+        const Linear lin(w.view);
+        lin.backward_input(dy.data(), c.m, lddy, dx.data(), lddx, accumulate, 2);
+        int bad = 0;
+        for (int64_t i = 0; i < c.m && bad < 5; ++i) {
+          for (int64_t k = 0; k < lddx && bad < 5; ++k) {
+            const size_t at = static_cast<size_t>(i * lddx + k);
+            if (k >= c.n_in) {
+              if (dx[at] != kGuard) ++bad, ADD_FAILURE() << "wrote the padding dx[" << i << "]";
+              continue;
+            }
+            const double want = ref[at] + (accumulate ? double(old[at]) : 0.0);
+            const double tol =
+                kTol * (scale[i * c.n_in + k] + (accumulate ? std::fabs(old[at]) : 0.0)) + 1e-30;
+            if (!(std::fabs(dx[at] - want) <= tol)) {
+              ++bad;
+              ADD_FAILURE() << kernels::weight_type_name(type) << " m" << c.m << " n_in" << c.n_in
+                            << " n_out" << c.n_out << " accumulate " << accumulate << ": dx[" << i
+                            << ", " << k << "] = " << dx[at] << ", reference " << want;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // m just below and above the switch from the matrix-vector kernels to the GEMM library.
 TEST(Linear, AroundTheCrossover) {
   for (WeightType type : kTypes) {
