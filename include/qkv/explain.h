@@ -302,6 +302,85 @@ std::string render_html(const Explanation& e, const ReportOptions& options = {})
 void write_html(const std::string& path, const Explanation& e, const ReportOptions& options = {});
 std::string report_rows_dir(const std::string& html_path);
 
+// ---------------------------------------------------------------------------------------------
+// Attribution: which input tokens, and which attention heads, a prediction rests on, by gradients
+// (docs/EXPLAIN.md, "Attribution"). Decoders only (an encoder is refused with InvalidArgument).
+//
+// The score f is of the logits of the last token run, i.e. of the prediction of the token after
+// them: log_softmax(z)[target] (the target's log-probability), or z[target] - z[contrast] ("why the
+// target rather than the contrast"). Gradients are taken with respect to the token embedding rows
+// (as the embedding table holds them, dequantized; learned positions are held fixed) by a
+// backward pass through the model's (dequantized) weights.
+
+enum class AttributionMethod : uint8_t {
+  grad_x_input,          // a_t = <e_t, df/de_t>: one forward and one backward pass
+  integrated_gradients,  // a_t = <e_t - b_t, mean over the path of df/de_t> (Sundararajan 2017)
+};
+std::string_view attribution_method_name(AttributionMethod m);  // "grad_x_input", ...
+
+struct AttributionOptions {
+  AttributionMethod method = AttributionMethod::grad_x_input;
+  // Integrated gradients: points of the straight path from the baseline to the input, at the
+  // nodes of Gauss-Legendre quadrature on [0, 1] (exact for polynomials of degree 2 steps - 1;
+  // a Riemann sum's error falls only as 1 / steps).
+  int steps = 32;
+  // The baseline: this token's embedding at every position; -1: the tokenizer's padding token,
+  // else its unknown token, else its end of text, else id 0. Not the zero vector: from zero
+  // embeddings a pre-norm model's residual stream starts below the norms' epsilon, every norm
+  // amplifies by up to 1/sqrt(eps), and the score jumps by units at path points of 1e-7 and
+  // below (docs/EXPLAIN.md, "Attribution").
+  int32_t baseline_token = -1;
+  // Also attention x gradient: per layer and head, the attention probabilities times the
+  // gradient of f with respect to them (at the input itself).
+  bool attention_gradient = false;
+  int n_threads = 0;
+  // The activations one batched pass may keep (integrated gradients runs as many path points side
+  // by side as fit): 2 GiB, about 2 points of 512 tokens of a 1B model, 16 of 64 tokens.
+  int64_t max_batch_bytes = int64_t(2) << 30;
+  Backend attention_backend = Backend::automatic;  // Backend::reference: tests
+};
+
+struct Attribution {
+  AttributionMethod method = AttributionMethod::grad_x_input;
+  int steps = 0;         // integrated gradients' path points; 0 for grad x input
+  std::string baseline;  // what the path starts from ("" for grad x input)
+  int32_t baseline_token = -1;
+  int32_t target = -1, contrast = -1;  // token ids; contrast -1: none
+  std::string target_text, contrast_text;
+  int64_t position = -1;       // the row whose logits are scored: the last token run (T - 1)
+  double score = 0;            // f at the input
+  double baseline_score = 0;   // f at the baseline (integrated gradients)
+  std::vector<double> scores;  // [T] one signed value per input token
+  // Attention x gradient (AttributionOptions::attention_gradient), every layer and head:
+  //   head_scores [n_layer, n_head]    sum over all rows i and keys j of P_ij df/dP_ij: the
+  //                                    first-order change of f if the head's output were removed,
+  //                                    negated (positive: the head supports the target)
+  //   rows        [n_layer, n_head, T] P_(T-1)j df/dP_(T-1)j of the scored row
+  int64_t n_layer = 0, n_head = 0;
+  std::vector<double> head_scores;
+  std::vector<float> rows;
+  // Cost: wall time, the time of one forward pass of the same tokens in the same run, and their
+  // ratio (forward-pass equivalents).
+  double seconds = 0, forward_seconds = 0;
+  double forward_equivalents() const { return forward_seconds > 0 ? seconds / forward_seconds : 0; }
+  double sum() const;  // of scores; integrated gradients: close to score - baseline_score
+};
+
+// Attribution of the prediction after `ids` (the prompt, BOS included if wanted) to each of them.
+// Throws InvalidArgument for an encoder, empty ids, or a target/contrast outside the vocabulary.
+Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t target,
+                      int32_t contrast = -1, const AttributionOptions& options = {});
+
+// The report sections (docs/EXPLAIN.md, "Report data") as JSON text: "attribution", and
+// "attention_gradient" (empty when it was not computed). Add them to ReportOptions::sections.
+std::string attribution_json(const Attribution& a);
+std::string attention_gradient_json(const Attribution& a);
+
+// A terminal summary: the method and target, the `top` source tokens by |score| (with their
+// position and sign), completeness, the strongest heads when present, and the cost.
+std::string render_attribution(const Attribution& a, const std::vector<std::string>& tokens,
+                               int top = 8);
+
 }  // namespace qkv
 
 namespace qkv {

@@ -88,7 +88,10 @@ class Pass {
     nq_w_ = nh_ * hd_;
     nkv_w_ = nkv_ * hd_;
     ff_ = c_.n_ff;
-    threads_ = core::resolve_threads(options.n_threads);
+    // One thread below 16 MB of weight traffic, as model/forward.cpp's threads_for (measured
+    // there: parallel regions cost more than such passes on a shared machine).
+    threads_ =
+        r_ * m_.matrix_bytes < (int64_t{16} << 20) ? 1 : core::resolve_threads(options.n_threads);
     const int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : n_;
     inv_freq_global_ = !m_.rope_inv_freq_long.empty() && n_ctx > c_.n_ctx_orig
                            ? &m_.rope_inv_freq_long
