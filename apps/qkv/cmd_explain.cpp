@@ -4,6 +4,7 @@
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //             [--chat [--system S] | --messages CONV.json] [--target TOKEN] [--contrast TOKEN]
+//             [--attribute grad|ig [--steps N]] [--attention-gradient]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
@@ -11,7 +12,9 @@
 //   --chat: the text is a user turn in the model's chat template (as generate --chat);
 //   --messages: a whole conversation in it. Models with sliding-window layers get a line saying
 //   which layers are local (window) and which global. --target / --contrast name the next token
-//   that the methods beyond maps explain (docs/EXPLAIN.md, "Targets").
+//   that the methods beyond maps explain (docs/EXPLAIN.md, "Targets"). --attribute and
+//   --attention-gradient attribute it to the prompt's tokens and to each head by gradients
+//   (docs/EXPLAIN.md, "Attribution"): a summary on the terminal, sections in --html and --json.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <unistd.h>
 
@@ -41,6 +44,9 @@ constexpr int kAll = -1;  // --layers all, --heads all
 struct ExplainCliOptions {
   std::string model, tokenizer, text, token, map, compare;
   std::string target, contrast;                // --target, --contrast: the token the methods score
+  std::string attribute;                       // --attribute grad|ig
+  int steps = 0;                               // --steps (ig; 0: AttributionOptions' default)
+  bool attention_gradient = false;             // --attention-gradient
   std::vector<int> layers{kAll}, heads{kAll};  // [kAll]: every one
   std::string html, html_sections, png, svg, npy, safetensors, npy_stream;
   OverflowKeep overflow = OverflowKeep::top_k;
@@ -257,6 +263,39 @@ std::optional<ExplainTarget> explain_target(const Model& model, const Explanatio
   return t;
 }
 
+// --attribute grad|ig and --attention-gradient: the target (the greedy next token without
+// --target) attributed to the prompt's tokens and, per head, to the attention probabilities.
+std::optional<Attribution> attribution(const Model& model, const Explanation& e,
+                                       const ExplainCliOptions& o,
+                                       const std::optional<ExplainTarget>& target) {
+  if (o.steps != 0 && o.attribute != "ig") throw Error("--steps needs --attribute ig");
+  if (o.attribute.empty() && !o.attention_gradient) return std::nullopt;
+  const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
+  const ExplainTarget t = target ? *target : resolve_target(model, prompt, "");
+  if (!target) std::fprintf(stderr, "%s\n", t.note.c_str());
+  AttributionOptions ao;
+  ao.method = o.attribute == "ig" ? AttributionMethod::integrated_gradients
+                                  : AttributionMethod::grad_x_input;
+  if (o.steps != 0) ao.steps = o.steps;
+  ao.attention_gradient = o.attention_gradient;
+  ao.n_threads = o.threads;
+  Attribution a = attribute(model, prompt, t.id, t.contrast_id, ao);
+  std::fprintf(stderr, "attribution (%s): %.2f s, %.1f forward-pass equivalents\n",
+               std::string(attribution_method_name(a.method)).c_str(), a.seconds,
+               a.forward_equivalents());
+  return a;
+}
+
+// The attribution sections (docs/EXPLAIN.md, "Report data") as (key, JSON text) pairs.
+std::vector<std::pair<std::string, std::string>> attribution_sections(
+    const std::optional<Attribution>& a) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!a) return out;
+  out.emplace_back("attribution", attribution_json(*a));
+  if (!a->head_scores.empty()) out.emplace_back("attention_gradient", attention_gradient_json(*a));
+  return out;
+}
+
 void run(const ExplainCliOptions& o) {
   const bool chat = o.chat || !o.messages_file.empty();
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
@@ -299,6 +338,7 @@ void run(const ExplainCliOptions& o) {
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
+  const std::optional<Attribution> attr = attribution(model, e, o, target);
 
   if (e.capture.streamed()) {
     write_tokens_json(o.npy_stream + ".tokens.json", e);
@@ -320,6 +360,7 @@ void run(const ExplainCliOptions& o) {
   if (!o.html.empty()) {
     ReportOptions r = report_view(e, o);
     if (b) r.compare = &*b;
+    for (auto& section : attribution_sections(attr)) r.sections.push_back(std::move(section));
     write_html(o.html, e, r);
     std::fprintf(stderr, "wrote %s\n", o.html.c_str());
   }
@@ -332,7 +373,14 @@ void run(const ExplainCliOptions& o) {
     std::fprintf(stderr, "wrote %s (%s)\n", o.svg.c_str(), title.c_str());
   }
   if (o.json) {
-    std::cout << to_json(e) << "\n";
+    const auto sections = attribution_sections(attr);
+    if (sections.empty()) {
+      std::cout << to_json(e) << "\n";
+      return;
+    }
+    nlohmann::json j = nlohmann::json::parse(to_json(e));
+    for (const auto& [key, text] : sections) j[key] = nlohmann::json::parse(text);
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
 
@@ -380,6 +428,7 @@ void run(const ExplainCliOptions& o) {
                   visible_token(e.tokens[static_cast<size_t>(a.key)]).c_str());
     }
   }
+  if (attr) std::cout << "\n" << std::flush << render_attribution(*attr, e.tokens);
 }
 
 void setup(CLI::App& app) {
@@ -394,6 +443,13 @@ void setup(CLI::App& app) {
                  "space is tried as after the prompt) or #ID; default: the greedy next token");
   app.add_option("--contrast", o->contrast,
                  "score logit(target) - logit(CONTRAST) instead of the target's log-probability");
+  app.add_option("--attribute", o->attribute,
+                 "decoders: attribute the target to the prompt's tokens by gradient x input "
+                 "(grad) or integrated gradients (ig); docs/EXPLAIN.md, \"Attribution\"")
+      ->check(CLI::IsMember({"grad", "ig"}));
+  app.add_option("--steps", o->steps, "--attribute ig: points of the path (default 32)");
+  app.add_flag("--attention-gradient", o->attention_gradient,
+               "decoders: attention x gradient of the target per layer and head");
   app.add_option("--token", o->token, "show what this token attends to (text or #POSITION)");
   add_index_list(app, "--layers", o->layers, "layers to capture");
   add_index_list(app, "--heads", o->heads, "heads to capture");
