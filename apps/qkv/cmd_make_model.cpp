@@ -283,24 +283,13 @@ void normals(uint64_t key, uint64_t first, size_t n, float* out) {
   }
 }
 
-// Llama 3.x's RoPE scaling as its config states it (factor 32, low_freq_factor 1,
-// high_freq_factor 4, original context 8192) turned into the divisors of each frequency that
-// llama.cpp's converter writes as rope_freqs: 1 for short wavelengths, the factor for long ones,
-// a smooth blend between. n = head_dim / 2.
+// Llama 3.2's RoPE scaling as its config states it (factor 32, low_freq_factor 1,
+// high_freq_factor 4, original context 8192), as the rope_freqs tensor. n = head_dim / 2.
 void llama3_rope_freqs(double theta, int64_t n, float* out) {
-  const double factor = 32, low = 1, high = 4, orig = 8192;
-  for (int64_t i = 0; i < n; ++i) {
-    const double freq = 1.0 / std::pow(theta, double(2 * i) / double(2 * n));
-    const double wavelen = 2 * std::numbers::pi / freq;
-    double f = 1;
-    if (wavelen > orig / low) {
-      f = factor;
-    } else if (wavelen >= orig / high) {
-      const double smooth = (orig / wavelen - low) / (high - low);
-      f = 1 / ((1 - smooth) / factor + smooth);
-    }
-    out[i] = static_cast<float>(f);
-  }
+  const std::vector<float> f = qkv::llama3_rope_freqs(
+      {.factor = 32, .low_freq_factor = 1, .high_freq_factor = 4, .original_context = 8192}, theta,
+      2 * n);
+  std::copy(f.begin(), f.end(), out);
 }
 
 // Produces tensor `p` (index `index` in the file) into `out`, in chunks of kChunk values.

@@ -169,9 +169,30 @@ struct ModelConfig {
   double rope_scale = 0;        // linear RoPE scaling: positions divided by it; 0: none
   double rope_attn_factor = 0;  // q and k scaled by it after RoPE (LongRoPE); 0: 1
   int64_t n_ctx_orig = 0;       // context of the short RoPE factors (Phi-3 LongRoPE); 0: n_ctx
+  // RoPE frequency divisors that a config states as parameters rather than as tensors (HF
+  // config.json), one per frequency (head_dim / 2): Llama 3's scaling turned into what GGUF
+  // files carry as rope_freqs (llama3_rope_freqs), and Phi-3's LongRoPE factor lists (long past
+  // n_ctx_orig, short within it). Empty: none, or the file holds them as tensors.
+  std::vector<float> rope_freqs, rope_factors_long, rope_factors_short;
   bool tied_embeddings = false;
   bool causal = true;
 };
+
+// Llama 3.x's RoPE scaling as a config states it (rope_type "llama3"; the defaults are
+// llama.cpp's converter's when a key is absent).
+struct Llama3RopeScaling {
+  double factor = 8;
+  double low_freq_factor = 1;
+  double high_freq_factor = 4;
+  int64_t original_context = 8192;
+};
+// The divisor of each of the head_dim / 2 RoPE frequencies theta^(-2i / head_dim) under that
+// scaling, as llama.cpp's converter writes them into the rope_freqs tensor: 1 where the
+// wavelength is shorter than original_context / high_freq_factor, `factor` where it is longer
+// than original_context / low_freq_factor, a smooth blend between. Throws InvalidArgument naming
+// a parameter that is not finite and positive, or high_freq_factor <= low_freq_factor.
+std::vector<float> llama3_rope_freqs(const Llama3RopeScaling& scaling, double theta,
+                                     int64_t head_dim);
 
 // The uniform result of opening any model file.
 struct ModelFile {

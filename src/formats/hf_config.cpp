@@ -1,6 +1,8 @@
 // Hugging Face config.json -> ModelConfig, and HF model folders (config.json + safetensors).
 #include <cmath>
 #include <filesystem>
+#include <numbers>
+#include <optional>
 
 #include "formats/formats_internal.h"
 #include "formats/mapped_file.h"
@@ -43,6 +45,22 @@ struct ConfigReader {
       core::throw_error(file, ": ", key, ": expected a string, found ", v->dump());
     return v->get<std::string>();
   }
+  // A list of numbers (empty when absent).
+  std::vector<float> numbers(const char* key) const {
+    const json* v = get(key);
+    std::vector<float> out;
+    if (v == nullptr) return out;
+    if (!v->is_array()) {
+      core::throw_error(file, ": ", key, ": expected a list of numbers, found ", v->dump());
+    }
+    for (const json& x : *v) {
+      if (!x.is_number()) {
+        core::throw_error(file, ": ", key, ": expected a list of numbers, found ", x.dump());
+      }
+      out.push_back(static_cast<float>(x.get<double>()));
+    }
+    return out;
+  }
   bool boolean(const char* key, bool fallback) const {
     const json* v = get(key);
     if (v == nullptr) return fallback;
@@ -60,6 +78,7 @@ ModelConfig hf_config_from_json(const json& j, const std::string& path) {
   if (!j.is_object()) core::throw_error(path, ": expected a JSON object, found ", j.type_name());
   ConfigReader r{j, path};
   ModelConfig c;
+  std::optional<Llama3RopeScaling> llama3;  // rope_type "llama3": divisors once head_dim is known
   c.architecture = r.string("model_type");
   if (c.architecture.empty()) {
     core::throw_error(path, ": model_type: expected a string such as \"llama\", found none");
@@ -96,18 +115,44 @@ ModelConfig hf_config_from_json(const json& j, const std::string& path) {
       // older configs have a top-level "rope_theta" (and maybe "rope_scaling").
       c.rope_theta = r.number("rope_theta", 10000.0);
       c.rope_type = "default";
-      if (const json* rp = r.get("rope_parameters")) {
-        if (!rp->is_object()) {
-          core::throw_error(path, ": rope_parameters: expected an object, found ", rp->dump());
+      const json* rs = r.get("rope_parameters");
+      const char* rs_key = "rope_parameters";
+      if (rs == nullptr) rs = r.get("rope_scaling"), rs_key = "rope_scaling";
+      if (rs != nullptr) {
+        if (!rs->is_object()) {
+          core::throw_error(path, ": ", rs_key, ": expected an object, found ", rs->dump());
         }
-        ConfigReader rr{*rp, path};
-        c.rope_theta = rr.number("rope_theta", c.rope_theta);
-        c.rope_type = rr.string("rope_type", c.rope_type);
-      } else if (const json* rs = r.get("rope_scaling"); rs && rs->is_object()) {
         ConfigReader rr{*rs, path};
+        c.rope_theta = rr.number("rope_theta", c.rope_theta);
         c.rope_type = rr.string("rope_type", rr.string("type", c.rope_type));
         // Gemma 3's global layers: positions divided by the factor.
         if (c.rope_type == "linear") c.rope_scale = rr.number("factor");
+        if (c.rope_type == "llama3") {
+          llama3 = Llama3RopeScaling{};
+          llama3->factor = rr.number("factor", llama3->factor);
+          llama3->low_freq_factor = rr.number("low_freq_factor", llama3->low_freq_factor);
+          llama3->high_freq_factor = rr.number("high_freq_factor", llama3->high_freq_factor);
+          llama3->original_context =
+              rr.integer("original_max_position_embeddings", llama3->original_context);
+        }
+        if (c.rope_type == "longrope" || c.rope_type == "su") {
+          // Phi-3: the factor lists, the original context (top level in Phi-3's configs) and
+          // the attention scale, by default sqrt(1 + ln(s) / ln(original)) for s = context /
+          // original > 1, as transformers and llama.cpp's converter compute it.
+          c.rope_type = "longrope";
+          c.rope_factors_long = rr.numbers("long_factor");
+          c.rope_factors_short = rr.numbers("short_factor");
+          c.n_ctx_orig = rr.integer("original_max_position_embeddings",
+                                    r.integer("original_max_position_embeddings"));
+          if (c.rope_factors_long.empty() || c.rope_factors_short.empty() || c.n_ctx_orig == 0) {
+            core::throw_error(path, ": ", rs_key, ": LongRoPE needs long_factor, short_factor and ",
+                              "original_max_position_embeddings");
+          }
+          const double scale = double(c.n_ctx) / double(c.n_ctx_orig);
+          c.rope_attn_factor = rr.number(
+              "attention_factor",
+              scale > 1 ? std::sqrt(1 + std::log(scale) / std::log(double(c.n_ctx_orig))) : 1.0);
+        }
       }
       if (c.architecture == "gemma3_text") c.architecture = "gemma3";
       if (c.architecture == "gemma2" || c.architecture == "gemma3") {
@@ -132,10 +177,53 @@ ModelConfig hf_config_from_json(const json& j, const std::string& path) {
                         c.n_head_kv);
     }
   }
+  if (llama3) {
+    try {
+      c.rope_freqs = llama3_rope_freqs(*llama3, c.rope_theta, c.head_dim);
+    } catch (const InvalidArgument& e) {
+      core::throw_error(path, ": rope_scaling: ", e.what());
+    }
+  }
   return c;
 }
 
 }  // namespace
+
+std::vector<float> llama3_rope_freqs(const Llama3RopeScaling& s, double theta, int64_t head_dim) {
+  auto positive = [](const char* what, double x) {
+    if (!(x > 0) || !std::isfinite(x)) {
+      core::throw_invalid("llama3 RoPE scaling: ", what, ": expected a finite number > 0, found ",
+                          x);
+    }
+  };
+  positive("factor", s.factor);
+  positive("low_freq_factor", s.low_freq_factor);
+  positive("high_freq_factor", s.high_freq_factor);
+  positive("original_max_position_embeddings", double(s.original_context));
+  positive("rope_theta", theta);
+  positive("head_dim", double(head_dim));
+  if (s.high_freq_factor <= s.low_freq_factor) {
+    core::throw_invalid("llama3 RoPE scaling: high_freq_factor (", s.high_freq_factor,
+                        ") must be greater than low_freq_factor (", s.low_freq_factor, ")");
+  }
+  const double orig = double(s.original_context);
+  const double low_wavelen = orig / s.low_freq_factor, high_wavelen = orig / s.high_freq_factor;
+  std::vector<float> out(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double freq = 1.0 / std::pow(theta, double(2 * i) / double(head_dim));
+    const double wavelen = 2 * std::numbers::pi / freq;
+    double f = 1;  // short wavelengths: kept
+    if (wavelen > low_wavelen) {
+      f = s.factor;  // long ones: divided by the factor
+    } else if (wavelen >= high_wavelen) {
+      const double smooth =
+          (orig / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      f = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+    out[i] = static_cast<float>(f);
+  }
+  return out;
+}
 
 ModelConfig read_hf_config(const std::string& path) {
   return formats::with_json_errors(

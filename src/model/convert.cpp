@@ -17,7 +17,19 @@ struct Planned {
   int layer;
   TensorType type;
   std::vector<int64_t> shape;  // as written, row-major [rows, cols]
+  // Values stated by an HF config instead of a tensor (RoPE divisors); used when src is null.
+  const std::vector<float>* values = nullptr;
 };
+
+// The RoPE divisors an HF config states as parameters (ModelConfig::rope_freqs...), which GGUF
+// files carry as tensors; null for every other role.
+const std::vector<float>* config_values(Role role, const ModelConfig& c) {
+  const std::vector<float>* v = role == Role::rope_freqs           ? &c.rope_freqs
+                                : role == Role::rope_factors_long  ? &c.rope_factors_long
+                                : role == Role::rope_factors_short ? &c.rope_factors_short
+                                                                   : nullptr;
+  return v != nullptr && !v->empty() ? v : nullptr;
+}
 
 // llama.cpp's converter reorders the rows of Q and K of an HF LLaMA within each head from
 // (first halves, second halves) to interleaved pairs, so that RoPE on pairs (2i, 2i+1) of the
@@ -76,6 +88,12 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
     for (const TensorSpec& spec : arch_tensors(m.arch)) {
       if (spec.per_layer != (layer >= 0)) continue;
       const std::string name = tensor_name(spec, m.source, layer);
+      if (const std::vector<float>* v = config_values(spec.role, c);
+          v != nullptr && m.source == Source::hf && layer < 0) {
+        plan.push_back(
+            {&spec, nullptr, layer, TensorType::f32, {static_cast<int64_t>(v->size())}, v});
+        continue;
+      }
       if (name.empty()) continue;
       const TensorInfo* t = find_tensor(m.file, m.source, name);
       if (t == nullptr) continue;  // optional and absent (the loader checked the rest)
@@ -111,7 +129,7 @@ std::vector<std::string> convert_to_gguf(const Model& model, const std::string& 
   const bool permute = m.arch == Architecture::llama && m.source == Source::hf;
   write_gguf_streaming(path, md, decls, [&](size_t i, std::span<std::byte> out) {
     const Planned& p = plan[i];
-    std::vector<float> v = tensor_to_f32(*p.src);
+    std::vector<float> v = p.src != nullptr ? tensor_to_f32(*p.src) : *p.values;
     if (p.shape.size() == 2 && p.spec->hf_transposed && m.source == Source::hf) {
       const int64_t rows = p.shape[0], cols = p.shape[1];  // written [out, in]; stored [in, out]
       std::vector<float> t(v.size());

@@ -348,14 +348,20 @@ class Binder {
           for (size_t i = 0; i < inv.size() && i < by.size(); ++i) inv[i] /= by[i];
           return inv;
         };
-        if (const auto& f = vecs[static_cast<int>(Role::rope_freqs)]; !f.empty()) {
+        // The tensors of a GGUF file, else what an HF config states (ModelConfig::rope_freqs...).
+        const ModelConfig& cfg = m_.config;
+        auto divisors = [&](Role role, const std::vector<float>& from_config) {
+          const auto& t = vecs[static_cast<int>(role)];
+          return t.empty() ? from_config : t;
+        };
+        if (const auto f = divisors(Role::rope_freqs, cfg.rope_freqs); !f.empty()) {
           m_.rope_inv_freq = divide(m_.rope_inv_freq, f);
           if (!m_.rope_inv_freq_swa.empty()) m_.rope_inv_freq_swa = divide(m_.rope_inv_freq_swa, f);
         }
-        if (const auto& f = vecs[static_cast<int>(Role::rope_factors_long)]; !f.empty()) {
+        if (const auto f = divisors(Role::rope_factors_long, cfg.rope_factors_long); !f.empty()) {
           m_.rope_inv_freq_long = divide(m_.rope_inv_freq, f);
         }
-        if (const auto& f = vecs[static_cast<int>(Role::rope_factors_short)]; !f.empty()) {
+        if (const auto f = divisors(Role::rope_factors_short, cfg.rope_factors_short); !f.empty()) {
           m_.rope_inv_freq = divide(m_.rope_inv_freq, f);
         }
         m_.has_pooler = got[static_cast<int>(Role::pooler_w)].has_w;
@@ -485,13 +491,30 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
     impl->rope = impl->source == model::Source::hf ? RopeStyle::half : traits.gguf_rope;
     if (c.rope_theta == 0) c.rope_theta = 10000.0;  // not given
     // Linear scaling (rope.scaling.type "linear", llama.cpp's default type when a factor is
-    // given) divides positions; Llama 3's scaling comes as the rope_freqs tensor, LongRoPE as
-    // Phi-3's factor tensors. Other kinds (YaRN, HF configs' llama3 / longrope) are refused.
+    // given) divides positions; Llama 3's scaling comes as the rope_freqs tensor of a GGUF file
+    // or as an HF config's parameters, LongRoPE as Phi-3's factor tensors or lists. Other kinds
+    // (YaRN, dynamic NTK) are refused.
     if (c.rope_type != "" && c.rope_type != "default" && c.rope_type != "none" &&
-        c.rope_type != "llama2.c" && c.rope_type != "linear") {
+        c.rope_type != "llama2.c" && c.rope_type != "linear" && c.rope_type != "llama3" &&
+        c.rope_type != "longrope") {
       core::throw_error(f.path, ": RoPE scaling '", c.rope_type,
-                        "' is not supported (qkv applies plain RoPE, linear scaling and the ",
-                        "rope_freqs / rope_factors tensors of GGUF files)");
+                        "' is not supported (qkv applies plain RoPE, linear scaling, Llama 3's ",
+                        "scaling and Phi-3's LongRoPE)");
+    }
+    const size_t n_freq = static_cast<size_t>(c.head_dim / 2);
+    for (const auto& [name, v] :
+         {std::pair{"rope_freqs", &c.rope_freqs}, std::pair{"long_factor", &c.rope_factors_long},
+          std::pair{"short_factor", &c.rope_factors_short}}) {
+      if (!v->empty() && v->size() != n_freq) {
+        core::throw_error(f.path, ": RoPE scaling: ", name, " has ", v->size(),
+                          " values, expected head_dim / 2 = ", n_freq);
+      }
+      for (float x : *v) {
+        if (!(x > 0) || !std::isfinite(x)) {
+          core::throw_error(f.path, ": RoPE scaling: ", name, " holds ", x,
+                            ": expected finite numbers > 0");
+        }
+      }
     }
     if (c.rope_type == "none") c.rope_scale = 0;
     if (c.head_dim % 2 != 0)
