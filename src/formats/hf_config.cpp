@@ -83,6 +83,10 @@ ModelConfig hf_config_from_json(const json& j, const std::string& path) {
   if (c.architecture.empty()) {
     core::throw_error(path, ": model_type: expected a string such as \"llama\", found none");
   }
+  // Mistral is a llama-architecture model whose attention may slide over the last
+  // sliding_window keys (Mistral 7B v0.1: 4096; null in later versions: global).
+  const bool mistral = c.architecture == "mistral";
+  if (mistral) c.architecture = "llama";
   c.n_vocab = r.integer("vocab_size");
   if (c.architecture == "gpt2") {
     c.n_embd = r.integer("n_embd");
@@ -154,6 +158,7 @@ ModelConfig hf_config_from_json(const json& j, const std::string& path) {
               scale > 1 ? std::sqrt(1 + std::log(scale) / std::log(double(c.n_ctx_orig))) : 1.0);
         }
       }
+      if (mistral) c.sliding_window = r.integer("sliding_window");
       if (c.architecture == "gemma3_text") c.architecture = "gemma3";
       if (c.architecture == "gemma2" || c.architecture == "gemma3") {
         // Soft-caps, the window of the sliding layers (keys seen, the query's own included, as

@@ -230,7 +230,7 @@ static_assert(std::size(kRoleNames) == kRoleCount);
 // Indexed by Architecture.
 constexpr ArchTraits kTraits[] = {
     {.name = "gpt2", .norm = NormKind::layer, .ffn = FfnKind::gelu_tanh},
-    {.name = "llama", .gguf_rope = RopeStyle::interleaved},
+    {.name = "llama", .gguf_rope = RopeStyle::interleaved, .window_all_layers = true},
     {.name = "bert", .decoder = false, .norm = NormKind::layer, .ffn = FfnKind::gelu_erf},
     {.name = "qwen2", .gguf_rope = RopeStyle::half},
     {.name = "qwen3", .gguf_rope = RopeStyle::half},
@@ -406,7 +406,7 @@ void set_gguf_hparams(Architecture arch, const ModelConfig& c, Metadata& md) {
     u32("attention.key_length", c.head_dim);
     u32("attention.value_length", c.head_dim);
   }
-  if (traits.swa_pattern > 0 && c.sliding_window > 0) {
+  if ((traits.swa_pattern > 0 || traits.window_all_layers) && c.sliding_window > 0) {
     u32("attention.sliding_window", c.sliding_window);
     if (c.swa_pattern > 0) u32("attention.sliding_window_pattern", c.swa_pattern);
     if (c.rope_theta_swa > 0) f32("rope.freq_base_swa", c.rope_theta_swa);

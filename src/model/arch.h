@@ -102,6 +102,9 @@ struct ArchTraits {
   // rule; Gemma 2: 2, every even layer). 0: no sliding layers.
   int swa_pattern = 0;
   int64_t default_window = 0;  // when the file states none
+  // A window the file states applies to every layer (Mistral, as its Hugging Face config says;
+  // llama.cpp ignores the key for llama-architecture files).
+  bool window_all_layers = false;
   // Sliding layers use their own RoPE: base rope.freq_base_swa (default 10000) and no scaling
   // (Gemma 3); otherwise the global base (unless the file states one) and scaling.
   bool swa_own_rope = false;

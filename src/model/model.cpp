@@ -397,7 +397,8 @@ class Binder {
         L.attn_post_norm = norm(Role::attn_post_norm, Role::count);
         L.ffn_post_norm = norm(Role::ffn_post_norm, Role::count);
         const int64_t swa = m_.config.swa_pattern;
-        L.sliding = swa > 0 && m_.config.sliding_window > 0 && layer % swa < swa - 1;
+        L.sliding = m_.config.sliding_window > 0 &&
+                    (m_.traits->window_all_layers || (swa > 0 && layer % swa < swa - 1));
         L.ffn_norm = norm(Role::ffn_norm_w, Role::ffn_norm_b);
         L.ffn_gate = linear_nb(Role::ffn_gate);
         L.ffn_up = linear(Role::ffn_up, Role::ffn_up_b);
@@ -550,7 +551,8 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
   if (!traits.decoder) c.causal = false;
   // 0 means "not given" (readers leave absent keys at 0); anything else is validated.
   if (c.norm_eps == 0) c.norm_eps = impl->arch == Architecture::bert ? 1e-12 : 1e-5;
-  if (traits.swa_pattern == 0) c.sliding_window = 0;  // stated but not applied by this family
+  // Stated but not applied by this family.
+  if (traits.swa_pattern == 0 && !traits.window_all_layers) c.sliding_window = 0;
   if (traits.swa_pattern > 0 && c.sliding_window == 0) c.sliding_window = traits.default_window;
   if (c.swa_pattern == 0 || traits.swa_pattern == 0) c.swa_pattern = traits.swa_pattern;
   if (c.swa_pattern == -1) {

@@ -1,6 +1,7 @@
-"""Writes two tiny Hugging Face model folders whose RoPE is scaled as their config.json states it:
-llama3-rope (Llama 3.x's rope_scaling "llama3", tied embeddings) and phi3-longrope (Phi-3's
-"longrope" with long and short factor lists and its attention scale). Random weights from a fixed
+"""Writes three tiny Hugging Face model folders whose RoPE is scaled as their config.json states it:
+llama3-rope (Llama 3.x's rope_scaling "llama3", tied embeddings), phi3-longrope (Phi-3's
+"longrope" with long and short factor lists and its attention scale) and mistral-window (a
+sliding window on every layer). Random weights from a fixed
 seed; numpy only (the safetensors layout is written by hand)."""
 import json
 import struct
@@ -71,6 +72,17 @@ def main(out, vocab):
     (out / "llama3-rope").mkdir(parents=True, exist_ok=True)
     (out / "llama3-rope" / "config.json").write_text(json.dumps(llama, indent=2) + "\n")
     write_safetensors(out / "llama3-rope" / "model.safetensors", common(rng, llama, False))
+    # Mistral with a sliding window of 8 keys (the query's own included) on every layer: the
+    # window binds from position 8 of the 32 test ids on.
+    rng = np.random.default_rng(29)
+    mistral = dict(base, architectures=["MistralForCausalLM"], model_type="mistral",
+                   hidden_act="silu", max_position_embeddings=4096, rope_theta=10000.0,
+                   tie_word_embeddings=False, sliding_window=8)
+    t = common(rng, mistral, False)
+    t["lm_head.weight"] = rng.normal(0, 0.2, (vocab, base["hidden_size"])).astype(np.float32)
+    (out / "mistral-window").mkdir(parents=True, exist_ok=True)
+    (out / "mistral-window" / "config.json").write_text(json.dumps(mistral, indent=2) + "\n")
+    write_safetensors(out / "mistral-window" / "model.safetensors", t)
     # Phi-3 LongRoPE: short factors within the original 256-token context, long ones past it;
     # q and k scaled by sqrt(1 + ln(1024 / 256) / ln(256)).
     rng = np.random.default_rng(23)
