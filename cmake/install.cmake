@@ -4,7 +4,7 @@
 # ICU, CUDA) are still needed when linking; qkvConfig.cmake finds them with find_dependency.
 include(CMakePackageConfigHelpers)
 set(QKV_INSTALL_TARGETS qkv_core qkv_kernels)
-foreach(t qkv_chat qkv_formats qkv_tokenizers qkv_cuda qkv_model qkv_runtime qkv_explain qkv_train qkv_serve)
+foreach(t qkv_chat qkv_formats qkv_tokenizers qkv_cuda qkv_distributed qkv_model qkv_runtime qkv_explain qkv_train qkv_serve)
   if(TARGET ${t})
     list(APPEND QKV_INSTALL_TARGETS ${t})
   endif()
@@ -29,6 +29,12 @@ install(EXPORT qkvTargets NAMESPACE qkv:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cm
 set(QKV_NEEDS_JSON 0)
 set(QKV_NEEDS_TOKENIZER_DEPS 0)
 set(QKV_NEEDS_CUDA 0)
+# The model layer links the distributed layer (context parallelism), which links MPI when built
+# with it.
+set(QKV_NEEDS_MPI 0)
+if(QKV_HAVE_MPI)
+  set(QKV_NEEDS_MPI 1)
+endif()
 if(TARGET qkv_formats)
   set(QKV_NEEDS_JSON 1)
 endif()

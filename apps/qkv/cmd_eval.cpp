@@ -1,10 +1,12 @@
 // qkv eval -m MODEL (--ids 1,2,3 | TEXT) (--logits OUT.npy | --json [--top K]) [--kv f32|f16|q8_0]
-//          [--threads N] [--ctx N] [-t TOKENIZER]
+//          [--threads N] [--ctx N] [-t TOKENIZER] [--context-parallel]
 //   The logits of every position of one forward pass from an empty cache: the parity interface
 //   against other engines (llama.cpp's logits on the same ids, ../shared/fixtures/gguf-quant).
 //   --ids are used as given (no BOS added); TEXT is tokenized as `generate` tokenizes a prompt.
 //   --logits writes float32 [T, n_vocab] (NumPy .npy, C order); --json prints the top K tokens
 //   of every position instead.
+//   --context-parallel (under mpirun -np N): each rank runs its zig-zag share of the tokens;
+//   rank 0 gathers the logits in position order and writes the output.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -36,6 +38,7 @@ struct EvalOptions {
   KvType kv = KvType::f32;
   int threads = 0;
   int64_t ctx = 0;
+  bool context_parallel = false;
 };
 
 // --ids, as CLI11 split and converted it: each id must be in the vocabulary.
@@ -70,7 +73,8 @@ void write_npy_f32(const std::string& path, const float* data, int64_t rows, int
   write_output_file(path, bytes);
 }
 
-void run(const EvalOptions& o) {
+void run(const CLI::App& app, const EvalOptions& o) {
+  Communicator* const comm = context_parallel_job(app, o.context_parallel);
   if (o.ids.empty() == o.text.empty()) {
     throw Error("give the input either as --ids 1,2,3 or as TEXT (not both)");
   }
@@ -89,8 +93,11 @@ void run(const EvalOptions& o) {
                           o.text, {.add_special = true, .parse_special = !o.no_parse_special})
                     : checked_ids(o.ids, n_vocab);
   if (ids.empty()) throw Error("the input has no tokens");
-  Session session(model, {.n_ctx = o.ctx, .kv_type = o.kv, .n_threads = o.threads});
+  check_same_inputs(comm, "qkv eval --context-parallel", model, ids);
+  Session session(
+      model, {.n_ctx = o.ctx, .kv_type = o.kv, .n_threads = o.threads, .context_parallel = comm});
   const std::span<const float> logits = session.eval(ids, /*all_logits=*/true);  // [T, n_vocab]
+  if (!is_output_rank(comm)) return;  // rank 0 has every row
   const auto n = static_cast<int64_t>(ids.size());
   if (!o.logits.empty()) {
     write_npy_f32(o.logits, logits.data(), n, n_vocab);
@@ -138,7 +145,8 @@ void setup(CLI::App& app) {
   add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
   add_threads_option(app, o->threads);
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
-  app.callback([o] { run(*o); });
+  add_context_parallel_flag(app, o->context_parallel);
+  app.callback([o, &app] { run_job(app, o->context_parallel, [&] { run(app, *o); }); });
 }
 
 Registrar reg("eval", "Logits of every position of one forward pass (parity with other engines)",

@@ -4,7 +4,7 @@
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //             [--chat [--system S] | --messages CONV.json] [--target TOKEN] [--contrast TOKEN]
-//             [--attribute grad|ig [--steps N]] [--attention-gradient]
+//             [--attribute grad|ig [--steps N]] [--attention-gradient] [--context-parallel]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
@@ -15,6 +15,8 @@
 //   that the methods beyond maps explain (docs/EXPLAIN.md, "Targets"). --attribute and
 //   --attention-gradient attribute it to the prompt's tokens and to each head by gradients
 //   (docs/EXPLAIN.md, "Attribution"): a summary on the terminal, sections in --html and --json.
+//   --context-parallel (under mpirun -np N): the text's tokens are split over the ranks; the maps
+//   stay exact and come to rank 0, which prints and writes everything.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <unistd.h>
 
@@ -58,6 +60,7 @@ struct ExplainCliOptions {
   bool chat = false;          // --chat: the text is a user turn in the model's chat template
   std::string system;         // --system: a system message before it
   std::string messages_file;  // --messages: a whole conversation (CONV.json)
+  bool context_parallel = false;
 };
 
 // "all" or a comma-separated list of indices (for --map's L:H and --token's #POSITION).
@@ -296,7 +299,8 @@ std::vector<std::pair<std::string, std::string>> attribution_sections(
   return out;
 }
 
-void run(const ExplainCliOptions& o) {
+void run(const CLI::App& app, const ExplainCliOptions& o) {
+  Communicator* const comm = context_parallel_job(app, o.context_parallel);
   const bool chat = o.chat || !o.messages_file.empty();
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
   if (o.chat && !o.messages_file.empty()) {
@@ -326,6 +330,12 @@ void run(const ExplainCliOptions& o) {
   eo.n_threads = o.threads;
   eo.kv_type = o.kv;
   if (!o.html.empty()) eo.capture.block_size = 64;  // the report's long-context overview
+  eo.context_parallel = comm;
+  if (comm) {
+    const std::vector<int32_t> ids = model.tokenizer().encode(
+        text, {.add_special = eo.add_special, .parse_special = eo.parse_special});
+    check_same_inputs(comm, "qkv explain --context-parallel", model, ids);
+  }
   const Explanation e = explain(model, text, eo);
   // --compare: the second prompt, captured the same way (its maps stay in memory only).
   std::optional<Explanation> b;
@@ -334,6 +344,7 @@ void run(const ExplainCliOptions& o) {
     bo.capture.stream_npy.clear();
     b.emplace(explain(model, o.compare, bo));
   }
+  if (!is_output_rank(comm)) return;  // rank 0 holds the maps
   const int64_t n = static_cast<int64_t>(e.ids.size());
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
@@ -492,7 +503,8 @@ void setup(CLI::App& app) {
                  "explain a conversation: CONV.json, an array of {\"role\", \"content\"} "
                  "messages, in the model's chat template (a reply follows with -n unless the last "
                  "turn is the assistant's)");
-  app.callback([o] { run(*o); });
+  add_context_parallel_flag(app, o->context_parallel);
+  app.callback([o, &app] { run_job(app, o->context_parallel, [&] { run(app, *o); }); });
 }
 
 Registrar reg("explain", "Exact attention maps of a text: heatmaps, analyses, exports", setup);

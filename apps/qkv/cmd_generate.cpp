@@ -1,11 +1,13 @@
 // qkv generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
 //              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
 //              [--kv f32|f16|q8_0] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
-//              [--explain HTML] [--npy-stream FILE] [--chat [--system S]]
+//              [--explain HTML] [--npy-stream FILE] [--chat [--system S]] [--context-parallel]
 //   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
 //   prints a story), with a newline at the end; status, progress and timings go to stderr.
 //   --chat: PROMPT is one user turn; the model's chat template makes the prompt (with the
 //   optional system message) and only the reply is printed.
+//   --context-parallel (under mpirun -np N): the prompt's tokens are split over the ranks for the
+//   prefill, decode runs against the KV cache sharded over them; rank 0 prints and writes files.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -48,6 +50,7 @@ struct GenerateCliOptions {
   std::string npy_stream;    // --npy-stream: the same maps, every row written as it is produced
   bool chat = false;         // --chat: the prompt is a user turn in the model's chat template
   std::string system;        // --system: a system message before it
+  bool context_parallel = false;
 };
 
 // The prompt text the model's chat template makes of one user turn (and a system message), as
@@ -68,23 +71,31 @@ std::function<void(double)> load_progress() {
   };
 }
 
-void run(GenerateCliOptions o) {
+void run(const CLI::App& app, GenerateCliOptions o) {
   if (o.prompt == "-") {
     o.prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
+  Communicator* const comm =
+      context_parallel_job(app, o.context_parallel, {{"the prompt's text", o.prompt}});
+  const bool out = is_output_rank(comm);
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
   if (!o.seed) {
     o.seed = std::random_device{}();
-    std::fprintf(stderr, "seed: %llu (pass --seed to repeat this run)\n",
-                 static_cast<unsigned long long>(*o.seed));
+    // Every rank samples the same tokens from the same logits: rank 0's seed for all.
+    if (comm) comm->broadcast(&*o.seed, sizeof(uint64_t), 0);
+    if (out) {
+      std::fprintf(stderr, "seed: %llu (pass --seed to repeat this run)\n",
+                   static_cast<unsigned long long>(*o.seed));
+    }
   }
   o.sampling.seed = *o.seed;
   Sampler check(o.sampling);  // bad sampling options fail before the model loads
 
   const Model model = load_model_or_default(
-      o.model,
-      {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = load_progress()});
-  std::fprintf(stderr, "model: %s\n", model.describe().c_str());
+      o.model, {.tokenizer_path = o.tokenizer,
+                .require_tokenizer = true,
+                .progress = out ? load_progress() : std::function<void(double)>{}});
+  if (out) std::fprintf(stderr, "model: %s\n", model.describe().c_str());
   if (!model.is_decoder()) {
     throw Error(std::string(architecture_name(model.architecture())) +
                 " is an encoder and cannot generate text; use `qkv embed`");
@@ -92,8 +103,9 @@ void run(GenerateCliOptions o) {
   // --explain: exact attention maps of every layer and head, recomputed from the kernel's LSE
   // as the run goes (the forward passes themselves stay on the fast path).
   // --npy-stream alone keeps nothing in memory (max_floats 0): memory independent of the length.
+  // Context parallel: the maps come to rank 0, which alone captures and writes them.
   std::optional<AttentionCapture> capture;
-  if (!o.explain_html.empty() || !o.npy_stream.empty()) {
+  if (out && (!o.explain_html.empty() || !o.npy_stream.empty())) {
     CaptureOptions co;
     co.stream_npy = o.npy_stream;
     if (o.explain_html.empty()) co.max_floats = 0;
@@ -102,19 +114,24 @@ void run(GenerateCliOptions o) {
   Session session(model, {.n_ctx = o.ctx,
                           .kv_type = o.kv,
                           .n_threads = o.threads,
-                          .observer = capture ? &*capture : nullptr});
+                          .observer = capture ? &*capture : nullptr,
+                          .context_parallel = comm});
   // --chat: the template writes BOS and the turn markers itself, so the text is encoded as
   // transformers encodes a rendered chat: no BOS added, special tokens in the text matched.
   const std::string prompt_text = o.chat ? chat_prompt(model, o) : o.prompt;
-  if (o.chat)
+  if (o.chat && out)
     std::fprintf(stderr, "chat: prompt of %zu bytes from the model's chat template\n",
                  prompt_text.size());
   const std::vector<int32_t> ids = model.tokenizer().encode(
       prompt_text,
       {.add_special = !o.no_bos && !o.chat, .parse_special = o.chat || !o.no_parse_special});
-  std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s\n", ids.size(),
-               static_cast<long long>(session.n_ctx()), enum_name(kKvNames, o.kv).c_str(),
-               ids.size() >= 256 ? " (prefill running...)" : "");
+  check_same_inputs(comm, "qkv generate --context-parallel", model, ids);
+  if (out) {
+    std::fprintf(stderr, "prompt: %zu tokens, context %lld, kv %s%s%s\n", ids.size(),
+                 static_cast<long long>(session.n_ctx()), enum_name(kKvNames, o.kv).c_str(),
+                 comm ? (" over " + std::to_string(comm->size()) + " ranks").c_str() : "",
+                 ids.size() >= 256 ? " (prefill running...)" : "");
+  }
 
   GenerateOptions g;
   g.max_new_tokens = o.n;
@@ -125,11 +142,12 @@ void run(GenerateCliOptions o) {
   // leaves stdout empty.
   bool prompt_shown = false;
   const auto show_prompt = [&] {
-    if (prompt_shown || o.chat) return;
+    if (prompt_shown || o.chat || !out) return;
     std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
     prompt_shown = true;
   };
   g.on_text = [&](std::string_view text) {
+    if (!out) return true;
     show_prompt();
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
@@ -137,6 +155,17 @@ void run(GenerateCliOptions o) {
   };
   const GenerateResult r = session.generate(std::span<const int32_t>(ids), g);
   show_prompt();
+  if (!out) {
+    // The last sampled token's row of the maps needs every rank (see below).
+    if (!o.explain_html.empty() || !o.npy_stream.empty()) {
+      if (!r.ids.empty() &&
+          session.n_past() < static_cast<int64_t>(r.prompt_ids.size() + r.ids.size()) &&
+          session.n_past() < session.n_ctx()) {
+        session.eval(std::span<const int32_t>(&r.ids.back(), 1));
+      }
+    }
+    return;
+  }
   std::fputc('\n', stdout);
   std::fflush(stdout);
   std::fprintf(stderr,
@@ -199,7 +228,8 @@ void setup(CLI::App& app) {
                "PROMPT is a user turn: the model's chat template (GGUF tokenizer.chat_template, HF "
                "tokenizer_config.json) makes the prompt; only the reply is printed");
   app.add_option("--system", o->system, "with --chat: a system message before the user turn");
-  app.callback([o] { run(*o); });
+  add_context_parallel_flag(app, o->context_parallel);
+  app.callback([o, &app] { run_job(app, o->context_parallel, [&] { run(app, *o); }); });
 }
 
 Registrar reg("generate", "Generate text from a prompt with a decoder model", setup);

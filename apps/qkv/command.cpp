@@ -1,9 +1,13 @@
 #include "command.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <utility>
+
+#include "qkv/model_file.h"
 
 namespace qkv::app {
 
@@ -46,6 +50,68 @@ CLI::Option* add_threads_option(CLI::App& app, int& threads) {
   return app.add_option("--threads", threads, "threads (0 = all hardware threads)")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
+}
+
+CLI::Option* add_context_parallel_flag(CLI::App& app, bool& on) {
+  return app.add_flag("--context-parallel", on,
+                      "split the prompt over the ranks of an MPI job (mpirun -np N qkv ...): each "
+                      "rank runs its share of the tokens, attention passes K/V around the ranks; "
+                      "rank 0 prints and writes the output (docs/DISTRIBUTED.md)");
+}
+
+Communicator* context_parallel_job(const CLI::App& app, bool on,
+                                   const std::vector<JobArgument>& extra) {
+  if (!on) return nullptr;
+  Communicator& comm = Communicator::world();
+  std::vector<JobArgument> args;
+  for (const CLI::Option* opt : app.get_options()) {
+    const std::string name = opt->get_name();
+    if (name == "--threads" || name == "--help") continue;
+    std::string value;
+    for (const std::string& r : opt->results()) value += (value.empty() ? "" : ",") + r;
+    args.push_back({name, opt->count() > 0 ? value : "(not given)"});
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  check_same_arguments(comm, "qkv " + app.get_name() + " --context-parallel", args);
+  return &comm;
+}
+
+void check_same_inputs(Communicator* comm, const std::string& what, const Model& model,
+                       std::span<const int32_t> ids) {
+  if (!comm) return;
+  // The model by what it is and a hash of the first bytes of every tensor (the file's path may
+  // differ between nodes; its contents may not).
+  uint64_t h = 14695981039346656037ull, bytes = 0;
+  for (const TensorInfo& t : model.file().tensors) {
+    bytes += t.n_bytes;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(t.n_bytes, 256));
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<uint8_t>(t.data[i])) * 1099511628211ull;
+  }
+  uint64_t hi = 14695981039346656037ull;
+  for (const int32_t id : ids) hi = (hi ^ static_cast<uint32_t>(id)) * 1099511628211ull;
+  const std::vector<JobArgument> args = {
+      {"the model", "tensor hash " + std::to_string(h) + ", " + std::to_string(bytes) +
+                        " bytes of tensors: " + model.describe()},
+      {"the prompt's token count", std::to_string(ids.size())},
+      {"the prompt's token ids (hash)", std::to_string(hi)},
+  };
+  check_same_arguments(*comm, what, args);
+}
+
+void run_job(const CLI::App& app, bool context_parallel, const std::function<void()>& body) {
+  if (!context_parallel) {
+    body();
+    return;
+  }
+  try {
+    body();
+  } catch (const std::exception& e) {
+    Communicator& comm = Communicator::world();
+    std::fprintf(stderr, "qkv %s: rank %d of %d: %s\n", app.get_name().c_str(), comm.rank(),
+                 comm.size(), e.what());
+    std::fflush(stderr);
+    comm.abort(1);
+  }
 }
 
 void add_sampling_options(CLI::App& app, SamplingParams& sampling) {

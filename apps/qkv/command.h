@@ -47,6 +47,27 @@ CLI::Option* add_json_flag(CLI::App& app, bool& json);
 // --temp, --top-k, --top-p, --min-p, --repeat-penalty and --repeat-last-n into `sampling`.
 void add_sampling_options(CLI::App& app, SamplingParams& sampling);
 
+// ---- Context parallelism (generate, eval, explain under `mpirun -np N`; docs/DISTRIBUTED.md) --
+// --context-parallel: split the prompt's tokens over the ranks of the MPI job.
+CLI::Option* add_context_parallel_flag(CLI::App& app, bool& on);
+// The job's communicator when `on` (null otherwise), once every rank has been found to be given
+// the same options as rank 0: every option of `app` but --threads (which may differ per node),
+// and `extra` (e.g. a prompt read from standard input). Throws InvalidArgument naming the option
+// and the rank that differ.
+Communicator* context_parallel_job(const CLI::App& app, bool on,
+                                   const std::vector<JobArgument>& extra = {});
+// After loading: every rank has the same model (its description, size and a hash of the start
+// of each tensor) and the same token ids. Nothing without a communicator.
+void check_same_inputs(Communicator* comm, const std::string& what, const Model& model,
+                       std::span<const int32_t> ids);
+// True on the rank that prints and writes files: rank 0, or the only process.
+inline bool is_output_rank(const Communicator* comm) {
+  return comm == nullptr || comm->rank() == 0;
+}
+// Runs the command; in a context-parallel job an error is printed with the rank and ends every
+// rank of the job (MPI_Abort), so that none waits for a rank that has stopped.
+void run_job(const CLI::App& app, bool context_parallel, const std::function<void()>& body);
+
 // The names of an enum option's values, in the order the help lists them.
 template <typename E>
 using EnumNames = std::vector<std::pair<std::string, E>>;

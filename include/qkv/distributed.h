@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "qkv/attention.h"
 #include "qkv/dtype.h"
@@ -60,6 +61,9 @@ class Communicator {
   // Gathers `bytes` bytes from each rank into all (out: size() * bytes).
   void allgather(const void* in, void* out, int64_t bytes);
   void broadcast(void* data, int64_t bytes, int root);
+  // Gathers bytes[r] bytes from each rank r into `out` on `root`, in rank order (out holds the
+  // sum of bytes[]; it is not touched on the other ranks). Every rank passes the same bytes[].
+  void gather(const void* in, void* out, std::span<const int64_t> bytes, int root);
   // Every rank gets the maximum over the ranks of `value`.
   double max(double value);
   // Ends every rank of the job with exit code `code` (MPI_Abort); for fatal errors.
@@ -119,5 +123,34 @@ void ring_attention_backward(Communicator& comm, const View4& q, const View4& k,
 void sharded_decode_attention(Communicator& comm, const View4& q, const View4& k, const View4& v,
                               const MutView4& out, std::span<float> lse, int64_t shard_begin,
                               int64_t n_kv, const AttentionOptions& options = {});
+
+// Global keys [begin, begin + len).
+struct KeyRange {
+  int64_t begin = 0;
+  int64_t len = 0;
+};
+
+// The same with a shard of several ranges of keys (a KV cache that took the zig-zag chunks of a
+// prefill and then decode tokens): k and v hold the keys of shard[0], then shard[1], ...; the
+// ranges of all ranks together must tile [0, n_kv). The partials of every range are merged in
+// key order on every rank.
+void sharded_decode_attention(Communicator& comm, const View4& q, const View4& k, const View4& v,
+                              const MutView4& out, std::span<float> lse,
+                              std::span<const KeyRange> shard, int64_t n_kv,
+                              const AttentionOptions& options = {});
+
+// One argument of a job (a command-line option, a fingerprint of an input file) that every rank
+// must have been given alike.
+struct JobArgument {
+  std::string name;   // "--prompt", "model file"
+  std::string value;  // as text
+};
+
+// Gathers every rank's arguments (hashes, then the text of the first one that differs) and throws
+// InvalidArgument naming that argument, the rank and both values when a rank differs from rank 0
+// ("qkv eval: rank 1 was given --prompt = \"a dog\" but rank 0 \"a cat\"; ..."). For the
+// runtime and the CLI, before any work.
+void check_same_arguments(Communicator& comm, std::string_view what,
+                          std::span<const JobArgument> arguments);
 
 }  // namespace qkv

@@ -153,6 +153,11 @@ struct ExplainOptions {
   int64_t n_ctx = 0;  // 0: prompt + new tokens (at most the model's)
   int n_threads = 0;
   KvType kv_type = KvType::f32;  // the maps are exact for the values the cache holds
+  // Decoders: split the text over the ranks of this MPI job (SessionOptions::context_parallel);
+  // every rank calls explain() alike. The maps stay exact (each row from the ring's global
+  // log-sum-exp) and come to rank 0, whose Explanation has them; on the other ranks the capture
+  // keeps nothing and writes no file.
+  Communicator* context_parallel = nullptr;
 };
 
 struct Explanation {

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "qkv/distributed.h"
 #include "qkv/model.h"
 #include "qkv/observer.h"
 
@@ -32,6 +33,15 @@ struct SessionOptions {
   // The attention kernel of every layer. Backend::reference runs the naive double-precision
   // oracle (slow: for parity tests, e.g. captured maps against the reference's probabilities).
   Backend attention_backend = Backend::automatic;
+  // Context parallelism (decoders; docs/DISTRIBUTED.md): the sequence is split over the ranks of
+  // this MPI job, every rank making the same calls with the same tokens. The prefill (the first
+  // eval() of an empty session) runs each rank's zig-zag shard of the tokens, attention over the
+  // ring; later calls run on every rank against the KV cache sharded over them. Each rank's cache
+  // holds its tokens only (about n_ctx / ranks). eval() returns the last row on every rank; with
+  // all_logits, every row on rank 0 and nothing on the others. The observer's attention events
+  // come on rank 0 only (the whole call, gathered there); activation events are not offered.
+  // The KV cache must be f32 or f16. Null: one process.
+  Communicator* context_parallel = nullptr;
 };
 
 struct SamplingParams {

@@ -116,6 +116,32 @@ void Communicator::broadcast(void* data, int64_t bytes, int root) {
   ex.finish();
 }
 
+void Communicator::gather(const void* in, void* out, std::span<const int64_t> bytes, int root) {
+  if (static_cast<int>(bytes.size()) != size_) {
+    core::throw_invalid("Communicator::gather: ", bytes.size(), " sizes for ", size_, " ranks");
+  }
+  if (rank_ == root) {
+    char* o = static_cast<char*>(out);
+    int64_t at = 0;
+    distributed::Exchange ex(*this);
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) {
+        std::memcpy(o + at, in, static_cast<size_t>(bytes[r]));
+      } else if (bytes[r] > 0) {
+        ex.add_recv(o + at, bytes[r], r, distributed::kTagCollective);
+      }
+      at += bytes[r];
+    }
+    ex.start();
+    ex.finish();
+  } else if (bytes[rank_] > 0) {
+    distributed::Exchange ex(*this);
+    ex.add_send(in, bytes[rank_], root, distributed::kTagCollective);
+    ex.start();
+    ex.finish();
+  }
+}
+
 double Communicator::max(double value) {
   std::vector<double> all(static_cast<size_t>(size_));
   allgather(&value, all.data(), sizeof(double));

@@ -70,13 +70,21 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   std::vector<int32_t> prompt = tok.encode(
       text, {.add_special = options.add_special, .parse_special = options.parse_special});
   if (prompt.empty()) throw InvalidArgument("explain: the text gives no tokens; pass some text");
+  // Context parallel: only rank 0's capture sees events (model/forward.h); the others keep and
+  // write nothing.
+  CaptureOptions capture = options.capture;
+  if (options.context_parallel && options.context_parallel->rank() != 0) {
+    capture.stream_npy.clear();
+    capture.max_floats = 0;
+    capture.block_size = 0;
+  }
   Explanation e{.ids = {},
                 .tokens = {},
                 .word_ids = {},
                 .n_prompt = 0,
                 .model = {},
                 .run_seconds = 0,
-                .capture = AttentionCapture(model, options.capture),
+                .capture = AttentionCapture(model, std::move(capture)),
                 .layer_windows = layer_windows(model)};
   e.model = model.describe();
   e.n_prompt = static_cast<int64_t>(prompt.size());
@@ -90,7 +98,8 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   Session session(model, {.n_ctx = n_ctx,
                           .kv_type = options.kv_type,
                           .n_threads = options.n_threads,
-                          .observer = &e.capture});
+                          .observer = &e.capture,
+                          .context_parallel = options.context_parallel});
   const auto t0 = std::chrono::steady_clock::now();
   if (!model.is_decoder()) {
     session.encode(prompt);

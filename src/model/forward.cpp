@@ -14,6 +14,7 @@
 #include "core/parallel.h"
 #include "kernels/quant/quantize.h"
 #include "model/blocks.h"
+#include "model/context_parallel.h"
 #include "model/forward.h"
 #include "qkv/attention.h"
 
@@ -149,6 +150,13 @@ void check_finite(const Model::Impl& m, const float* x, int64_t rows, int64_t wi
                     "model's weights or hyper-parameters (norm epsilon, RoPE base) are broken");
 }
 
+// Gemma 2: logits -> cap * tanh(logits / cap)
+void softcap_logits(const ModelConfig& c, std::vector<float>& logits) {
+  if (c.final_softcap <= 0) return;
+  const float cap = static_cast<float>(c.final_softcap);
+  for (float& z : logits) z = cap * std::tanh(z / cap);
+}
+
 void check_tokens(const Model::Impl& m, std::span<const int32_t> tokens) {
   if (tokens.empty()) core::throw_invalid("forward: no tokens");
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -209,10 +217,13 @@ void attend(const View4& q, const View4& k, const View4& v, float* out, int laye
 
 namespace {
 
-// A SequenceStep placed in the batch: its rows [row0, row0 + n) of the activations.
+// A SequenceStep placed in the batch: its rows [row0, row0 + n) of the activations, the tokens
+// at positions pos0.., their K/V at cache_row.. of its cache (-1: another rank stores them). A
+// context-parallel step has a segment per piece of its rows (model/context_parallel.h).
 struct Segment {
   const SequenceStep* step = nullptr;
-  int64_t row0 = 0, n = 0, pos0 = 0;
+  std::span<const int32_t> tokens;
+  int64_t row0 = 0, n = 0, pos0 = 0, cache_row = 0;
   const std::vector<float>* inv_freq_global = nullptr;  // RoPE of the non-sliding layers
   Emitter emit{nullptr, 0, 0};
 };
@@ -250,9 +261,41 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     core::throw_invalid("forward: ", m.file.path, " is an encoder (bert); use encode()");
   }
   if (steps.empty()) core::throw_invalid("forward: no sequences");
-  std::vector<Segment> segs(steps.size());
+  ContextParallel* const cpar = options.context_parallel;
+  if (cpar && steps.size() != 1) {
+    core::throw_invalid("forward: context parallelism runs one sequence, not ", steps.size());
+  }
+  std::vector<Segment> segs(cpar ? 0 : steps.size());
   int64_t n = 0;  // rows of all sequences
-  for (size_t i = 0; i < steps.size(); ++i) {
+  cp::Plan plan;
+  std::vector<char> watched;  // context parallel: the layers rank 0's observer watches
+  if (cpar) {
+    const SequenceStep& st = steps[0];
+    if (!st.cache || !st.logits) core::throw_invalid("forward: sequence 0 has no cache");
+    check_tokens(m, st.tokens);
+    const int64_t len = static_cast<int64_t>(st.tokens.size());
+    if (m.pos_embd.data && cpar->n_past + len > m.pos_embd.n_out) {
+      core::throw_error("context full: position ", cpar->n_past + len - 1, " is past the ",
+                        m.pos_embd.n_out, " learned positions of this model");
+    }
+    plan = cp::plan(*cpar, st.tokens, st.all_logits, st.cache->n_ctx());
+    for (const cp::Piece& p : plan.pieces) {
+      Segment g;
+      g.step = &st;
+      g.tokens = st.tokens.subspan(static_cast<size_t>(p.token0), static_cast<size_t>(p.n));
+      g.row0 = n;
+      g.n = p.n;
+      g.pos0 = p.pos0;
+      g.cache_row = p.cache_row;
+      g.inv_freq_global = !m.rope_inv_freq_long.empty() && cpar->n_ctx > c.n_ctx_orig
+                              ? &m.rope_inv_freq_long
+                              : &m.rope_inv_freq;
+      segs.push_back(g);
+      n += p.n;
+    }
+    watched = cp::watched_layers(*cpar, st.observer, static_cast<int>(c.n_layer));
+  }
+  for (size_t i = 0; i < (cpar ? 0 : steps.size()); ++i) {
     const SequenceStep& st = steps[i];
     if (!st.cache || !st.logits) core::throw_invalid("forward: sequence ", i, " has no cache");
     for (size_t j = 0; j < i; ++j) {
@@ -265,9 +308,11 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     check_context(m, *st.cache, len);
     Segment& g = segs[i];
     g.step = &st;
+    g.tokens = st.tokens;
     g.row0 = n;
     g.n = len;
     g.pos0 = st.cache->n_past();
+    g.cache_row = g.pos0;
     // Phi-3 LongRoPE: the long factors when the context exceeds the original one (llama.cpp's
     // choice, by the context size rather than the position).
     g.inv_freq_global = !m.rope_inv_freq_long.empty() && st.cache->n_ctx() > c.n_ctx_orig
@@ -303,7 +348,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
   };
   Timer timer(options.times);
 
-  for (const Segment& g : segs) embed_rows(m, g.step->tokens, g.pos0, x + g.row0 * d);
+  for (const Segment& g : segs) embed_rows(m, g.tokens, g.pos0, x + g.row0 * d);
   if (m.traits->embd_scale) {
     // Gemma: x * sqrt(n_embd), the factor rounded to fp32 first as llama.cpp and HF do.
     const float scale = std::sqrt(static_cast<float>(d));
@@ -345,8 +390,9 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     emit("v", layer, v, nkv_w);
     for (const Segment& g : segs) {
       KvCache& cache = *g.step->cache;
-      store_rows(k + g.row0 * nkv_w, g.n, nkv_w, cache.k_at(layer, g.pos0), cache.dtype());
-      store_rows(v + g.row0 * nkv_w, g.n, nkv_w, cache.v_at(layer, g.pos0), cache.dtype());
+      if (g.cache_row < 0) continue;
+      store_rows(k + g.row0 * nkv_w, g.n, nkv_w, cache.k_at(layer, g.cache_row), cache.dtype());
+      store_rows(v + g.row0 * nkv_w, g.n, nkv_w, cache.v_at(layer, g.cache_row), cache.dtype());
     }
     timer.charge(&ForwardTimes::other);
 
@@ -359,7 +405,11 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     if (L.sliding) opt.window_left = c.sliding_window - 1;
     opt.n_threads = threads;
     opt.backend = attention_backend;
-    for (const Segment& g : segs) {
+    if (cpar) {
+      cp::attention(*cpar, plan, q, nh, hd, *steps[0].cache, layer, opt, att,
+                    watched[static_cast<size_t>(layer)] != 0, steps[0].observer, s.lse);
+    }
+    for (const Segment& g : cpar ? std::span<const Segment>{} : std::span<const Segment>(segs)) {
       KvCache& cache = *g.step->cache;
       const int64_t n_kv = g.pos0 + g.n;
       const View4 qv = View4::dense(q + g.row0 * nq_w, DType::f32, {1, g.n, nh, hd});
@@ -410,6 +460,35 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     timer.charge(&ForwardTimes::other);
   }
 
+  if (cpar) {
+    // Context parallel: every row of this rank (all_logits), or the sequence's last row on the
+    // rank that holds it; then to rank 0 in position order, or to every rank.
+    const SequenceStep& st = steps[0];
+    std::vector<float>& logits = *st.logits;
+    logits.clear();
+    const int me = cpar->comm->rank();
+    const int64_t rows = st.all_logits ? n : cp::last_row_rank(*cpar, plan) == me ? 1 : 0;
+    if (rows > 0) {
+      norm(m, x + (n - rows) * d, rows, m.out_norm, h, threads);
+      timer.charge(&ForwardTimes::other);
+      logits.resize(static_cast<size_t>(rows * c.n_vocab));
+      linear(m.lm_head, h, d, logits.data(), c.n_vocab, rows);
+      softcap_logits(c, logits);
+      for (const Segment& g : segs) {
+        const int64_t first = std::max<int64_t>(g.row0, n - rows);
+        if (first >= g.row0 + g.n) continue;
+        check_finite(m, logits.data() + (first - (n - rows)) * c.n_vocab, g.row0 + g.n - first,
+                     c.n_vocab, g.pos0 + (first - g.row0), -1, "logits");
+      }
+    }
+    cp::share_logits(*cpar, plan, logits, c.n_vocab, st.all_logits);
+    timer.charge(&ForwardTimes::linear);
+    cp::commit(*cpar, std::move(plan));
+    st.cache->set_n_past(cpar->held(me));
+    if (options.times) options.times->tokens += n;
+    return;
+  }
+
   // The final norm and the head only for the rows asked for (the last one of a sequence while
   // generating), unless an observer wants every row's final norm. The rows of every sequence
   // are gathered into h and go through the head together.
@@ -455,11 +534,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
   for (const Segment& g : segs) {
     std::vector<float>& logits = *g.step->logits;
     const int64_t rows = g.step->all_logits ? g.n : 1;
-    if (c.final_softcap > 0) {
-      // Gemma 2: logits -> cap * tanh(logits / cap)
-      const float cap = static_cast<float>(c.final_softcap);
-      for (float& z : logits) z = cap * std::tanh(z / cap);
-    }
+    softcap_logits(c, logits);
     check_finite(m, logits.data(), rows, c.n_vocab, g.pos0 + g.n - rows, -1, "logits");
   }
   timer.charge(&ForwardTimes::linear);

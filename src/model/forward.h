@@ -8,6 +8,7 @@
 
 #include "core/large_buffer.h"
 #include "kernels/linear.h"
+#include "qkv/distributed.h"
 #include "qkv/model.h"
 #include "qkv/observer.h"
 
@@ -58,6 +59,33 @@ struct Workspace {
   void release();        // frees everything; the next call grows it again
 };
 
+// One sequence split over the ranks of an MPI job ("context parallelism", docs/DISTRIBUTED.md):
+// every rank holds the weights and runs the same calls with the same tokens. A call from an
+// empty sequence (the prefill) runs on each rank only its zig-zag shard of the tokens
+// (zigzag_shard) at their global positions, attention passing K/V around the ring
+// (ring_attention). Later calls (decode steps) run their tokens on every rank; their K/V is stored
+// by one rank, the owner, and attention reduces every rank's partial over its shard of the cache
+// (sharded_decode_attention). The owner keeps taking the new tokens until it has taken kRun of
+// them in a row; then the rank holding the fewest tokens takes over (the lowest one on ties), so
+// that the shards stay within kRun + 2 tokens of each other and each holds few ranges of keys.
+// Every rank keeps the whole layout (the same on all ranks), so that each can tell what the
+// others hold. The KV cache of a rank holds its own tokens only, in the order of `ranges`.
+struct ContextParallel {
+  static constexpr int64_t kRun = 256;
+  ContextParallel(Communicator& c, int64_t context) : comm(&c), n_ctx(context) { reset(); }
+  Communicator* comm;
+  int64_t n_ctx = 0;   // the whole sequence's context length (each cache holds a share)
+  int64_t n_past = 0;  // tokens of the whole sequence so far
+  // Per rank: the global positions of its cache rows, in cache order.
+  std::vector<std::vector<KeyRange>> ranges;
+  int run_owner = -1;     // the rank taking new tokens; -1: none yet
+  int64_t run_taken = 0;  // tokens it has taken in this run
+  void reset();
+  int64_t held(int rank) const;  // tokens in that rank's cache
+  // Cache rows one rank needs for a sequence of n_ctx tokens: its share and a run of slack.
+  static int64_t local_capacity(int64_t n_ctx, int n_ranks);
+};
+
 // How a forward pass runs; the defaults are what a plain caller wants.
 struct ForwardOptions {
   int n_threads = 0;              // 0: all hardware threads
@@ -71,6 +99,11 @@ struct ForwardOptions {
   // whose result for a row does not depend on the other rows or their number (a server's
   // batch-invariant decode steps); automatic picks the fastest path for the row count.
   kernels::LinearPath linear_path = kernels::LinearPath::automatic;
+  // Split the sequence over the ranks of an MPI job (decoder_forward with one sequence only). Then
+  // tokens are the whole sequence's new tokens on every rank, and the logits: the last row on
+  // every rank, or with all_logits every row in position order on rank 0 (empty elsewhere).
+  // Attention events go to rank 0's observer only, with every row and key gathered there.
+  ContextParallel* context_parallel = nullptr;
 };
 
 // Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the

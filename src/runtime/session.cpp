@@ -52,6 +52,22 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
   s.n_threads = core::resolve_threads(options.n_threads);
   s.options = options;
   s.model = std::move(model);
+  if (options.context_parallel) {
+    if (!s.model.is_decoder()) {
+      core::throw_invalid("context parallelism splits a decoder's sequence; ",
+                          architecture_name(s.model.architecture()), " is an encoder");
+    }
+    if (options.kv_type == KvType::q8_0) {
+      core::throw_invalid(
+          "context parallelism passes K/V blocks of f32 or f16; a q8_0 KV cache "
+          "is not supported with it (use --kv f16)");
+    }
+    s.cp.emplace(*options.context_parallel, s.n_ctx);
+    s.cache.emplace(
+        s.model, model::ContextParallel::local_capacity(s.n_ctx, options.context_parallel->size()),
+        options.kv_type);
+    return;
+  }
   if (s.model.is_decoder()) s.cache.emplace(s.model, s.n_ctx, options.kv_type);
 }
 
@@ -69,11 +85,13 @@ int Session::n_threads() const {
   return impl_->n_threads;
 }
 int64_t Session::n_past() const {
+  if (impl_->cp) return impl_->cp->n_past;
   return impl_->cache ? impl_->cache->n_past() : 0;
 }
 
 void Session::reset() {
   if (impl_->cache) impl_->cache->set_n_past(0);
+  if (impl_->cp) impl_->cp->reset();
   impl_->has_pooled = false;
 }
 
@@ -81,6 +99,14 @@ void Session::truncate(int64_t n) {
   if (n < 0 || n > n_past()) {
     core::throw_invalid("Session::truncate: ", n,
                         " tokens; expected 0 <= n <= n_past() = ", n_past());
+  }
+  if (impl_->cp && n != n_past()) {
+    if (n != 0) {
+      core::throw_invalid("Session::truncate: a context-parallel session keeps all of its ",
+                          n_past(), " tokens or none (truncate(0)); ", n, " asked");
+    }
+    reset();
+    return;
   }
   if (impl_->cache) impl_->cache->set_n_past(n);
 }
@@ -97,7 +123,7 @@ void Session::Impl::check_tokens(std::span<const int32_t> tokens, const char* wh
 }
 
 std::string Session::Impl::overflow_message(int64_t n_new) const {
-  const int64_t past = cache ? cache->n_past() : 0;
+  const int64_t past = cp ? cp->n_past : cache ? cache->n_past() : 0;
   const int64_t trained = model.config().n_ctx;
   std::string how =
       has_learned_positions(model)
@@ -116,7 +142,7 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_l
                         " is an encoder; use Session::encode()");
   }
   s.check_tokens(tokens, "Session::eval");
-  if (s.cache->n_past() + static_cast<int64_t>(tokens.size()) > s.n_ctx) {
+  if (n_past() + static_cast<int64_t>(tokens.size()) > s.n_ctx) {
     throw Error(s.overflow_message(static_cast<int64_t>(tokens.size())));
   }
   model::decoder_forward(s.model, *s.cache, tokens, all_logits, s.logits, s.forward_options());
@@ -135,6 +161,10 @@ std::vector<std::span<const float>> eval_batch(std::span<Session* const> session
   for (size_t i = 0; i < sessions.size(); ++i) {
     if (!sessions[i]) core::throw_invalid("eval_batch: session ", i, " is null");
     Session::Impl& s = *sessions[i]->impl_;
+    if (s.cp) {
+      core::throw_invalid("eval_batch: session ", i,
+                          " is context parallel; run it with Session::eval()");
+    }
     if (!s.cache) {
       core::throw_invalid("eval_batch: ", architecture_name(s.model.architecture()),
                           " is an encoder; use Session::encode()");

@@ -17,9 +17,12 @@ struct Session::Impl {
   int64_t n_ctx = 0;
   int n_threads = 1;
   std::optional<model::KvCache> cache;  // decoders only
-  std::vector<float> logits;            // [n, n_vocab] or [n_vocab] of the last eval()
-  std::vector<float> hidden;            // [n, n_embd] of the last encode()
-  std::vector<float> pooled;            // [n_embd]
+  // SessionOptions::context_parallel: the sequence's layout over the ranks; the cache holds this
+  // rank's tokens.
+  std::optional<model::ContextParallel> cp;
+  std::vector<float> logits;  // [n, n_vocab] or [n_vocab] of the last eval()
+  std::vector<float> hidden;  // [n, n_embd] of the last encode()
+  std::vector<float> pooled;  // [n_embd]
   bool has_pooled = false;
   model::ForwardTimes times;   // since construction or reset_stats()
   model::Workspace workspace;  // the forward passes' scratch
@@ -30,7 +33,10 @@ struct Session::Impl {
   std::string overflow_message(int64_t n_new) const;
   // The forward passes' options: this session's threads, observer, timers and attention backend.
   model::ForwardOptions forward_options() {
-    return {n_threads, options.observer, &times, options.attention_backend, &workspace};
+    model::ForwardOptions o{n_threads, options.observer, &times, options.attention_backend,
+                            &workspace};
+    o.context_parallel = cp ? &*cp : nullptr;
+    return o;
   }
 };
 

@@ -292,6 +292,69 @@ TEST(ShardedDecode, MatchesSingleProcess) {
   }
 }
 
+// A shard of several ranges per rank (a context-parallel KV cache: zig-zag chunks, then runs of
+// decode tokens): 3P ranges of uneven sizes dealt round-robin, so every rank holds three
+// non-adjacent ones.
+TEST(ShardedDecode, RangesMatchSingleProcess) {
+  Communicator& comm = Communicator::world();
+  for (const Case& c : cases()) {
+    if (c.mask != MaskKind::none || c.batch != 1) continue;
+    SCOPED_TRACE(c.name);
+    const Problem p(c);
+    const int64_t N = c.n_seq, H = c.n_head, Dv = c.head_dim_v, n_q = 2;
+    const View4 qv = View4::dense(p.q.data(), DType::f32, {1, n_q, H, c.head_dim});
+    std::vector<float> ref_out(static_cast<size_t>(n_q * H * Dv));
+    std::vector<float> ref_lse(static_cast<size_t>(H * n_q));
+    attention(qv, p.kv(), p.vv(), MutView4::dense(ref_out.data(), {1, n_q, H, Dv}), ref_lse, p.opt);
+    const int P = comm.size(), n_ranges = 3 * P;
+    std::vector<KeyRange> mine;
+    for (int j = 0; j < n_ranges; ++j) {
+      const int64_t b = N * j * j / (n_ranges * n_ranges);
+      const int64_t e = N * (j + 1) * (j + 1) / (n_ranges * n_ranges);
+      if (j % P == comm.rank()) mine.push_back({b, e - b});
+    }
+    // This rank's keys packed in the order of its ranges.
+    const View4 kf = p.kv(), vf = p.vv();
+    const int64_t es = c.f16 ? 2 : 4;
+    const int64_t krow = kf.stride[1] * es, vrow = vf.stride[1] * es;
+    std::vector<char> kb, vb;
+    int64_t held = 0;
+    for (const KeyRange& r : mine) {
+      const char* k0 = static_cast<const char*>(kf.data) + r.begin * krow;
+      const char* v0 = static_cast<const char*>(vf.data) + r.begin * vrow;
+      kb.insert(kb.end(), k0, k0 + r.len * krow);
+      vb.insert(vb.end(), v0, v0 + r.len * vrow);
+      held += r.len;
+    }
+    kb.resize(kb.size() + 64), vb.resize(vb.size() + 64);  // a valid pointer when empty
+    const View4 ks = View4::dense(kb.data(), kf.dtype, {1, held, c.n_head_kv, c.head_dim});
+    const View4 vs = View4::dense(vb.data(), vf.dtype, {1, held, c.n_head_kv, Dv});
+    std::vector<float> out(ref_out.size(), -7.f), lse(ref_lse.size());
+    sharded_decode_attention(comm, qv, ks, vs, MutView4::dense(out.data(), {1, n_q, H, Dv}), lse,
+                             std::span<const KeyRange>(mine), N, p.opt);
+    expect_near(out, ref_out, "out", c.name);
+    expect_near(lse, ref_lse, "lse", c.name);
+  }
+}
+
+TEST(JobArguments, ADifferentValueIsNamedWithBothValues) {
+  Communicator& comm = Communicator::world();
+  const std::vector<JobArgument> same = {{"--model", "m.gguf"}, {"--prompt", "a cat"}};
+  EXPECT_NO_THROW(check_same_arguments(comm, "test", same));
+  if (comm.size() < 2) GTEST_SKIP() << "needs two ranks";
+  const std::vector<JobArgument> args = {{"--model", "m.gguf"},
+                                         {"--prompt", comm.rank() == 1 ? "a dog" : "a cat"}};
+  try {
+    check_same_arguments(comm, "test", args);
+    ADD_FAILURE() << "no error";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "test: rank 1 was given --prompt = \"a dog\" but rank 0 \"a cat\""),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(RingAttention, MismatchedArgumentsAreReportedBeforeAnyWork) {
   Communicator& comm = Communicator::world();
   if (comm.size() < 2) GTEST_SKIP() << "needs two ranks";

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""`qkv eval|generate|explain --context-parallel` under mpirun against one process.
+
+    run_cp.py MPIEXEC NP QKV WORKDIR
+
+On NP ranks of this machine (mpirun --oversubscribe), for a Gemma 2 model (sliding-window layers
+of 8 keys, soft-capping, GQA; f32 weights) and a LLaMA model (f16 weights, f16 KV cache), both
+tiny and made with `qkv make-model`:
+  - eval --logits: every position's logits within 1e-4 of the single process's;
+  - generate, greedy, 600 tokens (past the 256-token runs after which another rank takes the
+    decode tokens): the same text;
+  - explain -n 4 --npy and --npy-stream: the maps within 1e-5 of the single process's: each
+    probability is exp(score - lse), and the ring's lse, summed in another order, is that of one
+    call within a few ulps of its size (lse ~ 5: ulp 5e-7), so p moves by a few 1e-7 relative
+    (measured max 1.1e-6);
+  - ranks given another prompt, or another model file at the same path: the job fails before any
+    work, naming the argument and rank 1.
+Exit 77 (skipped, with the reason) when MPIEXEC is not there.
+"""
+import array
+import ast
+import os
+import shutil
+import subprocess
+import sys
+
+
+def load_npy(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:6] == b"\x93NUMPY", path
+    n = int.from_bytes(data[8:10], "little")
+    header = ast.literal_eval(data[10:10 + n].decode("latin1"))
+    assert header["descr"] == "<f4", header
+    values = array.array("f")
+    values.frombytes(data[10 + n:])
+    return header["shape"], values
+
+
+def max_diff(a, b):
+    (sa, va), (sb, vb) = load_npy(a), load_npy(b)
+    if sa != sb:
+        raise AssertionError(f"{a} is {sa} but {b} is {sb}")
+    return max((abs(x - y) for x, y in zip(va, vb)), default=0.0)
+
+
+def main():
+    mpiexec, np, qkv, work = sys.argv[1:5]
+    if not mpiexec or not (os.path.exists(mpiexec) or shutil.which(mpiexec)):
+        print(f"skipped: mpirun ({mpiexec or 'not found at configure time'}) is not installed "
+              "(Debian: openmpi-bin, libopenmpi-dev)")
+        return 77
+    os.makedirs(work, exist_ok=True)
+    mpi = [mpiexec, "--oversubscribe", "--mca", "btl", "self,vader"]
+    if os.geteuid() == 0:
+        mpi.append("--allow-run-as-root")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if "ASAN_OPTIONS" in env:  # Open MPI's allocations outlive MPI_Finalize (run_mpi.py)
+        env["ASAN_OPTIONS"] = env["ASAN_OPTIONS"].replace("detect_leaks=1", "detect_leaks=0")
+
+    def run(cmd, ok=True):
+        print("$", " ".join(cmd), flush=True)
+        r = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=300)
+        if ok and r.returncode != 0:
+            print(r.stdout, r.stderr)
+            raise AssertionError(f"exit {r.returncode}")
+        return r
+
+    def cp(*args):
+        return run(mpi + ["-np", np, qkv, *args, "--context-parallel", "--threads", "1"])
+
+    failures = []
+
+    def check(cond, what):
+        print(("ok: " if cond else "FAIL: ") + what, flush=True)
+        if not cond:
+            failures.append(what)
+
+    prompt = ("the quick brown fox jumps over the lazy dog and then some more words follow "
+              "here so that every rank holds a few chunks")
+    models = {
+        "gemma2": ["--arch", "gemma2", "--preset", "tiny", "--n-ctx", "2048"],
+        "llama": ["--arch", "llama", "--preset", "tiny", "--n-ctx", "2048", "--dtype", "f16"],
+    }
+    for name, make in models.items():
+        model = f"{name}.gguf"
+        run([qkv, "make-model", *make, "-o", model])
+        kv = ["--kv", "f16"] if name == "llama" else []
+        tag = f"{name} np{np}"
+
+        run([qkv, "eval", "-m", model, prompt, "--logits", "one.npy", "--threads", "1", *kv])
+        cp("eval", "-m", model, prompt, "--logits", "cp.npy", *kv)
+        d = max_diff(os.path.join(work, "one.npy"), os.path.join(work, "cp.npy"))
+        check(d <= 1e-4, f"{tag}: eval logits within 1e-4 of one process (max diff {d:.2e})")
+
+        gen = ["generate", "-m", model, "-p", prompt, "-n", "600", "--temp", "0", "--ignore-eos",
+               *kv]
+        one = run([qkv, *gen, "--threads", "1"]).stdout
+        par = cp(*gen).stdout
+        check(one == par and len(one) > len(prompt),
+              f"{tag}: greedy generation of 600 tokens identical ({len(one)} bytes)")
+
+        ex = ["explain", "-m", model, prompt, "-n", "4", *kv]
+        run([qkv, *ex, "--npy", "one_maps.npy", "--threads", "1"])
+        cp(*ex, "--npy", "cp_maps.npy", "--npy-stream", "cp_stream.npy")
+        for f in ("cp_maps.npy", "cp_stream.npy"):
+            d = max_diff(os.path.join(work, "one_maps.npy"), os.path.join(work, f))
+            check(d <= 1e-5, f"{tag}: explain maps ({f}) within 1e-5 of one process ({d:.2e})")
+
+    # Mismatched arguments: rank 1 of two gets another prompt, or another model file at the same
+    # path (a node with a stale copy). Both must fail before any work, naming what and where.
+    run([qkv, "make-model", "--arch", "llama", "--preset", "tiny", "--seed", "2", "-o",
+         "other.gguf"])
+    for d, m in (("a", "llama.gguf"), ("b", "other.gguf")):
+        os.makedirs(os.path.join(work, d), exist_ok=True)
+        shutil.copyfile(os.path.join(work, m), os.path.join(work, d, "m.gguf"))
+    one_rank = mpi[:]
+
+    def mpmd(args0, args1, cwd1="a"):
+        cmd = one_rank + ["-np", "1", "--wdir", os.path.join(work, "a"), qkv, *args0,
+                          "--context-parallel", ":", "-np", "1", "--wdir",
+                          os.path.join(work, cwd1), qkv, *args1, "--context-parallel"]
+        return run(cmd, ok=False)
+
+    r = mpmd(["eval", "-m", "m.gguf", "a cat sat", "--logits", "x.npy"],
+             ["eval", "-m", "m.gguf", "a dog sat", "--logits", "x.npy"])
+    out = r.stdout + r.stderr
+    check(r.returncode != 0 and 'rank 1 was given text = "a dog sat" but rank 0 "a cat sat"' in out,
+          "another prompt on rank 1 is named")
+    r = mpmd(["generate", "-m", "m.gguf", "-p", "a cat", "-n", "3", "--seed", "1"],
+             ["generate", "-m", "m.gguf", "-p", "a cat", "-n", "3", "--seed", "1"], cwd1="b")
+    out = r.stdout + r.stderr
+    check(r.returncode != 0 and "rank 1 was given the model = " in out,
+          "another model file on rank 1 is named")
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
