@@ -330,6 +330,83 @@ struct Q6_K {
   }
 };
 
+// Q2_K / Q3_K: vector v = 8h + 2i + part of a block holds the 16 codes of bytes
+// qs[32h + 16 part, + 16) at bit 2i (i < 4), one sub-block. Shifting the zero-extended bytes
+// right by 2i leaves the code in bits 0-1 and the next code in bits 2-3, which vpermps also
+// reads: the tables repeat their 4 values (k & 3) across the 16 entries.
+QKV_INLINE __m512 codes2() {
+  return _mm512_setr_ps(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+}
+
+struct Q2_K {
+  using Block = BlockQ2K;
+  static constexpr int kElems = kQKK;
+  template <class F>
+  static QKV_INLINE void run(const Block& b, F&& f) {
+    // Sub-block s: dl[s] = d * scale (low nibble), ml[s] = dmin * min (high nibble).
+    alignas(64) float dl[16], ml[16];
+    const __m512i sc = bytes16(b.scales);
+    _mm512_store_ps(dl, _mm512_mul_ps(splat_half(b.d), _mm512_cvtepi32_ps(_mm512_and_si512(
+                                                           sc, _mm512_set1_epi32(15)))));
+    _mm512_store_ps(ml, _mm512_mul_ps(splat_half(b.dmin), _mm512_cvtepi32_ps(high4(sc))));
+    reload(dl);
+    reload(ml);
+    const __m512 codes = codes2();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m512i q0 = bytes16(b.qs + 32 * h), q1 = bytes16(b.qs + 32 * h + 16);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const int v = 8 * h + 2 * i;
+        const __m512 t0 =
+            _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[v]), codes), _mm512_set1_ps(ml[v]));
+        const __m512 t1 = _mm512_sub_ps(_mm512_mul_ps(_mm512_set1_ps(dl[v + 1]), codes),
+                                        _mm512_set1_ps(ml[v + 1]));
+        f(v, _mm512_permutexvar_ps(_mm512_srli_epi32(q0, 2 * i), t0));
+        f(v + 1, _mm512_permutexvar_ps(_mm512_srli_epi32(q1, 2 * i), t1));
+      }
+    }
+  }
+};
+
+struct Q3_K {
+  using Block = BlockQ3K;
+  static constexpr int kElems = kQKK;
+  template <class F>
+  static QKV_INLINE void run(const Block& b, F&& f) {
+    // Sub-block s: d * (signed scale), then times the code (-4..3): 0..3 where the hmask bit is
+    // set, minus 4 where it is clear.
+    alignas(16) int8_t scales[16];
+    q3_k_scales(b.scales, scales);
+    alignas(64) float dl[16];
+    _mm512_store_ps(
+        dl, _mm512_mul_ps(splat_half(b.d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(
+                                               reinterpret_cast<const __m128i*>(scales))))));
+    reload(dl);
+    const __m512 high = codes2(), low = _mm512_sub_ps(codes2(), _mm512_set1_ps(4));
+    const __m128i hm0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.hmask));
+    const __m128i hm1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.hmask + 16));
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m512i q0 = bytes16(b.qs + 32 * h), q1 = bytes16(b.qs + 32 * h + 16);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const int v = 8 * h + 2 * i;
+        const __m128i bit = _mm_set1_epi8(static_cast<char>(1 << (4 * h + i)));
+        const auto lookup = [&](__m512i q, __m128i hm, float d) {
+          const __m512 dv = _mm512_set1_ps(d);
+          const __m512i idx = _mm512_srli_epi32(q, 2 * i);
+          return _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(idx, _mm512_mul_ps(dv, low)),
+                                            _mm_test_epi8_mask(hm, bit), idx,
+                                            _mm512_mul_ps(dv, high));
+        };
+        f(v, lookup(q0, hm0, dl[v]));
+        f(v + 1, lookup(q1, hm1, dl[v + 1]));
+      }
+    }
+  }
+};
+
 // Rows [o0, o1) against M rows of x. Blocks of 32 values (2 vectors) go in pairs, so that the
 // four chains stay compile-time registers; an odd last block uses chains 0 and 1.
 template <class D, int M>
@@ -409,9 +486,12 @@ bool gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1) {
       return gemv_type<Q5_K>(t, o0, o1), true;
     case QuantType::q6_k:
       return gemv_type<Q6_K>(t, o0, o1), true;
-    default:  // Q2_K, Q3_K: the AVX2 kernels
-      return false;
+    case QuantType::q2_k:
+      return gemv_type<Q2_K>(t, o0, o1), true;
+    case QuantType::q3_k:
+      return gemv_type<Q3_K>(t, o0, o1), true;
   }
+  return false;
 }
 
 }  // namespace qkv::kernels::quant::avx512
