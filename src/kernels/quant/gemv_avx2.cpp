@@ -1,7 +1,7 @@
 // The AVX2 target of the block-format kernels (gemv.h): per-type block decoders in registers
-// (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q4_K, Q5_K, Q6_K; Q2_K and Q3_K use the scalar
-// dequantizer), used both to convert panels (decode) and, in the matrix-vector product, to
-// multiply each decoded vector of 8 weights with the fp32 activations at once (gemv).
+// (every type but Q8_0, whose kernels are in cpu/linear_avx2.cpp), used both to convert panels
+// (decode) and, in the matrix-vector product, to multiply each decoded vector of 8 weights with the
+// fp32 activations at once (gemv).
 // Each decoder does the float operations of dequant.cpp in the same order with separate
 // multiplies and adds (no FMA), so its values are bit-identical to the scalar twin.
 #include <algorithm>
@@ -274,6 +274,64 @@ struct Q6_K {
   }
 };
 
+// Q2_K / Q3_K: vector pair v, v + 1 = 8h + 2i + {0, 1} holds the 16 codes of bytes
+// qs[32h + 16 part, + 16) at bit 2i (i < 4), one sub-block each (dequant.cpp's order).
+QKV_INLINE __m128i codes2(const uint8_t* qs, int i) {
+  return _mm_and_si128(_mm_srl_epi16(load16(qs), _mm_cvtsi32_si128(2 * i)), _mm_set1_epi8(3));
+}
+
+struct Q2_K {
+  using Block = BlockQ2K;
+  static constexpr int kElems = kQKK;
+  template <class F>
+  static QKV_INLINE void run(const Block& b, F&& f) {
+    const float d = half(b.d), dmin = half(b.dmin);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+#pragma GCC unroll 2
+        for (int part = 0; part < 2; ++part) {
+          const int s = 8 * h + 2 * i + part;
+          // d * scale * q - dmin * min, rounded as the scalar: (d * scale) * q, then minus.
+          const __m256 dl = _mm256_set1_ps(d * static_cast<float>(b.scales[s] & 0xF));
+          const __m256 ml = _mm256_set1_ps(dmin * static_cast<float>(b.scales[s] >> 4));
+          emit16_i8_dsub(codes2(b.qs + 32 * h + 16 * part, i), dl, ml, 2 * s, f);
+        }
+      }
+    }
+  }
+};
+
+struct Q3_K {
+  using Block = BlockQ3K;
+  static constexpr int kElems = kQKK;
+  template <class F>
+  static QKV_INLINE void run(const Block& b, F&& f) {
+    const float d = half(b.d);
+    int8_t scales[16];
+    q3_k_scales(b.scales, scales);
+    const __m128i four = _mm_set1_epi8(4);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m128i bit = _mm_set1_epi8(static_cast<char>(1 << (4 * h + i)));
+#pragma GCC unroll 2
+        for (int part = 0; part < 2; ++part) {
+          const int s = 8 * h + 2 * i + part;
+          // code - 4, plus 4 back where the hmask bit is set: -4..3.
+          const __m128i set = _mm_cmpeq_epi8(_mm_and_si128(load16(b.hmask + 16 * part), bit), bit);
+          const __m128i q = _mm_add_epi8(_mm_sub_epi8(codes2(b.qs + 32 * h + 16 * part, i), four),
+                                         _mm_and_si128(set, four));
+          // float(v) * (d * scale): the scalar's product (d * scale) * v.
+          emit16_i8(q, _mm256_set1_ps(d * static_cast<float>(scales[s])), 2 * s, f);
+        }
+      }
+    }
+  }
+};
+
 template <class D>
 void decode_type(const uint8_t* blocks, int64_t n, float* out) {
   const auto* b = reinterpret_cast<const typename D::Block*>(blocks);
@@ -346,7 +404,8 @@ void gemv_type(const cpu::GemvTask& t, int64_t o0, int64_t o1) {
   }
 }
 
-// The chunked product for the types without a register decoder (Q2_K, Q3_K): decode 256 values
+// The chunked product for a type without a register decoder here (Q8_0, if it is ever called
+// through this entry point rather than cpu/linear_avx2.cpp's own kernel): decode 256 values
 // into L1 with the scalar dequantizer, then FMA.
 template <int M>
 void gemv_chunked(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1) {
@@ -407,7 +466,11 @@ void decode(QuantType q, const uint8_t* row, int64_t k0, int64_t n, float* out) 
       return decode_type<Q5_K>(blocks, n, out);
     case QuantType::q6_k:
       return decode_type<Q6_K>(blocks, n, out);
-    default:  // Q8_0 (cpu/linear_avx2.cpp has its own), Q2_K, Q3_K
+    case QuantType::q2_k:
+      return decode_type<Q2_K>(blocks, n, out);
+    case QuantType::q3_k:
+      return decode_type<Q3_K>(blocks, n, out);
+    default:  // Q8_0 (cpu/linear_avx2.cpp has its own)
       return dequantize(q, blocks, n, out);
   }
 }
@@ -432,6 +495,10 @@ void gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1) {
       return gemv_type<Q5_K>(t, o0, o1);
     case QuantType::q6_k:
       return gemv_type<Q6_K>(t, o0, o1);
+    case QuantType::q2_k:
+      return gemv_type<Q2_K>(t, o0, o1);
+    case QuantType::q3_k:
+      return gemv_type<Q3_K>(t, o0, o1);
     default:
       break;
   }

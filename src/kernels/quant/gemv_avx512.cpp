@@ -383,7 +383,10 @@ struct Q3_K {
         dl, _mm512_mul_ps(splat_half(b.d), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(
                                                reinterpret_cast<const __m128i*>(scales))))));
     reload(dl);
-    const __m512 high = codes2(), low = _mm512_sub_ps(codes2(), _mm512_set1_ps(4));
+    // Index (code | 4 where the hmask bit is set) into d * scale * {-4, -3, -2, -1, 0, 1, 2, 3}:
+    // one permute per 16 weights.
+    const __m512 values = _mm512_setr_ps(-4, -3, -2, -1, 0, 1, 2, 3, -4, -3, -2, -1, 0, 1, 2, 3);
+    const __m512i three = _mm512_set1_epi32(3), four = _mm512_set1_epi32(4);
     const __m128i hm0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.hmask));
     const __m128i hm1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.hmask + 16));
 #pragma GCC unroll 2
@@ -394,11 +397,10 @@ struct Q3_K {
         const int v = 8 * h + 2 * i;
         const __m128i bit = _mm_set1_epi8(static_cast<char>(1 << (4 * h + i)));
         const auto lookup = [&](__m512i q, __m128i hm, float d) {
-          const __m512 dv = _mm512_set1_ps(d);
-          const __m512i idx = _mm512_srli_epi32(q, 2 * i);
-          return _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(idx, _mm512_mul_ps(dv, low)),
-                                            _mm_test_epi8_mask(hm, bit), idx,
-                                            _mm512_mul_ps(dv, high));
+          const __m512i code = _mm512_and_si512(_mm512_srli_epi32(q, 2 * i), three);
+          const __m512i idx = _mm512_mask_or_epi32(code, _mm_test_epi8_mask(hm, bit), code, four);
+          // (d * scale) * value, as the scalar rounds it.
+          return _mm512_permutexvar_ps(idx, _mm512_mul_ps(_mm512_set1_ps(d), values));
         };
         f(v, lookup(q0, hm0, dl[v]));
         f(v + 1, lookup(q1, hm1, dl[v + 1]));
