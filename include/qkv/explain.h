@@ -332,7 +332,7 @@ struct AttributionOptions {
   // The baseline: this token's embedding at every position; -1: the tokenizer's padding token,
   // else its unknown token, else its end of text, else id 0. Not the zero vector: from zero
   // embeddings a pre-norm model's residual stream starts below the norms' epsilon, every norm
-  // amplifies by up to 1/sqrt(eps), and the score jumps by units at path points of 1e-7 and
+  // amplifies by up to 1/sqrt(eps), and the score jumps by units at path points of 1e-4 and
   // below (docs/EXPLAIN.md, "Attribution").
   int32_t baseline_token = -1;
   // Also attention x gradient: per layer and head, the attention probabilities times the
