@@ -45,10 +45,13 @@ constexpr int kAll = -1;  // --layers all, --heads all
 
 struct ExplainCliOptions {
   std::string model, tokenizer, text, token, map, compare;
-  std::string target, contrast;                // --target, --contrast: the token the methods score
-  std::string attribute;                       // --attribute grad|ig
-  int steps = 0;                               // --steps (ig; 0: AttributionOptions' default)
-  bool attention_gradient = false;             // --attention-gradient
+  std::string target, contrast;     // --target, --contrast: the token the methods score
+  std::string attribute;            // --attribute grad|ig
+  int steps = 0;                    // --steps (ig; 0: AttributionOptions' default)
+  bool attention_gradient = false;  // --attention-gradient
+  std::string ablate;               // --ablate zero|mean ("": off)
+  std::string patch;                // --patch CORRUPTED ("": off)
+  bool logit_lens = false, norm_attention = false;
   std::vector<int> layers{kAll}, heads{kAll};  // [kAll]: every one
   std::string html, html_sections, png, svg, npy, safetensors, npy_stream;
   OverflowKeep overflow = OverflowKeep::top_k;
@@ -258,7 +261,8 @@ void write_file(const std::string& path, const std::string& text) {
 // either flag).
 std::optional<ExplainTarget> explain_target(const Model& model, const Explanation& e,
                                             const ExplainCliOptions& o) {
-  if (o.target.empty() && o.contrast.empty()) return std::nullopt;
+  const bool scored = !o.ablate.empty() || !o.patch.empty() || o.logit_lens;
+  if (o.target.empty() && o.contrast.empty() && !scored) return std::nullopt;
   const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
   ExplainTarget t = resolve_target(model, prompt, o.target, o.contrast);
   std::fprintf(stderr, "%s, at position %lld\n", t.note.c_str(),
@@ -297,6 +301,172 @@ std::vector<std::pair<std::string, std::string>> attribution_sections(
   out.emplace_back("attribution", attribution_json(*a));
   if (!a->head_scores.empty()) out.emplace_back("attention_gradient", attention_gradient_json(*a));
   return out;
+}
+
+// The methods beyond maps (docs/EXPLAIN.md): each adds a report section (key, JSON text) and a
+// few lines of terminal summary.
+struct MethodResults {
+  std::vector<std::pair<std::string, std::string>> sections;
+  std::string summary;
+};
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string cost_line(const RerunCost& c) {
+  return std::to_string(c.reruns) + " reruns in " + fmt("%.3f", c.seconds) +
+         " s = " + fmt("%.1f", c.forward_equivalents) + " forward-pass equivalents (one pass " +
+         fmt("%.4f", c.forward_seconds) + " s; " + fmt("%.1f", c.layer_equivalents) +
+         " passes' worth of layers)";
+}
+
+// The entries of an [L][H] table with the largest |value|, largest first.
+std::vector<std::pair<int64_t, int64_t>> top_cells(const std::vector<double>& v, int64_t cols,
+                                                   size_t k) {
+  std::vector<size_t> order(v.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return std::abs(v[a]) > std::abs(v[b]); });
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (size_t i = 0; i < std::min(k, order.size()); ++i) {
+    out.emplace_back(static_cast<int64_t>(order[i]) / cols, static_cast<int64_t>(order[i]) % cols);
+  }
+  return out;
+}
+
+std::string quoted_token(const std::string& t) {
+  return "\"" + visible_token(t) + "\"";
+}
+
+std::string patching_summary(const ActivationPatching& p, const std::vector<std::string>& tokens) {
+  const char* score = p.target.has_contrast() ? "logit difference" : "log-probability";
+  std::string s = "\nactivation patching: " + p.target.note + "; " + score + " clean " +
+                  fmt("%.4f", p.clean_score) + ", corrupted " + fmt("%.4f", p.corrupted_score) +
+                  "\n" + cost_line(p.cost) + "\n";
+  if (p.degenerate) {
+    return s + "the clean and corrupted scores are equal: nothing to restore, every fraction 0\n";
+  }
+  s += "fraction restored, residual stream (layer_out) by layer and position, largest:\n";
+  for (const auto& [l, i] : top_cells(p.layer_position, p.n_tokens, 5)) {
+    s += "  layer " + std::to_string(l) + " #" + std::to_string(i) + " " +
+         quoted_token(tokens[static_cast<size_t>(i)]) + " " +
+         fmt("%.3f", p.layer_position[static_cast<size_t>(l * p.n_tokens + i)]) + "\n";
+  }
+  s += "fraction restored by a head's output, largest:\n";
+  for (const auto& [l, h] : top_cells(p.head, p.n_head, 5)) {
+    s += "  layer " + std::to_string(l) + " head " + std::to_string(h) + " " +
+         fmt("%.3f", p.head[static_cast<size_t>(l * p.n_head + h)]) + "\n";
+  }
+  return s;
+}
+
+std::string lens_summary(const LogitLens& lens, const DirectLogitAttribution& a) {
+  const int64_t last = static_cast<int64_t>(lens.positions.size()) - 1;
+  std::string s = "\nlogit lens at the last position, top tokens per layer:\n";
+  for (int64_t l = 0; l < lens.n_layer; ++l) {
+    s += "  layer " + std::to_string(l) + ":";
+    for (int k = 0; k < std::min(lens.top_k, 3); ++k) {
+      const LensToken& t = lens.at(l, last, k);
+      s += " " + quoted_token(t.text) + " " + fmt("%.3f", t.p);
+    }
+    s += "\n";
+  }
+  s += "direct logit attribution (final-norm scale frozen): " + a.target.note + "; total " +
+       fmt("%.4f", a.total) + " = heads + MLPs + embedding " + fmt("%.4f", a.embedding) +
+       " + biases and rest " + fmt("%.4f", a.bias_and_rest) + "\nheads by |contribution|:\n";
+  for (const auto& [l, h] : top_cells(a.heads, a.n_head, 5)) {
+    s += "  layer " + std::to_string(l) + " head " + std::to_string(h) + " " +
+         fmt("%+.4f", a.at(l, h)) + "\n";
+  }
+  s += "MLPs:";
+  for (size_t l = 0; l < a.mlp.size(); ++l) {
+    s += " " + std::to_string(l) + ": " + fmt("%+.4f", a.mlp[l]);
+  }
+  return s + "\n";
+}
+
+std::string norm_summary(const NormAttention& a, const std::vector<std::string>& tokens) {
+  std::string s = "\nnorm-based attention of #" + std::to_string(a.position) + " " +
+                  quoted_token(tokens[static_cast<size_t>(a.position)]) +
+                  ", largest ||alpha f(v)|| per head (attention weight in brackets):\n";
+  for (int64_t l = 0; l < a.n_layer; ++l) {
+    for (int64_t h = 0; h < a.n_head; ++h) {
+      const size_t row = static_cast<size_t>((l * a.n_head + h) * a.n_tokens);
+      int64_t best = 0;
+      for (int64_t j = 1; j < a.n_tokens; ++j) {
+        if (a.norms[row + j] > a.norms[row + best]) best = j;
+      }
+      s += "  layer " + std::to_string(l) + " head " + std::to_string(h) + ": #" +
+           std::to_string(best) + " " + quoted_token(tokens[static_cast<size_t>(best)]) + " " +
+           fmt("%.3f", a.norms[row + best]) + " (" + fmt("%.3f", a.attention[row + best]) + ")\n";
+    }
+  }
+  return s;
+}
+
+std::string ablation_summary(const HeadAblation& a) {
+  const char* score = a.target.has_contrast() ? "logit difference" : "log-probability";
+  std::string s =
+      "\nhead ablation (" + std::string(ablation_mode_name(a.mode)) + "): " + a.target.note +
+      "; clean " + score + " " + fmt("%.4f", a.baseline) + "\n" + cost_line(a.cost) +
+      "\nheads by |delta| (delta < 0: the head helps the target)" + ":\nlayer head     delta\n";
+  for (const auto& [l, h] : top_cells(a.delta, a.n_head, 8)) {
+    char line[64];
+    std::snprintf(line, sizeof line, "%5lld %4lld %+9.4f\n", static_cast<long long>(l),
+                  static_cast<long long>(h), a.at(l, h));
+    s += line;
+  }
+  return s;
+}
+
+MethodResults run_methods(const Model& model, const Explanation& e,
+                          const std::optional<ExplainTarget>& target, const ExplainCliOptions& o,
+                          const EncodeOptions& encode) {
+  MethodResults r;
+  const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
+  const InterventionOptions io{.n_threads = o.threads};
+  if (!o.ablate.empty()) {
+    const HeadAblation a = ablate_heads(
+        model, prompt, *target, o.ablate == "mean" ? AblationMode::mean : AblationMode::zero, io);
+    r.sections.emplace_back("ablation", section_json(a));
+    r.summary += ablation_summary(a);
+  }
+  if (!o.patch.empty()) {
+    const Tokenizer& tok = model.tokenizer();
+    const std::vector<int32_t> corrupted = tok.encode(o.patch, encode);
+    if (corrupted.size() != prompt.size()) {
+      throw Error("--patch: \"" + o.patch + "\" is " + std::to_string(corrupted.size()) +
+                  " tokens and the text " + std::to_string(prompt.size()) +
+                  "; patching pairs positions, so both need the same token length (qkv tokenize "
+                  "shows the tokens)");
+    }
+    const ActivationPatching p = patch_activations(model, prompt, corrupted, *target, io);
+    std::vector<std::string> tokens;
+    for (int32_t id : corrupted) tokens.push_back(tok.token_bytes(id));
+    r.sections.emplace_back("patching", section_json(p, o.patch, tokens));
+    r.summary += patching_summary(p, e.tokens);
+  }
+  if (o.logit_lens) {
+    const LogitLens lens = logit_lens(model, prompt, {}, 5, io);
+    const DirectLogitAttribution a = direct_logit_attribution(model, prompt, *target, io);
+    r.sections.emplace_back("logit_lens", section_json(lens));
+    r.sections.emplace_back("direct_logit_attribution", section_json(a));
+    r.summary += lens_summary(lens, a);
+  }
+  if (o.norm_attention) {
+    const int64_t row = o.token.empty() ? -1 : find_token(e, o.token);
+    if (row >= e.n_prompt) {
+      throw Error("--norm-attention: --token " + o.token +
+                  " is a generated token; pick a prompt token");
+    }
+    const NormAttention a = norm_attention(model, prompt, row, io);
+    r.sections.emplace_back("norm_attention", section_json(a));
+    r.summary += norm_summary(a, e.tokens);
+  }
+  return r;
 }
 
 void run(const CLI::App& app, const ExplainCliOptions& o) {
@@ -350,6 +520,8 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
+  const MethodResults methods = run_methods(
+      model, e, target, o, {.add_special = eo.add_special, .parse_special = eo.parse_special});
 
   if (e.capture.streamed()) {
     write_tokens_json(o.npy_stream + ".tokens.json", e);
@@ -372,6 +544,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     ReportOptions r = report_view(e, o);
     if (b) r.compare = &*b;
     for (auto& section : attribution_sections(attr)) r.sections.push_back(std::move(section));
+    r.sections.insert(r.sections.end(), methods.sections.begin(), methods.sections.end());
     write_html(o.html, e, r);
     std::fprintf(stderr, "wrote %s\n", o.html.c_str());
   }
@@ -384,11 +557,13 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     std::fprintf(stderr, "wrote %s (%s)\n", o.svg.c_str(), title.c_str());
   }
   if (o.json) {
-    const auto sections = attribution_sections(attr);
+    auto sections = attribution_sections(attr);
+    sections.insert(sections.end(), methods.sections.begin(), methods.sections.end());
     if (sections.empty()) {
       std::cout << to_json(e) << "\n";
       return;
     }
+    // The methods' sections as further keys of the same document, as in the report's data.
     nlohmann::json j = nlohmann::json::parse(to_json(e));
     for (const auto& [key, text] : sections) j[key] = nlohmann::json::parse(text);
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -410,6 +585,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   }
   std::cout << render_heatmap(map, n, e.tokens, {.color = terminal_color(o.ascii)});
   if (b) print_compare(e, *b, o, map);
+  std::cout << methods.summary;
   std::cout << "\nwhere each head looks (mean mass per row; entropy in nats):\n"
             << "layer head  previous  first   self    same-word induction entropy\n";
   for (size_t li = 0; li < e.capture.layers().size(); ++li) {
@@ -461,6 +637,20 @@ void setup(CLI::App& app) {
   app.add_option("--steps", o->steps, "--attribute ig: points of the path (default 32)");
   app.add_flag("--attention-gradient", o->attention_gradient,
                "decoders: attention x gradient of the target per layer and head");
+  app.add_option("--ablate", o->ablate,
+                 "decoders: ablate every head in turn (zero: its output set to 0; mean: to its "
+                 "mean over the prompt) and tabulate the change in the target's score")
+      ->check(CLI::IsMember({"zero", "mean"}));
+  app.add_option("--patch", o->patch,
+                 "decoders: activation patching: CORRUPTED (a prompt of the same token length) "
+                 "rerun with one activation from the text's run; the fraction of the score "
+                 "difference each layer x position and each head restores");
+  app.add_flag("--logit-lens", o->logit_lens,
+               "decoders: the logit lens (top tokens of every layer at every position) and the "
+               "direct logit attribution of the target to heads, MLPs and embeddings");
+  app.add_flag("--norm-attention", o->norm_attention,
+               "decoders: norm-based attention ||alpha f(v)|| of the target row (--token's row "
+               "when given) per layer and head");
   app.add_option("--token", o->token, "show what this token attends to (text or #POSITION)");
   add_index_list(app, "--layers", o->layers, "layers to capture");
   add_index_list(app, "--heads", o->heads, "heads to capture");

@@ -425,4 +425,138 @@ ExplainTarget resolve_target(const Model& model, std::span<const int32_t> prompt
 // log_softmax(logits)[id] (computed in double).
 double target_score(const ExplainTarget& target, std::span<const float> logits);
 
+// How the methods below run. Every one of them is for decoders (an encoder predicts no next token)
+// and throws InvalidArgument naming the model otherwise.
+struct InterventionOptions {
+  int n_threads = 0;  // 0: all hardware threads
+  // Backend::reference runs attention on the double-precision oracle (parity tests).
+  Backend attention_backend = Backend::automatic;
+};
+
+// What the reruns of a method cost, against one plain forward pass of the prompt timed in the
+// same call: `forward_equivalents` = seconds / forward_seconds; `layer_equivalents` counts the
+// work instead: the layers the reruns ran over the whole prompt / the model's layers.
+struct RerunCost {
+  int64_t reruns = 0;
+  double seconds = 0;
+  double forward_seconds = 0;
+  double forward_equivalents = 0;
+  double layer_equivalents = 0;
+};
+
+// Head ablation: each head of each layer in turn has its attention output (its columns of
+// attn_out, before the output projection) replaced, for every prompt position, by zeros or by its
+// mean over the prompt's positions, and the prompt is rerun. The reruns of layer l start at layer
+// l from the clean run's residual stream (layer_out of l - 1): nothing below l is recomputed.
+enum class AblationMode : uint8_t { zero, mean };
+std::string_view ablation_mode_name(AblationMode m);
+
+struct HeadAblation {
+  AblationMode mode = AblationMode::zero;
+  ExplainTarget target;
+  double baseline = 0;  // the clean run's target_score
+  int64_t n_layer = 0, n_head = 0;
+  // [n_layer, n_head]: target_score with the head ablated minus baseline (negative: the head
+  // helped the target).
+  std::vector<double> delta;
+  RerunCost cost;
+  double at(int64_t layer, int64_t head) const {
+    return delta[static_cast<size_t>(layer * n_head + head)];
+  }
+};
+HeadAblation ablate_heads(const Model& model, std::span<const int32_t> prompt,
+                          const ExplainTarget& target, AblationMode mode = AblationMode::zero,
+                          const InterventionOptions& options = {});
+
+// The report section (docs/EXPLAIN.md, "Report data": ablation) as JSON text.
+std::string section_json(const HeadAblation& a);
+
+// Activation patching: the prompt (clean) and a corrupted prompt of the same token length are
+// run; then the corrupted run is rerun with one activation taken from the clean run, and the
+// fraction of the score's clean-vs-corrupted difference that this restores is
+//   (score_patched - score_corrupted) / (score_clean - score_corrupted),
+// 1 where the patch brings the clean score back, 0 where it changes nothing. When the clean and
+// corrupted scores are equal (|difference| <= 1e-6, e.g. a prompt patched with itself) there is
+// nothing to restore and every fraction is 0, and `degenerate` is true. Patches: the residual
+// stream (layer_out) of one layer at one position (the rerun starts at the next layer), and one
+// head's output (its attn_out columns at every position; the rerun starts at its layer).
+struct ActivationPatching {
+  ExplainTarget target;
+  std::vector<int32_t> corrupted;  // the corrupted prompt's ids
+  double clean_score = 0, corrupted_score = 0;
+  bool degenerate = false;  // clean_score == corrupted_score: every fraction 0
+  int64_t n_layer = 0, n_head = 0, n_tokens = 0;
+  std::vector<double> layer_position;  // [n_layer, n_tokens] fractions restored
+  std::vector<double> head;            // [n_layer, n_head] fractions restored
+  RerunCost cost;
+};
+// Throws InvalidArgument when the prompts' lengths differ, naming both.
+ActivationPatching patch_activations(const Model& model, std::span<const int32_t> clean,
+                                     std::span<const int32_t> corrupted,
+                                     const ExplainTarget& target,
+                                     const InterventionOptions& options = {});
+// The report section (patching); corrupted_text is shown on its tab.
+std::string section_json(const ActivationPatching& p, const std::string& corrupted_text,
+                         const std::vector<std::string>& corrupted_tokens);
+
+// The logit lens: every layer's residual stream (layer_out) at chosen positions through the final
+// norm and the LM head, as if it were the last layer; the top_k tokens of each. The last layer's
+// rows are the model's own logits.
+struct LensToken {
+  int32_t id = -1;
+  std::string text;
+  float logit = 0;
+  float p = 0;  // softmax probability
+};
+struct LogitLens {
+  std::vector<int64_t> positions;
+  int64_t n_layer = 0;
+  int top_k = 0;
+  std::vector<LensToken> top;  // [n_layer, positions, top_k], most likely first
+  const LensToken& at(int64_t layer, int64_t pos_index, int k) const {
+    return top[static_cast<size_t>(
+        (layer * static_cast<int64_t>(positions.size()) + pos_index) * top_k + k)];
+  }
+};
+// positions empty: every prompt position.
+LogitLens logit_lens(const Model& model, std::span<const int32_t> prompt,
+                     std::span<const int64_t> positions = {}, int top_k = 5,
+                     const InterventionOptions& options = {});
+std::string section_json(const LogitLens& lens);
+
+// Direct logit attribution: the final residual stream at the target row is a sum of parts (the
+// embeddings, each head's columns of each output projection, each MLP, biases); each is read
+// through the final norm, its scale FROZEN at the clean run's value (and a post-attention norm's,
+// Gemma 2/3), and the unembedding row of the target (minus the contrast's). The parts sum to the
+// target's logit (difference), before any final soft-cap.
+struct DirectLogitAttribution {
+  ExplainTarget target;
+  int64_t n_layer = 0, n_head = 0;
+  std::vector<double> heads;  // [n_layer, n_head]
+  std::vector<double> mlp;    // [n_layer]
+  double embedding = 0;
+  double bias_and_rest = 0;     // biases of projections and norms, fp32 rounding of the residual
+  double total = 0;             // the sum of all of the above: the target logit (difference)
+  double final_norm_scale = 0;  // 1 / the final norm's frozen scale
+  double at(int64_t layer, int64_t head) const {
+    return heads[static_cast<size_t>(layer * n_head + head)];
+  }
+};
+DirectLogitAttribution direct_logit_attribution(const Model& model, std::span<const int32_t> prompt,
+                                                const ExplainTarget& target,
+                                                const InterventionOptions& options = {});
+std::string section_json(const DirectLogitAttribution& a);
+
+// Norm-based attention (Kobayashi et al. 2020): for one query row, per layer and head, the size of
+// what each source j contributes, ||alpha_ij f(v_j)|| with f = the head's columns of the output
+// projection (bias left out). position -1: the last prompt row.
+struct NormAttention {
+  int64_t position = -1, n_layer = 0, n_head = 0, n_tokens = 0;
+  std::vector<float> norms;      // [n_layer, n_head, n_tokens]; 0 past the row (causal)
+  std::vector<float> attention;  // [n_layer, n_head, n_tokens]: alpha_ij itself
+};
+NormAttention norm_attention(const Model& model, std::span<const int32_t> prompt,
+                             int64_t position = -1, const InterventionOptions& options = {});
+std::string section_json(const NormAttention& a);
+
 }  // namespace qkv

@@ -1,5 +1,5 @@
 // qkv — observing a forward pass: every named intermediate and every attention call, as it
-// happens, without changing what runs.
+// happens; and intervening in it: an observer that wants edits may replace any activation.
 //
 // The runtime calls an Observer (when one is set) after each step of a forward pass. Activation
 // names are the same for every architecture where the step exists:
@@ -18,6 +18,14 @@
 //   pooled                  BERT pooler output
 // clang-format on
 // Layer-less activations have layer = -1.
+//
+// Edits (ablation, activation patching): an observer whose wants_edits() is true gets every
+// activation above a second time, in on_edit(), with its rows writable; what it leaves there is
+// what the rest of the pass computes from (the KV cache gets edited k and v rows, the logits
+// returned are edited logits). The head h of attn_out is columns h*head_dim .. (h+1)*head_dim:
+// zeroing them removes that head's output. In a batched pass (several sequences) an observer
+// sees and edits only its own sequence's rows. Observers that want no edits (the default) are
+// never handed a writable pointer, and a pass without observers pays nothing.
 //
 // Attention events carry q, k and v as the kernel saw them and the per-row log-sum-exp it
 // returned, so exact probabilities can be recomputed with qkv::attention_probs() (qkv/attention.h)
@@ -59,6 +67,10 @@ class Observer {
   // Asked once per forward pass; false skips all activation events (and their cost).
   virtual bool wants_activations() { return false; }
   virtual void on_activation(const ActivationEvent& /*event*/) {}
+  // Asked once per forward pass; true offers every activation to on_edit() (after on_activation()
+  // when that is wanted too), `data` the event's rows, writable until the call returns.
+  virtual bool wants_edits() { return false; }
+  virtual void on_edit(const ActivationEvent& /*event*/, float* /*data*/) {}
   // Asked per layer and forward pass.
   virtual bool wants_attention(int /*layer*/) { return false; }
   virtual void on_attention(const AttentionEvent& /*event*/) {}

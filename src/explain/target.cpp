@@ -115,8 +115,9 @@ ExplainTarget resolve_target(const Model& model, std::span<const int32_t> prompt
   if (!contrast.empty()) {
     const Resolved r = resolve_one(model, prompt, contrast, "contrast");
     if (r.id == t.id) {
-      throw InvalidArgument("contrast " + in_quotes(std::string(contrast)) + " is the target token " +
-                            in_quotes(t.text) + " itself; the logit difference would be 0");
+      throw InvalidArgument("contrast " + in_quotes(std::string(contrast)) +
+                            " is the target token " + in_quotes(t.text) +
+                            " itself; the logit difference would be 0");
     }
     t.contrast_id = r.id;
     t.contrast_text = r.text;

@@ -4,6 +4,7 @@
 //   encoder (BERT):          embed -> LayerNorm -> [q,k,v -> attention -> o -> residual -> LN
 //                            -> MLP -> residual -> LN] x n_layer (-> pooler)
 // Every intermediate is offered to the observer under the names listed in qkv/observer.h.
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -84,13 +85,19 @@ class Timer {
   Clock::time_point last_;
 };
 
+// Offers activations to an observer: to on_activation() when it wants them, and writable to
+// on_edit() when it wants edits (qkv/observer.h).
 class Emitter {
  public:
-  Emitter(Observer* obs, int64_t pos0, int64_t n)
-      : obs_(obs && obs->wants_activations() ? obs : nullptr), pos0_(pos0), n_(n) {}
+  Emitter(Observer* obs, int64_t pos0, int64_t n) : pos0_(pos0), n_(n) {
+    if (!obs) return;
+    read_ = obs->wants_activations();
+    edit_ = obs->wants_edits();
+    if (read_ || edit_) obs_ = obs;
+  }
   bool on() const { return obs_ != nullptr; }
-  void operator()(std::string_view name, int layer, const float* data, int64_t width,
-                  int64_t rows = -1, int64_t first = -1) const {
+  void operator()(std::string_view name, int layer, float* data, int64_t width, int64_t rows = -1,
+                  int64_t first = -1) const {
     if (!obs_) return;
     ActivationEvent e;
     e.name = name;
@@ -99,11 +106,13 @@ class Emitter {
     e.n_rows = rows >= 0 ? rows : n_;
     e.width = width;
     e.data = data;
-    obs_->on_activation(e);
+    if (read_) obs_->on_activation(e);
+    if (edit_) obs_->on_edit(e, data);
   }
 
  private:
-  Observer* obs_;
+  Observer* obs_ = nullptr;
+  bool read_ = false, edit_ = false;
   int64_t pos0_, n_;
 };
 
@@ -265,6 +274,9 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
   if (cpar && steps.size() != 1) {
     core::throw_invalid("forward: context parallelism runs one sequence, not ", steps.size());
   }
+  if (cpar && !options.resume.residual.empty()) {
+    core::throw_invalid("forward: context parallelism starts at the embeddings, not a kept layer");
+  }
   std::vector<Segment> segs(cpar ? 0 : steps.size());
   int64_t n = 0;  // rows of all sequences
   cp::Plan plan;
@@ -336,7 +348,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
   float* up = sized(s.up, n * ff);      // [n, n_ff]
   float* gate = sized(s.gate, n * ff);  // [n, n_ff]
   // Offers rows of `data` ([n, width]) to each sequence's observer, positions its own.
-  const auto emit = [&](std::string_view name, int layer, const float* data, int64_t width) {
+  const auto emit = [&](std::string_view name, int layer, float* data, int64_t width) {
     for (const Segment& g : segs) g.emit(name, layer, data + g.row0 * width, width);
   };
   const auto linear = [&](const kernels::Linear& w, const float* in, int64_t ldin, float* out,
@@ -348,17 +360,31 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
   };
   Timer timer(options.times);
 
-  for (const Segment& g : segs) embed_rows(m, g.tokens, g.pos0, x + g.row0 * d);
-  if (m.traits->embd_scale) {
-    // Gemma: x * sqrt(n_embd), the factor rounded to fp32 first as llama.cpp and HF do.
-    const float scale = std::sqrt(static_cast<float>(d));
-    for (int64_t i = 0; i < n * d; ++i) x[i] *= scale;
+  const ForwardOptions::Resume& resume = options.resume;
+  if (resume.residual.empty()) {
+    if (resume.layer != 0)
+      core::throw_invalid("forward: resume at layer ", resume.layer,
+                          " without the residual stream entering it");
+    for (const Segment& g : segs) embed_rows(m, g.tokens, g.pos0, x + g.row0 * d);
+    if (m.traits->embd_scale) {
+      // Gemma: x * sqrt(n_embd), the factor rounded to fp32 first as llama.cpp and HF do.
+      const float scale = std::sqrt(static_cast<float>(d));
+      for (int64_t i = 0; i < n * d; ++i) x[i] *= scale;
+    }
+    finite(x, -1, "token embeddings");
+    emit("embed", -1, x, d);
+  } else {
+    if (resume.layer < 0 || resume.layer > c.n_layer ||
+        static_cast<int64_t>(resume.residual.size()) != n * d) {
+      core::throw_invalid("forward: resume at layer ", resume.layer, " with ",
+                          resume.residual.size(), " residual values; expected a layer in [0, ",
+                          c.n_layer, "] and ", n, " rows x ", d);
+    }
+    std::copy(resume.residual.begin(), resume.residual.end(), x);
   }
-  finite(x, -1, "token embeddings");
-  emit("embed", -1, x, d);
   timer.charge(&ForwardTimes::other);
 
-  for (int64_t l = 0; l < c.n_layer; ++l) {
+  for (int64_t l = resume.layer; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
     const int layer = static_cast<int>(l);
     norm(m, x, n, L.attn_norm, h, threads);
@@ -428,7 +454,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     norm(m, x, n, L.ffn_norm, h, threads);
     emit("ffn_norm", layer, h, d);
     timer.charge(&ForwardTimes::other);
-    const float* act = nullptr;
+    float* act = nullptr;
     if (L.ffn_gate.n_out() > 0) {
       linear(L.ffn_gate, h, d, gate, ff, n);
       linear(L.ffn_up, h, d, up, ff, n);

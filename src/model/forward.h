@@ -104,6 +104,17 @@ struct ForwardOptions {
   // every rank, or with all_logits every row in position order on rank 0 (empty elsewhere).
   // Attention events go to rank 0's observer only, with every row and key gathered there.
   ContextParallel* context_parallel = nullptr;
+  // Decoders: start at layer `layer` from a residual stream the caller kept, [rows of all steps,
+  // n_embd] (the embeddings for layer 0, else layer_out of layer - 1), instead of embedding the
+  // tokens; layer = n_layer runs the final norm and the head only. The layers below are not run
+  // and their KV cache rows are not written: right when the rows kept come from a run of the same
+  // tokens at the same positions whose cache rows are still there, or when nothing reads them (a
+  // prompt rerun from an empty cache reads only the layers it runs). Reruns after an
+  // intervention at `layer` (qkv::ablate_heads) start there.
+  struct Resume {
+    int layer = 0;
+    std::span<const float> residual;  // empty: embed the tokens (layer must be 0)
+  } resume;
 };
 
 // Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the

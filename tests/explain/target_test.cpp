@@ -9,23 +9,18 @@
 
 #include "common/shared_data.h"
 #include "explain_test_util.h"
+#include "intervene_test_util.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
 namespace qkv {
 namespace {
 
-const std::string kBuiltIn = std::string(QKV_SOURCE_DIR) + "/models/qkv-stories.gguf";
-constexpr const char* kWinograd = "The animal didn't cross the street because it was too tired. It";
-
-#define REQUIRE_BUILTIN() \
-  if (!std::filesystem::exists(kBuiltIn)) GTEST_SKIP() << kBuiltIn << " is not in this checkout"
-
 TEST(ExplainTarget, WordAfterAWordTakesTheLeadingSpace) {
-  REQUIRE_BUILTIN();
-  const Model model = Model::load(kBuiltIn);
+  QKV_REQUIRE_BUILTIN();
+  const Model model = Model::load(test::kBuiltInModel);
   const Tokenizer& tok = model.tokenizer();
-  const std::vector<int32_t> prompt = tok.encode(kWinograd);
+  const std::vector<int32_t> prompt = tok.encode(test::kWinograd);
   const ExplainTarget t = resolve_target(model, prompt, "animal", "street");
   EXPECT_EQ(t.position, static_cast<int64_t>(prompt.size()) - 1);
   EXPECT_EQ(t.text, " animal");
@@ -40,9 +35,9 @@ TEST(ExplainTarget, WordAfterAWordTakesTheLeadingSpace) {
 }
 
 TEST(ExplainTarget, DefaultIsTheGreedyNextToken) {
-  REQUIRE_BUILTIN();
-  const Model model = Model::load(kBuiltIn);
-  const std::vector<int32_t> prompt = model.tokenizer().encode(kWinograd);
+  QKV_REQUIRE_BUILTIN();
+  const Model model = Model::load(test::kBuiltInModel);
+  const std::vector<int32_t> prompt = model.tokenizer().encode(test::kWinograd);
   Session s(model, {.n_ctx = 64});
   const std::span<const float> l = s.eval(prompt);
   const std::vector<float> logits(l.begin(), l.end());
@@ -55,9 +50,9 @@ TEST(ExplainTarget, DefaultIsTheGreedyNextToken) {
 }
 
 TEST(ExplainTarget, ErrorsNameTheText) {
-  REQUIRE_BUILTIN();
-  const Model model = Model::load(kBuiltIn);
-  const std::vector<int32_t> prompt = model.tokenizer().encode(kWinograd);
+  QKV_REQUIRE_BUILTIN();
+  const Model model = Model::load(test::kBuiltInModel);
+  const std::vector<int32_t> prompt = model.tokenizer().encode(test::kWinograd);
   const auto message = [&](std::string_view target, std::string_view contrast) {
     try {
       resolve_target(model, prompt, target, contrast);
