@@ -151,14 +151,17 @@ std::vector<double> Reruns::run(int layer, std::span<const float* const> residua
     fo.attention_backend = options_.attention_backend;
     fo.workspace = &workspace_;
     fo.resume = {.layer = layer, .residual = residual};
+    fo.last_rows_only = true;  // only the last row's logits are scored
     model::decoder_forward_batch(model_, steps, fo);
     for (size_t j = 0; j < count; ++j) scores[first + j] = target_score(target_, logits[j]);
   }
   cost.seconds += since(t0);
   cost.reruns += static_cast<int64_t>(jobs);
-  cost.layer_equivalents += static_cast<double>(jobs) *
-                            static_cast<double>(model_.config().n_layer - layer) /
-                            static_cast<double>(model_.config().n_layer);
+  // The layers run, the last one counted as a quarter of a layer (q, K and V of every row; the attention,
+  // the output projection and the MLP of one row: a quarter of GPT-2's and Llama's matrix products).
+  const int64_t n_layer = model_.config().n_layer;
+  const double layers = layer < n_layer ? static_cast<double>(n_layer - layer) - 0.75 : 0.0;
+  cost.layer_equivalents += static_cast<double>(jobs) * layers / static_cast<double>(n_layer);
   return scores;
 }
 

@@ -96,6 +96,8 @@ class Emitter {
     if (read_ || edit_) obs_ = obs;
   }
   bool on() const { return obs_ != nullptr; }
+  // The rows emitted from now on (ForwardOptions::last_rows_only narrows them to the last).
+  void narrow(int64_t pos0, int64_t n) { pos0_ = pos0, n_ = n; }
   void operator()(std::string_view name, int layer, float* data, int64_t width, int64_t rows = -1,
                   int64_t first = -1) const {
     if (!obs_) return;
@@ -316,6 +318,10 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
       }
     }
     check_tokens(m, st.tokens);
+    if (options.last_rows_only && st.all_logits) {
+      core::throw_invalid("forward: sequence ", i, " wants all logits; last_rows_only runs ",
+                          "the last layer for the last row only");
+    }
     const int64_t len = static_cast<int64_t>(st.tokens.size());
     check_context(m, *st.cache, len);
     Segment& g = segs[i];
@@ -333,6 +339,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     g.emit = Emitter(st.observer, g.pos0, len);
     n += len;
   }
+  const int64_t n_tokens = n;
   const int threads = threads_for(m, n, n_threads);
   const int64_t d = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t nq_w = nh * hd, nkv_w = nkv * hd, ff = c.n_ff;
@@ -422,6 +429,21 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     }
     timer.charge(&ForwardTimes::other);
 
+    if (options.last_rows_only && l == c.n_layer - 1) {
+      // Past its K/V, the last layer runs only the row each sequence's logits come from: every
+      // row of a sequence goes on to the last one through the K/V just written.
+      for (size_t i = 0; i < segs.size(); ++i) {
+        Segment& g = segs[i];
+        const int64_t last = g.row0 + g.n - 1, to = static_cast<int64_t>(i);
+        std::memmove(q + to * nq_w, q + last * nq_w, static_cast<size_t>(nq_w) * sizeof(float));
+        std::memmove(x + to * d, x + last * d, static_cast<size_t>(d) * sizeof(float));
+        g.pos0 += g.n - 1;
+        g.row0 = to;
+        g.n = 1;
+        g.emit.narrow(g.pos0, 1);
+      }
+      n = static_cast<int64_t>(segs.size());
+    }
     AttentionOptions opt;
     opt.causal = true;
     opt.scale = static_cast<float>(c.attn_scale);  // 0: 1 / sqrt(head_dim)
@@ -569,7 +591,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     g.emit("logits", -1, g.step->logits->data(), c.n_vocab, rows, g.pos0 + g.n - rows);
     g.step->cache->set_n_past(g.pos0 + g.n);
   }
-  if (options.times) options.times->tokens += n;
+  if (options.times) options.times->tokens += n_tokens;
 }
 
 void encoder_forward(const Model& model, std::span<const int32_t> tokens,

@@ -111,6 +111,13 @@ struct ForwardOptions {
   // tokens at the same positions whose cache rows are still there, or when nothing reads them (a
   // prompt rerun from an empty cache reads only the layers it runs). Reruns after an
   // intervention at `layer` (qkv::ablate_heads) start there.
+  // Decoders without all_logits: the last layer runs the attention, its projection and the MLP
+  // for each sequence's last row only (the K/V of every row are still computed and cached). The
+  // logits are those of a full pass up to the matrix products' rounding for one row; observers
+  // see the last layer's activations from attn_out on for that row only (first_position says
+  // which). Saves most of a layer for callers that run many passes for one row's logits
+  // (qkv::ablate_heads, patch_activations).
+  bool last_rows_only = false;
   struct Resume {
     int layer = 0;
     std::span<const float> residual;  // empty: embed the tokens (layer must be 0)

@@ -137,8 +137,8 @@ TEST_P(Ablation, EqualsFullRerunsOnTheReferenceBackend) {
       }
     }
     EXPECT_EQ(a.cost.reruns, cfg.n_layer * cfg.n_head);
-    // Layer l's reruns run n_layer - l layers; plus the recording pass.
-    EXPECT_NEAR(a.cost.layer_equivalents, 1 + cfg.n_head * (cfg.n_layer + 1) / 2.0, 1e-9);
+    // Layer l's reruns run n_layer - l layers, the last at a quarter; plus the recording pass.
+    EXPECT_NEAR(a.cost.layer_equivalents, 1 + cfg.n_head * ((cfg.n_layer + 1) / 2.0 - 0.75), 1e-9);
   }
 }
 
@@ -189,6 +189,53 @@ TEST(ForwardEdits, ResumeFromAnyLayerEqualsTheFullRun) {
   bad.resume = {.layer = 1, .residual = std::span<const float>(outs.rows[0]).first(5)};
   EXPECT_THROW(model::decoder_forward(c->model, empty, c->prompt, false, logits, bad),
                InvalidArgument);
+}
+
+// last_rows_only: the last rows' logits of a batch equal full passes' (the last layer's products
+// for one row against many: fp32 rounding), and observers see the narrowed rows' positions.
+TEST(ForwardEdits, LastRowsOnlyGivesTheLastRowsLogits) {
+  QKV_REQUIRE_BUILTIN();
+  const Model m = Model::load(test::kBuiltInModel);
+  const std::vector<int32_t> a = m.tokenizer().encode(test::kWinograd);
+  const std::vector<int32_t> b = m.tokenizer().encode("Once upon a time there was a dog");
+  const auto full = [&](std::span<const int32_t> ids) {
+    model::KvCache cache(m, 64, KvType::f32);
+    std::vector<float> logits;
+    model::ForwardOptions o;
+    o.n_threads = 1;
+    model::decoder_forward(m, cache, ids, false, logits, o);
+    return logits;
+  };
+  const int last = static_cast<int>(m.config().n_layer) - 1;
+  test::Keep outs("attn_out");
+  model::KvCache ca(m, 64, KvType::f32), cb(m, 64, KvType::f32);
+  std::vector<float> la, lb;
+  const model::SequenceStep steps[] = {{&ca, a, false, &la, &outs}, {&cb, b, false, &lb, nullptr}};
+  model::ForwardOptions o;
+  o.n_threads = 1;
+  o.last_rows_only = true;
+  model::decoder_forward_batch(m, steps, o);
+  const std::vector<float> fa = full(a), fb = full(b);
+  ASSERT_EQ(la.size(), fa.size());
+  for (size_t i = 0; i < fa.size(); ++i) EXPECT_NEAR(la[i], fa[i], 1e-4);
+  for (size_t i = 0; i < fb.size(); ++i) EXPECT_NEAR(lb[i], fb[i], 1e-4);
+  EXPECT_EQ(outs.rows[last].size(), static_cast<size_t>(m.config().n_head * m.config().head_dim));
+  EXPECT_EQ(outs.rows[0].size(), a.size() * m.config().n_head * m.config().head_dim);
+  // The cache holds every row's K/V: a decode step after it equals one after a full pass.
+  EXPECT_EQ(ca.n_past(), static_cast<int64_t>(a.size()));
+  model::KvCache cf(m, 64, KvType::f32);
+  std::vector<float> l1, l2;
+  model::ForwardOptions plain;
+  plain.n_threads = 1;
+  model::decoder_forward(m, cf, a, false, l1, plain);
+  const int32_t next[] = {5};
+  model::decoder_forward(m, cf, next, false, l1, plain);
+  model::decoder_forward(m, ca, next, false, l2, plain);
+  for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l2[i], l1[i], 1e-4);
+  // all_logits is refused with it.
+  std::vector<float> l;
+  model::KvCache cc(m, 64, KvType::f32);
+  EXPECT_THROW(model::decoder_forward(m, cc, a, true, l, o), InvalidArgument);
 }
 
 TEST(ForwardEdits, BatchKeepsEditsToTheirSequence) {
