@@ -18,7 +18,7 @@ using explain_detail::CleanRun;
 
 namespace {
 
-std::string token_text(const Model& model, int32_t id) {
+std::string lens_token_text(const Model& model, int32_t id) {
   return model.has_tokenizer() ? model.tokenizer().token_bytes(id) : "#" + std::to_string(id);
 }
 
@@ -121,7 +121,7 @@ LogitLens logit_lens(const Model& model, std::span<const int32_t> prompt,
       for (int k = 0; k < lens.top_k; ++k) {
         const int32_t id = ids[static_cast<size_t>(k)];
         lens.top.push_back(
-            {id, token_text(model, id), z[id], static_cast<float>(std::exp(z[id] - max) / sum)});
+            {id, lens_token_text(model, id), z[id], static_cast<float>(std::exp(z[id] - max) / sum)});
       }
     }
   }
