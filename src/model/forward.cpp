@@ -276,8 +276,9 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
   if (cpar && steps.size() != 1) {
     core::throw_invalid("forward: context parallelism runs one sequence, not ", steps.size());
   }
-  if (cpar && !options.resume.residual.empty()) {
-    core::throw_invalid("forward: context parallelism starts at the embeddings, not a kept layer");
+  if (cpar && (!options.resume.residual.empty() || options.last_rows_only)) {
+    core::throw_invalid("forward: context parallelism runs every layer for every row (no resume, ",
+                        "no last_rows_only)");
   }
   std::vector<Segment> segs(cpar ? 0 : steps.size());
   int64_t n = 0;  // rows of all sequences
@@ -438,6 +439,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
         std::memmove(q + to * nq_w, q + last * nq_w, static_cast<size_t>(nq_w) * sizeof(float));
         std::memmove(x + to * d, x + last * d, static_cast<size_t>(d) * sizeof(float));
         g.pos0 += g.n - 1;
+        g.cache_row += g.n - 1;
         g.row0 = to;
         g.n = 1;
         g.emit.narrow(g.pos0, 1);
