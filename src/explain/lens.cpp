@@ -120,8 +120,8 @@ LogitLens logit_lens(const Model& model, std::span<const int32_t> prompt,
           [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
       for (int k = 0; k < lens.top_k; ++k) {
         const int32_t id = ids[static_cast<size_t>(k)];
-        lens.top.push_back(
-            {id, lens_token_text(model, id), z[id], static_cast<float>(std::exp(z[id] - max) / sum)});
+        lens.top.push_back({id, lens_token_text(model, id), z[id],
+                            static_cast<float>(std::exp(z[id] - max) / sum)});
       }
     }
   }
