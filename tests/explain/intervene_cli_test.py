@@ -8,7 +8,7 @@ usage: intervene_cli_test.py QKV_BINARY
   the documented shape (docs/EXPLAIN.md, "Report data"); the ablation's most decisive head is one
   that attends to "animal"; patching with the clean prompt itself restores nothing; the terminal
   summary lists the top heads and the forward-pass equivalents; the --html report carries every
-  section.
+  section, and in headless Chromium (when installed) draws them and opens on layer 0 head 3.
 - On make-model's tiny models of each family (gpt2, llama, qwen2, qwen3, gemma2, gemma3, phi3) and
   a Q4_K_M quantization of one: every method runs and its tables have the model's shape.
 - Errors: a corrupted prompt of another token length, a target that is two tokens.
@@ -16,6 +16,8 @@ usage: intervene_cli_test.py QKV_BINARY
 intervene_test.cpp.)
 """
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,29 @@ def check_sections(j, n_layer, n_head, n_tokens, failures, who):
          f"norm_attention shape {na and shape(na['rows'])}")
 
 
+def check_page(path, failures):
+    """In headless Chromium (when installed): every section draws without a shape error and the
+    page opens on the head of the largest |ablation delta|, layer 0 head 3 on the built-in model
+    (docs/EXPLAIN.md, "Seed question")."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("chromium absent: the page itself is not checked")
+        return
+    p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--virtual-time-budget=5000", "--dump-dom", "file://" + path],
+                       capture_output=True, timeout=240)
+    dom = p.stdout.decode("utf-8", "replace")
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', dom))
+    if "bad-sections" in attrs:
+        failures.append(f"report: {attrs['bad-sections']} sections do not have their shape")
+    for tab in ("ablation", "logit-lens", "direct-logit-attribution"):
+        if int(attrs.get("tab-" + tab, "0") or 0) <= 0:
+            failures.append(f"report: the {tab} tab drew nothing")
+    if (attrs.get("open-layer"), attrs.get("open-head")) != ("0", "3"):
+        failures.append(f"report opens on layer {attrs.get('open-layer')} head "
+                        f"{attrs.get('open-head')}, not the most decisive head 0:3")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -114,6 +139,7 @@ def main():
             for key in ("\"ablation\"", "\"logit_lens\"", "\"direct_logit_attribution\""):
                 if key not in page:
                     failures.append(f"report lacks the {key} section")
+            check_page(f"{tmp}/r.html", failures)
         # Every family, and a quantized model.
         for arch in ("gpt2", "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "q4"):
             model = f"{tmp}/{arch}.gguf"
