@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <unordered_map>
 
 namespace qkv::chat {
 
@@ -28,6 +29,53 @@ void Interp::step() {
   if (++steps_ > limits_.max_steps) {
     fail("template ran more than " + std::to_string(limits_.max_steps) +
          " steps (an endless or enormous loop?)");
+  }
+}
+
+namespace {
+
+// Walks what a value holds, each list and dict once (values share them: `ns.v + [ns.v]` doubles
+// the paths through a list at each step but not the lists), finding whether `ns`'s attributes
+// are inside and how deep the nesting goes. The values that exist hold no cycle, since
+// check_storable refuses the only assignment that could make one.
+struct NestingWalk {
+  const Dict* ns;
+  std::unordered_map<const void*, int> height;  // of each list / dict walked: levels inside it
+  bool holds_ns = false;
+
+  int operator()(const Value& v) {
+    const void* key = v.is_list() ? static_cast<const void*>(&v.list())
+                      : v.is_dict() || v.is(Value::Kind::Namespace)
+                          ? static_cast<const void*>(v.dict_ptr().get())
+                          : nullptr;
+    if (key == nullptr) return 0;
+    if (key == ns) holds_ns = true;
+    if (const auto it = height.find(key); it != height.end()) return it->second;
+    int h = 0;
+    if (v.is_list()) {
+      for (const Value& x : v.list().items) h = std::max(h, (*this)(x));
+    } else {
+      for (const auto& kv : v.dict_ref().items) h = std::max(h, (*this)(kv.second));
+    }
+    height.emplace(key, h + 1);
+    return h + 1;
+  }
+};
+
+}  // namespace
+
+// A namespace attribute is the one place a template can store a value inside a container that
+// already exists, so it is where a value could come to contain itself (`set ns.x = ns`), which
+// Python prints as "{...}" but which here would print, serialise and free by endless recursion;
+// and where a loop could nest values without bound (`set ns.x = [ns.x]`). Both are refused.
+void Interp::check_storable(const Value& v, const Value& ns) const {
+  NestingWalk walk{&ns.dict_ref()};
+  const int levels = walk(v);
+  if (walk.holds_ns) {
+    fail("cannot store a namespace inside itself (the value assigned contains the namespace)");
+  }
+  if (levels > limits_.max_nesting) {
+    fail("values nested more than " + std::to_string(limits_.max_nesting) + " levels deep");
   }
 }
 
@@ -91,6 +139,7 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
         if (!target || !target->is(Value::Kind::Namespace)) {
           fail("cannot assign attribute on non-namespace object");
         }
+        check_storable(v, *target);
         target->dict_ref().set(s.attr, std::move(v));
       } else if (s.targets.size() == 1) {
         scope->set(s.targets[0], std::move(v));

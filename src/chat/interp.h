@@ -31,6 +31,7 @@ struct Limits {
   uint64_t max_steps = 100'000'000;     // statements, loop iterations and calls
   size_t max_string = size_t{1} << 28;  // bytes in one string or the output (256 MiB)
   int max_call_depth = 200;             // nested macro calls
+  int max_nesting = 256;                // lists, dicts and namespaces inside one another
 };
 
 class Interp {
@@ -61,6 +62,7 @@ class Interp {
 
   void step();
   void check_size(size_t bytes) const;
+  void check_storable(const Value& v, const Value& ns) const;
 
  private:
   enum class Flow { Normal, Break, Continue };

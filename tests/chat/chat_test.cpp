@@ -322,6 +322,19 @@ TEST(ChatTemplate, RuntimeErrorsNameTheLine) {
   // Endless recursion stops with an error instead of exhausting the stack.
   e = render_error("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}");
   EXPECT_NE(e.message().find("nested"), std::string::npos) << e.what();
+  // A namespace stored inside itself (found by fuzz_chat_template: printing it recursed until the
+  // stack ran out, and the reference cycle leaked) and values nested without bound through a
+  // namespace are refused; a namespace inside another one still works.
+  e = render_error("{% set ns = namespace(i=0) %}{% set ns.i = ns %}{{ ns.i }}");
+  EXPECT_NE(e.message().find("namespace inside itself"), std::string::npos) << e.what();
+  e = render_error(
+      "{% set a = namespace(x=0) %}{% set b = namespace(y=a) %}{% set a.x = [{'k': b}] %}");
+  EXPECT_NE(e.message().find("namespace inside itself"), std::string::npos) << e.what();
+  e = render_error(
+      "{% set ns = namespace(x=0) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}"
+      "{% endfor %}{{ ns.x }}");
+  EXPECT_NE(e.message().find("levels deep"), std::string::npos) << e.what();
+  EXPECT_EQ(render("{% set a = namespace(x=1) %}{% set b = namespace(y=a) %}{{ b.y.x }}"), "1");
 }
 
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
