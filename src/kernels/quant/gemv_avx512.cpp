@@ -127,18 +127,24 @@ QKV_INLINE __m512 lookup32(__m512i q, __m512 t0, __m512 t1, __mmask16 fifth) {
   return _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(q, t0), fifth, q, t1);
 }
 
+// A Q5_0 / Q5_1 block's 32 weights from its tables: low nibbles and bits 0..15 of qh for the
+// first 16, high nibbles and bits 16..31 for the rest.
+template <class Block, class F>
+QKV_INLINE void run_q5(const Block& b, __m512 t0, __m512 t1, F&& f) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  const __m512i q = bytes16(b.qs);
+  f(0, lookup32(q, t0, t1, static_cast<__mmask16>(qh)));
+  f(1, lookup32(high4(q), t0, t1, static_cast<__mmask16>(qh >> 16)));
+}
+
 struct Q5_0 {
   using Block = BlockQ5_0;
   static constexpr int kElems = kQK;
   template <class F>
   static QKV_INLINE void run(const Block& b, F&& f) {
     const __m512 d = _mm512_set1_ps(half(b.d));
-    const __m512 t0 = _mm512_mul_ps(iota16(-16), d), t1 = _mm512_mul_ps(iota16(0), d);
-    uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    const __m512i q = bytes16(b.qs);
-    f(0, lookup32(q, t0, t1, static_cast<__mmask16>(qh)));
-    f(1, lookup32(high4(q), t0, t1, static_cast<__mmask16>(qh >> 16)));
+    run_q5(b, _mm512_mul_ps(iota16(-16), d), _mm512_mul_ps(iota16(0), d), f);
   }
 };
 
@@ -150,11 +156,7 @@ struct Q5_1 {
     const __m512 d = _mm512_set1_ps(half(b.d)), m = _mm512_set1_ps(half(b.m));
     const __m512 t0 = _mm512_add_ps(_mm512_mul_ps(iota16(0), d), m);
     const __m512 t1 = _mm512_add_ps(_mm512_mul_ps(iota16(16), d), m);
-    uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    const __m512i q = bytes16(b.qs);
-    f(0, lookup32(q, t0, t1, static_cast<__mmask16>(qh)));
-    f(1, lookup32(high4(q), t0, t1, static_cast<__mmask16>(qh >> 16)));
+    run_q5(b, t0, t1, f);
   }
 };
 
