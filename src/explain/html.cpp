@@ -17,6 +17,7 @@ namespace explain_detail {
 extern const std::string_view kReportHtml;
 extern const std::string_view kReportJs;
 extern const std::string_view kReportTabsJs;
+extern const std::string_view kRenderJs;
 }  // namespace explain_detail
 
 using namespace explain_detail;
@@ -330,6 +331,7 @@ std::string build_page(const Explanation& e, const ReportOptions& o, std::string
   }
   // The data last: the template's placeholders all come before anything the data could hold.
   std::string page(kReportHtml);
+  replace_once(page, "/*QKV_RENDER_JS*/", kRenderJs);
   replace_once(page, "/*QKV_TABS_JS*/", kReportTabsJs);
   replace_once(page, "/*QKV_JS*/", kReportJs);
   replace_once(page, "<!--QKV_CHUNKS-->", inline_chunks ? *inline_chunks : std::string());

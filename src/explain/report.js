@@ -34,24 +34,7 @@
     return q2p(m[tri ? (i * (i + 1)) / 2 + j : i * n + j]);
   }
 
-  // A token drawn visibly, as qkv::visible_token does: newline ↵, tab →, spaces at either end ·,
-  // \r and other control characters as escapes, the empty text ∅. Never a blank label.
-  function visible(s) {
-    if (s.length === 0) return "\u2205";
-    const lead = s.length - s.replace(/^ +/, "").length;
-    const trail = s.replace(/ +$/, "").length;
-    let out = "";
-    for (let k = 0; k < s.length; k++) {
-      const c = s.charCodeAt(k);
-      if (c === 32) out += k < lead || k >= trail ? "\u00b7" : " ";
-      else if (c === 10) out += "\u21b5";
-      else if (c === 9) out += "\u2192";
-      else if (c === 13) out += "\\r";
-      else if (c < 32 || c === 127) out += "\\x" + c.toString(16).padStart(2, "0");
-      else out += s[k];
-    }
-    return out;
-  }
+  const visible = qkvRender.visible;
   const labels = D.tokens.map(visible);
   const label = (i) => labels[i];
   body.dataset.blankLabels = labels.filter((s) => s.trim() === "").length;
@@ -147,33 +130,9 @@
   const state = { li: NL - 1, hi: -1, focus: -1, top: 0 };
   const VIEW_ROWS = 40, ROW_H = 18;
 
-  function color(w, max) {
-    const t = max > 0 ? Math.sqrt(Math.min(Math.max(w / max, 0), 1)) : 0;
-    return [Math.round(255 - t * 247), Math.round(255 - t * 207), Math.round(255 - t * 148)];
-  }
-
-  // Draws side x side pixels, pixel (x, y) showing entry (y * n / side, x * n / side) of at(i, j).
-  function drawMap(canvas, at, n, side) {
-    canvas.width = side;
-    canvas.height = side;
-    const ctx = canvas.getContext("2d");
-    const img = ctx.createImageData(side, side);
-    const idx = [];
-    for (let x = 0; x < side; x++) idx.push(Math.floor((x * n) / side));
-    let max = 0;
-    for (const i of idx) for (const j of idx) max = Math.max(max, at(i, j));
-    for (let y = 0; y < side; y++) {
-      for (let x = 0; x < side; x++) {
-        const c = color(at(idx[y], idx[x]), max);
-        const o = 4 * (y * side + x);
-        img.data[o] = c[0];
-        img.data[o + 1] = c[1];
-        img.data[o + 2] = c[2];
-        img.data[o + 3] = 255;
-      }
-    }
-    ctx.putImageData(img, 0, 0);
-  }
+  const color = qkvRender.color;
+  // A square map: side x side pixels of the n x n entries at(i, j).
+  const drawMap = (canvas, at, n, side) => qkvRender.drawMap(canvas, at, n, n, side, side);
 
   // Model view: one small map per (layer, head) (block summaries in rows mode); click selects it.
   function drawModelView() {

@@ -46,7 +46,7 @@ size_t KvCache::bytes() const {
 
 size_t Workspace::bytes() const {
   size_t n = 0;
-  for (const auto* buf : {&x, &h, &q, &k, &v, &att, &proj, &up, &gate, &lse, &rows}) {
+  for (const auto* buf : {&x, &h, &q, &k, &v, &att, &proj, &up, &gate, &lse, &rows, &logits}) {
     n += buf->capacity() * sizeof(float);
   }
   return n + linear.bytes();
@@ -562,8 +562,9 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     first_logits.resize(static_cast<size_t>(rows * c.n_vocab));
     linear(m.lm_head, h + head_row0[0] * d, d, first_logits.data(), c.n_vocab, rows);
   } else {
-    // Sequences that want only their last row: those rows packed together for one product.
-    std::vector<float> packed;
+    // Sequences that want only their last row: those rows packed together for one product, into
+    // the workspace (a decode step of a busy server would otherwise allocate [B, n_vocab] each).
+    std::vector<float>& packed = s.logits;
     int64_t rows_all = 0;
     for (size_t i = 0; i < segs.size(); ++i) {
       const int64_t rows = segs[i].step->all_logits ? segs[i].n : 1;

@@ -54,6 +54,7 @@ struct ForwardTimes {
 // so that a long-lived process can see and free what its sessions hold.
 struct Workspace {
   std::vector<float> x, h, q, k, v, att, proj, up, gate, lse, rows;
+  std::vector<float> logits;  // a batched step's packed last rows [B, n_vocab]
   kernels::LinearScratch linear;
   size_t bytes() const;  // capacity held
   void release();        // frees everything; the next call grows it again

@@ -6,8 +6,9 @@ usage: page_browser_test.py QKV_BINARY   (exit 77 = skipped: chromium is not ins
 
 The page (src/serve/page.html) sends ?q=TEXT at once (&stream=0: the whole reply at once, which
 the headless browser's virtual clock waits for), then shows token ?select=I; it writes what it drew into data-* attributes of <body>:
-state (done), tokens (reply tokens), attention-cells (one per layer and head) and highlighted
-(context positions tinted, the top-k). These must match what the API returns for the same chat.
+state (done), tokens (reply tokens), attention-cells (one per layer and head), highlighted
+(context positions tinted, the top-k), map-rows and map-entries (the chosen head's map over the
+reply, drawn by the explain report's renderer: a row per reply token, every top-k entry). These must match what the API returns for the same chat.
 """
 import json
 import pathlib
@@ -65,6 +66,17 @@ def main():
         if int(attrs.get("highlighted", -1)) != len(top["positions"]):
             failures.append(f"highlighted {attrs.get('highlighted')}, want "
                             f"{len(top['positions'])}")
+        # The map of the chosen head (layer 0, head 0) over the reply, drawn by the explain
+        # report's renderer: a row per reply token and every top-k entry the API sent for it.
+        rows = [next((h for h in a["heads"] if h["layer"] == 0 and h["head"] == 0), None)
+                for a in want["choices"][0]["attention"]]
+        if int(attrs.get("map-rows", -1)) != len(rows):
+            failures.append(f"map rows {attrs.get('map-rows')}, want {len(rows)}")
+        entries = sum(len(r["positions"]) for r in rows if r)
+        if int(attrs.get("map-entries", -1)) != entries:
+            failures.append(f"map entries {attrs.get('map-entries')}, want {entries}")
+        if "qkvRender" not in dom:
+            failures.append("the page does not carry the explain report's renderer")
         text = json.dumps(want["choices"][0]["message"]["content"])
         print("reply:", text[:200])
     finally:
