@@ -56,6 +56,7 @@ CpuFeatures detect() {
       f.avx512dq = (b >> 17) & 1;
       f.avx512bw = (b >> 30) & 1;
       f.avx512vl = (b >> 31) & 1;
+      f.avx512_vnni = f.avx512f && ((c >> 11) & 1);
       // AMX: tile config (XCR0 bit 17) and tile data (bit 18) state, AMX-TILE and AMX-BF16.
       const bool tile_state = (xcr0 & 0x60000) == 0x60000;
       f.amx_bf16 = tile_state && ((d >> 24) & 1) && ((d >> 22) & 1);

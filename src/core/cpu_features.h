@@ -14,6 +14,8 @@ struct CpuFeatures {
   bool avx512dq = false;
   bool avx512vl = false;
   bool avx512_bf16 = false;
+  // 8-bit integer dot products (vpdpbusd, vpdpwssd; Ice Lake, Zen 4 and later).
+  bool avx512_vnni = false;
   // AMX tiles with bf16 dot products (Sapphire Rapids and later), with the OS managing tile
   // state; Linux also wants each process to ask for it first (enable_amx).
   bool amx_bf16 = false;

@@ -13,6 +13,7 @@
 #include "kernels/cpu/linear_gemm.h"
 #include "kernels/cpu/linear_target.h"
 #include "kernels/quant/dequant.h"
+#include "kernels/quant/dot_int8.h"
 
 namespace qkv::kernels {
 
@@ -156,7 +157,8 @@ struct Linear::Impl {
   std::vector<float> bias;
 };
 
-Linear::Linear(const WeightView& w, const float* bias) : view_(w), impl_(std::make_unique<Impl>()) {
+Linear::Linear(const WeightView& w, const float* bias, LinearDot dot)
+    : view_(w), impl_(std::make_unique<Impl>()) {
   if (w.n_out <= 0 || w.n_in <= 0 || w.data == nullptr) {
     core::throw_invalid("Linear: weight [", w.n_out, ", ", w.n_in, "] is empty");
   }
@@ -169,6 +171,8 @@ Linear::Linear(const WeightView& w, const float* bias) : view_(w), impl_(std::ma
                         " (", w.n_in, " ", weight_type_name(w.type), " values)");
   }
   if (bias) impl_->bias.assign(bias, bias + w.n_out);
+  const auto q = weight_quant_type(w.type);
+  if (dot == LinearDot::int8 && q && quant::int8_dot_supported(*q)) dot_ = LinearDot::int8;
 }
 
 Linear::Linear() = default;
@@ -200,6 +204,10 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
   const float* b = bias();
   const int threads = core::resolve_threads(n_threads);
 
+  if (dot_ == LinearDot::int8) {
+    forward_int8(target, x, m, ldx, y, ldy, threads);
+    return;
+  }
   const bool gemv = path == LinearPath::automatic ? m <= linear_gemv_max_rows(view_.type)
                                                   : path == LinearPath::gemv;
   if (gemv && m == 1 && path == LinearPath::automatic && cpu::gemm_available() &&
@@ -265,6 +273,28 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
   });
 }
 
+void Linear::forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m,
+                          int64_t ldx, float* y, int64_t ldy, int threads) const {
+  const quant::QuantType q = *weight_quant_type(view_.type);
+  const int64_t n_out = view_.n_out, n_in = view_.n_in;
+  const int64_t stride = row_stride(view_);
+  // Each row of x rounded once per call, rows 64-byte aligned; [m, act_row_bytes] bytes.
+  const int64_t ld = (quant::act_row_bytes(q, n_in) + 63) / 64 * 64;
+  thread_local std::vector<uint8_t> xq;  // grows only: decode calls this for every matrix
+  if (xq.size() < static_cast<size_t>(m * ld + 64)) xq.resize(static_cast<size_t>(m * ld + 64));
+  uint8_t* rows = xq.data() + (64 - reinterpret_cast<uintptr_t>(xq.data()) % 64) % 64;
+  for (int64_t i = 0; i < m; ++i) quant::quantize_act(q, x + i * ldx, n_in, rows + i * ld);
+  // Items of weight rows as on the fp32 path: a block of W read once and kept in L2 while every
+  // pass of rows of x uses it.
+  const int64_t item_rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
+  const auto* w = static_cast<const uint8_t*>(view_.data);
+  core::parallel_for_dynamic((n_out + item_rows - 1) / item_rows, threads, [&](int64_t item, int) {
+    const int64_t o0 = item * item_rows, o1 = std::min(n_out, o0 + item_rows);
+    const cpu::GemvInt8Task t{view_.type, w, stride, n_in, rows, ld, m, y, ldy, bias()};
+    target.gemv_int8(t, o0, o1);
+  });
+}
+
 void Linear::backward_input(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,
                             bool accumulate, int n_threads, LinearScratch* scratch) const {
   if (!impl_)
@@ -320,6 +350,24 @@ void linear_backward_reference(const WeightView& w, const float* dy, int64_t m, 
   for (int64_t i = 0; i < m; ++i)
     for (int64_t k = 0; k < w.n_in; ++k)
       dx[i * lddx + k] = static_cast<float>(acc[static_cast<size_t>(i * w.n_in + k)]);
+}
+
+void linear_int8_reference(const WeightView& w, const float* bias, const float* x, int64_t m,
+                           int64_t ldx, float* y, int64_t ldy) {
+  const auto q = weight_quant_type(w.type);
+  if (!q || !quant::int8_dot_supported(*q)) {
+    core::throw_invalid("linear_int8_reference: ", weight_type_name(w.type),
+                        " weights have no integer dot products");
+  }
+  std::vector<uint8_t> xq(static_cast<size_t>(quant::act_row_bytes(*q, w.n_in)));
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t i = 0; i < m; ++i) {
+    quant::quantize_act(*q, x + i * ldx, w.n_in, xq.data());
+    for (int64_t o = 0; o < w.n_out; ++o) {
+      const double dot = quant::dot_int8_reference(*q, base + o * row_stride(w), xq.data(), w.n_in);
+      y[i * ldy + o] = static_cast<float>(dot + (bias ? bias[o] : 0.0));
+    }
+  }
 }
 
 void linear_reference(const WeightView& w, const float* bias, const float* x, int64_t m,

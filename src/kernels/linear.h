@@ -3,11 +3,14 @@
 // layout of GGUF, safetensors nn.Linear and llama2.c). Each tensor has its own type, so a file
 // that mixes block types (Q4_K_M: Q4_K and Q6_K) needs nothing special.
 //
-// Activations stay fp32: block-format weights are decoded to fp32 (exactly as the scalar
-// dequantizer, quant/dequant.h) and multiplied with fp32 FMAs. llama.cpp instead rounds the
-// activations to 8-bit blocks for integer dot products, which costs it 1.1-1.7% of the logits'
-// standard deviation on ../shared/fixtures/gguf-quant; qkv has no such error (its products differ
-// from exact arithmetic on the dequantized weights only by fp32 summation order).
+// By default activations stay fp32: block-format weights are decoded to fp32 (exactly as the
+// scalar dequantizer, quant/dequant.h) and multiplied with fp32 FMAs, so the products differ from
+// exact arithmetic on the dequantized weights only by fp32 summation order. The opt-in
+// LinearDot::int8 mode instead rounds each row of x to 8-bit blocks once per call and multiplies in
+// integers, as llama.cpp does (quant/dot_int8.h): faster where decode is bound by unpacking the
+// weights rather than by reading them, at a measured cost in accuracy (docs/PERFORMANCE.md,
+// "Integer dot products"; llama.cpp's own rounding costs it 1.1-1.7% of the logits' standard
+// deviation on ../shared/fixtures/gguf-quant).
 //
 // Two paths behind one call: matrix-matrix products (prefill, m > a few rows) and
 // matrix-vector products (decode, bound by the bytes of the weights). `Linear` prepares a weight
@@ -51,6 +54,12 @@ enum class WeightType : uint8_t {
 std::optional<quant::QuantType> weight_quant_type(WeightType t);
 WeightType weight_type_of(quant::QuantType q);
 
+// How products with block-format weights treat the activations (see the top of this file).
+// int8 applies to the types with integer kernels (quant::int8_dot_supported: Q4_0, Q8_0, Q4_K,
+// Q6_K); other types, and f32/f16/bf16, stay exact. In int8 mode every m, prefill included, runs
+// the integer kernels (not the GEMM library), so a row's result never depends on the batch.
+enum class LinearDot : uint8_t { exact, int8 };
+
 // Which of the two paths a forward takes: by m (automatic), or forced (tests, benchmarks).
 enum class LinearPath : uint8_t { automatic, gemv, gemm };
 
@@ -84,8 +93,10 @@ struct LinearScratch {
 class Linear {
  public:
   Linear();
-  // `bias` (n_out floats, may be null) is copied. Throws InvalidArgument on bad sizes.
-  explicit Linear(const WeightView& w, const float* bias = nullptr);
+  // `bias` (n_out floats, may be null) is copied. Throws InvalidArgument on bad sizes. `dot`:
+  // LinearDot::int8 takes effect only for the types with integer kernels (dot() says which).
+  explicit Linear(const WeightView& w, const float* bias = nullptr,
+                  LinearDot dot = LinearDot::exact);
   ~Linear();
   Linear(Linear&&) noexcept;
   Linear& operator=(Linear&&) noexcept;
@@ -115,17 +126,29 @@ class Linear {
   int64_t n_out() const { return view_.n_out; }
   const WeightView& view() const { return view_; }
   const float* bias() const;
+  // The mode forward() uses: int8 only where it was asked for and the type has integer kernels.
+  LinearDot dot() const { return dot_; }
 
   struct Impl;
 
  private:
+  void forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
+                    float* y, int64_t ldy, int threads) const;
+
   WeightView view_{};
+  LinearDot dot_ = LinearDot::exact;
   std::unique_ptr<Impl> impl_;
 };
 
 // The oracle: double accumulation, one row at a time.
 void linear_reference(const WeightView& w, const float* bias, const float* x, int64_t m,
                       int64_t ldx, float* y, int64_t ldy);
+
+// The oracle of LinearDot::int8: each row of x rounded to 8-bit blocks (quant::quantize_act), the
+// integer block sums exact and combined in double (quant::dot_int8_reference). `w` must have
+// integer kernels (quant::int8_dot_supported).
+void linear_int8_reference(const WeightView& w, const float* bias, const float* x, int64_t m,
+                           int64_t ldx, float* y, int64_t ldy);
 
 // The twin of Linear::backward_input: dx[i, :] = dy[i, :] · W in double, one row at a time.
 void linear_backward_reference(const WeightView& w, const float* dy, int64_t m, int64_t lddy,

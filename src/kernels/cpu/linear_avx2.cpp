@@ -288,7 +288,10 @@ QKV_TARGET_END
 
 namespace qkv::kernels::cpu {
 const LinearTargetOps& linear_target_avx2() {
-  static const LinearTargetOps ops{.name = "avx2", .gemv = avx2::gemv, .to_f32 = avx2::to_f32};
+  static const LinearTargetOps ops{.name = "avx2",
+                                   .gemv = avx2::gemv,
+                                   .gemv_int8 = quant::avx2::gemv_int8,
+                                   .to_f32 = avx2::to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu

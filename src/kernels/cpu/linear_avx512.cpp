@@ -129,6 +129,11 @@ void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
   }
 }
 
+// The int8 mode: AVX512-VNNI where the CPU has it, else the AVX2 kernels.
+void gemv_int8(const GemvInt8Task& t, int64_t o0, int64_t o1) {
+  if (!quant::avx512::gemv_int8(t, o0, o1)) quant::avx2::gemv_int8(t, o0, o1);
+}
+
 }  // namespace
 }  // namespace qkv::kernels::cpu::avx512
 
@@ -136,8 +141,10 @@ QKV_TARGET_END
 
 namespace qkv::kernels::cpu {
 const LinearTargetOps& linear_target_avx512() {
-  static const LinearTargetOps ops{
-      .name = "avx512", .gemv = avx512::gemv, .to_f32 = linear_target_avx2().to_f32};
+  static const LinearTargetOps ops{.name = "avx512",
+                                   .gemv = avx512::gemv,
+                                   .gemv_int8 = avx512::gemv_int8,
+                                   .to_f32 = linear_target_avx2().to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu

@@ -7,6 +7,7 @@
 #include "kernels/cpu/linear_target.h"
 #include "kernels/cpu/targets.h"
 #include "kernels/quant/dequant.h"
+#include "kernels/quant/dot_int8.h"
 
 namespace qkv::kernels::cpu {
 namespace {
@@ -67,6 +68,18 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
     row_to_f32(type, w + o * w_stride, 0, n_in, out + (o - o0) * ld_out);
 }
 
+// The int8 mode on the portable target: the oracle's exact integer sums, combined in double.
+void gemv_int8(const GemvInt8Task& t, int64_t o0, int64_t o1) {
+  const quant::QuantType q = *weight_quant_type(t.type);
+  for (int64_t o = o0; o < o1; ++o) {
+    for (int64_t i = 0; i < t.m; ++i) {
+      const double dot =
+          quant::dot_int8_reference(q, t.w + o * t.w_stride, t.xq + i * t.ldxq, t.n_in);
+      t.y[i * t.ldy + o] = static_cast<float>(dot + (t.bias ? t.bias[o] : 0.0f));
+    }
+  }
+}
+
 TargetTable<LinearTargetOps> linear_targets() {
   return {&linear_target_generic(), &linear_target_avx2(), &linear_target_avx512()};
 }
@@ -74,7 +87,8 @@ TargetTable<LinearTargetOps> linear_targets() {
 }  // namespace
 
 const LinearTargetOps& linear_target_generic() {
-  static const LinearTargetOps ops{.name = "generic", .gemv = gemv, .to_f32 = to_f32};
+  static const LinearTargetOps ops{
+      .name = "generic", .gemv = gemv, .gemv_int8 = gemv_int8, .to_f32 = to_f32};
   return ops;
 }
 

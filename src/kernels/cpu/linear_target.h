@@ -28,9 +28,26 @@ struct GemvTask {
   const float* bias = nullptr;  // [n_out] or null
 };
 
+// The int8 dot-product mode (quant/dot_int8.h): the same product with x already rounded to the
+// activation blocks of the weight's type (quant::quantize_act), for the types where
+// quant::int8_dot_supported. Rows of one call are independent, as for GemvTask (any m).
+struct GemvInt8Task {
+  WeightType type = WeightType::q8_0;
+  const uint8_t* w = nullptr;  // [n_out, n_in], rows w_stride bytes apart
+  int64_t w_stride = 0;
+  int64_t n_in = 0;
+  const uint8_t* xq = nullptr;  // [m] rows of quant::act_row_bytes(n_in), ldxq bytes apart
+  int64_t ldxq = 0;
+  int64_t m = 0;
+  float* y = nullptr;  // [m, n_out], rows ldy floats apart
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n_out] or null
+};
+
 struct LinearTargetOps {
   const char* name;
   void (*gemv)(const GemvTask& t, int64_t o0, int64_t o1);
+  void (*gemv_int8)(const GemvInt8Task& t, int64_t o0, int64_t o1);
   // Rows [o0, o1) of w (as in GemvTask) to fp32: out[(o - o0) * ld_out + k].
   void (*to_f32)(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, int64_t o0,
                  int64_t o1, float* out, int64_t ld_out);

@@ -24,6 +24,8 @@ namespace avx2 {
 // Bit-identical to dequantize(); falls back to it where the CPU lacks AVX2 + FMA + F16C.
 void decode(QuantType q, const uint8_t* row, int64_t k0, int64_t n, float* out);
 void gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1);
+// The int8 dot-product mode (dot_int8.h) with vpmaddubsw / vpmaddwd; needs the avx2 target.
+void gemv_int8(const cpu::GemvInt8Task& t, int64_t o0, int64_t o1);
 }  // namespace avx2
 
 namespace avx512 {
@@ -31,6 +33,9 @@ namespace avx512 {
 // nothing, for the types it has no decoder for (Q2_K, Q3_K: use avx2::gemv). Needs the avx512
 // target (cpu/targets.h).
 bool gemv(QuantType q, const cpu::GemvTask& t, int64_t o0, int64_t o1);
+// The int8 dot-product mode with AVX512-VNNI (vpdpbusd / vpdpwssd on 256-bit vectors); false,
+// doing nothing, where the CPU lacks AVX512-VNNI (use avx2::gemv_int8).
+bool gemv_int8(const cpu::GemvInt8Task& t, int64_t o0, int64_t o1);
 }  // namespace avx512
 
 }  // namespace qkv::kernels::quant
