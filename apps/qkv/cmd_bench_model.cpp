@@ -1,4 +1,5 @@
-// qkv bench model -m MODEL [--prompt N] [--gen N] [--threads N] [--kv f32|f16|q8_0] [--reps N]
+// qkv bench model -m MODEL [--prompt N] [--gen N] [--threads N] [--kv f32|f16|q8_0]
+//                 [--dot exact|int8] [--reps N]
 //   Prefill and decode tokens/s of a model on random tokens, where the time goes (matrix
 //   products, attention, the rest), and the rates against this machine's measured FMA peak
 //   (prefill) and read bandwidth (decode: weight bytes per token).
@@ -23,6 +24,7 @@ namespace {
 struct ModelBenchArgs {
   std::string model, tokenizer;
   KvType kv = KvType::f32;
+  DotProducts dot = DotProducts::exact;
   int64_t prompt = 512, gen = 128;
   int threads = 0, reps = 3;
   bool json = false;
@@ -141,6 +143,7 @@ void run(const ModelBenchArgs& a) {
   const auto t_load = std::chrono::steady_clock::now();
   LoadOptions load;
   load.tokenizer_path = a.tokenizer;
+  load.dot = a.dot;
   const Model model = Model::load(a.model, load);
   const double load_s = seconds_since(t_load);
   const ModelConfig& c = model.config();
@@ -174,6 +177,7 @@ void run(const ModelBenchArgs& a) {
                         {"describe", model.describe()},
                         {"threads", threads},
                         {"kernels", matmul_backend_name()},
+                        {"dot", enum_name(kDotNames, a.dot)},
                         {"load_s", load_s},
                         {"prompt", a.prompt},
                         {"gen", a.gen},
@@ -191,8 +195,10 @@ void run(const ModelBenchArgs& a) {
     return;
   }
   std::printf("model    %s\n", model.describe().c_str());
-  std::printf("machine  %d threads: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s; linear %s\n",
-              threads, peak.fma_gflops, peak.read_gbps, std::string(matmul_backend_name()).c_str());
+  std::printf(
+      "machine  %d threads: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s; linear %s, dot %s\n",
+      threads, peak.fma_gflops, peak.read_gbps, std::string(matmul_backend_name()).c_str(),
+      enum_name(kDotNames, a.dot).c_str());
   std::printf("load     %.2f s; weights %.1f MB; median of %d runs\n", load_s,
               static_cast<double>(weights.bytes) / 1e6, a.reps);
   print_phase(model.is_decoder() ? "prefill" : "encode", prefill, a.prompt, pre_gflops, "GFLOP/s",
@@ -215,6 +221,7 @@ void add_bench_model(CLI::App& bench) {
   cmd->add_option("--gen", a->gen, "generated tokens (decode)")->capture_default_str();
   add_threads_option(*cmd, a->threads);
   add_enum_option(*cmd, "--kv", a->kv, "KV cache type", kKvNames);
+  add_dot_option(*cmd, a->dot);
   cmd->add_option("--reps", a->reps, "repetitions (median)")->capture_default_str();
   add_json_flag(*cmd, a->json);
   cmd->callback([a] { run(*a); });

@@ -1,6 +1,6 @@
 // qkv chat [-m MODEL] [--system S] [--template FILE.jinja] [-n N] [--temp T] [--top-k K]
 //          [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--ctx N]
-//          [--kv f32|f16|q8_0] [--threads N] [-t TOKENIZER]
+//          [--kv f32|f16|q8_0] [--dot exact|int8] [--threads N] [-t TOKENIZER]
 //   A conversation with a decoder model: each line read from standard input is a user turn, and
 //   the reply streams to stdout (a newline after it). The prompt of every turn is the whole
 //   conversation in the model's chat template (GGUF tokenizer.chat_template, HF
@@ -47,6 +47,7 @@ struct ChatCliOptions {
   std::optional<uint64_t> seed;
   int64_t ctx = 0;
   KvType kv = KvType::f32;
+  DotProducts dot = DotProducts::exact;
   int threads = 0;
   bool ignore_eos = false;
 };
@@ -192,8 +193,9 @@ void run(ChatCliOptions o) {
   o.sampling.seed = *o.seed;
   Sampler check(o.sampling);  // bad sampling options fail before the model loads
 
-  const Model model =
-      load_model_or_default(o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true});
+  const Model model = load_model_or_default(
+      o.model,
+      {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}, .dot = o.dot});
   if (!model.is_decoder()) {
     throw Error(std::string(architecture_name(model.architecture())) +
                 " is an encoder and cannot chat; use `qkv embed`");
@@ -281,6 +283,7 @@ void setup(CLI::App& app) {
       ->check(seed_check());
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
   add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
+  add_dot_option(app, o->dot);
   add_threads_option(app, o->threads);
   app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS (until -n)");
   app.callback([o] { run(*o); });

@@ -1,5 +1,5 @@
 // qkv eval -m MODEL (--ids 1,2,3 | TEXT) (--logits OUT.npy | --json [--top K]) [--kv f32|f16|q8_0]
-//          [--threads N] [--ctx N] [-t TOKENIZER] [--context-parallel]
+//          [--dot exact|int8] [--threads N] [--ctx N] [-t TOKENIZER] [--context-parallel]
 //   The logits of every position of one forward pass from an empty cache: the parity interface
 //   against other engines (llama.cpp's logits on the same ids, ../shared/fixtures/gguf-quant).
 //   --ids are used as given (no BOS added); TEXT is tokenized as `generate` tokenizes a prompt.
@@ -36,6 +36,7 @@ struct EvalOptions {
   bool no_parse_special = false;
   int top = 5;
   KvType kv = KvType::f32;
+  DotProducts dot = DotProducts::exact;
   int threads = 0;
   int64_t ctx = 0;
   bool context_parallel = false;
@@ -82,7 +83,8 @@ void run(const CLI::App& app, const EvalOptions& o) {
   if (o.top < 1) throw Error("--top: expected at least 1, found " + std::to_string(o.top));
   const Model model = load_model_or_default(o.model, {.tokenizer_path = o.tokenizer,
                                                       .require_tokenizer = o.ids.empty() || o.json,
-                                                      .progress = {}});
+                                                      .progress = {},
+                                                      .dot = o.dot});
   if (!model.is_decoder()) {
     throw Error(std::string(architecture_name(model.architecture())) +
                 " is an encoder: it has no logits (use `qkv embed`)");
@@ -143,6 +145,7 @@ void setup(CLI::App& app) {
                "tokenize special tokens written in the text (<|endoftext|>) as plain text");
   app.add_option("--top", o->top, "tokens per position for --json")->capture_default_str();
   add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
+  add_dot_option(app, o->dot);
   add_threads_option(app, o->threads);
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
   add_context_parallel_flag(app, o->context_parallel);

@@ -1,6 +1,6 @@
 // qkv generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
 //              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
-//              [--kv f32|f16|q8_0] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
+//              [--kv f32|f16|q8_0] [--dot exact|int8] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
 //              [--explain HTML] [--npy-stream FILE] [--chat [--system S]] [--context-parallel]
 //   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
 //   prints a story), with a newline at the end; status, progress and timings go to stderr.
@@ -42,6 +42,7 @@ struct GenerateCliOptions {
   std::vector<std::string> stop;
   int64_t ctx = 0;
   KvType kv = KvType::f32;
+  DotProducts dot = DotProducts::exact;
   int threads = 0;
   bool no_bos = false;
   bool no_parse_special = false;
@@ -94,7 +95,8 @@ void run(const CLI::App& app, GenerateCliOptions o) {
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer,
                 .require_tokenizer = true,
-                .progress = out ? load_progress() : std::function<void(double)>{}});
+                .progress = out ? load_progress() : std::function<void(double)>{},
+                .dot = o.dot});
   if (out) std::fprintf(stderr, "model: %s\n", model.describe().c_str());
   if (!model.is_decoder()) {
     throw Error(std::string(architecture_name(model.architecture())) +
@@ -219,6 +221,7 @@ void setup(CLI::App& app) {
                  "and FILE.tokens.json; with or without --explain");
   app.add_option("--ctx", o->ctx, "context length in tokens (default: the model's)");
   add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
+  add_dot_option(app, o->dot);
   add_threads_option(app, o->threads);
   app.add_flag("--no-bos", o->no_bos, "do not add BOS before the prompt");
   app.add_flag("--no-parse-special", o->no_parse_special,

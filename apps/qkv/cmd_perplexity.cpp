@@ -1,4 +1,5 @@
 // qkv perplexity -m MODEL -f TEXT [--ctx 512] [--chunks N] [--threads N] [--kv f32|f16|q8_0]
+//                 [--dot exact|int8]
 //   Perplexity of a text as llama.cpp's llama-perplexity measures it, so the two numbers can be
 //   compared: the text is tokenized once (BOS as the tokenizer says), cut into windows of --ctx
 //   tokens (the tail that does not fill a window is dropped; at least two windows are needed);
@@ -31,6 +32,7 @@ struct PerplexityOptions {
   int64_t ctx = 512;
   int64_t chunks = -1;
   KvType kv = KvType::f32;
+  DotProducts dot = DotProducts::exact;
   int threads = 0;
 };
 
@@ -47,7 +49,8 @@ double negative_log_likelihood(const float* logits, int64_t n_vocab, int32_t tar
 void run(const PerplexityOptions& o) {
   if (o.ctx < 4) throw Error("--ctx: expected at least 4 tokens, found " + std::to_string(o.ctx));
   const Model model = load_model_or_default(
-      o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+      o.model,
+      {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}, .dot = o.dot});
   if (!model.is_decoder()) {
     throw Error(std::string(architecture_name(model.architecture())) +
                 " is an encoder: it has no next-token logits");
@@ -122,6 +125,7 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--chunks", o->chunks, "score at most this many windows (default: all)");
   add_enum_option(app, "--kv", o->kv, "KV cache type", kKvNames);
+  add_dot_option(app, o->dot);
   add_threads_option(app, o->threads);
   app.callback([o] { run(*o); });
 }

@@ -1,5 +1,6 @@
 // qkv serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--kv f32|f16|q8_0]
-//           [--threads N] [--api-key KEY] [--max-body BYTES] [--queue N] [--template FILE]
+//           [--dot exact|int8] [--threads N] [--api-key KEY] [--max-body BYTES] [--queue N]
+//           [--template FILE]
 //   An OpenAI-compatible HTTP server over one model (docs/SERVER.md). Prints
 //   "qkv serve: listening on http://HOST:PORT" on stderr once it accepts requests; SIGINT or
 //   SIGTERM stops it.
@@ -22,12 +23,14 @@ struct ServeCliOptions {
   std::string model;
   std::string tokenizer;
   std::string template_file;
+  DotProducts dot = DotProducts::exact;
   ServerOptions server;
 };
 
 void run(ServeCliOptions o) {
   const Model model = load_model_or_default(
-      o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+      o.model,
+      {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}, .dot = o.dot});
   if (!o.template_file.empty()) {
     o.server.chat_template = read_text(o.template_file, "chat template");
   } else if (model.is_decoder()) {
@@ -79,6 +82,7 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--ctx", s.n_ctx, "context length per slot in tokens (default: the model's)");
   add_enum_option(app, "--kv", s.kv_type, "KV cache type", kKvNames);
+  add_dot_option(app, o->dot);
   app.add_option("--threads", s.n_threads, "threads (0 = all)")->capture_default_str();
   app.add_option("--api-key", s.api_key,
                  "require 'Authorization: Bearer KEY' on every endpoint but /health");

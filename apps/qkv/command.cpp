@@ -52,6 +52,16 @@ CLI::Option* add_threads_option(CLI::App& app, int& threads) {
       ->check(CLI::Range(0, 4096));
 }
 
+CLI::Option* add_dot_option(CLI::App& app, DotProducts& dot) {
+  return add_enum_option(
+      app, "--dot", dot,
+      "products with quantized weights (Q4_0, Q8_0, Q4_K, Q6_K): exact = fp32 activations, as "
+      "exact arithmetic on the dequantized weights; int8 = activations rounded to 8-bit blocks "
+      "and multiplied in integers as llama.cpp does (faster decode, logits off by about 1-2% of "
+      "their standard deviation; docs/PERFORMANCE.md)",
+      kDotNames);
+}
+
 CLI::Option* add_context_parallel_flag(CLI::App& app, bool& on) {
   return app.add_flag("--context-parallel", on,
                       "split the prompt over the ranks of an MPI job (mpirun -np N qkv ...): each "

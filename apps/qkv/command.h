@@ -105,6 +105,12 @@ CLI::Option* add_enum_option(CLI::App& app, const std::string& flags, E& value,
 inline const EnumNames<KvType> kKvNames{
     {"f32", KvType::f32}, {"f16", KvType::f16}, {"q8_0", KvType::q8_0}};
 
+// --dot (generate, eval, perplexity, chat, serve, bench model): how products with quantized
+// weights treat the activations (qkv::DotProducts).
+inline const EnumNames<DotProducts> kDotNames{{"exact", DotProducts::exact},
+                                              {"int8", DotProducts::int8}};
+CLI::Option* add_dot_option(CLI::App& app, DotProducts& dot);
+
 // The name of `value` in `names` ("?" when absent).
 template <typename E>
 std::string enum_name(const EnumNames<E>& names, E value) {

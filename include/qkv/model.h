@@ -38,11 +38,20 @@ enum class RopeStyle : uint8_t { none, interleaved, half };
 // written; needs head_dim a multiple of 32.
 enum class KvType : uint8_t { f32, f16, q8_0 };
 
+// How products with quantized (block-format) weights treat the activations. exact: fp32
+// activations, weights decoded to fp32 (results as exact arithmetic on the dequantized weights up
+// to fp32 summation order). int8: each row of activations rounded to 8-bit blocks per product and
+// multiplied in integers, as llama.cpp does: faster decode, with an error of about 1-2% of the
+// logits' standard deviation (docs/PERFORMANCE.md, "Integer dot products"). Types without
+// integer kernels (Q2_K, Q3_K, ...; f32/f16/bf16) stay exact.
+enum class DotProducts : uint8_t { exact, int8 };
+
 struct LoadOptions {
   std::string tokenizer_path;  // a tokenizer file; empty: the one in or beside the model
   bool require_tokenizer = false;
   // Called with the fraction of the weights prepared, for progress lines on long loads.
   std::function<void(double)> progress;
+  DotProducts dot = DotProducts::exact;
 };
 
 class Model {

@@ -92,6 +92,17 @@ def main():
             check(rc == 0, f"{model.name} --json: exit {rc}: {err}")
             if rc == 0:
                 check_json(out, model.name, 24, 5, True)
+        # --dot: echoed, default exact; int8 on a Q8_0 model (make-model --dtype q8_0) runs.
+        q8 = pathlib.Path(tmp) / "llama-q8_0.gguf"
+        rc, out, err = run(qkv, "make-model", "--arch", "llama", "--n-ctx", "64", "--dtype", "q8_0",
+                           "-o", str(q8))
+        check(rc == 0, f"make-model q8_0: exit {rc}: {err}")
+        for dot in ("exact", "int8"):
+            rc, out, err = bench(qkv, q8, "--prompt", "8", "--gen", "3", "--json", "--dot", dot)
+            check(rc == 0, f"--dot {dot}: exit {rc}: {err}")
+            if rc == 0:
+                check_json(out, f"--dot {dot}", 8, 3, True)
+                check(json.loads(out).get("dot") == dot, f"--dot {dot} not echoed: {out}")
         rc, out, err = bench(qkv, gpt2, "--prompt", "8", "--gen", "0", "--json", "--kv", "f16")
         check(rc == 0, f"--gen 0: exit {rc}: {err}")
         if rc == 0:
@@ -121,7 +132,8 @@ def main():
                            (["--prompt", "0"], ["--prompt"]),
                            (["--gen", "-2"], ["--gen"]),
                            (["--reps", "0"], ["--reps"]),
-                           (["--kv", "f8"], ["--kv", "f32, f16 or q8_0"])]:
+                           (["--kv", "f8"], ["--kv", "f32, f16 or q8_0"]),
+                           (["--dot", "int4"], ["--dot", "exact or int8"])]:
             rc, out, err = run(qkv, "bench", "model", "-m", str(gpt2), "--prompt", "4", "--gen",
                                "1", *bad)
             check(0 < rc < 128, f"{bad}: exit {rc}")

@@ -17,7 +17,13 @@ a relative error of up to ~5e-4 per activation that qkv does not copy. Against l
 logits its bound is 5e-4 x std (measured 2.4e-4); against llama.cpp rebuilt with exact GELU
 (tests/data/gguf-families/gemma2, see its README) the 1e-4 bound holds.
 
-usage: eval_parity_test.py QKV_BINARY SHARED_DIR [--report]   (exit 77 = skipped: fixtures absent)
+--dot int8: the same bar for `qkv eval --dot int8` on gguf-quant's quantized files, where qkv also
+rounds activations to 8-bit blocks (kernels/quant/dot_int8.h): its RMS distance to the twin must
+stay within 1.25 x llama.cpp's own, and its top-1 agreement with the twin within one position of
+llama.cpp's (both engines round, each its own way; docs/PERFORMANCE.md "Integer dot products").
+
+usage: eval_parity_test.py QKV_BINARY SHARED_DIR [--report] [--dot int8]
+       (exit 77 = skipped: fixtures absent)
 """
 import array
 import ast
@@ -83,20 +89,25 @@ def agreement(a, b):
 def main():
     qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     report = "--report" in sys.argv
+    dot = sys.argv[sys.argv.index("--dot") + 1] if "--dot" in sys.argv else "exact"
     quant = shared / "fixtures" / "gguf-quant"
     if not (quant / "ids.txt").is_file():
         return shared_data.missing(quant / "ids.txt")
     failures, lines = [], []
     folders = [quant] + sorted(p for p in (shared / "fixtures" / "gguf-families").glob("*")
                                if p.is_dir())
+    if dot != "exact":
+        folders = [quant]
     with tempfile.TemporaryDirectory() as tmp:
         for folder in folders:
             ids = (folder / "ids.txt").read_text().strip()
             for gguf in sorted(folder.glob("model-*.gguf")):
                 name = gguf.stem[len("model-"):]
+                if dot != "exact" and name == "f32":
+                    continue
                 out = pathlib.Path(tmp) / f"{folder.name}-{name}.npy"
                 p = subprocess.run([qkv, "eval", "-m", str(gguf), "--ids", ids, "--logits",
-                                    str(out), "--threads", "2"],
+                                    str(out), "--threads", "2", "--dot", dot],
                                    capture_output=True, text=True, timeout=300)
                 where = f"{folder.name}/{gguf.name}"
                 if p.returncode != 0:
@@ -139,7 +150,9 @@ def main():
                 lines.append(f"{where}: RMS vs twin qkv {ours:.2e}, llama.cpp {theirs:.2e} "
                              f"(ratio {ratio:.2e}, {ours / std(twin) * 100:.2e}% of std); top-1 "
                              f"qkv {agree_ours:.3f}, llama.cpp {agree_theirs:.3f}")
-                if ratio > RATIO_MAX or agree_ours < agree_theirs:
+                # Both engines round activations in int8 mode: a top-1 flip either way is noise.
+                slack = 1.0 / rows if dot != "exact" else 0.0
+                if ratio > RATIO_MAX or agree_ours < agree_theirs - slack:
                     failures.append(f"{where}: RMS ratio {ratio:.3f} (max {RATIO_MAX}), top-1 "
                                     f"{agree_ours:.3f} vs llama.cpp {agree_theirs:.3f}")
     if report:
@@ -147,7 +160,7 @@ def main():
             print(line)
     for f in failures:
         print("FAIL:", f)
-    print(f"eval parity: {len(lines)} checks, {len(failures)} failed")
+    print(f"eval parity (--dot {dot}): {len(lines)} checks, {len(failures)} failed")
     return 1 if failures else 0
 
 
