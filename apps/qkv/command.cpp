@@ -55,7 +55,8 @@ CLI::Option* add_threads_option(CLI::App& app, int& threads) {
 CLI::Option* add_dot_option(CLI::App& app, DotProducts& dot) {
   return add_enum_option(
       app, "--dot", dot,
-      "products with quantized weights (Q4_0, Q8_0, Q4_K, Q6_K): exact = fp32 activations, as "
+      "products with quantized weights (all block types but Q2_K, Q3_K): exact = fp32 activations, "
+      "as "
       "exact arithmetic on the dequantized weights; int8 = activations rounded to 8-bit blocks "
       "and multiplied in integers as llama.cpp does (faster decode, logits off by about 1-2% of "
       "their standard deviation; docs/PERFORMANCE.md)",

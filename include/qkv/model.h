@@ -43,7 +43,7 @@ enum class KvType : uint8_t { f32, f16, q8_0 };
 // to fp32 summation order). int8: each row of activations rounded to 8-bit blocks per product and
 // multiplied in integers, as llama.cpp does: faster decode, with an error of about 1-2% of the
 // logits' standard deviation (docs/PERFORMANCE.md, "Integer dot products"). Types without
-// integer kernels (Q2_K, Q3_K, ...; f32/f16/bf16) stay exact.
+// integer kernels (Q2_K, Q3_K; f32/f16/bf16) stay exact.
 enum class DotProducts : uint8_t { exact, int8 };
 
 struct LoadOptions {

@@ -55,8 +55,8 @@ std::optional<quant::QuantType> weight_quant_type(WeightType t);
 WeightType weight_type_of(quant::QuantType q);
 
 // How products with block-format weights treat the activations (see the top of this file).
-// int8 applies to the types with integer kernels (quant::int8_dot_supported: Q4_0, Q8_0, Q4_K,
-// Q6_K); other types, and f32/f16/bf16, stay exact. In int8 mode every m, prefill included, runs
+// int8 applies to the types with integer kernels (quant::int8_dot_supported: every block format
+// but Q2_K and Q3_K); those two, and f32/f16/bf16, stay exact. In int8 mode every m, prefill included, runs
 // the integer kernels (not the GEMM library), so a row's result never depends on the batch.
 enum class LinearDot : uint8_t { exact, int8 };
 

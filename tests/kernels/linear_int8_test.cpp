@@ -38,16 +38,23 @@ using kernels::WeightView;
 using kernels::cpu::LinearTargetOps;
 namespace quant = kernels::quant;
 
-constexpr WeightType kInt8Types[] = {WeightType::q4_0, WeightType::q8_0, WeightType::q4_k,
-                                     WeightType::q6_k};
+constexpr WeightType kInt8Types[] = {
+    WeightType::q4_0, WeightType::q4_1, WeightType::q5_0, WeightType::q5_1,   WeightType::q8_0,
+    WeightType::q4_k, WeightType::q5_k, WeightType::q6_k, WeightType::iq4_nl, WeightType::iq4_xs};
 constexpr double kTol = 1e-5;
 constexpr float kGuard = -12345.5f;
 
 // Byte offsets of the f16 scale fields (d, and dmin where present).
 std::vector<size_t> half_fields(quant::QuantType q) {
   switch (q) {
+    case quant::QuantType::q4_1:
+      return {offsetof(quant::BlockQ4_1, d), offsetof(quant::BlockQ4_1, m)};
+    case quant::QuantType::q5_1:
+      return {offsetof(quant::BlockQ5_1, d), offsetof(quant::BlockQ5_1, m)};
     case quant::QuantType::q4_k:
       return {offsetof(quant::BlockQ4K, d), offsetof(quant::BlockQ4K, dmin)};
+    case quant::QuantType::q5_k:
+      return {offsetof(quant::BlockQ5K, d), offsetof(quant::BlockQ5K, dmin)};
     case quant::QuantType::q6_k:
       return {offsetof(quant::BlockQ6K, d)};
     default:

@@ -13,13 +13,11 @@ namespace qkv::kernels::quant {
 
 bool int8_dot_supported(QuantType t) {
   switch (t) {
-    case QuantType::q4_0:
-    case QuantType::q8_0:
-    case QuantType::q4_k:
-    case QuantType::q6_k:
-      return true;
-    default:
+    case QuantType::q2_k:
+    case QuantType::q3_k:
       return false;
+    default:
+      return true;
   }
 }
 
@@ -67,6 +65,90 @@ void block_ints(QuantType t, const uint8_t* p, BlockInts& b) {
       for (int j = 0; j < 16; ++j) {
         b.code[j] = (blk.qs[j] & 0xF) - 8;
         b.code[j + 16] = (blk.qs[j] >> 4) - 8;
+      }
+      return;
+    }
+    case QuantType::q4_1: {
+      BlockQ4_1 blk;
+      std::memcpy(&blk, p, sizeof blk);
+      b.d = h(blk.d);
+      b.d2 = h(blk.m);
+      for (int j = 0; j < 16; ++j) {
+        b.code[j] = blk.qs[j] & 0xF;
+        b.code[j + 16] = blk.qs[j] >> 4;
+      }
+      return;
+    }
+    case QuantType::q5_0:
+    case QuantType::q5_1: {
+      // The two differ only in m (Q5_1) and the offset 16 (Q5_0).
+      const bool q5_1 = t == QuantType::q5_1;
+      uint16_t d, m = 0;
+      uint32_t qh;
+      uint8_t qs[16];
+      if (q5_1) {
+        BlockQ5_1 blk;
+        std::memcpy(&blk, p, sizeof blk);
+        d = blk.d;
+        m = blk.m;
+        std::memcpy(&qh, blk.qh, 4);
+        std::memcpy(qs, blk.qs, 16);
+      } else {
+        BlockQ5_0 blk;
+        std::memcpy(&blk, p, sizeof blk);
+        d = blk.d;
+        std::memcpy(&qh, blk.qh, 4);
+        std::memcpy(qs, blk.qs, 16);
+      }
+      b.d = h(d);
+      b.d2 = q5_1 ? h(m) : 0.0f;
+      const int off = q5_1 ? 0 : 16;
+      for (int j = 0; j < 16; ++j) {
+        b.code[j] = ((qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - off;
+        b.code[j + 16] = ((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - off;
+      }
+      return;
+    }
+    case QuantType::iq4_nl: {
+      BlockIq4Nl blk;
+      std::memcpy(&blk, p, sizeof blk);
+      b.d = h(blk.d);
+      for (int j = 0; j < 16; ++j) {
+        b.code[j] = kIq4nlValues[blk.qs[j] & 0xF];
+        b.code[j + 16] = kIq4nlValues[blk.qs[j] >> 4];
+      }
+      return;
+    }
+    case QuantType::iq4_xs: {
+      BlockIq4Xs blk;
+      std::memcpy(&blk, p, sizeof blk);
+      b.d = h(blk.d);
+      for (int s = 0; s < 8; ++s) {
+        const int ls =
+            ((blk.scales_l[s / 2] >> (4 * (s % 2))) & 0xF) | (((blk.scales_h >> (2 * s)) & 3) << 4);
+        b.sc[2 * s] = b.sc[2 * s + 1] = ls - 32;
+        for (int j = 0; j < 16; ++j) {
+          b.code[32 * s + j] = kIq4nlValues[blk.qs[16 * s + j] & 0xF];
+          b.code[32 * s + j + 16] = kIq4nlValues[blk.qs[16 * s + j] >> 4];
+        }
+      }
+      return;
+    }
+    case QuantType::q5_k: {
+      BlockQ5K blk;
+      std::memcpy(&blk, p, sizeof blk);
+      b.d = h(blk.d);
+      b.d2 = h(blk.dmin);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, mn;
+        k_scale_min(j, blk.scales, sc, mn);
+        b.sc[2 * j] = b.sc[2 * j + 1] = sc;
+        b.mn[2 * j] = b.mn[2 * j + 1] = mn;
+        const uint8_t* q = blk.qs + 32 * (j / 2);
+        for (int l = 0; l < 32; ++l) {
+          const int low = j % 2 ? q[l] >> 4 : q[l] & 0xF;
+          b.code[32 * j + l] = low | (((blk.qh[l] >> j) & 1) << 4);
+        }
       }
       return;
     }
@@ -153,7 +235,7 @@ double dot_int8_reference(QuantType t, const uint8_t* w_row, const void* act_row
   for (int64_t b = 0; b < n / elems; ++b) {
     block_ints(t, w_row + b * bytes, w);
     const int8_t* q;
-    double da;
+    double da, ds = 0;
     if (big) {
       const ActBlock256& a = static_cast<const ActBlock256*>(act_row)[b];
       q = a.q;
@@ -162,6 +244,7 @@ double dot_int8_reference(QuantType t, const uint8_t* w_row, const void* act_row
       const ActBlock32& a = static_cast<const ActBlock32*>(act_row)[b];
       q = a.q;
       da = a.d;
+      ds = a.ds;
     }
     int64_t isum = 0, msum = 0, iabs = 0, mabs = 0;
     for (int s = 0; s < elems / 16; ++s) {
@@ -176,10 +259,20 @@ double dot_int8_reference(QuantType t, const uint8_t* w_row, const void* act_row
       msum += w.mn[s] * qsum;
     }
     const double main = double(w.d) * da * double(isum);
-    double extra = 0;
-    if (t == QuantType::q4_k) extra = -double(w.d2) * da * double(msum);
+    // The mins: Q4_K / Q5_K subtract dmin * mn per sub-block; Q4_1 / Q5_1 add m to every weight,
+    // m * (d_a * sum(q)) with the activation's own fp32 d_a * sum(q).
+    double extra = 0, extra_abs = 0;
+    if (t == QuantType::q4_k || t == QuantType::q5_k) {
+      extra = -double(w.d2) * da * double(msum);
+      extra_abs = std::fabs(double(w.d2) * da) * double(mabs);
+    } else if (t == QuantType::q4_1 || t == QuantType::q5_1) {
+      extra = double(w.d2) * ds;
+      int64_t qabs = 0;
+      for (int k = 0; k < elems; ++k) qabs += std::abs(int{q[k]});
+      extra_abs = std::fabs(double(w.d2) * da) * double(qabs);
+    }
     sum += main + extra;
-    abs += std::fabs(double(w.d) * da) * double(iabs) + std::fabs(double(w.d2) * da) * double(mabs);
+    abs += std::fabs(double(w.d) * da) * double(iabs) + extra_abs;
   }
   if (abs_sum) *abs_sum = abs;
   return sum;

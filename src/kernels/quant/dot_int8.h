@@ -12,6 +12,7 @@
 //   Q4_1, Q5_1                 (d_w d_a) * sum(w q) + m_w (d_a sum(q))
 //   Q4_K, Q5_K                 (d_w d_a) * sum_j sc_j sum(w q) - (dmin_w d_a) * sum_j mn_j sum(q)
 //   Q6_K, IQ4_XS               (d_w d_a) * sum_j sc_j sum(w q)  (signed sub-block scales)
+// (w: Q4_1, Q5_1, Q4_K, Q5_K the unsigned code; IQ4_NL, IQ4_XS the code's value on their grid.)
 // The block terms are summed in fp32 in an order fixed by n_in (never by the number of rows).
 //
 // Error against the fp32 product: rounding x to q moves each value by at most d_a / 2 =

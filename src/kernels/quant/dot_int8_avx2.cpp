@@ -1,6 +1,8 @@
 // The AVX2 target of the int8 dot-product kernels (dot_int8_impl.inc): vpmaddubsw (u8 x i8 pairs
 // to int16) and vpmaddwd (int16 pairs to int32). Zen 2 / Zen 3 and every AVX-512 CPU without VNNI.
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/quant/dequant.h"
 #include "kernels/quant/dot_int8.h"

@@ -2,6 +2,8 @@
 // quads accumulated into int32) and vpdpwssd (int16 pairs), on YMM registers, where cpuid reports
 // AVX512-VNNI (Ice Lake, Zen 4 and later); other AVX-512 CPUs run the AVX2 kernels.
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "core/cpu_features.h"
 #include "kernels/quant/dequant.h"
