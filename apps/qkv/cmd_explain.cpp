@@ -518,6 +518,10 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   const int64_t n = static_cast<int64_t>(e.ids.size());
   std::fprintf(stderr, "model: %s\n%s\nrun with capture: %lld tokens in %.3f s\n", e.model.c_str(),
                e.capture.memory_note().c_str(), static_cast<long long>(n), e.run_seconds);
+  if (comm) {
+    std::fprintf(stderr, "context parallel: rank 0 received %lld bytes for the maps\n",
+                 static_cast<long long>(e.observer_bytes_received));
+  }
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
   const MethodResults methods = run_methods(

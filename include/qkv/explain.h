@@ -98,6 +98,11 @@ class AttentionCapture : public Observer {
 
   bool wants_attention(int layer) override;
   void on_attention(const AttentionEvent& event) override;
+  // Context parallelism: the selected rows and heads of a selected layer; false for the detail
+  // layer (CaptureOptions::detail_layer), whose q, k and v no rank holds in full.
+  bool attention_rows(int layer, int64_t first_position, int64_t n_q,
+                      AttentionRowsRequest& request) override;
+  void on_attention_rows(const AttentionRowsEvent& event) override;
 
   const CaptureOptions& options() const;
   const std::vector<int>& layers() const;  // selected, ascending
@@ -154,9 +159,10 @@ struct ExplainOptions {
   int n_threads = 0;
   KvType kv_type = KvType::f32;  // the maps are exact for the values the cache holds
   // Decoders: split the text over the ranks of this MPI job (SessionOptions::context_parallel);
-  // every rank calls explain() alike. The maps stay exact (each row from the ring's global
-  // log-sum-exp) and come to rank 0, whose Explanation has them; on the other ranks the capture
-  // keeps nothing and writes no file.
+  // every rank calls explain() alike. The maps stay exact: each rank computes the rows'
+  // probabilities over its own keys from the rows' global log-sum-exp, and rank 0 assembles them
+  // (no key leaves its rank; docs/DISTRIBUTED.md); its Explanation has them, on the other ranks
+  // the capture keeps nothing and writes no file. capture.detail_layer is refused with it.
   Communicator* context_parallel = nullptr;
 };
 
@@ -167,6 +173,10 @@ struct Explanation {
   int64_t n_prompt = 0;
   std::string model;       // Model::describe()
   double run_seconds = 0;  // the forward passes with the capture attached (incl. sampling)
+  // Context parallelism: bytes this rank received for the maps (SessionStats::
+  // observer_bytes_received): the probabilities of other ranks' keys and, at the prefill, the
+  // queries and log-sum-exp of the rows other ranks hold; never a key or value.
+  int64_t observer_bytes_received = 0;
   AttentionCapture capture;
   // Per layer of the model: the keys a sliding-window (local) layer sees, itself included; 0 for a
   // global layer, which sees every key (Gemma 2 and 3 alternate them).

@@ -30,11 +30,18 @@
 // Attention events carry q, k and v as the kernel saw them and the per-row log-sum-exp it
 // returned, so exact probabilities can be recomputed with qkv::attention_probs() (qkv/attention.h)
 // while the run itself stays on the fast path.
+//
+// A context-parallel pass (SessionOptions::context_parallel) spreads the keys over the ranks of an
+// MPI job, so no process could hand out every key. It asks rank 0's observer which query rows and
+// heads of a layer it wants (attention_rows()); every rank computes the probabilities of those rows
+// against its own keys, from each row's global log-sum-exp, and rank 0's observer gets the rows
+// assembled (on_attention_rows()), exactly as attention_probs() over all keys would give them.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "qkv/attention.h"
 #include "qkv/dtype.h"
@@ -61,6 +68,22 @@ struct AttentionEvent {
   const AttentionOptions* options = nullptr;  // as passed to attention()
 };
 
+// What an observer wants of one layer's attention as probabilities (Observer::attention_rows).
+struct AttentionRowsRequest {
+  std::vector<int64_t> positions;  // query positions; those outside the call's rows are ignored
+  std::vector<int> heads;          // query heads
+};
+
+// Probabilities of a run of requested query rows of one head: [positions.size(), n_kv], keys
+// 0 .. n_kv - 1 (every key up to and including the newest query), masked keys 0.
+struct AttentionRowsEvent {
+  int layer = 0;
+  int head = 0;
+  int64_t n_kv = 0;
+  std::span<const int64_t> positions;  // ascending
+  const float* probs = nullptr;        // valid during the call only
+};
+
 class Observer {
  public:
   virtual ~Observer() = default;
@@ -74,6 +97,17 @@ class Observer {
   // Asked per layer and forward pass.
   virtual bool wants_attention(int /*layer*/) { return false; }
   virtual void on_attention(const AttentionEvent& /*event*/) {}
+  // Context parallelism asks this instead of calling on_attention(), for each layer that
+  // wants_attention(): the rows among first_position .. first_position + n_q - 1 and the heads
+  // wanted as probabilities. They come to on_attention_rows() head by head (ascending), each head's
+  // rows ascending in one or more runs (a run holds about 2^20 probabilities). Return false (the
+  // default) when the observer needs q, k and v themselves: the pass then throws InvalidArgument
+  // naming the layer.
+  virtual bool attention_rows(int /*layer*/, int64_t /*first_position*/, int64_t /*n_q*/,
+                              AttentionRowsRequest& /*request*/) {
+    return false;
+  }
+  virtual void on_attention_rows(const AttentionRowsEvent& /*event*/) {}
 };
 
 }  // namespace qkv

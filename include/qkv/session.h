@@ -102,6 +102,9 @@ struct SessionStats {
   double attention_seconds = 0;  // the attention kernel
   double other_seconds = 0;      // norms, RoPE, activations, embeddings, KV cache writes
   int64_t tokens = 0;            // tokens run through the model
+  // Context parallelism: bytes this rank received to hand attention rows to rank 0's observer
+  // (docs/DISTRIBUTED.md, "Explain stays exact"); 0 otherwise.
+  int64_t observer_bytes_received = 0;
 };
 
 class Session {

@@ -131,6 +131,9 @@ struct AttentionCapture::Impl {
     return opt.rows.empty() || std::find(opt.rows.begin(), opt.rows.end(), pos) != opt.rows.end();
   }
   void store(std::vector<Row>& slot, int64_t pos, const float* p, int64_t len, size_t hi);
+  // One probability row p [n_kv] of (selected layer li, selected head hi) at query `pos`: stored,
+  // summed into the blocks and streamed.
+  void take_row(size_t li, size_t hi, int64_t pos, const float* p, int64_t n_kv);
   void capture_detail(const AttentionEvent& e);
   // Scratch reused from event to event.
   std::vector<int64_t> wanted;  // query rows of an event to capture
@@ -192,6 +195,15 @@ void AttentionCapture::Impl::store(std::vector<Row>& slot, int64_t pos, const fl
   r.cap = 0;  // not reused: its keys would be lost
   stored += 2 * k;
   ++sparse;
+}
+
+void AttentionCapture::Impl::take_row(size_t li, size_t hi, int64_t pos, const float* p,
+                                      int64_t n_kv) {
+  int64_t len = n_kv;  // trailing zeros trimmed: a causal row ends at its own position
+  while (len > 0 && p[len - 1] == 0.f) --len;
+  store(slot(li, hi), pos, p, len, hi);
+  if (opt.block_size > 0) add_to_blocks(li * heads.size() + hi, pos, p, len);
+  if (stream) stream->write_row(static_cast<int>(li), static_cast<int>(hi), pos, p, len);
 }
 
 void AttentionCapture::Impl::add_to_blocks(size_t slot, int64_t pos, const float* p, int64_t len) {
@@ -311,23 +323,45 @@ void AttentionCapture::on_attention(const AttentionEvent& e) {
   const int64_t chunk = std::max<int64_t>(1, kScratchFloats / std::max<int64_t>(n_kv, 1));
   std::vector<float>& probs = m.probs;  // [rows of the chunk, n_kv]
   for (size_t hi = 0; hi < m.heads.size(); ++hi) {
-    std::vector<Row>& slot = m.slot(static_cast<size_t>(li), hi);
     for (size_t r0 = 0; r0 < wanted.size(); r0 += static_cast<size_t>(chunk)) {
       const size_t nr = std::min(wanted.size() - r0, static_cast<size_t>(chunk));
       const std::span<const int64_t> rows(wanted.data() + r0, nr);
       probs.resize(nr * static_cast<size_t>(n_kv));
       attention_probs(e.q, e.k, e.lse, 0, m.heads[hi], rows, probs.data(), *e.options);
       for (size_t r = 0; r < nr; ++r) {
-        const int64_t pos = e.first_position + rows[r];
-        const float* p = probs.data() + r * static_cast<size_t>(n_kv);
-        int64_t len = n_kv;  // trailing zeros trimmed: a causal row ends at its own position
-        while (len > 0 && p[len - 1] == 0.f) --len;
-        m.store(slot, pos, p, len, hi);
-        if (m.opt.block_size > 0)
-          m.add_to_blocks(static_cast<size_t>(li) * m.heads.size() + hi, pos, p, len);
-        if (m.stream) m.stream->write_row(li, static_cast<int>(hi), pos, p, len);
+        m.take_row(static_cast<size_t>(li), hi, e.first_position + rows[r],
+                   probs.data() + r * static_cast<size_t>(n_kv), n_kv);
       }
     }
+  }
+}
+
+bool AttentionCapture::attention_rows(int layer, int64_t first_position, int64_t n_q,
+                                      AttentionRowsRequest& request) {
+  const Impl& m = *impl_;
+  request = {};
+  if (layer < 0 || layer >= m.n_layer) return true;
+  if (layer == m.opt.detail_layer) return false;
+  if (m.layer_slot[static_cast<size_t>(layer)] < 0) return true;
+  for (int64_t i = 0; i < n_q; ++i) {
+    if (m.wanted_row(first_position + i)) request.positions.push_back(first_position + i);
+  }
+  request.heads = m.heads;
+  return true;
+}
+
+void AttentionCapture::on_attention_rows(const AttentionRowsEvent& e) {
+  Impl& m = *impl_;
+  if (e.layer < 0 || e.layer >= m.n_layer) return;
+  const int li = m.layer_slot[static_cast<size_t>(e.layer)];
+  const auto h = std::lower_bound(m.heads.begin(), m.heads.end(), e.head);
+  if (li < 0 || h == m.heads.end() || *h != e.head) return;
+  const auto hi = static_cast<size_t>(h - m.heads.begin());
+  for (size_t r = 0; r < e.positions.size(); ++r) {
+    const int64_t pos = e.positions[r];
+    if (!m.wanted_row(pos)) continue;
+    m.n_tokens = std::max(m.n_tokens, pos + 1);
+    m.take_row(static_cast<size_t>(li), hi, pos, e.probs + r * static_cast<size_t>(e.n_kv), e.n_kv);
   }
 }
 

@@ -73,6 +73,12 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   // Context parallel: only rank 0's capture sees events (model/forward.h); the others keep and
   // write nothing.
   CaptureOptions capture = options.capture;
+  if (options.context_parallel && capture.detail_layer >= 0) {
+    throw InvalidArgument(
+        "explain: the detail head (CaptureOptions::detail_layer) needs the q, k and v of every "
+        "position, which context parallelism spreads over the ranks; capture it without "
+        "context_parallel");
+  }
   if (options.context_parallel && options.context_parallel->rank() != 0) {
     capture.stream_npy.clear();
     capture.max_floats = 0;
@@ -84,6 +90,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
                 .n_prompt = 0,
                 .model = {},
                 .run_seconds = 0,
+                .observer_bytes_received = 0,
                 .capture = AttentionCapture(model, std::move(capture)),
                 .layer_windows = layer_windows(model)};
   e.model = model.describe();
@@ -120,6 +127,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
     }
   }
   e.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  e.observer_bytes_received = session.stats().observer_bytes_received;
   e.capture.finish_stream();
   // Tokens that were run, one per map row (a full context can leave the last sampled one out).
   if (model.is_decoder()) e.ids.resize(static_cast<size_t>(session.n_past()));
@@ -137,6 +145,7 @@ Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64
                 .n_prompt = n_prompt,
                 .model = model.describe(),
                 .run_seconds = run_seconds,
+                .observer_bytes_received = 0,
                 .capture = std::move(capture),
                 .layer_windows = layer_windows(model)};
   e.capture.finish_stream();

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "core/error.h"
+#include "distributed/block.h"
 #include "distributed/fingerprint.h"
 
 namespace qkv::model {
@@ -52,6 +54,216 @@ std::vector<int64_t> bytes_per_rank(const std::vector<std::vector<KeyRange>>& ra
   std::vector<int64_t> b;
   for (const auto& list : ranges) b.push_back(count(list) * row_bytes);
   return b;
+}
+
+// Rows of probabilities assembled per round on rank 0: [rows, n_kv] floats, and as many again in
+// its receive buffer, about 4 MiB each whatever the context (the capture's own scratch is as big).
+constexpr int64_t kRoundFloats = int64_t(1) << 20;
+
+// What rank 0's observer asks of one layer (Observer::attention_rows), the same on every rank:
+// positions ascending within the call's rows, heads ascending.
+struct RowsRequest {
+  std::vector<int64_t> positions;
+  std::vector<int> heads;
+};
+
+RowsRequest request_rows(ContextParallel& cp, Observer* observer, int layer, int64_t first,
+                         int64_t n_q, int64_t n_head) {
+  Communicator& comm = *cp.comm;
+  // supported, positions, heads, the first head out of range (-1: none)
+  int64_t head[4] = {1, 0, 0, -1};
+  RowsRequest r;
+  if (comm.rank() == 0) {
+    AttentionRowsRequest ask;
+    if (!observer || !observer->attention_rows(layer, first, n_q, ask)) {
+      head[0] = 0;
+    } else {
+      for (int64_t p : ask.positions) {
+        if (p >= first && p < first + n_q) r.positions.push_back(p);
+      }
+      std::sort(r.positions.begin(), r.positions.end());
+      r.positions.erase(std::unique(r.positions.begin(), r.positions.end()), r.positions.end());
+      for (int h : ask.heads) {
+        if (h < 0 || h >= n_head) {
+          head[3] = h;
+          break;
+        }
+        r.heads.push_back(h);
+      }
+      std::sort(r.heads.begin(), r.heads.end());
+      r.heads.erase(std::unique(r.heads.begin(), r.heads.end()), r.heads.end());
+      head[1] = static_cast<int64_t>(r.positions.size());
+      head[2] = static_cast<int64_t>(r.heads.size());
+    }
+  }
+  // Every rank learns the outcome before any throws, so that none waits for the others.
+  comm.broadcast(head, sizeof head, 0);
+  if (head[0] == 0) {
+    core::throw_invalid("context parallel: the observer of layer ", layer,
+                        " wants q, k and v (Observer::on_attention), which no rank holds all of; ",
+                        "ask for probability rows with Observer::attention_rows");
+  }
+  if (head[3] >= 0) {
+    core::throw_invalid("context parallel: the observer asked for head ", head[3], " of layer ",
+                        layer, "; the model has ", n_head, " heads (0..", n_head - 1, ")");
+  }
+  r.positions.resize(static_cast<size_t>(head[1]));
+  r.heads.resize(static_cast<size_t>(head[2]));
+  comm.broadcast(r.positions.data(), head[1] * 8, 0);
+  comm.broadcast(r.heads.data(), head[2] * 4, 0);
+  if (comm.rank() != 0) cp.observer_bytes_received += sizeof head + head[1] * 8 + head[2] * 4;
+  return r;
+}
+
+// This rank's rows of the call: q [rows, n_head, head_dim] dense, lse [n_head, rows] global.
+struct LocalRows {
+  const float* q;
+  int64_t n_head, head_dim;
+  std::span<const float> lse;
+};
+
+// Query row j of a round (its q [head_dim] and lse for one head) for every rank. A decode step's
+// rows are on every rank already; the prefill's are spread like the keys, so each rank sends the
+// requested rows it holds ([max rows of a rank, head_dim + 1], padded) to all.
+void round_queries(ContextParallel& cp, const Plan& plan, const LocalRows& in, int64_t h,
+                   std::span<const int64_t> pos, int64_t first, float* qx, float* lx) {
+  const int64_t hd = in.head_dim, n_local = plan.rows();
+  const auto nc = static_cast<int64_t>(pos.size());
+  if (!plan.prefill) {
+    for (int64_t j = 0; j < nc; ++j) {
+      const int64_t i = pos[j] - first;
+      std::memcpy(qx + j * hd, in.q + (i * in.n_head + h) * hd, static_cast<size_t>(hd) * 4);
+      lx[j] = in.lse[static_cast<size_t>(h * n_local + i)];
+    }
+    return;
+  }
+  Communicator& comm = *cp.comm;
+  const int P = comm.size(), me = comm.rank();
+  // The prefill's rows of rank r are its ranges (global positions = call rows), in order.
+  const auto holder = [&](int64_t p, int64_t& local) {
+    for (int r = 0; r < P; ++r) {
+      int64_t row = 0;
+      for (const KeyRange& k : plan.ranges_after[static_cast<size_t>(r)]) {
+        if (p >= k.begin && p < k.begin + k.len) {
+          local = row + p - k.begin;
+          return r;
+        }
+        row += k.len;
+      }
+    }
+    return -1;
+  };
+  std::vector<int> owner(static_cast<size_t>(nc));
+  std::vector<int64_t> local(static_cast<size_t>(nc)), count(static_cast<size_t>(P), 0);
+  for (int64_t j = 0; j < nc; ++j) {
+    owner[j] = holder(pos[j] - first, local[j]);
+    ++count[static_cast<size_t>(owner[j])];
+  }
+  const int64_t most = *std::max_element(count.begin(), count.end()), w = hd + 1;
+  std::vector<float> mine(static_cast<size_t>(most * w), 0.f),
+      all(static_cast<size_t>(P) * mine.size());
+  int64_t k = 0;
+  for (int64_t j = 0; j < nc; ++j) {
+    if (owner[j] != me) continue;
+    std::memcpy(&mine[k * w], in.q + (local[j] * in.n_head + h) * hd, static_cast<size_t>(hd) * 4);
+    mine[k * w + hd] = in.lse[static_cast<size_t>(h * n_local + local[j])];
+    ++k;
+  }
+  comm.allgather(mine.data(), all.data(), most * w * 4);
+  cp.observer_bytes_received += (P - 1) * most * w * 4;
+  std::vector<int64_t> taken(static_cast<size_t>(P), 0);
+  for (int64_t j = 0; j < nc; ++j) {
+    const auto r = static_cast<size_t>(owner[j]);
+    const float* src = all.data() + r * mine.size() + taken[r]++ * w;
+    std::memcpy(qx + j * hd, src, static_cast<size_t>(hd) * 4);
+    lx[j] = src[hd];
+  }
+}
+
+// The watched layer's attention as rank 0's observer asked for it: for each head and round of
+// rows, every rank computes their probabilities against its own keys (its ranges, at their
+// global positions, under the layer's masks) from the rows' global log-sum-exp, and rank 0
+// gathers these columns and hands the observer whole rows. Rank 0 receives the probabilities
+// (what it hands on) and, at the prefill, the requested rows' q and lse of one head (head_dim + 1
+// floats a row); never a key or value.
+void send_rows(ContextParallel& cp, const Plan& plan, const RowsRequest& req, const LocalRows& in,
+               KvCache& cache, int layer, const AttentionOptions& opt, Observer* observer) {
+  Communicator& comm = *cp.comm;
+  const int me = comm.rank();
+  const int64_t hd = in.head_dim, n_q = plan.n_tokens, n_kv = cp.n_past + n_q;
+  const int64_t first = n_kv - n_q, n_head_kv = cache.k_row() / hd;
+  const int64_t group = in.n_head / n_head_kv;
+  const auto& ranges = plan.ranges_after;
+  const auto& mine = ranges[static_cast<size_t>(me)];
+  const int64_t held = count(mine), es = dtype_size(cache.dtype());
+  const auto R = static_cast<int64_t>(req.positions.size());
+  const int64_t per_round = std::max<int64_t>(1, kRoundFloats / n_kv);
+  const int64_t most = std::min(R, per_round);
+  std::vector<float> qx(static_cast<size_t>(most * hd)), lx(static_cast<size_t>(most));
+  std::vector<float> cols(static_cast<size_t>(most * held));  // per range: [rows, its keys]
+  std::vector<float> staged, rows;                            // rank 0: [rows, n_kv] each
+  if (me == 0) {
+    staged.resize(static_cast<size_t>(most * n_kv));
+    rows.resize(static_cast<size_t>(most * n_kv));
+  }
+  const std::vector<int64_t> q_pos0{first};
+  std::vector<int64_t> iota;
+  for (int h : req.heads) {
+    // One query head against its KV group's head: views of one head, so the ALiBi slope too.
+    AttentionOptions o = opt;
+    if (!opt.alibi_slopes.empty()) o.alibi_slopes = opt.alibi_slopes.subspan(h, 1);
+    View4 kv = View4::dense(cache.k(layer), cache.dtype(), {1, held, n_head_kv, hd});
+    kv.data = static_cast<const char*>(kv.data) + (h / group) * hd * es;
+    kv.shape[2] = 1;
+    for (int64_t r0 = 0; r0 < R; r0 += per_round) {
+      const int64_t nc = std::min(per_round, R - r0);
+      const std::span<const int64_t> pos(req.positions.data() + r0, static_cast<size_t>(nc));
+      round_queries(cp, plan, in, h, pos, first, qx.data(), lx.data());
+      int64_t col0 = 0, row0 = 0;  // this range's first column in `cols`, first cache row
+      for (const KeyRange& k : mine) {
+        float* block = cols.data() + nc * col0;  // [nc, k.len]
+        for (int64_t j0 = 0; j0 < nc;) {         // runs of consecutive positions
+          int64_t j1 = j0 + 1;
+          while (j1 < nc && pos[j1] == pos[j1 - 1] + 1) ++j1;
+          const int64_t run = j1 - j0;
+          const distributed::BlockOptions bo(o, q_pos0, pos[j0] - first, run, k.begin, k.len);
+          if (bo.empty) {
+            std::fill_n(block + j0 * k.len, run * k.len, 0.f);
+          } else {
+            iota.resize(static_cast<size_t>(run));
+            std::iota(iota.begin(), iota.end(), int64_t{0});
+            attention_probs(View4::dense(qx.data() + j0 * hd, DType::f32, {1, run, 1, hd}),
+                            distributed::rows(kv, row0, k.len),
+                            std::span<const float>(lx.data() + j0, static_cast<size_t>(run)), 0, 0,
+                            iota, block + j0 * k.len, bo.opt);
+          }
+          j0 = j1;
+        }
+        col0 += k.len;
+        row0 += k.len;
+      }
+      comm.gather(cols.data(), staged.data(), bytes_per_rank(ranges, nc * 4), 0);
+      if (me != 0) continue;
+      // staged: rank by rank, range by range, [nc, range length] blocks; to rows [nc, n_kv].
+      const float* src = staged.data();
+      for (size_t r = 0; r < ranges.size(); ++r) {
+        for (const KeyRange& k : ranges[r]) {
+          for (int64_t j = 0; j < nc; ++j) {
+            std::copy_n(src + j * k.len, k.len, rows.data() + j * n_kv + k.begin);
+          }
+          src += nc * k.len;
+          if (r != 0) cp.observer_bytes_received += nc * k.len * 4;
+        }
+      }
+      AttentionRowsEvent e;
+      e.layer = layer;
+      e.head = h;
+      e.n_kv = n_kv;
+      e.positions = pos;
+      e.probs = rows.data();
+      observer->on_attention_rows(e);
+    }
+  }
 }
 
 }  // namespace
@@ -165,74 +377,13 @@ void attention(ContextParallel& cp, const Plan& plan, const float* q, int64_t n_
   } else {
     sharded_decode_attention(comm, qv, kv, vv, ov, lse, std::span<const KeyRange>(mine), n_kv, opt);
   }
-  if (!watch) return;
-
-  // Rank 0's observer sees the call as one process would: every query row of the call against
-  // every key, with the global log-sum-exp the ring or the reduction returned.
-  const int64_t kv_row = dtype_bytes(cache.dtype(), cache.k_row());
-  std::vector<char> k_all, v_all;
-  if (me == 0) {
-    k_all.resize(static_cast<size_t>(n_kv * kv_row));
-    v_all.resize(static_cast<size_t>(n_kv * kv_row));
-  }
-  const std::vector<int64_t> kv_bytes = bytes_per_rank(plan.ranges_after, kv_row);
-  std::vector<char> staged(me == 0 ? static_cast<size_t>(n_kv * kv_row) : 0);
-  for (int which = 0; which < 2; ++which) {
-    const std::byte* src = which == 0 ? cache.k(layer) : cache.v(layer);
-    comm.gather(src, staged.data(), kv_bytes, 0);
-    if (me == 0) {
-      scatter_rows(staged.data(), plan.ranges_after, kv_row, (which == 0 ? k_all : v_all).data());
+  if (watch) {
+    const int64_t n_q = plan.n_tokens;
+    const RowsRequest req = request_rows(cp, observer, layer, n_kv - n_q, n_q, n_head);
+    if (!req.positions.empty() && !req.heads.empty()) {
+      send_rows(cp, plan, req, {q, n_head, head_dim, lse}, cache, layer, opt, observer);
     }
   }
-  // The query rows: the prefill's are spread like the keys; a decode step's are on every rank.
-  std::vector<float> q_all, out_all, lse_all;
-  const float* q_ev = q;
-  const float* out_ev = out;
-  std::span<const float> lse_ev = lse;
-  if (plan.prefill) {
-    const int64_t T = plan.n_tokens, w = n_head * head_dim;
-    // lse [n_head, n] as rows [n, n_head], so that every array moves as rows of positions.
-    std::vector<float> lse_rows(static_cast<size_t>(n * n_head));
-    for (int64_t h = 0; h < n_head; ++h) {
-      for (int64_t t = 0; t < n; ++t) lse_rows[t * n_head + h] = lse[h * n + t];
-    }
-    std::vector<float> lse_rows_all;
-    if (me == 0) {
-      q_all.resize(static_cast<size_t>(T * w));
-      out_all.resize(static_cast<size_t>(T * w));
-      lse_rows_all.resize(static_cast<size_t>(T * n_head));
-    }
-    const auto move = [&](const float* src, int64_t width, std::vector<float>& dst) {
-      const int64_t row = width * 4;
-      std::vector<char> buf(me == 0 ? static_cast<size_t>(T * row) : 0);
-      comm.gather(src, buf.data(), bytes_per_rank(plan.ranges_after, row), 0);
-      if (me == 0)
-        scatter_rows(buf.data(), plan.ranges_after, row, reinterpret_cast<char*>(dst.data()));
-    };
-    move(q, w, q_all);
-    move(out, w, out_all);
-    move(lse_rows.data(), n_head, lse_rows_all);
-    if (me != 0) return;
-    lse_all.resize(static_cast<size_t>(n_head * T));
-    for (int64_t h = 0; h < n_head; ++h) {
-      for (int64_t t = 0; t < T; ++t) lse_all[h * T + t] = lse_rows_all[t * n_head + h];
-    }
-    q_ev = q_all.data();
-    out_ev = out_all.data();
-    lse_ev = lse_all;
-  }
-  if (me != 0 || !observer) return;
-  const int64_t n_q = plan.n_tokens;
-  AttentionEvent e;
-  e.layer = layer;
-  e.first_position = n_kv - n_q;
-  e.q = View4::dense(q_ev, DType::f32, {1, n_q, n_head, head_dim});
-  e.k = View4::dense(k_all.data(), cache.dtype(), {1, n_kv, nkv, head_dim});
-  e.v = View4::dense(v_all.data(), cache.dtype(), {1, n_kv, nkv, head_dim});
-  e.out = out_ev;
-  e.lse = lse_ev;
-  e.options = &opt;
-  observer->on_attention(e);
 }
 
 int last_row_rank(const ContextParallel& cp, const Plan& plan) {

@@ -40,8 +40,11 @@ std::vector<char> watched_layers(ContextParallel& cp, Observer* observer, int n_
 
 // The attention of this rank's rows for one layer: the ring at the prefill, the sharded decode
 // after. q [rows, n_head, head_dim] dense, out likewise; the cache holds this rank's K/V, the
-// call's included. When `watch`, rank 0 gathers every row and key and hands one event covering
-// the call to its observer.
+// call's included. When `watch`, rank 0's observer says which rows and heads it wants
+// (Observer::attention_rows); every rank computes their probabilities against its own keys from
+// the rows' global log-sum-exp, and rank 0 assembles whole rows for on_attention_rows(). No key
+// leaves its rank: rank 0 receives the probabilities and, at the prefill, the requested rows' q
+// and lse (ContextParallel::observer_bytes_received counts it).
 void attention(ContextParallel& cp, const Plan& plan, const float* q, int64_t n_head,
                int64_t head_dim, KvCache& cache, int layer, const AttentionOptions& opt, float* out,
                bool watch, Observer* observer, std::vector<float>& lse_buf);

@@ -81,6 +81,9 @@ struct ContextParallel {
   std::vector<std::vector<KeyRange>> ranges;
   int run_owner = -1;     // the rank taking new tokens; -1: none yet
   int64_t run_taken = 0;  // tokens it has taken in this run
+  // Bytes this rank received to hand attention rows to rank 0's observer (probabilities, and the
+  // queries and log-sum-exp of requested rows it does not hold); reset() keeps it.
+  int64_t observer_bytes_received = 0;
   void reset();
   int64_t held(int rank) const;  // tokens in that rank's cache
   // Cache rows one rank needs for a sequence of n_ctx tokens: its share and a run of slack.
@@ -103,7 +106,8 @@ struct ForwardOptions {
   // Split the sequence over the ranks of an MPI job (decoder_forward with one sequence only). Then
   // tokens are the whole sequence's new tokens on every rank, and the logits: the last row on
   // every rank, or with all_logits every row in position order on rank 0 (empty elsewhere).
-  // Attention events go to rank 0's observer only, with every row and key gathered there.
+  // Attention goes to rank 0's observer only, as probability rows assembled from every rank's keys
+  // (Observer::attention_rows; no key is gathered); activation events are not offered.
   ContextParallel* context_parallel = nullptr;
   // Decoders: start at layer `layer` from a residual stream the caller kept, [rows of all steps,
   // n_embd] (the embeddings for layer 0, else layer_out of layer - 1), instead of embedding the

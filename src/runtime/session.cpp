@@ -219,11 +219,13 @@ std::span<const float> Session::encode(std::span<const int32_t> tokens,
 
 SessionStats Session::stats() const {
   const model::ForwardTimes& t = impl_->times;
-  return {t.linear, t.attention, t.other, t.tokens};
+  return {t.linear, t.attention, t.other, t.tokens,
+          impl_->cp ? impl_->cp->observer_bytes_received : 0};
 }
 
 void Session::reset_stats() {
   impl_->times = {};
+  if (impl_->cp) impl_->cp->observer_bytes_received = 0;
 }
 
 size_t Session::workspace_bytes() const {
