@@ -345,11 +345,19 @@ void commit(ContextParallel& cp, Plan&& p) {
 }
 
 std::vector<char> watched_layers(ContextParallel& cp, Observer* observer, int n_layer) {
-  std::vector<char> w(static_cast<size_t>(n_layer), 0);
+  // [n_layer] whether each layer is watched, then whether the observer wants edits.
+  std::vector<char> w(static_cast<size_t>(n_layer) + 1, 0);
   if (cp.comm->rank() == 0 && observer) {
     for (int l = 0; l < n_layer; ++l) w[static_cast<size_t>(l)] = observer->wants_attention(l);
+    w.back() = observer->wants_edits();
   }
-  cp.comm->broadcast(w.data(), n_layer, 0);
+  cp.comm->broadcast(w.data(), n_layer + 1, 0);
+  if (w.back()) {
+    core::throw_invalid("context parallel: the observer wants to edit activations ",
+                        "(Observer::wants_edits: ablation, patching), which a pass split over ",
+                        "the ranks does not offer; run the edited passes in one process");
+  }
+  w.pop_back();
   return w;
 }
 

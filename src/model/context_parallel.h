@@ -36,6 +36,7 @@ Plan plan(ContextParallel& cp, std::span<const int32_t> tokens, bool all_logits,
 void commit(ContextParallel& cp, Plan&& plan);
 
 // Per layer: whether rank 0's observer wants that layer's attention (asked on rank 0, sent to all).
+// Throws InvalidArgument on every rank when that observer wants edits (Observer::wants_edits).
 std::vector<char> watched_layers(ContextParallel& cp, Observer* observer, int n_layer);
 
 // The attention of this rank's rows for one layer: the ring at the prefill, the sharded decode

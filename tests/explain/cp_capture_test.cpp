@@ -6,7 +6,8 @@
 // another order, a few ulps of lse ~ 5, docs/DISTRIBUTED.md). Prompt lengths the 2P zig-zag chunks
 // do not divide, a sliding-window layer with soft-capping and GQA (Gemma 2, ../shared), learned
 // positions and MHA (the built-in GPT-2), chosen rows that are not consecutive (runs of rows)
-// and decode steps. Observers that need q, k and v are refused by name.
+// and decode steps. Observers that need q, k and v, or want to edit activations, are refused by
+// name on every rank.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -150,6 +151,28 @@ TEST(CpCaptureErrors, HeadOutOfRangeIsNamedOnEveryRank) {
     EXPECT_NE(std::string(e.what()).find("head 99 of layer 0; the model has 4 heads"),
               std::string::npos)
         << e.what();
+  }
+}
+
+// Wants to edit activations (an ablation).
+class EditingObserver : public Observer {
+ public:
+  bool wants_edits() override { return true; }
+};
+
+TEST(CpCaptureErrors, EditingObserverIsRefusedOnEveryRank) {
+  const std::optional<Model> model = load("builtin");
+  if (!model) GTEST_SKIP() << "models/qkv-stories.gguf is not in this checkout";
+  EditingObserver obs;
+  Session s(
+      *model,
+      {.n_ctx = 64, .n_threads = 1, .observer = &obs, .context_parallel = &Communicator::world()});
+  const std::vector<int32_t> ids = {1, 2, 3};
+  try {
+    s.eval(ids);
+    ADD_FAILURE() << "eval did not throw";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("Observer::wants_edits"), std::string::npos) << e.what();
   }
 }
 
