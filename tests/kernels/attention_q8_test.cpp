@@ -5,8 +5,10 @@
 //
 // Tolerance: 3e-5 (max |out - ref| / (1 + |ref|), same for lse), that of the f32/f16/bf16 caches
 // (attention_test.cpp). A dequantized q8_0 value d * q (f16 d, |q| <= 127) is exact in fp32, and
-// the kernel multiplies the bytes by d before its products, so it computes with the very values
-// the reference reads; what differs is fp32 accumulation and the exp2 polynomial, as for f16.
+// the kernel computes with the very values the reference reads, multiplying the bytes by d before
+// its products or, in the decode kernels with few rows per kv head, a block's products by d after
+// summing them (one more fp32 rounding per block); what differs is fp32 accumulation and the exp2
+// polynomial, as for f16.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -40,10 +42,29 @@ struct Q8Errors {
   bool nan = false, inf_mismatch = false, guards_ok = true;
 };
 
+// Multiplies the scale of every block of a q8_0 tensor by 2^e, e uniform in [-4, 4]: blocks of one
+// row then differ by up to 256x, so a kernel that applied one block's scale to another's bytes
+// would be far off (uniform random values give blocks of nearly equal scales).
+void spread_block_scales(Tensor& t, std::mt19937& rng) {
+  std::uniform_int_distribution<int> e(-4, 4);
+  for (size_t off = 0; off + 34 <= t.blocks.size(); off += 34) {
+    uint16_t h;
+    std::memcpy(&h, t.blocks.data() + off, 2);
+    h = f32_to_f16(std::ldexp(f16_to_f32(h), e(rng)));
+    std::memcpy(t.blocks.data() + off, &h, 2);
+  }
+}
+
 // c.kv_dtype must be q8_0: the fast kernel on the q8_0 views, the reference on their fp32 twins.
-Q8Errors run_q8(Case c, const kernels::cpu::TargetOps& target, int threads) {
+Q8Errors run_q8(Case c, const kernels::cpu::TargetOps& target, int threads,
+                bool spread_scales = false) {
   attach_options(c);
-  const Inputs in = make_inputs(c);
+  Inputs in = make_inputs(c);
+  if (spread_scales) {
+    std::mt19937 rng(c.seed + 1);
+    spread_block_scales(in.k, rng);
+    spread_block_scales(in.v, rng);
+  }
   const Tensor kf = dequantized(in.k), vf = dequantized(in.v);
   const std::array<int64_t, 4> oshape{c.batch, c.n_q, c.n_head, c.head_dim_v};
   Output fast(oshape, c.layout), ref(oshape, Layout::bshd);
@@ -78,8 +99,9 @@ Q8Errors run_q8(Case c, const kernels::cpu::TargetOps& target, int threads) {
   return e;
 }
 
-void expect_q8_close(const Case& c, const kernels::cpu::TargetOps& t, int threads) {
-  const Q8Errors e = run_q8(c, t, threads);
+void expect_q8_close(const Case& c, const kernels::cpu::TargetOps& t, int threads,
+                     bool spread_scales = false) {
+  const Q8Errors e = run_q8(c, t, threads, spread_scales);
   const std::string where = c.name() + " target " + t.name + " threads " + std::to_string(threads);
   EXPECT_FALSE(e.nan) << where;
   EXPECT_TRUE(e.guards_ok) << "wrote outside the output view: " << where;
@@ -144,6 +166,25 @@ TEST(AttentionQ8, DecodeEveryRowCountAndFixedHeadDims) {
       c.opt.causal = g % 2 == 0;
       c.seed = static_cast<uint32_t>(g * 131 + d);
       for (const auto* t : runnable_targets()) expect_q8_close(c, *t, 2);
+    }
+  }
+}
+
+TEST(AttentionQ8, DecodeBlocksOfVeryDifferentScales) {
+  // Each block's scale applied to its own bytes, in both decode kernels' forms (bytes times the
+  // scale, or a block's products summed then times the scale: the latter for G * W < 32, so G 1 on
+  // avx512, G <= 3 on avx2, every G on the scalar target), for K and V, head_dim 32 (one block)
+  // to 128, a tile boundary inside the cache (32 keys per decode tile), and 1 or 2 threads.
+  for (int g : {1, 2, 3, 4, 8}) {
+    for (const int64_t d : {32, 64, 96, 128}) {
+      Case c;
+      c.kv_dtype = DType::q8_0;
+      c.n_head_kv = 2, c.n_head = 2 * g, c.n_q = 1;
+      c.head_dim = c.head_dim_v = d;
+      c.n_kv = 75 + g;
+      c.value_range = 2.f;
+      c.seed = static_cast<uint32_t>(g * 17 + d);
+      for (const auto* t : runnable_targets()) expect_q8_close(c, *t, 1 + g % 2, true);
     }
   }
 }
