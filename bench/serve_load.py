@@ -2,7 +2,7 @@
 """Aggregate decode throughput and time to first token of `qkv serve` under N concurrent streams.
 
 usage: bench/serve_load.py QKV_BINARY [-m MODEL] [--streams 1,4,8] [--tokens 64] [--threads 2]
-                           [--llama-server PATH]
+                           [--dot exact|int8] [--llama-server PATH]
 
 For each stream count N it starts the server with --parallel N, lets N clients each stream one
 greedy completion of --tokens tokens (ignore_eos, different prompts), and prints the aggregate
@@ -111,6 +111,8 @@ def main():
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=0)
+    ap.add_argument("--dot", default="exact", choices=["exact", "int8"],
+                    help="qkv serve --dot: fp32 or 8-bit activations for quantized weights")
     ap.add_argument("--llama-server", default="", help="llama.cpp's llama-server, run alongside")
     a = ap.parse_args()
     peer = bool(a.llama_server)
@@ -120,7 +122,7 @@ def main():
           (f" {'llama.cpp':>9} {'ttft p50':>9} {'qkv/l.cpp':>9}" if peer else ""))
     base = None
     for n in [int(x) for x in a.streams.split(",")]:
-        args = ["--parallel", str(n), "--threads", str(a.threads)]
+        args = ["--parallel", str(n), "--threads", str(a.threads), "--dot", a.dot]
         if a.model:
             args += ["-m", a.model]
         if a.ctx:

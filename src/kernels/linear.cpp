@@ -362,7 +362,7 @@ void linear_int8_reference(const WeightView& w, const float* bias, const float* 
   std::vector<uint8_t> xq(static_cast<size_t>(quant::act_row_bytes(*q, w.n_in)));
   const auto* base = static_cast<const uint8_t*>(w.data);
   for (int64_t i = 0; i < m; ++i) {
-    quant::quantize_act(*q, x + i * ldx, w.n_in, xq.data());
+    quant::quantize_act_reference(*q, x + i * ldx, w.n_in, xq.data());
     for (int64_t o = 0; o < w.n_out; ++o) {
       const double dot = quant::dot_int8_reference(*q, base + o * row_stride(w), xq.data(), w.n_in);
       y[i * ldy + o] = static_cast<float>(dot + (bias ? bias[o] : 0.0));

@@ -203,6 +203,24 @@ TEST(LinearInt8, ActivationBlocksRoundToNearest) {
   }
 }
 
+// The AVX2 quantizer is the scalar one, bit for bit (the oracle and the kernels' tests rely on it).
+TEST(LinearInt8, FastQuantizerIsTheScalarOneBitForBit) {
+  std::mt19937 rng(7);
+  for (quant::QuantType q : {quant::QuantType::q8_0, quant::QuantType::q4_k}) {
+    const int64_t n = 1024;
+    std::vector<float> x = make_x(4, n, n, rng);
+    // Ties: values at exactly k + 0.5 steps of a block whose max is 127 steps.
+    for (int64_t k = 0; k < 32; ++k) x[3 * n + k] = k == 0 ? 127.0f : static_cast<float>(k) + 0.5f;
+    for (int64_t i = 0; i < 4; ++i) {
+      const size_t bytes = static_cast<size_t>(quant::act_row_bytes(q, n));
+      std::vector<uint8_t> fast(bytes, 0xAB), slow(bytes, 0xCD);
+      quant::quantize_act(q, x.data() + i * n, n, fast.data());
+      quant::quantize_act_reference(q, x.data() + i * n, n, slow.data());
+      EXPECT_EQ(fast, slow) << "row " << i;
+    }
+  }
+}
+
 // Every target's kernels against the oracle.
 TEST(LinearInt8, EveryTargetMatchesTheOracle) {
   std::mt19937 rng(11);

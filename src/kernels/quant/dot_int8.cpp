@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_features.h"
 #include "core/half.h"
 #include "kernels/quant/dequant.h"
 
@@ -205,6 +206,15 @@ int64_t act_row_bytes(QuantType t, int64_t n) {
 }
 
 void quantize_act(QuantType t, const float* x, int64_t n, void* out) {
+  static const bool simd = core::cpu_features().has_avx2_target();
+  if (simd) {
+    avx2::quantize_act(t, x, n, out);
+  } else {
+    quantize_act_reference(t, x, n, out);
+  }
+}
+
+void quantize_act_reference(QuantType t, const float* x, int64_t n, void* out) {
   if (big_blocks(t)) {
     auto* a = static_cast<ActBlock256*>(out);
     for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {

@@ -45,8 +45,13 @@ bool int8_dot_supported(QuantType t);
 // Bytes of one quantized activation row of n values for weights of type `t` (n a multiple of its
 // block size).
 int64_t act_row_bytes(QuantType t, int64_t n);
-// Rounds x[0, n) to the activation blocks of `t` at `out` (act_row_bytes(t, n) bytes).
+// Rounds x[0, n) to the activation blocks of `t` at `out` (act_row_bytes(t, n) bytes): AVX2
+// where the CPU has it, bit-identical to the scalar twin quantize_act_reference.
 void quantize_act(QuantType t, const float* x, int64_t n, void* out);
+void quantize_act_reference(QuantType t, const float* x, int64_t n, void* out);
+namespace avx2 {
+void quantize_act(QuantType t, const float* x, int64_t n, void* out);  // needs the avx2 target
+}
 
 // The oracle: the row's dot product in the formulas above, integer block sums exact, the float
 // combination in double. `abs_sum` (may be null) gets the sum over elements of |d_w d_a sc w q|
