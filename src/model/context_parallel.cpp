@@ -180,34 +180,57 @@ void round_queries(ContextParallel& cp, const Plan& plan, const LocalRows& in, i
   }
 }
 
+// The keys of range k that a query at position p can see under the layer's interval rules
+// (causal, windows, kv_lengths): [begin, begin + len), len 0 when none. Every other key of the
+// range gets probability exactly 0, so only these travel. With an explicit mask any key may be
+// masked: the whole range.
+KeyRange live_keys(const AttentionOptions& o, int64_t p, const KeyRange& k) {
+  int64_t lo = k.begin, hi = k.begin + k.len;
+  if (o.mask.kind == MaskKind::none) {
+    if (o.causal) hi = std::min(hi, p + 1);
+    if (o.window_right >= 0) hi = std::min(hi, p + o.window_right + 1);
+    if (o.window_left >= 0) lo = std::max(lo, p - o.window_left);
+    if (!o.kv_lengths.empty()) hi = std::min<int64_t>(hi, o.kv_lengths[0]);
+  }
+  return {lo, std::max<int64_t>(0, hi - lo)};
+}
+
 // The watched layer's attention as rank 0's observer asked for it: for each head and round of
 // rows, every rank computes their probabilities against its own keys (its ranges, at their
-// global positions, under the layer's masks) from the rows' global log-sum-exp, and rank 0
-// gathers these columns and hands the observer whole rows. Rank 0 receives the probabilities
-// (what it hands on) and, at the prefill, the requested rows' q and lse of one head (head_dim + 1
-// floats a row); never a key or value.
+// global positions, under the layer's masks) from the rows' global log-sum-exp, and sends rank 0
+// the keys each row can see (live_keys: under a causal mask about half of them); rank 0 lays
+// them out as whole rows and hands them to the observer. Rank 0 receives these probabilities
+// and, at the prefill, the requested rows' q and lse of one head (head_dim + 1 floats a row);
+// never a key or value.
 void send_rows(ContextParallel& cp, const Plan& plan, const RowsRequest& req, const LocalRows& in,
                KvCache& cache, int layer, const AttentionOptions& opt, Observer* observer) {
   Communicator& comm = *cp.comm;
-  const int me = comm.rank();
+  const int me = comm.rank(), P = comm.size();
   const int64_t hd = in.head_dim, n_q = plan.n_tokens, n_kv = cp.n_past + n_q;
   const int64_t first = n_kv - n_q, n_head_kv = cache.k_row() / hd;
   const int64_t group = in.n_head / n_head_kv;
   const auto& ranges = plan.ranges_after;
   const auto& mine = ranges[static_cast<size_t>(me)];
-  const int64_t held = count(mine), es = dtype_size(cache.dtype());
+  int64_t held = 0, longest = 0;
+  for (const KeyRange& k : mine) {
+    held += k.len;
+    longest = std::max(longest, k.len);
+  }
+  const int64_t es = dtype_size(cache.dtype());
   const auto R = static_cast<int64_t>(req.positions.size());
   const int64_t per_round = std::max<int64_t>(1, kRoundFloats / n_kv);
   const int64_t most = std::min(R, per_round);
   std::vector<float> qx(static_cast<size_t>(most * hd)), lx(static_cast<size_t>(most));
-  std::vector<float> cols(static_cast<size_t>(most * held));  // per range: [rows, its keys]
-  std::vector<float> staged, rows;                            // rank 0: [rows, n_kv] each
+  std::vector<float> block(static_cast<size_t>(most * longest));  // [rows, keys of one range]
+  std::vector<float> send;  // the rows' live keys, range by range, row by row
+  send.reserve(static_cast<size_t>(most * held));
+  std::vector<float> staged, rows;  // rank 0: at most [rows, n_kv] each
   if (me == 0) {
     staged.resize(static_cast<size_t>(most * n_kv));
     rows.resize(static_cast<size_t>(most * n_kv));
   }
   const std::vector<int64_t> q_pos0{first};
-  std::vector<int64_t> iota;
+  std::vector<int64_t> iota, bytes(static_cast<size_t>(P));
   for (int h : req.heads) {
     // One query head against its KV group's head: views of one head, so the ALiBi slope too.
     AttentionOptions o = opt;
@@ -219,42 +242,54 @@ void send_rows(ContextParallel& cp, const Plan& plan, const RowsRequest& req, co
       const int64_t nc = std::min(per_round, R - r0);
       const std::span<const int64_t> pos(req.positions.data() + r0, static_cast<size_t>(nc));
       round_queries(cp, plan, in, h, pos, first, qx.data(), lx.data());
-      int64_t col0 = 0, row0 = 0;  // this range's first column in `cols`, first cache row
+      send.clear();
+      int64_t row0 = 0;  // the range's first cache row
       for (const KeyRange& k : mine) {
-        float* block = cols.data() + nc * col0;  // [nc, k.len]
-        for (int64_t j0 = 0; j0 < nc;) {         // runs of consecutive positions
+        for (int64_t j0 = 0; j0 < nc;) {  // runs of consecutive positions
           int64_t j1 = j0 + 1;
           while (j1 < nc && pos[j1] == pos[j1 - 1] + 1) ++j1;
           const int64_t run = j1 - j0;
           const distributed::BlockOptions bo(o, q_pos0, pos[j0] - first, run, k.begin, k.len);
-          if (bo.empty) {
-            std::fill_n(block + j0 * k.len, run * k.len, 0.f);
-          } else {
+          if (!bo.empty) {
             iota.resize(static_cast<size_t>(run));
             std::iota(iota.begin(), iota.end(), int64_t{0});
             attention_probs(View4::dense(qx.data() + j0 * hd, DType::f32, {1, run, 1, hd}),
                             distributed::rows(kv, row0, k.len),
                             std::span<const float>(lx.data() + j0, static_cast<size_t>(run)), 0, 0,
-                            iota, block + j0 * k.len, bo.opt);
+                            iota, block.data() + j0 * k.len, bo.opt);
+          }
+          for (int64_t j = j0; j < j1; ++j) {
+            const KeyRange live = live_keys(o, pos[j], k);
+            const float* p = block.data() + j * k.len + (live.begin - k.begin);
+            send.insert(send.end(), p, p + live.len);
           }
           j0 = j1;
         }
-        col0 += k.len;
         row0 += k.len;
       }
-      comm.gather(cols.data(), staged.data(), bytes_per_rank(ranges, nc * 4), 0);
+      // What each rank sends, known to all (the gather wants every rank's size).
+      for (int r = 0; r < P; ++r) {
+        int64_t n = 0;
+        for (const KeyRange& k : ranges[static_cast<size_t>(r)]) {
+          for (int64_t p : pos) n += live_keys(o, p, k).len;
+        }
+        bytes[static_cast<size_t>(r)] = n * 4;
+      }
+      comm.gather(send.data(), staged.data(), bytes, 0);
       if (me != 0) continue;
-      // staged: rank by rank, range by range, [nc, range length] blocks; to rows [nc, n_kv].
+      // staged: rank by rank, range by range, row by row, the live keys; to rows [nc, n_kv].
+      std::fill_n(rows.begin(), nc * n_kv, 0.f);
       const float* src = staged.data();
-      for (size_t r = 0; r < ranges.size(); ++r) {
-        for (const KeyRange& k : ranges[r]) {
+      for (const auto& list : ranges) {
+        for (const KeyRange& k : list) {
           for (int64_t j = 0; j < nc; ++j) {
-            std::copy_n(src + j * k.len, k.len, rows.data() + j * n_kv + k.begin);
+            const KeyRange live = live_keys(o, pos[j], k);
+            std::copy_n(src, live.len, rows.data() + j * n_kv + live.begin);
+            src += live.len;
           }
-          src += nc * k.len;
-          if (r != 0) cp.observer_bytes_received += nc * k.len * 4;
         }
       }
+      cp.observer_bytes_received += std::accumulate(bytes.begin() + 1, bytes.end(), int64_t{0});
       AttentionRowsEvent e;
       e.layer = layer;
       e.head = h;

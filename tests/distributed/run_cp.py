@@ -18,8 +18,9 @@ tiny and made with `qkv make-model`:
     1,200+ tokens whose rows come to rank 0 in two rounds: the maps within 2e-6 of one process's,
     every row summing to 1 within 2e-6 (a wrong lse or a misplaced column breaks both), and the
     bytes rank 0 received for them ("context parallel: rank 0 received N bytes") exactly the
-    probabilities of the other ranks' keys plus the queries and lse of the rows they hold, as
-    computed here from the zig-zag layout: no key or value comes to rank 0;
+    probabilities of the other ranks' keys that each row can see (causal mask, the local layer's
+    window) plus the queries and lse of the rows they hold, as computed here from the zig-zag
+    layout: no key or value comes to rank 0, and no probability the masks make 0;
   - ranks given another prompt, or another model file at the same path: the job fails before any
     work, naming the argument and rank 1.
 Exit 77 (skipped, with the reason) when MPIEXEC is not there.
@@ -52,33 +53,39 @@ def max_diff(a, b):
     return max((abs(x - y) for x, y in zip(va, vb)), default=0.0)
 
 
-def rank0_bytes(T, n_new, P, maps, hd):
-    """Bytes rank 0 receives for `maps` (layer, head) pairs of every row of a T-token prefill
-    then n_new one-token steps (docs/DISTRIBUTED.md): per head, rounds of 2^20 // n_kv rows; at
-    the prefill each rank sends every rank the rows of the round it holds as head_dim + 1 floats
-    (padded to the rank holding most), and each row's probabilities over the other ranks' keys."""
+def rank0_bytes(T, n_new, P, windows, n_heads, hd):
+    """Bytes rank 0 receives for n_heads heads of layers with these windows (0: global) for every
+    row of a T-token prefill then n_new one-token steps (docs/DISTRIBUTED.md): per head, rounds of
+    2^20 // n_kv rows; at the prefill each rank sends every rank the rows of the round it holds as
+    head_dim + 1 floats (padded to the rank holding most); then each row's probabilities over the
+    other ranks' keys that the causal mask and the layer's window let it see."""
     start = [c * T // (2 * P) for c in range(2 * P + 1)]
-    held = [start[r + 1] - start[r] + start[2 * P - r] - start[2 * P - 1 - r] for r in range(P)]
+    keys = [[(start[r], start[r + 1]), (start[2 * P - 1 - r], start[2 * P - r])] for r in range(P)]
 
-    def holder(p):
-        return next(r for r in range(P)
-                    if start[r] <= p < start[r + 1] or start[2 * P - 1 - r] <= p < start[2 * P - r])
+    def live(p, w):  # keys of ranks 1.. that row p sees
+        n = 0
+        for r in range(1, P):
+            for b, e in keys[r]:
+                lo = b if w == 0 else max(b, p - w + 1)
+                n += max(0, min(e, p + 1) - lo)
+        return n
 
     total = 0
     per_round = max(1, 2**20 // T)
-    for r0 in range(0, T, per_round):
-        rows = range(r0, min(T, r0 + per_round))
-        count = [0] * P
-        for p in rows:
-            count[holder(p)] += 1
-        total += (P - 1) * max(count) * (hd + 1) * 4 + len(rows) * (T - held[0]) * 4
+    for w in windows:
+        for r0 in range(0, T, per_round):
+            rows = range(r0, min(T, r0 + per_round))
+            count = [sum(1 for p in rows if any(b <= p < e for b, e in keys[r])) for r in range(P)]
+            total += (P - 1) * max(count) * (hd + 1) * 4
+            total += sum(live(p, w) for p in rows) * 4
     # Decode steps: the rank holding fewest tokens (lowest on ties) stores them; every rank has
     # the queries and the merged lse already.
+    held = [sum(e - b for b, e in keys[r]) for r in range(P)]
     owner = min(range(P), key=lambda r: (held[r], r))
+    keys[owner].append((T, T + n_new))  # key T + s exists from step s on: p = T + s sees it
     for s in range(n_new):
-        held[owner] += 1
-        total += (T + s + 1 - held[0]) * 4
-    return total * maps
+        total += sum(live(T + s, w) for w in windows) * 4
+    return total * n_heads
 
 
 def main():
@@ -149,6 +156,11 @@ def main():
     info = run([qkv, "inspect", "gemma2.gguf"]).stdout
     dims = dict(re.findall(r"(n_layer|n_head|head_dim) (\d+)", info))
     hd = int(dims["head_dim"])
+    # Layers 0 and 1, as the model line of explain names them: "local layers (window 8) 0, ...".
+    line = run([qkv, "explain", "-m", "gemma2.gguf", "a b", "--threads", "1"]).stderr
+    m = re.search(r"local layers \(window (\d+)\) ([0-9, ]+?), global layers ([0-9, ]+)", line)
+    local = {int(x) for x in m.group(2).split(",")}
+    windows = [int(m.group(1)) if layer in local else 0 for layer in (0, 1)]
     words = prompt.split()
     texts = [" ".join(words[:k]) for k in (2, 5, 9, 14)]
     texts.append(" ".join(words[i % len(words)] for i in range(330)))  # 1,200+ tokens
@@ -169,7 +181,7 @@ def main():
         worst = max(abs(sum(maps[j * T:(j + 1) * T]) - 1) for j in range(len(maps) // T))
         check(worst <= 2e-6, f"{tag}: every row sums to 1 (worst {worst:.2e})")
         got = re.search(r"rank 0 received (\d+) bytes", r.stderr)
-        want = rank0_bytes(n_prompt, n_new, int(np), shape[0] * shape[1], hd)
+        want = rank0_bytes(n_prompt, n_new, int(np), windows, shape[1], hd)
         check(got is not None and int(got.group(1)) == want,
               f"{tag}: rank 0 received {got.group(1) if got else '?'} bytes, expected {want}")
     check(any(n % (2 * int(np)) != 0 for n in lengths),
