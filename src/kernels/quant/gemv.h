@@ -6,7 +6,8 @@
 // into an L1-resident fp32 chunk of kChunk values, bit-identical to the scalar dequantizer, and
 // take its dot products with the fp32 activations (fp32 FMA, several partial sums; activations
 // are not quantized, see linear.h). The AVX-512 kernels decode the same values into registers
-// and multiply them at once.
+// and multiply them at once. The opt-in int8 mode (LinearDot::int8) has its own kernels,
+// gemv_int8 below (dot_int8.h).
 #pragma once
 
 #include <cstdint>
