@@ -319,8 +319,8 @@ std::string fmt(const char* f, double v) {
 std::string cost_line(const RerunCost& c) {
   return std::to_string(c.reruns) + " reruns in " + fmt("%.3f", c.seconds) +
          " s = " + fmt("%.1f", c.forward_equivalents) + " forward-pass equivalents (one pass " +
-         fmt("%.4f", c.forward_seconds) + " s; " + fmt("%.1f", c.layer_equivalents) +
-         " passes' worth of layers)";
+         fmt("%.4f", c.forward_seconds) + " s; in CPU time " + fmt("%.1f", c.cpu_equivalents) +
+         "; " + fmt("%.1f", c.layer_equivalents) + " passes' worth of layers)";
 }
 
 // The entries of an [L][H] table with the largest |value|, largest first.

@@ -444,20 +444,27 @@ struct InterventionOptions {
 };
 
 // What the reruns of a method cost, against one plain forward pass of the prompt timed in the
-// same call: `forward_equivalents` = seconds / forward_seconds; `layer_equivalents` counts the
-// work instead: the layers the reruns ran over the whole prompt / the model's layers.
+// same call (the median of three when a pass is short): `forward_equivalents` = seconds /
+// forward_seconds, in wall time; `cpu_equivalents` the same ratio in the process's CPU time,
+// which other processes on a shared machine do not inflate (a preempted millisecond pass does
+// not count); `layer_equivalents` counts the work instead: the layers the reruns ran over the
+// whole prompt / the model's layers.
 struct RerunCost {
   int64_t reruns = 0;
   double seconds = 0;
   double forward_seconds = 0;
   double forward_equivalents = 0;
+  double cpu_seconds = 0;
+  double forward_cpu_seconds = 0;
+  double cpu_equivalents = 0;
   double layer_equivalents = 0;
 };
 
 // Head ablation: each head of each layer in turn has its attention output (its columns of
 // attn_out, before the output projection) replaced, for every prompt position, by zeros or by its
 // mean over the prompt's positions, and the prompt is rerun. The reruns of layer l start at layer
-// l from the clean run's residual stream (layer_out of l - 1): nothing below l is recomputed.
+// l's attention output, kept from the clean run with the residual stream entering l: nothing
+// before the head's output is recomputed.
 enum class AblationMode : uint8_t { zero, mean };
 std::string_view ablation_mode_name(AblationMode m);
 

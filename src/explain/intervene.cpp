@@ -44,6 +44,9 @@ nlohmann::json cost_json(const RerunCost& c) {
           {"seconds", c.seconds},
           {"forward_seconds", c.forward_seconds},
           {"forward_equivalents", c.forward_equivalents},
+          {"cpu_seconds", c.cpu_seconds},
+          {"forward_cpu_seconds", c.forward_cpu_seconds},
+          {"cpu_equivalents", c.cpu_equivalents},
           {"layer_equivalents", c.layer_equivalents}};
 }
 
@@ -107,7 +110,8 @@ HeadAblation ablate_heads(const Model& model, std::span<const int32_t> prompt,
     for (ColumnEdit& e : edits) observers.push_back(&e);
     const std::vector<const float*> residuals(static_cast<size_t>(c.n_head),
                                               run.residual_into(layer).data());
-    const std::vector<double> scores = reruns.run(layer, residuals, observers, a.cost);
+    // From the layer's attention output: the ablation changes nothing before it.
+    const std::vector<double> scores = reruns.run(layer, residuals, observers, a.cost, out.data());
     for (int64_t h = 0; h < c.n_head; ++h) {
       a.delta[static_cast<size_t>(layer * c.n_head + h)] =
           scores[static_cast<size_t>(h)] - a.baseline;
@@ -126,8 +130,8 @@ std::string section_json(const HeadAblation& a) {
                                     : "set to zero") +
       " at every position, one head at a time; delta = the target's " + score_name(a.target) +
       " with the head ablated minus " + std::to_string(a.baseline) +
-      " (negative: the head helped the target). Reruns start at the ablated layer from the clean "
-      "run's residual stream.";
+      " (negative: the head helped the target). Reruns start at the ablated layer's attention "
+      "output, kept from the clean run.";
   j["mode"] = ablation_mode_name(a.mode);
   j["target"] = target_json(a.target);
   j["contrast"] = contrast_json(a.target);
@@ -204,7 +208,8 @@ ActivationPatching patch_activations(const Model& model, std::span<const int32_t
     for (ColumnEdit& e : edits) observers.push_back(&e);
     const std::vector<const float*> from(static_cast<size_t>(c.n_head),
                                          bad.residual_into(layer).data());
-    const std::vector<double> s = reruns.run(layer, from, observers, p.cost);
+    const std::vector<double> s =
+        reruns.run(layer, from, observers, p.cost, bad.attn_out[static_cast<size_t>(layer)].data());
     for (int64_t h = 0; h < c.n_head; ++h) {
       p.head[static_cast<size_t>(layer * c.n_head + h)] = fraction(s[static_cast<size_t>(h)]);
     }
@@ -212,6 +217,7 @@ ActivationPatching patch_activations(const Model& model, std::span<const int32_t
   // Both clean runs' recording passes are part of the cost; the clean prompt's plain pass is the
   // unit.
   p.cost.seconds += bad.record_seconds;
+  p.cost.cpu_seconds += bad.record_cpu_seconds;
   p.cost.layer_equivalents += 1;
   explain_detail::finish_cost(p.cost, good);
   return p;

@@ -105,7 +105,7 @@ LogitLens logit_lens(const Model& model, std::span<const int32_t> prompt,
     model::ForwardOptions fo;
     fo.n_threads = options.n_threads;
     fo.workspace = &ws;
-    fo.resume = {.layer = static_cast<int>(c.n_layer), .residual = residual};
+    fo.resume = {.layer = static_cast<int>(c.n_layer), .residual = residual, .attn_out = {}};
     model::KvCache cache(model, np, KvType::f32);
     model::decoder_forward(model, cache, tokens, true, logits, fo);
     for (int64_t i = 0; i < np; ++i) {

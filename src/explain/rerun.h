@@ -23,8 +23,10 @@ struct CleanRun {
   std::vector<std::vector<float>> attn_proj;  // [n_layer][T, n_embd] (with keep_block_outputs)
   std::vector<std::vector<float>> ffn_out;    // [n_layer][T, n_embd] (with keep_block_outputs)
   std::vector<float> logits;                  // [n_vocab], the last row
-  double seconds = 0;                         // the forward pass alone (a second, plain pass)
-  double record_seconds = 0;                  // the pass that recorded the activations
+  // The forward pass alone: a second, plain pass (the median of three when one is short), in
+  // wall and in process CPU time; and the pass that recorded the activations.
+  double seconds = 0, cpu_seconds = 0;
+  double record_seconds = 0, record_cpu_seconds = 0;
   // The residual stream entering `layer` (the embeddings for 0, else layer_out of layer - 1).
   const std::vector<float>& residual_into(int layer) const {
     return layer == 0 ? embed : layer_out[static_cast<size_t>(layer - 1)];
@@ -63,12 +65,17 @@ class ColumnEdit : public Observer {
 // `layer`; layer == n_layer runs only the final norm and the head) and with its own observer (may
 // be null). They go through the model together, as one batch of sequences, in batches of a
 // bounded number of rows. Returns each rerun's target_score of its last row; adds to `cost`.
+// With `attn_out` ([T, n_head * head_dim] of `layer`, kept from a run of the same residual
+// stream, one for every rerun), the reruns start at that layer's attention output
+// (model::ForwardOptions::Resume::attn_out): for edits of attn_out, which leave the layer's
+// q, K, V and attention as they were.
 class Reruns {
  public:
   Reruns(const Model& model, std::span<const int32_t> prompt, const ExplainTarget& target,
          const InterventionOptions& options);
   std::vector<double> run(int layer, std::span<const float* const> residuals,
-                          std::span<Observer* const> observers, RerunCost& cost);
+                          std::span<Observer* const> observers, RerunCost& cost,
+                          const float* attn_out = nullptr);
 
  private:
   const Model& model_;

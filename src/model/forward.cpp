@@ -390,45 +390,58 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     }
     std::copy(resume.residual.begin(), resume.residual.end(), x);
   }
+  if (!resume.attn_out.empty() && (resume.residual.empty() || resume.layer >= c.n_layer ||
+                                   static_cast<int64_t>(resume.attn_out.size()) != n * nq_w)) {
+    core::throw_invalid("forward: resume at layer ", resume.layer, "'s attention output with ",
+                        resume.attn_out.size(), " values and ", resume.residual.size(),
+                        " residual values; expected a layer in [0, ", c.n_layer, "), ", n,
+                        " rows x ", nq_w, " and the residual stream entering the layer");
+  }
   timer.charge(&ForwardTimes::other);
 
   for (int64_t l = resume.layer; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
     const int layer = static_cast<int>(l);
-    norm(m, x, n, L.attn_norm, h, threads);
-    emit("attn_norm", layer, h, d);
-    timer.charge(&ForwardTimes::other);
-    linear(L.wq, h, d, q, nq_w, n);
-    linear(L.wk, h, d, k, nkv_w, n);
-    linear(L.wv, h, d, v, nkv_w, n);
-    timer.charge(&ForwardTimes::linear);
-    if (!L.q_norm.empty()) {
-      // Qwen 3: each head of q and k RMS-normed over head_dim before RoPE; q and k are dense
-      // [n * n_head, head_dim] here.
-      const float eps = static_cast<float>(c.norm_eps);
-      rms_norm(q, n * nh, hd, L.q_norm, eps, q, threads);
-      rms_norm(k, n * nkv, hd, L.k_norm, eps, k, threads);
+    // Resumed at this layer's attention output (ForwardOptions::Resume::attn_out).
+    const bool from_attn = l == resume.layer && !resume.attn_out.empty();
+    if (!from_attn) {
+      norm(m, x, n, L.attn_norm, h, threads);
+      emit("attn_norm", layer, h, d);
+      timer.charge(&ForwardTimes::other);
+      linear(L.wq, h, d, q, nq_w, n);
+      linear(L.wk, h, d, k, nkv_w, n);
+      linear(L.wv, h, d, v, nkv_w, n);
+      timer.charge(&ForwardTimes::linear);
+      if (!L.q_norm.empty()) {
+        // Qwen 3: each head of q and k RMS-normed over head_dim before RoPE; q and k are dense
+        // [n * n_head, head_dim] here.
+        const float eps = static_cast<float>(c.norm_eps);
+        rms_norm(q, n * nh, hd, L.q_norm, eps, q, threads);
+        rms_norm(k, n * nkv, hd, L.k_norm, eps, k, threads);
+      }
+      for (const Segment& g : segs) {
+        const std::vector<float>& inv_freq =
+            L.sliding && !m.rope_inv_freq_swa.empty() ? m.rope_inv_freq_swa : *g.inv_freq_global;
+        rope(q + g.row0 * nq_w, g.n, nq_w, nh, hd, g.pos0, inv_freq, m.rope);
+        rope(k + g.row0 * nkv_w, g.n, nkv_w, nkv, hd, g.pos0, inv_freq, m.rope);
+      }
+      if (m.rope_mscale != 1.0f) {
+        for (int64_t i = 0; i < n * nq_w; ++i) q[i] *= m.rope_mscale;
+        for (int64_t i = 0; i < n * nkv_w; ++i) k[i] *= m.rope_mscale;
+      }
+      emit("q", layer, q, nq_w);
+      emit("k", layer, k, nkv_w);
+      emit("v", layer, v, nkv_w);
+      for (const Segment& g : segs) {
+        KvCache& cache = *g.step->cache;
+        if (g.cache_row < 0) continue;
+        store_rows(k + g.row0 * nkv_w, g.n, nkv_w, cache.k_at(layer, g.cache_row), cache.dtype());
+        store_rows(v + g.row0 * nkv_w, g.n, nkv_w, cache.v_at(layer, g.cache_row), cache.dtype());
+      }
+      timer.charge(&ForwardTimes::other);
+    } else {
+      std::copy(resume.attn_out.begin(), resume.attn_out.end(), att);
     }
-    for (const Segment& g : segs) {
-      const std::vector<float>& inv_freq =
-          L.sliding && !m.rope_inv_freq_swa.empty() ? m.rope_inv_freq_swa : *g.inv_freq_global;
-      rope(q + g.row0 * nq_w, g.n, nq_w, nh, hd, g.pos0, inv_freq, m.rope);
-      rope(k + g.row0 * nkv_w, g.n, nkv_w, nkv, hd, g.pos0, inv_freq, m.rope);
-    }
-    if (m.rope_mscale != 1.0f) {
-      for (int64_t i = 0; i < n * nq_w; ++i) q[i] *= m.rope_mscale;
-      for (int64_t i = 0; i < n * nkv_w; ++i) k[i] *= m.rope_mscale;
-    }
-    emit("q", layer, q, nq_w);
-    emit("k", layer, k, nkv_w);
-    emit("v", layer, v, nkv_w);
-    for (const Segment& g : segs) {
-      KvCache& cache = *g.step->cache;
-      if (g.cache_row < 0) continue;
-      store_rows(k + g.row0 * nkv_w, g.n, nkv_w, cache.k_at(layer, g.cache_row), cache.dtype());
-      store_rows(v + g.row0 * nkv_w, g.n, nkv_w, cache.v_at(layer, g.cache_row), cache.dtype());
-    }
-    timer.charge(&ForwardTimes::other);
 
     if (options.last_rows_only && l == c.n_layer - 1) {
       // Past its K/V, the last layer runs only the row each sequence's logits come from: every
@@ -436,7 +449,9 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
       for (size_t i = 0; i < segs.size(); ++i) {
         Segment& g = segs[i];
         const int64_t last = g.row0 + g.n - 1, to = static_cast<int64_t>(i);
-        std::memmove(q + to * nq_w, q + last * nq_w, static_cast<size_t>(nq_w) * sizeof(float));
+        float* const moved = from_attn ? att : q;  // [n, n_head * head_dim]
+        std::memmove(moved + to * nq_w, moved + last * nq_w,
+                     static_cast<size_t>(nq_w) * sizeof(float));
         std::memmove(x + to * d, x + last * d, static_cast<size_t>(d) * sizeof(float));
         g.pos0 += g.n - 1;
         g.cache_row += g.n - 1;
@@ -459,7 +474,9 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
       cp::attention(*cpar, plan, q, nh, hd, *steps[0].cache, layer, opt, att,
                     watched[static_cast<size_t>(layer)] != 0, steps[0].observer, s.lse);
     }
-    for (const Segment& g : cpar ? std::span<const Segment>{} : std::span<const Segment>(segs)) {
+    const bool attend_here = !cpar && !from_attn;
+    for (const Segment& g :
+         attend_here ? std::span<const Segment>(segs) : std::span<const Segment>{}) {
       KvCache& cache = *g.step->cache;
       const int64_t n_kv = g.pos0 + g.n;
       const View4 qv = View4::dense(q + g.row0 * nq_w, DType::f32, {1, g.n, nh, hd});

@@ -123,9 +123,16 @@ struct ForwardOptions {
   // which). Saves most of a layer for callers that run many passes for one row's logits
   // (qkv::ablate_heads, patch_activations).
   bool last_rows_only = false;
+  // With attn_out as well ([rows of all steps, n_head * head_dim], the attention output of
+  // `layer` kept from a run of the same residual stream), layer `layer` starts at its attention
+  // output: its norm, q, K, V and attention are not run (nor its cache rows written), since an
+  // edit of attn_out or anything after it (an ablated head) cannot change them. Observers see
+  // that layer's activations from attn_out on. With last_rows_only and the last layer, only the
+  // last row of each sequence runs at all.
   struct Resume {
     int layer = 0;
     std::span<const float> residual;  // empty: embed the tokens (layer must be 0)
+    std::span<const float> attn_out;  // empty: run layer `layer` whole
   } resume;
 };
 

@@ -137,8 +137,10 @@ TEST_P(Ablation, EqualsFullRerunsOnTheReferenceBackend) {
       }
     }
     EXPECT_EQ(a.cost.reruns, cfg.n_layer * cfg.n_head);
-    // Layer l's reruns run n_layer - l layers, the last at a quarter; plus the recording pass.
-    EXPECT_NEAR(a.cost.layer_equivalents, 1 + cfg.n_head * ((cfg.n_layer + 1) / 2.0 - 0.75), 1e-9);
+    // Layer l's reruns start at its attention output (three quarters of it) and run the layers
+    // above, the last at a quarter (the last layer's own reruns: one row, nothing), i.e.
+    // n_layer - l - 1 layers; plus the recording pass.
+    EXPECT_NEAR(a.cost.layer_equivalents, 1 + cfg.n_head * (cfg.n_layer - 1) / 2.0, 1e-9);
   }
 }
 
@@ -172,7 +174,7 @@ TEST(ForwardEdits, ResumeFromAnyLayerEqualsTheFullRun) {
     model::ForwardOptions r;
     r.n_threads = 1;
     r.linear_path = kernels::LinearPath::gemv;
-    r.resume = {.layer = l, .residual = outs.rows[l - 1]};
+    r.resume = {.layer = l, .residual = outs.rows[l - 1], .attn_out = {}};
     model::KvCache fresh(c->model, n, KvType::f32);
     std::vector<float> logits;
     model::decoder_forward(c->model, fresh, c->prompt, true, logits, r);
@@ -182,11 +184,12 @@ TEST(ForwardEdits, ResumeFromAnyLayerEqualsTheFullRun) {
   // A residual of the wrong size, or a layer past the model, is refused by name.
   model::ForwardOptions bad;
   model::KvCache empty(c->model, n, KvType::f32);
-  bad.resume = {.layer = n_layer + 1, .residual = outs.rows[0]};
+  bad.resume = {.layer = n_layer + 1, .residual = outs.rows[0], .attn_out = {}};
   std::vector<float> logits;
   EXPECT_THROW(model::decoder_forward(c->model, empty, c->prompt, false, logits, bad),
                InvalidArgument);
-  bad.resume = {.layer = 1, .residual = std::span<const float>(outs.rows[0]).first(5)};
+  bad.resume = {
+      .layer = 1, .residual = std::span<const float>(outs.rows[0]).first(5), .attn_out = {}};
   EXPECT_THROW(model::decoder_forward(c->model, empty, c->prompt, false, logits, bad),
                InvalidArgument);
 }
@@ -236,6 +239,90 @@ TEST(ForwardEdits, LastRowsOnlyGivesTheLastRowsLogits) {
   std::vector<float> l;
   model::KvCache cc(m, 64, KvType::f32);
   EXPECT_THROW(model::decoder_forward(m, cc, a, true, l, o), InvalidArgument);
+}
+
+// The path head ablation takes (a batch of one sequence per head, resumed at the layer's kept
+// attention output, the last layer for the last row only) against the plain one: each head's
+// zeroed output in its own full pass from the tokens, unbatched. Both on the matrix-vector
+// kernels, whose per-row results do not depend on the batch; the one-row attention of the last
+// layer against the full one differs in summation order only (fp32, logits of order 10).
+TEST(ForwardEdits, ResumeAtAttentionOutputEqualsUnbatchedFullPasses) {
+  std::optional<Case> c = load_case("builtin");
+  if (!c) GTEST_SKIP() << test::kBuiltInModel << " is not in this checkout";
+  const Model& m = c->model;
+  const ModelConfig& cfg = m.config();
+  const int64_t n = static_cast<int64_t>(c->prompt.size()), hd = cfg.head_dim;
+  const int64_t width = cfg.n_head * hd;
+  model::ForwardOptions fo;
+  fo.n_threads = 1;
+  fo.linear_path = kernels::LinearPath::gemv;
+  test::Keep ins("layer_out"), outs("attn_out");
+  std::vector<float> embed;
+  class KeepEmbed : public Observer {
+   public:
+    explicit KeepEmbed(std::vector<float>& to) : to_(to) {}
+    bool wants_activations() override { return true; }
+    void on_activation(const ActivationEvent& e) override {
+      if (e.name == "embed") to_.assign(e.data, e.data + e.n_rows * e.width);
+    }
+
+   private:
+    std::vector<float>& to_;
+  } keep_embed(embed);
+  for (Observer* obs : std::initializer_list<Observer*>{&ins, &outs, &keep_embed}) {
+    model::KvCache cache(m, n, KvType::f32);
+    std::vector<float> logits;
+    model::ForwardOptions o = fo;
+    o.observer = obs;
+    model::decoder_forward(m, cache, c->prompt, false, logits, o);
+  }
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::vector<float>& into = l == 0 ? embed : ins.rows[l - 1];
+    std::vector<float> residual, attn;  // every head's copy, [n_head * n, ...]
+    std::vector<ZeroHead> edits;
+    for (int64_t h = 0; h < cfg.n_head; ++h) {
+      residual.insert(residual.end(), into.begin(), into.end());
+      attn.insert(attn.end(), outs.rows[l].begin(), outs.rows[l].end());
+      edits.emplace_back(l, h * hd, hd);
+    }
+    std::vector<model::KvCache> caches;
+    std::vector<std::vector<float>> logits(static_cast<size_t>(cfg.n_head));
+    for (int64_t h = 0; h < cfg.n_head; ++h) caches.emplace_back(m, n, KvType::f32);
+    std::vector<model::SequenceStep> steps;
+    for (int64_t h = 0; h < cfg.n_head; ++h) {
+      const auto i = static_cast<size_t>(h);
+      steps.push_back({&caches[i], c->prompt, false, &logits[i], &edits[i]});
+    }
+    model::ForwardOptions o = fo;
+    o.last_rows_only = true;
+    o.resume = {.layer = l, .residual = residual, .attn_out = attn};
+    model::decoder_forward_batch(m, steps, o);
+    for (int64_t h = 0; h < cfg.n_head; ++h) {
+      ZeroHead edit(l, h * hd, hd);
+      model::KvCache cache(m, n, KvType::f32);
+      std::vector<float> full;
+      model::ForwardOptions p = fo;
+      p.observer = &edit;
+      model::decoder_forward(m, cache, c->prompt, false, full, p);
+      const std::vector<float>& got = logits[static_cast<size_t>(h)];
+      ASSERT_EQ(got.size(), full.size());
+      double worst = 0;
+      for (size_t i = 0; i < full.size(); ++i)
+        worst = std::max<double>(worst, std::abs(got[i] - full[i]));
+      EXPECT_LT(worst, 1e-4) << "layer " << l << " head " << h;
+    }
+  }
+  // An attention output of the wrong size, or one without the residual stream, is refused.
+  model::KvCache cache(m, n, KvType::f32);
+  std::vector<float> logits;
+  model::ForwardOptions bad = fo;
+  bad.resume = {.layer = 1,
+                .residual = ins.rows[0],
+                .attn_out = std::span<const float>(outs.rows[1]).first(5)};
+  EXPECT_THROW(model::decoder_forward(m, cache, c->prompt, false, logits, bad), InvalidArgument);
+  bad.resume = {.layer = 0, .residual = {}, .attn_out = outs.rows[0]};
+  EXPECT_THROW(model::decoder_forward(m, cache, c->prompt, false, logits, bad), InvalidArgument);
+  (void)width;
 }
 
 TEST(ForwardEdits, BatchKeepsEditsToTheirSequence) {
