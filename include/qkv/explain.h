@@ -375,9 +375,18 @@ struct Attribution {
   std::vector<double> head_scores;
   std::vector<float> rows;
   // Cost: wall time, the time of one forward pass of the same tokens in the same run, and their
-  // ratio (forward-pass equivalents).
+  // ratio (forward-pass equivalents); the same in the process's CPU time, which the other
+  // processes of a shared machine do not inflate. Where it went: the gradient passes' forward
+  // (keeping activations) and backward parts, in wall time, and the path points run side by side
+  // in one pass (integrated gradients).
   double seconds = 0, forward_seconds = 0;
+  double cpu_seconds = 0, forward_cpu_seconds = 0;
+  double gradient_forward_seconds = 0, gradient_backward_seconds = 0;
+  int64_t points_per_pass = 0;
   double forward_equivalents() const { return forward_seconds > 0 ? seconds / forward_seconds : 0; }
+  double cpu_equivalents() const {
+    return forward_cpu_seconds > 0 ? cpu_seconds / forward_cpu_seconds : 0;
+  }
   double sum() const;  // of scores; integrated gradients: close to score - baseline_score
 };
 

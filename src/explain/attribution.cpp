@@ -7,6 +7,7 @@
 #include <numbers>
 #include <numeric>
 
+#include "core/cpu_time.h"
 #include "explain_internal.h"
 #include "model/backward.h"
 #include "model/model_impl.h"
@@ -91,6 +92,7 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
                           std::to_string(options.steps));
   }
   const auto t_start = Clock::now();
+  const double cpu_start = core::process_cpu_seconds();
   const ModelConfig& c = model.config();
   const int64_t n = static_cast<int64_t>(ids.size()), d = c.n_embd;
   const model::ScoreSpec spec{target, contrast};
@@ -116,6 +118,9 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
     go.attention = false;
     a.score = r.score[0];
     a.forward_seconds = r.times.forward;
+    a.forward_cpu_seconds = r.times.forward_cpu;
+    a.gradient_forward_seconds += r.times.forward;
+    a.gradient_backward_seconds += r.times.backward;
     if (options.method == AttributionMethod::grad_x_input) {
       for (int64_t t = 0; t < n; ++t) {
         double s = 0;
@@ -143,18 +148,23 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
     const std::vector<int32_t> base_ids(ids.size(), a.baseline_token);
     const std::vector<float> base = model::token_embeddings(model, base_ids);
     auto t0 = Clock::now();
+    const double c0 = core::process_cpu_seconds();
     a.baseline_score = model::embedding_scores(model, ids, base, spec, go)[0];
-    const double one_forward = seconds_since(t0);
+    const double one_forward = seconds_since(t0),
+                 one_forward_cpu = core::process_cpu_seconds() - c0;
     if (!at_input) {
       a.score = model::embedding_scores(model, ids, e, spec, go)[0];
       a.forward_seconds = one_forward;
+      a.forward_cpu_seconds = one_forward_cpu;
     } else {
       a.forward_seconds = std::min(a.forward_seconds, one_forward);
+      a.forward_cpu_seconds = std::min(a.forward_cpu_seconds, one_forward_cpu);
     }
     std::vector<double> alpha, weight;
     gauss_legendre(options.steps, alpha, weight);
     const int64_t per_seq = std::max<int64_t>(1, bytes_per_sequence(c, n));
     const int64_t batch = std::clamp<int64_t>(options.max_batch_bytes / per_seq, 1, options.steps);
+    a.points_per_pass = batch;
     std::vector<double> avg(e.size(), 0.0);  // sum_k w_k df/de at alpha_k
     std::vector<float> inputs;
     for (int64_t k0 = 0; k0 < options.steps; k0 += batch) {
@@ -166,6 +176,8 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
         for (size_t i = 0; i < e.size(); ++i) dst[i] = base[i] + s * (e[i] - base[i]);
       }
       const model::GradientResult r = model::embedding_gradients(model, ids, inputs, spec, go);
+      a.gradient_forward_seconds += r.times.forward;
+      a.gradient_backward_seconds += r.times.backward;
       for (int64_t k = k0; k < k1; ++k) {
         const double w = weight[static_cast<size_t>(k)];
         const float* g = r.d_embed.data() + (k - k0) * n * d;
@@ -184,6 +196,7 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
   a.target_text = token_text(model, target);
   if (contrast >= 0) a.contrast_text = token_text(model, contrast);
   a.seconds = seconds_since(t_start);
+  a.cpu_seconds = core::process_cpu_seconds() - cpu_start;
   return a;
 }
 
@@ -296,9 +309,19 @@ std::string render_attribution(const Attribution& a, const std::vector<std::stri
   }
   std::snprintf(buf, sizeof buf,
                 "  took %.2f s = %.1f forward-pass equivalents (one forward pass of these %zu "
-                "tokens: %.3f s)\n",
-                a.seconds, a.forward_equivalents(), a.scores.size(), a.forward_seconds);
+                "tokens: %.3f s; in CPU time %.1f)\n",
+                a.seconds, a.forward_equivalents(), a.scores.size(), a.forward_seconds,
+                a.cpu_equivalents());
   out += buf;
+  std::snprintf(buf, sizeof buf, "  gradient passes: forward %.2f s, backward %.2f s",
+                a.gradient_forward_seconds, a.gradient_backward_seconds);
+  out += buf;
+  if (ig) {
+    std::snprintf(buf, sizeof buf, ", %lld path points a pass",
+                  static_cast<long long>(a.points_per_pass));
+    out += buf;
+  }
+  out += "\n";
   return out;
 }
 

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 
+#include "core/cpu_time.h"
 #include "model/model_impl.h"
 #include "qkv/error.h"
 
@@ -20,12 +20,7 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// CPU seconds of every thread of the process so far.
-double cpu_now() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
+using core::process_cpu_seconds;
 
 // Rows of one batch of reruns. The batch's scratch holds about n_ff floats a row (a 1.5B model's
 // 8,960: 18 MB at 512 rows); a few hundred rows make the matrix products as efficient as they get.
@@ -96,9 +91,9 @@ CleanRun clean_run(const Model& model, std::span<const int32_t> prompt,
   {
     model::KvCache cache(model, n, KvType::f32);
     const auto t0 = Clock::now();
-    const double c0 = cpu_now();
+    const double c0 = process_cpu_seconds();
     model::decoder_forward(model, cache, prompt, false, run.logits, fo);
-    run.record_cpu_seconds = cpu_now() - c0;
+    run.record_cpu_seconds = process_cpu_seconds() - c0;
     run.record_seconds = since(t0);
   }
   // The unit of RerunCost: the same pass without an observer, its workspace already grown. A pass
@@ -111,9 +106,9 @@ CleanRun clean_run(const Model& model, std::span<const int32_t> prompt,
   while (wall.empty() || (wall.size() < 3 && wall[0] < 0.05)) {
     cache.set_n_past(0);
     const auto t0 = Clock::now();
-    const double c0 = cpu_now();
+    const double c0 = process_cpu_seconds();
     model::decoder_forward(model, cache, prompt, false, logits, fo);
-    cpu.push_back(cpu_now() - c0);
+    cpu.push_back(process_cpu_seconds() - c0);
     wall.push_back(since(t0));
   }
   const auto median = [](std::vector<double>& v) {
@@ -158,7 +153,7 @@ std::vector<double> Reruns::run(int layer, std::span<const float* const> residua
   const int64_t width = model_.config().n_head * model_.config().head_dim;
   std::vector<float> residual, attn;  // [rows of a batch, n_embd], [rows, n_head * head_dim]
   const auto t0 = Clock::now();
-  const double c0 = cpu_now();
+  const double c0 = process_cpu_seconds();
   for (size_t first = 0; first < jobs; first += per_batch) {
     const size_t count = std::min(per_batch, jobs - first);
     residual.resize(count * static_cast<size_t>(n * d));
@@ -187,7 +182,7 @@ std::vector<double> Reruns::run(int layer, std::span<const float* const> residua
     model::decoder_forward_batch(model_, steps, fo);
     for (size_t j = 0; j < count; ++j) scores[first + j] = target_score(target_, logits[j]);
   }
-  cost.cpu_seconds += cpu_now() - c0;
+  cost.cpu_seconds += process_cpu_seconds() - c0;
   cost.seconds += since(t0);
   cost.reruns += static_cast<int64_t>(jobs);
   // The layers run over the whole prompt, counted in GPT-2's matrix products (Llama's are close):

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_time.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/blocks.h"
@@ -368,31 +369,41 @@ class Pass {
     std::vector<float> da(static_cast<size_t>(rf));
     L.ffn_down.backward_input(df.data(), r_, d_, da.data(), ff_, false, threads_, &scratch_);
     std::vector<float> dh(static_cast<size_t>(rd));
+    // The activation's derivative, an exp or tanh in double per element, by rows over the threads
+    // (run serially it held the other threads waiting at every layer).
+    const auto by_rows = [&](auto&& row_fn) {
+      core::parallel_for_dynamic(r_, rf >= (1 << 15) ? threads_ : 1,
+                                 [&](int64_t row, int) { row_fn(row * ff_, (row + 1) * ff_); });
+    };
     if (L.ffn_gate.n_out() > 0) {
       const bool geglu = m_.traits->ffn == FfnKind::geglu_tanh;
       std::vector<float> dg(static_cast<size_t>(rf));
-      for (int64_t i = 0; i < rf; ++i) {
-        const double g = s.gate[static_cast<size_t>(i)], u = s.up[static_cast<size_t>(i)];
-        double act, dact;
-        if (geglu) {
-          gelu_tanh_and_grad(g, act, dact);
-        } else {
-          const double sig = 1.0 / (1.0 + std::exp(-g));
-          act = g * sig;
-          dact = sig * (1.0 + g * (1.0 - sig));
+      by_rows([&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const double g = s.gate[static_cast<size_t>(i)], u = s.up[static_cast<size_t>(i)];
+          double act, dact;
+          if (geglu) {
+            gelu_tanh_and_grad(g, act, dact);
+          } else {
+            const double sig = 1.0 / (1.0 + std::exp(-g));
+            act = g * sig;
+            dact = sig * (1.0 + g * (1.0 - sig));
+          }
+          const double a = da[static_cast<size_t>(i)];
+          dg[static_cast<size_t>(i)] = static_cast<float>(a * u * dact);
+          da[static_cast<size_t>(i)] = static_cast<float>(a * act);  // now d up
         }
-        const double a = da[static_cast<size_t>(i)];
-        dg[static_cast<size_t>(i)] = static_cast<float>(a * u * dact);
-        da[static_cast<size_t>(i)] = static_cast<float>(a * act);  // now d up
-      }
+      });
       L.ffn_gate.backward_input(dg.data(), r_, ff_, dh.data(), d_, false, threads_, &scratch_);
       L.ffn_up.backward_input(da.data(), r_, ff_, dh.data(), d_, true, threads_, &scratch_);
     } else {
-      for (int64_t i = 0; i < rf; ++i) {
-        double y, dy;
-        gelu_tanh_and_grad(s.up[static_cast<size_t>(i)], y, dy);
-        da[static_cast<size_t>(i)] = static_cast<float>(da[static_cast<size_t>(i)] * dy);
-      }
+      by_rows([&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          double y, dy;
+          gelu_tanh_and_grad(s.up[static_cast<size_t>(i)], y, dy);
+          da[static_cast<size_t>(i)] = static_cast<float>(da[static_cast<size_t>(i)] * dy);
+        }
+      });
       L.ffn_up.backward_input(da.data(), r_, ff_, dh.data(), d_, false, threads_, &scratch_);
     }
     norm_backward(s.x_mid.data(), r_, d_, L.ffn_norm, dh.data(), dx.data(), true);
@@ -514,13 +525,17 @@ GradientResult embedding_gradients(const Model& model, std::span<const int32_t> 
   Pass pass(model, tokens, embeddings, options);
   GradientResult res;
   auto t0 = Clock::now();
+  double c0 = core::process_cpu_seconds();
   pass.forward(true);
   res.times.forward = seconds_since(t0);
+  res.times.forward_cpu = core::process_cpu_seconds() - c0;
   t0 = Clock::now();
+  c0 = core::process_cpu_seconds();
   std::vector<float> dlogits;
   res.score = pass.scores(score, &dlogits);
   pass.backward(std::move(dlogits), res);
   res.times.backward = seconds_since(t0);
+  res.times.backward_cpu = core::process_cpu_seconds() - c0;
   return res;
 }
 

@@ -47,10 +47,11 @@ struct GradientOptions {
   std::function<void(int layer, float* out, const float* v)> after_attention;
 };
 
-// Where the time went (seconds).
+// Where the time went (seconds), in wall time and in the process's CPU time.
 struct GradientTimes {
   double forward = 0;   // the forward pass with its saved activations
   double backward = 0;  // everything after it
+  double forward_cpu = 0, backward_cpu = 0;
 };
 
 struct GradientResult {
