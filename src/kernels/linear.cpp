@@ -127,7 +127,6 @@ constexpr int64_t kGemvBlockBytes = 256 << 10;
 // one thread, against fp32: 256 KiB panels lost 24-45%, 1 MiB 8-40%, 4 MiB 21-24%; the final runs
 // give 0.92 of fp32, docs/PERFORMANCE.md). At least two panels per thread, for balance.
 constexpr int64_t kPanelBytes = 4 << 20;
-constexpr int64_t kBackwardPanelBytes = 16 << 20;
 
 bool fp32_in_place(const WeightView& w, int64_t stride) {
   return w.type == WeightType::f32 && stride % 4 == 0 &&
@@ -313,27 +312,36 @@ void Linear::backward_input(const float* dy, int64_t m, int64_t lddy, float* dx,
                stride / 4, accumulate ? 1.0f : 0.0f, dx, lddx, threads);
     return;
   }
-  // Panels of whole rows of W: each is converted by all threads, then multiplied on all threads
-  // (every panel adds into all of dx, so panels cannot run side by side without copies of dx).
-  // The product's inner dimension is the panel's row count, so panels are larger than
-  // forward's: 16 MiB is 2,048 rows of a 2,048-wide f32 panel.
-  const int64_t rows = std::clamp<int64_t>(kBackwardPanelBytes / (4 * n_in), 1, n_out);
+  // Column panels of W: an item converts columns [c0, c1) of every row ([n_out, c1 - c0], about
+  // kPanelBytes, per-thread scratch) and multiplies it on its thread alone into dx[:, c0:c1]. The
+  // product's inner dimension is all of n_out, and no item adds into another's columns, so items
+  // run side by side with no join between conversion and product. Panels of whole rows instead
+  // (16 MiB, converted on all threads, then multiplied on all threads into all of dx: two joins a
+  // panel, each waiting for the slowest thread) took 1.4-2.9x the forward's time at 64 rows and
+  // 2.1-3.6x at 4 on f16 llama-1b shapes, 2 threads of a loaded dev; column panels 1.1-1.3x and
+  // 0.8-1.1x (docs/PERFORMANCE.md, "Explain: attribution by gradients"). Block formats cut
+  // columns at whole blocks; at least two panels per thread, for balance.
+  const auto quant = weight_quant_type(view_.type);
+  const int64_t unit = quant ? quant::quant_block_elems(*quant) : 16;
+  const int64_t per_thread = (n_in + 2 * threads - 1) / (2 * threads);
+  int64_t cols = std::min(kPanelBytes / (4 * n_out), per_thread);
+  cols =
+      std::clamp<int64_t>((cols + unit - 1) / unit * unit, unit, (n_in + unit - 1) / unit * unit);
   LinearScratch local;
   LinearScratch& s = scratch ? *scratch : local;
-  if (s.panels.empty()) s.panels.resize(1);
-  std::vector<float>& panel = s.panels[0];  // [rows, n_in]
-  if (panel.size() < static_cast<size_t>(rows * n_in)) panel.resize(rows * n_in);
+  if (s.panels.size() < static_cast<size_t>(threads)) s.panels.resize(static_cast<size_t>(threads));
   const cpu::LinearTargetOps& target = cpu::linear_target_selected();
-  for (int64_t o0 = 0; o0 < n_out; o0 += rows) {
-    const int64_t o1 = std::min(n_out, o0 + rows);
-    const int64_t part = (o1 - o0 + 2 * threads - 1) / (2 * threads);
-    core::parallel_for_dynamic((o1 - o0 + part - 1) / part, threads, [&](int64_t item, int) {
-      const int64_t a = o0 + item * part, b = std::min(o1, a + part);
-      target.to_f32(view_.type, w, stride, n_in, a, b, panel.data() + (a - o0) * n_in, n_in);
-    });
-    cpu::sgemm(false, false, m, n_in, o1 - o0, 1.0f, dy + o0, lddy, panel.data(), n_in,
-               accumulate || o0 > 0 ? 1.0f : 0.0f, dx, lddx, threads);
-  }
+  core::parallel_for_dynamic((n_in + cols - 1) / cols, threads, [&](int64_t item, int thread) {
+    const int64_t c0 = item * cols, c1 = std::min(n_in, c0 + cols), w_cols = c1 - c0;
+    std::vector<float>& panel = s.panels[static_cast<size_t>(thread)];  // [n_out, c1 - c0]
+    if (panel.size() < static_cast<size_t>(n_out * w_cols)) panel.resize(n_out * w_cols);
+    // Columns c0.. of a row start weight_row_bytes(type, c0) bytes in (c0 a whole number of
+    // blocks); the rows keep their stride.
+    target.to_f32(view_.type, w + weight_row_bytes(view_.type, c0), stride, w_cols, 0, n_out,
+                  panel.data(), w_cols);
+    cpu::sgemm(false, false, m, w_cols, n_out, 1.0f, dy, lddy, panel.data(), w_cols,
+               accumulate ? 1.0f : 0.0f, dx + c0, lddx, 1);
+  });
 }
 
 void linear_backward_reference(const WeightView& w, const float* dy, int64_t m, int64_t lddy,
