@@ -143,17 +143,19 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
     a.baseline_token = baseline_token(model, options.baseline_token);
     a.baseline = "the embedding of " + token_text(model, a.baseline_token) + " (id " +
                  std::to_string(a.baseline_token) + ") at every position";
-    // f at the baseline (and at the input when not known yet), by a plain forward pass: also the
-    // unit of the cost.
+    // f at the input (when not known yet) and at the baseline, by plain forward passes; the
+    // second is also the unit of the cost. The first pass of a process faults in the pages of the
+    // memory-mapped weights (llama-1b f16: a 2-token pass took 2-3x a warm one), so the unit is
+    // the pass that runs second.
     const std::vector<int32_t> base_ids(ids.size(), a.baseline_token);
     const std::vector<float> base = model::token_embeddings(model, base_ids);
-    auto t0 = Clock::now();
+    if (!at_input) a.score = model::embedding_scores(model, ids, e, spec, go)[0];
+    const auto t0 = Clock::now();
     const double c0 = core::process_cpu_seconds();
     a.baseline_score = model::embedding_scores(model, ids, base, spec, go)[0];
-    const double one_forward = seconds_since(t0),
-                 one_forward_cpu = core::process_cpu_seconds() - c0;
+    const double one_forward = seconds_since(t0);
+    const double one_forward_cpu = core::process_cpu_seconds() - c0;
     if (!at_input) {
-      a.score = model::embedding_scores(model, ids, e, spec, go)[0];
       a.forward_seconds = one_forward;
       a.forward_cpu_seconds = one_forward_cpu;
     } else {
