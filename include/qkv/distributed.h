@@ -10,7 +10,8 @@
 // (chunk c starts at c * n_seq / (2P)); rank r holds chunks r and 2P-1-r, in that order, so that
 // under a causal mask every rank does the same work. A rank's local tensors hold its tokens only:
 //   q, out   [batch, n_local, n_head,    head_dim(_v)]
-//   k, v     [batch, n_local, n_head_kv, head_dim(_v)]
+//   k, v     [batch, n_local, n_head_kv, head_dim(_v)]   f32, f16, bf16 or q8_0 (blocks move
+//                                                         as they are)
 //   lse      [batch, n_head, n_local]  dense
 // with n_local = zigzag_shard(n_seq, rank, P).n_local().
 //

@@ -38,9 +38,10 @@ struct SessionOptions {
   // eval() of an empty session) runs each rank's zig-zag shard of the tokens, attention over the
   // ring; later calls run on every rank against the KV cache sharded over them. Each rank's cache
   // holds its tokens only (about n_ctx / ranks). eval() returns the last row on every rank; with
-  // all_logits, every row on rank 0 and nothing on the others. The observer's attention events
-  // come on rank 0 only (the whole call, gathered there); activation events are not offered.
-  // The KV cache must be f32 or f16. Null: one process.
+  // all_logits, every row on rank 0 and nothing on the others. Rank 0's observer gets attention
+  // as probability rows (Observer::attention_rows), computed where the keys are; activation
+  // events and edits are not offered. Any KV cache type (q8_0 needs head_dim a multiple of 32, as
+  // in one process). Null: one process.
   Communicator* context_parallel = nullptr;
 };
 

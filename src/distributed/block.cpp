@@ -75,9 +75,21 @@ BlockOptions::BlockOptions(const AttentionOptions& global, std::span<const int64
   }
 }
 
+void check_blocks(const char* what, const View4& k, const View4& v) {
+  for (const View4* t : {&k, &v}) {
+    const int64_t block = dtype_block_elems(t->dtype);
+    if (t->shape[3] % block != 0) {
+      core::throw_invalid(what, ": ", t == &k ? "k" : "v", " is ", dtype_name(t->dtype),
+                          " with head_dim ", t->shape[3], ", not a multiple of its ", block,
+                          "-value blocks");
+    }
+  }
+}
+
 View4 rows(const View4& t, int64_t t0, int64_t n) {
   View4 r = t;
-  r.data = static_cast<const char*>(t.data) + t0 * t.stride[1] * dtype_size(t.dtype);
+  // Strides count values; a q8_0 row starts on a block (dtype.h), so this is whole blocks.
+  r.data = static_cast<const char*>(t.data) + dtype_bytes(t.dtype, t0 * t.stride[1]);
   r.shape[1] = n;
   return r;
 }
@@ -90,18 +102,20 @@ MutView4 rows(const MutView4& t, int64_t t0, int64_t n) {
 }
 
 int64_t packed_bytes(const View4& t) {
-  return t.shape[0] * t.shape[1] * t.shape[2] * t.shape[3] * dtype_size(t.dtype);
+  return t.shape[0] * t.shape[1] * t.shape[2] * dtype_bytes(t.dtype, t.shape[3]);
 }
 
 int64_t pack(const View4& t, void* dst) {
+  // f32, f16, bf16: es bytes a value, any stride; q8_0: whole blocks, stride[3] = 1 (dtype.h).
   const int64_t es = dtype_size(t.dtype);
-  const int64_t row = t.shape[3] * es;
+  const int64_t row = dtype_bytes(t.dtype, t.shape[3]);
   char* out = static_cast<char*>(dst);
   const char* src = static_cast<const char*>(t.data);
   for (int64_t b = 0; b < t.shape[0]; ++b) {
     for (int64_t s = 0; s < t.shape[1]; ++s) {
       for (int64_t h = 0; h < t.shape[2]; ++h) {
-        const char* p = src + (b * t.stride[0] + s * t.stride[1] + h * t.stride[2]) * es;
+        const char* p =
+            src + dtype_bytes(t.dtype, b * t.stride[0] + s * t.stride[1] + h * t.stride[2]);
         if (t.stride[3] == 1) {
           std::memcpy(out, p, static_cast<size_t>(row));
         } else {

@@ -30,6 +30,10 @@ struct BlockOptions {
 std::vector<int64_t> query_positions(const AttentionOptions& global, int64_t batch, int64_t n_q,
                                      int64_t n_kv);
 
+// Blocks of k and v move as they are: with a block dtype (q8_0) head_dim and head_dim_v must be
+// whole blocks. Checked before any transfer, on every rank alike; throws InvalidArgument.
+void check_blocks(const char* what, const View4& k, const View4& v);
+
 // tokens [t0, t0 + n) of a [batch, seq, heads, dim] view.
 View4 rows(const View4& t, int64_t t0, int64_t n);
 MutView4 rows(const MutView4& t, int64_t t0, int64_t n);

@@ -31,11 +31,7 @@ void sharded_decode_attention(Communicator& comm, const View4& q, const View4& k
   using namespace distributed;
   const int64_t B = q.shape[0], n_q = q.shape[1], H = q.shape[2], Dv = v.shape[3];
   const int64_t n_shard = k.shape[1];
-  if (k.dtype == DType::q8_0 || v.dtype == DType::q8_0) {
-    core::throw_invalid(
-        "sharded_decode_attention: k/v dtype q8_0 is not supported; pass f32, "
-        "f16 or bf16");
-  }
+  check_blocks("sharded_decode_attention", k, v);
   if (out.shape != std::array<int64_t, 4>{B, n_q, H, Dv}) {
     core::throw_invalid("sharded_decode_attention: out has shape [", out.shape[0], ", ",
                         out.shape[1], ", ", out.shape[2], ", ", out.shape[3], "], expected [", B,

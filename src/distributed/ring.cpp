@@ -23,10 +23,7 @@ RingProblem::RingProblem(Communicator& comm, const char* what, const View4& q, c
                          const View4& v, int64_t n_seq, const AttentionOptions& options)
     : n_ranks(comm.size()), rank(comm.rank()), n_seq(n_seq) {
   if (n_seq < 0) core::throw_invalid(what, ": n_seq = ", n_seq, " is negative");
-  // Blocks are packed and cut per element; q8_0's 32-value blocks are not (yet).
-  if (k.dtype == DType::q8_0 || v.dtype == DType::q8_0) {
-    core::throw_invalid(what, ": k/v dtype q8_0 is not supported; pass f32, f16 or bf16");
-  }
+  check_blocks(what, k, v);
   me = zigzag_shard(n_seq, rank, n_ranks);
   batch = q.shape[0];
   n_head = q.shape[2];
@@ -60,7 +57,8 @@ RingProblem::RingProblem(Communicator& comm, const char* what, const View4& q, c
 
 int64_t RingProblem::kv_bytes(int src, DType dtype) const {
   const ZigZagShard s = zigzag_shard(n_seq, src, n_ranks);
-  return batch * s.n_local() * n_head_kv * (head_dim + head_dim_v) * dtype_size(dtype);
+  return batch * s.n_local() * n_head_kv *
+         (dtype_bytes(dtype, head_dim) + dtype_bytes(dtype, head_dim_v));
 }
 
 }  // namespace distributed

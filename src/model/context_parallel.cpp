@@ -216,7 +216,6 @@ void send_rows(ContextParallel& cp, const Plan& plan, const RowsRequest& req, co
     held += k.len;
     longest = std::max(longest, k.len);
   }
-  const int64_t es = dtype_size(cache.dtype());
   const auto R = static_cast<int64_t>(req.positions.size());
   const int64_t per_round = std::max<int64_t>(1, kRoundFloats / n_kv);
   const int64_t most = std::min(R, per_round);
@@ -236,7 +235,7 @@ void send_rows(ContextParallel& cp, const Plan& plan, const RowsRequest& req, co
     AttentionOptions o = opt;
     if (!opt.alibi_slopes.empty()) o.alibi_slopes = opt.alibi_slopes.subspan(h, 1);
     View4 kv = View4::dense(cache.k(layer), cache.dtype(), {1, held, n_head_kv, hd});
-    kv.data = static_cast<const char*>(kv.data) + (h / group) * hd * es;
+    kv.data = static_cast<const char*>(kv.data) + dtype_bytes(cache.dtype(), (h / group) * hd);
     kv.shape[2] = 1;
     for (int64_t r0 = 0; r0 < R; r0 += per_round) {
       const int64_t nc = std::min(per_round, R - r0);

@@ -57,11 +57,6 @@ Session::Session(Model model, SessionOptions options) : impl_(std::make_unique<I
       core::throw_invalid("context parallelism splits a decoder's sequence; ",
                           architecture_name(s.model.architecture()), " is an encoder");
     }
-    if (options.kv_type == KvType::q8_0) {
-      core::throw_invalid(
-          "context parallelism passes K/V blocks of f32 or f16; a q8_0 KV cache "
-          "is not supported with it (use --kv f16)");
-    }
     s.cp.emplace(*options.context_parallel, s.n_ctx);
     s.cache.emplace(
         s.model, model::ContextParallel::local_capacity(s.n_ctx, options.context_parallel->size()),

@@ -46,6 +46,7 @@ struct Case {
   float softcap = 0.f;
   MaskKind mask = MaskKind::none;
   bool f16 = false;
+  bool q8 = false;  // k and v as q8_0 blocks (head_dim a multiple of 32)
 };
 
 std::vector<Case> cases() {
@@ -73,6 +74,11 @@ std::vector<Case> cases() {
   add("mask_boolean", [](Case& x) { x.mask = MaskKind::boolean; });
   add("mask_additive_causal", [](Case& x) { x.mask = MaskKind::additive, x.causal = true; });
   add("f16_causal", [](Case& x) { x.f16 = true, x.causal = true; });
+  add("q8_0_causal", [](Case& x) { x.q8 = true, x.causal = true, x.head_dim = x.head_dim_v = 32; });
+  add("q8_0_window_mqa_long", [](Case& x) {
+    x.q8 = true, x.causal = true, x.window_left = 9, x.n_head_kv = 1, x.n_seq = 301;
+    x.head_dim = x.head_dim_v = 64;
+  });
   return c;
 }
 
@@ -81,6 +87,7 @@ struct Problem {
   Case c;
   std::vector<float> q, k, v, dout;  // [batch, n_seq, heads, dim]
   std::vector<uint16_t> k16, v16;
+  std::vector<uint8_t> k8, v8;  // q8_0 blocks
   std::vector<int32_t> kv_lengths, q_offsets;
   std::vector<float> slopes;
   std::vector<uint8_t> mask_b;
@@ -96,6 +103,13 @@ struct Problem {
     if (c.f16) {
       for (float x : k) k16.push_back(f32_to_f16(x));
       for (float x : v) v16.push_back(f32_to_f16(x));
+    }
+    if (c.q8) {
+      const auto nk = static_cast<int64_t>(k.size()), nv = static_cast<int64_t>(v.size());
+      k8.resize(static_cast<size_t>(dtype_bytes(DType::q8_0, nk)));
+      v8.resize(static_cast<size_t>(dtype_bytes(DType::q8_0, nv)));
+      convert_from_f32(k.data(), nk, DType::q8_0, k8.data());
+      convert_from_f32(v.data(), nv, DType::q8_0, v8.data());
     }
     opt.causal = c.causal;
     opt.window_left = c.window_left;
@@ -127,10 +141,15 @@ struct Problem {
     return View4::dense(q.data(), DType::f32, {c.batch, c.n_seq, c.n_head, c.head_dim});
   }
   View4 kv() const {
+    if (c.q8)
+      return View4::dense(k8.data(), DType::q8_0, {c.batch, c.n_seq, c.n_head_kv, c.head_dim});
     return c.f16 ? View4::dense(k16.data(), DType::f16, {c.batch, c.n_seq, c.n_head_kv, c.head_dim})
                  : View4::dense(k.data(), DType::f32, {c.batch, c.n_seq, c.n_head_kv, c.head_dim});
   }
   View4 vv() const {
+    if (c.q8) {
+      return View4::dense(v8.data(), DType::q8_0, {c.batch, c.n_seq, c.n_head_kv, c.head_dim_v});
+    }
     return c.f16
                ? View4::dense(v16.data(), DType::f16, {c.batch, c.n_seq, c.n_head_kv, c.head_dim_v})
                : View4::dense(v.data(), DType::f32, {c.batch, c.n_seq, c.n_head_kv, c.head_dim_v});
@@ -194,8 +213,14 @@ TEST(RingAttention, ForwardMatchesSingleProcess) {
     const auto q = local_rows(p.q, s, B, N, H * c.head_dim);
     std::vector<float> k32, v32;
     std::vector<uint16_t> k16, v16;
+    std::vector<uint8_t> k8, v8;
     View4 kl, vl;
-    if (c.f16) {
+    if (c.q8) {
+      k8 = local_rows(p.k8, s, B, N, dtype_bytes(DType::q8_0, c.n_head_kv * c.head_dim));
+      v8 = local_rows(p.v8, s, B, N, dtype_bytes(DType::q8_0, c.n_head_kv * Dv));
+      kl = View4::dense(k8.data(), DType::q8_0, {B, n, c.n_head_kv, c.head_dim});
+      vl = View4::dense(v8.data(), DType::q8_0, {B, n, c.n_head_kv, Dv});
+    } else if (c.f16) {
       k16 = local_rows(p.k16, s, B, N, c.n_head_kv * c.head_dim);
       v16 = local_rows(p.v16, s, B, N, c.n_head_kv * Dv);
       kl = View4::dense(k16.data(), DType::f16, {B, n, c.n_head_kv, c.head_dim});
@@ -220,7 +245,7 @@ TEST(RingAttention, ForwardMatchesSingleProcess) {
 TEST(RingAttention, BackwardMatchesSingleProcess) {
   Communicator& comm = Communicator::world();
   for (const Case& c : cases()) {
-    if (c.f16) continue;  // the backward takes fp32 k and v, as attention_backward
+    if (c.f16 || c.q8) continue;  // the backward takes fp32 k and v, as attention_backward
     SCOPED_TRACE(c.name);
     const Problem p(c);
     const int64_t B = c.batch, N = c.n_seq, H = c.n_head, Hk = c.n_head_kv, D = c.head_dim,
@@ -279,9 +304,8 @@ TEST(ShardedDecode, MatchesSingleProcess) {
       const int P = comm.size(), r = P - 1 - comm.rank();
       const int64_t begin = N * r * r / (P * P), end = N * (r + 1) * (r + 1) / (P * P);
       View4 ks = p.kv(), vs = p.vv();
-      const int64_t es = c.f16 ? 2 : 4;
-      ks.data = static_cast<const char*>(ks.data) + begin * ks.stride[1] * es;
-      vs.data = static_cast<const char*>(vs.data) + begin * vs.stride[1] * es;
+      ks.data = static_cast<const char*>(ks.data) + dtype_bytes(ks.dtype, begin * ks.stride[1]);
+      vs.data = static_cast<const char*>(vs.data) + dtype_bytes(vs.dtype, begin * vs.stride[1]);
       ks.shape[1] = vs.shape[1] = end - begin;
       std::vector<float> out(ref_out.size(), -7.f), lse(ref_lse.size());
       sharded_decode_attention(comm, qv, ks, vs, MutView4::dense(out.data(), {B, n_q, H, Dv}), lse,
@@ -315,8 +339,8 @@ TEST(ShardedDecode, RangesMatchSingleProcess) {
     }
     // This rank's keys packed in the order of its ranges.
     const View4 kf = p.kv(), vf = p.vv();
-    const int64_t es = c.f16 ? 2 : 4;
-    const int64_t krow = kf.stride[1] * es, vrow = vf.stride[1] * es;
+    const int64_t krow = dtype_bytes(kf.dtype, kf.stride[1]);
+    const int64_t vrow = dtype_bytes(vf.dtype, vf.stride[1]);
     std::vector<char> kb, vb;
     int64_t held = 0;
     for (const KeyRange& r : mine) {
@@ -376,6 +400,32 @@ TEST(RingAttention, MismatchedArgumentsAreReportedBeforeAnyWork) {
     EXPECT_NE(std::string(e.what()).find("rank 1 passed causal = 1 but rank 0 passed 0"),
               std::string::npos)
         << e.what();
+  }
+}
+
+// q8_0 blocks travel whole: a head_dim that is not whole blocks is refused before any transfer,
+// on every rank alike.
+TEST(RingAttention, Q8HeadDimOfPartBlocksIsRefused) {
+  Communicator& comm = Communicator::world();
+  const int64_t n_seq = 8, n = zigzag_shard(n_seq, comm.rank(), comm.size()).n_local();
+  std::vector<float> q(static_cast<size_t>(n * 16) + 1), out(q.size());
+  std::vector<uint8_t> kv(64);
+  const View4 qv = View4::dense(q.data(), DType::f32, {1, n, 1, 16});
+  const View4 k8 = View4::dense(kv.data(), DType::q8_0, {1, n, 1, 16});
+  for (int which = 0; which < 2; ++which) {
+    try {
+      if (which == 0) {
+        ring_attention(comm, qv, k8, k8, MutView4::dense(out.data(), {1, n, 1, 16}), {}, n_seq);
+      } else {
+        sharded_decode_attention(comm, qv, k8, k8, MutView4::dense(out.data(), {1, n, 1, 16}), {},
+                                 0, n, {});
+      }
+      ADD_FAILURE() << "not refused";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("k is q8_0 with head_dim 16, not a multiple of its 32"),
+                std::string::npos)
+          << e.what();
+    }
   }
 }
 
