@@ -180,7 +180,10 @@ class TextStream {
   std::thread worker_;
 };
 
-Model load_model(const std::string& path, const std::string& tokenizer) {
+Model load_model(const std::string& path, const std::string& tokenizer, const std::string& dot) {
+  if (dot != "exact" && dot != "int8") {
+    throw pyb::value_error("dot must be \"exact\" or \"int8\", not \"" + dot + "\"");
+  }
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     PyErr_SetString(PyExc_FileNotFoundError, ("no model file or folder " + path).c_str());
@@ -191,8 +194,10 @@ Model load_model(const std::string& path, const std::string& tokenizer) {
     throw pyb::error_already_set();
   }
   pyb::gil_scoped_release release;
-  return Model::load(path,
-                     {.tokenizer_path = tokenizer, .require_tokenizer = false, .progress = {}});
+  return Model::load(path, {.tokenizer_path = tokenizer,
+                            .require_tokenizer = false,
+                            .progress = {},
+                            .dot = dot == "int8" ? DotProducts::int8 : DotProducts::exact});
 }
 
 // messages: a JSON array of {"role", "content", ...} (python/qkv/_model.py serialises them).
@@ -220,7 +225,8 @@ void bind_model(pyb::module_& m) {
       });
 
   pyb::class_<Model>(m, "_Model")
-      .def(pyb::init(&load_model), pyb::arg("path"), pyb::arg("tokenizer") = "")
+      .def(pyb::init(&load_model), pyb::arg("path"), pyb::arg("tokenizer") = "",
+           pyb::arg("dot") = "exact")
       .def_property_readonly(
           "architecture",
           [](const Model& self) { return std::string(architecture_name(self.architecture())); })

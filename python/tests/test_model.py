@@ -237,3 +237,32 @@ def test_gguf_family_eval_equals_cli(tmp_path):
     run_cli("eval", "-m", str(gguf[0]), "--ids", ",".join(map(str, ids)), "--logits", str(out),
             "--threads", "1")
     assert np.array_equal(np.load(out), model.eval(ids, n_threads=1))
+
+
+def _rms(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K_M", "Q8_0"])
+def test_dot_int8_is_as_exact_as_llama_cpp(qtype):
+    """Model(dot="int8") rounds activations to 8-bit blocks as llama.cpp does: against the file's
+    exact-arithmetic twin (llama.cpp's logits on the dequantized weights as F32), its error is at
+    most 1.25x llama.cpp's own and far above the exact mode's, which shows the mode took effect."""
+    folder = require_shared("fixtures/gguf-quant")
+    ids = [int(t) for t in (folder / "ids.txt").read_text().split(",")]
+    twin = np.load(folder / f"model-{qtype}.twin-logits.npy")
+    peer = np.load(folder / f"model-{qtype}.logits.npy")
+    path = folder / f"model-{qtype}.gguf"
+    exact = qkv.Model(path).eval(ids, n_threads=1)
+    int8 = qkv.Model(path, dot="int8").eval(ids, n_threads=1)
+    assert exact.shape == int8.shape == twin.shape
+    std = float(np.std(twin))
+    e_exact, e_int8, e_peer = _rms(exact, twin), _rms(int8, twin), _rms(peer, twin)
+    assert e_exact < 1e-4 * std, (e_exact, std)
+    assert e_int8 <= 1.25 * e_peer, (e_int8, e_peer)
+    assert e_int8 > 20 * e_exact, (e_int8, e_exact)
+
+
+def test_dot_other_values_are_refused():
+    with pytest.raises(ValueError, match="dot"):
+        qkv.Model(dot="int4")
