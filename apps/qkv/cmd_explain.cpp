@@ -4,7 +4,8 @@
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
 //             [--chat [--system S] | --messages CONV.json] [--target TOKEN] [--contrast TOKEN]
-//             [--attribute grad|ig [--steps N]] [--attention-gradient] [--context-parallel]
+//             [--attribute grad|ig [--steps N] [--baseline TOKEN]] [--attention-gradient]
+//             [--context-parallel]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
 //   runs through the model, and, for decoders, while -n tokens are generated. Prints a terminal
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
@@ -48,6 +49,7 @@ struct ExplainCliOptions {
   std::string target, contrast;     // --target, --contrast: the token the methods score
   std::string attribute;            // --attribute grad|ig
   int steps = 0;                    // --steps (ig; 0: AttributionOptions' default)
+  std::string baseline;             // --baseline (ig; empty: AttributionOptions' default)
   bool attention_gradient = false;  // --attention-gradient
   std::string ablate;               // --ablate zero|mean ("": off)
   std::string patch;                // --patch CORRUPTED ("": off)
@@ -276,6 +278,7 @@ std::optional<Attribution> attribution(const Model& model, const Explanation& e,
                                        const ExplainCliOptions& o,
                                        const std::optional<ExplainTarget>& target) {
   if (o.steps != 0 && o.attribute != "ig") throw Error("--steps needs --attribute ig");
+  if (!o.baseline.empty() && o.attribute != "ig") throw Error("--baseline needs --attribute ig");
   if (o.attribute.empty() && !o.attention_gradient) return std::nullopt;
   const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
   const ExplainTarget t = target ? *target : resolve_target(model, prompt, "");
@@ -284,6 +287,7 @@ std::optional<Attribution> attribution(const Model& model, const Explanation& e,
   ao.method = o.attribute == "ig" ? AttributionMethod::integrated_gradients
                                   : AttributionMethod::grad_x_input;
   if (o.steps != 0) ao.steps = o.steps;
+  if (!o.baseline.empty()) ao.baseline_token = resolve_token(model, o.baseline, "baseline");
   ao.attention_gradient = o.attention_gradient;
   ao.n_threads = o.threads;
   Attribution a = attribute(model, prompt, t.id, t.contrast_id, ao);
@@ -639,6 +643,10 @@ void setup(CLI::App& app) {
                  "(grad) or integrated gradients (ig); docs/EXPLAIN.md, \"Attribution\"")
       ->check(CLI::IsMember({"grad", "ig"}));
   app.add_option("--steps", o->steps, "--attribute ig: points of the path (default 32)");
+  app.add_option("--baseline", o->baseline,
+                 "--attribute ig: the path starts from this token's embedding at every position "
+                 "(one token's text or #ID; default: the padding token, else unknown, else end "
+                 "of text)");
   app.add_flag("--attention-gradient", o->attention_gradient,
                "decoders: attention x gradient of the target per layer and head");
   app.add_option("--ablate", o->ablate,

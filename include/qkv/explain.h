@@ -427,6 +427,11 @@ struct ExplainTarget {
   bool has_contrast() const { return contrast_id >= 0; }
 };
 
+// One token named by `spec` with no prompt around it (qkv explain --baseline): "#ID", or text that
+// is exactly one token as written or with a leading space (tried in that order). Throws
+// InvalidArgument starting with `what` when the text is several tokens or the id is out of range.
+int32_t resolve_token(const Model& model, std::string_view spec, const char* what);
+
 // Resolves `target` and `contrast` (qkv explain --target / --contrast) after the prompt `prompt`
 // (ids as run, BOS included). A spec is "#ID" or text that must be exactly one token: text
 // without a leading space is tried with one first when the prompt's last token does not end in

@@ -78,6 +78,14 @@ Resolved resolve_one(const Model& model, std::span<const int32_t> prompt, std::s
 
 }  // namespace
 
+int32_t resolve_token(const Model& model, std::string_view spec, const char* what) {
+  if (!model.has_tokenizer()) {
+    throw InvalidArgument(std::string(what) + ": " + model.describe() + " has no tokenizer");
+  }
+  if (spec.empty()) throw InvalidArgument(std::string(what) + ": the token is empty");
+  return resolve_one(model, {}, spec, what).id;
+}
+
 ExplainTarget resolve_target(const Model& model, std::span<const int32_t> prompt,
                              std::string_view target, std::string_view contrast,
                              std::span<const float> next_logits) {

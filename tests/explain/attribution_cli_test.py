@@ -11,7 +11,9 @@ family (one with q8_0 weights):
   f(input) - f(baseline)), --target and --contrast reach the section;
 - the terminal names the top source tokens and the forward-pass equivalents it took; --html holds
   both sections;
-- --steps without ig and an unknown method are refused with a message naming them (encoders are
+- --baseline TOKEN (text or #ID) moves the path's start: f(baseline) changes and completeness
+  holds within 1% at 128 steps; a baseline of several tokens or an id out of range is refused;
+- --steps or --baseline without ig and an unknown method are refused with a message naming them (encoders are
   refused by the library: tests/explain/attribution_test.cpp; make-model writes no BERT).
 """
 import json
@@ -68,6 +70,25 @@ def main():
                     failures.append(f"built-in: not complete at 128 steps: {c}")
                 if a["contrast"] is None or a["method"] != "integrated_gradients":
                     failures.append(f"built-in: {a['method']}, contrast {a['contrast']}")
+        # --baseline: the path starts from another token's embedding; the default's delta
+        # f(x) - f(baseline) changes with it, and completeness holds from there too.
+        deltas = {}
+        for base in (None, "#5", "the"):
+            extra = [] if base is None else ["--baseline", base]
+            rc, out, err = run(qkv, "explain", WINOGRAD, "--attribute", "ig", "--steps", "128",
+                               "--target", "animal", "--json", *extra)
+            if rc != 0:
+                failures.append(f"--baseline {base}: {err}")
+                continue
+            a = json.loads(out)["attribution"]
+            c = a["completeness"]
+            deltas[base] = c["delta"]
+            if abs(c["sum"] - c["delta"]) > 0.01 * abs(c["delta"]):
+                failures.append(f"--baseline {base}: not complete at 128 steps: {c}")
+            if base == "#5" and "(id 5)" not in a["baseline"]:
+                failures.append(f"--baseline #5: the report says {a['baseline']!r}")
+        if len(deltas) == 3 and len({round(d, 6) for d in deltas.values()}) != 3:
+            failures.append(f"--baseline did not change f(baseline): deltas {deltas}")
         html = tmp / "r.html"
         rc, out, err = run(qkv, "explain", WINOGRAD, "--attribute", "grad",
                            "--attention-gradient", "--html", str(html))
@@ -101,6 +122,10 @@ def main():
                     failures.append(f"{arch}: not complete at 64 steps: {c}")
 
         for args, want in ((["--steps", "8"], "--steps needs --attribute ig"),
+                           (["--baseline", "#5"], "--baseline needs --attribute ig"),
+                           (["--attribute", "ig", "--baseline", "#99999999"], "baseline #99999999"),
+                           (["--attribute", "ig", "--baseline", "elephantine giraffes"],
+                            "is not one token"),
                            (["--attribute", "shap"], "--attribute")):
             rc, _, err = run(qkv, "explain", WINOGRAD, *args)
             if rc == 0 or want not in err:
