@@ -20,6 +20,8 @@ namespace {
 
 // 4 rows x (main + min accumulators) = 8 of the 16 YMM registers; the rest hold a block's codes.
 constexpr int kRowsPerPass = 4;
+// vpmaddwd + vpaddd: the sub-block sums chain through one-cycle adds, so one accumulator.
+constexpr int kDotChains = 1;
 
 inline __attribute__((always_inline)) __m256i dot_u8i8(__m256i acc, __m256i u, __m256i s) {
   return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
