@@ -52,6 +52,24 @@ struct BlockInts {
   float d2 = 0;  // Q4_1 / Q5_1: m; the K formats: dmin; otherwise 0
 };
 
+// Q4_K and Q5_K: 8 sub-blocks of 32 codes with 6-bit scales and mins; qh (Q5_K) adds a fifth bit.
+void k_block_ints(uint16_t d, uint16_t dmin, const uint8_t* scales, const uint8_t* qs,
+                  const uint8_t* qh, BlockInts& b) {
+  b.d = core::f16_to_f32(d);
+  b.d2 = core::f16_to_f32(dmin);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, mn;
+    k_scale_min(j, scales, sc, mn);
+    b.sc[2 * j] = b.sc[2 * j + 1] = sc;
+    b.mn[2 * j] = b.mn[2 * j + 1] = mn;
+    const uint8_t* q = qs + 32 * (j / 2);
+    for (int l = 0; l < 32; ++l) {
+      const int low = j % 2 ? q[l] >> 4 : q[l] & 0xF;
+      b.code[32 * j + l] = qh ? low | (((qh[l] >> j) & 1) << 4) : low;
+    }
+  }
+}
+
 void block_ints(QuantType t, const uint8_t* p, BlockInts& b) {
   const auto h = [](uint16_t v) { return core::f16_to_f32(v); };
   const int n = static_cast<int>(quant_block_elems(t));
@@ -138,19 +156,7 @@ void block_ints(QuantType t, const uint8_t* p, BlockInts& b) {
     case QuantType::q5_k: {
       BlockQ5K blk;
       std::memcpy(&blk, p, sizeof blk);
-      b.d = h(blk.d);
-      b.d2 = h(blk.dmin);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, mn;
-        k_scale_min(j, blk.scales, sc, mn);
-        b.sc[2 * j] = b.sc[2 * j + 1] = sc;
-        b.mn[2 * j] = b.mn[2 * j + 1] = mn;
-        const uint8_t* q = blk.qs + 32 * (j / 2);
-        for (int l = 0; l < 32; ++l) {
-          const int low = j % 2 ? q[l] >> 4 : q[l] & 0xF;
-          b.code[32 * j + l] = low | (((blk.qh[l] >> j) & 1) << 4);
-        }
-      }
+      k_block_ints(blk.d, blk.dmin, blk.scales, blk.qs, blk.qh, b);
       return;
     }
     case QuantType::q8_0: {
@@ -163,16 +169,7 @@ void block_ints(QuantType t, const uint8_t* p, BlockInts& b) {
     case QuantType::q4_k: {
       BlockQ4K blk;
       std::memcpy(&blk, p, sizeof blk);
-      b.d = h(blk.d);
-      b.d2 = h(blk.dmin);
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, mn;
-        k_scale_min(j, blk.scales, sc, mn);
-        b.sc[2 * j] = b.sc[2 * j + 1] = sc;
-        b.mn[2 * j] = b.mn[2 * j + 1] = mn;
-        const uint8_t* q = blk.qs + 32 * (j / 2);
-        for (int l = 0; l < 32; ++l) b.code[32 * j + l] = j % 2 ? q[l] >> 4 : q[l] & 0xF;
-      }
+      k_block_ints(blk.d, blk.dmin, blk.scales, blk.qs, nullptr, b);
       return;
     }
     case QuantType::q6_k: {
