@@ -58,5 +58,21 @@ const qkvRender = (function () {
     return max;
   }
 
-  return { visible, color, css, drawMap };
+  // Paints row y of a canvas that shows one entry per pixel: values[x] for x < canvas.width, on
+  // a scale whose top is max. A map that grows by rows (the serve page's reply) adds each row
+  // with this instead of repainting the whole canvas.
+  function drawRow(canvas, y, values, max) {
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(canvas.width, 1);
+    for (let x = 0; x < canvas.width; x++) {
+      const c = color(x < values.length ? values[x] : 0, max);
+      img.data[4 * x] = c[0];
+      img.data[4 * x + 1] = c[1];
+      img.data[4 * x + 2] = c[2];
+      img.data[4 * x + 3] = 255;
+    }
+    ctx.putImageData(img, 0, y);
+  }
+
+  return { visible, color, css, drawMap, drawRow };
 })();

@@ -9,11 +9,15 @@ the headless browser's virtual clock waits for), then shows token ?select=I; it 
 state (done), tokens (reply tokens), attention-cells (one per layer and head), highlighted
 (context positions tinted, the top-k), map-rows and map-entries (the chosen head's map over the
 reply, drawn by the explain report's renderer: a row per reply token, every top-k entry). These must match what the API returns for the same chat.
+A second load uses ?follow=0 instead: token 0 is shown as soon as it arrives and the map then grows
+a row per token (the streaming path); its pixels (data-map-hash) must equal the map drawn at once.
 """
 import json
+import math
 import pathlib
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import urllib.parse
@@ -40,21 +44,34 @@ def main():
             "temperature": 0, "attention": {"top_k": 8}})
         n_tokens = want["usage"]["completion_tokens"]
         first = want["choices"][0]["attention"][0]["heads"]
-        url = f"http://127.0.0.1:{srv.port}/?" + urllib.parse.urlencode({"q": question,
-                                                                          "select": 0,
-                                                                          "stream": 0})
-        p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                            "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000",
-                            "--dump-dom", url], capture_output=True, text=True, timeout=180)
-        dom, err = p.stdout, p.stderr
-        body = re.search(r"<body([^>]*)>", dom)
-        if not body:
-            print("no <body> in the dumped DOM; chromium stderr:\n" + err[-3000:])
+
+        def load(mode):
+            url = f"http://127.0.0.1:{srv.port}/?" + urllib.parse.urlencode(
+                {"q": question, mode: 0, "stream": 0})
+            p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                                "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000",
+                                "--dump-dom", url], capture_output=True, text=True, timeout=180)
+            dom, err = p.stdout, p.stderr
+            body = re.search(r"<body([^>]*)>", dom)
+            if not body:
+                return dom, None, "no <body> in the dumped DOM; chromium stderr:\n" + err[-3000:]
+            console = [x for x in err.splitlines() if "CONSOLE" in x or "Uncaught" in x]
+            if console:
+                failures.append(f"{mode}: console messages:\n" + "\n".join(console))
+            return dom, dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1))), None
+
+        dom, attrs, error = load("select")
+        if error:
+            print(error)
             return 1
-        attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
-        console = [x for x in err.splitlines() if "CONSOLE" in x or "Uncaught" in x]
-        if console:
-            failures.append("console messages:\n" + "\n".join(console))
+        _, grown, error = load("follow")
+        if error:
+            print(error)
+            return 1
+        for key in ("map-rows", "map-entries", "map-hash", "tokens"):
+            if grown.get(key) != attrs.get(key) or not attrs.get(key):
+                failures.append(f"map grown token by token: {key} {grown.get(key)!r}, drawn at "
+                                f"once {attrs.get(key)!r}")
         if attrs.get("state") != "done":
             failures.append(f"page state {attrs.get('state')!r}, not done; DOM tail {dom[-800:]}")
         if int(attrs.get("tokens", -1)) != n_tokens:
@@ -75,6 +92,24 @@ def main():
         entries = sum(len(r["positions"]) for r in rows if r)
         if int(attrs.get("map-entries", -1)) != entries:
             failures.append(f"map entries {attrs.get('map-entries')}, want {entries}")
+        # The map's pixels, recomputed here from the API's attention: the canvas holds a row per
+        # reply token and a column per position of prompt + max_tokens, each entry coloured as
+        # render_common.js's color(w, 1) (w stored as float32), other pixels white, RGBA bytes
+        # hashed with FNV-1a as the page does.
+        width = len(want["choices"][0]["prompt_tokens"]) + 64
+        h = 0x811c9dc5
+        for r in rows:
+            w = [0.0] * width
+            for p_, x in zip(r["positions"] if r else [], r["weights"] if r else []):
+                if p_ < width:
+                    w[p_] = struct.unpack("f", struct.pack("f", x))[0]
+            for v in w:
+                t = math.sqrt(min(max(v, 0.0), 1.0))
+                for c in (math.floor(255 - t * 247 + 0.5), math.floor(255 - t * 207 + 0.5),
+                          math.floor(255 - t * 148 + 0.5), 255):
+                    h = ((h ^ c) * 0x01000193) & 0xFFFFFFFF
+        if attrs.get("map-hash") != format(h, "x"):
+            failures.append(f"map pixels: hash {attrs.get('map-hash')!r}, want {h:x}")
         if "qkvRender" not in dom:
             failures.append("the page does not carry the explain report's renderer")
         text = json.dumps(want["choices"][0]["message"]["content"])
