@@ -3,10 +3,12 @@
 #include "kernels/linear.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
@@ -14,6 +16,7 @@
 #include "kernels/cpu/linear_target.h"
 #include "kernels/quant/dequant.h"
 #include "kernels/quant/dot_int8.h"
+#include "kernels/quant/repack.h"
 
 namespace qkv::kernels {
 
@@ -128,6 +131,10 @@ constexpr int64_t kGemvBlockBytes = 256 << 10;
 // give 0.92 of fp32, docs/PERFORMANCE.md). At least two panels per thread, for balance.
 constexpr int64_t kPanelBytes = 4 << 20;
 
+// The int8 mode on interleaved weights: rows of x per work item (their quantized rows, about 2.5
+// KiB each at n_in = 2048, stay in L2 while the item's groups of weights pass over them).
+constexpr int64_t kRepackChunkRows = 64;
+
 bool fp32_in_place(const WeightView& w, int64_t stride) {
   return w.type == WeightType::f32 && stride % 4 == 0 &&
          reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
@@ -154,6 +161,12 @@ void LinearScratch::release() {
 
 struct Linear::Impl {
   std::vector<float> bias;
+  // The int8 mode's interleaved copy of the weight (quant/repack.h), for the types that have a
+  // layout; empty otherwise.
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> packed;
 };
 
 Linear::Linear(const WeightView& w, const float* bias, LinearDot dot)
@@ -172,6 +185,22 @@ Linear::Linear(const WeightView& w, const float* bias, LinearDot dot)
   if (bias) impl_->bias.assign(bias, bias + w.n_out);
   const auto q = weight_quant_type(w.type);
   if (dot == LinearDot::int8 && q && quant::int8_dot_supported(*q)) dot_ = LinearDot::int8;
+  if (dot_ == LinearDot::int8 && quant::repack_supported(*q)) {
+    // Packed once, groups of 16 rows split over all threads (a model's load: each weight is read
+    // from the file once here; the int8 forward never touches the original again).
+    const int64_t groups = (w.n_out + quant::kRepackRows - 1) / quant::kRepackRows;
+    // Not zero-filled first: repack writes every byte, and the threads fault the pages in.
+    size_t rounded = 0;
+    impl_->packed.reset(static_cast<uint8_t*>(core::alloc_large_block(
+        static_cast<size_t>(quant::repacked_bytes(*q, w.n_out, w.n_in)), &rounded)));
+    const int64_t per_item = 8;
+    uint8_t* out = impl_->packed.get();
+    core::parallel_for_dynamic(
+        (groups + per_item - 1) / per_item, core::resolve_threads(0), [&](int64_t item, int) {
+          quant::repack(*q, static_cast<const uint8_t*>(w.data), row_stride(w), w.n_out, w.n_in,
+                        item * per_item, std::min(groups, (item + 1) * per_item), out);
+        });
+  }
 }
 
 Linear::Linear() = default;
@@ -283,6 +312,33 @@ void Linear::forward_int8(const cpu::LinearTargetOps& target, const float* x, in
   if (xq.size() < static_cast<size_t>(m * ld + 64)) xq.resize(static_cast<size_t>(m * ld + 64));
   uint8_t* rows = xq.data() + (64 - reinterpret_cast<uintptr_t>(xq.data()) % 64) % 64;
   for (int64_t i = 0; i < m; ++i) quant::quantize_act(q, x + i * ldx, n_in, rows + i * ld);
+  if (impl_->packed) {
+    // Interleaved weights: an item is a run of groups of about kGemvBlockBytes (kept in L2) against
+    // a chunk of kRepackChunkRows rows of x (also kept in L2 while the item's groups pass over it).
+    // No item's split changes a row's arithmetic (quant/repack.h).
+    const int64_t groups = (n_out + quant::kRepackRows - 1) / quant::kRepackRows;
+    const int64_t per_item =
+        std::clamp<int64_t>(kGemvBlockBytes / quant::repacked_group_bytes(q, n_in), 1, groups);
+    const int64_t group_items = (groups + per_item - 1) / per_item;
+    const int64_t row_items = (m + kRepackChunkRows - 1) / kRepackChunkRows;
+    const uint8_t* packed = impl_->packed.get();
+    core::parallel_for_dynamic(group_items * row_items, threads, [&](int64_t item, int) {
+      const int64_t g0 = item % group_items * per_item, g1 = std::min(groups, g0 + per_item);
+      const int64_t i0 = item / group_items * kRepackChunkRows;
+      const cpu::RepackedTask t{q,
+                                packed,
+                                n_out,
+                                n_in,
+                                rows + i0 * ld,
+                                ld,
+                                std::min(kRepackChunkRows, m - i0),
+                                y + i0 * ldy,
+                                ldy,
+                                bias()};
+      target.gemm_repacked(t, g0, g1);
+    });
+    return;
+  }
   // Items of weight rows as on the fp32 path: a block of W read once and kept in L2 while every
   // pass of rows of x uses it.
   const int64_t item_rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);

@@ -10,6 +10,7 @@
 #include "kernels/cpu/linear_target.h"
 #include "kernels/cpu/targets.h"
 #include "kernels/quant/gemv.h"
+#include "kernels/quant/repack.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -281,6 +282,11 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
   }
 }
 
+// Interleaved weights: the AVX2 kernels, or the portable ones for a format they lack.
+void gemm_repacked(const RepackedTask& t, int64_t g0, int64_t g1) {
+  if (!quant::avx2::gemm_repacked(t, g0, g1)) linear_target_generic().gemm_repacked(t, g0, g1);
+}
+
 }  // namespace
 }  // namespace qkv::kernels::cpu::avx2
 
@@ -291,6 +297,7 @@ const LinearTargetOps& linear_target_avx2() {
   static const LinearTargetOps ops{.name = "avx2",
                                    .gemv = avx2::gemv,
                                    .gemv_int8 = quant::avx2::gemv_int8,
+                                   .gemm_repacked = avx2::gemm_repacked,
                                    .to_f32 = avx2::to_f32};
   return ops;
 }

@@ -14,6 +14,7 @@
 #include "kernels/cpu/linear_target.h"
 #include "kernels/cpu/targets.h"
 #include "kernels/quant/gemv.h"
+#include "kernels/quant/repack.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -134,6 +135,11 @@ void gemv_int8(const GemvInt8Task& t, int64_t o0, int64_t o1) {
   if (!quant::avx512::gemv_int8(t, o0, o1)) quant::avx2::gemv_int8(t, o0, o1);
 }
 
+// Interleaved weights: AVX512-VNNI where the CPU has it, else the AVX2 target's.
+void gemm_repacked(const RepackedTask& t, int64_t g0, int64_t g1) {
+  if (!quant::avx512::gemm_repacked(t, g0, g1)) linear_target_avx2().gemm_repacked(t, g0, g1);
+}
+
 }  // namespace
 }  // namespace qkv::kernels::cpu::avx512
 
@@ -144,6 +150,7 @@ const LinearTargetOps& linear_target_avx512() {
   static const LinearTargetOps ops{.name = "avx512",
                                    .gemv = avx512::gemv,
                                    .gemv_int8 = avx512::gemv_int8,
+                                   .gemm_repacked = avx512::gemm_repacked,
                                    .to_f32 = linear_target_avx2().to_f32};
   return ops;
 }

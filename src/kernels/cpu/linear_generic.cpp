@@ -8,6 +8,7 @@
 #include "kernels/cpu/targets.h"
 #include "kernels/quant/dequant.h"
 #include "kernels/quant/dot_int8.h"
+#include "kernels/quant/repack.h"
 
 namespace qkv::kernels::cpu {
 namespace {
@@ -80,6 +81,13 @@ void gemv_int8(const GemvInt8Task& t, int64_t o0, int64_t o1) {
   }
 }
 
+// Interleaved weights on the portable target: the reference twin itself (std::fma, the canonical
+// arithmetic of quant/repack.h).
+void gemm_repacked(const RepackedTask& t, int64_t g0, int64_t g1) {
+  quant::repacked_gemm_reference(t.type, t.packed, t.n_out, t.n_in, t.xq, t.ldxq, t.m, g0, g1, t.y,
+                                 t.ldy, t.bias);
+}
+
 TargetTable<LinearTargetOps> linear_targets() {
   return {&linear_target_generic(), &linear_target_avx2(), &linear_target_avx512()};
 }
@@ -87,8 +95,11 @@ TargetTable<LinearTargetOps> linear_targets() {
 }  // namespace
 
 const LinearTargetOps& linear_target_generic() {
-  static const LinearTargetOps ops{
-      .name = "generic", .gemv = gemv, .gemv_int8 = gemv_int8, .to_f32 = to_f32};
+  static const LinearTargetOps ops{.name = "generic",
+                                   .gemv = gemv,
+                                   .gemv_int8 = gemv_int8,
+                                   .gemm_repacked = gemm_repacked,
+                                   .to_f32 = to_f32};
   return ops;
 }
 

@@ -44,10 +44,26 @@ struct GemvInt8Task {
   const float* bias = nullptr;  // [n_out] or null
 };
 
+// The int8 mode on interleaved weights (quant/repack.h): groups [g0, g1) of kRepackRows output
+// rows of `packed` against the m rows of xq (any m; a row's result never depends on the others).
+struct RepackedTask {
+  quant::QuantType type = quant::QuantType::q8_0;
+  const uint8_t* packed = nullptr;  // quant::repack's groups, 64-byte aligned
+  int64_t n_out = 0;
+  int64_t n_in = 0;
+  const uint8_t* xq = nullptr;  // [m] rows of quant::act_row_bytes(n_in), ldxq bytes apart
+  int64_t ldxq = 0;
+  int64_t m = 0;
+  float* y = nullptr;  // [m, n_out], rows ldy floats apart
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n_out] or null
+};
+
 struct LinearTargetOps {
   const char* name;
   void (*gemv)(const GemvTask& t, int64_t o0, int64_t o1);
   void (*gemv_int8)(const GemvInt8Task& t, int64_t o0, int64_t o1);
+  void (*gemm_repacked)(const RepackedTask& t, int64_t g0, int64_t g1);
   // Rows [o0, o1) of w (as in GemvTask) to fp32: out[(o - o0) * ld_out + k].
   void (*to_f32)(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, int64_t o0,
                  int64_t o1, float* out, int64_t ld_out);

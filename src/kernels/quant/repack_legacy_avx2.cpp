@@ -1,0 +1,194 @@
+// The AVX2 kernels of the interleaved 32-value formats (layout: repack_legacy.cpp), for CPUs
+// without AVX512-VNNI: a group's 16 rows as two halves of 8 YMM lanes, each half a pass of its
+// own (lanes are independent, so the halves change nothing in a row's arithmetic).
+//
+// vpmaddubsw multiplies unsigned by signed bytes into int16 pairs, which must not saturate:
+//   4-bit codes (Q4_0): the unsigned nibble u and off = 8, I_b = sum(u x) - 8 sum(x); a pair is at
+//     most 2 * 15 * 127, so the 8 vectors' pairs add up in int16 (<= 30480) before one vpmaddwd;
+//   Q8_0: the sign trick, |c| times (x with the sign of c), pairs <= 2 * 128 * 127, each widened
+//     by its own vpmaddwd.
+// Either way I_b is the exact integer c . x, the same as the other targets'.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/linear_target.h"
+#include "kernels/quant/dot_int8.h"
+#include "kernels/quant/repack.h"
+#include "kernels/quant/repack_family.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#include "kernels/cpu/targets.h"
+
+QKV_TARGET_BEGIN(QKV_TARGET_AVX2)
+
+namespace qkv::kernels::quant::avx2 {
+namespace {
+
+#define QKV_INLINE inline __attribute__((always_inline))
+
+constexpr int64_t kRows = kRepackRows;
+// 4 rows x (int32 sums + fp32 accumulators) + the codes of one 4-value step and constants: 16
+// YMM registers.
+constexpr int kRowsPerPass = 4;
+
+QKV_INLINE __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// I_b of M rows of x for one block of half h of the group, into isum[i] (int32 lanes).
+struct Q8_0 {
+  static constexpr int64_t kCodeBytes = 512;
+  static constexpr bool kMin = false;
+  static constexpr bool kOffset = false;
+  template <int M>
+  static QKV_INLINE void dots(const uint8_t* c, const ActBlock32* const (&x)[M], int64_t b,
+                              __m256i (&isum)[M]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) {
+      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(c + 64 * q));
+      const __m256i aw = _mm256_sign_epi8(w, w);
+      for (int i = 0; i < M; ++i) {
+        const __m256i s = _mm256_sign_epi8(bcast4(x[i][b].q + 4 * q), w);
+        isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, s), ones));
+      }
+    }
+  }
+};
+
+struct Q4_0 {
+  static constexpr int64_t kCodeBytes = 256;
+  static constexpr bool kMin = false;
+  static constexpr bool kOffset = true;  // isum is sum(u x); the caller subtracts 8 sum(x)
+  static constexpr int32_t kOff = 8;
+  template <int M>
+  static QKV_INLINE void dots(const uint8_t* c, const ActBlock32* const (&x)[M], int64_t b,
+                              __m256i (&isum)[M]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i p[M];
+    for (int i = 0; i < M; ++i) p[i] = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(c + 64 * j));
+      const __m256i lo = _mm256_and_si256(v, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      for (int i = 0; i < M; ++i) {
+        p[i] = _mm256_add_epi16(p[i], _mm256_maddubs_epi16(lo, bcast4(x[i][b].q + 4 * j)));
+        p[i] = _mm256_add_epi16(p[i], _mm256_maddubs_epi16(hi, bcast4(x[i][b].q + 16 + 4 * j)));
+      }
+    }
+    for (int i = 0; i < M; ++i) isum[i] = _mm256_madd_epi16(p[i], _mm256_set1_epi16(1));
+  }
+};
+
+// Sums of q per activation block of rows [0, m): sums[i * nb + b].
+void block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& sums) {
+  sums.resize(static_cast<size_t>(t.m * nb));
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t i = 0; i < t.m; ++i) {
+    const auto* x = reinterpret_cast<const ActBlock32*>(t.xq + i * t.ldxq);
+    for (int64_t b = 0; b < nb; ++b) {
+      // sum(q) = sum(q ^ 0x80 as unsigned) - 128 * 32, the unsigned sums by vpsadbw.
+      const __m256i u =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q)), flip);
+      const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
+      const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      sums[static_cast<size_t>(i * nb + b)] =
+          static_cast<int32_t>(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 4096;
+    }
+  }
+}
+
+// Rows [i0, i0 + M) of x against half h (rows 8 h .. 8 h + 7) of group g.
+template <class F, int M>
+void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t scale_bytes, int64_t nb,
+          const int32_t* sums, int64_t g, int h, int64_t i0) {
+  const uint8_t* codes = group + scale_bytes + 32 * h;
+  const ActBlock32* x[M];
+  __m256 acc[M], mins[M];
+  for (int i = 0; i < M; ++i) {
+    x[i] = reinterpret_cast<const ActBlock32*>(t.xq + (i0 + i) * t.ldxq);
+    acc[i] = mins[i] = _mm256_setzero_ps();
+  }
+  constexpr int64_t kScaleStride = F::kMin ? 64 : 32;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i isum[M];
+    F::template dots<M>(codes + b * F::kCodeBytes, x, b, isum);
+    const uint8_t* sc = group + b * kScaleStride + 16 * h;
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    for (int i = 0; i < M; ++i) {
+      const ActBlock32& a = x[i][b];
+      __m256i is = isum[i];
+      if constexpr (F::kOffset) {
+        is = _mm256_sub_epi32(is, _mm256_set1_epi32(F::kOff * sums[(i0 + i) * nb + b]));
+      }
+      acc[i] =
+          _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(is), acc[i]);
+      if constexpr (F::kMin) {
+        const __m256 mw =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + 32)));
+        mins[i] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a.ds), mins[i]);
+      }
+    }
+  }
+  const int64_t o0 = kRows * g + 8 * h;
+  const int64_t valid = std::min<int64_t>(8, t.n_out - o0);
+  if (valid <= 0) return;
+  for (int i = 0; i < M; ++i) {
+    alignas(32) float v[8];
+    _mm256_store_ps(v, F::kMin ? _mm256_add_ps(acc[i], mins[i]) : acc[i]);
+    float* y = t.y + (i0 + i) * t.ldy + o0;
+    for (int64_t r = 0; r < valid; ++r) y[r] = t.bias ? v[r] + t.bias[o0 + r] : v[r];
+  }
+}
+
+template <class F>
+void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
+  const int64_t nb = t.n_in / kQK;
+  const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
+  const int64_t scale_bytes = (nb * (F::kMin ? 64 : 32) + 63) / 64 * 64;
+  thread_local std::vector<int32_t> sums;  // [m, nb]
+  if constexpr (F::kOffset) block_sums(t, nb, sums);
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* group = t.packed + g * group_bytes;
+    for (int h = 0; h < 2; ++h) {
+      int64_t i = 0;
+      for (; i + kRowsPerPass <= t.m; i += kRowsPerPass) {
+        pass<F, kRowsPerPass>(t, group, scale_bytes, nb, sums.data(), g, h, i);
+      }
+      for (; i < t.m; ++i) pass<F, 1>(t, group, scale_bytes, nb, sums.data(), g, h, i);
+    }
+  }
+}
+
+}  // namespace
+
+bool gemm_repacked_legacy(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
+  switch (t.type) {
+    case QuantType::q8_0:
+      return run<Q8_0>(t, g0, g1), true;
+    case QuantType::q4_0:
+      return run<Q4_0>(t, g0, g1), true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace qkv::kernels::quant::avx2
+
+QKV_TARGET_END
+
+#else  // not x86
+
+namespace qkv::kernels::quant::avx2 {
+bool gemm_repacked_legacy(const cpu::RepackedTask&, int64_t, int64_t) {
+  return false;
+}
+}  // namespace qkv::kernels::quant::avx2
+
+#endif
