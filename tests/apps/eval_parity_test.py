@@ -20,7 +20,9 @@ logits its bound is 5e-4 x std (measured 2.4e-4); against llama.cpp rebuilt with
 --dot int8: the same bar for `qkv eval --dot int8` on gguf-quant's quantized files, where qkv also
 rounds activations to 8-bit blocks (kernels/quant/dot_int8.h): its RMS distance to the twin must
 stay within 1.25 x llama.cpp's own, and its top-1 agreement with the twin within one position of
-llama.cpp's (both engines round, each its own way; docs/PERFORMANCE.md "Integer dot products").
+llama.cpp's (both engines round, each its own way; docs/PERFORMANCE.md "Integer dot products"),
+counted over the positions where the twin's top-1 leads by at least twice llama.cpp's RMS
+distance (the others are near-ties that an 8-bit rounding step flips either way).
 
 usage: eval_parity_test.py QKV_BINARY SHARED_DIR [--report] [--dot int8]
        (exit 77 = skipped: fixtures absent)
@@ -80,6 +82,12 @@ def top1(values, rows, cols):
         row = values[r * cols:(r + 1) * cols]
         out.append(max(range(cols), key=row.__getitem__))
     return out
+
+
+def margin(values, r, cols):
+    """How far row r's largest value leads its second largest."""
+    top = sorted(values[r * cols:(r + 1) * cols], reverse=True)
+    return top[0] - top[1]
 
 
 def agreement(a, b):
@@ -144,8 +152,19 @@ def main():
                 _, _, twin = read_npy(folder / f"model-{name}.twin-logits.npy")
                 ours, theirs = rms(got, twin), rms(llama, twin)
                 twin_top = top1(twin, rows, cols)
-                agree_ours = agreement(top1(got, rows, cols), twin_top)
-                agree_theirs = agreement(top1(llama, rows, cols), twin_top)
+                got_top, llama_top = top1(got, rows, cols), top1(llama, rows, cols)
+                if dot != "exact":
+                    # Rounding activations to 8 bits turns any change of fp32 summation order
+                    # into changes of a rounding step, so the logits move by the mode's own
+                    # error (llama.cpp's RMS distance to the twin). Positions where the twin's
+                    # top-1 leads its runner-up by less than twice that are near-ties either
+                    # engine may flip; agreement counts the others.
+                    keep = [r for r in range(rows) if margin(twin, r, cols) >= 2 * theirs]
+                    twin_top = [twin_top[r] for r in keep]
+                    got_top = [got_top[r] for r in keep]
+                    llama_top = [llama_top[r] for r in keep]
+                agree_ours = agreement(got_top, twin_top)
+                agree_theirs = agreement(llama_top, twin_top)
                 ratio = ours / theirs
                 lines.append(f"{where}: RMS vs twin qkv {ours:.2e}, llama.cpp {theirs:.2e} "
                              f"(ratio {ratio:.2e}, {ours / std(twin) * 100:.2e}% of std); top-1 "
