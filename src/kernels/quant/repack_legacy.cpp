@@ -43,7 +43,12 @@ int64_t code_bytes(QuantType t) {
     case QuantType::q8_0:
       return 512;
     case QuantType::q4_0:
+    case QuantType::q4_1:
+    case QuantType::iq4_nl:
       return 256;
+    case QuantType::q5_0:
+    case QuantType::q5_1:
+      return 320;
     default:
       return 0;
   }

@@ -3,10 +3,11 @@
 // own (lanes are independent, so the halves change nothing in a row's arithmetic).
 //
 // vpmaddubsw multiplies unsigned by signed bytes into int16 pairs, which must not saturate:
-//   4-bit codes (Q4_0): the unsigned nibble u and off = 8, I_b = sum(u x) - 8 sum(x); a pair is at
-//     most 2 * 15 * 127, so the 8 vectors' pairs add up in int16 (<= 30480) before one vpmaddwd;
-//   Q8_0: the sign trick, |c| times (x with the sign of c), pairs <= 2 * 128 * 127, each widened
-//     by its own vpmaddwd.
+//   4- and 5-bit codes (Q4_0, Q4_1, Q5_0, Q5_1): the unsigned code u, and for Q4_0 / Q5_0 the
+//     offset (8, 16) times the block's sum of x subtracted in int32; pairs of 8 (4-bit) or 4
+//     (5-bit) vectors add up in int16 before one vpmaddwd (unsigned_dots);
+//   Q8_0, IQ4_NL (signed, |c| <= 128): the sign trick, |c| times (x with the sign of c), pairs
+//     <= 2 * 128 * 127, each widened by its own vpmaddwd.
 // Either way I_b is the exact integer c . x, the same as the other targets'.
 #include <algorithm>
 #include <cstdint>
@@ -41,50 +42,116 @@ QKV_INLINE __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// I_b of M rows of x for one block of half h of the group, into isum[i] (int32 lanes).
+QKV_INLINE __m256i load(const uint8_t* p) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// The 4-bit codes of half a group's block: w[q] holds values 4 q + t (vector j's low nibbles are
+// quad j, its high nibbles quad j + 4), and with `fifth` the fifth bits (bit 8 t + q of each
+// row's word) at 0x10.
+template <bool kFifth>
+QKV_INLINE void nibbles(const uint8_t* c, __m256i (&w)[8]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int j = 0; j < 4; ++j) {
+    const __m256i v = load(c + 64 * j);
+    w[j] = _mm256_and_si256(v, m4);
+    w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  }
+  if constexpr (kFifth) {
+    const __m256i f = load(c + 256), b4 = _mm256_set1_epi8(0x10);
+    w[0] = _mm256_or_si256(w[0], _mm256_and_si256(_mm256_slli_epi32(f, 4), b4));
+    w[1] = _mm256_or_si256(w[1], _mm256_and_si256(_mm256_slli_epi32(f, 3), b4));
+    w[2] = _mm256_or_si256(w[2], _mm256_and_si256(_mm256_slli_epi32(f, 2), b4));
+    w[3] = _mm256_or_si256(w[3], _mm256_and_si256(_mm256_slli_epi32(f, 1), b4));
+    w[4] = _mm256_or_si256(w[4], _mm256_and_si256(f, b4));
+    w[5] = _mm256_or_si256(w[5], _mm256_and_si256(_mm256_srli_epi32(f, 1), b4));
+    w[6] = _mm256_or_si256(w[6], _mm256_and_si256(_mm256_srli_epi32(f, 2), b4));
+    w[7] = _mm256_or_si256(w[7], _mm256_and_si256(_mm256_srli_epi32(f, 3), b4));
+  }
+}
+
+// I_b of M rows of x for one block of half a group, into isum[i] (int32 lanes): signed codes
+// (|c| <= 128) by the sign trick, one vpmaddwd per 4 values.
+template <int M>
+QKV_INLINE void signed_dots(const __m256i (&w)[8], const ActBlock32* const (&x)[M], int64_t b,
+                            __m256i (&isum)[M]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
+  for (int q = 0; q < 8; ++q) {
+    const __m256i aw = _mm256_sign_epi8(w[q], w[q]);
+    for (int i = 0; i < M; ++i) {
+      const __m256i s = _mm256_sign_epi8(bcast4(x[i][b].q + 4 * q), w[q]);
+      isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, s), ones));
+    }
+  }
+}
+
+// Unsigned codes u <= 15 (kPerSum 8) or <= 31 (kPerSum 4): the int16 pairs of kPerSum vpmaddubsw
+// add up below 32768 (8 * 2 * 15 * 127 = 30480, 4 * 2 * 31 * 127 = 31496), then one vpmaddwd.
+template <int kPerSum, int M>
+QKV_INLINE void unsigned_dots(const __m256i (&u)[8], const ActBlock32* const (&x)[M], int64_t b,
+                              __m256i (&isum)[M]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
+  for (int q0 = 0; q0 < 8; q0 += kPerSum) {
+    for (int i = 0; i < M; ++i) {
+      __m256i p = _mm256_maddubs_epi16(u[q0], bcast4(x[i][b].q + 4 * q0));
+      for (int q = q0 + 1; q < q0 + kPerSum; ++q) {
+        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(u[q], bcast4(x[i][b].q + 4 * q)));
+      }
+      isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, ones));
+    }
+  }
+}
+
+// A format: its codes' bytes per block, the offset subtracted through the sums of x (kOff, for
+// unsigned codes), its min, and dots(): I_b (+ kOff sum(x)) of M rows.
 struct Q8_0 {
   static constexpr int64_t kCodeBytes = 512;
+  static constexpr int32_t kOff = 0;
   static constexpr bool kMin = false;
-  static constexpr bool kOffset = false;
   template <int M>
   static QKV_INLINE void dots(const uint8_t* c, const ActBlock32* const (&x)[M], int64_t b,
                               __m256i (&isum)[M]) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int i = 0; i < M; ++i) isum[i] = _mm256_setzero_si256();
-    for (int q = 0; q < 8; ++q) {
-      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(c + 64 * q));
-      const __m256i aw = _mm256_sign_epi8(w, w);
-      for (int i = 0; i < M; ++i) {
-        const __m256i s = _mm256_sign_epi8(bcast4(x[i][b].q + 4 * q), w);
-        isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, s), ones));
-      }
-    }
+    __m256i w[8];
+    for (int q = 0; q < 8; ++q) w[q] = load(c + 64 * q);
+    signed_dots<M>(w, x, b, isum);
   }
 };
 
-struct Q4_0 {
+struct Iq4Nl {
   static constexpr int64_t kCodeBytes = 256;
+  static constexpr int32_t kOff = 0;
   static constexpr bool kMin = false;
-  static constexpr bool kOffset = true;  // isum is sum(u x); the caller subtracts 8 sum(x)
-  static constexpr int32_t kOff = 8;
   template <int M>
   static QKV_INLINE void dots(const uint8_t* c, const ActBlock32* const (&x)[M], int64_t b,
                               __m256i (&isum)[M]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i p[M];
-    for (int i = 0; i < M; ++i) p[i] = _mm256_setzero_si256();
-    for (int j = 0; j < 4; ++j) {
-      const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(c + 64 * j));
-      const __m256i lo = _mm256_and_si256(v, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      for (int i = 0; i < M; ++i) {
-        p[i] = _mm256_add_epi16(p[i], _mm256_maddubs_epi16(lo, bcast4(x[i][b].q + 4 * j)));
-        p[i] = _mm256_add_epi16(p[i], _mm256_maddubs_epi16(hi, bcast4(x[i][b].q + 16 + 4 * j)));
-      }
-    }
-    for (int i = 0; i < M; ++i) isum[i] = _mm256_madd_epi16(p[i], _mm256_set1_epi16(1));
+    const __m256i table = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    __m256i w[8];
+    nibbles<false>(c, w);
+    for (int q = 0; q < 8; ++q) w[q] = _mm256_shuffle_epi8(table, w[q]);
+    signed_dots<M>(w, x, b, isum);
   }
 };
+
+template <bool kFifth, int32_t kOffset, bool kHasMin>
+struct Nibbles {
+  static constexpr int64_t kCodeBytes = kFifth ? 320 : 256;
+  static constexpr int32_t kOff = kOffset;
+  static constexpr bool kMin = kHasMin;
+  template <int M>
+  static QKV_INLINE void dots(const uint8_t* c, const ActBlock32* const (&x)[M], int64_t b,
+                              __m256i (&isum)[M]) {
+    __m256i u[8];
+    nibbles<kFifth>(c, u);
+    unsigned_dots<kFifth ? 4 : 8, M>(u, x, b, isum);
+  }
+};
+using Q4_0 = Nibbles<false, 8, false>;
+using Q4_1 = Nibbles<false, 0, true>;
+using Q5_0 = Nibbles<true, 16, false>;
+using Q5_1 = Nibbles<true, 0, true>;
 
 // Sums of q per activation block of rows [0, m): sums[i * nb + b].
 void block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& sums) {
@@ -124,7 +191,7 @@ void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t scale_bytes,
     for (int i = 0; i < M; ++i) {
       const ActBlock32& a = x[i][b];
       __m256i is = isum[i];
-      if constexpr (F::kOffset) {
+      if constexpr (F::kOff != 0) {
         is = _mm256_sub_epi32(is, _mm256_set1_epi32(F::kOff * sums[(i0 + i) * nb + b]));
       }
       acc[i] =
@@ -153,7 +220,7 @@ void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
   const int64_t scale_bytes = (nb * (F::kMin ? 64 : 32) + 63) / 64 * 64;
   thread_local std::vector<int32_t> sums;  // [m, nb]
-  if constexpr (F::kOffset) block_sums(t, nb, sums);
+  if constexpr (F::kOff != 0) block_sums(t, nb, sums);
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* group = t.packed + g * group_bytes;
     for (int h = 0; h < 2; ++h) {
@@ -174,6 +241,14 @@ bool gemm_repacked_legacy(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
       return run<Q8_0>(t, g0, g1), true;
     case QuantType::q4_0:
       return run<Q4_0>(t, g0, g1), true;
+    case QuantType::q4_1:
+      return run<Q4_1>(t, g0, g1), true;
+    case QuantType::q5_0:
+      return run<Q5_0>(t, g0, g1), true;
+    case QuantType::q5_1:
+      return run<Q5_1>(t, g0, g1), true;
+    case QuantType::iq4_nl:
+      return run<Iq4Nl>(t, g0, g1), true;
     default:
       return false;
   }

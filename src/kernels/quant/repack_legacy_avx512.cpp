@@ -50,16 +50,70 @@ struct Q8_0 {
   }
 };
 
+// The 4-bit codes of the nibble formats: vector j's low nibbles are values 4 j + t, its high
+// nibbles 16 + 4 j + t (quad j + 4).
+QKV_INLINE void nibbles(const uint8_t* c, __m512i (&u)[8]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int j = 0; j < 4; ++j) {
+    const __m512i v = _mm512_load_si512(c + 64 * j);
+    u[j] = _mm512_and_si512(v, m4);
+    u[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+  }
+}
+
+// Q5_0 / Q5_1: the fifth bit of value 4 q + t sits at bit 8 t + q of the row's word.
+QKV_INLINE void fifth_bits(const uint8_t* c, __m512i (&u)[8]) {
+  const __m512i w = _mm512_load_si512(c + 256), b4 = _mm512_set1_epi8(0x10);
+  u[0] = _mm512_or_si512(u[0], _mm512_and_si512(_mm512_slli_epi32(w, 4), b4));
+  u[1] = _mm512_or_si512(u[1], _mm512_and_si512(_mm512_slli_epi32(w, 3), b4));
+  u[2] = _mm512_or_si512(u[2], _mm512_and_si512(_mm512_slli_epi32(w, 2), b4));
+  u[3] = _mm512_or_si512(u[3], _mm512_and_si512(_mm512_slli_epi32(w, 1), b4));
+  u[4] = _mm512_or_si512(u[4], _mm512_and_si512(w, b4));
+  u[5] = _mm512_or_si512(u[5], _mm512_and_si512(_mm512_srli_epi32(w, 1), b4));
+  u[6] = _mm512_or_si512(u[6], _mm512_and_si512(_mm512_srli_epi32(w, 2), b4));
+  u[7] = _mm512_or_si512(u[7], _mm512_and_si512(_mm512_srli_epi32(w, 3), b4));
+}
+
 struct Q4_0 {
   static constexpr int64_t kCodeBytes = 256, kOff = 8;
   static constexpr bool kMin = false;
+  static QKV_INLINE void unpack(const uint8_t* c, __m512i (&u)[8]) { nibbles(c, u); }
+};
+
+struct Q4_1 {
+  static constexpr int64_t kCodeBytes = 256, kOff = 0;
+  static constexpr bool kMin = true;
+  static QKV_INLINE void unpack(const uint8_t* c, __m512i (&u)[8]) { nibbles(c, u); }
+};
+
+struct Q5_0 {
+  static constexpr int64_t kCodeBytes = 320, kOff = 16;
+  static constexpr bool kMin = false;
   static QKV_INLINE void unpack(const uint8_t* c, __m512i (&u)[8]) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int j = 0; j < 4; ++j) {
-      const __m512i v = _mm512_load_si512(c + 64 * j);
-      u[j] = _mm512_and_si512(v, m4);
-      u[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-    }
+    nibbles(c, u);
+    fifth_bits(c, u);
+  }
+};
+
+struct Q5_1 {
+  static constexpr int64_t kCodeBytes = 320, kOff = 0;
+  static constexpr bool kMin = true;
+  static QKV_INLINE void unpack(const uint8_t* c, __m512i (&u)[8]) {
+    nibbles(c, u);
+    fifth_bits(c, u);
+  }
+};
+
+// IQ4_NL: the grid value + 128 (1..241) by a byte shuffle of the code.
+struct Iq4Nl {
+  static constexpr int64_t kCodeBytes = 256, kOff = 128;
+  static constexpr bool kMin = false;
+  static QKV_INLINE void unpack(const uint8_t* c, __m512i (&u)[8]) {
+    const __m512i table = _mm512_xor_si512(
+        _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))),
+        _mm512_set1_epi8(static_cast<char>(0x80)));
+    nibbles(c, u);
+    for (int q = 0; q < 8; ++q) u[q] = _mm512_shuffle_epi8(table, u[q]);
   }
 };
 
@@ -101,7 +155,9 @@ QKV_INLINE void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t s
     for (int i = 0; i < M; ++i) {
       const ActBlock32& a = x[i][b];
       // Two chains of vpdpbusd (exact integer sums: any grouping gives the same I_b).
-      __m512i s0 = _mm512_set1_epi32(-static_cast<int32_t>(F::kOff) * sums[(i0 + i) * nb + b]);
+      __m512i s0 = F::kOff != 0
+                       ? _mm512_set1_epi32(-static_cast<int32_t>(F::kOff) * sums[(i0 + i) * nb + b])
+                       : _mm512_setzero_si512();
       __m512i s1 = _mm512_setzero_si512();
       for (int q = 0; q < 8; q += 2) {
         int32_t x0, x1;
@@ -136,7 +192,7 @@ void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
   const int64_t scale_bytes = (nb * (F::kMin ? 64 : 32) + 63) / 64 * 64;
   thread_local std::vector<int32_t> sums;  // [m, nb]
-  block_sums(t, nb, sums);
+  if constexpr (F::kOff != 0) block_sums(t, nb, sums);
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* group = t.packed + g * group_bytes;
     int64_t i = 0;
@@ -157,6 +213,14 @@ bool gemm_repacked_legacy(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
       return run<Q8_0>(t, g0, g1), true;
     case QuantType::q4_0:
       return run<Q4_0>(t, g0, g1), true;
+    case QuantType::q4_1:
+      return run<Q4_1>(t, g0, g1), true;
+    case QuantType::q5_0:
+      return run<Q5_0>(t, g0, g1), true;
+    case QuantType::q5_1:
+      return run<Q5_1>(t, g0, g1), true;
+    case QuantType::iq4_nl:
+      return run<Iq4Nl>(t, g0, g1), true;
     default:
       return false;
   }
