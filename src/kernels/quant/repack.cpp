@@ -7,7 +7,8 @@
 namespace qkv::kernels::quant {
 
 int64_t repacked_group_bytes(QuantType t, int64_t n_in) {
-  return legacy_group_bytes(t, n_in);
+  const int64_t legacy = legacy_group_bytes(t, n_in);
+  return legacy ? legacy : k_group_bytes(t, n_in);
 }
 
 bool repack_supported(QuantType t) {
@@ -22,8 +23,11 @@ void repack(QuantType t, const uint8_t* w, int64_t w_stride, int64_t n_out, int6
             int64_t g0, int64_t g1, uint8_t* out) {
   const int64_t bytes = repacked_group_bytes(t, n_in);
   for (int64_t g = g0; g < g1; ++g) {
-    if (legacy_group_bytes(t, n_in))
+    if (legacy_group_bytes(t, n_in)) {
       legacy_pack_group(t, w, w_stride, n_out, n_in, g, out + g * bytes);
+    } else if (k_group_bytes(t, n_in)) {
+      k_pack_group(t, w, w_stride, n_out, n_in, g, out + g * bytes);
+    }
   }
 }
 
@@ -34,16 +38,18 @@ void repacked_gemm_reference(QuantType t, const uint8_t* packed, int64_t n_out, 
   for (int64_t g = g0; g < g1; ++g) {
     if (legacy_group_bytes(t, n_in)) {
       legacy_reference_group(t, packed + g * bytes, n_out, n_in, xq, ldxq, m, g, y, ldy, bias);
+    } else if (k_group_bytes(t, n_in)) {
+      k_reference_group(t, packed + g * bytes, n_out, n_in, xq, ldxq, m, g, y, ldy, bias);
     }
   }
 }
 
 bool avx2::gemm_repacked(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
-  return gemm_repacked_legacy(t, g0, g1);
+  return gemm_repacked_legacy(t, g0, g1) || gemm_repacked_k(t, g0, g1);
 }
 
 bool avx512::gemm_repacked(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
-  return gemm_repacked_legacy(t, g0, g1);
+  return gemm_repacked_legacy(t, g0, g1) || gemm_repacked_k(t, g0, g1);
 }
 
 }  // namespace qkv::kernels::quant
