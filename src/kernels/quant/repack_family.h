@@ -13,6 +13,20 @@ struct RepackedTask;
 
 namespace qkv::kernels::quant {
 
+// Where block b of a 32-value format's group lies (repack_legacy.cpp): units of kPerUnit blocks,
+// each 64 bytes of scales (kScaleBytes per block) then the blocks' codes (kCodeBytes each).
+template <int64_t kScaleBytes, int64_t kCodeBytes>
+struct LegacyLayout {
+  static constexpr int64_t kPerUnit = 64 / kScaleBytes;
+  static constexpr int64_t kUnitBytes = 64 + kPerUnit * kCodeBytes;
+  static constexpr int64_t scales(int64_t b) {
+    return b / kPerUnit * kUnitBytes + b % kPerUnit * kScaleBytes;
+  }
+  static constexpr int64_t codes(int64_t b) {
+    return b / kPerUnit * kUnitBytes + 64 + b % kPerUnit * kCodeBytes;
+  }
+};
+
 // A family's layout: 0 bytes where it has none for t.
 int64_t legacy_group_bytes(QuantType t, int64_t n_in);
 // One group of rows [16 g, 16 g + 16) (those at or past n_out zero) at `out`.

@@ -173,20 +173,19 @@ void block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& su
 
 // Rows [i0, i0 + M) of x against half h (rows 8 h .. 8 h + 7) of group g.
 template <class F, int M>
-void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t scale_bytes, int64_t nb,
-          const int32_t* sums, int64_t g, int h, int64_t i0) {
-  const uint8_t* codes = group + scale_bytes + 32 * h;
+void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t nb, const int32_t* sums,
+          int64_t g, int h, int64_t i0) {
+  using L = LegacyLayout<F::kMin ? 64 : 32, F::kCodeBytes>;
   const ActBlock32* x[M];
   __m256 acc[M], mins[M];
   for (int i = 0; i < M; ++i) {
     x[i] = reinterpret_cast<const ActBlock32*>(t.xq + (i0 + i) * t.ldxq);
     acc[i] = mins[i] = _mm256_setzero_ps();
   }
-  constexpr int64_t kScaleStride = F::kMin ? 64 : 32;
   for (int64_t b = 0; b < nb; ++b) {
     __m256i isum[M];
-    F::template dots<M>(codes + b * F::kCodeBytes, x, b, isum);
-    const uint8_t* sc = group + b * kScaleStride + 16 * h;
+    F::template dots<M>(group + L::codes(b) + 32 * h, x, b, isum);
+    const uint8_t* sc = group + L::scales(b) + 16 * h;
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
     for (int i = 0; i < M; ++i) {
       const ActBlock32& a = x[i][b];
@@ -218,7 +217,6 @@ template <class F>
 void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   const int64_t nb = t.n_in / kQK;
   const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
-  const int64_t scale_bytes = (nb * (F::kMin ? 64 : 32) + 63) / 64 * 64;
   thread_local std::vector<int32_t> sums;  // [m, nb]
   if constexpr (F::kOff != 0) block_sums(t, nb, sums);
   for (int64_t g = g0; g < g1; ++g) {
@@ -226,9 +224,9 @@ void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
     for (int h = 0; h < 2; ++h) {
       int64_t i = 0;
       for (; i + kRowsPerPass <= t.m; i += kRowsPerPass) {
-        pass<F, kRowsPerPass>(t, group, scale_bytes, nb, sums.data(), g, h, i);
+        pass<F, kRowsPerPass>(t, group, nb, sums.data(), g, h, i);
       }
-      for (; i < t.m; ++i) pass<F, 1>(t, group, scale_bytes, nb, sums.data(), g, h, i);
+      for (; i < t.m; ++i) pass<F, 1>(t, group, nb, sums.data(), g, h, i);
     }
   }
 }

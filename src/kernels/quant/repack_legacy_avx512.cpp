@@ -137,20 +137,19 @@ void block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& su
 
 // Rows [i0, i0 + M) of x against group g.
 template <class F, int M>
-QKV_INLINE void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t scale_bytes,
-                     int64_t nb, const int32_t* sums, int64_t g, int64_t i0) {
-  const uint8_t* codes = group + scale_bytes;
+QKV_INLINE void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t nb,
+                     const int32_t* sums, int64_t g, int64_t i0) {
+  using L = LegacyLayout<F::kMin ? 64 : 32, F::kCodeBytes>;
   const ActBlock32* x[M];
   __m512 acc[M], mins[M];
   for (int i = 0; i < M; ++i) {
     x[i] = reinterpret_cast<const ActBlock32*>(t.xq + (i0 + i) * t.ldxq);
     acc[i] = mins[i] = _mm512_setzero_ps();
   }
-  constexpr int64_t kScaleStride = F::kMin ? 64 : 32;
   for (int64_t b = 0; b < nb; ++b) {
     __m512i u[8];
-    F::unpack(codes + b * F::kCodeBytes, u);
-    const uint8_t* sc = group + b * kScaleStride;
+    F::unpack(group + L::codes(b), u);
+    const uint8_t* sc = group + L::scales(b);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
     for (int i = 0; i < M; ++i) {
       const ActBlock32& a = x[i][b];
@@ -190,17 +189,16 @@ template <class F>
 void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   const int64_t nb = t.n_in / kQK;
   const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
-  const int64_t scale_bytes = (nb * (F::kMin ? 64 : 32) + 63) / 64 * 64;
   thread_local std::vector<int32_t> sums;  // [m, nb]
   if constexpr (F::kOff != 0) block_sums(t, nb, sums);
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* group = t.packed + g * group_bytes;
     int64_t i = 0;
     for (; i + kRowsPerPass <= t.m; i += kRowsPerPass) {
-      pass<F, kRowsPerPass>(t, group, scale_bytes, nb, sums.data(), g, i);
+      pass<F, kRowsPerPass>(t, group, nb, sums.data(), g, i);
     }
-    for (; i + 2 <= t.m; i += 2) pass<F, 2>(t, group, scale_bytes, nb, sums.data(), g, i);
-    for (; i < t.m; ++i) pass<F, 1>(t, group, scale_bytes, nb, sums.data(), g, i);
+    for (; i + 2 <= t.m; i += 2) pass<F, 2>(t, group, nb, sums.data(), g, i);
+    for (; i < t.m; ++i) pass<F, 1>(t, group, nb, sums.data(), g, i);
   }
 }
 
