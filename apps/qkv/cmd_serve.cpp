@@ -28,6 +28,15 @@ struct ServeCliOptions {
 };
 
 void run(ServeCliOptions o) {
+  // SIGINT and SIGTERM go to one thread that stops the server. They are blocked before anything
+  // starts a thread (loading the model may: the int8 mode repacks weights on the worker
+  // threads), so every other thread inherits the blocked mask; one thread created earlier would
+  // take the signal's default action and kill the process.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   const Model model = load_model_or_default(
       o.model,
       {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}, .dot = o.dot});
@@ -44,13 +53,6 @@ void run(ServeCliOptions o) {
     }
   }
   if (o.model.empty() && o.server.model_name.empty()) o.server.model_name = "qkv-stories";
-  // SIGINT and SIGTERM go to one thread that stops the server; every other thread (the server's
-  // workers start below) inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   Server server(model, o.server);
   std::thread([&server, signals] {
     int sig = 0;
