@@ -153,6 +153,7 @@ def main():
                 ours, theirs = rms(got, twin), rms(llama, twin)
                 twin_top = top1(twin, rows, cols)
                 got_top, llama_top = top1(got, rows, cols), top1(llama, rows, cols)
+                all_ours, all_theirs = agreement(got_top, twin_top), agreement(llama_top, twin_top)
                 if dot != "exact":
                     # Rounding activations to 8 bits turns any change of fp32 summation order
                     # into changes of a rounding step, so the logits move by the mode's own
@@ -168,7 +169,9 @@ def main():
                 ratio = ours / theirs
                 lines.append(f"{where}: RMS vs twin qkv {ours:.2e}, llama.cpp {theirs:.2e} "
                              f"(ratio {ratio:.2e}, {ours / std(twin) * 100:.2e}% of std); top-1 "
-                             f"qkv {agree_ours:.3f}, llama.cpp {agree_theirs:.3f}")
+                             f"qkv {agree_ours:.3f}, llama.cpp {agree_theirs:.3f}"
+                             + (f" (all {rows} positions: qkv {all_ours:.3f}, llama.cpp "
+                                f"{all_theirs:.3f})" if dot != "exact" else ""))
                 # Both engines round activations in int8 mode: a top-1 flip either way is noise.
                 slack = 1.0 / rows if dot != "exact" else 0.0
                 if ratio > RATIO_MAX or agree_ours < agree_theirs - slack:
