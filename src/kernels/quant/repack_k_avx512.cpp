@@ -3,6 +3,9 @@
 // sub-block's sums of the 16 rows land in one register; its integer scales follow with one
 // vpmulld, the mins / offsets with vpdpwssd against the activation's sums of 16, and the block's
 // fp32 FMA covers the 16 rows. Tiles of up to 8 activation rows share each unpacked code register.
+// No software prefetch: the groups are one sequential stream, which the hardware prefetchers
+// follow; prefetching 2-16 blocks ahead cost 5-30% of m = 1 throughput from DRAM on Zen 4
+// (Q4_K 2048 x 8192: 25.7-26.8 GB/s without, 18.4-18.8 with 2 blocks ahead).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -79,13 +82,6 @@ QKV_INLINE void sub8_tile(const uint8_t* grp, int64_t nb, const ActBlock256* con
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + b * kBlock;
-    _mm_prefetch(reinterpret_cast<const char*>(blk + 2 * kBlock), _MM_HINT_T0);
-    if constexpr (Q5) {
-      for (int t = 0; t < 8; ++t) {
-        _mm_prefetch(reinterpret_cast<const char*>(blk + kQ4KBlock + 64 * t + 2 * kBlock),
-                     _MM_HINT_T0);
-      }
-    }
     __m512i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
     for (int p = 0; p < 4; ++p) {
@@ -106,7 +102,6 @@ QKV_INLINE void sub8_tile(const uint8_t* grp, int64_t nb, const ActBlock256* con
         }
         for (int t = 0; t < 8; ++t) {
           const uint8_t* line = blk + kCodes + 64 * (8 * p + t);
-          _mm_prefetch(reinterpret_cast<const char*>(line + 2 * kBlock), _MM_HINT_T0);
           const __m512i raw = load64(line);
           __m512i w0 = _mm512_and_si512(raw, m4);
           __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
@@ -207,9 +202,6 @@ QKV_INLINE void q6k_tile(const uint8_t* grp, int64_t nb, const ActBlock256* cons
     for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
     for (int j = 0; j < 16; ++j) {
       const uint8_t* sub = blk + 320 + 192 * j;
-      for (int l = 0; l < 3; ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(sub + 64 * l + 2 * kQ6KBlock), _MM_HINT_T0);
-      }
       const __m512i lo0 = load64(sub), lo1 = load64(sub + 64), hi = load64(sub + 128);
       // The 4 steps' codes 0..63: low nibbles, and the 2-bit fields of hi moved to bits 4, 5.
       const __m512i u0 = _mm512_or_si512(_mm512_and_si512(lo0, m4),
