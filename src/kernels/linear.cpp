@@ -151,12 +151,14 @@ void add_bias(const float* bias, int64_t m, int64_t o0, int64_t o1, float* y, in
 size_t LinearScratch::bytes() const {
   size_t n = 0;
   for (const auto& p : panels) n += p.capacity() * sizeof(float);
-  return n;
+  return n + act.capacity();
 }
 
 void LinearScratch::release() {
   panels.clear();
   panels.shrink_to_fit();
+  act.clear();
+  act.shrink_to_fit();
 }
 
 struct Linear::Impl {
@@ -233,7 +235,7 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
   const int threads = core::resolve_threads(n_threads);
 
   if (dot_ == LinearDot::int8) {
-    forward_int8(target, x, m, ldx, y, ldy, threads);
+    forward_int8(target, x, m, ldx, y, ldy, threads, scratch);
     return;
   }
   const bool gemv = path == LinearPath::automatic ? m <= linear_gemv_max_rows(view_.type)
@@ -302,13 +304,17 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
 }
 
 void Linear::forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m,
-                          int64_t ldx, float* y, int64_t ldy, int threads) const {
+                          int64_t ldx, float* y, int64_t ldy, int threads,
+                          LinearScratch* scratch) const {
   const quant::QuantType q = *weight_quant_type(view_.type);
   const int64_t n_out = view_.n_out, n_in = view_.n_in;
   const int64_t stride = row_stride(view_);
   // Each row of x rounded once per call, rows 64-byte aligned; [m, act_row_bytes] bytes.
   const int64_t ld = (quant::act_row_bytes(q, n_in) + 63) / 64 * 64;
-  thread_local std::vector<uint8_t> xq;  // grows only: decode calls this for every matrix
+  // In the caller's scratch (kept across calls: decode calls this for every matrix; freed by
+  // LinearScratch::release), else for this call only.
+  std::vector<uint8_t> local;
+  std::vector<uint8_t>& xq = scratch ? scratch->act : local;
   if (xq.size() < static_cast<size_t>(m * ld + 64)) xq.resize(static_cast<size_t>(m * ld + 64));
   uint8_t* rows = xq.data() + (64 - reinterpret_cast<uintptr_t>(xq.data()) % 64) % 64;
   for (int64_t i = 0; i < m; ++i) quant::quantize_act(q, x + i * ldx, n_in, rows + i * ld);

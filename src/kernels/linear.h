@@ -86,6 +86,7 @@ void weight_row_to_f32(const WeightView& w, int64_t row, float* out);
 // Session's workspace), so that a long-lived process can bound and free the memory.
 struct LinearScratch {
   std::vector<std::vector<float>> panels;  // [thread][rows * n_in]
+  std::vector<uint8_t> act;                // the int8 mode's rounded rows of x
   size_t bytes() const;
   void release();
 };
@@ -133,7 +134,7 @@ class Linear {
 
  private:
   void forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
-                    float* y, int64_t ldy, int threads) const;
+                    float* y, int64_t ldy, int threads, LinearScratch* scratch) const;
 
   WeightView view_{};
   LinearDot dot_ = LinearDot::exact;
