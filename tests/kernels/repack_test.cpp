@@ -12,8 +12,11 @@
 // of a partial sum bounded by that scale each, over at most 34 blocks here (< 6.1e-6); a wrong
 // code or scale (>= 1 / n_blocks of the scale, >= 3e-2) fails.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -261,6 +264,38 @@ TEST(Repack, RowsDoNotDependOnTheBatch) {
       }
     }
   }
+}
+
+// A weight read from a memory-mapped file (as models are): after the copy, Linear drops the
+// file's pages from the process; the original must still read back exactly (the embedding rows
+// and the exact paths use it), and the int8 forward must not change. A writable buffer with the
+// same bytes is left alone (checked by every other test here, whose weights are in vectors).
+TEST(Repack, MappedFileWeightsStayReadable) {
+  std::mt19937 rng(37);
+  const quant::QuantType q = repacked_types().front();
+  const int64_t n_out = 300, n_in = 64 * quant::quant_block_elems(q);
+  const Weight w = make_weight(q, n_out, n_in, 0, rng);
+  const size_t bytes = static_cast<size_t>(n_out * w.stride);
+  char path[] = "/tmp/qkv_repack_test_XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const std::vector<uint8_t> page(static_cast<size_t>(sysconf(_SC_PAGESIZE)), 0);
+  ASSERT_EQ(write(fd, page.data(), 32), 32);  // rows start 32 bytes into a page, as in GGUF
+  ASSERT_EQ(write(fd, w.view.data, bytes), static_cast<ssize_t>(bytes));
+  void* map = mmap(nullptr, bytes + 32, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  std::remove(path);
+  ASSERT_NE(map, MAP_FAILED);
+  WeightView mv = w.view;
+  mv.data = static_cast<const uint8_t*>(map) + 32;
+  const std::vector<float> x = make_x(3, n_in, n_in, rng);
+  std::vector<float> want(static_cast<size_t>(3 * n_out)), got(want.size());
+  Linear(w.view, nullptr, LinearDot::int8).forward(x.data(), 3, n_in, want.data(), n_out, 1);
+  const Linear lin(mv, nullptr, LinearDot::int8);
+  lin.forward(x.data(), 3, n_in, got.data(), n_out, 1);
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0);
+  EXPECT_EQ(std::memcmp(mv.data, w.view.data, bytes), 0) << "the mapped weight changed";
+  munmap(map, bytes + 32);
 }
 
 }  // namespace
