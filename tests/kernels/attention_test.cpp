@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <random>
 
@@ -296,6 +297,70 @@ TEST(AttentionCpu, DecodeHeadDimsFixedAtCompileTime) {
         c.kv_dtype = dt;
         if (rows % 2 == 0) c.opt.causal = true, c.kv_lengths = {pick(0, static_cast<int>(c.n_kv))};
         for (const auto* t : runnable_targets()) expect_close(c, *t, 1 + rows % 2, kTolF32);
+      }
+    }
+  }
+}
+
+TEST(AttentionCpu, DecodeRangeGivesTheBitsOfDecodeTiles) {
+  // An MHA decode (one query row per kv head) of a cache larger than kDecodeRangeBytes scores the
+  // next tile of keys in the same pass as P · V of this one (decode_range) instead of tile by tile
+  // (decode_tile), with the same products in the same order: the outputs and LSE must be equal
+  // bit for bit (QKV_DECODE=range|tiles forces either path), on every target, for every dtype,
+  // head sizes with run-time and compile-time dimensions, key counts that end mid-batch and
+  // mid-tile, the interval masks and the element-wise rules, 1 and 2 threads (split keys).
+  std::mt19937 rng(406);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const int dims[] = {32, 64, 128, 96};
+  for (int n = 0; n < 24; ++n) {
+    Case c;
+    c.seed = rng();
+    c.n_q = 1;
+    c.batch = pick(1, 2);
+    c.n_head_kv = pick(1, 5);
+    c.n_head = c.n_head_kv;
+    c.head_dim = dims[pick(0, 3)];
+    c.head_dim_v = pick(0, 3) == 0 ? dims[pick(0, 3)] : c.head_dim;
+    c.n_kv = n < 4 ? pick(1, 70) : pick(100, 1500);
+    const DType dts[] = {DType::f32, DType::f16, DType::bf16, DType::q8_0};
+    c.kv_dtype = dts[n % 4];
+    const int mask = pick(0, 3);
+    if (mask == 1) {
+      c.opt.causal = true;
+      for (int b = 0; b < c.batch; ++b) c.kv_lengths.push_back(pick(0, static_cast<int>(c.n_kv)));
+    }
+    if (mask == 2) c.opt.window_left = pick(0, 300), c.opt.causal = true;
+    if (mask == 3) {
+      c.boolean.resize(static_cast<size_t>(c.n_kv));
+      for (auto& m : c.boolean) m = pick(0, 3) != 0;
+      for (int h = 0; h < c.n_head; ++h) c.alibi.push_back(0.1f * (h + 1));
+      c.opt.softcap = 4.f;
+    }
+    attach_options(c);
+    const Inputs in = make_inputs(c);
+    const std::array<int64_t, 4> oshape{c.batch, c.n_q, c.n_head, c.head_dim_v};
+    for (const auto* t : runnable_targets()) {
+      for (int threads : {1, 2}) {
+        AttentionOptions o = c.opt;
+        o.n_threads = threads;
+        Output tiles(oshape, Layout::bshd), range(oshape, Layout::bshd);
+        setenv("QKV_DECODE", "tiles", 1);
+        kernels::attention_cpu_on(
+            kernels::make_problem(in.q.view, in.k.view, in.v.view, tiles.view, tiles.lse_view(), o),
+            *t);
+        setenv("QKV_DECODE", "range", 1);
+        kernels::attention_cpu_on(
+            kernels::make_problem(in.q.view, in.k.view, in.v.view, range.view, range.lse_view(), o),
+            *t);
+        unsetenv("QKV_DECODE");
+        const std::string where =
+            c.name() + " target " + t->name + " threads " + std::to_string(threads);
+        ASSERT_EQ(tiles.buf.size(), range.buf.size());
+        EXPECT_EQ(std::memcmp(tiles.buf.data(), range.buf.data(), tiles.buf.size() * 4), 0)
+            << where;
+        EXPECT_EQ(std::memcmp(tiles.lse.data(), range.lse.data(), tiles.lse.size() * 4), 0)
+            << where;
+        EXPECT_TRUE(range.guards_intact()) << where;
       }
     }
   }
