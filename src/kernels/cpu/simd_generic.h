@@ -9,6 +9,7 @@ struct Simd {
   static constexpr int kNr = 4;
 
   static void prefetch(const void*) {}
+  static void prefetch_l2(const void*) {}
   static V zero() { return 0.f; }
   static V set1(float x) { return x; }
   static V load(const float* p) { return *p; }
