@@ -82,10 +82,10 @@ QKV_INLINE void q45k_half(const uint8_t* grp, int64_t nb, int h0, const ActBlock
             __m256i s[R];
             for (int r = 0; r < R; ++r) s[r] = _mm256_setzero_si256();
             for (int t = t0; t < t0 + kSteps; ++t) {
-              const __m256i raw = load32(blk + 320 + 64 * (8 * p + t) + 32 * h);
+              const __m256i raw = load32(blk + (Q5 ? 832 : 320) + 64 * (8 * p + t) + 32 * h);
               __m256i w = _mm256_and_si256(e ? _mm256_srli_epi16(raw, 4) : raw, m4);
               if constexpr (Q5)
-                w = _mm256_or_si256(w, fifth(load32(blk + kQ4KBlock + 64 * t + 32 * h), p, e));
+                w = _mm256_or_si256(w, fifth(load32(blk + 320 + 64 * t + 32 * h), p, e));
               for (int r = 0; r < R; ++r) {
                 s[r] = _mm256_add_epi16(
                     s[r], _mm256_maddubs_epi16(w, quad(x[r][b].q + 64 * p + 32 * e + 4 * t)));

@@ -3,9 +3,10 @@
 // sub-block's sums of the 16 rows land in one register; its integer scales follow with one
 // vpmulld, the mins / offsets with vpdpwssd against the activation's sums of 16, and the block's
 // fp32 FMA covers the 16 rows. Tiles of up to 8 activation rows share each unpacked code register.
-// No software prefetch: the groups are one sequential stream, which the hardware prefetchers
-// follow; prefetching 2-16 blocks ahead cost 5-30% of m = 1 throughput from DRAM on Zen 4
-// (Q4_K 2048 x 8192: 25.7-26.8 GB/s without, 18.4-18.8 with 2 blocks ahead).
+// No software prefetch for one row of x: the groups are one sequential stream, which the hardware
+// prefetchers follow; prefetching 2-16 blocks ahead cost 5-30% of m = 1 throughput from DRAM on
+// Zen 4 (Q4_K 2048 x 8192: 25.7-26.8 GB/s without, 18.4-18.8 with 2 blocks ahead). Tiles of more
+// rows prefetch one block ahead (prefetch_next).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -56,6 +57,19 @@ QKV_INLINE __m512i quad(const int8_t* q) {
   return _mm512_set1_epi32(v);
 }
 
+// Tiles of several rows are compute-bound, and the hardware prefetchers, paced by their slow
+// consumption, leave DRAM's latency exposed: from kMinRows rows on, a tile prefetches each line of
+// the next block as it uses the same line of this one (from DRAM, 2048 x 5632, Zen 4: Q4_K m = 8
+// 99 -> 158 G/s, m = 4 88 -> 124; Q6_K m = 8 64 -> 120, m = 4 52 -> 85, m = 2 18 -> 22 GB/s; Q4_K
+// m = 2 lost 10%, so the 8-sub-block formats start at 4 rows; in L2 unchanged, 173; 2 or 4 blocks
+// ahead no better). A single row is bandwidth-bound, and prefetching cost it 30%: none there.
+template <int R, int kMinRows>
+QKV_INLINE void prefetch_next(const uint8_t* line, int64_t block) {
+  if constexpr (R >= kMinRows) {
+    _mm_prefetch(reinterpret_cast<const char*>(line + block), _MM_HINT_T0);
+  }
+}
+
 // Q5_K's fifth bits of step t, pair p, nibble e: bit 2p + e of the qh line moved to bit 4.
 template <int E>
 QKV_INLINE __m512i fifth(__m512i h, int p) {
@@ -73,7 +87,7 @@ QKV_INLINE void sub8_tile(const uint8_t* grp, int64_t nb, const ActBlock256* con
                           __m512* acc) {
   constexpr bool Q5 = F == Sub8::q5_k, kIq4 = F == Sub8::iq4_xs;
   constexpr int64_t kBlock = Q5 ? kQ5KBlock : kIq4 ? kIq4XsBlock : kQ4KBlock;
-  constexpr int64_t kCodes = kIq4 ? 192 : 320;
+  constexpr int64_t kCodes = kIq4 ? 192 : Q5 ? 832 : 320;  // Q5_K: its fifth bits first
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   uint8_t grid[16];
   for (int k = 0; k < 16; ++k) grid[k] = static_cast<uint8_t>(kIq4nlValues[k] + 128);
@@ -82,6 +96,7 @@ QKV_INLINE void sub8_tile(const uint8_t* grp, int64_t nb, const ActBlock256* con
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + b * kBlock;
+    for (int64_t l = 0; l < kCodes; l += 64) prefetch_next<R, 4>(blk + l, kBlock);
     __m512i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
     for (int p = 0; p < 4; ++p) {
@@ -102,11 +117,13 @@ QKV_INLINE void sub8_tile(const uint8_t* grp, int64_t nb, const ActBlock256* con
         }
         for (int t = 0; t < 8; ++t) {
           const uint8_t* line = blk + kCodes + 64 * (8 * p + t);
+          prefetch_next<R, 4>(line, kBlock);
+          if (Q5 && p == 0) prefetch_next<R, 4>(blk + 320 + 64 * t, kBlock);
           const __m512i raw = load64(line);
           __m512i w0 = _mm512_and_si512(raw, m4);
           __m512i w1 = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
           if constexpr (Q5) {
-            const __m512i h = load64(blk + kQ4KBlock + 64 * t);
+            const __m512i h = load64(blk + 320 + 64 * t);
             w0 = _mm512_or_si512(w0, fifth<0>(h, p));
             w1 = _mm512_or_si512(w1, fifth<1>(h, p));
           }
@@ -133,10 +150,14 @@ QKV_INLINE void sub8_tile(const uint8_t* grp, int64_t nb, const ActBlock256* con
           __m512i s[R];
           for (int r = 0; r < R; ++r) s[r] = _mm512_setzero_si512();
           for (int t = 0; t < 8; ++t) {
+            if (e == 0) {
+              prefetch_next<R, 4>(blk + kCodes + 64 * (8 * p + t), kBlock);
+              if (Q5 && p == 0) prefetch_next<R, 4>(blk + 320 + 64 * t, kBlock);
+            }
             const __m512i raw = load64(blk + kCodes + 64 * (8 * p + t));
             __m512i w = _mm512_and_si512(e ? _mm512_srli_epi16(raw, 4) : raw, m4);
             if constexpr (Q5) {
-              const __m512i h = load64(blk + kQ4KBlock + 64 * t);
+              const __m512i h = load64(blk + 320 + 64 * t);
               w = _mm512_or_si512(w, e ? fifth<1>(h, p) : fifth<0>(h, p));
             }
             if constexpr (kIq4) w = _mm512_shuffle_epi8(table, w);
@@ -198,10 +219,12 @@ QKV_INLINE void q6k_tile(const uint8_t* grp, int64_t nb, const ActBlock256* cons
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + b * kQ6KBlock;
+    for (int64_t l = 0; l < 320; l += 64) prefetch_next<R, 2>(blk + l, kQ6KBlock);
     __m512i isum[R];
     for (int r = 0; r < R; ++r) isum[r] = _mm512_setzero_si512();
     for (int j = 0; j < 16; ++j) {
       const uint8_t* sub = blk + 320 + 192 * j;
+      for (int l = 0; l < 192; l += 64) prefetch_next<R, 2>(sub + l, kQ6KBlock);
       const __m512i lo0 = load64(sub), lo1 = load64(sub + 64), hi = load64(sub + 128);
       // The 4 steps' codes 0..63: low nibbles, and the 2-bit fields of hi moved to bits 4, 5.
       const __m512i u0 = _mm512_or_si512(_mm512_and_si512(lo0, m4),
