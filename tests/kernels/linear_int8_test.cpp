@@ -27,6 +27,7 @@
 #include "kernels/quant/dequant.h"
 #include "kernels/quant/dot_int8.h"
 #include "qkv/error.h"
+#include "random_blocks.h"
 
 namespace qkv::test {
 namespace {
@@ -44,24 +45,6 @@ constexpr WeightType kInt8Types[] = {
 constexpr double kTol = 1e-5;
 constexpr float kGuard = -12345.5f;
 
-// Byte offsets of the f16 scale fields (d, and dmin where present).
-std::vector<size_t> half_fields(quant::QuantType q) {
-  switch (q) {
-    case quant::QuantType::q4_1:
-      return {offsetof(quant::BlockQ4_1, d), offsetof(quant::BlockQ4_1, m)};
-    case quant::QuantType::q5_1:
-      return {offsetof(quant::BlockQ5_1, d), offsetof(quant::BlockQ5_1, m)};
-    case quant::QuantType::q4_k:
-      return {offsetof(quant::BlockQ4K, d), offsetof(quant::BlockQ4K, dmin)};
-    case quant::QuantType::q5_k:
-      return {offsetof(quant::BlockQ5K, d), offsetof(quant::BlockQ5K, dmin)};
-    case quant::QuantType::q6_k:
-      return {offsetof(quant::BlockQ6K, d)};
-    default:
-      return {0};
-  }
-}
-
 // A weight [n_out, n_in] of random blocks (every code and sub-block scale random, Q8_0 codes
 // -128 included), f16 scales in +-[2^-10, 2^-4); rows `row_bytes` apart (0: packed).
 struct Weight {
@@ -77,17 +60,7 @@ Weight make_weight(WeightType type, int64_t n_out, int64_t n_in, int64_t row_pad
   Weight w;
   w.bytes.resize(static_cast<size_t>(n_out * stride + 64));
   uint8_t* base = w.bytes.data() + 32;  // GGUF rows start at 32-byte offsets
-  for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
-  std::uniform_real_distribution<float> mag(-10.f, -4.f);
-  const int64_t bytes = quant::quant_block_bytes(q);
-  for (int64_t o = 0; o < n_out; ++o) {
-    for (int64_t b = 0; b < n_in / quant::quant_block_elems(q); ++b) {
-      for (size_t off : half_fields(q)) {
-        const uint16_t h = core::f32_to_f16(std::exp2(mag(rng)) * (rng() % 2 ? 1.f : -1.f));
-        std::memcpy(base + o * stride + b * bytes + off, &h, 2);
-      }
-    }
-  }
+  random_block_rows(q, base, n_out, n_in, stride, rng, 10, -4);
   w.view = WeightView{type, n_out, n_in, base, row_pad ? stride : 0};
   return w;
 }

@@ -29,6 +29,7 @@
 #include "kernels/quant/dequant.h"
 #include "kernels/quant/gemv.h"
 #include "qkv/error.h"
+#include "random_blocks.h"
 
 namespace qkv::test {
 namespace {
@@ -46,43 +47,12 @@ constexpr WeightType kTypes[] = {
     WeightType::q4_1, WeightType::q5_0, WeightType::q5_1, WeightType::q2_k,   WeightType::q3_k,
     WeightType::q4_k, WeightType::q5_k, WeightType::q6_k, WeightType::iq4_nl, WeightType::iq4_xs};
 
-// Byte offsets of the f16 scale fields of each block format (d, and dmin or m where present).
-std::vector<size_t> half_fields(kernels::quant::QuantType q) {
-  using namespace kernels::quant;
-  switch (q) {
-    case QuantType::q4_1:
-      return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)};
-    case QuantType::q5_1:
-      return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)};
-    case QuantType::q2_k:
-      return {offsetof(BlockQ2K, d), offsetof(BlockQ2K, dmin)};
-    case QuantType::q3_k:
-      return {offsetof(BlockQ3K, d)};
-    case QuantType::q4_k:
-      return {offsetof(BlockQ4K, d), offsetof(BlockQ4K, dmin)};
-    case QuantType::q5_k:
-      return {offsetof(BlockQ5K, d), offsetof(BlockQ5K, dmin)};
-    case QuantType::q6_k:
-      return {offsetof(BlockQ6K, d)};
-    default:  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS: d first
-      return {0};
-  }
-}
-
 // Random blocks: every code, scale and sign bit random, the f16 fields finite with magnitudes
 // in [2^-`lo`, 2^`hi`) so every decoded value is finite.
 void random_blocks(kernels::quant::QuantType q, int64_t n_blocks, uint8_t* out, std::mt19937& rng,
                    int lo = 12, int hi = 0) {
-  const auto bytes = static_cast<size_t>(kernels::quant::quant_block_bytes(q));
-  for (size_t i = 0; i < n_blocks * bytes; ++i) out[i] = static_cast<uint8_t>(rng());
-  std::uniform_real_distribution<float> mag(static_cast<float>(-lo), static_cast<float>(hi));
-  for (int64_t b = 0; b < n_blocks; ++b) {
-    for (size_t off : half_fields(q)) {
-      const float v = std::exp2(mag(rng)) * (rng() % 2 ? 1.f : -1.f);
-      const uint16_t h = core::f32_to_f16(v);
-      std::memcpy(out + b * bytes + off, &h, 2);
-    }
-  }
+  const int64_t bytes = kernels::quant::quant_block_bytes(q);
+  random_block_rows(q, out, n_blocks, kernels::quant::quant_block_elems(q), bytes, rng, lo, hi);
 }
 
 // A random weight [n_out, n_in] stored in `type`, rows `row_bytes` apart (padding filled with

@@ -22,6 +22,7 @@
 #include "kernels/cpu/linear_target.h"
 #include "kernels/quant/dot_int8.h"
 #include "kernels/quant/repack.h"
+#include "random_blocks.h"
 
 namespace qkv::test {
 namespace {
@@ -59,27 +60,7 @@ std::vector<Target> runnable_targets() {
 std::vector<uint8_t> make_rows(QuantType t, int64_t n_out, int64_t n_in, int64_t stride,
                                std::mt19937& rng) {
   std::vector<uint8_t> w(static_cast<size_t>(n_out * stride));
-  for (auto& b : w) b = static_cast<uint8_t>(rng());
-  std::uniform_real_distribution<float> mag(-10.f, -4.f);
-  const int64_t bytes = quant::quant_block_bytes(t);
-  std::vector<size_t> halves;
-  if (t == QuantType::q4_k) {
-    halves = {offsetof(quant::BlockQ4K, d), offsetof(quant::BlockQ4K, dmin)};
-  } else if (t == QuantType::q5_k) {
-    halves = {offsetof(quant::BlockQ5K, d), offsetof(quant::BlockQ5K, dmin)};
-  } else if (t == QuantType::iq4_xs) {
-    halves = {offsetof(quant::BlockIq4Xs, d)};
-  } else {
-    halves = {offsetof(quant::BlockQ6K, d)};
-  }
-  for (int64_t o = 0; o < n_out; ++o) {
-    for (int64_t b = 0; b < n_in / quant::kQKK; ++b) {
-      for (size_t off : halves) {
-        const uint16_t h = core::f32_to_f16(std::exp2(mag(rng)) * (rng() % 2 ? 1.f : -1.f));
-        std::memcpy(w.data() + o * stride + b * bytes + off, &h, 2);
-      }
-    }
-  }
+  random_block_rows(t, w.data(), n_out, n_in, stride, rng, 10, -4);
   return w;
 }
 

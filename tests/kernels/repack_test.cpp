@@ -28,6 +28,7 @@
 #include "kernels/linear.h"
 #include "kernels/quant/dot_int8.h"
 #include "kernels/quant/repack.h"
+#include "random_blocks.h"
 
 namespace qkv::test {
 namespace {
@@ -49,23 +50,6 @@ std::vector<quant::QuantType> repacked_types() {
   return out;
 }
 
-// Byte offsets of the f16 fields of a block (d, and the min where there is one).
-std::vector<size_t> half_fields(quant::QuantType q) {
-  switch (q) {
-    case quant::QuantType::q4_1:
-    case quant::QuantType::q5_1:
-      return {0, 2};
-    case quant::QuantType::q4_k:
-      return {offsetof(quant::BlockQ4K, d), offsetof(quant::BlockQ4K, dmin)};
-    case quant::QuantType::q5_k:
-      return {offsetof(quant::BlockQ5K, d), offsetof(quant::BlockQ5K, dmin)};
-    case quant::QuantType::q6_k:
-      return {offsetof(quant::BlockQ6K, d)};
-    default:
-      return {0};
-  }
-}
-
 // Random blocks (every code byte random, Q8_0's -128 included), f16 scales in +-[2^-10, 2^-4);
 // rows 32 bytes past a 64-byte boundary (as in a GGUF file), `row_pad` bytes between rows.
 struct Weight {
@@ -80,17 +64,8 @@ Weight make_weight(quant::QuantType q, int64_t n_out, int64_t n_in, int64_t row_
   Weight w;
   w.stride = quant::quant_row_bytes(q, n_in) + row_pad;
   w.bytes.resize(static_cast<size_t>(n_out * w.stride + 64));
-  for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
   uint8_t* base = w.bytes.data() + 32;
-  std::uniform_real_distribution<float> mag(-10.f, -4.f);
-  for (int64_t o = 0; o < n_out; ++o) {
-    for (int64_t b = 0; b < n_in / quant::quant_block_elems(q); ++b) {
-      for (size_t off : half_fields(q)) {
-        const uint16_t h = core::f32_to_f16(std::exp2(mag(rng)) * (rng() % 2 ? 1.f : -1.f));
-        std::memcpy(base + o * w.stride + b * quant::quant_block_bytes(q) + off, &h, 2);
-      }
-    }
-  }
+  random_block_rows(q, base, n_out, n_in, w.stride, rng, 10, -4);
   w.view = WeightView{type, n_out, n_in, base, row_pad ? w.stride : 0};
   return w;
 }
