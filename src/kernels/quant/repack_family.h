@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/quant/blocks.h"
 
@@ -47,6 +48,9 @@ void k_reference_group(QuantType t, const uint8_t* group, int64_t n_out, int64_t
 
 namespace avx2 {
 bool gemm_repacked_legacy(const cpu::RepackedTask& t, int64_t g0, int64_t g1);
+// The integer sums of q per ActBlock32 of t's rows [0, m): sums[i * nb + b] (the offset terms of
+// the unsigned codes); the AVX-512 kernels use it too. Needs the avx2 target.
+void legacy_block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& sums);
 bool gemm_repacked_k(const cpu::RepackedTask& t, int64_t g0, int64_t g1);
 }  // namespace avx2
 namespace avx512 {

@@ -153,24 +153,6 @@ using Q4_1 = Nibbles<false, 0, true>;
 using Q5_0 = Nibbles<true, 16, false>;
 using Q5_1 = Nibbles<true, 0, true>;
 
-// Sums of q per activation block of rows [0, m): sums[i * nb + b].
-void block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& sums) {
-  sums.resize(static_cast<size_t>(t.m * nb));
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  for (int64_t i = 0; i < t.m; ++i) {
-    const auto* x = reinterpret_cast<const ActBlock32*>(t.xq + i * t.ldxq);
-    for (int64_t b = 0; b < nb; ++b) {
-      // sum(q) = sum(q ^ 0x80 as unsigned) - 128 * 32, the unsigned sums by vpsadbw.
-      const __m256i u =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q)), flip);
-      const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
-      const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-      sums[static_cast<size_t>(i * nb + b)] =
-          static_cast<int32_t>(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 4096;
-    }
-  }
-}
-
 // Rows [i0, i0 + M) of x against halves [h0, h0 + H) (rows 8 h .. 8 h + 7) of group g. One
 // row of x takes both halves in one pass over the blocks, so that decode reads the group once as
 // one stream (two passes of a half each: Q5_0 0.82x of the row kernels from DRAM on Zen 4); more
@@ -225,7 +207,7 @@ void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   const int64_t nb = t.n_in / kQK;
   const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
   thread_local std::vector<int32_t> sums;  // [m, nb]
-  if constexpr (F::kOff != 0) block_sums(t, nb, sums);
+  if constexpr (F::kOff != 0) legacy_block_sums(t, nb, sums);
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* group = t.packed + g * group_bytes;
     int64_t i = 0;
@@ -239,6 +221,23 @@ void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
 }
 
 }  // namespace
+
+void legacy_block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& sums) {
+  sums.resize(static_cast<size_t>(t.m * nb));
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t i = 0; i < t.m; ++i) {
+    const auto* x = reinterpret_cast<const ActBlock32*>(t.xq + i * t.ldxq);
+    for (int64_t b = 0; b < nb; ++b) {
+      // sum(q) = sum(q ^ 0x80 as unsigned) - 128 * 32, the unsigned sums by vpsadbw.
+      const __m256i u =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q)), flip);
+      const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
+      const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      sums[static_cast<size_t>(i * nb + b)] =
+          static_cast<int32_t>(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 4096;
+    }
+  }
+}
 
 bool gemm_repacked_legacy(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   switch (t.type) {
@@ -269,6 +268,7 @@ namespace qkv::kernels::quant::avx2 {
 bool gemm_repacked_legacy(const cpu::RepackedTask&, int64_t, int64_t) {
   return false;
 }
+void legacy_block_sums(const cpu::RepackedTask&, int64_t, std::vector<int32_t>&) {}
 }  // namespace qkv::kernels::quant::avx2
 
 #endif

@@ -119,24 +119,6 @@ struct Iq4Nl {
   }
 };
 
-// Sums of q per activation block of rows [0, m): sums[i * nb + b].
-void block_sums(const cpu::RepackedTask& t, int64_t nb, std::vector<int32_t>& sums) {
-  sums.resize(static_cast<size_t>(t.m * nb));
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  for (int64_t i = 0; i < t.m; ++i) {
-    const auto* x = reinterpret_cast<const ActBlock32*>(t.xq + i * t.ldxq);
-    for (int64_t b = 0; b < nb; ++b) {
-      // sum(q) = sum(q ^ 0x80 as unsigned) - 128 * 32, the unsigned sums by vpsadbw.
-      const __m256i u =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q)), flip);
-      const __m256i s = _mm256_sad_epu8(u, _mm256_setzero_si256());
-      const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-      sums[static_cast<size_t>(i * nb + b)] =
-          static_cast<int32_t>(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 4096;
-    }
-  }
-}
-
 // Rows [i0, i0 + M) of x against group g.
 template <class F, int M>
 QKV_INLINE void pass(const cpu::RepackedTask& t, const uint8_t* group, int64_t nb,
@@ -191,8 +173,8 @@ template <class F>
 void run(const cpu::RepackedTask& t, int64_t g0, int64_t g1) {
   const int64_t nb = t.n_in / kQK;
   const int64_t group_bytes = repacked_group_bytes(t.type, t.n_in);
-  thread_local std::vector<int32_t> sums;  // [m, nb]
-  if constexpr (F::kOff != 0) block_sums(t, nb, sums);
+  thread_local std::vector<int32_t> sums;                            // [m, nb]
+  if constexpr (F::kOff != 0) avx2::legacy_block_sums(t, nb, sums);  // vpsadbw: no AVX-512 gain
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* group = t.packed + g * group_bytes;
     int64_t i = 0;
