@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -45,8 +46,8 @@ constexpr int kNumShapes = 10;
 // in a model whose layers together exceed the 32 MiB L3, not a cache-resident matrix.
 constexpr int64_t kColdBytes = int64_t{160} << 20;
 
-// Read bandwidth of a plain read loop over 4 KiB pages (the probe uses huge pages, which a
-// memory-mapped model file does not get): what the same memory layout as the weights allows.
+// Read bandwidth of a plain read loop over 4 KiB pages (the probe uses huge pages, which block
+// formats read in place from a model file's mapping do not get): what their layout allows.
 double read_gbps_4k(int threads) {
   static std::map<int, double> cache;
   if (auto it = cache.find(threads); it != cache.end()) return it->second;
@@ -78,9 +79,14 @@ const qkv::kernels::MachinePeak& peak(int threads) {
   return it->second;
 }
 
-// Copies of one random weight [n_out, n_in] in `type`.
+// Copies of one random weight [n_out, n_in] in `type`, held as the runtime holds a model's
+// weights: fp32/f16/bf16 in memory advised to use huge pages (Linear copies them out of the file
+// mapping), the block formats in 4 KiB pages (read in place from the file mapping).
 struct Weights {
-  std::vector<std::vector<uint8_t>> copies;
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<uint8_t, Free>> copies;
   std::vector<Linear> linear;
   int64_t bytes = 0;
   Weights(WeightType type, int64_t n_in, int64_t n_out, int n_copies) {
@@ -105,8 +111,17 @@ struct Weights {
         }
       }
     }
-    copies.assign(static_cast<size_t>(n_copies), w);
-    for (auto& c : copies) linear.emplace_back(WeightView{type, n_out, n_in, c.data(), 0});
+    const bool huge = !qkv::kernels::weight_quant_type(type).has_value();
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t size = (static_cast<size_t>(bytes) + kHuge - 1) / kHuge * kHuge;
+    for (int c = 0; c < n_copies; ++c) {
+      auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHuge, size));
+      if (!p) throw std::bad_alloc();
+      madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+      std::memcpy(p, w.data(), static_cast<size_t>(bytes));
+      copies.emplace_back(p);
+      linear.emplace_back(WeightView{type, n_out, n_in, p, 0});
+    }
   }
 };
 
@@ -135,7 +150,7 @@ double library_seconds(int shape, int64_t m, int threads) {
   std::vector<float> x(static_cast<size_t>(m * n_in), 0.5f), y(static_cast<size_t>(m * n_out));
   int next = 0;
   const auto run = [&] {
-    const auto* wp = reinterpret_cast<const float*>(w.copies[next].data());
+    const auto* wp = reinterpret_cast<const float*>(w.copies[next].get());
     next = (next + 1) % n_copies;
     if (m == 1) {
       qkv::kernels::cpu::sgemv_n(n_out, n_in, wp, n_in, x.data(), y.data(), threads);

@@ -167,17 +167,12 @@ uint8_t* alloc_packed(size_t bytes) {
   return static_cast<uint8_t*>(p);
 }
 
-// Once a weight is repacked, the int8 forward never reads the original. Where it lies in a
-// read-only private file mapping (a model file), its whole pages are dropped from this process:
-// they stay in the page cache, and the uses that still read them (embedding rows, the exact paths
-// of backward_input) fault them back in. Any other memory (anonymous, writable) is left alone:
-// dropping it would lose its contents. Without this, the model's peak RSS holds the file's
-// pages and the copy both.
-void drop_mapped_pages(const void* data, size_t bytes) {
+// Whether [data, data + bytes) lies in one read-only private file mapping (a model file).
+bool in_read_only_file_mapping(const void* data, size_t bytes) {
 #if defined(__linux__)
   const auto lo = reinterpret_cast<uintptr_t>(data), hi = lo + bytes;
   std::FILE* f = std::fopen("/proc/self/maps", "r");
-  if (!f) return;
+  if (!f) return false;
   char line[4096];
   bool file_backed = false;
   while (std::fgets(line, sizeof line, f)) {
@@ -190,7 +185,23 @@ void drop_mapped_pages(const void* data, size_t bytes) {
     }
   }
   std::fclose(f);
-  if (!file_backed) return;
+  return file_backed;
+#else
+  (void)data, (void)bytes;
+  return false;
+#endif
+}
+
+// Once a weight is repacked, the int8 forward never reads the original. Where it lies in a
+// read-only private file mapping (a model file), its whole pages are dropped from this process:
+// they stay in the page cache, and the uses that still read them (embedding rows, the exact paths
+// of backward_input) fault them back in. Any other memory (anonymous, writable) is left alone:
+// dropping it would lose its contents. Without this, the model's peak RSS holds the file's
+// pages and the copy both.
+void drop_mapped_pages(const void* data, size_t bytes) {
+#if defined(__linux__)
+  if (!in_read_only_file_mapping(data, bytes)) return;
+  const auto lo = reinterpret_cast<uintptr_t>(data), hi = lo + bytes;
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t b = (lo + page - 1) / page * page, e = hi / page * page;
   if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
@@ -240,6 +251,29 @@ Linear::Linear(const WeightView& w, const float* bias, LinearDot dot)
   if (bias) impl_->bias.assign(bias, bias + w.n_out);
   const auto q = weight_quant_type(w.type);
   if (dot == LinearDot::int8 && q && quant::int8_dot_supported(*q)) dot_ = LinearDot::int8;
+  const auto span =
+      static_cast<size_t>((w.n_out - 1) * row_stride(w) + weight_row_bytes(w.type, w.n_in));
+  if (!q && in_read_only_file_mapping(w.data, span)) {
+    // fp32/f16/bf16 rows read from a model file's mapping come in 4 KiB pages, at which one core
+    // streams ~40% less than from huge pages (qkv_linear_bench's two read ceilings); decode reads
+    // every weight once per token, so they are copied once into memory advised to use huge pages
+    // (same rows, same arithmetic) and the file's pages are dropped from the process.
+    const int64_t row = weight_row_bytes(w.type, w.n_in), src_stride = row_stride(w);
+    impl_->packed.reset(alloc_packed(static_cast<size_t>(row * w.n_out)));
+    uint8_t* dst = impl_->packed.get();
+    const auto* src = static_cast<const uint8_t*>(w.data);
+    const int64_t rows_per_item = std::max<int64_t>(1, (int64_t{1} << 20) / row);
+    core::parallel_for_dynamic(
+        (w.n_out + rows_per_item - 1) / rows_per_item, core::resolve_threads(0),
+        [&](int64_t item, int) {
+          const int64_t o0 = item * rows_per_item, o1 = std::min(w.n_out, o0 + rows_per_item);
+          for (int64_t o = o0; o < o1; ++o)
+            std::memcpy(dst + o * row, src + o * src_stride, static_cast<size_t>(row));
+        });
+    drop_mapped_pages(w.data, span);
+    view_.data = dst;
+    view_.row_bytes = 0;
+  }
   if (dot_ == LinearDot::int8 && quant::repack_supported(*q)) {
     // Packed once, groups of 16 rows split over all threads (a model's load: each weight is read
     // from the file once here; the int8 forward never touches the original again).

@@ -13,12 +13,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common/test_scale.h"
 #include "core/cpu_features.h"
@@ -407,34 +411,87 @@ TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
   std::mt19937 rng(29);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   for (WeightType type : kTypes) {
-    const int64_t n_in = fit(type, 300), n_out = 37;
-    const Weight w = make_weight(type, n_out, n_in, 0, 0, rng);
-    std::vector<float> bias(static_cast<size_t>(n_out));
-    for (float& b : bias) b = u(rng);
-    const Linear lin(w.view, bias.data());
-    constexpr int64_t kBatch = 11;  // 2 full groups of 4 rows and a group of 3
-    std::vector<float> x(static_cast<size_t>(kBatch * n_in));
-    for (float& f : x) f = u(rng);
-    for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
-      for (int threads : {1, 2}) {
-        std::vector<float> all(static_cast<size_t>(kBatch * n_out));
-        lin.forward_on(*t, kernels::LinearPath::gemv, x.data(), kBatch, n_in, all.data(), n_out,
-                       threads);
-        for (int64_t i = 0; i < kBatch; ++i) {
-          for (int64_t m = 1; m <= 9 && i + m <= kBatch; ++m) {
-            std::vector<float> part(static_cast<size_t>(m * n_out));
-            lin.forward_on(*t, kernels::LinearPath::gemv, x.data() + i * n_in, m, n_in, part.data(),
-                           n_out, 3 - threads);
-            for (int64_t o = 0; o < m * n_out; ++o) {
-              ASSERT_EQ(std::memcmp(&part[o], &all[i * n_out + o], 4), 0)
-                  << t->name << " " << kernels::weight_type_name(type) << " row " << i + o / n_out
-                  << " in a call of " << m << " rows: " << part[o] << " vs in the batch of "
-                  << kBatch << ": " << all[i * n_out + o];
+    // 4400: rows longer than one row of x in half of L1, which one row of x takes several weight
+    // rows per pass (f32/f16/bf16 at m = 1).
+    for (const int64_t n_in : {fit(type, 300), fit(type, 4400)}) {
+      const int64_t n_out = 37;
+      const Weight w = make_weight(type, n_out, n_in, 0, 0, rng);
+      std::vector<float> bias(static_cast<size_t>(n_out));
+      for (float& b : bias) b = u(rng);
+      const Linear lin(w.view, bias.data());
+      constexpr int64_t kBatch = 11;  // 2 full groups of 4 rows and a group of 3
+      std::vector<float> x(static_cast<size_t>(kBatch * n_in));
+      for (float& f : x) f = u(rng);
+      for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
+        for (int threads : {1, 2}) {
+          std::vector<float> all(static_cast<size_t>(kBatch * n_out));
+          lin.forward_on(*t, kernels::LinearPath::gemv, x.data(), kBatch, n_in, all.data(), n_out,
+                         threads);
+          for (int64_t i = 0; i < kBatch; ++i) {
+            for (int64_t m = 1; m <= 9 && i + m <= kBatch; ++m) {
+              std::vector<float> part(static_cast<size_t>(m * n_out));
+              lin.forward_on(*t, kernels::LinearPath::gemv, x.data() + i * n_in, m, n_in,
+                             part.data(), n_out, 3 - threads);
+              for (int64_t o = 0; o < m * n_out; ++o) {
+                ASSERT_EQ(std::memcmp(&part[o], &all[i * n_out + o], 4), 0)
+                    << t->name << " " << kernels::weight_type_name(type) << " row " << i + o / n_out
+                    << " in a call of " << m << " rows: " << part[o] << " vs in the batch of "
+                    << kBatch << ": " << all[i * n_out + o];
+              }
             }
           }
         }
       }
     }
+  }
+}
+
+// fp32/f16/bf16 weights read from a memory-mapped model file are copied once into memory of
+// Linear's own (huge pages: decode streams them) and the file's pages dropped. The copy must
+// give the bits of the weight in place on both paths and in backward_input, with padded rows
+// in the file, and leave the file's bytes as they were.
+TEST(Linear, MappedFloatWeightsAreCopiedWithTheSameResults) {
+  std::mt19937 rng(41);
+  for (WeightType type : {WeightType::f32, WeightType::f16, WeightType::bf16}) {
+    const int64_t n_out = 70, n_in = 4400, pad = 12;
+    const Weight w = make_weight(type, n_out, n_in, pad, 0, rng);
+    const size_t bytes = w.bytes.size();
+    char path[] = "/tmp/qkv_linear_test_XXXXXX";
+    const int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    const std::vector<uint8_t> head(32, 0);
+    ASSERT_EQ(write(fd, head.data(), 32), 32);  // rows start 32 bytes into a page, as in GGUF
+    ASSERT_EQ(write(fd, w.bytes.data(), bytes), static_cast<ssize_t>(bytes));
+    void* map = mmap(nullptr, bytes + 32, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    std::remove(path);
+    ASSERT_NE(map, MAP_FAILED);
+    WeightView mv = w.view;
+    mv.data = static_cast<const uint8_t*>(map) + 32;
+    const Linear in_place(w.view), copied(mv);
+    const auto* lo = static_cast<const uint8_t*>(map);
+    const auto* got_data = static_cast<const uint8_t*>(copied.view().data);
+    EXPECT_TRUE(got_data < lo || got_data >= lo + bytes + 32)
+        << kernels::weight_type_name(type) << ": the weight was not copied out of the mapping";
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    for (int64_t m : {1, 3, 40}) {
+      std::vector<float> x(static_cast<size_t>(m * n_in));
+      for (float& f : x) f = u(rng);
+      std::vector<float> want(static_cast<size_t>(m * n_out)), got(want.size());
+      in_place.forward(x.data(), m, n_in, want.data(), n_out, 2);
+      copied.forward(x.data(), m, n_in, got.data(), n_out, 2);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0)
+          << kernels::weight_type_name(type) << " m " << m;
+      std::vector<float> dx_want(static_cast<size_t>(m * n_in)), dx_got(dx_want.size());
+      std::vector<float> dy(static_cast<size_t>(m * n_out));
+      for (float& f : dy) f = u(rng);
+      in_place.backward_input(dy.data(), m, n_out, dx_want.data(), n_in, false, 2);
+      copied.backward_input(dy.data(), m, n_out, dx_got.data(), n_in, false, 2);
+      EXPECT_EQ(std::memcmp(dx_got.data(), dx_want.data(), dx_got.size() * 4), 0)
+          << kernels::weight_type_name(type) << " backward m " << m;
+    }
+    EXPECT_EQ(std::memcmp(mv.data, w.view.data, bytes), 0) << "the mapped weight changed";
+    munmap(map, bytes + 32);
   }
 }
 

@@ -124,12 +124,22 @@ void gemv_float_rows(const GemvTask& t, int64_t o) {
 template <WeightType T>
 constexpr int kGemvChains = T == WeightType::f32 ? 2 : 4;
 
+// f16/bf16 rows longer than 4096 values (the FFN down projection) are the exception: one row of x
+// no longer fits in half of L1, and two rows per pass halve its reloads from L2 (as the AVX-512
+// target, whose measurement is there).
+constexpr int64_t kLongRowFloats = 4096;
+
 template <WeightType T, int M>
 void gemv_float(const GemvTask& t, int64_t o0, int64_t o1) {
   constexpr int U = kGemvChains<T>;
   constexpr int R = T == WeightType::f32 ? (M == 1 ? 4 : M == 2 ? 2 : 1) : 1;
   static_assert(R * M * U <= 12, "accumulators must stay in registers");
   int64_t o = o0;
+  if constexpr (R == 1 && M == 1) {
+    if (t.n_in > kLongRowFloats) {
+      for (; o + 2 <= o1; o += 2) gemv_float_rows<T, M, 2, U>(t, o);
+    }
+  }
   for (; o + R <= o1; o += R) gemv_float_rows<T, M, R, U>(t, o);
   for (; o < o1; ++o) gemv_float_rows<T, M, 1, U>(t, o);
 }

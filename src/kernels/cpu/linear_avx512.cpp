@@ -52,46 +52,78 @@ inline __attribute__((always_inline)) __m512 load16(const uint8_t* row, int64_t 
   }
 }
 
-template <WeightType T, int M>
-void gemv_rows(const GemvTask& t, int64_t o0, int64_t o1) {
+// R weight rows from o against M rows of x, kChains chains of 16 lanes per (weight row, row of x).
+template <WeightType T, int M, int R>
+void gemv_rows_r(const GemvTask& t, int64_t o) {
   constexpr int64_t step = 16 * kChains;
   const int64_t n = t.n_in;
   const float* x[M];
   for (int i = 0; i < M; ++i) x[i] = t.x + i * t.ldx;
-  for (int64_t o = o0; o < o1; ++o) {
-    const uint8_t* row = t.w + o * t.w_stride;
-    __m512 acc[M][kChains];
+  const uint8_t* row[R];
+  for (int r = 0; r < R; ++r) row[r] = t.w + (o + r) * t.w_stride;
+  __m512 acc[R][M][kChains];
+  for (int r = 0; r < R; ++r)
     for (int i = 0; i < M; ++i)
-      for (int c = 0; c < kChains; ++c) acc[i][c] = _mm512_setzero_ps();
-    int64_t k = 0;
-    // No software prefetch: 1 KiB ahead (as the AVX2 target) cost f16 a fifth of its speed
-    // (Zen 5, 1 thread, DRAM: 15 GB/s with, 19 without, AVX2 kernel 19-20 in the same run).
-    for (; k + step <= n; k += step) {
-      for (int c = 0; c < kChains; ++c) {
-        const __m512 w = load16<T>(row, k + 16 * c);
-        for (int i = 0; i < M; ++i)
-          acc[i][c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[i] + k + 16 * c), acc[i][c]);
+      for (int c = 0; c < kChains; ++c) acc[r][i][c] = _mm512_setzero_ps();
+  int64_t k = 0;
+  // No software prefetch: 1 KiB ahead (as the AVX2 target) cost f16 a fifth of its speed
+  // (Zen 5, 1 thread, DRAM: 15 GB/s with, 19 without, AVX2 kernel 19-20 in the same run).
+  for (; k + step <= n; k += step) {
+    for (int c = 0; c < kChains; ++c) {
+      __m512 w[R];
+      for (int r = 0; r < R; ++r) w[r] = load16<T>(row[r], k + 16 * c);
+      for (int i = 0; i < M; ++i) {
+        const __m512 xv = _mm512_loadu_ps(x[i] + k + 16 * c);
+        for (int r = 0; r < R; ++r) acc[r][i][c] = _mm512_fmadd_ps(w[r], xv, acc[r][i][c]);
       }
     }
-    // The tail: whole vectors, then the last n % 16 lanes (masked loads of w and x), on chain 0.
-    for (; k + 16 <= n; k += 16) {
-      const __m512 w = load16<T>(row, k);
+  }
+  for (; k + 16 <= n; k += 16) {
+    for (int r = 0; r < R; ++r) {
+      const __m512 w = load16<T>(row[r], k);
       for (int i = 0; i < M; ++i)
-        acc[i][0] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[i] + k), acc[i][0]);
-    }
-    if (k < n) {
-      const auto m = static_cast<__mmask16>((1u << (n - k)) - 1);
-      const __m512 w = load16<T>(row, k, m);
-      for (int i = 0; i < M; ++i)
-        acc[i][0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x[i] + k), acc[i][0]);
-    }
-    const float bias = t.bias ? t.bias[o] : 0.0f;
-    for (int i = 0; i < M; ++i) {
-      const __m512 s =
-          _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
-      t.y[i * t.ldy + o] = _mm512_reduce_add_ps(s) + bias;
+        acc[r][i][0] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[i] + k), acc[r][i][0]);
     }
   }
+  if (k < n) {
+    const auto m = static_cast<__mmask16>((1u << (n - k)) - 1);
+    for (int r = 0; r < R; ++r) {
+      const __m512 w = load16<T>(row[r], k, m);
+      for (int i = 0; i < M; ++i)
+        acc[r][i][0] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x[i] + k), acc[r][i][0]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float bias = t.bias ? t.bias[o + r] : 0.0f;
+    for (int i = 0; i < M; ++i) {
+      const __m512 s = _mm512_add_ps(_mm512_add_ps(acc[r][i][0], acc[r][i][1]),
+                                     _mm512_add_ps(acc[r][i][2], acc[r][i][3]));
+      t.y[i * t.ldy + o + r] = _mm512_reduce_add_ps(s) + bias;
+    }
+  }
+}
+
+// Weight rows per pass at m = 1 when one row of x does not fit in half of L1 (n_in > 4096 floats:
+// the FFN down projection). One weight row per pass then reloads all of x from L2 for every row;
+// four share each load of x. Measured (qkv_linear_bench, f16 8192 x 2048 on huge pages, Zen 4, one
+// thread, GB/s of weights): one row 8.8-11.1, two 15.9, four 18.0-20.0. Shorter rows stay one per
+// pass (2048 x 8192: one 27.4, two 14.2, four 17.1): there the extra streams of weights cost more
+// than the reloads of x, which come from L1. (Rows of 16 taken in segments of 2048 or 4096 values,
+// so that x's segment stays in L1, gave 9.6-11.5: the weights are then no longer read in order.)
+// R changes no row's arithmetic.
+constexpr int64_t kLongRowFloats = 4096;
+constexpr int kLongRowsPerPass = 4;
+
+template <WeightType T, int M>
+void gemv_rows(const GemvTask& t, int64_t o0, int64_t o1) {
+  int64_t o = o0;
+  if constexpr (M == 1) {
+    if (t.n_in > kLongRowFloats) {
+      for (; o + kLongRowsPerPass <= o1; o += kLongRowsPerPass)
+        gemv_rows_r<T, 1, kLongRowsPerPass>(t, o);
+    }
+  }
+  for (; o < o1; ++o) gemv_rows_r<T, M, 1>(t, o);
 }
 
 // Rows of x per pass. Four (16 accumulators, each widened weight used 4 times) measured slower
