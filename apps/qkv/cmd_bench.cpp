@@ -42,6 +42,7 @@ struct BenchArgs {
   bool causal = false;
   std::string dtype = "f32";  // parse_dtype's names
   Precision precision = Precision::f32;
+  bool int8_scores = false;  // AttentionOptions::int8_scores
   int threads = 0;
   int reps = 0;
   bool json = false;
@@ -91,6 +92,13 @@ BenchArgs checked(BenchArgs a) {
     throw InvalidArgument("--backward needs --dtype f32 and --precision f32 (got --dtype " +
                           a.dtype + ", --precision " + enum_name(kPrecisionNames, a.precision) +
                           "): attention_backward takes fp32 k and v");
+  }
+  if (a.int8_scores && parse_dtype(a.dtype) != DType::q8_0) {
+    throw InvalidArgument("--int8-scores needs --dtype q8_0 (got --dtype " + a.dtype +
+                          "): it computes the scores of a q8_0 K in integers");
+  }
+  if (a.int8_scores && a.precision != Precision::f32) {
+    throw InvalidArgument("--int8-scores needs --precision f32");
   }
   return a;
 }
@@ -183,6 +191,7 @@ struct Problem {
     opt.causal = a.causal;
     opt.n_threads = threads;
     opt.precision = a.precision;
+    opt.int8_scores = a.int8_scores;
     // Backward: gradients of L = sum dout * out, from the forward's out and lse.
     if (a.backward) {
       dout.resize(nq), dq.resize(nq), dk.resize(nk), dv.resize(nk);
@@ -364,7 +373,8 @@ void print_json(const BenchArgs& a, const Results& r) {
         {"head_dim", a.head_dim},
         {"causal", a.causal},
         {"dtype", a.dtype},
-        {"precision", enum_name(kPrecisionNames, a.precision)}}}};
+        {"precision", enum_name(kPrecisionNames, a.precision)},
+        {"int8_scores", a.int8_scores}}}};
   std::printf("%s\n", j.dump().c_str());
 }
 
@@ -375,11 +385,12 @@ void print_text(const BenchArgs& a, const Results& r) {
   const kernels::MachinePeak& peak = r.peak;
   std::printf(
       "%s  batch %lld  n_q %lld  n_kv %lld  heads %lld/%lld  head_dim %lld  %s  kv %s  "
-      "precision %s\n",
+      "precision %s%s\n",
       a.backward ? "attention backward" : "attention", (long long)a.batch, (long long)a.n_q,
       (long long)a.n_kv, (long long)a.heads, (long long)a.kv_heads, (long long)a.head_dim,
       a.causal ? "causal" : "non-causal", a.dtype.c_str(),
-      enum_name(kPrecisionNames, a.precision).c_str());
+      enum_name(kPrecisionNames, a.precision).c_str(),
+      a.int8_scores ? ", int8 scores (decode rows)" : "");
   std::printf("machine    %d threads, target %s: FMA peak %.1f GFLOP/s, read bandwidth %.1f GB/s\n",
               r.threads, peak.target, peak.fma_gflops, peak.read_gbps);
   if (a.precision == Precision::bf16) {
@@ -460,6 +471,9 @@ void setup_bench(CLI::App& app) {
   att->add_option("--dtype", a->dtype, "K/V dtype: f32, f16, bf16, q8_0")->capture_default_str();
   add_enum_option(*att, "--precision", a->precision, "Arithmetic: f32, or bf16 (rounded operands)",
                   kPrecisionNames);
+  att->add_flag("--int8-scores", a->int8_scores,
+                "q8_0 K: decode scores by integer dot products with q rounded to 8-bit blocks, as "
+                "llama.cpp (AttentionOptions::int8_scores)");
   add_threads_option(*att, a->threads);
   att->add_option("--reps", a->reps, "Timed repetitions (0: about one second)");
   add_json_flag(*att, a->json);

@@ -59,7 +59,8 @@ CLI::Option* add_dot_option(CLI::App& app, DotProducts& dot) {
       "as "
       "exact arithmetic on the dequantized weights; int8 = activations rounded to 8-bit blocks "
       "and multiplied in integers as llama.cpp does (faster decode, logits off by about 1-2% of "
-      "their standard deviation; docs/PERFORMANCE.md)",
+      "their standard deviation; docs/PERFORMANCE.md); with --kv q8_0 int8 also scores the "
+      "cache in integers during decode (AttentionOptions::int8_scores)",
       kDotNames);
 }
 

@@ -76,6 +76,17 @@ struct AttentionOptions {
   std::span<const float> alibi_slopes;  // [n_head] or empty
   float softcap = 0.f;                  // 0: off
   Precision precision = Precision::f32;
+  // Scores of a q8_0 k by integer dot products, as llama.cpp computes them: each query row, times
+  // `scale`, is rounded to blocks of 32 int8 values with one fp32 d (d = max|x| / 127, q =
+  // round(x / d): the int8 mode of the linear layers, DotProducts::int8 in qkv/model.h), and
+  //   s[b, h, i, j] = sum_blocks d_q d_k sum(q k)          (exact integer block sums)
+  // replaces scale * <q, k>. It applies to decode, i.e. calls with n_head / n_head_kv * n_q <= 8
+  // query rows per kv head (the CPU's decode kernels); longer query blocks (prefill) and other k
+  // dtypes keep fp32 scores, and attention_probs follows the same rule, so its probabilities are
+  // those the call used. P · V stays exact fp32. Error against fp32 scores: rounding q moves each
+  // query value by at most d_q / 2, about 1e-3 of the scores' spread (docs/PERFORMANCE.md).
+  // Not combined with Precision::bf16 (InvalidArgument).
+  bool int8_scores = false;
   int n_threads = 0;  // 0: all hardware threads
   Backend backend = Backend::automatic;
 };

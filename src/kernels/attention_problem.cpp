@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/quant/dot_int8.h"
 
 namespace qkv::kernels {
 namespace {
@@ -169,13 +171,31 @@ AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, co
     }
   }
   if (opt.n_threads < 0) throw_invalid("attention: n_threads = ", opt.n_threads, " must be >= 0");
+  if (opt.int8_scores && opt.precision != Precision::f32) {
+    throw_invalid("attention: int8_scores needs precision f32 (it rounds q to int8 blocks itself);",
+                  " got precision bf16");
+  }
   return p;
+}
+
+void round_q8_blocks(const float* x, int64_t n, float* d, int8_t* q) {
+  quant::ActBlock32 a;
+  for (int64_t b = 0; b < n / quant::kQK; ++b) {
+    quant::quantize_act_reference(quant::QuantType::q8_0, x + b * quant::kQK, quant::kQK, &a);
+    d[b] = a.d;
+    std::copy(a.q, a.q + quant::kQK, q + b * quant::kQK);
+  }
 }
 
 void attention_reference(const AttentionProblem& p) {
   const double neg_inf = -std::numeric_limits<double>::infinity();
   std::vector<double> s(static_cast<size_t>(p.n_kv));
   std::vector<double> acc(static_cast<size_t>(p.head_dim_v));
+  // The int8-scores mode: the scaled query row rounded to blocks (qd, q8), scores from the exact
+  // integer block sums weighted by d_q d_k in double.
+  const bool int8 = p.int8_scores();
+  std::vector<float> qs(static_cast<size_t>(p.head_dim)), qd(static_cast<size_t>(p.head_dim / 32));
+  std::vector<int8_t> q8(static_cast<size_t>(p.head_dim));
   for (int64_t b = 0; b < p.batch; ++b) {
     for (int64_t h = 0; h < p.n_head; ++h) {
       const int64_t hk = h / p.group;
@@ -183,15 +203,38 @@ void attention_reference(const AttentionProblem& p) {
         int64_t lo, hi;
         p.key_range(b, i, &lo, &hi);
         double m = neg_inf;
+        if (int8) {
+          for (int64_t c = 0; c < p.head_dim; ++c) qs[c] = view_element(p.q, b, i, h, c) * p.scale;
+          round_q8_blocks(qs.data(), p.head_dim, qd.data(), q8.data());
+        }
         for (int64_t j = 0; j < p.n_kv; ++j) {
           s[j] = neg_inf;
           if (j < lo || j >= hi) continue;
           double dot = 0;
-          for (int64_t c = 0; c < p.head_dim; ++c) {
-            dot += static_cast<double>(view_element(p.q, b, i, h, c)) *
-                   static_cast<double>(view_element(p.k, b, j, hk, c));
+          if (int8) {
+            const char* row = static_cast<const char*>(p.k.data) +
+                              (b * p.k.stride[0] + j * p.k.stride[1] + hk * p.k.stride[2]) /
+                                  core::kQ8Elems * core::kQ8Bytes;
+            for (int64_t blk = 0; blk < p.head_dim / core::kQ8Elems; ++blk) {
+              const char* block = row + blk * core::kQ8Bytes;
+              uint16_t dk;
+              std::memcpy(&dk, block, 2);
+              int64_t isum = 0;
+              for (int64_t c = 0; c < core::kQ8Elems; ++c) {
+                isum += int64_t{reinterpret_cast<const int8_t*>(block + 2)[c]} *
+                        q8[static_cast<size_t>(blk * core::kQ8Elems + c)];
+              }
+              dot += static_cast<double>(qd[static_cast<size_t>(blk)]) *
+                     static_cast<double>(core::f16_to_f32(dk)) * static_cast<double>(isum);
+            }
+          } else {
+            for (int64_t c = 0; c < p.head_dim; ++c) {
+              dot += static_cast<double>(view_element(p.q, b, i, h, c)) *
+                     static_cast<double>(view_element(p.k, b, j, hk, c));
+            }
+            dot *= static_cast<double>(p.scale);
           }
-          s[j] = transform_score(p, b, h, i, j, dot * static_cast<double>(p.scale));
+          s[j] = transform_score(p, b, h, i, j, dot);
           if (s[j] > m) m = s[j];
         }
         std::fill(acc.begin(), acc.end(), 0.0);

@@ -11,6 +11,10 @@
 
 namespace qkv::kernels {
 
+// Query rows per kv head up to which a call is a decode (the CPU's direct path, kDirectRows in
+// cpu/flash_impl.inc, and the scope of AttentionOptions::int8_scores).
+inline constexpr int64_t kDecodeRowsMax = 8;
+
 struct AttentionProblem {
   View4 q, k, v;  // see attention.h for the dimension order
   MutView4 out;
@@ -40,6 +44,12 @@ struct AttentionProblem {
     if (opt.window_right >= 0 && pos + opt.window_right + 1 < h) h = pos + opt.window_right + 1;
     *lo = l;
     *hi = h;
+  }
+
+  // Whether the scores come from integer dot products (AttentionOptions::int8_scores): a q8_0 k
+  // and at most kDecodeRowsMax query rows per kv head.
+  bool int8_scores() const {
+    return opt.int8_scores && k.dtype == DType::q8_0 && group * n_q <= kDecodeRowsMax;
   }
 
   bool has_elementwise() const {
@@ -83,6 +93,11 @@ void check_lse_size(const char* what, const AttentionProblem& p, size_t lse_size
 
 // "[a, b, c, d]", for error messages.
 std::string shape_str(const std::array<int64_t, 4>& s);
+
+// The int8-scores mode's query rounding: x[0, n) (n a multiple of 32) in blocks of 32, as the
+// linear layers' int8 mode rounds activations (quant::quantize_act_reference for Q8_0): d[n / 32]
+// and q[n] in [-127, 127].
+void round_q8_blocks(const float* x, int64_t n, float* d, int8_t* q);
 
 // The reference: naive and materialised, double accumulation.
 void attention_reference(const AttentionProblem& p);

@@ -470,6 +470,8 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     if (L.sliding) opt.window_left = c.sliding_window - 1;
     opt.n_threads = threads;
     opt.backend = attention_backend;
+    // The int8 mode scores a q8_0 cache in integers as llama.cpp does (other caches ignore it).
+    opt.int8_scores = m.int8_dot;
     if (cpar) {
       cp::attention(*cpar, plan, q, nh, hd, *steps[0].cache, layer, opt, att,
                     watched[static_cast<size_t>(layer)] != 0, steps[0].observer, s.lse);

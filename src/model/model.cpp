@@ -574,6 +574,7 @@ Model Model::from_file(ModelFile file, const LoadOptions& options) {
     c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.n_embd / c.n_head));
   }
   check_float_config(f, c, rope);
+  impl->int8_dot = options.dot == DotProducts::int8;
   {
     Binder binder(
         *impl, options.progress,

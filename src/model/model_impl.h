@@ -64,6 +64,9 @@ struct Model::Impl {
   float rope_mscale = 1.0f;               // q and k scaled after RoPE (LongRoPE attn_factor)
   int64_t n_params = 0;
   int64_t matrix_bytes = 0;  // bytes of all weight matrices (what a decode step reads)
+  // LoadOptions::dot == int8: llama.cpp's arithmetic, which also scores a q8_0 KV cache in
+  // integers (AttentionOptions::int8_scores) during decode.
+  bool int8_dot = false;
   // Weights that could not stay in the mapped file (transposed HF Conv1D matrices).
   std::vector<std::vector<std::byte>> owned;
 };

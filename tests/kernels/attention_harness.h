@@ -17,6 +17,7 @@
 #include "kernels/attention_problem.h"
 #include "kernels/cpu/attention_cpu.h"
 #include "kernels/cpu/plan.h"
+#include "kernels/quant/dequant.h"
 #include "kernels/quant/quantize.h"
 #include "qkv/attention.h"
 
@@ -239,6 +240,31 @@ inline Result run_against_reference(Case c, const kernels::cpu::TargetOps& targe
         }
       }
   return r;
+}
+
+// The fp32 twin of a q8_0 tensor: the same element offsets (so the same strides), every value
+// dequantized by the scalar oracle.
+inline Tensor dequantized(const Tensor& t) {
+  Tensor f;
+  const int64_t n = static_cast<int64_t>(t.blocks.size()) / 34 * 32;
+  f.f32.resize(static_cast<size_t>(n));
+  kernels::quant::dequantize_q8_0(
+      reinterpret_cast<const kernels::quant::BlockQ8_0*>(t.blocks.data()), n, f.f32.data());
+  f.view = View4{f.f32.data(), DType::f32, t.view.shape, t.view.stride};
+  return f;
+}
+
+// Multiplies the scale of every block of a q8_0 tensor by 2^e, e uniform in [-4, 4]: blocks of one
+// row then differ by up to 256x, so a kernel that applied one block's scale to another's bytes
+// would be far off (uniform random values give blocks of nearly equal scales).
+inline void spread_block_scales(Tensor& t, std::mt19937& rng) {
+  std::uniform_int_distribution<int> e(-4, 4);
+  for (size_t off = 0; off + 34 <= t.blocks.size(); off += 34) {
+    uint16_t h;
+    std::memcpy(&h, t.blocks.data() + off, 2);
+    h = f32_to_f16(std::ldexp(f16_to_f32(h), e(rng)));
+    std::memcpy(t.blocks.data() + off, &h, 2);
+  }
 }
 
 // The SIMD targets this machine can run.

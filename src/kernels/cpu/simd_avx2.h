@@ -91,6 +91,33 @@ struct Simd {
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   static float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
+  // Integer scores (AttentionOptions::int8_scores): one q8_0 block of a K row per step. The K
+  // bytes go in as |k| (unsigned) and their signs move onto q, as vpmaddubsw needs (u8 x s8:
+  // |k| <= 128 and |q| <= 127 keep its pair sums below 2^15, so the products are exact for every
+  // byte, -128 included); vpmaddwd then sums pairs of pairs into 8 int32 lanes, converted and
+  // multiplied by the block's d_k d_q.
+  static constexpr int kI8Blocks = 1;
+  struct I8K {
+    __m256i k, ak;  // k, |k|
+    V scale;        // d_k
+  };
+  template <int NB>
+  static I8K i8_load(const char* blk) {  // blk: a block (f16 d, 32 bytes)
+    static_assert(NB == 1);
+    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    uint16_t d;
+    std::memcpy(&d, blk, 2);
+    return {k, _mm256_abs_epi8(k), _mm256_set1_ps(_cvtsh_ss(d))};
+  }
+  // acc + the lanes of sum(k q) times d_k d_q; q: the block's 32 bytes, qd: its d_q 8 times.
+  template <int NB>
+  static V i8_dot(const I8K& k, const int8_t* q, const float* qd, V acc) {
+    const __m256i qs =
+        _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)), k.k);
+    const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(k.ak, qs), _mm256_set1_epi16(1));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(k.scale, _mm256_loadu_ps(qd)),
+                           acc);
+  }
   // Rounds fp32 lanes to bf16 precision (nearest even), kept as fp32: the bf16 mode's numerics.
   static V round_bf16(V x) {
     const __m256i u = _mm256_castps_si256(x);

@@ -73,6 +73,48 @@ struct Simd {
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
+  // Integer scores (AttentionOptions::int8_scores): NB (1 or 2) q8_0 blocks of a K row per step,
+  // 64 bytes in one register. The K bytes go in as |k| (unsigned) and their signs move onto q, as
+  // vpmaddubsw needs (u8 x s8: |k| <= 128 and |q| <= 127 keep its pair sums below 2^15, so the
+  // products are exact for every byte, -128 included); vpmaddwd then sums pairs of pairs into 16
+  // int32 lanes, 8 per block, converted and multiplied by the blocks' d_k d_q.
+  static constexpr int kI8Blocks = 2;
+  struct I8K {
+    __m512i ak;     // |k|
+    __mmask64 neg;  // k < 0
+    V scale;        // d_k of each block, 8 lanes per block (0 past NB)
+  };
+  template <int NB>
+  static I8K i8_load(const char* blk) {  // blk: a block (f16 d, 32 bytes); the next 34 bytes on
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    uint16_t d0, d1 = 0;
+    std::memcpy(&d0, blk, 2);
+    __m512i k = _mm512_zextsi256_si512(lo);
+    if constexpr (NB == 2) {
+      std::memcpy(&d1, blk + 34, 2);
+      k = _mm512_inserti64x4(k, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 36)), 1);
+    }
+    const V scale = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
+                                                     _mm_set1_epi16(static_cast<short>(d0))));
+    return {_mm512_abs_epi8(k), _mm512_movepi8_mask(k), scale};
+  }
+  // acc + the lanes of sum(k q) times d_k d_q; q: the NB blocks' 32 NB bytes, qd: d_q of each
+  // block 8 times (8 NB floats).
+  template <int NB>
+  static V i8_dot(const I8K& k, const int8_t* q, const float* qd, V acc) {
+    __m512i qv;
+    V dq;
+    if constexpr (NB == 2) {
+      qv = _mm512_loadu_si512(q);
+      dq = _mm512_loadu_ps(qd);
+    } else {
+      qv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+      dq = _mm512_zextps256_ps512(_mm256_loadu_ps(qd));
+    }
+    const __m512i qs = _mm512_mask_sub_epi8(qv, k.neg, _mm512_setzero_si512(), qv);
+    const __m512i sums = _mm512_madd_epi16(_mm512_maddubs_epi16(k.ak, qs), _mm512_set1_epi16(1));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(k.scale, dq), acc);
+  }
   static V round_bf16(V x) {
     const __m512i u = _mm512_castps_si512(x);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
