@@ -179,11 +179,16 @@ AttentionProblem make_problem(const View4& q, const View4& k, const View4& v, co
 }
 
 void round_q8_blocks(const float* x, int64_t n, float* d, int8_t* q) {
-  quant::ActBlock32 a;
-  for (int64_t b = 0; b < n / quant::kQK; ++b) {
-    quant::quantize_act_reference(quant::QuantType::q8_0, x + b * quant::kQK, quant::kQK, &a);
-    d[b] = a.d;
-    std::copy(a.q, a.q + quant::kQK, q + b * quant::kQK);
+  // quantize_act: AVX2 where the CPU has it, the same bits as quantize_act_reference (5% of a
+  // decode of 512 keys in cache took the scalar rounding); 8 blocks at a time.
+  quant::ActBlock32 a[8];
+  for (int64_t b0 = 0; b0 < n / quant::kQK; b0 += 8) {
+    const int64_t nb = std::min<int64_t>(8, n / quant::kQK - b0);
+    quant::quantize_act(quant::QuantType::q8_0, x + b0 * quant::kQK, nb * quant::kQK, a);
+    for (int64_t b = 0; b < nb; ++b) {
+      d[b0 + b] = a[b].d;
+      std::copy(a[b].q, a[b].q + quant::kQK, q + (b0 + b) * quant::kQK);
+    }
   }
 }
 

@@ -1,6 +1,10 @@
 // SIMD traits for AVX-512 F/BW/DQ/VL (16 floats). Included only by target_avx512.cpp, after
 // `#pragma GCC target`, inside namespace qkv::kernels::cpu::avx512.
 
+// The int8 scores' AVX512-VNNI kernels: the target's instruction sets plus VNNI, for functions
+// that run only where cpuid reports it (Simd::i8_vnni).
+#define QKV_I8_VNNI __attribute__((target(QKV_TARGET_AVX512 ",avx512vnni")))
+
 struct Simd {
   using V = __m512;
   static constexpr int W = 16;
@@ -113,6 +117,55 @@ struct Simd {
     }
     const __m512i qs = _mm512_mask_sub_epi8(qv, k.neg, _mm512_setzero_si512(), qv);
     const __m512i sums = _mm512_madd_epi16(_mm512_maddubs_epi16(k.ak, qs), _mm512_set1_epi16(1));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(k.scale, dq), acc);
+  }
+  // With AVX512-VNNI (Ice Lake, Zen 4; run_item's caller checks i8_vnni()): k + 128 as unsigned
+  // bytes (one xor, shared by the G query rows) and vpdpbusd against q, started from the bias
+  // -128 sum(q) of the block (8 lanes of -16 sum(q)), which takes the 128 back out exactly: one
+  // instruction per row and step where the sign trick takes four.
+  // QKV_I8_VNNI=0 in the environment takes the sign-trick kernel instead (what AVX-512 CPUs
+  // without VNNI run), so that both are tested on a machine that has it.
+  static bool i8_vnni() {
+    static const bool on = [] {
+      const char* env = std::getenv("QKV_I8_VNNI");
+      return core::cpu_features().avx512_vnni && !(env != nullptr && env[0] == '0');
+    }();
+    return on;
+  }
+  struct I8KU {
+    __m512i ku;  // k ^ 0x80 = k + 128
+    V scale;
+  };
+  template <int NB>
+  static I8KU i8_load_u(const char* blk) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    uint16_t d0, d1 = 0;
+    std::memcpy(&d0, blk, 2);
+    __m512i k = _mm512_zextsi256_si512(lo);
+    if constexpr (NB == 2) {
+      std::memcpy(&d1, blk + 34, 2);
+      k = _mm512_inserti64x4(k, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 36)), 1);
+    }
+    const V scale = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
+                                                     _mm_set1_epi16(static_cast<short>(d0))));
+    // Past NB the lanes stay 0: q and the bias are 0 there, whatever k + 128 is.
+    return {_mm512_xor_si512(k, _mm512_set1_epi8(static_cast<char>(0x80))), scale};
+  }
+  template <int NB>
+  QKV_I8_VNNI static V i8_dot_vnni(const I8KU& k, const int8_t* q, const int32_t* bias,
+                                   const float* qd, V acc) {
+    __m512i qv, b;
+    V dq;
+    if constexpr (NB == 2) {
+      qv = _mm512_loadu_si512(q);
+      b = _mm512_loadu_si512(bias);
+      dq = _mm512_loadu_ps(qd);
+    } else {
+      qv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+      b = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)));
+      dq = _mm512_zextps256_ps512(_mm256_loadu_ps(qd));
+    }
+    const __m512i sums = _mm512_dpbusd_epi32(b, k.ku, qv);
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(k.scale, dq), acc);
   }
   static V round_bf16(V x) {
