@@ -233,9 +233,35 @@ struct Linear::Impl {
     void operator()(uint8_t* p) const { std::free(p); }
   };
   std::unique_ptr<uint8_t, Free> packed;
+  // packed holds f16/bf16 in the interleaved layout (cpu/linear_target.h).
+  bool interleaved = false;
 };
 
-Linear::Linear(const WeightView& w, const float* bias, LinearDot dot)
+namespace {
+
+// Copies rows [g0, g1) * 16 of a row-major f16/bf16 weight into the interleaved layout, 16 x 16
+// tiles at a time: read along the rows, written along the columns (both in whole lines).
+void interleave_groups(const WeightView& w, int64_t g0, int64_t g1, uint8_t* out) {
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  const int64_t stride = row_stride(w), n_in = w.n_in;
+  constexpr int64_t R = cpu::kInterleaveRows;
+  for (int64_t g = g0; g < g1; ++g) {
+    auto* dst = reinterpret_cast<uint16_t*>(out) + g * R * n_in;
+    const int64_t rows = std::min(R, w.n_out - g * R);
+    for (int64_t k0 = 0; k0 < n_in; k0 += R) {
+      const int64_t cols = std::min(R, n_in - k0);
+      uint16_t tile[R][R] = {};
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(tile[r], src + (g * R + r) * stride + 2 * k0, static_cast<size_t>(cols) * 2);
+      for (int64_t j = 0; j < cols; ++j)
+        for (int64_t r = 0; r < R; ++r) dst[(k0 + j) * R + r] = tile[r][j];
+    }
+  }
+}
+
+}  // namespace
+
+Linear::Linear(const WeightView& w, const float* bias, LinearDot dot, LinearLayout layout)
     : view_(w), impl_(std::make_unique<Impl>()) {
   if (w.n_out <= 0 || w.n_in <= 0 || w.data == nullptr) {
     core::throw_invalid("Linear: weight [", w.n_out, ", ", w.n_in, "] is empty");
@@ -253,7 +279,20 @@ Linear::Linear(const WeightView& w, const float* bias, LinearDot dot)
   if (dot == LinearDot::int8 && q && quant::int8_dot_supported(*q)) dot_ = LinearDot::int8;
   const auto span =
       static_cast<size_t>((w.n_out - 1) * row_stride(w) + weight_row_bytes(w.type, w.n_in));
-  if (!q && in_read_only_file_mapping(w.data, span)) {
+  if (layout == LinearLayout::interleaved &&
+      (w.type == WeightType::f16 || w.type == WeightType::bf16)) {
+    constexpr int64_t R = cpu::kInterleaveRows;
+    const int64_t groups = (w.n_out + R - 1) / R;
+    impl_->packed.reset(alloc_packed(static_cast<size_t>(groups * R * w.n_in * 2)));
+    impl_->interleaved = true;
+    uint8_t* out = impl_->packed.get();
+    const int64_t per_item = std::max<int64_t>(1, (int64_t{1} << 20) / (R * w.n_in * 2));
+    core::parallel_for_dynamic(
+        (groups + per_item - 1) / per_item, core::resolve_threads(0), [&](int64_t item, int) {
+          interleave_groups(w, item * per_item, std::min(groups, (item + 1) * per_item), out);
+        });
+    drop_mapped_pages(w.data, span);
+  } else if (!q && in_read_only_file_mapping(w.data, span)) {
     // fp32/f16/bf16 rows read from a model file's mapping come in 4 KiB pages, at which one core
     // streams ~40% less than from huge pages (qkv_linear_bench's two read ceilings); decode reads
     // every weight once per token, so they are copied once into memory advised to use huge pages
@@ -298,6 +337,10 @@ Linear::~Linear() = default;
 Linear::Linear(Linear&&) noexcept = default;
 Linear& Linear::operator=(Linear&&) noexcept = default;
 
+bool Linear::interleaved() const {
+  return impl_ && impl_->interleaved;
+}
+
 const float* Linear::bias() const {
   return impl_ && !impl_->bias.empty() ? impl_->bias.data() : nullptr;
 }
@@ -328,6 +371,11 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
   }
   const bool gemv = path == LinearPath::automatic ? m <= linear_gemv_max_rows(view_.type)
                                                   : path == LinearPath::gemv;
+  if (impl_->interleaved) {
+    forward_interleaved(target, gemv || !cpu::gemm_available(), x, m, ldx, y, ldy, threads,
+                        scratch);
+    return;
+  }
   if (gemv && m == 1 && path == LinearPath::automatic && cpu::gemm_available() &&
       fp32_in_place(view_, stride)) {
     // One fp32 row: the library's sgemv reads W faster than our kernel (docs/PERFORMANCE.md,
@@ -389,6 +437,43 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
     cpu::sgemm_nt(m, o1 - o0, n_in, x, ldx, panel.data(), n_in, y + o0, ldy, 1);
     add_bias(b, m, o0, o1, y, ldy);
   });
+}
+
+void Linear::forward_interleaved(const cpu::LinearTargetOps& target, bool gemv, const float* x,
+                                 int64_t m, int64_t ldx, float* y, int64_t ldy, int threads,
+                                 LinearScratch* scratch) const {
+  constexpr int64_t R = cpu::kInterleaveRows;
+  const int64_t n_out = view_.n_out, n_in = view_.n_in, groups = (n_out + R - 1) / R;
+  const uint8_t* packed = impl_->packed.get();
+  if (gemv) {
+    // Items of about kGemvBlockBytes of weights; every row of x runs over an item's groups while
+    // they are in cache. No item's split changes an output's arithmetic.
+    const int64_t per_item = std::clamp<int64_t>(kGemvBlockBytes / (R * n_in * 2), 1, groups);
+    core::parallel_for_dynamic((groups + per_item - 1) / per_item, threads, [&](int64_t item, int) {
+      const cpu::InterleavedTask t{view_.type, packed, n_out, n_in, x, ldx, m, y, ldy, bias()};
+      target.gemv_interleaved(t, item * per_item, std::min(groups, (item + 1) * per_item));
+    });
+    return;
+  }
+  // The GEMM path: panels of whole groups converted column-major ([n_in, 16 * groups], the
+  // layout's own order) and multiplied by the library as x · panel.
+  const int64_t per_thread = (groups + 2 * threads - 1) / (2 * threads);
+  const int64_t per_item =
+      std::clamp<int64_t>(std::min(kPanelBytes / (4 * R * n_in), per_thread), 1, groups);
+  LinearScratch local;
+  LinearScratch& s = scratch ? *scratch : local;
+  if (s.panels.size() < static_cast<size_t>(threads)) s.panels.resize(static_cast<size_t>(threads));
+  core::parallel_for_dynamic(
+      (groups + per_item - 1) / per_item, threads, [&](int64_t item, int thread) {
+        const int64_t g0 = item * per_item, g1 = std::min(groups, g0 + per_item);
+        const int64_t o0 = g0 * R, o1 = std::min(n_out, g1 * R), ld = (g1 - g0) * R;
+        std::vector<float>& panel = s.panels[static_cast<size_t>(thread)];  // [n_in, ld]
+        if (panel.size() < static_cast<size_t>(ld * n_in)) panel.resize(ld * n_in);
+        target.interleaved_to_f32(view_.type, packed, n_in, g0, g1, 0, n_in, panel.data(), ld);
+        cpu::sgemm(false, false, m, o1 - o0, n_in, 1.0f, x, ldx, panel.data(), ld, 0.0f, y + o0,
+                   ldy, 1);
+        add_bias(bias(), m, o0, o1, y, ldy);
+      });
 }
 
 void Linear::forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m,
@@ -471,6 +556,10 @@ void Linear::backward_input(const float* dy, int64_t m, int64_t lddy, float* dx,
   // 2.1-3.6x at 4 on f16 llama-1b shapes, 2 threads of a loaded dev; column panels 1.1-1.3x and
   // 0.8-1.1x (docs/PERFORMANCE.md, "Explain: attribution by gradients"). Block formats cut
   // columns at whole blocks; at least two panels per thread, for balance.
+  if (impl_->interleaved) {
+    backward_input_interleaved(dy, m, lddy, dx, lddx, accumulate, threads, scratch);
+    return;
+  }
   const auto quant = weight_quant_type(view_.type);
   const int64_t unit = quant ? quant::quant_block_elems(*quant) : 16;
   const int64_t per_thread = (n_in + 2 * threads - 1) / (2 * threads);
@@ -490,6 +579,31 @@ void Linear::backward_input(const float* dy, int64_t m, int64_t lddy, float* dx,
     target.to_f32(view_.type, w + weight_row_bytes(view_.type, c0), stride, w_cols, 0, n_out,
                   panel.data(), w_cols);
     cpu::sgemm(false, false, m, w_cols, n_out, 1.0f, dy, lddy, panel.data(), w_cols,
+               accumulate ? 1.0f : 0.0f, dx + c0, lddx, 1);
+  });
+}
+
+// backward_input on the interleaved layout: column panels as above, converted column-major
+// ([c1 - c0, 16 * groups], the layout's own order) and multiplied as dy · panelᵀ.
+void Linear::backward_input_interleaved(const float* dy, int64_t m, int64_t lddy, float* dx,
+                                        int64_t lddx, bool accumulate, int threads,
+                                        LinearScratch* scratch) const {
+  constexpr int64_t R = cpu::kInterleaveRows;
+  const int64_t n_out = view_.n_out, n_in = view_.n_in, groups = (n_out + R - 1) / R;
+  const int64_t ld = groups * R;
+  const int64_t per_thread = (n_in + 2 * threads - 1) / (2 * threads);
+  const int64_t cols = std::clamp<int64_t>(std::min(kPanelBytes / (4 * ld), per_thread), 1, n_in);
+  LinearScratch local;
+  LinearScratch& s = scratch ? *scratch : local;
+  if (s.panels.size() < static_cast<size_t>(threads)) s.panels.resize(static_cast<size_t>(threads));
+  const cpu::LinearTargetOps& target = cpu::linear_target_selected();
+  core::parallel_for_dynamic((n_in + cols - 1) / cols, threads, [&](int64_t item, int thread) {
+    const int64_t c0 = item * cols, c1 = std::min(n_in, c0 + cols);
+    std::vector<float>& panel = s.panels[static_cast<size_t>(thread)];  // [c1 - c0, ld]
+    if (panel.size() < static_cast<size_t>((c1 - c0) * ld)) panel.resize((c1 - c0) * ld);
+    target.interleaved_to_f32(view_.type, impl_->packed.get(), n_in, 0, groups, c0, c1,
+                              panel.data(), ld);
+    cpu::sgemm(false, true, m, c1 - c0, n_out, 1.0f, dy, lddy, panel.data(), ld,
                accumulate ? 1.0f : 0.0f, dx + c0, lddx, 1);
   });
 }

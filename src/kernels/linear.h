@@ -60,6 +60,15 @@ WeightType weight_type_of(quant::QuantType q);
 // the integer kernels (not the GEMM library), so a row's result never depends on the batch.
 enum class LinearDot : uint8_t { exact, int8 };
 
+// How Linear holds a weight. rows: as given (fp32/f16/bf16 that lie in a read-only file mapping
+// are copied to huge pages, rows unchanged; block formats are read in place). interleaved:
+// f16/bf16 weights are copied once into the matrix-vector kernels' layout (groups of 16 rows,
+// cpu/linear_target.h), which decode streams at the read rate of one sequence, and their rows
+// keep the arithmetic that layout states (not the bits of the rows layout); a copy that came
+// from a file mapping drops the file's pages. Other types ignore it. Models load with
+// interleaved.
+enum class LinearLayout : uint8_t { rows, interleaved };
+
 // Which of the two paths a forward takes: by m (automatic), or forced (tests, benchmarks).
 enum class LinearPath : uint8_t { automatic, gemv, gemm };
 
@@ -97,7 +106,7 @@ class Linear {
   // `bias` (n_out floats, may be null) is copied. Throws InvalidArgument on bad sizes. `dot`:
   // LinearDot::int8 takes effect only for the types with integer kernels (dot() says which).
   explicit Linear(const WeightView& w, const float* bias = nullptr,
-                  LinearDot dot = LinearDot::exact);
+                  LinearDot dot = LinearDot::exact, LinearLayout layout = LinearLayout::rows);
   ~Linear();
   Linear(Linear&&) noexcept;
   Linear& operator=(Linear&&) noexcept;
@@ -125,16 +134,25 @@ class Linear {
 
   int64_t n_in() const { return view_.n_in; }
   int64_t n_out() const { return view_.n_out; }
+  // The weight as given (for the rows layout, its huge-page copy where one was made); an
+  // interleaved Linear never reads it, and reading it faults dropped file pages back in.
   const WeightView& view() const { return view_; }
   const float* bias() const;
   // The mode forward() uses: int8 only where it was asked for and the type has integer kernels.
   LinearDot dot() const { return dot_; }
+  // Whether the weight is held in the interleaved layout (LinearLayout::interleaved on f16/bf16).
+  bool interleaved() const;
 
   struct Impl;
 
  private:
   void forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
                     float* y, int64_t ldy, int threads, LinearScratch* scratch) const;
+  void forward_interleaved(const cpu::LinearTargetOps& target, bool gemv, const float* x, int64_t m,
+                           int64_t ldx, float* y, int64_t ldy, int threads,
+                           LinearScratch* scratch) const;
+  void backward_input_interleaved(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,
+                                  bool accumulate, int threads, LinearScratch* scratch) const;
 
   WeightView view_{};
   LinearDot dot_ = LinearDot::exact;

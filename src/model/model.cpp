@@ -307,7 +307,7 @@ class Binder {
         const Pending& p = got[static_cast<int>(w)];
         if (!p.has_w) return kernels::Linear();
         const auto& bias = vecs[static_cast<int>(b)];
-        return kernels::Linear(p.w, bias.empty() ? nullptr : bias.data(), dot_);
+        return kernels::Linear(p.w, bias.empty() ? nullptr : bias.data(), dot_, kLayout);
       };
       // Role::count for b: no bias. HF Gemma checkpoints store RMSNorm weights as w - 1.
       auto norm = [&](Role w, Role b) {
@@ -321,7 +321,7 @@ class Binder {
       };
       auto linear_nb = [&](Role w) {
         const Pending& p = got[static_cast<int>(w)];
-        return p.has_w ? kernels::Linear(p.w, nullptr, dot_) : kernels::Linear();
+        return p.has_w ? kernels::Linear(p.w, nullptr, dot_, kLayout) : kernels::Linear();
       };
       if (layer < 0) {
         m_.tok_embd = got[static_cast<int>(Role::tok_embd)].w;
@@ -338,7 +338,7 @@ class Binder {
                               "config.json does not tie it to the embeddings ",
                               "(tie_word_embeddings is false)");
           }
-          m_.lm_head = kernels::Linear(head.has_w ? head.w : m_.tok_embd, nullptr, dot_);
+          m_.lm_head = kernels::Linear(head.has_w ? head.w : m_.tok_embd, nullptr, dot_, kLayout);
           m_.config.tied_embeddings = !head.has_w;
         }
         // RoPE frequency divisors: Llama 3's rope_freqs for every position, Phi-3's short
@@ -378,7 +378,7 @@ class Binder {
             kernels::WeightView part = w;
             part.n_out = rows;
             part.data = static_cast<const std::byte*>(w.data) + r0 * row_bytes;
-            return kernels::Linear(part, b.empty() ? nullptr : b.data() + r0, dot_);
+            return kernels::Linear(part, b.empty() ? nullptr : b.data() + r0, dot_, kLayout);
           };
           const int64_t nq = m_.config.n_head * m_.config.head_dim;
           const int64_t nkv = m_.config.n_head_kv * m_.config.head_dim;
@@ -409,8 +409,8 @@ class Binder {
           kernels::WeightView gate = w, up = w;
           gate.n_out = up.n_out = m_.config.n_ff;
           up.data = static_cast<const std::byte*>(w.data) + m_.config.n_ff * row_bytes;
-          L.ffn_gate = kernels::Linear(gate, nullptr, dot_);
-          L.ffn_up = kernels::Linear(up, nullptr, dot_);
+          L.ffn_gate = kernels::Linear(gate, nullptr, dot_, kLayout);
+          L.ffn_up = kernels::Linear(up, nullptr, dot_, kLayout);
         }
         L.ffn_down = linear(Role::ffn_down, Role::ffn_down_b);
         L.ffn_out_norm = norm(Role::ffn_out_norm_w, Role::ffn_out_norm_b);
@@ -423,6 +423,8 @@ class Binder {
   Model::Impl& m_;
   const std::function<void(double)>& progress_;
   kernels::LinearDot dot_;
+  // Every projection in the matrix-vector kernels' layout (f16/bf16; kernels/linear.h).
+  static constexpr kernels::LinearLayout kLayout = kernels::LinearLayout::interleaved;
   std::unordered_set<const TensorInfo*> bound_;
 };
 

@@ -127,11 +127,13 @@ struct Shape {
   int64_t row_pad = 0, offset = 0, x_pad = 3, y_pad = 5;
   uint32_t seed = 1;
   kernels::LinearPath path = kernels::LinearPath::automatic;
+  kernels::LinearLayout layout = kernels::LinearLayout::rows;
   std::string name() const {
-    return std::string(kernels::weight_type_name(type)) + " m" + std::to_string(m) + " n_in" +
-           std::to_string(n_in) + " n_out" + std::to_string(n_out) + (bias ? " bias" : "") +
-           " row_pad" + std::to_string(row_pad) + " offset" + std::to_string(offset) + " path" +
-           std::to_string(static_cast<int>(path));
+    return std::string(kernels::weight_type_name(type)) +
+           (layout == kernels::LinearLayout::interleaved ? " interleaved" : "") + " m" +
+           std::to_string(m) + " n_in" + std::to_string(n_in) + " n_out" + std::to_string(n_out) +
+           (bias ? " bias" : "") + " row_pad" + std::to_string(row_pad) + " offset" +
+           std::to_string(offset) + " path" + std::to_string(static_cast<int>(path));
   }
 };
 
@@ -163,13 +165,28 @@ void check(const Shape& s) {
     }
   }
 
-  const Linear lin(w.view, b);
+  const Linear lin(w.view, b, kernels::LinearDot::exact, s.layout);
+  const bool interleaved = s.layout == kernels::LinearLayout::interleaved &&
+                           (s.type == WeightType::f16 || s.type == WeightType::bf16);
+  ASSERT_EQ(lin.interleaved(), interleaved) << s.name();
+  // The interleaved layout's matrix-vector arithmetic is stated exactly (linear_target.h): every
+  // target gives the generic target's bits.
+  const bool same_bits =
+      interleaved &&
+      (s.path == kernels::LinearPath::gemv ||
+       (s.path == kernels::LinearPath::automatic && s.m <= kernels::linear_gemv_max_rows(s.type)));
+  std::vector<float> first;
   for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
     for (int threads : {1, 2}) {
       const std::string where =
           s.name() + " target " + t->name + " threads " + std::to_string(threads);
       std::vector<float> y(static_cast<size_t>(s.m * ldy), kGuard);
       lin.forward_on(*t, s.path, x.data(), s.m, ldx, y.data(), ldy, threads);
+      if (same_bits && first.empty()) first = y;
+      if (same_bits) {
+        EXPECT_EQ(std::memcmp(y.data(), first.data(), y.size() * 4), 0)
+            << where << ": not the bits of " << kernels::cpu::linear_targets_runnable()[0]->name;
+      }
       int bad = 0;
       for (int64_t i = 0; i < s.m && bad < 5; ++i) {
         for (int64_t o = 0; o < s.n_out && bad < 5; ++o) {
@@ -227,6 +244,8 @@ TEST(Linear, RandomShapesEveryTypeAndPath) {
         // Every m on the automatic path and, in turn, forced onto each of the two paths.
         s.path = static_cast<kernels::LinearPath>(c % 3);
         check(s);
+        s.layout = kernels::LinearLayout::interleaved;  // f16/bf16 copied; the others ignore it
+        check(s);
       }
     }
   }
@@ -248,46 +267,49 @@ TEST(Linear, BackwardInputMatchesTheReference) {
         {1, n_ins.front(), 3}, {5, n_ins.back(), 37}, {33, n_ins[1], 129}};
     if (type == WeightType::f16 || type == WeightType::q8_0) cases_list.push_back({3, 2048, 2200});
     for (const Case& c : cases_list) {
-      for (bool accumulate : {false, true}) {
-        const Weight w = make_weight(type, c.n_out, c.n_in, rng() % 2 ? 6 : 0, 0, rng);
-        std::uniform_real_distribution<float> u(-1.f, 1.f);
-        const int64_t lddy = c.n_out + 2, lddx = c.n_in + 3;
-        std::vector<float> dy(static_cast<size_t>(c.m * lddy),
-                              std::numeric_limits<float>::quiet_NaN());
-        for (int64_t i = 0; i < c.m; ++i)
-          for (int64_t o = 0; o < c.n_out; ++o) dy[i * lddy + o] = u(rng);
-        std::vector<float> dx(static_cast<size_t>(c.m * lddx), kGuard), old(dx.size());
-        for (int64_t i = 0; i < c.m; ++i)
-          for (int64_t k = 0; k < c.n_in; ++k) dx[i * lddx + k] = u(rng);
-        old = dx;
-        std::vector<float> ref(dx.size());
-        kernels::linear_backward_reference(w.view, dy.data(), c.m, lddy, ref.data(), lddx);
-        std::vector<double> scale(static_cast<size_t>(c.m * c.n_in));
-        std::vector<float> wrow(static_cast<size_t>(c.n_in));
-        for (int64_t o = 0; o < c.n_out; ++o) {
-          kernels::weight_row_to_f32(w.view, o, wrow.data());
+      for (const auto layout : {kernels::LinearLayout::rows, kernels::LinearLayout::interleaved}) {
+        for (bool accumulate : {false, true}) {
+          const Weight w = make_weight(type, c.n_out, c.n_in, rng() % 2 ? 6 : 0, 0, rng);
+          std::uniform_real_distribution<float> u(-1.f, 1.f);
+          const int64_t lddy = c.n_out + 2, lddx = c.n_in + 3;
+          std::vector<float> dy(static_cast<size_t>(c.m * lddy),
+                                std::numeric_limits<float>::quiet_NaN());
           for (int64_t i = 0; i < c.m; ++i)
-            for (int64_t k = 0; k < c.n_in; ++k)
-              scale[i * c.n_in + k] += std::fabs(double(dy[i * lddy + o]) * wrow[k]);
-        }
-        const Linear lin(w.view);
-        lin.backward_input(dy.data(), c.m, lddy, dx.data(), lddx, accumulate, 2);
-        int bad = 0;
-        for (int64_t i = 0; i < c.m && bad < 5; ++i) {
-          for (int64_t k = 0; k < lddx && bad < 5; ++k) {
-            const size_t at = static_cast<size_t>(i * lddx + k);
-            if (k >= c.n_in) {
-              if (dx[at] != kGuard) ++bad, ADD_FAILURE() << "wrote the padding dx[" << i << "]";
-              continue;
-            }
-            const double want = ref[at] + (accumulate ? double(old[at]) : 0.0);
-            const double tol =
-                kTol * (scale[i * c.n_in + k] + (accumulate ? std::fabs(old[at]) : 0.0)) + 1e-30;
-            if (!(std::fabs(dx[at] - want) <= tol)) {
-              ++bad;
-              ADD_FAILURE() << kernels::weight_type_name(type) << " m" << c.m << " n_in" << c.n_in
-                            << " n_out" << c.n_out << " accumulate " << accumulate << ": dx[" << i
-                            << ", " << k << "] = " << dx[at] << ", reference " << want;
+            for (int64_t o = 0; o < c.n_out; ++o) dy[i * lddy + o] = u(rng);
+          std::vector<float> dx(static_cast<size_t>(c.m * lddx), kGuard), old(dx.size());
+          for (int64_t i = 0; i < c.m; ++i)
+            for (int64_t k = 0; k < c.n_in; ++k) dx[i * lddx + k] = u(rng);
+          old = dx;
+          std::vector<float> ref(dx.size());
+          kernels::linear_backward_reference(w.view, dy.data(), c.m, lddy, ref.data(), lddx);
+          std::vector<double> scale(static_cast<size_t>(c.m * c.n_in));
+          std::vector<float> wrow(static_cast<size_t>(c.n_in));
+          for (int64_t o = 0; o < c.n_out; ++o) {
+            kernels::weight_row_to_f32(w.view, o, wrow.data());
+            for (int64_t i = 0; i < c.m; ++i)
+              for (int64_t k = 0; k < c.n_in; ++k)
+                scale[i * c.n_in + k] += std::fabs(double(dy[i * lddy + o]) * wrow[k]);
+          }
+          const Linear lin(w.view, nullptr, kernels::LinearDot::exact, layout);
+          lin.backward_input(dy.data(), c.m, lddy, dx.data(), lddx, accumulate, 2);
+          int bad = 0;
+          for (int64_t i = 0; i < c.m && bad < 5; ++i) {
+            for (int64_t k = 0; k < lddx && bad < 5; ++k) {
+              const size_t at = static_cast<size_t>(i * lddx + k);
+              if (k >= c.n_in) {
+                if (dx[at] != kGuard) ++bad, ADD_FAILURE() << "wrote the padding dx[" << i << "]";
+                continue;
+              }
+              const double want = ref[at] + (accumulate ? double(old[at]) : 0.0);
+              const double tol =
+                  kTol * (scale[i * c.n_in + k] + (accumulate ? std::fabs(old[at]) : 0.0)) + 1e-30;
+              if (!(std::fabs(dx[at] - want) <= tol)) {
+                ++bad;
+                ADD_FAILURE() << kernels::weight_type_name(type) << " m" << c.m << " n_in" << c.n_in
+                              << " n_out" << c.n_out << " accumulate " << accumulate << ": dx[" << i
+                              << ", " << k << "] = " << dx[at] << ", reference " << want
+                              << (lin.interleaved() ? " (interleaved)" : "");
+              }
             }
           }
         }
@@ -418,25 +440,28 @@ TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
       const Weight w = make_weight(type, n_out, n_in, 0, 0, rng);
       std::vector<float> bias(static_cast<size_t>(n_out));
       for (float& b : bias) b = u(rng);
-      const Linear lin(w.view, bias.data());
-      constexpr int64_t kBatch = 11;  // 2 full groups of 4 rows and a group of 3
-      std::vector<float> x(static_cast<size_t>(kBatch * n_in));
-      for (float& f : x) f = u(rng);
-      for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
-        for (int threads : {1, 2}) {
-          std::vector<float> all(static_cast<size_t>(kBatch * n_out));
-          lin.forward_on(*t, kernels::LinearPath::gemv, x.data(), kBatch, n_in, all.data(), n_out,
-                         threads);
-          for (int64_t i = 0; i < kBatch; ++i) {
-            for (int64_t m = 1; m <= 9 && i + m <= kBatch; ++m) {
-              std::vector<float> part(static_cast<size_t>(m * n_out));
-              lin.forward_on(*t, kernels::LinearPath::gemv, x.data() + i * n_in, m, n_in,
-                             part.data(), n_out, 3 - threads);
-              for (int64_t o = 0; o < m * n_out; ++o) {
-                ASSERT_EQ(std::memcmp(&part[o], &all[i * n_out + o], 4), 0)
-                    << t->name << " " << kernels::weight_type_name(type) << " row " << i + o / n_out
-                    << " in a call of " << m << " rows: " << part[o] << " vs in the batch of "
-                    << kBatch << ": " << all[i * n_out + o];
+      for (const auto layout : {kernels::LinearLayout::rows, kernels::LinearLayout::interleaved}) {
+        const Linear lin(w.view, bias.data(), kernels::LinearDot::exact, layout);
+        constexpr int64_t kBatch = 11;  // 2 full groups of 4 rows and a group of 3
+        std::vector<float> x(static_cast<size_t>(kBatch * n_in));
+        for (float& f : x) f = u(rng);
+        for (const LinearTargetOps* t : kernels::cpu::linear_targets_runnable()) {
+          for (int threads : {1, 2}) {
+            std::vector<float> all(static_cast<size_t>(kBatch * n_out));
+            lin.forward_on(*t, kernels::LinearPath::gemv, x.data(), kBatch, n_in, all.data(), n_out,
+                           threads);
+            for (int64_t i = 0; i < kBatch; ++i) {
+              for (int64_t m = 1; m <= 9 && i + m <= kBatch; ++m) {
+                std::vector<float> part(static_cast<size_t>(m * n_out));
+                lin.forward_on(*t, kernels::LinearPath::gemv, x.data() + i * n_in, m, n_in,
+                               part.data(), n_out, 3 - threads);
+                for (int64_t o = 0; o < m * n_out; ++o) {
+                  ASSERT_EQ(std::memcmp(&part[o], &all[i * n_out + o], 4), 0)
+                      << t->name << " " << kernels::weight_type_name(type)
+                      << (lin.interleaved() ? " interleaved" : "") << " row " << i + o / n_out
+                      << " in a call of " << m << " rows: " << part[o] << " vs in the batch of "
+                      << kBatch << ": " << all[i * n_out + o];
+                }
               }
             }
           }

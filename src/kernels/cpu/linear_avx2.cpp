@@ -292,6 +292,76 @@ void to_f32(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, i
   }
 }
 
+// f16/bf16 interleaved (linear_target.h): 16 rows as two vectors of 8, four chains each (k mod 4),
+// one row of x at a time (8 accumulators; the group, 32 bytes per column, stays in L1/L2 for the
+// next row of x).
+template <WeightType T>
+inline __m256 load8_at(const uint8_t* p) {
+  return load8<T>(p, 0);
+}
+
+template <WeightType T>
+void gemv_interleaved_type(const InterleavedTask& t, int64_t g0, int64_t g1) {
+  const int64_t n = t.n_in;
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* grp = t.packed + g * kInterleaveRows * n * 2;
+    const int64_t rows = std::min(kInterleaveRows, t.n_out - g * kInterleaveRows);
+    for (int64_t i = 0; i < t.m; ++i) {
+      const float* x = t.x + i * t.ldx;
+      __m256 lo[4], hi[4];
+      for (int c = 0; c < 4; ++c) lo[c] = hi[c] = _mm256_setzero_ps();
+      int64_t k = 0;
+      for (; k + 4 <= n; k += 4) {
+        for (int c = 0; c < 4; ++c) {
+          const uint8_t* col = grp + (k + c) * 32;
+          const __m256 xv = _mm256_broadcast_ss(x + k + c);
+          lo[c] = _mm256_fmadd_ps(load8_at<T>(col), xv, lo[c]);
+          hi[c] = _mm256_fmadd_ps(load8_at<T>(col + 16), xv, hi[c]);
+        }
+      }
+      for (; k < n; ++k) {
+        const uint8_t* col = grp + k * 32;
+        const __m256 xv = _mm256_broadcast_ss(x + k);
+        lo[k % 4] = _mm256_fmadd_ps(load8_at<T>(col), xv, lo[k % 4]);
+        hi[k % 4] = _mm256_fmadd_ps(load8_at<T>(col + 16), xv, hi[k % 4]);
+      }
+      alignas(32) float out[16];
+      _mm256_store_ps(out, _mm256_add_ps(_mm256_add_ps(lo[0], lo[1]), _mm256_add_ps(lo[2], lo[3])));
+      _mm256_store_ps(out + 8,
+                      _mm256_add_ps(_mm256_add_ps(hi[0], hi[1]), _mm256_add_ps(hi[2], hi[3])));
+      float* y = t.y + i * t.ldy + g * kInterleaveRows;
+      const float* b = t.bias ? t.bias + g * kInterleaveRows : nullptr;
+      for (int64_t r = 0; r < rows; ++r) y[r] = out[r] + (b ? b[r] : 0.0f);
+    }
+  }
+}
+
+void gemv_interleaved(const InterleavedTask& t, int64_t g0, int64_t g1) {
+  if (t.type == WeightType::f16) return gemv_interleaved_type<WeightType::f16>(t, g0, g1);
+  return gemv_interleaved_type<WeightType::bf16>(t, g0, g1);
+}
+
+template <WeightType T>
+void interleaved_to_f32_type(const uint8_t* packed, int64_t n_in, int64_t g0, int64_t g1,
+                             int64_t k0, int64_t k1, float* out, int64_t ld_out) {
+  for (int64_t k = k0; k < k1; ++k) {
+    float* dst = out + (k - k0) * ld_out;
+    for (int64_t g = g0; g < g1; ++g) {
+      const uint8_t* col = packed + ((g * n_in + k) * kInterleaveRows) * 2;
+      _mm256_storeu_ps(dst + (g - g0) * kInterleaveRows, load8_at<T>(col));
+      _mm256_storeu_ps(dst + (g - g0) * kInterleaveRows + 8, load8_at<T>(col + 16));
+    }
+  }
+}
+
+void interleaved_to_f32(WeightType type, const uint8_t* packed, int64_t n_in, int64_t g0,
+                        int64_t g1, int64_t k0, int64_t k1, float* out, int64_t ld_out) {
+  if (type == WeightType::f16) {
+    return interleaved_to_f32_type<WeightType::f16>(packed, n_in, g0, g1, k0, k1, out, ld_out);
+  }
+  interleaved_to_f32_type<WeightType::bf16>(packed, n_in, g0, g1, k0, k1, out, ld_out);
+}
+
 // Interleaved weights: the AVX2 kernels, or the portable ones for a format they lack.
 void gemm_repacked(const RepackedTask& t, int64_t g0, int64_t g1) {
   if (!quant::avx2::gemm_repacked(t, g0, g1)) linear_target_generic().gemm_repacked(t, g0, g1);
@@ -308,7 +378,9 @@ const LinearTargetOps& linear_target_avx2() {
                                    .gemv = avx2::gemv,
                                    .gemv_int8 = quant::avx2::gemv_int8,
                                    .gemm_repacked = avx2::gemm_repacked,
-                                   .to_f32 = avx2::to_f32};
+                                   .to_f32 = avx2::to_f32,
+                                   .gemv_interleaved = avx2::gemv_interleaved,
+                                   .interleaved_to_f32 = avx2::interleaved_to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu

@@ -162,6 +162,77 @@ void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
   }
 }
 
+// f16/bf16 interleaved (linear_target.h): column k of 16 rows is one vector, times x[k]
+// broadcast; four chains (k mod 4) per row of x, up to 4 rows of x per pass (16 accumulators),
+// the group re-read from L1/L2 by later passes.
+template <WeightType T, int M>
+void gemv_interleaved_rows(const InterleavedTask& t, const uint8_t* grp, int64_t i0, int64_t g) {
+  const int64_t n = t.n_in;
+  const float* x[M];
+  for (int i = 0; i < M; ++i) x[i] = t.x + (i0 + i) * t.ldx;
+  __m512 acc[M][4];
+  for (int i = 0; i < M; ++i)
+    for (int c = 0; c < 4; ++c) acc[i][c] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512 w = load16<T>(grp + (k + c) * 32, 0);
+      for (int i = 0; i < M; ++i)
+        acc[i][c] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[i][k + c]), acc[i][c]);
+    }
+  }
+  for (; k < n; ++k) {
+    const __m512 w = load16<T>(grp + k * 32, 0);
+    for (int i = 0; i < M; ++i)
+      acc[i][k % 4] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[i][k]), acc[i][k % 4]);
+  }
+  const int64_t rows = std::min(kInterleaveRows, t.n_out - g * kInterleaveRows);
+  const auto mask = static_cast<__mmask16>((1u << rows) - 1);
+  const __m512 b =
+      t.bias ? _mm512_maskz_loadu_ps(mask, t.bias + g * kInterleaveRows) : _mm512_setzero_ps();
+  for (int i = 0; i < M; ++i) {
+    const __m512 s =
+        _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
+    _mm512_mask_storeu_ps(t.y + (i0 + i) * t.ldy + g * kInterleaveRows, mask, _mm512_add_ps(s, b));
+  }
+}
+
+template <WeightType T>
+void gemv_interleaved_type(const InterleavedTask& t, int64_t g0, int64_t g1) {
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* grp = t.packed + g * kInterleaveRows * t.n_in * 2;
+    int64_t i = 0;
+    for (; i + 4 <= t.m; i += 4) gemv_interleaved_rows<T, 4>(t, grp, i, g);
+    for (; i + 2 <= t.m; i += 2) gemv_interleaved_rows<T, 2>(t, grp, i, g);
+    for (; i < t.m; ++i) gemv_interleaved_rows<T, 1>(t, grp, i, g);
+  }
+}
+
+void gemv_interleaved(const InterleavedTask& t, int64_t g0, int64_t g1) {
+  if (t.type == WeightType::f16) return gemv_interleaved_type<WeightType::f16>(t, g0, g1);
+  return gemv_interleaved_type<WeightType::bf16>(t, g0, g1);
+}
+
+template <WeightType T>
+void interleaved_to_f32_type(const uint8_t* packed, int64_t n_in, int64_t g0, int64_t g1,
+                             int64_t k0, int64_t k1, float* out, int64_t ld_out) {
+  for (int64_t k = k0; k < k1; ++k) {
+    float* dst = out + (k - k0) * ld_out;
+    for (int64_t g = g0; g < g1; ++g) {
+      _mm512_storeu_ps(dst + (g - g0) * kInterleaveRows,
+                       load16<T>(packed + ((g * n_in + k) * kInterleaveRows) * 2, 0));
+    }
+  }
+}
+
+void interleaved_to_f32(WeightType type, const uint8_t* packed, int64_t n_in, int64_t g0,
+                        int64_t g1, int64_t k0, int64_t k1, float* out, int64_t ld_out) {
+  if (type == WeightType::f16) {
+    return interleaved_to_f32_type<WeightType::f16>(packed, n_in, g0, g1, k0, k1, out, ld_out);
+  }
+  interleaved_to_f32_type<WeightType::bf16>(packed, n_in, g0, g1, k0, k1, out, ld_out);
+}
+
 // The int8 mode: AVX512-VNNI where the CPU has it, else the AVX2 kernels.
 void gemv_int8(const GemvInt8Task& t, int64_t o0, int64_t o1) {
   if (!quant::avx512::gemv_int8(t, o0, o1)) quant::avx2::gemv_int8(t, o0, o1);
@@ -183,7 +254,9 @@ const LinearTargetOps& linear_target_avx512() {
                                    .gemv = avx512::gemv,
                                    .gemv_int8 = avx512::gemv_int8,
                                    .gemm_repacked = avx512::gemm_repacked,
-                                   .to_f32 = linear_target_avx2().to_f32};
+                                   .to_f32 = linear_target_avx2().to_f32,
+                                   .gemv_interleaved = avx512::gemv_interleaved,
+                                   .interleaved_to_f32 = avx512::interleaved_to_f32};
   return ops;
 }
 }  // namespace qkv::kernels::cpu

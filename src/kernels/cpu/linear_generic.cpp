@@ -1,6 +1,7 @@
 // The portable target of the linear kernels: plain C++ (the compiler's SSE2 at most), the fallback
 // on CPUs without AVX2+FMA+F16C and the twin the SIMD target is tested against.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/half.h"
@@ -88,6 +89,39 @@ void gemm_repacked(const RepackedTask& t, int64_t g0, int64_t g1) {
                                  t.ldy, t.bias);
 }
 
+float half_to_f32(WeightType type, uint16_t h) {
+  return type == WeightType::f16 ? core::f16_to_f32(h) : core::bf16_to_f32(h);
+}
+
+// The interleaved layout's arithmetic as linear_target.h states it, one output at a time.
+void gemv_interleaved(const InterleavedTask& t, int64_t g0, int64_t g1) {
+  const auto* h = reinterpret_cast<const uint16_t*>(t.packed);
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint16_t* grp = h + g * kInterleaveRows * t.n_in;
+    const int64_t rows = std::min(kInterleaveRows, t.n_out - g * kInterleaveRows);
+    for (int64_t i = 0; i < t.m; ++i) {
+      const float* x = t.x + i * t.ldx;
+      for (int64_t r = 0; r < rows; ++r) {
+        float c[4] = {};
+        for (int64_t k = 0; k < t.n_in; ++k)
+          c[k % 4] = std::fma(half_to_f32(t.type, grp[k * kInterleaveRows + r]), x[k], c[k % 4]);
+        const int64_t o = g * kInterleaveRows + r;
+        t.y[i * t.ldy + o] = ((c[0] + c[1]) + (c[2] + c[3])) + (t.bias ? t.bias[o] : 0.0f);
+      }
+    }
+  }
+}
+
+void interleaved_to_f32(WeightType type, const uint8_t* packed, int64_t n_in, int64_t g0,
+                        int64_t g1, int64_t k0, int64_t k1, float* out, int64_t ld_out) {
+  const auto* h = reinterpret_cast<const uint16_t*>(packed);
+  for (int64_t k = k0; k < k1; ++k)
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t r = 0; r < kInterleaveRows; ++r)
+        out[(k - k0) * ld_out + (g - g0) * kInterleaveRows + r] =
+            half_to_f32(type, h[(g * n_in + k) * kInterleaveRows + r]);
+}
+
 TargetTable<LinearTargetOps> linear_targets() {
   return {&linear_target_generic(), &linear_target_avx2(), &linear_target_avx512()};
 }
@@ -99,7 +133,9 @@ const LinearTargetOps& linear_target_generic() {
                                    .gemv = gemv,
                                    .gemv_int8 = gemv_int8,
                                    .gemm_repacked = gemm_repacked,
-                                   .to_f32 = to_f32};
+                                   .to_f32 = to_f32,
+                                   .gemv_interleaved = gemv_interleaved,
+                                   .interleaved_to_f32 = interleaved_to_f32};
   return ops;
 }
 

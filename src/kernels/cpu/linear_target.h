@@ -59,6 +59,30 @@ struct RepackedTask {
   const float* bias = nullptr;  // [n_out] or null
 };
 
+// f16/bf16 weights in the matrix-vector kernels' layout (Linear with LinearLayout::interleaved):
+// groups of kInterleaveRows output rows, and within a group the rows' values of one column k next
+// to each other: value (o, k) at element (o / 16 * n_in + k) * 16 + o % 16 (2 bytes each), rows
+// past n_out zero. One 32-byte load is column k of 16 rows, multiplied by x[k] broadcast: the
+// weights stream as one sequence, x is read once per group (4 bytes per 32 of weights) and no
+// row needs a horizontal sum. The arithmetic, the same on every target and for every m: output
+// (i, o) = ((c0 + c1) + (c2 + c3)) + bias, c_j = fma-chain over k = j, j + 4, j + 8, ... in
+// increasing k (acc = fma(w, x, acc) from 0).
+constexpr int64_t kInterleaveRows = 16;
+
+// One call: groups [g0, g1) against the m rows of x (any m).
+struct InterleavedTask {
+  WeightType type = WeightType::f16;  // f16 or bf16
+  const uint8_t* packed = nullptr;    // the groups, 64-byte aligned
+  int64_t n_out = 0;
+  int64_t n_in = 0;
+  const float* x = nullptr;  // [m, n_in], rows ldx floats apart
+  int64_t ldx = 0;
+  int64_t m = 0;
+  float* y = nullptr;  // [m, n_out], rows ldy floats apart
+  int64_t ldy = 0;
+  const float* bias = nullptr;  // [n_out] or null
+};
+
 struct LinearTargetOps {
   const char* name;
   void (*gemv)(const GemvTask& t, int64_t o0, int64_t o1);
@@ -67,6 +91,11 @@ struct LinearTargetOps {
   // Rows [o0, o1) of w (as in GemvTask) to fp32: out[(o - o0) * ld_out + k].
   void (*to_f32)(WeightType type, const uint8_t* w, int64_t w_stride, int64_t n_in, int64_t o0,
                  int64_t o1, float* out, int64_t ld_out);
+  void (*gemv_interleaved)(const InterleavedTask& t, int64_t g0, int64_t g1);
+  // Columns [k0, k1) of groups [g0, g1) of an interleaved weight to fp32, column-major panels:
+  // out[(k - k0) * ld_out + (g - g0) * 16 + r] = value (g * 16 + r, k) (zero past n_out).
+  void (*interleaved_to_f32)(WeightType type, const uint8_t* packed, int64_t n_in, int64_t g0,
+                             int64_t g1, int64_t k0, int64_t k1, float* out, int64_t ld_out);
 };
 
 const LinearTargetOps& linear_target_generic();
