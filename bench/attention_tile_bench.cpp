@@ -151,9 +151,10 @@ struct DecodeSetup {
   void tile(int64_t j0, int64_t nk) {
     const int64_t ncols = round_up(nk, kNb);
     if constexpr (Part == 0) {
-      decode_tile<G, D, kDt>(p, 0, 0, kv_heads, j0, nk, bu, D, ncols, decode_cache_large(p));
+      decode_tile<G, D, kDt, false>(p, 0, 0, kv_heads, j0, nk, bu, D, ncols, decode_cache_large(p));
     } else if constexpr (Part == 1) {
-      decode_qk_seq<G, D, kDt>(p, 0, 0, kv_heads, j0, nk, bu.qs, bu.s, kBk, decode_cache_large(p));
+      decode_qk_seq<G, D, kDt, false>(p, 0, 0, kv_heads, j0, nk, bu.qs, bu.s, kBk,
+                                      decode_cache_large(p));
     } else if constexpr (Part == 2) {
       mask_tile(p, 0, bu.rows, j0, nk, ncols, bu.s, kBk);
       softmax_tile(bu.rows, bu.s, kBk, ncols, false);
