@@ -162,6 +162,17 @@ void gemv(const GemvTask& t, int64_t o0, int64_t o1) {
   }
 }
 
+// Column k of an interleaved group (32-byte aligned), widened to fp32.
+template <WeightType T>
+inline __attribute__((always_inline)) __m512 load_column(const uint8_t* p) {
+  const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+  if constexpr (T == WeightType::f16) {
+    return _mm512_cvtph_ps(h);
+  } else {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
 // f16/bf16 interleaved (linear_target.h): column k of 16 rows is one vector, times x[k]
 // broadcast; four chains (k mod 4) per row of x, up to 4 rows of x per pass (16 accumulators),
 // the group re-read from L1/L2 by later passes.
@@ -176,13 +187,13 @@ void gemv_interleaved_rows(const InterleavedTask& t, const uint8_t* grp, int64_t
   int64_t k = 0;
   for (; k + 4 <= n; k += 4) {
     for (int c = 0; c < 4; ++c) {
-      const __m512 w = load16<T>(grp + (k + c) * 32, 0);
+      const __m512 w = load_column<T>(grp + (k + c) * 32);
       for (int i = 0; i < M; ++i)
         acc[i][c] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[i][k + c]), acc[i][c]);
     }
   }
   for (; k < n; ++k) {
-    const __m512 w = load16<T>(grp + k * 32, 0);
+    const __m512 w = load_column<T>(grp + k * 32);
     for (int i = 0; i < M; ++i)
       acc[i][k % 4] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[i][k]), acc[i][k % 4]);
   }
