@@ -81,7 +81,8 @@ const qkv::kernels::MachinePeak& peak(int threads) {
 
 // Copies of one random weight [n_out, n_in] in `type`, held as the runtime holds a model's
 // weights: fp32/f16/bf16 in memory advised to use huge pages (Linear copies them out of the file
-// mapping), the block formats in 4 KiB pages (read in place from the file mapping).
+// mapping; f16/bf16 into the interleaved layout, as models load them), the block formats in 4 KiB
+// pages (read in place from the file mapping).
 struct Weights {
   struct Free {
     void operator()(uint8_t* p) const { std::free(p); }
@@ -120,7 +121,8 @@ struct Weights {
       madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
       std::memcpy(p, w.data(), static_cast<size_t>(bytes));
       copies.emplace_back(p);
-      linear.emplace_back(WeightView{type, n_out, n_in, p, 0});
+      linear.emplace_back(WeightView{type, n_out, n_in, p, 0}, nullptr,
+                          qkv::kernels::LinearDot::exact, qkv::kernels::LinearLayout::interleaved);
     }
   }
 };
