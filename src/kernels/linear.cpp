@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -345,6 +346,43 @@ const float* Linear::bias() const {
   return impl_ && !impl_->bias.empty() ? impl_->bias.data() : nullptr;
 }
 
+namespace {
+
+// Which kernels run a weight's forward (Linear::plan follows the same choice).
+enum class Route : uint8_t {
+  sgemv,
+  gemv,
+  sgemm,
+  panels,
+  int8,
+  interleaved_gemv,
+  interleaved_panels
+};
+
+Route route_of(const WeightView& v, LinearDot dot, bool interleaved, LinearPath path, int64_t m) {
+  if (dot == LinearDot::int8) return Route::int8;
+  const bool fp32 = fp32_in_place(v, row_stride(v));
+  const bool gemv =
+      path == LinearPath::automatic ? m <= linear_gemv_max_rows(v.type) : path == LinearPath::gemv;
+  if (interleaved) {
+    return gemv || !cpu::gemm_available() ? Route::interleaved_gemv : Route::interleaved_panels;
+  }
+  // One fp32 row: the library's sgemv reads W faster than our kernel (docs/PERFORMANCE.md,
+  // "Linear layers": 0.78x of sgemv); f16/bf16/q8_0 rows stay on ours (no library reads them).
+  if (gemv && m == 1 && path == LinearPath::automatic && cpu::gemm_available() && fp32) {
+    return Route::sgemv;
+  }
+  if (gemv || !cpu::gemm_available()) return Route::gemv;
+  return fp32 ? Route::sgemm : Route::panels;
+}
+
+}  // namespace
+
+struct Linear::Items {
+  int64_t n = 0;
+  std::function<void(int64_t item, int thread)> run;
+};
+
 void Linear::forward(const float* x, int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads,
                      LinearScratch* scratch, LinearPath path) const {
   forward_on(cpu::linear_target_selected(), path, x, m, ldx, y, ldy, n_threads, scratch);
@@ -354,143 +392,211 @@ void Linear::forward_on(const cpu::LinearTargetOps& target, LinearPath path, con
                         int64_t m, int64_t ldx, float* y, int64_t ldy, int n_threads,
                         LinearScratch* scratch) const {
   if (!impl_) core::throw_invalid("Linear::forward on an empty (default-constructed) Linear");
-  if (m < 0 || ldx < view_.n_in || ldy < view_.n_out || (m > 0 && (!x || !y))) {
-    core::throw_invalid("Linear::forward: m ", m, ", ldx ", ldx, " (n_in ", view_.n_in, "), ldy ",
-                        ldy, " (n_out ", view_.n_out, ")");
+  const LinearOutput out{this, y, ldy};
+  forward_group_on(target, path, std::span<const LinearOutput>(&out, 1), x, m, ldx, n_threads,
+                   scratch);
+}
+
+void Linear::forward_group(std::span<const LinearOutput> outs, const float* x, int64_t m,
+                           int64_t ldx, int n_threads, LinearScratch* scratch, LinearPath path) {
+  forward_group_on(cpu::linear_target_selected(), path, outs, x, m, ldx, n_threads, scratch);
+}
+
+void Linear::forward_group_on(const cpu::LinearTargetOps& target, LinearPath path,
+                              std::span<const LinearOutput> outs, const float* x, int64_t m,
+                              int64_t ldx, int n_threads, LinearScratch* scratch) {
+  for (size_t j = 0; j < outs.size(); ++j) {
+    const Linear* w = outs[j].w;
+    if (!w || !w->impl_) {
+      core::throw_invalid("Linear::forward: weight ", j, " of the group is empty");
+    }
+    const int64_t n_in = w->view_.n_in, n_out = w->view_.n_out, ldy = outs[j].ldy;
+    if (n_in != outs[0].w->view_.n_in) {
+      core::throw_invalid("Linear::forward_group: weight ", j, " has n_in ", n_in,
+                          ", weight 0 has ", outs[0].w->view_.n_in, "; the group shares one x");
+    }
+    if (m < 0 || ldx < n_in || ldy < n_out || (m > 0 && (!x || !outs[j].y))) {
+      core::throw_invalid("Linear::forward: m ", m, ", ldx ", ldx, " (n_in ", n_in, "), ldy ", ldy,
+                          " (n_out ", n_out, ")");
+    }
   }
-  if (m == 0) return;
+  if (m == 0 || outs.empty()) return;
+  const int64_t n_in = outs[0].w->view_.n_in;
+  const int threads = core::resolve_threads(n_threads);
+  LinearScratch local;
+  LinearScratch& s = scratch ? *scratch : local;
+
+  // The matrix-vector kernels load x in whole vectors (64 bytes on avx512). Activation buffers
+  // from malloc start 16 bytes past a page, so every such load of x would straddle two cache
+  // lines: the rows are copied once per call (m * n_in floats, against n_out * n_in weights) to
+  // 64-byte aligned rows. Same values, same arithmetic. Measured: avx512 Q4_K, 2048 x 5632, one
+  // thread of a Zen 5, G (weight x row)/s with x 16 bytes off / aligned: 14.1 / 17.3 at m = 1,
+  // 17.2 / 27.1 at m = 4; f16 at m = 8: 17.1 / 23.7 (docs/PERFORMANCE.md).
+  bool any_gemv = false;
+  for (const LinearOutput& o : outs) {
+    any_gemv |= route_of(o.w->view_, o.w->dot_, o.w->interleaved(), path, m) == Route::gemv;
+  }
+  thread_local std::vector<float> x_copy;  // grows only: decode calls this for every matrix
+  if (any_gemv && (reinterpret_cast<uintptr_t>(x) % 64 != 0 || ldx % 16 != 0)) {
+    const int64_t ld = (n_in + 15) / 16 * 16;
+    if (x_copy.size() < static_cast<size_t>(m * ld + 16)) x_copy.resize(m * ld + 16);
+    float* rows = x_copy.data() + (16 - reinterpret_cast<uintptr_t>(x_copy.data()) % 64 / 4) % 16;
+    for (int64_t i = 0; i < m; ++i) {
+      std::memcpy(rows + i * ld, x + i * ldx, static_cast<size_t>(n_in) * sizeof(float));
+    }
+    x = rows;
+    ldx = ld;
+  }
+
+  // The int8 mode rounds each row of x once per call and block type (weights of one type share
+  // it), rows 64-byte aligned: [m, ld] bytes per type, in the caller's scratch (kept across calls:
+  // decode calls this for every matrix; freed by LinearScratch::release), else for this call only.
+  std::vector<int64_t> xq_at(outs.size(), -1), xq_ld(outs.size(), 0);
+  int64_t xq_bytes = 0;
+  for (size_t j = 0; j < outs.size(); ++j) {
+    const Linear& w = *outs[j].w;
+    if (w.dot_ != LinearDot::int8) continue;
+    const quant::QuantType q = *weight_quant_type(w.view_.type);
+    xq_ld[j] = (quant::act_row_bytes(q, n_in) + 63) / 64 * 64;
+    for (size_t i = 0; i < j && xq_at[j] < 0; ++i) {
+      if (xq_at[i] >= 0 && outs[i].w->view_.type == w.view_.type) xq_at[j] = xq_at[i];
+    }
+    if (xq_at[j] < 0) {
+      xq_at[j] = xq_bytes;
+      xq_bytes += m * xq_ld[j];
+    }
+  }
+  uint8_t* xq = nullptr;
+  if (xq_bytes > 0) {
+    if (s.act.size() < static_cast<size_t>(xq_bytes + 64)) s.act.resize(xq_bytes + 64);
+    xq = s.act.data() + (64 - reinterpret_cast<uintptr_t>(s.act.data()) % 64) % 64;
+    for (size_t j = 0; j < outs.size(); ++j) {
+      if (xq_at[j] < 0 ||
+          std::find(xq_at.begin(), xq_at.begin() + j, xq_at[j]) != xq_at.begin() + j) {
+        continue;  // exact, or rounded already for an earlier weight of its type
+      }
+      const quant::QuantType q = *weight_quant_type(outs[j].w->view_.type);
+      for (int64_t i = 0; i < m; ++i) {
+        quant::quantize_act(q, x + i * ldx, n_in, xq + xq_at[j] + i * xq_ld[j]);
+      }
+    }
+  }
+
+  // One queue: the items of weight 0, then of weight 1, ...
+  std::vector<Items> items;
+  items.reserve(outs.size());
+  std::vector<int64_t> first{0};  // items of weight j: [first[j], first[j + 1])
+  for (size_t j = 0; j < outs.size(); ++j) {
+    items.push_back(outs[j].w->plan(target, path, x, m, ldx, outs[j].y, outs[j].ldy, threads, s,
+                                    xq_at[j] >= 0 ? xq + xq_at[j] : nullptr, xq_ld[j]));
+    first.push_back(first.back() + items.back().n);
+  }
+  core::parallel_for_dynamic(first.back(), threads, [&](int64_t item, int thread) {
+    size_t j = 0;
+    while (item >= first[j + 1]) ++j;
+    items[j].run(item - first[j], thread);
+  });
+}
+
+Linear::Items Linear::plan(const cpu::LinearTargetOps& target, LinearPath path, const float* x,
+                           int64_t m, int64_t ldx, float* y, int64_t ldy, int threads,
+                           LinearScratch& s, const uint8_t* xq, int64_t xq_ld) const {
   const int64_t n_out = view_.n_out, n_in = view_.n_in;
   const int64_t stride = row_stride(view_);
   const auto* w = static_cast<const uint8_t*>(view_.data);
   const float* b = bias();
-  const int threads = core::resolve_threads(n_threads);
-
-  if (dot_ == LinearDot::int8) {
-    forward_int8(target, x, m, ldx, y, ldy, threads, scratch);
-    return;
-  }
-  const bool gemv = path == LinearPath::automatic ? m <= linear_gemv_max_rows(view_.type)
-                                                  : path == LinearPath::gemv;
-  if (impl_->interleaved) {
-    forward_interleaved(target, gemv || !cpu::gemm_available(), x, m, ldx, y, ldy, threads,
-                        scratch);
-    return;
-  }
-  if (gemv && m == 1 && path == LinearPath::automatic && cpu::gemm_available() &&
-      fp32_in_place(view_, stride)) {
-    // One fp32 row: the library's sgemv reads W faster than our kernel (docs/PERFORMANCE.md,
-    // "Linear layers": 0.78x of sgemv); f16/bf16/q8_0 rows stay on ours (no library reads them).
-    cpu::sgemv_n(n_out, n_in, reinterpret_cast<const float*>(w), stride / 4, x, y, threads);
-    add_bias(b, 1, 0, n_out, y, ldy);
-    return;
-  }
-  if (gemv || !cpu::gemm_available()) {
-    // The kernels load x in whole vectors (64 bytes on avx512). Activation buffers from malloc
-    // start 16 bytes past a page, so every such load of x would straddle two cache lines: the
-    // rows are copied once per call (m * n_in floats, against n_out * n_in weights) to 64-byte
-    // aligned rows. Same values, same arithmetic. Measured: avx512 Q4_K, 2048 x 5632, one thread
-    // of a Zen 5, G (weight x row)/s with x 16 bytes off / aligned: 14.1 / 17.3 at m = 1,
-    // 17.2 / 27.1 at m = 4; f16 at m = 8: 17.1 / 23.7 (docs/PERFORMANCE.md).
-    thread_local std::vector<float> x_copy;  // grows only: decode calls this for every matrix
-    if (reinterpret_cast<uintptr_t>(x) % 64 != 0 || ldx % 16 != 0) {
-      const int64_t ld = (n_in + 15) / 16 * 16;
-      if (x_copy.size() < static_cast<size_t>(m * ld + 16)) x_copy.resize(m * ld + 16);
-      float* rows = x_copy.data() + (16 - reinterpret_cast<uintptr_t>(x_copy.data()) % 64 / 4) % 16;
-      for (int64_t i = 0; i < m; ++i) {
-        std::memcpy(rows + i * ld, x + i * ldx, static_cast<size_t>(n_in) * sizeof(float));
-      }
-      x = rows;
-      ldx = ld;
+  switch (route_of(view_, dot_, interleaved(), path, m)) {
+    case Route::sgemv:
+      cpu::sgemv_n(n_out, n_in, reinterpret_cast<const float*>(w), stride / 4, x, y, threads);
+      add_bias(b, 1, 0, n_out, y, ldy);
+      return {};
+    case Route::sgemm:
+      cpu::sgemm_nt(m, n_out, n_in, x, ldx, reinterpret_cast<const float*>(w), stride / 4, y, ldy,
+                    threads);
+      add_bias(b, m, 0, n_out, y, ldy);
+      return {};
+    case Route::gemv: {
+      const int64_t rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
+      return {(n_out + rows - 1) / rows, [=, this, &target](int64_t item, int) {
+                const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
+                for (int64_t i0 = 0; i0 < m; i0 += cpu::kGemvRows) {
+                  const cpu::GemvTask t{view_.type,
+                                        w,
+                                        stride,
+                                        n_in,
+                                        x + i0 * ldx,
+                                        ldx,
+                                        std::min(cpu::kGemvRows, m - i0),
+                                        y + i0 * ldy,
+                                        ldy,
+                                        b};
+                  target.gemv(t, o0, o1);
+                }
+              }};
     }
-    const int64_t rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
-    core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int) {
-      const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
-      for (int64_t i0 = 0; i0 < m; i0 += cpu::kGemvRows) {
-        cpu::GemvTask t{
-            view_.type,   w,   stride, n_in, x + i0 * ldx, ldx, std::min(cpu::kGemvRows, m - i0),
-            y + i0 * ldy, ldy, b};
-        target.gemv(t, o0, o1);
+    case Route::panels: {
+      const int64_t per_thread = (n_out + 2 * threads - 1) / (2 * threads);
+      const int64_t rows =
+          std::clamp<int64_t>(std::min(kPanelBytes / (4 * n_in), per_thread), 1, n_out);
+      // One panel buffer per thread of the loop, kept in the caller's scratch: reused across
+      // calls, so repeated prefills do not fault fresh pages.
+      if (s.panels.size() < static_cast<size_t>(threads)) {
+        s.panels.resize(static_cast<size_t>(threads));
       }
-    });
-    return;
+      LinearScratch* sp = &s;
+      return {(n_out + rows - 1) / rows, [=, this, &target](int64_t item, int thread) {
+                const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
+                std::vector<float>& panel = sp->panels[static_cast<size_t>(thread)];
+                if (panel.size() < static_cast<size_t>(rows * n_in)) panel.resize(rows * n_in);
+                // [o1 - o0, n_in]
+                target.to_f32(view_.type, w, stride, n_in, o0, o1, panel.data(), n_in);
+                cpu::sgemm_nt(m, o1 - o0, n_in, x, ldx, panel.data(), n_in, y + o0, ldy, 1);
+                add_bias(b, m, o0, o1, y, ldy);
+              }};
+    }
+    case Route::interleaved_gemv: {
+      // Items of about kGemvBlockBytes of weights; every row of x runs over an item's groups
+      // while they are in cache. No item's split changes an output's arithmetic.
+      constexpr int64_t R = cpu::kInterleaveRows;
+      const int64_t groups = (n_out + R - 1) / R;
+      const int64_t per_item = std::clamp<int64_t>(kGemvBlockBytes / (R * n_in * 2), 1, groups);
+      const uint8_t* packed = impl_->packed.get();
+      const WeightType type = view_.type;
+      return {(groups + per_item - 1) / per_item, [=, &target](int64_t item, int) {
+                const cpu::InterleavedTask t{type, packed, n_out, n_in, x, ldx, m, y, ldy, b};
+                target.gemv_interleaved(t, item * per_item,
+                                        std::min(groups, (item + 1) * per_item));
+              }};
+    }
+    case Route::interleaved_panels: {
+      // Panels of whole groups converted column-major ([n_in, 16 * groups], the layout's own
+      // order) and multiplied by the library as x · panel.
+      constexpr int64_t R = cpu::kInterleaveRows;
+      const int64_t groups = (n_out + R - 1) / R;
+      const int64_t per_thread = (groups + 2 * threads - 1) / (2 * threads);
+      const int64_t per_item =
+          std::clamp<int64_t>(std::min(kPanelBytes / (4 * R * n_in), per_thread), 1, groups);
+      if (s.panels.size() < static_cast<size_t>(threads)) {
+        s.panels.resize(static_cast<size_t>(threads));
+      }
+      LinearScratch* sp = &s;
+      const uint8_t* packed = impl_->packed.get();
+      const WeightType type = view_.type;
+      return {(groups + per_item - 1) / per_item, [=, &target](int64_t item, int thread) {
+                const int64_t g0 = item * per_item, g1 = std::min(groups, g0 + per_item);
+                const int64_t o0 = g0 * R, o1 = std::min(n_out, g1 * R), ld = (g1 - g0) * R;
+                std::vector<float>& panel = sp->panels[static_cast<size_t>(thread)];  // [n_in, ld]
+                if (panel.size() < static_cast<size_t>(ld * n_in)) panel.resize(ld * n_in);
+                target.interleaved_to_f32(type, packed, n_in, g0, g1, 0, n_in, panel.data(), ld);
+                cpu::sgemm(false, false, m, o1 - o0, n_in, 1.0f, x, ldx, panel.data(), ld, 0.0f,
+                           y + o0, ldy, 1);
+                add_bias(b, m, o0, o1, y, ldy);
+              }};
+    }
+    case Route::int8:
+      break;
   }
-
-  if (fp32_in_place(view_, stride)) {
-    cpu::sgemm_nt(m, n_out, n_in, x, ldx, reinterpret_cast<const float*>(w), stride / 4, y, ldy,
-                  threads);
-    add_bias(b, m, 0, n_out, y, ldy);
-    return;
-  }
-  const int64_t per_thread = (n_out + 2 * threads - 1) / (2 * threads);
-  const int64_t rows =
-      std::clamp<int64_t>(std::min(kPanelBytes / (4 * n_in), per_thread), 1, n_out);
-  // One panel buffer per thread of the loop, kept in the caller's scratch: reused across calls,
-  // so repeated prefills do not fault fresh pages.
-  LinearScratch local;
-  LinearScratch& s = scratch ? *scratch : local;
-  if (s.panels.size() < static_cast<size_t>(threads)) s.panels.resize(static_cast<size_t>(threads));
-  core::parallel_for_dynamic((n_out + rows - 1) / rows, threads, [&](int64_t item, int thread) {
-    const int64_t o0 = item * rows, o1 = std::min(n_out, o0 + rows);
-    std::vector<float>& panel = s.panels[static_cast<size_t>(thread)];  // [o1 - o0, n_in]
-    if (panel.size() < static_cast<size_t>(rows * n_in)) panel.resize(rows * n_in);
-    target.to_f32(view_.type, w, stride, n_in, o0, o1, panel.data(), n_in);
-    cpu::sgemm_nt(m, o1 - o0, n_in, x, ldx, panel.data(), n_in, y + o0, ldy, 1);
-    add_bias(b, m, o0, o1, y, ldy);
-  });
-}
-
-void Linear::forward_interleaved(const cpu::LinearTargetOps& target, bool gemv, const float* x,
-                                 int64_t m, int64_t ldx, float* y, int64_t ldy, int threads,
-                                 LinearScratch* scratch) const {
-  constexpr int64_t R = cpu::kInterleaveRows;
-  const int64_t n_out = view_.n_out, n_in = view_.n_in, groups = (n_out + R - 1) / R;
-  const uint8_t* packed = impl_->packed.get();
-  if (gemv) {
-    // Items of about kGemvBlockBytes of weights; every row of x runs over an item's groups while
-    // they are in cache. No item's split changes an output's arithmetic.
-    const int64_t per_item = std::clamp<int64_t>(kGemvBlockBytes / (R * n_in * 2), 1, groups);
-    core::parallel_for_dynamic((groups + per_item - 1) / per_item, threads, [&](int64_t item, int) {
-      const cpu::InterleavedTask t{view_.type, packed, n_out, n_in, x, ldx, m, y, ldy, bias()};
-      target.gemv_interleaved(t, item * per_item, std::min(groups, (item + 1) * per_item));
-    });
-    return;
-  }
-  // The GEMM path: panels of whole groups converted column-major ([n_in, 16 * groups], the
-  // layout's own order) and multiplied by the library as x · panel.
-  const int64_t per_thread = (groups + 2 * threads - 1) / (2 * threads);
-  const int64_t per_item =
-      std::clamp<int64_t>(std::min(kPanelBytes / (4 * R * n_in), per_thread), 1, groups);
-  LinearScratch local;
-  LinearScratch& s = scratch ? *scratch : local;
-  if (s.panels.size() < static_cast<size_t>(threads)) s.panels.resize(static_cast<size_t>(threads));
-  core::parallel_for_dynamic(
-      (groups + per_item - 1) / per_item, threads, [&](int64_t item, int thread) {
-        const int64_t g0 = item * per_item, g1 = std::min(groups, g0 + per_item);
-        const int64_t o0 = g0 * R, o1 = std::min(n_out, g1 * R), ld = (g1 - g0) * R;
-        std::vector<float>& panel = s.panels[static_cast<size_t>(thread)];  // [n_in, ld]
-        if (panel.size() < static_cast<size_t>(ld * n_in)) panel.resize(ld * n_in);
-        target.interleaved_to_f32(view_.type, packed, n_in, g0, g1, 0, n_in, panel.data(), ld);
-        cpu::sgemm(false, false, m, o1 - o0, n_in, 1.0f, x, ldx, panel.data(), ld, 0.0f, y + o0,
-                   ldy, 1);
-        add_bias(bias(), m, o0, o1, y, ldy);
-      });
-}
-
-void Linear::forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m,
-                          int64_t ldx, float* y, int64_t ldy, int threads,
-                          LinearScratch* scratch) const {
   const quant::QuantType q = *weight_quant_type(view_.type);
-  const int64_t n_out = view_.n_out, n_in = view_.n_in;
-  const int64_t stride = row_stride(view_);
-  // Each row of x rounded once per call, rows 64-byte aligned; [m, act_row_bytes] bytes.
-  const int64_t ld = (quant::act_row_bytes(q, n_in) + 63) / 64 * 64;
-  // In the caller's scratch (kept across calls: decode calls this for every matrix; freed by
-  // LinearScratch::release), else for this call only.
-  std::vector<uint8_t> local;
-  std::vector<uint8_t>& xq = scratch ? scratch->act : local;
-  if (xq.size() < static_cast<size_t>(m * ld + 64)) xq.resize(static_cast<size_t>(m * ld + 64));
-  uint8_t* rows = xq.data() + (64 - reinterpret_cast<uintptr_t>(xq.data()) % 64) % 64;
-  for (int64_t i = 0; i < m; ++i) quant::quantize_act(q, x + i * ldx, n_in, rows + i * ld);
   if (impl_->packed) {
     // Interleaved weights: an item is a run of groups of about kGemvBlockBytes (kept in L2) against
     // a chunk of kRepackChunkRows rows of x (also kept in L2 while the item's groups pass over it).
@@ -501,32 +607,32 @@ void Linear::forward_int8(const cpu::LinearTargetOps& target, const float* x, in
     const int64_t group_items = (groups + per_item - 1) / per_item;
     const int64_t row_items = (m + kRepackChunkRows - 1) / kRepackChunkRows;
     const uint8_t* packed = impl_->packed.get();
-    core::parallel_for_dynamic(group_items * row_items, threads, [&](int64_t item, int) {
-      const int64_t g0 = item % group_items * per_item, g1 = std::min(groups, g0 + per_item);
-      const int64_t i0 = item / group_items * kRepackChunkRows;
-      const cpu::RepackedTask t{q,
-                                packed,
-                                n_out,
-                                n_in,
-                                rows + i0 * ld,
-                                ld,
-                                std::min(kRepackChunkRows, m - i0),
-                                y + i0 * ldy,
-                                ldy,
-                                bias()};
-      target.gemm_repacked(t, g0, g1);
-    });
-    return;
+    return {group_items * row_items, [=, &target](int64_t item, int) {
+              const int64_t g0 = item % group_items * per_item,
+                            g1 = std::min(groups, g0 + per_item);
+              const int64_t i0 = item / group_items * kRepackChunkRows;
+              const cpu::RepackedTask t{q,
+                                        packed,
+                                        n_out,
+                                        n_in,
+                                        xq + i0 * xq_ld,
+                                        xq_ld,
+                                        std::min(kRepackChunkRows, m - i0),
+                                        y + i0 * ldy,
+                                        ldy,
+                                        b};
+              target.gemm_repacked(t, g0, g1);
+            }};
   }
   // Items of weight rows as on the fp32 path: a block of W read once and kept in L2 while every
   // pass of rows of x uses it.
   const int64_t item_rows = std::clamp<int64_t>(kGemvBlockBytes / stride, 1, n_out);
-  const auto* w = static_cast<const uint8_t*>(view_.data);
-  core::parallel_for_dynamic((n_out + item_rows - 1) / item_rows, threads, [&](int64_t item, int) {
-    const int64_t o0 = item * item_rows, o1 = std::min(n_out, o0 + item_rows);
-    const cpu::GemvInt8Task t{view_.type, w, stride, n_in, rows, ld, m, y, ldy, bias()};
-    target.gemv_int8(t, o0, o1);
-  });
+  const WeightType type = view_.type;
+  return {(n_out + item_rows - 1) / item_rows, [=, &target](int64_t item, int) {
+            const int64_t o0 = item * item_rows, o1 = std::min(n_out, o0 + item_rows);
+            const cpu::GemvInt8Task t{type, w, stride, n_in, xq, xq_ld, m, y, ldy, b};
+            target.gemv_int8(t, o0, o1);
+          }};
 }
 
 void Linear::backward_input(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,

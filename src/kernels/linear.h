@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -100,6 +101,16 @@ struct LinearScratch {
   void release();
 };
 
+class Linear;
+
+// One weight of a group product (Linear::forward_group) and where its result goes: y = x · Wᵀ +
+// bias, [m, n_out] with rows ldy floats apart.
+struct LinearOutput {
+  const Linear* w = nullptr;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
 class Linear {
  public:
   Linear();
@@ -125,6 +136,19 @@ class Linear {
                   int64_t ldx, float* y, int64_t ldy, int n_threads = 0,
                   LinearScratch* scratch = nullptr) const;
 
+  // Several weights times the same x (every weight's n_in, rows ldx floats apart) in one parallel
+  // region: the work items of all of them are handed out from one queue, so a thread that has
+  // finished its share of one weight goes on to the next instead of waiting for the others at a
+  // join (decode: Q, K and V; gate and up). Every y is bit-identical to forward() of its weight
+  // alone: the items split rows, never a row's sum. Products that the GEMM library runs on all
+  // threads by itself (fp32 weights in place) still run one after another.
+  static void forward_group(std::span<const LinearOutput> outs, const float* x, int64_t m,
+                            int64_t ldx, int n_threads = 0, LinearScratch* scratch = nullptr,
+                            LinearPath path = LinearPath::automatic);
+  static void forward_group_on(const cpu::LinearTargetOps& target, LinearPath path,
+                               std::span<const LinearOutput> outs, const float* x, int64_t m,
+                               int64_t ldx, int n_threads = 0, LinearScratch* scratch = nullptr);
+
   // The input gradient of forward(): dx[i, :] = dy[i, :] · W for i < m (dx overwritten, or added
   // to when `accumulate`); the bias takes no part. For backward passes that need no weight
   // gradients (attribution): fp32 weights are used in place, other types are decoded to fp32
@@ -146,11 +170,13 @@ class Linear {
   struct Impl;
 
  private:
-  void forward_int8(const cpu::LinearTargetOps& target, const float* x, int64_t m, int64_t ldx,
-                    float* y, int64_t ldy, int threads, LinearScratch* scratch) const;
-  void forward_interleaved(const cpu::LinearTargetOps& target, bool gemv, const float* x, int64_t m,
-                           int64_t ldx, float* y, int64_t ldy, int threads,
-                           LinearScratch* scratch) const;
+  struct Items;
+  // The work of one forward as items for a shared queue (Items::n of them; none where the GEMM
+  // library ran the product right here on all threads). x as forward's; `xq`: x rounded for this
+  // weight's type (int8 mode), rows xq_ld bytes apart.
+  Items plan(const cpu::LinearTargetOps& target, LinearPath path, const float* x, int64_t m,
+             int64_t ldx, float* y, int64_t ldy, int threads, LinearScratch& scratch,
+             const uint8_t* xq, int64_t xq_ld) const;
   void backward_input_interleaved(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,
                                   bool accumulate, int threads, LinearScratch* scratch) const;
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -363,6 +364,11 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
                           int64_t ldout, int64_t rows) {
     w.forward(in, rows, ldin, out, ldout, threads, &s.linear, path);
   };
+  // Weights that read the same input, in one parallel region (no join between them).
+  const auto linear_group = [&](std::initializer_list<kernels::LinearOutput> outs, const float* in,
+                                int64_t ldin, int64_t rows) {
+    kernels::Linear::forward_group(outs, in, rows, ldin, threads, &s.linear, path);
+  };
   const auto finite = [&](const float* data, int layer, const char* what) {
     for (const Segment& g : segs) check_finite(m, data + g.row0 * d, g.n, d, g.pos0, layer, what);
   };
@@ -408,9 +414,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
       norm(m, x, n, L.attn_norm, h, threads);
       emit("attn_norm", layer, h, d);
       timer.charge(&ForwardTimes::other);
-      linear(L.wq, h, d, q, nq_w, n);
-      linear(L.wk, h, d, k, nkv_w, n);
-      linear(L.wv, h, d, v, nkv_w, n);
+      linear_group({{&L.wq, q, nq_w}, {&L.wk, k, nkv_w}, {&L.wv, v, nkv_w}}, h, d, n);
       timer.charge(&ForwardTimes::linear);
       if (!L.q_norm.empty()) {
         // Qwen 3: each head of q and k RMS-normed over head_dim before RoPE; q and k are dense
@@ -499,8 +503,7 @@ void decoder_forward_batch(const Model& model, std::span<const SequenceStep> ste
     timer.charge(&ForwardTimes::other);
     float* act = nullptr;
     if (L.ffn_gate.n_out() > 0) {
-      linear(L.ffn_gate, h, d, gate, ff, n);
-      linear(L.ffn_up, h, d, up, ff, n);
+      linear_group({{&L.ffn_gate, gate, ff}, {&L.ffn_up, up, ff}}, h, d, n);
       timer.charge(&ForwardTimes::linear);
       emit("ffn_gate", layer, gate, ff);
       emit("ffn_up", layer, up, ff);
@@ -675,9 +678,9 @@ void encoder_forward(const Model& model, std::span<const int32_t> tokens,
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = m.layers[static_cast<size_t>(l)];
     const int layer = static_cast<int>(l);
-    L.wq.forward(x, n, d, q, nq_w, threads, &s.linear);
-    L.wk.forward(x, n, d, k, nkv_w, threads, &s.linear);
-    L.wv.forward(x, n, d, v, nkv_w, threads, &s.linear);
+    const kernels::LinearOutput qkv_out[] = {
+        {&L.wq, q, nq_w}, {&L.wk, k, nkv_w}, {&L.wv, v, nkv_w}};
+    kernels::Linear::forward_group(qkv_out, x, n, d, threads, &s.linear);
     timer.charge(&ForwardTimes::linear);
     emit("q", layer, q, nq_w);
     emit("k", layer, k, nkv_w);
