@@ -90,7 +90,8 @@ def main():
         check(r["target"] in ("avx512", "avx2", "generic"), f"target {r['target']}")
         check(r["bf16_path"] in ("amx", "avx512_bf16", "rounding"), f"bf16_path {r['bf16_path']}")
         check(r["shape"] == {"batch": b, "n_q": nq, "n_kv": nkv, "heads": h, "kv_heads": hk,
-                             "head_dim": d, "causal": causal, "dtype": dtype, "precision": prec},
+                             "head_dim": d, "causal": causal, "dtype": dtype, "precision": prec,
+                             "int8_scores": False},
               f"shape echoed: {r['shape']}")
 
     # Over its FLOP budget the peer times sequence 1 and whole query groups of the first kv heads,
@@ -129,6 +130,15 @@ def main():
     check("stream" not in run(qkv, "--n-q", "32", "--heads", "2", "--head-dim", "32", "--reps",
                               "1", "--no-reference")[1], "stream line in a prefill report")
 
+    # --int8-scores (q8_0 K scored in integers in decode) is echoed in the JSON and the shape line.
+    args = ["--n-q", "1", "--n-kv", "512", "--heads", "4", "--head-dim", "64", "--dtype", "q8_0",
+            "--int8-scores", "--reps", "3", "--no-reference"]
+    rc, out, err = run(qkv, *args, "--json")
+    check(rc == 0 and json.loads(out)["shape"]["int8_scores"] is True,
+          f"--int8-scores json: {out} {err}")
+    rc, out, err = run(qkv, *args)
+    check(rc == 0 and "int8 scores (decode rows)" in out, f"--int8-scores shape line: {out} {err}")
+
     # Without --no-reference the fp32 mode's report has the peer's line, with its ratio.
     rc, out, err = run(qkv, "--n-q", "64", "--heads", "2", "--head-dim", "32", "--reps", "3")
     check(rc == 0, f"peer report exit {rc}: {err}")
@@ -146,6 +156,7 @@ def main():
                        (["--n-q", "0"], ["positive"]),
                        (["--backward", "--dtype", "f16"], ["--backward", "f16"]),
                        (["--dtype", "q8_0", "--head-dim", "48"], ["q8_0", "--head-dim 48"]),
+                       (["--int8-scores", "--dtype", "f16"], ["--int8-scores", "q8_0"]),
                        (["--threads", "-3"], ["--threads", "-3"]),
                        (["--batch", "9223372036854775807"], ["overflows a 64-bit size"]),
                        (["--n-kv", "2000000000", "--heads", "64"], ["GiB", "the machine has"])]:
