@@ -152,7 +152,8 @@ class Linear {
   // The input gradient of forward(): dx[i, :] = dy[i, :] · W for i < m (dx overwritten, or added
   // to when `accumulate`); the bias takes no part. For backward passes that need no weight
   // gradients (attribution): fp32 weights are used in place, other types are decoded to fp32
-  // panels of rows (exactly as forward's conversion) and multiplied by the GEMM library.
+  // panels of rows (exactly as forward's conversion; interleaved f16/bf16: column-major panels of
+  // their groups) and multiplied by the GEMM library.
   void backward_input(const float* dy, int64_t m, int64_t lddy, float* dx, int64_t lddx,
                       bool accumulate, int n_threads = 0, LinearScratch* scratch = nullptr) const;
 
