@@ -19,6 +19,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <sys/mman.h>
@@ -472,9 +473,9 @@ TEST(Linear, MatrixVectorRowsDoNotDependOnTheBatch) {
 }
 
 // fp32/f16/bf16 weights read from a memory-mapped model file are copied once into memory of
-// Linear's own (huge pages: decode streams them) and the file's pages dropped. The copy must
-// give the bits of the weight in place on both paths and in backward_input, with padded rows
-// in the file, and leave the file's bytes as they were.
+// Linear's own (huge pages: decode streams them; f16/bf16 interleaved where asked) and the file's
+// pages dropped. The copy must give the bits of the same layout built from memory on both paths
+// and in backward_input, with padded rows in the file, and leave the file's bytes as they were.
 TEST(Linear, MappedFloatWeightsAreCopiedWithTheSameResults) {
   std::mt19937 rng(41);
   for (WeightType type : {WeightType::f32, WeightType::f16, WeightType::bf16}) {
@@ -498,22 +499,31 @@ TEST(Linear, MappedFloatWeightsAreCopiedWithTheSameResults) {
     const auto* got_data = static_cast<const uint8_t*>(copied.view().data);
     EXPECT_TRUE(got_data < lo || got_data >= lo + bytes + 32)
         << kernels::weight_type_name(type) << ": the weight was not copied out of the mapping";
+    // The interleaved layout (as models load f16/bf16) from the mapping, against the same layout
+    // built from the heap copy.
+    constexpr auto kIl = kernels::LinearLayout::interleaved;
+    const Linear il_heap(w.view, nullptr, kernels::LinearDot::exact, kIl),
+        il_mapped(mv, nullptr, kernels::LinearDot::exact, kIl);
     std::uniform_real_distribution<float> u(-1.f, 1.f);
     for (int64_t m : {1, 3, 40}) {
       std::vector<float> x(static_cast<size_t>(m * n_in));
       for (float& f : x) f = u(rng);
-      std::vector<float> want(static_cast<size_t>(m * n_out)), got(want.size());
-      in_place.forward(x.data(), m, n_in, want.data(), n_out, 2);
-      copied.forward(x.data(), m, n_in, got.data(), n_out, 2);
-      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0)
-          << kernels::weight_type_name(type) << " m " << m;
-      std::vector<float> dx_want(static_cast<size_t>(m * n_in)), dx_got(dx_want.size());
       std::vector<float> dy(static_cast<size_t>(m * n_out));
       for (float& f : dy) f = u(rng);
-      in_place.backward_input(dy.data(), m, n_out, dx_want.data(), n_in, false, 2);
-      copied.backward_input(dy.data(), m, n_out, dx_got.data(), n_in, false, 2);
-      EXPECT_EQ(std::memcmp(dx_got.data(), dx_want.data(), dx_got.size() * 4), 0)
-          << kernels::weight_type_name(type) << " backward m " << m;
+      for (const auto& [a, b] : {std::pair{&in_place, &copied}, std::pair{&il_heap, &il_mapped}}) {
+        const std::string what = std::string(kernels::weight_type_name(type)) +
+                                 (b->interleaved() ? " interleaved" : "") + " m " +
+                                 std::to_string(m);
+        std::vector<float> want(static_cast<size_t>(m * n_out)), got(want.size());
+        a->forward(x.data(), m, n_in, want.data(), n_out, 2);
+        b->forward(x.data(), m, n_in, got.data(), n_out, 2);
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0) << what;
+        std::vector<float> dx_want(static_cast<size_t>(m * n_in)), dx_got(dx_want.size());
+        a->backward_input(dy.data(), m, n_out, dx_want.data(), n_in, false, 2);
+        b->backward_input(dy.data(), m, n_out, dx_got.data(), n_in, false, 2);
+        EXPECT_EQ(std::memcmp(dx_got.data(), dx_want.data(), dx_got.size() * 4), 0)
+            << what << " backward";
+      }
     }
     EXPECT_EQ(std::memcmp(mv.data, w.view.data, bytes), 0) << "the mapped weight changed";
     munmap(map, bytes + 32);
