@@ -22,9 +22,6 @@
 #include <utility>
 #include <vector>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "common/test_scale.h"
 #include "core/cpu_features.h"
 #include "core/half.h"
@@ -33,6 +30,7 @@
 #include "kernels/linear.h"
 #include "kernels/quant/dequant.h"
 #include "kernels/quant/gemv.h"
+#include "mapped_file.h"
 #include "qkv/error.h"
 #include "random_blocks.h"
 
@@ -482,22 +480,14 @@ TEST(Linear, MappedFloatWeightsAreCopiedWithTheSameResults) {
     const int64_t n_out = 70, n_in = 4400, pad = 12;
     const Weight w = make_weight(type, n_out, n_in, pad, 0, rng);
     const size_t bytes = w.bytes.size();
-    char path[] = "/tmp/qkv_linear_test_XXXXXX";
-    const int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    const std::vector<uint8_t> head(32, 0);
-    ASSERT_EQ(write(fd, head.data(), 32), 32);  // rows start 32 bytes into a page, as in GGUF
-    ASSERT_EQ(write(fd, w.bytes.data(), bytes), static_cast<ssize_t>(bytes));
-    void* map = mmap(nullptr, bytes + 32, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    std::remove(path);
-    ASSERT_NE(map, MAP_FAILED);
+    const MappedCopy map(w.bytes.data(), bytes);
+    ASSERT_NE(map.data(), nullptr);
     WeightView mv = w.view;
-    mv.data = static_cast<const uint8_t*>(map) + 32;
+    mv.data = map.data();
     const Linear in_place(w.view), copied(mv);
-    const auto* lo = static_cast<const uint8_t*>(map);
+    const auto* lo = map.map_begin();
     const auto* got_data = static_cast<const uint8_t*>(copied.view().data);
-    EXPECT_TRUE(got_data < lo || got_data >= lo + bytes + 32)
+    EXPECT_TRUE(got_data < lo || got_data >= lo + map.map_size())
         << kernels::weight_type_name(type) << ": the weight was not copied out of the mapping";
     // The interleaved layout (as models load f16/bf16) from the mapping, against the same layout
     // built from the heap copy.
@@ -526,7 +516,6 @@ TEST(Linear, MappedFloatWeightsAreCopiedWithTheSameResults) {
       }
     }
     EXPECT_EQ(std::memcmp(mv.data, w.view.data, bytes), 0) << "the mapped weight changed";
-    munmap(map, bytes + 32);
   }
 }
 

@@ -12,8 +12,6 @@
 // of a partial sum bounded by that scale each, over at most 34 blocks here (< 6.1e-6); a wrong
 // code or scale (>= 1 / n_blocks of the scale, >= 3e-2) fails.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -28,6 +26,7 @@
 #include "kernels/linear.h"
 #include "kernels/quant/dot_int8.h"
 #include "kernels/quant/repack.h"
+#include "mapped_file.h"
 #include "random_blocks.h"
 
 namespace qkv::test {
@@ -251,18 +250,10 @@ TEST(Repack, MappedFileWeightsStayReadable) {
   const int64_t n_out = 300, n_in = 64 * quant::quant_block_elems(q);
   const Weight w = make_weight(q, n_out, n_in, 0, rng);
   const size_t bytes = static_cast<size_t>(n_out * w.stride);
-  char path[] = "/tmp/qkv_repack_test_XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  const std::vector<uint8_t> page(static_cast<size_t>(sysconf(_SC_PAGESIZE)), 0);
-  ASSERT_EQ(write(fd, page.data(), 32), 32);  // rows start 32 bytes into a page, as in GGUF
-  ASSERT_EQ(write(fd, w.view.data, bytes), static_cast<ssize_t>(bytes));
-  void* map = mmap(nullptr, bytes + 32, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  std::remove(path);
-  ASSERT_NE(map, MAP_FAILED);
+  const MappedCopy map(w.view.data, bytes);
+  ASSERT_NE(map.data(), nullptr);
   WeightView mv = w.view;
-  mv.data = static_cast<const uint8_t*>(map) + 32;
+  mv.data = map.data();
   const std::vector<float> x = make_x(3, n_in, n_in, rng);
   std::vector<float> want(static_cast<size_t>(3 * n_out)), got(want.size());
   Linear(w.view, nullptr, LinearDot::int8).forward(x.data(), 3, n_in, want.data(), n_out, 1);
@@ -270,7 +261,6 @@ TEST(Repack, MappedFileWeightsStayReadable) {
   lin.forward(x.data(), 3, n_in, got.data(), n_out, 1);
   EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0);
   EXPECT_EQ(std::memcmp(mv.data, w.view.data, bytes), 0) << "the mapped weight changed";
-  munmap(map, bytes + 32);
 }
 
 }  // namespace
