@@ -48,6 +48,30 @@ json error_body(const std::string& message, const std::string& type, const std::
 }
 
 json parse_body(const std::string& body) {
+  // Copying, dumping and rendering a JSON value recurse once per level, so a body nested a
+  // hundred thousand levels deep (a few hundred KB) would overflow a handler thread's stack.
+  // The parser itself does not recurse; the nesting is checked before it runs.
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) {
+        throw ApiError(400, core::concat("the request body nests arrays and objects deeper than ",
+                                         kMaxJsonDepth, " levels (at byte ", i, ")"));
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
   json j;
   try {
     j = json::parse(body);

@@ -35,7 +35,8 @@ class ApiError : public std::runtime_error {
 json error_body(const std::string& message, const std::string& type, const std::string& param,
                 const std::string& code);
 
-// Parses a request body: must be a JSON object.
+// Parses a request body: must be a JSON object nested at most kMaxJsonDepth levels.
+inline constexpr int kMaxJsonDepth = 64;
 json parse_body(const std::string& body);
 
 // Typed, range-checked access to an object's optional fields.
