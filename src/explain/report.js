@@ -438,7 +438,11 @@
         if (Number.isFinite(v) && Math.abs(v) > bv) { bv = Math.abs(v); best = [l, h]; }
       }));
       if (!best) continue;
-      const layer = s.layers ? s.layers[best[0]] : best[0], head = s.heads ? s.heads[best[1]] : best[1];
+      // `layers` / `heads` name the rows and columns when they are lists of numbers; the direct
+      // logit attribution's `heads` is its table itself.
+      const isList = (v, n) => Array.isArray(v) && v.length === n && v.every(Number.isInteger);
+      const layer = isList(s.layers, s[field].length) ? s.layers[best[0]] : best[0];
+      const head = isList(s.heads, s[field][best[0]].length) ? s.heads[best[1]] : best[1];
       return { layer, head, why, target: s.target };
     }
     return null;

@@ -15,6 +15,9 @@ function qkvTabs(R) {
   };
   const num = (x) => (typeof x === "number" ? (Math.abs(x) >= 100 ? x.toFixed(1) : x.toPrecision(3)) : String(x));
   const range = (n) => [...Array(n).keys()];
+  // A section's `layers` / `heads` list when it has one: numbers, one per row (column). Not a
+  // table: the direct logit attribution's `heads` field is its [L][H] table.
+  const indexList = (list, n) => (Array.isArray(list) && list.length === n && list.every(Number.isInteger) ? list : range(n));
 
   // White at 0; red for positive, blue for negative (signed), or the report's blue (unsigned).
   function shade(v, max, signed) {
@@ -93,8 +96,8 @@ function qkvTabs(R) {
 
   // A layer x head table: click a head to open its map on the attention tab.
   function layerHead(parent, rows, sec, what) {
-    const layers = sec.layers || range(rows.length);
-    const heads = sec.heads || range(rows.length ? rows[0].length : 0);
+    const layers = indexList(sec.layers, rows.length);
+    const heads = indexList(sec.heads, rows.length ? rows[0].length : 0);
     const g = grid(parent, rows, {
       rowLabel: (r) => "layer " + layers[r],
       colLabel: (k) => String(heads[k]),
@@ -135,15 +138,19 @@ function qkvTabs(R) {
     });
   }
 
+  // The score a section's numbers are in: sections without `score` (written elsewhere) are read as
+  // the data contract's log-probability.
+  const scoreName = (s) => (s.score === "logit_difference" ? "logit difference" : "log-probability");
   const describe = (t) => (t ? "\"" + R.visible(t.text || "") + "\"" + (t.position !== undefined ? " at #" + t.position : "") : "");
   const flatHeads = (rows3, sec) => {
-    const out = [], names = [];
-    const layers = sec.layers || range(rows3.length);
+    const out = [], labels = [];
+    const layers = indexList(sec.layers, rows3.length);
+    const heads = indexList(sec.heads, rows3.length ? rows3[0].length : 0);
     rows3.forEach((byHead, l) => byHead.forEach((r, h) => {
       out.push(r);
-      names.push("L" + layers[l] + " H" + (sec.heads ? sec.heads[h] : h));
+      labels.push("L" + layers[l] + " H" + heads[h]);
     }));
-    return [out, names];
+    return [out, labels];
   };
 
   // Each renderer draws a section into `p` and returns the number of cells/chips/rows drawn.
@@ -172,17 +179,20 @@ function qkvTabs(R) {
       return positions(p, rows, (r) => names[r], D.tokens).cells;
     },
     ablation(p, s) {
+      // qkv writes `score`: with a contrast, baseline_logprob and delta are logit differences.
+      const what = scoreName(s);
       p.appendChild(el("p", {}, "Mode " + s.mode + "; target " + describe(s.target) +
-        "; baseline log-probability " + num(s.baseline_logprob)));
-      return layerHead(p, s.delta, s, "Change in the target's log-probability when the head is ablated").cells;
+        (s.contrast ? " rather than " + describe(s.contrast) : "") + "; baseline " + what + " " + num(s.baseline_logprob)));
+      return layerHead(p, s.delta, s, "Change in the target's " + what + " when the head is ablated").cells;
     },
     patching(p, s) {
-      p.appendChild(el("p", {}, "Corrupted: \"" + s.corrupted_text + "\"; logit difference clean " +
+      const what = scoreName(s);
+      p.appendChild(el("p", {}, "Corrupted: \"" + s.corrupted_text + "\"; " + what + " clean " +
         num(s.clean_diff) + ", corrupted " + num(s.corrupted_diff)));
       p.appendChild(el("h3", {}, "Per layer and position (fraction restored)"));
       let n = positions(p, s.layer_position, (r) => "layer " + (s.layers ? s.layers[r] : r), D.tokens).cells;
       p.appendChild(el("h3", {}, "Per head (fraction restored)"));
-      n += layerHead(p, s.head, s, "Fraction of the logit difference restored by patching the head").cells;
+      n += layerHead(p, s.head, s, "Fraction of the " + what + " difference restored by patching the head").cells;
       return n;
     },
     logit_lens(p, s) {

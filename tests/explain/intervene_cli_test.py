@@ -92,6 +92,53 @@ def check_page(path, failures):
                         f"{attrs.get('open-head')}, not the most decisive head 0:3")
 
 
+def dump_dom(path):
+    """The page's DOM after it has drawn, in headless Chromium; None when chromium is absent."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        return None
+    p = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--virtual-time-budget=5000", "--dump-dom", "file://" + path],
+                       capture_output=True, timeout=240)
+    # The drawn text only: the scripts' own source would match the phrases looked for.
+    return re.sub(r"<script[^>]*>.*?</script>", "", p.stdout.decode("utf-8", "replace"),
+                  flags=re.S)
+
+
+def check_dla_page(qkv, tmp, failures):
+    """Without an ablation the page opens on the head of the largest |direct logit attribution|
+    (its `heads` field is the [L][H] table, not a list of head numbers), the tab names that head,
+    and with a contrast the ablation tab says its numbers are logit differences."""
+    rc, out, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--contrast", "street",
+                       "--logit-lens", "--json")
+    if rc != 0:
+        failures.append(f"explain --logit-lens --json: {err}")
+        return
+    heads = json.loads(out)["direct_logit_attribution"]["heads"]
+    _, bl, bh = max((abs(v), l, h) for l, row in enumerate(heads) for h, v in enumerate(row))
+    rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--contrast", "street",
+                     "--logit-lens", "--html", f"{tmp}/dla.html")
+    dom = dump_dom(f"{tmp}/dla.html") if rc == 0 else None
+    if rc != 0:
+        failures.append(f"explain --logit-lens --html: {err}")
+    elif dom is not None:
+        attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', dom))
+        if (attrs.get("open-layer"), attrs.get("open-head")) != (str(bl), str(bh)):
+            failures.append(f"report with the lens opens on {attrs.get('open-layer')}:"
+                            f"{attrs.get('open-head')}, not the largest |DLA| head {bl}:{bh}")
+        if f"Largest: layer {bl}, head {bh} (" not in dom or "was not captured" in dom:
+            failures.append("the direct logit attribution tab does not name its largest head "
+                            + str(re.findall(r"Largest: [^(]*", dom)))
+    rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--contrast", "street",
+                     "--ablate", "zero", "--html", f"{tmp}/abl.html")
+    dom = dump_dom(f"{tmp}/abl.html") if rc == 0 else None
+    if rc != 0:
+        failures.append(f"explain --ablate --html: {err}")
+    elif dom is not None and ("baseline logit difference" not in dom
+                              or "baseline log-probability" in dom):
+        failures.append("the ablation tab with a contrast does not say logit difference")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -140,6 +187,7 @@ def main():
                 if key not in page:
                     failures.append(f"report lacks the {key} section")
             check_page(f"{tmp}/r.html", failures)
+        check_dla_page(qkv, tmp, failures)
         # Every family, and a quantized model.
         for arch in ("gpt2", "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "q4"):
             model = f"{tmp}/{arch}.gguf"
