@@ -1,6 +1,7 @@
 // Request fields, prompts and shared response pieces (api.h).
 #include "serve/api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -231,6 +232,44 @@ void read_sampling(const Fields& f, JobParams& p) {
     for (const std::string& x : p.stop) {
       if (x.empty()) throw ApiError(400, "'stop' has an empty string", "stop");
     }
+  }
+}
+
+void read_logit_bias(const Fields& f, int64_t n_vocab, JobParams& p) {
+  if (!f.has("logit_bias")) return;
+  const json& lb = f.get("logit_bias");
+  if (!lb.is_object()) {
+    throw wrong_type("logit_bias", "an object of token ids to numbers", lb);
+  }
+  int64_t n_banned = 0;
+  for (const auto& [key, value] : lb.items()) {
+    // A key is a token id in decimal, as OpenAI's tokenizers print them.
+    int64_t id = -1;
+    if (!key.empty() && key.size() <= 10 &&
+        std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      id = std::stoll(key);
+    }
+    if (id < 0 || id >= n_vocab) {
+      throw ApiError(400,
+                     core::concat("'logit_bias' has the key \"", key,
+                                  "\"; keys are token ids in [0, ", n_vocab, ") (POST /tokenize)"),
+                     "logit_bias");
+    }
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < -100 ||
+        value.get<double>() > 100) {
+      throw ApiError(400,
+                     core::concat("'logit_bias' gives token ", id, " the value ", value.dump(),
+                                  "; expected a number in [-100, 100]"),
+                     "logit_bias");
+    }
+    const double bias = value.get<double>();
+    n_banned += bias == -100;
+    p.logit_bias.emplace_back(
+        static_cast<int32_t>(id),
+        bias == -100 ? -std::numeric_limits<float>::infinity() : static_cast<float>(bias));
+  }
+  if (n_banned >= n_vocab) {
+    throw ApiError(400, "'logit_bias' bans every token of the vocabulary", "logit_bias");
   }
 }
 

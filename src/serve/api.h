@@ -77,6 +77,8 @@ class ChatFormatter {
 // presence/frequency penalties, repeat_penalty, stop, max_tokens (max_completion_tokens), n.
 // n_ctx bounds max_tokens together with the prompt (checked by the caller once it is tokenized).
 void read_sampling(const Fields& f, JobParams& p);
+// logit_bias: {"token id": bias in [-100, 100]}; -100 bans the token, as OpenAI documents.
+void read_logit_bias(const Fields& f, int64_t n_vocab, JobParams& p);
 // The attention extension: {"top_k": K, "layers": [...], "heads": [...]}.
 void read_attention(const Fields& f, const ModelConfig& c, JobParams& p);
 

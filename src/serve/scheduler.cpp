@@ -357,6 +357,7 @@ void Scheduler::sample(Slot& slot) {
           p.frequency_penalty * static_cast<float>(n) + p.presence_penalty;
     }
   }
+  for (const auto& [id, bias] : p.logit_bias) slot.work[static_cast<size_t>(id)] += bias;
   const int32_t next = slot.sampler->sample(slot.work, slot.history);
   ev.id = next;
   if (p.n_logprobs >= 0) {

@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "qkv/session.h"
@@ -64,6 +65,8 @@ struct JobParams {
   SamplingParams sampling;
   float presence_penalty = 0;
   float frequency_penalty = 0;
+  // Added to the logits before sampling (after the penalties); -infinity bans the token.
+  std::vector<std::pair<int32_t, float>> logit_bias;
   int64_t max_tokens = 256;
   std::vector<std::string> stop;
   bool stop_at_eos = true;

@@ -161,6 +161,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
   auto job = std::make_shared<serve::Job>();
   serve::JobParams& p = job->params;
   serve::read_sampling(f, p);
+  serve::read_logit_bias(f, model.config().n_vocab, p);
   serve::read_attention(f, model.config(), p);
   const bool stream = f.boolean("stream", false);
   bool include_usage = false;

@@ -64,6 +64,47 @@ def main():
             "max_tokens": 2})
         check(st == 200, f"64 levels refused: {st} {j}")
         alive("deep bodies")
+
+        # --- logit_bias, against the logprobs of the same request without it (the model's own,
+        # before any bias): banning the greedy token picks the runner-up, +100 on a token forces it.
+        def token_id(piece):
+            st, j, _, _ = srv.request("POST", "/tokenize", {"content": piece})
+            return j["tokens"][0] if st == 200 and len(j["tokens"]) == 1 else None
+
+        base = {"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 3,
+                "temperature": 0, "logprobs": True, "top_logprobs": 5}
+        st, j, _, _ = srv.request("POST", CHAT, base)
+        first = j["choices"][0]["logprobs"]["content"][0]
+        tops = first["top_logprobs"]
+        ids = [token_id(t["token"]) for t in tops]
+        check(st == 200 and None not in ids, f"top tokens are not single tokens: {tops}")
+        for bias, want in ((-100, 1), (100, 4), (30, 3)):
+            target = 0 if bias < 0 else want
+            st, j, _, _ = srv.request("POST", CHAT, dict(base, logit_bias={str(ids[target]): bias}))
+            got = j["choices"][0]["logprobs"]["content"][0] if st == 200 else {}
+            check(got.get("token") == tops[want]["token"] and
+                  math.isclose(got["logprob"], tops[want]["logprob"], abs_tol=1e-6),
+                  f"logit_bias {bias} on {tops[target]['token']!r}: first token {got} != "
+                  f"{tops[want]}")
+        # A ban holds at every step and under sampling: the banned token never comes.
+        st, j, _, _ = srv.request("POST", COMPLETIONS, {
+            "prompt": "Once upon a time", "max_tokens": 40, "temperature": 1.5, "seed": 3,
+            "logprobs": 0, "logit_bias": {str(token_id(" the")): -100, str(token_id(".")): -100}})
+        toks = j["choices"][0]["logprobs"]["tokens"] if st == 200 else []
+        check(st == 200 and len(toks) > 0 and " the" not in toks and "." not in toks,
+              f"banned tokens generated: {st} {toks}")
+        n_vocab = srv.request("GET", "/v1/models")[1]["data"][0]["meta"]["n_vocab"]
+        msg = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias=[[1, 2]]), words=("an object",))
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={"abc": 1}), words=('"abc"',))
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={"-1": 1}), words=('"-1"',))
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={str(n_vocab): 1}),
+            words=(str(n_vocab),))
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={"5": 101}), words=("[-100, 100]",))
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={"5": "1"}), words=("[-100, 100]",))
+        bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={str(i): -100 for i in range(n_vocab)}),
+            words=("every token",))
+        alive("logit_bias")
     finally:
         rc = srv.stop()
         check(rc == 0, f"server exit code {rc} after SIGTERM; log: {''.join(srv.log)[-500:]}")
