@@ -48,7 +48,7 @@ struct ExplainCliOptions {
   std::string model, tokenizer, text, token, map, compare;
   std::string target, contrast;     // --target, --contrast: the token the methods score
   std::string attribute;            // --attribute grad|ig
-  int steps = 0;                    // --steps (ig; 0: AttributionOptions' default)
+  std::optional<int> steps;         // --steps (ig; unset: AttributionOptions' default)
   std::string baseline;             // --baseline (ig; empty: AttributionOptions' default)
   bool attention_gradient = false;  // --attention-gradient
   std::string ablate;               // --ablate zero|mean ("": off)
@@ -277,7 +277,7 @@ std::optional<ExplainTarget> explain_target(const Model& model, const Explanatio
 std::optional<Attribution> attribution(const Model& model, const Explanation& e,
                                        const ExplainCliOptions& o,
                                        const std::optional<ExplainTarget>& target) {
-  if (o.steps != 0 && o.attribute != "ig") throw Error("--steps needs --attribute ig");
+  if (o.steps && o.attribute != "ig") throw Error("--steps needs --attribute ig");
   if (!o.baseline.empty() && o.attribute != "ig") throw Error("--baseline needs --attribute ig");
   if (o.attribute.empty() && !o.attention_gradient) return std::nullopt;
   const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
@@ -286,7 +286,7 @@ std::optional<Attribution> attribution(const Model& model, const Explanation& e,
   AttributionOptions ao;
   ao.method = o.attribute == "ig" ? AttributionMethod::integrated_gradients
                                   : AttributionMethod::grad_x_input;
-  if (o.steps != 0) ao.steps = o.steps;
+  if (o.steps) ao.steps = *o.steps;  // 0 or a negative count is refused by attribute()
   if (!o.baseline.empty()) ao.baseline_token = resolve_token(model, o.baseline, "baseline");
   ao.attention_gradient = o.attention_gradient;
   ao.n_threads = o.threads;

@@ -13,8 +13,9 @@ family (one with q8_0 weights):
   both sections;
 - --baseline TOKEN (text or #ID) moves the path's start: f(baseline) changes and completeness
   holds within 1% at 128 steps; a baseline of several tokens or an id out of range is refused;
-- --steps or --baseline without ig and an unknown method are refused with a message naming them (encoders are
-  refused by the library: tests/explain/attribution_test.cpp; make-model writes no BERT).
+- --steps or --baseline without ig, --steps 0 or negative, and an unknown method are refused with a
+  message naming them (encoders are refused by the library: tests/explain/attribution_test.cpp;
+  make-model writes no BERT).
 """
 import json
 import pathlib
@@ -126,7 +127,10 @@ def main():
                            (["--attribute", "ig", "--baseline", "#99999999"], "baseline #99999999"),
                            (["--attribute", "ig", "--baseline", "elephantine giraffes"],
                             "is not one token"),
-                           (["--attribute", "shap"], "--attribute")):
+                           (["--attribute", "shap"], "--attribute"),
+                           # 0 is not "the default": a path of no points.
+                           (["--attribute", "ig", "--steps", "0"], "needs 1..1024 steps, found 0"),
+                           (["--attribute", "ig", "--steps", "-3"], "found -3")):
             rc, _, err = run(qkv, "explain", WINOGRAD, *args)
             if rc == 0 or want not in err:
                 failures.append(f"{args}: not refused with '{want}': {err}")
