@@ -175,7 +175,15 @@ std::string trimmed(std::string s) {
 // surrounding spaces, equals it, else the last token of the first word that spells it ("cat"
 // split as " c" "at").
 int64_t find_token(const Explanation& e, const std::string& t) {
-  if (t.size() > 1 && t[0] == '#') return parse_index(t.substr(1), t, "token", "#N or a word");
+  if (t.size() > 1 && t[0] == '#') {
+    const int64_t row = parse_index(t.substr(1), t, "token", "#N or a word");
+    if (row < 0 || row >= static_cast<int64_t>(e.tokens.size())) {
+      throw Error("--token: position " + std::to_string(row) + " is out of range; the text has " +
+                  std::to_string(e.tokens.size()) + " tokens (#0..#" +
+                  std::to_string(e.tokens.size() - 1) + ")");
+    }
+    return row;
+  }
   for (size_t i = 0; i < e.tokens.size(); ++i) {
     if (trimmed(e.tokens[i]) == t) return static_cast<int64_t>(i);
   }
@@ -194,7 +202,7 @@ int64_t find_token(const Explanation& e, const std::string& t) {
 // on the last layer's mean, as the terminal heatmap draws them) and the row of --token, so that
 // the report and the terminal tell the same story. --html-sections adds sections computed
 // elsewhere: a JSON object whose keys are report sections (docs/EXPLAIN.md).
-ReportOptions report_view(const Explanation& e, const ExplainCliOptions& o) {
+ReportOptions report_view(const ExplainCliOptions& o, int64_t token_row) {
   ReportOptions r;
   const size_t colon = o.map.find(':');
   if (colon != std::string::npos) {
@@ -203,8 +211,8 @@ ReportOptions report_view(const Explanation& e, const ExplainCliOptions& o) {
     if (h != "mean") r.head = std::stoi(h);
     r.opened_by = "--map " + o.map;
   }
-  if (!o.token.empty()) {
-    r.focus = find_token(e, o.token);
+  if (token_row >= 0) {
+    r.focus = token_row;
     r.opened_by += std::string(r.opened_by.empty() ? "" : " ") + "--token " + o.token;
   }
   if (!o.html_sections.empty()) {
@@ -428,7 +436,7 @@ std::string ablation_summary(const HeadAblation& a) {
 
 MethodResults run_methods(const Model& model, const Explanation& e,
                           const std::optional<ExplainTarget>& target, const ExplainCliOptions& o,
-                          const EncodeOptions& encode) {
+                          int64_t token_row, const EncodeOptions& encode) {
   MethodResults r;
   const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
   const InterventionOptions io{.n_threads = o.threads};
@@ -461,7 +469,7 @@ MethodResults run_methods(const Model& model, const Explanation& e,
     r.summary += lens_summary(lens, a);
   }
   if (o.norm_attention) {
-    const int64_t row = o.token.empty() ? -1 : find_token(e, o.token);
+    const int64_t row = token_row;  // -1 without --token: the last prompt row
     if (row >= e.n_prompt) {
       throw Error("--norm-attention: --token " + o.token +
                   " is a generated token; pick a prompt token");
@@ -526,10 +534,13 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     std::fprintf(stderr, "context parallel: rank 0 received %lld bytes for the maps\n",
                  static_cast<long long>(e.observer_bytes_received));
   }
+  // --token names a row of this text: checked before any method runs or anything is written.
+  const int64_t token_row = o.token.empty() ? -1 : find_token(e, o.token);
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
-  const MethodResults methods = run_methods(
-      model, e, target, o, {.add_special = eo.add_special, .parse_special = eo.parse_special});
+  const MethodResults methods =
+      run_methods(model, e, target, o, token_row,
+                  {.add_special = eo.add_special, .parse_special = eo.parse_special});
 
   if (e.capture.streamed()) {
     write_tokens_json(o.npy_stream + ".tokens.json", e);
@@ -549,7 +560,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   std::string title;
   const std::vector<float> map = chosen_map(e, o.map, title);
   if (!o.html.empty()) {
-    ReportOptions r = report_view(e, o);
+    ReportOptions r = report_view(o, token_row);
     if (b) r.compare = &*b;
     for (auto& section : attribution_sections(attr)) r.sections.push_back(std::move(section));
     r.sections.insert(r.sections.end(), methods.sections.begin(), methods.sections.end());
@@ -612,10 +623,8 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
       std::printf("\n");
     }
   }
-  if (!o.token.empty()) {
-    const int64_t row = find_token(e, o.token);
-    if (row < 0 || row >= n)
-      throw Error("--token: position " + std::to_string(row) + " is out of range");
+  if (token_row >= 0) {
+    const int64_t row = token_row;
     std::printf("\ntoken #%lld \"%s\" attends most to:\n", static_cast<long long>(row),
                 visible_token(e.tokens[static_cast<size_t>(row)]).c_str());
     for (const Attended& a : top_attended(map, n, row, 5)) {

@@ -11,7 +11,8 @@ usage: intervene_cli_test.py QKV_BINARY
   section, and in headless Chromium (when installed) draws them and opens on layer 0 head 3.
 - On make-model's tiny models of each family (gpt2, llama, qwen2, qwen3, gemma2, gemma3, phi3) and
   a Q4_K_M quantization of one: every method runs and its tables have the model's shape.
-- Errors: a corrupted prompt of another token length, a target that is two tokens.
+- Errors: a corrupted prompt of another token length, a target that is two tokens, a --token
+  position out of range or word not in the text (before any output).
 (The numbers themselves are held against independent reruns in lens_test.cpp and
 intervene_test.cpp.)
 """
@@ -214,6 +215,14 @@ def main():
     rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "tired.")
     if rc == 0 or "is not one token" not in err:
         failures.append(f"--target of two tokens: rc {rc}, {err}")
+    # --token is checked before anything runs or is written, whatever the output: a position out
+    # of range (negative too: not "the last row") or a word not in the text.
+    for token, want in (("#14", "position 14 is out of range"), ("#-1", "position -1"),
+                        ("zebra", "is not one of the tokens")):
+        for extra in (["--norm-attention", "--json"], ["--json"], ["--html", "/dev/null"]):
+            rc, out, err = run(qkv, "explain", WINOGRAD, "--token", token, *extra)
+            if rc == 0 or want not in err or out:
+                failures.append(f"--token {token} {extra}: rc {rc}, out {out[:80]!r}, {err}")
     for f in failures:
         print("FAIL:", f)
     return 1 if failures else 0
