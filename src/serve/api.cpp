@@ -33,7 +33,7 @@ std::string type_name(const json& j) {
   }
 }
 
-ApiError wrong_type(const char* name, const char* expected, const json& got) {
+ApiError wrong_type(const std::string& name, const char* expected, const json& got) {
   return ApiError(400, core::concat("'", name, "' must be ", expected, ", not ", type_name(got)),
                   name);
 }
@@ -88,11 +88,12 @@ json parse_body(const std::string& body) {
 double Fields::number(const char* name, double def, double lo, double hi) const {
   if (!has(name)) return def;
   const json& v = j_[name];
-  if (!v.is_number()) throw wrong_type(name, "a number", v);
+  if (!v.is_number()) throw wrong_type(field(name), "a number", v);
   const double x = v.get<double>();
   if (!std::isfinite(x) || x < lo || x > hi) {
-    throw ApiError(400, core::concat("'", name, "' = ", x, " is out of range [", lo, ", ", hi, "]"),
-                   name);
+    throw ApiError(
+        400, core::concat("'", field(name), "' = ", x, " is out of range [", lo, ", ", hi, "]"),
+        field(name));
   }
   return x;
 }
@@ -103,18 +104,20 @@ int64_t Fields::integer(const char* name, int64_t def, int64_t lo, int64_t hi) c
   int64_t x = 0;
   if (v.is_number_integer()) {
     if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      throw ApiError(400, core::concat("'", name, "' is out of range [", lo, ", ", hi, "]"), name);
+      throw ApiError(400, core::concat("'", field(name), "' is out of range [", lo, ", ", hi, "]"),
+                     field(name));
     }
     x = v.get<int64_t>();
   } else if (v.is_number_float() && std::isfinite(v.get<double>()) &&
              v.get<double>() == std::floor(v.get<double>()) && std::fabs(v.get<double>()) < 9e15) {
     x = static_cast<int64_t>(v.get<double>());
   } else {
-    throw wrong_type(name, "an integer", v);
+    throw wrong_type(field(name), "an integer", v);
   }
   if (x < lo || x > hi) {
-    throw ApiError(400, core::concat("'", name, "' = ", x, " is out of range [", lo, ", ", hi, "]"),
-                   name);
+    throw ApiError(
+        400, core::concat("'", field(name), "' = ", x, " is out of range [", lo, ", ", hi, "]"),
+        field(name));
   }
   return x;
 }
@@ -122,14 +125,14 @@ int64_t Fields::integer(const char* name, int64_t def, int64_t lo, int64_t hi) c
 bool Fields::boolean(const char* name, bool def) const {
   if (!has(name)) return def;
   const json& v = j_[name];
-  if (!v.is_boolean()) throw wrong_type(name, "a boolean", v);
+  if (!v.is_boolean()) throw wrong_type(field(name), "a boolean", v);
   return v.get<bool>();
 }
 
 std::optional<std::string> Fields::string(const char* name) const {
   if (!has(name)) return std::nullopt;
   const json& v = j_[name];
-  if (!v.is_string()) throw wrong_type(name, "a string", v);
+  if (!v.is_string()) throw wrong_type(field(name), "a string", v);
   return v.get<std::string>();
 }
 
@@ -152,7 +155,20 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
     if (!m.contains("role") || !m["role"].is_string()) {
       throw ApiError(400, core::concat("'", at, ".role' must be a string"), at + ".role");
     }
+    // OpenAI's roles. A template renders any role it is given, so an unknown one (a typo, a
+    // client's own) would reach the model as text it was never trained on.
+    const std::string role = m["role"].get<std::string>();
+    static constexpr std::string_view kRoles[] = {"system",    "developer", "user",
+                                                  "assistant", "tool",      "function"};
+    if (std::find(std::begin(kRoles), std::end(kRoles), role) == std::end(kRoles)) {
+      throw ApiError(400,
+                     core::concat("'", at, ".role' is \"", role, "\"; expected one of system, ",
+                                  "developer, user, assistant, tool, function"),
+                     at + ".role");
+    }
     json out = m;
+    // "developer" is the newer name of "system" (OpenAI's o-series); templates know "system".
+    if (role == "developer") out["role"] = "system";
     const json content = m.contains("content") ? m["content"] : json(nullptr);
     if (content.is_array()) {
       // [{"type": "text", "text": "..."}, ...]: the text parts, joined.
@@ -211,11 +227,16 @@ void read_sampling(const Fields& f, JobParams& p) {
   if (f.has("n") && f.integer("n", 1, 1, 128) != 1) {
     throw ApiError(400, "'n' must be 1: one choice per request is supported", "n");
   }
+  // max_completion_tokens is the newer name: it wins when both are given (as in vLLM and
+  // llama-server), and errors about the limit name the field the client used.
   p.max_tokens = -1;  // the caller fills in the context's room when none is given
+  p.max_tokens_field = "max_tokens";
+  if (f.has("max_tokens")) p.max_tokens = f.integer("max_tokens", 0, 1, INT32_MAX);
   if (f.has("max_completion_tokens")) {
     p.max_tokens = f.integer("max_completion_tokens", 0, 1, INT32_MAX);
+    p.max_tokens_field = "max_completion_tokens";
   }
-  if (f.has("max_tokens")) p.max_tokens = f.integer("max_tokens", 0, 1, INT32_MAX);
+  if (f.has("user")) f.string("user");  // an end-user id for abuse monitoring: checked, unused
   if (f.has("stop")) {
     const json& st = f.get("stop");
     if (st.is_string()) {
@@ -231,6 +252,43 @@ void read_sampling(const Fields& f, JobParams& p) {
     }
     for (const std::string& x : p.stop) {
       if (x.empty()) throw ApiError(400, "'stop' has an empty string", "stop");
+    }
+  }
+}
+
+void check_unsupported_chat_fields(const Fields& f) {
+  if (f.has("response_format")) {
+    const json& rf = f.get("response_format");
+    if (!rf.is_object()) throw wrong_type("response_format", "an object", rf);
+    const auto type = Fields(rf, "response_format.").string("type");
+    if (!type) throw ApiError(400, "'response_format.type' is required", "response_format.type");
+    if (*type != "text") {
+      throw ApiError(400,
+                     core::concat("'response_format.type' \"", *type,
+                                  "\" is not supported: the server has no constrained decoding; ",
+                                  "only \"text\" (ask for JSON in the prompt instead)"),
+                     "response_format.type");
+    }
+  }
+  std::string tool_choice = "auto";
+  if (f.has("tool_choice")) {
+    const json& tc = f.get("tool_choice");
+    if (!tc.is_string() || (tc != "none" && tc != "auto")) {
+      throw ApiError(400,
+                     core::concat("'tool_choice' ", tc.dump(), " is not supported: the server ",
+                                  "does not call tools; only \"none\" or \"auto\""),
+                     "tool_choice");
+    }
+    tool_choice = tc.get<std::string>();
+  }
+  if (f.has("tools")) {
+    const json& tools = f.get("tools");
+    if (!tools.is_array()) throw wrong_type("tools", "an array", tools);
+    if (!tools.empty() && tool_choice != "none") {
+      throw ApiError(400,
+                     "'tools' is not supported: the server does not parse tool calls out of the "
+                     "reply (send no tools, or tool_choice \"none\")",
+                     "tools");
     }
   }
 }
@@ -277,7 +335,7 @@ void read_attention(const Fields& f, const ModelConfig& c, JobParams& p) {
   if (!f.has("attention")) return;
   const json& a = f.get("attention");
   if (!a.is_object()) throw wrong_type("attention", "an object", a);
-  const Fields af(a);
+  const Fields af(a, "attention.");
   p.attention.top_k = static_cast<int>(af.integer("top_k", 5, 1, 64));
   auto list = [&](const char* name, int64_t n, std::vector<int>& out) {
     if (!af.has(name)) return;

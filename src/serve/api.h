@@ -39,19 +39,22 @@ json error_body(const std::string& message, const std::string& type, const std::
 inline constexpr int kMaxJsonDepth = 64;
 json parse_body(const std::string& body);
 
-// Typed, range-checked access to an object's optional fields.
+// Typed, range-checked access to an object's optional fields. Errors name a field as
+// `prefix` + its name ("stream_options.include_usage").
 class Fields {
  public:
-  explicit Fields(const json& j) : j_(j) {}
+  explicit Fields(const json& j, std::string prefix = {}) : j_(j), prefix_(std::move(prefix)) {}
   bool has(const char* name) const { return j_.contains(name) && !j_[name].is_null(); }
   double number(const char* name, double def, double lo, double hi) const;
   int64_t integer(const char* name, int64_t def, int64_t lo, int64_t hi) const;
   bool boolean(const char* name, bool def) const;
   std::optional<std::string> string(const char* name) const;
   const json& get(const char* name) const { return j_[name]; }
+  std::string field(const char* name) const { return prefix_ + name; }
 
  private:
   const json& j_;
+  std::string prefix_;
 };
 
 // The prompt a chat makes: messages (validated) through the template, as transformers'
@@ -77,6 +80,10 @@ class ChatFormatter {
 // presence/frequency penalties, repeat_penalty, stop, max_tokens (max_completion_tokens), n.
 // n_ctx bounds max_tokens together with the prompt (checked by the caller once it is tokenized).
 void read_sampling(const Fields& f, JobParams& p);
+// Chat fields the server cannot honour are a 400 naming them rather than silently ignored:
+// response_format other than {"type": "text"} (no constrained decoding), and tools unless
+// tool_choice is "none" (tool calls are not parsed out of the reply).
+void check_unsupported_chat_fields(const Fields& f);
 // logit_bias: {"token id": bias in [-100, 100]}; -100 bans the token, as OpenAI documents.
 void read_logit_bias(const Fields& f, int64_t n_vocab, JobParams& p);
 // The attention extension: {"top_k": K, "layers": [...], "heads": [...]}.

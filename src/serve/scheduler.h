@@ -68,6 +68,7 @@ struct JobParams {
   // Added to the logits before sampling (after the penalties); -infinity bans the token.
   std::vector<std::pair<int32_t, float>> logit_bias;
   int64_t max_tokens = 256;
+  const char* max_tokens_field = "max_tokens";  // the request's name for it (in errors)
   std::vector<std::string> stop;
   bool stop_at_eos = true;
   int n_logprobs = -1;  // -1: none; else the chosen token's logprob and this many top ones

@@ -169,9 +169,10 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
     const json& so = body["stream_options"];
     if (!so.is_object())
       throw ApiError(400, "'stream_options' must be an object", "stream_options");
-    include_usage = Fields(so).boolean("include_usage", false);
+    include_usage = Fields(so, "stream_options.").boolean("include_usage", false);
   }
   const char* prompt_field = kind == Kind::chat ? "messages" : "prompt";
+  if (kind == Kind::chat) serve::check_unsupported_chat_fields(f);
   if (kind == Kind::chat) {
     if (!f.has("messages")) throw ApiError(400, "'messages' is required", "messages");
     const serve::ChatPrompt cp = chat->render(body["messages"]);
@@ -223,10 +224,10 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
     p.max_tokens = n_ctx - n_prompt;
   } else if (n_prompt + p.max_tokens > n_ctx) {
     throw ApiError(400,
-                   core::concat("'max_tokens' = ", p.max_tokens, " plus the prompt's ", n_prompt,
-                                " tokens exceeds the context of ", n_ctx,
-                                " tokens; ask for at most ", n_ctx - n_prompt),
-                   "max_tokens", "invalid_request_error", "context_length_exceeded");
+                   core::concat("'", p.max_tokens_field, "' = ", p.max_tokens,
+                                " plus the prompt's ", n_prompt, " tokens exceeds the context of ",
+                                n_ctx, " tokens; ask for at most ", n_ctx - n_prompt),
+                   p.max_tokens_field, "invalid_request_error", "context_length_exceeded");
   }
   if (!sched->submit(job)) {
     res.set_header("Retry-After", "1");

@@ -105,6 +105,67 @@ def main():
         bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={str(i): -100 for i in range(n_vocab)}),
             words=("every token",))
         alive("logit_bias")
+
+        # --- request shapes of current clients, each against the plain request it stands for
+        def greedy(body, path=CHAT):
+            st, j, text, _ = srv.request("POST", path, dict(body, temperature=0))
+            check(st == 200, f"{str(body)[:80]}: {st} {text[:300]}")
+            if st != 200:
+                return None, None, None
+            return (j["choices"][0]["message"]["content"], j["usage"]["prompt_tokens"],
+                    j["usage"]["completion_tokens"])
+
+        story = {"messages": [{"role": "system", "content": "Tell a story."},
+                              {"role": "user", "content": "A cat and a dog."}], "max_tokens": 12}
+        want = greedy(story)
+        parts = {"messages": [{"role": "system", "content": [{"type": "text", "text": "Tell a"},
+                                                             {"type": "text", "text": " story."}]},
+                              {"role": "user", "content": [{"type": "text",
+                                                            "text": "A cat and a dog."}]}],
+                 "max_tokens": 12}
+        check(greedy(parts) == want, "content parts differ from the same text as a string")
+        # "developer" is the newer name of "system".
+        dev = {"messages": [dict(story["messages"][0], role="developer"), story["messages"][1]],
+               "max_tokens": 12}
+        check(greedy(dev) == want, "a developer message differs from the same system message")
+        # max_completion_tokens is the newer name of max_tokens and wins when both are given.
+        both = dict(story, max_tokens=9, max_completion_tokens=3, ignore_eos=True)
+        check(greedy(both)[2] == 3, "max_completion_tokens is not the limit")
+        bad(CHAT, 400, "max_completion_tokens", dict(story, max_completion_tokens=100000),
+            words=("'max_completion_tokens' = 100000", "context"))
+        # Fields that are accepted and have no effect on the text.
+        check(greedy(dict(story, user="user-1234", response_format={"type": "text"},
+                          tools=[], tool_choice="none")) == want, "accepted fields change the text")
+        check(greedy(dict(story, tools=[{"type": "function", "function": {"name": "f"}}],
+                          tool_choice="none")) == want, "tools with tool_choice none")
+
+        # --- fields the server cannot honour, and wrong types inside nested objects: a 400
+        # naming the field (they were ignored: a client asking for JSON got prose)
+        msg = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+        for role in ("alien", "System", "model", ""):
+            bad(CHAT, 400, "messages[0].role",
+                {"messages": [{"role": role, "content": "x"}], "max_tokens": 1}, words=("tool",))
+        bad(CHAT, 400, "messages[1].role", {"messages": [{"role": "user", "content": "x"},
+                                                          {"role": "bot", "content": "y"}]})
+        bad(CHAT, 400, "response_format.type", dict(msg, response_format={"type": "json_object"}),
+            words=("json_object", "constrained"))
+        bad(CHAT, 400, "response_format.type", dict(msg, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}))
+        bad(CHAT, 400, "response_format.type", dict(msg, response_format={}))
+        bad(CHAT, 400, "response_format", dict(msg, response_format="json"))
+        tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+        bad(CHAT, 400, "tools", dict(msg, tools=[tool]), words=("tool calls",))
+        bad(CHAT, 400, "tools", dict(msg, tools=[tool], tool_choice="auto"))
+        bad(CHAT, 400, "tools", dict(msg, tools={"a": 1}))
+        bad(CHAT, 400, "tool_choice", dict(msg, tool_choice="required"))
+        bad(CHAT, 400, "tool_choice", dict(msg, tools=[tool], tool_choice={
+            "type": "function", "function": {"name": "get_weather"}}))
+        bad(CHAT, 400, "user", dict(msg, user=5))
+        bad(CHAT, 400, "stream_options.include_usage",
+            dict(msg, stream=True, stream_options={"include_usage": "yes"}))
+        bad(CHAT, 400, "attention.top_k", dict(msg, attention={"top_k": 0}),
+            words=("'attention.top_k' = 0",))
+        alive("unsupported fields")
     finally:
         rc = srv.stop()
         check(rc == 0, f"server exit code {rc} after SIGTERM; log: {''.join(srv.log)[-500:]}")
