@@ -279,7 +279,12 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
     const Tokenizer& tok = model_.tokenizer();
     slot.stream.emplace(p.stop);
     slot.decoder.emplace(tok);
+    // The prompt goes through the decoder so that the first generated token is decoded as a
+    // continuation (SentencePiece strips the leading space of a text's first piece only). An
+    // unfinished character at the prompt's end (token ids cut mid-character) is the prompt's,
+    // not the reply's: flushed and dropped, so the reply's text is its own tokens' text.
     for (int32_t id : p.prompt) slot.decoder->push(id);
+    slot.decoder->flush();
   } catch (const std::exception& e) {
     finish(slot, Finish::error, e.what());
     return;

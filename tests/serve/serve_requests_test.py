@@ -13,7 +13,7 @@ import json
 import math
 import sys
 
-from serve_test import Server
+from serve_test import Server, parse_sse
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -105,6 +105,21 @@ def main():
         bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={str(i): -100 for i in range(n_vocab)}),
             words=("every token",))
         alive("logit_bias")
+
+        # --- a prompt of token ids that ends inside a UTF-8 character: its bytes are the
+        # prompt's; the reply's text is its own tokens' text (they leaked in as U+FFFD)
+        st, j, _, _ = srv.request("POST", "/tokenize", {"content": "Once upon a time \U0001F431"})
+        ids = j["tokens"]
+        check(len(ids) >= 3, f"the cat emoji is one token: {ids}")
+        for cut in (1, 2, 3):
+            body = {"prompt": ids[:-cut], "max_tokens": 4, "temperature": 0, "logprobs": 0}
+            st, j, text, _ = srv.request("POST", COMPLETIONS, body)
+            c = j["choices"][0] if st == 200 else {}
+            check(st == 200 and c["text"] == "".join(c["logprobs"]["tokens"]) and
+                  "\ufffd" not in c["text"], f"prompt ending {cut} byte(s) short of a character: {text[:300]}")
+            st, _, raw = srv.stream(COMPLETIONS, dict(body, stream=True))
+            streamed = "".join(e["choices"][0]["text"] for e in parse_sse(raw) if e["choices"])
+            check(c and streamed == c["text"], f"streamed {streamed!r} != {c.get('text')!r}")
 
         # --- request shapes of current clients, each against the plain request it stands for
         def greedy(body, path=CHAT):
