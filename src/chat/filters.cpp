@@ -4,6 +4,9 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <unordered_map>
 
 #include "chat/builtins.h"
@@ -85,37 +88,158 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-Value to_int(const Value& v, const Value& dflt) {
-  if (v.is_int_like()) return Value::integer(v.as_int());
-  if (v.is(Value::Kind::Float)) {
-    if (!std::isfinite(v.as_float()) || std::fabs(v.as_float()) > 9.2e18) return dflt;
-    return Value::integer(static_cast<int64_t>(v.as_float()));
-  }
-  if (v.is_string()) {
-    std::string s = py_strip(v.str(), nullptr, true, true);
-    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
-    if (s.empty()) return dflt;
-    char* end = nullptr;
-    errno = 0;
-    const long long i = std::strtoll(s.c_str(), &end, 10);
-    if (*end == '\0' && errno == 0) return Value::integer(i);
-    const double f = std::strtod(s.c_str(), &end);
-    if (*end == '\0' && std::isfinite(f) && std::fabs(f) < 9.2e18) {
-      return Value::integer(static_cast<int64_t>(f));
+int digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return l >= 'a' && l <= 'z' ? l - 'a' + 10 : 99;
+}
+
+// Appends the digits (in `base`) at s[i..] to `out`, past single underscores between two digits
+// as Python's literals allow ("1_000"); false when there is no digit.
+bool digit_part(const std::string& s, size_t& i, std::string& out, int base) {
+  const size_t start = i;
+  while (i < s.size()) {
+    if (digit_value(s[i]) < base) {
+      out += s[i++];
+    } else if (s[i] == '_' && i > start && i + 1 < s.size() && digit_value(s[i + 1]) < base) {
+      ++i;
+    } else {
+      break;
     }
+  }
+  return i > start;
+}
+
+// Python's float(str): surrounding whitespace, a sign, then "inf", "infinity" or "nan" in any
+// case, or decimal digits with an optional point and exponent. strtod alone would also read
+// hexadecimal ("0x1A" = 26) and "nan(...)", which Python refuses.
+std::optional<double> py_float(const std::string& text) {
+  const std::string s = py_strip(text, nullptr, true, true);
+  size_t i = 0;
+  std::string clean;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) clean += s[i++];
+  const std::string word = ascii_lower(s.substr(i));
+  if (word == "inf" || word == "infinity" || word == "nan") {
+    return std::strtod((clean + word).c_str(), nullptr);
+  }
+  const bool whole = digit_part(s, i, clean, 10);
+  bool frac = false;
+  if (i < s.size() && s[i] == '.') {
+    clean += s[i++];
+    frac = digit_part(s, i, clean, 10);
+  }
+  if (!whole && !frac) return std::nullopt;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    clean += s[i++];
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) clean += s[i++];
+    if (!digit_part(s, i, clean, 10)) return std::nullopt;
+  }
+  if (i != s.size()) return std::nullopt;
+  return std::strtod(clean.c_str(), nullptr);
+}
+
+// Python's int(str, base): surrounding whitespace, a sign, the 0x / 0o / 0b prefix its base
+// allows (base 0: the prefix picks the base, else decimal without leading zeros), digits with
+// single underscores between them. nullopt where Python raises ValueError; a value beyond 64 bits
+// (a Python int still) is an error.
+std::optional<int64_t> py_int(const std::string& text, int64_t base) {
+  if (base != 0 && (base < 2 || base > 36)) fail("int() base must be >= 2 and <= 36, or 0");
+  const std::string s = py_strip(text, nullptr, true, true);
+  size_t i = 0;
+  bool negative = false;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) negative = s[i++] == '-';
+  bool prefixed = false;
+  if (i + 1 < s.size() && s[i] == '0') {
+    const char p = static_cast<char>(std::tolower(static_cast<unsigned char>(s[i + 1])));
+    const int b = p == 'x' ? 16 : p == 'o' ? 8 : p == 'b' ? 2 : 0;
+    if (b != 0 && (base == 0 || base == b)) {
+      base = b;
+      prefixed = true;
+      i += 2;
+      if (i + 1 < s.size() && s[i] == '_') ++i;  // "0x_ff"
+    }
+  }
+  const bool decimal_by_default = base == 0;
+  if (base == 0) base = 10;
+  std::string digits;
+  if (!digit_part(s, i, digits, static_cast<int>(base)) || i != s.size()) return std::nullopt;
+  if (decimal_by_default && !prefixed && digits.size() > 1 && digits[0] == '0' &&
+      digits.find_first_not_of('0') != std::string::npos) {
+    return std::nullopt;  // "017": base 0 refuses leading zeros
+  }
+  uint64_t magnitude = 0;
+  for (char c : digits) {
+    const uint64_t d = static_cast<uint64_t>(digit_value(c));
+    if (magnitude > (uint64_t{1} << 63) / static_cast<uint64_t>(base) ||
+        magnitude * static_cast<uint64_t>(base) > (uint64_t{1} << 63) - d) {
+      fail("integer " + text + " is beyond 64 bits");
+    }
+    magnitude = magnitude * static_cast<uint64_t>(base) + d;
+  }
+  if (!negative && magnitude == uint64_t{1} << 63) fail("integer " + text + " is beyond 64 bits");
+  return negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
+}
+
+// Jinja's int filter: int(value, base) for a string, int(value) otherwise, and where that raises
+// ValueError or TypeError, int(float(value)) ("4.7" -> 4); the default where that fails too
+// (also for infinity, which raises OverflowError).
+Value to_int(const Value& v, const Value& dflt, int64_t base) {
+  v.require_defined();
+  if (v.is_int_like()) return Value::integer(v.as_int());
+  std::optional<double> f;
+  if (v.is(Value::Kind::Float)) {
+    f = v.as_float();
+  } else if (v.is_string()) {
+    if (const std::optional<int64_t> i = py_int(v.str(), base)) return Value::integer(*i);
+    f = py_float(v.str());
+  }
+  if (!f || !std::isfinite(*f)) return dflt;
+  if (std::fabs(*f) >= 9223372036854775808.0)
+    fail("integer " + float_repr(*f) + " is beyond 64 bits");
+  return Value::integer(static_cast<int64_t>(*f));
+}
+
+// Jinja's float filter: float(value), the default where Python raises.
+Value to_float(const Value& v, const Value& dflt) {
+  v.require_defined();
+  if (v.is_number()) return Value::real(v.as_float());
+  if (v.is_string()) {
+    if (const std::optional<double> f = py_float(v.str())) return Value::real(*f);
   }
   return dflt;
 }
 
-Value to_float(const Value& v, const Value& dflt) {
-  if (v.is_number()) return Value::real(v.as_float());
-  if (v.is_string()) {
-    const std::string s = py_strip(v.str(), nullptr, true, true);
-    char* end = nullptr;
-    const double f = std::strtod(s.c_str(), &end);
-    if (!s.empty() && *end == '\0') return Value::real(f);
+// Python's round(x, ndigits): an int stays an int (rounded to a multiple of 10^-ndigits, half to
+// even, when ndigits < 0); a float is rounded correctly from its exact binary value, half to
+// even, so 2.675 -> 2.67 (2.675 is 2.67499999...) where x * 100 would round up.
+Value py_round(const Value& v, int64_t ndigits) {
+  if (v.is_int_like()) {
+    const int64_t x = v.as_int();
+    if (ndigits >= 0) return Value::integer(x);
+    if (ndigits < -18) return Value::integer(0);
+    int64_t p = 1;
+    for (int64_t k = 0; k < -ndigits; ++k) p *= 10;
+    int64_t q = x / p;
+    int64_t r = x % p;
+    if (r < 0) {  // floor division, as Python's
+      r += p;
+      --q;
+    }
+    if (2 * static_cast<__int128>(r) > p || (2 * static_cast<__int128>(r) == p && q % 2 != 0)) ++q;
+    const __int128 out = static_cast<__int128>(q) * p;
+    if (out > INT64_MAX || out < INT64_MIN) fail("integer overflow (beyond 64 bits)");
+    return Value::integer(static_cast<int64_t>(out));
   }
-  return dflt;
+  const double x = v.as_float();
+  if (!std::isfinite(x) || ndigits > 330) return Value::real(x);
+  if (ndigits >= 0) {
+    // printf rounds the exact binary value to nearest, ties to even: what Python's round does.
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%.*f", static_cast<int>(ndigits), x);
+    return Value::real(std::strtod(buf, nullptr));
+  }
+  const double scale = std::pow(10.0, static_cast<double>(-ndigits));
+  return Value::real(std::nearbyint(x / scale) * scale);
 }
 
 JsonStyle json_style(const CallArgs& a) {
@@ -259,7 +383,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       {"int",
        [](Interp&, const Value& v, CallArgs& a) {
          const Value* d = arg(a, 0, "default");
-         return to_int(v, d ? *d : Value::integer(0));
+         return to_int(v, d ? *d : Value::integer(0), arg_int(a, 1, "base", 10));
        }},
       {"items",
        [](Interp&, const Value& v, CallArgs&) {
@@ -362,21 +486,16 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       {"round",
        [](Interp&, const Value& v, CallArgs& a) {
          v.require_defined();
-         if (!v.is_number()) fail("round needs a number");
+         if (!v.is_number()) fail("type " + type_name(v) + " doesn't define __round__ method");
          const int64_t prec = arg_int(a, 0, "precision", 0);
          const std::string method = arg_str(a, 1, "method", "common");
-         const double scale = std::pow(10.0, static_cast<double>(prec));
-         double x = v.as_float() * scale;
-         if (method == "common") {
-           x = std::nearbyint(x);
-         } else if (method == "ceil") {
-           x = std::ceil(x);
-         } else if (method == "floor") {
-           x = std::floor(x);
-         } else {
-           fail("method must be 'common', 'ceil' or 'floor'");
+         if (method == "common") return py_round(v, prec);
+         if (method != "ceil" && method != "floor") {
+           fail("method must be common, ceil or floor");
          }
-         return Value::real(x / scale);
+         const double scale = std::pow(10.0, static_cast<double>(prec));
+         const double x = v.as_float() * scale;
+         return Value::real((method == "ceil" ? std::ceil(x) : std::floor(x)) / scale);
        }},
       {"safe", [](Interp&, const Value& v, CallArgs&) { return v; }},
       {"select", [](Interp& in, const Value& v,

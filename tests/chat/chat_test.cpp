@@ -108,6 +108,36 @@ TEST(ChatTemplate, Filters) {
             "[1, 'x']|['a', 'b']|['A', 'B']|6|3|1|3");
 }
 
+// int, float and round as Python's int(), float() and round() do them: strings in Python's
+// literal syntax only (no hexadecimal floats, no "nan(...)"), ints staying ints, floats rounded
+// from their exact binary value.
+TEST(ChatTemplate, NumberFiltersFollowPython) {
+  EXPECT_EQ(render("{{ '0x1A'|int }}|{{ '0x1A'|float }}|{{ '0x1p3'|float }}|{{ 'nan(1)'|float "
+                   "}}|{{ 'Infinity'|float }}|{{ '-iNF'|float }}|{{ '1e'|float }}|{{ '.5'|float "
+                   "}}|{{ '5.'|float }}|{{ '.'|float }}|{{ '1_0.2_5e1_0'|float }}|{{ '1e400'|float "
+                   "}}"),
+            "0|0.0|0.0|0.0|inf|-inf|0.0|0.5|5.0|0.0|102500000000.0|inf");
+  EXPECT_EQ(render("{{ none|int }}|{{ none|float }}|{{ [1]|int(5) }}|{{ true|int }}|{{ "
+                   "true|float }}|{{ '  -12  '|int }}|{{ '1_000'|int }}|{{ '1__0'|int }}|{{ "
+                   "'_1'|int }}|{{ '1_'|int }}|{{ 'inf'|int }}|{{ 'nan'|int }}|{{ '1e3'|int "
+                   "}}|{{ '-2.9'|int }}|{{ -3.99|int }}"),
+            "0|0.0|5|1|1.0|-12|1000|0|0|0|0|0|1000|-2|-3");
+  EXPECT_EQ(render("{{ '0b101'|int(base=2) }}|{{ 'ff'|int(base=16) }}|{{ '0o17'|int(base=8) "
+                   "}}|{{ '0x_ff'|int(0, 16) }}|{{ '017'|int(base=0) }}|{{ '0x10'|int(base=0) "
+                   "}}|{{ '00'|int(base=0) }}"),
+            "5|255|15|255|17|16|0");
+  EXPECT_EQ(render("{{ 2.5|round }}|{{ 3.5|round }}|{{ 2.675|round(2) }}|{{ 1.005|round(2) "
+                   "}}|{{ 0.125|round(2) }}|{{ 7|round }}|{{ 7|round(2) }}|{{ true|round }}|{{ "
+                   "-0.4|round }}|{{ 1250.0|round(-2) }}|{{ 1350|round(-2) }}|{{ -1350|round(-2) "
+                   "}}|{{ 1251|round(-2) }}|{{ 123.456|round(400) }}|{{ 2.5|round(0, 'ceil') "
+                   "}}|{{ 7|round(1, 'floor') }}"),
+            "2.0|4.0|2.67|1.0|0.12|7|7|1|-0.0|1200.0|1400|-1400|1300|123.456|3.0|7.0");
+  EXPECT_NE(render_error("{{ undefined_var|int }}").message().find("'undefined_var' is undefined"),
+            std::string::npos);
+  EXPECT_NE(render_error("{{ 'x'|round }}").message().find("type str doesn't define __round__"),
+            std::string::npos);
+}
+
 TEST(ChatTemplate, Tojson) {
   EXPECT_EQ(render("{{ {'k': 'v\"\\n\\u00e9<>&', 'n': [1, 2.5, true, none]}|tojson }}"),
             "{\"k\": \"v\\\"\\né<>&\", \"n\": [1, 2.5, true, null]}");
