@@ -44,8 +44,9 @@ bool sort_less(const Value& a, const Value& b, bool case_sensitive) {
   return less(a, b);
 }
 
-// Jinja's attribute paths for sort/map/selectattr: "a.b.0".
-Value attr_path(Interp& in, const Value& v, const std::string& path) {
+// Jinja's attribute paths for sort/map/selectattr: "a.b.0". With a default (map's), an undefined
+// step becomes the default before the next one, as Jinja's attribute getter does.
+Value attr_path(Interp& in, const Value& v, const std::string& path, const Value* dflt = nullptr) {
   Value cur = v;
   size_t start = 0;
   while (true) {
@@ -57,6 +58,7 @@ Value attr_path(Interp& in, const Value& v, const std::string& path) {
     });
     cur = digits && part.size() < 18 ? in.getitem(cur, Value::integer(std::stoll(part)))
                                      : in.getitem(cur, Value::string(part));
+    if (dflt && cur.is_undefined()) cur = *dflt;
     if (dot == std::string::npos) return cur;
     start = dot + 1;
   }
@@ -270,6 +272,30 @@ JsonStyle json_style(const CallArgs& a) {
   return st;
 }
 
+// Jinja's max / min (case_sensitive=False, attribute=None): the first greatest / least item,
+// compared by the attribute where one is named.
+Value min_or_max(Interp& in, const Value& v, CallArgs& a, bool want_max) {
+  const auto items = in.iterate(v);
+  if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
+  const bool cs = arg_bool(a, 0, "case_sensitive", false);
+  const Value* attr = arg(a, 1, "attribute");
+  auto key_of = [&](const Value& x) {
+    Value k = attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x;
+    k.require_defined();
+    return k;
+  };
+  size_t best = 0;
+  Value best_key = key_of(items[0]);
+  for (size_t i = 1; i < items.size(); ++i) {
+    Value key = key_of(items[i]);
+    if (want_max ? sort_less(best_key, key, cs) : sort_less(key, best_key, cs)) {
+      best = i;
+      best_key = std::move(key);
+    }
+  }
+  return items[best];
+}
+
 using FilterFn = Value (*)(Interp&, const Value&, CallArgs&);
 using TestFn = bool (*)(Interp&, const Value&, CallArgs&);
 
@@ -306,8 +332,16 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          if (v.as_int() == INT64_MIN) fail("integer overflow");
          return Value::integer(std::llabs(v.as_int()));
        }},
-      {"attr", [](Interp& in, const Value& v,
-                  CallArgs& a) { return in.getattr(v, arg_str(a, 0, "name", "")); }},
+      // getattr(obj, name) only: a dict's keys are items, not attributes (messages[0]|attr('role')
+      // is undefined in Jinja), but its methods and a namespace's attributes are.
+      {"attr",
+       [](Interp& in, const Value& v, CallArgs& a) {
+         const std::string name = arg_str(a, 0, "name", "");
+         if (v.is(Value::Kind::Namespace) || v.is_undefined()) return in.getattr(v, name);
+         Value m = in.method(v, name);
+         if (!m.is_undefined()) return m;
+         return Value::undefined("'" + type_repr(v) + "' has no attribute '" + name + "'");
+       }},
       {"capitalize",
        [](Interp&, const Value& v, CallArgs&) { return Value::string(py_capitalize(to_str(v))); }},
       {"default",
@@ -422,9 +456,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          if (attr) {
            const Value* dflt = a.kwarg("default");
            for (const Value& item : in.iterate(v)) {
-             Value x = attr_path(in, item, to_str(*attr));
-             if (x.is_undefined() && dflt) x = *dflt;
-             out.push_back(std::move(x));
+             out.push_back(attr_path(in, item, to_str(*attr), dflt));
            }
            return Value::list(std::move(out));
          }
@@ -440,28 +472,10 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          }
          return Value::list(std::move(out));
        }},
-      {"max",
-       [](Interp& in, const Value& v, CallArgs& a) {
-         const auto items = in.iterate(v);
-         if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
-         const bool cs = arg_bool(a, 0, "case_sensitive", false);
-         Value best = items[0];
-         for (const Value& x : items) {
-           if (sort_less(best, x, cs)) best = x;
-         }
-         return best;
-       }},
-      {"min",
-       [](Interp& in, const Value& v, CallArgs& a) {
-         const auto items = in.iterate(v);
-         if (items.empty()) return Value::undefined("No aggregated item, sequence was empty.");
-         const bool cs = arg_bool(a, 0, "case_sensitive", false);
-         Value best = items[0];
-         for (const Value& x : items) {
-           if (sort_less(x, best, cs)) best = x;
-         }
-         return best;
-       }},
+      {"max", [](Interp& in, const Value& v,
+                 CallArgs& a) { return min_or_max(in, v, a, /*want_max=*/true); }},
+      {"min", [](Interp& in, const Value& v,
+                 CallArgs& a) { return min_or_max(in, v, a, /*want_max=*/false); }},
       {"reject", [](Interp& in, const Value& v,
                     CallArgs& a) { return Value::list(select_items(in, v, a, false, false)); }},
       {"rejectattr", [](Interp& in, const Value& v,

@@ -451,14 +451,14 @@ Value Interp::getitem(const Value& obj, const Value& key) {
       if (is_list) return obj.list().items[static_cast<size_t>(i)];
       return Value::string(std::string(cps[static_cast<size_t>(i)]));
     }
-    return Value::undefined("'" + type_repr(obj) + "' has no element " + repr(key));
+    return Value::undefined(type_repr(obj) + " has no element " + repr(key));
   } else if (obj.is_list() || obj.is_string() || obj.is_dict()) {
     if (!key.is_string()) {
-      return Value::undefined("'" + type_repr(obj) + "' has no element " + repr(key));
+      return Value::undefined(type_repr(obj) + " has no element " + repr(key));
     }
   }
   if (key.is_string()) return getattr(obj, key.str());
-  return Value::undefined("'" + type_repr(obj) + "' has no element " + repr(key));
+  return Value::undefined(type_repr(obj) + " has no element " + repr(key));
 }
 
 namespace {

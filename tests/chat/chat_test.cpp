@@ -138,6 +138,28 @@ TEST(ChatTemplate, NumberFiltersFollowPython) {
             std::string::npos);
 }
 
+// map's default replaces each undefined step of an attribute path; max / min take attribute=;
+// attr reads attributes, not a dict's items; a missing element is named as Jinja names it.
+TEST(ChatTemplate, AttributeGettersFollowJinja) {
+  EXPECT_EQ(render("{{ [{'n': {'v': 1}}, {'n': {}}, {}]|map(attribute='n.v', default='D')|list "
+                   "}}|{{ [{'x': none}, {}]|map(attribute='x', default=0)|list }}"),
+            "[1, 'D', 'D']|[None, 0]");
+  EXPECT_EQ(
+      render("{{ [{'x': 2}, {'x': 5}, {'x': 5, 'y': 1}]|max(attribute='x') }}|{{ [{'x': "
+             "'b'}, {'x': 'A'}]|min(attribute='x') }}|{{ [{'x': 'b'}, {'x': "
+             "'A'}]|max(true, 'x') }}|{{ [{'n': {'v': 3}}, {'n': {'v': 9}}]|max(attribute='n.v') "
+             "}}|{{ []|max(attribute='x') is defined }}"),
+      "{'x': 5}|{'x': 'A'}|{'x': 'b'}|{'n': {'v': 9}}|False");
+  EXPECT_EQ(
+      render("{{ messages|first|attr('role') }}|{{ (messages|first|attr('role')) is defined "
+             "}}|{{ messages|first|attr('items') is defined }}|{{ namespace(a=3)|attr('a') }}"),
+      "|False|True|3");
+  EXPECT_EQ(render_error("{{ messages[7].x }}").message(), "list object has no element 7");
+  EXPECT_EQ(render_error("{{ 'abc'[10].x }}").message(), "str object has no element 10");
+  EXPECT_EQ(render_error("{{ [{'x': 2}, {'y': 1}]|max(attribute='x') }}").message(),
+            "'dict object' has no attribute 'x'");
+}
+
 TEST(ChatTemplate, Tojson) {
   EXPECT_EQ(render("{{ {'k': 'v\"\\n\\u00e9<>&', 'n': [1, 2.5, true, none]}|tojson }}"),
             "{\"k\": \"v\\\"\\né<>&\", \"n\": [1, 2.5, true, null]}");
