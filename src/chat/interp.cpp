@@ -174,7 +174,12 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
 }
 
 void Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string& out) {
-  std::vector<Value> items = iterate(eval(*s.expr, scope));
+  loop_over(s, scope, eval(*s.expr, scope), 1, out);
+}
+
+void Interp::loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterable, int depth,
+                       std::string& out) {
+  std::vector<Value> items = iterate(iterable);
   auto bind = [&](const ScopePtr& iter_scope, const Value& item) {
     if (s.targets.size() == 1) {
       iter_scope->set(s.targets[0], item);
@@ -213,14 +218,35 @@ void Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string& out) {
     loop->set("first", Value::boolean(i == 0));
     loop->set("last", Value::boolean(i == n - 1));
     loop->set("length", Value::integer(n));
-    loop->set("depth", Value::integer(1));
-    loop->set("depth0", Value::integer(0));
+    loop->set("depth", Value::integer(depth));
+    loop->set("depth0", Value::integer(depth - 1));
     if (i > 0) loop->set("previtem", items[static_cast<size_t>(i - 1)]);
     if (i + 1 < n) loop->set("nextitem", items[static_cast<size_t>(i + 1)]);
     loop->set("cycle", Value::callable("loop.cycle", [i](Interp&, CallArgs& a) {
                 if (a.pos.empty()) fail("no items for cycling given");
                 return a.pos[static_cast<size_t>(i) % a.pos.size()];
               }));
+    if (s.recursive) {
+      // loop(children) renders the loop's body over the children, one level deeper, in the
+      // scope the loop itself runs in (held weakly: the loop's scope holds this callable).
+      std::weak_ptr<Scope> weak = scope;
+      const Stmt* stmt = &s;
+      loop->call = std::make_shared<Callable>(Callable{
+          "loop", [weak, stmt, depth](Interp& in, CallArgs& a) {
+            if (a.pos.size() != 1 || !a.kw.empty()) {
+              fail("loop() of a recursive loop takes one argument, the items to loop over");
+            }
+            const ScopePtr outer = weak.lock();
+            if (!outer) fail("loop() called after its loop finished");
+            if (depth >= in.limits_.max_call_depth) {
+              fail("recursive loop nested more than " + std::to_string(in.limits_.max_call_depth) +
+                   " levels deep");
+            }
+            std::string text;
+            in.loop_over(*stmt, outer, a.pos[0], depth + 1, text);
+            return Value::string(std::move(text));
+          }});
+    }
     iter_scope->set("loop", Value::dict(loop));
     bind(iter_scope, items[static_cast<size_t>(i)]);
     const Flow f = exec(s.body, iter_scope, out);
@@ -277,6 +303,7 @@ Value Interp::define_macro(const Stmt& s, const ScopePtr& scope) {
 Value Interp::call(const Value& callee, CallArgs& args) {
   step();
   if (callee.is_undefined()) callee.require_defined();
+  if (callee.is_dict() && callee.dict_ref().call) return callee.dict_ref().call->fn(*this, args);
   if (!callee.is(Value::Kind::Callable)) fail("'" + type_name(callee) + "' object is not callable");
   return callee.fn().fn(*this, args);
 }

@@ -70,6 +70,9 @@ class Interp {
   Flow exec(const Body& body, const ScopePtr& scope, std::string& out);
   Flow exec(const Stmt& s, const ScopePtr& scope, std::string& out);
   void exec_for(const Stmt& s, const ScopePtr& scope, std::string& out);
+  // One level of a for loop over `iterable`; a recursive loop's loop(items) renders the next.
+  void loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterable, int depth,
+                 std::string& out);
   Value define_macro(const Stmt& s, const ScopePtr& scope);
   Value binary(const std::string& op, const Value& a, const Value& b);
   Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);

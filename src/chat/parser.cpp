@@ -224,8 +224,10 @@ class Parser {
       next();
       s->cond = expression(true);
     }
-    if (is_name("recursive"))
-      fail_at(cur(), "unsupported construct 'recursive' (recursive for loop)");
+    if (is_name("recursive")) {
+      next();
+      s->recursive = true;
+    }
     expect_block_end("for");
     s->body = statements({"else", "endfor"});
     next();  // {%

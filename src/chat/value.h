@@ -29,9 +29,12 @@ struct List {
   bool tuple = false;  // printed as (a, b) rather than [a, b]
 };
 
+struct Callable;
+
 // Python dicts keep insertion order; keys are strings (what JSON and the templates use).
 struct Dict {
   std::vector<std::pair<std::string, Value>> items;
+  std::shared_ptr<Callable> call;  // set for a recursive loop's `loop`, which is also callable
   const Value* find(std::string_view key) const;
   Value* find(std::string_view key);
   void set(std::string key, Value v);

@@ -248,6 +248,35 @@ TEST(ChatTemplate, Loops) {
             "11221;132;");
 }
 
+// A recursive loop: loop(children) renders the body one level deeper (loop.depth), with the
+// loop filter and else at every level, in the scope the loop runs in.
+TEST(ChatTemplate, RecursiveLoops) {
+  const std::string tree =
+      "[{'n': 1, 'c': [{'n': 2, 'c': []}, {'n': 3, 'c': [{'n': 4, 'c': []}]}]}, {'n': 5, 'c': "
+      "[]}]";
+  EXPECT_EQ(render("{% for item in " + tree +
+                   " recursive %}{{ item.n }}({{ loop.depth }}{{ loop.depth0 }}{{ loop.index }}/{{ "
+                   "loop.length }}){% if item.c %}[{{ loop(item.c) }}]{% endif %}{% endfor %}"),
+            "1(101/2)[2(211/2)3(212/2)[4(321/1)]]5(102/2)");
+  EXPECT_EQ(render("{% for item in " + tree +
+                   " if item.n != 3 recursive %}{{ item.n }}<{{ loop(item.c) }}>{% else %}-{% "
+                   "endfor %}"),
+            "1<2<->>5<->");
+  EXPECT_EQ(
+      render("{% set outer = 'o' %}{% for x in [[1, [2]], 3] recursive %}{% if x is "
+             "iterable %}{{ loop(x) }}{% else %}{{ outer }}{{ x }}{% if x == 2 %}{% break %}{% "
+             "endif %}{% endif %}{% endfor %}"),
+      "o1o2o3");
+  EXPECT_EQ(render("{% for m in messages recursive %}{{ loop.depth }}{% endfor %}"), "111");
+  EXPECT_EQ(render("{% for x in [[[[1]]]] recursive %}{{ loop(x) if x is iterable }}{% endfor %}"),
+            "");
+  // Deeper than the macro-depth budget: an error, not a stack overflow.
+  EXPECT_NE(render_error("{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}")
+                .message()
+                .find("recursive loop nested more than"),
+            std::string::npos);
+}
+
 TEST(ChatTemplate, SetAndMacros) {
   EXPECT_EQ(render("{% set a, b = 1, 2 %}{{ a }}{{ b }}|{% set t %}block {{ 1 + 1 }}{% endset %}{{ "
                    "t }}|{% set messages = messages[1:] %}{{ messages|length }}"),
@@ -339,8 +368,8 @@ TEST(ChatTemplate, UnsupportedConstructsAreNamed) {
   e = render_error("{{ x is prime }}");
   EXPECT_NE(e.message().find("unsupported test 'prime'"), std::string::npos) << e.what();
 
-  e = render_error("{% for x in y recursive %}{% endfor %}");
-  EXPECT_NE(e.message().find("recursive"), std::string::npos) << e.what();
+  e = render_error("{% call m() %}x{% endcall %}");
+  EXPECT_NE(e.message().find("unsupported construct 'call'"), std::string::npos) << e.what();
   e = render_error("{{ '%s' % 1 }}");
   EXPECT_NE(e.message().find("string formatting"), std::string::npos) << e.what();
 }
