@@ -127,9 +127,8 @@ inline ModelChatTemplate chat_template_of(const ModelFile& m) {
 // API) or else an optional system message and one user turn; with the generation prompt unless
 // the conversation ends with an assistant turn. Encode it with no BOS added and special tokens
 // matched (the template writes them), as transformers encodes a rendered chat.
-inline std::string chat_prompt_text(const ModelFile& m, const std::string& messages_file,
+inline std::string chat_prompt_text(const ModelChatTemplate& t, const std::string& messages_file,
                                     const std::string& system, const std::string& user) {
-  const ModelChatTemplate t = chat_template_of(m);
   ChatTemplateInputs in;
   in.bos_token = t.bos;
   in.eos_token = t.eos;
@@ -153,6 +152,10 @@ inline std::string chat_prompt_text(const ModelFile& m, const std::string& messa
     in.messages.push_back({"user", user});
   }
   return ChatTemplate(t.source).render(in);
+}
+inline std::string chat_prompt_text(const ModelFile& m, const std::string& messages_file,
+                                    const std::string& system, const std::string& user) {
+  return chat_prompt_text(chat_template_of(m), messages_file, system, user);
 }
 
 // --template FILE when given, else the model's template; a model without one gets the default

@@ -3,7 +3,8 @@
 //             [--compare "TEXT B"] [--png F] [--svg F] [--npy F]
 //             [--safetensors F] [--npy-stream F] [--json] [--ignore-eos] [--kv f32|f16|q8_0]
 //             [--ascii] [--max-floats N] [--overflow rows|heads|top-k] [--top-k K]
-//             [--chat [--system S] | --messages CONV.json] [--target TOKEN] [--contrast TOKEN]
+//             [--chat [--system S] | --messages CONV.json] [--template F.jinja]
+//             [--target TOKEN] [--contrast TOKEN]
 //             [--attribute grad|ig [--steps N] [--baseline TOKEN]] [--attention-gradient]
 //             [--context-parallel]
 //   Captures exact attention maps (recomputed from the fast kernel's log-sum-exp) while the text
@@ -11,8 +12,9 @@
 //   heatmap of one map (colours on a TTY, ASCII shades otherwise or with --ascii), the per-head
 //   "where does it look" scores, and with --token the tokens that token attends to most.
 //   --chat: the text is a user turn in the model's chat template (as generate --chat);
-//   --messages: a whole conversation in it. Models with sliding-window layers get a line saying
-//   which layers are local (window) and which global. --target / --contrast name the next token
+//   --messages: a whole conversation in it; --template: another template than the model's. With
+//   --chat, the texts of --compare and --patch are user turns in the same template. Models with
+//   sliding-window layers get a line saying which layers are local (window) and which global. --target / --contrast name the next token
 //   that the methods beyond maps explain (docs/EXPLAIN.md, "Targets"). --attribute and
 //   --attention-gradient attribute it to the prompt's tokens and to each head by gradients
 //   (docs/EXPLAIN.md, "Attribution"): a summary on the terminal, sections in --html and --json.
@@ -65,6 +67,7 @@ struct ExplainCliOptions {
   bool chat = false;          // --chat: the text is a user turn in the model's chat template
   std::string system;         // --system: a system message before it
   std::string messages_file;  // --messages: a whole conversation (CONV.json)
+  std::string template_file;  // --template: a chat template instead of the model's
   bool context_parallel = false;
 };
 
@@ -436,7 +439,8 @@ std::string ablation_summary(const HeadAblation& a) {
 
 MethodResults run_methods(const Model& model, const Explanation& e,
                           const std::optional<ExplainTarget>& target, const ExplainCliOptions& o,
-                          int64_t token_row, const EncodeOptions& encode) {
+                          int64_t token_row, const std::string& patch_text,
+                          const EncodeOptions& encode) {
   MethodResults r;
   const std::span<const int32_t> prompt(e.ids.data(), static_cast<size_t>(e.n_prompt));
   const InterventionOptions io{.n_threads = o.threads};
@@ -448,7 +452,7 @@ MethodResults run_methods(const Model& model, const Explanation& e,
   }
   if (!o.patch.empty()) {
     const Tokenizer& tok = model.tokenizer();
-    const std::vector<int32_t> corrupted = tok.encode(o.patch, encode);
+    const std::vector<int32_t> corrupted = tok.encode(patch_text, encode);
     if (corrupted.size() != prompt.size()) {
       throw Error("--patch: \"" + o.patch + "\" is " + std::to_string(corrupted.size()) +
                   " tokens and the text " + std::to_string(prompt.size()) +
@@ -495,9 +499,36 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   if (o.messages_file.empty() && o.text.empty()) throw Error("pass the text to explain");
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
-  // --chat / --messages: the template writes BOS and the turn markers itself.
-  const std::string text =
-      chat ? chat_prompt_text(model.file(), o.messages_file, o.system, o.text) : o.text;
+  // --chat / --messages: the template writes BOS and the turn markers itself. With --chat the
+  // texts of --compare and --patch are user turns in the same template (and system message), so
+  // that both prompts differ only where the texts do.
+  if (!o.template_file.empty() && !chat) throw Error("--template needs --chat or --messages");
+  if (!o.messages_file.empty() && (!o.compare.empty() || !o.patch.empty())) {
+    throw Error(
+        "--compare and --patch take a user turn to put in the chat template (--chat); with "
+        "--messages there is no single turn to replace. Use --chat, or render the conversations "
+        "with `qkv template` and pass the texts with --no-special");
+  }
+  std::optional<ModelChatTemplate> chat_template;
+  if (chat) {
+    chat_template = o.template_file.empty()
+                        ? chat_template_of(model.file())
+                        : ModelChatTemplate{read_text(o.template_file, "chat template"), "", ""};
+    if (!o.template_file.empty()) {
+      try {  // BOS and EOS texts from the model, as `qkv chat --template` does
+        const ModelChatTemplate own = chat_template_of(model.file());
+        chat_template->bos = own.bos;
+        chat_template->eos = own.eos;
+      } catch (const Error&) {
+      }
+    }
+  }
+  const auto prompt_of = [&](const std::string& user) {
+    return chat && !user.empty() ? chat_prompt_text(*chat_template, "", o.system, user) : user;
+  };
+  const std::string text = o.messages_file.empty()
+                               ? prompt_of(o.text)
+                               : chat_prompt_text(*chat_template, o.messages_file, "", "");
   ExplainOptions eo;
   eo.capture.layers = selection(o.layers);
   eo.capture.heads = selection(o.heads);
@@ -524,7 +555,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   if (!o.compare.empty()) {
     ExplainOptions bo = eo;
     bo.capture.stream_npy.clear();
-    b.emplace(explain(model, o.compare, bo));
+    b.emplace(explain(model, prompt_of(o.compare), bo));
   }
   if (!is_output_rank(comm)) return;  // rank 0 holds the maps
   const int64_t n = static_cast<int64_t>(e.ids.size());
@@ -539,7 +570,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
   const MethodResults methods =
-      run_methods(model, e, target, o, token_row,
+      run_methods(model, e, target, o, token_row, prompt_of(o.patch),
                   {.add_special = eo.add_special, .parse_special = eo.parse_special});
 
   if (e.capture.streamed()) {
@@ -710,6 +741,8 @@ void setup(CLI::App& app) {
                "the text is a user turn: the model's chat template (GGUF tokenizer.chat_template, "
                "HF tokenizer_config.json) makes the prompt, as generate --chat");
   app.add_option("--system", o->system, "with --chat: a system message before the user turn");
+  app.add_option("--template", o->template_file,
+                 "with --chat or --messages: this Jinja chat template instead of the model's");
   app.add_option("--messages", o->messages_file,
                  "explain a conversation: CONV.json, an array of {\"role\", \"content\"} "
                  "messages, in the model's chat template (a reply follows with -n unless the last "

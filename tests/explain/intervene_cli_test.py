@@ -11,6 +11,7 @@ usage: intervene_cli_test.py QKV_BINARY
   section, and in headless Chromium (when installed) draws them and opens on layer 0 head 3.
 - On make-model's tiny models of each family (gpt2, llama, qwen2, qwen3, gemma2, gemma3, phi3) and
   a Q4_K_M quantization of one: every method runs and its tables have the model's shape.
+- --chat with --template: --patch and --compare put their texts in the same template.
 - Errors: a corrupted prompt of another token length, a target that is two tokens, a --token
   position out of range or word not in the text (before any output).
 (The numbers themselves are held against independent reruns in lens_test.cpp and
@@ -140,6 +141,55 @@ def check_dla_page(qkv, tmp, failures):
         failures.append("the ablation tab with a contrast does not say logit difference")
 
 
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def chatml(user):
+    """What CHATML makes of one user turn, rendered here."""
+    return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def check_chat(qkv, tmp, failures):
+    """--chat --template: the texts of --patch and --compare are user turns in the same template
+    as the text (the built-in model has none of its own and no special tokens for ChatML's
+    markers, so every prompt's tokens spell its rendered text)."""
+    template = f"{tmp}/chatml.jinja"
+    with open(template, "w", encoding="utf-8") as f:
+        f.write(CHATML)
+    chat = ["--chat", "--template", template]
+    rc, out, err = run(qkv, "explain", WINOGRAD, *chat, "--target", "animal", "--patch", WIDE,
+                       "--json")
+    if rc != 0:
+        failures.append(f"--chat --patch: {err}")
+    else:
+        j = json.loads(out)
+        p = j["patching"]
+        if "".join(j["tokens"]) != chatml(WINOGRAD) or "".join(
+                p["corrupted_tokens"]) != chatml(WIDE):
+            failures.append(f"--chat --patch: prompts {j['tokens']} / {p['corrupted_tokens']}")
+    rc, _, err = run(qkv, "explain", WINOGRAD, *chat, "--compare", WIDE, "--html",
+                     f"{tmp}/chat.html")
+    if rc != 0:
+        failures.append(f"--chat --compare: {err}")
+    else:
+        page = open(f"{tmp}/chat.html", encoding="utf-8").read()
+        data = re.search(r'<script type="application/json" id="qkv-data">(.*?)</script>', page,
+                         re.S)
+        d = json.loads(data.group(1)) if data else {}
+        if "".join(d.get("compare", {}).get("tokens", [])) != chatml(WIDE):
+            failures.append(f"--chat --compare: second prompt {d.get('compare', {}).get('tokens')}")
+    conv = f"{tmp}/conv.json"
+    with open(conv, "w", encoding="utf-8") as f:
+        json.dump([{"role": "user", "content": WINOGRAD}], f)
+    for args, want in ((["--messages", conv, "--template", template, "--patch", WIDE],
+                        "with --messages there is no single turn"),
+                       ([WINOGRAD, "--template", template], "--template needs --chat")):
+        rc, _, err = run(qkv, "explain", *args)
+        if rc == 0 or want not in err:
+            failures.append(f"{args}: not refused with {want!r}: rc {rc}, {err}")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -189,6 +239,7 @@ def main():
                     failures.append(f"report lacks the {key} section")
             check_page(f"{tmp}/r.html", failures)
         check_dla_page(qkv, tmp, failures)
+        check_chat(qkv, tmp, failures)
         # Every family, and a quantized model.
         for arch in ("gpt2", "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3", "q4"):
             model = f"{tmp}/{arch}.gguf"
