@@ -117,6 +117,32 @@ CLI::Option* add_index_list(CLI::App& app, const std::string& flag, std::vector<
 const EnumNames<OverflowKeep> kOverflowNames{
     {"rows", OverflowKeep::rows}, {"heads", OverflowKeep::heads}, {"top-k", OverflowKeep::top_k}};
 
+// --map checked against the model and the selections before anything runs: a layer or head the
+// model does not have is out of range, one it has but --layers/--heads left out is not captured.
+void check_map_spec(const std::string& spec, const ModelConfig& c, const std::vector<int>& layers,
+                    const std::vector<int>& heads) {
+  if (spec.empty() || spec == "rollout") return;
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos) {
+    throw Error("--map: expected L:H, L:mean or rollout; got \"" + spec + "\"");
+  }
+  const char* form = "L:H, L:mean or rollout with L and H numbers";
+  const auto check = [&](int x, int64_t count, const std::vector<int>& selected, const char* what) {
+    if (x < 0 || x >= count) {
+      throw Error("--map " + spec + ": " + what + " " + std::to_string(x) +
+                  " is out of range; the model has " + std::to_string(count) + " " + what +
+                  "s (0.." + std::to_string(count - 1) + ")");
+    }
+    if (!selected.empty() && std::find(selected.begin(), selected.end(), x) == selected.end()) {
+      throw Error("--map " + spec + ": " + what + " " + std::to_string(x) +
+                  " is not captured; add it to --" + what + "s");
+    }
+  };
+  check(parse_index(spec.substr(0, colon), spec, "map", form), c.n_layer, layers, "layer");
+  const std::string h = spec.substr(colon + 1);
+  if (h != "mean") check(parse_index(h, spec, "map", form), c.n_head, heads, "head");
+}
+
 // The map that --map names, [n, n]: "L:H" (a selected layer and head), "L:mean" (mean of the
 // selected heads), "rollout"; default: the mean of the selected heads of the last selected layer.
 std::vector<float> chosen_map(const Explanation& e, const std::string& spec, std::string& title) {
@@ -529,6 +555,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   const std::string text = o.messages_file.empty()
                                ? prompt_of(o.text)
                                : chat_prompt_text(*chat_template, o.messages_file, "", "");
+  check_map_spec(o.map, model.config(), selection(o.layers), selection(o.heads));
   ExplainOptions eo;
   eo.capture.layers = selection(o.layers);
   eo.capture.heads = selection(o.heads);

@@ -13,7 +13,8 @@ usage: intervene_cli_test.py QKV_BINARY
   a Q4_K_M quantization of one: every method runs and its tables have the model's shape.
 - --chat with --template: --patch and --compare put their texts in the same template.
 - Errors: a corrupted prompt of another token length, a target that is two tokens, a --token
-  position out of range or word not in the text (before any output).
+  position out of range or word not in the text, a --map layer or head out of range or not
+  captured (before any output or method runs).
 (The numbers themselves are held against independent reruns in lens_test.cpp and
 intervene_test.cpp.)
 """
@@ -266,6 +267,16 @@ def main():
     rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "tired.")
     if rc == 0 or "is not one token" not in err:
         failures.append(f"--target of two tokens: rc {rc}, {err}")
+    # --map is checked against the model (4 layers of 4 heads) and the selections before the
+    # methods run: no target is resolved, no ablation printed.
+    for spec, extra, want in (("0:9", [], "head 9 is out of range; the model has 4 heads (0..3)"),
+                              ("4:mean", [], "layer 4 is out of range; the model has 4 layers"),
+                              ("-1:0", [], "layer -1 is out of range"),
+                              ("2:1", ["--heads", "0,2"], "head 1 is not captured; add it to --heads"),
+                              ("2", [], "expected L:H, L:mean or rollout")):
+        rc, out, err = run(qkv, "explain", WINOGRAD, "--ablate", "zero", "--map", spec, *extra)
+        if rc == 0 or want not in err or "target" in err or out:
+            failures.append(f"--map {spec} {extra}: rc {rc}, out {out[:80]!r}, {err}")
     # --token is checked before anything runs or is written, whatever the output: a position out
     # of range (negative too: not "the last row") or a word not in the text.
     for token, want in (("#14", "position 14 is out of range"), ("#-1", "position -1"),
