@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -44,7 +45,8 @@ namespace qkv::app {
 namespace cmd_explain {  // one per subcommand: the qkv target is a unity build
 namespace {
 
-constexpr int kAll = -1;  // --layers all, --heads all
+// --layers all, --heads all: a value no index takes (-1 would turn a typed -1 into "all").
+constexpr int kAll = std::numeric_limits<int>::min();
 
 struct ExplainCliOptions {
   std::string model, tokenizer, text, token, map, compare;
@@ -110,7 +112,7 @@ CLI::Option* add_index_list(CLI::App& app, const std::string& flag, std::vector<
                             const std::string& help) {
   return app.add_option(flag, list, help + ": all or indices like 0,3")
       ->delimiter(',')
-      ->transform(CLI::Transformer({{"all", std::to_string(kAll)}}))
+      ->transform(CLI::Transformer({{"all", std::to_string(kAll)}}).description(""))
       ->default_str("all");
 }
 

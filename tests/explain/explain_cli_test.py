@@ -102,6 +102,11 @@ def main():
     rc, _, err = run(*base, "--layers", "9")
     if rc != 1 or "layer 9 is out of range" not in err:
         failures.append(f"bad --layers: rc {rc}, {err}")
+    # -1 is an index out of range, not another spelling of "all".
+    for flag, what in (("--layers", "layer"), ("--heads", "head")):
+        rc, _, err = run(*base, flag, "-1")
+        if rc != 1 or f"{what} -1 is out of range" not in err:
+            failures.append(f"{flag} -1: rc {rc}, {err}")
     rc, _, err = run(*base, "-n", "-3")
     if rc != 1 or "max_new_tokens = -3" not in err:
         failures.append(f"negative -n: rc {rc}, {err}")
