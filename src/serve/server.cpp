@@ -16,6 +16,7 @@
 #include "serve/api.h"
 #include "serve/page.h"
 #include "serve/scheduler.h"
+#include "serve/task_pool.h"
 
 namespace qkv {
 
@@ -24,6 +25,10 @@ using serve::Fields;
 using serve::json;
 
 namespace {
+
+// Connections served at once (each holds a thread while it sends its request or waits for its
+// reply); more wait for a thread. Slow or stalled senders beyond this need a reverse proxy.
+constexpr size_t kMaxConnections = 1024;
 
 int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -613,9 +618,10 @@ std::string Server::Impl::metrics() {
 
 void Server::Impl::routes() {
   http.set_payload_max_length(static_cast<size_t>(o.max_body_bytes));
-  const size_t n_workers = std::clamp<size_t>(
-      static_cast<size_t>(o.n_parallel) + static_cast<size_t>(o.max_queue) + 8, 16, 512);
-  http.new_task_queue = [n_workers] { return new httplib::ThreadPool(n_workers); };
+  // A thread per open connection (task_pool.h), at least enough for every slot and queue place.
+  const size_t n_workers = std::max<size_t>(
+      kMaxConnections, static_cast<size_t>(o.n_parallel) + static_cast<size_t>(o.max_queue) + 8);
+  http.new_task_queue = [n_workers] { return new serve::TaskPool(n_workers); };
   http.set_keep_alive_timeout(5);
   http.set_read_timeout(30);
 
@@ -720,6 +726,14 @@ Server::Server(Model model, ServerOptions options) : impl_(std::make_unique<Impl
                                                 .max_queue = s.o.max_queue,
                                                 .prefill_chunk = s.o.prefill_chunk});
   s.routes();
+  // cpp-httplib listens with a backlog of 5: a burst of more connections than that at once had
+  // the kernel drop their SYNs, and each such client waited a second for its retry. Listening
+  // again on the bound socket raises the backlog (Linux updates it in place).
+  int listen_fd = -1;
+  s.http.set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   if (s.o.port == 0) {
     s.port = s.http.bind_to_any_port(s.o.host);
     if (s.port <= 0) throw Error(core::concat("cannot listen on ", s.o.host, " (any port)"));
@@ -731,6 +745,8 @@ Server::Server(Model model, ServerOptions options) : impl_(std::make_unique<Impl
     }
     s.port = s.o.port;
   }
+  if (listen_fd >= 0) ::listen(listen_fd, SOMAXCONN);
+  s.http.set_socket_options(httplib::default_socket_options);  // listen_fd's reference ends here
 }
 
 Server::~Server() {

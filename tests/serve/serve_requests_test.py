@@ -5,13 +5,15 @@ usage: serve_requests_test.py QKV_BINARY
 
 What real clients send today (content parts, max_completion_tokens, logit_bias, response_format,
 tools) and what hostile ones send (bodies nested a hundred thousand levels deep, unknown roles,
-wrong types inside nested objects): every request either does what the field asks, checked
+wrong types inside nested objects, 200 connections that stall mid-request): every request either does what the field asks, checked
 against an independent reference (the logprobs of the same request without the field), or gets a
 4xx with an OpenAI-style error naming the field; and the server keeps serving.
 """
 import json
 import math
+import socket
 import sys
+import time
 
 from serve_test import Server, parse_sse
 
@@ -105,6 +107,34 @@ def main():
         bad(CHAT, 400, "logit_bias", dict(msg, logit_bias={str(i): -100 for i in range(n_vocab)}),
             words=("every token",))
         alive("logit_bias")
+
+        # --- slow senders: 200 connections opened at once that send half their headers or half
+        # their body and stall. Each holds a thread until the read timeout (30 s); the server had
+        # 74 and answered nobody else meanwhile. And a burst of connections overflowed the listen
+        # backlog of 5: every sixth client waited a second for its SYN's retry.
+        t0 = time.time()
+        stalled = []
+        for i in range(200):
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" if i % 2 else
+                      b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n"
+                      b"Content-Type: application/json\r\n\r\n{\"prompt\": \"Once")
+            stalled.append(c)
+        check(time.time() - t0 < 5, f"200 connections took {time.time() - t0:.1f} s to open")
+        time.sleep(0.5)
+        try:
+            t0 = time.time()
+            st, j, _, _ = srv.request("GET", "/health", timeout=10)
+            st2, j2, _, _ = srv.request("POST", COMPLETIONS, {"prompt": "Once", "max_tokens": 3},
+                                        timeout=10)
+            check(st == 200 and st2 == 200 and j2["usage"]["completion_tokens"] > 0 and
+                  time.time() - t0 < 5, f"with 200 stalled clients: {st} {st2} after "
+                  f"{time.time() - t0:.1f} s")
+        except OSError as e:
+            check(False, f"no answer with 200 stalled clients: {e!r}")
+        for c in stalled:
+            c.close()
+        alive("slow senders")
 
         # --- a prompt of token ids that ends inside a UTF-8 character: its bytes are the
         # prompt's; the reply's text is its own tokens' text (they leaked in as U+FFFD)
