@@ -74,6 +74,32 @@ void send_error(httplib::Response& res, int status, const std::string& message,
 
 enum class Kind { chat, completion };
 
+// A POST body, read through httplib's content reader so that its size is checked as it arrives:
+// httplib's own limit (set_payload_max_length) covers bodies with a Content-Length only, and a
+// chunked body of any size was read whole into memory. Past the limit the rest is read and
+// dropped (as httplib does for a Content-Length over it), so that the connection's next request
+// starts where this body ends.
+std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader,
+                      int64_t max_bytes) {
+  std::string body;
+  bool over = false;
+  const bool complete = reader([&](const char* data, size_t n) {
+    over = over || body.size() + n > static_cast<size_t>(max_bytes);
+    if (!over) body.append(data, n);
+    return true;
+  });
+  if (over ||
+      (req.has_header("Content-Length") &&
+       req.get_header_value<uint64_t>("Content-Length") > static_cast<uint64_t>(max_bytes))) {
+    throw ApiError(413,
+                   core::concat("the request body is larger than the server's limit of ", max_bytes,
+                                " bytes (--max-body)"),
+                   "", "request_too_large");
+  }
+  if (!complete) throw ApiError(400, "the request body ended before its declared end");
+  return body;
+}
+
 std::string base64(const std::vector<float>& v) {
   static constexpr char kDigits[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -114,10 +140,11 @@ struct Server::Impl {
   void routes();
   const Tokenizer& tokenizer() const { return model.tokenizer(); }
   void check_model(const Fields& f) const;
-  void generate(const httplib::Request& req, httplib::Response& res, Kind kind);
-  void embeddings(const httplib::Request& req, httplib::Response& res);
-  void tokenize(const httplib::Request& req, httplib::Response& res);
-  void detokenize(const httplib::Request& req, httplib::Response& res);
+  // Each takes the request's body (read_body) and fills the response.
+  void generate(const std::string& text, httplib::Response& res, Kind kind);
+  void embeddings(const std::string& text, httplib::Response& res);
+  void tokenize(const std::string& text, httplib::Response& res);
+  void detokenize(const std::string& text, httplib::Response& res);
   std::string metrics();
   json models() const;
 };
@@ -150,8 +177,8 @@ json Server::Impl::models() const {
                            {"decoder", model.is_decoder()}}}}})}};
 }
 
-void Server::Impl::generate(const httplib::Request& req, httplib::Response& res, Kind kind) {
-  const json body = serve::parse_body(req.body);
+void Server::Impl::generate(const std::string& text, httplib::Response& res, Kind kind) {
+  const json body = serve::parse_body(text);
   const Fields f(body);
   check_model(f);
   if (!model.is_decoder()) {
@@ -418,8 +445,8 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
       });
 }
 
-void Server::Impl::embeddings(const httplib::Request& req, httplib::Response& res) {
-  const json body = serve::parse_body(req.body);
+void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
+  const json body = serve::parse_body(text);
   const Fields f(body);
   check_model(f);
   if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
@@ -529,8 +556,8 @@ void Server::Impl::embeddings(const httplib::Request& req, httplib::Response& re
       "application/json");
 }
 
-void Server::Impl::tokenize(const httplib::Request& req, httplib::Response& res) {
-  const json body = serve::parse_body(req.body);
+void Server::Impl::tokenize(const std::string& text, httplib::Response& res) {
+  const json body = serve::parse_body(text);
   const Fields f(body);
   if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
   const auto content = f.string("content");
@@ -551,8 +578,8 @@ void Server::Impl::tokenize(const httplib::Request& req, httplib::Response& res)
   res.set_content(serve::dump(json{{"tokens", tokens}}), "application/json");
 }
 
-void Server::Impl::detokenize(const httplib::Request& req, httplib::Response& res) {
-  const json body = serve::parse_body(req.body);
+void Server::Impl::detokenize(const std::string& text, httplib::Response& res) {
+  const json body = serve::parse_body(text);
   if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
   if (!body.contains("tokens") || !body["tokens"].is_array()) {
     throw ApiError(400, "'tokens' is required (an array of token ids)", "tokens");
@@ -684,18 +711,22 @@ void Server::Impl::routes() {
   http.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string(serve::page_html()), "text/html; charset=utf-8");
   });
-  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    generate(req, res, Kind::chat);
+  // POST bodies are read through the content reader, bounded as they arrive (read_body).
+  auto post = [this](const char* path, auto handle) {
+    http.Post(path, [this, handle](const httplib::Request& req, httplib::Response& res,
+                                   const httplib::ContentReader& reader) {
+      handle(read_body(req, reader, o.max_body_bytes), res);
+    });
+  };
+  post("/v1/chat/completions",
+       [this](const std::string& b, httplib::Response& res) { generate(b, res, Kind::chat); });
+  post("/v1/completions", [this](const std::string& b, httplib::Response& res) {
+    generate(b, res, Kind::completion);
   });
-  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    generate(req, res, Kind::completion);
-  });
-  http.Post("/v1/embeddings",
-            [this](const httplib::Request& req, httplib::Response& res) { embeddings(req, res); });
-  http.Post("/tokenize",
-            [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
-  http.Post("/detokenize",
-            [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
+  post("/v1/embeddings",
+       [this](const std::string& b, httplib::Response& res) { embeddings(b, res); });
+  post("/tokenize", [this](const std::string& b, httplib::Response& res) { tokenize(b, res); });
+  post("/detokenize", [this](const std::string& b, httplib::Response& res) { detokenize(b, res); });
 }
 
 Server::Server(Model model, ServerOptions options) : impl_(std::make_unique<Impl>()) {

@@ -5,7 +5,8 @@ usage: serve_requests_test.py QKV_BINARY
 
 What real clients send today (content parts, max_completion_tokens, logit_bias, response_format,
 tools) and what hostile ones send (bodies nested a hundred thousand levels deep, unknown roles,
-wrong types inside nested objects, 200 connections that stall mid-request): every request either does what the field asks, checked
+wrong types inside nested objects, 200 connections that stall mid-request, a 64 MiB chunked
+body): every request either does what the field asks, checked
 against an independent reference (the logprobs of the same request without the field), or gets a
 4xx with an OpenAI-style error naming the field; and the server keeps serving.
 """
@@ -15,7 +16,7 @@ import socket
 import sys
 import time
 
-from serve_test import Server, parse_sse
+from serve_test import Server, parse_sse, rss_kib
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -135,6 +136,65 @@ def main():
         for c in stalled:
             c.close()
         alive("slow senders")
+
+        # --- the body limit (1 MiB by default) holds for chunked bodies too: httplib's limit
+        # covered Content-Length bodies only, and a chunked body of any size was read into memory
+        # and served.
+        def count_413():
+            metrics = srv.request("GET", "/metrics")[2]
+            lines = [x for x in metrics.splitlines() if x.startswith('qkv_requests_total{status="413"}')]
+            return int(lines[0].split()[1]) if lines else 0
+
+        before, rss_before = count_413(), rss_kib(srv.proc.pid)
+        reply = b""
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                      b"Content-Type: application/json\r\n\r\n")
+            piece = b'{"prompt": "Once", "max_tokens": 1, "pad": "' + b"y" * 65536
+            for _ in range(1024):  # 64 MiB
+                c.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                piece = b"y" * 65536
+            c.sendall(b'3\r\n"}\n\r\n0\r\n\r\n')
+            reply = c.recv(4096)
+        except OSError:
+            pass  # the server answered 413 and closed while the body was still coming
+        c.close()
+        time.sleep(0.2)
+        grown = rss_kib(srv.proc.pid) - rss_before
+        check(count_413() == before + 1 and not reply.startswith(b"HTTP/1.1 200") and
+              grown < 16 * 1024, f"a 64 MiB chunked body: {reply[:100]!r}, server memory grew "
+              f"{grown} KiB")
+        # Past the limit the rest of the body is read and dropped, so the connection's next
+        # request is read from where the body ends: a 2 MiB body, chunked or with its length,
+        # then a request on the same connection.
+        def response(c):
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += c.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(rest) < n:
+                rest += c.recv(65536)
+            return head + b"\r\n\r\n" + rest
+
+        body = json.dumps({"prompt": "Once", "max_tokens": 2}).encode()
+        big = b'{"pad": "' + b"y" * (2 << 20) + b'"}'
+        for framing in (b"Content-Length: %d\r\n\r\n%s" % (len(big), big),
+                        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+                            len(big), big)):
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + framing)
+            first = response(c)
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(body), body))
+            second = response(c)
+            c.close()
+            check(first.startswith(b"HTTP/1.1 413") and b"request_too_large" in first and
+                  second.startswith(b"HTTP/1.1 200") and b'"completion_tokens":2' in second,
+                  f"2 MiB body by {framing[:18]!r}, then a request: {first[:300]!r} "
+                  f"{second[:300]!r}")
+        alive("large bodies")
 
         # --- a prompt of token ids that ends inside a UTF-8 character: its bytes are the
         # prompt's; the reply's text is its own tokens' text (they leaked in as U+FFFD)
