@@ -37,35 +37,58 @@ ChatTemplateError::ChatTemplateError(const std::string& message, int line, int c
 namespace chat {
 namespace {
 
-void check_names(const Expr& e) {
-  if (e.kind == Expr::Kind::Filter && !is_known_filter(e.name)) {
+// Filters and tests the interpreter does not know are refused when the template is parsed, as
+// Jinja refuses them when compiling, except where Jinja defers the error to the moment the filter
+// runs: in an if statement's conditions and branches and in a conditional expression ("soft"
+// frames in Jinja's compiler), up to the next loop, macro or set block, which start a frame of
+// their own. So a template may name a filter it only uses on a path never taken (DeepSeek V3.2's
+// `args | from_json`, only for tool calls given as strings).
+void check_names(const Expr& e, bool soft) {
+  if (!soft && e.kind == Expr::Kind::Filter && !is_known_filter(e.name)) {
     throw SyntaxError{"unsupported filter '" + e.name + "'", e.line, e.column};
   }
-  if (e.kind == Expr::Kind::Test && !is_known_test(e.name)) {
+  if (!soft && e.kind == Expr::Kind::Test && !is_known_test(e.name)) {
     throw SyntaxError{"unsupported test '" + e.name + "'", e.line, e.column};
   }
+  soft = soft || e.kind == Expr::Kind::Cond;
   for (const Expr* x : {e.a.get(), e.b.get(), e.c.get()}) {
-    if (x) check_names(*x);
+    if (x) check_names(*x, soft);
   }
   for (const auto& x : e.items) {
-    if (x) check_names(*x);
+    if (x) check_names(*x, soft);
   }
-  for (const auto& x : e.keys) check_names(*x);
-  for (const auto& x : e.args) check_names(*x.value);
+  for (const auto& x : e.keys) check_names(*x, soft);
+  for (const auto& x : e.args) check_names(*x.value, soft);
 }
 
-void check_names(const Body& body) {
+void check_names(const Body& body, bool soft) {
   for (const auto& s : body) {
-    for (const Expr* x : {s->expr.get(), s->cond.get()}) {
-      if (x) check_names(*x);
+    switch (s->kind) {
+      case Stmt::Kind::If:
+        for (const auto& x : s->conds) check_names(*x, true);
+        for (const auto& b : s->bodies) check_names(b, true);
+        check_names(s->else_body, true);
+        break;
+      case Stmt::Kind::For:
+        check_names(*s->expr, soft);
+        if (s->cond) check_names(*s->cond, false);
+        check_names(s->body, false);
+        check_names(s->else_body, false);
+        break;
+      case Stmt::Kind::Macro:
+        for (const auto& x : s->defaults) {
+          if (x) check_names(*x, false);
+        }
+        check_names(s->body, false);
+        break;
+      case Stmt::Kind::SetBlock:
+        check_names(s->body, false);
+        break;
+      default:
+        if (s->expr) check_names(*s->expr, soft);
+        check_names(s->body, soft);  // {% generation %}
+        break;
     }
-    for (const auto& x : s->conds) check_names(*x);
-    for (const auto& x : s->defaults) {
-      if (x) check_names(*x);
-    }
-    for (const auto& b : s->bodies) check_names(b);
-    check_names(s->body);
-    check_names(s->else_body);
   }
 }
 
@@ -125,7 +148,7 @@ ChatTemplate::ChatTemplate(std::string_view source) : impl_(std::make_unique<Imp
   }
   try {
     impl_->body = chat::parse(source);
-    chat::check_names(impl_->body);
+    chat::check_names(impl_->body, /*soft=*/false);
   } catch (const chat::SyntaxError& e) {
     throw ChatTemplateError(e.message, e.line, e.column, false);
   }

@@ -361,12 +361,27 @@ TEST(ChatTemplate, UnsupportedConstructsAreNamed) {
   EXPECT_EQ(e.line(), 3);
   EXPECT_NE(e.message().find("unsupported construct 'include'"), std::string::npos) << e.what();
 
-  // Unknown filters and tests are refused when parsed, even in a branch never taken.
-  e = render_error("{% if false %}\n{{ x | frobnicate }}\n{% endif %}");
-  EXPECT_EQ(e.line(), 2);
-  EXPECT_NE(e.message().find("unsupported filter 'frobnicate'"), std::string::npos) << e.what();
+  // Unknown filters and tests are refused when parsed, as Jinja refuses them when compiling,
+  // except in an if statement or a conditional expression (up to the next loop, macro or set
+  // block), where Jinja fails only if the filter runs: a branch never taken renders.
   e = render_error("{{ x is prime }}");
   EXPECT_NE(e.message().find("unsupported test 'prime'"), std::string::npos) << e.what();
+  EXPECT_EQ(render("{% if false %}\n{{ x | frobnicate }}\n{% endif %}ok"), "ok");
+  EXPECT_EQ(render("{% for i in [] %}{% if false %}{{ i|frob }}{% endif %}{% endfor %}ok"), "ok");
+  EXPECT_EQ(render("{% if false %}{{ x is prime }}{% elif false %}{{ x|frob }}{% else %}e{% "
+                   "endif %}|{{ 1 if true else x | frobnicate }}"),
+            "e|1");
+  e = render_error("{% if true %}\n{{ x | frobnicate }}\n{% endif %}");
+  EXPECT_EQ(e.line(), 2);
+  EXPECT_NE(e.message().find("unsupported filter 'frobnicate'"), std::string::npos) << e.what();
+  for (const char* compile_error :
+       {"{% if true %}{% for i in [] %}{{ i|frob }}{% endfor %}{% endif %}",
+        "{% if false %}{% set t %}{{ 1|frob }}{% endset %}{% endif %}",
+        "{% if false %}{% macro m() %}{{ 1|frob }}{% endmacro %}{% endif %}",
+        "{% for i in [1] if i is frob %}{% endfor %}"}) {
+    e = render_error(compile_error);
+    EXPECT_NE(e.message().find("'frob'"), std::string::npos) << compile_error << ": " << e.what();
+  }
 
   e = render_error("{% call m() %}x{% endcall %}");
   EXPECT_NE(e.message().find("unsupported construct 'call'"), std::string::npos) << e.what();
