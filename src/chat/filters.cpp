@@ -302,6 +302,9 @@ using TestFn = bool (*)(Interp&, const Value&, CallArgs&);
 // select/reject/selectattr/rejectattr: `test` with the arguments after index `first`.
 std::vector<Value> select_items(Interp& in, const Value& seq, CallArgs& a, bool by_attr,
                                 bool keep) {
+  // Jinja's select_or_reject and map begin `if value:`, so a false value (none: `tools` when a
+  // conversation has none) selects and maps to nothing rather than failing to iterate.
+  if (!seq.truthy()) return {};
   size_t first = 0;
   std::string attr;
   if (by_attr) {
@@ -452,6 +455,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       {"map",
        [](Interp& in, const Value& v, CallArgs& a) {
          std::vector<Value> out;
+         if (!v.truthy()) return Value::list({});  // as select_items
          const Value* attr = a.kwarg("attribute");
          if (attr) {
            const Value* dflt = a.kwarg("default");

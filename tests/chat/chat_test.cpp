@@ -160,6 +160,21 @@ TEST(ChatTemplate, AttributeGettersFollowJinja) {
             "'dict object' has no attribute 'x'");
 }
 
+// select, reject, selectattr, rejectattr and map give nothing for a false value (Jinja tests
+// `if value:` first): functionary's `tools | selectattr(...)` with tools = none renders.
+TEST(ChatTemplate, SelectAndMapOfAFalseValueAreEmpty) {
+  EXPECT_EQ(render("{{ none|select|list }}|{{ none|reject|list }}|{{ none|selectattr('x')|list "
+                   "}}|{{ none|rejectattr('x')|list }}|{{ ''|select|list }}|{{ 0|select|list }}|{{ "
+                   "0|map('string')|list }}|{{ false|selectattr('a')|list }}|{{ "
+                   "none|map('upper')|list }}|{{ none|map(attribute='x')|list }}|{{ "
+                   "none|selectattr('type', 'equalto', 'code_interpreter')|list|length > 0 }}"),
+            "[]|[]|[]|[]|[]|[]|[]|[]|[]|[]|False");
+  EXPECT_NE(render_error("{{ 5|select|list }}").message().find("'int' object is not iterable"),
+            std::string::npos);
+  EXPECT_NE(render_error("{{ none|join }}").message().find("'NoneType' object is not iterable"),
+            std::string::npos);
+}
+
 TEST(ChatTemplate, Tojson) {
   EXPECT_EQ(render("{{ {'k': 'v\"\\n\\u00e9<>&', 'n': [1, 2.5, true, none]}|tojson }}"),
             "{\"k\": \"v\\\"\\né<>&\", \"n\": [1, 2.5, true, null]}");
