@@ -171,6 +171,7 @@ json Server::Impl::models() const {
                           {{"n_ctx", sched->n_ctx()},
                            {"n_vocab", model.config().n_vocab},
                            {"n_layer", model.config().n_layer},
+                           {"n_embd", model.config().n_embd},
                            {"n_head", model.config().n_head},
                            {"n_params", model.n_params()},
                            {"architecture", std::string(architecture_name(model.architecture()))},
@@ -219,6 +220,13 @@ void Server::Impl::generate(const std::string& text, httplib::Response& res, Kin
     if (!f.has("prompt")) throw ApiError(400, "'prompt' is required", "prompt");
     json pr = body["prompt"];
     if (pr.is_array() && pr.size() == 1 && (pr[0].is_string() || pr[0].is_array())) pr = pr[0];
+    if (pr.is_array() && pr.size() > 1 && (pr[0].is_string() || pr[0].is_array())) {
+      throw ApiError(400,
+                     core::concat("'prompt' has ", pr.size(),
+                                  " prompts; one prompt per request is supported (send each in ",
+                                  "its own request)"),
+                     "prompt");
+    }
     if (pr.is_string()) {
       p.prompt = tok.encode(pr.get<std::string>(), {.add_special = true, .parse_special = false});
     } else if (pr.is_array() && !pr.empty()) {
@@ -240,6 +248,14 @@ void Server::Impl::generate(const std::string& text, httplib::Response& res, Kin
     }
     if (f.has("logprobs")) p.n_logprobs = static_cast<int>(f.integer("logprobs", 0, 0, 5));
     if (f.boolean("echo", false)) throw ApiError(400, "'echo' is not supported", "echo");
+    // Fields that would change what is generated are refused rather than ignored.
+    if (f.string("suffix").value_or("") != "") {
+      throw ApiError(400, "'suffix' (fill in the middle) is not supported", "suffix");
+    }
+    if (f.integer("best_of", 1, 1, 128) != 1) {
+      throw ApiError(400, "'best_of' must be 1: one completion per request is supported",
+                     "best_of");
+    }
   }
   const int64_t n_ctx = sched->n_ctx();
   const int64_t n_prompt = static_cast<int64_t>(p.prompt.size());
@@ -467,6 +483,14 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
   }
   if (texts.size() > 256) throw ApiError(400, "'input' has more than 256 texts", "input");
   const std::string format = f.string("encoding_format").value_or("float");
+  const int64_t n_embd = model.config().n_embd;
+  if (f.has("dimensions") && f.integer("dimensions", n_embd, 1, INT32_MAX) != n_embd) {
+    throw ApiError(400,
+                   core::concat("'dimensions' = ", f.integer("dimensions", 0, 1, INT32_MAX),
+                                ": the model's embeddings have ", n_embd,
+                                " values, and shortening them is not supported"),
+                   "dimensions");
+  }
   if (format != "float" && format != "base64") {
     throw ApiError(400, "'encoding_format' must be \"float\" or \"base64\"", "encoding_format");
   }

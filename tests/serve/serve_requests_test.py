@@ -270,6 +270,23 @@ def main():
             dict(msg, stream=True, stream_options={"include_usage": "yes"}))
         bad(CHAT, 400, "attention.top_k", dict(msg, attention={"top_k": 0}),
             words=("'attention.top_k' = 0",))
+        # Completions and embeddings: a batch of prompts, fill in the middle, best_of and
+        # shortened embeddings were served as something else (the first text, a plain
+        # completion, one completion, full-size vectors) or with a misleading error.
+        comp = {"prompt": "Once", "max_tokens": 1}
+        bad(COMPLETIONS, 400, "prompt", dict(comp, prompt=["a", "b"]), words=("2 prompts",))
+        bad(COMPLETIONS, 400, "prompt", dict(comp, prompt=[[1, 2], [3]]), words=("2 prompts",))
+        bad(COMPLETIONS, 400, "suffix", dict(comp, suffix=" the end."))
+        bad(COMPLETIONS, 400, "best_of", dict(comp, best_of=3))
+        n_embd = srv.request("GET", "/v1/models")[1]["data"][0]["meta"]["n_embd"]
+        bad("/v1/embeddings", 400, "dimensions", {"input": "a cat", "dimensions": 8},
+            words=(str(n_embd),))
+        st, j, _, _ = srv.request("POST", "/v1/embeddings", {"input": "a cat",
+                                                             "dimensions": n_embd})
+        check(st == 200 and len(j["data"][0]["embedding"]) == n_embd, f"dimensions = n_embd: {st}")
+        for extra in ({"suffix": ""}, {"best_of": 1}, {"prompt": ["Once"]}):
+            st, _, text, _ = srv.request("POST", COMPLETIONS, dict(comp, **extra))
+            check(st == 200, f"{extra}: {st} {text[:200]}")
         alive("unsupported fields")
     finally:
         rc = srv.stop()
