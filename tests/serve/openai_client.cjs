@@ -1,5 +1,7 @@
 // The official `openai` npm client against `qkv serve`: chat (plain and streamed), completions,
-// embeddings, logprobs and the attention extension. Run by openai_client_test.py:
+// embeddings, logprobs, the attention extension, current request shapes (content parts,
+// max_completion_tokens, logit_bias) and the 400s for fields the server cannot honour.
+// Run by openai_client_test.py:
 //   node openai_client.cjs BASE_URL MODEL   (OPENAI_MODULE: the path of node_modules/openai)
 // Prints "ok" and exits 0, or prints what failed and exits 1.
 const OpenAI = require(process.env.OPENAI_MODULE);
@@ -65,6 +67,40 @@ async function main() {
   check(Array.isArray(a) && a.length === att.usage.completion_tokens, "attention entries");
   check(a.every((t) => t.heads.length === 1 && t.heads[0].positions.length === 2),
         "attention top_k");
+
+  // Request shapes of current clients: content parts and max_completion_tokens give the same
+  // reply as the plain string and max_tokens; logit_bias -100 bans the greedy first token.
+  const parts = await client.chat.completions.create({
+    model, max_completion_tokens: 16, temperature: 0,
+    messages: [{ role: "user", content: [{ type: "text", text: "Tell me " },
+                                         { type: "text", text: "about a cat." }] }],
+  });
+  check(parts.choices[0].message.content === text, "content parts / max_completion_tokens");
+  const tok = await fetch(baseURL.replace(/\/v1$/, "") + "/tokenize", {
+    method: "POST", body: JSON.stringify({ content: chat.choices[0].logprobs.content[0].token }),
+  }).then((r) => r.json());
+  const banned = await client.chat.completions.create({
+    model, messages, max_tokens: 2, temperature: 0, logprobs: true, top_logprobs: 2,
+    logit_bias: { [String(tok.tokens[0])]: -100 },
+  });
+  check(tok.tokens.length === 1 &&
+        banned.choices[0].logprobs.content[0].token === chat.choices[0].logprobs.content[0].top_logprobs[1].token,
+        "logit_bias -100 gives the runner-up");
+  // What the server cannot honour is a 400 the SDK raises as BadRequestError, naming the field.
+  for (const [extra, param] of [
+    [{ response_format: { type: "json_object" } }, "response_format.type"],
+    [{ tools: [{ type: "function", function: { name: "f", parameters: {} } }] }, "tools"],
+    [{ messages: [{ role: "bot", content: "x" }] }, "messages[0].role"],
+  ]) {
+    let err = null;
+    try {
+      await client.chat.completions.create({ model, messages, max_tokens: 1, ...extra });
+    } catch (e) {
+      err = e;
+    }
+    check(err instanceof OpenAI.BadRequestError && err.status === 400 && err.error &&
+          err.error.param === param, `${param}: ${err}`);
+  }
 
   let status = 0;
   try {
