@@ -2,8 +2,10 @@
 #include "serve/api.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "core/error.h"
 
@@ -220,7 +222,15 @@ void read_sampling(const Fields& f, JobParams& p) {
   s.min_p = static_cast<float>(f.number("min_p", 0, 0, 1));
   s.repeat_penalty = static_cast<float>(f.number("repeat_penalty", 1, 1e-3, 100));
   s.repeat_last_n = 64;
-  s.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MIN, INT64_MAX));
+  // Without a seed each request draws its own, so that repeated requests give different samples
+  // (as OpenAI's API and llama-server do); with one, the same request gives the same tokens.
+  if (f.has("seed")) {
+    s.seed = static_cast<uint64_t>(f.integer("seed", 0, INT64_MIN, INT64_MAX));
+  } else {
+    static std::atomic<uint64_t> counter{std::random_device{}()};
+    s.seed =
+        counter.fetch_add(0x9e3779b97f4a7c15ull) ^ static_cast<uint64_t>(std::random_device{}());
+  }
   p.stop_at_eos = !f.boolean("ignore_eos", false);
   p.presence_penalty = static_cast<float>(f.number("presence_penalty", 0, -2, 2));
   p.frequency_penalty = static_cast<float>(f.number("frequency_penalty", 0, -2, 2));

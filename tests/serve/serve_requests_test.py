@@ -196,6 +196,16 @@ def main():
                   f"{second[:300]!r}")
         alive("large bodies")
 
+        # --- seeds: without one, repeated requests are different samples (every request used
+        # seed 0 and gave the same text); with one, they repeat.
+        sample = {"prompt": "Once upon a time", "max_tokens": 24, "temperature": 1.5}
+        texts = [srv.request("POST", COMPLETIONS, sample)[1]["choices"][0]["text"]
+                 for _ in range(4)]
+        check(len(set(texts)) >= 2, f"4 unseeded samples are all the same: {texts[0]!r}")
+        seeded = [srv.request("POST", COMPLETIONS, dict(sample, seed=s))[1]["choices"][0]["text"]
+                  for s in (11, 11, 12)]
+        check(seeded[0] == seeded[1] != seeded[2], f"seeds 11, 11, 12: {seeded}")
+
         # --- a prompt of token ids that ends inside a UTF-8 character: its bytes are the
         # prompt's; the reply's text is its own tokens' text (they leaked in as U+FFFD)
         st, j, _, _ = srv.request("POST", "/tokenize", {"content": "Once upon a time \U0001F431"})
