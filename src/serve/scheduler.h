@@ -145,6 +145,7 @@ class Scheduler {
   Model model_;
   SchedulerOptions options_;
   int64_t n_ctx_ = 0;
+  std::vector<int32_t> end_ids_;  // tokens that end a reply (EOS, end of turn), sorted
   std::vector<std::unique_ptr<Slot>> slots_;
 
   mutable std::mutex mu_;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Request shapes and hostile bodies against `qkv serve` on the built-in model, over real HTTP.
 
-usage: serve_requests_test.py QKV_BINARY
+usage: serve_requests_test.py QKV_BINARY SHARED_DIR
 
 What real clients send today (content parts, max_completion_tokens, logit_bias, response_format,
 tools) and what hostile ones send (bodies nested a hundred thousand levels deep, unknown roles,
@@ -12,18 +12,25 @@ against an independent reference (the logprobs of the same request without the f
 """
 import json
 import math
+import pathlib
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 from serve_test import Server, parse_sse, rss_kib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
+import shared_data  # noqa: E402
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 
 
 def main():
-    qkv = sys.argv[1]
+    qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     failures = []
 
     def check(cond, what):
@@ -302,8 +309,56 @@ def main():
         rc = srv.stop()
         check(rc == 0, f"server exit code {rc} after SIGTERM; log: {''.join(srv.log)[-500:]}")
 
+    end_of_turn(qkv, shared, check)
     print(f"serve requests: {len(failures)} failure(s)")
     return 1 if failures else 0
+
+
+def end_of_turn(qkv, shared, check):
+    """A reply ends at the token that ends a turn, not only at EOS. A random model with the real
+    Qwen2 vocabulary (EOS <|endoftext|>, turns ending in the control token <|im_end|>), made to
+    emit <|im_end|> first with logit_bias: it ran on to max_tokens (llama-server stops there)."""
+    vocab = shared / "vocab-gguf" / "ggml-vocab-qwen2.gguf"
+    if not vocab.is_file():
+        if shared_data.shared_required():
+            check(False, f"{vocab} is absent and QKV_REQUIRE_SHARED is set")
+        else:
+            print(f"skipped the end-of-turn check: {vocab} is absent")
+        return
+    folder = pathlib.Path(tempfile.mkdtemp())
+    model = folder / "qwen2-vocab.gguf"
+    p = subprocess.run([qkv, "make-model", "--arch", "qwen2", "--n-ctx", "256", "--n-embd", "32",
+                        "--n-layer", "1", "--n-head", "2", "--n-ff", "64", "--vocab", str(vocab),
+                        "-o", str(model)], capture_output=True, text=True)
+    check(p.returncode == 0, f"make-model: {p.stderr}")
+    srv = Server(qkv, "-m", str(model), "--parallel", "1")
+    try:
+        def one(text):
+            st, j, _, _ = srv.request("POST", "/tokenize", {"content": text})
+            check(st == 200 and len(j["tokens"]) == 1, f"{text} is not one token: {j}")
+            return j["tokens"][0]
+
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6,
+                "temperature": 0}
+        for text, ends in (("<|im_end|>", True), ("<|endoftext|>", True), ("Hello", False)):
+            body = dict(chat, logit_bias={str(one(text)): 100})
+            st, j, raw, _ = srv.request("POST", CHAT, body)
+            c = j["choices"][0] if st == 200 else {}
+            want = ("stop", 0) if ends else ("length", 6)
+            check((c.get("finish_reason"), j["usage"]["completion_tokens"] if c else None) == want
+                  and (c["message"]["content"] == "") == ends,
+                  f"{text} first: want {want}, got {raw[:300]}")
+            st, _, raw = srv.stream(CHAT, dict(body, stream=True))
+            finals = [e["choices"][0]["finish_reason"] for e in parse_sse(raw) if e["choices"]]
+            check(finals[-1] == want[0], f"{text} first, streamed: {finals}")
+        # ignore_eos goes past the end of a turn too.
+        st, j, raw, _ = srv.request("POST", CHAT, dict(chat, ignore_eos=True, logit_bias={
+            str(one("<|im_end|>")): 100}))
+        check(st == 200 and j["choices"][0]["finish_reason"] == "length",
+              f"ignore_eos at <|im_end|>: {raw[:300]}")
+    finally:
+        srv.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
