@@ -729,6 +729,11 @@ void Server::Impl::routes() {
   http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(serve::dump(models()), "application/json");
   });
+  // One model by id (the openai clients' models.retrieve).
+  http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    check_model(Fields(json{{"model", req.matches[1].str()}}));
+    res.set_content(serve::dump(models()["data"][0]), "application/json");
+  });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics(), "text/plain; version=0.0.4");
   });

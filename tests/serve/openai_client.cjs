@@ -16,6 +16,15 @@ function check(cond, what) {
 async function main() {
   const models = await client.models.list();
   check(models.data.length === 1 && models.data[0].id === model, "models.list");
+  const one = await client.models.retrieve(model);
+  check(one.id === model && one.object === "model", "models.retrieve");
+  let missing = 0;
+  try {
+    await client.models.retrieve("no-such-model");
+  } catch (e) {
+    missing = e.status;
+  }
+  check(missing === 404, `models.retrieve of another id: ${missing}`);
 
   const messages = [{ role: "user", content: "Tell me about a cat." }];
   const chat = await client.chat.completions.create({
