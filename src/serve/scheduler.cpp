@@ -378,7 +378,6 @@ void Scheduler::sample(Slot& slot) {
   Job& job = *slot.job;
   const JobParams& p = job.params;
   const auto t0 = Clock::now();
-  const Tokenizer& tok = model_.tokenizer();
   const std::span<const float> last = slot.logits;
   TokenEvent ev;
   if (p.n_logprobs >= 0) log_softmax(last, slot.logprobs);

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "qkv/session.h"
 #include "serve/api.h"
+#include "serve/connection.h"
 #include "serve/page.h"
 #include "serve/scheduler.h"
 #include "serve/task_pool.h"
@@ -141,7 +142,8 @@ struct Server::Impl {
   const Tokenizer& tokenizer() const { return model.tokenizer(); }
   void check_model(const Fields& f) const;
   // Each takes the request's body (read_body) and fills the response.
-  void generate(const std::string& text, httplib::Response& res, Kind kind);
+  void generate(const httplib::Request& req, const std::string& body_text, httplib::Response& res,
+                Kind kind);
   void embeddings(const std::string& text, httplib::Response& res);
   void tokenize(const std::string& text, httplib::Response& res);
   void detokenize(const std::string& text, httplib::Response& res);
@@ -178,8 +180,9 @@ json Server::Impl::models() const {
                            {"decoder", model.is_decoder()}}}}})}};
 }
 
-void Server::Impl::generate(const std::string& text, httplib::Response& res, Kind kind) {
-  const json body = serve::parse_body(text);
+void Server::Impl::generate(const httplib::Request& req, const std::string& body_text,
+                            httplib::Response& res, Kind kind) {
+  const json body = serve::parse_body(body_text);
   const Fields f(body);
   check_model(f);
   if (!model.is_decoder()) {
@@ -339,10 +342,13 @@ void Server::Impl::generate(const std::string& text, httplib::Response& res, Kin
   };
 
   if (!stream) {
+    // A client that goes away cancels its generation (streams notice on their next write).
+    const int socket = serve::connection_socket(req);
     std::string text;
     Acc acc;
     bool done = false;
     while (!done) {
+      if (serve::peer_closed(socket)) job->cancelled = true;
       for (const serve::TokenEvent& ev : job->take(1000, done)) {
         text += ev.text;
         add_token(acc, ev);
@@ -744,18 +750,24 @@ void Server::Impl::routes() {
   auto post = [this](const char* path, auto handle) {
     http.Post(path, [this, handle](const httplib::Request& req, httplib::Response& res,
                                    const httplib::ContentReader& reader) {
-      handle(read_body(req, reader, o.max_body_bytes), res);
+      handle(req, read_body(req, reader, o.max_body_bytes), res);
     });
   };
   post("/v1/chat/completions",
-       [this](const std::string& b, httplib::Response& res) { generate(b, res, Kind::chat); });
-  post("/v1/completions", [this](const std::string& b, httplib::Response& res) {
-    generate(b, res, Kind::completion);
+       [this](const httplib::Request& req, const std::string& b, httplib::Response& res) {
+         generate(req, b, res, Kind::chat);
+       });
+  post("/v1/completions",
+       [this](const httplib::Request& req, const std::string& b, httplib::Response& res) {
+         generate(req, b, res, Kind::completion);
+       });
+  post("/v1/embeddings", [this](const httplib::Request&, const std::string& b,
+                                httplib::Response& res) { embeddings(b, res); });
+  post("/tokenize", [this](const httplib::Request&, const std::string& b, httplib::Response& res) {
+    tokenize(b, res);
   });
-  post("/v1/embeddings",
-       [this](const std::string& b, httplib::Response& res) { embeddings(b, res); });
-  post("/tokenize", [this](const std::string& b, httplib::Response& res) { tokenize(b, res); });
-  post("/detokenize", [this](const std::string& b, httplib::Response& res) { detokenize(b, res); });
+  post("/detokenize", [this](const httplib::Request&, const std::string& b,
+                             httplib::Response& res) { detokenize(b, res); });
 }
 
 Server::Server(Model model, ServerOptions options) : impl_(std::make_unique<Impl>()) {

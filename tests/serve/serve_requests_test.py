@@ -310,6 +310,7 @@ def main():
         check(rc == 0, f"server exit code {rc} after SIGTERM; log: {''.join(srv.log)[-500:]}")
 
     end_of_turn(qkv, shared, check)
+    vanished_client(qkv, check)
     print(f"serve requests: {len(failures)} failure(s)")
     return 1 if failures else 0
 
@@ -356,6 +357,50 @@ def end_of_turn(qkv, shared, check):
             str(one("<|im_end|>")): 100}))
         check(st == 200 and j["choices"][0]["finish_reason"] == "length",
               f"ignore_eos at <|im_end|>: {raw[:300]}")
+    finally:
+        srv.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def vanished_client(qkv, check):
+    """A client that gives up on a request that is not streamed frees its slot at once: it went
+    on generating to max_tokens (and a client retrying on a timeout doubled the work). A model
+    with a long context, so that the generation would otherwise run for many seconds."""
+    folder = pathlib.Path(tempfile.mkdtemp())
+    big = folder / "big.gguf"
+    p = subprocess.run([qkv, "make-model", "--arch", "gpt2", "--n-ctx", "4096", "--n-embd", "256",
+                        "--n-layer", "4", "--n-head", "4", "--n-ff", "1024", "--vocab",
+                        str(pathlib.Path(__file__).resolve().parents[2] / "models" /
+                            "qkv-stories.gguf"), "-o", str(big)], capture_output=True, text=True)
+    check(p.returncode == 0, f"make-model: {p.stderr}")
+    srv = Server(qkv, "-m", str(big), "--parallel", "1")
+    try:
+        def health():
+            return srv.request("GET", "/health")[1]
+
+        for path, body in ((COMPLETIONS, {"prompt": "Once upon a time"}),
+                           (CHAT, {"messages": [{"role": "user", "content": "Hi"}]})):
+            body = json.dumps(dict(body, max_tokens=4000, temperature=0, ignore_eos=True)).encode()
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+            for _ in range(100):
+                if health()["slots_processing"] == 1:
+                    break
+                time.sleep(0.05)
+            check(health()["slots_processing"] == 1, f"{path}: the slot is not busy")
+            c.close()
+            t0 = time.time()
+            while health()["slots_processing"] != 0 and time.time() - t0 < 10:
+                time.sleep(0.05)
+            check(health()["slots_processing"] == 0 and time.time() - t0 < 3,
+                  f"{path}: a vanished client's generation went on for {time.time() - t0:.1f} s")
+        metrics = srv.request("GET", "/metrics")[2]
+        cancelled = [x for x in metrics.splitlines()
+                     if x.startswith("qkv_requests_cancelled_total")]
+        check(cancelled and float(cancelled[0].split()[1]) == 2, f"cancellations: {cancelled}")
+        st, j, _, _ = srv.request("POST", COMPLETIONS, {"prompt": "Once", "max_tokens": 3})
+        check(st == 200 and j["usage"]["completion_tokens"] == 3, "serving after the cancels")
     finally:
         srv.stop()
         shutil.rmtree(folder, ignore_errors=True)
