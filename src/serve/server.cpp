@@ -342,7 +342,7 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
   };
 
   if (!stream) {
-    // A client that goes away cancels its generation (streams notice on their next write).
+    // A client that goes away cancels its generation (a stream's provider sees it itself).
     const int socket = serve::connection_socket(req);
     std::string text;
     Acc acc;

@@ -364,8 +364,9 @@ def end_of_turn(qkv, shared, check):
 
 def vanished_client(qkv, check):
     """A client that gives up on a request that is not streamed frees its slot at once: it went
-    on generating to max_tokens (and a client retrying on a timeout doubled the work). A model
-    with a long context, so that the generation would otherwise run for many seconds."""
+    on generating to max_tokens (and a client retrying on a timeout doubled the work), as a
+    stream's client gone before its first token does. A model with a long context, prompts read one
+    token per pass, so that the work would otherwise run for many seconds."""
     folder = pathlib.Path(tempfile.mkdtemp())
     big = folder / "big.gguf"
     p = subprocess.run([qkv, "make-model", "--arch", "gpt2", "--n-ctx", "4096", "--n-embd", "256",
@@ -373,7 +374,7 @@ def vanished_client(qkv, check):
                         str(pathlib.Path(__file__).resolve().parents[2] / "models" /
                             "qkv-stories.gguf"), "-o", str(big)], capture_output=True, text=True)
     check(p.returncode == 0, f"make-model: {p.stderr}")
-    srv = Server(qkv, "-m", str(big), "--parallel", "1")
+    srv = Server(qkv, "-m", str(big), "--parallel", "1", "--prefill-chunk", "1")
     try:
         def health():
             return srv.request("GET", "/health")[1]
@@ -395,10 +396,26 @@ def vanished_client(qkv, check):
                 time.sleep(0.05)
             check(health()["slots_processing"] == 0 and time.time() - t0 < 3,
                   f"{path}: a vanished client's generation went on for {time.time() - t0:.1f} s")
+        # The same for a stream whose client goes while its long prompt is read (no token
+        # written yet).
+        for i in range(2):
+            body = json.dumps({"prompt": f"{i} Once upon a time there was a cat. " * 300,
+                               "stream": True}).encode()
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                      b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.3)
+            busy = health()["slots_processing"]
+            c.close()
+            t0 = time.time()
+            while health()["slots_processing"] != 0 and time.time() - t0 < 20:
+                time.sleep(0.05)
+            check(busy == 1 and time.time() - t0 < 1.5,
+                  f"a stream gone during its prompt went on for {time.time() - t0:.1f} s")
         metrics = srv.request("GET", "/metrics")[2]
         cancelled = [x for x in metrics.splitlines()
                      if x.startswith("qkv_requests_cancelled_total")]
-        check(cancelled and float(cancelled[0].split()[1]) == 2, f"cancellations: {cancelled}")
+        check(cancelled and float(cancelled[0].split()[1]) == 4, f"cancellations: {cancelled}")
         st, j, _, _ = srv.request("POST", COMPLETIONS, {"prompt": "Once", "max_tokens": 3})
         check(st == 200 and j["usage"]["completion_tokens"] == 3, "serving after the cancels")
     finally:
