@@ -41,18 +41,55 @@ float map_max(std::span<const float> map) {
   return m;
 }
 
-// A label cut or padded to `width` columns (counting UTF-8 characters, not bytes), the token
-// drawn by visible_token() so that whitespace and control tokens are never blank rows.
+// The code point of the UTF-8 sequence at s[i] and its length in bytes; a byte that does not start
+// a complete sequence is itself, one byte long.
+std::pair<char32_t, size_t> decode_utf8(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  if (len <= 1 || i + len > s.size()) return {c, 1};
+  char32_t cp = c & (0x7f >> len);
+  for (size_t k = 1; k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b >> 6) != 2) return {c, 1};
+    cp = (cp << 6) | (b & 0x3f);
+  }
+  return {cp, len};
+}
+
+// Terminal columns a code point takes: 2 for the East Asian wide and fullwidth blocks (CJK,
+// kana, hangul, fullwidth forms) and emoji, 0 for combining marks, zero-width joiners and
+// variation selectors (they draw on the character before), else 1. Unicode's EastAsianWidth W/F
+// and categories Mn/Me, reduced to the blocks tokens hold.
+int columns(char32_t c) {
+  const auto in = [c](char32_t lo, char32_t hi) { return c >= lo && c <= hi; };
+  if (in(0x0300, 0x036f) || in(0x1ab0, 0x1aff) || in(0x1dc0, 0x1dff) || in(0x20d0, 0x20ff) ||
+      in(0xfe20, 0xfe2f) || in(0xfe00, 0xfe0f) || c == 0x200d) {
+    return 0;
+  }
+  if (in(0x1100, 0x115f) || in(0x2e80, 0x303e) || in(0x3041, 0x33ff) || in(0x3400, 0x4dbf) ||
+      in(0x4e00, 0x9fff) || in(0xa000, 0xa4cf) || in(0xa960, 0xa97f) || in(0xac00, 0xd7a3) ||
+      in(0xf900, 0xfaff) || in(0xfe30, 0xfe4f) || in(0xff00, 0xff60) || in(0xffe0, 0xffe6) ||
+      in(0x1f300, 0x1f64f) || in(0x1f900, 0x1f9ff) || in(0x1f680, 0x1f6ff) ||
+      in(0x20000, 0x3fffd)) {
+    return 2;
+  }
+  return 1;
+}
+
+// A label cut or padded to `width` terminal columns (a CJK character or an emoji takes two, a
+// combining mark none), the token drawn by visible_token() so that whitespace and control tokens
+// are never blank rows.
 std::string label(const std::string& token, int width) {
   const std::string s = visible_token(token);
   std::string out;
   int cols = 0;
-  for (size_t i = 0; i < s.size() && cols < width;) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : 4;
-    out.append(s, i, std::min(len, s.size() - i));
+  for (size_t i = 0; i < s.size();) {
+    const auto [cp, len] = decode_utf8(s, i);
+    const int w = columns(cp);
+    if (cols + w > width) break;
+    out.append(s, i, len);
     i += len;
-    ++cols;
+    cols += w;
   }
   out.append(static_cast<size_t>(width - cols), ' ');
   return out;

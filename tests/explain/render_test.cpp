@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <set>
+#include <sstream>
+#include <string>
 
 #include "qkv/error.h"
 #include "qkv/explain.h"
@@ -85,6 +87,36 @@ TEST(Render, HeatmapAsciiShadesAndColourEscapes) {
   const std::string tail =
       render_heatmap(sample_map(n), n, tokens, {.label_width = 4, .max_tokens = 2});
   EXPECT_EQ(tail.rfind("(last 2 of 3 tokens)", 0), 0u);
+}
+
+// Row labels are padded to terminal columns, not characters: a CJK character or an emoji takes
+// two columns, a combining mark none (Unicode's EastAsianWidth W and category Mn), so the map's
+// "|" lines up under every label.
+TEST(Render, HeatmapLabelsCountTerminalColumns) {
+  const int64_t n = 6;
+  const std::vector<std::string> tokens = {
+      "ab",                                    // 2 columns
+      "\u732b",                                // 猫: 2
+      "\U0001f431",                            // 🐱: 2
+      "e\u0301",                               // e + combining acute: 1
+      "\u732b\u732b\u732b\u732b\u732b\u732b",  // 12 columns, cut to 5 characters (10)
+      "a\u732b\u732b\u732b\u732b\u732b",       // 11 columns: a and 4 characters (9), then a space
+  };
+  const std::string map = render_heatmap(sample_map(n), n, tokens, {.label_width = 10});
+  const std::vector<std::string> labels = {
+      "ab        ",
+      "\u732b        ",
+      "\U0001f431        ",
+      "e\u0301         ",
+      "\u732b\u732b\u732b\u732b\u732b",
+      "a\u732b\u732b\u732b\u732b ",
+  };
+  std::istringstream lines(map);
+  std::string line;
+  for (const std::string& want : labels) {
+    ASSERT_TRUE(std::getline(lines, line));
+    EXPECT_EQ(line.substr(0, want.size() + 2), want + " |") << line;
+  }
 }
 
 // Whitespace and control tokens are drawn visibly, never as blank labels; the report's script
