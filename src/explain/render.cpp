@@ -118,6 +118,18 @@ std::string xml_escape(const std::string& s) {
   return out;
 }
 
+// Characters that draw nothing or only blank space (C1 controls, the Unicode spaces other than
+// U+0020, zero-width and bidirectional format characters, the byte-order mark): a token of them
+// would be a blank label, and a bidi control would reorder the label's text. The zero-width
+// joiner and the variation selectors stay, as they shape the emoji before them.
+bool invisible(char32_t c) {
+  const auto in = [c](char32_t lo, char32_t hi) { return c >= lo && c <= hi; };
+  return in(0x80, 0x9f) || c == 0xa0 || c == 0xad || c == 0x34f || c == 0x61c ||
+         in(0x115f, 0x1160) || c == 0x1680 || c == 0x180e || in(0x2000, 0x200c) ||
+         in(0x200e, 0x200f) || in(0x2028, 0x202f) || in(0x205f, 0x2064) || in(0x2066, 0x206f) ||
+         c == 0x3000 || c == 0x3164 || c == 0xfeff || c == 0xffa0;
+}
+
 }  // namespace
 
 std::string visible_token(std::string_view text) {
@@ -141,6 +153,11 @@ std::string visible_token(std::string_view text) {
       char esc[8];
       std::snprintf(esc, sizeof esc, "\\x%02x", c);
       out += esc;
+    } else if (const auto [cp, len] = decode_utf8(text, i); len > 1 && invisible(cp)) {
+      char esc[12];
+      std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(cp));
+      out += esc;
+      i += len - 1;
     } else {
       out += static_cast<char>(c);
     }

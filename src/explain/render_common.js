@@ -5,6 +5,17 @@
 "use strict";
 // eslint-disable-next-line no-unused-vars
 const qkvRender = (function () {
+  // Characters that draw nothing or only blank space, escaped as \uXXXX (qkv::visible_token's
+  // list): C1 controls, Unicode spaces other than U+0020, zero-width and bidi format characters,
+  // the byte-order mark. The zero-width joiner and variation selectors stay (emoji).
+  function invisible(c) {
+    const inr = (lo, hi) => c >= lo && c <= hi;
+    return inr(0x80, 0x9f) || c === 0xa0 || c === 0xad || c === 0x34f || c === 0x61c ||
+      inr(0x115f, 0x1160) || c === 0x1680 || c === 0x180e || inr(0x2000, 0x200c) ||
+      inr(0x200e, 0x200f) || inr(0x2028, 0x202f) || inr(0x205f, 0x2064) || inr(0x2066, 0x206f) ||
+      c === 0x3000 || c === 0x3164 || c === 0xfeff || c === 0xffa0;
+  }
+
   // A token drawn visibly, as qkv::visible_token does: newline ↵, tab →, spaces at either end ·,
   // \r and other control characters as escapes, the empty text ∅. Never a blank label.
   function visible(s) {
@@ -19,6 +30,7 @@ const qkvRender = (function () {
       else if (c === 9) out += "\u2192";
       else if (c === 13) out += "\\r";
       else if (c < 32 || c === 127) out += "\\x" + c.toString(16).padStart(2, "0");
+      else if (invisible(c)) out += "\\u" + c.toString(16).padStart(4, "0");
       else out += s[k];
     }
     return out;

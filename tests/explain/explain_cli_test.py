@@ -69,6 +69,46 @@ def check_generate_stream(explain_base, gen, tmp):
     return failures
 
 
+# Tokens of GPT-2's vocabulary that draw nothing: no-break space, zero-width space, line
+# separator (its bytes split over tokens), ideographic space; and a bidi override that would
+# reverse the label after it.
+INVISIBLE = "a\u00a0b\u200bc\u3000d\u202eef"
+
+
+def check_invisible(qkv, shared, chromium, tmp, failures):
+    """Characters that draw nothing are escaped (\\uXXXX) in the terminal labels and in the
+    page's labels alike, so that no token's label is blank."""
+    model = shared / "fixtures/hf/gpt2-tiny"
+    if not model.exists():
+        print(f"{model} absent: invisible characters not checked")
+        return
+    html = tmp / "invisible.html"
+    rc, out, err = run(qkv, "explain", "-m", str(model), INVISIBLE, "--threads", "1",
+                       "--token", "#1", "--html", str(html))
+    if rc != 0:
+        failures.append(f"explain with invisible characters: {err}")
+        return
+    for esc in ("\\u00a0", "\\u200b"):
+        if esc not in out:
+            failures.append(f"terminal: no {esc} label:\n{out[:600]}")
+    if "\u00a0" in out or "\u200b" in out or "\u202e" in out:
+        failures.append("terminal: an invisible character printed as itself")
+    if chromium is None:
+        return
+    _, dom, _ = run(chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--virtual-time-budget=10000", "--dump-dom", html.as_uri())
+    dom = re.sub(r"<script[^>]*>.*?</script>", "", dom, flags=re.S)  # the drawn text only
+    body = re.search(r"<body([^>]*)>", dom)
+    attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1))) if body else {}
+    if attrs.get("ready") != "1" or attrs.get("blank-labels") != "0":
+        failures.append(f"page with invisible characters: {attrs}")
+    for esc in ("\\u00a0", "\\u200b"):
+        if esc not in dom:
+            failures.append(f"page: no {esc} label")
+    if "\u00a0" in dom or "\u200b" in dom or "\u202e" in dom:
+        failures.append("page: an invisible character drawn as itself")
+
+
 def main():
     qkv, shared = sys.argv[1], pathlib.Path(sys.argv[2])
     model = shared / "models/stories260K/stories260K.bin"
@@ -166,6 +206,7 @@ def main():
                                 if last[focus * n + j] >= 0.01)
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    check_invisible(qkv, shared, chromium, tmp, failures)
     if not chromium:
         for f in failures:
             print("FAIL:", f)

@@ -134,6 +134,18 @@ TEST(Render, VisibleTokenDrawsWhitespaceAndControls) {
   EXPECT_EQ(visible_token(std::string("\x1b\x00\x7f", 3)), "\\x1b\\x00\\x7f");
   EXPECT_EQ(visible_token(""), "\u2205");
   EXPECT_EQ(visible_token("\u00e9t\u00e9"), "\u00e9t\u00e9");  // UTF-8 untouched
+  // Characters that draw nothing, or reorder what follows, are escaped: no-break space, zero-width
+  // space, ideographic space, a C1 control, the byte-order mark, a right-to-left override.
+  EXPECT_EQ(visible_token("\u00a0"), "\\u00a0");
+  EXPECT_EQ(visible_token("a\u200bb"), "a\\u200bb");
+  EXPECT_EQ(visible_token("\u3000"), "\\u3000");
+  EXPECT_EQ(visible_token("\u0085"), "\\u0085");
+  EXPECT_EQ(visible_token("\ufeffx"), "\\ufeffx");
+  EXPECT_EQ(visible_token("a\u202eb"), "a\\u202eb");
+  // Emoji keep their joiners and variation selectors; CJK is drawn as itself.
+  EXPECT_EQ(visible_token("\U0001f468\u200d\U0001f469"), "\U0001f468\u200d\U0001f469");
+  EXPECT_EQ(visible_token("\u2764\ufe0f"), "\u2764\ufe0f");
+  EXPECT_EQ(visible_token("\u732b"), "\u732b");
   // The terminal heatmap: no row label of a whitespace token is blank.
   const int64_t n = 3;
   const std::string map = render_heatmap(sample_map(n), n, {" ", "\n", "\t"}, {.label_width = 4});
