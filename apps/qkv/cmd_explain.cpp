@@ -594,8 +594,16 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     std::fprintf(stderr, "context parallel: rank 0 received %lld bytes for the maps\n",
                  static_cast<long long>(e.observer_bytes_received));
   }
-  // --token names a row of this text: checked before any method runs or anything is written.
+  // --token names a row of this text (and of the --compare text, where the terminal shows it
+  // too): checked before any method runs or anything is written.
   const int64_t token_row = o.token.empty() ? -1 : find_token(e, o.token);
+  if (b && token_row >= 0) {
+    try {
+      find_token(*b, o.token);
+    } catch (const Error& err) {
+      throw Error(std::string(err.what()) + " (in the --compare text)");
+    }
+  }
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
   const MethodResults methods =

@@ -277,6 +277,9 @@ def main():
         rc, out, err = run(qkv, "explain", WINOGRAD, "--ablate", "zero", "--map", spec, *extra)
         if rc == 0 or want not in err or "target" in err or out:
             failures.append(f"--map {spec} {extra}: rc {rc}, out {out[:80]!r}, {err}")
+    rc, out, err = run(qkv, "explain", WINOGRAD, "--compare", "The cat sat.", "--token", "animal")
+    if rc == 0 or "in the --compare text" not in err or out:
+        failures.append(f"--token absent from --compare: rc {rc}, out {out[:80]!r}, {err}")
     # --token is checked before anything runs or is written, whatever the output: a position out
     # of range (negative too: not "the last row") or a word not in the text.
     for token, want in (("#14", "position 14 is out of range"), ("#-1", "position -1"),
