@@ -82,6 +82,14 @@ enum class Kind { chat, completion };
 // starts where this body ends.
 std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader,
                       int64_t max_bytes) {
+  if (req.is_multipart_form_data()) {
+    // (The plain reader cannot read these: read and drop the parts, then refuse.)
+    reader([](const httplib::MultipartFormData&) { return true; },
+           [](const char*, size_t) { return true; });
+    throw ApiError(400,
+                   "multipart/form-data bodies are not supported: send JSON "
+                   "(Content-Type: application/json)");
+  }
   std::string body;
   bool over = false;
   const bool complete = reader([&](const char* data, size_t n) {
@@ -97,7 +105,14 @@ std::string read_body(const httplib::Request& req, const httplib::ContentReader&
                                 " bytes (--max-body)"),
                    "", "request_too_large");
   }
-  if (!complete) throw ApiError(400, "the request body ended before its declared end");
+  if (!complete) {
+    const std::string encoding = req.get_header_value("Content-Encoding");
+    if (!encoding.empty() && encoding != "identity") {
+      throw ApiError(400, core::concat("Content-Encoding '", encoding,
+                                       "' is not supported: send the body uncompressed"));
+    }
+    throw ApiError(400, "the request body ended before its declared end");
+  }
   return body;
 }
 

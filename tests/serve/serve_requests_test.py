@@ -201,6 +201,17 @@ def main():
                   second.startswith(b"HTTP/1.1 200") and b'"completion_tokens":2' in second,
                   f"2 MiB body by {framing[:18]!r}, then a request: {first[:300]!r} "
                   f"{second[:300]!r}")
+        # Bodies in other forms: multipart (a 500 'bad_function_call' once bodies went through
+        # the content reader) and compressed ones get a 400 that says what to send.
+        for headers, raw, words in (
+                ({"Content-Type": "multipart/form-data; boundary=xyz"},
+                 b'--xyz\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nOnce\r\n--xyz--'
+                 b'\r\n', ("multipart",)),
+                ({"Content-Type": "multipart/form-data"}, b"garbage", ("multipart",)),
+                ({"Content-Encoding": "gzip"}, b'{"prompt": "Once"}', ("gzip",))):
+            st, j, text, _ = srv.request("POST", COMPLETIONS, raw=raw, headers=headers)
+            check(st == 400 and j and all(w in j["error"]["message"] for w in words),
+                  f"{headers}: {st} {text[:200]}")
         alive("large bodies")
 
         # --- seeds: without one, repeated requests are different samples (every request used
