@@ -2,9 +2,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
+#include "core/utf8.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
@@ -12,8 +14,41 @@ namespace qkv {
 
 namespace {
 
+// A token's text in quotes for notes and errors, on one line: newline, tab, carriage return,
+// other control bytes and the quote itself escaped (\n, \t, \r, \x1b, \"), and bytes that are
+// not part of a complete UTF-8 character (a byte-level token holding part of one) as \xNN.
 std::string in_quotes(const std::string& s) {
-  return "\"" + s + "\"";
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80         ? 1
+                       : (c >> 5) == 6  ? 2
+                       : (c >> 4) == 14 ? 3
+                       : (c >> 3) == 30 ? 4
+                                        : 0;
+    if (len > 1 && i + len <= s.size() && core::valid_utf8(std::string_view(s).substr(i, len))) {
+      out.append(s, i, len);
+      i += len;
+      continue;
+    }
+    char esc[8];
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c < 0x20 || c >= 0x7f) {
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    } else {
+      out += static_cast<char>(c);
+    }
+    ++i;
+  }
+  return out + "\"";
 }
 
 // "#123": a token id; -1 when the spec is not of that form.

@@ -34,6 +34,28 @@ TEST(ExplainTarget, WordAfterAWordTakesTheLeadingSpace) {
   EXPECT_FALSE(resolve_target(model, prompt, "#" + std::to_string(t.id)).has_contrast());
 }
 
+// The note names the tokens on one line: a newline token as \n, part of a UTF-8 character (a
+// byte-level token) as the byte's escape, a space as itself between the quotes.
+TEST(ExplainTarget, NoteDrawsControlAndPartialTokensOnOneLine) {
+  QKV_REQUIRE_BUILTIN();
+  const Model model = Model::load(test::kBuiltInModel);
+  const Tokenizer& tok = model.tokenizer();
+  const std::vector<int32_t> prompt = tok.encode(test::kWinograd);
+  const std::vector<int32_t> newline = tok.encode("\n", {.add_special = false});
+  const std::vector<int32_t> cat = tok.encode("\u732b", {.add_special = false});  // e7 8c ab
+  ASSERT_EQ(newline.size(), 1u);
+  ASSERT_EQ(cat.size(), 3u);  // one token per byte in the built-in vocabulary
+  const ExplainTarget t =
+      resolve_target(model, prompt, "#" + std::to_string(newline[0]), "#" + std::to_string(cat[0]));
+  EXPECT_EQ(t.note.find('\n'), std::string::npos) << t.note;
+  EXPECT_NE(t.note.find("target \"\\n\" (id " + std::to_string(newline[0]) + ")"),
+            std::string::npos)
+      << t.note;
+  EXPECT_NE(t.note.find("contrast \"\\xe7\""), std::string::npos) << t.note;
+  const ExplainTarget space = resolve_target(model, prompt, "#" + std::to_string(cat[0]), " ");
+  EXPECT_NE(space.note.find("contrast \" \" (id"), std::string::npos) << space.note;
+}
+
 TEST(ExplainTarget, DefaultIsTheGreedyNextToken) {
   QKV_REQUIRE_BUILTIN();
   const Model model = Model::load(test::kBuiltInModel);
