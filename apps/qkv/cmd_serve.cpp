@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "chat_source.h"
@@ -40,17 +41,34 @@ void run(ServeCliOptions o) {
   const Model model = load_model_or_default(
       o.model,
       {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}, .dot = o.dot});
-  if (!o.template_file.empty()) {
-    o.server.chat_template = read_text(o.template_file, "chat template");
-  } else if (model.is_decoder()) {
+  if (model.is_decoder()) {
+    std::optional<ModelChatTemplate> own;
     try {
-      const ModelChatTemplate t = chat_template_of(model.file());
-      o.server.chat_template = t.source;
-      o.server.bos_text = t.bos;
-      o.server.eos_text = t.eos;
+      own = chat_template_of(model.file());
     } catch (const Error&) {
+    }
+    if (!o.template_file.empty()) {
+      o.server.chat_template = read_text(o.template_file, "chat template");
+    } else if (own) {
+      o.server.chat_template = own->source;
+    } else {
       std::fprintf(stderr, "qkv serve: the model has no chat template; chats use ChatML\n");
     }
+    // The template's bos_token and eos_token: those its file names, else the tokenizer's, also
+    // with --template (Llama 3's template writes {{ bos_token }} itself; it was rendered empty).
+    if (own) {
+      o.server.bos_text = own->bos;
+      o.server.eos_text = own->eos;
+    }
+    const TokenizerSpec& spec = model.tokenizer().spec();
+    if (o.server.bos_text.empty() && spec.bos >= 0) {
+      o.server.bos_text = model.tokenizer().token(spec.bos);
+    }
+    if (o.server.eos_text.empty() && spec.eos >= 0) {
+      o.server.eos_text = model.tokenizer().token(spec.eos);
+    }
+  } else if (!o.template_file.empty()) {
+    o.server.chat_template = read_text(o.template_file, "chat template");
   }
   if (o.model.empty() && o.server.model_name.empty()) o.server.model_name = "qkv-stories";
   Server server(model, o.server);

@@ -322,6 +322,7 @@ def main():
 
     end_of_turn(qkv, shared, check)
     vanished_client(qkv, check)
+    template_bos(qkv, shared, check)
     print(f"serve requests: {len(failures)} failure(s)")
     return 1 if failures else 0
 
@@ -368,6 +369,37 @@ def end_of_turn(qkv, shared, check):
             str(one("<|im_end|>")): 100}))
         check(st == 200 and j["choices"][0]["finish_reason"] == "length",
               f"ignore_eos at <|im_end|>: {raw[:300]}")
+    finally:
+        srv.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def template_bos(qkv, shared, check):
+    """--template gets the model's bos_token and eos_token too. Llama 3.1's template writes
+    {{ bos_token }} first (transformers renders it; llama-server's prompt has it); with
+    --template the server passed an empty one, so the prompt began without <|begin_of_text|>."""
+    vocab = shared / "vocab-gguf" / "ggml-vocab-llama-bpe.gguf"
+    template = shared / "chat-templates" / "meta-llama-Llama-3.1-8B-Instruct.jinja"
+    if not (vocab.is_file() and template.is_file()):
+        if shared_data.shared_required():
+            check(False, f"{vocab} or {template} is absent and QKV_REQUIRE_SHARED is set")
+        else:
+            print("skipped the --template BOS check: ../shared is absent")
+        return
+    folder = pathlib.Path(tempfile.mkdtemp())
+    model = folder / "llama3-vocab.gguf"
+    p = subprocess.run([qkv, "make-model", "--arch", "llama", "--n-ctx", "256", "--n-embd", "32",
+                        "--n-layer", "1", "--n-head", "2", "--n-ff", "64", "--vocab", str(vocab),
+                        "-o", str(model)], capture_output=True, text=True)
+    check(p.returncode == 0, f"make-model: {p.stderr}")
+    srv = Server(qkv, "-m", str(model), "--template", str(template), "--parallel", "1")
+    try:
+        st, j, text, _ = srv.request("POST", CHAT, {
+            "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1,
+            "attention": {"top_k": 1, "layers": [0], "heads": [0]}})
+        pieces = j["choices"][0]["prompt_tokens"] if st == 200 else []
+        check(pieces[:1] == ["<|begin_of_text|>"] and pieces.count("<|begin_of_text|>") == 1 and
+              "<|eot_id|>" in pieces, f"--template prompt: {st} {pieces[:6]} {text[:200]}")
     finally:
         srv.stop()
         shutil.rmtree(folder, ignore_errors=True)
