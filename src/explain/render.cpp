@@ -158,8 +158,13 @@ std::string visible_token(std::string_view text) {
       std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(cp));
       out += esc;
       i += len - 1;
+    } else if (c >= 0x80 && len == 1) {  // not part of a complete character (a byte-level token)
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
     } else {
-      out += static_cast<char>(c);
+      out.append(text, i, len);
+      i += len - 1;
     }
   }
   return out;

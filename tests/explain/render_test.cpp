@@ -146,6 +146,11 @@ TEST(Render, VisibleTokenDrawsWhitespaceAndControls) {
   EXPECT_EQ(visible_token("\U0001f468\u200d\U0001f469"), "\U0001f468\u200d\U0001f469");
   EXPECT_EQ(visible_token("\u2764\ufe0f"), "\u2764\ufe0f");
   EXPECT_EQ(visible_token("\u732b"), "\u732b");
+  // A byte-level token holding part of a character (\u732b is e7 8c ab) shows its bytes, and the
+  // terminal gets valid UTF-8.
+  EXPECT_EQ(visible_token("\xe7"), "\\xe7");
+  EXPECT_EQ(visible_token("\xe7\x8c"), "\\xe7\\x8c");
+  EXPECT_EQ(visible_token(std::string("a\xab") + "b"), "a\\xabb");
   // The terminal heatmap: no row label of a whitespace token is blank.
   const int64_t n = 3;
   const std::string map = render_heatmap(sample_map(n), n, {" ", "\n", "\t"}, {.label_width = 4});
