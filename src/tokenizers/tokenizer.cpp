@@ -16,6 +16,21 @@ void check_special_id(int32_t id, const char* name, size_t n) {
   }
 }
 
+// The byte a token written <0xAB> (two hex digits, either case) stands for.
+bool byte_token_value(const std::string& t, uint8_t* byte) {
+  auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  if (t.size() != 6 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') return false;
+  const int hi = hex(t[3]), lo = hex(t[4]);
+  if (hi < 0 || lo < 0) return false;
+  *byte = static_cast<uint8_t>(hi * 16 + lo);
+  return true;
+}
+
 }  // namespace
 
 Tokenizer::Tokenizer(TokenizerSpec spec) : impl_(std::make_unique<Impl>()) {
@@ -170,8 +185,10 @@ std::string Tokenizer::token_bytes(int32_t id) const {
     }
     case Model::spm_bpe:
     case Model::utf8_bpe: {
-      if (k == TokenKind::byte && t.size() == 6) {
-        return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+      // A byte token's text is <0xAB>; one typed as a byte but written otherwise (a malformed
+      // vocabulary) is decoded as its text.
+      if (uint8_t byte = 0; k == TokenKind::byte && byte_token_value(t, &byte)) {
+        return std::string(1, static_cast<char>(byte));
       }
       if (k == TokenKind::control || k == TokenKind::user_defined) return t;
       std::string out;

@@ -54,6 +54,23 @@ TEST(Spm, MergesByScoreAndFallsBackToBytes) {
   EXPECT_EQ(tok.encode(""), (std::vector<int32_t>{1}));
 }
 
+TEST(Spm, MalformedByteTokensDecodeAsTheirText) {
+  // A token typed as a byte whose text is not <0xAB> (a corrupt or hostile vocabulary: the GGUF
+  // fuzzer found one) decodes as its text instead of aborting; well-formed ones, either case,
+  // stay bytes.
+  TokenizerSpec s = tiny_spm();
+  s.tokens[3 + 0x41] = "<0xZZ>";
+  s.tokens[3 + 0x42] = "<0x4G>";
+  s.tokens[3 + 0x43] = "<0x43]";
+  s.tokens[3 + 0x44] = "<0x4d>";
+  const qkv::Tokenizer tok(s);
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{3 + 0x41}, false), "<0xZZ>");
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{3 + 0x42}, false), "<0x4G>");
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{3 + 0x43}, false), "<0x43]");
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{3 + 0x44}, false), "M");
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{3 + 0x61}, false), "a");
+}
+
 TEST(Spm, SpecialTokensOnlyWhenParsed) {
   const qkv::Tokenizer tok(tiny_spm());
   const auto plain = tok.encode("<s>", {.add_special = false, .parse_special = false});
