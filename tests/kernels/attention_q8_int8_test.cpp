@@ -185,6 +185,27 @@ TEST(AttentionQ8Int8, StreamingRangeAndTilesBothUseIntegerScores) {
     setenv("QKV_DECODE", mode, 1);
     for (const auto* t : runnable_targets()) expect_int8_close(c, *t, 2, true);
   }
+  // Each key's integer score is formed in its own lane, whichever keys share its vector, and both
+  // paths take the same tiles, softmax and P · V order: on every target the two give equal bits.
+  attach_options(c);
+  c.opt.int8_scores = true;
+  c.n_kv = 1000 + 7;  // a tail of keys short of a vector
+  const Inputs in = make_inputs(c);
+  for (const auto* t : runnable_targets()) {
+    std::vector<float> out[2], lse[2];
+    for (int m = 0; m < 2; ++m) {
+      setenv("QKV_DECODE", m == 0 ? "range" : "tiles", 1);
+      Output o({1, 1, c.n_head, c.head_dim_v}, Layout::bshd);
+      AttentionOptions fo = c.opt;
+      fo.n_threads = 2;
+      kernels::attention_cpu_on(
+          kernels::make_problem(in.q.view, in.k.view, in.v.view, o.view, o.lse_view(), fo), *t);
+      out[m] = o.buf;
+      lse[m] = o.lse;
+    }
+    EXPECT_EQ(out[0], out[1]) << t->name;
+    EXPECT_EQ(lse[0], lse[1]) << t->name;
+  }
   unsetenv("QKV_DECODE");
 }
 

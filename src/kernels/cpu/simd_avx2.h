@@ -91,32 +91,71 @@ struct Simd {
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   static float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
-  // Integer scores (AttentionOptions::int8_scores): one q8_0 block of a K row per step. The K
-  // bytes go in as |k| (unsigned) and their signs move onto q, as vpmaddubsw needs (u8 x s8:
-  // |k| <= 128 and |q| <= 127 keep its pair sums below 2^15, so the products are exact for every
-  // byte, -128 included); vpmaddwd then sums pairs of pairs into 8 int32 lanes, converted and
-  // multiplied by the block's d_k d_q.
-  static constexpr int kI8Blocks = 1;
-  struct I8K {
-    __m256i k, ak;  // k, |k|
-    V scale;        // d_k
+  // Integer scores (AttentionOptions::int8_scores) with the keys in lanes: one q8_0 block of 8
+  // keys at a time, transposed (an 8 x 8 dword transpose) so that lane l of c[t] holds bytes
+  // 4t .. 4t + 3 of key l's 32 codes; a query row's block is then 8 steps of 4 broadcast bytes
+  // against all 8 keys, whose lanes end as the keys' exact integer sums. blk: key 0's block
+  // (f16 d, 32 codes), key l's at blk + l kj; keys from n on repeat key n - 1 (never stored).
+  struct I8T {
+    __m256i c[8];
+    V scale;  // d_k of each key's block
   };
-  template <int NB>
-  static I8K i8_load(const char* blk) {  // blk: a block (f16 d, 32 bytes)
-    static_assert(NB == 1);
-    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    uint16_t d;
-    std::memcpy(&d, blk, 2);
-    return {k, _mm256_abs_epi8(k), _mm256_set1_ps(_cvtsh_ss(d))};
+  static I8T i8_keys(const char* blk, int64_t kj, int n) {
+    I8T k;
+    __m256i r[8];
+    alignas(32) uint16_t d[8];
+    for (int l = 0; l < 8; ++l) {
+      const char* row = blk + (l < n ? l : n - 1) * kj;
+      r[l] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2));
+      std::memcpy(&d[l], row, 2);
+    }
+    k.scale = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
+    __m256i t[8], u[8];
+    for (int g = 0; g < 2; ++g) {
+      const __m256i* rg = r + 4 * g;
+      t[4 * g + 0] = _mm256_unpacklo_epi32(rg[0], rg[1]);
+      t[4 * g + 1] = _mm256_unpackhi_epi32(rg[0], rg[1]);
+      t[4 * g + 2] = _mm256_unpacklo_epi32(rg[2], rg[3]);
+      t[4 * g + 3] = _mm256_unpackhi_epi32(rg[2], rg[3]);
+      u[4 * g + 0] = _mm256_unpacklo_epi64(t[4 * g + 0], t[4 * g + 2]);
+      u[4 * g + 1] = _mm256_unpackhi_epi64(t[4 * g + 0], t[4 * g + 2]);
+      u[4 * g + 2] = _mm256_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+      u[4 * g + 3] = _mm256_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int c = 0; c < 4; ++c) {
+      k.c[c] = _mm256_permute2x128_si256(u[c], u[c + 4], 0x20);
+      k.c[c + 4] = _mm256_permute2x128_si256(u[c], u[c + 4], 0x31);
+    }
+    return k;
   }
-  // acc + the lanes of sum(k q) times d_k d_q; q: the block's 32 bytes, qd: its d_q 8 times.
-  template <int NB>
-  static V i8_dot(const I8K& k, const int8_t* q, const float* qd, V acc) {
-    const __m256i qs =
-        _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)), k.k);
-    const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(k.ak, qs), _mm256_set1_epi16(1));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(k.scale, _mm256_loadu_ps(qd)),
-                           acc);
+  // float(sum_c k q) of each key, q: the block's 32 bytes. |k| (unsigned) against q with k's sign
+  // (vpmaddubsw: u8 x s8, |k| <= 128 and |q| <= 127 keep its pair sums below 2^15, so every
+  // product is exact, -128 included), vpmaddwd summing the pairs of pairs.
+  struct I8S {
+    __m256i k[8], ak[8];
+  };
+  static I8S i8_signs(const I8T& k) {
+    I8S s;
+    for (int c = 0; c < 8; ++c) s.k[c] = k.c[c], s.ak[c] = _mm256_abs_epi8(k.c[c]);
+    return s;
+  }
+  static V i8_keys_dot(const I8S& k, const int8_t* q) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      int32_t w;
+      std::memcpy(&w, q + 4 * c, 4);
+      const __m256i qs = _mm256_sign_epi8(_mm256_set1_epi32(w), k.k[c]);
+      acc = _mm256_add_epi32(
+          acc, _mm256_madd_epi16(_mm256_maddubs_epi16(k.ak[c], qs), _mm256_set1_epi16(1)));
+    }
+    return _mm256_cvtepi32_ps(acc);
+  }
+  // Stores the first n (<= W) lanes.
+  static void store_n(float* p, V x, int n) {
+    if (n == W) return _mm256_storeu_ps(p, x);
+    alignas(32) float lanes[W];
+    _mm256_store_ps(lanes, x);
+    std::memcpy(p, lanes, static_cast<size_t>(n) * sizeof(float));
   }
   // Rounds fp32 lanes to bf16 precision (nearest even), kept as fp32: the bf16 mode's numerics.
   static V round_bf16(V x) {

@@ -77,52 +77,86 @@ struct Simd {
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static float f16_scalar(uint16_t h) { return _cvtsh_ss(h); }
-  // Integer scores (AttentionOptions::int8_scores): NB (1 or 2) q8_0 blocks of a K row per step,
-  // 64 bytes in one register. The K bytes go in as |k| (unsigned) and their signs move onto q, as
-  // vpmaddubsw needs (u8 x s8: |k| <= 128 and |q| <= 127 keep its pair sums below 2^15, so the
-  // products are exact for every byte, -128 included); vpmaddwd then sums pairs of pairs into 16
-  // int32 lanes, 8 per block, converted and multiplied by the blocks' d_k d_q.
-  static constexpr int kI8Blocks = 2;
-  struct I8K {
-    __m512i ak;     // |k|
-    __mmask64 neg;  // k < 0
-    V scale;        // d_k of each block, 8 lanes per block (0 past NB)
+  // Integer scores (AttentionOptions::int8_scores) with the keys in lanes: one q8_0 block of
+  // 16 keys at a time, transposed so that lane l of c[t] holds bytes 4t .. 4t + 3 of key l's 32
+  // codes (rows l and l + 8 loaded into the two halves of one register, then an 8 x 8 dword
+  // transpose within each half and a merge of 128-bit lanes). A query row's block then takes 8
+  // dot-product steps of 4 broadcast bytes against all 16 keys, and the lanes end as the 16 keys'
+  // exact integer sums: no horizontal reduction, and the conversion and scale product are per 16
+  // keys. blk: key 0's block (f16 d, 32 codes), key l's at blk + l kj; keys from n on repeat key
+  // n - 1 (their lanes are never stored).
+  struct I8T {
+    __m512i c[8];
+    V scale;  // d_k of each key's block
   };
-  template <int NB>
-  static I8K i8_load(const char* blk) {  // blk: a block (f16 d, 32 bytes); the next 34 bytes on
-    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    uint16_t d0, d1 = 0;
-    std::memcpy(&d0, blk, 2);
-    __m512i k = _mm512_zextsi256_si512(lo);
-    if constexpr (NB == 2) {
-      std::memcpy(&d1, blk + 34, 2);
-      k = _mm512_inserti64x4(k, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 36)), 1);
+  static I8T i8_keys(const char* blk, int64_t kj, int n) {
+    I8T k;
+    const __m512i lane =
+        _mm512_min_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(n - 1));
+    const __m512i off = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(kj)));
+    // The scales: the first dword of each key's block (d in its low 16 bits).
+    k.scale = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(off, blk, 1)));
+    __m512i r[8];
+    for (int l = 0; l < 8; ++l) {
+      const int lo = l < n ? l : n - 1, hi = l + 8 < n ? l + 8 : n - 1;
+      r[l] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + lo * kj + 2))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + hi * kj + 2)), 1);
     }
-    const V scale = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
-                                                     _mm_set1_epi16(static_cast<short>(d0))));
-    return {_mm512_abs_epi8(k), _mm512_movepi8_mask(k), scale};
-  }
-  // acc + the lanes of sum(k q) times d_k d_q; q: the NB blocks' 32 NB bytes, qd: d_q of each
-  // block 8 times (8 NB floats).
-  template <int NB>
-  static V i8_dot(const I8K& k, const int8_t* q, const float* qd, V acc) {
-    __m512i qv;
-    V dq;
-    if constexpr (NB == 2) {
-      qv = _mm512_loadu_si512(q);
-      dq = _mm512_loadu_ps(qd);
-    } else {
-      qv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
-      dq = _mm512_zextps256_ps512(_mm256_loadu_ps(qd));
+    // Per 128-bit lane: t = pairs of rows interleaved by dword, u[c] = dword c (lanes 0, 2) and
+    // c + 4 (lanes 1, 3) of 4 rows.
+    __m512i t[8], u[8];
+    for (int g = 0; g < 2; ++g) {
+      const __m512i* rg = r + 4 * g;
+      t[4 * g + 0] = _mm512_unpacklo_epi32(rg[0], rg[1]);
+      t[4 * g + 1] = _mm512_unpackhi_epi32(rg[0], rg[1]);
+      t[4 * g + 2] = _mm512_unpacklo_epi32(rg[2], rg[3]);
+      t[4 * g + 3] = _mm512_unpackhi_epi32(rg[2], rg[3]);
+      u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g + 0], t[4 * g + 2]);
+      u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g + 0], t[4 * g + 2]);
+      u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+      u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
     }
-    const __m512i qs = _mm512_mask_sub_epi8(qv, k.neg, _mm512_setzero_si512(), qv);
-    const __m512i sums = _mm512_madd_epi16(_mm512_maddubs_epi16(k.ak, qs), _mm512_set1_epi16(1));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(k.scale, dq), acc);
+    // Keys 0-3 (u[c], rows 0-3), 4-7 (u[c + 4]), 8-11, 12-15 (their high halves).
+    const __m512i lo_lanes = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+    const __m512i hi_lanes = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+    for (int c = 0; c < 4; ++c) {
+      k.c[c] = _mm512_permutex2var_epi64(u[c], lo_lanes, u[c + 4]);
+      k.c[c + 4] = _mm512_permutex2var_epi64(u[c], hi_lanes, u[c + 4]);
+    }
+    return k;
   }
-  // With AVX512-VNNI (Ice Lake, Zen 4; run_item's caller checks i8_vnni()): k + 128 as unsigned
-  // bytes (one xor, shared by the G query rows) and vpdpbusd against q, started from the bias
-  // -128 sum(q) of the block (8 lanes of -16 sum(q)), which takes the 128 back out exactly: one
-  // instruction per row and step where the sign trick takes four.
+  // float(sum_c k q) of each key, q: the block's 32 bytes. Sign trick: |k| (unsigned) against q
+  // with k's sign (vpmaddubsw: u8 x s8, |k| <= 128 and |q| <= 127 keep its pair sums below 2^15,
+  // so every product is exact, -128 included), vpmaddwd summing the pairs of pairs.
+  struct I8S {
+    __m512i ak[8];
+    __mmask64 neg[8];
+  };
+  static I8S i8_signs(const I8T& k) {
+    I8S s;
+    for (int c = 0; c < 8; ++c)
+      s.ak[c] = _mm512_abs_epi8(k.c[c]), s.neg[c] = _mm512_movepi8_mask(k.c[c]);
+    return s;
+  }
+  static V i8_keys_dot(const I8S& k, const int8_t* q) {
+    __m512i acc = _mm512_setzero_si512();
+    for (int c = 0; c < 8; ++c) {
+      int32_t w;
+      std::memcpy(&w, q + 4 * c, 4);
+      const __m512i qb = _mm512_set1_epi32(w);
+      const __m512i qs = _mm512_mask_sub_epi8(qb, k.neg[c], _mm512_setzero_si512(), qb);
+      acc = _mm512_add_epi32(
+          acc, _mm512_madd_epi16(_mm512_maddubs_epi16(k.ak[c], qs), _mm512_set1_epi16(1)));
+    }
+    return _mm512_cvtepi32_ps(acc);
+  }
+  // With AVX512-VNNI (Ice Lake, Zen 4; the callers check i8_vnni()): k + 128 as unsigned bytes
+  // (one xor per vector, shared by the query rows) and vpdpbusd against q, started from the bias
+  // -128 sum(q) of the block, which takes the 128 back out exactly: one instruction per step
+  // where the sign trick takes four.
   // QKV_I8_VNNI=0 in the environment takes the sign-trick kernel instead (what AVX-512 CPUs
   // without VNNI run), so that both are tested on a machine that has it.
   static bool i8_vnni() {
@@ -132,41 +166,21 @@ struct Simd {
     }();
     return on;
   }
-  struct I8KU {
-    __m512i ku;  // k ^ 0x80 = k + 128
-    V scale;
-  };
-  template <int NB>
-  static I8KU i8_load_u(const char* blk) {
-    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    uint16_t d0, d1 = 0;
-    std::memcpy(&d0, blk, 2);
-    __m512i k = _mm512_zextsi256_si512(lo);
-    if constexpr (NB == 2) {
-      std::memcpy(&d1, blk + 34, 2);
-      k = _mm512_inserti64x4(k, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 36)), 1);
-    }
-    const V scale = _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(d1)),
-                                                     _mm_set1_epi16(static_cast<short>(d0))));
-    // Past NB the lanes stay 0: q and the bias are 0 there, whatever k + 128 is.
-    return {_mm512_xor_si512(k, _mm512_set1_epi8(static_cast<char>(0x80))), scale};
+  static void i8_unsigned(I8T& k) {
+    for (auto& c : k.c) c = _mm512_xor_si512(c, _mm512_set1_epi8(static_cast<char>(0x80)));
   }
-  template <int NB>
-  QKV_I8_VNNI static V i8_dot_vnni(const I8KU& k, const int8_t* q, const int32_t* bias,
-                                   const float* qd, V acc) {
-    __m512i qv, b;
-    V dq;
-    if constexpr (NB == 2) {
-      qv = _mm512_loadu_si512(q);
-      b = _mm512_loadu_si512(bias);
-      dq = _mm512_loadu_ps(qd);
-    } else {
-      qv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
-      b = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)));
-      dq = _mm512_zextps256_ps512(_mm256_loadu_ps(qd));
+  QKV_I8_VNNI static V i8_keys_dot_vnni(const I8T& ku, const int8_t* q, int32_t bias) {
+    __m512i acc = _mm512_set1_epi32(bias);
+    for (int c = 0; c < 8; ++c) {
+      int32_t w;
+      std::memcpy(&w, q + 4 * c, 4);
+      acc = _mm512_dpbusd_epi32(acc, ku.c[c], _mm512_set1_epi32(w));
     }
-    const __m512i sums = _mm512_dpbusd_epi32(b, k.ku, qv);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(k.scale, dq), acc);
+    return _mm512_cvtepi32_ps(acc);
+  }
+  // Stores the first n (<= W) lanes.
+  static void store_n(float* p, V x, int n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), x);
   }
   static V round_bf16(V x) {
     const __m512i u = _mm512_castps_si512(x);

@@ -34,24 +34,24 @@ struct Simd {
   static V load_bf16(const uint16_t* p) { return core::bf16_to_f32(*p); }
   static V load_i8(const int8_t* p) { return static_cast<float>(*p); }
   static float f16_scalar(uint16_t h) { return core::f16_to_f32(h); }
-  // Integer scores (AttentionOptions::int8_scores): one q8_0 block per step, its 32 products
-  // summed exactly in an int and multiplied by d_k d_q, as the vector targets' lanes are.
-  static constexpr int kI8Blocks = 1;
-  struct I8K {
+  // Integer scores (AttentionOptions::int8_scores): one key's q8_0 block per step, its 32
+  // products summed exactly in an int, as the vector targets' lanes are.
+  struct I8T {
     const int8_t* k;
-    float scale;  // d_k
+    V scale;  // d_k
   };
-  template <int NB>
-  static I8K i8_load(const char* blk) {
+  static I8T i8_keys(const char* blk, int64_t, int) {
     uint16_t d;
     std::memcpy(&d, blk, 2);
     return {reinterpret_cast<const int8_t*>(blk + 2), core::f16_to_f32(d)};
   }
-  template <int NB>
-  static V i8_dot(const I8K& k, const int8_t* q, const float* qd, V acc) {
+  using I8S = I8T;
+  static I8S i8_signs(const I8T& k) { return k; }
+  static V i8_keys_dot(const I8S& k, const int8_t* q) {
     int32_t sum = 0;
     for (int c = 0; c < 32; ++c) sum += int32_t{k.k[c]} * int32_t{q[c]};
-    return static_cast<float>(sum) * (k.scale * qd[0]) + acc;
+    return static_cast<float>(sum);
   }
+  static void store_n(float* p, V x, int) { *p = x; }
   static V round_bf16(V x) { return core::bf16_to_f32(core::f32_to_bf16(x)); }
 };
