@@ -567,6 +567,9 @@
       state.hi = D.heads.indexOf(dh.head);
       if (focus < 0 && dh.target && dh.target.position >= 0 && dh.target.position < T) focus = dh.target.position;
       opened = "Opened on layer " + dh.layer + ", head " + dh.head + ": " + dh.why + ".";
+    } else if (dh) {
+      opened = "The head of " + dh.why + ", layer " + dh.layer + " head " + dh.head +
+        ", was not captured (--layers, --heads): opened on " + (open.by ? "what " + open.by + " asked for." : "the last layer's mean.");
     }
     $("opened").textContent = opened;
     const h = new URLSearchParams(location.hash.slice(1));

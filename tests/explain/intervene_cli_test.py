@@ -132,6 +132,16 @@ def check_dla_page(qkv, tmp, failures):
         if f"Largest: layer {bl}, head {bh} (" not in dom or "was not captured" in dom:
             failures.append("the direct logit attribution tab does not name its largest head "
                             + str(re.findall(r"Largest: [^(]*", dom)))
+    # The most decisive head (0:3) left out by --layers: the page says so instead of opening
+    # elsewhere without a word.
+    rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--contrast", "street",
+                     "--ablate", "zero", "--layers", "2,3", "--html", f"{tmp}/nc.html")
+    dom = dump_dom(f"{tmp}/nc.html") if rc == 0 else None
+    if rc != 0:
+        failures.append(f"explain --ablate --layers 2,3 --html: {err}")
+    elif dom is not None and "layer 0 head 3, was not captured" not in dom:
+        failures.append("the page does not say the most decisive head was not captured: "
+                        + str(re.findall(r'id="opened"[^<]*', dom)))
     rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--contrast", "street",
                      "--ablate", "zero", "--html", f"{tmp}/abl.html")
     dom = dump_dom(f"{tmp}/abl.html") if rc == 0 else None
