@@ -527,6 +527,10 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   if (o.messages_file.empty() && o.text.empty()) throw Error("pass the text to explain");
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+  if (o.n > 0 && !model.is_decoder()) {
+    throw Error("-n " + std::to_string(o.n) + ": " + model.describe() +
+                " is an encoder; it generates no tokens (its maps are of the text alone)");
+  }
   // --chat / --messages: the template writes BOS and the turn markers itself. With --chat the
   // texts of --compare and --patch are user turns in the same template (and system message), so
   // that both prompts differ only where the texts do.

@@ -205,6 +205,12 @@ def main():
     want["headviewLines"] = sum(1 for j in range(top, min(n, top + 40))
                                 if last[focus * n + j] >= 0.01)
 
+    # An encoder generates nothing: -n is refused rather than ignored.
+    bert = shared / "fixtures/hf/bert-tiny"
+    if bert.exists():
+        rc, out, err = run(qkv, "explain", "-m", str(bert), "a cat", "-n", "3")
+        if rc == 0 or "is an encoder; it generates no tokens" not in err or out:
+            failures.append(f"-n on an encoder: rc {rc}, {err}")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     check_invisible(qkv, shared, chromium, tmp, failures)
     if not chromium:
