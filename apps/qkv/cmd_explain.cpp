@@ -527,6 +527,11 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   if (o.messages_file.empty() && o.text.empty()) throw Error("pass the text to explain");
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
+  // The outputs are checked now, so that a mistyped path fails before the capture and the
+  // methods (minutes of reruns or gradient passes on a large model), not after.
+  for (const std::string& path : {o.html, o.png, o.svg, o.npy, o.safetensors}) {
+    if (!path.empty()) check_output_path(path);
+  }
   if (o.n > 0 && !model.is_decoder()) {
     throw Error("-n " + std::to_string(o.n) + ": " + model.describe() +
                 " is an encoder; it generates no tokens (its maps are of the text alone)");

@@ -16,4 +16,8 @@ std::string read_input_file(const std::string& path);
 // (/dev/null, a terminal) or a FIFO with a reader; a directory, socket or read-only file is refused.
 void write_output_file(const std::string& path, std::string_view bytes);
 
+// Throws Error naming `path` when write_output_file could not write it (a directory, a read-only
+// file, a path in a missing directory): lets a long run fail before it starts, not after.
+void check_output_path(const std::string& path);
+
 }  // namespace qkv

@@ -244,4 +244,8 @@ void write_output_file(const std::string& path, std::string_view bytes) {
   core::write_output_file(path, bytes);
 }
 
+void check_output_path(const std::string& path) {
+  core::check_output_path(path);
+}
+
 }  // namespace qkv

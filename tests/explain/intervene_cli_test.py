@@ -290,6 +290,12 @@ def main():
     rc, out, err = run(qkv, "explain", WINOGRAD, "--compare", "The cat sat.", "--token", "animal")
     if rc == 0 or "in the --compare text" not in err or out:
         failures.append(f"--token absent from --compare: rc {rc}, out {out[:80]!r}, {err}")
+    # An output that cannot be written fails before the capture and the methods run.
+    for flag in ("--html", "--npy", "--png", "--svg", "--safetensors"):
+        rc, out, err = run(qkv, "explain", WINOGRAD, "--ablate", "zero", flag,
+                           "/nonexistent-dir/out")
+        if rc == 0 or "does not exist" not in err or "target" in err or out:
+            failures.append(f"unwritable {flag}: rc {rc}, out {out[:80]!r}, {err}")
     # --token is checked before anything runs or is written, whatever the output: a position out
     # of range (negative too: not "the last row") or a word not in the text.
     for token, want in (("#14", "position 14 is out of range"), ("#-1", "position -1"),
