@@ -229,10 +229,24 @@ int64_t find_token(const Explanation& e, const std::string& t) {
               "\" is not one of the tokens or words; pass its text or #POSITION");
 }
 
+// --html-sections: sections computed elsewhere, a JSON object whose keys are report sections
+// (docs/EXPLAIN.md), as (key, JSON text) pairs. Read before the run, so that a missing or
+// malformed file fails before the capture and the methods.
+std::vector<std::pair<std::string, std::string>> html_sections(const ExplainCliOptions& o) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (o.html_sections.empty()) return out;
+  if (o.html.empty()) throw Error("--html-sections adds tabs to the --html report; pass --html");
+  const nlohmann::json j = nlohmann::json::parse(read_input_file(o.html_sections), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    throw Error("--html-sections: " + o.html_sections + " is not a JSON object of report sections");
+  }
+  for (const auto& [key, value] : j.items()) out.emplace_back(key, value.dump());
+  return out;
+}
+
 // What the HTML report opens on: the map of --map (L:H or L:mean; rollout and the default open
 // on the last layer's mean, as the terminal heatmap draws them) and the row of --token, so that
-// the report and the terminal tell the same story. --html-sections adds sections computed
-// elsewhere: a JSON object whose keys are report sections (docs/EXPLAIN.md).
+// the report and the terminal tell the same story.
 ReportOptions report_view(const ExplainCliOptions& o, int64_t token_row) {
   ReportOptions r;
   const size_t colon = o.map.find(':');
@@ -245,15 +259,6 @@ ReportOptions report_view(const ExplainCliOptions& o, int64_t token_row) {
   if (token_row >= 0) {
     r.focus = token_row;
     r.opened_by += std::string(r.opened_by.empty() ? "" : " ") + "--token " + o.token;
-  }
-  if (!o.html_sections.empty()) {
-    const nlohmann::json j =
-        nlohmann::json::parse(read_input_file(o.html_sections), nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      throw Error("--html-sections: " + o.html_sections +
-                  " is not a JSON object of report sections");
-    }
-    for (const auto& [key, value] : j.items()) r.sections.emplace_back(key, value.dump());
   }
   return r;
 }
@@ -532,6 +537,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   for (const std::string& path : {o.html, o.png, o.svg, o.npy, o.safetensors}) {
     if (!path.empty()) check_output_path(path);
   }
+  const std::vector<std::pair<std::string, std::string>> extra_sections = html_sections(o);
   if (o.n > 0 && !model.is_decoder()) {
     throw Error("-n " + std::to_string(o.n) + ": " + model.describe() +
                 " is an encoder; it generates no tokens (its maps are of the text alone)");
@@ -638,6 +644,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   const std::vector<float> map = chosen_map(e, o.map, title);
   if (!o.html.empty()) {
     ReportOptions r = report_view(o, token_row);
+    r.sections = extra_sections;
     if (b) r.compare = &*b;
     for (auto& section : attribution_sections(attr)) r.sections.push_back(std::move(section));
     r.sections.insert(r.sections.end(), methods.sections.begin(), methods.sections.end());

@@ -296,6 +296,19 @@ def main():
                            "/nonexistent-dir/out")
         if rc == 0 or "does not exist" not in err or "target" in err or out:
             failures.append(f"unwritable {flag}: rc {rc}, out {out[:80]!r}, {err}")
+    # --html-sections is read before the run, and needs --html (else it would be ignored).
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = f"{tmp}/bad.json"
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("[1, 2")
+        for args, want in ((["--html", f"{tmp}/r.html", "--html-sections", bad],
+                            "is not a JSON object"),
+                           (["--html", f"{tmp}/r.html", "--html-sections", f"{tmp}/none.json"],
+                            "none.json"),
+                           (["--html-sections", bad], "pass --html")):
+            rc, out, err = run(qkv, "explain", WINOGRAD, "--ablate", "zero", *args)
+            if rc == 0 or want not in err or "target" in err or out:
+                failures.append(f"{args}: rc {rc}, out {out[:80]!r}, {err}")
     # --token is checked before anything runs or is written, whatever the output: a position out
     # of range (negative too: not "the last row") or a word not in the text.
     for token, want in (("#14", "position 14 is out of range"), ("#-1", "position -1"),
