@@ -313,6 +313,11 @@ std::optional<ExplainTarget> explain_target(const Model& model, const Explanatio
   ExplainTarget t = resolve_target(model, prompt, o.target, o.contrast);
   std::fprintf(stderr, "%s, at position %lld\n", t.note.c_str(),
                static_cast<long long>(t.position));
+  if (!scored && o.attribute.empty() && !o.attention_gradient) {
+    std::fprintf(stderr,
+                 "note: no method scores the target; --target and --contrast are for --ablate, "
+                 "--patch, --logit-lens, --attribute and --attention-gradient\n");
+  }
   return t;
 }
 

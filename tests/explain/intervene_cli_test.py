@@ -309,6 +309,13 @@ def main():
             rc, out, err = run(qkv, "explain", WINOGRAD, "--ablate", "zero", *args)
             if rc == 0 or want not in err or "target" in err or out:
                 failures.append(f"{args}: rc {rc}, out {out[:80]!r}, {err}")
+    # A target that no method scores is named as such rather than silently unused.
+    rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--contrast", "street")
+    if rc != 0 or "no method scores the target" not in err:
+        failures.append(f"--target without a method: rc {rc}, {err}")
+    rc, _, err = run(qkv, "explain", WINOGRAD, "--target", "animal", "--logit-lens")
+    if rc != 0 or "no method scores the target" in err:
+        failures.append(f"--target with --logit-lens: rc {rc}, {err}")
     # --token is checked before anything runs or is written, whatever the output: a position out
     # of range (negative too: not "the last row") or a word not in the text.
     for token, want in (("#14", "position 14 is out of range"), ("#-1", "position -1"),
