@@ -33,6 +33,8 @@ std::vector<Value> py_split(const std::string& s, const Value* sep, int64_t maxs
 std::vector<Value> py_rsplit(const std::string& s, const Value* sep, int64_t maxsplit);
 std::string py_replace(const std::string& s, const std::string& old, const std::string& repl,
                        int64_t count, Interp& in);
+// str.format(*args, **kwargs) (chat/format.cpp).
+std::string py_format(Interp& in, const std::string& s, const CallArgs& a);
 bool prefix_match(const std::string& s, const Value& prefix, bool suffix);  // str or tuple
 Value pairs(const Dict& d);                                                 // [(key, value), ...]
 

@@ -292,6 +292,11 @@ Value Interp::method(const Value& obj, const std::string& name) {
             static_cast<int64_t>(code_point_count(std::string_view(s).substr(0, p))));
       });
     }
+    if (name == "format") {
+      return bind([](Interp& in, const std::string& s, CallArgs& a) {
+        return Value::string(py_format(in, s, a));
+      });
+    }
     if (name == "join") {
       return bind([](Interp& in, const std::string& s, CallArgs& a) {
         if (a.pos.empty()) fail("join needs an argument");

@@ -206,6 +206,35 @@ TEST(ChatTemplate, StringMethods) {
             "answer|v|None|fb|['k', 'items']|['v', 'key wins']");
 }
 
+// str.format as Python runs it (Hunyuan's template builds its EOS token with it).
+TEST(ChatTemplate, StrFormat) {
+  EXPECT_EQ(render("{{ '<｜hy_eos{}｜>'.format(7) }}|{{ '{} and {}'.format('a', 1) }}|{{ "
+                   "'{1}{0}{1}'.format('x', 'y') }}|{{ '{name}-{n}'.format(name='é', n=2.5) }}|{{ "
+                   "'{{}} {{x}} {}'.format(none) }}|{{ '{!r} {!s}'.format('q', 'q') }}|{{ "
+                   "'{}'.format([1, 'a']) }}"),
+            "<｜hy_eos7｜>|a and 1|yxy|é-2.5|{} {x} None|'q' q|[1, 'a']");
+  EXPECT_EQ(render("{{ '{:>6}|{:<6}|{:^7}|{:*^7}|{:06}|{:+d}|{: "
+                   "d}|{:x}|{:X}|{:o}|{:b}|{:08.3f}|{:.2e}|{:.3}|{:.3}|{:g}|{:%}|{:.1%}|{:10.4s}|'."
+                   "format('ab', 'ab', 'ab', 'ab', -42, 5, 5, 255, 255, 8, 5, -3.14159, 12345.678, "
+                   "1.0, 1234.5, 0.0001, 0.25, 0.123, 'abcdefgh') }}"),
+            "    ab|ab    |  ab   |**ab***|-00042|+5| "
+            "5|ff|FF|10|101|-003.142|1.23e+04|1.0|1.23e+03|0.0001|25.000000%|12.3%|abcd      |");
+  EXPECT_EQ(render("{{ '{:05}|{:>5}|{:d}|{:.1f}|{:5}|{:05}|{:=+8.2f}|{:e}|{:F}|{:G}'.format('ab', "
+                   "true, true, 2, 3.5, -7, 3.14159, 1e100, 1.5, 1e-10) }}|{{ "
+                   "'{:,}|{:_}|{:,.2f}|{:,}'.format(1234567, -1000, 1234567.891, 12) }}"),
+            "ab000|    1|1|2.0|  3.5|-0007|+   3.14|1.000000e+100|1.500000|1E-10|1,234,567|-1_000|"
+            "1,234,567.89|12");
+  for (const auto& [source, message] : std::vector<std::pair<std::string, std::string>>{
+           {"{{ '}'.format(1) }}", "Single '}' encountered in format string"},
+           {"{{ '{0} {}'.format(1, 2) }}",
+            "cannot switch from manual field specification to automatic field numbering"},
+           {"{{ '{:d}'.format('s') }}", "Unknown format code 'd' for object of type 'str'"},
+           {"{{ '{:5}'.format(none) }}", "unsupported format string passed to NoneType.__format__"},
+       }) {
+    EXPECT_EQ(render_error(source).message(), message) << source;
+  }
+}
+
 TEST(ChatTemplate, Tests) {
   EXPECT_EQ(render("{{ x is defined }}|{{ undefined_var is defined }}|{{ undefined_var is "
                    "undefined }}|{{ none is none }}|{{ 1 is number }}|{{ 1.0 is float }}|{{ true "
