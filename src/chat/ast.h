@@ -52,6 +52,9 @@ struct Expr {
   std::vector<Arg> args;         // Call, Filter, Test
 };
 
+// The name a filter block's filters read its rendered body from (not a valid identifier).
+inline constexpr const char* kFilterBlockBody = "(filter block)";
+
 struct Stmt;
 using Body = std::vector<std::unique_ptr<Stmt>>;
 
@@ -66,7 +69,8 @@ struct Stmt {
     Macro,     // macro name(params = defaults) body
     Break,
     Continue,
-    Generation,  // Hugging Face's {% generation %}: renders its body
+    Generation,   // Hugging Face's {% generation %}: renders its body
+    FilterBlock,  // filter f(args) | g %}body{% endfilter: expr applies the filters to the body
   };
   Kind kind;
   int line = 0;

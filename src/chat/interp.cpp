@@ -169,6 +169,17 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
       return Flow::Continue;
     case Stmt::Kind::Generation:
       return exec(s.body, scope, out);
+    case Stmt::Kind::FilterBlock: {
+      // The body renders in a scope of its own (a set inside does not leak, as in Jinja).
+      auto inner = std::make_shared<Scope>();
+      inner->parent = scope;
+      std::string text;
+      exec(s.body, inner, text);
+      inner->set(kFilterBlockBody, Value::string(std::move(text)));
+      out += to_str(eval(*s.expr, inner));
+      check_size(out.size());
+      break;
+    }
   }
   return Flow::Normal;
 }

@@ -165,6 +165,7 @@ class Parser {
       expect_block_end(n.c_str());
       return s;
     }
+    if (n == "filter") return parse_filter_block(name);
     if (n == "generation") {
       auto s = make_stmt(Stmt::Kind::Generation, name);
       expect_block_end("generation");
@@ -265,6 +266,23 @@ class Parser {
     s->kind = Stmt::Kind::SetBlock;
     s->body = statements({"endset"});
     end_tag("endset");
+    return s;
+  }
+
+  // {% filter f(args) | g %}body{% endfilter %}: the filters apply to a name bound to the body's
+  // text when it is rendered (kFilterBlockBody, which no template can spell).
+  std::unique_ptr<Stmt> parse_filter_block(const Token& at) {
+    auto s = make_stmt(Stmt::Kind::FilterBlock, at);
+    auto body = make(Expr::Kind::Name, at);
+    body->name = kFilterBlockBody;
+    auto f = make(Expr::Kind::Filter, cur());
+    f->name = expect_name("a filter name");
+    f->a = std::move(body);
+    if (is_op("(")) f->args = call_args();
+    s->expr = filter_expr(std::move(f));
+    expect_block_end("filter");
+    s->body = statements({"endfilter"});
+    end_tag("endfilter");
     return s;
   }
 

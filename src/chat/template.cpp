@@ -84,6 +84,10 @@ void check_names(const Body& body, bool soft) {
       case Stmt::Kind::SetBlock:
         check_names(s->body, false);
         break;
+      case Stmt::Kind::FilterBlock:
+        check_names(*s->expr, false);
+        check_names(s->body, false);
+        break;
       default:
         if (s->expr) check_names(*s->expr, soft);
         check_names(s->body, soft);  // {% generation %}

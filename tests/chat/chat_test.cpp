@@ -321,6 +321,25 @@ TEST(ChatTemplate, RecursiveLoops) {
             std::string::npos);
 }
 
+// {% filter %} blocks: the body's text through a filter chain (firefunction-v2's template trims
+// its system prompt so), in a scope of its own.
+TEST(ChatTemplate, FilterBlocks) {
+  EXPECT_EQ(render("{% filter upper %}abc {{ 'x' }}{% endfilter %}|{%- filter trim -%}\n  padded "
+                   "{{ 1 + 1 }}\n{%- endfilter -%}|{% filter replace('a', 'b') | upper %}banana{% "
+                   "endfilter %}|{% filter indent(2, true) %}l1\nl2{% endfilter %}"),
+            "ABC X|padded 2|BBNBNB|  l1\n  l2");
+  EXPECT_EQ(
+      render("{% set y = 1 %}{% filter trim %}{% set y = 2 %} {{ y }} {% endfilter %}{{ y "
+             "}}|{% for i in [1, 2] %}{% filter string %}{{ i }}{% endfilter %}{% endfor "
+             "%}|{% filter upper %}{% filter lower %}MiXeD{% endfilter %} Out{% endfilter %}"),
+      "21|12|MIXED OUT");
+  // An unknown filter is refused when parsed, even under an if (the block is a frame of its own).
+  EXPECT_NE(render_error("{% if false %}{% filter frob %}x{% endfilter %}{% endif %}")
+                .message()
+                .find("unsupported filter 'frob'"),
+            std::string::npos);
+}
+
 TEST(ChatTemplate, SetAndMacros) {
   EXPECT_EQ(render("{% set a, b = 1, 2 %}{{ a }}{{ b }}|{% set t %}block {{ 1 + 1 }}{% endset %}{{ "
                    "t }}|{% set messages = messages[1:] %}{{ messages|length }}"),
