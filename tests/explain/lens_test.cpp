@@ -292,10 +292,15 @@ INSTANTIATE_TEST_SUITE_P(Families, PatchingFamilies,
 
 // ||alpha_ij f(v_j)|| from a capture's exact map row and the double-precision linear oracle on
 // the head's columns of the output projection.
-TEST(NormAttention, EqualsAlphaTimesTheProjectedValueNorm) {
-  QKV_REQUIRE_BUILTIN();
-  const Model m = Model::load(test::kBuiltInModel);
-  const std::vector<int32_t> prompt = m.tokenizer().encode(test::kWinograd);
+// On every family: GQA (a head reads its group's value rows), QK-norm, a sliding window shorter
+// than the prompt, quantized output projections.
+class NormAttentionFamilies : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NormAttentionFamilies, EqualsAlphaTimesTheProjectedValueNorm) {
+  std::optional<Loaded> loaded = load(GetParam());
+  if (!loaded) GTEST_SKIP() << GetParam() << " is not available";
+  const Model& m = loaded->model;
+  const std::vector<int32_t>& prompt = loaded->prompt;
   const int64_t n = static_cast<int64_t>(prompt.size());
   const ModelConfig& c = m.config();
   const NormAttention a = norm_attention(m, prompt, -1, {.n_threads = 1});
@@ -333,6 +338,8 @@ TEST(NormAttention, EqualsAlphaTimesTheProjectedValueNorm) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Families, NormAttentionFamilies, kFamilies, param_name);
 
 }  // namespace
 }  // namespace qkv
