@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "qkv/model_file.h"
 #include "qkv/tokenizer.h"
@@ -71,6 +72,14 @@ class Model {
 
   bool has_tokenizer() const;
   const Tokenizer& tokenizer() const;  // throws qkv::Error when the model has none
+
+  // The token ids that end a generated reply, sorted (empty without a tokenizer): EOS, the
+  // file's end-of-turn and end-of-message ids (tokenizer.ggml.eot_token_id / eom_token_id), and
+  // the end-of-turn tokens of the chat formats found in the vocabulary (<|im_end|>, <|eot_id|>,
+  // <end_of_turn>, <|end|>, ...), as llama.cpp's end-of-generation set; BOS too for a llama2.c
+  // model, whose stories end when BOS is sampled. Chat models end a turn with such a token,
+  // which is often not their EOS.
+  std::vector<int32_t> end_of_generation_ids() const;
 
   // One line: architecture, sizes, dtypes, source.
   std::string describe() const;

@@ -1,5 +1,6 @@
 // Loading: open the file, check the architecture's tensor list against it, bind each weight to
 // its role (zero-copy where the stored layout allows), find the tokenizer.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -628,6 +629,32 @@ const Tokenizer& Model::tokenizer() const {
     core::throw_error(impl_->file.path, ": no tokenizer found; give a tokenizer file");
   }
   return *impl_->tokenizer;
+}
+
+// Gathered as llama.cpp gathers its end-of-generation set. A chat model's EOS is often not the
+// token that ends its turns (Qwen2's <|endoftext|> and <|im_end|>, Llama 3's <|end_of_text|> and
+// <|eot_id|>, Gemma's <eos> and <end_of_turn>); the turn's end is a control token, left out of the
+// text, so no stop string can catch it either.
+std::vector<int32_t> Model::end_of_generation_ids() const {
+  std::vector<int32_t> ids;
+  if (!has_tokenizer()) return ids;
+  const Tokenizer& tok = tokenizer();
+  auto add = [&](int64_t id) {
+    if (id >= 0 && id < tok.n_vocab()) ids.push_back(static_cast<int32_t>(id));
+  };
+  add(tok.spec().eos);
+  if (impl_->file.format == FileFormat::llama2c) add(tok.spec().bos);
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    if (const MetaValue* v = impl_->file.metadata.find(key)) add(v->as_int(key));
+  }
+  for (const char* name :
+       {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<turn|>",
+        "<|endoftext|>", "<|end_of_text|>", "<EOT>", "<｜end▁of▁sentence｜>"}) {
+    add(tok.find(name));
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
 std::string_view matmul_backend_name() {

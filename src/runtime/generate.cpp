@@ -1,6 +1,7 @@
 // Session::generate: prefill the prompt in one batch, then decode one token at a time, sampling
 // each next token, until EOS, a stop string, max_new_tokens, the end of the context or the
 // callback says stop. Text is streamed as complete UTF-8 characters.
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -76,11 +77,9 @@ GenerateResult Session::generate(std::span<const int32_t> prompt_ids,
         "the model has no tokenizer, so it cannot produce text or match stop strings; "
         "give a tokenizer file");
   }
-  const int32_t eos = tok ? tok->spec().eos : -1;
-  // llama2.c's run.c ends a story when BOS is sampled: its models were trained with BOS
-  // separating stories and no EOS.
-  const int32_t bos_ends =
-      tok && s.model.file().format == FileFormat::llama2c ? tok->spec().bos : -1;
+  // EOS and the tokens that end a chat turn (<|im_end|>, <|eot_id|>, <end_of_turn>, ...; BOS for
+  // llama2.c, whose stories end when BOS is sampled): Model::end_of_generation_ids.
+  const std::vector<int32_t> end_ids = s.model.end_of_generation_ids();
 
   GenerateResult r;
   r.prompt_ids.assign(prompt_ids.begin(), prompt_ids.end());
@@ -106,7 +105,7 @@ GenerateResult Session::generate(std::span<const int32_t> prompt_ids,
   r.stop = GenerateResult::Stop::length;
   while (static_cast<int64_t>(r.ids.size()) < options.max_new_tokens) {
     const int32_t next = sampler.sample(logits, history);
-    if (options.stop_at_eos && (next == eos || next == bos_ends)) {
+    if (options.stop_at_eos && std::binary_search(end_ids.begin(), end_ids.end(), next)) {
       r.stop = GenerateResult::Stop::eos;
       break;
     }

@@ -34,33 +34,6 @@ void log_softmax(std::span<const float> logits, std::vector<float>& out) {
   for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_z;
 }
 
-// The tokens that end a reply, gathered as llama.cpp gathers its end-of-generation set: EOS, the
-// GGUF's end-of-turn and end-of-message ids, and tokens named as chat templates end a turn. A
-// chat model's EOS is often not the token that ends its turns (Qwen2's <|endoftext|> and
-// <|im_end|>, Llama 3's <|end_of_text|> and <|eot_id|>, Gemma's <eos> and <end_of_turn>); the
-// turn's end is a control token, left out of the text, so no stop string can catch it either.
-// Sorted.
-std::vector<int32_t> end_of_reply_ids(const Model& model) {
-  const Tokenizer& tok = model.tokenizer();
-  std::vector<int32_t> ids;
-  auto add = [&](int64_t id) {
-    if (id >= 0 && id < tok.n_vocab()) ids.push_back(static_cast<int32_t>(id));
-  };
-  add(tok.spec().eos);
-  if (model.file().format == FileFormat::llama2c) add(tok.spec().bos);  // llama2.c ends at BOS
-  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
-    if (const MetaValue* v = model.file().metadata.find(key)) add(v->as_int(key));
-  }
-  for (const char* name :
-       {"<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<turn|>",
-        "<|endoftext|>", "<|end_of_text|>", "<EOT>", "<｜end▁of▁sentence｜>"}) {
-    add(tok.find(name));
-  }
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  return ids;
-}
-
 }  // namespace
 
 std::vector<TokenEvent> Job::take(int timeout_ms, bool& is_done) {
@@ -162,7 +135,7 @@ Scheduler::Scheduler(Model model, SchedulerOptions options)
   } else {
     n_ctx_ = model_.config().n_ctx;
   }
-  if (model_.is_decoder() && model_.has_tokenizer()) end_ids_ = end_of_reply_ids(model_);
+  if (model_.is_decoder() && model_.has_tokenizer()) end_ids_ = model_.end_of_generation_ids();
   stats_.n_slots = static_cast<int>(slots_.size());
   stats_.ttft_counts.assign(std::size(kTtftBounds) + 1, 0);
   thread_ = std::thread([this] { loop(); });

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common/shared_data.h"
+#include "qkv/model.h"
 #include "qkv/model_file.h"
 #include "qkv/tokenizer.h"
 
@@ -271,6 +273,44 @@ TEST(MakeModelVocab, CopiesTheTokenizerOfAVocabGguf) {
             0);
   EXPECT_NE(log.find("999"), std::string::npos) << log;
   EXPECT_NE(log.find("50257"), std::string::npos) << log;
+}
+
+TEST(MakeModelVocab, RepliesEndAtTheTokensThatEndATurn) {
+  // Model::end_of_generation_ids (what generate, chat and serve stop at) on random models with
+  // llama.cpp's real vocabularies: EOS and the chat format's end-of-turn token, which is not EOS
+  // (Qwen2: <|endoftext|> and <|im_end|>; Llama 3: <|end_of_text|> or <|eot_id|> and the other),
+  // and never an ordinary token.
+  struct Case {
+    const char* vocab;
+    const char* arch;
+    std::vector<std::string> ends;
+  };
+  const Case cases[] = {{"ggml-vocab-qwen2.gguf", "qwen2", {"<|endoftext|>", "<|im_end|>"}},
+                        {"ggml-vocab-llama-bpe.gguf", "llama", {"<|end_of_text|>", "<|eot_id|>"}}};
+  for (const Case& c : cases) {
+    QKV_REQUIRE_SHARED(vocab, std::string("vocab-gguf/") + c.vocab);
+    const std::string path = temp_path(std::string(c.arch) + "-ends.gguf");
+    std::string log;
+    ASSERT_EQ(make_model(std::string("--arch ") + c.arch + " --n-ctx 64 --n-embd 32 --n-layer 1 " +
+                             "--n-head 2 --n-ff 64 --vocab " + vocab.string() + " -o " + path,
+                         &log),
+              0)
+        << log;
+    const qkv::Model m = qkv::Model::load(path);
+    const qkv::Tokenizer& tok = m.tokenizer();
+    const std::vector<int32_t> ids = m.end_of_generation_ids();
+    auto has = [&](int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); };
+    EXPECT_TRUE(has(tok.spec().eos)) << c.vocab;
+    for (const std::string& end : c.ends) {
+      const int32_t id = tok.find(end);
+      ASSERT_GE(id, 0) << end;
+      EXPECT_TRUE(has(id)) << c.vocab << " " << end;
+    }
+    for (const char* text : {"Hello", " the", "."}) {
+      for (int32_t id : tok.encode(text, {.add_special = false})) EXPECT_FALSE(has(id)) << text;
+    }
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  }
 }
 
 TEST(MakeModelErrors, NameTheOptionAndTheValue) {
