@@ -52,6 +52,11 @@ struct TokenizerSpec {
   bool lowercase = true;         // wordpiece (BERT uncased)
   bool strip_accents = true;     // wordpiece
   int max_input_chars_per_word = 100;  // wordpiece: longer words become [UNK]
+  // Special tokens that, found in the text, also take the ASCII whitespace after them (rstrip)
+  // or before them (lstrip) with them, as Hugging Face's added tokens with rstrip / lstrip do
+  // (Phi-3's <|end|> eats the "\n" the chat template writes after it); ids.
+  std::vector<int32_t> rstrip_ids;
+  std::vector<int32_t> lstrip_ids;
 };
 
 }  // namespace qkv

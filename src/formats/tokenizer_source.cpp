@@ -1,4 +1,6 @@
 // TokenizerSpec from GGUF metadata, HF tokenizer.json / vocab files and llama2.c tokenizer.bin.
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -81,6 +83,51 @@ bool default_add_bos(const TokenizerSpec& s) {
   return false;
 }
 
+// Special tokens that take the whitespace around them with them. A GGUF has no key for Hugging
+// Face's rstrip / lstrip flags, so llama.cpp sets them by model name; the same rules here:
+// Phi-3's control and added tokens rstrip (its tokenizer.json says so for all but <unk>, <s> and
+// <|endoftext|>), and the Jina v2 / Nomic MoE / ModernBERT mask tokens lstrip.
+void strip_by_model_name(const Metadata& md, TokenizerSpec& s) {
+  auto text = [&](const char* key) {
+    const MetaValue* v = md.find(key);
+    std::string t = v && v->type() == MetaValue::Type::string ? v->as_string() : std::string();
+    for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return t;
+  };
+  auto contains_any = [](const std::string& t, std::initializer_list<const char*> parts) {
+    for (const char* p : parts) {
+      if (t.find(p) != std::string::npos) return true;
+    }
+    return false;
+  };
+  const std::string name = text("general.name");
+  const std::string pre = text("tokenizer.ggml.pre");
+  const std::string arch = text("general.architecture");
+  auto add = [&](std::vector<int32_t>& ids, const char* token) {
+    if (const int32_t id = find_token(s.tokens, token); id >= 0) ids.push_back(id);
+  };
+  if (contains_any(pre, {"jina-v2-de", "jina-v2-es", "jina-v2-code"}) ||
+      contains_any(arch, {"nomic-bert-moe", "jina-bert-v3"})) {
+    add(s.lstrip_ids, "<mask>");
+  } else if (contains_any(name, {"phi-3", "phi3"})) {
+    const int32_t keep[] = {find_token(s.tokens, "<unk>"), find_token(s.tokens, "<s>"),
+                            find_token(s.tokens, "<|endoftext|>")};
+    const int32_t eos_piece = find_token(s.tokens, "</s>");
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      const auto id = static_cast<int32_t>(i);
+      const TokenKind k = s.kinds.empty() ? TokenKind::normal : s.kinds[i];
+      const bool special =
+          k == TokenKind::control || k == TokenKind::user_defined || k == TokenKind::unknown;
+      if ((special || id == eos_piece) &&
+          std::find(std::begin(keep), std::end(keep), id) == std::end(keep)) {
+        s.rstrip_ids.push_back(id);
+      }
+    }
+  } else if (contains_any(name, {"modern-bert"})) {
+    add(s.lstrip_ids, "[MASK]");
+  }
+}
+
 }  // namespace
 
 TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
@@ -145,6 +192,7 @@ TokenizerSpec tokenizer_spec_from_gguf(const ModelFile& m) {
   s.add_eos = flag("tokenizer.ggml.add_eos_token", false);
   s.add_space_prefix = flag("tokenizer.ggml.add_space_prefix", s.model == Model::spm_bpe);
   if (s.model == Model::utf8_bpe) s.add_bos = true;  // llama.cpp overrides a false key for Gemma 4
+  strip_by_model_name(md, s);
   if (s.model == Model::spm_bpe) {
     // llama.cpp's SentencePiece defaults where the file names no id: <unk> 0, <s> 1, </s> 2.
     if (s.unk < 0 && n > 0) s.unk = 0;
@@ -318,6 +366,8 @@ void read_json_vocab(const json& j, const json& model, const std::string& f, Tok
       }
       add_entry(a["content"].get<std::string>(), a["id"], "added_tokens");
       added.emplace_back(a["id"].get<int64_t>(), a.value("special", false));
+      if (a.value("rstrip", false)) s.rstrip_ids.push_back(a["id"].get<int32_t>());
+      if (a.value("lstrip", false)) s.lstrip_ids.push_back(a["id"].get<int32_t>());
     }
   }
   int64_t n = 0;

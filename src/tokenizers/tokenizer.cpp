@@ -1,5 +1,6 @@
 // qkv::Tokenizer: validation of the spec, special-token splitting, BOS/EOS/CLS/SEP, decoding.
 #include <algorithm>
+#include <tuple>
 
 #include "core/error.h"
 #include "tokenizers/tokenizer_impl.h"
@@ -29,6 +30,11 @@ bool byte_token_value(const std::string& t, uint8_t* byte) {
   if (hi < 0 || lo < 0) return false;
   *byte = static_cast<uint8_t>(hi * 16 + lo);
   return true;
+}
+
+// The whitespace a stripping special token takes: C's isspace in the "C" locale, as llama.cpp.
+bool is_ascii_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
 }  // namespace
@@ -64,6 +70,17 @@ Tokenizer::Tokenizer(TokenizerSpec spec) : impl_(std::make_unique<Impl>()) {
         k == TokenKind::control || k == TokenKind::user_defined || k == TokenKind::unknown;
     if (special && !s.tokens[i].empty()) {
       m.specials.push_back(static_cast<int32_t>(i));
+    }
+  }
+  for (const auto& [ids, flag, what] : {std::tuple{&s.lstrip_ids, Impl::kStripLeft, "lstrip"},
+                                        std::tuple{&s.rstrip_ids, Impl::kStripRight, "rstrip"}}) {
+    for (int32_t id : *ids) {
+      if (id < 0 || static_cast<size_t>(id) >= n) {
+        core::throw_invalid("tokenizer spec: ", what, " ids: expected ids in 0..", n - 1,
+                            ", found ", id);
+      }
+      m.strip.resize(n, 0);
+      m.strip[static_cast<size_t>(id)] |= flag;
     }
   }
   std::stable_sort(m.specials.begin(), m.specials.end(),
@@ -130,10 +147,18 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opt)
       encode_plain(text.substr(pos));
       break;
     }
-    encode_plain(text.substr(pos, best - pos));
+    const uint8_t strip = m.strip.empty() ? 0 : m.strip[static_cast<size_t>(best_id)];
+    std::string_view left = text.substr(pos, best - pos);
+    if (strip & Impl::kStripLeft) {
+      while (!left.empty() && is_ascii_space(left.back())) left.remove_suffix(1);
+    }
+    encode_plain(left);
     out.push_back(best_id);
     prev_special = true;
     pos = best + s.tokens[best_id].size();
+    if (strip & Impl::kStripRight) {
+      while (pos < text.size() && is_ascii_space(text[pos])) ++pos;
+    }
   }
   if (opt.add_special) {
     if (s.model != Model::wordpiece && s.add_eos && s.eos >= 0) out.push_back(s.eos);

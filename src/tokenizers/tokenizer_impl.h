@@ -29,6 +29,8 @@ struct Tokenizer::Impl {
   tokenizers::IdMap ids;
   // Control, unknown and user-defined tokens, longest first, for splitting them out of the text.
   std::vector<int32_t> specials;
+  std::vector<uint8_t> strip;  // per id: kStripLeft | kStripRight (empty when no token strips)
+  static constexpr uint8_t kStripLeft = 1, kStripRight = 2;
 
   // byte_bpe and utf8_bpe
   tokenizers::IdMap merge_rank;               // "left right" -> rank

@@ -103,6 +103,35 @@ TEST(TokenizerJson, SentencePieceBpeWithByteFallback) {
   EXPECT_EQ(tok.decode(tok.encode("ab a \xc3\xa9")), "ab a \xc3\xa9");
 }
 
+// tokenizer.json's added tokens with rstrip / lstrip take the ASCII whitespace after / before
+// them when they are found in the text (Hugging Face's AddedToken flags; llama.cpp's RSTRIP /
+// LSTRIP token attributes): "ab </s> \n a" is "ab " </s> "a".
+TEST(TokenizerJson, AddedTokensStripWhitespace) {
+  std::string vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
+  static const char hex[] = "0123456789ABCDEF";
+  for (int b = 0; b < 256; ++b) {
+    vocab += std::string(", \"<0x") + hex[b >> 4] + hex[b & 15] + ">\": " + std::to_string(3 + b);
+  }
+  vocab += R"(, "\u2581": 259, "a": 260, "b": 261, "\u2581a": 262, "\u2581ab": 263)";
+  const std::string json = R"({"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>",
+    "vocab": {)" + vocab + R"(}, "merges": ["\u2581 a", "\u2581a b"]},
+    "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
+                     {"id": 1, "content": "<s>", "special": true, "lstrip": true},
+                     {"id": 2, "content": "</s>", "special": true, "rstrip": true}]})";
+  const qkv::Tokenizer tok(qkv::parse_tokenizer_json(json, "tokenizer.json"));
+  EXPECT_EQ(tok.spec().rstrip_ids, (std::vector<int32_t>{2}));
+  EXPECT_EQ(tok.spec().lstrip_ids, (std::vector<int32_t>{1}));
+  // "▁ab▁" </s> then "a" with the dummy prefix a fragment after a special token gets: "▁a".
+  EXPECT_EQ(tok.encode("ab </s> \n a", {.add_special = false}),
+            (std::vector<int32_t>{263, 259, 2, 262}));
+  // "▁a" (the " \t" before <s> gone) <s> "▁" "b".
+  EXPECT_EQ(tok.encode("a \t<s>b", {.add_special = false}),
+            (std::vector<int32_t>{262, 1, 259, 261}));
+  // Text that is not parsed for special tokens keeps its whitespace.
+  EXPECT_EQ(tok.decode(tok.encode("ab </s> a", {.add_special = false, .parse_special = false})),
+            "ab </s> a");
+}
+
 TEST(Tokenizer, RejectsInvalidUtf8NamingTheByte) {
   const qkv::Tokenizer tok(tiny_spm());
   for (const char* bad : {"ab\xff", "ab\xc3", "ab\xc0\xaf", "ab\xed\xa0\x80"}) {

@@ -169,4 +169,31 @@ TEST(VocabGgufDefaults, SpecialTokensInTextAreParsedByDefault) {
   }
 }
 
+// Phi-3's control and added tokens take the whitespace after them (Hugging Face's rstrip, which
+// llama.cpp sets by model name since GGUF has no key for it): its chat template's "\n" after
+// <|user|> and <|end|> is not a token. Expected ids are llama.cpp's (llama-tokenize, v0.5.0).
+TEST(VocabGgufDefaults, Phi3SpecialTokensTakeTheWhitespaceAfterThem) {
+  QKV_REQUIRE_SHARED(gguf, "vocab-gguf/ggml-vocab-phi-3.gguf");
+  const qkv::Tokenizer tok = load(gguf);
+  struct Case {
+    const char* text;
+    std::vector<int32_t> ids;
+  };
+  for (const Case& c : {
+           Case{"<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\n",
+                {1, 32006, 887, 526, 1935, 344, 29889, 32007, 32010, 6324, 727, 32007, 32001}},
+           Case{"x </s> \n y", {1, 921, 29871, 2, 343}},
+           Case{"a <|end|>  \t b", {1, 263, 29871, 32007, 289}},
+           Case{" <|end|>\n", {1, 259, 32007}},
+           // <unk>, <s> and <|endoftext|> keep the whitespace after them.
+           Case{"<unk> a<s> b<|endoftext|>\nc",
+                {1, 0, 29871, 263, 1, 29871, 289, 32000, 29871, 13, 29883}},
+       }) {
+    EXPECT_EQ(tok.encode(c.text), c.ids) << c.text;
+  }
+  // Plain text is untouched: special tokens there are not parsed, so nothing strips.
+  const std::string text = "<|end|>\n";
+  EXPECT_EQ(tok.decode(tok.encode(text, {.add_special = false, .parse_special = false})), text);
+}
+
 }  // namespace
