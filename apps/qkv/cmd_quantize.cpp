@@ -9,6 +9,7 @@
 //   keep their type. The metadata is copied, with general.file_type and
 //   general.quantization_version set as llama.cpp sets them. docs/QUANTIZATION.md.
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -30,7 +31,9 @@ struct QuantizeArgs {
   int threads = 0;
 };
 
-void run(const QuantizeArgs& a) {
+void run(QuantizeArgs a) {
+  // As llama-quantize: the preset's name in any case (q4_k_m is Q4_K_M).
+  for (char& c : a.type) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::string problem = quantize_type_problem(a.type);
   if (!problem.empty()) throw InvalidArgument("--type: " + problem);
   if (a.threads < 0) {

@@ -96,6 +96,12 @@ def main():
             if rc != 0:
                 failures.append(f"{preset}: eval: rc {rc}: {err}")
             print(f"{preset}: the types of llama-quantize's file; loads and runs")
+        # The preset's name in any case, as llama-quantize takes it: the same file as Q4_K_M's.
+        lower = pathlib.Path(tmp) / "q-lower.gguf"
+        rc, _, err = run(qkv, "quantize", "-m", folder / "model-f32.gguf", "-o", lower,
+                         "--type", "q4_k_m")
+        if rc != 0 or lower.read_bytes() != (pathlib.Path(tmp) / "q-Q4_K_M.gguf").read_bytes():
+            failures.append(f"--type q4_k_m: rc {rc}: not the file --type Q4_K_M writes: {err}")
         # Errors name the problem.
         bad = [
             (["--type", "Q3_K_S"], "Q3_K_S"),
