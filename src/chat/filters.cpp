@@ -367,8 +367,8 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          std::vector<std::pair<std::string, Value>> items = v.dict_ref().items;
          const int idx = by == "key" ? 0 : 1;
          std::stable_sort(items.begin(), items.end(), [&](const auto& x, const auto& y) {
-           const Value kx = idx == 0 ? Value::string(x.first) : x.second;
-           const Value ky = idx == 0 ? Value::string(y.first) : y.second;
+           const Value kx = idx == 0 ? dict_key_value(x.first) : x.second;
+           const Value ky = idx == 0 ? dict_key_value(y.first) : y.second;
            return rev ? sort_less(ky, kx, cs) : sort_less(kx, ky, cs);
          });
          Dict d;

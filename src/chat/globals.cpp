@@ -333,8 +333,8 @@ Value Interp::method(const Value& obj, const std::string& name) {
     if (name == "get") {
       return Value::callable("dict.get", [d](Interp&, CallArgs& a) {
         if (a.pos.empty()) fail("get expected at least 1 argument, got 0");
-        if (a.pos[0].is_string()) {
-          if (const Value* v = d->find(a.pos[0].str())) return *v;
+        if (a.pos[0].is_string() || a.pos[0].is(Value::Kind::Int)) {
+          if (const Value* v = d->find(dict_key(a.pos[0]))) return *v;
         }
         return a.pos.size() > 1 ? a.pos[1] : Value::none();
       });
@@ -346,7 +346,7 @@ Value Interp::method(const Value& obj, const std::string& name) {
       const bool keys = name == "keys";
       return Value::callable("dict." + name, [d, keys](Interp&, CallArgs&) {
         std::vector<Value> out;
-        for (const auto& [k, v] : d->items) out.push_back(keys ? Value::string(k) : v);
+        for (const auto& [k, v] : d->items) out.push_back(keys ? dict_key_value(k) : v);
         return Value::list(std::move(out));
       });
     }

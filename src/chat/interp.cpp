@@ -450,8 +450,7 @@ Value Interp::eval(const Expr& e, const ScopePtr& scope) {
       auto d = std::make_shared<Dict>();
       for (size_t i = 0; i < e.keys.size(); ++i) {
         const Value k = eval(*e.keys[i], scope);
-        if (!k.is_string()) fail("dict literal keys must be strings here, not " + type_name(k));
-        d->set(k.str(), eval(*e.items[i], scope));
+        d->set(dict_key(k), eval(*e.items[i], scope));
       }
       return Value::dict(d);
     }
@@ -475,8 +474,8 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
 
 Value Interp::getitem(const Value& obj, const Value& key) {
   obj.require_defined();
-  if (obj.is_dict() && key.is_string()) {
-    if (const Value* v = obj.dict_ref().find(key.str())) return *v;
+  if (obj.is_dict() && (key.is_string() || key.is(Value::Kind::Int))) {
+    if (const Value* v = obj.dict_ref().find(dict_key(key))) return *v;
   } else if ((obj.is_list() || obj.is_string()) && key.is_int_like()) {
     const bool is_list = obj.is_list();
     std::vector<std::string_view> cps;
@@ -584,7 +583,8 @@ bool Interp::contains(const Value& container, const Value& item) {
       }
       return false;
     case Value::Kind::Dict:
-      return item.is_string() && container.dict_ref().find(item.str()) != nullptr;
+      return (item.is_string() || item.is(Value::Kind::Int)) &&
+             container.dict_ref().find(dict_key(item)) != nullptr;
     default:
       fail("argument of type '" + type_name(container) + "' is not iterable");
   }
@@ -598,7 +598,7 @@ std::vector<Value> Interp::iterate(const Value& v) {
       return v.list().items;
     case Value::Kind::Dict: {
       std::vector<Value> keys;
-      for (const auto& kv : v.dict_ref().items) keys.push_back(Value::string(kv.first));
+      for (const auto& kv : v.dict_ref().items) keys.push_back(dict_key_value(kv.first));
       return keys;
     }
     case Value::Kind::String: {

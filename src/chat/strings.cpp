@@ -198,7 +198,7 @@ bool prefix_match(const std::string& s, const Value& p, bool suffix) {
 
 Value pairs(const Dict& d) {
   std::vector<Value> out;
-  for (const auto& [k, v] : d.items) out.push_back(Value::list({Value::string(k), v}, true));
+  for (const auto& [k, v] : d.items) out.push_back(Value::list({dict_key_value(k), v}, true));
   return Value::list(std::move(out));
 }
 

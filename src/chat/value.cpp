@@ -197,6 +197,17 @@ std::string float_repr(double f) {
   return sign + out;
 }
 
+std::string dict_key(const Value& key) {
+  if (key.is_string()) return key.str();
+  if (key.is(Value::Kind::Int)) return "\x01" + std::to_string(key.as_int());
+  fail("dict keys must be strings or integers here, not " + type_name(key));
+}
+
+Value dict_key_value(const std::string& key) {
+  if (!key.empty() && key[0] == '\x01') return Value::integer(std::stoll(key.substr(1)));
+  return Value::string(key);
+}
+
 namespace {
 
 std::string str_repr(const std::string& s) {
@@ -249,7 +260,7 @@ std::string repr(const Value& v) {
       for (const auto& [k, val] : v.dict_ref().items) {
         if (!first) out += ", ";
         first = false;
-        out += str_repr(k) + ": " + repr(val);
+        out += repr(dict_key_value(k)) + ": " + repr(val);
       }
       return out + "}";
     }
@@ -282,7 +293,7 @@ std::string to_str(const Value& v) {
       for (const auto& [k, val] : v.dict_ref().items) {
         if (!first) out += ", ";
         first = false;
-        out += str_repr(k) + ": " + repr(val);
+        out += repr(dict_key_value(k)) + ": " + repr(val);
       }
       return out + "}>";
     }
@@ -402,14 +413,17 @@ void json_value(const Value& v, const JsonStyle& st, int depth, std::string& out
         return;
       }
       if (st.sort_keys) {
-        std::stable_sort(items.begin(), items.end(),
-                         [](const auto* a, const auto* b) { return a->first < b->first; });
+        std::stable_sort(items.begin(), items.end(), [](const auto* a, const auto* b) {
+          const Value ka = dict_key_value(a->first);
+          const Value kb = dict_key_value(b->first);
+          return ka.kind() == kb.kind() ? less(ka, kb) : a->first < b->first;
+        });
       }
       out += '{';
       for (size_t i = 0; i < items.size(); ++i) {
         if (i) out += item_sep;
         newline(depth + 1);
-        json_string(items[i]->first, st.ensure_ascii, out);
+        json_string(to_str(dict_key_value(items[i]->first)), st.ensure_ascii, out);
         out += st.key_sep;
         json_value(items[i]->second, st, depth + 1, out);
       }

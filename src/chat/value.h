@@ -129,6 +129,12 @@ struct JsonStyle {
 };
 std::string to_json(const Value& v, const JsonStyle& style);
 
+// Dict keys are strings (what JSON and most templates use); a dict literal may also have int keys
+// (ByteDance Seed-OSS: {0: 0, 512: 128, ...}), stored as "\x01" and the decimal digits, which no
+// key of a conversation's JSON starts with in practice. dict_key refuses other key types.
+std::string dict_key(const Value& key);
+Value dict_key_value(const std::string& key);  // the key as the template sees it (str or int)
+
 bool equal(const Value& a, const Value& b);
 // a < b with Python's ordering; refuses mixed types.
 bool less(const Value& a, const Value& b);

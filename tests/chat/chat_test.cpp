@@ -175,6 +175,26 @@ TEST(ChatTemplate, SelectAndMapOfAFalseValueAreEmpty) {
             std::string::npos);
 }
 
+// Dict literals with int keys (ByteDance Seed-OSS's thinking-budget table): indexing, in,
+// iteration, dictsort, printing and tojson (keys as strings) as Python does them.
+TEST(ChatTemplate, IntDictKeys) {
+  EXPECT_EQ(render("{% set d = {0: 0, 512: 128, 16384: 1024, 'k': 'v'} %}{{ d }}|{{ d[512] }}|{{ "
+                   "d[16384] }}|{{ d[7] is defined }}|{{ 512 in d }}|{{ '512' in d }}|{{ d.get(0) "
+                   "}}|{{ d.get(9, 'x') }}|{{ d|list }}|{{ d|length }}|{{ d|tojson }}|{% for k in "
+                   "d %}{{ k + 1 if k is number else k }},{% endfor %}"),
+            "{0: 0, 512: 128, 16384: 1024, 'k': 'v'}|128|1024|False|True|False|0|x|[0, 512, "
+            "16384, 'k']|4|{\"0\": 0, \"512\": 128, \"16384\": 1024, \"k\": \"v\"}|1,513,16385,k,");
+  EXPECT_EQ(render("{% set d = {512: 128, 0: 0, 16384: 1024} %}{% for k, v in d|dictsort %}{{ k "
+                   "}}={{ v }};{% endfor %}|{{ d|items|list }}|{{ d|tojson(sort_keys=true) }}|{{ "
+                   "d|dictsort(reverse=true)|first }}|{{ {'1': 's', 1: 'i'} }}"),
+            "0=0;512=128;16384=1024;|[(512, 128), (0, 0), (16384, 1024)]|{\"0\": 0, \"512\": "
+            "128, \"16384\": 1024}|(16384, 1024)|{'1': 's', 1: 'i'}");
+  EXPECT_NE(render_error("{% set d = {0: 0, 'a': 1} %}{{ d|dictsort }}")
+                .message()
+                .find("'<' not supported between instances of 'str' and 'int'"),
+            std::string::npos);
+}
+
 TEST(ChatTemplate, Tojson) {
   EXPECT_EQ(render("{{ {'k': 'v\"\\n\\u00e9<>&', 'n': [1, 2.5, true, none]}|tojson }}"),
             "{\"k\": \"v\\\"\\né<>&\", \"n\": [1, 2.5, true, null]}");
