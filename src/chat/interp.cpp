@@ -231,8 +231,10 @@ void Interp::loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterab
     loop->set("length", Value::integer(n));
     loop->set("depth", Value::integer(depth));
     loop->set("depth0", Value::integer(depth - 1));
-    if (i > 0) loop->set("previtem", items[static_cast<size_t>(i - 1)]);
-    if (i + 1 < n) loop->set("nextitem", items[static_cast<size_t>(i + 1)]);
+    loop->set("previtem", i > 0 ? items[static_cast<size_t>(i - 1)]
+                                : Value::undefined("there is no previous item"));
+    loop->set("nextitem", i + 1 < n ? items[static_cast<size_t>(i + 1)]
+                                    : Value::undefined("there is no next item"));
     loop->set("cycle", Value::callable("loop.cycle", [i](Interp&, CallArgs& a) {
                 if (a.pos.empty()) fail("no items for cycling given");
                 return a.pos[static_cast<size_t>(i) % a.pos.size()];

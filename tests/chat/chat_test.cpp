@@ -360,6 +360,17 @@ TEST(ChatTemplate, FilterBlocks) {
             std::string::npos);
 }
 
+// Using loop.previtem / nextitem where there is none fails with Jinja's words.
+TEST(ChatTemplate, MissingPrevOrNextItemIsNamed) {
+  EXPECT_EQ(render("{% for m in messages %}{{ loop.previtem is defined }}{{ loop.nextitem is "
+                   "defined }},{% endfor %}"),
+            "FalseTrue,TrueTrue,TrueFalse,");
+  EXPECT_EQ(render_error("{% for m in messages %}{{ loop.previtem.role }}{% endfor %}").message(),
+            "there is no previous item");
+  EXPECT_EQ(render_error("{% for m in [1] %}{{ loop.nextitem + 1 }}{% endfor %}").message(),
+            "there is no next item");
+}
+
 TEST(ChatTemplate, SetAndMacros) {
   EXPECT_EQ(render("{% set a, b = 1, 2 %}{{ a }}{{ b }}|{% set t %}block {{ 1 + 1 }}{% endset %}{{ "
                    "t }}|{% set messages = messages[1:] %}{{ messages|length }}"),
