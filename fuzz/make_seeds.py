@@ -66,6 +66,9 @@ def main():
     qtensors = [(f"w.{name}", [block, 2], tid, (struct.pack("<e", 0.5) + bytes((7 * i + 3) % 256 for i in range(nbytes - 2))) * 2)
                 for name, tid, block, nbytes in quant]
     (ROOT / "gguf" / "quant.gguf").write_bytes(gguf([], qtensors))
+    # general.alignment 1 puts tensor data at odd offsets (read through aligned copies).
+    align1 = [("general.alignment", 4, struct.pack("<I", 1))]
+    (ROOT / "gguf" / "align1.gguf").write_bytes(gguf(align1, tensors + qtensors, alignment=1))
 
     header = {"__metadata__": {"format": "pt"},
               "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},

@@ -292,6 +292,7 @@ ModelFile parse_gguf(const std::string& path, std::shared_ptr<const MappedFile> 
                          m.alignment);
   for (TensorInfo& t : m.tensors) t.data = map->data() + t.offset;
   m.storage.push_back(std::move(map));
+  align_tensor_data(ptrs, m.storage);
   m.config = config_from_gguf(m);
   return m;
 }

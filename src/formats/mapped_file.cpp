@@ -110,4 +110,27 @@ void validate_tensor_layout(std::string_view file, std::vector<TensorInfo*>& ten
   }
 }
 
+void align_tensor_data(const std::vector<TensorInfo*>& tensors,
+                       std::vector<std::shared_ptr<const void>>& storage) {
+  constexpr uint64_t kAlign = 4;  // alignof(float), the largest the kernels read in place
+  constexpr uint64_t kSlot = 64;  // copies start on cache lines
+  uint64_t total = 0;
+  for (const TensorInfo* t : tensors) {
+    if (t->n_bytes > 0 && reinterpret_cast<uintptr_t>(t->data) % kAlign != 0) {
+      total += (t->n_bytes + kSlot - 1) / kSlot * kSlot;
+    }
+  }
+  if (total == 0) return;
+  auto buf = std::make_shared<std::vector<uint64_t>>(total / sizeof(uint64_t));
+  auto* dst = reinterpret_cast<std::byte*>(buf->data());
+  for (TensorInfo* t : tensors) {
+    if (t->n_bytes > 0 && reinterpret_cast<uintptr_t>(t->data) % kAlign != 0) {
+      std::memcpy(dst, t->data, t->n_bytes);
+      t->data = dst;
+      dst += (t->n_bytes + kSlot - 1) / kSlot * kSlot;
+    }
+  }
+  storage.push_back(std::move(buf));
+}
+
 }  // namespace qkv::formats

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -88,6 +89,13 @@ int64_t checked_mul(int64_t a, int64_t b, std::string_view file, std::string_vie
 // and no two overlapping. Throws naming the tensors.
 void validate_tensor_layout(std::string_view file, std::vector<TensorInfo*>& tensors,
                             uint64_t region_begin, uint64_t region_end, uint64_t alignment);
+
+// The kernels read f32 values and fp16 block scales in place, which needs their natural
+// alignment (at most 4 bytes). A file may place data anywhere (a GGUF with general.alignment 1
+// or 2, a safetensors header of any length): the tensors whose data starts off a 4-byte boundary
+// are copied into one owned, aligned buffer appended to `storage`. Well-formed files copy nothing.
+void align_tensor_data(const std::vector<TensorInfo*>& tensors,
+                       std::vector<std::shared_ptr<const void>>& storage);
 
 // Bytes of a tensor of `type` and row-major `shape`, checking overflow and block divisibility.
 uint64_t tensor_bytes(std::string_view file, std::string_view name, TensorType type,

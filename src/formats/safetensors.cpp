@@ -199,6 +199,7 @@ void parse_safetensors_checked(ModelFile& m, const std::string& path,
   }
   m.files.push_back(path);
   m.storage.push_back(std::move(map));
+  align_tensor_data(ptrs, m.storage);
 }
 
 }  // namespace

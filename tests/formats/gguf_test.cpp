@@ -67,6 +67,29 @@ TEST(Gguf, WriteReadWriteIsBitIdentical) {
   }
 }
 
+// general.alignment 1 or 2 is valid GGUF and puts tensor data at odd addresses; the kernels read
+// f32 values and fp16 block scales in place, so such tensors are copied to aligned memory (a
+// fuzzer found the misaligned Q8_0 scale read). The values and the rewritten bytes stay the same.
+TEST(Gguf, SmallAlignmentReadsThroughAlignedCopies) {
+  for (uint64_t alignment : {1u, 2u}) {
+    for (const char* pad : {"", "x", "xy", "xyz"}) {  // shifts the data start by 0..3 bytes
+      qkv::GgufWriter w = sample_writer(alignment);
+      w.set(std::string("pad") + pad, MetaValue::make_bool(false));
+      const auto bytes = w.to_bytes();
+      const qkv::ModelFile m = qkv::read_gguf_bytes(bytes, "small-alignment.gguf");
+      ASSERT_EQ(m.alignment, alignment);
+      for (const qkv::TensorInfo& t : m.tensors) {
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 4, 0u) << t.name << " pad '" << pad << "'";
+      }
+      const std::vector<float> a = qkv::tensor_to_f32(*m.find_tensor("a.f32"));
+      for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], static_cast<float>(i) - 2.5f);
+      const std::vector<float> d = qkv::tensor_to_f32(*m.find_tensor("d.q8_0"));
+      for (int i = 0; i < 32; ++i) EXPECT_EQ(d[i], 0.5f * static_cast<float>(i - 16)) << i;
+      EXPECT_EQ(qkv::gguf_writer_from(m).to_bytes(), bytes) << "alignment " << alignment;
+    }
+  }
+}
+
 TEST(Gguf, Version2ReadsAndRewrites) {
   // v2 has the same layout as v3 (64-bit counts); the version is kept on a round trip.
   qkv::GgufWriter w(2);

@@ -125,6 +125,27 @@ TEST(Safetensors, WriteReadIsBitIdentical) {
   EXPECT_EQ(qkv::test::read_file(again), qkv::test::read_file(path));
 }
 
+// A header whose length is not a multiple of 8 (valid; writers pad, but need not) puts the data
+// at an odd offset: the F32 tensor is read through an aligned copy with the same values.
+TEST(Safetensors, UnpaddedHeaderReadsThroughAlignedCopy) {
+  const std::vector<float> w = {1.5f, -0.25f, 3.0f};
+  for (int pad = 0; pad < 4; ++pad) {
+    const std::string json = R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}})" +
+                             std::string(static_cast<size_t>(pad), ' ');
+    std::vector<std::byte> bytes(8);
+    const uint64_t n = json.size();
+    std::memcpy(bytes.data(), &n, 8);
+    for (char c : json) bytes.push_back(static_cast<std::byte>(c));
+    const size_t at = bytes.size();
+    bytes.resize(at + 12);
+    std::memcpy(bytes.data() + at, w.data(), 12);
+    const qkv::ModelFile m = qkv::read_safetensors_bytes(bytes, "unpadded.safetensors");
+    const qkv::TensorInfo& t = m.tensor("w");
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % 4, 0u) << "pad " << pad;
+    EXPECT_EQ(qkv::tensor_to_f32(t), w) << "pad " << pad;
+  }
+}
+
 TEST(Safetensors, ShardedIndex) {
   std::vector<float> a;
   std::vector<uint16_t> b;
