@@ -36,6 +36,51 @@ size_t find_invalid_utf8(std::string_view s) {
   return std::string_view::npos;
 }
 
+Utf8Step utf8_step(std::string_view s) {
+  const auto c = static_cast<unsigned char>(s[0]);
+  if (c < 0x80) return {1, true, false};
+  // Well-formed sequences (The Unicode Standard, table 3-7): the lead byte fixes the length and
+  // the range of the second byte; later bytes are 80..BF.
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return {1, false, false};  // 80..C1, F5..FF never start a character
+  }
+  size_t k = 1;
+  for (; k < n && k < s.size(); ++k) {
+    const auto b = static_cast<unsigned char>(s[k]);
+    if (b < lo || b > hi) return {k, false, false};
+    lo = 0x80, hi = 0xbf;
+  }
+  if (k == n) return {n, true, false};
+  return {k, false, true};
+}
+
+std::string replace_invalid_utf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const Utf8Step st = utf8_step(s.substr(i));
+    if (st.valid) {
+      out.append(s.substr(i, st.length));
+    } else {
+      out += "\xef\xbf\xbd";
+    }
+    i += st.length;
+  }
+  return out;
+}
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

@@ -3,6 +3,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizers/tokenizer_impl.h"
 #include "tokenizers/unicode.h"
 
@@ -274,39 +275,19 @@ std::string StreamDecoder::push(int32_t id) {
     first_ = false;
   }
   pending_ += piece;
-  // Emit every complete character; hold back a valid but unfinished last sequence.
+  // Emit every complete character and one U+FFFD per maximal ill-formed subpart (as a whole
+  // text decodes with Python's errors="replace"); hold back a valid but unfinished last one.
   std::string out;
   size_t i = 0;
   while (i < pending_.size()) {
-    const auto c = static_cast<unsigned char>(pending_[i]);
-    int n = c < 0x80                   ? 1
-            : (c >= 0xc2 && c <= 0xdf) ? 2
-            : (c >= 0xe0 && c <= 0xef) ? 3
-            : (c >= 0xf0 && c <= 0xf4) ? 4
-                                       : 0;
-    if (n == 0) {
-      out += "\xef\xbf\xbd";
-      ++i;
-      continue;
-    }
-    size_t k = 1;
-    while (k < static_cast<size_t>(n) && i + k < pending_.size() &&
-           (static_cast<unsigned char>(pending_[i + k]) & 0xc0) == 0x80) {
-      ++k;
-    }
-    if (k == static_cast<size_t>(n)) {
-      const std::string_view ch(pending_.data() + i, n);
-      if (tokenizers::find_invalid_utf8(ch) == std::string_view::npos)
-        out += ch;
-      else
-        out += "\xef\xbf\xbd";
-      i += n;
-    } else if (i + k == pending_.size()) {
-      break;  // unfinished: wait for the next token
+    const core::Utf8Step st = core::utf8_step(std::string_view(pending_).substr(i));
+    if (st.truncated) break;  // wait for the next token
+    if (st.valid) {
+      out.append(pending_, i, st.length);
     } else {
-      out += "\xef\xbf\xbd";  // a lead byte followed by a non-continuation
-      ++i;
+      out += "\xef\xbf\xbd";
     }
+    i += st.length;
   }
   pending_.erase(0, i);
   return out;

@@ -188,6 +188,32 @@ TEST(StreamDecoder, HoldsBackPartialUtf8) {
   EXPECT_EQ(dec.flush(), "\xef\xbf\xbd");
 }
 
+// Byte tokens streamed one at a time give what Python's bytes.decode("utf-8", errors="replace")
+// gives for the whole byte string (the expected column came from it): one U+FFFD per maximal
+// ill-formed subpart, wherever the token boundaries fall.
+TEST(StreamDecoder, ReplacesLikePython) {
+  const qkv::Tokenizer tok(tiny_spm());
+  const std::pair<std::string, std::string> cases[] = {
+      {"\xe0\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+      {"\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+      {"\xe4\xbd\x41", "\xef\xbf\xbd\x41"},
+      {"\xf0\x9f\x98\x41", "\xef\xbf\xbd\x41"},
+      {"\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"},
+      {"\xf4\x90\x80\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+      {"\xe1\x80\xe2\x82\xac", "\xef\xbf\xbd\xe2\x82\xac"},
+      {"\xff\xfe\x5a", "\xef\xbf\xbd\xef\xbf\xbd\x5a"},
+      {"\xe0\x80", "\xef\xbf\xbd\xef\xbf\xbd"},
+      {"\xf0\x9f\x98", "\xef\xbf\xbd"},
+  };
+  for (const auto& [in, want] : cases) {
+    qkv::StreamDecoder dec(tok);
+    std::string got;
+    for (char c : in) got += dec.push(3 + static_cast<unsigned char>(c));
+    got += dec.flush();
+    EXPECT_EQ(got, want) << ::testing::PrintToString(in);
+  }
+}
+
 void check_stream_equals_decode(const qkv::Tokenizer& tok, const std::string& text) {
   const std::vector<int32_t> ids = tok.encode(text);
   qkv::StreamDecoder dec(tok);
