@@ -1,6 +1,6 @@
 // qkv serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--kv f32|f16|q8_0]
 //           [--dot exact|int8] [--threads N] [--api-key KEY] [--max-body BYTES] [--queue N]
-//           [--template FILE]
+//           [--template FILE] [--cors ORIGINS]
 //   An OpenAI-compatible HTTP server over one model (docs/SERVER.md). Prints
 //   "qkv serve: listening on http://HOST:PORT" on stderr once it accepts requests; SIGINT or
 //   SIGTERM stops it.
@@ -118,6 +118,12 @@ void setup(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--template", o->template_file,
                  "chat template (Jinja) file; default: the model's, else ChatML");
+  app.add_option("--cors", s.cors,
+                 "web pages that may call the server from a browser (CORS): \"*\" any origin, "
+                 "\"none\", or origins such as \"https://app.example,http://localhost:3000\"; "
+                 "requests without an Origin (curl, SDKs) and the server's own page are always "
+                 "served")
+      ->capture_default_str();
   app.add_option("--alias", s.model_name, "model id in /v1/models (default: the file's name)");
   app.callback([o] { run(*o); });
 }

@@ -7,7 +7,7 @@
 //   server.run();                        // serves until stop() (from another thread or a signal)
 //
 // Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize, /detokenize;
-// GET /v1/models, /health, /metrics. Generation runs on one scheduler thread over `n_parallel`
+// GET /v1/models, /health, /metrics; OPTIONS (CORS preflights) on each. Generation runs on one scheduler thread over `n_parallel`
 // slots (one KV cache each); requests beyond the slots wait in a queue of `max_queue`, and past
 // it get 503 with Retry-After.
 #pragma once
@@ -36,6 +36,10 @@ struct ServerOptions {
   std::string bos_text;
   std::string eos_text;
   int64_t prefill_chunk = 64;  // prompt tokens per forward pass between decode steps
+  // Which web pages from other origins may call the server from a browser (CORS): "*" any,
+  // "none", or origins separated by commas ("https://app.example,http://localhost:3000").
+  // Requests without an Origin header (curl, SDKs) and the server's own page are always served.
+  std::string cors = "*";
 };
 
 class Server {

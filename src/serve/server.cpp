@@ -10,11 +10,13 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <regex>
 
 #include "core/error.h"
 #include "qkv/session.h"
 #include "serve/api.h"
 #include "serve/connection.h"
+#include "serve/cors.h"
 #include "serve/page.h"
 #include "serve/scheduler.h"
 #include "serve/task_pool.h"
@@ -53,6 +55,8 @@ const char* status_type(int status) {
   switch (status) {
     case 401:
       return "authentication_error";
+    case 403:
+      return "permission_error";
     case 404:
       return "not_found_error";
     case 413:
@@ -146,7 +150,11 @@ struct Server::Impl {
   std::string model_id;
   std::unique_ptr<serve::Scheduler> sched;
   std::optional<serve::ChatFormatter> chat;
+  std::optional<serve::CorsPolicy> cors;
   httplib::Server http;
+  // Each path the server serves and the methods it answers there ("GET, HEAD" or "POST"): for
+  // preflights and for 405s.
+  std::vector<std::pair<std::regex, std::string>> paths;
   int port = 0;
   std::atomic<int64_t> next_id{1};
   std::mutex metrics_mu;
@@ -154,6 +162,12 @@ struct Server::Impl {
   std::map<std::string, int64_t> by_path;
 
   void routes();
+  // The methods `path` is served with, or nullptr when it is not served at all.
+  const std::string* methods_of(const std::string& path) const;
+  // Throws ApiError 403 for an origin --cors does not allow, 401 without the API key (when one is
+  // set and `needs_key`).
+  void admit(const httplib::Request& req, bool needs_key) const;
+  void preflight(const httplib::Request& req, httplib::Response& res) const;
   const Tokenizer& tokenizer() const { return model.tokenizer(); }
   void check_model(const Fields& f) const;
   // Each takes the request's body (read_body) and fills the response.
@@ -165,6 +179,49 @@ struct Server::Impl {
   std::string metrics();
   json models() const;
 };
+
+const std::string* Server::Impl::methods_of(const std::string& path) const {
+  for (const auto& [pattern, methods] : paths) {
+    if (std::regex_match(path, pattern)) return &methods;
+  }
+  return nullptr;
+}
+
+void Server::Impl::admit(const httplib::Request& req, bool needs_key) const {
+  const std::string origin = req.get_header_value("Origin");
+  if (!cors->allow_origin(origin, req.get_header_value("Host"))) {
+    throw ApiError(403,
+                   core::concat("requests from the origin '", origin,
+                                "' are not allowed; the server's --cors option lists the origins ",
+                                "that are"),
+                   "", "permission_error", "origin_not_allowed");
+  }
+  if (!needs_key || o.api_key.empty()) return;
+  const std::string auth = req.get_header_value("Authorization");
+  if (!constant_time_equal(auth, "Bearer " + o.api_key)) {
+    throw ApiError(401,
+                   auth.empty() ? "missing API key: send the header Authorization: Bearer KEY"
+                                : "invalid API key",
+                   "", "authentication_error", "invalid_api_key");
+  }
+}
+
+// A browser's CORS preflight (OPTIONS with Access-Control-Request-Method): it carries no key, and
+// the answer allows the path's methods and whatever request headers the page asked for (the
+// Fetch standard's "*" does not cover Authorization, so they are named back).
+void Server::Impl::preflight(const httplib::Request& req, httplib::Response& res) const {
+  admit(req, false);
+  const std::string* methods = methods_of(req.path);
+  if (methods == nullptr) throw ApiError(404, "no endpoint " + req.path, "", "not_found_error");
+  const std::string allow = *methods + ", OPTIONS";
+  res.set_header("Allow", allow);
+  res.set_header("Access-Control-Allow-Methods", allow);
+  const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+  res.set_header("Access-Control-Allow-Headers",
+                 asked.empty() ? std::string("Authorization, Content-Type") : asked);
+  res.set_header("Access-Control-Max-Age", "86400");
+  res.status = 200;
+}
 
 void Server::Impl::check_model(const Fields& f) const {
   const auto name = f.string("model");
@@ -697,19 +754,22 @@ void Server::Impl::routes() {
   http.set_keep_alive_timeout(5);
   http.set_read_timeout(30);
 
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    // The page itself holds no data (it asks for the key to call the API).
-    if (o.api_key.empty() || req.path == "/health" || req.path == "/")
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+    // A preflight is answered by its route. A request with a body is checked by its route once
+    // the body is read (post() below), so that the connection's next request starts after it.
+    if (req.method == "OPTIONS" || req.method == "POST" || req.method == "PUT" ||
+        req.method == "PATCH" || req.method == "DELETE")
       return httplib::Server::HandlerResponse::Unhandled;
-    const std::string auth = req.get_header_value("Authorization");
-    if (!constant_time_equal(auth, "Bearer " + o.api_key)) {
-      send_error(res, 401,
-                 auth.empty() ? "missing API key: send the header Authorization: Bearer KEY"
-                              : "invalid API key",
-                 "", "authentication_error", "invalid_api_key");
-      return httplib::Server::HandlerResponse::Handled;
-    }
+    // The page itself holds no data (it asks for the key to call the API).
+    admit(req, req.path != "/health" && req.path != "/");
     return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Access-Control-Allow-Origin on every response the origin may see: errors and streams too.
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const auto allow =
+        cors->allow_origin(req.get_header_value("Origin"), req.get_header_value("Host"));
+    if (allow && !allow->empty()) res.set_header("Access-Control-Allow-Origin", *allow);
+    if (cors->varies()) res.set_header("Vary", "Origin");
   });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -739,7 +799,11 @@ void Server::Impl::routes() {
     ++by_status[res.status];
   });
 
-  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  auto get = [this](const char* path, httplib::Server::Handler handle) {
+    paths.emplace_back(std::regex(path), "GET, HEAD");
+    http.Get(path, std::move(handle));
+  };
+  get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const serve::SchedulerStats s = sched->stats();
     res.set_content(serve::dump(json{{"status", "ok"},
                                      {"slots_idle", s.n_slots - s.busy_slots},
@@ -747,24 +811,31 @@ void Server::Impl::routes() {
                                      {"queue_depth", s.queue_depth}}),
                     "application/json");
   });
-  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(serve::dump(models()), "application/json");
   });
   // One model by id (the openai clients' models.retrieve).
-  http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+  get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
     check_model(Fields(json{{"model", req.matches[1].str()}}));
     res.set_content(serve::dump(models()["data"][0]), "application/json");
   });
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics(), "text/plain; version=0.0.4");
   });
-  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+  get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(std::string(serve::page_html()), "text/html; charset=utf-8");
   });
   // POST bodies are read through the content reader, bounded as they arrive (read_body).
   auto post = [this](const char* path, auto handle) {
+    paths.emplace_back(std::regex(path), "POST");
     http.Post(path, [this, handle](const httplib::Request& req, httplib::Response& res,
                                    const httplib::ContentReader& reader) {
+      try {
+        admit(req, true);
+      } catch (const ApiError&) {
+        reader([](const char*, size_t) { return true; });  // dropped unread, as read_body does
+        throw;
+      }
       handle(req, read_body(req, reader, o.max_body_bytes), res);
     });
   };
@@ -783,11 +854,14 @@ void Server::Impl::routes() {
   });
   post("/detokenize", [this](const httplib::Request&, const std::string& b,
                              httplib::Response& res) { detokenize(b, res); });
+  http.Options(
+      ".*", [this](const httplib::Request& req, httplib::Response& res) { preflight(req, res); });
 }
 
 Server::Server(Model model, ServerOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.o = std::move(options);
+  s.cors.emplace(s.o.cors);
   if (s.o.port < 0 || s.o.port > 65535) {
     core::throw_invalid("port ", s.o.port, ": expected 0..65535 (0: any free port)");
   }

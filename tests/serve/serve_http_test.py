@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""The HTTP layer of `qkv serve` as browsers and raw clients see it, on the built-in model.
+
+usage: serve_http_test.py QKV_BINARY
+
+CORS as the Fetch standard asks of a server (a preflight answered with the methods and headers
+it asked for, Access-Control-Allow-Origin on every response: errors, 404s and SSE streams too),
+the --cors restrictions, and the request framing of HTTP/1.1 (RFC 9112): requests sent back to
+back on one connection are answered in order without waiting, methods a path does not serve are
+a 405 naming the ones it does. Expected values come from the standards, not from the server.
+"""
+import json
+import socket
+import sys
+import time
+
+from serve_test import Server
+
+CHAT = "/v1/chat/completions"
+HELLO = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "temperature": 0}
+
+
+def http_request(method, path, body=None, headers=()):
+    """The bytes of one HTTP/1.1 request (a JSON body when `body` is not None)."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers)
+    data = b""
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return head.encode() + b"\r\n" + data
+
+
+def read_responses(sock, n, deadline):
+    """Reads up to `n` whole responses (Content-Length or chunked bodies) before `deadline`
+    (seconds from now); returns [(status, headers (lower-case names), body)]."""
+    sock.settimeout(0.05)
+    buf = b""
+    out = []
+    end = time.time() + deadline
+    while len(out) < n and time.time() < end:
+        try:
+            got = sock.recv(65536)
+            if not got:
+                end = 0
+            buf += got
+        except socket.timeout:
+            pass
+        while len(out) < n and b"\r\n\r\n" in buf:
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            hdr = {}
+            for line in lines[1:]:
+                k, v = line.split(":", 1)
+                hdr[k.strip().lower()] = v.strip()
+            if "content-length" in hdr:
+                size = int(hdr["content-length"])
+                if len(rest) < size:
+                    break
+                body, buf = rest[:size], rest[size:]
+            elif hdr.get("transfer-encoding") == "chunked":
+                body, pos, whole = b"", 0, False
+                while True:
+                    eol = rest.find(b"\r\n", pos)
+                    if eol < 0:
+                        break
+                    size = int(rest[pos:eol], 16)
+                    if len(rest) < eol + 2 + size + 2:
+                        break
+                    body += rest[eol + 2:eol + 2 + size]
+                    pos = eol + 2 + size + 2
+                    if size == 0:
+                        whole = True
+                        break
+                if not whole:
+                    break
+                buf = rest[pos:]
+            else:
+                body, buf = rest, b""
+            out.append((status, hdr, body))
+    return out
+
+
+def main():
+    qkv = sys.argv[1]
+    failures = []
+
+    def check(cond, what):
+        if not cond:
+            failures.append(what)
+            print("FAIL:", what)
+
+    def exchange(port, data, n, deadline=10.0):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(data)
+        out = read_responses(s, n, deadline)
+        s.close()
+        return out
+
+    # --- CORS, default: any origin (as llama-server and vLLM answer)
+    srv = Server(qkv, "--parallel", "2", "--api-key", "sekret")
+    try:
+        origin = "http://localhost:5173"
+        key = ("Authorization", "Bearer sekret")
+        # A preflight carries no key (browsers never send credentials on one) and must be
+        # answered with a 2xx that allows the method and every header it asks for.
+        for path, method in ((CHAT, "POST"), ("/v1/models", "GET"), ("/v1/embeddings", "POST")):
+            r = exchange(srv.port, http_request("OPTIONS", path, headers=[
+                ("Origin", origin), ("Access-Control-Request-Method", method),
+                ("Access-Control-Request-Headers", "authorization,content-type,x-stainless-os")]),
+                1)
+            st, h, _ = r[0] if r else (None, {}, b"")
+            check(st is not None and 200 <= st < 300, f"preflight {path}: status {st} {h}")
+            check(h.get("access-control-allow-origin") == "*", f"preflight {path}: origin {h}")
+            allowed = [m.strip() for m in h.get("access-control-allow-methods", "").split(",")]
+            check(method in allowed, f"preflight {path}: methods {h}")
+            asked = {x.strip().lower() for x in h.get("access-control-allow-headers", "").split(",")}
+            check({"authorization", "content-type", "x-stainless-os"} <= asked,
+                  f"preflight {path}: headers {h}")
+        # Every response names the origin as allowed: success, 401, 404, 400, a stream.
+        cases = [
+            ("GET", "/v1/models", None, [key], 200),
+            ("GET", "/v1/models", None, [], 401),
+            ("GET", "/nowhere", None, [key], 404),
+            ("POST", CHAT, b"{not json", [key], 400),
+            ("POST", CHAT, HELLO, [key], 200),
+            ("POST", CHAT, dict(HELLO, stream=True), [key], 200),
+        ]
+        for method, path, body, hdrs, want in cases:
+            r = exchange(srv.port, http_request(method, path, body,
+                                                [("Origin", origin), *hdrs,
+                                                 ("Connection", "close")]), 1, 60)
+            st, h, b = r[0] if r else (None, {}, b"")
+            check(st == want and h.get("access-control-allow-origin") == "*",
+                  f"{method} {path} ({want}) from an origin: {st} {h} {b[:120]!r}")
+        # A request without an Origin (curl, the SDKs) is served as before.
+        st, j, _, h = srv.request("GET", "/v1/models", headers=dict([key]))
+        check(st == 200, f"no Origin: {st}")
+    finally:
+        srv.stop()
+
+    # --- --cors ORIGINS: those origins (and the page's own) only
+    srv = Server(qkv, "--parallel", "1", "--cors", "https://app.example, http://localhost:3000")
+    try:
+        for origin in ("https://app.example", "http://localhost:3000"):
+            st, j, _, h = srv.request("GET", "/v1/models", headers={"Origin": origin})
+            check(st == 200 and h.get("Access-Control-Allow-Origin") == origin and
+                  "Origin" in h.get("Vary", ""), f"listed origin {origin}: {st} {h}")
+            r = exchange(srv.port, http_request("OPTIONS", CHAT, headers=[
+                ("Origin", origin), ("Access-Control-Request-Method", "POST"),
+                ("Connection", "close")]), 1)
+            check(r and 200 <= r[0][0] < 300 and
+                  r[0][1].get("access-control-allow-origin") == origin,
+                  f"listed origin {origin}: preflight {r}")
+        # Another origin is refused before anything runs, with an error naming it.
+        for method, body in (("GET", None), ("POST", HELLO)):
+            st, j, _, h = srv.request(method, "/v1/models" if body is None else CHAT, body,
+                                      headers={"Origin": "https://evil.example"})
+            check(st == 403 and "https://evil.example" in j["error"]["message"] and
+                  "Access-Control-Allow-Origin" not in h, f"unlisted origin {method}: {st} {j} {h}")
+        r = exchange(srv.port, http_request("OPTIONS", CHAT, headers=[
+            ("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST"),
+            ("Connection", "close")]), 1)
+        check(r and "access-control-allow-origin" not in r[0][1], f"unlisted preflight: {r}")
+        # The page served at / calls the API from the server's own origin.
+        st, j, _, h = srv.request("POST", CHAT, HELLO,
+                                  headers={"Origin": f"http://127.0.0.1:{srv.port}"})
+        check(st == 200, f"same origin refused: {st} {j}")
+        st, j, _, h = srv.request("GET", "/v1/models")
+        check(st == 200 and "Access-Control-Allow-Origin" not in h, f"no Origin: {st} {h}")
+    finally:
+        srv.stop()
+
+    # --- --cors none: no cross-origin use at all
+    srv = Server(qkv, "--parallel", "1", "--cors", "none")
+    try:
+        st, j, _, h = srv.request("GET", "/v1/models", headers={"Origin": "http://localhost:3000"})
+        check(st == 403 and "Access-Control-Allow-Origin" not in h, f"--cors none: {st} {h}")
+        st, j, _, h = srv.request("GET", "/v1/models")
+        check(st == 200, f"--cors none, no Origin: {st}")
+    finally:
+        srv.stop()
+
+    # A malformed --cors list is refused at startup, naming the entry.
+    for spec, word in (("http://a.example/", "http://a.example/"), ("a.example", "a.example"),
+                       ("", "--cors")):
+        import subprocess
+        p = subprocess.run([qkv, "serve", "--port", "0", "--cors", spec], capture_output=True,
+                           text=True, timeout=60)
+        check(p.returncode != 0 and word in p.stderr, f"--cors {spec!r}: {p.returncode} "
+                                                      f"{p.stderr[-300:]!r}")
+
+    if failures:
+        print(f"{len(failures)} failure(s)")
+        return 1
+    print("serve_http_test: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
