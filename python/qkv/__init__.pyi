@@ -86,7 +86,7 @@ class Model:
     def generate(self, prompt: Prompt, *, max_new_tokens: int = ..., temperature: float = ...,
                  top_k: int = ..., top_p: float = ..., min_p: float = ...,
                  repeat_penalty: float = ..., repeat_last_n: int = ..., seed: int = ...,
-                 stop: Sequence[str] | None = ..., stop_at_eos: bool = ...,
+                 stop: str | Sequence[str] | None = ..., stop_at_eos: bool = ...,
                  add_special: bool = ..., parse_special: bool = ..., n_ctx: int = ..., kv_type: Literal["f32", "f16", "q8_0"] = ...,
                  n_threads: int = ...) -> str: ...
     def generate_details(self, prompt: Prompt, **sampling: Any) -> dict[str, Any]: ...

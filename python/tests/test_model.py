@@ -84,6 +84,12 @@ def test_generate_from_ids_and_stop_strings(model):
         full[:full.index(cut)]
     d = model.generate_details(PROMPT, max_new_tokens=5, temperature=0)
     assert d["prompt_ids"] == ids and len(d["ids"]) <= 5
+    # One string is one stop string (not one per character), as in the OpenAI API.
+    assert len(cut) > 1
+    assert model.generate(PROMPT, max_new_tokens=40, temperature=0, stop=cut) == \
+        full[:full.index(cut)]
+    assert model.generate(np.array(ids, dtype=np.int32), max_new_tokens=10, temperature=0) == \
+        model.generate(ids, max_new_tokens=10, temperature=0)
 
 
 def test_eval_logits_agree_with_greedy(model):
@@ -165,6 +171,31 @@ def test_errors(tmp_path):
         m.embed("x")
     with pytest.raises(ValueError, match="empty"):
         m.eval([])
+
+
+def test_text_and_argument_errors_name_the_argument(model):
+    # A lone surrogate has no UTF-8 form: each text argument names itself and the index.
+    bad = "ok \ud800"
+    for call, name in [(lambda: model.tokenize(bad), "text"),
+                       (lambda: model.generate(bad, max_new_tokens=1), "prompt"),
+                       (lambda: model.stream(bad, max_new_tokens=1), "prompt"),
+                       (lambda: model.generate("x", max_new_tokens=1, stop=["a", bad]),
+                        r"stop\[1\]"),
+                       (lambda: model.chat_prompt([{"role": "user", "content": bad}]),
+                        r"messages\[0\]\['content'\]"),
+                       (lambda: model.chat("x", system=bad), "system"),
+                       (lambda: model.explain(bad), "text"),
+                       (lambda: model.embed(["x", bad]), r"texts\[1\]")]:
+        with pytest.raises(ValueError, match=name + r" is not valid Unicode.*index 3.*U\+D800"):
+            call()
+    with pytest.raises(TypeError, match=r"prompt\[1\] = 2.5 is not an integer"):
+        model.generate([1, 2.5], max_new_tokens=1)
+    with pytest.raises(TypeError, match=r"stop\[0\] must be a str, found int"):
+        model.generate("x", max_new_tokens=1, stop=[5])
+    for seed in (-1, 2**64):
+        with pytest.raises(ValueError, match="seed"):
+            model.generate("x", max_new_tokens=1, seed=seed)
+    assert isinstance(model.generate("x", max_new_tokens=1, seed=2**64 - 1), str)
 
 
 def test_hf_folder_eval_and_chat(tmp_path):
