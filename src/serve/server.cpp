@@ -17,6 +17,7 @@
 #include "serve/api.h"
 #include "serve/connection.h"
 #include "serve/cors.h"
+#include "serve/http.h"
 #include "serve/page.h"
 #include "serve/scheduler.h"
 #include "serve/task_pool.h"
@@ -151,7 +152,7 @@ struct Server::Impl {
   std::unique_ptr<serve::Scheduler> sched;
   std::optional<serve::ChatFormatter> chat;
   std::optional<serve::CorsPolicy> cors;
-  httplib::Server http;
+  serve::HttpServer http;
   // Each path the server serves and the methods it answers there ("GET, HEAD" or "POST"): for
   // preflights and for 405s.
   std::vector<std::pair<std::regex, std::string>> paths;

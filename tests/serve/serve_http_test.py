@@ -182,6 +182,45 @@ def main():
     finally:
         srv.stop()
 
+    # --- pipelining (RFC 9112 9.3.2): requests sent back to back on one connection, before any
+    # answer, are each answered, in order, at once; the keep-alive timeout (5 s) never comes in.
+    srv = Server(qkv, "--parallel", "2", "--api-key", "sekret")
+    try:
+        key = [("Authorization", "Bearer sekret")]
+        for n in (2, 3, 12):
+            data = b"".join(http_request("GET", f"/nowhere-{i}", headers=key) for i in range(n))
+            t0 = time.time()
+            r = exchange(srv.port, data, n, deadline=3.0)
+            check([x[0] for x in r] == [404] * n and
+                  all(f"/nowhere-{i}".encode() in r[i][2] for i in range(n)) and
+                  time.time() - t0 < 2.0, f"{n} pipelined GETs: {len(r)} answered in "
+                                          f"{time.time() - t0:.1f} s: {r[-1:]}")
+        # Bodies, a stream and a refused request (its body must be skipped) in one write.
+        data = (http_request("POST", "/tokenize", {"content": "Once upon a time"}, key) +
+                http_request("POST", CHAT, HELLO, [("Authorization", "Bearer wrong")]) +
+                http_request("POST", CHAT, dict(HELLO, stream=True), key) +
+                http_request("POST", "/v1/completions", {"prompt": "Hi", "max_tokens": 2}, key) +
+                http_request("GET", "/health"))
+        t0 = time.time()
+        r = exchange(srv.port, data, 5, deadline=30.0)
+        want = [200, 401, 200, 200, 200]
+        check([x[0] for x in r] == want and b'"tokens"' in r[0][2] and b"API key" in r[1][2] and
+              r[2][2].endswith(b"data: [DONE]\n\n") and b'"text_completion"' in r[3][2] and
+              b'"ok"' in r[4][2] and time.time() - t0 < 20,
+              f"pipelined mixed requests: {[(x[0], x[2][:60]) for x in r]} "
+              f"in {time.time() - t0:.1f} s")
+        # A request split anywhere across writes is the same request.
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        data = http_request("POST", "/tokenize", {"content": "a b"}, key) * 2
+        for i in range(0, len(data), 7):
+            s.sendall(data[i:i + 7])
+            time.sleep(0.001)
+        r = read_responses(s, 2, 3.0)
+        s.close()
+        check([x[0] for x in r] == [200, 200], f"requests split in 7-byte writes: {r}")
+    finally:
+        srv.stop()
+
     # A malformed --cors list is refused at startup, naming the entry.
     for spec, word in (("http://a.example/", "http://a.example/"), ("a.example", "a.example"),
                        ("", "--cors")):

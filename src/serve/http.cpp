@@ -1,0 +1,152 @@
+// One buffered stream per connection, requests read back to back from it (http.h).
+#include "serve/http.h"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+namespace qkv::serve {
+
+namespace {
+
+thread_local bool t_close_after_response = false;
+
+// Waits up to `ms` for `events` on `sock`; true when they came (or the peer hung up, so that a
+// read sees the end).
+bool wait_for(int sock, short events, int64_t ms) {
+  pollfd p{sock, events, 0};
+  for (;;) {
+    const int n = poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1 << 30)));
+    if (n < 0 && errno == EINTR) continue;
+    return n > 0;
+  }
+}
+
+int64_t to_ms(time_t sec, time_t usec) {
+  return static_cast<int64_t>(sec) * 1000 + static_cast<int64_t>(usec) / 1000;
+}
+
+void ip_and_port(const sockaddr_storage& a, socklen_t len, std::string& ip, int& port) {
+  char host[NI_MAXHOST];
+  char serv[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof host, serv, sizeof serv,
+                  NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+    ip = host;
+    port = std::atoi(serv);
+  }
+}
+
+// httplib's SocketStream, with its read-ahead buffer kept for the connection's lifetime.
+class ConnectionStream final : public httplib::Stream {
+ public:
+  ConnectionStream(int sock, int64_t read_ms, int64_t write_ms)
+      : sock_(sock), read_ms_(read_ms), write_ms_(write_ms) {}
+
+  bool has_buffered() const { return begin_ < end_; }
+
+  bool is_readable() const override { return has_buffered() || wait_for(sock_, POLLIN, read_ms_); }
+
+  // Writable, and the peer has not closed its side (httplib's own test: a readable socket with
+  // nothing to read has reached its end).
+  bool is_writable() const override {
+    if (!wait_for(sock_, POLLOUT, write_ms_)) return false;
+    if (!wait_for(sock_, POLLIN, 0)) return true;
+    char c = 0;
+    return recv(sock_, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+  }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (!has_buffered()) {
+      if (!wait_for(sock_, POLLIN, read_ms_)) return -1;
+      ssize_t n = 0;
+      do {
+        n = recv(sock_, buf_.data(), buf_.size(), 0);
+      } while (n < 0 && errno == EINTR);
+      if (n <= 0) return n;
+      begin_ = 0;
+      end_ = static_cast<size_t>(n);
+    }
+    const size_t n = std::min(size, end_ - begin_);
+    std::memcpy(ptr, buf_.data() + begin_, n);
+    begin_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    if (!wait_for(sock_, POLLOUT, write_ms_)) return -1;
+    ssize_t n = 0;
+    do {
+      n = send(sock_, ptr, size, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (getpeername(sock_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      ip_and_port(a, len, ip, port);
+    }
+  }
+
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (getsockname(sock_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      ip_and_port(a, len, ip, port);
+    }
+  }
+
+  socket_t socket() const override { return sock_; }
+
+ private:
+  int sock_;
+  int64_t read_ms_, write_ms_;
+  // What was read from the socket and not yet taken: the rest of this request or the next ones.
+  std::array<char, 16384> buf_{};
+  size_t begin_ = 0, end_ = 0;
+};
+
+}  // namespace
+
+HttpServer::HttpServer() {
+  set_keep_alive_max_count(kMaxRequestsPerConnection);
+}
+
+void HttpServer::close_after_response() {
+  t_close_after_response = true;
+}
+
+bool HttpServer::process_and_close_socket(socket_t sock) {
+  ConnectionStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
+                        to_ms(write_timeout_sec_, write_timeout_usec_));
+  bool ok = false;
+  for (size_t count = keep_alive_max_count_; count > 0; --count) {
+    // The next request: already buffered, or the first byte within the keep-alive timeout
+    // (watched in slices, so that stop() closes idle connections at once).
+    const auto idle_end =
+        std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_timeout_sec_);
+    bool ready = strm.has_buffered();
+    while (!ready && svr_sock_ != INVALID_SOCKET && std::chrono::steady_clock::now() < idle_end) {
+      ready = wait_for(sock, POLLIN, 100);
+    }
+    if (!ready || svr_sock_ == INVALID_SOCKET) break;
+    bool closed = false;
+    t_close_after_response = false;
+    ok = process_request(strm, count == 1, closed, nullptr);
+    if (!ok || closed || t_close_after_response) break;
+  }
+  shutdown(sock, SHUT_RDWR);
+  close(sock);
+  return ok;
+}
+
+}  // namespace qkv::serve

@@ -1,0 +1,29 @@
+// The HTTP/1.1 connection loop under qkv::Server. cpp-httplib 0.11 reads each request through a
+// stream that lives for that request only, with a read-ahead buffer of 4 KiB: bytes of the next
+// request that arrived with this one (a pipelining client, or one whose writes split
+// unluckily) were read into that buffer and dropped with it, so the next request waited for the
+// keep-alive timeout and was never answered, or was parsed from its middle (a 400). HttpServer
+// keeps one buffered stream per connection, so every request is read from where the previous
+// one ended, and answers requests in order as they come.
+#pragma once
+
+#include <httplib.h>
+
+namespace qkv::serve {
+
+class HttpServer : public httplib::Server {
+ public:
+  // Most requests one connection may make before the server closes it (httplib's default, 5,
+  // closed a pipelining client's connection with its later requests unread).
+  static constexpr size_t kMaxRequestsPerConnection = 1000;
+  HttpServer();
+
+  // Called while answering a request (on its handler's thread): close the connection after this
+  // response, for requests whose end cannot be told (a malformed request line or headers).
+  static void close_after_response();
+
+ private:
+  bool process_and_close_socket(socket_t sock) override;
+};
+
+}  // namespace qkv::serve
