@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chat/value.h"
@@ -24,11 +25,16 @@ int64_t arg_int(const CallArgs& a, size_t i, const char* name, int64_t dflt);
 std::string arg_str(const CallArgs& a, size_t i, const char* name, const std::string& dflt);
 const std::string& need_str(const Value& v, const char* what);
 
-// Python's str methods (case changes are ASCII-only).
+// Python's str methods. The case changes and case tests cover all of Unicode (chat/casing.cpp);
+// ascii_lower is for keywords ("inf", "nan").
 std::string ascii_lower(std::string s);
-std::string ascii_upper(std::string s);
-std::string py_capitalize(const std::string& s);
-std::string py_title(const std::string& s);
+std::string py_lower(std::string_view s);
+std::string py_upper(std::string_view s);
+std::string py_title(std::string_view s);
+std::string py_capitalize(std::string_view s);
+std::string py_swapcase(std::string_view s);
+bool py_islower(std::string_view s);
+bool py_isupper(std::string_view s);
 std::vector<Value> py_split(const std::string& s, const Value* sep, int64_t maxsplit);
 std::vector<Value> py_rsplit(const std::string& s, const Value* sep, int64_t maxsplit);
 std::string py_replace(const std::string& s, const std::string& old, const std::string& repl,

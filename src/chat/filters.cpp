@@ -39,7 +39,7 @@ int64_t py_len(const Value& v) {
 // Sort key comparison: strings compared case-insensitively unless asked otherwise.
 bool sort_less(const Value& a, const Value& b, bool case_sensitive) {
   if (!case_sensitive && a.is_string() && b.is_string()) {
-    return ascii_lower(a.str()) < ascii_lower(b.str());
+    return py_lower(a.str()) < py_lower(b.str());
   }
   return less(a, b);
 }
@@ -451,7 +451,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
       {"length", [](Interp&, const Value& v, CallArgs&) { return Value::integer(py_len(v)); }},
       {"list", [](Interp& in, const Value& v, CallArgs&) { return Value::list(in.iterate(v)); }},
       {"lower",
-       [](Interp&, const Value& v, CallArgs&) { return Value::string(ascii_lower(to_str(v))); }},
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(py_lower(to_str(v))); }},
       {"map",
        [](Interp& in, const Value& v, CallArgs& a) {
          std::vector<Value> out;
@@ -574,7 +574,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          std::vector<Value> seen;
          for (const Value& x : in.iterate(v)) {
            Value k = attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x;
-           if (!cs && k.is_string()) k = Value::string(ascii_lower(k.str()));
+           if (!cs && k.is_string()) k = Value::string(py_lower(k.str()));
            bool dup = false;
            for (const Value& s : seen) dup = dup || equal(s, k);
            if (!dup) {
@@ -585,7 +585,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          return Value::list(std::move(out));
        }},
       {"upper",
-       [](Interp&, const Value& v, CallArgs&) { return Value::string(ascii_upper(to_str(v))); }},
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(py_upper(to_str(v))); }},
       {"wordcount",
        [](Interp&, const Value& v, CallArgs&) {
          const Value s = Value::string(to_str(v));
@@ -708,26 +708,8 @@ const std::unordered_map<std::string, TestFn>& tests() {
          if (o->as_int() == -1) return true;
          return v.as_int() % o->as_int() == 0;
        }},
-      {"lower",
-       [](Interp&, const Value& v, CallArgs&) {
-         const std::string s = to_str(v);
-         bool cased = false;
-         for (char c : s) {
-           if (std::isupper(static_cast<unsigned char>(c))) return false;
-           cased = cased || std::islower(static_cast<unsigned char>(c));
-         }
-         return cased;
-       }},
-      {"upper",
-       [](Interp&, const Value& v, CallArgs&) {
-         const std::string s = to_str(v);
-         bool cased = false;
-         for (char c : s) {
-           if (std::islower(static_cast<unsigned char>(c))) return false;
-           cased = cased || std::isupper(static_cast<unsigned char>(c));
-         }
-         return cased;
-       }},
+      {"lower", [](Interp&, const Value& v, CallArgs&) { return py_islower(to_str(v)); }},
+      {"upper", [](Interp&, const Value& v, CallArgs&) { return py_isupper(to_str(v)); }},
       {"filter",
        [](Interp&, const Value& v, CallArgs&) {
          return v.is_string() && (filters().count(v.str()) || filter_aliases().count(v.str()));

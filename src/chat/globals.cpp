@@ -253,11 +253,21 @@ Value Interp::method(const Value& obj, const std::string& name) {
     }
     if (name == "upper") {
       return bind(
-          [](Interp&, const std::string& s, CallArgs&) { return Value::string(ascii_upper(s)); });
+          [](Interp&, const std::string& s, CallArgs&) { return Value::string(py_upper(s)); });
     }
     if (name == "lower") {
       return bind(
-          [](Interp&, const std::string& s, CallArgs&) { return Value::string(ascii_lower(s)); });
+          [](Interp&, const std::string& s, CallArgs&) { return Value::string(py_lower(s)); });
+    }
+    if (name == "swapcase") {
+      return bind(
+          [](Interp&, const std::string& s, CallArgs&) { return Value::string(py_swapcase(s)); });
+    }
+    if (name == "islower" || name == "isupper") {
+      const bool lower = name == "islower";
+      return Value::callable("str." + name, [s, lower](Interp&, CallArgs&) {
+        return Value::boolean(lower ? py_islower(s) : py_isupper(s));
+      });
     }
     if (name == "title") {
       return bind(

@@ -6,14 +6,6 @@
 #include "chat/interp.h"
 
 namespace qkv::chat {
-namespace {
-
-bool is_alpha(char c) {
-  return std::isalpha(static_cast<unsigned char>(c)) != 0;
-}
-
-}  // namespace
-
 const Value* arg(const CallArgs& a, size_t i, const char* name) {
   if (i < a.pos.size()) return &a.pos[i];
   return a.kwarg(name);
@@ -48,32 +40,6 @@ std::string ascii_lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
-std::string ascii_upper(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-std::string py_capitalize(const std::string& s) {
-  std::string out = ascii_lower(s);
-  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
-  return out;
-}
-
-// str.title(): a letter after a non-letter starts a word.
-std::string py_title(const std::string& s) {
-  std::string out = s;
-  bool prev_cased = false;
-  for (char& c : out) {
-    if (is_alpha(c)) {
-      c = static_cast<char>(prev_cased ? std::tolower(static_cast<unsigned char>(c))
-                                       : std::toupper(static_cast<unsigned char>(c)));
-      prev_cased = true;
-    } else {
-      prev_cased = (static_cast<unsigned char>(c) & 0x80) != 0 && prev_cased;
-    }
-  }
-  return out;
-}
-
 std::vector<Value> py_split(const std::string& s, const Value* sep_v, int64_t maxsplit) {
   std::vector<Value> out;
   if (!sep_v || sep_v->is_none()) {

@@ -4,6 +4,9 @@
 // down here; chat_template_oracle_test.py compares whole model templates with jinja2 live.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "chat/interp.h"
@@ -227,6 +230,36 @@ TEST(ChatTemplate, StringMethods) {
 }
 
 // str.format as Python runs it (Hunyuan's template builds its EOS token with it).
+// lower / upper / title / capitalize (filters and str methods), swapcase, islower / isupper and
+// the lower / upper tests on every cased character of the Latin, Greek and Cyrillic blocks and on
+// words with context (final sigma, full mappings such as ß -> SS): the expected values are
+// CPython's, written by make_casing_cases.py into casing_cases.json.
+TEST(ChatTemplate, CaseChangesFollowPythonBeyondAscii) {
+  std::ifstream f(QKV_CHAT_CASING_CASES);
+  ASSERT_TRUE(f) << QKV_CHAT_CASING_CASES;
+  std::stringstream json;
+  json << f.rdbuf();
+  qkv::ChatTemplateInputs in;
+  in.variables_json = json.str();  // {"python": version, "cases": [[s, lower, upper, ...], ...]}
+  const std::string checks = R"(
+{%- macro check(op, s, got, want) %}{% if got != want %}{{ op }}({{ s|tojson }}) = {{ got|tojson }}, want {{ want|tojson }}
+{% endif %}{% endmacro %}
+{%- for c in cases %}{% set s = c[0] %}
+{{- check('|lower', s, s|lower, c[1]) }}{{ check('.lower()', s, s.lower(), c[1]) }}
+{{- check('|upper', s, s|upper, c[2]) }}{{ check('.upper()', s, s.upper(), c[2]) }}
+{{- check('|title', s, s|title, c[3]) }}{{ check('.title()', s, s.title(), c[3]) }}
+{{- check('|capitalize', s, s|capitalize, c[4]) }}{{ check('.capitalize()', s, s.capitalize(), c[4]) }}
+{{- check('.swapcase()', s, s.swapcase(), c[5]) }}
+{{- check('is lower', s, s is lower, c[6]) }}{{ check('.islower()', s, s.islower(), c[6]) }}
+{{- check('is upper', s, s is upper, c[7]) }}{{ check('.isupper()', s, s.isupper(), c[7]) }}
+{%- endfor %}{{ cases|length }} cases)";
+  const std::string out = qkv::render_chat_template(checks, in);
+  EXPECT_EQ(
+      out.substr(0, out.find(' ')),
+      std::to_string(std::count(in.variables_json.begin(), in.variables_json.end(), '\n') - 2))
+      << out;
+}
+
 TEST(ChatTemplate, StrFormat) {
   EXPECT_EQ(render("{{ '<｜hy_eos{}｜>'.format(7) }}|{{ '{} and {}'.format('a', 1) }}|{{ "
                    "'{1}{0}{1}'.format('x', 'y') }}|{{ '{name}-{n}'.format(name='é', n=2.5) }}|{{ "
