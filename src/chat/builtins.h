@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "chat/value.h"
@@ -17,6 +19,21 @@ class Interp;
 // refused when it is parsed, as Jinja refuses it when compiling.
 bool is_known_filter(const std::string& name);
 bool is_known_test(const std::string& name);
+
+// A filter: value | name(args).
+using FilterFn = Value (*)(Interp&, const Value&, CallArgs&);
+// The filters of chat/layout_filters.cpp (center, truncate, batch, groupby, urlencode, ...).
+const std::unordered_map<std::string, FilterFn>& layout_filters();
+
+// Jinja's attribute path ("a.b.0") as sort, map, groupby ... follow it; with a default (map's),
+// an undefined step becomes the default before the next one.
+Value attr_path(Interp& in, const Value& v, const std::string& path, const Value* dflt = nullptr);
+// Jinja's escape: & < > " ' as HTML entities.
+std::string html_escape(const std::string& s);
+// Python's float(str); nullopt where Python raises ValueError.
+std::optional<double> py_float(const std::string& text);
+// Python's \w for one character: str.isalnum() or '_' (chat/casing.cpp).
+bool py_is_word_char(uint32_t cp);
 
 // Positional argument i or keyword `name` (after the value a filter applies to); null if absent.
 const Value* arg(const CallArgs& a, size_t i, const char* name);

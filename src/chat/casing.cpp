@@ -200,6 +200,15 @@ std::string py_swapcase(std::string_view s) {
   return out;
 }
 
+// str.isalnum(): a letter (L*) or a character with a numeric value (Nd, and digits and numbers
+// such as ½ or ² that Python's isnumeric() accepts).
+bool py_is_word_char(uint32_t cp) {
+  if (cp == '_') return true;
+  const auto c = static_cast<UChar32>(cp);
+  return (U_GET_GC_MASK(c) & U_GC_L_MASK) != 0 ||
+         u_getIntPropertyValue(c, UCHAR_NUMERIC_TYPE) != U_NT_NONE;
+}
+
 bool py_islower(std::string_view s) {
   bool cased = false;
   for (int32_t c : decode_chars(s)) {

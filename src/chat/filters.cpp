@@ -13,40 +13,10 @@
 #include "chat/interp.h"
 
 namespace qkv::chat {
-namespace {
-
-int64_t checked_add(int64_t a, int64_t b) {
-  int64_t r = 0;
-  if (__builtin_add_overflow(a, b, &r)) fail("integer overflow (beyond 64 bits)");
-  return r;
-}
-
-int64_t py_len(const Value& v) {
-  switch (v.kind()) {
-    case Value::Kind::Undefined:
-      return 0;
-    case Value::Kind::String:
-      return static_cast<int64_t>(code_point_count(v.str()));
-    case Value::Kind::List:
-      return static_cast<int64_t>(v.list().items.size());
-    case Value::Kind::Dict:
-      return static_cast<int64_t>(v.dict_ref().items.size());
-    default:
-      fail("object of type '" + type_name(v) + "' has no len()");
-  }
-}
-
-// Sort key comparison: strings compared case-insensitively unless asked otherwise.
-bool sort_less(const Value& a, const Value& b, bool case_sensitive) {
-  if (!case_sensitive && a.is_string() && b.is_string()) {
-    return py_lower(a.str()) < py_lower(b.str());
-  }
-  return less(a, b);
-}
 
 // Jinja's attribute paths for sort/map/selectattr: "a.b.0". With a default (map's), an undefined
 // step becomes the default before the next one, as Jinja's attribute getter does.
-Value attr_path(Interp& in, const Value& v, const std::string& path, const Value* dflt = nullptr) {
+Value attr_path(Interp& in, const Value& v, const std::string& path, const Value* dflt) {
   Value cur = v;
   size_t start = 0;
   while (true) {
@@ -90,6 +60,31 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
+namespace {
+
+int64_t py_len(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::Undefined:
+      return 0;
+    case Value::Kind::String:
+      return static_cast<int64_t>(code_point_count(v.str()));
+    case Value::Kind::List:
+      return static_cast<int64_t>(v.list().items.size());
+    case Value::Kind::Dict:
+      return static_cast<int64_t>(v.dict_ref().items.size());
+    default:
+      fail("object of type '" + type_name(v) + "' has no len()");
+  }
+}
+
+// Sort key comparison: strings compared case-insensitively unless asked otherwise.
+bool sort_less(const Value& a, const Value& b, bool case_sensitive) {
+  if (!case_sensitive && a.is_string() && b.is_string()) {
+    return py_lower(a.str()) < py_lower(b.str());
+  }
+  return less(a, b);
+}
+
 int digit_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   const char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -111,6 +106,8 @@ bool digit_part(const std::string& s, size_t& i, std::string& out, int base) {
   }
   return i > start;
 }
+
+}  // namespace
 
 // Python's float(str): surrounding whitespace, a sign, then "inf", "infinity" or "nan" in any
 // case, or decimal digits with an optional point and exponent. strtod alone would also read
@@ -139,6 +136,8 @@ std::optional<double> py_float(const std::string& text) {
   if (i != s.size()) return std::nullopt;
   return std::strtod(clean.c_str(), nullptr);
 }
+
+namespace {
 
 // Python's int(str, base): surrounding whitespace, a sign, the 0x / 0o / 0b prefix its base
 // allows (base 0: the prefix picks the base, else decimal without leading zeros), digits with
@@ -296,7 +295,6 @@ Value min_or_max(Interp& in, const Value& v, CallArgs& a, bool want_max) {
   return items[best];
 }
 
-using FilterFn = Value (*)(Interp&, const Value&, CallArgs&);
 using TestFn = bool (*)(Interp&, const Value&, CallArgs&);
 
 // select/reject/selectattr/rejectattr: `test` with the arguments after index `first`.
@@ -545,12 +543,11 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          const Value* attr = arg(a, 0, "attribute");
          const Value* start = arg(a, 1, "start");
          Value total = start ? *start : Value::integer(0);
+         if (total.is_string()) fail("sum() can't sum strings [use ''.join(seq) instead]");
          for (const Value& x : in.iterate(v)) {
-           const Value y = attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x;
-           if (!total.is_number() || !y.is_number()) fail("sum needs numbers");
-           total = total.is(Value::Kind::Float) || y.is(Value::Kind::Float)
-                       ? Value::real(total.as_float() + y.as_float())
-                       : Value::integer(checked_add(total.as_int(), y.as_int()));
+           in.step();
+           total = in.binary("+", total,
+                             attr && !attr->is_none() ? attr_path(in, x, to_str(*attr)) : x);
          }
          return total;
        }},
@@ -586,11 +583,6 @@ const std::unordered_map<std::string, FilterFn>& filters() {
        }},
       {"upper",
        [](Interp&, const Value& v, CallArgs&) { return Value::string(py_upper(to_str(v))); }},
-      {"wordcount",
-       [](Interp&, const Value& v, CallArgs&) {
-         const Value s = Value::string(to_str(v));
-         return Value::integer(static_cast<int64_t>(py_split(s.str(), nullptr, -1).size()));
-       }},
   };
   return table;
 }
@@ -710,10 +702,8 @@ const std::unordered_map<std::string, TestFn>& tests() {
        }},
       {"lower", [](Interp&, const Value& v, CallArgs&) { return py_islower(to_str(v)); }},
       {"upper", [](Interp&, const Value& v, CallArgs&) { return py_isupper(to_str(v)); }},
-      {"filter",
-       [](Interp&, const Value& v, CallArgs&) {
-         return v.is_string() && (filters().count(v.str()) || filter_aliases().count(v.str()));
-       }},
+      {"filter", [](Interp&, const Value& v,
+                    CallArgs&) { return v.is_string() && is_known_filter(v.str()); }},
       {"test",
        [](Interp&, const Value& v, CallArgs&) { return v.is_string() && is_known_test(v.str()); }},
       {"escaped", [](Interp&, const Value&, CallArgs&) { return false; }},
@@ -732,7 +722,8 @@ const std::unordered_map<std::string, std::string>& test_aliases() {
 }  // namespace
 
 bool is_known_filter(const std::string& name) {
-  return filters().count(name) != 0 || filter_aliases().count(name) != 0;
+  return filters().count(name) != 0 || layout_filters().count(name) != 0 ||
+         filter_aliases().count(name) != 0;
 }
 
 bool is_known_test(const std::string& name) {
@@ -743,7 +734,10 @@ Value Interp::filter(const std::string& name, const Value& v, CallArgs& args) {
   std::string n = name;
   if (auto it = filter_aliases().find(n); it != filter_aliases().end()) n = it->second;
   auto it = filters().find(n);
-  if (it == filters().end()) fail("unsupported filter '" + name + "'");
+  if (it == filters().end()) {
+    it = layout_filters().find(n);
+    if (it == layout_filters().end()) fail("unsupported filter '" + name + "'");
+  }
   return it->second(*this, v, args);
 }
 

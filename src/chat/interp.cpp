@@ -79,6 +79,13 @@ void Interp::check_storable(const Value& v, const Value& ns) const {
   }
 }
 
+void Interp::check_items(size_t n) const {
+  if (n > limits_.max_items) {
+    fail("a list in the template would have more than " + std::to_string(limits_.max_items) +
+         " elements");
+  }
+}
+
 void Interp::check_size(size_t bytes) const {
   if (bytes > limits_.max_string) {
     fail("template output or a string in it exceeds " + std::to_string(limits_.max_string) +
@@ -465,6 +472,12 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
   if (obj.is(Value::Kind::Namespace)) {
     if (const Value* v = obj.dict_ref().find(name)) return *v;
     return Value::undefined("'jinja2.utils.Namespace object' has no attribute '" + name + "'");
+  }
+  if (obj.is_list()) {
+    const List& l = obj.list();
+    for (size_t i = 0; i < l.fields.size() && i < l.items.size(); ++i) {
+      if (l.fields[i] == name) return l.items[i];
+    }
   }
   Value m = method(obj, name);
   if (!m.is_undefined()) return m;

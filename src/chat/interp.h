@@ -32,6 +32,7 @@ struct Limits {
   size_t max_string = size_t{1} << 28;  // bytes in one string or the output (256 MiB)
   int max_call_depth = 200;             // nested macro calls
   int max_nesting = 256;                // lists, dicts and namespaces inside one another
+  size_t max_items = size_t{1} << 22;   // elements of one list (4 Mi values, ~500 MiB)
 };
 
 class Interp {
@@ -59,9 +60,12 @@ class Interp {
   Value getitem(const Value& obj, const Value& key);
   std::vector<Value> iterate(const Value& v);
   Value call(const Value& callee, CallArgs& args);
+  // a op b for a binary operator ("+", "*", "//", ...), with Python's semantics.
+  Value binary(const std::string& op, const Value& a, const Value& b);
 
   void step();
   void check_size(size_t bytes) const;
+  void check_items(size_t n) const;  // a list of n elements
   void check_storable(const Value& v, const Value& ns) const;
 
  private:
@@ -74,7 +78,6 @@ class Interp {
   void loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterable, int depth,
                  std::string& out);
   Value define_macro(const Stmt& s, const ScopePtr& scope);
-  Value binary(const std::string& op, const Value& a, const Value& b);
   Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
   bool contains(const Value& container, const Value& item);
   void at(int line, int column) {

@@ -27,6 +27,8 @@ struct EvalError {
 struct List {
   std::vector<Value> items;
   bool tuple = false;  // printed as (a, b) rather than [a, b]
+  // A named tuple's field names (groupby's (grouper, list)): item i is also attribute fields[i].
+  std::vector<std::string> fields;
 };
 
 struct Callable;

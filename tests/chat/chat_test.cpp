@@ -260,6 +260,21 @@ TEST(ChatTemplate, CaseChangesFollowPythonBeyondAscii) {
       << out;
 }
 
+// The layout filters (tests/chat/filters_oracle_test.py compares them with jinja2) with sizes that
+// would exhaust memory: an error, not an allocation of the requested size.
+TEST(ChatTemplate, LayoutFiltersBoundTheirOutput) {
+  EXPECT_EQ(render("{% for g in [{'a': 2, 'n': 'x'}, {'a': 1, 'n': 'y'}, {'a': 2, 'n': 'z'}]|"
+                   "groupby('a') %}{{ g.grouper }}{{ g.list|map(attribute='n')|join }};{% endfor "
+                   "%}{{ [1, 2, 3]|batch(2, 0)|list }}{{ [1, 2, 3]|slice(2)|list }}"),
+            "1y;2xz;[[1, 2], [3, 0]][[1, 2], [3]]");
+  EXPECT_NE(render_error("{{ [1]|batch(1000000000000, 0)|list }}").message().find("elements"),
+            std::string::npos);
+  EXPECT_NE(render_error("{{ []|slice(1000000000000)|list }}").message().find("elements"),
+            std::string::npos);
+  EXPECT_NE(render_error("{{ 'x'|center(1000000000000) }}").message().find("bytes"),
+            std::string::npos);
+}
+
 TEST(ChatTemplate, StrFormat) {
   EXPECT_EQ(render("{{ '<｜hy_eos{}｜>'.format(7) }}|{{ '{} and {}'.format('a', 1) }}|{{ "
                    "'{1}{0}{1}'.format('x', 'y') }}|{{ '{name}-{n}'.format(name='é', n=2.5) }}|{{ "
