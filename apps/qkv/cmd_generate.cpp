@@ -1,11 +1,13 @@
 // qkv generate [-m MODEL] -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P]
 //              [--repeat-penalty R] [--repeat-last-n N] [--seed S] [--stop STR]... [--ctx N]
 //              [--kv f32|f16|q8_0] [--dot exact|int8] [--threads N] [-t TOKENIZER] [--no-bos] [--ignore-eos]
-//              [--explain HTML] [--npy-stream FILE] [--chat [--system S]] [--context-parallel]
+//              [--explain HTML] [--npy-stream FILE] [--chat [--system S] [--template FILE]]
+//              [--context-parallel]
 //   Writes the prompt and then the generated text to stdout as it streams (as llama2.c's run
 //   prints a story), with a newline at the end; status, progress and timings go to stderr.
 //   --chat: PROMPT is one user turn; the model's chat template makes the prompt (with the
-//   optional system message) and only the reply is printed.
+//   optional system message) and only the reply is printed; --template FILE.jinja replaces the
+//   model's template (as in `qkv chat`), the model's BOS/EOS texts still filling its variables.
 //   --context-parallel (under mpirun -np N): the prompt's tokens are split over the ranks for the
 //   prefill, decode runs against the KV cache sharded over them; rank 0 prints and writes files.
 //   Without -m, the built-in model (qkv-stories, trained by `qkv train`; docs/TRAINING.md).
@@ -47,17 +49,22 @@ struct GenerateCliOptions {
   bool no_bos = false;
   bool no_parse_special = false;
   bool ignore_eos = false;
-  std::string explain_html;  // --explain: attention maps of the prompt and every generated token
-  std::string npy_stream;    // --npy-stream: the same maps, every row written as it is produced
-  bool chat = false;         // --chat: the prompt is a user turn in the model's chat template
-  std::string system;        // --system: a system message before it
+  std::string explain_html;   // --explain: attention maps of the prompt and every generated token
+  std::string npy_stream;     // --npy-stream: the same maps, every row written as it is produced
+  bool chat = false;          // --chat: the prompt is a user turn in the model's chat template
+  std::string system;         // --system: a system message before it
+  std::string template_file;  // --template: a Jinja file instead of the model's template
   bool context_parallel = false;
 };
 
 // The prompt text the model's chat template makes of one user turn (and a system message), as
 // transformers' apply_chat_template(add_generation_prompt=True) renders it.
 std::string chat_prompt(const Model& model, const GenerateCliOptions& o) {
-  return chat_prompt_text(model.file(), "", o.system, o.prompt);
+  if (o.template_file.empty()) return chat_prompt_text(model.file(), "", o.system, o.prompt);
+  bool is_default = false;
+  const ModelChatTemplate t =
+      chat_template_or_default(model.file(), o.template_file, "qkv generate", is_default);
+  return chat_prompt_text(t, "", o.system, o.prompt);
 }
 
 using Clock = std::chrono::steady_clock;
@@ -80,6 +87,7 @@ void run(const CLI::App& app, GenerateCliOptions o) {
       context_parallel_job(app, o.context_parallel, {{"the prompt's text", o.prompt}});
   const bool out = is_output_rank(comm);
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");
+  if (!o.template_file.empty() && !o.chat) throw Error("--template needs --chat");
   if (!o.seed) {
     o.seed = std::random_device{}();
     // Every rank samples the same tokens from the same logits: rank 0's seed for all.
@@ -231,6 +239,8 @@ void setup(CLI::App& app) {
                "PROMPT is a user turn: the model's chat template (GGUF tokenizer.chat_template, HF "
                "tokenizer_config.json) makes the prompt; only the reply is printed");
   app.add_option("--system", o->system, "with --chat: a system message before the user turn");
+  app.add_option("--template", o->template_file,
+                 "with --chat: Jinja chat template file to use instead of the model's");
   add_context_parallel_flag(app, o->context_parallel);
   app.callback([o, &app] { run_job(app, o->context_parallel, [&] { run(app, *o); }); });
 }

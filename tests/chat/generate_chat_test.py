@@ -6,7 +6,8 @@ usage: generate_chat_test.py QKV_BINARY SHARED_DIR     (exit 77 = skipped: ../sh
 The tiny LLaMA fixture of ../shared gets a chat template; `generate --chat -p Q [--system S]`
 must continue exactly as plain `generate --no-bos -p RENDERED` does on the prompt the template
 makes (the same ids: the template's text, no BOS added), print only the reply, and refuse
---system without --chat and models without a template by name.
+--system without --chat and models without a template by name. `--template FILE` gives a model
+without a template (the pristine fixture) the same prompt, and needs --chat.
 """
 import json
 import pathlib
@@ -86,8 +87,22 @@ def main():
         if rc == 0 or "--chat" not in err:
             failures.append(f"--system without --chat: rc {rc}, {err!r}")
         rc, _, err = run(qkv, "generate", "-m", str(fixture), "--chat", "-p", "hi", "-n", "1")
-        if rc == 0 or "chat template" not in err:
+        if rc == 0 or "chat template" not in err or "--template" not in err:
             failures.append(f"--chat on a model without a template: rc {rc}, {err!r}")
+        # The option the message suggests exists, and gives what the model's own template gives.
+        template_file = pathlib.Path(tmp) / "chat.jinja"
+        template_file.write_text(TEMPLATE)
+        rc, with_file, err = run(qkv, "generate", "-m", str(fixture), "--chat", "--template",
+                                 str(template_file), "-p", "Where is the cat?", *common)
+        rc2, with_model, err2 = run(qkv, "generate", "-m", str(model), "--chat", "-p",
+                                    "Where is the cat?", *common)
+        if rc != 0 or rc2 != 0 or with_file != with_model:
+            failures.append(f"--template FILE: rc {rc}/{rc2}, {with_file!r} vs the model's "
+                            f"template {with_model!r} {err[-300:]} {err2[-300:]}")
+        rc, _, err = run(qkv, "generate", "-m", str(model), "--template", str(template_file), "-p",
+                         "hi", "-n", "1")
+        if rc == 0 or "--chat" not in err:
+            failures.append(f"--template without --chat: rc {rc}, {err!r}")
     for f in failures:
         print("FAIL", f)
     print(f"generate --chat: {len(failures)} failure(s)")
