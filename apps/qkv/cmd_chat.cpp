@@ -6,8 +6,10 @@
 //   conversation in the model's chat template (GGUF tokenizer.chat_template, HF
 //   tokenizer_config.json; ChatML, as `qkv serve` uses, when the model has none), but only the
 //   tokens after what the KV cache already holds are run: the history is not prefilled again.
-//   A line ending in "\" continues on the next. Commands: /reset (a new conversation), /save FILE
-//   (the conversation as a JSON array of {"role", "content"} messages), /help, /quit.
+//   A line ending in "\" continues on the next. A line starting with "/" is a command: /reset (a
+//   new conversation), /save FILE (the conversation as a JSON array of {"role", "content"}
+//   messages), /help, /quit; another is refused, naming them, and is not sent. A line starting
+//   with "//" is text beginning with "/" (the first "/" dropped).
 //   Ctrl-C stops a reply (the part written so far stays in the conversation); Ctrl-C at the
 //   prompt, /quit or the end of the input leaves. Standard input may be a pipe (scripted turns).
 //   Per-turn counts and speeds go to stderr.
@@ -185,8 +187,10 @@ std::string messages_json(const std::vector<ChatMessage>& messages) {
 }
 
 constexpr const char* kHelp =
-    "/reset: a new conversation; /save FILE: the conversation as JSON; /quit: leave.\n"
+    "/reset: a new conversation; /save FILE: the conversation as JSON; /help; /quit: leave.\n"
+    "A line starting with // sends text that begins with / (the first / dropped).\n"
     "A line ending in \\ continues on the next. Ctrl-C stops a reply; at the prompt it leaves.\n";
+constexpr const char* kCommands = "/reset, /save FILE, /help, /quit";
 
 void run(ChatCliOptions o) {
   if (!o.seed) o.seed = std::random_device{}();
@@ -236,28 +240,36 @@ void run(ChatCliOptions o) {
     }
     if (!got) break;  // end of input
     if (input.empty()) continue;
-    if (input == "/quit" || input == "/exit") break;
-    if (input == "/help") {
-      std::fputs(kHelp, stderr);
-      continue;
-    }
-    if (input == "/reset") {
-      chat.reset();
-      std::fputs("[a new conversation]\n", stderr);
-      continue;
-    }
-    if (input.rfind("/save", 0) == 0) {
-      std::string path = input.substr(5);
-      path.erase(0, path.find_first_not_of(' '));
-      if (path.empty() || input[5] != ' ') {
-        std::fputs("[/save needs a file name: /save FILE]\n", stderr);
-        continue;
-      }
-      try {
-        write_output_file(path, messages_json(chat.messages()));
-        std::fprintf(stderr, "[saved %zu messages to %s]\n", chat.messages().size(), path.c_str());
-      } catch (const Error& e) {
-        std::fprintf(stderr, "[/save: %s]\n", e.what());
+    if (input.rfind("//", 0) == 0) {
+      input.erase(0, 1);  // text that begins with "/"
+    } else if (input[0] == '/') {
+      const size_t end = input.find_first_of(" \t\n");
+      const std::string name = input.substr(0, end);
+      std::string rest = end == std::string::npos ? "" : input.substr(end);
+      rest.erase(0, rest.find_first_not_of(" \t\n"));
+      if (name == "/quit" || name == "/exit") break;
+      if (name == "/help") {
+        std::fputs(kHelp, stderr);
+      } else if (name == "/reset") {
+        chat.reset();
+        std::fputs("[a new conversation]\n", stderr);
+      } else if (name == "/save") {
+        if (rest.empty()) {
+          std::fputs("[/save needs a file name: /save FILE]\n", stderr);
+          continue;
+        }
+        try {
+          write_output_file(rest, messages_json(chat.messages()));
+          std::fprintf(stderr, "[saved %zu messages to %s]\n", chat.messages().size(),
+                       rest.c_str());
+        } catch (const Error& e) {
+          std::fprintf(stderr, "[/save: %s]\n", e.what());
+        }
+      } else {
+        std::fprintf(stderr,
+                     "[unknown command %s (not sent); the commands are %s; start a line with // "
+                     "to send text that begins with /]\n",
+                     name.c_str(), kCommands);
       }
       continue;
     }
@@ -286,6 +298,11 @@ void setup(CLI::App& app) {
   add_dot_option(app, o->dot);
   add_threads_option(app, o->threads);
   app.add_flag("--ignore-eos", o->ignore_eos, "keep generating after EOS (until -n)");
+  app.footer(
+      "Each line of standard input is a user turn (a line ending in \\ continues on the next).\n"
+      "Lines starting with / are commands: /reset (a new conversation), /save FILE (the\n"
+      "conversation as JSON), /help, /quit. Another /word is refused and not sent; start a line\n"
+      "with // to send text that begins with / (the first / is dropped).");
   app.callback([o] { run(*o); });
 }
 

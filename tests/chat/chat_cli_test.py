@@ -10,6 +10,8 @@ independent runs of the same binary's other commands:
 - the second turn runs only the tokens after what the cache holds: reused + prefilled equals the
   token count of the rendered conversation (`qkv tokenize`), and the reused part is most of it;
 - /save writes the conversation as JSON messages; /reset starts over (the first reply again);
+- a line starting with an unknown /command is refused naming it and the known commands, and is
+  not sent; a line starting with // sends its text without the first /; --help says so;
 - Ctrl-C (SIGINT) during a reply stops it and the program goes on to the next turn; SIGINT at the
   prompt ends it; end of input ends it with status 0.
 """
@@ -113,6 +115,20 @@ def main():
         check(conv[:2] == [{"role": "system", "content": "Be brief."},
                            {"role": "user", "content": turns[0]}] and len(conv) == 3,
               f"--system: {rc} {conv!r} {err!r}")
+
+        # Unknown commands are not turns; "//" escapes a leading "/".
+        rc, out, err = run(qkv, "chat", *COMMON,
+                           stdin=f"/foo bar\n/savefile\n//etc is a folder\n/save {saved}\n".encode())
+        conv = json.loads(saved.read_text()) if rc == 0 else []
+        check(rc == 0 and "unknown command /foo" in err and "unknown command /savefile" in err
+              and all(c in err for c in ("/reset", "/save FILE", "/help", "/quit")),
+              f"unknown commands are named with the known ones: {rc} {err!r}")
+        check([m for m in conv if m["role"] == "user"] == [{"role": "user",
+                                                             "content": "/etc is a folder"}],
+              f"only the escaped line is sent, without its first /: {conv!r}")
+        rc, out, _ = run(qkv, "chat", "--help")
+        check(rc == 0 and "//" in out and "/reset" in out,
+              f"--help documents the commands and the // escape: {out!r}")
 
         # Ctrl-C during a long reply stops it; the next turn is answered; Ctrl-C at the prompt
         # ends the program.
