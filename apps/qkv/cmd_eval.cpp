@@ -9,12 +9,15 @@
 //   rank 0 gathers the logits in position order and writes the output.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "command.h"
@@ -29,7 +32,7 @@ namespace {
 struct EvalOptions {
   std::string model;
   std::string tokenizer;
-  std::vector<int64_t> ids;
+  std::optional<std::string> ids;  // as given: "1,2,3"
   std::string text;
   std::string logits;
   bool json = false;
@@ -42,18 +45,32 @@ struct EvalOptions {
   bool context_parallel = false;
 };
 
-// --ids, as CLI11 split and converted it: each id must be in the vocabulary.
-std::vector<int32_t> checked_ids(const std::vector<int64_t>& given, int64_t n_vocab) {
+// --ids "1,2,3" (spaces around an item allowed): each item a whole number in the vocabulary.
+// Parsed here rather than by CLI11, which reads an empty item as 0 and drops one between commas.
+std::vector<int32_t> checked_ids(const std::string& given, int64_t n_vocab) {
   std::vector<int32_t> ids;
-  for (const int64_t v : given) {
+  size_t start = 0;
+  while (true) {
+    const size_t comma = std::min(given.find(',', start), given.size());
+    std::string_view item(given.data() + start, comma - start);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    const std::string where = "--ids: item " + std::to_string(ids.size() + 1);
+    if (item.empty()) throw Error(where + " is empty (expected token ids like 1,2,3)");
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec != std::errc() || end != item.data() + item.size()) {
+      throw Error(where + ": expected a whole number, found \"" + std::string(item) + "\"");
+    }
     if (v < 0 || v >= n_vocab) {
       throw Error("--ids: token id " + std::to_string(v) + " (item " +
                   std::to_string(ids.size() + 1) + ") is outside the vocabulary [0, " +
                   std::to_string(n_vocab) + ")");
     }
     ids.push_back(static_cast<int32_t>(v));
+    if (comma == given.size()) return ids;
+    start = comma + 1;
   }
-  return ids;
 }
 
 // NumPy .npy v1.0: magic, version, a u16 header length, a Python dict literal padded with
@@ -76,13 +93,13 @@ void write_npy_f32(const std::string& path, const float* data, int64_t rows, int
 
 void run(const CLI::App& app, const EvalOptions& o) {
   Communicator* const comm = context_parallel_job(app, o.context_parallel);
-  if (o.ids.empty() == o.text.empty()) {
+  if (o.ids.has_value() == !o.text.empty()) {
     throw Error("give the input either as --ids 1,2,3 or as TEXT (not both)");
   }
   if (o.logits.empty() && !o.json) throw Error("give --logits OUT.npy or --json");
   if (o.top < 1) throw Error("--top: expected at least 1, found " + std::to_string(o.top));
   const Model model = load_model_or_default(o.model, {.tokenizer_path = o.tokenizer,
-                                                      .require_tokenizer = o.ids.empty() || o.json,
+                                                      .require_tokenizer = !o.ids || o.json,
                                                       .progress = {},
                                                       .dot = o.dot});
   if (!model.is_decoder()) {
@@ -91,9 +108,9 @@ void run(const CLI::App& app, const EvalOptions& o) {
   }
   const int64_t n_vocab = model.config().n_vocab;
   const std::vector<int32_t> ids =
-      o.ids.empty() ? model.tokenizer().encode(
-                          o.text, {.add_special = true, .parse_special = !o.no_parse_special})
-                    : checked_ids(o.ids, n_vocab);
+      !o.ids ? model.tokenizer().encode(o.text,
+                                        {.add_special = true, .parse_special = !o.no_parse_special})
+             : checked_ids(*o.ids, n_vocab);
   if (ids.empty()) throw Error("the input has no tokens");
   check_same_inputs(comm, "qkv eval --context-parallel", model, ids);
   Session session(
@@ -136,8 +153,7 @@ void setup(CLI::App& app) {
   app.add_option("text", o->text,
                  "input text, tokenized as `qkv generate` does (BOS as the "
                  "tokenizer says)");
-  app.add_option("--ids", o->ids, "input token ids, comma-separated, used as given (no BOS)")
-      ->delimiter(',');
+  app.add_option("--ids", o->ids, "input token ids, comma-separated, used as given (no BOS)");
   app.add_option("--logits", o->logits,
                  "write the logits of every position, float32 [T, n_vocab], as a .npy file");
   add_json_flag(app, o->json)->description("print the top --top tokens of every position as JSON");

@@ -104,8 +104,11 @@ int parse_index(const std::string& s, const std::string& full, const char* what,
 
 // --layers and --heads: "all" or indices like 0,3 (CLI11 splits the list and converts each).
 // "all" reaches the program as kAll; the capture options take an empty list for "every one".
-std::vector<int> selection(const std::vector<int>& list) {
+std::vector<int> selection(const std::vector<int>& list, const char* flag) {
   if (list.empty() || (list.size() == 1 && list[0] == kAll)) return {};
+  if (std::find(list.begin(), list.end(), kAll) != list.end()) {
+    throw Error(std::string(flag) + ": \"all\" cannot be combined with indices");
+  }
   return list;
 }
 CLI::Option* add_index_list(CLI::App& app, const std::string& flag, std::vector<int>& list,
@@ -113,6 +116,7 @@ CLI::Option* add_index_list(CLI::App& app, const std::string& flag, std::vector<
   return app.add_option(flag, list, help + ": all or indices like 0,3")
       ->delimiter(',')
       ->transform(CLI::Transformer({{"all", std::to_string(kAll)}}).description(""))
+      ->check(integer_item_check())
       ->default_str("all");
 }
 
@@ -577,10 +581,11 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   const std::string text = o.messages_file.empty()
                                ? prompt_of(o.text)
                                : chat_prompt_text(*chat_template, o.messages_file, "", "");
-  check_map_spec(o.map, model.config(), selection(o.layers), selection(o.heads));
+  check_map_spec(o.map, model.config(), selection(o.layers, "--layers"),
+                 selection(o.heads, "--heads"));
   ExplainOptions eo;
-  eo.capture.layers = selection(o.layers);
-  eo.capture.heads = selection(o.heads);
+  eo.capture.layers = selection(o.layers, "--layers");
+  eo.capture.heads = selection(o.heads, "--heads");
   eo.capture.max_floats = o.max_floats;
   eo.capture.stream_npy = o.npy_stream;
   eo.capture.top_k = o.top_k;

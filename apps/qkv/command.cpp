@@ -30,6 +30,21 @@ const CLI::Validator& seed_check() {
   return check;
 }
 
+const CLI::Validator& integer_item_check() {
+  static const CLI::Validator check(
+      [](std::string& s) -> std::string {
+        int64_t v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (s.empty()) return "expected whole numbers separated by commas, found an empty item";
+        if (ec != std::errc() || end != s.data() + s.size()) {
+          return "expected a whole number, found \"" + s + "\"";
+        }
+        return "";
+      },
+      "");
+  return check;
+}
+
 Registrar::Registrar(std::string name, std::string description, Setup setup) {
   commands().push_back({std::move(name), std::move(description), std::move(setup)});
 }

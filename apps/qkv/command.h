@@ -34,6 +34,10 @@ struct Registrar {
 // 2^64 - 1 without a word.
 const CLI::Validator& seed_check();
 
+// Checks each item of a comma-separated list of integers that CLI11 splits (explain's --layers
+// and --heads): a whole number that fits 64 bits. CLI11 alone reads an empty list ("") as 0.
+const CLI::Validator& integer_item_check();
+
 // ---- Shared options: one spelling, one help text, one range check each ----------------------
 // -m,--model: a GGUF file, an HF model folder or a llama2.c .bin. `builtin_default`: the command
 // runs the built-in model when it is left out (the help says so).

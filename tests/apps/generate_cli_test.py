@@ -111,6 +111,20 @@ def main():
         rc, out, err = run(qkv, "generate", "-m", model, "-t", tok, "-p", "Once", "--seed", "1",
                            *args)
         check(0 < rc < 128 and out == "" and word in err, f"{args}: rc {rc} {out!r} {err}")
+    # Comma-separated integer lists: an empty or malformed item is refused by position, never
+    # read as token 0 or dropped (eval --ids); "all" does not mix with indices (explain).
+    for ids, word in [("", "item 1 is empty"), ("1,,2", "item 2 is empty"),
+                      ("1,2,", "item 3 is empty"), ("1,x", 'item 2: expected a whole number, found "x"'),
+                      ("99999999999999999999", "expected a whole number"),
+                      ("1,600", "token id 600 (item 2) is outside the vocabulary")]:
+        rc, out, err = run(qkv, "eval", "-m", model, "-t", tok, "--ids", ids, "--json")
+        check(0 < rc < 128 and out == "" and word in err, f"eval --ids {ids!r}: rc {rc} {err}")
+    rc, out, err = run(qkv, "eval", "-m", model, "-t", tok, "--ids", "1, 2", "--json")
+    check(rc == 0 and [p["id"] for p in json.loads(out)] == [1, 2], f"eval --ids '1, 2': {rc} {err}")
+    for layers, word in [("", "empty item"), ("all,1", '"all" cannot be combined')]:
+        rc, out, err = run(qkv, "explain", "-m", model, "-t", tok, "Once", "--layers", layers,
+                           "-n", "0", "--threads", "1")
+        check(0 < rc < 128 and word in err, f"explain --layers {layers!r}: rc {rc} {err}")
     rc, out, err = run(qkv, "generate", "-m", model, "-t", tok, "-p", "Once " * 600, "--temp", "0")
     check(0 < rc < 128 and "context full" in err and "--ctx" in err, f"long prompt: {rc} {err}")
     rc, out, err = run(qkv, "generate", "-m", str(stories / "missing.bin"), "-p", "x")
