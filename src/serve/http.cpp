@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 namespace qkv::serve {
 
@@ -117,6 +118,30 @@ class ConnectionStream final : public httplib::Stream {
 
 }  // namespace
 
+bool request_parsed(const httplib::Request& req) {
+  return req.has_header("REMOTE_ADDR");
+}
+
+Refusal diagnose_unparsed(const httplib::Request& req) {
+  static constexpr std::string_view kMethods[] = {"GET",     "HEAD",  "POST",  "PUT", "DELETE",
+                                                  "CONNECT", "TRACE", "PATCH", "PRI", "OPTIONS"};
+  if (req.version.empty()) {
+    return {400,
+            "the request line is not 'METHOD TARGET HTTP/1.1' ending in CRLF (\\r\\n), as every "
+            "line of a request must"};
+  }
+  if (std::find(std::begin(kMethods), std::end(kMethods), req.method) == std::end(kMethods)) {
+    return {501, "the method '" + req.method +
+                     "' is not supported; the server answers GET, HEAD, POST and OPTIONS"};
+  }
+  if (req.version != "HTTP/1.1" && req.version != "HTTP/1.0") {
+    return {505, "'" + req.version + "' is not supported: send HTTP/1.1"};
+  }
+  return {400,
+          "a header line is malformed (not 'Name: value' ending in CRLF) or longer than 8192 "
+          "bytes"};
+}
+
 HttpServer::HttpServer() {
   set_keep_alive_max_count(kMaxRequestsPerConnection);
 }
@@ -143,6 +168,23 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
     t_close_after_response = false;
     ok = process_request(strm, count == 1, closed, nullptr);
     if (!ok || closed || t_close_after_response) break;
+  }
+  // Closing a socket with unread input sends a reset, which can destroy the last response before
+  // the client reads it (the requests after a malformed one, a pipeline past the last request).
+  // So the sending side is shut first and the input read and dropped until the client closes
+  // (at most 1 s and 1 MiB).
+  if (strm.has_buffered() || wait_for(sock, POLLIN, 0)) {
+    shutdown(sock, SHUT_WR);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    std::array<char, 16384> sink{};
+    for (size_t dropped = 0; dropped < (size_t{1} << 20);) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          end - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !wait_for(sock, POLLIN, left.count())) break;
+      const ssize_t n = recv(sock, sink.data(), sink.size(), 0);
+      if (n <= 0) break;
+      dropped += static_cast<size_t>(n);
+    }
   }
   shutdown(sock, SHUT_RDWR);
   close(sock);

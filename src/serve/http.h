@@ -9,7 +9,22 @@
 
 #include <httplib.h>
 
+#include <string>
+
 namespace qkv::serve {
+
+// Whether httplib parsed the request's line and headers (it sets REMOTE_ADDR once it has); a
+// response to one that did not ends the connection, since where the request ends is not known.
+bool request_parsed(const httplib::Request& req);
+
+// What was wrong with a request that did not parse, as far as its parsed parts tell (httplib
+// answers all of them with a bare 400): 400 for a request line that is not "METHOD TARGET
+// HTTP/1.1" or a malformed header, 501 for a method it does not know, 505 for another version.
+struct Refusal {
+  int status;
+  std::string message;
+};
+Refusal diagnose_unparsed(const httplib::Request& req);
 
 class HttpServer : public httplib::Server {
  public:

@@ -58,6 +58,7 @@ const char* status_type(int status) {
       return "authentication_error";
     case 403:
       return "permission_error";
+
     case 404:
       return "not_found_error";
     case 413:
@@ -169,6 +170,9 @@ struct Server::Impl {
   // set and `needs_key`).
   void admit(const httplib::Request& req, bool needs_key) const;
   void preflight(const httplib::Request& req, httplib::Response& res) const;
+  // For a request no route took: 405 with Allow when its path is served with other methods, 404
+  // when it is not served at all. False (nothing written) when the path serves its method.
+  bool refuse_route(const httplib::Request& req, httplib::Response& res) const;
   const Tokenizer& tokenizer() const { return model.tokenizer(); }
   void check_model(const Fields& f) const;
   // Each takes the request's body (read_body) and fills the response.
@@ -222,6 +226,21 @@ void Server::Impl::preflight(const httplib::Request& req, httplib::Response& res
                  asked.empty() ? std::string("Authorization, Content-Type") : asked);
   res.set_header("Access-Control-Max-Age", "86400");
   res.status = 200;
+}
+
+bool Server::Impl::refuse_route(const httplib::Request& req, httplib::Response& res) const {
+  const std::string* methods = methods_of(req.path);
+  if (methods == nullptr) {
+    send_error(res, 404, "no endpoint " + req.method + " " + req.path);
+    return true;
+  }
+  const std::string& m = req.method;
+  const bool served = *methods == "POST" ? m == "POST" : (m == "GET" || m == "HEAD");
+  if (served) return false;
+  res.set_header("Allow", *methods + ", OPTIONS");
+  send_error(res, 405,
+             core::concat(m, " ", req.path, " is not served; it answers ", *methods, ", OPTIONS"));
+  return true;
 }
 
 void Server::Impl::check_model(const Fields& f) const {
@@ -755,12 +774,24 @@ void Server::Impl::routes() {
   http.set_keep_alive_timeout(5);
   http.set_read_timeout(30);
 
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
-    // A preflight is answered by its route. A request with a body is checked by its route once
-    // the body is read (post() below), so that the connection's next request starts after it.
-    if (req.method == "OPTIONS" || req.method == "POST" || req.method == "PUT" ||
-        req.method == "PATCH" || req.method == "DELETE")
-      return httplib::Server::HandlerResponse::Unhandled;
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
+    const bool with_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                           req.method == "DELETE";
+    if (with_body && !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      // No body (RFC 9112 6.3). httplib would read one until the client closed the connection,
+      // so the request is answered here.
+      admit(req, true);
+      if (!refuse_route(req, res)) {
+        send_error(res, 400,
+                   "the request has no body: send a JSON object, with its Content-Length (or "
+                   "Transfer-Encoding: chunked)");
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // A request with a body is checked by its route once the body is read (post() below), so
+    // that the connection's next request starts after it.
+    if (with_body) return httplib::Server::HandlerResponse::Unhandled;
     // The page itself holds no data (it asks for the key to call the API).
     admit(req, req.path != "/health" && req.path != "/");
     return httplib::Server::HandlerResponse::Unhandled;
@@ -772,12 +803,22 @@ void Server::Impl::routes() {
     if (allow && !allow->empty()) res.set_header("Access-Control-Allow-Origin", *allow);
     if (cors->varies()) res.set_header("Vary", "Origin");
   });
-  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    std::string msg = res.status == 404   ? "no endpoint " + req.method + " " + req.path
-                      : res.status == 413 ? "the request body is larger than the server's limit"
-                                          : "bad request";
-    send_error(res, res.status, msg);
+  http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler's own error
+    if (res.status == 414) {
+      send_error(res, 414, "the request target (path and query) is longer than 8192 bytes");
+    } else if (!serve::request_parsed(req)) {
+      const serve::Refusal r = serve::diagnose_unparsed(req);
+      send_error(res, r.status, r.message);
+      serve::HttpServer::close_after_response();
+    } else if (res.status == 416) {
+      send_error(res, 416, "the Range header is not a valid byte range");
+    } else if (res.status == 413) {
+      send_error(res, 413, "the request body is larger than the server's limit");
+    } else if (!refuse_route(req, res)) {
+      send_error(res, res.status,
+                 res.status == 404 ? "no endpoint " + req.method + " " + req.path : "bad request");
+    }
   });
   http.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {

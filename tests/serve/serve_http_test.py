@@ -31,9 +31,10 @@ def http_request(method, path, body=None, headers=()):
     return head.encode() + b"\r\n" + data
 
 
-def read_responses(sock, n, deadline):
-    """Reads up to `n` whole responses (Content-Length or chunked bodies) before `deadline`
-    (seconds from now); returns [(status, headers (lower-case names), body)]."""
+def read_responses(sock, n, deadline, heads=()):
+    """Reads up to `n` whole responses (Content-Length or chunked bodies; none for the indices in
+    `heads`, answers to HEAD) before `deadline` (seconds from now); returns
+    [(status, headers (lower-case names), body)]."""
     sock.settimeout(0.05)
     buf = b""
     out = []
@@ -54,7 +55,9 @@ def read_responses(sock, n, deadline):
             for line in lines[1:]:
                 k, v = line.split(":", 1)
                 hdr[k.strip().lower()] = v.strip()
-            if "content-length" in hdr:
+            if len(out) in heads:
+                body, buf = b"", rest
+            elif "content-length" in hdr:
                 size = int(hdr["content-length"])
                 if len(rest) < size:
                     break
@@ -218,6 +221,59 @@ def main():
         r = read_responses(s, 2, 3.0)
         s.close()
         check([x[0] for x in r] == [200, 200], f"requests split in 7-byte writes: {r}")
+    finally:
+        srv.stop()
+
+    # --- methods and malformed requests (RFC 9110 15.5.6, 15.6.2; RFC 9112 2.2, 3)
+    srv = Server(qkv, "--parallel", "1")
+    try:
+        def one(data, deadline=3.0, heads=(), n=3):
+            """The response to `data` followed by a GET /health on the same connection, and
+            whether the server closed the connection (instead of reading the rest as requests)."""
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(data + http_request("GET", "/health"))
+            r = read_responses(s, n, deadline, heads)
+            s.close()
+            return r
+
+        # A method a path does not serve: 405 with the methods it does (Allow), as JSON.
+        for method, path, allow in (("GET", CHAT, "POST"), ("HEAD", CHAT, "POST"),
+                                    ("PUT", "/v1/models", "GET"), ("DELETE", "/v1/models", "GET"),
+                                    ("PATCH", "/tokenize", "POST"), ("TRACE", "/health", "GET")):
+            r = one(http_request(method, path, {} if method in ("PUT", "PATCH") else None),
+                    heads=(0,) if method == "HEAD" else (), n=2)
+            st, h, b = r[0] if r else (None, {}, b"")
+            ok = st == 405 and allow in h.get("allow", "")
+            if method != "HEAD":
+                j = json.loads(b) if b.startswith(b"{") else {}
+                ok = ok and method in j.get("error", {}).get("message", "")
+            # The connection goes on: its next request is answered.
+            check(ok and len(r) == 2 and r[1][0] == 200, f"{method} {path}: {r}")
+        # A HEAD of a GET endpoint: the GET's headers, no body.
+        st, _, text, h = srv.request("HEAD", "/v1/models")
+        check(st == 200 and text == "" and int(h["Content-Length"]) > 0, f"HEAD: {st} {h}")
+        # Requests that cannot be parsed: one error naming the problem, then the connection is
+        # closed (the rest of it cannot be told apart from the request's own lines).
+        for data, status, word in (
+                (b"BREW /health HTTP/1.1\r\nHost: x\r\nX-Pot: tea\r\n\r\n", 501, "BREW"),
+                (b"hello\r\nHost: x\r\n\r\n", 400, "request line"),
+                (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP/2.0"),
+                (b"GET /health HTTP/1.1\nHost: x\nX-A: 1\n\n", 400, "request line"),
+                (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "8192")):
+            r = one(data, n=2)
+            st, h, b = r[0] if r else (None, {}, b"")
+            j = json.loads(b) if b.startswith(b"{") else {}
+            check(st == status and word in j.get("error", {}).get("message", "") and
+                  (len(r) == 1 or status == 414), f"{data[:30]!r}: want {status} then close, "
+                                                  f"got {[(x[0], x[2][:90]) for x in r]}")
+        # A POST without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3): it is
+        # answered at once, not held until the client gives up.
+        t0 = time.time()
+        r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n\r\n", n=2)
+        check([x[0] for x in r] == [400, 200] and b"body" in r[0][2] and time.time() - t0 < 2,
+              f"POST without a body: {r} after {time.time() - t0:.1f} s")
+        alive = srv.request("GET", "/health")[0] == 200
+        check(alive, "the server stopped serving after malformed requests")
     finally:
         srv.stop()
 
