@@ -120,7 +120,7 @@ Value from_json(const nlohmann::ordered_json& j) {
     }
     case nlohmann::ordered_json::value_t::object: {
       auto d = std::make_shared<Dict>();
-      for (const auto& [k, v] : j.items()) d->set(k, from_json(v));
+      for (const auto& [k, v] : j.items()) d->set(string_key(k), from_json(v));
       return Value::dict(d);
     }
     default:
@@ -193,7 +193,8 @@ std::string render_body(const Body& body, const ChatTemplateInputs& in, const Li
     const auto j = chat::parse_json(in.variables_json, "the template variables");
     if (!j.is_object()) throw Error("the template variables must be a JSON object");
     const Value extra = chat::from_json(j);
-    for (const auto& [k, v] : extra.dict_ref().items) {
+    for (const auto& [key, v] : extra.dict_ref().items) {
+      const std::string k = dict_key_value(key).str();
       bool replaced = false;
       for (auto& [name, old] : vars) {
         if (name == k) {

@@ -197,14 +197,24 @@ std::string float_repr(double f) {
   return sign + out;
 }
 
+std::string string_key(std::string key) {
+  if (!key.empty() && (key[0] == '\x01' || key[0] == '\x02')) key.insert(0, 1, '\x02');
+  return key;
+}
+
 std::string dict_key(const Value& key) {
-  if (key.is_string()) return key.str();
+  if (key.is_string()) return string_key(key.str());
   if (key.is(Value::Kind::Int)) return "\x01" + std::to_string(key.as_int());
   fail("dict keys must be strings or integers here, not " + type_name(key));
 }
 
 Value dict_key_value(const std::string& key) {
-  if (!key.empty() && key[0] == '\x01') return Value::integer(std::stoll(key.substr(1)));
+  if (!key.empty() && key[0] == '\x01') {
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(key.data() + 1, key.data() + key.size(), v);
+    if (ec == std::errc() && end == key.data() + key.size()) return Value::integer(v);
+  }
+  if (!key.empty() && key[0] == '\x02') return Value::string(key.substr(1));
   return Value::string(key);
 }
 

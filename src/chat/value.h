@@ -132,9 +132,12 @@ struct JsonStyle {
 std::string to_json(const Value& v, const JsonStyle& style);
 
 // Dict keys are strings (what JSON and most templates use); a dict literal may also have int keys
-// (ByteDance Seed-OSS: {0: 0, 512: 128, ...}), stored as "\x01" and the decimal digits, which no
-// key of a conversation's JSON starts with in practice. dict_key refuses other key types.
+// (ByteDance Seed-OSS: {0: 0, 512: 128, ...}), stored as "\x01" and the decimal digits. A string
+// key is stored as itself, or, when it starts with "\x01" or "\x02", behind one more "\x02", so
+// no string (from a template or a conversation's JSON) reads back as an int. Lookups by a name
+// (an attribute, "role") use the name itself. dict_key refuses other key types.
 std::string dict_key(const Value& key);
+std::string string_key(std::string key);
 Value dict_key_value(const std::string& key);  // the key as the template sees it (str or int)
 
 bool equal(const Value& a, const Value& b);

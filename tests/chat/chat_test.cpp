@@ -192,6 +192,23 @@ TEST(ChatTemplate, IntDictKeys) {
                    "d|dictsort(reverse=true)|first }}|{{ {'1': 's', 1: 'i'} }}"),
             "0=0;512=128;16384=1024;|[(512, 128), (0, 0), (16384, 1024)]|{\"0\": 0, \"512\": "
             "128, \"16384\": 1024}|(16384, 1024)|{'1': 's', 1: 'i'}");
+  // String keys that start with the int keys' tag byte stay strings (a fuzzer's find: one read
+  // back as an int and threw); expected output from python3-jinja2 with transformers' tojson.
+  EXPECT_EQ(render("{% set d = {'\x01' ~ '5': 1, '\x02"
+                   "a': 2, 3: 'c'} %}{{ d }}|{{ d|tojson }}|{% "
+                   "for k in d %}{{ k|length if k is string else k }}{{ k is string }},{% endfor "
+                   "%}|{{ d['\x01"
+                   "5'] }}{{ d['\x02"
+                   "a'] }}{{ d[3] }}"),
+            "{'\\x015': 1, '\\x02a': 2, 3: 'c'}|{\"\\u00015\": 1, \"\\u0002a\": 2, \"3\": "
+            "\"c\"}|2True,2True,3False,|12c");
+  qkv::ChatTemplateInputs in;
+  in.messages_json = R"([{"role": "user", "\u00017": "x", "\u0002": "y"}])";
+  EXPECT_EQ(qkv::render_chat_template("{% for m in messages %}{% for k, v in m|items %}{{ k|length "
+                                      "}}:{{ v }};{% endfor %}{% endfor %}{{ messages[0]['\x01"
+                                      "7'] }}",
+                                      in),
+            "4:user;2:x;1:y;x");
   EXPECT_NE(render_error("{% set d = {0: 0, 'a': 1} %}{{ d|dictsort }}")
                 .message()
                 .find("'<' not supported between instances of 'str' and 'int'"),
