@@ -19,6 +19,8 @@ namespace qkv::serve {
 namespace {
 
 thread_local bool t_close_after_response = false;
+// Set when the request being read has a line and headers over kMaxHeadBytes.
+thread_local bool t_head_too_large = false;
 
 // Waits up to `ms` for `events` on `sock`; true when they came (or the peer hung up, so that a
 // read sees the end).
@@ -29,6 +31,11 @@ bool wait_for(int sock, short events, int64_t ms) {
     if (n < 0 && errno == EINTR) continue;
     return n > 0;
   }
+}
+
+std::string head_too_large_message() {
+  return "the request line and headers are larger than " +
+         std::to_string(HttpServer::kMaxHeadBytes) + " bytes";
 }
 
 int64_t to_ms(time_t sec, time_t usec) {
@@ -52,6 +59,15 @@ class ConnectionStream final : public httplib::Stream {
       : sock_(sock), read_ms_(read_ms), write_ms_(write_ms) {}
 
   bool has_buffered() const { return begin_ < end_; }
+  // A read failed (timeout, end of input, a line over the limit): the connection cannot go on.
+  bool failed() const { return failed_; }
+
+  // A new request starts: its line and headers are counted until the blank line that ends them.
+  void start_request() {
+    in_head_ = true;
+    head_bytes_ = 0;
+    crlf_matched_ = 0;
+  }
 
   bool is_readable() const override { return has_buffered() || wait_for(sock_, POLLIN, read_ms_); }
 
@@ -66,18 +82,39 @@ class ConnectionStream final : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (!has_buffered()) {
-      if (!wait_for(sock_, POLLIN, read_ms_)) return -1;
+      if (!wait_for(sock_, POLLIN, read_ms_)) return fail();
       ssize_t n = 0;
       do {
         n = recv(sock_, buf_.data(), buf_.size(), 0);
       } while (n < 0 && errno == EINTR);
-      if (n <= 0) return n;
+      if (n <= 0) {
+        failed_ = true;
+        return n;
+      }
       begin_ = 0;
       end_ = static_cast<size_t>(n);
     }
     const size_t n = std::min(size, end_ - begin_);
     std::memcpy(ptr, buf_.data() + begin_, n);
     begin_ += n;
+    // httplib reads lines a byte at a time into a buffer that grows without bound, and checks a
+    // line's length (and never the number of headers) only once the line has ended. So the head
+    // is bounded here, and so is any other line read byte by byte (a chunked body's size lines).
+    for (size_t i = 0; i < n && in_head_; ++i) {
+      static constexpr char kEnd[] = "\r\n\r\n";
+      crlf_matched_ = ptr[i] == kEnd[crlf_matched_] ? crlf_matched_ + 1 : (ptr[i] == '\r' ? 1 : 0);
+      if (crlf_matched_ == 4) in_head_ = false;
+      if (++head_bytes_ > HttpServer::kMaxHeadBytes) {
+        t_head_too_large = true;
+        return fail();
+      }
+    }
+    if (size == 1 && !in_head_) {
+      line_bytes_ = *ptr == '\n' ? 0 : line_bytes_ + 1;
+      if (line_bytes_ > HttpServer::kMaxHeadBytes) return fail();
+    } else {
+      line_bytes_ = 0;
+    }
     return static_cast<ssize_t>(n);
   }
 
@@ -109,12 +146,34 @@ class ConnectionStream final : public httplib::Stream {
   socket_t socket() const override { return sock_; }
 
  private:
+  ssize_t fail() {
+    failed_ = true;
+    return -1;
+  }
+
   int sock_;
   int64_t read_ms_, write_ms_;
   // What was read from the socket and not yet taken: the rest of this request or the next ones.
   std::array<char, 16384> buf_{};
   size_t begin_ = 0, end_ = 0;
+  bool in_head_ = false;
+  size_t head_bytes_ = 0;
+  int crlf_matched_ = 0;   // how much of "\r\n\r\n" the last bytes read match
+  size_t line_bytes_ = 0;  // bytes of the line being read byte by byte, after the head
+  bool failed_ = false;
 };
+
+// The answer to a head over the limit that httplib gave up on before writing anything (in the
+// request line).
+void send_head_too_large(int sock) {
+  const std::string body = std::string(R"({"error":{"message":")") + head_too_large_message() +
+                           R"(","type":"invalid_request_error","param":null,"code":null}})";
+  const std::string response =
+      "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  if (wait_for(sock, POLLOUT, 5000)) send(sock, response.data(), response.size(), MSG_NOSIGNAL);
+}
 
 }  // namespace
 
@@ -125,6 +184,7 @@ bool request_parsed(const httplib::Request& req) {
 Refusal diagnose_unparsed(const httplib::Request& req) {
   static constexpr std::string_view kMethods[] = {"GET",     "HEAD",  "POST",  "PUT", "DELETE",
                                                   "CONNECT", "TRACE", "PATCH", "PRI", "OPTIONS"};
+  if (t_head_too_large) return {431, head_too_large_message()};
   if (req.version.empty()) {
     return {400,
             "the request line is not 'METHOD TARGET HTTP/1.1' ending in CRLF (\\r\\n), as every "
@@ -166,8 +226,11 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
     if (!ready || svr_sock_ == INVALID_SOCKET) break;
     bool closed = false;
     t_close_after_response = false;
+    t_head_too_large = false;
+    strm.start_request();
     ok = process_request(strm, count == 1, closed, nullptr);
-    if (!ok || closed || t_close_after_response) break;
+    if (!ok && t_head_too_large) send_head_too_large(sock);
+    if (!ok || closed || t_close_after_response || strm.failed()) break;
   }
   // Closing a socket with unread input sends a reset, which can destroy the last response before
   // the client reads it (the requests after a malformed one, a pipeline past the last request).

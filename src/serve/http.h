@@ -19,7 +19,8 @@ bool request_parsed(const httplib::Request& req);
 
 // What was wrong with a request that did not parse, as far as its parsed parts tell (httplib
 // answers all of them with a bare 400): 400 for a request line that is not "METHOD TARGET
-// HTTP/1.1" or a malformed header, 501 for a method it does not know, 505 for another version.
+// HTTP/1.1" or a malformed header, 501 for a method it does not know, 505 for another version,
+// 431 for a line and headers over HttpServer::kMaxHeadBytes.
 struct Refusal {
   int status;
   std::string message;
@@ -31,6 +32,9 @@ class HttpServer : public httplib::Server {
   // Most requests one connection may make before the server closes it (httplib's default, 5,
   // closed a pipelining client's connection with its later requests unread).
   static constexpr size_t kMaxRequestsPerConnection = 1000;
+  // Largest request line plus headers (a 431 past it); browsers send a few KiB, large cookies
+  // and tokens a few tens.
+  static constexpr size_t kMaxHeadBytes = 65536;
   HttpServer();
 
   // Called while answering a request (on its handler's thread): close the connection after this

@@ -277,6 +277,70 @@ def main():
     finally:
         srv.stop()
 
+    # --- a request's line and headers are bounded (64 KiB): httplib read a line of any length
+    # into memory before checking it, and any number of headers, so one connection sending an
+    # endless line or endless headers grew the server until it was killed.
+    srv = Server(qkv, "--parallel", "1")
+    try:
+        from serve_test import rss_kib
+        for name, head, filler in (
+                ("an endless request line", b"GET /", b"a" * 65536),
+                ("an endless header", b"GET /health HTTP/1.1\r\nX-Big: ", b"b" * 65536),
+                ("endless headers", b"GET /health HTTP/1.1\r\n",
+                 b"".join(b"X-H%d: %s\r\n" % (i, b"c" * 90) for i in range(640)))):
+            rss_before = rss_kib(srv.proc.pid)
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.settimeout(10)
+            reply = b""
+            try:
+                s.sendall(head)
+                for _ in range(512):  # 32 MiB
+                    s.sendall(filler)
+            except OSError:
+                pass  # the server answered and closed while the head was still coming
+            try:
+                while True:
+                    got = s.recv(65536)
+                    if not got:
+                        break
+                    reply += got
+            except OSError:
+                pass
+            s.close()
+            grown = rss_kib(srv.proc.pid) - rss_before
+            check(reply.startswith(b"HTTP/1.1 431") and b"65536" in reply and grown < 8 * 1024,
+                  f"{name}: {reply[:200]!r}, server memory grew {grown} KiB")
+        # A chunked body's size line is bounded the same way (and ends the connection).
+        rss_before = rss_kib(srv.proc.pid)
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.settimeout(10)
+        reply = b""
+        try:
+            s.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1")
+            for _ in range(512):
+                s.sendall(b"0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    break
+                reply += got
+        except OSError:
+            pass
+        s.close()
+        grown = rss_kib(srv.proc.pid) - rss_before
+        check(reply.startswith(b"HTTP/1.1 400") and reply.count(b"HTTP/1.1") == 1 and
+              grown < 8 * 1024, f"an endless chunk size line: {reply[:300]!r}, server memory "
+                                f"grew {grown} KiB")
+        # Heads up to the limit are served.
+        st, j, _, _ = srv.request("GET", "/health", headers={f"X-H{i}": "d" * 500
+                                                             for i in range(100)})
+        check(st == 200, f"a 50 KiB head: {st}")
+    finally:
+        srv.stop()
+
     # A malformed --cors list is refused at startup, naming the entry.
     for spec, word in (("http://a.example/", "http://a.example/"), ("a.example", "a.example"),
                        ("", "--cors")):
