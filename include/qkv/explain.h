@@ -168,7 +168,7 @@ struct ExplainOptions {
 
 struct Explanation {
   std::vector<int32_t> ids;         // prompt then generated tokens, one per map row
-  std::vector<std::string> tokens;  // their text (token_bytes, invalid UTF-8 replaced)
+  std::vector<std::string> tokens;  // their text (token_label of token_bytes)
   std::vector<int32_t> word_ids;    // word index of each token (see word_ids())
   int64_t n_prompt = 0;
   std::string model;       // Model::describe()
@@ -273,9 +273,17 @@ void write_png_rgb(const std::string& path, int64_t width, int64_t height,
 std::string render_svg(std::span<const float> map, int64_t n,
                        const std::vector<std::string>& tokens, int cell = 14);
 
+// A token's bytes as valid UTF-8 text: complete characters as they are, each byte that is not
+// part of one (a byte-fallback token such as <0xE4>, a byte-level BPE token holding part of a
+// character) as the four characters \xNN (lowercase hex). Explanation::tokens, the JSON exports
+// and the HTML report's data hold token labels in this form, so that "\xe7" "\x8c" "\xab" tell
+// the bytes of one character apart where U+FFFD would not.
+std::string token_label(std::string_view bytes);
+
 // A token's text as the renderers draw it, so that no token is a blank label: a newline as ↵, a
 // tab as →, spaces at the start or end as ·, \r as the two characters "\r", other control bytes
-// as \xNN, the empty text as ∅. The terminal heatmap, the SVG and the HTML report all use it.
+// as \xNN, a byte not part of a valid UTF-8 character as \xNN (as token_label), the empty text as
+// ∅. The terminal heatmap, the SVG and the HTML report all use it. The result is valid UTF-8.
 std::string visible_token(std::string_view text);
 
 // What the HTML report opens on and what it carries besides the maps.

@@ -9,32 +9,6 @@
 
 namespace qkv {
 
-namespace {
-
-// Replaces bytes that are not part of valid UTF-8 with U+FFFD, so labels print and serialise.
-std::string valid_utf8(const std::string& s) {
-  std::string out;
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 2;
-    }
-    if (ok) {
-      out.append(s, i, len);
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 std::vector<int32_t> word_ids(const Tokenizer& tokenizer, std::span<const int32_t> ids) {
   std::vector<int32_t> out;
   int32_t word = -1;
@@ -131,7 +105,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   e.capture.finish_stream();
   // Tokens that were run, one per map row (a full context can leave the last sampled one out).
   if (model.is_decoder()) e.ids.resize(static_cast<size_t>(session.n_past()));
-  for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
+  for (int32_t id : e.ids) e.tokens.push_back(token_label(tok.token_bytes(id)));
   e.word_ids = word_ids(tok, e.ids);
   return e;
 }
@@ -149,7 +123,7 @@ Explanation explanation_from(const Model& model, std::vector<int32_t> ids, int64
                 .capture = std::move(capture),
                 .layer_windows = layer_windows(model)};
   e.capture.finish_stream();
-  for (int32_t id : e.ids) e.tokens.push_back(valid_utf8(tok.token_bytes(id)));
+  for (int32_t id : e.ids) e.tokens.push_back(token_label(tok.token_bytes(id)));
   e.word_ids = word_ids(tok, e.ids);
   return e;
 }

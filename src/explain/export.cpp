@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file_io.h"
+#include "core/utf8.h"
 #include "explain_internal.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
@@ -115,8 +116,48 @@ std::string npy_header(const std::vector<int64_t>& shape) {
          static_cast<char>(hlen >> 8) + header;
 }
 
+namespace {
+
+// Whether any string in j (a key or a value) is not valid UTF-8.
+bool has_invalid_utf8(const nlohmann::json& j) {
+  if (j.is_string()) return !core::valid_utf8(j.get_ref<const std::string&>());
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) {
+      if (!core::valid_utf8(key) || has_invalid_utf8(value)) return true;
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) {
+      if (has_invalid_utf8(v)) return true;
+    }
+  }
+  return false;
+}
+
+// j with every string written by token_label (its invalid bytes as \xNN).
+nlohmann::json with_token_text(const nlohmann::json& j) {
+  if (j.is_string()) return token_label(j.get_ref<const std::string&>());
+  if (j.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [key, value] : j.items()) out[token_label(key)] = with_token_text(value);
+    return out;
+  }
+  if (j.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& v : j) out.push_back(with_token_text(v));
+    return out;
+  }
+  return j;
+}
+
+}  // namespace
+
 std::string dump(const nlohmann::json& j, int indent) {
-  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+  // Token texts of the methods' sections (the logit lens' top tokens, targets, a corrupted
+  // prompt's tokens) are raw token bytes: their bytes outside a complete character are written as
+  // \xNN, as Explanation::tokens holds them, and not as U+FFFD (which would hide which byte).
+  constexpr auto replace = nlohmann::json::error_handler_t::replace;  // never reached
+  if (has_invalid_utf8(j)) return with_token_text(j).dump(indent, ' ', false, replace);
+  return j.dump(indent, ' ', false, replace);
 }
 
 }  // namespace explain_detail

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/file_io.h"
+#include "core/utf8.h"
 #include "qkv/error.h"
 #include "qkv/explain.h"
 
@@ -42,11 +43,12 @@ float map_max(std::span<const float> map) {
 }
 
 // The code point of the UTF-8 sequence at s[i] and its length in bytes; a byte that does not start
-// a complete sequence is itself, one byte long.
+// a complete, valid sequence (an overlong form, a surrogate, past U+10FFFF) is itself, one byte
+// long.
 std::pair<char32_t, size_t> decode_utf8(std::string_view s, size_t i) {
   const auto c = static_cast<unsigned char>(s[i]);
   const size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-  if (len <= 1 || i + len > s.size()) return {c, 1};
+  if (len <= 1 || i + len > s.size() || !core::valid_utf8(s.substr(i, len))) return {c, 1};
   char32_t cp = c & (0x7f >> len);
   for (size_t k = 1; k < len; ++k) {
     const auto b = static_cast<unsigned char>(s[i + k]);
@@ -131,6 +133,24 @@ bool invisible(char32_t c) {
 }
 
 }  // namespace
+
+std::string token_label(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (size_t i = 0; i < bytes.size();) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const size_t len = decode_utf8(bytes, i).second;
+    if (c >= 0x80 && len == 1) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\x%02x", c);
+      out += esc;
+    } else {
+      out.append(bytes, i, len);
+    }
+    i += len;
+  }
+  return out;
+}
 
 std::string visible_token(std::string_view text) {
   if (text.empty()) return "\u2205";  // the empty set: a token with no text

@@ -162,5 +162,29 @@ TEST(Render, VisibleTokenDrawsWhitespaceAndControls) {
   EXPECT_NE(svg.find(">\u21b5</text>"), std::string::npos);
 }
 
+// Token labels of partial characters: each byte outside a complete, valid UTF-8 character is
+// written \xNN (lowercase), everything else as it is, and the result is always valid UTF-8. The
+// bytes are UTF-8's own (U+732B is e7 8c ab, U+1F431 is f0 9f 90 b1), not the code's.
+TEST(Render, TokenTextShowsTheBytesOfPartialCharacters) {
+  EXPECT_EQ(token_label("cat"), "cat");
+  EXPECT_EQ(token_label("\u732b"), "\u732b");
+  EXPECT_EQ(token_label("\U0001f431"), "\U0001f431");
+  EXPECT_EQ(token_label("\xe7"), "\\xe7");                    // a byte-fallback token <0xE7>
+  EXPECT_EQ(token_label("\xe7\x8c"), "\\xe7\\x8c");           // a BPE token: 2 of 3 bytes
+  EXPECT_EQ(token_label("\x8c\xab"), "\\x8c\\xab");           // the other end
+  EXPECT_EQ(token_label("\xf0\x9f\x90"), "\\xf0\\x9f\\x90");  // 3 of an emoji's 4
+  EXPECT_EQ(token_label(" \xe7\x8c\xab!"), " \u732b!");       // the three together: the character
+  EXPECT_EQ(token_label("a\xab"), "a\\xab");
+  // Byte sequences that look like UTF-8 but are not: overlong forms, surrogates, past U+10FFFF.
+  EXPECT_EQ(token_label("\xc0\x80"), "\\xc0\\x80");
+  EXPECT_EQ(token_label("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+  EXPECT_EQ(token_label("\xf5\x80\x80\x80"), "\\xf5\\x80\\x80\\x80");
+  EXPECT_EQ(token_label("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");
+  // The renderers' labels agree with it and never carry invalid UTF-8 either.
+  EXPECT_EQ(visible_token("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+  EXPECT_EQ(visible_token("\xc0\x80"), "\\xc0\\x80");
+  EXPECT_EQ(visible_token(token_label("\xe7")), "\\xe7");  // drawing a label again keeps it
+}
+
 }  // namespace
 }  // namespace qkv
