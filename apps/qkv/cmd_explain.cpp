@@ -26,6 +26,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -527,6 +528,76 @@ MethodResults run_methods(const Model& model, const Explanation& e,
   return r;
 }
 
+// The texts run (after the chat template, when --chat or --messages made one).
+struct RunTexts {
+  std::string prompt, compare, patch;
+};
+
+// --json's "inputs": every input that determines the document (docs/EXPLAIN.md, "--json"), so
+// that a saved result says what produced it. Texts as token_label writes them (valid UTF-8).
+std::string inputs_json(const ExplainCliOptions& o, const RunTexts& t,
+                        const std::optional<ExplainTarget>& target, const EncodeOptions& encode) {
+  using nlohmann::json;
+  const auto text = [](const std::string& s) { return json(token_label(s)); };
+  const auto text_or_null = [&](const std::string& s) { return s.empty() ? json() : text(s); };
+  const auto file = [&](const std::string& path) {
+    if (path.empty()) return json();
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(path, ec);
+    return text(ec ? path : abs.string());
+  };
+  const auto list = [](const std::vector<int>& v) { return v.empty() ? json("all") : json(v); };
+  json j;
+  j["model_file"] = o.model.empty() ? json("built-in") : file(o.model);
+  j["tokenizer_file"] = file(o.tokenizer);
+  j["text"] = text_or_null(o.text);
+  j["prompt"] = text(t.prompt);
+  j["add_special"] = encode.add_special;
+  j["parse_special"] = encode.parse_special;
+  j["chat"] = o.chat;
+  j["system"] = text_or_null(o.system);
+  j["template_file"] = file(o.template_file);
+  j["messages_file"] = file(o.messages_file);
+  j["compare"] = text_or_null(o.compare);
+  j["compare_prompt"] = o.compare.empty() ? json() : text(t.compare);
+  j["n_predict"] = o.n;
+  j["ignore_eos"] = o.ignore_eos;
+  j["layers"] = list(selection(o.layers, "--layers"));
+  j["heads"] = list(selection(o.heads, "--heads"));
+  j["map"] = o.map.empty() ? json("default") : text(o.map);
+  j["token"] = text_or_null(o.token);
+  j["kv"] = o.kv == KvType::f16 ? "f16" : o.kv == KvType::q8_0 ? "q8_0" : "f32";
+  j["max_floats"] = o.max_floats;
+  j["overflow"] = o.overflow == OverflowKeep::rows    ? "rows"
+                  : o.overflow == OverflowKeep::heads ? "heads"
+                                                      : "top-k";
+  j["top_k"] = o.top_k;
+  j["threads"] = o.threads;
+  j["context_parallel"] = o.context_parallel;
+  // The methods and the prediction they explain (their sections hold the resolved tokens too).
+  j["target"] = text_or_null(o.target);
+  j["contrast"] = text_or_null(o.contrast);
+  if (target) {
+    j["resolved_target"] = {
+        {"id", target->id},
+        {"text", token_label(target->text)},
+        {"position", target->position},
+        {"contrast_id", target->contrast_id < 0 ? json() : json(target->contrast_id)},
+        {"contrast_text",
+         target->contrast_id < 0 ? json() : json(token_label(target->contrast_text))}};
+  }
+  j["attribute"] = text_or_null(o.attribute);
+  j["steps"] = o.attribute == "ig" ? json(o.steps.value_or(AttributionOptions{}.steps)) : json();
+  j["baseline"] = text_or_null(o.baseline);
+  j["attention_gradient"] = o.attention_gradient;
+  j["ablate"] = text_or_null(o.ablate);
+  j["patch"] = text_or_null(o.patch);
+  j["patch_prompt"] = o.patch.empty() ? json() : text(t.patch);
+  j["logit_lens"] = o.logit_lens;
+  j["norm_attention"] = o.norm_attention;
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 void run(const CLI::App& app, const ExplainCliOptions& o) {
   Communicator* const comm = context_parallel_job(app, o.context_parallel);
   const bool chat = o.chat || !o.messages_file.empty();
@@ -631,9 +702,9 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   }
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
+  const EncodeOptions encode{.add_special = eo.add_special, .parse_special = eo.parse_special};
   const MethodResults methods =
-      run_methods(model, e, target, o, token_row, prompt_of(o.patch),
-                  {.add_special = eo.add_special, .parse_special = eo.parse_special});
+      run_methods(model, e, target, o, token_row, prompt_of(o.patch), encode);
 
   if (e.capture.streamed()) {
     write_tokens_json(o.npy_stream + ".tokens.json", e);
@@ -652,12 +723,15 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   }
   std::string title;
   const std::vector<float> map = chosen_map(e, o.map, title);
+  const RunTexts texts{text, o.compare.empty() ? "" : prompt_of(o.compare),
+                       o.patch.empty() ? "" : prompt_of(o.patch)};
   if (!o.html.empty()) {
     ReportOptions r = report_view(o, token_row);
     r.sections = extra_sections;
     if (b) r.compare = &*b;
     for (auto& section : attribution_sections(attr)) r.sections.push_back(std::move(section));
     r.sections.insert(r.sections.end(), methods.sections.begin(), methods.sections.end());
+    r.sections.emplace_back("inputs", inputs_json(o, texts, target, encode));
     write_html(o.html, e, r);
     std::fprintf(stderr, "wrote %s\n", o.html.c_str());
   }
@@ -670,16 +744,17 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     std::fprintf(stderr, "wrote %s (%s)\n", o.svg.c_str(), title.c_str());
   }
   if (o.json) {
-    auto sections = attribution_sections(attr);
-    sections.insert(sections.end(), methods.sections.begin(), methods.sections.end());
-    if (sections.empty()) {
-      std::cout << to_json(e) << "\n";
-      return;
-    }
-    // The methods' sections as further keys of the same document, as in the report's data.
-    nlohmann::json j = nlohmann::json::parse(to_json(e));
-    for (const auto& [key, text] : sections) j[key] = nlohmann::json::parse(text);
-    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    // The methods' sections as further keys of the same document, as in the report's data, then
+    // the inputs and the --compare text's own document. Appended to the object's text rather than
+    // parsed and written again: the maps of a long text are most of it.
+    auto keys = attribution_sections(attr);
+    keys.insert(keys.end(), methods.sections.begin(), methods.sections.end());
+    keys.emplace_back("inputs", inputs_json(o, texts, target, encode));
+    if (b) keys.emplace_back("compare", to_json(*b));
+    std::string doc = to_json(e);
+    doc.pop_back();  // its closing brace
+    for (const auto& [key, value] : keys) doc += ",\"" + key + "\":" + value;
+    std::cout << doc << "}\n";
     return;
   }
 

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""`qkv explain`'s inputs: what --json records of them, and what it does with bad ones.
+
+usage: explain_inputs_test.py QKV_BINARY
+
+- --json is self-describing: its "inputs" object records every input that determines the result
+  (the text and the text run, the --compare and --patch texts, the chat template, the target and
+  contrast as given and as resolved, each method and its parameters, the model file, the
+  selections, the capture budget, -n), each checked against the value passed here; the --compare
+  text's own tokens and maps are under "compare"; the --html report's data carries the same
+  "inputs".
+"""
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+WINOGRAD = "The animal didn't cross the street because it was too tired. It"
+WIDE = "The animal didn't cross the street because it was too wide. It"
+
+
+def run(qkv, *args, stdin=None):
+    p = subprocess.run([qkv, *args], capture_output=True, timeout=240, input=stdin)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def check_inputs(qkv, tmp, failures):
+    def need(cond, what):
+        if not cond:
+            failures.append(f"--json inputs: {what}")
+
+    args = ["explain", WINOGRAD, "--compare", WIDE, "--patch", WIDE, "--target", "animal",
+            "--contrast", "street", "--ablate", "mean", "--attribute", "ig", "--steps", "8",
+            "--baseline", "#0", "--attention-gradient", "--logit-lens", "--norm-attention",
+            "--layers", "0,2", "--heads", "1,3", "--map", "2:3", "--token", "It", "--kv", "f16",
+            "--max-floats", "100000", "--overflow", "rows", "--top-k", "4", "--threads", "1",
+            "--no-parse-special"]
+    rc, out, err = run(qkv, *args, "--json")
+    if rc != 0:
+        failures.append(f"--json: rc {rc}: {err}")
+        return
+    j = json.loads(out)
+    i = j.get("inputs")
+    if not isinstance(i, dict):
+        failures.append(f"--json has no inputs object; keys {sorted(j)}")
+        return
+    want = {"model_file": "built-in", "text": WINOGRAD, "prompt": WINOGRAD, "compare": WIDE,
+            "compare_prompt": WIDE, "patch": WIDE, "patch_prompt": WIDE, "target": "animal",
+            "contrast": "street", "ablate": "mean", "attribute": "ig", "steps": 8,
+            "baseline": "#0", "attention_gradient": True, "logit_lens": True,
+            "norm_attention": True, "layers": [0, 2], "heads": [1, 3], "map": "2:3",
+            "token": "It", "kv": "f16", "max_floats": 100000, "overflow": "rows", "top_k": 4,
+            "threads": 1, "n_predict": 0, "add_special": True, "parse_special": False,
+            "chat": False}
+    for key, value in want.items():
+        need(i.get(key) == value, f"{key} = {i.get(key)!r}, want {value!r}")
+    # The target as resolved: the same token the methods' sections scored.
+    r = i.get("resolved_target") or {}
+    need(r.get("id") == j["ablation"]["target"]["id"] and r.get("text") == " animal",
+         f"resolved_target {r} vs the ablation's {j['ablation']['target']}")
+    need(r.get("contrast_text") == " street", f"resolved contrast {r}")
+    # The compared text's own document: its tokens spell it, its maps have its length.
+    c = j.get("compare")
+    need(isinstance(c, dict) and "".join(c.get("tokens", [])) == WIDE,
+         f"compare tokens {c and c.get('tokens')}")
+    if isinstance(c, dict):
+        need(c["shape"] == [2, 2, len(c["ids"]), len(c["ids"])], f"compare shape {c['shape']}")
+
+    # Defaults are recorded too, and a chat prompt is recorded as run.
+    template = tmp / "t.jinja"
+    template.write_text("{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}")
+    rc, out, err = run(qkv, "explain", "hello there", "--chat", "--system", "be brief",
+                       "--template", str(template), "--json", "-n", "2", "--threads", "1")
+    if rc != 0:
+        failures.append(f"--chat --json: rc {rc}: {err}")
+        return
+    i = json.loads(out)["inputs"]
+    need(i["text"] == "hello there" and i["system"] == "be brief" and i["chat"] is True,
+         f"chat inputs {i}")
+    need(i["prompt"] == "<system>be brief\n<user>hello there\n", f"chat prompt {i['prompt']!r}")
+    need(i["template_file"] == str(template.resolve()), f"template_file {i['template_file']}")
+    need(i["n_predict"] == 2 and i["compare"] is None and i["layers"] == "all"
+         and i["map"] == "default" and i["kv"] == "f32" and i["overflow"] == "top-k",
+         f"defaults {i}")
+
+    # The HTML report's data carries the same inputs.
+    html = tmp / "r.html"
+    rc, out, err = run(qkv, "explain", WINOGRAD, "--compare", WIDE, "--html", str(html),
+                       "--threads", "1")
+    if rc != 0:
+        failures.append(f"--html: rc {rc}: {err}")
+        return
+    m = re.search(r'<script[^>]*id="qkv-data"[^>]*>(.*?)</script>', html.read_text(), re.S)
+    data = json.loads(m.group(1)) if m else {}
+    need(data.get("inputs", {}).get("compare") == WIDE, "the --html data has no inputs")
+
+
+def main():
+    qkv = sys.argv[1]
+    failures = []
+    with tempfile.TemporaryDirectory() as d:
+        check_inputs(qkv, pathlib.Path(d), failures)
+    for f in failures:
+        print("FAILED:", f)
+    if not failures:
+        print("ok")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
