@@ -301,6 +301,29 @@ void check_unsupported_chat_fields(const Fields& f) {
                      "tools");
     }
   }
+  // functions and function_call: the deprecated names of tools and tool_choice.
+  std::string function_call = "auto";
+  if (f.has("function_call")) {
+    const json& fc = f.get("function_call");
+    if (!fc.is_string() || (fc != "none" && fc != "auto")) {
+      throw ApiError(400,
+                     core::concat("'function_call' ", fc.dump(), " is not supported: the server ",
+                                  "does not call functions; only \"none\" or \"auto\""),
+                     "function_call");
+    }
+    function_call = fc.get<std::string>();
+  }
+  if (f.has("functions")) {
+    const json& functions = f.get("functions");
+    if (!functions.is_array()) throw wrong_type("functions", "an array", functions);
+    if (!functions.empty() && function_call != "none") {
+      throw ApiError(400,
+                     "'functions' is not supported: the server does not parse function calls out "
+                     "of the reply (send no functions, or function_call \"none\")",
+                     "functions");
+    }
+  }
+  if (f.has("parallel_tool_calls")) f.boolean("parallel_tool_calls", true);  // checked, unused
 }
 
 void read_logit_bias(const Fields& f, int64_t n_vocab, JobParams& p) {

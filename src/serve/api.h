@@ -82,7 +82,8 @@ class ChatFormatter {
 void read_sampling(const Fields& f, JobParams& p);
 // Chat fields the server cannot honour are a 400 naming them rather than silently ignored:
 // response_format other than {"type": "text"} (no constrained decoding), and tools unless
-// tool_choice is "none" (tool calls are not parsed out of the reply).
+// tool_choice is "none" (tool calls are not parsed out of the reply); likewise their deprecated
+// names functions and function_call.
 void check_unsupported_chat_fields(const Fields& f);
 // logit_bias: {"token id": bias in [-100, 100]}; -100 bans the token, as OpenAI documents.
 void read_logit_bias(const Fields& f, int64_t n_vocab, JobParams& p);

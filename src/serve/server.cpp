@@ -565,6 +565,7 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
   check_model(f);
   if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
   if (!f.has("input")) throw ApiError(400, "'input' is required", "input");
+  if (f.has("user")) f.string("user");  // an end-user id, as in chat: checked, unused
   const json& in = body["input"];
   std::vector<std::string> texts;
   if (in.is_string()) {

@@ -294,6 +294,19 @@ def main():
         bad(CHAT, 400, "tool_choice", dict(msg, tools=[tool], tool_choice={
             "type": "function", "function": {"name": "get_weather"}}))
         bad(CHAT, 400, "user", dict(msg, user=5))
+        # The deprecated names of tools (functions, function_call) were ignored whatever they
+        # held: a client that offered functions waited for a call that could not come.
+        fn = {"name": "get_weather", "parameters": {"type": "object"}}
+        bad(CHAT, 400, "functions", dict(msg, functions=[fn]), words=("function calls",))
+        bad(CHAT, 400, "functions", dict(msg, functions=[fn], function_call="auto"))
+        bad(CHAT, 400, "functions", dict(msg, functions="get_weather"))
+        bad(CHAT, 400, "function_call", dict(msg, function_call={"name": "get_weather"}))
+        bad(CHAT, 400, "function_call", dict(msg, function_call=1))
+        bad(CHAT, 400, "parallel_tool_calls", dict(msg, parallel_tool_calls="yes"))
+        check(greedy(dict(story, functions=[fn], function_call="none",
+                          parallel_tool_calls=False)) == want,
+              "functions with function_call none change the text")
+        bad("/v1/embeddings", 400, "user", {"input": "a cat", "user": ["x"]})
         bad(CHAT, 400, "stream_options.include_usage",
             dict(msg, stream=True, stream_options={"include_usage": "yes"}))
         bad(CHAT, 400, "attention.top_k", dict(msg, attention={"top_k": 0}),
