@@ -80,6 +80,9 @@ json parse_body(const std::string& body) {
     j = json::parse(body);
   } catch (const json::parse_error& e) {
     throw ApiError(400, core::concat("the request body is not valid JSON: ", e.what()));
+  } catch (const json::out_of_range& e) {
+    // Valid JSON with a number no double holds (1e400).
+    throw ApiError(400, core::concat("the request body has a number out of range: ", e.what()));
   }
   if (!j.is_object()) {
     throw ApiError(400, "the request body must be a JSON object, not " + type_name(j));
@@ -176,8 +179,9 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
       // [{"type": "text", "text": "..."}, ...]: the text parts, joined.
       std::string text;
       for (const json& part : content) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
-            !part["text"].is_string()) {
+        // (json's value("type", "") throws on a type that is not a string: a 500.)
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
+            !part.contains("text") || !part["text"].is_string()) {
           throw ApiError(400,
                          core::concat("'", at, ".content' parts must be {\"type\": \"text\", ",
                                       "\"text\": ...}; other kinds are not supported"),

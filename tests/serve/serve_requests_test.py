@@ -64,6 +64,10 @@ def main():
             if not alive(f"a message nested {depth} deep"):
                 return 1
         bad(COMPLETIONS, 400, None, raw=b'{"prompt":"x","stop":' + b"[" * 300000, words=("deeper",))
+        # A number JSON allows but a double cannot hold was a 500 (the parser's overflow error).
+        for num in (b"1e400", b"-1e400", b"1" + b"0" * 400):
+            bad(COMPLETIONS, 400, None, raw=b'{"prompt": "x", "max_tokens": ' + num + b'}',
+                words=("number out of range", "overflow"))
         bad("/tokenize", 400, None, raw=b'{"content":' + b'{"a":' * 100000 + b"1" +
             b"}" * 100001, words=("deeper",))
         # Brackets inside strings are text, not nesting; 64 levels (3 + 61) are allowed.
@@ -294,6 +298,10 @@ def main():
         bad(CHAT, 400, "tool_choice", dict(msg, tools=[tool], tool_choice={
             "type": "function", "function": {"name": "get_weather"}}))
         bad(CHAT, 400, "user", dict(msg, user=5))
+        for part in ({"type": 5, "text": "x"}, {"type": None, "text": "x"}, {"type": ["text"]},
+                     {"text": "x"}, {"type": "text", "text": 5}, {"type": "image_url"}):
+            bad(CHAT, 400, "messages[0].content", dict(msg, messages=[
+                {"role": "user", "content": [part]}]), words=("parts",))
         # The deprecated names of tools (functions, function_call) were ignored whatever they
         # held: a client that offered functions waited for a call that could not come.
         fn = {"name": "get_weather", "parameters": {"type": "object"}}
