@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -200,6 +201,36 @@ Refusal diagnose_unparsed(const httplib::Request& req) {
   return {400,
           "a header line is malformed (not 'Name: value' ending in CRLF) or longer than 8192 "
           "bytes"};
+}
+
+std::optional<Refusal> framing_error(const httplib::Request& req) {
+  if (req.has_header("Transfer-Encoding")) {
+    const std::string te = req.get_header_value("Transfer-Encoding");
+    std::string lower = te;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower != "chunked" || req.get_header_value_count("Transfer-Encoding") > 1) {
+      return Refusal{501, "Transfer-Encoding '" + te +
+                              "' is not supported: send the body as it is, with its "
+                              "Content-Length, or as Transfer-Encoding: chunked"};
+    }
+    return std::nullopt;  // chunked: any Content-Length is ignored, as RFC 9112 6.3 says
+  }
+  const size_t n = req.get_header_value_count("Content-Length");
+  std::string first;
+  for (size_t i = 0; i < n; ++i) {
+    const std::string v = req.get_header_value("Content-Length", i);
+    if (v.empty() || v.size() > 18 ||
+        !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return Refusal{400, "Content-Length '" + v + "' is not a length in bytes (a decimal number)"};
+    }
+    if (i == 0) {
+      first = v;
+    } else if (std::stoll(v) != std::stoll(first)) {
+      return Refusal{400, "the request has two Content-Length headers that differ (" + first +
+                              " and " + v + ")"};
+    }
+  }
+  return std::nullopt;
 }
 
 HttpServer::HttpServer() {

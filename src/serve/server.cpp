@@ -776,6 +776,11 @@ void Server::Impl::routes() {
   http.set_read_timeout(30);
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (const auto r = serve::framing_error(req)) {
+      send_error(res, r->status, r->message);
+      serve::HttpServer::close_after_response();
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
     const bool with_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
                            req.method == "DELETE";

@@ -272,6 +272,33 @@ def main():
         r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n\r\n", n=2)
         check([x[0] for x in r] == [400, 200] and b"body" in r[0][2] and time.time() - t0 < 2,
               f"POST without a body: {r} after {time.time() - t0:.1f} s")
+        # Body framing the server cannot follow (RFC 9112 6.1, 6.3): a transfer coding other
+        # than chunked was read until the client closed (a hang), a Content-Length that is not a
+        # number was read as 0 (the body then parsed as the next request), and two that differ
+        # were resolved by taking the first. Each is refused at once and the connection closed.
+        hello = json.dumps({"content": "a"}).encode()
+        for framing, status, word in (
+                (b"Transfer-Encoding: gzip, chunked\r\n", 501, "gzip, chunked"),
+                (b"Transfer-Encoding: identity\r\n", 501, "identity"),
+                (b"Content-Length: abc\r\n", 400, "abc"),
+                (b"Content-Length: -5\r\n", 400, "-5"),
+                (b"Content-Length: 0x10\r\n", 400, "0x10"),
+                (b"Content-Length: %d\r\nContent-Length: 3\r\n" % len(hello), 400,
+                 "Content-Length")):
+            t0 = time.time()
+            r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + hello, n=2)
+            j = json.loads(r[0][2]) if r and r[0][2].startswith(b"{") else {}
+            check(len(r) == 1 and r[0][0] == status and
+                  word in j.get("error", {}).get("message", "") and time.time() - t0 < 2.5,
+                  f"{framing!r}: want {status} naming {word!r} then close, got "
+                  f"{[(x[0], x[2][:120]) for x in r]} after {time.time() - t0:.1f} s")
+        # Framing that is fine: a repeated equal Content-Length, chunked in any case.
+        for framing in (b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s" % (
+                            len(hello), len(hello), hello),
+                        b"Transfer-Encoding: Chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+                            len(hello), hello)):
+            r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n" + framing, n=2)
+            check([x[0] for x in r] == [200, 200], f"{framing[:40]!r}: {r}")
         alive = srv.request("GET", "/health")[0] == 200
         check(alive, "the server stopped serving after malformed requests")
     finally:
