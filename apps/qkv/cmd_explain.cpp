@@ -528,6 +528,52 @@ MethodResults run_methods(const Model& model, const Explanation& e,
   return r;
 }
 
+// Every file the command writes is its own, and none is a file it reads: "--html x --npy x" would
+// leave one output overwritten by the other, "--npy model.gguf" the model. Checked before the
+// model loads; paths are compared as the file system resolves them.
+void check_distinct_paths(const ExplainCliOptions& o) {
+  namespace fs = std::filesystem;
+  const auto resolved = [](const std::string& path) {
+    std::error_code ec;
+    const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+    return ec ? fs::path(path).lexically_normal() : p;
+  };
+  std::vector<std::pair<std::string, std::string>> outputs;  // (what, path)
+  const auto add = [&](const std::string& path, const std::string& what) {
+    if (!path.empty()) outputs.emplace_back(what, path);
+  };
+  add(o.html, "--html");
+  add(o.png, "--png");
+  add(o.svg, "--svg");
+  add(o.npy, "--npy");
+  if (!o.npy.empty()) add(o.npy + ".tokens.json", "--npy's tokens JSON");
+  add(o.npy_stream, "--npy-stream");
+  if (!o.npy_stream.empty()) add(o.npy_stream + ".tokens.json", "--npy-stream's tokens JSON");
+  add(o.safetensors, "--safetensors");
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t k = 0; k < i; ++k) {
+      if (resolved(outputs[i].second) == resolved(outputs[k].second)) {
+        throw Error(outputs[k].first + " and " + outputs[i].first + " both write " +
+                    outputs[i].second + "; give each output its own path");
+      }
+    }
+  }
+  const std::pair<const std::string*, const char*> inputs[] = {
+      {&o.model, "the model (-m)"},
+      {&o.tokenizer, "the tokenizer (-t)"},
+      {&o.messages_file, "--messages"},
+      {&o.template_file, "--template"},
+      {&o.html_sections, "--html-sections"}};
+  for (const auto& [what, path] : outputs) {
+    for (const auto& [input, name] : inputs) {
+      if (!input->empty() && resolved(path) == resolved(*input)) {
+        throw Error(what + " would overwrite " + name + ", " + path +
+                    ", which this command reads; write elsewhere");
+      }
+    }
+  }
+}
+
 // The texts run (after the chat template, when --chat or --messages made one).
 struct RunTexts {
   std::string prompt, compare, patch;
@@ -610,6 +656,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     throw Error("--messages gives the conversation; pass no text with it");
   }
   if (o.messages_file.empty() && o.text.empty()) throw Error("pass the text to explain");
+  check_distinct_paths(o);
   const Model model = load_model_or_default(
       o.model, {.tokenizer_path = o.tokenizer, .require_tokenizer = true, .progress = {}});
   // The outputs are checked now, so that a mistyped path fails before the capture and the

@@ -9,6 +9,8 @@ usage: explain_inputs_test.py QKV_BINARY
   selections, the capture budget, -n), each checked against the value passed here; the --compare
   text's own tokens and maps are under "compare"; the --html report's data carries the same
   "inputs".
+- Bad inputs are refused with exit code 1 and a message naming the problem, before anything is
+  written: two outputs on one path, an output on a file the command reads.
 """
 import json
 import pathlib
@@ -97,11 +99,52 @@ def check_inputs(qkv, tmp, failures):
     need(data.get("inputs", {}).get("compare") == WIDE, "the --html data has no inputs")
 
 
+def refused(qkv, tmp, failures, args, expect, *, stdin=None):
+    """`qkv explain ARGS` fails with exit code 1 (not a crash, not 0) and a stderr line that
+    contains each of `expect`."""
+    rc, out, err = run(qkv, "explain", *args, "--threads", "1", stdin=stdin)
+    line = " ".join(map(str, args))[:120]
+    if rc != 1:
+        failures.append(f"{line}: rc {rc}, want 1 (refused): {err[-300:]}")
+        return
+    for e in expect:
+        if e not in err:
+            failures.append(f"{line}: stderr lacks {e!r}: {err[-300:]}")
+
+
+def check_outputs(qkv, tmp, failures):
+    """Two outputs on one path, or an output on a file the command reads, are refused before
+    anything runs: nothing is written, and the model is left as it was."""
+    x = tmp / "x.out"
+    model = tmp / "m.gguf"
+    model.write_bytes(b"not a model")
+    template = tmp / "t.jinja"
+    template.write_text("{{ messages[0].content }}")
+    cases = [
+        (["--html", str(x), "--npy", str(x)], ["--html and --npy both write"]),
+        (["--png", str(x), "--svg", str(tmp / "." / "x.out")], ["--png and --svg both write"]),
+        (["--npy", str(x), "--npy-stream", str(x)], ["--npy and --npy-stream both write"]),
+        (["--npy", str(x), "--safetensors", str(x) + ".tokens.json"],
+         ["--npy's tokens JSON and --safetensors both write"]),
+        (["--html", str(model), "-m", str(model)], ["--html would overwrite the model (-m)"]),
+        (["--svg", str(template), "--chat", "--template", str(template)],
+         ["--svg would overwrite --template"]),
+    ]
+    for args, expect in cases:
+        refused(qkv, tmp, failures, ["the cat sat", *args], expect)
+        if x.exists():
+            failures.append(f"{args}: wrote {x} although refused")
+            x.unlink()
+    if model.read_bytes() != b"not a model":
+        failures.append("--html overwrote the model file")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
     with tempfile.TemporaryDirectory() as d:
         check_inputs(qkv, pathlib.Path(d), failures)
+        check_outputs(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
