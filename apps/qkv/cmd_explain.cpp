@@ -528,6 +528,28 @@ MethodResults run_methods(const Model& model, const Explanation& e,
   return r;
 }
 
+// An option given an empty value ("--patch \"$CORRUPTED\"" with the variable unset) would read as
+// the option left out: no patching, no report, the greedy target, the built-in model, with
+// nothing said. Refused instead, naming the option.
+void check_no_empty_values(const CLI::App& app) {
+  for (const char* name :
+       {"--model",      "--tokenizer",     "--target",  "--contrast", "--baseline",
+        "--ablate",     "--patch",         "--compare", "--token",    "--map",
+        "--html",       "--html-sections", "--png",     "--svg",      "--npy",
+        "--npy-stream", "--safetensors",   "--system",  "--template", "--messages",
+        "--attribute"}) {
+    const CLI::Option* opt = app.get_option_no_throw(name);
+    if (opt == nullptr || opt->count() == 0) continue;
+    for (const std::string& value : opt->results()) {
+      if (value.empty()) {
+        throw Error(std::string(name) +
+                    " was given an empty value; pass a value or leave the "
+                    "option out");
+      }
+    }
+  }
+}
+
 // Every file the command writes is its own, and none is a file it reads: "--html x --npy x" would
 // leave one output overwritten by the other, "--npy model.gguf" the model. Checked before the
 // model loads; paths are compared as the file system resolves them.
@@ -645,6 +667,7 @@ std::string inputs_json(const ExplainCliOptions& o, const RunTexts& t,
 }
 
 void run(const CLI::App& app, const ExplainCliOptions& o) {
+  check_no_empty_values(app);
   Communicator* const comm = context_parallel_job(app, o.context_parallel);
   const bool chat = o.chat || !o.messages_file.empty();
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");

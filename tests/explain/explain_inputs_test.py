@@ -10,7 +10,8 @@ usage: explain_inputs_test.py QKV_BINARY
   text's own tokens and maps are under "compare"; the --html report's data carries the same
   "inputs".
 - Bad inputs are refused with exit code 1 and a message naming the problem, before anything is
-  written: two outputs on one path, an output on a file the command reads.
+  written: two outputs on one path, an output on a file the command reads, an option given an
+  empty value.
 """
 import json
 import pathlib
@@ -139,12 +140,23 @@ def check_outputs(qkv, tmp, failures):
         failures.append("--html overwrote the model file")
 
 
+def check_empty_values(qkv, tmp, failures):
+    """An option given an empty value (a shell variable left unset) is refused, naming it, rather
+    than read as the option left out (no patching, no report, the built-in model)."""
+    for flag in ["--patch", "--compare", "--target", "--contrast", "--baseline", "--token",
+                 "--map", "--html", "--png", "--svg", "--npy", "--npy-stream", "--safetensors",
+                 "--system", "--template", "-m", "-t"]:
+        name = {"-m": "--model", "-t": "--tokenizer"}.get(flag, flag)
+        refused(qkv, tmp, failures, ["the cat sat", flag, ""], [f"{name} was given an empty value"])
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
     with tempfile.TemporaryDirectory() as d:
         check_inputs(qkv, pathlib.Path(d), failures)
         check_outputs(qkv, pathlib.Path(d), failures)
+        check_empty_values(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
