@@ -30,6 +30,7 @@ void Interp::step() {
     fail("template ran more than " + std::to_string(limits_.max_steps) +
          " steps (an endless or enormous loop?)");
   }
+  check_memory(0);
 }
 
 namespace {
@@ -79,6 +80,25 @@ void Interp::check_storable(const Value& v, const Value& ns) const {
   }
 }
 
+void Interp::work(size_t n) {
+  steps_ += n;
+  step();
+}
+
+Value Interp::output_value(std::string&& text) {
+  output_bytes_ -= std::min(output_bytes_, text.size());
+  return Value::string(std::move(text));
+}
+
+void Interp::check_memory(size_t bytes) const {
+  const int64_t values = memory_->bytes.load(std::memory_order_relaxed);
+  const uint64_t held = static_cast<uint64_t>(std::max<int64_t>(values, 0)) + output_bytes_;
+  if (held + bytes > limits_.max_memory) {
+    fail("the template's strings and lists would hold more than " +
+         std::to_string(limits_.max_memory) + " bytes");
+  }
+}
+
 void Interp::check_items(size_t n) const {
   if (n > limits_.max_items) {
     fail("a list in the template would have more than " + std::to_string(limits_.max_items) +
@@ -94,6 +114,8 @@ void Interp::check_size(size_t bytes) const {
 }
 
 std::string Interp::render(const Body& body, std::vector<std::pair<std::string, Value>> vars) {
+  const ChargeTo charge(memory_);
+  output_bytes_ = 0;
   globals_ = std::make_shared<Scope>();
   for (const char* g : {"range", "namespace", "raise_exception", "strftime_now", "dict"}) {
     globals_->set(g, global(g));
@@ -123,12 +145,16 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
   switch (s.kind) {
     case Stmt::Kind::Text:
       out += s.text;
+      output_bytes_ += s.text.size();
       check_size(out.size());
       break;
     case Stmt::Kind::Print: {
       const Value v = eval(*s.expr, scope);
+      const size_t before = out.size();
       out += to_str(v);
+      output_bytes_ += out.size() - before;
       check_size(out.size());
+      check_memory(0);
       break;
     }
     case Stmt::Kind::If:
@@ -164,7 +190,7 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
     case Stmt::Kind::SetBlock: {
       std::string text;
       exec(s.body, scope, text);
-      scope->set(s.targets[0], Value::string(std::move(text)));
+      scope->set(s.targets[0], output_value(std::move(text)));
       break;
     }
     case Stmt::Kind::Macro:
@@ -182,7 +208,7 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
       inner->parent = scope;
       std::string text;
       exec(s.body, inner, text);
-      inner->set(kFilterBlockBody, Value::string(std::move(text)));
+      inner->set(kFilterBlockBody, output_value(std::move(text)));
       out += to_str(eval(*s.expr, inner));
       check_size(out.size());
       break;
@@ -264,7 +290,7 @@ void Interp::loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterab
             }
             std::string text;
             in.loop_over(*stmt, outer, a.pos[0], depth + 1, text);
-            return Value::string(std::move(text));
+            return in.output_value(std::move(text));
           }});
     }
     iter_scope->set("loop", Value::dict(loop));
@@ -316,7 +342,7 @@ Value Interp::define_macro(const Stmt& s, const ScopePtr& scope) {
     in.exec(def->body, ms, out);
     --in.call_depth_;
     in.at(line, column);
-    return Value::string(std::move(out));
+    return in.output_value(std::move(out));
   });
 }
 
@@ -668,6 +694,10 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
       return Value::string(a.str() + b.str());
     }
     if (a.is_list() && b.is_list() && a.list().tuple == b.list().tuple) {
+      const size_t n = a.list().items.size() + b.list().items.size();
+      check_items(n);
+      check_memory(n * sizeof(Value));
+      work(n);
       std::vector<Value> items = a.list().items;
       items.insert(items.end(), b.list().items.begin(), b.list().items.end());
       return Value::list(std::move(items), a.list().tuple);
@@ -690,15 +720,27 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
     const Value* count = a.is_int_like() ? &a : &b;
     if (count->is_int_like() && (seq->is_string() || seq->is_list())) {
       const int64_t n = std::max<int64_t>(0, count->as_int());
-      const size_t unit = seq->is_string() ? seq->str().size() : seq->list().items.size() * 16;
-      if (unit > 0 && static_cast<uint64_t>(n) > limits_.max_string / unit)
-        check_size(limits_.max_string + 1);
       if (seq->is_string()) {
+        const size_t unit = seq->str().size();
+        if (unit > 0 && static_cast<uint64_t>(n) > limits_.max_string / unit)
+          check_size(limits_.max_string + 1);
+        check_memory(unit * static_cast<size_t>(n));
+        // Doubling: 'x' * 100000000 is 27 copies, not 10^8 appends.
+        const size_t total = unit * static_cast<size_t>(n);
         std::string s;
-        for (int64_t i = 0; i < n; ++i) s += seq->str();
+        s.reserve(total);
+        if (total > 0) s = seq->str();
+        while (s.size() < total) s.append(s, 0, std::min(s.size(), total - s.size()));
         return Value::string(std::move(s));
       }
+      const size_t unit = seq->list().items.size();
+      if (unit > 0 && static_cast<uint64_t>(n) > limits_.max_items / unit)
+        check_items(limits_.max_items + 1);
+      const size_t total = unit * static_cast<size_t>(n);
+      check_memory(total * sizeof(Value));
+      work(total);
       std::vector<Value> items;
+      items.reserve(total);
       for (int64_t i = 0; i < n; ++i) {
         items.insert(items.end(), seq->list().items.begin(), seq->list().items.end());
       }

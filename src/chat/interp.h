@@ -32,7 +32,8 @@ struct Limits {
   size_t max_string = size_t{1} << 28;  // bytes in one string or the output (256 MiB)
   int max_call_depth = 200;             // nested macro calls
   int max_nesting = 256;                // lists, dicts and namespaces inside one another
-  size_t max_items = size_t{1} << 22;   // elements of one list (4 Mi values, ~500 MiB)
+  size_t max_items = size_t{1} << 20;   // elements of one list (1 Mi values, ~120 MiB)
+  size_t max_memory = size_t{1} << 30;  // bytes of strings and lists alive at once (1 GiB)
 };
 
 class Interp {
@@ -64,6 +65,11 @@ class Interp {
   Value binary(const std::string& op, const Value& a, const Value& b);
 
   void step();
+  // Work proportional to n elements (copying a list): a step each.
+  void work(size_t n);
+  // Refuses to make `bytes` more when what the template's values and the outputs being written
+  // hold would exceed max_memory.
+  void check_memory(size_t bytes) const;
   void check_size(size_t bytes) const;
   void check_items(size_t n) const;  // a list of n elements
   void check_storable(const Value& v, const Value& ns) const;
@@ -78,6 +84,9 @@ class Interp {
   void loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterable, int depth,
                  std::string& out);
   Value define_macro(const Stmt& s, const ScopePtr& scope);
+  // The text a nested block (macro call, set block, filter block, loop()) rendered, as a value:
+  // its bytes move from the output being written to the values.
+  Value output_value(std::string&& text);
   Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
   bool contains(const Value& container, const Value& item);
   void at(int line, int column) {
@@ -88,6 +97,8 @@ class Interp {
   Limits limits_;
   std::optional<int64_t> now_;
   uint64_t steps_ = 0;
+  std::shared_ptr<MemoryAccount> memory_ = std::make_shared<MemoryAccount>();
+  size_t output_bytes_ = 0;  // text in the outputs being written (nested blocks' included)
   int call_depth_ = 0;
   int line_ = 0;
   int column_ = 0;

@@ -5,11 +5,51 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
 namespace qkv::chat {
 
 void fail(std::string message) {
   throw EvalError{std::move(message), false};
+}
+
+namespace {
+
+thread_local std::shared_ptr<MemoryAccount> t_account;
+
+// Owns `object`, charging `bytes` to the current account (if any) until the last copy goes.
+template <class T>
+std::shared_ptr<T> charged(std::unique_ptr<T> object, size_t bytes) {
+  if (!t_account) return std::shared_ptr<T>(std::move(object));
+  std::shared_ptr<MemoryAccount> account = t_account;
+  const auto n = static_cast<int64_t>(bytes);
+  account->bytes += n;
+  return std::shared_ptr<T>(object.release(), [account, n](T* p) {
+    account->bytes -= n;
+    delete p;
+  });
+}
+
+// Heap bytes of a string or a list's elements, with the allocation's own overhead.
+constexpr size_t kOverhead = 64;
+
+std::shared_ptr<const std::string> shared_string(std::string s) {
+  const size_t bytes = s.capacity() + kOverhead;
+  return charged<const std::string>(std::make_unique<const std::string>(std::move(s)), bytes);
+}
+
+}  // namespace
+
+ChargeTo::ChargeTo(std::shared_ptr<MemoryAccount> account) : previous_(std::move(t_account)) {
+  t_account = std::move(account);
+}
+ChargeTo::~ChargeTo() {
+  t_account = std::move(previous_);
+}
+
+const std::string& Value::empty_string() {
+  static const std::string empty;
+  return empty;
 }
 
 const Value* Dict::find(std::string_view key) const {
@@ -43,7 +83,7 @@ const Value* CallArgs::kwarg(std::string_view name) const {
 
 Value Value::undefined(std::string message) {
   Value v;
-  v.s_ = std::move(message);
+  if (!message.empty()) v.s_ = shared_string(std::move(message));
   return v;
 }
 Value Value::none() {
@@ -72,13 +112,14 @@ Value Value::real(double f) {
 Value Value::string(std::string s) {
   Value v;
   v.kind_ = Kind::String;
-  v.s_ = std::move(s);
+  if (!s.empty()) v.s_ = shared_string(std::move(s));
   return v;
 }
 Value Value::list(std::vector<Value> items, bool tuple) {
   Value v;
   v.kind_ = Kind::List;
-  v.list_ = std::make_shared<List>(List{std::move(items), tuple});
+  const size_t bytes = items.capacity() * sizeof(Value) + kOverhead;
+  v.list_ = charged(std::make_unique<List>(List{std::move(items), tuple, {}}), bytes);
   return v;
 }
 Value Value::dict(std::shared_ptr<Dict> d) {
@@ -115,7 +156,7 @@ bool Value::truthy() const {
     case Kind::Float:
       return f_ != 0;
     case Kind::String:
-      return !s_.empty();
+      return !str().empty();
     case Kind::List:
       return !list_->items.empty();
     case Kind::Dict:
@@ -128,7 +169,7 @@ bool Value::truthy() const {
 }
 
 void Value::require_defined() const {
-  if (kind_ == Kind::Undefined) fail(s_.empty() ? "value is undefined" : s_);
+  if (kind_ == Kind::Undefined) fail(str().empty() ? "value is undefined" : str());
 }
 
 std::string type_name(const Value& v) {

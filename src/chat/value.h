@@ -3,6 +3,7 @@
 // CPython and their output must match it byte for byte.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,6 +24,26 @@ struct EvalError {
 };
 
 [[noreturn]] void fail(std::string message);
+
+// The bytes that strings and list elements created while a render runs hold, so that a template
+// cannot hold more than Limits::max_memory at once (copying a Value shares its string and list;
+// what the values hold is charged when made and given back when the last copy goes, which may
+// be after the render).
+struct MemoryAccount {
+  std::atomic<int64_t> bytes{0};
+};
+
+// While alive, strings and lists made on this thread are charged to `account`.
+class ChargeTo {
+ public:
+  explicit ChargeTo(std::shared_ptr<MemoryAccount> account);
+  ~ChargeTo();
+  ChargeTo(const ChargeTo&) = delete;
+  ChargeTo& operator=(const ChargeTo&) = delete;
+
+ private:
+  std::shared_ptr<MemoryAccount> previous_;
+};
 
 struct List {
   std::vector<Value> items;
@@ -84,7 +105,8 @@ class Value {
   bool as_bool() const { return b_; }
   int64_t as_int() const { return kind_ == Kind::Bool ? (b_ ? 1 : 0) : i_; }
   double as_float() const { return kind_ == Kind::Float ? f_ : static_cast<double>(as_int()); }
-  const std::string& str() const { return s_; }  // the string, or an undefined's message
+  // The string, or an undefined's message.
+  const std::string& str() const { return s_ ? *s_ : empty_string(); }
   List& list() const { return *list_; }
   Dict& dict_ref() const { return *dict_; }
   const std::shared_ptr<Dict>& dict_ptr() const { return dict_; }
@@ -101,7 +123,8 @@ class Value {
   bool b_ = false;
   int64_t i_ = 0;
   double f_ = 0;
-  std::string s_;
+  static const std::string& empty_string();
+  std::shared_ptr<const std::string> s_;  // shared by copies: a string is never changed
   std::shared_ptr<List> list_;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<Callable> fn_;

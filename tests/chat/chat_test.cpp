@@ -607,6 +607,58 @@ TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   EXPECT_THROW(small.render(big, {}), qkv::chat::EvalError);
 }
 
+// Templates that would hold gigabytes or run for minutes (found by hand: each of these ran out of
+// memory or time): what the values and the outputs being written hold at once is bounded
+// (Limits::max_memory), copying a list counts as work, and copying a value does not copy its
+// string. Smaller budgets than the defaults (1 GiB, 10^8 steps) keep the test quick.
+TEST(ChatTemplate, MemoryAndWorkAreBounded) {
+  qkv::chat::Limits limits;
+  limits.max_memory = size_t{64} << 20;
+  limits.max_steps = 1'000'000;
+  auto error_of = [&](const std::string& source) {
+    qkv::chat::Interp interp(limits, kNow);
+    try {
+      interp.render(qkv::chat::parse(source), {});
+    } catch (const qkv::chat::EvalError& e) {
+      return e.message;
+    }
+    return std::string("no error");
+  };
+  auto bounded = [](const std::string& message) {
+    return message.find("elements") != std::string::npos ||
+           message.find("would hold more than") != std::string::npos ||
+           message.find("steps") != std::string::npos;
+  };
+  for (const char* doubling : {"{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x "
+                               "= ns.x + ns.x %}{% endfor %}{{ ns.x|length }}",
+                               "{{ ([1] * 100000000)|length }}"}) {
+    const std::string e = error_of(doubling);
+    EXPECT_TRUE(bounded(e)) << doubling << ": " << e;
+  }
+  // Values alive at once: a list of distinct 1 MB strings.
+  EXPECT_NE(error_of("{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = ns.l + "
+                     "['x' * 1000000 ~ i] %}{% endfor %}{{ ns.l|length }}")
+                .find("would hold more than 67108864 bytes"),
+            std::string::npos);
+  // Outputs being written: each level's holds 10 MB while the next level renders.
+  EXPECT_NE(error_of("{% macro f(n) %}{{ 'x' * 10000000 }}{% if n %}{{ f(n - 1) }}{% endif %}{% "
+                     "endmacro %}{{ f(150)|length }}")
+                .find("would hold more than"),
+            std::string::npos);
+  // Growing a list by copying it: quadratic work.
+  EXPECT_NE(error_of("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = "
+                     "ns.l + [i] %}{% endfor %}{{ ns.l|length }}")
+                .find("steps"),
+            std::string::npos);
+  // Within the budget, all of these work.
+  EXPECT_EQ(error_of("{% macro f(n) %}{{ 'x' * 1000000 }}{% if n %}{{ f(n - 1) }}{% endif %}{% "
+                     "endmacro %}{{ f(20)|length }}"),
+            "no error");
+  // Many references to one big string are one string (100 GB if each were a copy).
+  EXPECT_EQ(render("{% set l = ['x' * 100000000] * 1000 %}{{ l|length }} {{ l|last|length }}"),
+            "1000 100000000");
+}
+
 TEST(ChatTemplate, BadInputsAreRefusedByName) {
   qkv::ChatTemplateInputs in;
   in.messages_json = "{not json";
