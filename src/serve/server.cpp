@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <bit>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -203,7 +204,13 @@ void Server::Impl::admit(const httplib::Request& req, bool needs_key) const {
   }
   if (!needs_key || o.api_key.empty()) return;
   const std::string auth = req.get_header_value("Authorization");
-  if (!constant_time_equal(auth, "Bearer " + o.api_key)) {
+  // "Bearer" SP+ KEY; the scheme's case does not matter (RFC 9110 11.1), the key's does.
+  std::string scheme = auth.substr(0, std::min<size_t>(auth.size(), 6));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const size_t key_at = auth.find_first_not_of(' ', 6);
+  const bool bearer = scheme == "bearer" && auth.size() > 6 && auth[6] == ' ';
+  const std::string key = bearer && key_at != std::string::npos ? auth.substr(key_at) : "";
+  if (!bearer || !constant_time_equal(key, o.api_key)) {
     throw ApiError(401,
                    auth.empty() ? "missing API key: send the header Authorization: Bearer KEY"
                                 : "invalid API key",

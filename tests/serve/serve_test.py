@@ -379,6 +379,11 @@ def main():
         auth = {"Authorization": "Bearer s3cret"}
         st, _, _, _ = srv.request("GET", "/v1/models", headers=auth)
         check(st == 200, f"right key: {st}")
+        # The scheme is case-insensitive (RFC 9110 11.1), the key is not.
+        for value, want in (("bearer s3cret", 200), ("BEARER  s3cret", 200),
+                            ("Bearer S3CRET", 401), ("Basic s3cret", 401), ("s3cret", 401)):
+            st, _, _, _ = srv.request("GET", "/v1/models", headers={"Authorization": value})
+            check(st == want, f"Authorization: {value}: {st}, want {want}")
     finally:
         srv.stop()
 
