@@ -204,6 +204,13 @@ Refusal diagnose_unparsed(const httplib::Request& req) {
 }
 
 std::optional<Refusal> framing_error(const httplib::Request& req) {
+  // httplib reads no body for these: one that came would be read as the next request.
+  if (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") {
+    const std::string length = req.get_header_value("Content-Length");
+    if (req.has_header("Transfer-Encoding") || (!length.empty() && length != "0")) {
+      return Refusal{400, "a " + req.method + " request has no body here: send it without one"};
+    }
+  }
   if (req.has_header("Transfer-Encoding")) {
     const std::string te = req.get_header_value("Transfer-Encoding");
     std::string lower = te;

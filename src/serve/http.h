@@ -30,8 +30,8 @@ Refusal diagnose_unparsed(const httplib::Request& req);
 
 // Body framing the server cannot follow (RFC 9112 6.1, 6.3): a transfer coding other than
 // chunked (501; httplib read such a body until the client closed), a Content-Length that is not
-// a decimal number (httplib read "abc" as 0 and the body as the next request), or two that
-// differ. The answer must close the connection: where the body ends is not known.
+// a decimal number (httplib read "abc" as 0 and the body as the next request), two that
+// differ, or a body on a GET, HEAD or OPTIONS (httplib reads none for them). The answer must close the connection: where the body ends is not known.
 std::optional<Refusal> framing_error(const httplib::Request& req);
 
 class HttpServer : public httplib::Server {
