@@ -232,6 +232,10 @@ void Server::Impl::preflight(const httplib::Request& req, httplib::Response& res
   res.set_header("Access-Control-Allow-Headers",
                  asked.empty() ? std::string("Authorization, Content-Type") : asked);
   res.set_header("Access-Control-Max-Age", "86400");
+  // Chrome asks before a public page may call a server on a private network or this machine.
+  if (req.get_header_value("Access-Control-Request-Private-Network") == "true") {
+    res.set_header("Access-Control-Allow-Private-Network", "true");
+  }
   res.status = 200;
 }
 

@@ -121,6 +121,13 @@ def main():
             asked = {x.strip().lower() for x in h.get("access-control-allow-headers", "").split(",")}
             check({"authorization", "content-type", "x-stainless-os"} <= asked,
                   f"preflight {path}: headers {h}")
+        # Chrome's Private Network Access: a public page calling a server on this machine asks
+        # in its preflight, and is let through only when the answer allows it.
+        r = exchange(srv.port, http_request("OPTIONS", CHAT, headers=[
+            ("Origin", "https://chat.example"), ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Private-Network", "true")]), 1)
+        check(r and r[0][1].get("access-control-allow-private-network") == "true",
+              f"private network preflight: {r}")
         # Every response names the origin as allowed: success, 401, 404, 400, a stream.
         cases = [
             ("GET", "/v1/models", None, [key], 200),
@@ -166,6 +173,11 @@ def main():
             ("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST"),
             ("Connection", "close")]), 1)
         check(r and "access-control-allow-origin" not in r[0][1], f"unlisted preflight: {r}")
+        r = exchange(srv.port, http_request("OPTIONS", CHAT, headers=[
+            ("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Private-Network", "true"), ("Connection", "close")]), 1)
+        check(r and "access-control-allow-private-network" not in r[0][1],
+              f"unlisted private network preflight: {r}")
         # The page served at / calls the API from the server's own origin.
         st, j, _, h = srv.request("POST", CHAT, HELLO,
                                   headers={"Origin": f"http://127.0.0.1:{srv.port}"})
