@@ -750,7 +750,11 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   if (!o.compare.empty()) {
     ExplainOptions bo = eo;
     bo.capture.stream_npy.clear();
-    b.emplace(explain(model, prompt_of(o.compare), bo));
+    try {
+      b.emplace(explain(model, prompt_of(o.compare), bo));
+    } catch (const Error& err) {
+      throw Error(std::string(err.what()) + " (in the --compare text)");
+    }
   }
   if (!is_output_rank(comm)) return;  // rank 0 holds the maps
   const int64_t n = static_cast<int64_t>(e.ids.size());

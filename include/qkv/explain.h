@@ -155,7 +155,7 @@ struct ExplainOptions {
   bool add_special = true;                      // BOS / [CLS] ... [SEP] as the tokenizer says
   bool parse_special = true;                    // special tokens written in the text: single
   bool stop_at_eos = true;
-  int64_t n_ctx = 0;  // 0: prompt + new tokens (at most the model's)
+  int64_t n_ctx = 0;  // 0: prompt + new tokens (refused past the model's context)
   int n_threads = 0;
   KvType kv_type = KvType::f32;  // the maps are exact for the values the cache holds
   // Decoders: split the text over the ranks of this MPI job (SessionOptions::context_parallel);

@@ -73,8 +73,25 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
   const int64_t n_new = model.is_decoder() ? options.max_new_tokens : 0;
   int64_t n_ctx = options.n_ctx;
   if (n_ctx == 0) {
-    n_ctx = static_cast<int64_t>(prompt.size()) + n_new;
-    if (model.config().n_ctx > 0) n_ctx = std::min(n_ctx, model.config().n_ctx);
+    const auto n_prompt = static_cast<int64_t>(prompt.size());
+    const int64_t trained = model.config().n_ctx;
+    // Checked here rather than left to the session, whose message would suggest raising a
+    // context length that the caller did not set; and -n past the context would otherwise stop
+    // early without a word.
+    if (trained > 0 && n_prompt > trained) {
+      throw InvalidArgument("explain: the text is " + std::to_string(n_prompt) +
+                            " tokens, past the model's context of " + std::to_string(trained) +
+                            " tokens; shorten the text");
+    }
+    if (trained > 0 && n_prompt + n_new > trained) {
+      throw InvalidArgument("explain: max_new_tokens = " + std::to_string(n_new) + ": the text's " +
+                            std::to_string(n_prompt) +
+                            " tokens and the new ones pass the model's "
+                            "context of " +
+                            std::to_string(trained) + " tokens; at most " +
+                            std::to_string(trained - n_prompt) + " fit (qkv explain -n)");
+    }
+    n_ctx = n_prompt + n_new;
   }
   Session session(model, {.n_ctx = n_ctx,
                           .kv_type = options.kv_type,

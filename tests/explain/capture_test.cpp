@@ -268,6 +268,38 @@ Model stories() {
   return Model::load(bin.string(), tokenizer_beside(bin));
 }
 
+// A text or a generation past the model's context (stories260K: 512 tokens) is refused with the
+// counts, before anything runs; one that fits exactly runs to the end (-n was cut short without a
+// word before).
+TEST(Capture, ExplainRefusesTextsAndGenerationsPastTheContext) {
+  QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
+  const Model model = stories();
+  ASSERT_EQ(model.config().n_ctx, 512);
+  std::string long_text;
+  for (int i = 0; i < 300; ++i) long_text += " cat";  // BOS + 600 tokens
+  const auto message = [&](std::string_view text, int64_t n_new) {
+    try {
+      explain(model, text, {.max_new_tokens = n_new, .n_threads = 1});
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message(long_text, 0).find("past the model's context of 512 tokens"), std::string::npos)
+      << message(long_text, 0);
+  const std::string n = message("Once upon a time", 600);
+  EXPECT_NE(n.find("max_new_tokens = 600"), std::string::npos) << n;
+  const int64_t n_prompt = explain(model, "Once upon a time", {.n_threads = 1}).n_prompt;
+  EXPECT_NE(n.find("at most " + std::to_string(512 - n_prompt) + " fit"), std::string::npos) << n;
+  ExplainOptions o;
+  o.n_threads = 1;
+  o.max_new_tokens = 512 - n_prompt;
+  o.stop_at_eos = false;
+  o.capture.layers = {0};
+  o.capture.heads = {0};
+  EXPECT_EQ(explain(model, "Once upon a time", o).ids.size(), 512u);
+}
+
 TEST(Capture, ExplainRunsGeneratedTokensAndSelectsLayersAndHeads) {
   QKV_REQUIRE_SHARED(bin, "models/stories260K/stories260K.bin");
   const Model model = stories();

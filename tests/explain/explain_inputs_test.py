@@ -11,7 +11,7 @@ usage: explain_inputs_test.py QKV_BINARY
   "inputs".
 - Bad inputs are refused with exit code 1 and a message naming the problem, before anything is
   written: two outputs on one path, an output on a file the command reads, an option given an
-  empty value.
+  empty value, a text or -n past the model's context.
 """
 import json
 import pathlib
@@ -150,6 +150,17 @@ def check_empty_values(qkv, tmp, failures):
         refused(qkv, tmp, failures, ["the cat sat", flag, ""], [f"{name} was given an empty value"])
 
 
+def check_context(qkv, tmp, failures):
+    """Texts and generations past the context (the built-in model's is 128 tokens) are refused
+    with the counts and, for the second text, saying which one; nothing suggests raising a
+    context length that qkv explain has no option for."""
+    long = "the cat sat on the mat. " * 60
+    refused(qkv, tmp, failures, [long], ["past the model's context of 128 tokens"])
+    refused(qkv, tmp, failures, ["the cat sat", "--compare", long],
+            ["past the model's context of 128 tokens", "(in the --compare text)"])
+    refused(qkv, tmp, failures, ["the cat sat", "-n", "500"], ["max_new_tokens = 500", "fit"])
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -157,6 +168,7 @@ def main():
         check_inputs(qkv, pathlib.Path(d), failures)
         check_outputs(qkv, pathlib.Path(d), failures)
         check_empty_values(qkv, pathlib.Path(d), failures)
+        check_context(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
