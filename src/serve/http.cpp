@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -56,8 +57,23 @@ void ip_and_port(const sockaddr_storage& a, socklen_t len, std::string& ip, int&
 // httplib's SocketStream, with its read-ahead buffer kept for the connection's lifetime.
 class ConnectionStream final : public httplib::Stream {
  public:
-  ConnectionStream(int sock, int64_t read_ms, int64_t write_ms)
-      : sock_(sock), read_ms_(read_ms), write_ms_(write_ms) {}
+  ConnectionStream(int sock, int64_t read_ms, int64_t write_ms,
+                   const std::atomic<socket_t>& listener)
+      : sock_(sock), read_ms_(read_ms), write_ms_(write_ms), listener_(listener) {}
+
+  // Waits up to `ms` for input, in slices, so that a client stalled inside a request does not
+  // hold up stop() (it closes the listening socket) for the read timeout.
+  bool wait_readable(int64_t ms) const {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      if (listener_ == INVALID_SOCKET) return false;
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            end - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) return false;
+      if (wait_for(sock_, POLLIN, std::min<int64_t>(left, 100))) return true;
+    }
+  }
 
   bool has_buffered() const { return begin_ < end_; }
   // A read failed (timeout, end of input, a line over the limit): the connection cannot go on.
@@ -70,7 +86,7 @@ class ConnectionStream final : public httplib::Stream {
     crlf_matched_ = 0;
   }
 
-  bool is_readable() const override { return has_buffered() || wait_for(sock_, POLLIN, read_ms_); }
+  bool is_readable() const override { return has_buffered() || wait_readable(read_ms_); }
 
   // Writable, and the peer has not closed its side (httplib's own test: a readable socket with
   // nothing to read has reached its end).
@@ -83,7 +99,7 @@ class ConnectionStream final : public httplib::Stream {
 
   ssize_t read(char* ptr, size_t size) override {
     if (!has_buffered()) {
-      if (!wait_for(sock_, POLLIN, read_ms_)) return fail();
+      if (!wait_readable(read_ms_)) return fail();
       ssize_t n = 0;
       do {
         n = recv(sock_, buf_.data(), buf_.size(), 0);
@@ -154,6 +170,7 @@ class ConnectionStream final : public httplib::Stream {
 
   int sock_;
   int64_t read_ms_, write_ms_;
+  const std::atomic<socket_t>& listener_;  // INVALID_SOCKET once the server stops
   // What was read from the socket and not yet taken: the rest of this request or the next ones.
   std::array<char, 16384> buf_{};
   size_t begin_ = 0, end_ = 0;
@@ -250,17 +267,12 @@ void HttpServer::close_after_response() {
 
 bool HttpServer::process_and_close_socket(socket_t sock) {
   ConnectionStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
-                        to_ms(write_timeout_sec_, write_timeout_usec_));
+                        to_ms(write_timeout_sec_, write_timeout_usec_), svr_sock_);
   bool ok = false;
   for (size_t count = keep_alive_max_count_; count > 0; --count) {
     // The next request: already buffered, or the first byte within the keep-alive timeout
     // (watched in slices, so that stop() closes idle connections at once).
-    const auto idle_end =
-        std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_timeout_sec_);
-    bool ready = strm.has_buffered();
-    while (!ready && svr_sock_ != INVALID_SOCKET && std::chrono::steady_clock::now() < idle_end) {
-      ready = wait_for(sock, POLLIN, 100);
-    }
+    bool ready = strm.has_buffered() || strm.wait_readable(int64_t{keep_alive_timeout_sec_} * 1000);
     if (!ready || svr_sock_ == INVALID_SOCKET) break;
     bool closed = false;
     t_close_after_response = false;

@@ -390,6 +390,23 @@ def main():
     finally:
         srv.stop()
 
+    # --- SIGTERM stops the server at once although clients hold connections: one idle between
+    # requests (it waited up to the keep-alive timeout, 5 s) and one stalled inside a request (it
+    # waited for the read timeout, 30 s).
+    srv = Server(qkv, "--parallel", "1")
+    idle = socket.create_connection(("127.0.0.1", srv.port))
+    idle.sendall(http_request("GET", "/health"))
+    got = read_responses(idle, 1, 5.0)
+    stalled = socket.create_connection(("127.0.0.1", srv.port))
+    stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    time.sleep(0.3)
+    t0 = time.time()
+    rc = srv.stop()
+    took = time.time() - t0
+    idle.close()
+    stalled.close()
+    check(got and rc == 0 and took < 3, f"stop with open connections: exit {rc} after {took:.1f} s")
+
     # A malformed --cors list is refused at startup, naming the entry.
     for spec, word in (("http://a.example/", "http://a.example/"), ("a.example", "a.example"),
                        ("", "--cors")):
