@@ -550,6 +550,25 @@ void check_no_empty_values(const CLI::App& app) {
   }
 }
 
+// The texts given on the command line are UTF-8, which the tokenizer expects; an invalid byte would
+// otherwise fail inside the tokenizer without saying which argument held it, or (--token) be
+// echoed raw to the terminal. token_label() leaves valid UTF-8 as it is.
+void check_utf8_arguments(const ExplainCliOptions& o) {
+  const std::pair<const std::string*, const char*> args[] = {
+      {&o.text, "the text"},   {&o.compare, "--compare"},   {&o.patch, "--patch"},
+      {&o.target, "--target"}, {&o.contrast, "--contrast"}, {&o.baseline, "--baseline"},
+      {&o.token, "--token"},   {&o.system, "--system"},     {&o.map, "--map"}};
+  for (const auto& [value, what] : args) {
+    const std::string label = token_label(*value);
+    if (label == *value) continue;
+    const bool token = value == &o.target || value == &o.contrast || value == &o.baseline;
+    throw Error(std::string(what) + ": \"" + label +
+                "\" is not UTF-8 (the bytes that are not part of a character shown as \\xNN); "
+                "pass UTF-8 text" +
+                (token ? ", or the token as #ID (qkv tokenize shows the ids)" : ""));
+  }
+}
+
 // Every file the command writes is its own, and none is a file it reads: "--html x --npy x" would
 // leave one output overwritten by the other, "--npy model.gguf" the model. Checked before the
 // model loads; paths are compared as the file system resolves them.
@@ -668,6 +687,7 @@ std::string inputs_json(const ExplainCliOptions& o, const RunTexts& t,
 
 void run(const CLI::App& app, const ExplainCliOptions& o) {
   check_no_empty_values(app);
+  check_utf8_arguments(o);
   Communicator* const comm = context_parallel_job(app, o.context_parallel);
   const bool chat = o.chat || !o.messages_file.empty();
   if (!o.system.empty() && !o.chat) throw Error("--system needs --chat");

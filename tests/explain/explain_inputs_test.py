@@ -11,7 +11,7 @@ usage: explain_inputs_test.py QKV_BINARY
   "inputs".
 - Bad inputs are refused with exit code 1 and a message naming the problem, before anything is
   written: two outputs on one path, an output on a file the command reads, an option given an
-  empty value, a text or -n past the model's context.
+  empty value, a text or -n past the model's context, a text argument that is not UTF-8.
 """
 import json
 import pathlib
@@ -26,6 +26,7 @@ WIDE = "The animal didn't cross the street because it was too wide. It"
 
 def run(qkv, *args, stdin=None):
     p = subprocess.run([qkv, *args], capture_output=True, timeout=240, input=stdin)
+    # stderr must be UTF-8 (check_not_utf8 tests it strictly); "replace" keeps the others going.
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
@@ -161,6 +162,22 @@ def check_context(qkv, tmp, failures):
     refused(qkv, tmp, failures, ["the cat sat", "-n", "500"], ["max_new_tokens = 500", "fit"])
 
 
+def check_not_utf8(qkv, tmp, failures):
+    """A command-line text that is not UTF-8 is refused naming the argument, its bad bytes shown
+    as \\xNN so that the message itself is valid UTF-8."""
+    bad = b"a\xffb"
+    for flag in ["--compare", "--patch", "--target", "--contrast", "--baseline", "--token",
+                 "--system"]:
+        refused(qkv, tmp, failures, ["the cat sat", flag, bad], [f'{flag}: "a\\xffb" is not UTF-8'])
+    refused(qkv, tmp, failures, [b"the ca\xe7\x8ct"], ['the text: "the ca\\xe7\\x8ct" is not UTF-8'])
+    p = subprocess.run([qkv, "explain", "the cat", "--token", bad], capture_output=True,
+                       timeout=60)
+    try:
+        p.stderr.decode("utf-8", "strict")
+    except UnicodeDecodeError:
+        failures.append(f"--token with a bad byte: stderr is not UTF-8: {p.stderr!r}")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -169,6 +186,7 @@ def main():
         check_outputs(qkv, pathlib.Path(d), failures)
         check_empty_values(qkv, pathlib.Path(d), failures)
         check_context(qkv, pathlib.Path(d), failures)
+        check_not_utf8(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
