@@ -207,10 +207,10 @@ std::string trimmed(std::string s) {
   return s;
 }
 
-// The row of --token: "#5" is position 5; otherwise the first token whose text, without
-// surrounding spaces, equals it, else the last token of the first word that spells it ("cat"
-// split as " c" "at").
-int64_t find_token(const Explanation& e, const std::string& t) {
+// The row of --token: "#5" is position 5; otherwise the first token whose text (or label, such as
+// "\xe7"), without surrounding spaces, equals it, else the last token of the first word whose
+// bytes spell it ("cat" split as " c" "at", 猫 split into its three bytes).
+int64_t find_token(const Explanation& e, const Tokenizer& tok, const std::string& t) {
   if (t.size() > 1 && t[0] == '#') {
     const int64_t row = parse_index(t.substr(1), t, "token", "#N or a word");
     if (row < 0 || row >= static_cast<int64_t>(e.tokens.size())) {
@@ -226,7 +226,7 @@ int64_t find_token(const Explanation& e, const std::string& t) {
   std::string word;
   for (size_t i = 0; i < e.tokens.size(); ++i) {
     if (i > 0 && e.word_ids[i] != e.word_ids[i - 1]) word.clear();
-    word += e.tokens[i];
+    word += tok.token_bytes(e.ids[i]);
     const bool word_ends = i + 1 == e.tokens.size() || e.word_ids[i + 1] != e.word_ids[i];
     if (word_ends && trimmed(word) == t) return static_cast<int64_t>(i);
   }
@@ -272,8 +272,8 @@ HeatmapOptions::Color terminal_color(bool ascii);
 
 // --compare on the terminal: the second prompt's map of the same --map, and with --token where
 // that token looks in each prompt.
-void print_compare(const Explanation& a, const Explanation& b, const ExplainCliOptions& o,
-                   const std::vector<float>& map_a) {
+void print_compare(const Tokenizer& tok, const Explanation& a, const Explanation& b,
+                   const ExplainCliOptions& o, const std::vector<float>& map_a) {
   std::string title;
   const std::vector<float> map_b = chosen_map(b, o.map, title);
   const int64_t nb = static_cast<int64_t>(b.ids.size());
@@ -281,7 +281,7 @@ void print_compare(const Explanation& a, const Explanation& b, const ExplainCliO
             << render_heatmap(map_b, nb, b.tokens, {.color = terminal_color(o.ascii)});
   if (o.token.empty()) return;
   const int64_t na = static_cast<int64_t>(a.ids.size());
-  const int64_t ra = find_token(a, o.token), rb = find_token(b, o.token);
+  const int64_t ra = find_token(a, tok, o.token), rb = find_token(b, tok, o.token);
   const auto top = [](const Explanation& e, const std::vector<float>& m, int64_t n, int64_t row) {
     std::string s;
     for (const Attended& x : top_attended(m, n, row, 3)) {
@@ -786,10 +786,10 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   }
   // --token names a row of this text (and of the --compare text, where the terminal shows it
   // too): checked before any method runs or anything is written.
-  const int64_t token_row = o.token.empty() ? -1 : find_token(e, o.token);
+  const int64_t token_row = o.token.empty() ? -1 : find_token(e, model.tokenizer(), o.token);
   if (b && token_row >= 0) {
     try {
-      find_token(*b, o.token);
+      find_token(*b, model.tokenizer(), o.token);
     } catch (const Error& err) {
       throw Error(std::string(err.what()) + " (in the --compare text)");
     }
@@ -866,7 +866,7 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
               << "; global layers: " << (global.empty() ? "none" : global) << "\n";
   }
   std::cout << render_heatmap(map, n, e.tokens, {.color = terminal_color(o.ascii)});
-  if (b) print_compare(e, *b, o, map);
+  if (b) print_compare(model.tokenizer(), e, *b, o, map);
   std::cout << methods.summary;
   std::cout << "\nwhere each head looks (mean mass per row; entropy in nats):\n"
             << "layer head  previous  first   self    same-word induction entropy\n";

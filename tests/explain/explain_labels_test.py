@@ -10,7 +10,8 @@ report's data, --npy's tokens JSON and --svg:
 - every output is valid UTF-8 and holds no U+FFFD (which would hide which byte a token holds);
 - a byte outside a complete character is written \\xNN, so that the tokens, with those escapes
   turned back into bytes, spell the prompt's UTF-8 bytes (Python's encoding, not qkv's);
-- the methods' sections (a corrupted prompt's tokens, a target that is one byte) say the same.
+- the methods' sections (a corrupted prompt's tokens, a target that is one byte) say the same;
+- --token 猫 finds the character's row (its last byte's) though no token's text is 猫.
 """
 import json
 import pathlib
@@ -77,6 +78,14 @@ def check_model(qkv, name, model_args, tmp, failures):
         failures.append(f"{name} terminal: rc {rc}: {err}")
     elif term is not None and "\\xe7" not in term:
         failures.append(f"{name} terminal: no \\xe7 label:\n{term}")
+
+    # --token names the character, split over byte tokens or not: the row of its last byte.
+    last = next((k for k, t in enumerate(tokens) if unescape(t).endswith(b"\xab")), None)
+    rc, out, err = run(*base, "--ascii", "--token", "\u732b")
+    if rc != 0:
+        failures.append(f"{name} --token \u732b: rc {rc}: {err}")
+    elif f"token #{last} " not in out.decode():
+        failures.append(f"{name} --token \u732b: not the row #{last} of its last byte")
 
     # The HTML report's data, --npy's tokens JSON, the SVG's labels.
     html, npy, svg = tmp / f"{name}.html", tmp / f"{name}.npy", tmp / f"{name}.svg"
