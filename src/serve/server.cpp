@@ -87,12 +87,21 @@ enum class Kind { chat, completion };
 // chunked body of any size was read whole into memory. Past the limit the rest is read and
 // dropped (as httplib does for a Content-Length over it), so that the connection's next request
 // starts where this body ends.
+// Reads a request's body and drops it: a refused request's, so that the connection's next request
+// starts after it. (The plain reader cannot read multipart bodies: it throws bad_function_call.)
+void drop_body(const httplib::Request& req, const httplib::ContentReader& reader) {
+  if (req.is_multipart_form_data()) {
+    reader([](const httplib::MultipartFormData&) { return true; },
+           [](const char*, size_t) { return true; });
+  } else {
+    reader([](const char*, size_t) { return true; });
+  }
+}
+
 std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader,
                       int64_t max_bytes) {
   if (req.is_multipart_form_data()) {
-    // (The plain reader cannot read these: read and drop the parts, then refuse.)
-    reader([](const httplib::MultipartFormData&) { return true; },
-           [](const char*, size_t) { return true; });
+    drop_body(req, reader);
     throw ApiError(400,
                    "multipart/form-data bodies are not supported: send JSON "
                    "(Content-Type: application/json)");
@@ -892,7 +901,7 @@ void Server::Impl::routes() {
       try {
         admit(req, true);
       } catch (const ApiError&) {
-        reader([](const char*, size_t) { return true; });  // dropped unread, as read_body does
+        drop_body(req, reader);
         throw;
       }
       handle(req, read_body(req, reader, o.max_body_bytes), res);

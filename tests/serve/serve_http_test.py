@@ -144,6 +144,13 @@ def main():
             st, h, b = r[0] if r else (None, {}, b"")
             check(st == want and h.get("access-control-allow-origin") == "*",
                   f"{method} {path} ({want}) from an origin: {st} {h} {b[:120]!r}")
+        # A refused request's body is read and dropped, multipart ones too (a 500
+        # 'bad_function_call': the plain reader cannot read them).
+        form = (b"--xyz\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nOnce\r\n"
+                b"--xyz--\r\n")
+        st, j, text, _ = srv.request("POST", "/v1/completions", raw=form, headers={
+            "Content-Type": "multipart/form-data; boundary=xyz"})
+        check(st == 401, f"multipart without the key: {st} {text[:200]}")
         # A request without an Origin (curl, the SDKs) is served as before.
         st, j, _, h = srv.request("GET", "/v1/models", headers=dict([key]))
         check(st == 200, f"no Origin: {st}")
@@ -163,6 +170,11 @@ def main():
             check(r and 200 <= r[0][0] < 300 and
                   r[0][1].get("access-control-allow-origin") == origin,
                   f"listed origin {origin}: preflight {r}")
+        form = (b"--xyz\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nOnce\r\n"
+                b"--xyz--\r\n")
+        st, j, text, _ = srv.request("POST", "/v1/completions", raw=form, headers={
+            "Content-Type": "multipart/form-data; boundary=xyz", "Origin": "https://evil.example"})
+        check(st == 403, f"multipart from an unlisted origin: {st} {text[:200]}")
         # Another origin is refused before anything runs, with an error naming it.
         for method, body in (("GET", None), ("POST", HELLO)):
             st, j, _, h = srv.request(method, "/v1/models" if body is None else CHAT, body,
