@@ -822,6 +822,27 @@ void Server::Impl::routes() {
     admit(req, req.path != "/health" && req.path != "/");
     return httplib::Server::HandlerResponse::Unhandled;
   });
+  // A client that asks before sending its body (Expect: 100-continue; curl does for bodies over
+  // 1 MiB) is told at once when the body is over the limit or the request is refused, rather
+  // than after uploading it. The client may send the body anyway, so the connection is closed.
+  http.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+    try {
+      admit(req, req.path != "/health" && req.path != "/");
+      if (!serve::framing_error(req) && req.has_header("Content-Length") &&
+          req.get_header_value<uint64_t>("Content-Length") >
+              static_cast<uint64_t>(o.max_body_bytes)) {
+        throw ApiError(413,
+                       core::concat("the request body is larger than the server's limit of ",
+                                    o.max_body_bytes, " bytes (--max-body)"),
+                       "", "request_too_large");
+      }
+    } catch (const ApiError& e) {
+      send_error(res, e.status, e.what(), e.param, e.type, e.code);
+      serve::HttpServer::close_after_response();
+      return e.status;
+    }
+    return 100;
+  });
   // Access-Control-Allow-Origin on every response the origin may see: errors and streams too.
   http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     const auto allow =

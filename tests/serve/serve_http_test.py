@@ -333,6 +333,18 @@ def main():
                             len(hello), hello)):
             r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n" + framing, n=2)
             check([x[0] for x in r] == [200, 200], f"{framing[:40]!r}: {r}")
+        # A body announced with Expect: 100-continue (curl does for bodies over 1 MiB) that is
+        # over the limit is refused before it is sent, instead of being uploaded and dropped.
+        s = socket.create_connection(("127.0.0.1", srv.port))
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        r = read_responses(s, 1, 2.0)
+        s.close()
+        check(r and r[0][0] == 413 and b"request_too_large" in r[0][2],
+              f"Expect: 100-continue with a body over the limit: {r}")
+        st, j, _, _ = srv.request("POST", "/tokenize", {"content": "a"},
+                                  headers={"Expect": "100-continue"})
+        check(st == 200, f"Expect: 100-continue within the limit: {st} {j}")
         alive = srv.request("GET", "/health")[0] == 200
         check(alive, "the server stopped serving after malformed requests")
     finally:
