@@ -201,6 +201,39 @@ std::vector<float> chosen_map(const Explanation& e, const std::string& spec, std
   return c.map(li, index_of(c.heads(), head, "head"), n);
 }
 
+// Rows of the map that --map names (of any head it averages, of any layer rollout multiplies) that
+// the capture's budget did not store: they are zeros in the map, which would read as attention to
+// nothing.
+std::vector<int64_t> missing_rows(const Explanation& e, const std::string& spec) {
+  const AttentionCapture& c = e.capture;
+  std::vector<size_t> lis, his;
+  for (size_t hi = 0; hi < c.heads().size(); ++hi) his.push_back(hi);
+  if (spec == "rollout") {
+    for (size_t li = 0; li < c.layers().size(); ++li) lis.push_back(li);
+  } else if (spec.empty()) {
+    lis.push_back(c.layers().size() - 1);
+  } else {  // L:H or L:mean, validated by check_map_spec and captured
+    const size_t colon = spec.find(':');
+    const int layer = std::stoi(spec.substr(0, colon));
+    lis.push_back(static_cast<size_t>(std::find(c.layers().begin(), c.layers().end(), layer) -
+                                      c.layers().begin()));
+    if (spec.substr(colon + 1) != "mean") {
+      const int head = std::stoi(spec.substr(colon + 1));
+      his = {static_cast<size_t>(std::find(c.heads().begin(), c.heads().end(), head) -
+                                 c.heads().begin())};
+    }
+  }
+  std::vector<int64_t> out;
+  for (int64_t row = 0; row < static_cast<int64_t>(e.ids.size()); ++row) {
+    bool all = true;
+    for (size_t li : lis) {
+      for (size_t hi : his) all = all && c.has_row(li, hi, row);
+    }
+    if (!all) out.push_back(row);
+  }
+  return out;
+}
+
 std::string trimmed(std::string s) {
   s.erase(0, s.find_first_not_of(' '));
   s.erase(s.find_last_not_of(' ') + 1);
@@ -794,6 +827,22 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
       throw Error(std::string(err.what()) + " (in the --compare text)");
     }
   }
+  // Rows the budget left out: rollout multiplies every layer's maps and cannot do without them;
+  // other maps draw them blank, which is said here rather than left to read as no attention.
+  const std::vector<int64_t> missing = missing_rows(e, o.map);
+  if (!missing.empty() && o.map == "rollout") {
+    throw Error("--map rollout: the capture's budget (--max-floats " +
+                std::to_string(o.max_floats) + ") left out " +
+                std::to_string(e.capture.dropped_rows()) +
+                " rows of the selected layers and heads; rollout multiplies every layer's maps "
+                "and needs them all: raise --max-floats or select fewer --layers / --heads");
+  }
+  if (!missing.empty()) {
+    std::fprintf(stderr,
+                 "note: %zu of %zu rows of the map drawn were not stored (the capture's budget, "
+                 "--max-floats %lld): they are blank, which is not attention to nothing\n",
+                 missing.size(), e.ids.size(), static_cast<long long>(o.max_floats));
+  }
   const std::optional<ExplainTarget> target = explain_target(model, e, o);
   const std::optional<Attribution> attr = attribution(model, e, o, target);
   const EncodeOptions encode{.add_special = eo.add_special, .parse_special = eo.parse_special};
@@ -890,6 +939,9 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
     const int64_t row = token_row;
     std::printf("\ntoken #%lld \"%s\" attends most to:\n", static_cast<long long>(row),
                 visible_token(e.tokens[static_cast<size_t>(row)]).c_str());
+    if (std::binary_search(missing.begin(), missing.end(), row)) {
+      std::printf("  (its row was not stored: the capture's budget, --max-floats, left it out)\n");
+    }
     for (const Attended& a : top_attended(map, n, row, 5)) {
       std::printf("  %6.3f  #%lld \"%s\"\n", a.weight, static_cast<long long>(a.key),
                   visible_token(e.tokens[static_cast<size_t>(a.key)]).c_str());

@@ -11,7 +11,8 @@ usage: explain_inputs_test.py QKV_BINARY
   "inputs".
 - Bad inputs are refused with exit code 1 and a message naming the problem, before anything is
   written: two outputs on one path, an output on a file the command reads, an option given an
-  empty value, a text or -n past the model's context, a text argument that is not UTF-8.
+  empty value, a text or -n past the model's context, a text argument that is not UTF-8,
+  --map rollout without the rows the budget left out (and a note where other maps lack them).
 """
 import json
 import pathlib
@@ -178,6 +179,27 @@ def check_not_utf8(qkv, tmp, failures):
         failures.append(f"--token with a bad byte: stderr is not UTF-8: {p.stderr!r}")
 
 
+def check_budget(qkv, tmp, failures):
+    """Rows the capture's budget left out are never shown as attention: rollout, which multiplies
+    every layer's maps, is refused without them (it drew the identity: every token on itself);
+    other maps draw them blank and say so, and so does --token for its row."""
+    refused(qkv, tmp, failures, ["the cat sat on the mat", "--max-floats", "0", "--map", "rollout"],
+            ["--map rollout", "left out 144 rows", "raise --max-floats"])
+    rc, out, err = run(qkv, "explain", "the cat sat on the mat", "--max-floats", "0", "--map",
+                       "1:1", "--token", "cat", "--threads", "1")
+    if rc != 0:
+        failures.append(f"--max-floats 0 --map 1:1: rc {rc}: {err}")
+        return
+    if "9 of 9 rows of the map drawn were not stored" not in err:
+        failures.append(f"--max-floats 0: no note on the rows left out: {err}")
+    if "its row was not stored" not in out:
+        failures.append(f"--max-floats 0 --token cat: no word on its row: {out[-400:]}")
+    rc, out, err = run(qkv, "explain", "the cat sat on the mat", "--map", "rollout", "--threads",
+                       "1")
+    if rc != 0 or "not stored" in err:
+        failures.append(f"rollout within the budget: rc {rc}: {err}")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -187,6 +209,7 @@ def main():
         check_empty_values(qkv, pathlib.Path(d), failures)
         check_context(qkv, pathlib.Path(d), failures)
         check_not_utf8(qkv, pathlib.Path(d), failures)
+        check_budget(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
