@@ -221,6 +221,13 @@ Refusal diagnose_unparsed(const httplib::Request& req) {
 }
 
 std::optional<Refusal> framing_error(const httplib::Request& req) {
+  // RFC 9112 5.1: no whitespace between a field's name and its colon (httplib keeps it in the
+  // name, so "Content-Length : 5" was no length at all and the body was read as a request).
+  for (const auto& [name, value] : req.headers) {
+    if (name.find_first_of(" \t") != std::string::npos) {
+      return Refusal{400, "the header '" + name + "' has whitespace before its colon"};
+    }
+  }
   // httplib reads no body for these: one that came would be read as the next request.
   if (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") {
     const std::string length = req.get_header_value("Content-Length");

@@ -122,10 +122,17 @@ std::string read_body(const httplib::Request& req, const httplib::ContentReader&
                    "", "request_too_large");
   }
   if (!complete) {
+    // Where the body ends is not known: the rest of it must not be read as requests.
+    serve::HttpServer::close_after_response();
     const std::string encoding = req.get_header_value("Content-Encoding");
     if (!encoding.empty() && encoding != "identity") {
       throw ApiError(400, core::concat("Content-Encoding '", encoding,
                                        "' is not supported: send the body uncompressed"));
+    }
+    if (req.has_header("Transfer-Encoding")) {
+      throw ApiError(400,
+                     "the chunked request body is malformed, ended early, or ends with trailer "
+                     "fields (not supported)");
     }
     throw ApiError(400, "the request body ended before its declared end");
   }
