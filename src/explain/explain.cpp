@@ -83,7 +83,7 @@ Explanation explain(const Model& model, std::string_view text, const ExplainOpti
                             " tokens, past the model's context of " + std::to_string(trained) +
                             " tokens; shorten the text");
     }
-    if (trained > 0 && n_prompt + n_new > trained) {
+    if (trained > 0 && n_new > trained - n_prompt) {  // not n_prompt + n_new: -n INT64_MAX
       throw InvalidArgument("explain: max_new_tokens = " + std::to_string(n_new) + ": the text's " +
                             std::to_string(n_prompt) +
                             " tokens and the new ones pass the model's "

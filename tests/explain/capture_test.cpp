@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 
@@ -289,6 +290,8 @@ TEST(Capture, ExplainRefusesTextsAndGenerationsPastTheContext) {
       << message(long_text, 0);
   const std::string n = message("Once upon a time", 600);
   EXPECT_NE(n.find("max_new_tokens = 600"), std::string::npos) << n;
+  const std::string huge = message("Once upon a time", std::numeric_limits<int64_t>::max());
+  EXPECT_NE(huge.find("max_new_tokens = 9223372036854775807"), std::string::npos) << huge;
   const int64_t n_prompt = explain(model, "Once upon a time", {.n_threads = 1}).n_prompt;
   EXPECT_NE(n.find("at most " + std::to_string(512 - n_prompt) + " fit"), std::string::npos) << n;
   ExplainOptions o;

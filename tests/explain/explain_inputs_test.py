@@ -161,6 +161,9 @@ def check_context(qkv, tmp, failures):
     refused(qkv, tmp, failures, ["the cat sat", "--compare", long],
             ["past the model's context of 128 tokens", "(in the --compare text)"])
     refused(qkv, tmp, failures, ["the cat sat", "-n", "500"], ["max_new_tokens = 500", "fit"])
+    # A count whose sum with the prompt's overflows is refused the same way.
+    refused(qkv, tmp, failures, ["the cat sat", "-n", "9223372036854775807"],
+            ["max_new_tokens = 9223372036854775807", "fit"])
 
 
 def check_not_utf8(qkv, tmp, failures):
