@@ -74,33 +74,19 @@ struct ExplainCliOptions {
   bool context_parallel = false;
 };
 
-// "all" or a comma-separated list of indices (for --map's L:H and --token's #POSITION).
-std::vector<int> parse_list(const std::string& s, const char* what) {
-  std::vector<int> out;
-  if (s == "all" || s.empty()) return out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    try {
-      size_t used = 0;
-      out.push_back(std::stoi(item, &used));
-      if (used != item.size()) throw std::invalid_argument(item);
-    } catch (const std::exception&) {
-      throw Error(std::string("--") + what + ": expected \"all\" or indices like 0,3; got \"" + s +
-                  "\"");
-    }
-  }
-  return out;
-}
-
-// One index where a single one is expected (--map L:H, --token #N).
+// One index where a single one is expected (--map L:H, --token #N): a whole number, written as
+// digits with an optional minus sign (no spaces, '+', exponent or list); anything else is an error
+// naming the flag, the form expected and the whole value given.
 int parse_index(const std::string& s, const std::string& full, const char* what,
                 const char* expected) {
-  const std::vector<int> v = s == "all" ? std::vector<int>{} : parse_list(s, what);
-  if (v.size() != 1) {
-    throw Error(std::string("--") + what + ": expected " + expected + "; got \"" + full + "\"");
+  const bool digits = !s.empty() &&
+                      s.find_first_not_of("0123456789", s[0] == '-' ? 1 : 0) == std::string::npos &&
+                      s != "-";
+  try {
+    if (digits) return std::stoi(s);
+  } catch (const std::out_of_range&) {
   }
-  return v[0];
+  throw Error(std::string("--") + what + ": expected " + expected + "; got \"" + full + "\"");
 }
 
 // --layers and --heads: "all" or indices like 0,3 (CLI11 splits the list and converts each).
@@ -242,14 +228,18 @@ std::string trimmed(std::string s) {
 
 // The row of --token: "#5" is position 5; otherwise the first token whose text (or label, such as
 // "\xe7"), without surrounding spaces, equals it, else the last token of the first word whose
-// bytes spell it ("cat" split as " c" "at", 猫 split into its three bytes).
+// bytes spell it ("cat" split as " c" "at", 猫 split into its three bytes). "#" and anything but
+// a whole number after it ("#include") is text.
 int64_t find_token(const Explanation& e, const Tokenizer& tok, const std::string& t) {
-  if (t.size() > 1 && t[0] == '#') {
-    const int64_t row = parse_index(t.substr(1), t, "token", "#N or a word");
-    if (row < 0 || row >= static_cast<int64_t>(e.tokens.size())) {
-      throw Error("--token: position " + std::to_string(row) + " is out of range; the text has " +
-                  std::to_string(e.tokens.size()) + " tokens (#0..#" +
-                  std::to_string(e.tokens.size() - 1) + ")");
+  const std::string num = t.size() > 1 && t[0] == '#' ? t.substr(1) : "";
+  if (!num.empty() && num != "-" &&
+      num.find_first_not_of("0123456789", num[0] == '-' ? 1 : 0) == std::string::npos) {
+    const auto n = static_cast<int64_t>(e.tokens.size());
+    // More than 18 digits could overflow int64_t; no text has that many tokens.
+    const int64_t row = num.size() > 18 ? -1 : std::stoll(num);
+    if (row < 0 || row >= n) {
+      throw Error("--token: position " + num + " is out of range; the text has " +
+                  std::to_string(n) + " tokens (#0..#" + std::to_string(n - 1) + ")");
     }
     return row;
   }

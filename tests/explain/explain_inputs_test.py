@@ -12,7 +12,8 @@ usage: explain_inputs_test.py QKV_BINARY
 - Bad inputs are refused with exit code 1 and a message naming the problem, before anything is
   written: two outputs on one path, an output on a file the command reads, an option given an
   empty value, a text or -n past the model's context, a text argument that is not UTF-8,
-  --map rollout without the rows the budget left out (and a note where other maps lack them).
+  --map rollout without the rows the budget left out (and a note where other maps lack them),
+  --map and --token #N values that are not whole numbers as written.
 """
 import json
 import pathlib
@@ -203,6 +204,19 @@ def check_budget(qkv, tmp, failures):
         failures.append(f"rollout within the budget: rc {rc}: {err}")
 
 
+def check_indices(qkv, tmp, failures):
+    """--map and --token #N take whole numbers as written: the messages name the flag's own form
+    (not another flag's "all or indices like 0,3"), and a position too large for an int is out of
+    range rather than a conversion error."""
+    for spec in ["1:mean ", "+1:1", "1: 1", "1:1,2", "1:0x1", "99999999999:1"]:
+        refused(qkv, tmp, failures, ["the cat", "--map", spec],
+                [f'--map: expected L:H, L:mean or rollout with L and H numbers; got "{spec}"'])
+    refused(qkv, tmp, failures, ["the cat", "--token", "#1e0"],
+            ['--token: "#1e0" is not one of the tokens or words'])
+    refused(qkv, tmp, failures, ["the cat", "--token", "#99999999999999999999"],
+            ["--token: position 99999999999999999999 is out of range; the text has"])
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -213,6 +227,7 @@ def main():
         check_context(qkv, pathlib.Path(d), failures)
         check_not_utf8(qkv, pathlib.Path(d), failures)
         check_budget(qkv, pathlib.Path(d), failures)
+        check_indices(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
