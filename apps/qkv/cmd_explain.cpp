@@ -765,6 +765,21 @@ void run(const CLI::App& app, const ExplainCliOptions& o) {
   const std::string text = o.messages_file.empty()
                                ? prompt_of(o.text)
                                : chat_prompt_text(*chat_template, o.messages_file, "", "");
+  // A chat template that renders nothing (an empty --template file) or drops the user's text
+  // would explain another prompt than the one asked about.
+  const std::string template_name =
+      o.template_file.empty() ? "the model's chat template" : "--template " + o.template_file;
+  if (chat && text.empty()) {
+    throw Error(template_name + " rendered an empty prompt; explain needs a template that " +
+                "writes the messages");
+  }
+  for (const std::string* user : {&o.text, &o.compare, &o.patch}) {
+    if (o.chat && !trimmed(*user).empty() &&
+        prompt_of(*user).find(trimmed(*user)) == std::string::npos) {
+      std::fprintf(stderr, "note: the prompt that %s made does not contain the text \"%s\"\n",
+                   template_name.c_str(), token_label(*user).c_str());
+    }
+  }
   check_map_spec(o.map, model.config(), selection(o.layers, "--layers"),
                  selection(o.heads, "--heads"));
   ExplainOptions eo;

@@ -13,7 +13,8 @@ usage: explain_inputs_test.py QKV_BINARY
   written: two outputs on one path, an output on a file the command reads, an option given an
   empty value, a text or -n past the model's context, a text argument that is not UTF-8,
   --map rollout without the rows the budget left out (and a note where other maps lack them),
-  --map and --token #N values that are not whole numbers as written.
+  --map and --token #N values that are not whole numbers as written, a chat template that renders
+  nothing (and a note when it drops the text).
 """
 import json
 import pathlib
@@ -217,6 +218,21 @@ def check_indices(qkv, tmp, failures):
             ["--token: position 99999999999999999999 is out of range; the text has"])
 
 
+def check_templates(qkv, tmp, failures):
+    """A chat template that renders nothing is refused naming it (it was "the text gives no
+    tokens; pass some text" though a text was passed); one that drops the user's text gets a note,
+    as the maps would be of another prompt."""
+    empty, const = tmp / "empty.jinja", tmp / "const.jinja"
+    empty.write_text("")
+    const.write_text("a fixed prompt")
+    refused(qkv, tmp, failures, ["the cat", "--chat", "--template", str(empty)],
+            [f"--template {empty} rendered an empty prompt"])
+    rc, _, err = run(qkv, "explain", "the cat", "--chat", "--template", str(const), "--threads",
+                     "1")
+    if rc != 0 or 'does not contain the text "the cat"' not in err:
+        failures.append(f"a template that drops the text: rc {rc}, no note: {err[-300:]}")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -228,6 +244,7 @@ def main():
         check_not_utf8(qkv, pathlib.Path(d), failures)
         check_budget(qkv, pathlib.Path(d), failures)
         check_indices(qkv, pathlib.Path(d), failures)
+        check_templates(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
