@@ -75,6 +75,7 @@ void send_error(httplib::Response& res, int status, const std::string& message,
                 const std::string& param = {}, const std::string& type = {},
                 const std::string& code = {}) {
   res.status = status;
+  if (status == 401) res.set_header("WWW-Authenticate", "Bearer");  // RFC 9110 15.5.2
   res.set_content(serve::dump(serve::error_body(message, type.empty() ? status_type(status) : type,
                                                 param, code)),
                   "application/json");

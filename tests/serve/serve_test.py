@@ -372,8 +372,10 @@ def main():
         check(st == 200, "/health needs no key")
         st, _, page, _ = srv.request("GET", "/")
         check(st == 200 and "<html" in page, "the page needs no key")
-        st, j, _, _ = srv.request("GET", "/v1/models")
+        st, j, _, h = srv.request("GET", "/v1/models")
         check(st == 401 and j["error"]["type"] == "authentication_error", f"no key: {st}")
+        # RFC 9110 15.5.2: a 401 names the scheme it wants.
+        check(h.get("WWW-Authenticate") == "Bearer", f"401 without WWW-Authenticate: {h}")
         st, _, _, _ = srv.request("GET", "/v1/models", headers={"Authorization": "Bearer s3cre"})
         check(st == 401, f"wrong key: {st}")
         auth = {"Authorization": "Bearer s3cret"}
