@@ -268,7 +268,34 @@ std::vector<std::pair<std::string, std::string>> html_sections(const ExplainCliO
   if (j.is_discarded() || !j.is_object()) {
     throw Error("--html-sections: " + o.html_sections + " is not a JSON object of report sections");
   }
-  for (const auto& [key, value] : j.items()) out.emplace_back(key, value.dump());
+  // Keys the report writes itself (docs/EXPLAIN.md, "Report data") or that this run's methods
+  // write: caught here, before the run, rather than when the page is assembled after it.
+  static const char* const kOwn[] = {
+      "ids",    "tokens",       "word_ids",         "n_prompt", "layers",
+      "heads",  "model",        "layer_windows",    "memory",   "tri",
+      "mode",   "maps",         "rollout",          "block",    "blocks",
+      "chunks", "blocks_exact", "analyses",         "open",     "compare",
+      "inputs", "dropped_rows", "dropped_rows_note"};
+  const std::pair<const char*, bool> methods[] = {
+      {"attribution", !o.attribute.empty()}, {"attention_gradient", o.attention_gradient},
+      {"ablation", !o.ablate.empty()},       {"patching", !o.patch.empty()},
+      {"logit_lens", o.logit_lens},          {"direct_logit_attribution", o.logit_lens},
+      {"norm_attention", o.norm_attention}};
+  for (const auto& [key, value] : j.items()) {
+    for (const char* own : kOwn) {
+      if (key == own) {
+        throw Error("--html-sections: " + o.html_sections + " has the key \"" + key +
+                    "\", which the report writes itself; rename it");
+      }
+    }
+    for (const auto& [name, on] : methods) {
+      if (on && key == name) {
+        throw Error("--html-sections: " + o.html_sections + " has the key \"" + key +
+                    "\", which a method of this run writes too; rename it or drop the method");
+      }
+    }
+    out.emplace_back(key, value.dump());
+  }
   return out;
 }
 

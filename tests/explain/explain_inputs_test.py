@@ -14,7 +14,8 @@ usage: explain_inputs_test.py QKV_BINARY
   empty value, a text or -n past the model's context, a text argument that is not UTF-8,
   --map rollout without the rows the budget left out (and a note where other maps lack them),
   --map and --token #N values that are not whole numbers as written, a chat template that renders
-  nothing (and a note when it drops the text).
+  nothing (and a note when it drops the text), --html-sections keys that the report or a method
+  of the run writes.
 """
 import json
 import pathlib
@@ -233,6 +234,27 @@ def check_templates(qkv, tmp, failures):
         failures.append(f"a template that drops the text: rc {rc}, no note: {err[-300:]}")
 
 
+def check_html_sections(qkv, tmp, failures):
+    """--html-sections keys that the report writes itself, or that a method of the same run
+    writes, are refused before the capture (they failed when the page was assembled, after every
+    method had run); a key of a method not run is a section like any other."""
+    for key, extra, what in [("tokens", [], "which the report writes itself"),
+                             ("inputs", [], "which the report writes itself"),
+                             ("ablation", ["--ablate", "zero"], "which a method of this run")]:
+        f = tmp / f"{key}.json"
+        f.write_text(json.dumps({key: {"title": "t", "note": "n"}}))
+        args = ["the cat", "--html", str(tmp / "s.html"), "--html-sections", str(f), *extra]
+        refused(qkv, tmp, failures, args, [f'has the key "{key}", {what}'])
+        _, _, err = run(qkv, "explain", *args, "--threads", "1")
+        if "run with capture" in err:
+            failures.append(f"--html-sections {key}: refused only after the capture")
+    f = tmp / "ablation.json"
+    rc, _, err = run(qkv, "explain", "the cat", "--html", str(tmp / "s.html"), "--html-sections",
+                     str(f), "--threads", "1")
+    if rc != 0:
+        failures.append(f"--html-sections with a method's key, method not run: rc {rc}: {err}")
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -245,6 +267,7 @@ def main():
         check_budget(qkv, pathlib.Path(d), failures)
         check_indices(qkv, pathlib.Path(d), failures)
         check_templates(qkv, pathlib.Path(d), failures)
+        check_html_sections(qkv, pathlib.Path(d), failures)
     for f in failures:
         print("FAILED:", f)
     if not failures:
