@@ -135,13 +135,21 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opt)
     }
     prev_special = false;
   };
+  // next_at[k]: where special token k next occurs at or after the position it was searched
+  // from (npos: nowhere). It stays right while it is not behind `pos`, so each token is searched
+  // for again only when a match passes it: a text full of special tokens costs a pass per token,
+  // not a pass per token per match.
+  constexpr size_t kUnsearched = std::string_view::npos - 1;
+  std::vector<size_t> next_at(m.specials.size(), kUnsearched);
   size_t pos = 0;
   while (pos < text.size()) {
     size_t best = std::string_view::npos;
     int32_t best_id = -1;
-    for (int32_t id : m.specials) {
+    for (size_t k = 0; k < m.specials.size(); ++k) {
+      const int32_t id = m.specials[k];
       if (!opt.parse_special && m.kind(id) != TokenKind::user_defined) continue;
-      const size_t at = text.find(s.tokens[id], pos);
+      if (next_at[k] == kUnsearched || next_at[k] < pos) next_at[k] = text.find(s.tokens[id], pos);
+      const size_t at = next_at[k];
       if (at < best) best = at, best_id = id;  // longest first, so ties keep the longest
     }
     if (best_id < 0) {

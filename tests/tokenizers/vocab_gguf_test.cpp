@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <sstream>
 
 #include "common/raw_io.h"
@@ -194,6 +195,43 @@ TEST(VocabGgufDefaults, Phi3SpecialTokensTakeTheWhitespaceAfterThem) {
   // Plain text is untouched: special tokens there are not parsed, so nothing strips.
   const std::string text = "<|end|>\n";
   EXPECT_EQ(tok.decode(tok.encode(text, {.add_special = false, .parse_special = false})), text);
+}
+
+// A text full of special tokens, or a long run of what a user-defined token matches (MPT's runs of
+// spaces), is split in one pass: the splitting searched the rest of the text for every special
+// token at every match, which took minutes on texts of a few hundred kilobytes. The ids are those
+// of one unit repeated (each unit begins and ends with a special token), and the time is bounded
+// far above the linear cost (about 0.1 s) and far below the quadratic one.
+TEST(VocabGgufDefaults, TextsFullOfSpecialTokensSplitInLinearTime) {
+  QKV_REQUIRE_SHARED(dir, "vocab-gguf/ggml-vocab-gpt-2.gguf");
+  const std::filesystem::path d = dir.parent_path();
+  struct Case {
+    const char* name;
+    std::string unit;
+  };
+  for (const Case& c : {Case{"qwen2", "<|im_start|>user\nhi<|im_end|>"},
+                        Case{"phi-3", "<|user|>hi<|end|>"}, Case{"gemma-4", "<bos>hi<eos>"}}) {
+    const qkv::Tokenizer tok = load(d / (std::string("ggml-vocab-") + c.name + ".gguf"));
+    const std::vector<int32_t> one = tok.encode(c.unit, {.add_special = false});
+    std::string text;
+    std::vector<int32_t> want;
+    for (int i = 0; i < 20000; ++i) {
+      text += c.unit;
+      want.insert(want.end(), one.begin(), one.end());
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int32_t> ids = tok.encode(text, {.add_special = false});
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(ids, want) << c.name;
+    EXPECT_LT(seconds, 10.0) << c.name << ": " << text.size() << " bytes";
+  }
+  const qkv::Tokenizer mpt = load(d / "ggml-vocab-mpt.gguf");
+  const std::string spaces(400000, ' ');
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int32_t> ids = mpt.encode(spaces, {.add_special = false});
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+  EXPECT_EQ(mpt.decode(ids), spaces);
 }
 
 }  // namespace
