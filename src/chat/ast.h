@@ -42,6 +42,7 @@ struct Expr {
   Kind kind;
   int line = 0;
   int column = 0;
+  int height = 1;  // levels from this node down to its deepest leaf (the parser bounds it)
   Value value;
   std::string name;  // Name, GetAttr, Filter, Test; Binary's operator
   bool negated = false;

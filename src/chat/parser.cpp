@@ -11,6 +11,11 @@ namespace {
 // Deeper nesting than this (brackets, unary minus chains, blocks) is refused rather than risking
 // the C++ stack; real templates nest a dozen levels at most.
 constexpr int kMaxDepth = 200;
+// Left-associative chains (a + b + c ..., a.b.c ..., x|f|g ...) are built by loops, not by
+// recursion, so the nesting guard does not see them, but checking and evaluating them recurses
+// once per level (a chain of 20000 terms exhausted the stack). An expression taller than this is
+// refused like deep nesting.
+constexpr int kMaxHeight = 500;
 
 class Parser {
  public:
@@ -93,6 +98,26 @@ class Parser {
       ++i;
     }
     return out;
+  }
+
+  // `e` with its height set from its children's; refused when too tall.
+  ExprPtr grown(ExprPtr e) {
+    int h = 0;
+    auto see = [&h](const ExprPtr& c) {
+      if (c) h = std::max(h, c->height);
+    };
+    see(e->a);
+    see(e->b);
+    see(e->c);
+    for (const ExprPtr& x : e->items) see(x);
+    for (const ExprPtr& x : e->keys) see(x);
+    for (const Arg& x : e->args) see(x.value);
+    e->height = h + 1;
+    if (e->height > kMaxHeight) {
+      fail_at(cur(), "expression nested too deeply (more than " + std::to_string(kMaxHeight) +
+                         " operators or lookups in a chain)");
+    }
+    return e;
   }
 
   ExprPtr make(Expr::Kind k, const Token& at) {
@@ -339,7 +364,7 @@ class Parser {
     if (items.size() == 1 && !comma) return std::move(items[0]);
     auto e = make(Expr::Kind::TupleLit, at);
     e->items = std::move(items);
-    return e;
+    return grown(std::move(e));
   }
 
   ExprPtr expression(bool with_cond) { return with_cond ? cond_expr() : or_expr(); }
@@ -356,7 +381,7 @@ class Parser {
         next();
         c->c = cond_expr();
       }
-      e = std::move(c);
+      e = grown(std::move(c));
     }
     return e;
   }
@@ -367,7 +392,7 @@ class Parser {
       auto o = make(Expr::Kind::Or, next());
       o->a = std::move(e);
       o->b = and_expr();
-      e = std::move(o);
+      e = grown(std::move(o));
     }
     return e;
   }
@@ -378,7 +403,7 @@ class Parser {
       auto o = make(Expr::Kind::And, next());
       o->a = std::move(e);
       o->b = not_expr();
-      e = std::move(o);
+      e = grown(std::move(o));
     }
     return e;
   }
@@ -388,7 +413,7 @@ class Parser {
       DepthGuard guard(*this);
       auto e = make(Expr::Kind::Not, next());
       e->a = not_expr();
-      return e;
+      return grown(std::move(e));
     }
     return compare();
   }
@@ -420,7 +445,7 @@ class Parser {
     e->a = std::move(first);
     e->ops = std::move(ops);
     e->items = std::move(rest);
-    return e;
+    return grown(std::move(e));
   }
 
   ExprPtr binary(ExprPtr left, const Token& op, ExprPtr right) {
@@ -428,7 +453,7 @@ class Parser {
     e->name = op.text;
     e->a = std::move(left);
     e->b = std::move(right);
-    return e;
+    return grown(std::move(e));
   }
 
   ExprPtr math1() {
@@ -474,6 +499,7 @@ class Parser {
       const Token& at = next();
       e = make(at.text == "-" ? Expr::Kind::Neg : Expr::Kind::Pos, at);
       e->a = unary(false);
+      e = grown(std::move(e));
     } else {
       e = primary();
     }
@@ -538,7 +564,7 @@ class Parser {
             e->items.push_back(expression(true));
           }
           next();
-          return e;
+          return grown(std::move(e));
         }
         if (t.text == "{") {
           next();
@@ -551,7 +577,7 @@ class Parser {
             e->items.push_back(expression(true));
           }
           next();
-          return e;
+          return grown(std::move(e));
         }
         break;
       default:
@@ -568,13 +594,13 @@ class Parser {
           auto g = make(Expr::Kind::GetAttr, at);
           g->name = next().text;
           g->a = std::move(e);
-          e = std::move(g);
+          e = grown(std::move(g));
         } else if (cur().type == Tok::Int) {
           auto g = make(Expr::Kind::GetItem, at);
           g->a = std::move(e);
           g->b = make(Expr::Kind::Literal, cur());
           g->b->value = Value::integer(next().int_value);
-          e = std::move(g);
+          e = grown(std::move(g));
         } else {
           fail_at(cur(), "expected an attribute name after '.', found " + describe(cur()));
         }
@@ -601,7 +627,7 @@ class Parser {
         }
         f->a = std::move(e);
         if (is_op("(")) f->args = call_args();
-        e = std::move(f);
+        e = grown(std::move(f));
       } else if (is_name("is")) {
         const Token& at = next();
         auto t = make(Expr::Kind::Test, at);
@@ -621,7 +647,7 @@ class Parser {
           DepthGuard guard(*this);
           t->args.push_back(Arg{"", postfix(primary())});
         }
-        e = std::move(t);
+        e = grown(std::move(t));
       } else if (is_op("(")) {
         e = call(std::move(e));
       } else {
@@ -634,7 +660,7 @@ class Parser {
     auto e = make(Expr::Kind::Call, cur());
     e->a = std::move(callee);
     e->args = call_args();
-    return e;
+    return grown(std::move(e));
   }
 
   // At "(": positional and keyword arguments up to ")".
@@ -695,7 +721,7 @@ class Parser {
     } else {
       e->b = std::move(parts[0]);
     }
-    return e;
+    return grown(std::move(e));
   }
 
   std::vector<Token> t_;

@@ -592,6 +592,34 @@ TEST(ChatTemplate, RuntimeErrorsNameTheLine) {
   EXPECT_EQ(render("{% set a = namespace(x=1) %}{% set b = namespace(y=a) %}{{ b.y.x }}"), "1");
 }
 
+// Long left-associative chains are built by loops but checked and evaluated by recursion: 20000
+// terms overflowed the stack (a crash). Chains up to the parser's bound render; longer ones are
+// refused by name, as deep nesting is.
+TEST(ChatTemplate, LongChainsAreBoundedNotCrashes) {
+  auto repeat = [](const std::string& head, const std::string& unit, int n,
+                   const std::string& tail) {
+    std::string s = head;
+    for (int i = 0; i < n; ++i) s += unit;
+    return s + tail;
+  };
+  EXPECT_EQ(render(repeat("{{ 0", " + 1", 450, " }}")), "450");
+  EXPECT_EQ(render(repeat("{{ ('a'", "|lower", 450, ")|length }}")), "1");
+  EXPECT_EQ(render(repeat("{{ ('A'", ".lower().upper()", 100, ")|length }}")), "1");
+  EXPECT_EQ(render(repeat("{{ (''", " ~ 'a'", 450, ")|length }}")), "450");
+  EXPECT_EQ(render(repeat("{{ 1", " if true else 0", 150, " }}")), "1");
+  for (const std::string& chain :
+       {repeat("{{ 1", " + 1", 20000, " }}"), repeat("{{ x", ".a", 20000, " }}"),
+        repeat("{{ x", "|e", 20000, " }}"), repeat("{{ 'a'", " ~ 'a'", 20000, " }}"),
+        repeat("{{ x", "[0]", 20000, " }}"), repeat("{{ x", "()", 20000, " }}"),
+        repeat("{{ x", " is defined and x", 20000, " }}"), repeat("{{ x", " or x", 20000, " }}"),
+        repeat("{% if false %}{{ 1", " * 1", 20000, " }}{% endif %}"),
+        repeat("{{ 1", " if true else 1", 20000, " }}")}) {
+    const auto e = render_error(chain);
+    EXPECT_NE(e.message().find("nested too deeply"), std::string::npos)
+        << chain.substr(0, 40) << ": " << e.what();
+  }
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
