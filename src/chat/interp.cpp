@@ -254,24 +254,27 @@ void Interp::loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterab
     step();
     auto iter_scope = std::make_shared<Scope>();
     iter_scope->parent = scope;
+    // A fresh dict: its keys are distinct, so they are appended without Dict::set's search.
     auto loop = std::make_shared<Dict>();
-    loop->set("index", Value::integer(i + 1));
-    loop->set("index0", Value::integer(i));
-    loop->set("revindex", Value::integer(n - i));
-    loop->set("revindex0", Value::integer(n - i - 1));
-    loop->set("first", Value::boolean(i == 0));
-    loop->set("last", Value::boolean(i == n - 1));
-    loop->set("length", Value::integer(n));
-    loop->set("depth", Value::integer(depth));
-    loop->set("depth0", Value::integer(depth - 1));
-    loop->set("previtem", i > 0 ? items[static_cast<size_t>(i - 1)]
-                                : Value::undefined("there is no previous item"));
-    loop->set("nextitem", i + 1 < n ? items[static_cast<size_t>(i + 1)]
-                                    : Value::undefined("there is no next item"));
-    loop->set("cycle", Value::callable("loop.cycle", [i](Interp&, CallArgs& a) {
-                if (a.pos.empty()) fail("no items for cycling given");
-                return a.pos[static_cast<size_t>(i) % a.pos.size()];
-              }));
+    auto& fields = loop->items;
+    fields.reserve(12);
+    fields.emplace_back("index", Value::integer(i + 1));
+    fields.emplace_back("index0", Value::integer(i));
+    fields.emplace_back("revindex", Value::integer(n - i));
+    fields.emplace_back("revindex0", Value::integer(n - i - 1));
+    fields.emplace_back("first", Value::boolean(i == 0));
+    fields.emplace_back("last", Value::boolean(i == n - 1));
+    fields.emplace_back("length", Value::integer(n));
+    fields.emplace_back("depth", Value::integer(depth));
+    fields.emplace_back("depth0", Value::integer(depth - 1));
+    fields.emplace_back("previtem", i > 0 ? items[static_cast<size_t>(i - 1)]
+                                          : Value::undefined("there is no previous item"));
+    fields.emplace_back("nextitem", i + 1 < n ? items[static_cast<size_t>(i + 1)]
+                                              : Value::undefined("there is no next item"));
+    fields.emplace_back("cycle", Value::callable("loop.cycle", [i](Interp&, CallArgs& a) {
+                          if (a.pos.empty()) fail("no items for cycling given");
+                          return a.pos[static_cast<size_t>(i) % a.pos.size()];
+                        }));
     if (s.recursive) {
       // loop(children) renders the loop's body over the children, one level deeper, in the
       // scope the loop itself runs in (held weakly: the loop's scope holds this callable).

@@ -620,6 +620,17 @@ TEST(ChatTemplate, LongChainsAreBoundedNotCrashes) {
   }
 }
 
+// Nested loops of 10^10 iterations ran for minutes under the old budget of 10^8 steps (an empty
+// iteration costs about 0.4 us of CPU); the default budget of 10^7 stops them in seconds.
+TEST(ChatTemplate, DefaultStepBudgetEndsRunawayLoopsInSeconds) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "10^7 steps take over a minute under ASan";
+#endif
+  const auto e = render_error(
+      "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+  EXPECT_NE(e.message().find("more than 10000000 steps"), std::string::npos) << e.what();
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
