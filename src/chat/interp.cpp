@@ -770,19 +770,33 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
         if (r != 0 && ((r < 0) != (b.as_float() < 0))) r += b.as_float();
         return Value::real(r);
       }
+      if (b.as_int() == -1) return Value::integer(0);  // INT64_MIN // -1 would overflow
       const int64_t q = floor_div(a.as_int(), b.as_int());
       return Value::integer(a.as_int() - q * b.as_int());
     }
     if (a.is_string()) fail("unsupported construct 'printf-style string formatting (str % ...)'");
   } else if (op == "**") {
     if (nums) {
-      if (fl || b.as_int() < 0) return Value::real(std::pow(a.as_float(), b.as_float()));
+      if (fl || b.as_int() < 0) {
+        const double x = a.as_float();
+        const double y = b.as_float();
+        if (x == 0 && y < 0) fail("0.0 cannot be raised to a negative power");
+        if (x < 0 && std::isfinite(y) && y != std::floor(y)) {
+          fail("a negative number to a fractional power is a complex number, not supported");
+        }
+        const double r = std::pow(x, y);
+        if (std::isinf(r) && std::isfinite(x) && std::isfinite(y)) {
+          fail("(34, 'Numerical result out of range')");
+        }
+        return Value::real(r);
+      }
+      // Squaring: (-1) ** (2^63 - 1) is 63 steps, not 2^63. Only a result beyond 64 bits is an
+      // overflow: the squares past the last bit are not taken.
       __int128 r = 1;
-      const int64_t base = a.as_int();
-      for (int64_t i = 0; i < b.as_int(); ++i) {
-        r = checked(r * base);
-        if (base == 0 || base == 1) break;
-        step();
+      __int128 base = a.as_int();
+      for (int64_t e = b.as_int(); e > 0; e >>= 1) {
+        if (e & 1) r = checked(r * base);
+        if (e > 1) base = checked(base * base);
       }
       return Value::integer(static_cast<int64_t>(r));
     }

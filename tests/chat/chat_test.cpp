@@ -631,6 +631,26 @@ TEST(ChatTemplate, DefaultStepBudgetEndsRunawayLoopsInSeconds) {
   EXPECT_NE(e.message().find("more than 10000000 steps"), std::string::npos) << e.what();
 }
 
+// ** and % at the edges of 64 bits, as Python computes them (expected values from python3-jinja2):
+// (-1) ** (2^63 - 1) multiplied 2^63 times until the step budget ran out, INT64_MIN % -1 was an
+// overflow, 0 ** -1 printed inf and 10.0 ** 400 printed inf where Python raises.
+TEST(ChatTemplate, PowerAndModuloFollowPython) {
+  EXPECT_EQ(render("{{ (-9223372036854775807 - 1) % -1 }}|{{ (-1) ** 9223372036854775807 }}|{{ 2 "
+                   "** 62 }}|{{ 3 ** 39 }}|{{ 0 ** 0 }}|{{ 2 ** -2 }}|{{ (-2) ** 63 }}|{{ 1 ** "
+                   "9223372036854775807 }}|{{ (-2) ** 3 }}|{{ 2 ** 0.5 }}"),
+            "0|-1|4611686018427387904|4052555153018976267|1|0.25|-9223372036854775808|1|-8|"
+            "1.4142135623730951");
+  EXPECT_NE(
+      render_error("{{ 0 ** -1 }}").message().find("0.0 cannot be raised to a negative power"),
+      std::string::npos);
+  EXPECT_NE(render_error("{{ 0.0 ** -1 }}").message().find("cannot be raised to a negative"),
+            std::string::npos);
+  EXPECT_NE(render_error("{{ 10.0 ** 400 }}").message().find("Numerical result out of range"),
+            std::string::npos);
+  EXPECT_NE(render_error("{{ 3 ** 40 }}").message().find("overflow"), std::string::npos);
+  EXPECT_NE(render_error("{{ (-8) ** 0.5 }}").message().find("complex"), std::string::npos);
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
