@@ -114,7 +114,7 @@ void Interp::check_size(size_t bytes) const {
 }
 
 std::string Interp::render(const Body& body, std::vector<std::pair<std::string, Value>> vars) {
-  const ChargeTo charge(memory_);
+  const ChargeTo charge(memory_, limits_.max_string);
   output_bytes_ = 0;
   globals_ = std::make_shared<Scope>();
   for (const char* g : {"range", "namespace", "raise_exception", "strftime_now", "dict"}) {

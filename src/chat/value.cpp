@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -16,6 +17,14 @@ void fail(std::string message) {
 namespace {
 
 thread_local std::shared_ptr<MemoryAccount> t_account;
+thread_local size_t t_max_text = SIZE_MAX;
+
+// The text being made of a value has grown past what a render may make.
+void check_text(const std::string& out) {
+  if (out.size() > t_max_text) {
+    fail("template output or a string in it exceeds " + std::to_string(t_max_text) + " bytes");
+  }
+}
 
 // Owns `object`, charging `bytes` to the current account (if any) until the last copy goes.
 template <class T>
@@ -40,11 +49,14 @@ std::shared_ptr<const std::string> shared_string(std::string s) {
 
 }  // namespace
 
-ChargeTo::ChargeTo(std::shared_ptr<MemoryAccount> account) : previous_(std::move(t_account)) {
+ChargeTo::ChargeTo(std::shared_ptr<MemoryAccount> account, size_t max_text)
+    : previous_(std::move(t_account)), previous_max_text_(t_max_text) {
   t_account = std::move(account);
+  t_max_text = max_text;
 }
 ChargeTo::~ChargeTo() {
   t_account = std::move(previous_);
+  t_max_text = previous_max_text_;
 }
 
 const std::string& Value::empty_string() {
@@ -285,6 +297,7 @@ std::string str_repr(const std::string& s) {
     }
   }
   out += q;
+  check_text(out);
   return out;
 }
 
@@ -300,6 +313,7 @@ std::string repr(const Value& v) {
       for (size_t i = 0; i < l.items.size(); ++i) {
         if (i) out += ", ";
         out += repr(l.items[i]);
+        check_text(out);
       }
       if (l.tuple && l.items.size() == 1) out += ",";
       out += l.tuple ? ")" : "]";
@@ -312,6 +326,7 @@ std::string repr(const Value& v) {
         if (!first) out += ", ";
         first = false;
         out += repr(dict_key_value(k)) + ": " + repr(val);
+        check_text(out);
       }
       return out + "}";
     }
@@ -345,6 +360,7 @@ std::string to_str(const Value& v) {
         if (!first) out += ", ";
         first = false;
         out += repr(dict_key_value(k)) + ": " + repr(val);
+        check_text(out);
       }
       return out + "}>";
     }
@@ -451,6 +467,7 @@ void json_value(const Value& v, const JsonStyle& st, int depth, std::string& out
         if (i) out += item_sep;
         newline(depth + 1);
         json_value(items[i], st, depth + 1, out);
+        check_text(out);
       }
       newline(depth);
       out += ']';
@@ -477,6 +494,7 @@ void json_value(const Value& v, const JsonStyle& st, int depth, std::string& out
         json_string(to_str(dict_key_value(items[i]->first)), st.ensure_ascii, out);
         out += st.key_sep;
         json_value(items[i]->second, st, depth + 1, out);
+        check_text(out);
       }
       newline(depth);
       out += '}';

@@ -33,16 +33,19 @@ struct MemoryAccount {
   std::atomic<int64_t> bytes{0};
 };
 
-// While alive, strings and lists made on this thread are charged to `account`.
+// While alive, strings and lists made on this thread are charged to `account`, and the text that
+// str(), repr() and to_json() make of a value is refused beyond `max_text` bytes (a list that
+// holds one big string a million times is small, its text is not).
 class ChargeTo {
  public:
-  explicit ChargeTo(std::shared_ptr<MemoryAccount> account);
+  ChargeTo(std::shared_ptr<MemoryAccount> account, size_t max_text);
   ~ChargeTo();
   ChargeTo(const ChargeTo&) = delete;
   ChargeTo& operator=(const ChargeTo&) = delete;
 
  private:
   std::shared_ptr<MemoryAccount> previous_;
+  size_t previous_max_text_;
 };
 
 struct List {

@@ -713,6 +713,16 @@ TEST(ChatTemplate, MemoryAndWorkAreBounded) {
   EXPECT_EQ(error_of("{% macro f(n) %}{{ 'x' * 1000000 }}{% if n %}{{ f(n - 1) }}{% endif %}{% "
                      "endmacro %}{{ f(20)|length }}"),
             "no error");
+  // The text of a value that holds one 100 kB string a million times is 100 GB: str(), repr()
+  // and tojson stop at the string limit (they grew until the machine ran out of memory).
+  limits.max_string = size_t{16} << 20;
+  for (const char* text : {"{{ b|string|length }}", "{{ b|tojson|length }}", "{{ b }}",
+                           "{{ {'k': b}|string|length }}", "{{ b|tojson(indent=2)|length }}"}) {
+    const std::string e = error_of(std::string("{% set a = ['x' * 100000] * 1000 %}{% set b = [a] "
+                                               "* 1000 %}") +
+                                   text);
+    EXPECT_NE(e.find("exceeds 16777216 bytes"), std::string::npos) << text << ": " << e;
+  }
   // Many references to one big string are one string (100 GB if each were a copy).
   EXPECT_EQ(render("{% set l = ['x' * 100000000] * 1000 %}{{ l|length }} {{ l|last|length }}"),
             "1000 100000000");
