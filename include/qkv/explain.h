@@ -149,7 +149,7 @@ class AttentionCapture : public Observer {
 };
 
 struct ExplainOptions {
-  CaptureOptions capture;
+  CaptureOptions capture{};
   int64_t max_new_tokens = 0;  // decoders: tokens to generate after the prompt (maps grow)
   SamplingParams sampling{.temperature = 0.f};  // greedy by default: reproducible maps
   bool add_special = true;                      // BOS / [CLS] ... [SEP] as the tokenizer says

@@ -11,7 +11,9 @@ class Explanation:
         self._attentions = None
 
     ids = property(lambda self: self._impl.ids, doc="token ids, one per map row")
-    tokens = property(lambda self: self._impl.tokens, doc="the text of each token")
+    tokens = property(lambda self: self._impl.tokens,
+                      doc="each token's label: its text, \\xNN for a byte of a partial UTF-8 "
+                          "character")
     word_ids = property(lambda self: self._impl.word_ids, doc="word index of each token")
     n_prompt = property(lambda self: self._impl.n_prompt, doc="tokens of the prompt")
     layers = property(lambda self: self._impl.layers, doc="captured layer indices")

@@ -70,7 +70,7 @@ struct NestingWalk {
 // Python prints as "{...}" but which here would print, serialise and free by endless recursion;
 // and where a loop could nest values without bound (`set ns.x = [ns.x]`). Both are refused.
 void Interp::check_storable(const Value& v, const Value& ns) const {
-  NestingWalk walk{&ns.dict_ref()};
+  NestingWalk walk{&ns.dict_ref(), {}};
   const int levels = walk(v);
   if (walk.holds_ns) {
     fail("cannot store a namespace inside itself (the value assigned contains the namespace)");

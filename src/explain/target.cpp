@@ -105,7 +105,10 @@ Resolved resolve_one(const Model& model, std::span<const int32_t> prompt, std::s
     if (!failed.empty()) failed += "; ";
     failed += in_quotes(t) + " is " + std::to_string(ids.size()) + " tokens";
     if (!ids.empty()) failed += ":";
-    for (int32_t id : ids) failed += " " + in_quotes(tok.token_bytes(id));
+    for (int32_t id : ids) {
+      failed += ' ';
+      failed += in_quotes(tok.token_bytes(id));
+    }
   }
   throw InvalidArgument(std::string(what) + " " + in_quotes(text) + " is not one token (" + failed +
                         "); pass a single token's text or #ID (qkv tokenize shows the ids)");

@@ -133,7 +133,7 @@ struct ForwardOptions {
     int layer = 0;
     std::span<const float> residual;  // empty: embed the tokens (layer must be 0)
     std::span<const float> attn_out;  // empty: run layer `layer` whole
-  } resume;
+  } resume{};
 };
 
 // Decoder (GPT-2, LLaMA): runs `tokens` at positions cache.n_past().., appends their K/V to the

@@ -691,7 +691,8 @@ std::string Model::describe() const {
   std::string local, global;
   for (size_t l = 0; l < impl_->layers.size(); ++l) {
     std::string& list = impl_->layers[l].sliding ? local : global;
-    list += (list.empty() ? "" : ",") + std::to_string(l);
+    if (!list.empty()) list += ',';
+    list += std::to_string(l);
   }
   if (!local.empty()) {
     s << "; local layers (window " << c.sliding_window << ") " << local << ", global layers "

@@ -33,8 +33,12 @@ struct Session::Impl {
   std::string overflow_message(int64_t n_new) const;
   // The forward passes' options: this session's threads, observer, timers and attention backend.
   model::ForwardOptions forward_options() {
-    model::ForwardOptions o{n_threads, options.observer, &times, options.attention_backend,
-                            &workspace};
+    model::ForwardOptions o;
+    o.n_threads = n_threads;
+    o.observer = options.observer;
+    o.times = &times;
+    o.attention_backend = options.attention_backend;
+    o.workspace = &workspace;
     o.context_parallel = cp ? &*cp : nullptr;
     return o;
   }
