@@ -85,6 +85,30 @@ def read_responses(sock, n, deadline, heads=()):
     return out
 
 
+def flood(port, head, filler, times=512):
+    """Sends head, then filler `times` times (32 MiB for 64 KiB), and returns everything the
+    server wrote back until it closed (it may answer and close while the flood is still coming)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(10)
+    reply = b""
+    try:
+        s.sendall(head)
+        for _ in range(times):
+            s.sendall(filler)
+    except OSError:
+        pass
+    try:
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            reply += got
+    except OSError:
+        pass
+    s.close()
+    return reply
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -380,47 +404,15 @@ def main():
                 ("endless headers", b"GET /health HTTP/1.1\r\n",
                  b"".join(b"X-H%d: %s\r\n" % (i, b"c" * 90) for i in range(640)))):
             rss_before = rss_kib(srv.proc.pid)
-            s = socket.create_connection(("127.0.0.1", srv.port))
-            s.settimeout(10)
-            reply = b""
-            try:
-                s.sendall(head)
-                for _ in range(512):  # 32 MiB
-                    s.sendall(filler)
-            except OSError:
-                pass  # the server answered and closed while the head was still coming
-            try:
-                while True:
-                    got = s.recv(65536)
-                    if not got:
-                        break
-                    reply += got
-            except OSError:
-                pass
-            s.close()
+            reply = flood(srv.port, head, filler)
             grown = rss_kib(srv.proc.pid) - rss_before
             check(reply.startswith(b"HTTP/1.1 431") and b"65536" in reply and grown < 8 * 1024,
                   f"{name}: {reply[:200]!r}, server memory grew {grown} KiB")
         # A chunked body's size line is bounded the same way (and ends the connection).
         rss_before = rss_kib(srv.proc.pid)
-        s = socket.create_connection(("127.0.0.1", srv.port))
-        s.settimeout(10)
-        reply = b""
-        try:
-            s.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1")
-            for _ in range(512):
-                s.sendall(b"0" * 65536)
-        except OSError:
-            pass
-        try:
-            while True:
-                got = s.recv(65536)
-                if not got:
-                    break
-                reply += got
-        except OSError:
-            pass
-        s.close()
+        reply = flood(srv.port,
+                      b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1",
+                      b"0" * 65536)
         grown = rss_kib(srv.proc.pid) - rss_before
         check(reply.startswith(b"HTTP/1.1 400") and reply.count(b"HTTP/1.1") == 1 and
               grown < 8 * 1024, f"an endless chunk size line: {reply[:300]!r}, server memory "

@@ -79,15 +79,21 @@ TEST(Spm, SpecialTokensOnlyWhenParsed) {
             (std::vector<int32_t>{1}));
 }
 
-TEST(TokenizerJson, SentencePieceBpeWithByteFallback) {
-  // A LLaMA-style tokenizer.json: BPE with byte_fallback, no ByteLevel pre-tokenizer; merges by
-  // rank stand for SentencePiece scores; BOS from the post-processor template.
+// The vocab entries of a LLaMA-style tokenizer.json with tiny_spm()'s ids: <unk> <s> </s>, the 256
+// byte tokens, then ▁ a b ▁a ▁ab.
+std::string spm_json_vocab() {
   std::string vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
   static const char hex[] = "0123456789ABCDEF";
   for (int b = 0; b < 256; ++b) {
     vocab += std::string(", \"<0x") + hex[b >> 4] + hex[b & 15] + ">\": " + std::to_string(3 + b);
   }
-  vocab += R"(, "\u2581": 259, "a": 260, "b": 261, "\u2581a": 262, "\u2581ab": 263)";
+  return vocab + R"(, "\u2581": 259, "a": 260, "b": 261, "\u2581a": 262, "\u2581ab": 263)";
+}
+
+TEST(TokenizerJson, SentencePieceBpeWithByteFallback) {
+  // A LLaMA-style tokenizer.json: BPE with byte_fallback, no ByteLevel pre-tokenizer; merges by
+  // rank stand for SentencePiece scores; BOS from the post-processor template.
+  const std::string vocab = spm_json_vocab();
   const std::string json = R"({"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>",
     "vocab": {)" + vocab + R"(}, "merges": ["\u2581 a", "\u2581a b"]},
     "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
@@ -107,12 +113,7 @@ TEST(TokenizerJson, SentencePieceBpeWithByteFallback) {
 // them when they are found in the text (Hugging Face's AddedToken flags; llama.cpp's RSTRIP /
 // LSTRIP token attributes): "ab </s> \n a" is "ab " </s> "a".
 TEST(TokenizerJson, AddedTokensStripWhitespace) {
-  std::string vocab = R"("<unk>": 0, "<s>": 1, "</s>": 2)";
-  static const char hex[] = "0123456789ABCDEF";
-  for (int b = 0; b < 256; ++b) {
-    vocab += std::string(", \"<0x") + hex[b >> 4] + hex[b & 15] + ">\": " + std::to_string(3 + b);
-  }
-  vocab += R"(, "\u2581": 259, "a": 260, "b": 261, "\u2581a": 262, "\u2581ab": 263)";
+  const std::string vocab = spm_json_vocab();
   const std::string json = R"({"model": {"type": "BPE", "byte_fallback": true, "unk_token": "<unk>",
     "vocab": {)" + vocab + R"(}, "merges": ["\u2581 a", "\u2581a b"]},
     "added_tokens": [{"id": 0, "content": "<unk>", "special": true},
