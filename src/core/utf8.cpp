@@ -66,21 +66,6 @@ Utf8Step utf8_step(std::string_view s) {
   return {k, false, true};
 }
 
-std::string replace_invalid_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const Utf8Step st = utf8_step(s.substr(i));
-    if (st.valid) {
-      out.append(s.substr(i, st.length));
-    } else {
-      out += "\xef\xbf\xbd";
-    }
-    i += st.length;
-  }
-  return out;
-}
-
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

@@ -27,10 +27,6 @@ struct Utf8Step {
 };
 Utf8Step utf8_step(std::string_view s);
 
-// s with each maximal ill-formed subpart replaced by U+FFFD (Python's
-// bytes.decode("utf-8", errors="replace")).
-std::string replace_invalid_utf8(std::string_view s);
-
 // Appends the UTF-8 encoding of code point cp (at most U+10FFFF) to out.
 void append_utf8(std::string& out, uint32_t cp);
 
