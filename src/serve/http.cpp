@@ -272,6 +272,10 @@ void HttpServer::close_after_response() {
   t_close_after_response = true;
 }
 
+bool HttpServer::closing_after_response() {
+  return t_close_after_response;
+}
+
 bool HttpServer::process_and_close_socket(socket_t sock) {
   ConnectionStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
                         to_ms(write_timeout_sec_, write_timeout_usec_), svr_sock_);

@@ -47,6 +47,9 @@ class HttpServer : public httplib::Server {
   // Called while answering a request (on its handler's thread): close the connection after this
   // response, for requests whose end cannot be told (a malformed request line or headers).
   static void close_after_response();
+  // Whether close_after_response() was called for the request being answered (its response then
+  // says Connection: close rather than Keep-Alive).
+  static bool closing_after_response();
 
  private:
   bool process_and_close_socket(socket_t sock) override;

@@ -83,11 +83,6 @@ void send_error(httplib::Response& res, int status, const std::string& message,
 
 enum class Kind { chat, completion };
 
-// A POST body, read through httplib's content reader so that its size is checked as it arrives:
-// httplib's own limit (set_payload_max_length) covers bodies with a Content-Length only, and a
-// chunked body of any size was read whole into memory. Past the limit the rest is read and
-// dropped (as httplib does for a Content-Length over it), so that the connection's next request
-// starts where this body ends.
 // Reads a request's body and drops it: a refused request's, so that the connection's next request
 // starts after it. (The plain reader cannot read multipart bodies: it throws bad_function_call.)
 void drop_body(const httplib::Request& req, const httplib::ContentReader& reader) {
@@ -99,6 +94,11 @@ void drop_body(const httplib::Request& req, const httplib::ContentReader& reader
   }
 }
 
+// A POST body, read through httplib's content reader so that its size is checked as it arrives:
+// httplib's own limit (set_payload_max_length) covers bodies with a Content-Length only, and a
+// chunked body of any size was read whole into memory. Past the limit the rest of a chunked body
+// is read and dropped, so that the connection's next request starts where this body ends (a
+// Content-Length over the limit is refused before its body is read: routes()).
 std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader,
                       int64_t max_bytes) {
   if (req.is_multipart_form_data()) {
@@ -114,9 +114,7 @@ std::string read_body(const httplib::Request& req, const httplib::ContentReader&
     if (!over) body.append(data, n);
     return true;
   });
-  if (over ||
-      (req.has_header("Content-Length") &&
-       req.get_header_value<uint64_t>("Content-Length") > static_cast<uint64_t>(max_bytes))) {
+  if (over) {
     throw ApiError(413,
                    core::concat("the request body is larger than the server's limit of ", max_bytes,
                                 " bytes (--max-body)"),
@@ -193,6 +191,9 @@ struct Server::Impl {
   bool refuse_route(const httplib::Request& req, httplib::Response& res) const;
   const Tokenizer& tokenizer() const { return model.tokenizer(); }
   void check_model(const Fields& f) const;
+  // A Content-Length (with no Transfer-Encoding, which overrides it) over --max-body.
+  bool declared_too_large(const httplib::Request& req) const;
+  ApiError body_too_large() const;
   // Each takes the request's body (read_body) and fills the response.
   void generate(const httplib::Request& req, const std::string& body_text, httplib::Response& res,
                 Kind kind);
@@ -269,6 +270,18 @@ bool Server::Impl::refuse_route(const httplib::Request& req, httplib::Response& 
   send_error(res, 405,
              core::concat(m, " ", req.path, " is not served; it answers ", *methods, ", OPTIONS"));
   return true;
+}
+
+bool Server::Impl::declared_too_large(const httplib::Request& req) const {
+  return req.has_header("Content-Length") && !req.has_header("Transfer-Encoding") &&
+         req.get_header_value<uint64_t>("Content-Length") > static_cast<uint64_t>(o.max_body_bytes);
+}
+
+ApiError Server::Impl::body_too_large() const {
+  return ApiError(413,
+                  core::concat("the request body is larger than the server's limit of ",
+                               o.max_body_bytes, " bytes (--max-body)"),
+                  "", "request_too_large");
 }
 
 void Server::Impl::check_model(const Fields& f) const {
@@ -823,6 +836,20 @@ void Server::Impl::routes() {
       }
       return httplib::Server::HandlerResponse::Handled;
     }
+    // A declared length over the limit is refused before any of the body is read: httplib would
+    // read and drop all of it first (gigabytes, for a client that says so), and a client that
+    // sends little of it would wait for the read timeout. The body stays unread, so the
+    // connection is closed after the answer.
+    if (with_body && declared_too_large(req)) {
+      try {
+        admit(req, true);
+        throw body_too_large();
+      } catch (const ApiError& e) {
+        send_error(res, e.status, e.what(), e.param, e.type, e.code);
+      }
+      serve::HttpServer::close_after_response();
+      return httplib::Server::HandlerResponse::Handled;
+    }
     // A request with a body is checked by its route once the body is read (post() below), so
     // that the connection's next request starts after it.
     if (with_body) return httplib::Server::HandlerResponse::Unhandled;
@@ -836,14 +863,7 @@ void Server::Impl::routes() {
   http.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
     try {
       admit(req, req.path != "/health" && req.path != "/");
-      if (!serve::framing_error(req) && req.has_header("Content-Length") &&
-          req.get_header_value<uint64_t>("Content-Length") >
-              static_cast<uint64_t>(o.max_body_bytes)) {
-        throw ApiError(413,
-                       core::concat("the request body is larger than the server's limit of ",
-                                    o.max_body_bytes, " bytes (--max-body)"),
-                       "", "request_too_large");
-      }
+      if (!serve::framing_error(req) && declared_too_large(req)) throw body_too_large();
     } catch (const ApiError& e) {
       send_error(res, e.status, e.what(), e.param, e.type, e.code);
       serve::HttpServer::close_after_response();
@@ -857,6 +877,11 @@ void Server::Impl::routes() {
         cors->allow_origin(req.get_header_value("Origin"), req.get_header_value("Host"));
     if (allow && !allow->empty()) res.set_header("Access-Control-Allow-Origin", *allow);
     if (cors->varies()) res.set_header("Vary", "Origin");
+    // httplib announces Keep-Alive on every response it does not close for reasons of its own.
+    if (serve::HttpServer::closing_after_response()) {
+      res.headers.erase("Keep-Alive");
+      res.set_header("Connection", "close");
+    }
   });
   http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error

@@ -176,9 +176,40 @@ def main():
         check(count_413() == before + 1 and not reply.startswith(b"HTTP/1.1 200") and
               grown < 16 * 1024, f"a 64 MiB chunked body: {reply[:100]!r}, server memory grew "
               f"{grown} KiB")
-        # Past the limit the rest of the body is read and dropped, so the connection's next
-        # request is read from where the body ends: a 2 MiB body, chunked or with its length,
-        # then a request on the same connection.
+        # A Content-Length over the limit is answered as soon as the head is read: the whole
+        # declared body was read and dropped first (10 GB here; a client that sends only a few
+        # bytes of it waited for the read timeout, 30 s). The body is not read, so the
+        # connection is closed after the answer.
+        before = count_413()
+        for target in (COMPLETIONS, "/nowhere"):
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            t0 = time.time()
+            c.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 10000000000\r\n\r\n{\"pro" % target.encode())
+            reply = b""
+            c.settimeout(5)
+            try:
+                while True:
+                    got = c.recv(65536)
+                    if not got:
+                        break
+                    reply += got
+            except OSError:
+                pass
+            took = time.time() - t0
+            c.close()
+            head, _, text = reply.partition(b"\r\n\r\n")
+            j = json.loads(text) if text.startswith(b"{") else {}
+            check(head.startswith(b"HTTP/1.1 413") and took < 2 and
+                  b"\r\nConnection: close" in head and b"Keep-Alive" not in head and
+                  j.get("error", {}).get("type") == "request_too_large" and
+                  "1048576" in j["error"].get("message", ""),
+                  f"Content-Length: 10 GB to {target}: {reply[:300]!r} after {took:.1f} s "
+                  "(want a 413 naming the limit at once, then the connection closed)")
+        check(count_413() == before + 2, f"413s counted: {count_413() - before}, want 2")
+        # Past the limit the rest of a chunked body is read and dropped, so the connection's
+        # next request is read from where the body ends: a 2 MiB chunked body, then a request on
+        # the same connection.
         def response(c):
             data = b""
             while b"\r\n\r\n" not in data:
@@ -191,20 +222,17 @@ def main():
 
         body = json.dumps({"prompt": "Once", "max_tokens": 2}).encode()
         big = b'{"pad": "' + b"y" * (2 << 20) + b'"}'
-        for framing in (b"Content-Length: %d\r\n\r\n%s" % (len(big), big),
-                        b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
-                            len(big), big)):
-            c = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
-            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" + framing)
-            first = response(c)
-            c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                      % (len(body), body))
-            second = response(c)
-            c.close()
-            check(first.startswith(b"HTTP/1.1 413") and b"request_too_large" in first and
-                  second.startswith(b"HTTP/1.1 200") and b'"completion_tokens":2' in second,
-                  f"2 MiB body by {framing[:18]!r}, then a request: {first[:300]!r} "
-                  f"{second[:300]!r}")
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                  b"\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(big), big))
+        first = response(c)
+        c.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                  % (len(body), body))
+        second = response(c)
+        c.close()
+        check(first.startswith(b"HTTP/1.1 413") and b"request_too_large" in first and
+              second.startswith(b"HTTP/1.1 200") and b'"completion_tokens":2' in second,
+              f"2 MiB chunked body, then a request: {first[:300]!r} {second[:300]!r}")
         # Bodies in other forms: multipart (a 500 'bad_function_call' once bodies went through
         # the content reader) and compressed ones get a 400 that says what to send.
         for headers, raw, words in (
