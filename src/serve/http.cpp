@@ -290,7 +290,10 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
     t_head_too_large = false;
     strm.start_request();
     ok = process_request(strm, count == 1, closed, nullptr);
-    if (!ok && t_head_too_large) send_head_too_large(sock);
+    if (!ok && t_head_too_large) {
+      send_head_too_large(sock);
+      if (loop_logger_) loop_logger_(431);
+    }
     if (!ok || closed || t_close_after_response || strm.failed()) break;
   }
   // Closing a socket with unread input sends a reset, which can destroy the last response before

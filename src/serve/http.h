@@ -9,6 +9,7 @@
 
 #include <httplib.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -51,8 +52,13 @@ class HttpServer : public httplib::Server {
   // says Connection: close rather than Keep-Alive).
   static bool closing_after_response();
 
+  // Called with the status of each response the connection loop writes itself, outside httplib
+  // (whose logger sees only its own): a 431 for a request line over the limit.
+  void set_loop_logger(std::function<void(int status)> log) { loop_logger_ = std::move(log); }
+
  private:
   bool process_and_close_socket(socket_t sock) override;
+  std::function<void(int status)> loop_logger_;
 };
 
 }  // namespace qkv::serve

@@ -920,6 +920,10 @@ void Server::Impl::routes() {
     std::lock_guard lock(metrics_mu);
     ++by_status[res.status];
   });
+  http.set_loop_logger([this](int status) {
+    std::lock_guard lock(metrics_mu);
+    ++by_status[status];
+  });
 
   auto get = [this](const char* path, httplib::Server::Handler handle) {
     paths.emplace_back(std::regex(path), "GET, HEAD");

@@ -109,6 +109,14 @@ def flood(port, head, filler, times=512):
     return reply
 
 
+def count(srv, status):
+    """The responses of `status` /metrics has counted."""
+    text = srv.request("GET", "/metrics")[2]
+    lines = [x for x in text.splitlines()
+             if x.startswith(f'qkv_requests_total{{status="{status}"}}')]
+    return int(lines[0].split()[1]) if lines else 0
+
+
 def main():
     qkv = sys.argv[1]
     failures = []
@@ -308,12 +316,15 @@ def main():
                 (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP/2.0"),
                 (b"GET /health HTTP/1.1\nHost: x\nX-A: 1\n\n", 400, "request line"),
                 (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "8192")):
+            before = count(srv, status)
             r = one(data, n=2)
             st, h, b = r[0] if r else (None, {}, b"")
             j = json.loads(b) if b.startswith(b"{") else {}
             check(st == status and word in j.get("error", {}).get("message", "") and
                   (len(r) == 1 or status == 414), f"{data[:30]!r}: want {status} then close, "
                                                   f"got {[(x[0], x[2][:90]) for x in r]}")
+            check(count(srv, status) == before + 1,
+                  f"{data[:30]!r}: /metrics counted {count(srv, status) - before} {status}s")
         # A POST without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3): it is
         # answered at once, not held until the client gives up.
         t0 = time.time()
@@ -333,8 +344,9 @@ def main():
                 (b"Content-Length: 0x10\r\n", 400, "0x10"),
                 (b"Content-Length: %d\r\nContent-Length: 3\r\n" % len(hello), 400,
                  "Content-Length")):
-            t0 = time.time()
+            t0, before = time.time(), count(srv, status)
             r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + hello, n=2)
+            check(count(srv, status) == before + 1, f"{framing!r}: {status} not counted")
             j = json.loads(r[0][2]) if r and r[0][2].startswith(b"{") else {}
             check(len(r) == 1 and r[0][0] == status and
                   word in j.get("error", {}).get("message", "") and time.time() - t0 < 2.5,
@@ -398,16 +410,20 @@ def main():
     srv = Server(qkv, "--parallel", "1")
     try:
         from serve_test import rss_kib
+
         for name, head, filler in (
                 ("an endless request line", b"GET /", b"a" * 65536),
                 ("an endless header", b"GET /health HTTP/1.1\r\nX-Big: ", b"b" * 65536),
                 ("endless headers", b"GET /health HTTP/1.1\r\n",
                  b"".join(b"X-H%d: %s\r\n" % (i, b"c" * 90) for i in range(640)))):
-            rss_before = rss_kib(srv.proc.pid)
+            rss_before, n431 = rss_kib(srv.proc.pid), count(srv, 431)
             reply = flood(srv.port, head, filler)
             grown = rss_kib(srv.proc.pid) - rss_before
             check(reply.startswith(b"HTTP/1.1 431") and b"65536" in reply and grown < 8 * 1024,
                   f"{name}: {reply[:200]!r}, server memory grew {grown} KiB")
+            # /metrics counts it (the loop's own answer to an endless request line was not).
+            got = count(srv, 431) - n431
+            check(got == 1, f"{name}: 431s counted {got}, want 1")
         # A chunked body's size line is bounded the same way (and ends the connection).
         rss_before = rss_kib(srv.proc.pid)
         reply = flood(srv.port,
