@@ -23,6 +23,8 @@ namespace {
 thread_local bool t_close_after_response = false;
 // Set when the request being read has a line and headers over kMaxHeadBytes.
 thread_local bool t_head_too_large = false;
+// Why the request's chunked body could not be read, when its framing was at fault.
+thread_local std::optional<Refusal> t_body_refusal;
 
 // Waits up to `ms` for `events` on `sock`; true when they came (or the peer hung up, so that a
 // read sees the end).
@@ -54,6 +56,163 @@ void ip_and_port(const sockaddr_storage& a, socklen_t len, std::string& ip, int&
   }
 }
 
+uint64_t hex_value(char c) {
+  return static_cast<uint64_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+}
+
+bool is_tchar(char c) {  // a character of a field name (RFC 9110 5.6.2)
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// The framing of a chunked body (RFC 9112 7.1), checked as httplib reads it: sizes in hex,
+// each chunk's data followed by CRLF, and after the last chunk the trailer section, which
+// httplib 0.11 cannot read (it wants the CRLF that ends the body at once, so a body with trailer
+// fields was refused). The trailer fields are read and dropped here (7.1.2 lets a recipient
+// discard them), bounded as the head is, so that httplib sees the body end. httplib also read a
+// size of "0x10" or " 5" (strtoul) and took a chunk whose data was not followed by CRLF as the
+// end of the body, with what came after it as the next request.
+class ChunkedFraming {
+ public:
+  enum class State { off, size, ext, size_lf, data, data_cr, data_lf, trailers, end_lf };
+
+  void start() {
+    state_ = State::size;
+    line_ = Line::start;
+    digits_ = 0;
+    size_ = 0;
+    trailer_bytes_ = 0;
+  }
+  void stop() { state_ = State::off; }
+  State state() const { return state_; }
+
+  // Checks the next bytes httplib takes, [p, p + n), none of them in the trailer section.
+  // Returns how many may be given to httplib now (fewer than n where the trailer section starts
+  // after them), or -1 (t_body_refusal set) when the framing is wrong.
+  ssize_t take(const char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      const char c = p[i];
+      switch (state_) {
+        case State::off:
+          return static_cast<ssize_t>(n);
+        case State::size:
+          if (std::isxdigit(static_cast<unsigned char>(c)) != 0) {
+            // 2^60 is far past any body limit; the check keeps the sum from wrapping.
+            if (size_ >> 60 != 0) return refuse(400, "a chunk size is too large");
+            size_ = size_ * 16 + hex_value(c);
+            ++digits_;
+          } else if (digits_ > 0 && (c == ';' || c == ' ' || c == '\t')) {
+            state_ = State::ext;  // a chunk extension, ignored (7.1.1)
+          } else if (digits_ > 0 && c == '\r') {
+            state_ = State::size_lf;
+          } else {
+            return refuse(400,
+                          "a chunk size is not a hexadecimal number followed by CRLF (RFC 9112 "
+                          "7.1)");
+          }
+          break;
+        case State::ext:
+          if (c == '\r') state_ = State::size_lf;
+          if (c == '\n') return refuse(400, "a chunk size line ends in LF without CR");
+          break;
+        case State::size_lf:
+          if (c != '\n') return refuse(400, "a chunk size line does not end in CRLF");
+          if (size_ == 0) {
+            state_ = State::trailers;
+            return static_cast<ssize_t>(i + 1);
+          }
+          state_ = State::data;
+          break;
+        case State::data: {
+          const size_t run = static_cast<size_t>(std::min<uint64_t>(size_, n - i));
+          size_ -= run;
+          i += run - 1;
+          if (size_ == 0) state_ = State::data_cr;
+          break;
+        }
+        case State::data_cr:
+        case State::data_lf:
+          if (c != (state_ == State::data_cr ? '\r' : '\n')) {
+            return refuse(400, "a chunk's data is not followed by CRLF (RFC 9112 7.1)");
+          }
+          if (state_ == State::data_lf) {
+            state_ = State::size;
+            digits_ = 0;
+          } else {
+            state_ = State::data_lf;
+          }
+          break;
+        case State::trailers:
+          // take() is called with the trailer fields skipped: the CRLF that ends the body.
+          if (c != '\r') return refuse(400, "the chunked body does not end in CRLF");
+          state_ = State::end_lf;
+          break;
+        case State::end_lf:
+          if (c != '\n') return refuse(400, "the chunked body does not end in CRLF");
+          state_ = State::off;
+          return static_cast<ssize_t>(i + 1);
+      }
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+  // In the trailer section: takes the bytes of its field lines from [p, p + n) (not the CRLF
+  // that ends it). Returns how many were taken; *done once the final CRLF is next; -1 (with
+  // t_body_refusal set) for a malformed field line or trailer fields over kMaxHeadBytes.
+  ssize_t skip_trailers(const char* p, size_t n, bool* done) {
+    *done = false;
+    for (size_t i = 0; i < n; ++i) {
+      const char c = p[i];
+      if (line_ == Line::start && c == '\r') {
+        *done = true;
+        return static_cast<ssize_t>(i);
+      }
+      if (++trailer_bytes_ > HttpServer::kMaxHeadBytes) {
+        return refuse(431, "the chunked body's trailer fields are larger than " +
+                               std::to_string(HttpServer::kMaxHeadBytes) + " bytes");
+      }
+      switch (line_) {
+        case Line::start:
+        case Line::name:
+          if (c == ':' && line_ == Line::name) {
+            line_ = Line::value;
+          } else if (is_tchar(c)) {
+            line_ = Line::name;
+          } else {
+            return refuse(400, "a trailer field is not 'Name: value' ending in CRLF");
+          }
+          break;
+        case Line::value:
+          if (c == '\r') line_ = Line::lf;
+          if (c == '\n' || c == '\0') {
+            return refuse(400, "a trailer field is not 'Name: value' ending in CRLF");
+          }
+          break;
+        case Line::lf:
+          if (c != '\n') return refuse(400, "a trailer field is not 'Name: value' ending in CRLF");
+          line_ = Line::start;
+          break;
+      }
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+ private:
+  enum class Line { start, name, value, lf };
+
+  ssize_t refuse(int status, std::string message) {
+    t_body_refusal = Refusal{status, std::move(message)};
+    state_ = State::off;
+    return -1;
+  }
+
+  State state_ = State::off;
+  Line line_ = Line::start;
+  int digits_ = 0;
+  uint64_t size_ = 0;  // the chunk size being read, then the bytes of its data still to come
+  size_t trailer_bytes_ = 0;
+};
+
 // httplib's SocketStream, with its read-ahead buffer kept for the connection's lifetime.
 class ConnectionStream final : public httplib::Stream {
  public:
@@ -84,7 +243,10 @@ class ConnectionStream final : public httplib::Stream {
     in_head_ = true;
     head_bytes_ = 0;
     crlf_matched_ = 0;
+    chunked_.stop();
   }
+  // The request's body, read next, is chunked.
+  void start_chunked_body() { chunked_.start(); }
 
   bool is_readable() const override { return has_buffered() || wait_readable(read_ms_); }
 
@@ -98,20 +260,22 @@ class ConnectionStream final : public httplib::Stream {
   }
 
   ssize_t read(char* ptr, size_t size) override {
-    if (!has_buffered()) {
-      if (!wait_readable(read_ms_)) return fail();
-      ssize_t n = 0;
-      do {
-        n = recv(sock_, buf_.data(), buf_.size(), 0);
-      } while (n < 0 && errno == EINTR);
-      if (n <= 0) {
-        failed_ = true;
-        return n;
+    if (chunked_.state() == ChunkedFraming::State::trailers) {
+      for (bool done = false; !done;) {
+        if (!has_buffered()) {
+          if (const ssize_t got = fill(); got <= 0) return got;
+        }
+        const ssize_t k = chunked_.skip_trailers(buf_.data() + begin_, end_ - begin_, &done);
+        if (k < 0) return fail();
+        begin_ += static_cast<size_t>(k);
       }
-      begin_ = 0;
-      end_ = static_cast<size_t>(n);
     }
-    const size_t n = std::min(size, end_ - begin_);
+    if (!has_buffered()) {
+      if (const ssize_t got = fill(); got <= 0) return got;
+    }
+    const ssize_t allowed = chunked_.take(buf_.data() + begin_, std::min(size, end_ - begin_));
+    if (allowed < 0) return fail();
+    const size_t n = static_cast<size_t>(allowed);
     std::memcpy(ptr, buf_.data() + begin_, n);
     begin_ += n;
     // httplib reads lines a byte at a time into a buffer that grows without bound, and checks a
@@ -168,6 +332,23 @@ class ConnectionStream final : public httplib::Stream {
     return -1;
   }
 
+  // Reads what the socket has into the empty buffer: the bytes read, 0 at the end of input, -1
+  // on a timeout or error.
+  ssize_t fill() {
+    if (!wait_readable(read_ms_)) return fail();
+    ssize_t n = 0;
+    do {
+      n = recv(sock_, buf_.data(), buf_.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      failed_ = true;
+      return n;
+    }
+    begin_ = 0;
+    end_ = static_cast<size_t>(n);
+    return n;
+  }
+
   int sock_;
   int64_t read_ms_, write_ms_;
   const std::atomic<socket_t>& listener_;  // INVALID_SOCKET once the server stops
@@ -179,7 +360,11 @@ class ConnectionStream final : public httplib::Stream {
   int crlf_matched_ = 0;   // how much of "\r\n\r\n" the last bytes read match
   size_t line_bytes_ = 0;  // bytes of the line being read byte by byte, after the head
   bool failed_ = false;
+  ChunkedFraming chunked_;
 };
+
+// The stream of the connection this thread serves.
+thread_local ConnectionStream* t_stream = nullptr;
 
 // The answer to a head over the limit that httplib gave up on before writing anything (in the
 // request line).
@@ -276,9 +461,18 @@ bool HttpServer::closing_after_response() {
   return t_close_after_response;
 }
 
+void HttpServer::start_chunked_body() {
+  if (t_stream != nullptr) t_stream->start_chunked_body();
+}
+
+std::optional<Refusal> HttpServer::body_refusal() {
+  return t_body_refusal;
+}
+
 bool HttpServer::process_and_close_socket(socket_t sock) {
   ConnectionStream strm(sock, to_ms(read_timeout_sec_, read_timeout_usec_),
                         to_ms(write_timeout_sec_, write_timeout_usec_), svr_sock_);
+  t_stream = &strm;
   bool ok = false;
   for (size_t count = keep_alive_max_count_; count > 0; --count) {
     // The next request: already buffered, or the first byte within the keep-alive timeout
@@ -288,6 +482,7 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
     bool closed = false;
     t_close_after_response = false;
     t_head_too_large = false;
+    t_body_refusal.reset();
     strm.start_request();
     ok = process_request(strm, count == 1, closed, nullptr);
     if (!ok && t_head_too_large) {
@@ -313,6 +508,7 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
       dropped += static_cast<size_t>(n);
     }
   }
+  t_stream = nullptr;
   shutdown(sock, SHUT_RDWR);
   close(sock);
   return ok;

@@ -51,6 +51,13 @@ class HttpServer : public httplib::Server {
   // Whether close_after_response() was called for the request being answered (its response then
   // says Connection: close rather than Keep-Alive).
   static bool closing_after_response();
+  // Called once the head of a request with a chunked body has been read and the body will be:
+  // the connection then checks its framing as httplib reads it and reads and drops its trailer
+  // fields (RFC 9112 7.1.2), which httplib cannot read.
+  static void start_chunked_body();
+  // Why the chunked body of the request being answered could not be read, when its framing (or
+  // the size of its trailer fields: 431) was at fault; nullopt otherwise.
+  static std::optional<Refusal> body_refusal();
 
   // Called with the status of each response the connection loop writes itself, outside httplib
   // (whose logger sees only its own): a 431 for a request line over the limit.

@@ -128,10 +128,11 @@ std::string read_body(const httplib::Request& req, const httplib::ContentReader&
       throw ApiError(400, core::concat("Content-Encoding '", encoding,
                                        "' is not supported: send the body uncompressed"));
     }
+    if (const auto r = serve::HttpServer::body_refusal()) {
+      throw ApiError(r->status, "the chunked request body cannot be read: " + r->message);
+    }
     if (req.has_header("Transfer-Encoding")) {
-      throw ApiError(400,
-                     "the chunked request body is malformed, ended early, or ends with trailer "
-                     "fields (not supported)");
+      throw ApiError(400, "the chunked request body ended before its last chunk");
     }
     throw ApiError(400, "the request body ended before its declared end");
   }
@@ -822,6 +823,7 @@ void Server::Impl::routes() {
       serve::HttpServer::close_after_response();
       return httplib::Server::HandlerResponse::Handled;
     }
+    if (req.has_header("Transfer-Encoding")) serve::HttpServer::start_chunked_body();
     if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
     const bool with_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
                            req.method == "DELETE";

@@ -352,17 +352,41 @@ def main():
                   word in j.get("error", {}).get("message", "") and time.time() - t0 < 2.5,
                   f"{framing!r}: want {status} naming {word!r} then close, got "
                   f"{[(x[0], x[2][:120]) for x in r]} after {time.time() - t0:.1f} s")
-        # A chunked body httplib cannot read to its end (a size that is not hex, trailer fields,
-        # which httplib 0.11 does not read): one 400, then the connection is closed (the rest of
-        # the body was answered as requests: a second 400 for a request never sent).
-        for tail, word in ((b"zz\r\n%s\r\n0\r\n\r\n" % hello, "chunked"),
-                           (b"%x\r\n%s\r\n0\r\nX-Checksum: 1\r\n\r\n" % (len(hello), hello),
-                            "trailer")):
-            r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                    tail, n=2)
+        # Chunked bodies as RFC 9112 7.1 frames them: trailer fields after the last chunk are
+        # read and dropped (7.1.2; httplib 0.11 refused the body with a 400), chunk extensions
+        # ignored (7.1.1), and the connection goes on to its next request.
+        chunked_head = b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        want = srv.request("POST", "/tokenize", {"content": "a"})[1]
+        half = len(hello) // 2
+        for tail in (b"%x\r\n%s\r\n0\r\nX-Checksum: 1\r\n\r\n" % (len(hello), hello),
+                     b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\nX-A: 1\r\nx-b:\r\nX-C:  two words \r\n"
+                     b"\r\n" % (half, hello[:half], len(hello) - half, hello[half:]),
+                     b"%x;name=value\r\n%s\r\n0;last\r\nX-Trace: 1\r\n\r\n" % (len(hello), hello),
+                     b"%x\r\n%s\r\n0\r\n" % (len(hello), hello) +
+                     b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 500) for i in range(100)) + b"\r\n"):
+            r = one(chunked_head + tail, n=2)
+            check([x[0] for x in r] == [200, 200] and json.loads(r[0][2]) == want,
+                  f"chunked body {tail[-40:]!r}: {[(x[0], x[2][:100]) for x in r]}")
+        # Framing that is wrong: one 400 naming it, then the connection is closed (httplib read
+        # "0x10" as 16 and " 5" as 5, and a chunk whose data ran past its size as the end of the
+        # body, answering what followed as a request never sent).
+        for tail, status, word in (
+                (b"zz\r\n%s\r\n0\r\n\r\n" % hello, 400, "hexadecimal"),
+                (b"0x%x\r\n%s\r\n0\r\n\r\n" % (len(hello), hello), 400, "hexadecimal"),
+                (b" %x\r\n%s\r\n0\r\n\r\n" % (len(hello), hello), 400, "hexadecimal"),
+                (b"%x\r\n%sGET /health HTTP/1.1\r\n\r\n" % (len(hello) - 2, hello), 400, "CRLF"),
+                (b"%x\r\n%s\r\n0\r\nno colon\r\n\r\n" % (len(hello), hello), 400, "trailer"),
+                (b"%x\r\n%s\r\n0\r\n folded: x\r\n\r\n" % (len(hello), hello), 400, "trailer"),
+                (b"%x\r\n%s\r\n0\r\nX: 1\n\r\n" % (len(hello), hello), 400, "trailer"),
+                (b"%x\r\n%s\r\n0\r\nX: 1\r\n\n" % (len(hello), hello), 400, "CRLF")):
+            before = count(srv, status)
+            r = one(chunked_head + tail, n=2)
             j = json.loads(r[0][2]) if r and r[0][2].startswith(b"{") else {}
-            check(len(r) == 1 and r[0][0] == 400 and word in j.get("error", {}).get("message", ""),
-                  f"chunked body {tail[:24]!r}: {[(x[0], x[2][:100]) for x in r]}")
+            check(len(r) == 1 and r[0][0] == status and
+                  word in j.get("error", {}).get("message", "") and
+                  count(srv, status) == before + 1,
+                  f"chunked body {tail[:24]!r}: want {status} naming {word!r} then close, got "
+                  f"{[(x[0], x[2][:120]) for x in r]}")
         # Whitespace between a header's name and its colon (RFC 9112 5.1: reject with 400).
         r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length : %d\r\n\r\n%s" % (
             len(hello), hello), n=2)
@@ -424,6 +448,17 @@ def main():
             # /metrics counts it (the loop's own answer to an endless request line was not).
             got = count(srv, 431) - n431
             check(got == 1, f"{name}: 431s counted {got}, want 1")
+        # So are a chunked body's trailer fields (431 past 64 KiB, then the connection closes).
+        rss_before, n431 = rss_kib(srv.proc.pid), count(srv, 431)
+        reply = flood(srv.port,
+                      b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"2\r\n{}\r\n0\r\n", b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 90)
+                                                   for i in range(640)))
+        grown = rss_kib(srv.proc.pid) - rss_before
+        check(reply.startswith(b"HTTP/1.1 431") and b"trailer fields" in reply and
+              b"65536" in reply and reply.count(b"HTTP/1.1") == 1 and grown < 8 * 1024 and
+              count(srv, 431) == n431 + 1, f"endless trailer fields: {reply[:300]!r}, server "
+                                           f"memory grew {grown} KiB")
         # A chunked body's size line is bounded the same way (and ends the connection).
         rss_before = rss_kib(srv.proc.pid)
         reply = flood(srv.port,
