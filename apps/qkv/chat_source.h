@@ -13,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "command.h"
 #include "qkv/chat.h"
 #include "qkv/error.h"
 #include "qkv/model_file.h"
@@ -58,7 +59,7 @@ inline ModelChatTemplate chat_template_of_hf_folder(const std::filesystem::path&
     try {
       config = nlohmann::json::parse(read_text(config_path.string(), "tokenizer config"));
     } catch (const nlohmann::json::exception& e) {
-      throw Error(config_path.string() + " is not valid JSON: " + e.what());
+      throw Error(config_path.string() + " is not valid JSON: " + json_error_reason(e));
     }
   }
   if (config.contains("bos_token")) t.bos = token_text(config["bos_token"]);
@@ -139,7 +140,7 @@ inline std::string chat_prompt_text(const ModelChatTemplate& t, const std::strin
     try {
       j = nlohmann::json::parse(in.messages_json);
     } catch (const nlohmann::json::exception& e) {
-      throw Error(messages_file + " is not valid JSON: " + e.what());
+      throw Error(messages_file + " is not valid JSON: " + json_error_reason(e));
     }
     if (!j.is_array() || j.empty()) {
       throw Error(messages_file +

@@ -261,15 +261,15 @@ void run(ChatCliOptions o) {
         try {
           write_output_file(rest, messages_json(chat.messages()));
           std::fprintf(stderr, "[saved %zu messages to %s]\n", chat.messages().size(),
-                       rest.c_str());
+                       printable(rest).c_str());
         } catch (const Error& e) {
-          std::fprintf(stderr, "[/save: %s]\n", e.what());
+          std::fprintf(stderr, "[/save: %s]\n", printable(e.what()).c_str());
         }
       } else {
         std::fprintf(stderr,
                      "[unknown command %s (not sent); the commands are %s; start a line with // "
                      "to send text that begins with /]\n",
-                     name.c_str(), kCommands);
+                     printable(name).c_str(), kCommands);
       }
       continue;
     }
@@ -277,7 +277,7 @@ void run(ChatCliOptions o) {
       chat.turn(input, o);
     } catch (const Error& e) {
       // The turn is dropped; the conversation goes on.
-      std::fprintf(stderr, "[error: %s]\n", e.what());
+      std::fprintf(stderr, "[error: %s]\n", printable(e.what()).c_str());
     }
   }
 }

@@ -119,7 +119,7 @@ void inspect_model(const ModelFile& m, const InspectOptions& o) {
   try {
     tok = tokenizer_spec_for(m, o.tokenizer);
   } catch (const Error& e) {
-    tok_note = e.what();
+    tok_note = printable(e.what());
   }
   uint64_t total = 0;
   double n_weights = 0;  // elements of all tensors, for the file's bits per weight
@@ -265,7 +265,7 @@ void run(const InspectOptions& o) {
     try {
       j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      throw Error(o.path + ": invalid JSON: " + e.what());
+      throw Error(o.path + ": invalid JSON: " + json_error_reason(e));
     }
     if (j.is_object() && j.contains("weight_map")) {
       inspect_model(open_model(o.path), o);

@@ -77,7 +77,7 @@ void run(const TemplateOptions& o) {
   try {
     conv = nlohmann::json::parse(in.messages_json);
   } catch (const nlohmann::json::exception& e) {
-    throw Error("--messages " + o.messages + " is not valid JSON: " + e.what());
+    throw Error("--messages " + o.messages + " is not valid JSON: " + json_error_reason(e));
   }
   if (!conv.is_array()) {
     throw Error("--messages " + o.messages +

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "qkv/explain.h"
 #include "qkv/model_file.h"
 
 namespace qkv::app {
@@ -135,7 +136,7 @@ void run_job(const CLI::App& app, bool context_parallel, const std::function<voi
   } catch (const std::exception& e) {
     Communicator& comm = Communicator::world();
     std::fprintf(stderr, "qkv %s: rank %d of %d: %s\n", app.get_name().c_str(), comm.rank(),
-                 comm.size(), e.what());
+                 comm.size(), printable(e.what()).c_str());
     std::fflush(stderr);
     comm.abort(1);
   }
@@ -167,6 +168,19 @@ std::string or_list(const std::vector<std::string>& words) {
     out += words[i];
   }
   return out;
+}
+
+std::string printable(std::string_view text) {
+  return token_label(text);
+}
+
+std::string json_error_reason(const std::exception& e) {
+  std::string_view what = e.what();
+  if (what.rfind("[json.exception.", 0) == 0) {
+    const size_t end = what.find("] ");
+    if (end != std::string_view::npos) what.remove_prefix(end + 2);
+  }
+  return printable(what);
 }
 
 }  // namespace qkv::app

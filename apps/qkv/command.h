@@ -7,8 +7,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <exception>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -78,6 +80,16 @@ using EnumNames = std::vector<std::pair<std::string, E>>;
 
 // "a, b or c"
 std::string or_list(const std::vector<std::string>& words);
+
+// Text for an error message that may hold what the user gave (a path, an argument, a file's
+// bytes): valid UTF-8, each byte that is not part of a UTF-8 character written as \xNN (as
+// qkv::token_label writes them). A terminal shows the raw bytes as garbage or not at all.
+std::string printable(std::string_view text);
+
+// A JSON parse error's reason, as printable text, without nlohmann's "[json.exception...] "
+// prefix: "syntax error while parsing value - invalid string: ill-formed UTF-8 byte; last read:
+// '"a\xff'".
+std::string json_error_reason(const std::exception& e);
 
 // An option whose value is one of `names`: CLI11 transforms the name into the enum value, and
 // anything else is refused with "expected a or b, found "x"". The default is shown by name.

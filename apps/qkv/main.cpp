@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <iostream>
 #include <new>
+#include <sstream>
 #include <string>
 
 #include "command.h"
@@ -50,18 +52,23 @@ int main(int argc, char** argv) {
       std::none_of(list.begin(), list.end(), [&](const auto& c) { return c.name == argv[1]; })) {
     std::string names;
     for (const auto& cmd : list) names += (names.empty() ? "" : ", ") + cmd.name;
-    std::fprintf(stderr, "qkv: unknown command \"%s\"; the commands are %s (qkv --help)\n", argv[1],
-                 names.c_str());
+    std::fprintf(stderr, "qkv: unknown command \"%s\"; the commands are %s (qkv --help)\n",
+                 qkv::app::printable(argv[1]).c_str(), names.c_str());
     return 2;
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11's messages quote the arguments as given.
+    std::ostringstream err;
+    const int rc = app.exit(e, std::cout, err);
+    std::fputs(qkv::app::printable(err.str()).c_str(), stderr);
+    return rc;
   } catch (const qkv::Error& e) {
     const auto subs = app.get_subcommands();
-    std::fprintf(stderr, "%s%s\n", prefix().c_str(),
-                 with_option_hint(e.what(), subs.empty() ? nullptr : subs[0]).c_str());
+    std::fprintf(
+        stderr, "%s%s\n", prefix().c_str(),
+        qkv::app::printable(with_option_hint(e.what(), subs.empty() ? nullptr : subs[0])).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr,
@@ -72,7 +79,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // Every expected failure is a qkv::Error; this is a bug, said so rather than shown raw.
     std::fprintf(stderr, "%sinternal error (%s); please report it with the command line\n",
-                 prefix().c_str(), e.what());
+                 prefix().c_str(), qkv::app::printable(e.what()).c_str());
     return 1;
   }
   return 0;

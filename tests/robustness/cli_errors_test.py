@@ -13,6 +13,7 @@ import math
 import pathlib
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -76,6 +77,33 @@ def main():
         bad.write_text('{"model": {"type": "BPE", "vocab": {"a": 0}, ')
         clean(c, run(qkv, "tokenize", "-t", bad, "a"), "invalid tokenizer.json", str(bad),
               "invalid JSON")
+
+        # Errors that quote what the user gave (a file's bytes, an argument, a path) are valid
+        # UTF-8, a byte that is no character shown as \xNN: nlohmann's parse error quoted the
+        # raw byte of a --messages file, CLI11 and the unknown-command message the raw argument.
+        conv = tmp / "conv.json"
+        conv.write_bytes(b'[{"role": "user", "content": "caf\xc3 \xff"}]')
+        jinja = tmp / "t.jinja"
+        jinja.write_text("{{ messages[0].content }}")
+        for args, parts in (
+                (["template", "--template", jinja, "--messages", conv],
+                 ["--messages", str(conv), "ill-formed UTF-8", "\\xc3"]),
+                (["explain", "-m", model, "--template", jinja, "--messages", conv],
+                 [str(conv), "ill-formed UTF-8", "\\xc3"]),
+                ([b"fr\xfeb"], ["unknown command", "fr\\xfeb"]),
+                (["make-model", "-o", tmp / "s.gguf", "--seed", b"1\xff"], ["--seed", "1\\xff"]),
+                (["tokenize", "-m", model, b"--fr\xe9", "a"], ["--fr\\xe9"]),
+                (["generate", "-m", tmp / "nothing\u00e9.gguf", "-p", "a", "-n", "1"],
+                 ["nothing\u00e9.gguf"]),
+                (["generate", "-m", bytes(tmp) + b"/x\xe9\xff.gguf", "-p", "a", "-n", "1"],
+                 ["x\\xe9\\xff.gguf"])):
+            p = subprocess.run([qkv, *args], capture_output=True, timeout=120)
+            try:
+                err = p.stderr.decode("utf-8")
+            except UnicodeDecodeError as e:
+                c.check(False, f"{args}: stderr is not UTF-8 ({e}): {p.stderr[-300:]!r}")
+                continue
+            clean(c, (p.returncode, "", err), f"{args}", *parts)
 
         # bench model: a prompt past a learned-position model's context is refused.
         clean(c, run(qkv, "bench", "model", "-m", model, "--prompt", "4096", "--gen", "1",
