@@ -1,4 +1,4 @@
-// qkv quantize -m IN.gguf -o OUT.gguf --type PRESET [--pure] [--threads N]
+// qkv quantize -m IN.gguf -o OUT.gguf --type PRESET [--pure] [--allow-requantize] [--threads N]
 //   Writes the GGUF again with its weight matrices quantized as llama.cpp's llama-quantize does
 //   without an importance matrix. PRESET is one of llama-quantize's: Q4_0, Q4_1, Q5_0, Q5_1,
 //   Q8_0 (ggml's reference quantizers: the same bytes as llama-quantize --pure), Q2_K, Q3_K_M,
@@ -27,6 +27,7 @@ namespace {
 struct QuantizeArgs {
   std::string in, out, type;
   bool pure = false;
+  bool allow_requantize = false;
   bool verbose = false;
   int threads = 0;
 };
@@ -49,6 +50,7 @@ void run(QuantizeArgs a) {
   }
   QuantizeOptions o;
   o.pure = a.pure;
+  o.allow_requantize = a.allow_requantize;
   o.n_threads = a.threads;
   o.on_note = [](const std::string& note) { std::fprintf(stderr, "note: %s\n", note.c_str()); };
   const QuantizeResult r = quantize_gguf(m, a.type, a.out, o);
@@ -72,7 +74,8 @@ void run(QuantizeArgs a) {
 
 void setup(CLI::App& app) {
   auto a = std::make_shared<QuantizeArgs>();
-  app.add_option("-m,--model", a->in, "input GGUF (F32, F16, BF16 or already quantized)")
+  app.add_option("-m,--model", a->in,
+                 "input GGUF (F32, F16 or BF16; already quantized with --allow-requantize)")
       ->required();
   app.add_option("-o,--out", a->out, "output .gguf")->required();
   app.add_option("--type", a->type,
@@ -80,6 +83,9 @@ void setup(CLI::App& app) {
                  "IQ4_NL or IQ4_XS (Q3_K, Q4_K, Q5_K: the _M presets)")
       ->required();
   app.add_flag("--pure", a->pure, "every weight matrix in the preset's base type, no mixing");
+  app.add_flag("--allow-requantize", a->allow_requantize,
+               "quantize tensors that are already quantized again (both roundings add up: "
+               "quantize the F32/F16/BF16 original where there is one)");
   app.add_option("--threads", a->threads, "threads (0: all)");
   app.add_flag("-v,--verbose", a->verbose, "list every tensor's type");
   app.callback([a] { run(*a); });

@@ -20,6 +20,7 @@ std::string with_option_hint(std::string what, const CLI::App* sub) {
       {"context length", "--ctx"},
       {"give a tokenizer file", "--tokenizer"},
       {"thread count", "--threads"},
+      {"allow requantizing", "--allow-requantize"},
   };
   if (sub == nullptr) return what;
   for (const auto& [phrase, option] : kOptionOf) {

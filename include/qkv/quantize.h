@@ -33,6 +33,11 @@ struct QuantizeOptions {
   // rows that are not whole blocks still fall back (Q4_K -> Q5_0, ..., then F16).
   bool pure = false;
   int n_threads = 0;  // 0: all hardware threads
+  // Quantize tensors that are already quantized (dequantized, then quantized again), as
+  // llama-quantize --allow-requantize. Without it such a tensor is an error (InvalidArgument
+  // naming it and its type): its new values would carry both roundings, and the F32, F16 or BF16
+  // original gives a better file. A tensor whose type stays the same is copied either way.
+  bool allow_requantize = false;
   // Gets a line for each tensor whose type falls back because its rows are not whole blocks.
   std::function<void(const std::string&)> on_note;
 };
@@ -56,8 +61,9 @@ std::vector<QuantizedTensor> quantize_plan(const ModelFile& m, std::string_view 
 // Writes the GGUF `m` again to `out_path` with its weight matrices quantized per
 // quantize_plan(). Vectors (norms, biases) and the matrices llama-quantize leaves alone keep their
 // type. The metadata is copied, with general.file_type and general.quantization_version set as
-// llama.cpp sets them. Throws InvalidArgument naming the problem when `type` is not one of
-// quantize_type_names() or `m` is not a GGUF.
+// llama.cpp sets them. Throws InvalidArgument naming the problem, before anything is written,
+// when `type` is not one of quantize_type_names(), `m` is not a GGUF, or a quantized tensor
+// would be quantized again without `allow_requantize`.
 QuantizeResult quantize_gguf(const ModelFile& m, std::string_view type, const std::string& out_path,
                              const QuantizeOptions& options = {});
 

@@ -282,6 +282,17 @@ QuantizeResult quantize_gguf(const ModelFile& m, std::string_view type, const st
   const PresetInfo* preset = preset_named(type);
   QuantizeResult r;
   r.tensors = quantize_plan(m, type, options.pure);
+  for (size_t i = 0; i < m.tensors.size() && !options.allow_requantize; ++i) {
+    const TensorInfo& t = m.tensors[i];
+    if (tensor_type_is_quantized(t.type) && r.tensors[i].type != t.type) {
+      throw InvalidArgument(
+          "quantize: " + m.path + ": the tensor " + t.name + " is already quantized (" +
+          std::string(tensor_type_name(t.type)) + "); quantizing it again to " +
+          std::string(tensor_type_name(r.tensors[i].type)) +
+          " adds a second rounding to the first. Quantize the F32, F16 or BF16 original, or "
+          "allow requantizing");
+    }
+  }
   std::vector<GgufTensorDecl> decls;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const TensorInfo& t = m.tensors[i];

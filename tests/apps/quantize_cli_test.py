@@ -6,8 +6,9 @@ model-T.gguf there was written from model-f32.gguf by llama.cpp's llama_model_qu
 type, shape and bytes, and its file must load and run (`qkv eval`, whose logits equal those of
 llama.cpp's file since the weights are the same bytes). The mixing presets (Q4_K_M, Q3_K_M, no
 --pure) must give every tensor the type llama-quantize gave it, and their files must load and run
-(their RMSE against llama-quantize's: tests/formats/quantize_k_test.cpp). Also: the errors for an
-unknown preset and a non-GGUF input.
+(their RMSE against llama-quantize's: tests/formats/quantize_k_test.cpp). Also: an input already
+quantized (refused without --allow-requantize), the errors for an unknown preset and a non-GGUF
+input.
 
 usage: quantize_cli_test.py QKV_BINARY SHARED_DIR   (exit 77 = skipped: fixtures absent)
 """
@@ -102,6 +103,38 @@ def main():
                          "--type", "q4_k_m")
         if rc != 0 or lower.read_bytes() != (pathlib.Path(tmp) / "q-Q4_K_M.gguf").read_bytes():
             failures.append(f"--type q4_k_m: rc {rc}: not the file --type Q4_K_M writes: {err}")
+        # An input that is already quantized (llama.cpp's Q4_0 file) is refused, naming the
+        # tensor and its type, unless --allow-requantize, as llama-quantize (its
+        # llama_model_quantize refuses "requantizing from type q4_0" without allow_requantize);
+        # nothing is written. Allowed, the file has the types llama-quantize gives each tensor
+        # under the preset (its Q4_K_M file, from F32) and runs. A tensor whose type stays the
+        # same is copied without the flag, as llama-quantize copies it: Q4_0 --pure of the Q4_0
+        # file is that file, byte for byte.
+        requant = pathlib.Path(tmp) / "requant.gguf"
+        rc, _, err = run(qkv, "quantize", "-m", folder / "model-Q4_0.gguf", "-o", requant,
+                         "--type", "Q4_K_M")
+        if rc == 0 or requant.exists() or not all(
+                w in err for w in ("already quantized (Q4_0)", "--allow-requantize", ".weight")):
+            failures.append(f"quantize of a Q4_0 file to Q4_K_M: rc {rc}, written "
+                            f"{requant.exists()}: {err!r}")
+        rc, _, err = run(qkv, "quantize", "-m", folder / "model-Q4_0.gguf", "-o", requant,
+                         "--type", "Q4_K_M", "--allow-requantize")
+        if rc != 0:
+            failures.append(f"--allow-requantize: rc {rc}: {err}")
+        else:
+            ours, theirs = tensors(qkv, requant), tensors(qkv, folder / "model-Q4_K_M.gguf")
+            types = {n: t[0] for n, t in ours.items()}
+            if types != {n: t[0] for n, t in theirs.items()}:
+                failures.append(f"--allow-requantize: types {types} are not llama-quantize's")
+            rc, _, err = run(qkv, "eval", "-m", requant, "--ids", ids, "--logits",
+                             pathlib.Path(tmp) / "l.npy", "--threads", "1")
+            if rc != 0:
+                failures.append(f"--allow-requantize: eval: rc {rc}: {err}")
+        same = pathlib.Path(tmp) / "same.gguf"
+        rc, _, err = run(qkv, "quantize", "-m", folder / "model-Q4_0.gguf", "-o", same,
+                         "--type", "Q4_0", "--pure")
+        if rc != 0 or same.read_bytes() != (folder / "model-Q4_0.gguf").read_bytes():
+            failures.append(f"Q4_0 --pure of a Q4_0 file: rc {rc}: not the same file: {err}")
         # Errors name the problem.
         bad = [
             (["--type", "Q3_K_S"], "Q3_K_S"),
