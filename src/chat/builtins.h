@@ -58,6 +58,8 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
                        int64_t count, Interp& in);
 // str.format(*args, **kwargs) (chat/format.cpp).
 std::string py_format(Interp& in, const std::string& s, const CallArgs& a);
+// str % operand, Python's printf-style formatting (chat/printf.cpp); the format filter too.
+std::string py_percent_format(Interp& in, const std::string& format, const Value& operand);
 bool prefix_match(const std::string& s, const Value& prefix, bool suffix);  // str or tuple
 Value pairs(const Dict& d);                                                 // [(key, value), ...]
 

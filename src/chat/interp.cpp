@@ -1,5 +1,7 @@
 #include "chat/interp.h"
 
+#include "chat/builtins.h"
+
 #include <cmath>
 #include <limits>
 #include <unordered_map>
@@ -682,6 +684,8 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
     check_size(s.size());
     return Value::string(std::move(s));
   }
+  // str % x formats even an undefined x (it prints as "" through %s).
+  if (op == "%" && a.is_string()) return Value::string(py_percent_format(*this, a.str(), b));
   a.require_defined();
   b.require_defined();
   using K = Value::Kind;
@@ -774,7 +778,6 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
       const int64_t q = floor_div(a.as_int(), b.as_int());
       return Value::integer(a.as_int() - q * b.as_int());
     }
-    if (a.is_string()) fail("unsupported construct 'printf-style string formatting (str % ...)'");
   } else if (op == "**") {
     if (nums) {
       if (fl || b.as_int() < 0) {

@@ -598,8 +598,6 @@ bool is_py_space(uint32_t cp) {
          cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
-namespace {
-
 uint32_t decode_cp(std::string_view s) {
   const unsigned char c = static_cast<unsigned char>(s[0]);
   if (c < 0x80 || s.size() == 1) return c;
@@ -607,8 +605,6 @@ uint32_t decode_cp(std::string_view s) {
   for (size_t i = 1; i < s.size(); ++i) cp = (cp << 6) | (s[i] & 0x3f);
   return cp;
 }
-
-}  // namespace
 
 std::string py_strip(std::string_view s, const Value* chars, bool left, bool right) {
   const auto cps = code_points(s);

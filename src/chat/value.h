@@ -173,6 +173,8 @@ bool less(const Value& a, const Value& b);
 // Code-point view of a UTF-8 string (Python's str indexes code points).
 std::vector<std::string_view> code_points(std::string_view s);
 size_t code_point_count(std::string_view s);
+// The code point of one UTF-8 character (an element of code_points()).
+uint32_t decode_cp(std::string_view cp);
 
 // Python's str.isspace() for one code point.
 bool is_py_space(uint32_t cp);
