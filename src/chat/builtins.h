@@ -24,6 +24,8 @@ bool is_known_test(const std::string& name);
 using FilterFn = Value (*)(Interp&, const Value&, CallArgs&);
 // The filters of chat/layout_filters.cpp (center, truncate, batch, groupby, urlencode, ...).
 const std::unordered_map<std::string, FilterFn>& layout_filters();
+// The filters of chat/text_filters.cpp (format, wordwrap, striptags, urlize, pprint, random).
+const std::unordered_map<std::string, FilterFn>& text_filters();
 
 // Jinja's attribute path ("a.b.0") as sort, map, groupby ... follow it; with a default (map's),
 // an undefined step becomes the default before the next one.

@@ -723,7 +723,7 @@ const std::unordered_map<std::string, std::string>& test_aliases() {
 
 bool is_known_filter(const std::string& name) {
   return filters().count(name) != 0 || layout_filters().count(name) != 0 ||
-         filter_aliases().count(name) != 0;
+         text_filters().count(name) != 0 || filter_aliases().count(name) != 0;
 }
 
 bool is_known_test(const std::string& name) {
@@ -736,7 +736,10 @@ Value Interp::filter(const std::string& name, const Value& v, CallArgs& args) {
   auto it = filters().find(n);
   if (it == filters().end()) {
     it = layout_filters().find(n);
-    if (it == layout_filters().end()) fail("unsupported filter '" + name + "'");
+    if (it == layout_filters().end()) {
+      it = text_filters().find(n);
+      if (it == text_filters().end()) fail("unsupported filter '" + name + "'");
+    }
   }
   return it->second(*this, v, args);
 }

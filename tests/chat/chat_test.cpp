@@ -738,6 +738,21 @@ TEST(ChatTemplate, PercentFormattingFollowsPython) {
   EXPECT_TRUE(fails_with("{{ '%999999999999d' % 1 }}", "width too big"));
 }
 
+// Jinja's format filter: str(value) % args, or % kwargs as a dict (python3-jinja2 3.1's output).
+TEST(ChatTemplate, FormatFilter) {
+  EXPECT_EQ(render("{{ \"%s-%s\"|format('a', 2) }}|{{ '%(x)s=%(y)05.1f'|format(x='pi', y=3.14159) "
+                   "}}|{{ '%%|%r'|format(none) }}|{{ 'plain'|format }}|{{ 42|format }}|[{{ "
+                   "undefined_var|format }}]|{{ '%s'|format([1, 2]) }}|{{ '%s'|format((1, 2)) "
+                   "}}|{{ '%d items'|format(messages|length) }}"),
+            "a-2|pi=003.1|%|None|plain|42|[]|[1, 2]|(1, 2)|3 items");
+  EXPECT_TRUE(fails_with("{{ '%s %s'|format('a') }}", "not enough arguments for format string"));
+  EXPECT_TRUE(fails_with("{{ '%s'|format('a', 'b') }}",
+                         "not all arguments converted during string formatting"));
+  EXPECT_TRUE(fails_with("{{ '%s'|format('a', x=1) }}",
+                         "can't handle positional and keyword arguments at the same time"));
+  EXPECT_TRUE(fails_with("{{ '%s'|format }}", "not enough arguments for format string"));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
