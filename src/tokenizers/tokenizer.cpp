@@ -244,6 +244,37 @@ std::string Tokenizer::token_bytes(int32_t id) const {
   return t;
 }
 
+namespace {
+
+// HF's clean_up_tokenization for the WordPiece decoder: Python's str.replace for each pair in
+// turn (left to right, matches do not overlap, a replacement is not searched again). Each pass
+// copies into a new string, so a text with n matches costs O(length) per pair, not
+// O(n * length) as replacing in place did.
+std::string clean_up_tokenization(const std::string& text) {
+  static const std::pair<std::string_view, std::string_view> fixes[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  std::string cur = text;
+  std::string next;
+  for (const auto& [from, to] : fixes) {
+    size_t p = cur.find(from);
+    if (p == std::string::npos) continue;
+    next.clear();
+    next.reserve(cur.size());
+    size_t done = 0;
+    for (; p != std::string::npos; p = cur.find(from, done)) {
+      next.append(cur, done, p - done);
+      next += to;
+      done = p + from.size();
+    }
+    next.append(cur, done, std::string::npos);
+    cur.swap(next);
+  }
+  return cur;
+}
+
+}  // namespace
+
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
   const TokenizerSpec& s = impl_->spec;
   std::string out;
@@ -257,15 +288,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
   }
   if (s.model == Model::wordpiece) {
     if (!out.empty() && out[0] == ' ') out.erase(0, 1);
-    // HF's WordPiece decoder clean-up of tokenisation spaces.
-    static const std::pair<std::string_view, std::string_view> fixes[] = {
-        {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
-        {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-    for (const auto& [from, to] : fixes) {
-      for (size_t p = out.find(from); p != std::string::npos; p = out.find(from, p + to.size())) {
-        out.replace(p, from.size(), to);
-      }
-    }
+    out = clean_up_tokenization(out);
   }
   return out;
 }
