@@ -330,7 +330,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          v.require_defined();
          if (v.is(Value::Kind::Float)) return Value::real(std::fabs(v.as_float()));
          if (!v.is_int_like()) fail("bad operand type for abs(): '" + type_name(v) + "'");
-         if (v.as_int() == INT64_MIN) fail("integer overflow");
+         if (v.as_int() == INT64_MIN) fail("integer overflow (beyond 64 bits)");
          return Value::integer(std::llabs(v.as_int()));
        }},
       // getattr(obj, name) only: a dict's keys are items, not attributes (messages[0]|attr('role')

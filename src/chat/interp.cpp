@@ -424,7 +424,9 @@ Value Interp::eval(const Expr& e, const ScopePtr& scope) {
       if (e.kind == Expr::Kind::Pos)
         return v.is(Value::Kind::Bool) ? Value::integer(v.as_int()) : v;
       if (v.is(Value::Kind::Float)) return Value::real(-v.as_float());
-      if (v.as_int() == std::numeric_limits<int64_t>::min()) fail("integer overflow");
+      if (v.as_int() == std::numeric_limits<int64_t>::min()) {
+        fail("integer overflow (beyond 64 bits)");
+      }
       return Value::integer(-v.as_int());
     }
     case Expr::Kind::Not:

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -236,22 +237,50 @@ class Lexer {
         is_float = true;
       }
     }
+    // Jinja's integer literals also take the prefixes 0x, 0o and 0b (either case), with single
+    // underscores between digits.
+    int base = 10;
+    const auto base_digit = [](char d, int b) {
+      const int v = std::isdigit(static_cast<unsigned char>(d)) ? d - '0'
+                    : std::isxdigit(static_cast<unsigned char>(d))
+                        ? std::tolower(static_cast<unsigned char>(d)) - 'a' + 10
+                        : 99;
+      return v < b;
+    };
+    if (!is_float && e == start + 1 && src_[start] == '0' && e + 1 < src_.size() &&
+        std::strchr("xXoObB", src_[e])) {
+      const int b = src_[e] == 'x' || src_[e] == 'X'   ? 16
+                    : src_[e] == 'o' || src_[e] == 'O' ? 8
+                                                       : 2;
+      size_t q = e + 1;
+      if (q < src_.size() && src_[q] == '_') ++q;
+      if (q < src_.size() && base_digit(src_[q], b)) {  // else "0" is the literal ("0or 1")
+        base = b;
+        while (q < src_.size() &&
+               (base_digit(src_[q], b) ||
+                (src_[q] == '_' && q + 1 < src_.size() && base_digit(src_[q + 1], b)))) {
+          ++q;
+        }
+        e = q;
+      }
+    }
     std::string text;
     for (size_t i = start; i < e; ++i) {
       if (src_[i] != '_') text += src_[i];
-    }
-    if (!is_float && text.size() > 1 && text[0] == '0' && e < src_.size() &&
-        std::strchr("xXoObB", src_[e])) {
-      error("hexadecimal, octal and binary literals are not supported", start);
     }
     push(is_float ? Tok::Float : Tok::Int, text, start);
     if (is_float) {
       tokens_.back().float_value = std::strtod(text.c_str(), nullptr);
     } else {
       errno = 0;
-      const long long v = std::strtoll(text.c_str(), nullptr, 10);
-      if (errno == ERANGE) error("integer literal " + text + " is out of range", start);
-      tokens_.back().int_value = v;
+      const char* digits_begin = text.c_str() + (base == 10 ? 0 : 2);
+      const unsigned long long v = std::strtoull(digits_begin, nullptr, base);
+      constexpr unsigned long long kTwo63 = 1ull << 63;
+      if (errno == ERANGE || v > kTwo63) {
+        error("integer literal " + text + " is out of range (beyond 64 bits)", start);
+      }
+      tokens_.back().int_value = v == kTwo63 ? INT64_MIN : static_cast<int64_t>(v);
+      tokens_.back().int_is_2_63 = v == kTwo63;
     }
     return e;
   }

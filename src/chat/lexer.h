@@ -32,6 +32,9 @@ struct Token {
   int line = 0;
   int column = 0;
   int64_t int_value = 0;
+  // The literal 9223372036854775808 (2^63): int_value holds -2^63, which only `-` before it
+  // may use (Python's -9223372036854775808 is the smallest int64).
+  bool int_is_2_63 = false;
   double float_value = 0;
 };
 

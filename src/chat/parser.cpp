@@ -47,6 +47,12 @@ class Parser {
     return t;
   }
 
+  int64_t int_literal(const Token& t) const {
+    if (t.int_is_2_63)
+      fail_at(t, "integer literal " + t.text + " is out of range (beyond 64 bits)");
+    return t.int_value;
+  }
+
   [[noreturn]] void fail_at(const Token& t, const std::string& msg) const {
     throw SyntaxError{msg, t.line, t.column};
   }
@@ -495,7 +501,14 @@ class Parser {
   ExprPtr unary(bool with_filter) {
     DepthGuard guard(*this);
     ExprPtr e;
-    if (is_op("-") || is_op("+")) {
+    if (is_op("-") && peek(1).type == Tok::Int && peek(1).int_is_2_63 &&
+        !(peek(2).type == Tok::Op &&
+          (peek(2).text == "." || peek(2).text == "[" || peek(2).text == "("))) {
+      // -9223372036854775808: the one literal whose magnitude is beyond int64.
+      next();
+      e = make(Expr::Kind::Literal, cur());
+      e->value = Value::integer(next().int_value);
+    } else if (is_op("-") || is_op("+")) {
       const Token& at = next();
       e = make(at.text == "-" ? Expr::Kind::Neg : Expr::Kind::Pos, at);
       e->a = unary(false);
@@ -535,7 +548,7 @@ class Parser {
       }
       case Tok::Int: {
         auto e = make(Expr::Kind::Literal, next());
-        e->value = Value::integer(t.int_value);
+        e->value = Value::integer(int_literal(t));
         return e;
       }
       case Tok::Float: {
@@ -599,7 +612,7 @@ class Parser {
           auto g = make(Expr::Kind::GetItem, at);
           g->a = std::move(e);
           g->b = make(Expr::Kind::Literal, cur());
-          g->b->value = Value::integer(next().int_value);
+          g->b->value = Value::integer(int_literal(next()));
           e = grown(std::move(g));
         } else {
           fail_at(cur(), "expected an attribute name after '.', found " + describe(cur()));
