@@ -188,5 +188,9 @@ struct EmbedOptions {
 // A sentence embedding from an encoder model (BERT): [n_embd].
 std::vector<float> embed(const Model& model, std::string_view text,
                          const EmbedOptions& options = {});
+// The same for token ids as given (no [CLS] or [SEP] added; parse_special unused). Throws
+// InvalidArgument for no ids.
+std::vector<float> embed(const Model& model, std::span<const int32_t> ids,
+                         const EmbedOptions& options = {});
 
 }  // namespace qkv

@@ -14,6 +14,16 @@ std::vector<float> embed(const Model& model, std::string_view text, const EmbedO
   }
   const std::vector<int32_t> ids =  // [CLS] text [SEP]
       model.tokenizer().encode(text, {.add_special = true, .parse_special = options.parse_special});
+  return embed(model, ids, options);
+}
+
+std::vector<float> embed(const Model& model, std::span<const int32_t> ids,
+                         const EmbedOptions& options) {
+  if (model.is_decoder()) {
+    core::throw_invalid("embed: ", architecture_name(model.architecture()),
+                        " is a decoder; embeddings need an encoder model (BERT)");
+  }
+  if (ids.empty()) core::throw_invalid("embed: no token ids to embed");
   Session session(model, {.n_threads = options.n_threads});
   const std::span<const float> hidden = session.encode(ids);  // [n, n_embd]
   const auto n = static_cast<int64_t>(ids.size());

@@ -199,6 +199,9 @@ struct Server::Impl {
   void generate(const httplib::Request& req, const std::string& body_text, httplib::Response& res,
                 Kind kind);
   void embeddings(const std::string& text, httplib::Response& res);
+  // /v1/embeddings' input: a string, an array of strings, an array of token ids, or an array of
+  // arrays of token ids; each input's token ids.
+  std::vector<std::vector<int32_t>> embedding_inputs(const json& in) const;
   void tokenize(const std::string& text, httplib::Response& res);
   void detokenize(const std::string& text, httplib::Response& res);
   std::string metrics();
@@ -601,28 +604,66 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
       });
 }
 
+std::vector<std::vector<int32_t>> Server::Impl::embedding_inputs(const json& in) const {
+  static constexpr const char* kForms =
+      "a string, an array of strings, an array of token ids or an array of arrays of token ids";
+  const int64_t n_vocab = model.config().n_vocab;
+  auto token_ids = [&](const json& a, const std::string& at) {
+    std::vector<int32_t> ids;
+    for (const json& x : a) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= n_vocab) {
+        throw ApiError(400,
+                       core::concat("'", at, "' has ", x.dump(), "; token ids are integers in [0, ",
+                                    n_vocab, ")"),
+                       "input");
+      }
+      ids.push_back(x.get<int32_t>());
+    }
+    return ids;
+  };
+  auto encode = [&](const json& text) {
+    if (!model.has_tokenizer()) {
+      throw ApiError(400, "the model has no tokenizer: send token ids", "input");
+    }
+    return model.is_decoder() ? tokenizer().encode(text.get<std::string>())
+                              // as qkv::embed encodes a text: [CLS] text [SEP]
+                              : tokenizer().encode(text.get<std::string>(),
+                                                   {.add_special = true, .parse_special = true});
+  };
+  std::vector<std::vector<int32_t>> out;
+  if (in.is_string()) {
+    out.push_back(encode(in));
+  } else if (in.is_array() && !in.empty() && in[0].is_number()) {
+    out.push_back(token_ids(in, "input"));
+  } else if (in.is_array() && !in.empty()) {
+    if (in.size() > 256) throw ApiError(400, "'input' has more than 256 inputs", "input");
+    for (size_t i = 0; i < in.size(); ++i) {
+      const json& x = in[i];
+      const bool same_form = in[0].is_string() ? x.is_string() : x.is_array();
+      if (!same_form) {
+        throw ApiError(400,
+                       core::concat("'input[", i, "]' is ", x.dump().substr(0, 40),
+                                    "; 'input' must be ", kForms, " (one form per request)"),
+                       "input");
+      }
+      out.push_back(x.is_string() ? encode(x) : token_ids(x, core::concat("input[", i, "]")));
+    }
+  } else {
+    throw ApiError(400, core::concat("'input' must be ", kForms, ", not empty"), "input");
+  }
+  return out;
+}
+
 void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
   const json body = serve::parse_body(text);
   const Fields f(body);
   check_model(f);
-  if (!model.has_tokenizer()) throw ApiError(400, "the model has no tokenizer", "model");
   if (!f.has("input")) throw ApiError(400, "'input' is required", "input");
   if (f.has("user")) f.string("user");  // an end-user id, as in chat: checked, unused
-  const json& in = body["input"];
-  std::vector<std::string> texts;
-  if (in.is_string()) {
-    texts.push_back(in.get<std::string>());
-  } else if (in.is_array() && !in.empty()) {
-    for (const json& x : in) {
-      if (!x.is_string()) {
-        throw ApiError(400, "'input' must be a string or an array of strings", "input");
-      }
-      texts.push_back(x.get<std::string>());
-    }
-  } else {
-    throw ApiError(400, "'input' must be a non-empty string or array of strings", "input");
-  }
-  if (texts.size() > 256) throw ApiError(400, "'input' has more than 256 texts", "input");
+  // The inputs as token ids: texts encoded (with BOS, or [CLS] ... [SEP], as the model's
+  // tokenizer adds them), token ids as given (OpenAI's token-array forms, which clients that
+  // count tokens themselves send).
+  const std::vector<std::vector<int32_t>> inputs = embedding_inputs(body["input"]);
   const std::string format = f.string("encoding_format").value_or("float");
   const int64_t n_embd = model.config().n_embd;
   if (f.has("dimensions") && f.integer("dimensions", n_embd, 1, INT32_MAX) != n_embd) {
@@ -637,9 +678,8 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
   }
   std::string pooling_name = f.string("pooling").value_or(model.is_decoder() ? "mean" : "cls");
   const bool normalize = f.boolean("normalize", true);
-  const Tokenizer& tok = tokenizer();
-  for (size_t i = 0; i < texts.size(); ++i) {
-    const int64_t n = static_cast<int64_t>(tok.encode(texts[i]).size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const auto n = static_cast<int64_t>(inputs[i].size());
     if (n == 0) throw ApiError(400, core::concat("'input[", i, "]' makes no tokens"), "input");
     if (n > sched->n_ctx()) {
       throw ApiError(400,
@@ -648,8 +688,9 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
                      "input");
     }
   }
-  std::vector<std::vector<float>> out(texts.size());
+  std::vector<std::vector<float>> out(inputs.size());
   int64_t n_tokens = 0;
+  for (const auto& ids : inputs) n_tokens += static_cast<int64_t>(ids.size());
   if (!model.is_decoder()) {
     if (pooling_name != "cls" && pooling_name != "mean" && pooling_name != "pooler") {
       throw ApiError(400, "'pooling' must be cls, mean or pooler", "pooling");
@@ -660,10 +701,7 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
                           .normalize = normalize,
                           .n_threads = o.n_threads};
     sched->run_task([&] {
-      for (size_t i = 0; i < texts.size(); ++i) {
-        out[i] = embed(model, texts[i], eo);
-        n_tokens += static_cast<int64_t>(tok.encode(texts[i]).size());
-      }
+      for (size_t i = 0; i < inputs.size(); ++i) out[i] = embed(model, inputs[i], eo);
     });
   } else {
     // A decoder: the mean (or last) of the final norm's rows, as sentence-transformers pools.
@@ -684,9 +722,9 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
       }
     };
     sched->run_task([&] {
-      for (size_t i = 0; i < texts.size(); ++i) {
+      for (size_t i = 0; i < inputs.size(); ++i) {
         Rows rows;
-        const std::vector<int32_t> ids = tok.encode(texts[i]);
+        const std::vector<int32_t>& ids = inputs[i];
         Session s(model, {.n_ctx = static_cast<int64_t>(ids.size()),
                           .kv_type = KvType::f32,
                           .n_threads = o.n_threads,
@@ -703,7 +741,6 @@ void Server::Impl::embeddings(const std::string& text, httplib::Response& res) {
           for (float& x : e) x *= inv;
         }
         out[i] = std::move(e);
-        n_tokens += static_cast<int64_t>(ids.size());
       }
     });
   }

@@ -372,6 +372,7 @@ def main():
     end_of_turn(qkv, shared, check)
     vanished_client(qkv, check)
     template_bos(qkv, shared, check)
+    embedding_token_ids(qkv, shared, check)
     print(f"serve requests: {len(failures)} failure(s)")
     return 1 if failures else 0
 
@@ -421,6 +422,46 @@ def end_of_turn(qkv, shared, check):
     finally:
         srv.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def embedding_token_ids(qkv, shared, check):
+    """/v1/embeddings takes OpenAI's four input forms: a string, strings, an array of token ids
+    and arrays of token ids (clients that count tokens themselves, LangChain's OpenAIEmbeddings
+    by default, send ids; they were a 400). Ids are used as given: the ids /tokenize gives for a
+    text (with its special tokens) embed as the text does, on a decoder (the built-in model) and
+    an encoder (bert-tiny, [CLS] ... [SEP])."""
+    models = [None]
+    bert = shared / "fixtures" / "hf" / "bert-tiny"
+    if bert.is_dir():
+        models.append(bert)
+    elif shared_data.shared_required():
+        check(False, f"{bert} is absent and QKV_REQUIRE_SHARED is set")
+    for model in models:
+        srv = Server(qkv, "--parallel", "1", *(["-m", str(model)] if model else []))
+        try:
+            def embed(inp):
+                st, j, text, _ = srv.request("POST", "/v1/embeddings", {"input": inp})
+                check(st == 200, f"{model}: input {str(inp)[:60]}: {st} {text[:200]}")
+                return ([d["embedding"] for d in j["data"]], j["usage"]["prompt_tokens"]) \
+                    if st == 200 else ([], 0)
+
+            texts = ["a cat sat", "the sea"]
+            ids = [srv.request("POST", "/tokenize", {"content": t, "add_special": True})[1]
+                   ["tokens"] for t in texts]
+            by_text, n_text = embed(texts)
+            by_ids, n_ids = embed(ids)
+            check(by_text and by_ids == by_text and n_ids == n_text == len(ids[0]) + len(ids[1]),
+                  f"{model}: arrays of token ids {ids} embed differently from their texts")
+            one, _ = embed(ids[0])
+            check(by_text and one == by_text[:1], f"{model}: one array of token ids")
+            for inp, word in (([ids[0], "the sea"], "one form"), (["a", 3], "one form"),
+                              ([1.5], "1.5"), ([-1], "-1"), ([[]], "no tokens"), ([], "empty"),
+                              ([[0, 10 ** 9]], str(10 ** 9))):
+                st, j, text, _ = srv.request("POST", "/v1/embeddings", {"input": inp})
+                check(st == 400 and j["error"]["param"] == "input" and
+                      word in j["error"]["message"], f"{model}: input {inp}: {st} {text[:200]}")
+        finally:
+            srv.stop()
 
 
 def template_bos(qkv, shared, check):
