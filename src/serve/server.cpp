@@ -368,7 +368,10 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
                      "prompt");
     }
     if (pr.is_string()) {
-      p.prompt = tok.encode(pr.get<std::string>(), {.add_special = true, .parse_special = false});
+      // Special tokens written in the text are those tokens, as llama-server and vLLM (Hugging
+      // Face tokenizers) read a completion prompt: clients that write a chat format themselves
+      // ("<|im_start|>user\n...") mean its control tokens.
+      p.prompt = tok.encode(pr.get<std::string>(), {.add_special = true, .parse_special = true});
     } else if (pr.is_array() && !pr.empty()) {
       for (const json& x : pr) {
         if (!x.is_number_integer() || x.get<int64_t>() < 0 ||

@@ -419,6 +419,15 @@ def end_of_turn(qkv, shared, check):
             str(one("<|im_end|>")): 100}))
         check(st == 200 and j["choices"][0]["finish_reason"] == "length",
               f"ignore_eos at <|im_end|>: {raw[:300]}")
+        # A completion prompt written in the chat format (clients that format the turns
+        # themselves) gets the control tokens it names, as llama-server and vLLM tokenize it:
+        # <|im_start|> was read as the text "<", "|", "im", ... which the model never saw.
+        st, j, raw, _ = srv.request("POST", COMPLETIONS, {
+            "prompt": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", "max_tokens": 1,
+            "attention": {"top_k": 1, "layers": [0], "heads": [0]}})
+        pieces = j["choices"][0]["prompt_tokens"] if st == 200 else []
+        check(pieces[:1] == ["<|im_start|>"] and pieces.count("<|im_start|>") == 2 and
+              pieces.count("<|im_end|>") == 1, f"chat-format completion prompt: {pieces} {raw[:200]}")
     finally:
         srv.stop()
         shutil.rmtree(folder, ignore_errors=True)
