@@ -14,6 +14,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "qkv/session.h"
 #include "serve/api.h"
 #include "serve/connection.h"
@@ -775,7 +776,12 @@ void Server::Impl::tokenize(const std::string& text, httplib::Response& res) {
   json tokens = json::array();
   for (int32_t id : ids) {
     if (with_pieces) {
-      tokens.push_back({{"id", id}, {"piece", tokenizer().token_bytes(id)}});
+      // A piece that is part of a UTF-8 character is its bytes, as llama-server writes it (as
+      // text it would read as U+FFFD, and the bytes could not be put back together).
+      const std::string piece = tokenizer().token_bytes(id);
+      json bytes = json::array();
+      for (unsigned char c : piece) bytes.push_back(c);
+      tokens.push_back({{"id", id}, {"piece", core::valid_utf8(piece) ? json(piece) : bytes}});
     } else {
       tokens.push_back(id);
     }

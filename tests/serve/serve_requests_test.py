@@ -419,6 +419,15 @@ def end_of_turn(qkv, shared, check):
             str(one("<|im_end|>")): 100}))
         check(st == 200 and j["choices"][0]["finish_reason"] == "length",
               f"ignore_eos at <|im_end|>: {raw[:300]}")
+        # /tokenize's pieces: text, or the bytes of a piece that is part of a character (as
+        # llama-server writes them; they came as U+FFFD and could not be put back together).
+        for text in ("\U0001F9CB tea", "caf\u00e9 \u4e2d\u6587", "<|im_start|>"):
+            st, j, raw, _ = srv.request("POST", "/tokenize", {"content": text, "with_pieces": True})
+            pieces = [t["piece"] for t in j["tokens"]] if st == 200 else []
+            data = b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in pieces)
+            check(st == 200 and data == text.encode() and "\ufffd" not in str(pieces) and
+                  (any(isinstance(p, list) for p in pieces) == (text[0] == "\U0001F9CB")),
+                  f"/tokenize {text!r} with pieces: {raw[:300]}")
         # A completion prompt written in the chat format (clients that format the turns
         # themselves) gets the control tokens it names, as llama-server and vLLM tokenize it:
         # <|im_start|> was read as the text "<", "|", "im", ... which the model never saw.
