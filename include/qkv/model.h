@@ -68,6 +68,7 @@ class Model {
   const ModelFile& file() const;
   RopeStyle rope_style() const;
   bool is_decoder() const;  // causal LM (GPT-2, LLaMA) vs encoder (BERT)
+  DotProducts dot() const;  // the products mode it was loaded with (LoadOptions::dot)
   int64_t n_params() const;
 
   bool has_tokenizer() const;

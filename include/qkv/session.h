@@ -156,8 +156,8 @@ class Session {
   void release_workspace();
 
  private:
-  friend std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
-                                                        std::span<const int32_t> tokens);
+  friend std::vector<std::span<const float>> eval_batch(
+      std::span<Session* const> sessions, std::span<const std::span<const int32_t>> tokens);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -175,6 +175,13 @@ class Session {
 // different models or an id outside the vocabulary, and Error when a context is full.
 std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
                                                std::span<const int32_t> tokens);
+// The same with a run of tokens per session: tokens[i] (at least one) appended to sessions[i],
+// so that prompt chunks of some sessions and decode steps of others share one pass (its rows
+// share each matrix product). Returns each session's logits of its last token. A session's
+// logits are bitwise the same whatever the other runs are (one pass per session gives the same
+// bits), so a server's prompt prefill does not depend on the load either.
+std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
+                                               std::span<const std::span<const int32_t>> tokens);
 
 // cls: the last hidden state of [CLS] (as sentence-transformers' CLS pooling, e.g. BGE);
 // mean: the mean of all token states; pooler: BERT's pooler output (Session::pooled()).

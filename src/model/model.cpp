@@ -615,6 +615,9 @@ RopeStyle Model::rope_style() const {
 bool Model::is_decoder() const {
   return impl_->arch != Architecture::bert;
 }
+DotProducts Model::dot() const {
+  return impl_->int8_dot ? DotProducts::int8 : DotProducts::exact;
+}
 int64_t Model::n_params() const {
   return impl_->n_params;
 }

@@ -151,6 +151,18 @@ std::vector<std::span<const float>> eval_batch(std::span<Session* const> session
     core::throw_invalid("eval_batch: ", tokens.size(), " tokens for ", sessions.size(),
                         " sessions; pass one token per session");
   }
+  std::vector<std::span<const int32_t>> runs(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) runs[i] = tokens.subspan(i, 1);
+  return eval_batch(sessions, runs);
+}
+
+std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
+                                               std::span<const std::span<const int32_t>> tokens) {
+  if (sessions.empty()) core::throw_invalid("eval_batch: no sessions");
+  if (tokens.size() != sessions.size()) {
+    core::throw_invalid("eval_batch: ", tokens.size(), " runs of tokens for ", sessions.size(),
+                        " sessions; pass one run per session");
+  }
   std::vector<model::SequenceStep> steps(sessions.size());
   const Model::Impl* first_model = nullptr;
   for (size_t i = 0; i < sessions.size(); ++i) {
@@ -174,10 +186,12 @@ std::vector<std::span<const float>> eval_batch(std::span<Session* const> session
         core::throw_invalid("eval_batch: session ", i, " is session ", j, " again");
       }
     }
-    const std::span<const int32_t> one = tokens.subspan(i, 1);
-    s.check_tokens(one, "eval_batch");
-    if (s.cache->n_past() + 1 > s.n_ctx) throw Error(s.overflow_message(1));
-    steps[i] = {&*s.cache, one, false, &s.logits, s.options.observer};
+    const std::span<const int32_t> run = tokens[i];
+    if (run.empty()) core::throw_invalid("eval_batch: session ", i, " has no tokens to run");
+    s.check_tokens(run, "eval_batch");
+    const auto len = static_cast<int64_t>(run.size());
+    if (s.cache->n_past() + len > s.n_ctx) throw Error(s.overflow_message(len));
+    steps[i] = {&*s.cache, run, false, &s.logits, s.options.observer};
   }
   model::ForwardOptions opt = sessions[0]->impl_->forward_options();
   opt.observer = nullptr;

@@ -136,6 +136,7 @@ Scheduler::Scheduler(Model model, SchedulerOptions options)
     n_ctx_ = model_.config().n_ctx;
   }
   if (model_.is_decoder() && model_.has_tokenizer()) end_ids_ = model_.end_of_generation_ids();
+  batch_prefill_ = model_.dot() == DotProducts::int8;
   stats_.n_slots = static_cast<int>(slots_.size());
   stats_.ttft_counts.assign(std::size(kTtftBounds) + 1, 0);
   thread_ = std::thread([this] { loop(); });
@@ -240,7 +241,7 @@ void Scheduler::loop() {
       if (!s->sampler) start(*s, s->job);
       if (s->job) step(*s);
     }
-    decode_pending();
+    run_round();
   }
   // Shutting down: every job still queued or running ends as cancelled, every task fails.
   std::deque<std::shared_ptr<Job>> left;
@@ -318,6 +319,8 @@ void Scheduler::step(Slot& slot) {
   }
   const JobParams& p = job.params;
   const int64_t L = static_cast<int64_t>(p.prompt.size());
+  // Prompt chunks that share the round's pass (run_round) wait for it.
+  if (batch_prefill_ && slot.prompt_done < L) return;
   try {
     if (slot.prompt_done < L) {
       // One prompt chunk, cut at absolute multiples of prefill_chunk.
@@ -422,35 +425,66 @@ void Scheduler::sample(Slot& slot) {
     finish(slot, *done);
     return;
   }
-  // The token just sampled goes through the model with the other slots' in this round's decode
-  // step (decode_pending); its logits wait for the next round.
+  // The token just sampled goes through the model with the other slots' in this round's pass
+  // (run_round); its logits wait for the next round.
   slot.pending = next;
 }
 
-void Scheduler::decode_pending() {
+void Scheduler::run_round() {
   std::vector<Slot*> slots;
   std::vector<Session*> sessions;
-  std::vector<int32_t> tokens;
-  for (auto& s : slots_) {
-    if (!s->job || s->pending < 0) continue;
-    slots.push_back(s.get());
-    sessions.push_back(&*s->session);
-    tokens.push_back(s->pending);
-    s->pending = -1;
-    s->watch.active = true;
-    s->watch.captured.clear();
+  std::vector<std::span<const int32_t>> runs;
+  std::vector<int32_t> tokens(slots_.size());  // the decode tokens (runs point into it)
+  std::vector<int64_t> chunk_end;              // per entry: the prompt chunk's end, or -1
+  const int64_t C = options_.prefill_chunk;
+  int64_t prompt_rows = 0, decode_rows = 0;
+  for (size_t k = 0; k < slots_.size(); ++k) {
+    Slot& s = *slots_[k];
+    if (!s.job) continue;
+    const std::vector<int32_t>& prompt = s.job->params.prompt;
+    const auto L = static_cast<int64_t>(prompt.size());
+    if (batch_prefill_ && s.prompt_done < L) {
+      // The slot's next prompt chunk, cut at absolute multiples of prefill_chunk as step() cuts
+      // it; the last chunk's last row is where the first token's attention is watched.
+      const int64_t begin = s.prompt_done, end = std::min(L, (begin / C + 1) * C);
+      runs.push_back(std::span<const int32_t>(prompt).subspan(static_cast<size_t>(begin),
+                                                              static_cast<size_t>(end - begin)));
+      chunk_end.push_back(end);
+      s.watch.active = end == L;
+      prompt_rows += end - begin;
+    } else if (s.pending >= 0) {
+      tokens[k] = s.pending;
+      s.pending = -1;
+      runs.push_back(std::span<const int32_t>(&tokens[k], 1));
+      chunk_end.push_back(-1);
+      s.watch.active = true;
+      ++decode_rows;
+    } else {
+      continue;
+    }
+    s.watch.captured.clear();
+    slots.push_back(&s);
+    sessions.push_back(&*s.session);
   }
   if (slots.empty()) return;
-  // One forward pass for every slot's token: the weights are read once for all of them, and
+  // One forward pass for every slot's run: the weights are read once for all of them, and
   // eval_batch keeps each slot's logits independent of the others (batch invariance).
   const auto t0 = Clock::now();
   std::optional<std::string> error;
   try {
-    const std::vector<std::span<const float>> logits = eval_batch(sessions, tokens);
+    const std::vector<std::span<const float>> logits = eval_batch(sessions, runs);
     for (size_t i = 0; i < slots.size(); ++i) {
-      slots[i]->logits = logits[i];
-      slots[i]->cached.push_back(tokens[i]);
-      slots[i]->has_logits = true;
+      Slot& s = *slots[i];
+      s.logits = logits[i];
+      s.cached.insert(s.cached.end(), runs[i].begin(), runs[i].end());
+      if (chunk_end[i] < 0) {
+        s.has_logits = true;
+        continue;
+      }
+      const int64_t begin = s.prompt_done, end = chunk_end[i];
+      if (end % C == 0 && s.reusable == begin) s.reusable = end;
+      s.prompt_done = end;
+      s.has_logits = end == static_cast<int64_t>(s.job->params.prompt.size());
     }
   } catch (const std::exception& e) {
     error = e.what();
@@ -459,8 +493,14 @@ void Scheduler::decode_pending() {
   if (error) {
     for (Slot* s : slots) finish(*s, Finish::error, *error);
   }
+  // The pass's time split between prefill and decode by their rows (for /metrics' rates).
+  const double dt = seconds(t0, Clock::now());
+  const double prompt_share =
+      static_cast<double>(prompt_rows) / static_cast<double>(prompt_rows + decode_rows);
   std::lock_guard lock(mu_);
-  stats_.decode_seconds += seconds(t0, Clock::now());
+  stats_.prompt_tokens += error ? 0 : prompt_rows;
+  stats_.prefill_seconds += dt * prompt_share;
+  stats_.decode_seconds += dt * (1 - prompt_share);
 }
 
 void Scheduler::finish(Slot& slot, Finish how, const std::string& error) {

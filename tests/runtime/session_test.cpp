@@ -387,8 +387,104 @@ TEST(Session, EvalBatchRejectsBadBatchesBeforeRunning) {
   EXPECT_NE(message([&] { eval_batch(both, bad); }).find("100000"), std::string::npos);
   EXPECT_NE(message([&] { eval_batch(both, two); }).find("context full"), std::string::npos);
   EXPECT_EQ(a.n_past(), 0) << "a failed batch ran session a";
-  EXPECT_EQ(message([&] { eval_batch(std::span<Session* const>{}, {}); }),
+  EXPECT_EQ(message([&] { eval_batch(std::span<Session* const>{}, std::span<const int32_t>{}); }),
             "eval_batch: no sessions");
+  // Runs of tokens: one per session, none empty, checked before anything runs.
+  const std::span<const int32_t> runs2[] = {std::span<const int32_t>(two), {}};
+  Session c(model, kOneThread);
+  Session* ac[] = {&a, &c};
+  EXPECT_NE(message([&] { eval_batch(ac, runs2); }).find("session 1 has no tokens to run"),
+            std::string::npos);
+  EXPECT_NE(
+      message([&] { eval_batch(ac, std::span(runs2, 1)); }).find("1 runs of tokens for 2 sessions"),
+      std::string::npos);
+  const std::span<const int32_t> over[] = {std::span<const int32_t>(two),
+                                           std::span<const int32_t>(two)};
+  EXPECT_NE(message([&] { eval_batch(both, over); }).find("context full"), std::string::npos);
+  EXPECT_EQ(a.n_past(), 0) << "a failed batch ran session a";
+  EXPECT_EQ(c.n_past(), 0) << "a failed batch ran session c";
+}
+
+// eval_batch with runs of tokens: a session's prompt chunks and decode steps give bitwise the
+// same logits whether they run alone or in one pass with other sessions' chunks and decode
+// steps (as a server's rounds mix them), and they agree with eval() within fp32 rounding.
+TEST(Session, EvalBatchMixesPromptChunksAndDecodeSteps) {
+  QKV_REQUIRE_SHARED(model_path, kModel);
+  const Model model = load_stories(model_path);
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 162, 29, 365, 185, 29, 44, 70};
+  auto argmax = [](std::span<const float> v) {
+    return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+  };
+  // Session 0's rounds: chunks of 4, 4 and 3 prompt tokens, then 6 decode steps.
+  const std::vector<std::pair<size_t, size_t>> chunks = {{0, 4}, {4, 8}, {8, 11}};
+  constexpr int kDecode = 6;
+  std::vector<std::vector<float>> alone;
+  std::vector<int32_t> decoded;
+  {
+    Session a(model, kOneThread), e(model, kOneThread);
+    for (auto [b, end] : chunks) {
+      const std::span<const int32_t> run[] = {std::span(prompt).subspan(b, end - b)};
+      Session* one[] = {&a};
+      const auto out = eval_batch(one, run);
+      alone.emplace_back(out[0].begin(), out[0].end());
+    }
+    const std::span<const float> whole = e.eval(prompt);
+    float max_abs = 0, max_diff = 0;
+    for (size_t k = 0; k < whole.size(); ++k) {
+      max_abs = std::max(max_abs, std::abs(whole[k]));
+      max_diff = std::max(max_diff, std::abs(whole[k] - alone.back()[k]));
+    }
+    EXPECT_LE(max_diff, 1e-4f * max_abs) << "chunked prompt against eval() of the whole prompt";
+    int32_t t = argmax(alone.back());
+    EXPECT_EQ(t, argmax(whole));
+    for (int step = 0; step < kDecode; ++step) {
+      decoded.push_back(t);
+      const int32_t tok[] = {t};
+      Session* one[] = {&a};
+      const auto out = eval_batch(one, tok);
+      alone.emplace_back(out[0].begin(), out[0].end());
+      t = argmax(out[0]);
+    }
+    EXPECT_EQ(a.n_past(), static_cast<int64_t>(prompt.size()) + kDecode);
+  }
+  // The same rounds of session 0 beside session 1 decoding and session 2 prefilling 5-token
+  // chunks of another prompt, session 0 first, then in the middle, then last.
+  Session a(model, kOneThread), b(model, kOneThread), c(model, kOneThread);
+  const int32_t b_prompt[] = {1, 365, 185};
+  b.eval(b_prompt);
+  int32_t tb = 29;
+  const std::vector<int32_t> c_prompt = {1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  size_t c_done = 0;
+  for (size_t round = 0; round < alone.size(); ++round) {
+    std::vector<int32_t> a_tok(1);
+    std::span<const int32_t> a_run;
+    if (round < chunks.size()) {
+      a_run = std::span(prompt).subspan(chunks[round].first,
+                                        chunks[round].second - chunks[round].first);
+    } else {
+      a_tok[0] = decoded[round - chunks.size()];
+      a_run = a_tok;
+    }
+    const int32_t b_tok[] = {tb};
+    const size_t c_end = std::min(c_prompt.size(), c_done + 5);
+    const std::span<const int32_t> c_run = std::span(c_prompt).subspan(c_done, c_end - c_done);
+    std::vector<Session*> batch = {&a, &b};
+    std::vector<std::span<const int32_t>> runs = {a_run, b_tok};
+    if (!c_run.empty()) batch.push_back(&c), runs.push_back(c_run);
+    const size_t at = round % 3 == 0 ? 0 : round % 3 == 1 ? 1 : batch.size() - 1;
+    std::swap(batch[0], batch[at]);
+    std::swap(runs[0], runs[at]);
+    const auto out = eval_batch(batch, runs);
+    ASSERT_EQ(out.size(), batch.size());
+    ASSERT_EQ(out[at].size(), alone[round].size());
+    EXPECT_EQ(std::memcmp(out[at].data(), alone[round].data(), out[at].size() * sizeof(float)), 0)
+        << "round " << round << ": session 0's logits changed with the batch";
+    const auto bi = static_cast<size_t>(std::find(batch.begin(), batch.end(), &b) - batch.begin());
+    tb = argmax(out[bi]);
+    c_done = c_end;
+  }
+  EXPECT_EQ(a.n_past(), static_cast<int64_t>(prompt.size()) + kDecode);
+  EXPECT_EQ(c.n_past(), static_cast<int64_t>(c_prompt.size()));
 }
 
 }  // namespace
