@@ -136,7 +136,7 @@ Scheduler::Scheduler(Model model, SchedulerOptions options)
     n_ctx_ = model_.config().n_ctx;
   }
   if (model_.is_decoder() && model_.has_tokenizer()) end_ids_ = model_.end_of_generation_ids();
-  batch_prefill_ = model_.dot() == DotProducts::int8;
+  batch_prefill_ = model_.row_invariant_products();
   stats_.n_slots = static_cast<int>(slots_.size());
   stats_.ttft_counts.assign(std::size(kTtftBounds) + 1, 0);
   thread_ = std::thread([this] { loop(); });

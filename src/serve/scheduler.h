@@ -12,8 +12,8 @@
 // reuses only the cached positions that an earlier prompt filled in whole chunks and that match
 // the new prompt, cut to a chunk boundary, i.e. exactly the K/V a fresh run would compute.
 //
-// Where a row's products do not depend on how many rows share them (a model loaded with
-// DotProducts::int8: its quantized weights' kernels give each row one fixed fp32 chain), the
+// Where a row's products do not depend on how many rows share them (Model::row_invariant_products:
+// int8 products of block formats, one fixed fp32 chain per output), the
 // round's prompt chunks join its decode tokens in one pass (eval_batch with a run per slot), so
 // eight streams starting together read the weights once for their prompts instead of eight times
 // (a shorter time to first token under load); a slot's chunks and their shapes are the same as
