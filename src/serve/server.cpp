@@ -536,11 +536,14 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
           return sink.write(line.data(), line.size());
         };
         auto chunk = [&](json choice) {
-          return json{{"id", id},
-                      {"object", kind == Kind::chat ? "chat.completion.chunk" : "text_completion"},
-                      {"created", created},
-                      {"model", mid},
-                      {"choices", json::array({std::move(choice)})}};
+          json c{{"id", id},
+                 {"object", kind == Kind::chat ? "chat.completion.chunk" : "text_completion"},
+                 {"created", created},
+                 {"model", mid},
+                 {"choices", json::array({std::move(choice)})}};
+          // With include_usage every chunk but the last has "usage": null (OpenAI's API).
+          if (include_usage) c["usage"] = nullptr;
+          return c;
         };
         if (*state == 0 && (kind == Kind::chat || want_attention)) {
           json c = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};

@@ -188,6 +188,12 @@ def main():
         finals = [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
         check(len(finals) == 1, "one chunk with a finish_reason")
         check("usage" in events[-1] and events[-1]["choices"] == [], "usage chunk last")
+        # As OpenAI documents include_usage: every other chunk has "usage": null (clients read
+        # chunk.usage on each); without include_usage no chunk has it.
+        check(all("usage" in e and e["usage"] is None for e in events[:-1]),
+              f"chunks before the usage chunk without usage: null: {events[:2]}")
+        st, _, raw = srv.stream("/v1/chat/completions", dict(chat, stream=True))
+        check(not any("usage" in e for e in parse_sse(raw)), "usage in a stream without it")
 
         # --- logprobs: a distribution, the greedy token first
         st, j, _, _ = srv.request("POST", "/v1/chat/completions",
