@@ -36,6 +36,8 @@ std::string html_escape(const std::string& s);
 std::optional<double> py_float(const std::string& text);
 // Python's \w for one character: str.isalnum() or '_' (chat/casing.cpp).
 bool py_is_word_char(uint32_t cp);
+// Python's \d for one character: a decimal digit (Nd) of any script (chat/casing.cpp).
+bool py_is_decimal(uint32_t cp);
 
 // Positional argument i or keyword `name` (after the value a filter applies to); null if absent.
 const Value* arg(const CallArgs& a, size_t i, const char* name);

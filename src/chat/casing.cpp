@@ -209,6 +209,10 @@ bool py_is_word_char(uint32_t cp) {
          u_getIntPropertyValue(c, UCHAR_NUMERIC_TYPE) != U_NT_NONE;
 }
 
+bool py_is_decimal(uint32_t cp) {
+  return (U_GET_GC_MASK(static_cast<UChar32>(cp)) & U_GC_ND_MASK) != 0;
+}
+
 bool py_islower(std::string_view s) {
   bool cased = false;
   for (int32_t c : decode_chars(s)) {

@@ -791,6 +791,101 @@ TEST(ChatTemplate, IntegersAreInt64WithPythonsResults) {
   }
 }
 
+// wordwrap (textwrap's chunking: hyphens, em-dashes, long words), striptags (markupsafe's loops
+// and html.unescape: named references with and without ';', numeric ones, Windows-1252 and
+// invalid code points), pprint (pprint.pformat: width 80, sorted keys, long strings cut at
+// spaces) and random. The expected strings and messages are python3-jinja2 3.1's.
+TEST(ChatTemplate, TextFilters) {
+  EXPECT_EQ(render("{{ 'The quick brown fox jumps over the lazy dog, twice: fox-dog_cat 42 héllo "
+                   "wörld'|wordwrap(20) }}"),
+            "The quick brown fox\njumps over the lazy\ndog, twice: fox-\ndog_cat 42 héllo\nwörld");
+  EXPECT_EQ(
+      render("{{ 'a well-known mother-in-law re-enters --- the em--dash a--b x-y-z 1-2-3 "
+             "e-mail'|wordwrap(10) }}"),
+      "a well-\nknown\nmother-in-\nlaw re-\nenters ---\nthe em--\ndash a--b\nx-y-z\n1-2-3\ne-mail");
+  EXPECT_EQ(
+      render("{{ 'a well-known mother-in-law re-enters --- the em--dash a--b x-y-z 1-2-3 "
+             "e-mail'|wordwrap(10, break_on_hyphens=false) }}"),
+      "a\nwell-known\nmother-in-\nlaw\nre-enters\n--- the\nem--dash\na--b x-y-z\n1-2-3\ne-mail");
+  EXPECT_EQ(
+      render("{{ 'supercalifragilisticexpialidocious is long'|wordwrap(10) }}|{{ "
+             "'supercalifragilisticexpialidocious is long'|wordwrap(10, false) }}|{{ "
+             "'abc-def-ghijklmnop'|wordwrap(6) }}|{{ '---abcdefgh'|wordwrap(5) }}"),
+      "supercalif\nragilistic\nexpialidoc\nious is\nlong|supercalifragilisticexpialidocious\nis "
+      "long|abc-\ndef-gh\nijklmn\nop|---ab\ncdefg\nh");
+  EXPECT_EQ(
+      render("{{ 'one\\ntwo three four\\n\\nfive  six\\r\\nseven\\teight' |wordwrap(9) }}|{{ 'a b "
+             "c d e f'|wordwrap(3, wrapstring='<br>') }}|{{ ''|wordwrap }}|{{ '   lead and trail   "
+             "'|wordwrap(8) }}|{{ 'x\\n'|wordwrap }}"),
+      "one\ntwo three\nfour\n\nfive  six\nseven\neight|a b<br>c d<br>e f||   lead\nand\ntrail|x");
+  EXPECT_EQ(render("{{ 'héllo wörld ünïcödé ßtraße'|wordwrap(7) }}|{{ 'a\\u00a0b c'|wordwrap(2) "
+                   "}}|{{ 'Hello, world! How are you? Fine.'|wordwrap(12) }}|{{ \"it's don't 'q' "
+                   "\\\"x\\\"\"|wordwrap(5) }}"),
+            "héllo\nwörld\nünïcödé\nßtraße|a \nb\nc|Hello,\nworld! How\nare "
+            "you?\nFine.|it's\ndon't\n'q'\n\"x\"");
+  EXPECT_TRUE(fails_with("{{ 'abc'|wordwrap(0) }}", "invalid width 0 (must be > 0)"));
+  EXPECT_EQ(render("{{ ''|wordwrap(0) }}"), "");
+  EXPECT_TRUE(fails_with("{{ 5|wordwrap }}", "'int' object has no attribute 'splitlines'"));
+  EXPECT_EQ(
+      render("{{ '<p>Hello <b>world</b></p>  <!-- c <x> -->\\n&amp; &lt;tag&gt; &copy; &notit; "
+             "&#65;&#x42;&#0; &#128; &#xD800; &#1114112; &bogus; &amp &ampx &#; &'|striptags }}"),
+      "Hello world & <tag> © ¬it; AB� € � � &bogus; & &x &#; &");
+  EXPECT_EQ(
+      render(
+          "{{ '<!<!--x-->-- y -->z|<a <b>c>d|<<>>|<!-- open|a<b'|striptags }}|{{ none|striptags "
+          "}}|[{{ undefined_var|striptags }}]|{{ 42|striptags }}|{{ '  a \\t\\n b  '|striptags }}"),
+      "z|c>d|>|<!-- open|a<b|None|[]|42|a b");
+  EXPECT_EQ(render("{{ "
+                   "'&AElig;&Aacute&aacutex&NotEqualTilde;&nbsp;|&#x1F600;|&#65x|&#X41;|&#0000065;|"
+                   "&#9999999999999999999;'|striptags }}"),
+            "ÆÁáx≂̸ |😀|Ax|A|A|�");
+  EXPECT_EQ(render("{{ {'b': 1, 'a': [1, 2, 3], 'c': {'z': none, 'y': true}}|pprint }}|{{ [1, "
+                   "'two', 3.0, none]|pprint }}|{{ 'x'|pprint }}|{{ (1,)|pprint }}|{{ 42|pprint "
+                   "}}|{{ undefined_var|pprint }}"),
+            "{'a': [1, 2, 3], 'b': 1, 'c': {'y': True, 'z': None}}|[1, 'two', 3.0, "
+            "None]|'x'|(1,)|42|Undefined");
+  EXPECT_EQ(render("{{ messages|pprint }}"),
+            "[{'content': ' Be brief. ', 'role': 'system'},\n {'content': 'Héllo, wörld', 'role': "
+            "'user'},\n {'content': 'Hi!', 'role': 'assistant'}]");
+  EXPECT_EQ(render("{{ {'key_number_one': 'a long value that goes on and on', 'key_number_two': "
+                   "['list', 'of', 'things', 'that', 'is', 'long'], 'k3': {'nested': 'dict with a "
+                   "long enough string value to wrap around'}}|pprint }}"),
+            "{'k3': {'nested': 'dict with a long enough string value to wrap around'},\n "
+            "'key_number_one': 'a long value that goes on and on',\n 'key_number_two': ['list', "
+            "'of', 'things', 'that', 'is', 'long']}");
+  EXPECT_EQ(
+      render("{{ ('word ' * 40)|pprint }}|{{ ['short', 'word ' * 30, ('a' * 90)]|pprint }}|{{ "
+             "'line one\\nline two\\n'|pprint }}|{{ ('x' * 50 ~ '\\n' ~ 'y' * 50)|pprint }}"),
+      "('word word word word word word word word word word word word word word word '\n 'word word "
+      "word word word word word word word word word word word word word '\n 'word word word word "
+      "word word word word word word ')|['short',\n 'word word word word word word word word word "
+      "word word word word word word '\n 'word word word word word word word word word word word "
+      "word word word word ',\n "
+      "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'"
+      "]|'line one\\nline two\\n'|('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n'\n "
+      "'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy')");
+  EXPECT_EQ(render("{{ {2: 'b', 1: 'a', 'z': 0, 'a': 1}|pprint }}|{{ [(1, 2), (3,), ()]|pprint "
+                   "}}|{{ range(40)|list|pprint }}"),
+            "{1: 'a', 2: 'b', 'a': 1, 'z': 0}|[(1, 2), (3,), ()]|[0,\n 1,\n 2,\n 3,\n 4,\n 5,\n "
+            "6,\n 7,\n 8,\n 9,\n 10,\n 11,\n 12,\n 13,\n 14,\n 15,\n 16,\n 17,\n 18,\n 19,\n 20,\n "
+            "21,\n 22,\n 23,\n 24,\n 25,\n 26,\n 27,\n 28,\n 29,\n 30,\n 31,\n 32,\n 33,\n 34,\n "
+            "35,\n 36,\n 37,\n 38,\n 39]");
+  EXPECT_EQ(render("{{ [1, 2, 3]|random in [1, 2, 3] }}|{{ 'abc'|random in 'abc' }}|[{{ []|random "
+                   "}}]|{{ []|random is undefined }}|{{ ''|random is undefined }}"),
+            "True|True|[]|True|True");
+  EXPECT_TRUE(fails_with("{{ ([]|random).x }}", "No random item, sequence was empty."));
+  EXPECT_TRUE(fails_with("{{ 5|random }}", "object of type 'int' has no len()"));
+}
+
+// Hostile inputs stay linear: markupsafe's loops rebuild the string per tag (quadratic), ours
+// do not; wordwrap of a long text with a width of 1 is a step per line.
+TEST(ChatTemplate, TextFiltersAreBoundedOnLongInputs) {
+  EXPECT_EQ(render("{{ ('<b>x</b>' * 200000)|striptags|length }}"), "200000");
+  EXPECT_EQ(render("{{ ('<!--' ~ 'x-->' * 100000)|striptags|length }}"), "399996");
+  EXPECT_EQ(render("{{ ('a ' * 100000)|wordwrap(1)|length }}"), "199999");
+  EXPECT_EQ(render("{{ ('&amp;' * 100000)|striptags|length }}"), "100000");
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");

@@ -66,6 +66,12 @@ TEMPLATES = [
     "<a{{ {'href': 'x?a=1&b=\"2\"', 'class': 'c', 'skip': none, 'n': 3}|xmlattr }}>|<b{{ {'id': 1}|xmlattr(false) }}>|[{{ {}|xmlattr }}]",
     "{{ {'a b': 1}|xmlattr }}",
     "{{ '<a href=\"x\">&amp;</a>'|forceescape }}",
+    # printf-style formatting, str % args and the format filter
+    "{{ '%s|%5.2f|%-4s|%x|%r|%%|%(name)s' % ('é', 3.14159, 'ab', 255, 'q', 'n') if false else '%s|%5.2f|%-4s|%x|%r|%%' % ('é', 3.14159, 'ab', 255, 'q') }}|{{ '%(name)s is %(age)03d' % users[0] }}|{{ '%s-%s'|format('a', 2) }}|{{ '%(x)s'|format(x=d) }}",
+    "{{ '%s %s' % ('a',) }}",
+    # wordwrap, striptags, pprint
+    "{{ text|wordwrap(12) }}|{{ text|wordwrap(7, false, '<br>') }}|{{ 'a well-known mother-in-law re-enters the em--dash'|wordwrap(9) }}|{{ text|wordwrap(10, break_on_hyphens=false) }}",
+    "{{ '<p>Hi <b>there</b></p> <!-- c --> &amp; &lt;x&gt; &copy &#65;&#x42; &#128;'|striptags }}|{{ d|pprint }}|{{ users|pprint }}|{{ text|pprint }}|{{ ((text ~ ' ') * 3)|pprint }}",
 ]
 
 
