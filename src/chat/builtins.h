@@ -38,6 +38,9 @@ std::optional<double> py_float(const std::string& text);
 bool py_is_word_char(uint32_t cp);
 // Python's \d for one character: a decimal digit (Nd) of any script (chat/casing.cpp).
 bool py_is_decimal(uint32_t cp);
+// str.isalpha() (a letter, L*) and str.isdigit() (Numeric_Type Decimal or Digit: '²' too).
+bool py_isalpha(uint32_t cp);
+bool py_isdigit(uint32_t cp);
 
 // Positional argument i or keyword `name` (after the value a filter applies to); null if absent.
 const Value* arg(const CallArgs& a, size_t i, const char* name);

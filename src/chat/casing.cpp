@@ -209,6 +209,21 @@ bool py_is_word_char(uint32_t cp) {
          u_getIntPropertyValue(c, UCHAR_NUMERIC_TYPE) != U_NT_NONE;
 }
 
+bool py_isprintable(uint32_t cp) {
+  if (cp == ' ') return true;
+  const auto mask = U_GET_GC_MASK(static_cast<UChar32>(cp));
+  return (mask & (U_GC_C_MASK | U_GC_Z_MASK)) == 0;
+}
+
+bool py_isalpha(uint32_t cp) {
+  return (U_GET_GC_MASK(static_cast<UChar32>(cp)) & U_GC_L_MASK) != 0;
+}
+
+bool py_isdigit(uint32_t cp) {
+  const int type = u_getIntPropertyValue(static_cast<UChar32>(cp), UCHAR_NUMERIC_TYPE);
+  return type == U_NT_DECIMAL || type == U_NT_DIGIT;
+}
+
 bool py_is_decimal(uint32_t cp) {
   return (U_GET_GC_MASK(static_cast<UChar32>(cp)) & U_GC_ND_MASK) != 0;
 }

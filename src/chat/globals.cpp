@@ -323,14 +323,15 @@ Value Interp::method(const Value& obj, const std::string& name) {
     }
     if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum") {
       const std::string which = name;
+      // Python's, over all of Unicode ('é'.isalpha(), '٣'.isdigit(), '\u3000'.isspace()).
       return Value::callable("str." + name, [s, which](Interp&, CallArgs&) {
         if (s.empty()) return Value::boolean(false);
-        for (char ch : s) {
-          const auto c = static_cast<unsigned char>(ch);
-          const bool ok = which == "isdigit"   ? std::isdigit(c) != 0
-                          : which == "isalpha" ? std::isalpha(c) != 0
-                          : which == "isspace" ? std::isspace(c) != 0
-                                               : std::isalnum(c) != 0;
+        for (std::string_view ch : code_points(s)) {
+          const uint32_t c = decode_cp(ch);
+          const bool ok = which == "isdigit"   ? py_isdigit(c)
+                          : which == "isalpha" ? py_isalpha(c)
+                          : which == "isspace" ? is_py_space(c)
+                                               : py_is_word_char(c) && c != '_';
           if (!ok) return Value::boolean(false);
         }
         return Value::boolean(true);

@@ -44,21 +44,26 @@ std::vector<Value> py_split(const std::string& s, const Value* sep_v, int64_t ma
   std::vector<Value> out;
   if (!sep_v || sep_v->is_none()) {
     // Runs of whitespace separate; leading and trailing whitespace give no empty pieces.
+    // Python's whitespace, by code point (U+00A0, U+3000 ... too).
+    const auto cps = code_points(s);
+    const size_t n = cps.size();
+    const auto ws = [&](size_t k) { return is_py_space(decode_cp(cps[k])); };
+    const auto piece = [&](size_t b, size_t e) {
+      const size_t from = static_cast<size_t>(cps[b].data() - s.data());
+      const size_t to = static_cast<size_t>(cps[e - 1].data() - s.data()) + cps[e - 1].size();
+      return Value::string(s.substr(from, to - from));
+    };
     size_t i = 0;
-    const size_t n = s.size();
-    auto ws = [&](size_t k) { return std::isspace(static_cast<unsigned char>(s[k])) != 0; };
     while (true) {
       while (i < n && ws(i)) ++i;
       if (i >= n) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t e = n;
-        while (e > i && ws(e - 1)) --e;
-        out.push_back(Value::string(s.substr(i, e - i)));
+        out.push_back(piece(i, n));  // the rest, trailing whitespace kept (as CPython does)
         break;
       }
       size_t j = i;
       while (j < n && !ws(j)) ++j;
-      out.push_back(Value::string(s.substr(i, j - i)));
+      out.push_back(piece(i, j));
       i = j;
     }
     return out;
@@ -81,20 +86,24 @@ std::vector<Value> py_rsplit(const std::string& s, const Value* sep_v, int64_t m
   if (maxsplit < 0) return py_split(s, sep_v, -1);
   if (!sep_v || sep_v->is_none()) {
     std::vector<Value> out;
-    auto ws = [&](size_t k) { return std::isspace(static_cast<unsigned char>(s[k])) != 0; };
-    size_t e = s.size();
+    const auto cps = code_points(s);
+    const auto ws = [&](size_t k) { return is_py_space(decode_cp(cps[k])); };
+    const auto piece = [&](size_t b, size_t e) {
+      const size_t from = static_cast<size_t>(cps[b].data() - s.data());
+      const size_t to = static_cast<size_t>(cps[e - 1].data() - s.data()) + cps[e - 1].size();
+      return Value::string(s.substr(from, to - from));
+    };
+    size_t e = cps.size();
     while (true) {
       while (e > 0 && ws(e - 1)) --e;
       if (e == 0) break;
       if (static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t b = 0;
-        while (b < e && ws(b)) ++b;
-        out.push_back(Value::string(s.substr(b, e - b)));
+        out.push_back(piece(0, e));  // the rest, leading whitespace kept
         break;
       }
       size_t b = e;
       while (b > 0 && !ws(b - 1)) --b;
-      out.push_back(Value::string(s.substr(b, e - b)));
+      out.push_back(piece(b, e));
       e = b;
     }
     std::reverse(out.begin(), out.end());

@@ -278,7 +278,26 @@ std::string str_repr(const std::string& s) {
   const bool has_double = s.find('"') != std::string::npos;
   const char q = has_single && !has_double ? '"' : '\'';
   std::string out(1, q);
-  for (unsigned char c : s) {
+  for (std::string_view ch : code_points(s)) {
+    if (ch.size() > 1) {
+      // Python escapes what str.isprintable() refuses (U+00A0, U+200B, U+2028, ...).
+      const uint32_t cp = decode_cp(ch);
+      if (py_isprintable(cp)) {
+        out += ch;
+      } else {
+        char b[16];
+        if (cp < 0x100) {
+          std::snprintf(b, sizeof b, "\\x%02x", cp);
+        } else if (cp < 0x10000) {
+          std::snprintf(b, sizeof b, "\\u%04x", cp);
+        } else {
+          std::snprintf(b, sizeof b, "\\U%08x", cp);
+        }
+        out += b;
+      }
+      continue;
+    }
+    const auto c = static_cast<unsigned char>(ch[0]);
     if (c == q || c == '\\') {
       out += '\\';
       out += static_cast<char>(c);

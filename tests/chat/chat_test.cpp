@@ -886,6 +886,28 @@ TEST(ChatTemplate, TextFiltersAreBoundedOnLongInputs) {
   EXPECT_EQ(render("{{ ('&amp;' * 100000)|striptags|length }}"), "100000");
 }
 
+// split/rsplit, the isX methods and repr() treat all of Unicode as Python does: U+00A0 and
+// U+3000 are whitespace, 'é' is a letter, '²' a digit, and repr() escapes what
+// str.isprintable() refuses. A maxsplit remainder keeps its outer whitespace. (python3-jinja2's
+// output.)
+TEST(ChatTemplate, StrMethodsAndReprBeyondAscii) {
+  EXPECT_EQ(render("{{ 'a\\u00a0b\\u3000c\\u2028d\\x1ce  f'.split() }}|{{ ' a\\u00a0b  c "
+                   "'.split(none, 1) }}|{{ ' a\\u00a0b  c\\u00a0'.rsplit(none, 1) }}|{{ "
+                   "'x\\u00a0\\u00a0y'|wordcount }}|{{ '<b>a</b>\\u00a0\\u00a0b'|striptags }}"),
+            "['a', 'b', 'c', 'd', 'e', 'f']|['a', 'b  c ']|[' a\\xa0b', 'c']|2|a b");
+  EXPECT_EQ(render("{{ 'é'.isalpha() }}|{{ 'éa1'.isalnum() }}|{{ '٣²3'.isdigit() }}|{{ "
+                   "'½'.isdigit() }}|{{ '½'.isalnum() }}|{{ '\\u00a0\\u3000 \\x1c'.isspace() }}|{{ "
+                   "'a_b'.isalnum() }}|{{ 'ß'.isalpha() }}|{{ ''.isspace() }}|{{ 'Ⅷ'.isalpha() "
+                   "}}|{{ 'ǅ'.isalpha() }}|{{ '\\u0301'.isalpha() }}"),
+            "True|True|True|False|True|True|False|True|False|False|True|False");
+  EXPECT_EQ(
+      render("{{ ['a\\u00a0b', '\\u200b', '\\u2028', '\\x85', 'é😀', '\\U0001F600\\u0301', "
+             "'\\ue000', '\\U000e0001', \"it's\\u00a0\", '\\u3000'] }}|{{ {'\\u00a0': 1} }}|{{ "
+             "'%r' % '\\u00a0' }}|{{ '{!r}'.format('\\u2029') }}|{{ ('\\u00a0',)|pprint }}"),
+      "['a\\xa0b', '\\u200b', '\\u2028', '\\x85', 'é😀', '😀́', '\\ue000', '\\U000e0001', "
+      "\"it's\\xa0\", '\\u3000']|{'\\xa0': 1}|'\\xa0'|'\\u2029'|('\\xa0',)");
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
