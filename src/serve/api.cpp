@@ -176,7 +176,8 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
     if (role == "developer") out["role"] = "system";
     const json content = m.contains("content") ? m["content"] : json(nullptr);
     if (content.is_array()) {
-      // [{"type": "text", "text": "..."}, ...]: the text parts, joined.
+      // [{"type": "text", "text": "..."}, ...]: the text parts, one per line, as llama-server
+      // and vLLM join them for a template that takes a string.
       std::string text;
       for (const json& part : content) {
         // (json's value("type", "") throws on a type that is not a string: a 500.)
@@ -187,6 +188,7 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
                                       "\"text\": ...}; other kinds are not supported"),
                          at + ".content");
         }
+        if (&part != &content.front()) text += '\n';
         text += part["text"].get<std::string>();
       }
       out["content"] = text;

@@ -77,14 +77,20 @@ async function main() {
   check(a.every((t) => t.heads.length === 1 && t.heads[0].positions.length === 2),
         "attention top_k");
 
-  // Request shapes of current clients: content parts and max_completion_tokens give the same
-  // reply as the plain string and max_tokens; logit_bias -100 bans the greedy first token.
+  // Request shapes of current clients: content parts (joined one per line) and
+  // max_completion_tokens give the same reply as the plain string and max_tokens; logit_bias
+  // -100 bans the greedy first token.
   const parts = await client.chat.completions.create({
     model, max_completion_tokens: 16, temperature: 0,
-    messages: [{ role: "user", content: [{ type: "text", text: "Tell me " },
+    messages: [{ role: "user", content: [{ type: "text", text: "Tell me" },
                                          { type: "text", text: "about a cat." }] }],
   });
-  check(parts.choices[0].message.content === text, "content parts / max_completion_tokens");
+  const lines = await client.chat.completions.create({
+    model, max_tokens: 16, temperature: 0,
+    messages: [{ role: "user", content: "Tell me\nabout a cat." }],
+  });
+  check(parts.choices[0].message.content === lines.choices[0].message.content,
+        "content parts / max_completion_tokens");
   const tok = await fetch(baseURL.replace(/\/v1$/, "") + "/tokenize", {
     method: "POST", body: JSON.stringify({ content: chat.choices[0].logprobs.content[0].token }),
   }).then((r) => r.json());
