@@ -147,7 +147,7 @@ ChatFormatter::ChatFormatter(const std::string& source, std::string bos, std::st
   template_.emplace(is_default_ ? default_chat_template() : std::string_view(source));
 }
 
-ChatPrompt ChatFormatter::render(const json& messages) const {
+ChatPrompt ChatFormatter::render(const json& messages, const ChatRenderOptions& options) const {
   if (!messages.is_array()) throw wrong_type("messages", "an array", messages);
   if (messages.empty()) throw ApiError(400, "'messages' is empty; give at least one", "messages");
   json clean = json::array();
@@ -202,11 +202,31 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
     }
     clean.push_back(std::move(out));
   }
+  std::string open_text;  // the content of the message left open
+  if (options.continue_final_message) {
+    if (options.add_generation_prompt) {
+      throw ApiError(400,
+                     "'continue_final_message' continues the last message, and "
+                     "'add_generation_prompt' starts a new one: set one of them only",
+                     "continue_final_message");
+    }
+    if (clean.back()["role"] != "assistant") {
+      throw ApiError(400,
+                     core::concat("'continue_final_message' continues the assistant's last ",
+                                  "message, but the last message is the ",
+                                  clean.back()["role"].get<std::string>(), "'s"),
+                     "continue_final_message");
+    }
+    open_text = clean.back()["content"].get<std::string>();
+    // Nothing to continue: the reply starts as the generation prompt starts it.
+    if (open_text.empty()) clean.erase(clean.size() - 1);
+  }
   ChatTemplateInputs in;
   in.messages_json = clean.dump(-1, ' ', false, json::error_handler_t::replace);
   in.bos_token = bos_;
   in.eos_token = eos_;
-  in.add_generation_prompt = true;
+  in.add_generation_prompt =
+      options.add_generation_prompt || (options.continue_final_message && open_text.empty());
   ChatPrompt p;
   try {
     p.text = template_->render(in);
@@ -214,6 +234,26 @@ ChatPrompt ChatFormatter::render(const json& messages) const {
     // The template's own raise_exception speaks to the client ("roles must alternate").
     throw ApiError(400, core::concat("the chat template refused the messages: ", e.message()),
                    "messages");
+  }
+  if (!open_text.empty()) {
+    // Cut after the last message's content, where the template closes the turn; a template
+    // that trims the content is cut after the trimmed text.
+    size_t at = p.text.rfind(open_text);
+    size_t len = open_text.size();
+    if (at == std::string::npos) {
+      const size_t b = open_text.find_first_not_of(" \t\r\n");
+      const size_t e = open_text.find_last_not_of(" \t\r\n");
+      const std::string trimmed = b == std::string::npos ? "" : open_text.substr(b, e - b + 1);
+      at = trimmed.empty() ? std::string::npos : p.text.rfind(trimmed);
+      len = trimmed.size();
+    }
+    if (at == std::string::npos) {
+      throw ApiError(400,
+                     "the chat template does not write the last message's content as it is "
+                     "given, so the message cannot be continued ('continue_final_message')",
+                     "continue_final_message");
+    }
+    p.text.resize(at + len);
   }
   if (is_default_) p.extra_stop.emplace_back(default_chat_stop());
   return p;

@@ -58,7 +58,14 @@ class Fields {
 };
 
 // The prompt a chat makes: messages (validated) through the template, as transformers'
-// apply_chat_template(add_generation_prompt=True) renders them.
+// apply_chat_template renders them: with add_generation_prompt (the header of the reply to
+// come) by default; with continue_final_message, the last message (the assistant's) is left
+// open for the reply to continue: the rendering is cut right after its content, as
+// transformers cuts it (vLLM's and llama-server's field of the same name).
+struct ChatRenderOptions {
+  bool add_generation_prompt = true;
+  bool continue_final_message = false;
+};
 struct ChatPrompt {
   std::string text;
   std::vector<std::string> extra_stop;  // ChatML's <|im_end|> when the default template is used
@@ -67,7 +74,7 @@ class ChatFormatter {
  public:
   // An empty source: ChatML. Throws qkv::Error when the model's template does not parse.
   ChatFormatter(const std::string& source, std::string bos, std::string eos);
-  ChatPrompt render(const json& messages) const;
+  ChatPrompt render(const json& messages, const ChatRenderOptions& options = {}) const;
   bool is_default() const { return is_default_; }
 
  private:

@@ -349,7 +349,11 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
   if (kind == Kind::chat) serve::check_unsupported_chat_fields(f);
   if (kind == Kind::chat) {
     if (!f.has("messages")) throw ApiError(400, "'messages' is required", "messages");
-    const serve::ChatPrompt cp = chat->render(body["messages"]);
+    const serve::ChatPrompt cp =
+        chat->render(body["messages"],
+                     {.add_generation_prompt = f.boolean(
+                          "add_generation_prompt", !f.boolean("continue_final_message", false)),
+                      .continue_final_message = f.boolean("continue_final_message", false)});
     p.prompt = tok.encode(cp.text, {.add_special = false, .parse_special = true});
     for (const auto& s : cp.extra_stop) p.stop.push_back(s);
     if (f.boolean("logprobs", false)) {

@@ -308,6 +308,46 @@ def main():
         check(greedy(dict(story, tools=[{"type": "function", "function": {"name": "f"}}],
                           tool_choice="none")) == want, "tools with tool_choice none")
 
+        # --- a last assistant message: by default it is a finished turn and the reply is a new
+        # one (OpenAI's API, vLLM); with continue_final_message (vLLM's and llama-server's field,
+        # transformers' argument) the reply continues it. The prompts are ChatML written out
+        # here (the built-in model has no template), the replies compared with completions of
+        # those prompts' tokens.
+        def chat_ml(turns, open_last):
+            text = "".join(f"<|im_start|>{r}\n{c}<|im_end|>\n" for r, c in turns[:-1])
+            r, c = turns[-1]
+            return text + (f"<|im_start|>{r}\n{c}" if open_last else
+                           f"<|im_start|>{r}\n{c}<|im_end|>\n<|im_start|>assistant\n")
+
+        turns = [("user", "Tell me a story."), ("assistant", "Once upon a time, a little")]
+        convo = {"messages": [{"role": r, "content": c} for r, c in turns], "max_tokens": 8,
+                 "temperature": 0, "ignore_eos": True}
+        for extra, open_last in (({}, False), ({"continue_final_message": True}, True),
+                                 ({"continue_final_message": True,
+                                   "add_generation_prompt": False}, True)):
+            ids = srv.request("POST", "/tokenize", {"content": chat_ml(turns, open_last)})[1][
+                "tokens"]
+            ref = srv.request("POST", COMPLETIONS, {"prompt": ids, "max_tokens": 8,
+                                                    "temperature": 0, "ignore_eos": True})[1]
+            st, j, text, _ = srv.request("POST", CHAT, dict(convo, **extra))
+            check(st == 200 and j["usage"]["prompt_tokens"] == len(ids) and
+                  j["choices"][0]["message"]["content"] == ref["choices"][0]["text"],
+                  f"last assistant message, {extra}: {text[:300]} vs {ref}")
+        # Continuing an empty message is replying: the generation prompt, no empty turn.
+        st, j, _, _ = srv.request("POST", CHAT, dict(convo, continue_final_message=True, messages=[
+            {"role": "user", "content": "Tell me a story."}, {"role": "assistant", "content": ""}]))
+        st2, j2, _, _ = srv.request("POST", CHAT, dict(convo, messages=[
+            {"role": "user", "content": "Tell me a story."}]))
+        check(st == st2 == 200 and j["choices"] == j2["choices"] and
+              j["usage"]["prompt_tokens"] == j2["usage"]["prompt_tokens"],
+              f"continuing an empty assistant message: {j} vs {j2}")
+        bad(CHAT, 400, "continue_final_message", dict(convo, continue_final_message=True,
+                                                      messages=convo["messages"][:1]),
+            words=("user",))
+        bad(CHAT, 400, "continue_final_message", dict(convo, continue_final_message=True,
+                                                      add_generation_prompt=True))
+        bad(CHAT, 400, "continue_final_message", dict(convo, continue_final_message="yes"))
+
         # --- fields the server cannot honour, and wrong types inside nested objects: a 400
         # naming the field (they were ignored: a client asking for JSON got prose)
         msg = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
