@@ -26,6 +26,8 @@ using FilterFn = Value (*)(Interp&, const Value&, CallArgs&);
 const std::unordered_map<std::string, FilterFn>& layout_filters();
 // The filters of chat/text_filters.cpp (format, wordwrap, striptags, urlize, pprint, random).
 const std::unordered_map<std::string, FilterFn>& text_filters();
+// Jinja's urlize filter (chat/urlize.cpp).
+Value urlize(Interp& in, const Value& v, CallArgs& a);
 
 // Jinja's attribute path ("a.b.0") as sort, map, groupby ... follow it; with a default (map's),
 // an undefined step becomes the default before the next one.

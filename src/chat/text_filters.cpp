@@ -585,8 +585,8 @@ Value random(Interp& in, const Value& v, CallArgs&) {
 
 const std::unordered_map<std::string, FilterFn>& text_filters() {
   static const std::unordered_map<std::string, FilterFn> table = {
-      {"format", format},       {"pprint", pprint},     {"random", random},
-      {"striptags", striptags}, {"wordwrap", wordwrap},
+      {"format", format},       {"pprint", pprint}, {"random", random},
+      {"striptags", striptags}, {"urlize", urlize}, {"wordwrap", wordwrap},
   };
   return table;
 }

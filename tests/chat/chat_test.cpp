@@ -908,6 +908,76 @@ TEST(ChatTemplate, StrMethodsAndReprBeyondAscii) {
       "\"it's\\xa0\", '\\u3000']|{'\\xa0': 1}|'\\xa0'|'\\u2029'|('\\xa0',)");
 }
 
+// urlize: Jinja 3.1's rules (schemes, www., common TLDs, IPv4/IPv6, e-mail addresses, brackets
+// and trailing punctuation, trim_url_limit, nofollow/target/rel, extra_schemes). The expected
+// strings are python3-jinja2 3.1's.
+TEST(ChatTemplate, Urlize) {
+  EXPECT_EQ(render("{{ 'see http://example.com, or (https://www.python.org/path?q=1&x=2). mail "
+                   "me@example.org or mailto:a.b@c-d.co.uk; www.jinja.pocoo.org foo.com "
+                   "bar.net:8080/x <http://x.io> x.org/ \"quoted\"' |urlize }}"),
+            "see <a href=\"http://example.com\" rel=\"noopener\">http://example.com</a>, or (<a "
+            "href=\"https://www.python.org/path?q=1&amp;x=2\" "
+            "rel=\"noopener\">https://www.python.org/path?q=1&amp;x=2</a>). mail <a "
+            "href=\"mailto:me@example.org\">me@example.org</a> or mailto:a.b@c-d.co.uk; <a "
+            "href=\"https://www.jinja.pocoo.org\" rel=\"noopener\">www.jinja.pocoo.org</a> <a "
+            "href=\"https://foo.com\" rel=\"noopener\">foo.com</a> <a "
+            "href=\"https://bar.net:8080/x\" rel=\"noopener\">bar.net:8080/x</a> &lt;<a "
+            "href=\"http://x.io\" rel=\"noopener\">http://x.io</a>&gt; x.org/ &#34;quoted&#34;");
+  EXPECT_EQ(
+      render("{{ 'http://127.0.0.1:5000/x http://[2001:db8::1]/ http://1.2.3.4444 http://[::1] "
+             "https://xn--bcher-kva.example www.a.b example.co foo.info. (example.com) ((x.com)) "
+             "(wiki.org/A_(b)) http://x.com/a_(b)c) &lt;www.q.com&gt;' |urlize }}"),
+      "<a href=\"http://127.0.0.1:5000/x\" rel=\"noopener\">http://127.0.0.1:5000/x</a> <a "
+      "href=\"http://[2001:db8::1]/\" rel=\"noopener\">http://[2001:db8::1]/</a> http://1.2.3.4444 "
+      "<a href=\"http://[::1]\" rel=\"noopener\">http://[::1]</a> <a "
+      "href=\"https://xn--bcher-kva.example\" rel=\"noopener\">https://xn--bcher-kva.example</a> "
+      "www.a.b example.co <a href=\"https://foo.info\" rel=\"noopener\">foo.info</a>. (<a "
+      "href=\"https://example.com\" rel=\"noopener\">example.com</a>) ((x.com)) (<a "
+      "href=\"https://wiki.org/A_(b)\" rel=\"noopener\">wiki.org/A_(b)</a>) <a "
+      "href=\"http://x.com/a_(b)c\" rel=\"noopener\">http://x.com/a_(b)c</a>) "
+      "&amp;lt;www.q.com&amp;gt;");
+  EXPECT_EQ(
+      render("{{ 'http://example.com/a/very/long/path/that/goes/on' |urlize(20) }}|{{ 'www.x.com' "
+             "|urlize(3, true) }}|{{ 'www.x.com' |urlize(target='_blank', rel='me  you') }}|{{ "
+             "'www.x.com' |urlize(nofollow=true, rel='noopener') }}|{{ 'www.x.com'|urlize(-2) }}"),
+      "<a href=\"http://example.com/a/very/long/path/that/goes/on\" "
+      "rel=\"noopener\">http://example.com/a...</a>|<a href=\"https://www.x.com\" rel=\"nofollow "
+      "noopener\">www...</a>|<a href=\"https://www.x.com\" rel=\"me noopener you\" "
+      "target=\"_blank\">www.x.com</a>|<a href=\"https://www.x.com\" rel=\"nofollow "
+      "noopener\">www.x.com</a>|<a href=\"https://www.x.com\" rel=\"noopener\">www.x.c...</a>");
+  EXPECT_EQ(
+      render("{{ 'ftp://files.x tel:+1-555 ftp: x' |urlize(extra_schemes=['ftp://', 'tel:']) }}"),
+      "<a href=\"ftp://files.x\" rel=\"noopener\">ftp://files.x</a> <a href=\"tel:+1-555\" "
+      "rel=\"noopener\">tel:+1-555</a> ftp: x");
+  EXPECT_TRUE(
+      fails_with("{{ 'x'|urlize(extra_schemes=['f']) }}", "'f' is not a valid URI scheme prefix."));
+  EXPECT_EQ(
+      render("{{ '@a@b.com a@b c@d.e a@b.c- user@host.com: x@y.z HTTP://EXAMPLE.COM WWW.X.COM "
+             "Example.COM ŧest.com http://ŧ.com héllo@wörld.de a@@b.com me@x.co.uk.' |urlize }}"),
+      "@a@b.com a@b <a href=\"mailto:c@d.e\">c@d.e</a> a@b.c- user@host.com: <a "
+      "href=\"mailto:x@y.z\">x@y.z</a> <a href=\"https://HTTP://EXAMPLE.COM\" "
+      "rel=\"noopener\">HTTP://EXAMPLE.COM</a> <a href=\"https://WWW.X.COM\" "
+      "rel=\"noopener\">WWW.X.COM</a> <a href=\"https://Example.COM\" "
+      "rel=\"noopener\">Example.COM</a> <a href=\"https://ŧest.com\" rel=\"noopener\">ŧest.com</a> "
+      "<a href=\"http://ŧ.com\" rel=\"noopener\">http://ŧ.com</a> <a "
+      "href=\"mailto:héllo@wörld.de\">héllo@wörld.de</a> <a href=\"mailto:a@@b.com\">a@@b.com</a> "
+      "<a href=\"mailto:me@x.co.uk\">me@x.co.uk</a>.");
+  EXPECT_EQ(
+      render("{{ none|urlize }}|[{{ undefined_var|urlize }}]|{{ 42|urlize }}|{{ '\\n  "
+             "www.a.com\\t\\u3000x.com\\u00a0y.com'|urlize }}"),
+      "None|[]|42|\n  <a href=\"https://www.a.com\" rel=\"noopener\">www.a.com</a>\t　x.com y.com");
+  EXPECT_EQ(
+      render("{{ 'http://a.com:123456/ http://a.com:/ http://a.com:80 http://a..com http://.a.com "
+             "www.-a.com http://a.comx/ http://a.c0m http://a.x http://[1:2:3:4:5:6:7:8:9]/ "
+             "http://[12345:1::]/ http://1.2.3/ a.b.com a.com' |urlize }}"),
+      "http://a.com:123456/ http://a.com:/ <a href=\"http://a.com:80\" "
+      "rel=\"noopener\">http://a.com:80</a> http://a..com http://.a.com <a "
+      "href=\"https://www.-a.com\" rel=\"noopener\">www.-a.com</a> <a href=\"http://a.comx/\" "
+      "rel=\"noopener\">http://a.comx/</a> http://a.c0m http://a.x http://[1:2:3:4:5:6:7:8:9]/ "
+      "http://[12345:1::]/ http://1.2.3/ a.b.com a.com");
+  EXPECT_EQ(render("{{ ('(www.a.com), ' * 50000)|urlize|length }}"), "3000000");
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");

@@ -69,6 +69,8 @@ TEMPLATES = [
     # printf-style formatting, str % args and the format filter
     "{{ '%s|%5.2f|%-4s|%x|%r|%%|%(name)s' % ('é', 3.14159, 'ab', 255, 'q', 'n') if false else '%s|%5.2f|%-4s|%x|%r|%%' % ('é', 3.14159, 'ab', 255, 'q') }}|{{ '%(name)s is %(age)03d' % users[0] }}|{{ '%s-%s'|format('a', 2) }}|{{ '%(x)s'|format(x=d) }}",
     "{{ '%s %s' % ('a',) }}",
+    # urlize
+    "{{ 'see http://example.com, (www.python.org/a_(b)). me@example.org mailto:x@y.co foo.com:80/x http://[::1:2]/ &lt;x.org&gt;'|urlize }}|{{ 'www.x.com/long/path'|urlize(8, true, '_blank', 'me') }}|{{ 'tel:+1'|urlize(extra_schemes=['tel:']) }}",
     # wordwrap, striptags, pprint
     "{{ text|wordwrap(12) }}|{{ text|wordwrap(7, false, '<br>') }}|{{ 'a well-known mother-in-law re-enters the em--dash'|wordwrap(9) }}|{{ text|wordwrap(10, break_on_hyphens=false) }}",
     "{{ '<p>Hi <b>there</b></p> <!-- c --> &amp; &lt;x&gt; &copy &#65;&#x42; &#128;'|striptags }}|{{ d|pprint }}|{{ users|pprint }}|{{ text|pprint }}|{{ ((text ~ ' ') * 3)|pprint }}",
