@@ -25,6 +25,8 @@ thread_local bool t_close_after_response = false;
 thread_local bool t_head_too_large = false;
 // Why the request's chunked body could not be read, when its framing was at fault.
 thread_local std::optional<Refusal> t_body_refusal;
+// What is wrong with the bytes of the request's line and headers that httplib accepts.
+thread_local std::optional<std::string> t_head_problem;
 
 // Waits up to `ms` for `events` on `sock`; true when they came (or the peer hung up, so that a
 // read sees the end).
@@ -283,6 +285,20 @@ class ConnectionStream final : public httplib::Stream {
     // is bounded here, and so is any other line read byte by byte (a chunked body's size lines).
     for (size_t i = 0; i < n && in_head_; ++i) {
       static constexpr char kEnd[] = "\r\n\r\n";
+      // What httplib lets through that RFC 9112 says a server must refuse (or repair): a line
+      // folded onto the one before it (obs-fold, 5.2), a CR that does not end a line (2.2), a
+      // NUL (RFC 9110 5.5). Noted here, refused once the head is parsed (framing_error).
+      if (!t_head_problem) {
+        if (crlf_matched_ == 2 && (ptr[i] == ' ' || ptr[i] == '\t')) {
+          t_head_problem =
+              "a header line starts with whitespace (a folded line, which HTTP/1.1 "
+              "no longer allows)";
+        } else if ((crlf_matched_ == 1 || crlf_matched_ == 3) && ptr[i] != '\n') {
+          t_head_problem = "the request's head has a CR that is not followed by LF";
+        } else if (ptr[i] == '\0') {
+          t_head_problem = "the request's head has a NUL byte";
+        }
+      }
       crlf_matched_ = ptr[i] == kEnd[crlf_matched_] ? crlf_matched_ + 1 : (ptr[i] == '\r' ? 1 : 0);
       if (crlf_matched_ == 4) in_head_ = false;
       if (++head_bytes_ > HttpServer::kMaxHeadBytes) {
@@ -397,8 +413,19 @@ Refusal diagnose_unparsed(const httplib::Request& req) {
     return {501, "the method '" + req.method +
                      "' is not supported; the server answers GET, HEAD, POST and OPTIONS"};
   }
-  if (req.version != "HTTP/1.1" && req.version != "HTTP/1.0") {
-    return {505, "'" + req.version + "' is not supported: send HTTP/1.1"};
+  if (t_head_problem) return {400, *t_head_problem};
+  // "HTTP/" DIGIT "." DIGIT (RFC 9112 2.3); anything else is a malformed line ("GET /a b
+  // HTTP/1.1": a space in the target).
+  const std::string& v = req.version;
+  if (v.size() != 8 || v.rfind("HTTP/", 0) != 0 ||
+      !std::isdigit(static_cast<unsigned char>(v[5])) || v[6] != '.' ||
+      !std::isdigit(static_cast<unsigned char>(v[7]))) {
+    return {400,
+            "the request line is not 'METHOD TARGET HTTP/1.1' (a space in the target must be "
+            "written %20)"};
+  }
+  if (v != "HTTP/1.1" && v != "HTTP/1.0") {
+    return {505, "'" + v + "' is not supported: send HTTP/1.1"};
   }
   return {400,
           "a header line is malformed (not 'Name: value' ending in CRLF) or longer than 8192 "
@@ -406,12 +433,23 @@ Refusal diagnose_unparsed(const httplib::Request& req) {
 }
 
 std::optional<Refusal> framing_error(const httplib::Request& req) {
+  if (t_head_problem) return Refusal{400, *t_head_problem};
   // RFC 9112 5.1: no whitespace between a field's name and its colon (httplib keeps it in the
   // name, so "Content-Length : 5" was no length at all and the body was read as a request).
   for (const auto& [name, value] : req.headers) {
     if (name.find_first_of(" \t") != std::string::npos) {
       return Refusal{400, "the header '" + name + "' has whitespace before its colon"};
     }
+    // A field name is a token (RFC 9110 5.1). The names httplib adds itself are not sent.
+    if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar)) {
+      return Refusal{400, "the header name '" + name + "' is not a token (RFC 9110 5.1)"};
+    }
+  }
+  // RFC 9112 3.2: exactly one Host in an HTTP/1.1 request.
+  const size_t n_host = req.get_header_value_count("Host");
+  if (n_host > 1) return Refusal{400, "the request has more than one Host header"};
+  if (n_host == 0 && req.version == "HTTP/1.1") {
+    return Refusal{400, "an HTTP/1.1 request must have a Host header"};
   }
   // httplib reads no body for these: one that came would be read as the next request.
   if (req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS") {
@@ -483,6 +521,7 @@ bool HttpServer::process_and_close_socket(socket_t sock) {
     t_close_after_response = false;
     t_head_too_large = false;
     t_body_refusal.reset();
+    t_head_problem.reset();
     strm.start_request();
     ok = process_request(strm, count == 1, closed, nullptr);
     if (!ok && t_head_too_large) {

@@ -29,7 +29,9 @@ struct Refusal {
 };
 Refusal diagnose_unparsed(const httplib::Request& req);
 
-// Body framing the server cannot follow (RFC 9112 6.1, 6.3): a transfer coding other than
+// A head httplib parsed that HTTP/1.1 says to refuse (400): a folded header line, a bare CR or
+// a NUL in it, a header name that is not a token, no Host (HTTP/1.1) or two of them. And body
+// framing the server cannot follow (RFC 9112 6.1, 6.3): a transfer coding other than
 // chunked (501; httplib read such a body until the client closed), a Content-Length that is not
 // a decimal number (httplib read "abc" as 0 and the body as the next request), two that
 // differ, or a body on a GET, HEAD or OPTIONS (httplib reads none for them). The answer must close the connection: where the body ends is not known.

@@ -876,7 +876,13 @@ void Server::Impl::routes() {
       serve::HttpServer::close_after_response();
       return httplib::Server::HandlerResponse::Handled;
     }
-    if (req.has_header("Transfer-Encoding")) serve::HttpServer::start_chunked_body();
+    if (req.has_header("Transfer-Encoding")) {
+      serve::HttpServer::start_chunked_body();
+      // The body is read as chunked and any Content-Length ignored, and since a peer may have
+      // framed it by the length, the connection ends after the answer (RFC 9112 6.1: such a
+      // request may be an attempt to smuggle the next one past a proxy).
+      if (req.has_header("Content-Length")) serve::HttpServer::close_after_response();
+    }
     if (req.method == "OPTIONS") return httplib::Server::HandlerResponse::Unhandled;
     const bool with_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
                            req.method == "DELETE";

@@ -315,7 +315,18 @@ def main():
                 (b"hello\r\nHost: x\r\n\r\n", 400, "request line"),
                 (b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP/2.0"),
                 (b"GET /health HTTP/1.1\nHost: x\nX-A: 1\n\n", 400, "request line"),
-                (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "8192")):
+                (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "8192"),
+                # A space in the target read as the version: was a 505 for "HTTP/lth".
+                (b"GET /hea lth HTTP/1.1\r\nHost: x\r\n\r\n", 400, "request line"),
+                # What httplib accepted and HTTP/1.1 says to refuse (RFC 9112 2.2, 3.2, 5.2;
+                # RFC 9110 5.1, 5.5): a folded line, a bare CR, a NUL, a name that is not a
+                # token, no Host or two.
+                (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n", 400, "folded"),
+                (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: 1\r2\r\n\r\n", 400, "CR"),
+                (b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: 1\x002\r\n\r\n", 400, "NUL"),
+                (b"GET /health HTTP/1.1\r\nHost: x\r\nX(a): 1\r\n\r\n", 400, "X(a)"),
+                (b"GET /health HTTP/1.1\r\nX-A: 1\r\n\r\n", 400, "Host"),
+                (b"GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "Host")):
             before = count(srv, status)
             r = one(data, n=2)
             st, h, b = r[0] if r else (None, {}, b"")
@@ -404,6 +415,17 @@ def main():
                   f"GET with a body ({framing[:30]!r}): {[(x[0], x[2][:100]) for x in r]}")
         r = one(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", n=2)
         check([x[0] for x in r] == [200, 200], f"GET with Content-Length: 0: {r}")
+        # Content-Length and Transfer-Encoding together: the body is read as chunked, and the
+        # connection closed after the answer (RFC 9112 6.1: it may be a request smuggled past a
+        # proxy that framed it by the length); it was kept open.
+        r = one(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(hello), hello),
+                n=2)
+        check(len(r) == 1 and r[0][0] == 200 and r[0][1].get("connection") == "close" and
+              json.loads(r[0][2]) == want, f"Content-Length and chunked: {r}")
+        # HTTP/1.0 needs no Host.
+        r = one(b"GET /health HTTP/1.0\r\n\r\n", n=1)
+        check([x[0] for x in r] == [200], f"HTTP/1.0 without Host: {r}")
         # Framing that is fine: a repeated equal Content-Length, chunked in any case.
         for framing in (b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s" % (
                             len(hello), len(hello), hello),
