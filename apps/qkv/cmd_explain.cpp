@@ -446,7 +446,10 @@ std::vector<std::pair<int64_t, int64_t>> top_cells(const std::vector<double>& v,
 }
 
 std::string quoted_token(const std::string& t) {
-  return "\"" + visible_token(t) + "\"";
+  std::string quoted(1, '"');  // appends: GCC 12 misreads "\"" + std::string as overlapping
+  quoted += visible_token(t);
+  quoted += '"';
+  return quoted;
 }
 
 std::string patching_summary(const ActivationPatching& p, const std::vector<std::string>& tokens) {
@@ -478,7 +481,10 @@ std::string lens_summary(const LogitLens& lens, const DirectLogitAttribution& a)
     s += "  layer " + std::to_string(l) + ":";
     for (int k = 0; k < std::min(lens.top_k, 3); ++k) {
       const LensToken& t = lens.at(l, last, k);
-      s += " " + quoted_token(t.text) + " " + fmt("%.3f", t.p);
+      s += ' ';
+      s += quoted_token(t.text);
+      s += ' ';
+      s += fmt("%.3f", t.p);
     }
     s += "\n";
   }

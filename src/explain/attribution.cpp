@@ -69,10 +69,6 @@ int32_t baseline_token(const Model& model, int32_t asked) {
   return 0;
 }
 
-std::string token_text(const Model& model, int32_t id) {
-  return model.has_tokenizer() ? model.tokenizer().token_bytes(id) : "#" + std::to_string(id);
-}
-
 }  // namespace
 
 std::string_view attribution_method_name(AttributionMethod m) {
@@ -141,8 +137,8 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
   if (options.method == AttributionMethod::integrated_gradients) {
     a.steps = options.steps;
     a.baseline_token = baseline_token(model, options.baseline_token);
-    a.baseline = "the embedding of " + token_text(model, a.baseline_token) + " (id " +
-                 std::to_string(a.baseline_token) + ") at every position";
+    a.baseline = "the embedding of " + explain_detail::token_text(model, a.baseline_token) +
+                 " (id " + std::to_string(a.baseline_token) + ") at every position";
     // f at the input (when not known yet) and at the baseline, by plain forward passes; the
     // second is also the unit of the cost. The first pass of a process faults in the pages of the
     // memory-mapped weights (llama-1b f16: a 2-token pass took 2-3x a warm one), so the unit is
@@ -195,8 +191,8 @@ Attribution attribute(const Model& model, std::span<const int32_t> ids, int32_t 
       a.scores[static_cast<size_t>(t)] = s;
     }
   }
-  a.target_text = token_text(model, target);
-  if (contrast >= 0) a.contrast_text = token_text(model, contrast);
+  a.target_text = explain_detail::token_text(model, target);
+  if (contrast >= 0) a.contrast_text = explain_detail::token_text(model, contrast);
   a.seconds = seconds_since(t_start);
   a.cpu_seconds = core::process_cpu_seconds() - cpu_start;
   return a;
@@ -263,7 +259,12 @@ std::string render_attribution(const Attribution& a, const std::vector<std::stri
   const bool ig = a.method == AttributionMethod::integrated_gradients;
   std::string out;
   char buf[256];
-  const auto show = [](const std::string& t) { return "\"" + visible_token(t) + "\""; };
+  const auto show = [](const std::string& t) {
+    std::string quoted(1, '"');  // appends: GCC 12 misreads "\"" + std::string as overlapping
+    quoted += visible_token(t);
+    quoted += '"';
+    return quoted;
+  };
   out += std::string(ig ? "Integrated gradients (" + std::to_string(a.steps) +
                               " steps, baseline: " + a.baseline + ")"
                         : "Gradient x input") +

@@ -24,5 +24,8 @@ std::string dump(const nlohmann::json& j, int indent);     // invalid UTF-8 repl
 // The magic, version, length and header of a float32 C-order NPY 1.0 file of this shape, padded
 // so that the data starts at a multiple of 64 bytes.
 std::string npy_header(const std::vector<int64_t>& shape);
+// A vocabulary entry's bytes, or "#id" for a model without a tokenizer (attribution targets,
+// logit-lens tokens).
+std::string token_text(const Model& model, int32_t id);
 
 }  // namespace qkv::explain_detail

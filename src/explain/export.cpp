@@ -101,6 +101,13 @@ std::vector<std::vector<float>> all_maps(const Explanation& e) {
   return maps;
 }
 
+std::string token_text(const Model& model, int32_t id) {
+  if (model.has_tokenizer()) return model.tokenizer().token_bytes(id);
+  std::string text(1, '#');  // appends: GCC 12 misreads "#" + std::string as overlapping
+  text += std::to_string(id);
+  return text;
+}
+
 std::string npy_header(const std::vector<int64_t>& shape) {
   // NPY 1.0: magic, version, little-endian header length, a Python dict literal padded with
   // spaces so that the data starts at a multiple of 64 bytes, ending in '\n'.

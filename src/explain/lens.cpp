@@ -18,10 +18,6 @@ using explain_detail::CleanRun;
 
 namespace {
 
-std::string lens_token_text(const Model& model, int32_t id) {
-  return model.has_tokenizer() ? model.tokenizer().token_bytes(id) : "#" + std::to_string(id);
-}
-
 double rounded6(double v) {
   return std::round(v * 1e6) / 1e6;
 }
@@ -120,7 +116,7 @@ LogitLens logit_lens(const Model& model, std::span<const int32_t> prompt,
           [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
       for (int k = 0; k < lens.top_k; ++k) {
         const int32_t id = ids[static_cast<size_t>(k)];
-        lens.top.push_back({id, lens_token_text(model, id), z[id],
+        lens.top.push_back({id, explain_detail::token_text(model, id), z[id],
                             static_cast<float>(std::exp(z[id] - max) / sum)});
       }
     }
