@@ -72,6 +72,7 @@ struct Stmt {
     Continue,
     Generation,   // Hugging Face's {% generation %}: renders its body
     FilterBlock,  // filter f(args) | g %}body{% endfilter: expr applies the filters to the body
+    CallBlock,    // call(params = defaults) expr %}body{% endcall: expr (a Call) gets caller=body
   };
   Kind kind;
   int line = 0;
@@ -86,10 +87,15 @@ struct Stmt {
   std::vector<std::string> targets;
   std::string attr;
   bool recursive = false;
-  // Macro
+  // Macro, and CallBlock's caller
   std::string name;
   std::vector<std::string> params;
   std::vector<ExprPtr> defaults;  // parallel to params; null when none
+  // Names the body reads, which Jinja gives a macro when it does: extra positional arguments
+  // (varargs), unknown keyword ones (kwargs), and the body of a {% call %} (caller).
+  bool uses_varargs = false;
+  bool uses_kwargs = false;
+  bool uses_caller = false;
 };
 
 }  // namespace qkv::chat

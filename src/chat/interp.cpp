@@ -204,6 +204,24 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
       return Flow::Continue;
     case Stmt::Kind::Generation:
       return exec(s.body, scope, out);
+    case Stmt::Kind::CallBlock: {
+      // The callee and its arguments as in an expression, and caller=: the block as a macro.
+      const Expr& e = *s.expr;
+      const Value callee = eval(*e.a, scope);
+      CallArgs args;
+      for (const Arg& a : e.args) {
+        if (a.name.empty()) {
+          args.pos.push_back(eval(*a.value, scope));
+        } else {
+          args.kw.emplace_back(a.name, eval(*a.value, scope));
+        }
+      }
+      args.kw.emplace_back("caller", define_macro(s, scope));
+      at(e.line, e.column);
+      out += to_str(call(callee, args));
+      check_size(out.size());
+      break;
+    }
     case Stmt::Kind::FilterBlock: {
       // The body renders in a scope of its own (a set inside does not leak, as in Jinja).
       auto inner = std::make_shared<Scope>();
@@ -314,17 +332,39 @@ Value Interp::define_macro(const Stmt& s, const ScopePtr& scope) {
   return Value::callable(s.name, [weak, def](Interp& in, CallArgs& args) {
     const ScopePtr parent = weak.lock();
     if (!parent) fail("macro '" + def->name + "' called after its template finished");
-    if (args.pos.size() > def->params.size()) {
+    if (args.pos.size() > def->params.size() && !def->uses_varargs) {
       fail("macro '" + def->name + "' takes not more than " + std::to_string(def->params.size()) +
            " argument(s)");
     }
     auto ms = std::make_shared<Scope>();
     ms->parent = parent;
+    // Keyword arguments that are no parameter go to kwargs, or `caller` (from a call block), when
+    // the body reads them; otherwise they are refused as Jinja refuses them.
+    auto kwargs = std::make_shared<Dict>();
+    Value caller = Value::undefined("No caller defined");
     for (const auto& [k, v] : args.kw) {
       bool known = false;
       for (const auto& p : def->params) known = known || p == k;
-      if (!known) fail("macro '" + def->name + "' takes no keyword argument '" + k + "'");
+      if (known) continue;
+      if (k == "caller" && def->uses_caller) {
+        caller = v;
+      } else if (k == "caller") {
+        fail("macro '" + def->name +
+             "' was invoked with two values for the special caller argument. This is most likely "
+             "a bug.");
+      } else if (def->uses_kwargs) {
+        kwargs->set(string_key(k), v);
+      } else {
+        fail("macro '" + def->name + "' takes no keyword argument '" + k + "'");
+      }
     }
+    if (def->uses_varargs) {
+      std::vector<Value> extra;
+      for (size_t i = def->params.size(); i < args.pos.size(); ++i) extra.push_back(args.pos[i]);
+      ms->set("varargs", Value::list(std::move(extra), true));
+    }
+    if (def->uses_kwargs) ms->set("kwargs", Value::dict(kwargs));
+    if (def->uses_caller) ms->set("caller", caller);
     for (size_t i = 0; i < def->params.size(); ++i) {
       const std::string& p = def->params[i];
       if (i < args.pos.size()) {

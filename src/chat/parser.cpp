@@ -197,6 +197,7 @@ class Parser {
       return s;
     }
     if (n == "filter") return parse_filter_block(name);
+    if (n == "call") return parse_call_block(name);
     if (n == "generation") {
       auto s = make_stmt(Stmt::Kind::Generation, name);
       expect_block_end("generation");
@@ -317,27 +318,80 @@ class Parser {
     return s;
   }
 
+  // "(a, b=1)": a macro's or a caller's parameters, after the "(".
+  void parameters(Stmt& s) {
+    while (!is_op(")")) {
+      if (!s.params.empty()) expect_op(",");
+      if (is_op(")")) break;
+      s.params.push_back(expect_name("a parameter name"));
+      if (is_op("=")) {
+        next();
+        s.defaults.push_back(expression(true));
+      } else {
+        s.defaults.push_back(nullptr);
+      }
+    }
+    next();
+  }
+
   std::unique_ptr<Stmt> parse_macro(const Token& at) {
     auto s = make_stmt(Stmt::Kind::Macro, at);
     s->name = expect_name("a macro name");
     expect_op("(");
-    while (!is_op(")")) {
-      if (!s->params.empty()) expect_op(",");
-      if (is_op(")")) break;
-      s->params.push_back(expect_name("a parameter name"));
-      if (is_op("=")) {
-        next();
-        s->defaults.push_back(expression(true));
-      } else {
-        s->defaults.push_back(nullptr);
-      }
-    }
-    next();
+    parameters(*s);
     expect_block_end("macro");
     s->body = statements({"endmacro"});
     end_tag("endmacro");
+    note_special_names(*s);
     return s;
   }
+
+  // {% call [(params)] macro(args) %}body{% endcall %}: the macro gets `caller`, a macro whose
+  // body is the block's.
+  std::unique_ptr<Stmt> parse_call_block(const Token& at) {
+    auto s = make_stmt(Stmt::Kind::CallBlock, at);
+    s->name = "caller";
+    if (is_op("(")) {
+      next();
+      parameters(*s);
+    }
+    s->expr = expression(true);
+    if (s->expr->kind != Expr::Kind::Call) fail_at(at, "expected call (a macro call after 'call')");
+    expect_block_end("call");
+    s->body = statements({"endcall"});
+    end_tag("endcall");
+    note_special_names(*s);
+    return s;
+  }
+
+  // Whether a macro's body reads varargs, kwargs or caller (anywhere in it, nested macros and
+  // call blocks included, as Jinja's check finds them).
+  static void special_names(const Expr* e, Stmt& into) {
+    if (!e) return;
+    if (e->kind == Expr::Kind::Name) {
+      into.uses_varargs = into.uses_varargs || e->name == "varargs";
+      into.uses_kwargs = into.uses_kwargs || e->name == "kwargs";
+      into.uses_caller = into.uses_caller || e->name == "caller";
+    }
+    special_names(e->a.get(), into);
+    special_names(e->b.get(), into);
+    special_names(e->c.get(), into);
+    for (const auto& x : e->items) special_names(x.get(), into);
+    for (const auto& x : e->keys) special_names(x.get(), into);
+    for (const auto& x : e->args) special_names(x.value.get(), into);
+  }
+  static void special_names(const Body& body, Stmt& into) {
+    for (const auto& st : body) {
+      special_names(st->expr.get(), into);
+      special_names(st->cond.get(), into);
+      for (const auto& x : st->conds) special_names(x.get(), into);
+      for (const auto& b : st->bodies) special_names(b, into);
+      special_names(st->body, into);
+      special_names(st->else_body, into);
+      for (const auto& x : st->defaults) special_names(x.get(), into);
+    }
+  }
+  static void note_special_names(Stmt& s) { special_names(s.body, s); }
 
   // ---- expressions -------------------------------------------------------------------------
 
