@@ -813,7 +813,10 @@ void Server::Impl::detokenize(const std::string& text, httplib::Response& res) {
     }
     ids.push_back(x.get<int32_t>());
   }
-  res.set_content(serve::dump(json{{"content", tokenizer().decode(ids)}}), "application/json");
+  // Special tokens are written out (<|im_start|>), as llama-server's /detokenize and Hugging
+  // Face's decode() write them, so that /tokenize's ids give their text back.
+  res.set_content(serve::dump(json{{"content", tokenizer().decode(ids, /*skip_special=*/false)}}),
+                  "application/json");
 }
 
 std::string Server::Impl::metrics() {

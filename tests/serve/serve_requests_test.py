@@ -472,6 +472,12 @@ def end_of_turn(qkv, shared, check):
             check(st == 200 and data == text.encode() and "\ufffd" not in str(pieces) and
                   (any(isinstance(p, list) for p in pieces) == (text[0] == "\U0001F9CB")),
                   f"/tokenize {text!r} with pieces: {raw[:300]}")
+        # /detokenize gives /tokenize's text back, special tokens written out (as llama-server
+        # and Hugging Face's decode write them; they were left out).
+        for text in ("<|im_start|>user\nHi \U0001F9CB<|im_end|>\n", "<|endoftext|>a"):
+            ids = srv.request("POST", "/tokenize", {"content": text})[1]["tokens"]
+            st, j, raw, _ = srv.request("POST", "/detokenize", {"tokens": ids})
+            check(st == 200 and j["content"] == text, f"/detokenize {ids}: {raw[:200]}")
         # A completion prompt written in the chat format (clients that format the turns
         # themselves) gets the control tokens it names, as llama-server and vLLM tokenize it:
         # <|im_start|> was read as the text "<", "|", "im", ... which the model never saw.
