@@ -2,6 +2,7 @@
 // value % args): conversions %[(key)][flags][width][.precision][length]type with the types
 // d i u o x X e E f F g G c r s a, '*' widths, "%%", a tuple of arguments or one argument, a
 // mapping for %(key)s, and Python's errors for a count or type that does not fit.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -120,7 +121,7 @@ int64_t integer_arg(const Value& v, char type) {
 
 // Digits of an integer conversion (d o x X), without the sign and the '#' prefix; the precision's
 // leading zeros included.
-std::string integer_digits(uint64_t m, const Conversion& c) {
+std::string integer_digits(uint64_t m, const Conversion& c, Interp& in) {
   const int base = c.type == 'o' ? 8 : c.type == 'x' || c.type == 'X' ? 16 : 10;
   const char* digits = c.type == 'X' ? "0123456789ABCDEF" : "0123456789abcdef";
   std::string body;
@@ -129,6 +130,7 @@ std::string integer_digits(uint64_t m, const Conversion& c) {
     m /= static_cast<uint64_t>(base);
   } while (m != 0);
   if (c.precision > static_cast<int64_t>(body.size())) {
+    in.check_size(static_cast<size_t>(c.precision));  // before the zeros are allocated
     body.insert(0, static_cast<size_t>(c.precision) - body.size(), '0');
   }
   return body;
@@ -141,9 +143,18 @@ std::string float_digits(double x, const Conversion& c, Interp& in) {
     const bool upper = c.type == 'E' || c.type == 'F' || c.type == 'G';
     return std::isnan(x) ? (upper ? "NAN" : "nan") : (upper ? "INF" : "inf");
   }
-  const int prec = static_cast<int>(c.precision >= 0 ? c.precision : 6);
-  char fmt[16];
-  std::snprintf(fmt, sizeof fmt, "%%%s.%d%c", c.alt ? "#" : "", prec, c.type);
+  int64_t prec = c.precision >= 0 ? c.precision : 6;
+  if (c.type == 'g' || c.type == 'G') {
+    // Without '#' no more than a double's exact decimal digits (at most 767 significant) are
+    // written, and every precision past 1100 writes the same; the C library would still work
+    // through the whole precision (a precision of 10^9 took 22 s and 4 GB).
+    if (!c.alt) prec = std::min<int64_t>(prec, 1100);
+  }
+  // %e / %f (and %#g) write at least the precision's digits: refused before the C library
+  // allocates them.
+  in.check_size(static_cast<size_t>(prec));
+  char fmt[32];
+  std::snprintf(fmt, sizeof fmt, "%%%s.%d%c", c.alt ? "#" : "", static_cast<int>(prec), c.type);
   const int n = std::snprintf(nullptr, 0, fmt, x);
   if (n < 0) fail("format: cannot format " + float_repr(x));
   in.check_size(static_cast<size_t>(n));
@@ -229,7 +240,7 @@ void convert(std::string& out, const Conversion& c, const Value& v, Interp& in) 
       if (c.alt && c.type != 'd' && c.type != 'i' && c.type != 'u') {
         sign += c.type == 'o' ? "0o" : c.type == 'x' ? "0x" : "0X";
       }
-      append_padded(out, c, sign, integer_digits(m, c), true, in);
+      append_padded(out, c, sign, integer_digits(m, c, in), true, in);
       return;
     }
     case 'e':

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include "chat/interp.h"
 #include "chat/parser.h"
+#include "common/sha256.h"
 #include "qkv/chat.h"
 
 namespace {
@@ -736,6 +738,29 @@ TEST(ChatTemplate, PercentFormattingFollowsPython) {
   // Python's ints are unbounded; ours stop at 64 bits, with an error rather than a wrong number.
   EXPECT_TRUE(fails_with("{{ '%d' % 1e20 }}", "integer 1e+20 is beyond 64 bits"));
   EXPECT_TRUE(fails_with("{{ '%999999999999d' % 1 }}", "width too big"));
+}
+
+// Precisions that would have the C library work through a billion digits are refused before it
+// runs (a '%.999999999g' took 22 s and 4 GB, '%.2000000000d' allocated 2 GB), and %g past a
+// double's exact digits writes what Python writes (python3's strings and SHA-256 of them).
+TEST(ChatTemplate, PercentFormattingHugePrecisions) {
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(fails_with("{{ '%.999999999f' % 1.5 }}", "exceeds"));
+  EXPECT_TRUE(fails_with("{{ '%.999999999E' % 1.5 }}", "exceeds"));
+  EXPECT_TRUE(fails_with("{{ '%#.999999999g' % 1.5 }}", "exceeds"));
+  EXPECT_TRUE(fails_with("{{ '%.2000000000d' % 1 }}", "exceeds"));
+  EXPECT_TRUE(fails_with("{{ '%.*x' % (2000000000, 1) }}", "exceeds"));
+  EXPECT_EQ(render("{{ '%.999999999g' % 0.1 }}|{{ '%.5000g' % 0.1 }}"),
+            "0.1000000000000000055511151231257827021181583404541015625|"
+            "0.1000000000000000055511151231257827021181583404541015625");
+  const std::string denormal = render("{{ '%.2000g' % 5e-324 }}");
+  EXPECT_EQ(denormal.size(), 757u);
+  EXPECT_EQ(qkv::test::sha256_hex(denormal.data(), denormal.size()),
+            "2198de8c8c837525f1589888efaa929d1e9930ed3f6d882fa10fbe6af3de9d79");
+  const std::string max = render("{{ '%.1200G' % 1.7976931348623157e308 }}");
+  EXPECT_EQ(qkv::test::sha256_hex(max.data(), max.size()),
+            "626be09f33196a3e3c2186f12ea6c7e19755956d04e332d989b049d72bf42d5c");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
 }
 
 // Jinja's format filter: str(value) % args, or % kwargs as a dict (python3-jinja2 3.1's output).
