@@ -43,6 +43,10 @@ bool py_is_decimal(uint32_t cp);
 // str.isalpha() (a letter, L*) and str.isdigit() (Numeric_Type Decimal or Digit: '²' too).
 bool py_isalpha(uint32_t cp);
 bool py_isdigit(uint32_t cp);
+bool py_isnumeric(uint32_t cp);  // str.isnumeric(): any Numeric_Type ('½', '٣', 'Ⅷ')
+// str.splitlines(keepends): Python's line boundaries (\n \r \r\n \v \f \x1c-\x1e U+0085
+// U+2028 U+2029).
+std::vector<Value> py_splitlines(const std::string& s, bool keepends);
 
 // Positional argument i or keyword `name` (after the value a filter applies to); null if absent.
 const Value* arg(const CallArgs& a, size_t i, const char* name);

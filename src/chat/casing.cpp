@@ -224,6 +224,10 @@ bool py_isdigit(uint32_t cp) {
   return type == U_NT_DECIMAL || type == U_NT_DIGIT;
 }
 
+bool py_isnumeric(uint32_t cp) {
+  return u_getIntPropertyValue(static_cast<UChar32>(cp), UCHAR_NUMERIC_TYPE) != U_NT_NONE;
+}
+
 bool py_is_decimal(uint32_t cp) {
   return (U_GET_GC_MASK(static_cast<UChar32>(cp)) & U_GC_ND_MASK) != 0;
 }

@@ -66,6 +66,45 @@ Value Interp::global(std::string_view name) {
       return ns ? Value::ns(d) : Value::dict(d);
     });
   }
+  if (name == "cycler") {
+    // cycler(*items): next() returns the current item and moves on; current; reset().
+    return Value::callable("cycler", [](Interp&, CallArgs& a) {
+      if (a.pos.empty()) fail("at least one item has to be provided");
+      struct State {
+        std::vector<Value> items;
+        size_t pos = 0;
+      };
+      auto st = std::make_shared<State>(State{a.pos, 0});
+      auto d = std::make_shared<Dict>();
+      // The dict holds the callables; they see it weakly, so that neither keeps the other alive.
+      std::weak_ptr<Dict> weak = d;
+      d->set("current", st->items[0]);
+      d->set("next", Value::callable("cycler.next", [st, weak](Interp&, CallArgs&) {
+               const Value v = st->items[st->pos];
+               st->pos = (st->pos + 1) % st->items.size();
+               if (auto self = weak.lock()) self->set("current", st->items[st->pos]);
+               return v;
+             }));
+      d->set("reset", Value::callable("cycler.reset", [st, weak](Interp&, CallArgs&) {
+               st->pos = 0;
+               if (auto self = weak.lock()) self->set("current", st->items[0]);
+               return Value::none();
+             }));
+      return Value::ns(d);
+    });
+  }
+  if (name == "joiner") {
+    // joiner(sep=", "): "" the first time it is called, then sep.
+    return Value::callable("joiner", [](Interp&, CallArgs& a) {
+      const std::string sep = arg_str(a, 0, "sep", ", ");
+      auto used = std::make_shared<bool>(false);
+      return Value::callable("joiner", [sep, used](Interp&, CallArgs&) {
+        const bool first = !*used;
+        *used = true;
+        return Value::string(first ? "" : sep);
+      });
+    });
+  }
   if (name == "raise_exception") {
     return Value::callable("raise_exception", [](Interp&, CallArgs& a) -> Value {
       const Value* m = arg(a, 0, "message");
@@ -227,20 +266,67 @@ Value Interp::method(const Value& obj, const std::string& name) {
     }
     if (name == "splitlines") {
       return bind([](Interp&, const std::string& s, CallArgs& a) {
-        const bool keep = arg_bool(a, 0, "keepends", false);
-        std::vector<Value> out;
-        size_t start = 0;
-        for (size_t i = 0; i < s.size(); ++i) {
-          if (s[i] == '\n' || s[i] == '\r') {
-            size_t e = i + 1;
-            if (s[i] == '\r' && e < s.size() && s[e] == '\n') ++e;
-            out.push_back(Value::string(s.substr(start, (keep ? e : i) - start)));
-            start = e;
-            i = e - 1;
-          }
+        return Value::list(py_splitlines(s, arg_bool(a, 0, "keepends", false)));
+      });
+    }
+    if (name == "center" || name == "ljust" || name == "rjust") {
+      const std::string which = name;
+      return Value::callable("str." + name, [s, which](Interp& in, CallArgs& a) {
+        const Value* w = arg(a, 0, "width");
+        if (!w) fail(which + "() takes at least 1 argument (0 given)");
+        if (!w->is_int_like()) {
+          fail("'" + type_name(*w) + "' object cannot be interpreted as an integer");
         }
-        if (start < s.size()) out.push_back(Value::string(s.substr(start)));
-        return Value::list(std::move(out));
+        const Value* f = arg(a, 1, "fillchar");
+        std::string fill = " ";
+        if (f) {
+          if (!f->is_string() || code_point_count(f->str()) != 1) {
+            fail("The fill character must be exactly one character long");
+          }
+          fill = f->str();
+        }
+        const int64_t len = static_cast<int64_t>(code_point_count(s));
+        const int64_t margin = w->as_int() - len;
+        if (margin <= 0) return Value::string(s);
+        in.check_size(s.size() + static_cast<size_t>(margin) * fill.size());
+        // str.center: the odd fill character goes left when both width and margin are odd.
+        const int64_t left = which == "ljust"   ? 0
+                             : which == "rjust" ? margin
+                                                : margin / 2 + (margin & w->as_int() & 1);
+        std::string out;
+        for (int64_t k = 0; k < left; ++k) out += fill;
+        out += s;
+        for (int64_t k = left; k < margin; ++k) out += fill;
+        return Value::string(std::move(out));
+      });
+    }
+    if (name == "zfill") {
+      return bind([](Interp& in, const std::string& s, CallArgs& a) {
+        const Value* w = arg(a, 0, "width");
+        if (!w || !w->is_int_like()) fail("zfill() takes an integer width");
+        const int64_t margin = w->as_int() - static_cast<int64_t>(code_point_count(s));
+        if (margin <= 0) return Value::string(s);
+        in.check_size(s.size() + static_cast<size_t>(margin));
+        const size_t sign = !s.empty() && (s[0] == '+' || s[0] == '-') ? 1 : 0;
+        return Value::string(s.substr(0, sign) + std::string(static_cast<size_t>(margin), '0') +
+                             s.substr(sign));
+      });
+    }
+    if (name == "partition" || name == "rpartition") {
+      const bool right = name == "rpartition";
+      return Value::callable("str." + name, [s, right](Interp&, CallArgs& a) {
+        if (a.pos.size() != 1) fail("partition() takes exactly one argument");
+        const std::string& sep = need_str(a.pos[0], "partition");
+        if (sep.empty()) fail("empty separator");
+        const size_t p = right ? s.rfind(sep) : s.find(sep);
+        std::vector<Value> parts;
+        if (p == std::string::npos) {
+          parts = {Value::string(right ? "" : s), Value::string(""), Value::string(right ? s : "")};
+        } else {
+          parts = {Value::string(s.substr(0, p)), Value::string(sep),
+                   Value::string(s.substr(p + sep.size()))};
+        }
+        return Value::list(std::move(parts), true);
       });
     }
     if (name == "startswith" || name == "endswith") {
@@ -321,17 +407,20 @@ Value Interp::method(const Value& obj, const std::string& name) {
         return Value::string(std::move(out));
       });
     }
-    if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum") {
+    if (name == "isdigit" || name == "isalpha" || name == "isspace" || name == "isalnum" ||
+        name == "isnumeric" || name == "isdecimal") {
       const std::string which = name;
       // Python's, over all of Unicode ('é'.isalpha(), '٣'.isdigit(), '\u3000'.isspace()).
       return Value::callable("str." + name, [s, which](Interp&, CallArgs&) {
         if (s.empty()) return Value::boolean(false);
         for (std::string_view ch : code_points(s)) {
           const uint32_t c = decode_cp(ch);
-          const bool ok = which == "isdigit"   ? py_isdigit(c)
-                          : which == "isalpha" ? py_isalpha(c)
-                          : which == "isspace" ? is_py_space(c)
-                                               : py_is_word_char(c) && c != '_';
+          const bool ok = which == "isdigit"     ? py_isdigit(c)
+                          : which == "isalpha"   ? py_isalpha(c)
+                          : which == "isspace"   ? is_py_space(c)
+                          : which == "isnumeric" ? py_isnumeric(c)
+                          : which == "isdecimal" ? py_is_decimal(c)
+                                                 : py_is_word_char(c) && c != '_';
           if (!ok) return Value::boolean(false);
         }
         return Value::boolean(true);

@@ -119,7 +119,8 @@ std::string Interp::render(const Body& body, std::vector<std::pair<std::string, 
   const ChargeTo charge(memory_, limits_.max_string);
   output_bytes_ = 0;
   globals_ = std::make_shared<Scope>();
-  for (const char* g : {"range", "namespace", "raise_exception", "strftime_now", "dict"}) {
+  for (const char* g :
+       {"range", "namespace", "raise_exception", "strftime_now", "dict", "cycler", "joiner"}) {
     globals_->set(g, global(g));
   }
   auto top = std::make_shared<Scope>();
@@ -270,6 +271,8 @@ void Interp::loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterab
     items = std::move(kept);
   }
   const int64_t n = static_cast<int64_t>(items.size());
+  // loop.changed(*values): true when the values differ from the last call's, across iterations.
+  auto last_changed = std::make_shared<std::optional<Value>>();
   for (int64_t i = 0; i < n; ++i) {
     step();
     auto iter_scope = std::make_shared<Scope>();
@@ -294,6 +297,15 @@ void Interp::loop_over(const Stmt& s, const ScopePtr& scope, const Value& iterab
     fields.emplace_back("cycle", Value::callable("loop.cycle", [i](Interp&, CallArgs& a) {
                           if (a.pos.empty()) fail("no items for cycling given");
                           return a.pos[static_cast<size_t>(i) % a.pos.size()];
+                        }));
+    fields.emplace_back("changed",
+                        Value::callable("loop.changed", [last_changed](Interp&, CallArgs& a) {
+                          const Value now = Value::list(a.pos, true);
+                          if (*last_changed && equal(**last_changed, now)) {
+                            return Value::boolean(false);
+                          }
+                          *last_changed = now;
+                          return Value::boolean(true);
                         }));
     if (s.recursive) {
       // loop(children) renders the loop's body over the children, one level deeper, in the

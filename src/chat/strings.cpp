@@ -36,6 +36,28 @@ const std::string& need_str(const Value& v, const char* what) {
   return v.str();
 }
 
+std::vector<Value> py_splitlines(const std::string& s, bool keepends) {
+  std::vector<Value> out;
+  const auto cps = code_points(s);
+  size_t start = 0;  // byte offset of the current line
+  for (size_t i = 0; i < cps.size(); ++i) {
+    const uint32_t c = decode_cp(cps[i]);
+    const bool brk = c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d ||
+                     c == 0x1e || c == 0x85 || c == 0x2028 || c == 0x2029;
+    if (!brk) continue;
+    const size_t at = static_cast<size_t>(cps[i].data() - s.data());
+    size_t end = at + cps[i].size();
+    if (c == '\r' && i + 1 < cps.size() && cps[i + 1] == "\n") {
+      ++end;
+      ++i;
+    }
+    out.push_back(Value::string(s.substr(start, (keepends ? end : at) - start)));
+    start = end;
+  }
+  if (start < s.size()) out.push_back(Value::string(s.substr(start)));
+  return out;
+}
+
 std::string ascii_lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;

@@ -1045,6 +1045,48 @@ TEST(ChatTemplate, CallBlocksAndMacroVarargs) {
   EXPECT_TRUE(fails_with("{% call 5 %}x{% endcall %}", "expected call"));
 }
 
+// loop.changed, the cycler and joiner globals, and more str methods (center / ljust / rjust with a
+// fill character, zfill, partition, isnumeric, isdecimal, splitlines on all of Python's line
+// boundaries), as python3-jinja2 3.1 renders them.
+TEST(ChatTemplate, LoopChangedCyclerJoinerAndStrMethods) {
+  EXPECT_EQ(render("{% for x in [1,2,3] %}{{ loop.cycle('a','b') }}{{ loop.index }}{{ "
+                   "loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ "
+                   "loop.previtem }}{{ loop.nextitem }}{{ loop.changed(x > 1) }}|{% endfor %}"),
+            "a12TrueFalse32True|b21FalseFalse313True|a30FalseTrue32False|");
+  EXPECT_EQ(render("{% for m in messages %}{% if loop.changed(m.role == 'user') %}*{% endif %}{{ "
+                   "m.role }}{{ loop.changed() }}{% endfor %}|{% for x in [1, 1, 2] %}{{ "
+                   "loop.changed(x) }}{{ loop.changed(x) }}{% endfor %}"),
+            "*systemTrue*userTrue*assistantTrue|TrueFalseFalseFalseTrueFalse");
+  EXPECT_EQ(
+      render("{{ 'x'.center(5, '*') }}|{{ 'ab'.center(5) }}|{{ 'abc'.center(6) }}|{{ 'é'.ljust(3, "
+             "'·') }}|{{ 'ab'.rjust(4) }}|{{ 'ab'.ljust(1) }}|{{ '-42'.zfill(6) }}|{{ "
+             "'+x'.zfill(4) }}|{{ 'abc'.zfill(2) }}|{{ 'a b c'.partition(' ') }}|{{ 'a b "
+             "c'.rpartition(' ') }}|{{ 'abc'.partition('x') }}|{{ 'abc'.rpartition('x') }}"),
+      "**x**|  ab | abc  |é··|  ab|ab|-00042|+00x|abc|('a', ' ', 'b c')|('a b', ' ', 'c')|('abc', "
+      "'', '')|('', '', 'abc')");
+  EXPECT_EQ(
+      render(
+          "{{ '١½Ⅷ3'.isnumeric() }}|{{ '½'.isdecimal() }}|{{ '١3'.isdecimal() }}|{{ ''.isnumeric() "
+          "}}|{{ 'a\\x0bb\\x0cc\\x1cd\\u2028e\\u0085f\\r\\ng\\rh'.splitlines() }}|{{ "
+          "'a\\r\\nb\\n'.splitlines(true) }}|{{ ''.splitlines() }}|{{ '\\n'.splitlines() }}"),
+      "True|False|True|False|['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']|['a\\r\\n', 'b\\n']|[]|['']");
+  EXPECT_TRUE(fails_with("{{ 'x'.center(3, 'ab') }}",
+                         "The fill character must be exactly one character long"));
+  EXPECT_TRUE(fails_with("{{ 'x'.partition('') }}", "empty separator"));
+  EXPECT_EQ(render("{{ cycler is defined }}|{{ joiner is defined }}|{{ dict(a=1) }}|{{ range(2, "
+                   "10, 3)|list }}"),
+            "True|True|{'a': 1}|[2, 5, 8]");
+  EXPECT_EQ(
+      render("{% set c = cycler('a', 'b') %}{{ c.next() }}{{ c.next() }}{{ c.next() }}{{ c.current "
+             "}}{{ c.reset() }}{{ c.current }}|{% set j = joiner(', ') %}{% for x in [1, 2] %}{{ "
+             "j() }}{{ x }}{% endfor %}|{% set j2 = joiner() %}{{ j2() }}{{ j2() }}{{ j2() }}"),
+      "ababNonea|1, 2|, , ");
+  EXPECT_EQ(render("{% set row = cycler('odd', 'even') %}{% for m in messages %}<{{ row.next() "
+                   "}}>{% endfor %}"),
+            "<odd><even><odd>");
+  EXPECT_TRUE(fails_with("{{ cycler() }}", "at least one item has to be provided"));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
