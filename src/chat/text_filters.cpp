@@ -35,12 +35,16 @@ Value format(Interp& in, const Value& v, CallArgs& a) {
 }
 
 // A string as code points, for the filters that index and measure text as Python does.
+// Its index takes ~20 bytes per character, charged to the template's memory budget first.
 struct Text {
   std::vector<std::string_view> cps;
   std::vector<uint32_t> values;
-  explicit Text(std::string_view s) : cps(code_points(s)) {
+  Text(Interp& in, std::string_view s) : cps((charge(in, s), code_points(s))) {
     values.reserve(cps.size());
     for (std::string_view cp : cps) values.push_back(decode_cp(cp));
+  }
+  static void charge(Interp& in, std::string_view s) {
+    in.check_memory(s.size() * (sizeof(std::string_view) + sizeof(uint32_t)));
   }
   size_t size() const { return cps.size(); }
   uint32_t at(size_t i) const { return i < values.size() ? values[i] : 0; }
@@ -206,7 +210,7 @@ Value wordwrap(Interp& in, const Value& v, CallArgs& a) {
   const bool break_long = arg_bool(a, 1, "break_long_words", true);
   const std::string sep = arg_str(a, 2, "wrapstring", "\n");
   const bool hyphens = arg_bool(a, 3, "break_on_hyphens", true);
-  const Text t(v.str());
+  const Text t(in, v.str());
   const auto lines = split_lines(t, nullptr);
   if (!lines.empty() && width <= 0) {
     fail("invalid width " + std::to_string(width) + " (must be > 0)");
@@ -435,6 +439,7 @@ class PrettyPrinter {
   // PrettyPrinter._format: the repr if it fits in the width left, else the container laid out.
   void format(const Value& v, int64_t indent, int64_t allowance, int level) {
     const std::string rep = sorted_repr(in_, v);
+    in_.work(rep.size() / 64);  // each level writes its subtree again: bounded by the steps
     const int64_t max_width = kWidth - indent - allowance;
     if (static_cast<int64_t>(code_point_count(rep)) > max_width) {
       if (v.is_dict()) return dict(v, indent, allowance, level + 1);
@@ -485,7 +490,7 @@ class PrettyPrinter {
 
   // _pprint_str: the lines (ends kept), each cut after whitespace into pieces whose repr fits.
   void str(const std::string& s, int64_t indent, int64_t allowance, int level) {
-    const Text t(s);
+    const Text t(in_, s);
     std::vector<size_t> ends;
     const auto lines = split_lines(t, &ends);
     if (level == 1) {

@@ -266,6 +266,7 @@ Value urlize(Interp& in, const Value& v, CallArgs& a) {
   }
 
   const std::string text = html_escape(to_str(v));
+  in.check_memory(text.size() * sizeof(std::string_view));  // the code-point index below
   const auto cps = code_points(text);
   std::string out;
   size_t i = 0;
@@ -278,6 +279,7 @@ Value urlize(Interp& in, const Value& v, CallArgs& a) {
     const size_t to =
         j < cps.size() ? static_cast<size_t>(cps[j].data() - text.data()) : text.size();
     std::string middle = text.substr(from, to - from);
+    in.check_memory(middle.size() * sizeof(uint32_t) * 2);  // the matchers' code points
     i = j;
     if (space) {
       out += middle;

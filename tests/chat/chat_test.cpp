@@ -1145,6 +1145,12 @@ TEST(ChatTemplate, MemoryAndWorkAreBounded) {
                      "ns.l + [i] %}{% endfor %}{{ ns.l|length }}")
                 .find("steps"),
             std::string::npos);
+  // The text filters' code-point indexes (~20 bytes a character) count against the budget:
+  // a 10 MB text is refused, not indexed into 200 MB.
+  for (const char* filter : {"wordwrap", "urlize", "pprint"}) {
+    const std::string source = std::string("{{ ('a ' * 5000000)|") + filter + "|length }}";
+    EXPECT_NE(error_of(source).find("would hold more than"), std::string::npos) << source;
+  }
   // Within the budget, all of these work.
   EXPECT_EQ(error_of("{% macro f(n) %}{{ 'x' * 1000000 }}{% if n %}{{ f(n - 1) }}{% endif %}{% "
                      "endmacro %}{{ f(20)|length }}"),
