@@ -807,6 +807,10 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
       }
       return Value::list(std::move(items), seq->list().tuple);
     }
+    if (a.is_string() || a.is_list() || b.is_string() || b.is_list()) {
+      const Value& other = a.is_string() || a.is_list() ? b : a;
+      fail("can't multiply sequence by non-int of type '" + type_name(other) + "'");
+    }
   } else if (op == "/") {
     if (nums) {
       if (b.as_float() == 0) fail("division by zero");
@@ -828,6 +832,7 @@ Value Interp::binary(const std::string& op, const Value& a, const Value& b) {
         if (r != 0 && ((r < 0) != (b.as_float() < 0))) r += b.as_float();
         return Value::real(r);
       }
+      if (b.as_int() == 0) fail("integer modulo by zero");
       if (b.as_int() == -1) return Value::integer(0);  // INT64_MIN // -1 would overflow
       const int64_t q = floor_div(a.as_int(), b.as_int());
       return Value::integer(a.as_int() - q * b.as_int());

@@ -81,6 +81,13 @@ class Lexer {
       }
       if (!text.empty()) push(Tok::Data, std::string(text), pos);
       size_t p = idx + 2 + (sign ? 1 : 0);
+      if (kind == '%') {
+        if (const size_t after = raw_block(p, idx); after != 0) {
+          line_starting = src_[after - 1] == '\n';
+          pos = after;
+          continue;
+        }
+      }
       if (kind == '#') {
         p = comment_end(p, idx);
       } else {
@@ -124,6 +131,58 @@ class Lexer {
   size_t skip_ws(size_t p) const {
     while (p < src_.size() && is_ws(src_[p])) ++p;
     return p;
+  }
+
+  // {% raw %}...{% endraw %} at p (after "{%" and its sign): the text between goes out as it is,
+  // as Jinja's lexer passes it (the newline after "raw %}" is kept; "-%}" strips the whitespace
+  // after it; the text before "{% endraw" is stripped by "-" or lstrip_blocks; the newline after
+  // "endraw %}" is dropped). Returns the position after the end tag, or 0 when this is no raw tag.
+  size_t raw_block(size_t p, size_t start) {
+    size_t q = skip_ws(p);
+    if (!at(q, "raw")) return 0;
+    q = skip_ws(q + 3);
+    size_t body = 0;
+    if (at(q, "-%}")) {
+      body = skip_ws(q + 3);
+    } else if (at(q, "%}")) {
+      body = q + 2;
+    } else {
+      return 0;
+    }
+    for (size_t j = src_.find("{%", body); j != std::string::npos; j = src_.find("{%", j + 1)) {
+      size_t k = j + 2;
+      const char sign = k < src_.size() && (src_[k] == '-' || src_[k] == '+') ? src_[k] : '\0';
+      if (sign) ++k;
+      k = skip_ws(k);
+      if (!at(k, "endraw")) continue;
+      k = skip_ws(k + 6);
+      size_t after = 0;
+      if (at(k, "+%}")) {
+        after = k + 3;
+      } else if (at(k, "-%}")) {
+        after = skip_ws(k + 3);
+      } else if (at(k, "%}")) {
+        after = k + 2 + (k + 2 < src_.size() && src_[k + 2] == '\n');
+      } else {
+        continue;
+      }
+      std::string_view text = std::string_view(src_).substr(body, j - body);
+      if (sign == '-') {
+        text = rstrip_ws(text);
+      } else if (sign != '+') {
+        const size_t nl = text.rfind('\n');
+        const size_t l_pos = nl == std::string_view::npos ? 0 : nl + 1;
+        const bool line_starting = body > 0 && src_[body - 1] == '\n';
+        if ((l_pos > 0 || line_starting) && l_pos < text.size()) {
+          bool blank = true;
+          for (size_t i = l_pos; i < text.size(); ++i) blank = blank && is_ws(text[i]);
+          if (blank) text = text.substr(0, l_pos);
+        }
+      }
+      if (!text.empty()) push(Tok::Data, std::string(text), body);
+      return after;
+    }
+    error("Missing end of raw directive", start);
   }
 
   // Past the end of a comment: "+#}", "-#}" and the whitespace after it, or "#}" and one newline.

@@ -1087,6 +1087,31 @@ TEST(ChatTemplate, LoopChangedCyclerJoinerAndStrMethods) {
   EXPECT_TRUE(fails_with("{{ cycler() }}", "at least one item has to be provided"));
 }
 
+// {% raw %} blocks with Jinja's whitespace rules around them, and Python's messages for a sequence
+// times a non-int and for modulo by zero (python3-jinja2 3.1, CPython 3.11).
+TEST(ChatTemplate, RawBlocksAndArithmeticMessages) {
+  EXPECT_EQ(render("x {%- raw %}{{ y }}{% endraw -%} z"), "x{{ y }}z");
+  EXPECT_EQ(render("{% raw %}\n  a {% b %}\n{% endraw %}"), "\n  a {% b %}\n");
+  EXPECT_EQ(render("  {% raw -%}  x  {%- endraw %}"), "x");
+  EXPECT_EQ(render("a\n  {% raw %}\n  {{ b }}\n  {% endraw %}\nc"), "a\n\n  {{ b }}\nc");
+  EXPECT_EQ(render("{%+ raw %}k{% endraw +%}\n  l"), "k\n  l");
+  EXPECT_EQ(render("{% raw%}{%endraw%}|{%raw-%}  \t\n {{ x }}{%  endraw  %}|{% raw %}{% endraw x "
+                   "%}{% endraw %}"),
+            "|{{ x }}|{% endraw x %}");
+  EXPECT_TRUE(fails_with("{% raw %}unterminated", "Missing end of raw directive"));
+  EXPECT_EQ(render("{% for i in [1] %}{% raw %}{% endfor %}{% endraw %}{% endfor %}"),
+            "{% endfor %}");
+  EXPECT_TRUE(
+      fails_with("{{ 'a' * 'b' }}|{{ 1 }}", "can't multiply sequence by non-int of type 'str'"));
+  EXPECT_TRUE(
+      fails_with("{{ 'a' * none }}", "can't multiply sequence by non-int of type 'NoneType'"));
+  EXPECT_TRUE(fails_with("{{ [1] * [2] }}", "can't multiply sequence by non-int of type 'list'"));
+  EXPECT_TRUE(fails_with("{{ 1.5 * 'a' }}", "can't multiply sequence by non-int of type 'float'"));
+  EXPECT_TRUE(fails_with("{{ 1 % 0 }}", "integer modulo by zero"));
+  EXPECT_TRUE(fails_with("{{ 1.0 % 0 }}", "float modulo"));
+  EXPECT_TRUE(fails_with("{{ 7 // 0 }}", "integer division or modulo by zero"));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
