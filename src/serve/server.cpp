@@ -531,88 +531,95 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   auto state = std::make_shared<int>(0);  // 0: role not sent yet (chat), 1: streaming, 2: over
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [job, state, id, created, mid, kind, add_token, logprobs_json, usage, include_usage,
-       want_attention, n_logprobs, prompt_pieces](size_t, httplib::DataSink& sink) {
-        auto send = [&](const json& j) {
-          const std::string line = "data: " + serve::dump(j) + "\n\n";
-          return sink.write(line.data(), line.size());
-        };
-        auto chunk = [&](json choice) {
-          json c{{"id", id},
-                 {"object", kind == Kind::chat ? "chat.completion.chunk" : "text_completion"},
-                 {"created", created},
-                 {"model", mid},
-                 {"choices", json::array({std::move(choice)})}};
-          // With include_usage every chunk but the last has "usage": null (OpenAI's API).
-          if (include_usage) c["usage"] = nullptr;
-          return c;
-        };
-        if (*state == 0 && (kind == Kind::chat || want_attention)) {
-          json c = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
-          if (kind == Kind::chat) {
-            c["delta"] = {{"role", "assistant"}, {"content", ""}};
-          } else {
-            c["text"] = "";
-          }
-          if (want_attention) c["prompt_tokens"] = prompt_pieces;
-          if (!send(chunk(c))) return false;
-        }
-        *state = 1;
-        bool done = false;
-        const auto events = job->take(200, done);
-        if (!sink.is_writable()) {
-          job->cancelled = true;
-          return false;
-        }
-        for (const serve::TokenEvent& ev : events) {
-          Acc acc;
-          add_token(acc, ev);
-          if (ev.text.empty() && n_logprobs < 0 && !want_attention) continue;
-          json c = {{"index", 0}, {"logprobs", logprobs_json(acc)}, {"finish_reason", nullptr}};
-          if (kind == Kind::chat) {
-            c["delta"] = {{"content", ev.text}};
-          } else {
-            c["text"] = ev.text;
-          }
-          if (want_attention) c["attention"] = acc.attention;
-          if (!send(chunk(c))) {
-            job->cancelled = true;
-            return false;
-          }
-        }
-        if (!done) return true;
-        std::unique_lock lock(job->mu);
-        if (job->finish == serve::Finish::error) {
-          send(serve::error_body("generation failed: " + job->error, "server_error", "", ""));
-        } else {
-          json c = {{"index", 0},
-                    {"logprobs", nullptr},
-                    {"finish_reason", serve::finish_reason(job->finish)}};
-          if (kind == Kind::chat) {
-            c["delta"] = json::object();
-          } else {
-            c["text"] = "";
-          }
-          send(chunk(c));
-          if (include_usage) {
-            json u = chunk(c);
-            u["choices"] = json::array();
-            u["usage"] = usage(*job);
-            send(u);
-          }
-        }
-        lock.unlock();
-        const std::string end = "data: [DONE]\n\n";
-        sink.write(end.data(), end.size());
-        *state = 2;
-        sink.done();
-        return true;
-      },
-      [job](bool success) {
-        if (!success) job->cancelled = true;
-      });
+  auto provide = [job, state, id, created, mid, kind, add_token, logprobs_json, usage,
+                  include_usage, want_attention, n_logprobs,
+                  prompt_pieces](size_t, httplib::DataSink& sink) {
+    auto send = [&](const json& j) {
+      const std::string line = "data: " + serve::dump(j) + "\n\n";
+      return sink.write(line.data(), line.size());
+    };
+    auto chunk = [&](json choice) {
+      json c{{"id", id},
+             {"object", kind == Kind::chat ? "chat.completion.chunk" : "text_completion"},
+             {"created", created},
+             {"model", mid},
+             {"choices", json::array({std::move(choice)})}};
+      // With include_usage every chunk but the last has "usage": null (OpenAI's API).
+      if (include_usage) c["usage"] = nullptr;
+      return c;
+    };
+    if (*state == 0 && (kind == Kind::chat || want_attention)) {
+      json c = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+      if (kind == Kind::chat) {
+        c["delta"] = {{"role", "assistant"}, {"content", ""}};
+      } else {
+        c["text"] = "";
+      }
+      if (want_attention) c["prompt_tokens"] = prompt_pieces;
+      if (!send(chunk(c))) return false;
+    }
+    *state = 1;
+    bool done = false;
+    const auto events = job->take(200, done);
+    if (!sink.is_writable()) {
+      job->cancelled = true;
+      return false;
+    }
+    for (const serve::TokenEvent& ev : events) {
+      Acc acc;
+      add_token(acc, ev);
+      if (ev.text.empty() && n_logprobs < 0 && !want_attention) continue;
+      json c = {{"index", 0}, {"logprobs", logprobs_json(acc)}, {"finish_reason", nullptr}};
+      if (kind == Kind::chat) {
+        c["delta"] = {{"content", ev.text}};
+      } else {
+        c["text"] = ev.text;
+      }
+      if (want_attention) c["attention"] = acc.attention;
+      if (!send(chunk(c))) {
+        job->cancelled = true;
+        return false;
+      }
+    }
+    if (!done) return true;
+    std::unique_lock lock(job->mu);
+    if (job->finish == serve::Finish::error) {
+      send(serve::error_body("generation failed: " + job->error, "server_error", "", ""));
+    } else {
+      json c = {{"index", 0},
+                {"logprobs", nullptr},
+                {"finish_reason", serve::finish_reason(job->finish)}};
+      if (kind == Kind::chat) {
+        c["delta"] = json::object();
+      } else {
+        c["text"] = "";
+      }
+      send(chunk(c));
+      if (include_usage) {
+        json u = chunk(c);
+        u["choices"] = json::array();
+        u["usage"] = usage(*job);
+        send(u);
+      }
+    }
+    lock.unlock();
+    const std::string end = "data: [DONE]\n\n";
+    sink.write(end.data(), end.size());
+    *state = 2;
+    sink.done();
+    return true;
+  };
+  auto release = [job](bool success) {
+    if (!success) job->cancelled = true;
+  };
+  if (req.version == "HTTP/1.0") {
+    // An HTTP/1.0 client knows no chunked coding (RFC 9112 6.1: a server must not send it one):
+    // the events run to the end of the connection.
+    serve::HttpServer::close_after_response();
+    res.set_content_provider("text/event-stream", std::move(provide), std::move(release));
+  } else {
+    res.set_chunked_content_provider("text/event-stream", std::move(provide), std::move(release));
+  }
 }
 
 std::vector<std::vector<int32_t>> Server::Impl::embedding_inputs(const json& in) const {
@@ -941,8 +948,10 @@ void Server::Impl::routes() {
         cors->allow_origin(req.get_header_value("Origin"), req.get_header_value("Host"));
     if (allow && !allow->empty()) res.set_header("Access-Control-Allow-Origin", *allow);
     if (cors->varies()) res.set_header("Vary", "Origin");
-    // httplib announces Keep-Alive on every response it does not close for reasons of its own.
-    if (serve::HttpServer::closing_after_response()) {
+    // httplib announces Keep-Alive on every response it does not close for reasons of its own,
+    // HTTP/1.0 requests without Connection: Keep-Alive among them (it closes those).
+    if (serve::HttpServer::closing_after_response() ||
+        (req.version == "HTTP/1.0" && req.get_header_value("Connection") != "Keep-Alive")) {
       res.headers.erase("Keep-Alive");
       res.set_header("Connection", "close");
     }

@@ -423,9 +423,38 @@ def main():
                 n=2)
         check(len(r) == 1 and r[0][0] == 200 and r[0][1].get("connection") == "close" and
               json.loads(r[0][2]) == want, f"Content-Length and chunked: {r}")
-        # HTTP/1.0 needs no Host.
-        r = one(b"GET /health HTTP/1.0\r\n\r\n", n=1)
-        check([x[0] for x in r] == [200], f"HTTP/1.0 without Host: {r}")
+        # HTTP/1.0 needs no Host, and knows no chunked coding (RFC 9112 6.1: a server must not
+        # send it one): a stream runs to the end of the connection, and every answer that ends
+        # the connection says Connection: close (a chunked stream came, and Keep-Alive).
+        def until_close(data):
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.settimeout(30)
+            s.sendall(data)
+            got = b""
+            while True:
+                part = s.recv(65536)
+                if not part:
+                    break
+                got += part
+            s.close()
+            head, _, body = got.partition(b"\r\n\r\n")
+            return head.decode("latin-1").lower(), body
+
+        head, body = until_close(b"GET /health HTTP/1.0\r\n\r\n")
+        check(head.startswith("http/1.1 200") and "connection: close" in head and
+              "keep-alive" not in head and b'"ok"' in body, f"HTTP/1.0 GET: {head} {body[:100]}")
+        stream = dict(HELLO, stream=True, max_tokens=4)
+        data = json.dumps(stream).encode()
+        head, body = until_close(b"POST %s HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (
+            CHAT.encode(), len(data), data))
+        want_events = [e for e in srv.stream(CHAT, stream)[2].split("\n\n")]
+        got_events = body.decode().split("\n\n")
+        strip = lambda evs: [json.loads(e[6:]).get("choices") if e.startswith("data: {") else e
+                             for e in evs]
+        check(head.startswith("http/1.1 200") and "transfer-encoding" not in head and
+              "connection: close" in head and body.endswith(b"data: [DONE]\n\n") and
+              strip(got_events) == strip(want_events),
+              f"HTTP/1.0 stream: {head} {body[:200]!r}")
         # Framing that is fine: a repeated equal Content-Length, chunked in any case.
         for framing in (b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n%s" % (
                             len(hello), len(hello), hello),
