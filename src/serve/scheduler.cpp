@@ -437,7 +437,7 @@ void Scheduler::run_round() {
   std::vector<int32_t> tokens(slots_.size());  // the decode tokens (runs point into it)
   std::vector<int64_t> chunk_end;              // per entry: the prompt chunk's end, or -1
   const int64_t C = options_.prefill_chunk;
-  int64_t prompt_rows = 0, decode_rows = 0;
+  int64_t prompt_rows = 0, decode_rows = 0, prompt_done_rows = 0;
   for (size_t k = 0; k < slots_.size(); ++k) {
     Slot& s = *slots_[k];
     if (!s.job) continue;
@@ -470,35 +470,49 @@ void Scheduler::run_round() {
   // One forward pass for every slot's run: the weights are read once for all of them, and
   // eval_batch keeps each slot's logits independent of the others (batch invariance).
   const auto t0 = Clock::now();
-  std::optional<std::string> error;
+  std::vector<int64_t> n_past(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) n_past[i] = sessions[i]->n_past();
+  const auto apply = [&](size_t i, std::span<const float> logits) {
+    Slot& s = *slots[i];
+    s.logits = logits;
+    s.cached.insert(s.cached.end(), runs[i].begin(), runs[i].end());
+    if (chunk_end[i] < 0) {
+      s.has_logits = true;
+      return;
+    }
+    const int64_t begin = s.prompt_done, end = chunk_end[i];
+    if (end % C == 0 && s.reusable == begin) s.reusable = end;
+    s.prompt_done = end;
+    s.has_logits = end == static_cast<int64_t>(s.job->params.prompt.size());
+    prompt_done_rows += end - begin;
+  };
+  std::vector<std::pair<Slot*, std::string>> failed;
   try {
     const std::vector<std::span<const float>> logits = eval_batch(sessions, runs);
-    for (size_t i = 0; i < slots.size(); ++i) {
-      Slot& s = *slots[i];
-      s.logits = logits[i];
-      s.cached.insert(s.cached.end(), runs[i].begin(), runs[i].end());
-      if (chunk_end[i] < 0) {
-        s.has_logits = true;
-        continue;
-      }
-      const int64_t begin = s.prompt_done, end = chunk_end[i];
-      if (end % C == 0 && s.reusable == begin) s.reusable = end;
-      s.prompt_done = end;
-      s.has_logits = end == static_cast<int64_t>(s.job->params.prompt.size());
-    }
+    for (size_t i = 0; i < slots.size(); ++i) apply(i, logits[i]);
   } catch (const std::exception& e) {
-    error = e.what();
+    if (slots.size() == 1) failed.emplace_back(slots[0], e.what());
+    // One slot's failure (non-finite activations from its tokens) must not end the others': each
+    // runs again alone from where it was, which gives it the same bits as the shared pass.
+    for (size_t i = 0; i < slots.size() && slots.size() > 1; ++i) {
+      slots[i]->watch.captured.clear();
+      try {
+        sessions[i]->truncate(n_past[i]);
+        Session* one[] = {sessions[i]};
+        apply(i, eval_batch(one, std::span<const std::span<const int32_t>>(&runs[i], 1))[0]);
+      } catch (const std::exception& e1) {
+        failed.emplace_back(slots[i], e1.what());
+      }
+    }
   }
   for (Slot* s : slots) s->watch.active = false;
-  if (error) {
-    for (Slot* s : slots) finish(*s, Finish::error, *error);
-  }
+  for (auto& [s, message] : failed) finish(*s, Finish::error, message);
   // The pass's time split between prefill and decode by their rows (for /metrics' rates).
   const double dt = seconds(t0, Clock::now());
   const double prompt_share =
       static_cast<double>(prompt_rows) / static_cast<double>(prompt_rows + decode_rows);
   std::lock_guard lock(mu_);
-  stats_.prompt_tokens += error ? 0 : prompt_rows;
+  stats_.prompt_tokens += prompt_done_rows;
   stats_.prefill_seconds += dt * prompt_share;
   stats_.decode_seconds += dt * (1 - prompt_share);
 }

@@ -14,14 +14,19 @@ Files: the legacy formats (Q4_0, Q8_0, Q5_1, IQ4_NL) and the K formats (Q4_K_M =
 IQ4_XS), so every interleaved layout serves.
 """
 import pathlib
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "common"))
 from serve_test import PROMPTS, Server, raw_payload  # noqa: E402
 import shared_data  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "robustness"))
+from robust_util import Gguf  # noqa: E402
 
 FILES = ["Q4_K_M", "Q4_0", "Q8_0", "Q5_1", "IQ4_NL", "Q5_K", "IQ4_XS"]
 CLIENTS = 6
@@ -97,8 +102,65 @@ def main():
         finally:
             rc = srv.stop()
             check(rc == 0, f"{name}: server exit code {rc}; log: {''.join(srv.log)[-500:]}")
+    poisoned_token(qkv, folder, check)
     print(f"serve int8: {len(failures)} failure(s)")
     return 1 if failures else 0
+
+
+def poisoned_token(qkv, folder, check):
+    """One request's token makes the activations non-finite (its embedding row's first block has
+    an infinite scale). In the int8 mode its prompt shares the round's pass with another stream's
+    decode steps: that pass fails, and the scheduler must end only the poisoned request; the
+    stream beside it goes on, bitwise as alone."""
+    g = Gguf(folder / "model-Q8_0.gguf")
+    emb = g.tensor("token_embd.weight")
+    n_embd = emb["dims"][0]
+    bad = 700
+    row = n_embd // 32 * 34  # Q8_0: 34 bytes per 32 values
+    emb["data"][bad * row:bad * row + 2] = struct.pack("<H", 0x7C00)  # f16 +inf
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "poisoned.gguf"
+        g.write(path)
+        srv = Server(qkv, "-m", str(path), "--dot", "int8", "--parallel", "2", "--prefill-chunk",
+                     "8", "--threads", "2")
+        try:
+            body = {"prompt": PROMPTS[0], "max_tokens": 240, "temperature": 0, "logprobs": 0,
+                    "stream": True, "ignore_eos": True}
+            st, _, raw = srv.stream("/v1/completions", body)
+            check(st == 200, f"poisoned model: the healthy stream alone: status {st}")
+            alone = raw_payload(raw)
+            # Poisoned requests one after another for as long as the healthy stream runs, so
+            # that their prompts share rounds with its decode steps.
+            done = threading.Event()
+            answers = []
+
+            def poison():
+                i = 0
+                while not done.is_set() or not answers:
+                    # Prompt chunks of 8 with the poisoned token in the second one.
+                    ids = [1] + [40 + (i + k) % 50 for k in range(9)] + [bad]
+                    st3, j, _, _ = srv.request("POST", "/v1/completions",
+                                               {"prompt": ids, "max_tokens": 4, "temperature": 0})
+                    answers.append(st3 == 500 and "non-finite" in j["error"]["message"])
+                    i += 1
+            t = threading.Thread(target=poison)
+            t.start()
+            while not answers:
+                time.sleep(0.001)
+            st2, _, raw2 = srv.stream("/v1/completions", body)
+            done.set()
+            t.join(timeout=120)
+            check(answers and all(answers),
+                  f"poisoned model: {sum(answers)} of {len(answers)} poisoned requests got the "
+                  "non-finite error")
+            check(st2 == 200 and raw_payload(raw2) == alone,
+                  "poisoned model: the healthy stream beside the poisoned requests ended or "
+                  f"changed: status {st2}, {raw2[-300:]!r}")
+            print(f"poisoned token: {len(answers)} requests refused while a stream ran beside "
+                  "them")
+        finally:
+            rc = srv.stop()
+            check(rc == 0, f"poisoned model: server exit code {rc}")
 
 
 if __name__ == "__main__":
