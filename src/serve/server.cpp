@@ -179,7 +179,6 @@ struct Server::Impl {
   std::atomic<int64_t> next_id{1};
   std::mutex metrics_mu;
   std::map<int, int64_t> by_status;
-  std::map<std::string, int64_t> by_path;
 
   void routes();
   // The methods `path` is served with, or nullptr when it is not served at all.
