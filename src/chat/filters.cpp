@@ -62,6 +62,29 @@ std::string html_escape(const std::string& s) {
 
 namespace {
 
+// Jinja's title filter (not str.title): the text cut before and after runs of [-\s({[<], each
+// piece's first character upper-cased and the rest lower-cased ("they're" -> "They're").
+std::string jinja_title(const std::string& s) {
+  const auto cps = code_points(s);
+  const auto separator = [](std::string_view cp) {
+    const uint32_t c = decode_cp(cp);
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_py_space(c);
+  };
+  std::string out;
+  size_t i = 0;
+  while (i < cps.size()) {
+    const bool sep = separator(cps[i]);
+    size_t j = i + 1;
+    while (j < cps.size() && separator(cps[j]) == sep) ++j;
+    std::string rest;
+    for (size_t k = i + 1; k < j; ++k) rest += cps[k];
+    out += py_upper(cps[i]);
+    out += py_lower(rest);
+    i = j;
+  }
+  return out;
+}
+
 int64_t py_len(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::Undefined:
@@ -552,7 +575,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          return total;
        }},
       {"title",
-       [](Interp&, const Value& v, CallArgs&) { return Value::string(py_title(to_str(v))); }},
+       [](Interp&, const Value& v, CallArgs&) { return Value::string(jinja_title(to_str(v))); }},
       {"tojson",
        [](Interp&, const Value& v, CallArgs& a) {
          JsonStyle st = json_style(a);

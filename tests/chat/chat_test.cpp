@@ -260,7 +260,8 @@ TEST(ChatTemplate, StringMethods) {
 }
 
 // str.format as Python runs it (Hunyuan's template builds its EOS token with it).
-// lower / upper / title / capitalize (filters and str methods), swapcase, islower / isupper and
+// lower / upper / title / capitalize (filters and str methods; the title filter is Jinja's own,
+// not str.title), swapcase, islower / isupper and
 // the lower / upper tests on every cased character of the Latin, Greek and Cyrillic blocks and on
 // words with context (final sigma, full mappings such as ß -> SS): the expected values are
 // CPython's, written by make_casing_cases.py into casing_cases.json.
@@ -277,7 +278,7 @@ TEST(ChatTemplate, CaseChangesFollowPythonBeyondAscii) {
 {%- for c in cases %}{% set s = c[0] %}
 {{- check('|lower', s, s|lower, c[1]) }}{{ check('.lower()', s, s.lower(), c[1]) }}
 {{- check('|upper', s, s|upper, c[2]) }}{{ check('.upper()', s, s.upper(), c[2]) }}
-{{- check('|title', s, s|title, c[3]) }}{{ check('.title()', s, s.title(), c[3]) }}
+{{- check('|title', s, s|title, c[8]) }}{{ check('.title()', s, s.title(), c[3]) }}
 {{- check('|capitalize', s, s|capitalize, c[4]) }}{{ check('.capitalize()', s, s.capitalize(), c[4]) }}
 {{- check('.swapcase()', s, s.swapcase(), c[5]) }}
 {{- check('is lower', s, s is lower, c[6]) }}{{ check('.islower()', s, s.islower(), c[6]) }}

@@ -6,10 +6,13 @@ full mappings, titlecase digraphs), the expected values of chat_test.cpp's casin
 
 usage: make_casing_cases.py > casing_cases.json
 (each case: [s, s.lower(), s.upper(), s.title(), s.capitalize(), s.swapcase(), s.islower(),
-s.isupper()])
+s.isupper(), s|title]; Jinja's title filter is not str.title: it upper-cases the first character
+of each run after [-\\s({[<] and lower-cases the rest, so it comes from jinja2 itself)
 """
 import json
 import sys
+
+from jinja2.filters import do_title
 
 RANGES = [(0x00A0, 0x02AF), (0x0370, 0x03FF), (0x0400, 0x052F), (0x1E00, 0x1FFF)]
 WORDS = [
@@ -21,7 +24,7 @@ WORDS = [
 
 def case(s):
     return [s, s.lower(), s.upper(), s.title(), s.capitalize(), s.swapcase(), s.islower(),
-            s.isupper()]
+            s.isupper(), do_title(s)]
 
 
 def cased(c):
@@ -34,7 +37,7 @@ chars = [chr(c) for lo, hi in RANGES for c in range(lo, hi + 1)]
 cases = [case(c) for c in chars if cased(c)]
 cases += [case(c) for c in chars if not cased(c)][::16]  # some uncased ones: unchanged
 cases += [case(w) for w in WORDS]
-# One case a line: [s, lower, upper, title, capitalize, swapcase, islower, isupper].
+# One case a line: [s, lower, upper, title, capitalize, swapcase, islower, isupper, |title].
 sys.stdout.write('{"python": "%s", "cases": [\n' % sys.version.split()[0])
 sys.stdout.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases))
 sys.stdout.write("\n]}\n")
