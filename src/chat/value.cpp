@@ -349,6 +349,8 @@ std::string repr(const Value& v) {
       }
       return out + "}";
     }
+    case Value::Kind::Undefined:
+      return "Undefined";  // Jinja's Undefined.__repr__ ([x.missing] prints [Undefined])
     default:
       return to_str(v);
   }

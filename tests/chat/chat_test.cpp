@@ -1113,6 +1113,19 @@ TEST(ChatTemplate, RawBlocksAndArithmeticMessages) {
   EXPECT_TRUE(fails_with("{{ 7 // 0 }}", "integer division or modulo by zero"));
 }
 
+// Undefined inside a list or dict prints as Jinja's repr of it, "Undefined" (python3-jinja2 3.1).
+TEST(ChatTemplate, UndefinedInsideContainersPrintsItsRepr) {
+  EXPECT_EQ(
+      render(
+          "{{ messages|map(attribute='nope')|list }}|{{ [undefined_var, 1] }}|{{ {'a': "
+          "undefined_var} }}|{{ (undefined_var,) }}|{{ [undefined_var]|string }}|{{ '%r' % "
+          "([undefined_var],) }}|{{ [undefined_var]|pprint }}|{{ '{!r}'.format(undefined_var) }}"),
+      "[Undefined, Undefined, Undefined]|[Undefined, 1]|{'a': "
+      "Undefined}|(Undefined,)|[Undefined]|[Undefined]|[Undefined]|Undefined");
+  EXPECT_TRUE(fails_with("{{ [undefined_var]|tojson }}",
+                         "Object of type Undefined is not JSON serializable"));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
