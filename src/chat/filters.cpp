@@ -350,7 +350,6 @@ const std::unordered_map<std::string, FilterFn>& filters() {
   static const std::unordered_map<std::string, FilterFn> table = {
       {"abs",
        [](Interp&, const Value& v, CallArgs&) {
-         v.require_defined();
          if (v.is(Value::Kind::Float)) return Value::real(std::fabs(v.as_float()));
          if (!v.is_int_like()) fail("bad operand type for abs(): '" + type_name(v) + "'");
          if (v.as_int() == INT64_MIN) fail("integer overflow (beyond 64 bits)");
@@ -410,7 +409,12 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          return to_float(v, d ? *d : Value::real(0));
        }},
       {"indent",
-       [](Interp&, const Value& v, CallArgs& a) {
+       [](Interp& in, const Value& v, CallArgs& a) {
+         // Jinja appends "\n" to the value first: an undefined or a non-string fails there.
+         v.require_defined();
+         if (!v.is_string()) {
+           fail("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
+         }
          std::string pad = "    ";
          if (const Value* w = arg(a, 0, "width")) {
            pad = w->is_string() ? w->str()
@@ -420,21 +424,15 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          }
          const bool first = arg_bool(a, 1, "first", false);
          const bool blank = arg_bool(a, 2, "blank", false);
-         const std::string s = to_str(v);
+         // Python's splitlines (every line boundary) of the value plus "\n", joined by "\n".
+         const std::vector<Value> lines = py_splitlines(v.str() + "\n", false);
+         in.check_size(v.str().size() + lines.size() * (pad.size() + 1));
          std::string out;
-         size_t start = 0;
-         bool first_line = true;
-         while (true) {
-           const size_t nl = s.find('\n', start);
-           const std::string line =
-               s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-           const bool indent_it = first_line ? first : (blank || !line.empty());
-           if (indent_it) out += pad;
+         for (size_t i = 0; i < lines.size(); ++i) {
+           const std::string& line = lines[i].str();
+           if (i > 0) out += '\n';
+           if (i == 0 ? first : (blank || !line.empty())) out += pad;
            out += line;
-           if (nl == std::string::npos) break;
-           out += '\n';
-           start = nl + 1;
-           first_line = false;
          }
          return Value::string(out);
        }},
@@ -524,7 +522,6 @@ const std::unordered_map<std::string, FilterFn>& filters() {
        }},
       {"round",
        [](Interp&, const Value& v, CallArgs& a) {
-         v.require_defined();
          if (!v.is_number()) fail("type " + type_name(v) + " doesn't define __round__ method");
          const int64_t prec = arg_int(a, 0, "precision", 0);
          const std::string method = arg_str(a, 1, "method", "common");

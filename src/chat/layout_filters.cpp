@@ -54,7 +54,9 @@ Value center(Interp& in, const Value& v, CallArgs& a) {
 // points are kept; longer ones are cut to length - len(end) (at the last space unless killwords)
 // and end appended.
 Value truncate(Interp&, const Value& v, CallArgs& a) {
-  const std::string& s = sized_str(v);
+  // An undefined has length 0 (Jinja's Undefined.__len__): it comes back as it is.
+  static const std::string kEmpty;
+  const std::string& s = v.is_undefined() ? kEmpty : sized_str(v);
   const int64_t length = need_int(a, 0, "length", 255, false);
   const bool killwords = arg_bool(a, 1, "killwords", false);
   const std::string end = arg_str(a, 2, "end", "...");

@@ -567,7 +567,8 @@ Value pprint(Interp& in, const Value& v, CallArgs&) {
 // ---- random: random.choice(seq); an empty sequence gives an undefined that says so.
 
 Value random(Interp& in, const Value& v, CallArgs&) {
-  v.require_defined();
+  // An undefined has length 0, as an empty sequence has.
+  if (v.is_undefined()) return Value::undefined("No random item, sequence was empty.");
   if (!v.is_string() && !v.is_list() && !v.is_dict()) {
     fail("object of type '" + type_name(v) + "' has no len()");
   }

@@ -1126,6 +1126,27 @@ TEST(ChatTemplate, UndefinedInsideContainersPrintsItsRepr) {
                          "Object of type Undefined is not JSON serializable"));
 }
 
+// Filters on an undefined value as Jinja runs them (truncate and random give it back, indent,
+// abs and round fail with Python's messages), and indent over every line boundary of
+// str.splitlines (python3-jinja2 3.1's output).
+TEST(ChatTemplate, FiltersOnUndefinedAndIndentLines) {
+  EXPECT_EQ(render("[{{ undefined_var|truncate }}]|[{{ undefined_var|truncate(3) }}]|[{{ "
+                   "undefined_var|random }}]|{{ undefined_var|random is undefined }}|{{ "
+                   "'a\\x0bb\\u2028c\\r\\nd'|indent(2) }}|{{ 'a\\n\\nb'|indent(2, blank=true) }}"),
+            "[]|[]|[]|True|a\n  b\n  c\n  d|a\n  \n  b");
+  EXPECT_TRUE(fails_with("{{ undefined_var|truncate(0) }}", "expected length >= 3, got 0"));
+  EXPECT_TRUE(fails_with("{{ undefined_var|indent }}", "'undefined_var' is undefined"));
+  EXPECT_TRUE(fails_with("{{ 42|indent }}", "unsupported operand type(s) for +=: 'int' and 'str'"));
+  EXPECT_TRUE(fails_with("{{ undefined_var|abs }}", "bad operand type for abs(): 'Undefined'"));
+  EXPECT_TRUE(
+      fails_with("{{ undefined_var|round }}", "type Undefined doesn't define __round__ method"));
+  EXPECT_EQ(
+      render("[{{ ''|indent }}]|[{{ ''|indent(first=true) }}]|[{{ '\\n'|indent(2, true) }}]|[{{ "
+             "'a\\n'|indent(2, true, true) }}]|[{{ 'a\\n\\n'|indent(2) }}]|[{{ "
+             "'a\\r\\nb\\rc\\n'|indent('> ', blank=true) }}]|[{{ '\\n\\nx'|indent(1, true) }}]"),
+      "[]|[    ]|[  \n]|[  a\n  ]|[a\n\n]|[a\n> b\n> c\n> ]|[ \n\n x]");
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
