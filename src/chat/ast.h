@@ -66,7 +66,7 @@ struct Stmt {
     If,        // conds[i] -> bodies[i]; else_body
     For,       // for targets in expr [if cond] body [else else_body]
     Set,       // set targets = expr   |  set target.attr = expr (attr non-empty)
-    SetBlock,  // set target %}body{% endset
+    SetBlock,  // set target [| filters] %}body{% endset: expr, when set, filters the body
     Macro,     // macro name(params = defaults) body
     Break,
     Continue,

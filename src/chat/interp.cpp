@@ -193,7 +193,14 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
     case Stmt::Kind::SetBlock: {
       std::string text;
       exec(s.body, scope, text);
-      scope->set(s.targets[0], output_value(std::move(text)));
+      if (!s.expr) {
+        scope->set(s.targets[0], output_value(std::move(text)));
+        break;
+      }
+      auto inner = std::make_shared<Scope>();  // the body, for the filters to read
+      inner->parent = scope;
+      inner->set(kFilterBlockBody, output_value(std::move(text)));
+      scope->set(s.targets[0], eval(*s.expr, inner));
       break;
     }
     case Stmt::Kind::Macro:

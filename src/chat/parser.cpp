@@ -293,7 +293,11 @@ class Parser {
       return s;
     }
     if (s->targets.size() != 1 || !s->attr.empty()) fail_at(cur(), "expected '=' in set");
-    if (is_op("|")) fail_at(cur(), "unsupported construct 'set ... | filter' (filtered block set)");
+    if (is_op("|")) {
+      // {% set x | f | g %}body{% endset %}: the filters apply to the body, as a filter block's.
+      next();
+      s->expr = block_filters(at);
+    }
     expect_block_end("set");
     s->kind = Stmt::Kind::SetBlock;
     s->body = statements({"endset"});
@@ -305,17 +309,22 @@ class Parser {
   // text when it is rendered (kFilterBlockBody, which no template can spell).
   std::unique_ptr<Stmt> parse_filter_block(const Token& at) {
     auto s = make_stmt(Stmt::Kind::FilterBlock, at);
+    s->expr = block_filters(at);
+    expect_block_end("filter");
+    s->body = statements({"endfilter"});
+    end_tag("endfilter");
+    return s;
+  }
+
+  // "f(args) | g": filters applied to a block's rendered body (a filter block, a filtered set).
+  ExprPtr block_filters(const Token& at) {
     auto body = make(Expr::Kind::Name, at);
     body->name = kFilterBlockBody;
     auto f = make(Expr::Kind::Filter, cur());
     f->name = expect_name("a filter name");
     f->a = std::move(body);
     if (is_op("(")) f->args = call_args();
-    s->expr = filter_expr(std::move(f));
-    expect_block_end("filter");
-    s->body = statements({"endfilter"});
-    end_tag("endfilter");
-    return s;
+    return filter_expr(std::move(f));
   }
 
   // "(a, b=1)": a macro's or a caller's parameters, after the "(".

@@ -1147,6 +1147,17 @@ TEST(ChatTemplate, FiltersOnUndefinedAndIndentLines) {
       "[]|[    ]|[  \n]|[  a\n  ]|[a\n\n]|[a\n> b\n> c\n> ]|[ \n\n x]");
 }
 
+// A filtered block set, {% set x | f %}...{% endset %} (python3-jinja2 3.1's output); an unknown
+// filter there is refused when parsed, as in a filter block.
+TEST(ChatTemplate, FilteredBlockSet) {
+  EXPECT_EQ(render("{% set x | upper %}hello {{ messages[0].role }}{% endset %}[{{ x }}]|{% set y "
+                   "| replace('a', 'b') | trim %}  banana  {% endset %}[{{ y }}]|{% set z | length "
+                   "%}abc{% endset %}{{ z + 1 }}|{% for i in [1] %}{% set w | upper %}in{% endset "
+                   "%}{{ w }}{% endfor %}[{{ w }}]"),
+            "[HELLO SYSTEM]|[bbnbnb]|4|IN[]");
+  EXPECT_TRUE(fails_with("{% set x | nosuchfilter %}a{% endset %}", "'nosuchfilter'"));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
