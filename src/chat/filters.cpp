@@ -362,7 +362,7 @@ const std::unordered_map<std::string, FilterFn>& filters() {
          const std::string name = arg_str(a, 0, "name", "");
          if (v.is(Value::Kind::Namespace) || v.is_undefined()) return in.getattr(v, name);
          Value m = in.method(v, name);
-         if (!m.is_undefined()) return m;
+         if (!m.is_undefined() || !m.str().empty()) return m;  // a method, or an unsafe one
          return Value::undefined("'" + type_repr(v) + "' has no attribute '" + name + "'");
        }},
       {"capitalize",

@@ -451,6 +451,49 @@ Value Interp::method(const Value& obj, const std::string& name) {
       });
     }
   }
+  if (obj.is_list()) {
+    const Value list = obj;
+    if (name == "index" || name == "count") {
+      const bool count = name == "count";
+      return Value::callable(
+          (list.list().tuple ? "tuple." : "list.") + name, [list, count](Interp& in, CallArgs& a) {
+            if (a.pos.size() != 1) {
+              fail(std::string(count ? "count" : "index") + "() takes exactly one argument");
+            }
+            const std::vector<Value>& items = list.list().items;
+            in.work(items.size());
+            int64_t n = 0;
+            for (size_t i = 0; i < items.size(); ++i) {
+              if (!equal(items[i], a.pos[0])) continue;
+              if (!count) return Value::integer(static_cast<int64_t>(i));
+              ++n;
+            }
+            if (!count) {
+              fail(repr(a.pos[0]) + " is not in " + (list.list().tuple ? "tuple" : "list"));
+            }
+            return Value::integer(n);
+          });
+    }
+  }
+  // The methods that change a list or dict: Jinja's immutable sandbox gives an undefined that
+  // says so (even where a dict has a key of that name).
+  static const char* const kListMutators[] = {"append", "clear",  "extend",  "insert",
+                                              "pop",    "remove", "reverse", "sort"};
+  static const char* const kDictMutators[] = {"clear", "pop", "popitem", "setdefault", "update"};
+  const auto unsafe = [&](const char* type) {
+    return Value::undefined("access to attribute '" + name + "' of '" + type +
+                            "' object is unsafe.");
+  };
+  if (obj.is_list() && !obj.list().tuple) {
+    for (const char* m : kListMutators) {
+      if (name == m) return unsafe("list");
+    }
+  }
+  if (obj.is_dict()) {
+    for (const char* m : kDictMutators) {
+      if (name == m) return unsafe("dict");
+    }
+  }
   return {};
 }
 

@@ -572,7 +572,7 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
     }
   }
   Value m = method(obj, name);
-  if (!m.is_undefined()) return m;
+  if (!m.is_undefined() || !m.str().empty()) return m;  // a method, or an unsafe one
   if (obj.is_dict()) {
     if (const Value* v = obj.dict_ref().find(name)) return *v;
   }

@@ -1158,6 +1158,27 @@ TEST(ChatTemplate, FilteredBlockSet) {
   EXPECT_TRUE(fails_with("{% set x | nosuchfilter %}a{% endset %}", "'nosuchfilter'"));
 }
 
+// list.index / count, and the methods that would change a list or dict: Jinja's immutable sandbox
+// gives an undefined that fails as "unsafe" when called, even where a dict has a key of that
+// name (python3-jinja2 3.1's output and messages).
+TEST(ChatTemplate, ListMethodsAndUnsafeMutators) {
+  EXPECT_EQ(render("{{ [1, 2, 3].index(2) }}|{{ [1, 2, 2].count(2) }}|{{ (1, 'a').index('a') }}|{{ "
+                   "[1.0, 1].count(1) }}|[{{ [1].append }}]|[{{ {'a': 1}.pop }}]|{{ {'pop': 1, "
+                   "'update': 2, 'a': 3}.a }}|[{{ {'pop': 1}.pop }}]|{{ {'pop': 1}['pop'] }}|[{{ "
+                   "{'a': 1}|attr('update') }}]|{{ (1, 2).count(1) }}"),
+            "1|2|1|2|[]|[]|3|[]|1|[]|1");
+  EXPECT_TRUE(fails_with("{{ {'a': 1}.pop('a') }}",
+                         "access to attribute 'pop' of 'dict' object is unsafe."));
+  EXPECT_TRUE(fails_with("{{ {'a': 1}.update({'b': 2}) }}",
+                         "access to attribute 'update' of 'dict' object is unsafe."));
+  EXPECT_TRUE(fails_with("{{ [1, 2].append(3) }}",
+                         "access to attribute 'append' of 'list' object is unsafe."));
+  EXPECT_TRUE(fails_with("{{ [1].index(5) }}", "5 is not in list"));
+  EXPECT_EQ(render("{{ {'a': 1}.pop is defined }}"), "False");
+  EXPECT_TRUE(fails_with("{{ messages.sort() }}",
+                         "access to attribute 'sort' of 'list' object is unsafe."));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
