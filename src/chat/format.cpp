@@ -1,6 +1,7 @@
 // Python's str.format (what Jinja's sandbox runs for '...'.format(...)): replacement fields
-// {}, {0}, {name} with an optional !s / !r conversion and a format spec
-// [[fill]align][sign][0][width][.precision][type], "{{" and "}}" for braces.
+// {}, {0}, {name}, with .attr and [key] steps ({0.role}, {m[content]}), an optional !s / !r / !a
+// conversion and a format spec [[fill]align][sign][#][0][width][grouping][.precision][type] that
+// may hold fields of its own ({:>{w}}), "{{" and "}}" for braces.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -9,6 +10,7 @@
 
 #include "chat/builtins.h"
 #include "chat/interp.h"
+#include "core/utf8.h"
 
 namespace qkv::chat {
 namespace {
@@ -17,6 +19,7 @@ struct Spec {
   std::string fill = " ";
   char align = 0;  // '<', '>', '^', '=' or 0 (the type's default)
   char sign = '-';
+  bool alt = false;   // '#': 0x / 0o / 0b prefixes, a float's point kept
   bool zero = false;  // a '0' before the width: '0' fill, after the sign for numbers
   int64_t width = 0;
   char group = 0;  // ',' or '_': thousands separators
@@ -50,6 +53,10 @@ Spec parse_spec(const std::string& s) {
     i = 1;
   }
   if (i < s.size() && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) sp.sign = s[i++];
+  if (i < s.size() && s[i] == '#') {
+    sp.alt = true;
+    ++i;
+  }
   if (i < s.size() && s[i] == '0') {
     sp.zero = sp.align == 0;
     ++i;
@@ -121,11 +128,21 @@ std::string format_value(const Value& v, const std::string& spec_text) {
                       type != 'g' && type != 'G' && type != '%';
   std::string body;
   bool negative = false;
+  std::string prefix;  // '#': 0x / 0o / 0b, between the sign and the zero padding
   if (is_int) {
-    if (type != 0 && type != 'd' && type != 'x' && type != 'X' && type != 'o' && type != 'b') {
+    if (type != 0 && type != 'd' && type != 'x' && type != 'X' && type != 'o' && type != 'b' &&
+        type != 'c') {
       fail("Unknown format code '" + std::string(1, type) + "' for object of type 'int'");
     }
     if (sp.precision >= 0) fail("Precision not allowed in integer format specifier");
+    if (type == 'c') {
+      const int64_t cp = v.as_int();
+      if (cp < 0 || cp >= 0x110000) fail("%c arg not in range(0x110000)");
+      std::string ch;
+      core::append_utf8(ch, static_cast<uint32_t>(cp));
+      return pad(sp, "", ch, '<');
+    }
+    if (sp.alt && type != 0 && type != 'd') prefix = std::string("0") + type;
     const int64_t i = v.as_int();
     negative = i < 0;
     uint64_t m = negative ? 0 - static_cast<uint64_t>(i) : static_cast<uint64_t>(i);
@@ -155,7 +172,7 @@ std::string format_value(const Value& v, const std::string& spec_text) {
       const int prec = static_cast<int>(sp.precision >= 0 ? sp.precision : 6);
       char t = type == 0 ? 'g' : type == '%' ? 'f' : type;
       char fmt[16];
-      std::snprintf(fmt, sizeof fmt, "%%.%d%c", prec, t);
+      std::snprintf(fmt, sizeof fmt, "%%%s.%d%c", sp.alt ? "#" : "", prec, t);
       char buf[512];
       std::snprintf(buf, sizeof buf, fmt, type == '%' ? x * 100 : x);
       body = buf;
@@ -180,16 +197,86 @@ std::string format_value(const Value& v, const std::string& spec_text) {
     body = grouped + body.substr(digits);
   }
   const std::string sign = negative ? "-" : sp.sign == '+' ? "+" : sp.sign == ' ' ? " " : "";
-  return pad(sp, sign, body, '>');
+  return pad(sp, sign + prefix, body, '>');
 }
 
 }  // namespace
 
-std::string py_format(Interp& in, const std::string& s, const CallArgs& a) {
-  std::string out;
+namespace {
+
+struct FormatState {
   size_t auto_index = 0;
   bool manual = false;
   bool automatic = false;
+};
+
+// The value a field name picks: an argument ("", "0", "name"), then .attr and [key] steps as
+// Jinja's sandboxed formatter takes them (getattr / getitem of the environment).
+Value field_value(Interp& in, const std::string& name, const CallArgs& a, FormatState& st) {
+  size_t end = name.find_first_of(".[");
+  if (end == std::string::npos) end = name.size();
+  const std::string first = name.substr(0, end);
+  Value v;
+  if (first.empty() || std::all_of(first.begin(), first.end(), [](char d) {
+        return std::isdigit(static_cast<unsigned char>(d));
+      })) {
+    size_t index = 0;
+    if (first.empty()) {
+      if (st.manual)
+        fail("cannot switch from manual field specification to automatic field numbering");
+      st.automatic = true;
+      index = st.auto_index++;
+    } else {
+      if (st.automatic)
+        fail("cannot switch from automatic field numbering to manual field specification");
+      st.manual = true;
+      if (first.size() > 9) fail("Too many decimal digits in format string");
+      index = static_cast<size_t>(std::stoul(first));
+    }
+    if (index >= a.pos.size()) {
+      fail("Replacement index " + std::to_string(index) +
+           " out of range for positional args tuple");
+    }
+    v = a.pos[index];
+  } else {
+    const Value* kw = a.kwarg(first);
+    if (!kw) fail("KeyError: '" + first + "'");
+    v = *kw;
+  }
+  for (size_t i = end; i < name.size();) {
+    if (name[i] == '.') {
+      size_t j = i + 1;
+      while (j < name.size() && name[j] != '.' && name[j] != '[') ++j;
+      if (j == i + 1) fail("Empty attribute in format string");
+      v = in.getattr(v, name.substr(i + 1, j - i - 1));
+      i = j;
+    } else if (name[i] == '[') {
+      const size_t close = name.find(']', i + 1);
+      if (close == std::string::npos) fail("Missing ']' in format string");
+      const std::string key = name.substr(i + 1, close - i - 1);
+      if (key.empty()) fail("Empty attribute in format string");
+      const bool digits = std::all_of(key.begin(), key.end(), [](char d) {
+        return std::isdigit(static_cast<unsigned char>(d));
+      });
+      v = in.getitem(
+          v, digits && key.size() < 19 ? Value::integer(std::stoll(key)) : Value::string(key));
+      i = close + 1;
+      if (i < name.size() && name[i] != '.' && name[i] != '[') {
+        fail("Only '.' or '[' may follow ']' in format field specifier");
+      }
+    } else {
+      fail("Only '.' or '[' may follow ']' in format field specifier");
+    }
+  }
+  return v;
+}
+
+// str.format's loop; a format spec may hold fields of its own, one level down (Python's
+// recursion depth of 2).
+std::string format_with(Interp& in, const std::string& s, const CallArgs& a, FormatState& st,
+                        int depth) {
+  if (depth <= 0) fail("Max string recursion exceeded");
+  std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (c == '}') {
@@ -209,63 +296,63 @@ std::string py_format(Interp& in, const std::string& s, const CallArgs& a) {
       ++i;
       continue;
     }
-    const size_t close = s.find('}', i + 1);
-    if (close == std::string::npos) fail("expected '}' before end of string");
+    // The field runs to the '}' that balances its '{' (a spec may nest fields).
+    size_t close = i + 1;
+    int level = 1;
+    for (; close < s.size(); ++close) {
+      if (s[close] == '[') {
+        const size_t rb = s.find(']', close);
+        if (rb != std::string::npos && s.find_first_of(":!}", close) > rb) close = rb;
+        continue;
+      }
+      if (s[close] == '{') ++level;
+      if (s[close] == '}' && --level == 0) break;
+    }
+    if (close >= s.size()) fail("expected '}' before end of string");
     const std::string field = s.substr(i + 1, close - i - 1);
-    if (field.find('{') != std::string::npos) {
-      fail("format field '" + field + "': nested replacement fields are not supported");
-    }
     i = close;
-    std::string name = field;
-    std::string spec;
+    // name [!conversion] [:spec]; an index [...] in the name may hold ':' or '!'.
+    size_t name_end = 0;
+    while (name_end < field.size() && field[name_end] != ':' && field[name_end] != '!') {
+      if (field[name_end] == '[') {
+        const size_t rb = field.find(']', name_end);
+        if (rb == std::string::npos) break;
+        name_end = rb;
+      }
+      ++name_end;
+    }
+    const std::string name = field.substr(0, name_end);
     char conversion = 0;
-    if (const size_t colon = name.find(':'); colon != std::string::npos) {
-      spec = name.substr(colon + 1);
-      name.resize(colon);
-    }
-    if (const size_t bang = name.find('!'); bang != std::string::npos) {
-      if (bang + 2 != name.size() || (name[bang + 1] != 's' && name[bang + 1] != 'r')) {
-        fail("format field '" + field + "': expected the conversion !s or !r");
+    std::string spec;
+    size_t p = name_end;
+    if (p < field.size() && field[p] == '!') {
+      if (p + 1 >= field.size()) fail("end of string while looking for conversion specifier");
+      conversion = field[p + 1];
+      if (conversion != 's' && conversion != 'r' && conversion != 'a') {
+        fail(std::string("Unknown conversion specifier ") + conversion);
       }
-      conversion = name[bang + 1];
-      name.resize(bang);
+      p += 2;
+      if (p < field.size() && field[p] != ':') fail("expected ':' after conversion specifier");
     }
-    if (name.find_first_of(".[") != std::string::npos) {
-      fail("format field '" + field + "': attribute and index lookups are not supported");
-    }
-    const Value* v = nullptr;
-    if (name.empty() || std::all_of(name.begin(), name.end(), [](char d) {
-          return std::isdigit(static_cast<unsigned char>(d));
-        })) {
-      size_t index = 0;
-      if (name.empty()) {
-        if (manual)
-          fail("cannot switch from manual field specification to automatic field numbering");
-        automatic = true;
-        index = auto_index++;
-      } else {
-        if (automatic)
-          fail("cannot switch from automatic field numbering to manual field specification");
-        manual = true;
-        if (name.size() > 9) fail("Too many decimal digits in format string");
-        index = static_cast<size_t>(std::stoul(name));
-      }
-      if (index >= a.pos.size()) {
-        fail("Replacement index " + std::to_string(index) +
-             " out of range for positional args tuple");
-      }
-      v = &a.pos[index];
-    } else {
-      v = a.kwarg(name);
-      if (!v) fail("KeyError: '" + name + "'");
-    }
-    const Value shown = conversion == 'r'   ? Value::string(repr(*v))
-                        : conversion == 's' ? Value::string(to_str(*v))
-                                            : *v;
+    if (p < field.size()) spec = field.substr(p + 1);
+    const Value v = field_value(in, name, a, st);
+    if (spec.find('{') != std::string::npos) spec = format_with(in, spec, a, st, depth - 1);
+    const Value shown = conversion == 'r'   ? Value::string(repr(v))
+                        : conversion == 's' ? Value::string(to_str(v))
+                        : conversion == 'a'
+                            ? Value::string(py_percent_format(in, "%a", Value::list({v}, true)))
+                            : v;
     out += format_value(shown, spec);
     in.check_size(out.size());
   }
   return out;
+}
+
+}  // namespace
+
+std::string py_format(Interp& in, const std::string& s, const CallArgs& a) {
+  FormatState st;
+  return format_with(in, s, a, st, 2);
 }
 
 }  // namespace qkv::chat

@@ -1179,6 +1179,36 @@ TEST(ChatTemplate, ListMethodsAndUnsafeMutators) {
                          "access to attribute 'sort' of 'list' object is unsafe."));
 }
 
+// str.format with nested fields in a spec, .attr and [key] lookups, '#' alternate forms, 'c' and
+// !a (python3-jinja2 3.1's output and messages).
+TEST(ChatTemplate, StrFormatFieldsAndAlternateForms) {
+  EXPECT_EQ(render("{{ '{:>{w}}'.format('x', w=5) }}"), "    x");
+  EXPECT_EQ(render("{{ '{0.role}'.format(messages[0]) }}"), "system");
+  EXPECT_EQ(render("{{ '{0[role]}'.format(messages[0]) }}"), "system");
+  EXPECT_EQ(
+      render("{{ '{:*^9}|{:+}|{:#x}|{:#o}|{:#b}|{: d}|{:c}'.format('mid', 5, 255, 8, 5, 3, 65) }}"),
+      "***mid***|+5|0xff|0o10|0b101| 3|A");
+  EXPECT_EQ(render("{{ [1e400 * 0 if false else 1.5, none]|tojson }}|{{ {'a': [1, "
+                   "2]}|tojson(indent=none) }}|{{ 'x\\u2028y\\n\"'|tojson }}|{{ {1: 2} if false "
+                   "else 1 }}|{{ 3.0|tojson }}|{{ 1e16|tojson }}|{{ -0.0|tojson }}"),
+            "[1.5, null]|{\"a\": [1, 2]}|\"x y\\n\\\"\"|1|3.0|1e+16|-0.0");
+  EXPECT_EQ(render("{{ '42abc'|int }}|{{ '  42  '|int }}|{{ '4_2'|int }}|{{ '0b101'|int(0, 0) if "
+                   "false else 1 }}|{{ '101'|int(base=2) }}|{{ 'z'|int(7) }}|{{ true|int }}|{{ "
+                   "'1.9'|int }}|{{ '-1.9'|int }}|{{ '1e3'|int }}"),
+            "0|42|42|1|5|7|1|1|-1|1000");
+  EXPECT_EQ(render("{{ '{:{}}|{:>{w}.{p}f}|{0}'.format('x', 4, 3.14159, w=8, p=2) if false else "
+                   "'{:{}}|{:>{w}.{p}f}'.format('x', 4, 3.14159, w=8, p=2) }}|{{ "
+                   "'{a[0]}{a[1][k]}{b.role}'.format(a=[1, {'k': 2}], b=messages[1]) }}|{{ "
+                   "'{0[content]!r:>20}'.format(messages[2]) }}|{{ "
+                   "'{:#06x}|{:#.0f}|{:#g}|{:c}|{!a}'.format(255, 2.0, 1.0, 233, 'é') }}"),
+            "x   |    3.14|12user|               'Hi!'|0x00ff|2.|1.00000|é|'\\xe9'");
+  EXPECT_TRUE(fails_with("{{ '{:{:{}}}'.format(1, 2, 3) }}", "Max string recursion exceeded"));
+  EXPECT_EQ(render("{{ '{0.nope}|'.format(messages[0]) }}"), "|");
+  EXPECT_EQ(render("{{ '{0[9]}'.format([1]) }}"), "");
+  EXPECT_TRUE(fails_with("{{ '{0.}'.format(1) }}", "Empty attribute in format string"));
+  EXPECT_TRUE(fails_with("{{ '{:c}'.format(-1) }}", "%c arg not in range(0x110000)"));
+}
+
 TEST(ChatTemplate, LimitsStopRunawayTemplates) {
   const qkv::chat::Body body = qkv::chat::parse(
       "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}");
