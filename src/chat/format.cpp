@@ -173,9 +173,13 @@ std::string format_value(const Value& v, const std::string& spec_text) {
       char t = type == 0 ? 'g' : type == '%' ? 'f' : type;
       char fmt[16];
       std::snprintf(fmt, sizeof fmt, "%%%s.%d%c", sp.alt ? "#" : "", prec, t);
-      char buf[512];
-      std::snprintf(buf, sizeof buf, fmt, type == '%' ? x * 100 : x);
-      body = buf;
+      // Sized by a first pass: '{:.600f}' writes more than any fixed buffer would hold.
+      const double arg = type == '%' ? x * 100 : x;
+      const int n = std::snprintf(nullptr, 0, fmt, arg);
+      if (n < 0) fail("format: cannot format " + float_repr(x));
+      body.assign(static_cast<size_t>(n) + 1, '\0');
+      std::snprintf(body.data(), body.size(), fmt, arg);
+      body.resize(static_cast<size_t>(n));
       if (type == '%') body += '%';
       if (type == 0 && body.find_first_of(".en") == std::string::npos) {
         body += ".0";  // format(1.0, '.3') is '1.0', C's %g gives "1"

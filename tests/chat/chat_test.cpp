@@ -1182,6 +1182,14 @@ TEST(ChatTemplate, ListMethodsAndUnsafeMutators) {
 // str.format with nested fields in a spec, .attr and [key] lookups, '#' alternate forms, 'c' and
 // !a (python3-jinja2 3.1's output and messages).
 TEST(ChatTemplate, StrFormatFieldsAndAlternateForms) {
+  // Long float fields are whole (they were cut at 511 bytes).
+  EXPECT_EQ(render("{{ '{:.600f}'.format(1.0)|length }}|{{ '{:.300e}'.format(0.1) }}|{{ "
+                   "'{:.700g}'.format(0.1)|length }}|{{ '{:.3%}'.format(1e300)|length }}"),
+            "602|1."
+            "00000000000000005551115123125782702118158340454101562500000000000000000000000000000000"
+            "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "00000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+            "000000000000000000000000000000000000000000e-01|57|308");
   EXPECT_EQ(render("{{ '{:>{w}}'.format('x', w=5) }}"), "    x");
   EXPECT_EQ(render("{{ '{0.role}'.format(messages[0]) }}"), "system");
   EXPECT_EQ(render("{{ '{0[role]}'.format(messages[0]) }}"), "system");
