@@ -68,12 +68,6 @@ class Model {
   const ModelFile& file() const;
   RopeStyle rope_style() const;
   bool is_decoder() const;  // causal LM (GPT-2, LLaMA) vs encoder (BERT)
-  // Whether every matrix product gives a row of activations the same bits whatever the number of
-  // rows in its pass: true when all of them are int8 products of block formats with integer
-  // kernels (LoadOptions::dot = int8; one fp32 chain per output). Prompt chunks of several
-  // sessions can then share a pass (eval_batch) at no cost; otherwise a pass of many rows alone
-  // takes the GEMM path, which a shared, batch-invariant pass cannot.
-  bool row_invariant_products() const;
   int64_t n_params() const;
 
   bool has_tokenizer() const;

@@ -177,9 +177,10 @@ std::vector<std::span<const float>> eval_batch(std::span<Session* const> session
                                                std::span<const int32_t> tokens);
 // The same with a run of tokens per session: tokens[i] (at least one) appended to sessions[i],
 // so that prompt chunks of some sessions and decode steps of others share one pass (its rows
-// share each matrix product). Returns each session's logits of its last token. A session's
-// logits are bitwise the same whatever the other runs are (one pass per session gives the same
-// bits), so a server's prompt prefill does not depend on the load either.
+// share each matrix product). Returns each session's logits of its last token, bitwise the same
+// whatever the other runs are. (qkv serve keeps prompt chunks in passes of their own: on 2 cores
+// a shared pass made the median time to first token of 8 streams that start together longer for
+// the same throughput, docs/PERFORMANCE.md.)
 std::vector<std::span<const float>> eval_batch(std::span<Session* const> sessions,
                                                std::span<const std::span<const int32_t>> tokens);
 

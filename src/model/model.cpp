@@ -615,18 +615,6 @@ RopeStyle Model::rope_style() const {
 bool Model::is_decoder() const {
   return impl_->arch != Architecture::bert;
 }
-bool Model::row_invariant_products() const {
-  const auto int8 = [](const kernels::Linear& w) {
-    return w.n_out() == 0 || w.dot() == kernels::LinearDot::int8;
-  };
-  for (const model::LayerWeights& l : impl_->layers) {
-    for (const kernels::Linear* w :
-         {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) {
-      if (!int8(*w)) return false;
-    }
-  }
-  return int8(impl_->lm_head) && int8(impl_->pooler);
-}
 int64_t Model::n_params() const {
   return impl_->n_params;
 }

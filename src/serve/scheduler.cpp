@@ -136,7 +136,6 @@ Scheduler::Scheduler(Model model, SchedulerOptions options)
     n_ctx_ = model_.config().n_ctx;
   }
   if (model_.is_decoder() && model_.has_tokenizer()) end_ids_ = model_.end_of_generation_ids();
-  batch_prefill_ = model_.row_invariant_products();
   stats_.n_slots = static_cast<int>(slots_.size());
   stats_.ttft_counts.assign(std::size(kTtftBounds) + 1, 0);
   thread_ = std::thread([this] { loop(); });
@@ -241,7 +240,7 @@ void Scheduler::loop() {
       if (!s->sampler) start(*s, s->job);
       if (s->job) step(*s);
     }
-    run_round();
+    decode_pending();
   }
   // Shutting down: every job still queued or running ends as cancelled, every task fails.
   std::deque<std::shared_ptr<Job>> left;
@@ -319,8 +318,6 @@ void Scheduler::step(Slot& slot) {
   }
   const JobParams& p = job.params;
   const int64_t L = static_cast<int64_t>(p.prompt.size());
-  // Prompt chunks that share the round's pass (run_round) wait for it.
-  if (batch_prefill_ && slot.prompt_done < L) return;
   try {
     if (slot.prompt_done < L) {
       // One prompt chunk, cut at absolute multiples of prefill_chunk.
@@ -425,81 +422,49 @@ void Scheduler::sample(Slot& slot) {
     finish(slot, *done);
     return;
   }
-  // The token just sampled goes through the model with the other slots' in this round's pass
-  // (run_round); its logits wait for the next round.
+  // The token just sampled goes through the model with the other slots' in this round's decode
+  // step (decode_pending); its logits wait for the next round.
   slot.pending = next;
 }
 
-void Scheduler::run_round() {
+void Scheduler::decode_pending() {
   std::vector<Slot*> slots;
   std::vector<Session*> sessions;
-  std::vector<std::span<const int32_t>> runs;
-  std::vector<int32_t> tokens(slots_.size());  // the decode tokens (runs point into it)
-  std::vector<int64_t> chunk_end;              // per entry: the prompt chunk's end, or -1
-  const int64_t C = options_.prefill_chunk;
-  int64_t prompt_rows = 0, decode_rows = 0, prompt_done_rows = 0;
-  for (size_t k = 0; k < slots_.size(); ++k) {
-    Slot& s = *slots_[k];
-    if (!s.job) continue;
-    const std::vector<int32_t>& prompt = s.job->params.prompt;
-    const auto L = static_cast<int64_t>(prompt.size());
-    if (batch_prefill_ && s.prompt_done < L) {
-      // The slot's next prompt chunk, cut at absolute multiples of prefill_chunk as step() cuts
-      // it; the last chunk's last row is where the first token's attention is watched.
-      const int64_t begin = s.prompt_done, end = std::min(L, (begin / C + 1) * C);
-      runs.push_back(std::span<const int32_t>(prompt).subspan(static_cast<size_t>(begin),
-                                                              static_cast<size_t>(end - begin)));
-      chunk_end.push_back(end);
-      s.watch.active = end == L;
-      prompt_rows += end - begin;
-    } else if (s.pending >= 0) {
-      tokens[k] = s.pending;
-      s.pending = -1;
-      runs.push_back(std::span<const int32_t>(&tokens[k], 1));
-      chunk_end.push_back(-1);
-      s.watch.active = true;
-      ++decode_rows;
-    } else {
-      continue;
-    }
-    s.watch.captured.clear();
-    slots.push_back(&s);
-    sessions.push_back(&*s.session);
+  std::vector<int32_t> tokens;
+  for (auto& s : slots_) {
+    if (!s->job || s->pending < 0) continue;
+    slots.push_back(s.get());
+    sessions.push_back(&*s->session);
+    tokens.push_back(s->pending);
+    s->pending = -1;
+    s->watch.active = true;
+    s->watch.captured.clear();
   }
   if (slots.empty()) return;
-  // One forward pass for every slot's run: the weights are read once for all of them, and
+  // One forward pass for every slot's token: the weights are read once for all of them, and
   // eval_batch keeps each slot's logits independent of the others (batch invariance).
   const auto t0 = Clock::now();
   std::vector<int64_t> n_past(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) n_past[i] = sessions[i]->n_past();
   const auto apply = [&](size_t i, std::span<const float> logits) {
-    Slot& s = *slots[i];
-    s.logits = logits;
-    s.cached.insert(s.cached.end(), runs[i].begin(), runs[i].end());
-    if (chunk_end[i] < 0) {
-      s.has_logits = true;
-      return;
-    }
-    const int64_t begin = s.prompt_done, end = chunk_end[i];
-    if (end % C == 0 && s.reusable == begin) s.reusable = end;
-    s.prompt_done = end;
-    s.has_logits = end == static_cast<int64_t>(s.job->params.prompt.size());
-    prompt_done_rows += end - begin;
+    slots[i]->logits = logits;
+    slots[i]->cached.push_back(tokens[i]);
+    slots[i]->has_logits = true;
   };
   std::vector<std::pair<Slot*, std::string>> failed;
   try {
-    const std::vector<std::span<const float>> logits = eval_batch(sessions, runs);
+    const std::vector<std::span<const float>> logits = eval_batch(sessions, tokens);
     for (size_t i = 0; i < slots.size(); ++i) apply(i, logits[i]);
   } catch (const std::exception& e) {
     if (slots.size() == 1) failed.emplace_back(slots[0], e.what());
     // One slot's failure (non-finite activations from its tokens) must not end the others': each
-    // runs again alone from where it was, which gives it the same bits as the shared pass.
+    // runs its token again alone from where it was, which gives it the same bits.
     for (size_t i = 0; i < slots.size() && slots.size() > 1; ++i) {
       slots[i]->watch.captured.clear();
       try {
         sessions[i]->truncate(n_past[i]);
         Session* one[] = {sessions[i]};
-        apply(i, eval_batch(one, std::span<const std::span<const int32_t>>(&runs[i], 1))[0]);
+        apply(i, eval_batch(one, std::span<const int32_t>(&tokens[i], 1))[0]);
       } catch (const std::exception& e1) {
         failed.emplace_back(slots[i], e1.what());
       }
@@ -507,14 +472,8 @@ void Scheduler::run_round() {
   }
   for (Slot* s : slots) s->watch.active = false;
   for (auto& [s, message] : failed) finish(*s, Finish::error, message);
-  // The pass's time split between prefill and decode by their rows (for /metrics' rates).
-  const double dt = seconds(t0, Clock::now());
-  const double prompt_share =
-      static_cast<double>(prompt_rows) / static_cast<double>(prompt_rows + decode_rows);
   std::lock_guard lock(mu_);
-  stats_.prompt_tokens += prompt_done_rows;
-  stats_.prefill_seconds += dt * prompt_share;
-  stats_.decode_seconds += dt * (1 - prompt_share);
+  stats_.decode_seconds += seconds(t0, Clock::now());
 }
 
 void Scheduler::finish(Slot& slot, Finish how, const std::string& error) {

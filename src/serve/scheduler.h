@@ -11,15 +11,7 @@
 // always runs the same passes with the same shapes. Prefix reuse keeps that true: a new job
 // reuses only the cached positions that an earlier prompt filled in whole chunks and that match
 // the new prompt, cut to a chunk boundary, i.e. exactly the K/V a fresh run would compute.
-//
-// Where a row's products do not depend on how many rows share them (Model::row_invariant_products:
-// int8 products of block formats, one fixed fp32 chain per output), the
-// round's prompt chunks join its decode tokens in one pass (eval_batch with a run per slot), so
-// eight streams starting together read the weights once for their prompts instead of eight times
-// (a shorter time to first token under load); a slot's chunks and their shapes are the same as
-// alone, and so are its bits. With exact products a chunk of many rows takes the GEMM path when
-// alone (faster for long prompts) but would be held to the matrix-vector kernels in a shared pass,
-// so there each slot's chunks keep a pass of their own.
+
 #pragma once
 
 #include <atomic>
@@ -148,13 +140,12 @@ class Scheduler {
   void start(Slot& slot, std::shared_ptr<Job> job);
   void step(Slot& slot);
   void sample(Slot& slot);
-  void run_round();  // one pass: the round's decode tokens (and prompt chunks: batch_prefill_)
+  void decode_pending();
   void finish(Slot& slot, Finish how, const std::string& error = {});
 
   Model model_;
   SchedulerOptions options_;
   int64_t n_ctx_ = 0;
-  bool batch_prefill_ = false;    // prompt chunks share the round's pass (see the top of the file)
   std::vector<int32_t> end_ids_;  // tokens that end a reply (EOS, end of turn), sorted
   std::vector<std::unique_ptr<Slot>> slots_;
 

@@ -405,38 +405,6 @@ TEST(Session, EvalBatchRejectsBadBatchesBeforeRunning) {
   EXPECT_EQ(c.n_past(), 0) << "a failed batch ran session c";
 }
 
-// Model::row_invariant_products: true only when every matrix has integer kernels in the int8
-// mode; then a prompt run through eval_batch beside another session's gives eval()'s bits.
-TEST(Session, RowInvariantProductsOnlyWhenEveryMatrixIsInt8) {
-  QKV_REQUIRE_SHARED(q4km, "fixtures/gguf-quant/model-Q4_K_M.gguf");
-  QKV_REQUIRE_SHARED(q3k, "fixtures/gguf-quant/model-Q3_K.gguf");
-  QKV_REQUIRE_SHARED(f32, "fixtures/gguf-quant/model-f32.gguf");
-  const auto load = [](const std::filesystem::path& p, DotProducts dot) {
-    return Model::load(
-        p.string(), {.tokenizer_path = {}, .require_tokenizer = false, .progress = {}, .dot = dot});
-  };
-  const Model int8 = load(q4km, DotProducts::int8);
-  EXPECT_TRUE(int8.row_invariant_products());
-  EXPECT_FALSE(load(q4km, DotProducts::exact).row_invariant_products());
-  EXPECT_FALSE(load(q3k, DotProducts::int8).row_invariant_products()) << "Q3_K has no int8 kernel";
-  EXPECT_FALSE(load(f32, DotProducts::int8).row_invariant_products());
-  // The whole prompt in one eval() (the GEMM-sized pass alone) and in eval_batch beside
-  // another session's decode step: the same bits.
-  const std::vector<int32_t> prompt = {1,  40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52,
-                                       53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66,
-                                       67, 68, 69, 70, 71, 72, 73, 74, 75, 76, 77, 78};
-  Session alone(int8, kOneThread), a(int8, kOneThread), b(int8, kOneThread);
-  const std::span<const float> want = alone.eval(prompt);
-  const int32_t b_prompt[] = {1, 2, 3};
-  b.eval(b_prompt);
-  const int32_t b_tok[] = {4};
-  const std::span<const int32_t> runs[] = {b_tok, prompt};
-  Session* batch[] = {&b, &a};
-  const auto out = eval_batch(batch, runs);
-  ASSERT_EQ(out[1].size(), want.size());
-  EXPECT_EQ(std::memcmp(out[1].data(), want.data(), want.size() * sizeof(float)), 0);
-}
-
 // eval_batch with runs of tokens: a session's prompt chunks and decode steps give bitwise the
 // same logits whether they run alone or in one pass with other sessions' chunks and decode
 // steps (as a server's rounds mix them), and they agree with eval() within fp32 rounding.

@@ -108,10 +108,10 @@ def main():
 
 
 def poisoned_token(qkv, folder, check):
-    """One request's token makes the activations non-finite (its embedding row's first block has
-    an infinite scale). In the int8 mode its prompt shares the round's pass with another stream's
-    decode steps: that pass fails, and the scheduler must end only the poisoned request; the
-    stream beside it goes on, bitwise as alone."""
+    """One token makes the activations non-finite (its embedding row's first block has an
+    infinite scale), and requests whose logit_bias makes it their first generated token run it in
+    the decode step they share with another stream: that step fails, and the scheduler must end
+    only the poisoned requests; the stream beside them goes on, bitwise as alone."""
     g = Gguf(folder / "model-Q8_0.gguf")
     emb = g.tensor("token_embd.weight")
     n_embd = emb["dims"][0]
@@ -137,10 +137,10 @@ def poisoned_token(qkv, folder, check):
             def poison():
                 i = 0
                 while not done.is_set() or not answers:
-                    # Prompt chunks of 8 with the poisoned token in the second one.
-                    ids = [1] + [40 + (i + k) % 50 for k in range(9)] + [bad]
-                    st3, j, _, _ = srv.request("POST", "/v1/completions",
-                                               {"prompt": ids, "max_tokens": 4, "temperature": 0})
+                    ids = [1] + [40 + (i + k) % 50 for k in range(3)]
+                    st3, j, _, _ = srv.request("POST", "/v1/completions", {
+                        "prompt": ids, "max_tokens": 4, "temperature": 0,
+                        "logit_bias": {str(bad): 100}})
                     answers.append(st3 == 500 and "non-finite" in j["error"]["message"])
                     i += 1
             t = threading.Thread(target=poison)
