@@ -170,17 +170,4 @@ std::string or_list(const std::vector<std::string>& words) {
   return out;
 }
 
-std::string printable(std::string_view text) {
-  return token_label(text);
-}
-
-std::string json_error_reason(const std::exception& e) {
-  std::string_view what = e.what();
-  if (what.rfind("[json.exception.", 0) == 0) {
-    const size_t end = what.find("] ");
-    if (end != std::string_view::npos) what.remove_prefix(end + 2);
-  }
-  return printable(what);
-}
-
 }  // namespace qkv::app

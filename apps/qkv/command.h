@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "qkv/explain.h"
 #include "qkv/session.h"
 
 namespace qkv::app {
@@ -84,12 +85,23 @@ std::string or_list(const std::vector<std::string>& words);
 // Text for an error message that may hold what the user gave (a path, an argument, a file's
 // bytes): valid UTF-8, each byte that is not part of a UTF-8 character written as \xNN (as
 // qkv::token_label writes them). A terminal shows the raw bytes as garbage or not at all.
-std::string printable(std::string_view text);
+// Inline, as json_error_reason below: chat_source.h uses them in the Python module too, which
+// links the library but not the CLI's own sources.
+inline std::string printable(std::string_view text) {
+  return token_label(text);
+}
 
 // A JSON parse error's reason, as printable text, without nlohmann's "[json.exception...] "
 // prefix: "syntax error while parsing value - invalid string: ill-formed UTF-8 byte; last read:
 // '"a\xff'".
-std::string json_error_reason(const std::exception& e);
+inline std::string json_error_reason(const std::exception& e) {
+  std::string_view what = e.what();
+  if (what.rfind("[json.exception.", 0) == 0) {
+    const size_t end = what.find("] ");
+    if (end != std::string_view::npos) what.remove_prefix(end + 2);
+  }
+  return printable(what);
+}
 
 // An option whose value is one of `names`: CLI11 transforms the name into the enum value, and
 // anything else is refused with "expected a or b, found "x"". The default is shown by name.
