@@ -287,9 +287,10 @@ void read_sampling(const Fields& f, JobParams& p) {
   // llama-server), and errors about the limit name the field the client used.
   p.max_tokens = -1;  // the caller fills in the context's room when none is given
   p.max_tokens_field = "max_tokens";
-  if (f.has("max_tokens")) p.max_tokens = f.integer("max_tokens", 0, 1, INT32_MAX);
+  // 0 only scores the prompt (completions with echo; the caller refuses it otherwise).
+  if (f.has("max_tokens")) p.max_tokens = f.integer("max_tokens", 0, 0, INT32_MAX);
   if (f.has("max_completion_tokens")) {
-    p.max_tokens = f.integer("max_completion_tokens", 0, 1, INT32_MAX);
+    p.max_tokens = f.integer("max_completion_tokens", 0, 0, INT32_MAX);
     p.max_tokens_field = "max_completion_tokens";
   }
   if (f.has("user")) f.string("user");  // an end-user id for abuse monitoring: checked, unused

@@ -34,6 +34,19 @@ void log_softmax(std::span<const float> logits, std::vector<float>& out) {
   for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - log_z;
 }
 
+// ev's logprob of `id` and the n most likely tokens (ties: lower id first) of a log-softmax row.
+void fill_logprobs(std::span<const float> lp, int32_t id, int n, TokenEvent& ev) {
+  ev.logprob = lp[static_cast<size_t>(id)];
+  std::vector<int32_t> order(lp.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t k = std::min(order.size(), static_cast<size_t>(n));
+  const auto at = [&](int32_t i) { return lp[static_cast<size_t>(i)]; };
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+      [&](int32_t a, int32_t b) { return at(a) > at(b) || (at(a) == at(b) && a < b); });
+  for (size_t i = 0; i < k; ++i) ev.top.push_back({order[i], at(order[i])});
+}
+
 }  // namespace
 
 std::vector<TokenEvent> Job::take(int timeout_ms, bool& is_done) {
@@ -297,7 +310,8 @@ void Scheduler::start(Slot& slot, std::shared_ptr<Job> job) {
   const int64_t C = options_.prefill_chunk;
   const int64_t L = static_cast<int64_t>(p.prompt.size());
   int64_t keep = 0;
-  const int64_t lim = std::min(slot.reusable, L - 1);
+  // Prompt logprobs need the logits of every prompt position: nothing cached is reused.
+  const int64_t lim = p.echo && p.n_logprobs >= 0 ? 0 : std::min(slot.reusable, L - 1);
   while (keep < lim && slot.cached[keep] == p.prompt[keep]) ++keep;
   keep = keep / C * C;
   slot.session->truncate(std::min<int64_t>(keep, slot.session->n_past()));
@@ -327,9 +341,13 @@ void Scheduler::step(Slot& slot) {
       const auto t0 = Clock::now();
       slot.watch.active = end == L;
       slot.watch.captured.clear();
-      slot.logits =
-          slot.session->eval(std::span<const int32_t>(p.prompt).subspan(begin, end - begin));
+      const bool prompt_logprobs = p.echo && p.n_logprobs >= 0;
+      const std::span<const float> rows = slot.session->eval(
+          std::span<const int32_t>(p.prompt).subspan(begin, end - begin), prompt_logprobs);
+      const auto n_vocab = static_cast<size_t>(model_.config().n_vocab);
+      slot.logits = rows.subspan(rows.size() - n_vocab);
       slot.watch.active = false;
+      if (prompt_logprobs) prompt_events(slot, rows, begin, end);
       slot.cached.insert(slot.cached.end(), p.prompt.begin() + begin, p.prompt.begin() + end);
       if (end % C == 0 && slot.reusable == begin) slot.reusable = end;
       slot.prompt_done = end;
@@ -340,11 +358,44 @@ void Scheduler::step(Slot& slot) {
       }
       if (end < L) return;
       slot.has_logits = true;
+      if (p.max_tokens == 0) {  // echo: the prompt scored, nothing generated
+        finish(slot, Finish::length);
+        return;
+      }
     }
     sample(slot);
   } catch (const std::exception& e) {
     finish(slot, Finish::error, e.what());
   }
+}
+
+void Scheduler::prompt_events(Slot& slot, std::span<const float> rows, int64_t begin, int64_t end) {
+  Job& job = *slot.job;
+  const JobParams& p = job.params;
+  const auto L = static_cast<int64_t>(p.prompt.size());
+  const auto n_vocab = static_cast<size_t>(model_.config().n_vocab);
+  std::vector<TokenEvent> events;
+  if (begin == 0) {
+    TokenEvent first;  // the first prompt token: no logprob
+    first.id = p.prompt[0];
+    first.prompt = true;
+    first.has_logprob = false;
+    events.push_back(std::move(first));
+  }
+  // Row r (position begin + r) gives the next prompt token's logprob.
+  for (int64_t q = begin; q < end && q + 1 < L; ++q) {
+    log_softmax(rows.subspan(static_cast<size_t>(q - begin) * n_vocab, n_vocab), slot.logprobs);
+    TokenEvent ev;
+    ev.id = p.prompt[static_cast<size_t>(q + 1)];
+    ev.prompt = true;
+    fill_logprobs(slot.logprobs, ev.id, p.n_logprobs, ev);
+    events.push_back(std::move(ev));
+  }
+  {
+    std::lock_guard lock(job.mu);
+    for (TokenEvent& ev : events) job.events.push_back(std::move(ev));
+  }
+  job.cv.notify_all();
 }
 
 void Scheduler::sample(Slot& slot) {
@@ -365,18 +416,7 @@ void Scheduler::sample(Slot& slot) {
   for (const auto& [id, bias] : p.logit_bias) slot.work[static_cast<size_t>(id)] += bias;
   const int32_t next = slot.sampler->sample(slot.work, slot.history);
   ev.id = next;
-  if (p.n_logprobs >= 0) {
-    ev.logprob = slot.logprobs[static_cast<size_t>(next)];
-    std::vector<int32_t> order(slot.logprobs.size());
-    std::iota(order.begin(), order.end(), 0);
-    const size_t k = std::min(order.size(), static_cast<size_t>(p.n_logprobs));
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-                      [&](int32_t a, int32_t b) {
-                        return slot.logprobs[a] > slot.logprobs[b] ||
-                               (slot.logprobs[a] == slot.logprobs[b] && a < b);
-                      });
-    for (size_t i = 0; i < k; ++i) ev.top.push_back({order[i], slot.logprobs[order[i]]});
-  }
+  if (p.n_logprobs >= 0) fill_logprobs(slot.logprobs, next, p.n_logprobs, ev);
   ev.attention = std::move(slot.watch.captured);
   slot.watch.captured.clear();
   slot.has_logits = false;

@@ -23,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -59,6 +60,10 @@ struct TokenEvent {
   float logprob = 0;              // log p(id) under the model (before sampling transforms)
   std::vector<TokenLogprob> top;  // the n_logprobs most likely tokens
   std::vector<AttentionTop> attention;
+  // A prompt token's logprob (JobParams::echo with logprobs): sent before the generated ones, in
+  // prompt order; the first prompt token has none (has_logprob false).
+  bool prompt = false;
+  bool has_logprob = true;
 };
 
 struct JobParams {
@@ -73,6 +78,10 @@ struct JobParams {
   std::vector<std::string> stop;
   bool stop_at_eos = true;
   int n_logprobs = -1;  // -1: none; else the chosen token's logprob and this many top ones
+  // With n_logprobs >= 0: every prompt token's logprob under the tokens before it too (prompt
+  // TokenEvents; the prompt then runs from position 0, no cached prefix, its chunks with all
+  // logits). max_tokens may then be 0 (score the prompt only).
+  bool echo = false;
   AttentionRequest attention;
 };
 
@@ -140,6 +149,8 @@ class Scheduler {
   void start(Slot& slot, std::shared_ptr<Job> job);
   void step(Slot& slot);
   void sample(Slot& slot);
+  // Echo with logprobs: the prompt tokens' events from a chunk's rows of logits [end - begin].
+  void prompt_events(Slot& slot, std::span<const float> rows, int64_t begin, int64_t end);
   void decode_pending();
   void finish(Slot& slot, Finish how, const std::string& error = {});
 

@@ -394,7 +394,7 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
                      "prompt");
     }
     if (f.has("logprobs")) p.n_logprobs = static_cast<int>(f.integer("logprobs", 0, 0, 5));
-    if (f.boolean("echo", false)) throw ApiError(400, "'echo' is not supported", "echo");
+    p.echo = f.boolean("echo", false);
     // Fields that would change what is generated are refused rather than ignored.
     if (f.string("suffix").value_or("") != "") {
       throw ApiError(400, "'suffix' (fill in the middle) is not supported", "suffix");
@@ -403,6 +403,20 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
       throw ApiError(400, "'best_of' must be 1: one completion per request is supported",
                      "best_of");
     }
+  }
+  if (p.max_tokens == 0 && !p.echo) {
+    throw ApiError(400,
+                   core::concat("'", p.max_tokens_field,
+                                "' must be at least 1 (0 only with 'echo' on /v1/completions, "
+                                "which then scores the prompt)"),
+                   p.max_tokens_field);
+  }
+  // Echo: the reply's text starts with the prompt's (as given, or the ids' decoded text).
+  std::string echo_text;
+  if (p.echo) {
+    json pr = body["prompt"];
+    if (pr.is_array() && pr.size() == 1 && (pr[0].is_string() || pr[0].is_array())) pr = pr[0];
+    echo_text = pr.is_string() ? pr.get<std::string>() : tok.decode(p.prompt, false);
   }
   const int64_t n_ctx = sched->n_ctx();
   const int64_t n_prompt = static_cast<int64_t>(p.prompt.size());
@@ -451,6 +465,14 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
   };
   auto add_token = [tk, n_logprobs, want_attention, kind](Acc& a, const serve::TokenEvent& ev) {
     if (ev.id < 0) return;
+    if (ev.prompt) {  // echo: a prompt token (legacy shape; the first has no logprob)
+      a.tokens.push_back(tk->token_bytes(ev.id));
+      a.token_lps.push_back(ev.has_logprob ? json(ev.logprob) : json(nullptr));
+      json top = json::object();
+      for (const auto& t : ev.top) top[tk->token_bytes(t.id)] = t.logprob;
+      a.tops.push_back(ev.has_logprob ? top : json(nullptr));
+      return;
+    }
     if (n_logprobs >= 0) {
       if (kind == Kind::chat) {
         json e = serve::token_logprob(*tk, ev.id, ev.logprob);
@@ -488,7 +510,7 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
   if (!stream) {
     // A client that goes away cancels its generation (a stream's provider sees it itself).
     const int socket = serve::connection_socket(req);
-    std::string text;
+    std::string text = echo_text;
     Acc acc;
     bool done = false;
     while (!done) {
@@ -530,9 +552,13 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   auto state = std::make_shared<int>(0);  // 0: role not sent yet (chat), 1: streaming, 2: over
+  // Echo: the prompt's text goes first, in one chunk with the prompt tokens' logprobs when asked
+  // for (gathered from the prompt events as they come).
+  auto echo = std::make_shared<Acc>();
+  auto echo_left = std::make_shared<int64_t>(p.echo ? (n_logprobs >= 0 ? n_prompt : 0) : -1);
   auto provide = [job, state, id, created, mid, kind, add_token, logprobs_json, usage,
-                  include_usage, want_attention, n_logprobs,
-                  prompt_pieces](size_t, httplib::DataSink& sink) {
+                  include_usage, want_attention, n_logprobs, prompt_pieces, echo, echo_left,
+                  echo_text](size_t, httplib::DataSink& sink) {
     auto send = [&](const json& j) {
       const std::string line = "data: " + serve::dump(j) + "\n\n";
       return sink.write(line.data(), line.size());
@@ -564,7 +590,25 @@ void Server::Impl::generate(const httplib::Request& req, const std::string& body
       job->cancelled = true;
       return false;
     }
+    const auto send_echo = [&] {
+      json c = {{"index", 0}, {"logprobs", logprobs_json(*echo)}, {"finish_reason", nullptr}};
+      c["text"] = echo_text;
+      *echo_left = -1;
+      return send(chunk(c));
+    };
+    if (*echo_left == 0 && !send_echo()) {
+      job->cancelled = true;
+      return false;
+    }
     for (const serve::TokenEvent& ev : events) {
+      if (ev.prompt) {
+        add_token(*echo, ev);
+        if (--*echo_left == 0 && !send_echo()) {
+          job->cancelled = true;
+          return false;
+        }
+        continue;
+      }
       Acc acc;
       add_token(acc, ev);
       if (ev.text.empty() && n_logprobs < 0 && !want_attention) continue;

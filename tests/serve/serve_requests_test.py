@@ -15,6 +15,7 @@ import math
 import pathlib
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -417,6 +418,7 @@ def main():
     vanished_client(qkv, check)
     template_bos(qkv, shared, check)
     embedding_token_ids(qkv, shared, check)
+    echo_prompt_logprobs(qkv, shared, check)
     print(f"serve requests: {len(failures)} failure(s)")
     return 1 if failures else 0
 
@@ -530,6 +532,87 @@ def embedding_token_ids(qkv, shared, check):
                       word in j["error"]["message"], f"{model}: input {inp}: {st} {text[:200]}")
         finally:
             srv.stop()
+
+
+def echo_prompt_logprobs(qkv, shared, check):
+    """/v1/completions with echo: the reply's text starts with the prompt, and with logprobs
+    every prompt token's logprob under the tokens before it comes first (the first one null), as
+    lm-eval-harness's loglikelihood requests (echo, logprobs, max_tokens 0) read them. The
+    expected logprobs are transformers' (llama-tiny's outputs: logits and log-sum-exp of every
+    position of its first prompt); prompt chunks of 4 so that a chunk's last row scores the
+    next chunk's first token."""
+    hf = shared / "fixtures" / "hf" / "llama-tiny"
+    if not (hf / "outputs.safetensors").is_file():
+        check(not shared_data.shared_required(), f"{hf} is absent and QKV_REQUIRE_SHARED is set")
+        print("skipped the echo checks: ../shared is absent")
+        return
+    data = (hf / "outputs.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+
+    def tensor(name):
+        t = header[name]
+        a, b = t["data_offsets"]
+        raw = data[8 + n + a:8 + n + b]
+        return struct.unpack(f"<{len(raw) // 4}{'f' if t['dtype'] == 'F32' else 'i'}", raw)
+    ids, logits, lse = tensor("p0.ids"), tensor("p0.logits"), tensor("p0.logsumexp")
+    n_vocab = header["p0.logits"]["shape"][1]
+    want = [logits[(i - 1) * n_vocab + ids[i]] - lse[i - 1] for i in range(1, len(ids))]
+    srv = Server(qkv, "-m", str(hf), "--parallel", "2", "--prefill-chunk", "4")
+    try:
+        body = {"prompt": list(ids), "max_tokens": 0, "echo": True, "logprobs": 2,
+                "temperature": 0}
+        st, j, text, _ = srv.request("POST", COMPLETIONS, body)
+        lp = j["choices"][0]["logprobs"] if st == 200 else {}
+        got = lp.get("token_logprobs", [])
+        check(st == 200 and len(got) == len(ids) and got[0] is None and
+              lp["top_logprobs"][0] is None and j["usage"]["completion_tokens"] == 0 and
+              j["choices"][0]["finish_reason"] == "length",
+              f"echo, max_tokens 0: {st} {text[:300]}")
+        if len(got) == len(ids):
+            worst = max(abs(g - w) for g, w in zip(got[1:], want))
+            check(worst < 1e-4, f"echo: prompt logprobs differ from transformers' by {worst}")
+            # The top logprob of each position is at least the prompt token's, and 2 are given.
+            check(all(len(t) == 2 and max(t.values()) >= g - 1e-6
+                      for t, g in zip(lp["top_logprobs"][1:], got[1:])),
+                  f"echo: top logprobs {lp['top_logprobs'][:3]}")
+        # Echo with generation: the text is the prompt's then the same reply as without echo.
+        st, j, _, _ = srv.request("POST", COMPLETIONS, {
+            "prompt": "Once upon a time", "max_tokens": 4, "temperature": 0, "logprobs": 1})
+        plain = j["choices"][0] if st == 200 else {}
+        st, j, text, _ = srv.request("POST", COMPLETIONS, {
+            "prompt": "Once upon a time", "max_tokens": 4, "temperature": 0, "logprobs": 1,
+            "echo": True})
+        ch = j["choices"][0] if st == 200 else {}
+        n_prompt = j["usage"]["prompt_tokens"] if st == 200 else 0
+        check(st == 200 and plain and ch["text"] == "Once upon a time" + plain["text"] and
+              ch["logprobs"]["tokens"][n_prompt:] == plain["logprobs"]["tokens"] and
+              len(ch["logprobs"]["token_logprobs"]) == n_prompt + 4,
+              f"echo with 4 tokens: {text[:300]} against {plain}")
+        # Streamed: one chunk with the prompt's text and logprobs, then the reply's chunks.
+        st, _, raw = srv.stream(COMPLETIONS, {
+            "prompt": "Once upon a time", "max_tokens": 4, "temperature": 0, "logprobs": 1,
+            "echo": True, "stream": True})
+        chunks = [e["choices"][0] for e in parse_sse(raw) if e.get("choices")]
+        check(st == 200 and chunks and chunks[0]["text"] == "Once upon a time" and
+              chunks[0]["logprobs"]["tokens"] == ch["logprobs"]["tokens"][:n_prompt] and
+              "".join(c["text"] for c in chunks) == ch.get("text"),
+              f"streamed echo: {chunks[:3]}")
+        # Echo without logprobs needs no prompt scoring: the text only.
+        st, j, text, _ = srv.request("POST", COMPLETIONS, {
+            "prompt": "Once upon a time", "max_tokens": 0, "echo": True})
+        check(st == 200 and j["choices"][0]["text"] == "Once upon a time" and
+              j["choices"][0]["logprobs"] is None, f"echo without logprobs: {st} {text[:200]}")
+        for bad in ({"prompt": "Once", "max_tokens": 0},
+                    {"prompt": "Once", "max_completion_tokens": 0}):
+            st, j, text, _ = srv.request("POST", COMPLETIONS, bad)
+            check(st == 400 and "echo" in j["error"]["message"], f"{bad}: {st} {text[:200]}")
+        st, j, text, _ = srv.request("POST", "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 0})
+        check(st == 400 and j["error"]["param"] == "max_tokens", f"chat max_tokens 0: {st}")
+    finally:
+        rc = srv.stop()
+        check(rc == 0, f"echo: server exit code {rc}")
 
 
 def template_bos(qkv, shared, check):
