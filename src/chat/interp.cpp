@@ -216,14 +216,7 @@ Interp::Flow Interp::exec(const Stmt& s, const ScopePtr& scope, std::string& out
       // The callee and its arguments as in an expression, and caller=: the block as a macro.
       const Expr& e = *s.expr;
       const Value callee = eval(*e.a, scope);
-      CallArgs args;
-      for (const Arg& a : e.args) {
-        if (a.name.empty()) {
-          args.pos.push_back(eval(*a.value, scope));
-        } else {
-          args.kw.emplace_back(a.name, eval(*a.value, scope));
-        }
-      }
+      CallArgs args = eval_args(e.args, scope);
       args.kw.emplace_back("caller", define_macro(s, scope));
       at(e.line, e.column);
       out += to_str(call(callee, args));
@@ -418,6 +411,18 @@ Value Interp::call(const Value& callee, CallArgs& args) {
   return callee.fn().fn(*this, args);
 }
 
+CallArgs Interp::eval_args(const std::vector<Arg>& list, const ScopePtr& scope) {
+  CallArgs args;
+  for (const Arg& a : list) {
+    if (a.name.empty()) {
+      args.pos.push_back(eval(*a.value, scope));
+    } else {
+      args.kw.emplace_back(a.name, eval(*a.value, scope));
+    }
+  }
+  return args;
+}
+
 Value Interp::eval(const Expr& e, const ScopePtr& scope) {
   at(e.line, e.column);
   switch (e.kind) {
@@ -445,28 +450,14 @@ Value Interp::eval(const Expr& e, const ScopePtr& scope) {
     }
     case Expr::Kind::Call: {
       const Value callee = eval(*e.a, scope);
-      CallArgs args;
-      for (const Arg& a : e.args) {
-        if (a.name.empty()) {
-          args.pos.push_back(eval(*a.value, scope));
-        } else {
-          args.kw.emplace_back(a.name, eval(*a.value, scope));
-        }
-      }
+      CallArgs args = eval_args(e.args, scope);
       at(e.line, e.column);
       return call(callee, args);
     }
     case Expr::Kind::Filter:
     case Expr::Kind::Test: {
       const Value v = eval(*e.a, scope);
-      CallArgs args;
-      for (const Arg& a : e.args) {
-        if (a.name.empty()) {
-          args.pos.push_back(eval(*a.value, scope));
-        } else {
-          args.kw.emplace_back(a.name, eval(*a.value, scope));
-        }
-      }
+      CallArgs args = eval_args(e.args, scope);
       at(e.line, e.column);
       step();
       if (e.kind == Expr::Kind::Filter) return filter(e.name, v, args);

@@ -51,6 +51,8 @@ class Interp {
   int column() const { return column_; }
 
   Value eval(const Expr& e, const ScopePtr& scope);
+  // A call's positional and keyword arguments, evaluated in order.
+  CallArgs eval_args(const std::vector<Arg>& args, const ScopePtr& scope);
 
   // Builtins (chat/builtins.cpp).
   Value filter(const std::string& name, const Value& v, CallArgs& args);

@@ -86,16 +86,7 @@ std::string ascii_repr(const Value& v) {
       out += cp;
       continue;
     }
-    const uint32_t c = decode_cp(cp);
-    char buf[16];
-    if (c < 0x100) {
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-    } else if (c < 0x10000) {
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-    } else {
-      std::snprintf(buf, sizeof buf, "\\U%08x", c);
-    }
-    out += buf;
+    append_cp_escape(out, decode_cp(cp));
   }
   return out;
 }

@@ -285,15 +285,7 @@ std::string str_repr(const std::string& s) {
       if (py_isprintable(cp)) {
         out += ch;
       } else {
-        char b[16];
-        if (cp < 0x100) {
-          std::snprintf(b, sizeof b, "\\x%02x", cp);
-        } else if (cp < 0x10000) {
-          std::snprintf(b, sizeof b, "\\u%04x", cp);
-        } else {
-          std::snprintf(b, sizeof b, "\\U%08x", cp);
-        }
-        out += b;
+        append_cp_escape(out, cp);
       }
       continue;
     }
@@ -617,6 +609,18 @@ bool is_py_space(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0d) || (cp >= 0x1c && cp <= 0x20) || cp == 0x85 || cp == 0xa0 ||
          cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 ||
          cp == 0x202f || cp == 0x205f || cp == 0x3000;
+}
+
+void append_cp_escape(std::string& out, uint32_t cp) {
+  char b[16];
+  if (cp < 0x100) {
+    std::snprintf(b, sizeof b, "\\x%02x", cp);
+  } else if (cp < 0x10000) {
+    std::snprintf(b, sizeof b, "\\u%04x", cp);
+  } else {
+    std::snprintf(b, sizeof b, "\\U%08x", cp);
+  }
+  out += b;
 }
 
 uint32_t decode_cp(std::string_view s) {

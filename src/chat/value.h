@@ -176,6 +176,8 @@ size_t code_point_count(std::string_view s);
 // The code point of one UTF-8 character (an element of code_points()).
 uint32_t decode_cp(std::string_view cp);
 
+// Appends Python's escape of one code point: \xNN, \uNNNN or \UNNNNNNNN.
+void append_cp_escape(std::string& out, uint32_t cp);
 // Python's str.isprintable() for one code point (chat/casing.cpp): what repr() leaves as is.
 bool py_isprintable(uint32_t cp);
 // Python's str.isspace() for one code point.
